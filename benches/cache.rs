@@ -1,0 +1,2 @@
+//! criterion benchmark: cache
+fn main() {}

@@ -1,0 +1,2 @@
+//! criterion benchmark: exchange
+fn main() {}

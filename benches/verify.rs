@@ -1,0 +1,2 @@
+//! criterion benchmark: verify
+fn main() {}

@@ -1,0 +1,1 @@
+//! Admin listener: /healthz, /readyz, /metrics, /config.

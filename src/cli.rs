@@ -1,0 +1,1 @@
+//! The `baton` command line: run, demo, check and the other subcommands.

@@ -1,0 +1,1 @@
+//! Exchanged-token cache: moka, key, TTL, single-flight.

@@ -1,0 +1,131 @@
+//! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
+use serde::Serialize;
+
+/// Error type carried by every body in baton.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The one body type that handlers return and proxies stream.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A complete body from bytes.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The body was larger than the listener allows.
+    #[error("request body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// The connection failed while reading.
+    #[error("read request body: {0}")]
+    Read(BoxError),
+}
+
+/// Reads a whole body, refusing more than `limit` bytes (`http-body-util::Limited`).
+pub async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
+        Err(e) => Err(BodyError::Read(e)),
+    }
+}
+
+/// A JSON response with `Cache-Control: no-store` (RFC 6749 §5.1 for anything carrying tokens).
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut rsp = Response::new(full(bytes));
+    *rsp.status_mut() = status;
+    let h = rsp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    rsp
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut rsp = Response::new(full(body.into()));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    rsp
+}
+
+/// Why a form could not be parsed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// A parameter that may appear once appeared more than once (RFC 6749 §3.1).
+    #[error("parameter {0} repeated")]
+    Repeated(String),
+}
+
+/// An `application/x-www-form-urlencoded` body as ordered pairs.
+#[derive(Debug, Default, Clone)]
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Parses a form body. Never fails: invalid percent-encoding is decoded lossily.
+    pub fn parse(body: &[u8]) -> Self {
+        Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The single value of `name`; a repeated parameter is an error (RFC 6749 §3.1).
+    pub fn one(&self, name: &str) -> Result<Option<&str>, FormError> {
+        let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(FormError::Repeated(name.to_owned()));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
+    }
+
+    /// Every value of a repeatable parameter such as `resource` or `audience` (RFC 8693 §2.1).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_refuses_repeated_single_parameters() {
+        let f = Form::parse(b"grant_type=a&grant_type=b&resource=x&resource=y");
+        assert_eq!(f.one("grant_type"), Err(FormError::Repeated("grant_type".into())));
+        assert_eq!(f.all("resource"), vec!["x", "y"]);
+        assert_eq!(f.one("missing"), Ok(None));
+    }
+
+    #[tokio::test]
+    async fn read_limited_refuses_oversized_bodies() {
+        let err = read_limited(Full::new(Bytes::from(vec![0u8; 100])), 10).await;
+        assert!(matches!(err, Err(BodyError::TooLarge { limit: 10 })));
+        let ok = read_limited(Full::new(Bytes::from_static(b"abc")), 10).await;
+        assert_eq!(ok.ok(), Some(Bytes::from_static(b"abc")));
+    }
+}

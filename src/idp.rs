@@ -1,0 +1,1 @@
+//! `baton-idp`: a minimal, standards-true OpenID Provider.

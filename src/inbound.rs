@@ -1,0 +1,1 @@
+//! Inbound listener: bearer → verify → route rules → claims header → app.

@@ -1,0 +1,1 @@
+//! Discovery and JWKS cache: background refresh, single-flight unknown-`kid` refetch, readiness.

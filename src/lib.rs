@@ -1,0 +1,34 @@
+//! baton: a sidecar that makes identity propagation through a chain of services
+//! transparent (RFC 8693 token exchange on every hop), plus `baton-idp`, a small
+//! standards-true OpenID Provider with the enrichment exchange policy.
+//!
+//! Crate map:
+//! - [`secret`]: `Token`/`Secret` newtypes that never print themselves.
+//! - [`http`]: shared body type, size-limited body reads, JSON and form helpers.
+//! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain.
+//! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
+//!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
+//! - [`config`]: `sidecar.yaml` → validated `Config`, errors with file, field and reason.
+//! - [`inbound`]: bearer → verify → route rules → claims header → app.
+//! - [`outbound`]: forward proxy and upstream ports → route → exchange → forward.
+//! - [`exchange`]: RFC 8693 client; [`exchange::cache`] moka cache, key, TTL, single-flight.
+//! - [`admin`], [`telemetry`]: health, readiness, metrics; every metric name in one place.
+//! - [`sidecar`]: `baton run`: the three listeners of one sidecar wired together.
+//! - [`idp`]: `baton-idp`, the OpenID Provider and its token-exchange policy.
+//! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
+//! - [`cli`]: the `baton` subcommands.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod exchange;
+pub mod http;
+pub mod idp;
+pub mod inbound;
+pub mod jwt;
+pub mod outbound;
+pub mod secret;
+pub mod server;
+pub mod sidecar;
+pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Outbound listener: forward proxy and upstream ports → route → exchange → forward.

@@ -1,0 +1,1 @@
+//! Shared accept loop: limits, timeouts, graceful drain.

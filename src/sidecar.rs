@@ -1,0 +1,1 @@
+//! `baton run`: the inbound, outbound and admin listeners of one sidecar wired together.
