@@ -49,7 +49,10 @@ pub struct Problems {
 impl Problems {
     /// Starts collecting for `file`.
     pub fn new(file: impl Into<String>) -> Self {
-        Self { file: file.into(), errors: Vec::new() }
+        Self {
+            file: file.into(),
+            errors: Vec::new(),
+        }
     }
 
     /// Records that `field` is wrong because of `reason`.
@@ -63,7 +66,11 @@ impl Problems {
 
     /// `Ok(value)` when nothing was recorded, else every problem.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
-        if self.errors.is_empty() { Ok(value) } else { Err(ConfigErrors(self.errors)) }
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigErrors(self.errors))
+        }
     }
 
     /// A YAML parse error as a problem with the line and column serde_yaml reports.
@@ -72,6 +79,10 @@ impl Problems {
             .location()
             .map(|l| format!("line {} column {}", l.line(), l.column()))
             .unwrap_or_else(|| "(document)".into());
-        ConfigErrors(vec![ConfigError { file: file.into(), field, reason: e.to_string() }])
+        ConfigErrors(vec![ConfigError {
+            file: file.into(),
+            field,
+            reason: e.to_string(),
+        }])
     }
 }

@@ -13,7 +13,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A complete body from bytes.
 pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// An empty body.
@@ -54,7 +56,10 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let mut rsp = Response::new(full(bytes));
     *rsp.status_mut() = status;
     let h = rsp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     rsp
@@ -91,7 +96,11 @@ impl Form {
 
     /// The single value of `name`; a repeated parameter is an error (RFC 6749 §3.1).
     pub fn one(&self, name: &str) -> Result<Option<&str>, FormError> {
-        let mut found = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut found = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
         let first = found.next();
         if found.next().is_some() {
             return Err(FormError::Repeated(name.to_owned()));
@@ -116,7 +125,10 @@ mod tests {
     #[test]
     fn form_refuses_repeated_single_parameters() {
         let f = Form::parse(b"grant_type=a&grant_type=b&resource=x&resource=y");
-        assert_eq!(f.one("grant_type"), Err(FormError::Repeated("grant_type".into())));
+        assert_eq!(
+            f.one("grant_type"),
+            Err(FormError::Repeated("grant_type".into()))
+        );
         assert_eq!(f.all("resource"), vec!["x", "y"]);
         assert_eq!(f.one("missing"), Ok(None));
     }

@@ -1,4 +1,345 @@
-//! JWT verification rules (RFC 8725, RFC 9068 §4).
+//! JWT verification rules (RFC 8725, RFC 9068 §4): size cap, strict JOSE header, allow-listed
+//! algorithms bound to keys, explicit typing, exact `iss`, `aud`, `exp`/`nbf`/`iat` with bounded leeway.
+//!
+//! `jsonwebtoken` checks signatures; every rule it leaves to the caller (`crit`, `typ`, `nbf`,
+//! duplicate members, JWE and nested JWTs) is enforced here before or after it.
 
 pub mod jwks;
 pub mod keys;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use std::fmt;
+
+pub use jsonwebtoken::Algorithm;
+use keys::KeySet;
+
+/// A token's claims, as a JSON object.
+pub type Claims = serde_json::Map<String, Value>;
+
+/// Largest leeway any caller may configure, in seconds (DESIGN.md: at most 60 s).
+pub const MAX_LEEWAY: u64 = 60;
+
+/// Default token size cap, checked before any decoding (REFERENCE.md attack #10).
+pub const DEFAULT_MAX_LEN: usize = 8192;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Which kind of JWT the caller expects: explicit typing keeps kinds apart (RFC 8725 §3.11, §3.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An access token: `typ` must be `at+jwt` or `application/at+jwt` (RFC 9068 §4).
+    Access,
+    /// An ID token: `typ` absent or `JWT`; an `at+jwt` is refused.
+    Id,
+    /// A client assertion (RFC 7523): `typ` absent or `JWT`; an `at+jwt` is refused.
+    ClientAssertion,
+}
+
+/// What a token must satisfy to verify.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Exact `iss` (RFC 8725 §3.8): no trailing-slash or case folding.
+    pub issuer: String,
+    /// `aud` must contain this value (RFC 8725 §3.9); `None` skips the check (`id_token_hint`).
+    pub audience: Option<String>,
+    /// The expected kind, checked through `typ`.
+    pub kind: Kind,
+    /// Allowed algorithms. Only asymmetric algorithms ever verify; `none` and HMAC never do.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew tolerated on `exp`, `nbf`, `iat`, in seconds; clamped to [`MAX_LEEWAY`].
+    pub leeway: u64,
+    /// Size cap in bytes, checked before decoding.
+    pub max_len: usize,
+}
+
+impl Rules {
+    /// Rules for an RFC 9068 access token addressed to `audience`: ES256 and RS256, 30 s leeway.
+    pub fn access(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: Some(audience.into()),
+            kind: Kind::Access,
+            algorithms: vec![Algorithm::ES256, Algorithm::RS256],
+            leeway: 30,
+            max_len: DEFAULT_MAX_LEN,
+        }
+    }
+}
+
+/// A token that passed every rule.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The payload.
+    pub claims: Claims,
+    /// The key that signed it.
+    pub kid: String,
+    /// The algorithm it was signed with.
+    pub alg: Algorithm,
+    /// Its `exp`, in seconds since the epoch.
+    pub exp: u64,
+}
+
+/// Why a token did not verify. `Display` never contains token content, so it may be sent as an
+/// RFC 6750 `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Larger than the cap.
+    #[error("token larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not a well-formed JWS compact serialization with JSON header and payload.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// No key with this `kid` (or no `kid` and no single candidate key) at the issuer.
+    #[error("no key at the issuer matches the token's kid")]
+    UnknownKid,
+    /// The algorithm is not allowed, or is not the algorithm bound to the key.
+    #[error("algorithm not allowed")]
+    Algorithm,
+    /// `crit` names a parameter this verifier does not understand (RFC 7515 §4.1.11).
+    #[error("unsupported critical header parameter")]
+    Crit,
+    /// `typ` does not match the expected kind of token (RFC 8725 §3.11).
+    #[error("wrong token type")]
+    Type,
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    Signature,
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `iss` is not the configured issuer.
+    #[error("issuer mismatch")]
+    Issuer,
+    /// `aud` does not contain the expected audience.
+    #[error("audience mismatch")]
+    Audience,
+    /// A required claim is absent or of the wrong type.
+    #[error("missing or invalid claim {0}")]
+    MissingClaim(&'static str),
+}
+
+/// Verifies `token` against `keys` and `rules` at time `now` (seconds since the epoch).
+///
+/// Order of checks: size, structure, header (`crit`, JWE, nested JWT, `alg`, `typ`), key lookup by
+/// `kid` (never `jku`, `x5u`, inline `jwk`/`x5c`: those are ignored), signature, then claims.
+pub fn verify(
+    token: &str,
+    keys: &KeySet,
+    rules: &Rules,
+    now: u64,
+) -> Result<Verified, VerifyError> {
+    if token.len() > rules.max_len {
+        return Err(VerifyError::TooLarge(rules.max_len));
+    }
+    let (message, signature) = token
+        .rsplit_once('.')
+        .ok_or(VerifyError::Malformed("expected three dot-separated parts"))?;
+    let (header_b64, payload_b64) = message
+        .split_once('.')
+        .ok_or(VerifyError::Malformed("expected three dot-separated parts"))?;
+    if payload_b64.contains('.') {
+        return Err(VerifyError::Malformed(
+            "JWE and other serializations are not accepted",
+        ));
+    }
+    if signature.is_empty() {
+        return Err(VerifyError::Signature);
+    }
+    for part in [header_b64, payload_b64, signature] {
+        if !part
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(VerifyError::Malformed("parts must be unpadded base64url"));
+        }
+    }
+
+    let header =
+        decode_object(header_b64).ok_or(VerifyError::Malformed("header is not a JSON object"))?;
+    let alg = check_header(&header, rules)?;
+    let kid = header.get("kid").and_then(Value::as_str);
+    let (kid, key) = keys.find(kid, alg).ok_or(VerifyError::UnknownKid)?;
+    if key.alg != alg {
+        return Err(VerifyError::Algorithm);
+    }
+    let valid = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, alg)
+        .unwrap_or(false);
+    if !valid {
+        return Err(VerifyError::Signature);
+    }
+
+    let claims =
+        decode_object(payload_b64).ok_or(VerifyError::Malformed("payload is not a JSON object"))?;
+    let exp = check_claims(&claims, rules, now)?;
+    Ok(Verified {
+        claims,
+        kid: kid.to_owned(),
+        alg,
+        exp,
+    })
+}
+
+/// Header rules: no `crit` (none are understood), no JWE, no nested JWT, allow-listed `alg`, `typ`.
+fn check_header(header: &Claims, rules: &Rules) -> Result<Algorithm, VerifyError> {
+    if header.contains_key("crit") || header.contains_key("b64") {
+        return Err(VerifyError::Crit);
+    }
+    if header.contains_key("enc") || header.contains_key("zip") {
+        return Err(VerifyError::Malformed("JWE is not accepted"));
+    }
+    if header
+        .get("cty")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.eq_ignore_ascii_case("jwt"))
+    {
+        return Err(VerifyError::Malformed("nested JWTs are not accepted"));
+    }
+    let alg = match header.get("alg").and_then(Value::as_str) {
+        Some("ES256") => Algorithm::ES256,
+        Some("ES384") => Algorithm::ES384,
+        Some("RS256") => Algorithm::RS256,
+        Some("RS384") => Algorithm::RS384,
+        Some("RS512") => Algorithm::RS512,
+        Some("PS256") => Algorithm::PS256,
+        Some("EdDSA") => Algorithm::EdDSA,
+        _ => return Err(VerifyError::Algorithm),
+    };
+    if !rules.algorithms.contains(&alg) {
+        return Err(VerifyError::Algorithm);
+    }
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.to_ascii_lowercase()),
+        Some(_) => return Err(VerifyError::Type),
+    };
+    let typ = typ
+        .as_deref()
+        .map(|t| t.strip_prefix("application/").unwrap_or(t));
+    let ok = match rules.kind {
+        Kind::Access => typ == Some("at+jwt"),
+        Kind::Id | Kind::ClientAssertion => matches!(typ, None | Some("jwt")),
+    };
+    if ok { Ok(alg) } else { Err(VerifyError::Type) }
+}
+
+/// Claim rules: `exp` required and in the future, `nbf` and `iat` not in the future, exact `iss`,
+/// `aud` containing the expected audience. Returns `exp`.
+fn check_claims(claims: &Claims, rules: &Rules, now: u64) -> Result<u64, VerifyError> {
+    let leeway = rules.leeway.min(MAX_LEEWAY);
+    let exp = numeric_date(claims, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+    if exp.saturating_add(leeway) <= now {
+        return Err(VerifyError::Expired);
+    }
+    if let Some(nbf) = numeric_date(claims, "nbf")?
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(VerifyError::NotYetValid);
+    }
+    match numeric_date(claims, "iat")? {
+        Some(iat) if iat > now.saturating_add(leeway) => return Err(VerifyError::IssuedInFuture),
+        None if rules.kind == Kind::Access => return Err(VerifyError::MissingClaim("iat")),
+        _ => {}
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
+        return Err(VerifyError::Issuer);
+    }
+    if let Some(aud) = &rules.audience
+        && !audiences(claims).any(|a| a == aud)
+    {
+        return Err(VerifyError::Audience);
+    }
+    Ok(exp)
+}
+
+/// A NumericDate claim (RFC 7519 §2): a non-negative number; fractions are truncated.
+fn numeric_date(claims: &Claims, name: &'static str) -> Result<Option<u64>, VerifyError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(f)) if f >= 0.0 && f.is_finite() => Ok(Some(f as u64)),
+            _ => Err(VerifyError::MissingClaim(name)),
+        },
+        Some(_) => Err(VerifyError::MissingClaim(name)),
+    }
+}
+
+/// The values of `aud`, whether it is a string or an array of strings (RFC 7519 §4.1.3).
+pub fn audiences(claims: &Claims) -> impl Iterator<Item = &str> {
+    let (one, many) = match claims.get("aud") {
+        Some(Value::String(s)) => (Some(s.as_str()), None),
+        Some(Value::Array(items)) => (None, Some(items.iter().filter_map(Value::as_str))),
+        _ => (None, None),
+    };
+    one.into_iter().chain(many.into_iter().flatten())
+}
+
+/// The space-separated `scope` claim as a list (RFC 8693 §4.2).
+pub fn scopes(claims: &Claims) -> impl Iterator<Item = &str> {
+    claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .split_ascii_whitespace()
+}
+
+/// A token's claims WITHOUT verification: for non-security uses only, such as reading a subject
+/// token's `exp` to bound a cache TTL after the IdP has verified it.
+pub fn peek_claims(token: &str) -> Option<Claims> {
+    let mut parts = token.split('.');
+    let payload = parts.nth(1)?;
+    decode_object(payload)
+}
+
+/// Decodes base64url JSON into an object, refusing duplicate members (RFC 7515 §5.2, RFC 8725 §2.6).
+fn decode_object(b64: &str) -> Option<Claims> {
+    let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let StrictObject(map) = serde::Deserialize::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(map)
+}
+
+/// A JSON object whose top-level member names are unique.
+struct StrictObject(Claims);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object with unique member names")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictObject, A::Error> {
+                let mut map = Claims::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    let value: Value = access.next_value()?;
+                    if map.insert(key, value).is_some() {
+                        return Err(de::Error::custom("duplicate member name"));
+                    }
+                }
+                Ok(StrictObject(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests;

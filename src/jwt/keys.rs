@@ -1,1 +1,380 @@
 //! Signing keys (ES256, RS256), PEM persistence, JWK export and JWK-set parsing.
+//!
+//! Every key is bound to exactly one algorithm (RFC 8725 §3.1): a verifier never lets a token's
+//! `alg` choose how a key is used. Only asymmetric keys exist here; `oct` JWKs are skipped.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Smallest RSA modulus accepted or generated, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Why a key could not be made, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Only ES256 and RS256 are supported for signing.
+    #[error("unsupported signing algorithm {0:?}: use ES256 or RS256")]
+    Unsupported(Algorithm),
+    /// The PEM could not be parsed as a PKCS#8 private key of the named algorithm.
+    #[error("read {alg:?} private key: {reason}")]
+    Pem {
+        /// The algorithm the key was meant for.
+        alg: Algorithm,
+        /// What the parser said (never key material).
+        reason: String,
+    },
+    /// Key generation failed.
+    #[error("generate {0:?} key")]
+    Generate(Algorithm),
+    /// A JWK set was not valid JSON of the expected shape.
+    #[error("parse JWK set: {0}")]
+    JwkSet(String),
+    /// Signing failed.
+    #[error("sign token: {0}")]
+    Sign(String),
+}
+
+/// A private key with its `kid` and its one algorithm.
+pub struct SigningKey {
+    kid: String,
+    alg: Algorithm,
+    pem: String,
+    encoding: EncodingKey,
+    public: PublicJwk,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl SigningKey {
+    /// Generates a fresh ES256 (P-256) or RS256 (2048-bit) key; its `kid` is the RFC 7638 thumbprint.
+    pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
+        let mut rng = rand::rngs::OsRng;
+        let pem = match alg {
+            Algorithm::ES256 => p256::SecretKey::random(&mut rng)
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|_| KeyError::Generate(alg))?
+                .to_string(),
+            Algorithm::RS256 => rsa::RsaPrivateKey::new(&mut rng, MIN_RSA_BITS)
+                .map_err(|_| KeyError::Generate(alg))?
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|_| KeyError::Generate(alg))?
+                .to_string(),
+            other => return Err(KeyError::Unsupported(other)),
+        };
+        let public = public_of(alg, &pem)?;
+        let kid = public.thumbprint();
+        Self::build(kid, alg, pem, public)
+    }
+
+    /// Reads a PKCS#8 PEM private key persisted earlier.
+    pub fn from_pem(kid: &str, alg: Algorithm, pkcs8_pem: &str) -> Result<Self, KeyError> {
+        let public = public_of(alg, pkcs8_pem)?;
+        Self::build(kid.to_owned(), alg, pkcs8_pem.to_owned(), public)
+    }
+
+    fn build(
+        kid: String,
+        alg: Algorithm,
+        pem: String,
+        public: PublicJwk,
+    ) -> Result<Self, KeyError> {
+        let encoding = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        }
+        .map_err(|e| KeyError::Pem {
+            alg,
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            kid,
+            alg,
+            pem,
+            encoding,
+            public,
+        })
+    }
+
+    /// The PKCS#8 PEM, for persisting to a file readable by the owner only.
+    pub fn to_pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// The key id published in the JWKS and set in every token header.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The one algorithm this key signs with.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The public JWK: `kty`, `crv`/`x`/`y` or `n`/`e`, `kid`, `alg`, `use: sig`.
+    pub fn public_jwk(&self) -> Value {
+        self.public.to_json(&self.kid, self.alg)
+    }
+
+    /// The key's verifying half, for a [`KeySet`].
+    pub fn verify_key(&self) -> VerifyKey {
+        VerifyKey {
+            alg: self.alg,
+            decoding: self.public.decoding(),
+        }
+    }
+
+    /// Signs `claims` with header `{alg, kid, typ}` (e.g. `typ` = `at+jwt` for RFC 9068 tokens).
+    pub fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, KeyError> {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| KeyError::Sign(e.to_string()))
+    }
+}
+
+/// The public parameters of a key, base64url-encoded as in a JWK.
+#[derive(Debug, Clone)]
+enum PublicJwk {
+    Ec { x: String, y: String },
+    Rsa { n: String, e: String },
+}
+
+impl PublicJwk {
+    fn to_json(&self, kid: &str, alg: Algorithm) -> Value {
+        let alg = format!("{alg:?}");
+        match self {
+            Self::Ec { x, y } => {
+                json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": alg, "use": "sig"})
+            }
+            Self::Rsa { n, e } => {
+                json!({"kty": "RSA", "n": n, "e": e, "kid": kid, "alg": alg, "use": "sig"})
+            }
+        }
+    }
+
+    /// RFC 7638 JWK thumbprint: SHA-256 over the required members in lexical order.
+    fn thumbprint(&self) -> String {
+        let canonical = match self {
+            Self::Ec { x, y } => format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
+            Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
+        };
+        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+    }
+
+    fn decoding(&self) -> DecodingKey {
+        match self {
+            // Both halves were produced by this module from a parsed key, so they decode.
+            Self::Ec { x, y } => {
+                DecodingKey::from_ec_components(x, y).expect("own EC coordinates are base64url")
+            }
+            Self::Rsa { n, e } => {
+                DecodingKey::from_rsa_components(n, e).expect("own RSA components are base64url")
+            }
+        }
+    }
+}
+
+fn public_of(alg: Algorithm, pem: &str) -> Result<PublicJwk, KeyError> {
+    let bad = |reason: String| KeyError::Pem { alg, reason };
+    match alg {
+        Algorithm::ES256 => {
+            let secret = p256::SecretKey::from_pkcs8_pem(pem).map_err(|e| bad(e.to_string()))?;
+            let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                &secret.public_key(),
+                false,
+            );
+            let (x, y) = point
+                .x()
+                .zip(point.y())
+                .ok_or_else(|| bad("point at infinity".into()))?;
+            Ok(PublicJwk::Ec {
+                x: URL_SAFE_NO_PAD.encode(x),
+                y: URL_SAFE_NO_PAD.encode(y),
+            })
+        }
+        Algorithm::RS256 => {
+            let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| bad(e.to_string()))?;
+            if key.size() * 8 < MIN_RSA_BITS {
+                return Err(bad(format!("modulus shorter than {MIN_RSA_BITS} bits")));
+            }
+            Ok(PublicJwk::Rsa {
+                n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
+                e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+            })
+        }
+        other => Err(KeyError::Unsupported(other)),
+    }
+}
+
+/// A verifying key bound to one algorithm.
+#[derive(Clone)]
+pub struct VerifyKey {
+    /// The only algorithm this key verifies.
+    pub alg: Algorithm,
+    /// The key material for `jsonwebtoken`.
+    pub decoding: DecodingKey,
+}
+
+/// Verifying keys by `kid`.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    by_kid: HashMap<String, VerifyKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_kid.keys()).finish()
+    }
+}
+
+/// One member of a JWK set, as far as verification needs it.
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawJwkSet {
+    keys: Vec<Value>,
+}
+
+impl KeySet {
+    /// Parses a JWK set (RFC 7517 §5), keeping the signature keys whose algorithm is in `allowed`.
+    ///
+    /// Skipped, not fatal: `use: enc` keys, symmetric keys, unknown curves or types, EC points not
+    /// on the curve, RSA moduli under 2048 bits, keys without a `kid` when there are several.
+    /// A key without `alg` gets the one its type implies (EC P-256 → ES256, RSA → RS256).
+    pub fn from_jwks(json: &[u8], allowed: &[Algorithm]) -> Result<Self, KeyError> {
+        let raw: RawJwkSet =
+            serde_json::from_slice(json).map_err(|e| KeyError::JwkSet(e.to_string()))?;
+        let mut set = KeySet::default();
+        let count = raw.keys.len();
+        for (i, value) in raw.keys.into_iter().enumerate() {
+            let Ok(jwk) = serde_json::from_value::<RawJwk>(value) else {
+                continue;
+            };
+            let Some((alg, decoding)) = verify_key_of(&jwk) else {
+                continue;
+            };
+            if !allowed.contains(&alg) || jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+                continue;
+            }
+            let kid = match jwk.kid {
+                Some(kid) => kid,
+                None if count == 1 => String::new(),
+                None => format!("#{i}"),
+            };
+            set.by_kid.insert(kid, VerifyKey { alg, decoding });
+        }
+        Ok(set)
+    }
+
+    /// A set holding the public halves of `keys`.
+    pub fn from_signing_keys<'a>(keys: impl IntoIterator<Item = &'a SigningKey>) -> Self {
+        Self {
+            by_kid: keys
+                .into_iter()
+                .map(|k| (k.kid.clone(), k.verify_key()))
+                .collect(),
+        }
+    }
+
+    /// Adds or replaces a key.
+    pub fn insert(&mut self, kid: impl Into<String>, key: VerifyKey) {
+        self.by_kid.insert(kid.into(), key);
+    }
+
+    /// Whether a key with this `kid` is present.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.by_kid.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_kid.is_empty()
+    }
+
+    /// The key for a token header: by `kid` (used only as a map key), or, when the token has no
+    /// `kid`, the single key of that algorithm if there is exactly one.
+    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<(&str, &VerifyKey)> {
+        match kid {
+            Some(kid) => self.by_kid.get_key_value(kid).map(|(k, v)| (k.as_str(), v)),
+            None => {
+                let mut candidates = self.by_kid.iter().filter(|(_, v)| v.alg == alg);
+                let only = candidates.next()?;
+                candidates
+                    .next()
+                    .is_none()
+                    .then_some((only.0.as_str(), only.1))
+            }
+        }
+    }
+}
+
+fn verify_key_of(jwk: &RawJwk) -> Option<(Algorithm, DecodingKey)> {
+    match jwk.kty.as_str() {
+        "EC" => {
+            if jwk.crv.as_deref() != Some("P-256")
+                || !matches!(jwk.alg.as_deref(), None | Some("ES256"))
+            {
+                return None;
+            }
+            let (x, y) = (jwk.x.as_deref()?, jwk.y.as_deref()?);
+            // RFC 8725 §3.4: the point must be on the curve.
+            let mut sec1 = vec![4u8];
+            sec1.extend(URL_SAFE_NO_PAD.decode(x).ok()?);
+            sec1.extend(URL_SAFE_NO_PAD.decode(y).ok()?);
+            p256::PublicKey::from_sec1_bytes(&sec1).ok()?;
+            Some((
+                Algorithm::ES256,
+                DecodingKey::from_ec_components(x, y).ok()?,
+            ))
+        }
+        "RSA" => {
+            let alg = match jwk.alg.as_deref() {
+                None | Some("RS256") => Algorithm::RS256,
+                Some("RS384") => Algorithm::RS384,
+                Some("RS512") => Algorithm::RS512,
+                Some("PS256") => Algorithm::PS256,
+                _ => return None,
+            };
+            let (n, e) = (jwk.n.as_deref()?, jwk.e.as_deref()?);
+            let modulus = URL_SAFE_NO_PAD.decode(n).ok()?;
+            let significant = modulus.iter().skip_while(|b| **b == 0).count();
+            if significant * 8 < MIN_RSA_BITS {
+                return None;
+            }
+            Some((alg, DecodingKey::from_rsa_components(n, e).ok()?))
+        }
+        _ => None,
+    }
+}
