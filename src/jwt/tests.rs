@@ -121,7 +121,7 @@ fn header_rules_refuse_crit_jwe_nested_and_wrong_typ() {
             VerifyError::Malformed("header is not a JSON object"),
         ),
         (
-            format!(r#"{{"alg":"ES256","typ":"at+jwt","kid":"../../dev/null"}}"#),
+            r#"{"alg":"ES256","typ":"at+jwt","kid":"../../dev/null"}"#.to_string(),
             VerifyError::UnknownKid,
         ),
     ];
