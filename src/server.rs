@@ -1,1 +1,294 @@
-//! Shared accept loop: limits, timeouts, graceful drain.
+//! Shared accept loop for every listener: connection limit, header-read, request and idle
+//! timeouts, header-size limits, HTTP/1.1 and h2c, and a graceful drain bounded by a deadline.
+//!
+//! hyper enforces `header_read_timeout` only when a timer is set (REFERENCE.md §3), so every
+//! connection gets `TokioTimer`. hyper-util's `GracefulShutdown` cannot also close idle
+//! keep-alive connections (its connection trait is sealed), so the drain is driven here the same
+//! way: a watch channel tells each connection to `graceful_shutdown()`, which lets in-flight
+//! requests finish and closes idle connections at once.
+
+use crate::http::{Body, text};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Limits and timeouts of one listener.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time allowed to receive a request's headers (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Time allowed from request head to response head.
+    pub request_timeout: Duration,
+    /// A connection with no bytes moving for this long is closed (after its in-flight request).
+    pub idle_timeout: Duration,
+    /// Concurrent connections; more are closed at accept.
+    pub max_connections: usize,
+    /// Largest request body a handler reads (handlers apply it with `http::read_limited`).
+    pub max_body_bytes: usize,
+    /// Largest request head; larger heads get 431 (HTTP/1) or a stream reset (h2).
+    pub max_header_bytes: usize,
+    /// How long a drain may take after shutdown begins before connections are dropped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_body_bytes: 1 << 20,
+            max_header_bytes: 64 << 10,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The two ends of an accepted connection, handed to handlers.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address the client connected to.
+    pub local: SocketAddr,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every connection finished within the grace period.
+    Clean,
+    /// The grace period ran out; this many connections were dropped.
+    Cut(usize),
+}
+
+/// Serves `handler` on an already-bound `listener` until `shutdown` resolves, then stops
+/// accepting, drains for at most `limits.shutdown_grace`, and reports how it ended.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Drained
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let local = listener.local_addr().ok();
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let builder = Arc::new(builder(&limits));
+    let limits = Arc::new(limits);
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; never exit.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            debug!(%peer, "connection limit reached; closing");
+            continue;
+        };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo { peer, local };
+        let (builder, limits, handler) = (builder.clone(), limits.clone(), handler.clone());
+        let drain = drain_rx.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, info, &builder, &limits, handler, drain).await;
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    let _ = drain_tx.send(true);
+    let open = || limits.max_connections - permits.available_permits();
+    info!(addr = ?local, connections = open(), "draining");
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(limits.shutdown_grace, permits.acquire_many(all)).await;
+    match drained {
+        Ok(_) => {
+            info!(addr = ?local, "drained");
+            Drained::Clean
+        }
+        Err(_) => {
+            let cut = open();
+            warn!(addr = ?local, connections = cut, "shutdown grace elapsed; dropping connections");
+            Drained::Cut(cut)
+        }
+    }
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(100);
+    b
+}
+
+async fn serve_connection<H, F>(
+    stream: TcpStream,
+    info: ConnInfo,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: &Limits,
+    handler: H,
+    mut drain: watch::Receiver<bool>,
+) where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let epoch = Instant::now();
+    let activity = Arc::new(AtomicU64::new(0));
+    let io = Tracked {
+        inner: stream,
+        epoch,
+        last: activity.clone(),
+    };
+    let request_timeout = limits.request_timeout;
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let fut = handler(req, info);
+        async move {
+            let rsp = match tokio::time::timeout(request_timeout, fut).await {
+                Ok(rsp) => rsp,
+                Err(_) => text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n"),
+            };
+            Ok::<_, Infallible>(rsp)
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let idle = limits.idle_timeout;
+    let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)) / 4);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    debug!(peer = %info.peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = drain.changed(), if !closing => {
+                if changed.is_err() || *drain.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = tick.tick(), if !closing => {
+                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+                if epoch.elapsed().saturating_sub(last) >= idle {
+                    debug!(peer = %info.peer, "idle timeout");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// A stream that records when bytes last moved, for the idle timeout.
+struct Tracked {
+    inner: TcpStream,
+    epoch: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl Tracked {
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.touch();
+        }
+        res
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.touch();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! Accept-loop tests over real loopback sockets: each limit is exercised and the outcome asserted.
+
+use super::*;
+use crate::http::full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+fn quick() -> Limits {
+    Limits {
+        header_read_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        max_connections: 2,
+        max_body_bytes: 1024,
+        max_header_bytes: 8192,
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+/// Starts `serve` with a handler that answers after the number of milliseconds in the path.
+async fn start(
+    limits: Limits,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Drained>,
+) {
+    start_with(limits, Arc::new(tokio::sync::Notify::new())).await
+}
+
+/// Like `start`, notifying `entered` each time the handler begins a request.
+async fn start_with(
+    limits: Limits,
+    entered: Arc<tokio::sync::Notify>,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Drained>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let handler = move |req: Request<Incoming>, _info: ConnInfo| {
+        entered.notify_one();
+        async move {
+            let ms: u64 = req
+                .uri()
+                .path()
+                .trim_start_matches('/')
+                .parse()
+                .unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Response::new(full("done"))
+        }
+    };
+    let task = tokio::spawn(serve(listener, limits, handler, async {
+        let _ = rx.await;
+    }));
+    (addr, tx, task)
+}
+
+async fn roundtrip(stream: &mut TcpStream, path: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 1024];
+    let n = stream.read(&mut buf).await.expect("read");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Reads until the peer closes; returns what arrived. Bounded by the test's own timeout.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "server never closed the connection");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let (addr, _tx, _task) = start(quick()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("partial head");
+    let rest = read_to_close(&mut s).await;
+    assert!(
+        !rest.contains("200 OK"),
+        "a request without complete headers must not be served"
+    );
+}
+
+#[tokio::test]
+async fn slow_handlers_get_504() {
+    let (addr, _tx, _task) = start(quick()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    assert!(roundtrip(&mut s, "/2000").await.starts_with("HTTP/1.1 504"));
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let (addr, _tx, _task) = start(quick()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
+    assert_eq!(read_to_close(&mut s).await, "");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_closed_at_accept() {
+    let (addr, _tx, _task) = start(Limits {
+        idle_timeout: Duration::from_secs(30),
+        ..quick()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    let mut extra = TcpStream::connect(addr).await.expect("connect");
+    let _ = extra.write_all(b"GET /0 HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(!read_to_close(&mut extra).await.contains("200 OK"));
+    drop(held);
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let (addr, _tx, _task) = start(quick()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let big = format!(
+        "GET /0 HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(64 << 10)
+    );
+    let _ = s.write_all(big.as_bytes()).await;
+    let answer = read_to_close(&mut s).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let limits = Limits {
+        request_timeout: Duration::from_secs(5),
+        ..quick()
+    };
+    let (addr, tx, task) = start_with(limits, entered.clone()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /500 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    entered.notified().await;
+    tx.send(()).expect("shutdown");
+    let answer = read_to_close(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(task.await.expect("serve"), Drained::Clean);
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "listener must be closed after shutdown"
+    );
+}
