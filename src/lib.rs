@@ -14,6 +14,7 @@
 //! - [`exchange`]: RFC 8693 client; [`exchange::cache`] moka cache, key, TTL, single-flight.
 //! - [`admin`], [`telemetry`]: health, readiness, metrics; every metric name in one place.
 //! - [`sidecar`]: `baton run`: the three listeners of one sidecar wired together.
+//! - [`signin`]: drives an IdP's login form (code + PKCE) to get a user token: `baton login`, demo, tests.
 //! - [`idp`]: `baton-idp`, the OpenID Provider and its token-exchange policy.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`cli`]: the `baton` subcommands.
@@ -31,4 +32,5 @@ pub mod outbound;
 pub mod secret;
 pub mod server;
 pub mod sidecar;
+pub mod signin;
 pub mod telemetry;

@@ -1,0 +1,388 @@
+//! Signs a user in through an OpenID Provider's real login form (authorization code + PKCE S256),
+//! the way a browser would: `baton login`, `baton demo` and the tests use it to get a user token.
+
+use crate::secret::{Secret, Token};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use reqwest::header::LOCATION;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+/// What the sign-in needs: the client, its redirect URI and the user's credentials.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The issuer; endpoints are discovered from it.
+    pub issuer: String,
+    /// The confidential client the user signs in to (e.g. `service-a`).
+    pub client_id: String,
+    /// That client's secret (`client_secret_basic` at the token endpoint).
+    pub client_secret: Secret,
+    /// A redirect URI registered for the client; it is never contacted.
+    pub redirect_uri: String,
+    /// Space-separated scopes to ask for.
+    pub scope: String,
+    /// The user's name.
+    pub username: String,
+    /// The user's password.
+    pub password: Secret,
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Deserialize)]
+pub struct Tokens {
+    /// The access token (RFC 9068 JWT).
+    #[serde(deserialize_with = "token")]
+    pub access_token: Token,
+    /// The ID token, if the IdP sent one.
+    #[serde(default, deserialize_with = "opt_token")]
+    pub id_token: Option<Token>,
+    /// The refresh token, if the IdP sent one.
+    #[serde(default, deserialize_with = "opt_token")]
+    pub refresh_token: Option<Token>,
+    /// Lifetime of the access token in seconds.
+    pub expires_in: Option<u64>,
+    /// Granted scope.
+    pub scope: Option<String>,
+}
+
+fn token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Token, D::Error> {
+    String::deserialize(d).map(Token::new)
+}
+
+fn opt_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Token>, D::Error> {
+    Option::<String>::deserialize(d).map(|o| o.map(Token::new))
+}
+
+/// Why a sign-in failed. Never carries a token, code or password.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The IdP could not be reached or answered unreadably.
+    #[error("{step}: {source}")]
+    Http {
+        /// Which step failed.
+        step: &'static str,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// The IdP answered, but not as the flow expects.
+    #[error("{step}: {reason}")]
+    Flow {
+        /// Which step failed.
+        step: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+fn flow(step: &'static str, reason: impl Into<String>) -> Error {
+    Error::Flow {
+        step,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    authorization_endpoint: String,
+    token_endpoint: String,
+}
+
+/// Runs the whole flow: discovery, `/authorize`, the login form, the redirect, the code exchange.
+pub async fn password_login(req: &Request) -> Result<Tokens, Error> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|source| Error::Http {
+            step: "build client",
+            source,
+        })?;
+    let well_known = format!(
+        "{}/.well-known/openid-configuration",
+        req.issuer.trim_end_matches('/')
+    );
+    let disc: Discovery = http
+        .get(&well_known)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|source| Error::Http {
+            step: "discovery",
+            source,
+        })?
+        .json()
+        .await
+        .map_err(|source| Error::Http {
+            step: "discovery",
+            source,
+        })?;
+
+    let verifier = random_b64(32);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let state = random_b64(16);
+    let nonce = random_b64(16);
+    let mut authorize =
+        Url::parse(&disc.authorization_endpoint).map_err(|e| flow("discovery", e.to_string()))?;
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &req.client_id)
+        .append_pair("redirect_uri", &req.redirect_uri)
+        .append_pair("scope", &req.scope)
+        .append_pair("state", &state)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+
+    // Follow redirects until a page with a form (the login page) or the client's redirect URI.
+    let mut url = authorize;
+    let mut filled = false;
+    for _ in 0..10 {
+        if url.as_str().starts_with(&req.redirect_uri) {
+            let code = redirect_code(&url, &state)?;
+            return exchange_code(&http, &disc.token_endpoint, req, &code, &verifier).await;
+        }
+        let rsp = http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|source| Error::Http {
+                step: "authorize",
+                source,
+            })?;
+        let next = if let Some(loc) = location(&rsp, &url)? {
+            loc
+        } else {
+            if filled {
+                return Err(flow(
+                    "login",
+                    "the login form was shown again: wrong username or password?",
+                ));
+            }
+            let page_url = rsp.url().clone();
+            let html = rsp.text().await.map_err(|source| Error::Http {
+                step: "login page",
+                source,
+            })?;
+            filled = true;
+            submit_login(&http, &page_url, &html, req).await?
+        };
+        url = next;
+    }
+    Err(flow("authorize", "too many redirects"))
+}
+
+/// Fills the first form on the page with the user's credentials and returns where it redirects.
+async fn submit_login(
+    http: &reqwest::Client,
+    page: &Url,
+    html: &str,
+    req: &Request,
+) -> Result<Url, Error> {
+    let form = Form::parse(html).ok_or_else(|| flow("login page", "no form on the page"))?;
+    let action = page
+        .join(&form.action)
+        .map_err(|e| flow("login page", e.to_string()))?;
+    let mut fields = form.fields;
+    for (name, value) in fields.iter_mut() {
+        match name.as_str() {
+            "username" => *value = req.username.clone(),
+            "password" => *value = req.password.expose().to_owned(),
+            _ => {}
+        }
+    }
+    let rsp = http
+        .post(action.clone())
+        .form(&fields)
+        .send()
+        .await
+        .map_err(|source| Error::Http {
+            step: "login",
+            source,
+        })?;
+    match location(&rsp, &action)? {
+        Some(next) => Ok(next),
+        None => Err(flow(
+            "login",
+            format!(
+                "the IdP answered {} instead of redirecting: wrong username or password?",
+                rsp.status()
+            ),
+        )),
+    }
+}
+
+fn location(rsp: &reqwest::Response, base: &Url) -> Result<Option<Url>, Error> {
+    if !rsp.status().is_redirection() {
+        return Ok(None);
+    }
+    let loc = rsp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| flow("authorize", "redirect without Location"))?;
+    base.join(loc)
+        .map(Some)
+        .map_err(|e| flow("authorize", e.to_string()))
+}
+
+fn redirect_code(url: &Url, state: &str) -> Result<String, Error> {
+    let get = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    if let Some(error) = get("error") {
+        return Err(flow("authorize", format!("the IdP refused: {error}")));
+    }
+    if get("state").as_deref() != Some(state) {
+        return Err(flow("authorize", "state mismatch"));
+    }
+    get("code").ok_or_else(|| flow("authorize", "no code in the redirect"))
+}
+
+async fn exchange_code(
+    http: &reqwest::Client,
+    token_endpoint: &str,
+    req: &Request,
+    code: &str,
+    verifier: &str,
+) -> Result<Tokens, Error> {
+    let rsp = http
+        .post(token_endpoint)
+        .basic_auth(
+            form_encode(&req.client_id),
+            Some(form_encode(req.client_secret.expose())),
+        )
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", req.redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .map_err(|source| Error::Http {
+            step: "token",
+            source,
+        })?;
+    if !rsp.status().is_success() {
+        let status = rsp.status();
+        let body: serde_json::Value = rsp.json().await.unwrap_or_default();
+        let error = body
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("unknown");
+        return Err(flow("token", format!("{status}: {error}")));
+    }
+    rsp.json().await.map_err(|source| Error::Http {
+        step: "token",
+        source,
+    })
+}
+
+/// RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
+fn form_encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn random_b64(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The first `<form>` of a page: its action and its named inputs (with their values).
+#[derive(Debug, PartialEq)]
+struct Form {
+    action: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Form {
+    /// A tolerant scan of the login page, enough for forms this project and common IdPs render.
+    fn parse(html: &str) -> Option<Self> {
+        let start = html.find("<form")?;
+        let end = html[start..]
+            .find("</form>")
+            .map_or(html.len(), |e| start + e);
+        let form = &html[start..end];
+        let open = &form[..form.find('>')?];
+        let action = attr(open, "action").unwrap_or_default();
+        let fields = form
+            .split("<input")
+            .skip(1)
+            .filter_map(|tag| {
+                let tag = &tag[..tag.find('>')?];
+                let name = attr(tag, "name")?;
+                Some((name, attr(tag, "value").unwrap_or_default()))
+            })
+            .collect();
+        Some(Self { action, fields })
+    }
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let needle = format!("{name}=\"");
+    let mut from = 0;
+    while let Some(i) = tag[from..].find(&needle) {
+        let at = from + i;
+        let boundary = at == 0 || tag.as_bytes()[at - 1].is_ascii_whitespace();
+        let start = at + needle.len();
+        if boundary {
+            let len = tag[start..].find('"')?;
+            return Some(html_unescape(&tag[start..start + len]));
+        }
+        from = start;
+    }
+    None
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_forms_are_read_with_hidden_fields() {
+        let html = r#"<main><form method="post" action="/login?x=1&amp;y=2"><input type="hidden" name="csrf" value="a&quot;b">
+            <label>User <input id="u" name="username" autocomplete="username"></label>
+            <input type="password" name="password"><button>Sign in</button></form></main>"#;
+        let form = Form::parse(html).expect("form");
+        assert_eq!(form.action, "/login?x=1&y=2");
+        assert_eq!(
+            form.fields,
+            vec![
+                ("csrf".into(), "a\"b".into()),
+                ("username".into(), String::new()),
+                ("password".into(), String::new())
+            ]
+        );
+        assert!(Form::parse("<p>no form</p>").is_none());
+    }
+
+    #[test]
+    fn redirects_need_the_right_state() {
+        let ok = Url::parse("http://app/cb?code=c1&state=s1").expect("url");
+        assert_eq!(redirect_code(&ok, "s1").expect("code"), "c1");
+        assert!(redirect_code(&ok, "s2").is_err());
+        let refused = Url::parse("http://app/cb?error=access_denied&state=s1").expect("url");
+        assert!(
+            redirect_code(&refused, "s1")
+                .unwrap_err()
+                .to_string()
+                .contains("access_denied")
+        );
+    }
+}
