@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The project's test command (README): Rust unit and end-to-end tests, then the interop suite
+# against third-party OAuth/JWT libraries, then the docker-compose chain when Docker is here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "=== cargo test (unit, e2e, doc)"
+cargo build --locked --bins
+cargo test --locked --all-targets
+cargo test --locked --doc
+
+echo "=== interop: authlib, PyJWT, jwcrypto against baton"
+tests/interop/run.sh
+
+if [ -x deploy/compose/test.sh ]; then
+  echo "=== docker-compose chain"
+  deploy/compose/test.sh
+fi
