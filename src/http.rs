@@ -94,27 +94,27 @@ impl Form {
         Self(form_urlencoded::parse(body).into_owned().collect())
     }
 
-    /// The single value of `name`; a repeated parameter is an error (RFC 6749 §3.1).
+    /// The single value of `name`; a repeated parameter is an error, and a parameter without a
+    /// value counts as omitted (RFC 6749 §3.1).
     pub fn one(&self, name: &str) -> Result<Option<&str>, FormError> {
-        let mut found = self
-            .0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
+        let mut found = self.values(name);
         let first = found.next();
         if found.next().is_some() {
             return Err(FormError::Repeated(name.to_owned()));
         }
-        Ok(first.filter(|v| !v.is_empty()))
+        Ok(first)
     }
 
     /// Every value of a repeatable parameter such as `resource` or `audience` (RFC 8693 §2.1).
     pub fn all(&self, name: &str) -> Vec<&str> {
+        self.values(name).collect()
+    }
+
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
         self.0
             .iter()
-            .filter(|(k, v)| k == name && !v.is_empty())
+            .filter(move |(k, v)| k == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
-            .collect()
     }
 }
 
@@ -131,6 +131,8 @@ mod tests {
         );
         assert_eq!(f.all("resource"), vec!["x", "y"]);
         assert_eq!(f.one("missing"), Ok(None));
+        let empty_twin = Form::parse(b"scope=&scope=a");
+        assert_eq!(empty_twin.one("scope"), Ok(Some("a")));
     }
 
     #[tokio::test]
