@@ -96,7 +96,7 @@ impl Form {
 
     /// The single value of `name`; a repeated parameter is an error, and a parameter without a
     /// value counts as omitted (RFC 6749 §3.1).
-    pub fn one(&self, name: &str) -> Result<Option<&str>, FormError> {
+    pub fn one<'a>(&'a self, name: &str) -> Result<Option<&'a str>, FormError> {
         let mut found = self.values(name);
         let first = found.next();
         if found.next().is_some() {
@@ -106,11 +106,11 @@ impl Form {
     }
 
     /// Every value of a repeatable parameter such as `resource` or `audience` (RFC 8693 §2.1).
-    pub fn all(&self, name: &str) -> Vec<&str> {
+    pub fn all<'a>(&'a self, name: &str) -> Vec<&'a str> {
         self.values(name).collect()
     }
 
-    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
         self.0
             .iter()
             .filter(move |(k, v)| k == name && !v.is_empty())
