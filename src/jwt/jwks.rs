@@ -1,1 +1,432 @@
-//! Discovery and JWKS cache: background refresh, single-flight unknown-`kid` refetch, readiness.
+//! Discovery and JWKS cache: background refresh, single-flight unknown-`kid` refetch, readiness,
+//! and the [`Verifier`] that caches successful verifications by token hash until `exp`.
+//!
+//! Keys come only from the configured issuer's discovery document → `jwks_uri` (RFC 8414 §3.3:
+//! its `issuer` must equal the configured one exactly). The first successful load drops the
+//! readiness latch (linkerd-style). Refresh follows `Cache-Control: max-age`, clamped; failures
+//! retry. An unknown `kid` triggers at most one refetch per cooldown, shared by every caller
+//! (REFERENCE.md #4: no storm can hammer the IdP). Last-good keys keep verifying for a bounded
+//! stale window while the IdP is unreachable.
+
+use super::keys::KeySet;
+use super::{Algorithm, Rules, Verified, VerifyError, unix_now, verify};
+use crate::config::JwksSettings;
+use crate::secret::Token;
+use crate::telemetry::{Metrics, Outcome};
+use moka::sync::Cache;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, watch};
+use tracing::{debug, info, instrument, warn};
+
+/// Why a discovery or JWKS fetch failed. Never contains key material or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The request failed or timed out.
+    #[error("fetch {url}: {source}")]
+    Http {
+        /// What was fetched.
+        url: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
+    /// The server answered with a non-success status.
+    #[error("fetch {url}: status {status}")]
+    Status {
+        /// What was fetched.
+        url: String,
+        /// The status received.
+        status: reqwest::StatusCode,
+    },
+    /// The body was larger than the configured cap.
+    #[error("fetch {url}: response larger than {limit} bytes")]
+    TooLarge {
+        /// What was fetched.
+        url: String,
+        /// The cap.
+        limit: usize,
+    },
+    /// The discovery document was not valid or named another issuer (RFC 8414 §3.3).
+    #[error("discovery at {url}: {reason}")]
+    Discovery {
+        /// The discovery URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The JWK set did not parse.
+    #[error("JWKS at {url}: {source}")]
+    Keys {
+        /// The `jwks_uri`.
+        url: String,
+        /// The parse error.
+        source: super::keys::KeyError,
+    },
+}
+
+/// A loaded key set and when it was fetched.
+struct Loaded {
+    keys: Arc<KeySet>,
+    at: Instant,
+}
+
+/// The issuer's signing keys, kept fresh in the background.
+pub struct Jwks {
+    issuer: String,
+    algorithms: Vec<Algorithm>,
+    settings: JwksSettings,
+    client: reqwest::Client,
+    metrics: Arc<Metrics>,
+    loaded: RwLock<Option<Loaded>>,
+    ready: watch::Sender<bool>,
+    /// Single-flight lock for on-demand refetches, holding when the last one started.
+    refetch: Mutex<Option<Instant>>,
+}
+
+impl Jwks {
+    /// Creates the cache and spawns its refresh task, which stops when the `Jwks` is dropped.
+    /// Must be called inside a Tokio runtime.
+    pub fn start(
+        issuer: &str,
+        algorithms: &[Algorithm],
+        settings: JwksSettings,
+        client: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Jwks> {
+        let jwks = Arc::new(Jwks {
+            issuer: issuer.to_owned(),
+            algorithms: algorithms.to_vec(),
+            settings,
+            client,
+            metrics,
+            loaded: RwLock::new(None),
+            ready: watch::channel(false).0,
+            refetch: Mutex::new(None),
+        });
+        tokio::spawn(refresh_loop(Arc::downgrade(&jwks)));
+        jwks
+    }
+
+    /// Whether the first load has succeeded (the readiness latch has dropped).
+    pub fn ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Resolves once the first load has succeeded.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// The keys to verify with: `None` before the first load, or when the last successful load
+    /// is older than the stale window (fail closed).
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        let guard = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        let loaded = guard.as_ref()?;
+        (loaded.at.elapsed() <= self.settings.stale_window).then(|| loaded.keys.clone())
+    }
+
+    /// Seconds since the key set in use was fetched; `None` before the first load.
+    pub fn age(&self) -> Option<Duration> {
+        let guard = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|l| l.at.elapsed())
+    }
+
+    /// After a token named a `kid` not in the set: refetch once, shared by all concurrent callers
+    /// and at most once per cooldown. Returns the newest keys (refetched or not).
+    pub async fn refetch_for(&self, kid: Option<&str>) -> Option<Arc<KeySet>> {
+        let mut last = self.refetch.lock().await;
+        // Someone else's refetch may already have brought the key while we waited.
+        if let (Some(kid), Some(keys)) = (kid, self.keys())
+            && keys.contains(kid)
+        {
+            return Some(keys);
+        }
+        if last.is_some_and(|t| t.elapsed() < self.settings.kid_cooldown) {
+            debug!("unknown kid; refetch cooling down");
+            return self.keys();
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.load().await {
+            warn!(error = %e, "JWKS refetch for unknown kid failed");
+        }
+        self.keys()
+    }
+
+    /// Fetches discovery then the JWK set and installs it. Returns the `max-age` the IdP sent.
+    #[instrument(skip_all, fields(issuer = %self.issuer))]
+    async fn load(&self) -> Result<Option<Duration>, FetchError> {
+        let result = self.fetch().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .jwks_fetches
+            .get_or_create(&Outcome { outcome })
+            .inc();
+        let (keys, max_age) = result?;
+        info!(keys = keys.len(), "JWKS loaded");
+        let mut guard = self.loaded.write().unwrap_or_else(|e| e.into_inner());
+        *guard = Some(Loaded {
+            keys: Arc::new(keys),
+            at: Instant::now(),
+        });
+        drop(guard);
+        self.ready.send_replace(true);
+        Ok(max_age)
+    }
+
+    async fn fetch(&self) -> Result<(KeySet, Option<Duration>), FetchError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let (body, _) = self.get(&url).await?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| FetchError::Discovery {
+                url: url.clone(),
+                reason: format!("not JSON: {e}"),
+            })?;
+        if doc.get("issuer").and_then(|v| v.as_str()) != Some(self.issuer.as_str()) {
+            return Err(FetchError::Discovery {
+                url,
+                reason: "issuer does not equal the configured issuer (RFC 8414 §3.3)".into(),
+            });
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .filter(|u| url::Url::parse(u).is_ok())
+            .ok_or_else(|| FetchError::Discovery {
+                url: url.clone(),
+                reason: "no valid jwks_uri".into(),
+            })?
+            .to_owned();
+        let (body, max_age) = self.get(&jwks_uri).await?;
+        let keys =
+            KeySet::from_jwks(&body, &self.algorithms).map_err(|source| FetchError::Keys {
+                url: jwks_uri,
+                source,
+            })?;
+        Ok((keys, max_age))
+    }
+
+    /// GET with the fetch timeout and the size cap; returns the body and `Cache-Control: max-age`.
+    async fn get(&self, url: &str) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
+        let http = |source| FetchError::Http {
+            url: url.to_owned(),
+            source,
+        };
+        let mut rsp = self
+            .client
+            .get(url)
+            .timeout(self.settings.fetch_timeout)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(http)?;
+        if !rsp.status().is_success() {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status: rsp.status(),
+            });
+        }
+        let limit = self.settings.max_bytes;
+        let too_large = || FetchError::TooLarge {
+            url: url.to_owned(),
+            limit,
+        };
+        if rsp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let max_age = rsp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        let mut body = Vec::new();
+        while let Some(chunk) = rsp.chunk().await.map_err(http)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, max_age))
+    }
+}
+
+/// The `kid` of a token's header, unverified: only used to skip a refetch another caller did.
+fn header_kid(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("kid")?.as_str().map(str::to_owned)
+}
+
+/// `max-age=N` from a `Cache-Control` value.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|d| {
+        let (k, v) = d.trim().split_once('=')?;
+        k.eq_ignore_ascii_case("max-age")
+            .then(|| v.trim().parse().ok().map(Duration::from_secs))
+            .flatten()
+    })
+}
+
+/// The wait before the next background refresh: `max-age` clamped, or the retry interval.
+fn next_refresh(result: &Result<Option<Duration>, FetchError>, s: &JwksSettings) -> Duration {
+    match result {
+        Ok(age) => age
+            .unwrap_or(s.refresh_max)
+            .clamp(s.refresh_min, s.refresh_max),
+        Err(_) => s.retry,
+    }
+}
+
+async fn refresh_loop(jwks: Weak<Jwks>) {
+    loop {
+        let Some(j) = jwks.upgrade() else { return };
+        let result = j.load().await;
+        if let Err(e) = &result {
+            warn!(error = %e, "JWKS refresh failed; keeping last-good keys");
+        }
+        let wait = next_refresh(&result, &j.settings);
+        drop(j);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+// === Verifier ===
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyFailure {
+    /// The token is bad (RFC 6750 `invalid_token`).
+    #[error(transparent)]
+    Token(#[from] VerifyError),
+    /// No usable keys: never loaded, or stale beyond the window (the IdP is at fault → 503).
+    #[error("issuer signing keys unavailable")]
+    KeysUnavailable,
+}
+
+/// Verifies access tokens against the [`Jwks`], caching successes by token SHA-256 until `exp`.
+pub struct Verifier {
+    jwks: Arc<Jwks>,
+    rules: Rules,
+    cache: Cache<[u8; 32], Arc<Verified>>,
+    metrics: Arc<Metrics>,
+}
+
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Arc<Verified>> for UntilExp {
+    fn expire_after_create(&self, _: &[u8; 32], v: &Arc<Verified>, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(v.exp.saturating_sub(unix_now())))
+    }
+}
+
+impl Verifier {
+    /// A verifier for `rules` (issuer, audience, algorithms, leeway) holding at most
+    /// `capacity` verified tokens.
+    pub fn new(jwks: Arc<Jwks>, rules: Rules, capacity: u64, metrics: Arc<Metrics>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(UntilExp)
+            .build();
+        Self {
+            jwks,
+            rules,
+            cache,
+            metrics,
+        }
+    }
+
+    /// The rules tokens are checked against.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Verifies an access token (RFC 9068 §4). A token verified before and not yet expired costs a
+    /// hash and a lookup. An unknown `kid` triggers [`Jwks::refetch_for`] and one more attempt.
+    pub async fn verify(&self, token: &Token) -> Result<Arc<Verified>, VerifyFailure> {
+        let now = unix_now();
+        let hash = token.sha256();
+        if let Some(hit) = self.cache.get(&hash)
+            && hit.exp > now
+        {
+            self.metrics
+                .verify_cache
+                .get_or_create(&Outcome { outcome: "hit" })
+                .inc();
+            return Ok(hit);
+        }
+        self.metrics
+            .verify_cache
+            .get_or_create(&Outcome { outcome: "miss" })
+            .inc();
+        let keys = self.jwks.keys().ok_or(VerifyFailure::KeysUnavailable)?;
+        let verified = match self.timed(token, &keys, now) {
+            Err(VerifyError::UnknownKid) => {
+                let kid = header_kid(token.expose());
+                let keys = self
+                    .jwks
+                    .refetch_for(kid.as_deref())
+                    .await
+                    .ok_or(VerifyFailure::KeysUnavailable)?;
+                self.timed(token, &keys, unix_now())?
+            }
+            other => other?,
+        };
+        let verified = Arc::new(verified);
+        self.cache.insert(hash, verified.clone());
+        Ok(verified)
+    }
+
+    fn timed(&self, token: &Token, keys: &KeySet, now: u64) -> Result<Verified, VerifyError> {
+        let start = Instant::now();
+        let r = verify(token.expose(), keys, &self.rules, now);
+        self.metrics
+            .verify_latency
+            .observe(start.elapsed().as_secs_f64());
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(max_age("no-cache"), None);
+        assert_eq!(max_age("max-age=abc"), None);
+    }
+
+    #[test]
+    fn refresh_is_clamped_and_failures_retry() {
+        let s = JwksSettings::default();
+        assert_eq!(
+            next_refresh(&Ok(Some(Duration::from_secs(1))), &s),
+            s.refresh_min
+        );
+        assert_eq!(
+            next_refresh(&Ok(Some(Duration::from_secs(86400))), &s),
+            s.refresh_max
+        );
+        assert_eq!(next_refresh(&Ok(None), &s), s.refresh_max);
+        assert_eq!(
+            next_refresh(&Ok(Some(Duration::from_secs(900))), &s),
+            Duration::from_secs(900)
+        );
+        let err = Err(FetchError::Discovery {
+            url: "u".into(),
+            reason: "r".into(),
+        });
+        assert_eq!(next_refresh(&err, &s), s.retry);
+    }
+}
