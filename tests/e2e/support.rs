@@ -1,1 +1,5 @@
 //! Builders shared by the e2e tests.
+
+pub mod fake_idp;
+pub mod tokens;
+pub mod upstream;
