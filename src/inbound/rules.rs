@@ -77,7 +77,7 @@ fn check(req: &Requirements, claims: &Claims, now: u64) -> Result<(), Reject> {
     }
     if let Some(max_age) = req.max_age {
         let auth_time = claims.get("auth_time").and_then(Value::as_u64);
-        if !auth_time.is_some_and(|t| now.saturating_sub(t) <= max_age) {
+        if auth_time.is_none_or(|t| now.saturating_sub(t) > max_age) {
             let acr_values = (!req.acr.is_empty()).then(|| req.acr.join(" "));
             return Err(Reject::StepUp {
                 acr_values,

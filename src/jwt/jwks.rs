@@ -81,6 +81,8 @@ pub struct Jwks {
     ready: watch::Sender<bool>,
     /// Single-flight lock for on-demand refetches, holding when the last one started.
     refetch: Mutex<Option<Instant>>,
+    /// Keys given at construction: never fetched, never stale.
+    fixed: bool,
 }
 
 impl Jwks {
@@ -102,9 +104,29 @@ impl Jwks {
             loaded: RwLock::new(None),
             ready: watch::channel(false).0,
             refetch: Mutex::new(None),
+            fixed: false,
         });
         tokio::spawn(refresh_loop(Arc::downgrade(&jwks)));
         jwks
+    }
+
+    /// A key set that is never fetched: ready at once, never stale, no refetch. For a sidecar
+    /// whose keys are provisioned out of band, benchmarks and tests.
+    pub fn fixed(keys: KeySet, metrics: Arc<Metrics>) -> Arc<Jwks> {
+        Arc::new(Jwks {
+            issuer: String::new(),
+            algorithms: Vec::new(),
+            settings: JwksSettings::default(),
+            client: reqwest::Client::new(),
+            metrics,
+            loaded: RwLock::new(Some(Loaded {
+                keys: Arc::new(keys),
+                at: Instant::now(),
+            })),
+            ready: watch::channel(true).0,
+            refetch: Mutex::new(None),
+            fixed: true,
+        })
     }
 
     /// Whether the first load has succeeded (the readiness latch has dropped).
@@ -123,7 +145,8 @@ impl Jwks {
     pub fn keys(&self) -> Option<Arc<KeySet>> {
         let guard = self.loaded.read().unwrap_or_else(|e| e.into_inner());
         let loaded = guard.as_ref()?;
-        (loaded.at.elapsed() <= self.settings.stale_window).then(|| loaded.keys.clone())
+        (self.fixed || loaded.at.elapsed() <= self.settings.stale_window)
+            .then(|| loaded.keys.clone())
     }
 
     /// Seconds since the key set in use was fetched; `None` before the first load.
@@ -135,6 +158,9 @@ impl Jwks {
     /// After a token named a `kid` not in the set: refetch once, shared by all concurrent callers
     /// and at most once per cooldown. Returns the newest keys (refetched or not).
     pub async fn refetch_for(&self, kid: Option<&str>) -> Option<Arc<KeySet>> {
+        if self.fixed {
+            return self.keys();
+        }
         let mut last = self.refetch.lock().await;
         // Someone else's refetch may already have brought the key while we waited.
         if let (Some(kid), Some(keys)) = (kid, self.keys())
