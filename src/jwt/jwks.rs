@@ -8,12 +8,14 @@
 //! (REFERENCE.md #4: no storm can hammer the IdP). Last-good keys keep verifying for a bounded
 //! stale window while the IdP is unreachable.
 
+mod verifier;
+
+pub use verifier::{Verifier, VerifyFailure};
+
+use super::Algorithm;
 use super::keys::KeySet;
-use super::{Algorithm, Rules, Verified, VerifyError, unix_now, verify};
 use crate::config::JwksSettings;
-use crate::secret::Token;
 use crate::telemetry::{Metrics, Outcome};
-use moka::sync::Cache;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, watch};
@@ -320,102 +322,6 @@ async fn refresh_loop(jwks: Weak<Jwks>) {
         let wait = next_refresh(&result, &j.settings);
         drop(j);
         tokio::time::sleep(wait).await;
-    }
-}
-
-// === Verifier ===
-
-/// Why a token was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyFailure {
-    /// The token is bad (RFC 6750 `invalid_token`).
-    #[error(transparent)]
-    Token(#[from] VerifyError),
-    /// No usable keys: never loaded, or stale beyond the window (the IdP is at fault → 503).
-    #[error("issuer signing keys unavailable")]
-    KeysUnavailable,
-}
-
-/// Verifies access tokens against the [`Jwks`], caching successes by token SHA-256 until `exp`.
-pub struct Verifier {
-    jwks: Arc<Jwks>,
-    rules: Rules,
-    cache: Cache<[u8; 32], Arc<Verified>>,
-    metrics: Arc<Metrics>,
-}
-
-struct UntilExp;
-
-impl moka::Expiry<[u8; 32], Arc<Verified>> for UntilExp {
-    fn expire_after_create(&self, _: &[u8; 32], v: &Arc<Verified>, _: Instant) -> Option<Duration> {
-        Some(Duration::from_secs(v.exp.saturating_sub(unix_now())))
-    }
-}
-
-impl Verifier {
-    /// A verifier for `rules` (issuer, audience, algorithms, leeway) holding at most
-    /// `capacity` verified tokens.
-    pub fn new(jwks: Arc<Jwks>, rules: Rules, capacity: u64, metrics: Arc<Metrics>) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(capacity)
-            .expire_after(UntilExp)
-            .build();
-        Self {
-            jwks,
-            rules,
-            cache,
-            metrics,
-        }
-    }
-
-    /// The rules tokens are checked against.
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
-    /// Verifies an access token (RFC 9068 §4). A token verified before and not yet expired costs a
-    /// hash and a lookup. An unknown `kid` triggers [`Jwks::refetch_for`] and one more attempt.
-    pub async fn verify(&self, token: &Token) -> Result<Arc<Verified>, VerifyFailure> {
-        let now = unix_now();
-        let hash = token.sha256();
-        if let Some(hit) = self.cache.get(&hash)
-            && hit.exp > now
-        {
-            self.metrics
-                .verify_cache
-                .get_or_create(&Outcome { outcome: "hit" })
-                .inc();
-            return Ok(hit);
-        }
-        self.metrics
-            .verify_cache
-            .get_or_create(&Outcome { outcome: "miss" })
-            .inc();
-        let keys = self.jwks.keys().ok_or(VerifyFailure::KeysUnavailable)?;
-        let verified = match self.timed(token, &keys, now) {
-            Err(VerifyError::UnknownKid) => {
-                let kid = header_kid(token.expose());
-                let keys = self
-                    .jwks
-                    .refetch_for(kid.as_deref())
-                    .await
-                    .ok_or(VerifyFailure::KeysUnavailable)?;
-                self.timed(token, &keys, unix_now())?
-            }
-            other => other?,
-        };
-        let verified = Arc::new(verified);
-        self.cache.insert(hash, verified.clone());
-        Ok(verified)
-    }
-
-    fn timed(&self, token: &Token, keys: &KeySet, now: u64) -> Result<Verified, VerifyError> {
-        let start = Instant::now();
-        let r = verify(token.expose(), keys, &self.rules, now);
-        self.metrics
-            .verify_latency
-            .observe(start.elapsed().as_secs_f64());
-        r
     }
 }
 
