@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, instrument, warn};
 
 /// Verified tokens kept in the cache at most.
 const VERIFY_CACHE_CAPACITY: u64 = 100_000;
@@ -145,6 +145,7 @@ pub async fn serve(
 }
 
 /// Handles one request without a socket: admits it or answers the refusal, then forwards.
+#[instrument(skip_all, fields(method = %req.method()))]
 pub async fn handle<B>(s: &Inbound, req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
@@ -244,12 +245,29 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = req.into_parts();
+    let limit = s.limits.max_body_bytes;
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH);
+    if declared
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+    {
+        return Err(Reject::BodyTooLarge(limit));
+    }
+    // HTTP/2 carries the host in :authority; the app speaks HTTP/1.1 and needs Host.
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(http::header::HOST, host);
+    }
     forward::rewrite_headers(
         &mut parts.headers,
         claims_header,
         verified.map(|v| &v.claims),
     )?;
-    let body = Limited::new(body, s.limits.max_body_bytes).boxed();
+    let body = Limited::new(body, limit).boxed();
     s.app.forward(app, Request::from_parts(parts, body)).await
 }
 

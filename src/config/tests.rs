@@ -1,4 +1,6 @@
+use super::sidecar::{parse_duration, redact};
 use super::*;
+use std::time::Duration;
 
 const GOOD: &str = r#"
 issuer: https://idp.example

@@ -24,6 +24,9 @@ pub enum Reject {
     /// The token did not verify (RFC 6750 §3.1 `invalid_token`).
     #[error("{0}")]
     InvalidToken(VerifyError),
+    /// The declared request body is larger than the listener allows.
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(usize),
     /// No route covers this path and method.
     #[error("no route allows this request")]
     NoRoute,
@@ -61,6 +64,7 @@ impl Reject {
             Reject::NoToken => "no_token",
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
             Reject::InvalidToken(_) => "invalid_token",
+            Reject::BodyTooLarge(_) => "body_too_large",
             Reject::NoRoute => "no_route",
             Reject::InsufficientScope(_) => "insufficient_scope",
             Reject::Claim(_) => "claim",
@@ -86,6 +90,9 @@ impl Reject {
                 (StatusCode::BAD_REQUEST, "invalid_request", String::new())
             }
             Reject::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token", String::new()),
+            Reject::BodyTooLarge(_) => {
+                return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{description}\n"));
+            }
             Reject::NoRoute => {
                 let rsp = json(
                     StatusCode::FORBIDDEN,

@@ -36,6 +36,7 @@ audience: {AUD}
 mode: {mode}
 app: "{app}"
 jwks: {{retry: 50ms, fetch_timeout: 2s}}
+limits: {{max_body_bytes: 4096}}
 routes:
   - {{name: health, path: /healthz, public: true}}
   - {{name: scoped, path: /scoped, scopes: [write]}}
@@ -185,6 +186,43 @@ async fn a_valid_token_reaches_the_app_with_verified_claims() {
         "bodies stream both ways"
     );
     assert_eq!(&w.app.last().expect("seen").body[..], b"hello");
+
+    let seen_before = w.app.requests();
+    let rsp = w
+        .baton
+        .http
+        .post(format!("http://{}/orders", w.baton.inbound))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 8192])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(rsp.status(), 413, "body over limits.max_body_bytes");
+    assert_eq!(w.app.requests(), seen_before);
+}
+
+#[test_log::test(tokio::test)]
+async fn h2c_clients_are_forwarded_with_a_host_header() {
+    let w = world("enforce").await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    let rsp = h2
+        .get(format!("http://{}/orders", w.baton.inbound))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("h2c");
+    assert_eq!(rsp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(rsp.status(), 200);
+    let host = w.app.last().expect("seen").headers.get("host").cloned();
+    assert_eq!(
+        host.as_ref().map(|h| h.as_bytes()),
+        Some(w.baton.inbound.to_string().as_bytes())
+    );
 }
 
 #[test_log::test(tokio::test)]
@@ -691,9 +729,15 @@ async fn a_bad_reload_keeps_the_old_config_and_a_good_one_applies() {
     assert!(inbound::reload_from(&state, &path).is_err());
     assert_eq!(state.config()["mode"], "enforce");
     let text = format!(
-        "issuer: {}\naudience: {AUD}\nmode: observe\napp: \"{}\"\njwks: {{retry: 50ms, fetch_timeout: 2s}}\n",
+        "issuer: {}\naudience: {AUD}\nmode: observe\napp: \"{}\"\njwks: {{retry: 50ms, fetch_timeout: 2s}}\nlimits: {{max_body_bytes: 4096}}\n",
         w.idp.issuer, w.app.addr
     );
+    std::fs::write(&path, text.replace(AUD, "service-x")).expect("write");
+    assert!(matches!(
+        inbound::reload_from(&state, &path),
+        Err(inbound::ReloadError::NeedsRestart("audience"))
+    ));
+    assert_eq!(state.config()["mode"], "enforce");
     std::fs::write(&path, text).expect("write");
     inbound::reload_from(&state, &path).expect("valid reload");
     assert_eq!(state.config()["mode"], "observe");
