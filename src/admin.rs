@@ -95,3 +95,51 @@ pub fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::jwt::keys::KeySet;
+
+    fn admin() -> Admin {
+        let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\n";
+        let cfg = Config::from_yaml(yaml, "sidecar.yaml").expect("config");
+        let metrics = Arc::new(Metrics::new());
+        let jwks = Jwks::fixed(KeySet::default(), metrics.clone());
+        let inbound = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
+        Admin::new(inbound, jwks, metrics)
+    }
+
+    fn status(a: &Admin, method: Method, path: &str) -> StatusCode {
+        handle(
+            a,
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .expect("request"),
+        )
+        .status()
+    }
+
+    #[test]
+    fn endpoints_answer_and_readiness_drops_on_shutdown() {
+        let a = admin();
+        assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/readyz"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/metrics"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/config"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/nope"), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(&a, Method::POST, "/healthz"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        a.begin_shutdown();
+        assert_eq!(
+            status(&a, Method::GET, "/readyz"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
+    }
+}

@@ -331,3 +331,6 @@ pub async fn watch_reload(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
