@@ -584,7 +584,8 @@ async fn an_unknown_kid_storm_makes_at_most_one_jwks_fetch() {
 #[test_log::test(tokio::test)]
 async fn key_rotation_while_requests_flow_refuses_no_valid_request() {
     let w = world("enforce").await;
-    let next = SigningKey::generate(Algorithm::ES256).expect("key");
+    // The new key is RS256: mixed algorithms in one JWKS, one algorithm per key.
+    let next = SigningKey::generate(Algorithm::RS256).expect("key");
     let mut flows = tokio::task::JoinSet::new();
     w.idp.publish(&next);
     for i in 0..40 {
