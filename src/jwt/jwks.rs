@@ -302,24 +302,38 @@ fn max_age(cache_control: &str) -> Option<Duration> {
     })
 }
 
-/// The wait before the next background refresh: `max-age` clamped, or the retry interval.
-fn next_refresh(result: &Result<Option<Duration>, FetchError>, s: &JwksSettings) -> Duration {
+/// The wait before the next background refresh: `max-age` clamped to the refresh bounds, or,
+/// after `failures` consecutive failures, the retry interval doubled each time up to
+/// `refresh_min` (a down IdP is not hammered, a flapping one is soon retried).
+fn next_refresh(
+    result: &Result<Option<Duration>, FetchError>,
+    s: &JwksSettings,
+    failures: u32,
+) -> Duration {
     match result {
         Ok(age) => age
             .unwrap_or(s.refresh_max)
             .clamp(s.refresh_min, s.refresh_max),
-        Err(_) => s.retry,
+        Err(_) => s
+            .retry
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(s.refresh_min.max(s.retry)),
     }
 }
 
 async fn refresh_loop(jwks: Weak<Jwks>) {
+    let mut failures = 0u32;
     loop {
         let Some(j) = jwks.upgrade() else { return };
         let result = j.load().await;
-        if let Err(e) = &result {
-            warn!(error = %e, "JWKS refresh failed; keeping last-good keys");
+        match &result {
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                warn!(error = %e, failures, "JWKS refresh failed; keeping last-good keys");
+            }
         }
-        let wait = next_refresh(&result, &j.settings);
+        let wait = next_refresh(&result, &j.settings, failures);
         drop(j);
         tokio::time::sleep(wait).await;
     }
@@ -343,22 +357,24 @@ mod tests {
     fn refresh_is_clamped_and_failures_retry() {
         let s = JwksSettings::default();
         assert_eq!(
-            next_refresh(&Ok(Some(Duration::from_secs(1))), &s),
+            next_refresh(&Ok(Some(Duration::from_secs(1))), &s, 0),
             s.refresh_min
         );
         assert_eq!(
-            next_refresh(&Ok(Some(Duration::from_secs(86400))), &s),
+            next_refresh(&Ok(Some(Duration::from_secs(86400))), &s, 0),
             s.refresh_max
         );
-        assert_eq!(next_refresh(&Ok(None), &s), s.refresh_max);
+        assert_eq!(next_refresh(&Ok(None), &s, 0), s.refresh_max);
         assert_eq!(
-            next_refresh(&Ok(Some(Duration::from_secs(900))), &s),
+            next_refresh(&Ok(Some(Duration::from_secs(900))), &s, 0),
             Duration::from_secs(900)
         );
         let err = Err(FetchError::Discovery {
             url: "u".into(),
             reason: "r".into(),
         });
-        assert_eq!(next_refresh(&err, &s), s.retry);
+        assert_eq!(next_refresh(&err, &s, 1), s.retry);
+        assert_eq!(next_refresh(&err, &s, 3), s.retry * 4);
+        assert_eq!(next_refresh(&err, &s, 40), s.refresh_min, "backoff is capped");
     }
 }
