@@ -14,7 +14,7 @@ pub use verifier::{Verifier, VerifyFailure};
 
 use super::Algorithm;
 use super::keys::KeySet;
-use crate::config::JwksSettings;
+use crate::config::{Config, JwksSettings};
 use crate::telemetry::{Metrics, Outcome};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -110,6 +110,17 @@ impl Jwks {
         });
         tokio::spawn(refresh_loop(Arc::downgrade(&jwks)));
         jwks
+    }
+
+    /// [`Jwks::start`] with the issuer, algorithms and JWKS settings of a sidecar config.
+    pub fn from_config(cfg: &Config, client: reqwest::Client, metrics: Arc<Metrics>) -> Arc<Jwks> {
+        Jwks::start(
+            &cfg.issuer,
+            &cfg.algorithms,
+            cfg.jwks.clone(),
+            client,
+            metrics,
+        )
     }
 
     /// A key set that is never fetched: ready at once, never stale, no refetch. For a sidecar
@@ -281,6 +292,18 @@ impl Jwks {
     }
 }
 
+/// The HTTP client for discovery and JWKS: rustls, a 2 s connect timeout, no proxy from the
+/// environment (the app's `HTTP_PROXY` may point at this very sidecar), at most 3 redirects.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The `kid` of a token's header, unverified: only used to skip a refetch another caller did.
 fn header_kid(token: &str) -> Option<String> {
     use base64::Engine;
@@ -375,6 +398,10 @@ mod tests {
         });
         assert_eq!(next_refresh(&err, &s, 1), s.retry);
         assert_eq!(next_refresh(&err, &s, 3), s.retry * 4);
-        assert_eq!(next_refresh(&err, &s, 40), s.refresh_min, "backoff is capped");
+        assert_eq!(
+            next_refresh(&err, &s, 40),
+            s.refresh_min,
+            "backoff is capped"
+        );
     }
 }

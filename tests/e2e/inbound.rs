@@ -54,14 +54,8 @@ routes:
 impl Sidecar {
     async fn start(cfg: Config) -> Sidecar {
         let metrics = Arc::new(Metrics::new());
-        let client = reqwest::Client::builder().build().expect("client");
-        let jwks = Jwks::start(
-            &cfg.issuer,
-            &cfg.algorithms,
-            cfg.jwks.clone(),
-            client,
-            metrics.clone(),
-        );
+        let client = baton::jwt::jwks::http_client().expect("client");
+        let jwks = Jwks::from_config(&cfg, client, metrics.clone());
         let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
         let admin_state = Arc::new(Admin::new(state.clone(), jwks.clone(), metrics));
         let l_in = tokio::net::TcpListener::bind("127.0.0.1:0")
