@@ -259,12 +259,16 @@ async fn run(
     forward::prepare(&mut req, Some(&issued.token), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
     let rsp = s.upstream.send(req).await.map_err(Reject::Upstream)?;
-    let (Some(mut again), true) = (replay, forward::says_invalid_token(&rsp)) else {
+    if !forward::says_invalid_token(&rsp) {
+        return Ok(rsp);
+    }
+    // The upstream refused a token we cached: drop it, and retry once with a fresh one when
+    // the request can be sent again safely.
+    s.cache.invalidate(&key).await;
+    let Some(mut again) = replay else {
         return Ok(rsp);
     };
-    // The upstream refused a token we cached: drop it and try once with a fresh one.
     warn!(route = %r.name, "upstream answered invalid_token; retrying with a fresh exchange");
-    s.cache.invalidate(&key).await;
     let (issued, _) = s.token(route, key, subject.as_ref()).await?;
     audit.cache = "miss";
     audit.act_chain.clone_from(&issued.act_chain);

@@ -107,6 +107,8 @@ impl Cache {
     pub fn new(max_entries: u64, skew: u64, negative_ttl: u64) -> Self {
         let inner = Moka::builder()
             .max_capacity(max_entries)
+            // LRU rather than TinyLFU admission: a fresh token is always kept, the stalest goes.
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .expire_after(PerEntry)
             .build();
         Self {

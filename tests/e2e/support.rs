@@ -1,1 +1,4 @@
 //! Builders shared by the e2e tests.
+
+pub mod fake_idp;
+pub mod upstream;

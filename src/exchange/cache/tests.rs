@@ -201,3 +201,24 @@ where
     }
     out
 }
+
+#[tokio::test]
+async fn overflow_keeps_the_newest_entry() {
+    let cache = Cache::new(5, 0, 5);
+    let far = jwt::unix_now() + 3600;
+    let keys: Vec<_> = (0..50)
+        .map(|i| key(Some(&Token::new(format!("s{i}"))), &target()))
+        .collect();
+    for k in &keys {
+        cache
+            .get_or_fetch(*k, None, async { Ok(issued("t", far)) })
+            .await
+            .expect("fetch");
+    }
+    assert!(cache.len().await <= 5);
+    let (_, l) = cache
+        .get_or_fetch(keys[49], None, async { Ok(issued("t", far)) })
+        .await
+        .expect("fetch");
+    assert_eq!(l, Lookup::Hit);
+}
