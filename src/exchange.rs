@@ -251,15 +251,14 @@ impl Exchanger {
             })?;
             return Ok(issued(Token::new(ok.access_token), ok.expires_in, now));
         }
-        if status.is_client_error() {
-            if let Ok(err) = serde_json::from_slice::<ErrorResponse>(&body) {
-                // Only the code is kept: a description could echo what was sent.
-                let code = sanitize_code(&err.error);
-                return Err(ExchangeError::Refused {
-                    code,
-                    status: status.as_u16(),
-                });
-            }
+        if status.is_client_error()
+            && let Ok(err) = serde_json::from_slice::<ErrorResponse>(&body)
+        {
+            // Only the code is kept: a description could echo what was sent.
+            return Err(ExchangeError::Refused {
+                code: sanitize_code(&err.error),
+                status: status.as_u16(),
+            });
         }
         Err(ExchangeError::Unavailable(format!(
             "token endpoint answered {status}"

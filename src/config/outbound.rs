@@ -388,13 +388,13 @@ fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<Route> {
         None
     })?;
     let tls = raw.tls.map(|t| Tls { ca_file: t.ca_file });
-    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-        if !ca.is_file() {
-            problems.push(
-                at("tls.ca_file"),
-                format!("{} is not a readable file", ca.display()),
-            );
-        }
+    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref())
+        && !ca.is_file()
+    {
+        problems.push(
+            at("tls.ca_file"),
+            format!("{} is not a readable file", ca.display()),
+        );
     }
     let default_port = if tls.is_some() { 443 } else { 80 };
     let Some((host, port)) = raw

@@ -170,6 +170,11 @@ impl Cache {
         self.inner.run_pending_tasks().await;
         self.inner.entry_count()
     }
+
+    /// True when no entry is held.
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
+    }
 }
 
 #[cfg(test)]
