@@ -358,3 +358,116 @@ async fn cache_overflow_evicts_without_flushing() {
     assert_eq!(call(&s, get(&url, Some(&users[29]))).await.status(), 200);
     assert_eq!(idp.calls(), 30);
 }
+
+#[test_log::test(tokio::test)]
+async fn private_key_jwt_client_authentication() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let key = baton::jwt::keys::SigningKey::generate(baton::jwt::Algorithm::ES256).expect("key");
+    let path = std::env::temp_dir().join(format!("baton-outbound-{}.pem", key.kid()));
+    std::fs::write(&path, key.to_pem()).expect("write key");
+    let text = format!(
+        "client: {{client_id: {CLIENT_ID}, private_key_file: \"{}\", kid: k1}}\n{}",
+        path.display(),
+        routes(&up)
+    );
+    let raw: RawOutbound = serde_yaml::from_str(&text).expect("yaml");
+    let mut problems = Problems::new("sidecar.yaml");
+    let cfg = validate(raw, &mut problems);
+    let cfg = problems.finish(cfg).expect("valid");
+    let _ = std::fs::remove_file(&path);
+    let s = Outbound::new(cfg, Some(&idp.issuer())).expect("outbound");
+    let url = format!("http://{}/", up.addr);
+    assert_eq!(
+        call(&s, get(&url, Some(&idp.user_token("alice"))))
+            .await
+            .status(),
+        200
+    );
+    let form = &idp.forms()[0];
+    let assertion = form
+        .iter()
+        .find(|(k, _)| k == "client_assertion")
+        .map(|(_, v)| v.clone())
+        .expect("client_assertion sent");
+    let claims = baton::jwt::peek_claims(&assertion).expect("jwt");
+    assert_eq!(claims["aud"], idp.issuer());
+    assert!(claims.contains_key("jti") && claims.contains_key("exp"));
+}
+
+#[test_log::test(tokio::test)]
+async fn a_hanging_idp_gives_503_within_the_configured_timeout() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    // Accepts connections and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hang_addr = hang.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hang.accept().await {
+            held.push(conn);
+        }
+    });
+    let yaml = format!(
+        "token_endpoint: \"http://{hang_addr}/token\"\ntimeout_ms: 300\n{}",
+        routes(&up)
+    );
+    let s = state(&idp, &yaml);
+    let rsp = call(
+        &s,
+        get(
+            &format!("http://{}/", up.addr),
+            Some(&idp.user_token("alice")),
+        ),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(rsp.headers()[header::RETRY_AFTER], "5");
+    assert_eq!(up.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn connect_passthrough_opens_a_blind_tunnel() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &format!("connect: passthrough\n{}", routes(&up)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    tokio::spawn(outbound::serve(s, listener, std::future::pending()));
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(proxy)
+            .await
+            .expect("connect");
+        let a = up.addr;
+        conn.write_all(format!("CONNECT {a} HTTP/1.1\r\nHost: {a}\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await.expect("read");
+        assert_eq!(&head, b"HTTP/1.1 200");
+        // Skip the rest of the CONNECT answer's head.
+        let mut last = [0u8; 4];
+        while &last != b"\r\n\r\n" {
+            let b = conn.read_u8().await.expect("read");
+            last = [last[1], last[2], last[3], b];
+        }
+        let req = format!(
+            "GET /t HTTP/1.1\r\nHost: {a}\r\nAuthorization: Bearer untouched\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.expect("write");
+        let mut rsp = Vec::new();
+        conn.read_to_end(&mut rsp).await.expect("read");
+        rsp
+    };
+    let rsp = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("bounded");
+    assert!(rsp.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(up.seen()[0].authorization(), "Bearer untouched");
+    assert_eq!(idp.calls(), 0);
+}

@@ -117,6 +117,18 @@ async fn handle(s: &State, req: Request<Incoming>) -> Response<Body> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
     s.forms.lock().expect("lock").push(pairs);
     let form = Form::parse(&body);
+    // private_key_jwt (RFC 7523): the fake checks the claims, not the signature.
+    let asserted = form.one("client_assertion_type").ok().flatten()
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && form
+            .one("client_assertion")
+            .ok()
+            .flatten()
+            .and_then(jwt::peek_claims)
+            .is_some_and(|c| {
+                c["iss"] == CLIENT_ID && c["sub"] == CLIENT_ID && c["aud"] == s.issuer.as_str()
+            });
+    let authorized = authorized || asserted;
     let err = |code: &str| json(StatusCode::BAD_REQUEST, &json!({"error": code}));
     if !authorized {
         return json(
