@@ -471,3 +471,42 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
     assert_eq!(up.seen()[0].authorization(), "Bearer untouched");
     assert_eq!(idp.calls(), 0);
 }
+
+#[test_log::test(tokio::test)]
+async fn tls_route_upgrades_to_https_trusting_its_ca_file() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start_tls().await;
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/fixtures/ca.pem");
+    let port = up.addr.port();
+    let yaml = format!(
+        "routes:\n  - {{name: b, host: \"localhost:{port}\", audience: service-b, tls: {{ca_file: \"{ca}\"}}}}\n"
+    );
+    let s = state(&idp, &yaml);
+    let url = format!("http://localhost:{port}/secure");
+    let rsp = call(&s, get(&url, Some(&idp.user_token("alice")))).await;
+    assert_eq!(rsp.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen[0].path, "/secure");
+    assert_eq!(seen[0].claims()["aud"], "service-b");
+}
+
+#[test_log::test(tokio::test)]
+async fn tls_route_refuses_an_untrusted_upstream_certificate() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start_tls().await;
+    let port = up.addr.port();
+    let yaml = format!(
+        "routes:\n  - {{name: b, host: \"localhost:{port}\", audience: service-b, tls: {{}}}}\n"
+    );
+    let s = state(&idp, &yaml);
+    let rsp = call(
+        &s,
+        get(
+            &format!("http://localhost:{port}/"),
+            Some(&idp.user_token("a")),
+        ),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(up.requests(), 0);
+}
