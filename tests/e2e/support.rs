@@ -1,1 +1,2 @@
 //! Builders shared by the e2e tests.
+pub mod idp;

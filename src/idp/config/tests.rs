@@ -38,24 +38,53 @@ fn a_minimal_config_loads_with_defaults() {
 
 #[test]
 fn edges_must_name_known_clients_and_not_set_reserved_claims() {
-    let e = errors("grants:\n  - {client: a, target: nope, claims: {sub: x, acr: y}}\n  - {client: ghost, target: b}\n");
-    assert!(e.contains(&"idp.yaml: grants[0].target: unknown target nope: targets are client ids".to_string()), "{e:?}");
-    assert!(e.iter().any(|m| m.starts_with("idp.yaml: grants[0].claims.sub: is reserved")));
-    assert!(e.iter().any(|m| m.starts_with("idp.yaml: grants[0].claims.acr: is reserved")));
-    assert!(e.iter().any(|m| m.starts_with("idp.yaml: grants[1].client: unknown client ghost")));
+    let e = errors(
+        "grants:\n  - {client: a, target: nope, claims: {sub: x, acr: y}}\n  - {client: ghost, target: b}\n",
+    );
+    assert!(
+        e.contains(
+            &"idp.yaml: grants[0].target: unknown target nope: targets are client ids".to_string()
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("idp.yaml: grants[0].claims.sub: is reserved"))
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("idp.yaml: grants[0].claims.acr: is reserved"))
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("idp.yaml: grants[1].client: unknown client ghost"))
+    );
 }
 
 #[test]
 fn two_edges_to_one_target_may_not_disagree_on_a_scalar() {
-    let e = errors("  - id: c\n    secret: secret-c-123\ngrants:\n  - {client: a, target: b, claims: {tier: gold, o: {x: 1}, l: [1]}}\n  - {client: c, target: b, claims: {tier: silver, o: {y: 2}, l: [2]}}\n");
-    assert_eq!(e, vec!["idp.yaml: grants[1].claims.tier: grants[0] also reaches b and sets a different value".to_string()]);
+    let e = errors(
+        "  - id: c\n    secret: secret-c-123\ngrants:\n  - {client: a, target: b, claims: {tier: gold, o: {x: 1}, l: [1]}}\n  - {client: c, target: b, claims: {tier: silver, o: {y: 2}, l: [2]}}\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "idp.yaml: grants[1].claims.tier: grants[0] also reaches b and sets a different value"
+                .to_string()
+        ]
+    );
 }
 
 #[test]
 fn uris_and_lifetimes_are_checked() {
-    let e = errors("  - id: d\n    secret: secret-d-123\n    grant_types: [authorization_code]\n    redirect_uris: [\"http://x/cb#frag\", /relative]\nresources:\n  \"https://r.example/api#x\": b\n  \"not a uri\": b\nlifetimes: {access: 0, code: 3600}\n");
+    let e = errors(
+        "  - id: d\n    secret: secret-d-123\n    grant_types: [authorization_code]\n    redirect_uris: [\"http://x/cb#frag\", /relative]\nresources:\n  \"https://r.example/api#x\": b\n  \"not a uri\": b\nlifetimes: {access: 0, code: 3600}\n",
+    );
     let joined = e.join("\n");
-    assert!(joined.contains("clients[2].redirect_uris: http://x/cb#frag must be absolute"), "{joined}");
+    assert!(
+        joined.contains("clients[2].redirect_uris: http://x/cb#frag must be absolute"),
+        "{joined}"
+    );
     assert!(joined.contains("clients[2].redirect_uris: /relative must be absolute"));
     assert!(joined.contains("resources.https://r.example/api#x: must be an absolute URI"));
     assert!(joined.contains("resources.not a uri: must be an absolute URI"));
@@ -66,7 +95,10 @@ fn uris_and_lifetimes_are_checked() {
 #[test]
 fn unknown_fields_and_missing_credentials_are_reported() {
     let e = errors("  - id: e\n");
-    assert!(e.iter().any(|m| m.contains("clients[2]: needs secret")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("clients[2]: needs secret")),
+        "{e:?}"
+    );
     let e = errors("surprise: 1\n");
     assert!(e[0].contains("unknown field `surprise`"), "{e:?}");
 }

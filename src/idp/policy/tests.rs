@@ -59,7 +59,10 @@ fn new_token_keeps_user_claims_and_records_the_hop() {
     assert_eq!(out["auth_time"], 990);
     assert_eq!(out["scope"], "openid");
     assert_eq!(out["jti"], "fresh");
-    assert_eq!(out["exp"], 1300, "default lifetime is capped at the subject's exp");
+    assert_eq!(
+        out["exp"], 1300,
+        "default lifetime is capped at the subject's exp"
+    );
 }
 
 #[test]
@@ -70,8 +73,14 @@ fn act_nests_the_previous_actor_and_depth_is_bounded() {
     let mut x = exchange(&s, vec![&e]);
     x.client = "service-b";
     let out = decide(&x).expect("allowed");
-    assert_eq!(out["act"], json!({"sub": "service-b", "act": {"sub": "service-a"}}));
-    s.insert("act".into(), json!({"sub": "x", "act": {"sub": "y", "act": {"sub": "z"}}}));
+    assert_eq!(
+        out["act"],
+        json!({"sub": "service-b", "act": {"sub": "service-a"}})
+    );
+    s.insert(
+        "act".into(),
+        json!({"sub": "x", "act": {"sub": "y", "act": {"sub": "z"}}}),
+    );
     let x = exchange(&s, vec![&e]);
     assert_eq!(decide(&x), Err(Refusal::ChainDepth(3)));
 }
@@ -84,7 +93,11 @@ fn scope_is_downscoped_unless_the_edge_allows_more() {
     x.scope = Some(vec!["update:builds".into()]);
     assert_eq!(decide(&x), Err(Refusal::Scope("update:builds".into())));
     x.scope = Some(vec!["profile".into()]);
-    assert_eq!(decide(&x), Err(Refusal::Scope("profile".into())), "not on the edge");
+    assert_eq!(
+        decide(&x),
+        Err(Refusal::Scope("profile".into())),
+        "not on the edge"
+    );
     e.scope_beyond_subject = true;
     let mut x = exchange(&s, vec![&e]);
     x.scope = Some(vec!["update:builds".into()]);
@@ -130,7 +143,10 @@ fn several_targets_give_an_aud_array_and_merged_claims() {
     assert_eq!(out["aud"], json!(["service-b", "service-c"]));
     assert_eq!(out["prefs"], json!({"lang": "en", "tz": "UTC"}));
     assert_eq!(out["roles"], json!(["reader", "writer"]));
-    assert_eq!(out["account_id"], "acct-1001", "a user's scalar is never changed");
+    assert_eq!(
+        out["account_id"], "acct-1001",
+        "a user's scalar is never changed"
+    );
     assert_eq!(decide(&exchange(&s, vec![])), Err(Refusal::NoTarget));
 }
 
@@ -166,9 +182,9 @@ fn claims() -> impl Strategy<Value = Claims> {
 /// Every leaf of `a` is still present in `b` (arrays: every element still there).
 fn contains_all(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            x.iter().all(|(k, v)| y.get(k).is_some_and(|w| contains_all(v, w)))
-        }
+        (Value::Object(x), Value::Object(y)) => x
+            .iter()
+            .all(|(k, v)| y.get(k).is_some_and(|w| contains_all(v, w))),
         (Value::Array(x), Value::Array(y)) => x.iter().all(|v| y.contains(v)),
         _ => a == b,
     }
