@@ -191,7 +191,9 @@ async fn exchange_errors_follow_rfc8693() {
     let subject = s(&user, "access_token");
     let refresh = s(&user, "refresh_token");
     let b = ("audience", "service-b");
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+    // (client, subject token, extra parameters, expected error)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("service-a", "not.a.jwt".into(), vec![b], "invalid_request"),
         (
             "service-b",
