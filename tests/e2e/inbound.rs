@@ -24,7 +24,7 @@ struct Sidecar {
     inbound: SocketAddr,
     admin: SocketAddr,
     jwks: Arc<Jwks>,
-    admin_state: Arc<Admin>,
+    shutdown: baton::shutdown::Trigger,
     http: reqwest::Client,
 }
 
@@ -57,7 +57,13 @@ impl Sidecar {
         let client = baton::jwt::jwks::http_client().expect("client");
         let jwks = Jwks::from_config(&cfg, client, metrics.clone());
         let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-        let admin_state = Arc::new(Admin::new(state.clone(), jwks.clone(), metrics));
+        let (trigger, shutdown) = baton::shutdown::channel();
+        let admin_state = Arc::new(Admin::new(
+            state.clone(),
+            jwks.clone(),
+            metrics,
+            shutdown.clone(),
+        ));
         let l_in = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -68,12 +74,9 @@ impl Sidecar {
             l_in.local_addr().expect("addr"),
             l_admin.local_addr().expect("addr"),
         );
-        tokio::spawn(inbound::serve(state, l_in, std::future::pending()));
-        tokio::spawn(admin::serve(
-            admin_state.clone(),
-            l_admin,
-            std::future::pending(),
-        ));
+        tokio::spawn(inbound::serve(state, l_in, shutdown.wait()));
+        // The admin listener outlives the drain so probes see /readyz go to 503.
+        tokio::spawn(admin::serve(admin_state, l_admin, std::future::pending()));
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -82,7 +85,7 @@ impl Sidecar {
             inbound,
             admin,
             jwks,
-            admin_state,
+            shutdown: trigger,
             http,
         }
     }
@@ -650,7 +653,7 @@ async fn readyz_is_503_until_the_first_jwks_load_and_after_shutdown_begins() {
     assert_eq!(baton.admin("/readyz").await.0, 200);
     let (_, cfg) = baton.admin("/config").await;
     assert!(cfg.contains(r#""audience":"service-b""#), "{cfg}");
-    baton.admin_state.begin_shutdown();
+    baton.shutdown.fire();
     assert_eq!(baton.admin("/readyz").await.0, 503);
 }
 
