@@ -224,6 +224,9 @@ async fn admit<B>(
         VerifyFailure::Token(e) => Reject::InvalidToken(e),
         VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
     })?;
+    if verified.claims.contains_key("cnf") {
+        return Err(Reject::BoundToken.into());
+    }
     match rules::authorize(&route.access, &verified.claims, unix_now()) {
         Ok(()) => Ok(Admitted::Token(verified)),
         Err(reject) => Err(Denied {

@@ -27,6 +27,10 @@ pub enum Reject {
     /// The declared request body is larger than the listener allows.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// A sender-constrained token (`cnf`, e.g. DPoP `jkt`, RFC 9449 §7.1; mTLS `x5t#S256`,
+    /// RFC 8705 §3) presented as a plain bearer token.
+    #[error("sender-constrained token presented as a bearer token")]
+    BoundToken,
     /// No route covers this path and method.
     #[error("no route allows this request")]
     NoRoute,
@@ -63,7 +67,7 @@ impl Reject {
         match self {
             Reject::NoToken => "no_token",
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
-            Reject::InvalidToken(_) => "invalid_token",
+            Reject::InvalidToken(_) | Reject::BoundToken => "invalid_token",
             Reject::BodyTooLarge(_) => "body_too_large",
             Reject::NoRoute => "no_route",
             Reject::InsufficientScope(_) => "insufficient_scope",
@@ -89,7 +93,9 @@ impl Reject {
             Reject::TokenInQuery | Reject::BadHeader(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_request", String::new())
             }
-            Reject::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token", String::new()),
+            Reject::InvalidToken(_) | Reject::BoundToken => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", String::new())
+            }
             Reject::BodyTooLarge(_) => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{description}\n"));
             }

@@ -387,6 +387,16 @@ async fn the_attack_catalogue_gets_401_invalid_token_and_never_reaches_the_app()
             w.key.sign("JWT", &good).expect("sign"),
         ),
         (
+            "DPoP-bound token as bearer",
+            access(
+                &w.key,
+                &with(
+                    good.clone(),
+                    json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+                ),
+            ),
+        ),
+        (
             "nested JWT",
             es256_raw(&w.key, &hdr(r#","cty":"JWT""#), &good),
         ),
