@@ -214,6 +214,7 @@ async fn admit<B>(
     route: Option<&Route>,
     req: &Request<B>,
 ) -> Result<Admitted, Denied> {
+    rules::check_path(req.uri().path())?;
     rules::refuse_query_token(req.uri().query())?;
     let route = route.ok_or(Reject::NoRoute)?;
     if route.access == crate::config::Access::Public {

@@ -18,6 +18,9 @@ pub enum Reject {
         "access_token in the query string is not accepted; send it in the Authorization header"
     )]
     TokenInQuery,
+    /// The path has dot-segments or encoded separators the app might resolve past a route.
+    #[error("path with dot-segments or encoded separators is not accepted")]
+    BadPath,
     /// The `Authorization` header is not a single well-formed `Bearer` credential.
     #[error("malformed Authorization header: {0}")]
     BadHeader(&'static str),
@@ -67,6 +70,7 @@ impl Reject {
         match self {
             Reject::NoToken => "no_token",
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
+            Reject::BadPath => "bad_path",
             Reject::InvalidToken(_) | Reject::BoundToken => "invalid_token",
             Reject::BodyTooLarge(_) => "body_too_large",
             Reject::NoRoute => "no_route",
@@ -95,6 +99,9 @@ impl Reject {
             }
             Reject::InvalidToken(_) | Reject::BoundToken => {
                 (StatusCode::UNAUTHORIZED, "invalid_token", String::new())
+            }
+            Reject::BadPath => {
+                return text(StatusCode::BAD_REQUEST, format!("{description}\n"));
             }
             Reject::BodyTooLarge(_) => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{description}\n"));

@@ -478,6 +478,18 @@ async fn a_spoofed_claims_header_is_stripped() {
         .await
         .expect("response");
     assert_eq!(rsp.status(), 200, "public route");
+    let rsp = w
+        .baton
+        .get("/healthz%2F..%2Forders")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        rsp.status(),
+        400,
+        "an encoded dot-segment cannot ride a public route"
+    );
+    assert_eq!(w.app.requests(), 1);
     assert!(
         w.app
             .last()
