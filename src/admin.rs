@@ -103,7 +103,7 @@ mod tests {
     use crate::jwt::keys::KeySet;
 
     fn admin() -> (Admin, crate::shutdown::Trigger) {
-        let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\n";
+        let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\noutbound: {client: {client_id: service-b, secret: test-only}}\n";
         let cfg = Config::from_yaml(yaml, "sidecar.yaml").expect("config");
         let metrics = Arc::new(Metrics::new());
         let jwks = Jwks::fixed(KeySet::default(), metrics.clone());

@@ -37,6 +37,7 @@ mode: {mode}
 app: "{app}"
 jwks: {{retry: 50ms, fetch_timeout: 2s}}
 limits: {{max_body_bytes: 4096}}
+outbound: {{client: {{client_id: service-b, secret: test-only}}}}
 routes:
   - {{name: health, path: /healthz, public: true}}
   - {{name: scoped, path: /scoped, scopes: [write]}}
@@ -749,7 +750,7 @@ async fn a_bad_reload_keeps_the_old_config_and_a_good_one_applies() {
     assert!(inbound::reload_from(&state, &path).is_err());
     assert_eq!(state.config()["mode"], "enforce");
     let text = format!(
-        "issuer: {}\naudience: {AUD}\nmode: observe\napp: \"{}\"\njwks: {{retry: 50ms, fetch_timeout: 2s}}\nlimits: {{max_body_bytes: 4096}}\n",
+        "issuer: {}\naudience: {AUD}\nmode: observe\napp: \"{}\"\njwks: {{retry: 50ms, fetch_timeout: 2s}}\nlimits: {{max_body_bytes: 4096}}\noutbound: {{client: {{client_id: service-b, secret: test-only}}}}\n",
         w.idp.issuer, w.app.addr
     );
     std::fs::write(&path, text.replace(AUD, "service-x")).expect("write");
