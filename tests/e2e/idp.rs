@@ -692,3 +692,73 @@ async fn discovery_lists_every_required_field() {
         );
     }
 }
+
+#[test_log::test(tokio::test)]
+async fn actor_token_must_be_the_requesting_client() {
+    let idp = support::start().await;
+    let user = idp.login("openid").await;
+    let subject = s(&user, "access_token");
+    let (_, own) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "client_credentials"),
+                ("audience", "service-b"),
+            ],
+        )
+        .await;
+    let own = s(&own, "access_token");
+    let actor = [
+        ("audience", "service-b"),
+        ("actor_token", own.as_str()),
+        ("actor_token_type", support::ACCESS),
+    ];
+    let (st, ok) = idp.exchange("service-a", &subject, &actor).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    assert_eq!(
+        claims(&s(&ok, "access_token"))["act"],
+        json!({"sub": "service-a"})
+    );
+    // service-b presenting service-a's token as its actor token is refused.
+    let (_, b_sub) = idp
+        .exchange("service-a", &subject, &[("audience", "service-b")])
+        .await;
+    let actor = [
+        ("audience", "service-c"),
+        ("actor_token", own.as_str()),
+        ("actor_token_type", support::ACCESS),
+    ];
+    let (st, err) = idp
+        .exchange("service-b", &s(&b_sub, "access_token"), &actor)
+        .await;
+    assert_eq!(
+        (st, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn rs256_keys_sign_verifiable_tokens() {
+    let idp = support::start_with(|cfg| cfg.keys.algorithm = baton::jwt::Algorithm::RS256).await;
+    let (st, body) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", "https://calendar.example/api"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let token = s(&body, "access_token");
+    let v = jwt::verify(
+        &token,
+        &idp.jwks().await,
+        &Rules::access(idp.url.clone(), "resource-api"),
+        jwt::unix_now(),
+    )
+    .expect("verifies");
+    assert_eq!(v.alg, baton::jwt::Algorithm::RS256);
+    assert_eq!(v.claims["sub"], "service-a");
+    assert_eq!(v.claims["aud"], "resource-api");
+}
