@@ -762,3 +762,48 @@ async fn rs256_keys_sign_verifiable_tokens() {
     assert_eq!(v.claims["sub"], "service-a");
     assert_eq!(v.claims["aud"], "resource-api");
 }
+
+#[test_log::test(tokio::test)]
+async fn refresh_tokens_rotate_and_never_widen_scope() {
+    let idp = support::start().await;
+    let user = idp.login("openid profile").await;
+    let first = s(&user, "refresh_token");
+    let (st, next) = idp
+        .token(
+            "service-a",
+            &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{next}");
+    let at = claims(&s(&next, "access_token"));
+    assert_eq!(
+        (at["sub"].as_str(), at["scope"].as_str()),
+        (Some("alice"), Some("openid profile"))
+    );
+    let (st, reuse) = idp
+        .token(
+            "service-a",
+            &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+        )
+        .await;
+    assert_eq!(
+        (st, reuse["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "rotated away"
+    );
+    let second = s(&next, "refresh_token");
+    let (st, wider) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &second),
+                ("scope", "openid calendar.edit"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (st, wider["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+}
