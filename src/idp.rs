@@ -327,6 +327,21 @@ mod tests {
         assert!(headers.get("location").is_none());
     }
 
+    #[test]
+    fn a_rotation_on_disk_is_picked_up_by_the_running_idp() {
+        let idp = idp();
+        let before = idp.keys().signer.kid().to_owned();
+        assert!(!idp.reload_keys().expect("reload"), "nothing changed yet");
+        let kid = rotate_on_disk(idp.config()).expect("rotate");
+        assert_ne!(kid, before);
+        assert!(idp.reload_keys().expect("reload"));
+        assert_eq!(idp.keys().signer.kid(), kid);
+        assert!(
+            idp.keys().verify.contains(&before),
+            "the retired key stays published"
+        );
+    }
+
     #[tokio::test]
     async fn unknown_paths_and_methods_are_refused_plainly() {
         let idp = idp();

@@ -110,8 +110,13 @@ impl Store {
 
     /// Reloads only when the manifest changed since `current` was loaded.
     pub fn reload_if_changed(&self, current: &KeyRing) -> Result<Option<KeyRing>, StoreError> {
+        // Compare parsed manifests, so reformatting the file by hand is not a change.
         let text = self.read_text()?;
-        if text.as_deref() == Some(current.manifest.as_str()) {
+        let same = text
+            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+            .and_then(|m| serde_json::to_string_pretty(&m).ok())
+            .is_some_and(|t| t == current.manifest);
+        if same {
             return Ok(None);
         }
         self.load_or_create().map(Some)
