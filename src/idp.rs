@@ -8,7 +8,7 @@
 //! - [`discovery`]: RFC 8414 / OIDC metadata, JWKS. [`client_auth`]: RFC 6749 §2.3, RFC 7523.
 //! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy.
 //! - [`authorize`], [`login`]: code + PKCE and the login form. [`introspect`]: RFC 7662.
-//! - [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
+//! - [`userinfo`]: OIDC Core §5.3. [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
 
 pub mod authorize;
 pub mod cli;
@@ -23,6 +23,7 @@ pub mod login;
 pub mod metrics;
 pub mod policy;
 pub mod token;
+pub mod userinfo;
 
 pub use config::Config;
 
@@ -233,6 +234,9 @@ where
         (Method::POST, "/token") => token::token(idp, req, unix_now()).await,
         (Method::POST, "/introspect") => introspect::introspect(idp, req, unix_now()).await,
         (Method::GET, "/metrics") => idp.metrics.render(),
+        (Method::GET | Method::POST, "/userinfo") => {
+            userinfo::userinfo(idp, req.headers(), unix_now())
+        }
         (_, "/token" | "/introspect" | "/login") => {
             errors::OAuthError::request("use POST").response()
         }

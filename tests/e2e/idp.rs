@@ -85,6 +85,35 @@ async fn seed_chain_keeps_user_claims_and_records_every_hop() {
     assert!(c["exp"].as_u64() <= a["exp"].as_u64());
     assert_eq!(idp.idp.exchanges(), 2);
 
+    let info: Value = idp
+        .http
+        .get(format!("{}/userinfo", idp.url))
+        .bearer_auth(user.access_token.expose())
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (info["sub"].as_str(), info["account_id"].as_str()),
+        (Some("alice"), Some("acct-1001"))
+    );
+    let rsp = idp
+        .http
+        .get(format!("{}/userinfo", idp.url))
+        .bearer_auth("forged.token.x")
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        rsp.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains(r#"error="invalid_token""#)
+    );
+
     let seen = idp.introspect("service-c", &c_token).await;
     assert_eq!(seen["active"], true);
     assert_eq!(seen["act"]["sub"], "service-b");
