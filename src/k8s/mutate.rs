@@ -25,6 +25,8 @@ use serde_json::{Map, Value, json};
 pub const SIDECAR: &str = "baton";
 /// Name of the capture init container.
 pub const INIT: &str = "baton-init";
+/// Path of the `baton` binary in the image (the project's image holds it at the root).
+pub const BINARY: &str = "/baton";
 const CONFIG_VOLUME: &str = "baton-config";
 const SECRET_VOLUME: &str = "baton-client-secret";
 
@@ -252,6 +254,7 @@ fn sidecar_container(s: &Settings) -> Value {
         "name": SIDECAR,
         "image": s.image,
         "imagePullPolicy": "IfNotPresent",
+        "command": [BINARY],
         "args": ["run", "-c", format!("{CONFIG_DIR}/sidecar.yaml")],
         "restartPolicy": "Always",
         "ports": [
@@ -297,6 +300,7 @@ fn init_container(s: &Settings) -> Value {
         "name": INIT,
         "image": s.init_image,
         "imagePullPolicy": "IfNotPresent",
+        "command": [BINARY],
         "args": args,
         "resources": {
             "requests": {"cpu": "10m", "memory": "16Mi"},

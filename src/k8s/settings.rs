@@ -248,6 +248,7 @@ struct Listeners {
 
 #[derive(Serialize)]
 struct InboundRoute {
+    name: &'static str,
     path: &'static str,
 }
 
@@ -305,7 +306,10 @@ fn generate(
             admin: format!("0.0.0.0:{ADMIN_PORT}"),
         },
         app: format!("127.0.0.1:{app_port}"),
-        routes: vec![InboundRoute { path: "/" }],
+        routes: vec![InboundRoute {
+            name: "default",
+            path: "/",
+        }],
         outbound: (!routes.is_empty()).then(|| Outbound {
             client: Client {
                 client_id: audience.to_owned(),

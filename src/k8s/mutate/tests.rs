@@ -51,6 +51,7 @@ fn injects_a_hardened_native_sidecar_with_probes_on_its_admin_port() {
     let s = &inits[0];
     assert_eq!(s["restartPolicy"], "Always");
     assert_eq!(s["image"], "baton:dev");
+    assert_eq!(s["command"], json!(["/baton"]));
     assert_eq!(s["args"], json!(["run", "-c", "/etc/baton/sidecar.yaml"]));
     let sc = &s["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true);
