@@ -1,0 +1,479 @@
+//! Kubernetes injection end to end: the webhook over real TLS (certificates from
+//! `deploy/k8s/make-certs.sh`, renewed while serving), `baton inject` and the webhook giving the
+//! same pod for the example chain, the manifests' own consistency, and `original_dst` behind a
+//! real iptables REDIRECT in a network namespace the test makes.
+
+use base64::Engine;
+use baton::k8s::capture::{InitNetArgs, init_net, original_dst};
+use baton::k8s::inject::inject_stream;
+use baton::k8s::tls::{ReloadingCert, acceptor};
+use baton::k8s::webhook::{self, Webhook, review};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+const HOST: &str = "baton-webhook.baton-system.svc";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("baton-k8s-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn make_certs(out: &Path) {
+    let status = Command::new(root().join("deploy/k8s/make-certs.sh"))
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run make-certs.sh (needs openssl)");
+    assert!(status.success(), "make-certs.sh failed");
+}
+
+fn client(ca: &Path, addr: SocketAddr) -> reqwest::Client {
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .resolve(HOST, addr)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(root().join(format!("tests/k8s/fixtures/{name}.json"))).unwrap()
+}
+
+struct Running {
+    addr: SocketAddr,
+    cert: Arc<ReloadingCert>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_webhook(dir: &Path) -> Running {
+    let cert = ReloadingCert::load(&dir.join("tls.crt"), &dir.join("tls.key")).unwrap();
+    let tls = acceptor(cert.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(webhook::serve(
+        Arc::new(Webhook::new()),
+        listener,
+        tls,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    Running {
+        addr,
+        cert,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        self.task.await.unwrap();
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn webhook_over_tls_patches_a_pod_and_refuses_garbage() {
+    let dir = scratch("tls");
+    make_certs(&dir);
+    let hook = start_webhook(&dir).await;
+    let http = client(&dir.join("ca.crt"), hook.addr);
+    let url = |path: &str| format!("https://{HOST}:{}{path}", hook.addr.port());
+
+    let rsp = http.get(url("/healthz")).send().await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let rsp = http
+        .post(url("/mutate"))
+        .body(fixture("pod"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    let answer: Value = rsp.json().await.unwrap();
+    assert_eq!(
+        answer["response"]["uid"],
+        "705ab4f5-6393-11e8-b7cc-42010a800002"
+    );
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+
+    let rsp = http
+        .post(url("/mutate"))
+        .body(fixture("malformed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 400);
+    let metrics = http
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"baton_webhook_reviews_total{outcome="injected"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"baton_webhook_reviews_total{outcome="malformed"} 1"#),
+        "{metrics}"
+    );
+    hook.stop().await;
+}
+
+#[test_log::test(tokio::test)]
+async fn webhook_serves_a_renewed_certificate_without_restarting() {
+    let (old, new) = (scratch("old"), scratch("new"));
+    make_certs(&old);
+    make_certs(&new);
+    let serving = scratch("serving");
+    for f in ["tls.crt", "tls.key"] {
+        std::fs::copy(old.join(f), serving.join(f)).unwrap();
+    }
+    let hook = start_webhook(&serving).await;
+    let healthz = format!("https://{HOST}:{}/healthz", hook.addr.port());
+    let trusts_old = client(&old.join("ca.crt"), hook.addr);
+    let trusts_new = client(&new.join("ca.crt"), hook.addr);
+    assert!(trusts_old.get(&healthz).send().await.is_ok());
+    assert!(trusts_new.get(&healthz).send().await.is_err());
+    assert!(
+        !hook.cert.reload_if_changed().unwrap(),
+        "nothing changed yet"
+    );
+
+    // A half-renewed pair (new certificate, old key) is refused and the old one kept.
+    std::fs::copy(new.join("tls.crt"), serving.join("tls.crt")).unwrap();
+    assert!(hook.cert.reload_if_changed().is_err());
+    assert!(
+        client(&old.join("ca.crt"), hook.addr)
+            .get(&healthz)
+            .send()
+            .await
+            .is_ok()
+    );
+
+    std::fs::copy(new.join("tls.key"), serving.join("tls.key")).unwrap();
+    assert!(hook.cert.reload_if_changed().unwrap());
+    let fresh = client(&new.join("ca.crt"), hook.addr);
+    assert_eq!(fresh.get(&healthz).send().await.unwrap().status(), 200);
+    let stale = client(&old.join("ca.crt"), hook.addr);
+    assert!(stale.get(&healthz).send().await.is_err());
+    hook.stop().await;
+}
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .filter_map(|d| Option::<Value>::deserialize(d).unwrap())
+        .flat_map(|v| match v["kind"].as_str() {
+            Some(k) if k.ends_with("List") => v["items"].as_array().cloned().unwrap_or_default(),
+            _ => vec![v],
+        })
+        .collect()
+}
+
+fn chain_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("deploy/k8s/chain"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn inject_and_webhook_give_the_same_pod_for_the_example_chain() {
+    let mut compared = 0;
+    for file in chain_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let injected = yaml_docs(&inject_stream(&text).unwrap().yaml);
+        for (before, after) in yaml_docs(&text).iter().zip(&injected) {
+            if before["kind"] != "Deployment" {
+                assert_eq!(
+                    before,
+                    after,
+                    "{} changed a {}",
+                    file.display(),
+                    before["kind"]
+                );
+                continue;
+            }
+            // What the ReplicaSet would create, as the API server sends it to the webhook.
+            let tpl = &before["spec"]["template"];
+            let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": tpl["metadata"], "spec": tpl["spec"]});
+            pod["metadata"]["namespace"] = before["metadata"]["namespace"].clone();
+            let review_doc = json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                            "operation": "CREATE", "namespace": "shop", "object": pod},
+            });
+            let (answer, outcome) = review(review_doc.to_string().as_bytes(), true).unwrap();
+            assert_eq!(outcome, "injected", "{}", file.display());
+            let b64 = answer["response"]["patch"].as_str().unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
+            let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+            json_patch::patch(&mut pod, &patch).unwrap();
+            let want = &after["spec"]["template"];
+            assert_eq!(pod["spec"], want["spec"], "{}", file.display());
+            assert_eq!(
+                pod["metadata"]["annotations"],
+                want["metadata"]["annotations"]
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 3, "service-a, service-b and service-c");
+}
+
+/// A workload's pod template with where it came from.
+struct Workload {
+    origin: String,
+    namespace: String,
+    labels: Value,
+    selector: Value,
+    spec: Value,
+}
+
+fn workloads(docs: &[Value]) -> Vec<Workload> {
+    docs.iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("Deployment" | "StatefulSet" | "DaemonSet")
+            )
+        })
+        .map(|d| Workload {
+            origin: format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            ),
+            namespace: d["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned(),
+            labels: d["spec"]["template"]["metadata"]["labels"].clone(),
+            selector: d["spec"]["selector"]["matchLabels"].clone(),
+            spec: d["spec"]["template"]["spec"].clone(),
+        })
+        .collect()
+}
+
+fn subset(small: &Value, big: &Value) -> bool {
+    small
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| big.get(k) == Some(v)))
+}
+
+fn containers(spec: &Value) -> Vec<&Value> {
+    ["initContainers", "containers"]
+        .iter()
+        .flat_map(|l| spec[*l].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn declares(c: &Value, port: &Value) -> bool {
+    c["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| match port {
+            Value::String(name) => p["name"] == *name,
+            n => p["containerPort"] == *n,
+        })
+}
+
+/// Selectors match template labels, Services select a workload that declares their target port,
+/// probes point at ports their container declares, and no two containers of a pod take one port.
+fn check_consistency(docs: &[Value], what: &str) {
+    let ws = workloads(docs);
+    for w in &ws {
+        assert!(
+            subset(&w.selector, &w.labels),
+            "{what}: {} selector does not match its template labels",
+            w.origin
+        );
+        let mut seen = std::collections::HashSet::new();
+        for c in containers(&w.spec) {
+            for p in c["ports"].as_array().into_iter().flatten() {
+                let n = p["containerPort"].as_u64().unwrap();
+                assert!(
+                    seen.insert(n),
+                    "{what}: {} declares port {n} twice",
+                    w.origin
+                );
+            }
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                let port = &c[probe]["httpGet"]["port"];
+                if !port.is_null() {
+                    assert!(
+                        declares(c, port),
+                        "{what}: {} {} {probe} port {port} not declared",
+                        w.origin,
+                        c["name"]
+                    );
+                }
+            }
+        }
+    }
+    for svc in docs.iter().filter(|d| d["kind"] == "Service") {
+        let ns = svc["metadata"]["namespace"].as_str().unwrap_or("default");
+        let name = &svc["metadata"]["name"];
+        let target = ws
+            .iter()
+            .find(|w| w.namespace == ns && subset(&svc["spec"]["selector"], &w.labels))
+            .unwrap_or_else(|| panic!("{what}: Service {name} selects no workload"));
+        for port in svc["spec"]["ports"].as_array().unwrap() {
+            let tp = &port["targetPort"];
+            assert!(
+                containers(&target.spec).iter().any(|c| declares(c, tp)),
+                "{what}: Service {name} targets port {tp} that {} does not declare",
+                target.origin
+            );
+        }
+    }
+}
+
+#[test]
+fn deploy_manifests_are_consistent_and_the_injected_chain_too() {
+    let mut base = Vec::new();
+    for f in [
+        "namespace.yaml",
+        "webhook.yaml",
+        "webhook-config.yaml",
+        "idp.yaml",
+    ] {
+        base.extend(yaml_docs(
+            &std::fs::read_to_string(root().join("deploy/k8s").join(f)).unwrap(),
+        ));
+    }
+    check_consistency(&base, "deploy/k8s");
+    let mut chain = Vec::new();
+    for file in chain_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        chain.extend(yaml_docs(&inject_stream(&text).unwrap().yaml));
+    }
+    check_consistency(&chain, "injected chain");
+    // The webhook configuration follows the rules the API server enforces and the ones we chose.
+    let cfg = base
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    for hook in cfg["webhooks"].as_array().unwrap() {
+        assert_eq!(hook["sideEffects"], "None");
+        assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+        assert_eq!(hook["failurePolicy"], "Fail");
+        let excluded = hook["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| {
+                e["key"] == "kubernetes.io/metadata.name"
+                    && e["values"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("baton-system"))
+            });
+        assert!(
+            excluded,
+            "{} must exclude the webhook's own namespace",
+            hook["name"]
+        );
+    }
+}
+
+#[test]
+fn original_dst_sees_through_a_real_redirect() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root for a network namespace and iptables");
+        return;
+    }
+    // A thread of its own: unshare(CLONE_NEWNET) moves only this thread (and the processes it
+    // spawns) into a fresh namespace that disappears with it; nothing on the host is touched.
+    let result = std::thread::spawn(|| -> Result<SocketAddr, String> {
+        // SAFETY: no preconditions; affects only the calling thread.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        for args in [
+            "link set lo up",
+            "link add baton0 type veth peer name baton1",
+            "link set baton1 up",
+            "addr add 10.77.0.1/24 dev baton0",
+            "link set baton0 up",
+        ] {
+            let ok = Command::new("ip")
+                .args(args.split(' '))
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !ok.success() {
+                return Err(format!("ip {args} failed"));
+            }
+        }
+        let code = init_net(InitNetArgs {
+            inbound_ports: vec![8080],
+            outbound_ports: vec![80],
+            exclude: vec![],
+            proxy_uid: 65532,
+            dry_run: false,
+        });
+        if code != ExitCode::SUCCESS {
+            return Err("init-net failed".into());
+        }
+        // Running it again changes nothing and succeeds.
+        if init_net(InitNetArgs {
+            inbound_ports: vec![8080],
+            outbound_ports: vec![80],
+            exclude: vec![],
+            proxy_uid: 65532,
+            dry_run: false,
+        }) != ExitCode::SUCCESS
+        {
+            return Err("second init-net failed".into());
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let outbound = tokio::net::TcpListener::bind("0.0.0.0:15001")
+                .await
+                .unwrap();
+            // 10.77.0.9 does not exist: only the REDIRECT can make this connect.
+            let _app = tokio::net::TcpStream::connect("10.77.0.9:80")
+                .await
+                .map_err(|e| e.to_string())?;
+            let (accepted, _) = outbound.accept().await.unwrap();
+            original_dst(&accepted).map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .unwrap();
+    match result {
+        Ok(dst) => assert_eq!(dst, "10.77.0.9:80".parse::<SocketAddr>().unwrap()),
+        Err(e) if e.starts_with("unshare") => eprintln!("skipped: {e}"),
+        Err(e) => panic!("{e}"),
+    }
+}
