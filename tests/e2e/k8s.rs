@@ -462,8 +462,11 @@ fn original_dst_sees_through_a_real_redirect() {
                 .await
                 .unwrap();
             // 10.77.0.9 does not exist: only the REDIRECT can make this connect.
-            let _app = tokio::net::TcpStream::connect("10.77.0.9:80")
+            // Bounded: without the redirect the SYN would go nowhere.
+            let connect = tokio::net::TcpStream::connect("10.77.0.9:80");
+            let _app = tokio::time::timeout(std::time::Duration::from_secs(20), connect)
                 .await
+                .map_err(|_| "connect was not redirected".to_owned())?
                 .map_err(|e| e.to_string())?;
             let (accepted, _) = outbound.accept().await.unwrap();
             original_dst(&accepted).map_err(|e| e.to_string())
