@@ -281,31 +281,13 @@ pub async fn main(args: WebhookArgs) -> ExitCode {
     };
     info!(version = super::VERSION, addr = ?listener.local_addr().ok(), "baton webhook listening");
     let watcher = cert.watch(Duration::from_secs(args.reload_seconds.max(1)));
-    serve(
-        Arc::new(Webhook::new()),
-        listener,
-        acceptor,
-        shutdown_signal(),
-    )
-    .await;
+    let shutdown = async {
+        let signal = crate::shutdown::os_signal().await;
+        info!(signal, "shutting down");
+    };
+    serve(Arc::new(Webhook::new()), listener, acceptor, shutdown).await;
     watcher.abort();
     ExitCode::SUCCESS
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    info!("shutdown signal received");
 }
 
 #[cfg(test)]
