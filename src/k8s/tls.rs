@@ -1,7 +1,7 @@
 //! The webhook's HTTPS listener: a rustls certificate resolver that reloads the certificate and
 //! key files when they change (a renewed Secret), and an accept loop with the same limits as
-//! `server::serve` (connection limit, handshake and header-read timeouts, request timeout,
-//! bounded graceful drain). `server::serve` takes plain TCP, so TLS gets its own loop here.
+//! `server::serve` (connection limit, handshake and header-read timeouts, request and idle
+//! timeouts, bounded graceful drain). `server::serve` takes plain TCP, so TLS gets its own loop here.
 
 use crate::http::{Body, text};
 use crate::server::{ConnInfo, Limits};
@@ -17,10 +17,15 @@ use rustls::sign::CertifiedKey;
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -97,7 +102,7 @@ impl ReloadingCert {
     }
 
     /// Reloads every `every` until the process ends, logging changes and failures.
-    pub fn watch(self: Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    pub fn watch(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -194,7 +199,7 @@ pub async fn serve<H, F>(
                 Ok(pair) => pair,
                 Err(e) => {
                     warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -214,6 +219,7 @@ pub async fn serve<H, F>(
             handler.clone(),
         );
         let (handshake, request_timeout) = (limits.header_read_timeout, limits.request_timeout);
+        let idle = limits.idle_timeout;
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(handshake, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
@@ -229,9 +235,28 @@ pub async fn serve<H, F>(
                     })
                 }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = graceful.watch(conn.into_owned()).await {
-                debug!(%peer, error = %e, "connection ended with an error");
+            let activity = Activity::new();
+            let io = TokioIo::new(Tracked {
+                inner: stream,
+                activity: activity.clone(),
+            });
+            let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+            tokio::pin!(conn);
+            let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)) / 4);
+            loop {
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = tick.tick() => if activity.idle_for() >= idle {
+                        // Nothing moved for longer than any request may take: close it.
+                        debug!(%peer, "idle timeout");
+                        break;
+                    }
+                }
             }
             drop(permit);
         });
@@ -240,5 +265,76 @@ pub async fn serve<H, F>(
     match tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await {
         Ok(()) => info!("webhook drained"),
         Err(_) => warn!("shutdown grace elapsed; dropping webhook connections"),
+    }
+}
+
+/// When bytes last moved on a connection, for the idle timeout.
+#[derive(Debug, Clone)]
+struct Activity {
+    epoch: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+/// A stream that records activity on every successful read or write.
+struct Tracked<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch();
+        }
+        res
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }

@@ -480,3 +480,79 @@ fn original_dst_sees_through_a_real_redirect() {
         Err(e) => panic!("{e}"),
     }
 }
+
+#[test_log::test(tokio::test)]
+async fn webhook_closes_silent_and_idle_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = scratch("idle");
+    make_certs(&dir);
+    let cert = ReloadingCert::load(&dir.join("tls.crt"), &dir.join("tls.key")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = baton::server::Limits {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        idle_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let state = Arc::new(Webhook::new());
+    let handler = move |req, _| {
+        let state = state.clone();
+        async move { webhook::handle(&state, req).await }
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(baton::k8s::tls::serve(
+        listener,
+        acceptor(cert).unwrap(),
+        limits,
+        handler,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let bound = std::time::Duration::from_secs(20);
+
+    // A client that never starts the handshake is dropped.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(bound, silent.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "server kept a silent connection"
+    );
+
+    // A client that handshakes, asks once, then stays quiet is closed after the idle timeout.
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dir.join("ca.crt")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(format!("GET /healthz HTTP/1.1\r\nhost: {HOST}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read_all = tls.read_to_end(&mut got);
+    let _ = tokio::time::timeout(bound, read_all)
+        .await
+        .expect("idle connection closed in time");
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
+        "answered before closing"
+    );
+
+    let _ = tx.send(());
+    server.await.unwrap();
+}
