@@ -350,3 +350,64 @@ fn outbound_routes(p: &mut Problems, list: &str) -> Vec<OutboundRoute> {
     }
     routes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn settings(a: Value) -> Result<Settings, ConfigErrors> {
+        Settings::from_annotations(a.as_object().unwrap(), &Namespace::default(), "Pod/x")
+    }
+
+    #[test]
+    fn sidecar_ports_cannot_be_the_app_port_or_captured() {
+        let base = json!({"baton.dev/issuer": "http://idp:9000", "baton.dev/audience": "x"});
+        for port in ["15001", "15006", "15020"] {
+            let mut a = base.clone();
+            a["baton.dev/app-port"] = port.into();
+            a["baton.dev/capture"] = "iptables".into();
+            a["baton.dev/capture-outbound-ports"] = format!("80,{port}").into();
+            let text = settings(a).unwrap_err().to_string();
+            assert!(text.contains(&format!(
+                "baton.dev/app-port: {port} is one of the sidecar's ports"
+            )));
+            assert!(text.contains(&format!(
+                "baton.dev/capture-outbound-ports: {port} is one of"
+            )));
+        }
+    }
+
+    #[test]
+    fn the_idp_exemption_comes_from_the_issuer_with_its_default_port() {
+        let a = json!({"baton.dev/issuer": "https://login.example.com/realms/x", "baton.dev/audience": "x",
+                       "baton.dev/capture": "iptables"});
+        let s = settings(a).unwrap();
+        assert_eq!(
+            s.capture.unwrap().exclude.as_deref(),
+            Some("login.example.com:443")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_valid_port_list_round_trips(ports in prop::collection::vec(1u16..15000, 1..6)) {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let a = json!({"baton.dev/config": "cfg", "baton.dev/capture": "iptables",
+                           "baton.dev/capture-outbound-ports": list.join(" , ")});
+            let s = settings(a).unwrap();
+            prop_assert_eq!(s.capture.unwrap().outbound_ports, ports);
+        }
+
+        #[test]
+        fn annotation_values_never_panic(value in ".{0,40}") {
+            let mut a = Map::new();
+            for key in [annotation::APP_PORT, annotation::ISSUER, annotation::OUTBOUND_ROUTES,
+                        annotation::CAPTURE, annotation::CONFIG, annotation::IMAGE] {
+                a.insert(key.into(), value.clone().into());
+            }
+            let _ = Settings::from_annotations(&a, &Namespace::default(), "Pod/x");
+        }
+    }
+}
