@@ -66,9 +66,51 @@ pub struct Exempt {
 const INBOUND_CHAIN: &str = "BATON_INBOUND";
 const OUTBOUND_CHAIN: &str = "BATON_OUTBOUND";
 
-/// The nat-table rules in `iptables-restore` format (applied with `--noflush`, so rules of
-/// others are kept). Pure, so the exact rules are unit-tested.
-pub fn rules(inbound: &[u16], outbound: &[u16], exempt: &[Exempt], uid: u32) -> String {
+/// An address family and the tools that program it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `iptables`.
+    V4,
+    /// `ip6tables`: without it a dual-stack pod's IPv6 traffic would bypass the sidecar.
+    V6,
+}
+
+impl Family {
+    fn loopback(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.0/8",
+            Family::V6 => "::1/128",
+        }
+    }
+
+    fn host_prefix(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    fn holds(self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == (self == Family::V4)
+    }
+
+    fn programs(self) -> (&'static str, &'static str) {
+        match self {
+            Family::V4 => ("iptables-save", "iptables-restore"),
+            Family::V6 => ("ip6tables-save", "ip6tables-restore"),
+        }
+    }
+}
+
+/// The nat-table rules of one family in `iptables-restore` format (applied with `--noflush`,
+/// so rules of others are kept). Pure, so the exact rules are unit-tested.
+pub fn rules(
+    family: Family,
+    inbound: &[u16],
+    outbound: &[u16],
+    exempt: &[Exempt],
+    uid: u32,
+) -> String {
     let mut r = String::from("*nat\n");
     r += &format!(":{INBOUND_CHAIN} - [0:0]\n:{OUTBOUND_CHAIN} - [0:0]\n");
     r += &format!("-A PREROUTING -p tcp -j {INBOUND_CHAIN}\n");
@@ -80,11 +122,13 @@ pub fn rules(inbound: &[u16], outbound: &[u16], exempt: &[Exempt], uid: u32) -> 
     r += &format!("-A OUTPUT -p tcp -j {OUTBOUND_CHAIN}\n");
     r += &format!("-A {OUTBOUND_CHAIN} -m owner --uid-owner {uid} -j RETURN\n");
     r += &format!("-A {OUTBOUND_CHAIN} -o lo -j RETURN\n");
-    r += &format!("-A {OUTBOUND_CHAIN} -d 127.0.0.0/8 -j RETURN\n");
-    for e in exempt.iter().filter(|e| e.ip.is_ipv4()) {
+    r += &format!("-A {OUTBOUND_CHAIN} -d {} -j RETURN\n", family.loopback());
+    for e in exempt.iter().filter(|e| family.holds(e.ip)) {
         r += &format!(
-            "-A {OUTBOUND_CHAIN} -d {}/32 -p tcp --dport {} -j RETURN\n",
-            e.ip, e.port
+            "-A {OUTBOUND_CHAIN} -d {}/{} -p tcp --dport {} -j RETURN\n",
+            e.ip,
+            family.host_prefix(),
+            e.port
         );
     }
     for port in outbound {
@@ -96,8 +140,9 @@ pub fn rules(inbound: &[u16], outbound: &[u16], exempt: &[Exempt], uid: u32) -> 
     r
 }
 
-/// `baton init-net`: resolves the exclusions, then installs [`rules`] unless the chains already
-/// exist (a restarted init container changes nothing). Exit 0 on success, 1 on failure.
+/// `baton init-net`: resolves the exclusions, then installs [`rules`] for IPv4 and, when the
+/// namespace has IPv6, for IPv6, skipping a family whose chains already exist (a restarted init
+/// container changes nothing). Exit 0 on success, 1 on failure.
 pub fn init_net(args: InitNetArgs) -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,29 +156,43 @@ pub fn init_net(args: InitNetArgs) -> ExitCode {
 
 fn run(args: &InitNetArgs) -> Result<(), CaptureError> {
     let exempt = resolve(&args.exclude)?;
-    let text = rules(
-        &args.inbound_ports,
-        &args.outbound_ports,
-        &exempt,
-        args.proxy_uid,
-    );
-    if args.dry_run {
-        print!("{text}");
-        return Ok(());
+    let mut families = vec![Family::V4];
+    if ipv6_enabled() {
+        families.push(Family::V6);
     }
-    let current = iptables("iptables-save", &["-t", "nat"], None)?;
-    if current.contains(&format!(":{INBOUND_CHAIN} ")) {
-        info!("capture rules already installed");
-        return Ok(());
+    for family in families {
+        let (save, restore) = family.programs();
+        let text = rules(
+            family,
+            &args.inbound_ports,
+            &args.outbound_ports,
+            &exempt,
+            args.proxy_uid,
+        );
+        if args.dry_run {
+            print!("# {family:?}\n{text}");
+            continue;
+        }
+        let current = iptables(save, &["-t", "nat"], None)?;
+        if current.contains(&format!(":{INBOUND_CHAIN} ")) {
+            info!(?family, "capture rules already installed");
+            continue;
+        }
+        iptables(restore, &["--noflush"], Some(&text))?;
+        info!(
+            ?family,
+            inbound = ?args.inbound_ports,
+            outbound = ?args.outbound_ports,
+            exempt = exempt.len(),
+            "capture rules installed"
+        );
     }
-    iptables("iptables-restore", &["--noflush"], Some(&text))?;
-    info!(
-        inbound = ?args.inbound_ports,
-        outbound = ?args.outbound_ports,
-        exempt = exempt.len(),
-        "capture rules installed"
-    );
     Ok(())
+}
+
+/// Whether this thread's network namespace has IPv6 (any address in `if_inet6`).
+fn ipv6_enabled() -> bool {
+    std::fs::read_to_string("/proc/thread-self/net/if_inet6").is_ok_and(|t| !t.trim().is_empty())
 }
 
 fn resolve(targets: &[String]) -> Result<Vec<Exempt>, CaptureError> {
@@ -187,7 +246,11 @@ pub fn original_dst(stream: &tokio::net::TcpStream) -> io::Result<SocketAddr> {
     use std::os::fd::AsRawFd;
     const SO_ORIGINAL_DST: libc::c_int = 80; // linux/netfilter_ipv4.h; IP6T_ same value
     let fd = stream.as_raw_fd();
-    let v6 = stream.local_addr()?.is_ipv6();
+    // A v4 connection accepted on a dual-stack socket (local `::ffff:a.b.c.d`) is tracked as v4.
+    let v6 = match stream.local_addr()?.ip() {
+        IpAddr::V4(_) => false,
+        IpAddr::V6(ip) => ip.to_ipv4_mapped().is_none(),
+    };
     // SAFETY: `fd` is a valid socket owned by `stream` for this call; `storage` is large enough
     // for either sockaddr and `len` tells the kernel its size.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -237,7 +300,7 @@ mod tests {
             ip: "10.96.0.7".parse().unwrap(),
             port: 8080,
         };
-        let r = rules(&[8080], &[80, 8080], &[idp], 65532);
+        let r = rules(Family::V4, &[8080], &[80, 8080], &[idp], 65532);
         let lines: Vec<&str> = r.lines().collect();
         assert_eq!(lines.first(), Some(&"*nat"));
         assert_eq!(lines.last(), Some(&"COMMIT"));
@@ -263,9 +326,27 @@ mod tests {
 
     #[test]
     fn rules_never_redirect_the_sidecar_ports_when_not_asked() {
-        let r = rules(&[9000], &[80], &[], 65532);
+        let r = rules(Family::V4, &[9000], &[80], &[], 65532);
         assert!(!r.contains("--dport 15006"));
         assert!(!r.contains("--dport 15001"));
+    }
+
+    #[test]
+    fn ipv6_rules_exempt_ipv6_loopback_and_only_ipv6_addresses() {
+        let v4 = Exempt {
+            ip: "10.0.0.7".parse().unwrap(),
+            port: 9000,
+        };
+        let v6 = Exempt {
+            ip: "fd00::7".parse().unwrap(),
+            port: 9000,
+        };
+        let r = rules(Family::V6, &[8080], &[80], &[v4, v6], 65532);
+        assert!(r.contains("-A BATON_OUTBOUND -d ::1/128 -j RETURN"));
+        assert!(r.contains("-A BATON_OUTBOUND -d fd00::7/128 -p tcp --dport 9000 -j RETURN"));
+        assert!(!r.contains("10.0.0.7") && !r.contains("127.0.0.0/8"));
+        let r4 = rules(Family::V4, &[8080], &[80], &[v4, v6], 65532);
+        assert!(r4.contains("-d 10.0.0.7/32") && !r4.contains("fd00::7"));
     }
 
     #[test]

@@ -412,7 +412,7 @@ fn original_dst_sees_through_a_real_redirect() {
     }
     // A thread of its own: unshare(CLONE_NEWNET) moves only this thread (and the processes it
     // spawns) into a fresh namespace that disappears with it; nothing on the host is touched.
-    let result = std::thread::spawn(|| -> Result<SocketAddr, String> {
+    let result = std::thread::spawn(|| -> Result<Vec<SocketAddr>, String> {
         // SAFETY: no preconditions; affects only the calling thread.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
             return Err(format!("unshare: {}", std::io::Error::last_os_error()));
@@ -422,6 +422,7 @@ fn original_dst_sees_through_a_real_redirect() {
             "link add baton0 type veth peer name baton1",
             "link set baton1 up",
             "addr add 10.77.0.1/24 dev baton0",
+            "addr add fd77::1/64 dev baton0 nodad",
             "link set baton0 up",
         ] {
             let ok = Command::new("ip")
@@ -458,24 +459,33 @@ fn original_dst_sees_through_a_real_redirect() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let outbound = tokio::net::TcpListener::bind("0.0.0.0:15001")
-                .await
-                .unwrap();
-            // 10.77.0.9 does not exist: only the REDIRECT can make this connect.
-            // Bounded: without the redirect the SYN would go nowhere.
-            let connect = tokio::net::TcpStream::connect("10.77.0.9:80");
-            let _app = tokio::time::timeout(std::time::Duration::from_secs(20), connect)
-                .await
-                .map_err(|_| "connect was not redirected".to_owned())?
-                .map_err(|e| e.to_string())?;
-            let (accepted, _) = outbound.accept().await.unwrap();
-            original_dst(&accepted).map_err(|e| e.to_string())
+            // Dual stack, like a sidecar listening on [::]: both families' redirects land here.
+            let outbound = tokio::net::TcpListener::bind("[::]:15001").await.unwrap();
+            let mut seen = Vec::new();
+            // Neither address exists: only the REDIRECT can make these connect.
+            for target in ["10.77.0.9:80", "[fd77::9]:80"] {
+                // Bounded: without the redirect the SYN would go nowhere.
+                let connect = tokio::net::TcpStream::connect(target);
+                let _app = tokio::time::timeout(std::time::Duration::from_secs(20), connect)
+                    .await
+                    .map_err(|_| format!("connect to {target} was not redirected"))?
+                    .map_err(|e| format!("{target}: {e}"))?;
+                let (accepted, _) = outbound.accept().await.unwrap();
+                seen.push(original_dst(&accepted).map_err(|e| format!("{target}: {e}"))?);
+            }
+            Ok(seen)
         })
     })
     .join()
     .unwrap();
     match result {
-        Ok(dst) => assert_eq!(dst, "10.77.0.9:80".parse::<SocketAddr>().unwrap()),
+        Ok(dst) => {
+            let want: Vec<SocketAddr> = vec![
+                "10.77.0.9:80".parse().unwrap(),
+                "[fd77::9]:80".parse().unwrap(),
+            ];
+            assert_eq!(dst, want);
+        }
         Err(e) if e.starts_with("unshare") => eprintln!("skipped: {e}"),
         Err(e) => panic!("{e}"),
     }

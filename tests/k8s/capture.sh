@@ -8,7 +8,7 @@
 # (2) the app's outbound TCP to a captured port lands on the sidecar's outbound listener, which
 # learns the original destination (SO_ORIGINAL_DST); (3) the sidecar's own traffic (uid 65532) is
 # not redirected, so it never loops; (4) loopback and the excluded IdP address are not redirected;
-# (5) running init-net twice changes nothing.
+# (5) running init-net twice changes nothing; (6) IPv6 is captured the same way.
 #
 # Needs root, iproute2, iptables, curl, util-linux (setpriv) and /usr/bin/python3 (the stand-ins).
 # Every wait is bounded; the trap removes the namespaces and processes on any exit.
@@ -56,6 +56,8 @@ ip link set "bc$id" netns "$cli"
 ip link set "bp$id" netns "$pod"
 in_cli ip addr add 10.78.0.1/24 dev "bc$id"
 in_pod ip addr add 10.78.0.2/24 dev "bp$id"
+in_cli ip addr add fd78::1/64 dev "bc$id" nodad
+in_pod ip addr add fd78::2/64 dev "bp$id" nodad
 for ns in "$pod" "$cli"; do ip -n "$ns" link set lo up; done
 in_cli ip link set "bc$id" up
 in_pod ip link set "bp$id" up
@@ -69,12 +71,21 @@ cat > "$work/standin.py" <<'PY'
 # Stand-in sidecar: answers which listener a connection reached and its original destination.
 import http.server, socket, struct, sys, threading, urllib.request
 def original_dst(sock):
+    host = sock.getsockname()[0]
     try:
+        if ":" in host and not host.startswith("::ffff:"):
+            raw = sock.getsockopt(socket.IPPROTO_IPV6, 80, 28)  # IP6T_SO_ORIGINAL_DST
+            return f"[{socket.inet_ntop(socket.AF_INET6, raw[8:24])}]:{struct.unpack('!H', raw[2:4])[0]}"
         raw = sock.getsockopt(socket.SOL_IP, 80, 16)  # SO_ORIGINAL_DST
         port, ip = struct.unpack("!2xH4s8x", raw)
         return f"{socket.inet_ntoa(ip)}:{port}"
     except OSError:
         return "none"
+class DualStack(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 def handler(name):
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -86,7 +97,7 @@ def handler(name):
             self.wfile.write(data)
         def log_message(self, *a): pass
     return H
-servers = [http.server.ThreadingHTTPServer(("0.0.0.0", p), handler(n)) for p, n in ((15006, "inbound"), (15001, "outbound"))]
+servers = [DualStack(("::", p), handler(n)) for p, n in ((15006, "inbound"), (15001, "outbound"))]
 for s in servers[1:]:
     threading.Thread(target=s.serve_forever, daemon=True).start()
 servers[0].serve_forever()
@@ -102,7 +113,7 @@ YAML
 chmod -R a+rX "$work"
 in_cli $PY -m http.server 80 --bind 10.78.0.1 --directory "$work/remote" >/dev/null 2>&1 & pids+=($!)
 in_cli $PY -m http.server 9000 --bind 10.78.0.1 --directory "$work/idp" >/dev/null 2>&1 & pids+=($!)
-in_pod "${APP[@]}" $PY -m http.server 8080 --bind 0.0.0.0 --directory "$work/app" >/dev/null 2>&1 & pids+=($!)
+in_pod "${APP[@]}" $PY -m http.server 8080 --bind :: --directory "$work/app" >/dev/null 2>&1 & pids+=($!)
 case "$SIDECAR" in
   standin) in_pod "${PROXY[@]}" $PY "$work/standin.py" >/dev/null 2>&1 & pids+=($!) ;;
   baton) in_pod "${PROXY[@]}" "$(realpath "$BATON")" run -c "$work/sidecar.yaml" >"$work/baton.log" 2>&1 & pids+=($!) ;;
@@ -125,15 +136,17 @@ wait_port "$pod" 127.0.0.1 15001
 # --- before: the app's port is open to the client ---------------------------------------------
 out="$(cli_get http://10.78.0.2:8080/)"
 [[ "$out" == *app-marker* ]] || fail "before capture the client should reach the app directly: $out"
-ok "before init-net the client reaches the app directly"
+out="$(cli_get 'http://[fd78::2]:8080/')"
+[[ "$out" == *app-marker* ]] || fail "before capture the client should reach the app over IPv6: $out"
+ok "before init-net the client reaches the app directly (IPv4 and IPv6)"
 
 # --- init-net ---------------------------------------------------------------------------------
 in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000 --exclude 10.78.0.1:9000
-before="$(in_pod iptables-save -t nat | grep -c BATON)"
+before="$(in_pod iptables-save -t nat | grep -c BATON)/$(in_pod ip6tables-save -t nat | grep -c BATON)"
 in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000 --exclude 10.78.0.1:9000
-after="$(in_pod iptables-save -t nat | grep -c BATON)"
+after="$(in_pod iptables-save -t nat | grep -c BATON)/$(in_pod ip6tables-save -t nat | grep -c BATON)"
 [ "$before" = "$after" ] || fail "a second init-net changed the rules ($before → $after lines)"
-ok "init-net installed the rules; a second run changed nothing ($after BATON lines)"
+ok "init-net installed the rules; a second run changed nothing ($after BATON lines in iptables/ip6tables)"
 
 inbound_by_sidecar() {
   case "$SIDECAR" in
@@ -162,6 +175,16 @@ ok "client → app port 8080 is redirected to the sidecar's inbound 15006 (which
 out="$(in_pod "${APP[@]}" curl -sS --max-time 5 -w '\n%{http_code}' http://10.78.0.1:80/ 2>&1 || true)"
 outbound_by_sidecar "$out" 10.78.0.1:80 || fail "app → 10.78.0.1:80 was not redirected to 15001: $out"
 ok "app → 10.78.0.1:80 is redirected to the outbound listener, original destination recovered"
+
+# (2b) IPv6: the same redirects, so a dual-stack pod cannot be bypassed over IPv6.
+out="$(cli_get 'http://[fd78::2]:8080/')"
+[[ "$out" != app-marker* ]] || fail "client reached the app over IPv6 without the sidecar: $out"
+if [ "$SIDECAR" = standin ]; then
+  [[ "$out" == *"baton-standin inbound orig=[fd78::2]:8080"* ]] || fail "IPv6 inbound not redirected: $out"
+  out="$(in_pod "${APP[@]}" curl -sS --max-time 5 'http://[fd78::1]:80/' 2>&1 || true)"
+  [[ "$out" == *"baton-standin outbound orig=[fd78::1]:80"* ]] || fail "IPv6 outbound not redirected: $out"
+fi
+ok "IPv6: inbound and outbound are captured the same way"
 
 # (3) the sidecar's own uid is not redirected: no loop.
 out="$(in_pod "${PROXY[@]}" curl -sS --max-time 5 http://10.78.0.1:80/ 2>&1 || true)"
