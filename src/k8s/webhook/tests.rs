@@ -216,3 +216,69 @@ async fn an_oversized_review_is_refused_before_parsing() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("larger than"), "{body}");
 }
+
+mod equivalence {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pod() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec(("[a-z]{1,6}", prop::option::of(1u16..9000)), 1..4),
+            prop::option::of("[a-z]{1,6}"),
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::of(prop::collection::vec("[a-z/~.]{1,8}", 0..3)),
+        )
+            .prop_map(|(containers, routes, capture, labels, extra_keys)| {
+                let containers: Vec<Value> = containers
+                    .into_iter()
+                    .map(|(name, port)| match port {
+                        Some(p) => json!({"name": format!("c-{name}"), "image": "i:1", "ports": [{"containerPort": p}]}),
+                        None => json!({"name": format!("c-{name}"), "image": "i:1"}),
+                    })
+                    .collect();
+                let mut a = json!({
+                    "baton.dev/inject": "enabled",
+                    "baton.dev/issuer": "http://idp:9000",
+                    "baton.dev/audience": "svc",
+                });
+                if let Some(r) = routes {
+                    a["baton.dev/outbound-routes"] = format!("{r}:8080={r}").into();
+                    a["baton.dev/client-secret"] = "svc-client".into();
+                }
+                if capture {
+                    a["baton.dev/capture"] = "iptables".into();
+                }
+                // Keys that need JSON-pointer escaping (`/`, `~`) must survive the patch.
+                for k in extra_keys.into_iter().flatten() {
+                    a[format!("example.com/{k}")] = "v".into();
+                }
+                let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": a},
+                                   "spec": {"containers": containers}});
+                if labels {
+                    p["metadata"]["labels"] = json!({"app": "svc"});
+                }
+                p
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn the_webhook_patch_yields_exactly_the_mutated_pod(pod in pod()) {
+            let doc = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE", "namespace": "ns", "object": pod}});
+            let (answer, outcome) = review(doc.to_string().as_bytes(), false).unwrap();
+            prop_assert_eq!(outcome, "injected");
+            let b64 = answer["response"]["patch"].as_str().unwrap();
+            let patch: json_patch::Patch =
+                serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
+            let mut patched = pod.clone();
+            json_patch::patch(&mut patched, &patch).unwrap();
+            let Outcome::Injected(want) = mutate(&pod, &Namespace::default(), "Pod/ns/?").unwrap() else {
+                return Err(TestCaseError::fail("not injected"));
+            };
+            prop_assert_eq!(patched, want);
+        }
+    }
+}
