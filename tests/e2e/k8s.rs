@@ -566,3 +566,44 @@ async fn webhook_closes_silent_and_idle_connections() {
     let _ = tx.send(());
     server.await.unwrap();
 }
+
+#[test]
+fn generated_sidecar_configs_pass_the_sidecars_own_validation() {
+    let mut checked = 0;
+    let mut texts: Vec<String> = chain_files()
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    texts.push(std::fs::read_to_string(root().join("tests/k8s/workloads.yaml")).unwrap());
+    for text in texts {
+        for doc in yaml_docs(&inject_stream(&text).unwrap().yaml) {
+            let templates = [
+                doc.pointer("/spec/template"),
+                doc.pointer("/spec/jobTemplate/spec/template"),
+                Some(&doc),
+            ];
+            for tpl in templates.into_iter().flatten() {
+                let Some(yaml) = tpl
+                    .pointer("/metadata/annotations/baton.dev~1sidecar-config")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                if let Err(e) = baton::config::Config::from_yaml(yaml, "sidecar.yaml") {
+                    // The client secret is a mounted file that only exists in the pod.
+                    let real: Vec<_> =
+                        e.0.iter()
+                            .filter(|p| p.field != "outbound.client.secret_file")
+                            .collect();
+                    assert!(
+                        real.is_empty(),
+                        "generated config of {} is refused: {real:?}\n{yaml}",
+                        doc["metadata"]["name"]
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} generated configs checked");
+}

@@ -23,6 +23,7 @@ spec:
         baton.dev/inject: enabled
         baton.dev/issuer: http://idp:8080
         baton.dev/audience: web
+        baton.dev/client-secret: web-client
     spec:
       containers:
         - name: app
@@ -42,6 +43,7 @@ spec:
           annotations:
             baton.dev/issuer: http://idp:8080
             baton.dev/audience: nightly
+            baton.dev/client-secret: nightly-client
         spec:
           restartPolicy: Never
           containers: [{name: job, image: job:1}]

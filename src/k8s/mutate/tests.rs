@@ -21,6 +21,7 @@ fn enabled() -> Value {
         "baton.dev/inject": "enabled",
         "baton.dev/issuer": "http://idp.baton-system:8080",
         "baton.dev/audience": "web",
+        "baton.dev/client-secret": "web-client",
     })
 }
 
@@ -221,7 +222,10 @@ fn capture_adds_the_init_container_first_with_only_net_admin_and_net_raw() {
 
 #[test]
 fn opt_in_and_opt_out_by_pod_and_namespace() {
-    let plain = pod(json!({"baton.dev/issuer": "http://idp:8080", "baton.dev/audience": "web"}));
+    let plain = pod(
+        json!({"baton.dev/issuer": "http://idp:8080", "baton.dev/audience": "web",
+                           "baton.dev/client-secret": "web-client"}),
+    );
     let skip = |p: &Value, ns: &Namespace| match mutate(p, ns, "Pod/web").unwrap() {
         Outcome::Skipped(s) => Some(s),
         Outcome::Injected(_) => None,
@@ -250,7 +254,10 @@ fn namespace_annotations_are_defaults_the_pod_overrides() {
         "baton.dev/issuer": "http://idp:8080",
         "baton.dev/image": "registry.local/baton:1",
     }}}));
-    let p = pod(json!({"baton.dev/audience": "web", "baton.dev/image": "registry.local/baton:2"}));
+    let p = pod(
+        json!({"baton.dev/audience": "web", "baton.dev/image": "registry.local/baton:2",
+                       "baton.dev/client-secret": "web-client"}),
+    );
     let out = injected(&p, &ns);
     assert_eq!(
         container(&out, "initContainers", "baton")["image"],
@@ -317,7 +324,11 @@ fn a_template_without_spec_is_an_error_not_a_panic() {
     let weird =
         json!({"metadata": {"annotations": enabled()}, "spec": {"containers": null, "volumes": 7}});
     let out = injected(&weird, &Namespace::default());
-    assert_eq!(out["spec"]["volumes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        out["spec"]["volumes"].as_array().unwrap().len(),
+        2,
+        "config and client secret"
+    );
 }
 
 fn app_container() -> impl Strategy<Value = Value> {

@@ -241,10 +241,10 @@ mod equivalence {
                     "baton.dev/inject": "enabled",
                     "baton.dev/issuer": "http://idp:9000",
                     "baton.dev/audience": "svc",
+                    "baton.dev/client-secret": "svc-client",
                 });
                 if let Some(r) = routes {
                     a["baton.dev/outbound-routes"] = format!("{r}:8080={r}").into();
-                    a["baton.dev/client-secret"] = "svc-client".into();
                 }
                 if capture {
                     a["baton.dev/capture"] = "iptables".into();
