@@ -1,4 +1,5 @@
-//! The `baton` command line: `run`, `check`, `demo`, `login`, `probe`. Each subcommand is a library
+//! The `baton` command line: `run`, `check`, `demo`, `login`, `inject`, `webhook`, `init-net`,
+//! `probe`. Each subcommand is a library
 //! function returning an `ExitCode` (64 for a bad configuration, as sysexits' `EX_USAGE`).
 
 use crate::secret::Secret;
@@ -41,6 +42,12 @@ enum Command {
     Demo,
     /// Sign a user in through the IdP's login form (code + PKCE) and print the token response.
     Login(LoginArgs),
+    /// Add the sidecar to Kubernetes manifests (multi-document YAML, stdin/stdout by default).
+    Inject(crate::k8s::inject::InjectArgs),
+    /// Serve the mutating admission webhook that injects the sidecar at admission.
+    Webhook(crate::k8s::webhook::WebhookArgs),
+    /// Install the iptables rules that capture the pod's traffic (init container, NET_ADMIN).
+    InitNet(crate::k8s::capture::InitNetArgs),
     /// GET a URL and exit 0 on a 2xx answer: a health check for images without a shell.
     Probe {
         /// The URL to GET, e.g. http://127.0.0.1:15020/readyz.
@@ -69,6 +76,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Demo => with_runtime(crate::demo::main),
         Command::Login(args) => with_runtime(|| login(args)),
+        Command::Inject(args) => crate::k8s::inject::main(args),
+        Command::Webhook(args) => with_runtime(|| crate::k8s::webhook::main(args)),
+        Command::InitNet(args) => {
+            init_logging();
+            crate::k8s::capture::init_net(args)
+        }
         Command::Probe { url, timeout } => {
             with_runtime(|| probe(url, Duration::from_secs(timeout)))
         }

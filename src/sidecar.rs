@@ -107,9 +107,10 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     /// The key cache (readiness).
     pub jwks: Arc<Jwks>,
-    admin_state: Arc<Admin>,
     trigger: Trigger,
+    admin_trigger: Trigger,
     tasks: JoinSet<(&'static str, Drained)>,
+    admin_task: JoinSet<(&'static str, Drained)>,
 }
 
 impl Running {
@@ -120,12 +121,20 @@ impl Running {
             .is_ok()
     }
 
-    /// Shuts down in STYLE.md order and reports whether every listener drained cleanly.
+    /// Shuts down in STYLE.md order and reports whether every listener drained cleanly:
+    /// `/readyz` turns 503 and the traffic listeners drain; the admin listener stops last.
     pub async fn stop(mut self) -> bool {
-        self.admin_state.begin_shutdown();
         self.trigger.fire();
-        let mut clean = true;
-        while let Some(done) = self.tasks.join_next().await {
+        let clean = drain(&mut self.tasks).await;
+        self.admin_trigger.fire();
+        drain(&mut self.admin_task).await && clean
+    }
+}
+
+async fn drain(tasks: &mut JoinSet<(&'static str, Drained)>) -> bool {
+    let mut clean = true;
+    {
+        while let Some(done) = tasks.join_next().await {
             match done {
                 Ok((name, Drained::Clean)) => info!(listener = name, "stopped"),
                 Ok((name, Drained::Cut(n))) => {
@@ -142,8 +151,8 @@ impl Running {
                 }
             }
         }
-        clean
     }
+    clean
 }
 
 /// Starts a sidecar on already-bound `listeners`. With `config_path`, the config is reloaded on
@@ -157,12 +166,14 @@ pub async fn start(
     let jwks = Jwks::from_config(&cfg, jwks::http_client()?, metrics.clone());
     let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
     let outbound_state = Arc::new(Outbound::new(cfg.outbound.clone(), Some(&cfg.issuer))?);
+    let (trigger, signal) = shutdown::channel();
+    let (admin_trigger, admin_signal) = shutdown::channel();
     let admin_state = Arc::new(Admin::new(
         inbound_state.clone(),
         jwks.clone(),
         metrics.clone(),
+        signal.clone(),
     ));
-    let (trigger, signal) = shutdown::channel();
     let addr = |l: &TcpListener| {
         l.local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
@@ -190,9 +201,10 @@ pub async fn start(
             outbound::serve_port(outbound_state.clone(), i, l, wait(&signal)),
         ));
     }
-    tasks.spawn(named(
+    let mut admin_task = JoinSet::new();
+    admin_task.spawn(named(
         "admin",
-        admin::serve(admin_state.clone(), listeners.admin, wait(&signal)),
+        admin::serve(admin_state, listeners.admin, admin_signal.wait()),
     ));
     if let Some(path) = config_path {
         tokio::spawn(inbound::watch_reload(
@@ -218,9 +230,10 @@ pub async fn start(
         ports,
         metrics,
         jwks,
-        admin_state,
         trigger,
+        admin_trigger,
         tasks,
+        admin_task,
     })
 }
 
