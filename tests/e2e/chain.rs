@@ -186,3 +186,63 @@ async fn with_the_idp_down_cached_calls_succeed_and_a_new_user_gets_503() {
     );
     chain.stop().await;
 }
+
+#[tokio::test]
+async fn a_long_job_route_gets_a_narrow_token_that_outlives_the_users_where_an_edge_allows() {
+    use crate::support::{idp, recorder::Upstream};
+    use baton::config::Config;
+    use baton::sidecar::{self, Listeners};
+
+    let idp = idp::start().await;
+    let login = idp.login("openid profile update:builds").await;
+    let user = login["access_token"].as_str().expect("token");
+    // A hands the job to the builds API: a token for builds-api with the user's scope, normal life.
+    let (status, handed) = idp
+        .exchange(
+            "service-a",
+            user,
+            &[("audience", "builds-api"), ("scope", "update:builds")],
+        )
+        .await;
+    assert_eq!(status, 200, "{handed}");
+    let subject = handed["access_token"].as_str().expect("token");
+    let subject_exp = idp::claims(subject)["exp"].as_u64().expect("exp");
+
+    // The builds API's sidecar re-issues itself a job token through an ordinary outbound route.
+    let jobs = Upstream::start().await;
+    let yaml = format!(
+        "issuer: {iss}\naudience: builds-api\napp: \"127.0.0.1:9\"\n\
+         routes:\n  - name: default\n    path: /\n\
+         outbound:\n  client:\n    client_id: builds-api\n    secret: {secret}\n  routes:\n\
+         \x20   - name: job-runner\n      host: \"{jobs}\"\n      audience: builds-api\n\
+         \x20     scope: update:builds\n      requested_lifetime: 86400\n",
+        iss = idp.url,
+        secret = idp::secret("builds-api"),
+        jobs = jobs.addr,
+    );
+    let cfg = Config::from_yaml(&yaml, "sidecar-builds.yaml").expect("config");
+    let listeners = Listeners::ephemeral(&cfg).await.expect("bind");
+    let running = sidecar::start(cfg, listeners, None).await.expect("sidecar");
+    let via = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", running.outbound)).expect("proxy"))
+        .build()
+        .expect("client");
+    let rsp = via
+        .post(format!("http://{}/jobs", jobs.addr))
+        .bearer_auth(subject)
+        .send()
+        .await
+        .expect("job call");
+    assert_eq!(rsp.status(), 200);
+    let job = jobs.seen()[0].claims();
+    assert_eq!(job["sub"], "alice");
+    assert_eq!(job["scope"], "update:builds");
+    assert_eq!(job["aud"], "builds-api");
+    let exp = job["exp"].as_u64().expect("exp");
+    assert!(
+        exp > subject_exp,
+        "the job token outlives the subject ({exp} > {subject_exp})"
+    );
+    assert_eq!(exp - job["iat"].as_u64().expect("iat"), 86400);
+    running.stop().await;
+}
