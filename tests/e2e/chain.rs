@@ -246,3 +246,90 @@ async fn a_long_job_route_gets_a_narrow_token_that_outlives_the_users_where_an_e
     assert_eq!(exp - job["iat"].as_u64().expect("iat"), 86400);
     running.stop().await;
 }
+
+/// Every log line of this test binary, at debug level and above for every crate (trace for baton).
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    use std::sync::{Mutex, OnceLock};
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let writer = move || LogSink(buf);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,baton=trace"))
+            .with_writer(writer)
+            .with_ansi(false)
+            .try_init();
+        buf
+    })
+}
+
+struct LogSink(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_carry_a_token_a_secret_or_a_password() {
+    let logs = captured_logs();
+    let mut chain = Chain::start().await.expect("chain");
+    let alice = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("alice");
+    let bob = chain
+        .sign_in("bob", "looking-glass-demo")
+        .await
+        .expect("bob");
+    assert_eq!(
+        chain.call(&alice.access_token, "/").await.expect("call").0,
+        200
+    );
+    // Refusals log too: a tampered token, then a miss while the IdP is down.
+    let mut tampered = alice.access_token.expose().to_owned();
+    tampered.push('x');
+    let tampered = baton::secret::Token::new(tampered);
+    assert_eq!(chain.call(&tampered, "/").await.expect("call").0, 401);
+    chain.stop_idp().await;
+    let _ = chain.call(&bob.access_token, "/").await.expect("call");
+    chain.stop().await;
+
+    let text =
+        String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(text.contains("baton"), "the capture saw baton's logs");
+    let mut secrets: Vec<String> = vec![DEMO_PASSWORD.into(), "looking-glass-demo".into()];
+    secrets.extend(
+        baton::demo::SERVICES
+            .iter()
+            .map(|s| format!("demo-secret-{s}")),
+    );
+    for t in [&alice, &bob] {
+        secrets.push(t.access_token.expose().to_owned());
+        secrets.extend(
+            t.id_token
+                .iter()
+                .chain(&t.refresh_token)
+                .map(|t| t.expose().to_owned()),
+        );
+    }
+    for s in &secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "a secret or token reached the logs"
+        );
+    }
+    // No JWT of any kind (exchanged tokens included) appears: base64url JSON header '{"' is 'eyJ'.
+    let jwt_like = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .any(|w| w.starts_with("eyJ") && w.matches('.').count() >= 2);
+    assert!(!jwt_like, "a JWT reached the logs");
+}
