@@ -247,23 +247,9 @@ async fn a_long_job_route_gets_a_narrow_token_that_outlives_the_users_where_an_e
     running.stop().await;
 }
 
-/// Every log line of this test binary, at debug level and above for every crate (trace for baton).
-fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
-    use std::sync::{Mutex, OnceLock};
-    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        let writer = move || LogSink(buf);
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug,baton=trace"))
-            .with_writer(writer)
-            .with_ansi(false)
-            .try_init();
-        buf
-    })
-}
-
-struct LogSink(&'static std::sync::Mutex<Vec<u8>>);
+/// A writer that appends every log line to a shared buffer.
+#[derive(Clone)]
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -278,9 +264,18 @@ impl std::io::Write for LogSink {
     }
 }
 
-#[tokio::test]
+// One thread: every task of the chain runs here, so the scoped subscriber sees all their logs
+// (debug for every crate, trace for baton), whatever other tests installed globally.
+#[tokio::test(flavor = "current_thread")]
 async fn logs_never_carry_a_token_a_secret_or_a_password() {
-    let logs = captured_logs();
+    let logs = LogSink(Default::default());
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug,baton=trace"))
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _scope = tracing::subscriber::set_default(subscriber);
     let mut chain = Chain::start().await.expect("chain");
     let alice = chain
         .sign_in(DEMO_USER, DEMO_PASSWORD)
@@ -304,7 +299,7 @@ async fn logs_never_carry_a_token_a_secret_or_a_password() {
     chain.stop().await;
 
     let text =
-        String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+        String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
     assert!(text.contains("baton"), "the capture saw baton's logs");
     let mut secrets: Vec<String> = vec![DEMO_PASSWORD.into(), "looking-glass-demo".into()];
     secrets.extend(
