@@ -3,6 +3,10 @@
 //! `RawOutbound` is what the YAML says (unknown fields refused); [`validate`] turns it into a typed
 //! [`Outbound`], reading secret and key files, and records every problem with its field path.
 
+mod routes;
+
+pub use routes::split_authority;
+
 use crate::config::Problems;
 use crate::jwt::Algorithm;
 use crate::jwt::keys::SigningKey;
@@ -241,7 +245,7 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         .routes
         .into_iter()
         .enumerate()
-        .filter_map(|(i, r)| route(i, r, problems))
+        .filter_map(|(i, r)| routes::route(i, r, problems))
         .collect();
     let mut seen = HashSet::new();
     for (i, r) in routes.iter().enumerate() {
@@ -253,7 +257,7 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         .ports
         .into_iter()
         .enumerate()
-        .filter_map(|(i, p)| port(i, p, &routes, problems))
+        .filter_map(|(i, p)| routes::port(i, p, &routes, problems))
         .collect();
     Outbound {
         listen,
@@ -381,183 +385,5 @@ fn private_key(
     }
 }
 
-fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<Route> {
-    let at = |f: &str| format!("outbound.routes[{i}].{f}");
-    let name = raw.name.filter(|n| !n.is_empty()).or_else(|| {
-        problems.push(at("name"), "required");
-        None
-    })?;
-    let tls = raw.tls.map(|t| Tls { ca_file: t.ca_file });
-    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref())
-        && !ca.is_file()
-    {
-        problems.push(
-            at("tls.ca_file"),
-            format!("{} is not a readable file", ca.display()),
-        );
-    }
-    let default_port = if tls.is_some() { 443 } else { 80 };
-    let Some((host, port)) = raw
-        .host
-        .as_deref()
-        .and_then(|h| split_authority(h, default_port))
-    else {
-        problems.push(at("host"), "required as host[:port], e.g. service-b:8080");
-        return None;
-    };
-    if raw.audience.is_none() && raw.resources.is_empty() {
-        problems.push(
-            at("audience"),
-            "set audience or resources: the token's target",
-        );
-    }
-    for (j, r) in raw.resources.iter().enumerate() {
-        match Url::parse(r) {
-            Ok(u) if u.fragment().is_none() => {}
-            _ => problems.push(
-                format!("outbound.routes[{i}].resources[{j}]"),
-                "must be an absolute URI without a fragment (RFC 8707 §2)",
-            ),
-        }
-    }
-    if raw.requested_lifetime == Some(0) {
-        problems.push(at("requested_lifetime"), "must be at least 1 second");
-    }
-    let without_subject = match raw.without_subject.as_deref() {
-        None | Some("deny") => WithoutSubject::Deny,
-        Some("client_credentials") => WithoutSubject::ClientCredentials,
-        Some(other) => {
-            problems.push(
-                at("without_subject"),
-                format!("{other:?}: use deny or client_credentials"),
-            );
-            WithoutSubject::Deny
-        }
-    };
-    Some(Route {
-        name,
-        host,
-        port,
-        audience: raw.audience,
-        resources: raw.resources,
-        scope: raw.scope.filter(|s| !s.trim().is_empty()),
-        requested_lifetime: raw.requested_lifetime,
-        without_subject,
-        tls,
-    })
-}
-
-fn port(i: usize, raw: RawPort, routes: &[Route], problems: &mut Problems) -> Option<Port> {
-    let at = |f: &str| format!("outbound.ports[{i}].{f}");
-    let listen = addr(raw.listen.as_deref().unwrap_or(""), &at("listen"), problems);
-    let Some(upstream) = raw.upstream.filter(|u| split_authority(u, 80).is_some()) else {
-        problems.push(
-            at("upstream"),
-            "required as host[:port], e.g. service-b:8080",
-        );
-        return None;
-    };
-    let name = raw.route.unwrap_or_default();
-    let Some(route) = routes.iter().position(|r| r.name == name) else {
-        problems.push(at("route"), format!("no route named {name:?}"));
-        return None;
-    };
-    Some(Port {
-        listen,
-        upstream,
-        route,
-    })
-}
-
-/// Splits `host[:port]` (IPv6 in brackets) into a lowercase host and a port.
-pub fn split_authority(s: &str, default_port: u16) -> Option<(String, u16)> {
-    let auth: http::uri::Authority = s.parse().ok()?;
-    if auth.as_str().contains('@') || auth.host().is_empty() {
-        return None;
-    }
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-    Some((
-        host.to_ascii_lowercase(),
-        auth.port_u16().unwrap_or(default_port),
-    ))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(yaml: &str) -> Result<Outbound, Vec<String>> {
-        let raw: RawOutbound = serde_yaml::from_str(yaml).map_err(|e| vec![e.to_string()])?;
-        let mut problems = Problems::new("sidecar.yaml");
-        let out = validate(raw, &mut problems);
-        problems
-            .finish(out)
-            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
-    }
-
-    #[test]
-    fn a_full_config_validates() {
-        let out = parse(
-            r#"
-client: {client_id: service-a, secret: s3cret}
-routes:
-  - {name: b, host: "Service-B:8080", audience: service-b, scope: "read write"}
-  - {name: b-admin, host: "admin.b", resources: ["https://b/admin"], without_subject: client_credentials}
-ports:
-  - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
-"#,
-        )
-        .expect("valid");
-        assert_eq!(out.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(
-            out.route_for("service-b", 8080).map(|r| &*r.name),
-            Some("b")
-        );
-        assert_eq!(
-            out.route_for("admin.b", 80).map(|r| &*r.name),
-            Some("b-admin")
-        );
-        assert!(out.route_for("service-b", 80).is_none());
-        assert_eq!(out.ports[0].route, 0);
-        assert_eq!(
-            out.routes[1].without_subject,
-            WithoutSubject::ClientCredentials
-        );
-        assert!(!format!("{out:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_field_path() {
-        let errs = parse(
-            r#"
-client: {client_id: a, secret: x, secret_env: Y}
-unknown: allow
-routes:
-  - {name: b, host: "service-b:8080"}
-  - {name: b, host: "bad host:99999", audience: b, without_subject: maybe}
-  - {name: c, host: c, audience: c, resources: ["not a uri"]}
-ports:
-  - {listen: nope, upstream: "c:1", route: zzz}
-"#,
-        )
-        .expect_err("invalid");
-        let all = errs.join("\n");
-        for needle in [
-            "sidecar.yaml: outbound.client: set exactly one",
-            "outbound.unknown: \"allow\"",
-            "outbound.routes[0].audience: set audience or resources",
-            "outbound.routes[1].host: required",
-            "outbound.routes[2].resources[0]: must be an absolute URI",
-            "outbound.ports[0].listen",
-            "outbound.ports[0].route: no route named \"zzz\"",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-    }
-
-    #[test]
-    fn unknown_fields_are_refused() {
-        let errs = parse("client: {client_id: a, secret: x}\nroutez: []\n").expect_err("unknown");
-        assert!(errs[0].contains("routez"), "{errs:?}");
-    }
-}
+mod tests;
