@@ -208,7 +208,9 @@ pub struct Port {
 }
 
 impl Outbound {
-    /// The route for destination `host:port` (host compared case-insensitively).
+    /// The route for destination `host:port` (host compared case-insensitively). When several
+    /// routes name one destination the first serves the forward proxy; the others are reached
+    /// through `ports` (e.g. one port per scope).
     pub fn route_for(&self, host: &str, port: u16) -> Option<&Route> {
         self.routes
             .iter()

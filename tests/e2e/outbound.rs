@@ -510,3 +510,27 @@ async fn tls_route_refuses_an_untrusted_upstream_certificate() {
     assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(up.requests(), 0);
 }
+
+#[test_log::test(tokio::test)]
+async fn idp_5xx_is_503_with_retry_after_never_a_refusal() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    idp.answer_500(true);
+    let rsp = call(
+        &s,
+        get(&format!("http://{}/", up.addr), Some(&idp.user_token("a"))),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(rsp.headers().contains_key(header::RETRY_AFTER));
+    assert!(text(rsp).await.contains("idp_unavailable"));
+    // Fails fast while the IdP is known to be down: no second POST.
+    let rsp = call(
+        &s,
+        get(&format!("http://{}/", up.addr), Some(&idp.user_token("b"))),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!((idp.calls(), up.requests()), (1, 0));
+}
