@@ -19,23 +19,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
-/// Default address of the forward-proxy listener (`HTTP_PROXY=http://127.0.0.1:15001`).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
-
 /// `outbound:` as written in `sidecar.yaml`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutbound {
-    /// Forward-proxy listen address; default [`DEFAULT_LISTEN`].
-    pub listen: Option<String>,
     /// This service's client identity at the IdP.
     pub client: Option<RawClient>,
     /// Token endpoint; when absent it is discovered from the top-level `issuer`.
     pub token_endpoint: Option<String>,
-    /// Connect timeout towards the IdP, in milliseconds (default 2000).
-    pub connect_timeout_ms: Option<u64>,
-    /// Total timeout of one IdP call, in milliseconds (default 5000).
-    pub timeout_ms: Option<u64>,
+    /// Connect timeout towards the IdP and upstreams, e.g. `2s` (default).
+    pub connect_timeout: Option<String>,
+    /// Total timeout of one IdP call, e.g. `5s` (default).
+    pub timeout: Option<String>,
     /// Exchanged-token cache settings.
     #[serde(default)]
     pub cache: RawCache,
@@ -71,8 +66,10 @@ pub struct RawClient {
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
     pub max_entries: Option<u64>,
-    pub skew_seconds: Option<u64>,
-    pub negative_ttl_seconds: Option<u64>,
+    /// e.g. `30s` (default).
+    pub skew: Option<String>,
+    /// e.g. `5s` (default).
+    pub negative_ttl: Option<String>,
 }
 
 /// `outbound.routes[i]`.
@@ -109,8 +106,6 @@ pub struct RawPort {
 /// The validated outbound configuration.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    /// Forward-proxy listen address.
-    pub listen: SocketAddr,
     /// Client identity used at the token endpoint.
     pub client: Client,
     /// Explicit token endpoint, else discovered from the issuer.
@@ -220,11 +215,6 @@ impl Outbound {
 
 /// Validates `outbound:`, recording every problem under `outbound.<field>`.
 pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
-    let listen = addr(
-        raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
-        "outbound.listen",
-        problems,
-    );
     let client = client(raw.client.unwrap_or_default(), problems);
     let token_endpoint = raw.token_endpoint.and_then(|s| match Url::parse(&s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
@@ -235,11 +225,27 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
     });
     let cache = CacheSettings {
         max_entries: raw.cache.max_entries.unwrap_or(10_000),
-        skew: raw.cache.skew_seconds.unwrap_or(30),
-        negative_ttl: raw.cache.negative_ttl_seconds.unwrap_or(5),
+        skew: duration(raw.cache.skew, "outbound.cache.skew", 30_000, problems).as_secs(),
+        negative_ttl: duration(
+            raw.cache.negative_ttl,
+            "outbound.cache.negative_ttl",
+            5_000,
+            problems,
+        )
+        .as_secs(),
     };
     if cache.max_entries == 0 {
         problems.push("outbound.cache.max_entries", "must be at least 1");
+    }
+    let connect_timeout = duration(
+        raw.connect_timeout,
+        "outbound.connect_timeout",
+        2_000,
+        problems,
+    );
+    let timeout = duration(raw.timeout, "outbound.timeout", 5_000, problems);
+    if connect_timeout.is_zero() || timeout.is_zero() {
+        problems.push("outbound.timeout", "timeouts must be longer than zero");
     }
     let unknown = policy(raw.unknown.as_deref(), "outbound.unknown", problems);
     let connect = policy(raw.connect.as_deref(), "outbound.connect", problems);
@@ -262,17 +268,32 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         .filter_map(|(i, p)| routes::port(i, p, &routes, problems))
         .collect();
     Outbound {
-        listen,
         client,
         token_endpoint,
-        connect_timeout: Duration::from_millis(raw.connect_timeout_ms.unwrap_or(2000)),
-        timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(5000)),
+        connect_timeout,
+        timeout,
         cache,
         unknown,
         connect,
         routes,
         ports,
     }
+}
+
+/// A duration like `500ms`, `10s`, `5m`, `1h` (the same syntax as the rest of `sidecar.yaml`).
+fn duration(
+    raw: Option<String>,
+    field: &str,
+    default_ms: u64,
+    problems: &mut Problems,
+) -> Duration {
+    let Some(raw) = raw else {
+        return Duration::from_millis(default_ms);
+    };
+    super::sidecar::parse_duration(&raw).unwrap_or_else(|| {
+        problems.push(field, "must be a duration like 500ms, 10s, 5m or 1h");
+        Duration::from_millis(default_ms)
+    })
 }
 
 fn addr(s: &str, field: &str, problems: &mut Problems) -> SocketAddr {

@@ -411,7 +411,7 @@ async fn a_hanging_idp_gives_503_within_the_configured_timeout() {
         }
     });
     let yaml = format!(
-        "token_endpoint: \"http://{hang_addr}/token\"\ntimeout_ms: 300\n{}",
+        "token_endpoint: \"http://{hang_addr}/token\"\ntimeout: 300ms\n{}",
         routes(&up)
     );
     let s = state(&idp, &yaml);

@@ -14,6 +14,8 @@ fn a_full_config_validates() {
     let out = parse(
         r#"
 client: {client_id: service-a, secret: s3cret}
+timeout: 1500ms
+cache: {skew: 1m}
 routes:
   - {name: b, host: "Service-B:8080", audience: service-b, scope: "read write"}
   - {name: b-admin, host: "admin.b", resources: ["https://b/admin"], without_subject: client_credentials}
@@ -22,7 +24,9 @@ ports:
 "#,
     )
     .expect("valid");
-    assert_eq!(out.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(out.connect_timeout, Duration::from_millis(2_000));
+    assert_eq!(out.timeout, Duration::from_millis(1_500));
+    assert_eq!(out.cache.skew, 60);
     assert_eq!(
         out.route_for("service-b", 8080).map(|r| &*r.name),
         Some("b")
@@ -46,6 +50,7 @@ fn every_problem_is_reported_with_its_field_path() {
         r#"
 client: {client_id: a, secret: x, secret_env: Y}
 unknown: allow
+timeout: soon
 routes:
   - {name: b, host: "service-b:8080"}
   - {name: b, host: "bad host:99999", audience: b, without_subject: maybe}
