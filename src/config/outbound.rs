@@ -215,7 +215,14 @@ impl Outbound {
 
 /// Validates `outbound:`, recording every problem under `outbound.<field>`.
 pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
-    let client = client(raw.client.unwrap_or_default(), problems);
+    // Without routes nothing is exchanged, so `outbound: {}` (deny everything) needs no client.
+    let client = match raw.client {
+        None if raw.routes.is_empty() => Client {
+            client_id: String::new(),
+            auth: ClientAuth::Secret(Secret::new("")),
+        },
+        raw_client => client(raw_client.unwrap_or_default(), problems),
+    };
     let token_endpoint = raw.token_endpoint.and_then(|s| match Url::parse(&s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
         _ => {

@@ -79,3 +79,16 @@ fn unknown_fields_are_refused() {
     let errs = parse("client: {client_id: a, secret: x}\nroutez: []\n").expect_err("unknown");
     assert!(errs[0].contains("routez"), "{errs:?}");
 }
+
+#[test]
+fn an_empty_section_is_valid_and_denies_everything() {
+    let out = parse("{}").expect("empty outbound is valid");
+    assert!(out.routes.is_empty());
+    assert_eq!(out.unknown, Policy::Deny);
+    let errs =
+        parse("routes: [{name: b, host: b, audience: b}]").expect_err("routes need a client");
+    assert!(
+        errs[0].contains("outbound.client.client_id: required"),
+        "{errs:?}"
+    );
+}
