@@ -2,6 +2,29 @@
 //!
 //! `RawOutbound` is what the YAML says (unknown fields refused); [`validate`] turns it into a typed
 //! [`Outbound`], reading secret and key files, and records every problem with its field path.
+//!
+//! ```yaml
+//! outbound:
+//!   client: {client_id: service-a, secret_file: /run/secrets/client}  # or secret_env, or
+//!   # private_key_file + kid (+ alg: ES256|RS256) for private_key_jwt
+//!   token_endpoint: http://idp:9000/token   # optional: discovered from the top-level issuer
+//!   connect_timeout: 2s
+//!   timeout: 5s
+//!   cache: {max_entries: 10000, skew: 30s, negative_ttl: 5s}
+//!   unknown: deny          # or passthrough (forwarded WITHOUT Authorization)
+//!   connect: deny          # or passthrough (a blind tunnel: nothing is exchanged)
+//!   routes:
+//!     - name: b
+//!       host: service-b:8080            # matched against the request's destination
+//!       audience: service-b
+//!       resources: [https://service-b/api]
+//!       scope: openid profile
+//!       requested_lifetime: 600         # seconds
+//!       without_subject: deny           # or client_credentials
+//!       tls: {ca_file: /etc/baton/ca.pem}   # optional: upstream over https
+//!   ports:
+//!     - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
+//! ```
 
 mod routes;
 
