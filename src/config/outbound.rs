@@ -73,14 +73,19 @@ pub struct RawOutbound {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
+    /// The client id registered at the IdP.
     pub client_id: Option<String>,
+    /// File holding the client secret (`client_secret_basic`).
     pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
     pub secret_env: Option<String>,
     /// Inline secret, for demos only.
     pub secret: Option<String>,
     /// PKCS#8 PEM key for `private_key_jwt` (RFC 7523).
     pub private_key_file: Option<PathBuf>,
+    /// The key's `kid` as registered at the IdP.
     pub kid: Option<String>,
+    /// `ES256` (default) or `RS256`.
     pub alg: Option<String>,
 }
 
@@ -88,6 +93,7 @@ pub struct RawClient {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
+    /// Most tokens kept (default 10000).
     pub max_entries: Option<u64>,
     /// e.g. `30s` (default).
     pub skew: Option<String>,
@@ -99,14 +105,22 @@ pub struct RawCache {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    /// Unique name, used in metrics, logs and `ports`.
     pub name: Option<String>,
+    /// Destination `host[:port]`.
     pub host: Option<String>,
+    /// `audience` of the exchange.
     pub audience: Option<String>,
+    /// RFC 8707 `resource` values of the exchange.
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Space-separated `scope` of the exchange.
     pub scope: Option<String>,
+    /// Seconds, sent as `requested_lifetime`.
     pub requested_lifetime: Option<u64>,
+    /// `deny` (default) or `client_credentials`.
     pub without_subject: Option<String>,
+    /// Upstream TLS.
     pub tls: Option<RawTls>,
 }
 
@@ -114,6 +128,7 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    /// Extra trust anchor (PEM) for this upstream.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -121,8 +136,11 @@ pub struct RawTls {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawPort {
+    /// Local `ip:port` the app calls.
     pub listen: Option<String>,
+    /// Destination `host[:port]`.
     pub upstream: Option<String>,
+    /// Name of the route whose token it gets.
     pub route: Option<String>,
 }
 
@@ -152,7 +170,9 @@ pub struct Outbound {
 /// The sidecar's own client identity at the IdP.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The client id registered at the IdP.
     pub client_id: String,
+    /// Its credential.
     pub auth: ClientAuth,
 }
 
@@ -179,7 +199,9 @@ pub struct CacheSettings {
 /// `deny` or `passthrough`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
+    /// Refuse (403 for unknown hosts, 405 for CONNECT).
     Deny,
+    /// Forward without exchange (unknown hosts lose `Authorization`; CONNECT is a blind tunnel).
     Passthrough,
 }
 
@@ -195,16 +217,21 @@ pub enum WithoutSubject {
 /// One destination and the token it gets.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Unique name.
     pub name: String,
     /// Destination host, lowercase.
     pub host: String,
     /// Destination port (default 80, or 443 with `tls`).
     pub port: u16,
+    /// `audience` of the exchange.
     pub audience: Option<String>,
+    /// RFC 8707 `resource` values of the exchange.
     pub resources: Vec<String>,
+    /// `scope` of the exchange.
     pub scope: Option<String>,
     /// Requested lifetime in seconds (`requested_lifetime` form parameter).
     pub requested_lifetime: Option<u64>,
+    /// What a call without a subject token gets.
     pub without_subject: WithoutSubject,
     /// Upstream TLS; `ca_file` adds a trust anchor to the system roots.
     pub tls: Option<Tls>,
@@ -213,13 +240,16 @@ pub struct Route {
 /// Upstream TLS settings of a route.
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
+    /// Extra trust anchor (PEM) added to the system roots.
     pub ca_file: Option<PathBuf>,
 }
 
 /// A local port that forwards to one upstream through one route.
 #[derive(Debug, Clone)]
 pub struct Port {
+    /// Local address the app calls.
     pub listen: SocketAddr,
+    /// Destination `host[:port]`.
     pub upstream: String,
     /// Index into [`Outbound::routes`].
     pub route: usize,

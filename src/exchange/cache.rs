@@ -64,7 +64,9 @@ pub fn ttl(now: u64, issued_exp: u64, subject_exp: Option<u64>, skew: u64) -> u6
 /// Whether an answer came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
+    /// Served from the cache.
     Hit,
+    /// Fetched from the IdP by this call.
     Miss,
 }
 
