@@ -18,13 +18,14 @@ use crate::exchange::metrics::Metrics;
 use crate::exchange::{ExchangeError, Exchanger, Issued, Target};
 use crate::http::{Body, BoxError};
 use crate::secret::Token;
-use crate::server::{self, Drained, Limits};
+use crate::server::{self, ConnInfo, Drained, Limits};
 use bytes::Bytes;
 use forward::Upstream;
 use http::{HeaderMap, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use reject::Reject;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
@@ -113,16 +114,18 @@ impl Outbound {
     }
 }
 
-/// Serves the forward-proxy listener (`HTTP_PROXY`) until `shutdown`, then drains.
+/// Serves the forward-proxy listener (`HTTP_PROXY`) until `shutdown`, then drains. Connections
+/// that `baton init-net` redirected here carry their original destination and are served as
+/// captured calls (see [`handle_captured`]).
 pub async fn serve(
     state: Arc<Outbound>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), "outbound proxy listening");
-    let handler = move |req, _| {
+    let handler = move |req, conn: ConnInfo| {
         let s = state.clone();
-        async move { handle(&s, req).await }
+        async move { handle_captured(&s, req, conn.original_dst).await }
     };
     server::serve(listener, Limits::default(), handler, shutdown).await
 }
@@ -149,7 +152,26 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), None).await
+    handle_captured(s, req, None).await
+}
+
+/// Handles one request that may have been redirected here by `baton init-net`: with
+/// `original_dst`, an origin-form request is routed by its `Host` header (the port the app dialed
+/// when `Host` names none) as if it had been sent through the proxy.
+pub async fn handle_captured<B>(
+    s: &Outbound,
+    req: Request<B>,
+    original_dst: Option<SocketAddr>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let arrival = match original_dst {
+        Some(dst) => Arrival::Captured(dst),
+        None => Arrival::Proxy,
+    };
+    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), arrival).await
 }
 
 /// Handles one request on the local port `ports[port]` (origin-form, fixed upstream and route).
@@ -158,7 +180,23 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), Some(port)).await
+    proxy(
+        s,
+        req.map(|b| b.map_err(Into::into).boxed()),
+        Arrival::Port(port),
+    )
+    .await
+}
+
+/// Where a request is headed, by the listener it arrived on.
+#[derive(Clone, Copy)]
+enum Arrival {
+    /// The forward proxy: the destination is in the absolute-form URI.
+    Proxy,
+    /// A connection redirected by iptables: origin-form, originally aimed at this address.
+    Captured(SocketAddr),
+    /// The local port `ports[i]`: fixed upstream and route.
+    Port(usize),
 }
 
 /// What the audit event of one hop says; never a token.
@@ -172,13 +210,13 @@ struct Audit {
 }
 
 #[instrument(skip_all, fields(method = %req.method()))]
-async fn proxy(s: &Outbound, mut req: Request<Body>, port: Option<usize>) -> Response<Body> {
+async fn proxy(s: &Outbound, mut req: Request<Body>, arrival: Arrival) -> Response<Body> {
     let request_id = forward::request_id(req.headers_mut());
     let mut audit = Audit {
         cache: "none",
         ..Audit::default()
     };
-    let rsp = match run(s, req, port, &mut audit).await {
+    let rsp = match run(s, req, arrival, &mut audit).await {
         Ok(rsp) => rsp,
         Err(reject) => reject.into_response(),
     };
@@ -202,7 +240,7 @@ async fn proxy(s: &Outbound, mut req: Request<Body>, port: Option<usize>) -> Res
 async fn run(
     s: &Outbound,
     mut req: Request<Body>,
-    port: Option<usize>,
+    arrival: Arrival,
     audit: &mut Audit,
 ) -> Result<Response<Body>, Reject> {
     if req.method() == Method::CONNECT {
@@ -211,15 +249,19 @@ async fn run(
             Policy::Passthrough => forward::tunnel(req).await.map_err(Reject::Upstream),
         };
     }
-    let (host, port_no, route) = match port {
-        Some(p) => {
+    let (host, port_no, route) = match arrival {
+        Arrival::Port(p) => {
             let p = &s.cfg.ports[p];
             let (host, port_no) = crate::config::outbound::split_authority(&p.upstream, 80)
                 .ok_or_else(|| Reject::Upstream(format!("bad upstream {}", p.upstream)))?;
             (host, port_no, Some(p.route))
         }
-        None => {
-            let (host, port_no) = destination(&req)?;
+        Arrival::Proxy | Arrival::Captured(_) => {
+            let captured = match arrival {
+                Arrival::Captured(dst) => Some(dst),
+                _ => None,
+            };
+            let (host, port_no) = destination(&req, captured)?;
             let route = s
                 .cfg
                 .routes
@@ -278,13 +320,21 @@ async fn run(
     s.upstream.send(again).await.map_err(Reject::Upstream)
 }
 
-/// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2).
-fn destination(req: &Request<Body>) -> Result<(String, u16), Reject> {
+/// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2), or of an
+/// origin-form request on a connection redirected from `captured`: the `Host` header names the
+/// destination (and so the route), the dialed port fills in a `Host` without one; with no `Host`
+/// the original address itself is the destination.
+fn destination(req: &Request<Body>, captured: Option<SocketAddr>) -> Result<(String, u16), Reject> {
+    use crate::config::outbound::split_authority;
     let uri = req.uri();
-    match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(a)) => {
-            crate::config::outbound::split_authority(a.as_str(), 80).ok_or(Reject::NotAbsolute)
-        }
+    match (uri.scheme_str(), uri.authority(), captured) {
+        (Some("http"), Some(a), _) => split_authority(a.as_str(), 80).ok_or(Reject::NotAbsolute),
+        (None, None, Some(dst)) => Ok(req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| split_authority(h, dst.port()))
+            .unwrap_or_else(|| (dst.ip().to_string(), dst.port()))),
         _ => Err(Reject::NotAbsolute),
     }
 }
