@@ -31,8 +31,6 @@ use std::time::Instant;
 use tokio::net::TcpListener;
 use tracing::{info, instrument, warn};
 
-pub use forward::strip_hop_by_hop;
-
 /// Why the outbound state could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
