@@ -151,6 +151,17 @@ ok "A on $A_ADDR, IdP on $IDP_ADDR"
 kids_before="$(jwks_kids)"
 ok "IdP publishes keys $kids_before"
 
+step "from another container only the sidecars' inbound ports and the IdP answer"
+probe() { docker run --rm --network "${PROJECT}_chain" "$BATON_IMAGE" /baton probe "$1" >/dev/null 2>&1; }
+probe http://idp:9000/.well-known/openid-configuration || die "cli cannot reach the IdP"
+for svc in service-a service-b service-c; do
+  probe "http://$svc:8080/" && die "GET http://$svc:8080/ without a token answered 2xx"
+  for port in 8081 15001 15020; do
+    probe "http://$svc:$port/healthz" && die "$svc:$port is reachable from another container"
+  done
+done
+ok "apps, outbound proxies and admin listeners are loopback-only"
+
 step "no token: A's sidecar answers 401 with a Bearer challenge"
 code="$(curl -sS --max-time 20 -o /dev/null -D "$WORK/anon.headers" -w '%{http_code}' "http://$A_ADDR/")"
 [ "$code" = 401 ] || die "call without a token answered $code, expected 401"
