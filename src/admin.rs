@@ -1,1 +1,145 @@
-//! Admin listener: /healthz, /readyz, /metrics, /config.
+//! Admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`.
+//!
+//! `/readyz` is 503 until the JWKS readiness latch drops (first key load) and again once shutdown
+//! begins, so load balancers stop sending traffic before the listeners close.
+
+use crate::http::{Body, full, json, text};
+use crate::inbound::Inbound;
+use crate::jwt::jwks::Jwks;
+use crate::server::{self, Drained, Limits};
+use crate::telemetry::Metrics;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The admin listener's state.
+pub struct Admin {
+    inbound: Arc<Inbound>,
+    jwks: Arc<Jwks>,
+    metrics: Arc<Metrics>,
+    draining: AtomicBool,
+}
+
+impl Admin {
+    /// State over the sidecar's inbound listener, its JWKS and its metrics.
+    pub fn new(inbound: Arc<Inbound>, jwks: Arc<Jwks>, metrics: Arc<Metrics>) -> Admin {
+        Admin {
+            inbound,
+            jwks,
+            metrics,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the sidecar as shutting down: `/readyz` answers 503 from now on. Call it first on
+    /// SIGTERM, before the other listeners stop accepting.
+    pub fn begin_shutdown(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the sidecar should receive traffic.
+    pub fn ready(&self) -> bool {
+        self.jwks.ready() && !self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// Serves the admin endpoints on an already bound `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<Admin>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    let limits = Limits {
+        request_timeout: Duration::from_secs(5),
+        max_connections: 64,
+        max_body_bytes: 0,
+        ..Limits::default()
+    };
+    let handler = move |req, _conn| {
+        let state = state.clone();
+        async move { handle(&state, req) }
+    };
+    server::serve(listener, limits, handler, shutdown).await
+}
+
+/// Answers one admin request without a socket. Only GET (and HEAD) are served.
+pub fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if s.ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" if !s.jwks.ready() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the issuer's keys\n",
+        ),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+        "/metrics" => {
+            let age = s.jwks.age().map_or(-1.0, |a| a.as_secs_f64());
+            s.metrics.jwks_age.set(age);
+            let mut rsp = Response::new(full(s.metrics.encode()));
+            rsp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            rsp
+        }
+        "/config" => json(StatusCode::OK, &s.inbound.config()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz /readyz /metrics /config\n",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::jwt::keys::KeySet;
+
+    fn admin() -> Admin {
+        let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\n";
+        let cfg = Config::from_yaml(yaml, "sidecar.yaml").expect("config");
+        let metrics = Arc::new(Metrics::new());
+        let jwks = Jwks::fixed(KeySet::default(), metrics.clone());
+        let inbound = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
+        Admin::new(inbound, jwks, metrics)
+    }
+
+    fn status(a: &Admin, method: Method, path: &str) -> StatusCode {
+        handle(
+            a,
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .expect("request"),
+        )
+        .status()
+    }
+
+    #[test]
+    fn endpoints_answer_and_readiness_drops_on_shutdown() {
+        let a = admin();
+        assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/readyz"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/metrics"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/config"), StatusCode::OK);
+        assert_eq!(status(&a, Method::GET, "/nope"), StatusCode::NOT_FOUND);
+        assert_eq!(
+            status(&a, Method::POST, "/healthz"),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        a.begin_shutdown();
+        assert_eq!(
+            status(&a, Method::GET, "/readyz"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
+    }
+}

@@ -1,6 +1,11 @@
 //! `sidecar.yaml` → validated `Config`; errors name the file, the field and the reason.
 
 pub mod outbound;
+pub mod routes;
+mod sidecar;
+
+pub use routes::{Access, ClaimRule, Requirements, Route};
+pub use sidecar::{Config, JwksSettings, Listeners, Mode};
 
 use std::fmt;
 
@@ -86,3 +91,6 @@ impl Problems {
         }])
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,3 +1,372 @@
-//! RFC 8693 token-exchange client: builds the form, calls the IdP, maps errors.
+//! RFC 8693 token-exchange client: discovers the token endpoint, authenticates the sidecar
+//! (`client_secret_basic` or `private_key_jwt`), builds the form, calls the IdP, maps errors.
+//!
+//! The POST is never retried: an IdP that is unreachable, slow or answers 5xx is `Unavailable`
+//! (→ 503 + `Retry-After` to the app), and for a short while afterwards misses fail at once
+//! instead of each waiting out the timeouts.
 
 pub mod cache;
+pub mod metrics;
+
+use crate::config::outbound::{ClientAuth, Outbound as Config, Route};
+use crate::jwt::{self, keys::SigningKey};
+use crate::secret::{Token, fingerprint};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::OnceCell;
+use url::Url;
+
+/// `grant_type` of a token exchange (RFC 8693 §2.1).
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// Token type URN of an access token (RFC 8693 §3).
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// `client_assertion_type` of `private_key_jwt` (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Seconds misses fail fast after the IdP was found unavailable; also the `Retry-After` value.
+pub const RETRY_AFTER_SECS: u64 = 5;
+/// Largest token-endpoint or discovery answer read.
+const MAX_RESPONSE_BYTES: usize = 64 << 10;
+
+/// What a token is requested for: one route's target (RFC 8693 §2.1, RFC 8707).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Target {
+    pub audience: Option<String>,
+    pub resources: Vec<String>,
+    pub scope: Option<String>,
+    pub requested_token_type: Option<String>,
+    /// Seconds, sent as `requested_lifetime`.
+    pub requested_lifetime: Option<u64>,
+}
+
+impl Target {
+    /// The target a route asks for; the requested type is always an access token.
+    pub fn of(route: &Route) -> Self {
+        Self {
+            audience: route.audience.clone(),
+            resources: route.resources.clone(),
+            scope: route.scope.clone(),
+            requested_token_type: Some(ACCESS_TOKEN_TYPE.into()),
+            requested_lifetime: route.requested_lifetime,
+        }
+    }
+}
+
+/// A token the IdP issued, with what the audit log needs (never the token itself).
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: Token,
+    /// Unix time the token stops being valid: `exp`, bounded by `expires_in`.
+    pub expires_at: u64,
+    /// `sha256:` prefix of the issued token's `sub`.
+    pub sub_hash: String,
+    /// The delegation chain from nested `act` (RFC 8693 §4.1), outermost first, `>`-joined.
+    pub act_chain: String,
+}
+
+/// Why no token was obtained.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExchangeError {
+    /// The IdP answered with an OAuth error (RFC 6749 §5.2, RFC 8693 §2.2.2).
+    #[error("identity provider refused the token request: {code}")]
+    Refused {
+        /// The `error` code, e.g. `invalid_target`.
+        code: String,
+        /// The HTTP status of the IdP's answer.
+        status: u16,
+    },
+    /// The IdP could not be reached, timed out, or answered 5xx or garbage.
+    #[error("identity provider unavailable: {0}")]
+    Unavailable(String),
+    /// The client assertion could not be signed.
+    #[error("sign client assertion: {0}")]
+    Assertion(String),
+}
+
+impl ExchangeError {
+    /// True for `invalid_*` answers, which the cache remembers briefly.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Self::Refused { code, .. } if code.starts_with("invalid_"))
+    }
+}
+
+/// The RFC 8693 client of one sidecar.
+pub struct Exchanger {
+    http: reqwest::Client,
+    issuer: Option<String>,
+    issuer_url: Option<Url>,
+    endpoint: OnceCell<Url>,
+    client_id: String,
+    auth: ClientAuth,
+    /// Unix second until which misses fail fast after the IdP was unavailable.
+    down_until: AtomicU64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    error: String,
+}
+
+impl Exchanger {
+    /// Builds the client. `issuer` (top-level `issuer` of the config) is used to discover the
+    /// token endpoint when none is configured, and as the client assertion's `aud` (rfc7523bis).
+    pub fn new(cfg: &Config, issuer: Option<&str>) -> Result<Self, ExchangeError> {
+        if cfg.token_endpoint.is_none() && issuer.is_none() {
+            return Err(ExchangeError::Unavailable(
+                "no token_endpoint and no issuer to discover it from".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            // The sidecar's own environment may point HTTP_PROXY at itself.
+            .no_proxy()
+            .build()
+            .map_err(|e| ExchangeError::Unavailable(format!("build HTTP client: {e}")))?;
+        let endpoint = OnceCell::new_with(cfg.token_endpoint.clone());
+        Ok(Self {
+            http,
+            issuer: issuer.map(|s| s.trim_end_matches('/').to_owned()),
+            issuer_url: issuer.and_then(|s| Url::parse(s).ok()),
+            endpoint,
+            client_id: cfg.client.client_id.clone(),
+            auth: cfg.client.auth.clone(),
+            down_until: AtomicU64::new(0),
+        })
+    }
+
+    /// The token endpoint, configured or discovered (RFC 8414 / OIDC Discovery), cached once found.
+    pub async fn token_endpoint(&self) -> Result<&Url, ExchangeError> {
+        self.endpoint.get_or_try_init(|| self.discover()).await
+    }
+
+    async fn discover(&self) -> Result<Url, ExchangeError> {
+        let issuer = self.issuer.as_deref().unwrap_or_default();
+        let url = format!("{issuer}/.well-known/openid-configuration");
+        let rsp = self.http.get(&url).send().await.map_err(unavailable)?;
+        if !rsp.status().is_success() {
+            return Err(ExchangeError::Unavailable(format!(
+                "discovery at {url} answered {}",
+                rsp.status()
+            )));
+        }
+        let body = limited(rsp).await?;
+        let meta: Value = serde_json::from_slice(&body)
+            .map_err(|e| ExchangeError::Unavailable(format!("discovery document: {e}")))?;
+        meta.get("token_endpoint")
+            .and_then(Value::as_str)
+            .and_then(|s| Url::parse(s).ok())
+            .ok_or_else(|| ExchangeError::Unavailable("discovery has no token_endpoint".into()))
+    }
+
+    /// True when `host:port` is the IdP (issuer or token endpoint): calls to it are never exchanged.
+    pub fn is_idp(&self, host: &str, port: u16) -> bool {
+        let is = |u: &Url| {
+            u.port_or_known_default() == Some(port)
+                && u.host_str().is_some_and(|h| {
+                    h.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .eq_ignore_ascii_case(host)
+                })
+        };
+        self.issuer_url.as_ref().is_some_and(is) || self.endpoint.get().is_some_and(is)
+    }
+
+    /// RFC 8693 §2.1 exchange of `subject` for `target`.
+    pub async fn exchange(
+        &self,
+        subject: &Token,
+        target: &Target,
+    ) -> Result<Issued, ExchangeError> {
+        let mut form = vec![
+            ("grant_type", GRANT_TOKEN_EXCHANGE.to_owned()),
+            ("subject_token", subject.expose().to_owned()),
+            ("subject_token_type", ACCESS_TOKEN_TYPE.to_owned()),
+        ];
+        target_params(target, &mut form);
+        self.token_request(form).await
+    }
+
+    /// RFC 6749 §4.4 `client_credentials` for `target`: the service's own identity.
+    pub async fn client_credentials(&self, target: &Target) -> Result<Issued, ExchangeError> {
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
+        target_params(target, &mut form);
+        self.token_request(form).await
+    }
+
+    async fn token_request(
+        &self,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<Issued, ExchangeError> {
+        let now = jwt::unix_now();
+        if self.down_until.load(Ordering::Relaxed) > now {
+            return Err(ExchangeError::Unavailable(
+                "recently unreachable; failing fast".into(),
+            ));
+        }
+        let result = self.post(&mut form, now).await;
+        if matches!(result, Err(ExchangeError::Unavailable(_))) {
+            self.down_until
+                .store(now + RETRY_AFTER_SECS, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn post(
+        &self,
+        form: &mut Vec<(&'static str, String)>,
+        now: u64,
+    ) -> Result<Issued, ExchangeError> {
+        let endpoint = self.token_endpoint().await?;
+        let mut req = self.http.post(endpoint.clone());
+        match &self.auth {
+            ClientAuth::Secret(secret) => {
+                // RFC 6749 §2.3.1: form-urlencode both parts before Basic.
+                let id: String =
+                    form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+                let pw: String =
+                    form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect();
+                req = req.basic_auth(id, Some(pw));
+            }
+            ClientAuth::PrivateKey(key) => {
+                let aud = self.issuer.clone().unwrap_or_else(|| endpoint.to_string());
+                let assertion = assertion(key, &self.client_id, &aud, now)?;
+                form.push(("client_assertion_type", JWT_BEARER_ASSERTION.to_owned()));
+                form.push(("client_assertion", assertion));
+            }
+        }
+        let rsp = req.form(&*form).send().await.map_err(unavailable)?;
+        let status = rsp.status();
+        let body = limited(rsp).await?;
+        if status.is_success() {
+            let ok: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+                ExchangeError::Unavailable("token endpoint answered malformed JSON".into())
+            })?;
+            return Ok(issued(Token::new(ok.access_token), ok.expires_in, now));
+        }
+        if status.is_client_error()
+            && let Ok(err) = serde_json::from_slice::<ErrorResponse>(&body)
+        {
+            // Only the code is kept: a description could echo what was sent.
+            return Err(ExchangeError::Refused {
+                code: sanitize_code(&err.error),
+                status: status.as_u16(),
+            });
+        }
+        Err(ExchangeError::Unavailable(format!(
+            "token endpoint answered {status}"
+        )))
+    }
+}
+
+fn target_params(target: &Target, form: &mut Vec<(&'static str, String)>) {
+    if let Some(a) = &target.audience {
+        form.push(("audience", a.clone()));
+    }
+    for r in &target.resources {
+        form.push(("resource", r.clone()));
+    }
+    if let Some(s) = &target.scope {
+        form.push(("scope", s.clone()));
+    }
+    if let Some(t) = &target.requested_token_type {
+        form.push(("requested_token_type", t.clone()));
+    }
+    if let Some(l) = target.requested_lifetime {
+        form.push(("requested_lifetime", l.to_string()));
+    }
+}
+
+/// RFC 7523 §3 client assertion: `iss` = `sub` = client, `aud` = the issuer alone, fresh `jti`.
+fn assertion(
+    key: &SigningKey,
+    client_id: &str,
+    aud: &str,
+    now: u64,
+) -> Result<String, ExchangeError> {
+    let jti: [u8; 16] = rand::random();
+    let claims = json!({
+        "iss": client_id, "sub": client_id, "aud": aud,
+        "iat": now, "exp": now + 60, "jti": fingerprint(&jti),
+    });
+    key.sign("JWT", &claims)
+        .map_err(|e| ExchangeError::Assertion(e.to_string()))
+}
+
+/// The issued token with its expiry (the earlier of `exp` and `expires_in`) and audit fields.
+fn issued(token: Token, expires_in: Option<u64>, now: u64) -> Issued {
+    let claims = jwt::peek_claims(token.expose()).unwrap_or_default();
+    let exp = claims.get("exp").and_then(Value::as_u64);
+    let by_expires_in = expires_in.map(|s| now.saturating_add(s));
+    let expires_at = match (exp, by_expires_in) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => now,
+    };
+    let sub_hash = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(|s| fingerprint(s.as_bytes()))
+        .unwrap_or_default();
+    let mut chain = Vec::new();
+    let mut act = claims.get("act");
+    while let Some(a) = act {
+        if let Some(sub) = a.get("sub").and_then(Value::as_str) {
+            chain.push(sub.to_owned());
+        }
+        act = a.get("act");
+    }
+    Issued {
+        token,
+        expires_at,
+        sub_hash,
+        act_chain: chain.join(">"),
+    }
+}
+
+/// Keeps an OAuth error code to its RFC 6749 §5.2 character set so it is safe to log and echo.
+fn sanitize_code(code: &str) -> String {
+    let clean: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "invalid_request".into()
+    } else {
+        clean
+    }
+}
+
+async fn limited(mut rsp: reqwest::Response) -> Result<Vec<u8>, ExchangeError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = rsp.chunk().await.map_err(unavailable)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(ExchangeError::Unavailable("IdP answer too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn unavailable(e: reqwest::Error) -> ExchangeError {
+    // reqwest's Display names the URL, never the form.
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    ExchangeError::Unavailable(format!("{kind}: {}", e.without_url()))
+}
+
+#[cfg(test)]
+mod tests;

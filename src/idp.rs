@@ -1,1 +1,258 @@
-//! `baton-idp`: a minimal, standards-true OpenID Provider.
+//! `baton-idp`: a minimal, standards-true OpenID Provider and the token-exchange policy.
+//!
+//! [`Idp`] holds the validated config, the key ring and the server-side stores (pending logins,
+//! codes, refresh tokens, revocations, client-assertion `jti`s). [`handle`] routes one request
+//! without a socket; [`serve`] runs it on a bound listener through the shared accept loop.
+//!
+//! - [`config`]: `idp.yaml` → validated [`Config`]; [`keys`]: key store and rotation.
+//! - [`discovery`]: RFC 8414 / OIDC metadata, JWKS. [`client_auth`]: RFC 6749 §2.3, RFC 7523.
+//! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy.
+//! - [`authorize`], [`login`]: code + PKCE and the login form. [`introspect`]: RFC 7662.
+//! - [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
+
+pub mod authorize;
+pub mod cli;
+pub mod client_auth;
+pub mod config;
+pub mod discovery;
+pub mod errors;
+pub mod exchange;
+pub mod introspect;
+pub mod keys;
+pub mod login;
+pub mod metrics;
+pub mod policy;
+pub mod token;
+
+pub use config::Config;
+
+use crate::http::{Body, BoxError, text};
+use crate::jwt::unix_now;
+use crate::server::{self, Limits};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use moka::sync::Cache;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing::{info, instrument, warn};
+
+/// Largest body accepted at `/token`, `/introspect` and `/login`.
+pub const MAX_FORM_BYTES: usize = 64 << 10;
+
+/// Why the IdP could not start or rotate keys.
+#[derive(Debug, thiserror::Error)]
+pub enum IdpError {
+    /// The key store failed.
+    #[error("signing keys: {0}")]
+    Keys(#[from] keys::StoreError),
+}
+
+/// Server-side state with bounded lifetimes.
+pub(crate) struct Stores {
+    pub(crate) pending: Cache<String, Arc<authorize::Pending>>,
+    pub(crate) codes: Cache<[u8; 32], Arc<Mutex<token::CodeGrant>>>,
+    pub(crate) refresh: Cache<[u8; 32], Arc<token::RefreshGrant>>,
+    pub(crate) revoked: Cache<String, ()>,
+    pub(crate) assertion_jtis: Cache<String, u64>,
+}
+
+/// Expires a client-assertion `jti` when the assertion itself expires (value = its `exp`).
+struct UntilExp;
+
+impl moka::Expiry<String, u64> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _k: &String,
+        exp: &u64,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            exp.saturating_sub(unix_now()) + crate::jwt::MAX_LEEWAY,
+        ))
+    }
+}
+
+/// A running OpenID Provider.
+pub struct Idp {
+    pub(crate) config: Config,
+    store: keys::Store,
+    ring: RwLock<Arc<keys::KeyRing>>,
+    pub(crate) state: Stores,
+    pub(crate) metrics: metrics::Metrics,
+}
+
+impl Idp {
+    /// Loads (or on first start creates) the signing keys and builds the stores.
+    pub fn new(config: Config) -> Result<Self, IdpError> {
+        let max = config.max_token_lifetime();
+        let store = keys::Store::new(&config.keys.dir, config.keys.algorithm, max);
+        let ring = store.load_or_create()?;
+        let l = config.lifetimes;
+        let ttl = |s: u64| Duration::from_secs(s.max(1));
+        let state = Stores {
+            pending: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl(600))
+                .build(),
+            codes: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl(l.code + l.access.max(l.id)))
+                .build(),
+            refresh: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl(l.refresh))
+                .build(),
+            revoked: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl(max))
+                .build(),
+            assertion_jtis: Cache::builder()
+                .max_capacity(1_000_000)
+                .expire_after(UntilExp)
+                .build(),
+        };
+        Ok(Self {
+            config,
+            store,
+            ring: RwLock::new(Arc::new(ring)),
+            state,
+            metrics: metrics::Metrics::default(),
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current key ring (signer, verification keys, JWKS).
+    pub fn keys(&self) -> Arc<keys::KeyRing> {
+        match self.ring.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_ring(&self, ring: keys::KeyRing) {
+        let mut w = match self.ring.write() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *w = Arc::new(ring);
+    }
+
+    /// Rotates the keys on disk (next → active, active → retired, new next) and uses them.
+    pub fn rotate_keys(&self) -> Result<(), IdpError> {
+        let ring = self.store.rotate(unix_now())?;
+        info!(kid = %ring.signer.kid(), "signing key rotated");
+        self.set_ring(ring);
+        Ok(())
+    }
+
+    /// Re-reads the manifest and switches keys if another process (`baton-idp keys rotate`)
+    /// changed it. Returns whether keys changed.
+    pub fn reload_keys(&self) -> Result<bool, IdpError> {
+        match self.store.reload_if_changed(&self.keys())? {
+            Some(ring) => {
+                info!(kid = %ring.signer.kid(), "signing keys reloaded");
+                self.set_ring(ring);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Successful token exchanges so far: lets tests assert "exactly one exchange happened".
+    pub fn exchanges(&self) -> u64 {
+        self.metrics.exchanges()
+    }
+
+    /// Token requests so far, whatever their outcome.
+    pub fn token_requests(&self) -> u64 {
+        self.metrics.token_requests()
+    }
+}
+
+/// Rotates the keys of the store `cfg` names, as `baton-idp keys rotate` does; a running IdP
+/// picks the change up on SIGHUP or its periodic manifest check.
+pub fn rotate_on_disk(cfg: &Config) -> Result<String, IdpError> {
+    let store = keys::Store::new(&cfg.keys.dir, cfg.keys.algorithm, cfg.max_token_lifetime());
+    Ok(store.rotate(unix_now())?.signer.kid().to_owned())
+}
+
+/// Listener limits: the token endpoint reads at most [`MAX_FORM_BYTES`].
+pub fn limits() -> Limits {
+    Limits {
+        max_body_bytes: MAX_FORM_BYTES,
+        ..Limits::default()
+    }
+}
+
+/// Serves the IdP on an already bound `listener` until `shutdown` resolves, then drains.
+/// Every 10 s the key manifest is checked for a rotation made by another process.
+pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let watcher = {
+        let idp = idp.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                if let Err(e) = idp.reload_keys() {
+                    warn!(error = %e, "key manifest check failed");
+                }
+            }
+        })
+    };
+    let handler = move |req: Request<hyper::body::Incoming>, _conn: server::ConnInfo| {
+        let idp = idp.clone();
+        async move { handle(&idp, req).await }
+    };
+    let drained = server::serve(listener, limits(), handler, shutdown).await;
+    watcher.abort();
+    info!(?drained, "idp stopped");
+}
+
+/// Routes one request; socket-free so tests can call it directly.
+#[instrument(skip_all, fields(method = %req.method(), path = %req.uri().path()))]
+pub async fn handle<B>(idp: &Idp, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (
+            Method::GET,
+            "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server",
+        ) => discovery::discovery(idp),
+        (Method::GET, "/jwks") => discovery::jwks(idp),
+        (Method::GET, "/authorize") => authorize::authorize(idp, &req, unix_now()),
+        (Method::POST, "/login") => login::login(idp, req, unix_now()).await,
+        (Method::POST, "/token") => token::token(idp, req, unix_now()).await,
+        (Method::POST, "/introspect") => introspect::introspect(idp, req, unix_now()).await,
+        (Method::GET, "/metrics") => idp.metrics.render(),
+        (_, "/token" | "/introspect" | "/login") => {
+            errors::OAuthError::request("use POST").response()
+        }
+        (
+            _,
+            "/.well-known/openid-configuration"
+            | "/.well-known/oauth-authorization-server"
+            | "/jwks"
+            | "/authorize"
+            | "/metrics",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// Random URL-safe string of `n` bytes of entropy, for codes, refresh tokens, `jti`, CSRF.
+pub(crate) fn random(n: usize) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}

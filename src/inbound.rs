@@ -1,1 +1,336 @@
 //! Inbound listener: bearer → verify → route rules → claims header → app.
+//!
+//! Phases are plain functions ([`rules`] is pure, [`forward`] does the I/O); every refusal is a
+//! [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
+//! address live behind a swap so a reload (SIGHUP or file change) never drops a connection.
+
+pub mod forward;
+pub mod reject;
+pub mod rules;
+
+pub use reject::Reject;
+
+use crate::config::{Config, ConfigErrors, Mode, Route};
+use crate::http::{Body, BoxError};
+use crate::jwt::jwks::{Jwks, Verifier, VerifyFailure};
+use crate::jwt::{Rules, Verified, unix_now};
+use crate::server::{self, Drained, Limits};
+use crate::telemetry::{Metrics, Outcome};
+use forward::App;
+use http::{HeaderName, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+use tracing::{debug, info, instrument, warn};
+
+/// Verified tokens kept in the cache at most.
+const VERIFY_CACHE_CAPACITY: u64 = 100_000;
+
+/// The inbound listener's state.
+pub struct Inbound {
+    verifier: Verifier,
+    app: App,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    active: RwLock<Arc<Active>>,
+}
+
+/// The part of the configuration a reload may change.
+struct Active {
+    config: Config,
+    hint: String,
+}
+
+impl Active {
+    fn new(config: &Config) -> Self {
+        let hint = format!(
+            "This service requires an access token for audience \"{aud}\" from {iss}.\n\
+             Send it as `Authorization: Bearer <token>` (RFC 6750 §2.1).\n\
+             Get one from the token endpoint listed at {disco}, e.g. with client_credentials\n\
+             or the authorization code flow; tokens in the query string are refused.\n",
+            aud = config.audience,
+            iss = config.issuer,
+            disco = format_args!(
+                "{}/.well-known/openid-configuration",
+                config.issuer.trim_end_matches('/')
+            ),
+        );
+        Self {
+            config: config.clone(),
+            hint,
+        }
+    }
+}
+
+/// Why a new configuration was not applied; the old one stays active.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file is invalid.
+    #[error("reload refused: {0}")]
+    Invalid(#[from] ConfigErrors),
+    /// The change touches something only a restart applies.
+    #[error("reload refused: {0} changed; restart the sidecar to apply it")]
+    NeedsRestart(&'static str),
+}
+
+impl Inbound {
+    /// Builds the listener state from `cfg`; `jwks` must have been started for `cfg.issuer`.
+    pub fn new(cfg: &Config, jwks: Arc<Jwks>, metrics: Arc<Metrics>) -> Inbound {
+        let mut rules = Rules::access(cfg.issuer.clone(), cfg.audience.clone());
+        rules.algorithms = cfg.algorithms.clone();
+        rules.leeway = cfg.leeway;
+        Inbound {
+            verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
+            app: App::new(),
+            metrics,
+            limits: cfg.limits.clone(),
+            active: RwLock::new(Arc::new(Active::new(cfg))),
+        }
+    }
+
+    /// The active configuration, secrets redacted, as JSON (for the admin `/config`).
+    pub fn config(&self) -> serde_json::Value {
+        self.active().config.redacted.clone()
+    }
+
+    /// Applies a new configuration: routes, mode, claims header and app address change at once
+    /// for new requests; in-flight requests finish with the old ones. Issuer, audience,
+    /// algorithms, leeway, JWKS settings, listeners and limits need a restart.
+    pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
+        let old = self.active();
+        let old = &old.config;
+        let fixed: [(&'static str, bool); 7] = [
+            ("issuer", old.issuer != cfg.issuer),
+            ("audience", old.audience != cfg.audience),
+            ("algorithms", old.algorithms != cfg.algorithms),
+            ("leeway", old.leeway != cfg.leeway),
+            ("jwks", old.jwks != cfg.jwks),
+            ("listeners", old.listeners != cfg.listeners),
+            (
+                "limits",
+                format!("{:?}", old.limits) != format!("{:?}", cfg.limits),
+            ),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(ReloadError::NeedsRestart(field));
+        }
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Active::new(cfg));
+        Ok(())
+    }
+
+    fn active(&self) -> Arc<Active> {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Serves the inbound listener on an already bound `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: Arc<Inbound>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    let limits = state.limits.clone();
+    let handler = move |req, _conn| {
+        let state = state.clone();
+        async move { handle(&state, req).await }
+    };
+    server::serve(listener, limits, handler, shutdown).await
+}
+
+/// Handles one request without a socket: admits it or answers the refusal, then forwards.
+#[instrument(skip_all, fields(method = %req.method()))]
+pub async fn handle<B>(s: &Inbound, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let active = s.active();
+    let cfg = &active.config;
+    let route = rules::find_route(&cfg.routes, req.method(), req.uri().path());
+    let name = route.map_or("none", |r| r.name.as_str());
+    let verdict = admit(s, route, &req).await;
+    let (claims, outcome) = match (verdict, cfg.mode) {
+        (Ok(Admitted::Public), _) => (None, "public"),
+        (Ok(Admitted::Token(v)), _) => (Some(v), "allowed"),
+        (Err(denied), Mode::Enforce) => {
+            s.metrics.inbound(name, denied.reject.outcome());
+            info!(route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
+            return denied.reject.into_response(&cfg.audience, &active.hint);
+        }
+        (Err(denied), Mode::Observe) => {
+            info!(route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
+            (denied.verified, denied.reject.outcome())
+        }
+    };
+    match send(s, &cfg.claims_header, cfg.app, claims.as_deref(), req).await {
+        Ok(rsp) => {
+            s.metrics.inbound(name, outcome);
+            debug!(
+                route = name,
+                outcome,
+                status = rsp.status().as_u16(),
+                "forwarded"
+            );
+            rsp
+        }
+        Err(reject) => {
+            s.metrics.inbound(name, reject.outcome());
+            reject.into_response(&cfg.audience, &active.hint)
+        }
+    }
+}
+
+/// A request that may pass.
+enum Admitted {
+    Public,
+    Token(Arc<Verified>),
+}
+
+/// A refusal, with the verified token when verification itself succeeded (observe mode forwards
+/// its claims).
+struct Denied {
+    reject: Reject,
+    verified: Option<Arc<Verified>>,
+}
+
+impl From<Reject> for Denied {
+    fn from(reject: Reject) -> Self {
+        Denied {
+            reject,
+            verified: None,
+        }
+    }
+}
+
+async fn admit<B>(
+    s: &Inbound,
+    route: Option<&Route>,
+    req: &Request<B>,
+) -> Result<Admitted, Denied> {
+    rules::refuse_query_token(req.uri().query())?;
+    let route = route.ok_or(Reject::NoRoute)?;
+    if route.access == crate::config::Access::Public {
+        return Ok(Admitted::Public);
+    }
+    let token = rules::bearer(req.headers())?;
+    let verified = s.verifier.verify(&token).await.map_err(|e| match e {
+        VerifyFailure::Token(e) => Reject::InvalidToken(e),
+        VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
+    })?;
+    match rules::authorize(&route.access, &verified.claims, unix_now()) {
+        Ok(()) => Ok(Admitted::Token(verified)),
+        Err(reject) => Err(Denied {
+            reject,
+            verified: Some(verified),
+        }),
+    }
+}
+
+async fn send<B>(
+    s: &Inbound,
+    claims_header: &HeaderName,
+    app: SocketAddr,
+    verified: Option<&Verified>,
+    req: Request<B>,
+) -> Result<Response<Body>, Reject>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, body) = req.into_parts();
+    let limit = s.limits.max_body_bytes;
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH);
+    if declared
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
+    {
+        return Err(Reject::BodyTooLarge(limit));
+    }
+    // HTTP/2 carries the host in :authority; the app speaks HTTP/1.1 and needs Host.
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(http::header::HOST, host);
+    }
+    forward::rewrite_headers(
+        &mut parts.headers,
+        claims_header,
+        verified.map(|v| &v.claims),
+    )?;
+    let body = Limited::new(body, limit).boxed();
+    s.app.forward(app, Request::from_parts(parts, body)).await
+}
+
+// === reload ===
+
+/// Reloads `path` into `state`, counting and logging the result; the old config stays on error.
+pub fn reload_from(state: &Inbound, path: &Path) -> Result<(), ReloadError> {
+    let result = Config::load(path)
+        .map_err(ReloadError::from)
+        .and_then(|cfg| state.reload(&cfg));
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    state
+        .metrics
+        .config_reloads
+        .get_or_create(&Outcome { outcome })
+        .inc();
+    match &result {
+        Ok(()) => info!(file = %path.display(), "configuration reloaded"),
+        Err(e) => {
+            warn!(file = %path.display(), error = %e, "configuration reload refused; keeping the old one")
+        }
+    }
+    result
+}
+
+/// Reloads on SIGHUP and when the file's modification time changes (polled every `poll`),
+/// until `shutdown` resolves.
+pub async fn watch_reload(
+    state: Arc<Inbound>,
+    path: PathBuf,
+    poll: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
+            None
+        }
+    };
+    let modified =
+        |p: &Path| -> Option<SystemTime> { std::fs::metadata(p).and_then(|m| m.modified()).ok() };
+    let mut seen = modified(&path);
+    let mut tick = tokio::time::interval(poll);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                seen = modified(&path);
+                let _ = reload_from(&state, &path);
+            }
+            _ = tick.tick() => {
+                let now = modified(&path);
+                if now != seen {
+                    seen = now;
+                    let _ = reload_from(&state, &path);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

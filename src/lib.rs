@@ -5,6 +5,7 @@
 //! Crate map:
 //! - [`secret`]: `Token`/`Secret` newtypes that never print themselves.
 //! - [`http`]: shared body type, size-limited body reads, JSON and form helpers.
+//! - [`shutdown`]: SIGTERM/SIGINT → one trigger, many listeners drain.
 //! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain.
 //! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
@@ -31,6 +32,7 @@ pub mod jwt;
 pub mod outbound;
 pub mod secret;
 pub mod server;
+pub mod shutdown;
 pub mod sidecar;
 pub mod signin;
 pub mod telemetry;

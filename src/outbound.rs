@@ -1,1 +1,444 @@
 //! Outbound listener: forward proxy and upstream ports → route → exchange → forward.
+//!
+//! Phases of one call, each a plain function: find the destination and its route (unknown hosts
+//! are refused unless `unknown: passthrough`), take the subject from `Authorization: Bearer`,
+//! get a token for the route's target from the cache or the IdP, REPLACE `Authorization`, drop
+//! hop-by-hop headers and forward. An upstream 401 `invalid_token` drops the cached token and,
+//! for a body-less idempotent request, retries once with a fresh exchange.
+//!
+//! `CONNECT` is refused unless `connect: passthrough`, which opens a blind TCP tunnel: nothing in
+//! it is seen or rewritten, so TLS traffic through it carries whatever the app sent.
+
+mod forward;
+
+use crate::config::outbound::{Outbound as Config, Policy, Route, WithoutSubject};
+use crate::exchange::cache::{self, Cache, Key, Lookup};
+use crate::exchange::metrics::Metrics;
+use crate::exchange::{ExchangeError, Exchanger, Issued, RETRY_AFTER_SECS, Target};
+use crate::http::{Body, BoxError, json};
+use crate::secret::Token;
+use crate::server::{self, Drained, Limits};
+use bytes::Bytes;
+use forward::Upstream;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tracing::{info, instrument, warn};
+
+pub use forward::strip_hop_by_hop;
+
+/// Why the outbound state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The exchange client could not be built (no token endpoint, no issuer).
+    #[error("outbound exchange client: {0}")]
+    Exchange(#[from] ExchangeError),
+    /// A route's `tls.ca_file` could not be read.
+    #[error("outbound TLS roots: {0}")]
+    Tls(String),
+}
+
+/// The outbound side of one sidecar: routes, exchange client, token cache, upstream pool.
+pub struct Outbound {
+    cfg: Config,
+    targets: Vec<Target>,
+    exchanger: Exchanger,
+    cache: Cache,
+    upstream: Upstream,
+    metrics: Metrics,
+}
+
+impl Outbound {
+    /// Builds the state. `issuer` is the top-level `issuer` (token-endpoint discovery and the
+    /// client assertion's audience; calls to it are forwarded without exchange).
+    pub fn new(cfg: Config, issuer: Option<&str>) -> Result<Self, Error> {
+        let exchanger = Exchanger::new(&cfg, issuer)?;
+        let cache = Cache::new(
+            cfg.cache.max_entries,
+            cfg.cache.skew,
+            cfg.cache.negative_ttl,
+        );
+        let upstream = Upstream::new(&cfg)?;
+        let targets = cfg.routes.iter().map(Target::of).collect();
+        Ok(Self {
+            cfg,
+            targets,
+            exchanger,
+            cache,
+            upstream,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// The validated configuration (listen addresses, ports).
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The exchange metrics, to register with the admin listener's registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// A token for `route` on behalf of `subject` (or the service itself), cached.
+    async fn token(
+        &self,
+        route: usize,
+        key: Key,
+        subject: Option<&Token>,
+    ) -> Result<(Arc<Issued>, Lookup), ExchangeError> {
+        let (name, target) = (&self.cfg.routes[route].name, &self.targets[route]);
+        let fetch = async {
+            let start = Instant::now();
+            let r = match subject {
+                Some(t) => self.exchanger.exchange(t, target).await,
+                None => self.exchanger.client_credentials(target).await,
+            };
+            let outcome = match &r {
+                Ok(_) => "ok",
+                Err(ExchangeError::Refused { .. }) => "refused",
+                Err(_) => "unavailable",
+            };
+            self.metrics.exchanged(name, outcome, start.elapsed());
+            r
+        };
+        let got = self.cache.get_or_fetch(key, subject, fetch).await?;
+        self.metrics.lookup(name, got.1 == Lookup::Hit);
+        Ok(got)
+    }
+}
+
+/// Serves the forward-proxy listener (`HTTP_PROXY`) until `shutdown`, then drains.
+pub async fn serve(
+    state: Arc<Outbound>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    info!(addr = ?listener.local_addr().ok(), "outbound proxy listening");
+    let handler = move |req, _| {
+        let s = state.clone();
+        async move { handle(&s, req).await }
+    };
+    server::serve(listener, Limits::default(), handler, shutdown).await
+}
+
+/// Serves the local port `ports[port]` of the config until `shutdown`, then drains.
+pub async fn serve_port(
+    state: Arc<Outbound>,
+    port: usize,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    info!(addr = ?listener.local_addr().ok(), port, "outbound port listening");
+    let handler = move |req, _| {
+        let s = state.clone();
+        async move { handle_port(&s, port, req).await }
+    };
+    server::serve(listener, Limits::default(), handler, shutdown).await
+}
+
+/// Handles one forward-proxy request (absolute-form, or `CONNECT`). Never fails: every problem
+/// becomes a response.
+pub async fn handle<B>(s: &Outbound, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), None).await
+}
+
+/// Handles one request on the local port `ports[port]` (origin-form, fixed upstream and route).
+pub async fn handle_port<B>(s: &Outbound, port: usize, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), Some(port)).await
+}
+
+/// What the audit event of one hop says; never a token.
+#[derive(Default)]
+struct Audit {
+    route: String,
+    sub_hash: String,
+    act_chain: String,
+    cache: &'static str,
+    exchange_ms: u64,
+}
+
+#[instrument(skip_all, fields(method = %req.method()))]
+async fn proxy(s: &Outbound, mut req: Request<Body>, port: Option<usize>) -> Response<Body> {
+    let request_id = forward::request_id(req.headers_mut());
+    let mut audit = Audit {
+        cache: "none",
+        ..Audit::default()
+    };
+    let rsp = match run(s, req, port, &mut audit).await {
+        Ok(rsp) => rsp,
+        Err(reject) => reject.into_response(),
+    };
+    let route = s.cfg.routes.iter().find(|r| r.name == audit.route);
+    info!(
+        target: "baton::audit",
+        request_id = %request_id,
+        route = %audit.route,
+        sub_hash = %audit.sub_hash,
+        act_chain = %audit.act_chain,
+        audience = route.and_then(|r| r.audience.as_deref()).unwrap_or(""),
+        scope = route.and_then(|r| r.scope.as_deref()).unwrap_or(""),
+        cache = audit.cache,
+        exchange_ms = audit.exchange_ms,
+        status = rsp.status().as_u16(),
+        "outbound hop"
+    );
+    rsp
+}
+
+async fn run(
+    s: &Outbound,
+    mut req: Request<Body>,
+    port: Option<usize>,
+    audit: &mut Audit,
+) -> Result<Response<Body>, Reject> {
+    if req.method() == Method::CONNECT {
+        return match s.cfg.connect {
+            Policy::Deny => Err(Reject::Connect),
+            Policy::Passthrough => forward::tunnel(req).await.map_err(Reject::Upstream),
+        };
+    }
+    let (host, port_no, route) = match port {
+        Some(p) => {
+            let p = &s.cfg.ports[p];
+            let (host, port_no) = crate::config::outbound::split_authority(&p.upstream, 80)
+                .ok_or_else(|| Reject::Upstream(format!("bad upstream {}", p.upstream)))?;
+            (host, port_no, Some(p.route))
+        }
+        None => {
+            let (host, port_no) = destination(&req)?;
+            let route = s
+                .cfg
+                .routes
+                .iter()
+                .position(|r| r.port == port_no && r.host.eq_ignore_ascii_case(&host));
+            (host, port_no, route)
+        }
+    };
+    if s.exchanger.is_idp(&host, port_no) {
+        // The IdP authenticates calls to itself; exchanging for it would be circular.
+        forward::prepare(&mut req, None, &host, port_no, false).map_err(Reject::Upstream)?;
+        return s.upstream.send(req).await.map_err(Reject::Upstream);
+    }
+    let Some(route) = route else {
+        return match s.cfg.unknown {
+            Policy::Deny => Err(Reject::UnknownHost(format!("{host}:{port_no}"))),
+            Policy::Passthrough => {
+                req.headers_mut().remove(header::AUTHORIZATION);
+                forward::prepare(&mut req, None, &host, port_no, false)
+                    .map_err(Reject::Upstream)?;
+                s.upstream.send(req).await.map_err(Reject::Upstream)
+            }
+        };
+    };
+    let r = &s.cfg.routes[route];
+    audit.route.clone_from(&r.name);
+    let subject = subject(req.headers(), r)?;
+    let key = cache::key(subject.as_ref(), &s.targets[route]);
+    let started = Instant::now();
+    let (issued, lookup) = s.token(route, key, subject.as_ref()).await?;
+    audit.exchange_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    audit.cache = lookup.as_str();
+    audit.sub_hash.clone_from(&issued.sub_hash);
+    audit.act_chain.clone_from(&issued.act_chain);
+
+    let tls = r.tls.is_some();
+    let replay = forward::replayable(&req);
+    forward::prepare(&mut req, Some(&issued.token), &host, port_no, tls)
+        .map_err(Reject::Upstream)?;
+    let rsp = s.upstream.send(req).await.map_err(Reject::Upstream)?;
+    if !forward::says_invalid_token(&rsp) {
+        return Ok(rsp);
+    }
+    // The upstream refused a token we cached: drop it, and retry once with a fresh one when
+    // the request can be sent again safely.
+    s.cache.invalidate(&key).await;
+    let Some(mut again) = replay else {
+        return Ok(rsp);
+    };
+    warn!(route = %r.name, "upstream answered invalid_token; retrying with a fresh exchange");
+    let (issued, _) = s.token(route, key, subject.as_ref()).await?;
+    audit.cache = "miss";
+    audit.act_chain.clone_from(&issued.act_chain);
+    forward::prepare(&mut again, Some(&issued.token), &host, port_no, tls)
+        .map_err(Reject::Upstream)?;
+    s.upstream.send(again).await.map_err(Reject::Upstream)
+}
+
+/// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2).
+fn destination(req: &Request<Body>) -> Result<(String, u16), Reject> {
+    let uri = req.uri();
+    match (uri.scheme_str(), uri.authority()) {
+        (Some("http"), Some(a)) => {
+            crate::config::outbound::split_authority(a.as_str(), 80).ok_or(Reject::NotAbsolute)
+        }
+        _ => Err(Reject::NotAbsolute),
+    }
+}
+
+/// The subject token from `Authorization: Bearer` (RFC 6750 §2.1), or `None` when the route
+/// allows `client_credentials`.
+fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Token>, Reject> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Reject::BadAuthorization(
+            "more than one Authorization header",
+        ));
+    }
+    let token = match first {
+        None => None,
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| Reject::BadAuthorization("Authorization is not ASCII"))?;
+            let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
+            let rest = rest.trim();
+            if !scheme.eq_ignore_ascii_case("bearer") || rest.is_empty() {
+                return Err(Reject::BadAuthorization(
+                    "only `Authorization: Bearer <token>` is propagated",
+                ));
+            }
+            Some(Token::new(rest))
+        }
+    };
+    match (token, route.without_subject) {
+        (Some(t), _) => Ok(Some(t)),
+        (None, WithoutSubject::ClientCredentials) => Ok(None),
+        (None, WithoutSubject::Deny) => Err(Reject::NoSubject(route.name.clone())),
+    }
+}
+
+/// Every way the outbound listener refuses a call, mapped to a response in one place.
+#[derive(Debug)]
+enum Reject {
+    // --- the app's fault: 4xx
+    NotAbsolute,
+    BadAuthorization(&'static str),
+    NoSubject(String),
+    UnknownHost(String),
+    Connect,
+    // --- the IdP's answer or absence
+    Exchange(ExchangeError),
+    // --- the upstream: 502
+    Upstream(String),
+}
+
+impl From<ExchangeError> for Reject {
+    fn from(e: ExchangeError) -> Self {
+        Self::Exchange(e)
+    }
+}
+
+impl Reject {
+    fn into_response(self) -> Response<Body> {
+        let (status, error, description) = match self {
+            Self::NotAbsolute => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "this is a forward proxy: send absolute-form http:// requests (set HTTP_PROXY) \
+                 or use a configured local port"
+                    .to_owned(),
+            ),
+            Self::BadAuthorization(why) => (StatusCode::BAD_REQUEST, "invalid_request", why.into()),
+            Self::NoSubject(route) => {
+                let mut rsp = problem(
+                    StatusCode::UNAUTHORIZED,
+                    "missing_subject_token",
+                    format!(
+                        "route {route} needs the caller's token: propagate the inbound \
+                         `Authorization: Bearer` header on this outgoing call, or set \
+                         `without_subject: client_credentials` on the route to call as the service"
+                    ),
+                );
+                rsp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"baton-outbound\""),
+                );
+                return rsp;
+            }
+            Self::UnknownHost(host) => (
+                StatusCode::FORBIDDEN,
+                "unknown_destination",
+                format!("no outbound route for {host}: add one to outbound.routes in sidecar.yaml"),
+            ),
+            Self::Connect => {
+                let mut rsp = problem(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "connect_refused",
+                    "CONNECT tunnels are refused: call http:// URLs so the token can be exchanged"
+                        .into(),
+                );
+                rsp.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
+                return rsp;
+            }
+            Self::Exchange(ExchangeError::Refused { code, .. }) => {
+                let status = match code.as_str() {
+                    "invalid_request" | "invalid_grant" => StatusCode::UNAUTHORIZED,
+                    "invalid_client" => StatusCode::BAD_GATEWAY,
+                    _ => StatusCode::FORBIDDEN,
+                };
+                let mut rsp = problem(
+                    status,
+                    "exchange_refused",
+                    format!("the identity provider refused the token exchange: {code}"),
+                );
+                if status == StatusCode::UNAUTHORIZED {
+                    rsp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(
+                            "Bearer realm=\"baton-outbound\", error=\"invalid_token\"",
+                        ),
+                    );
+                }
+                return rsp;
+            }
+            Self::Exchange(e @ ExchangeError::Unavailable(_)) => {
+                warn!(error = %e, "token exchange unavailable");
+                let mut rsp = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "idp_unavailable",
+                    "the identity provider is unavailable; retry later".into(),
+                );
+                rsp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                return rsp;
+            }
+            Self::Exchange(e @ ExchangeError::Assertion(_)) => {
+                warn!(error = %e, "client assertion failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the sidecar could not authenticate to the identity provider".into(),
+                )
+            }
+            Self::Upstream(why) => {
+                warn!(error = %why, "upstream call failed");
+                (StatusCode::BAD_GATEWAY, "upstream_unavailable", why)
+            }
+        };
+        problem(status, error, description)
+    }
+}
+
+fn problem(status: StatusCode, error: &str, description: String) -> Response<Body> {
+    json(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
+}

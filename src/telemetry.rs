@@ -1,1 +1,152 @@
-//! Every metric baton exports, in one place.
+//! Every metric baton exports, in one place: one [`Metrics`] registered in one Prometheus
+//! registry. Names are prefixed `baton_` and carry their unit; labels are route names and fixed
+//! outcome words, never paths, subjects or tokens.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Labels of one inbound request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOutcome {
+    /// The route's configured name, or `none` when no route matched.
+    pub route: String,
+    /// A fixed word: `allowed`, `public`, `invalid_token`, `insufficient_scope`, ...
+    pub outcome: &'static str,
+}
+
+/// Labels carrying only an outcome word.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    /// A fixed word such as `ok`, `hit`, `error`.
+    pub outcome: &'static str,
+}
+
+/// Every metric, registered once.
+pub struct Metrics {
+    registry: Registry,
+    // === inbound ===
+    /// `baton_inbound_requests_total{route, outcome}`.
+    pub inbound_requests: Family<RouteOutcome, Counter>,
+    /// `baton_verify_latency_seconds`: signature verifications (cache misses only).
+    pub verify_latency: Histogram,
+    /// `baton_verify_cache_lookups_total{outcome=hit|miss}`.
+    pub verify_cache: Family<Outcome, Counter>,
+    /// `baton_jwks_fetches_total{outcome=ok|error}`.
+    pub jwks_fetches: Family<Outcome, Counter>,
+    /// `baton_jwks_age_seconds`: age of the key set in use; set when `/metrics` is scraped.
+    pub jwks_age: Gauge<f64, AtomicU64>,
+    /// `baton_config_reloads_total{outcome=ok|error}`.
+    pub config_reloads: Family<Outcome, Counter>,
+    // === outbound === (appended by the outbound engineer)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates every metric and registers it.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let inbound_requests = Family::<RouteOutcome, Counter>::default();
+        registry.register(
+            "baton_inbound_requests",
+            "Inbound requests by route and outcome",
+            inbound_requests.clone(),
+        );
+        let verify_latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 16));
+        registry.register(
+            "baton_verify_latency_seconds",
+            "Time to verify a token signature and claims (cache misses)",
+            verify_latency.clone(),
+        );
+        let verify_cache = Family::<Outcome, Counter>::default();
+        registry.register(
+            "baton_verify_cache_lookups",
+            "Verified-token cache lookups by outcome (hit, miss)",
+            verify_cache.clone(),
+        );
+        let jwks_fetches = Family::<Outcome, Counter>::default();
+        registry.register(
+            "baton_jwks_fetches",
+            "Discovery and JWKS fetches by outcome (ok, error)",
+            jwks_fetches.clone(),
+        );
+        let jwks_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "baton_jwks_age_seconds",
+            "Seconds since the key set in use was fetched (-1 before the first load)",
+            jwks_age.clone(),
+        );
+        let config_reloads = Family::<Outcome, Counter>::default();
+        registry.register(
+            "baton_config_reloads",
+            "Configuration reloads by outcome (ok, error)",
+            config_reloads.clone(),
+        );
+        Self {
+            registry,
+            inbound_requests,
+            verify_latency,
+            verify_cache,
+            jwks_fetches,
+            jwks_age,
+            config_reloads,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts one inbound request.
+    pub fn inbound(&self, route: &str, outcome: &'static str) {
+        self.inbound_requests
+            .get_or_create(&RouteOutcome {
+                route: route.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_prefix_unit_and_labels() {
+        let m = Metrics::new();
+        m.inbound("api", "allowed");
+        m.jwks_fetches
+            .get_or_create(&Outcome { outcome: "error" })
+            .inc();
+        m.verify_latency.observe(0.00004);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"baton_inbound_requests_total{route="api",outcome="allowed"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"baton_jwks_fetches_total{outcome="error"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("baton_verify_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("baton_jwks_age_seconds"), "{text}");
+    }
+}

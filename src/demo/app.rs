@@ -1,1 +1,162 @@
 //! The demo echo app: echoes the verified claims and calls the next hop through `HTTP_PROXY`.
+//!
+//! `GET /<anything>` answers `{service, claims, next}`: `claims` decoded from the
+//! `x-baton-claims` header (base64url JSON, set by the inbound sidecar), `next` the JSON answer
+//! of the next hop (or null). The next hop is called with a plain HTTP client, passing on
+//! `Authorization` and `x-request-id`: the sidecar's outbound listener does the exchange.
+
+use crate::http::{Body, json};
+use crate::server::{self, Drained, Limits};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+/// Header carrying the verified claims from the inbound sidecar.
+pub const CLAIMS_HEADER: &str = "x-baton-claims";
+
+/// How one echo app is set up.
+#[derive(Debug, Clone, Default)]
+pub struct AppConfig {
+    /// The name it answers with (`service`).
+    pub name: String,
+    /// URL of the next hop, if any.
+    pub next: Option<String>,
+    /// Forward proxy for the next hop (`http://127.0.0.1:15001`); when `None` the client uses
+    /// the `HTTP_PROXY` environment variable like any plain HTTP client.
+    pub proxy: Option<String>,
+}
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The proxy URL or the HTTP client was not valid.
+    #[error("demo app client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+struct App {
+    cfg: AppConfig,
+    client: reqwest::Client,
+}
+
+/// Serves the echo app on `listener` until `shutdown`.
+pub async fn serve(
+    cfg: AppConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Drained, AppError> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(proxy) = &cfg.proxy {
+        // Explicit: every next-hop call goes through the sidecar, loopback included.
+        builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?);
+    }
+    let app = Arc::new(App {
+        client: builder.build()?,
+        cfg,
+    });
+    info!(service = %app.cfg.name, addr = ?listener.local_addr().ok(), next = ?app.cfg.next, "demo app listening");
+    let handler = move |req, _| {
+        let app = app.clone();
+        async move { handle(&app, req).await }
+    };
+    Ok(server::serve(listener, Limits::default(), handler, shutdown).await)
+}
+
+async fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
+    let claims = claims(req.headers());
+    let next = match &app.cfg.next {
+        None => Value::Null,
+        Some(url) => call_next(app, url, req.headers()).await,
+    };
+    json(
+        StatusCode::OK,
+        &json!({"service": app.cfg.name, "claims": claims, "next": next}),
+    )
+}
+
+/// The claims the inbound sidecar verified, or null when the header is absent or unreadable.
+fn claims(headers: &HeaderMap) -> Value {
+    headers
+        .get(CLAIMS_HEADER)
+        .and_then(|v| URL_SAFE_NO_PAD.decode(v.as_bytes()).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn call_next(app: &App, url: &str, inbound: &HeaderMap) -> Value {
+    let mut req = app.client.get(url);
+    for name in [header::AUTHORIZATION.as_str(), "x-request-id"] {
+        if let Some(v) = inbound.get(name) {
+            req = req.header(name, v);
+        }
+    }
+    match req.send().await {
+        Ok(rsp) => {
+            let status = rsp.status().as_u16();
+            let body = rsp.text().await.unwrap_or_default();
+            serde_json::from_str(&body).unwrap_or_else(|_| json!({"status": status, "body": body}))
+        }
+        Err(e) => {
+            warn!(error = %e.without_url(), "next hop failed");
+            json!({"error": "next hop unreachable"})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_decoded_from_base64url_json() {
+        let mut h = HeaderMap::new();
+        let encoded = URL_SAFE_NO_PAD.encode(br#"{"sub":"alice","grants":["a"]}"#);
+        h.insert(CLAIMS_HEADER, encoded.parse().expect("header"));
+        assert_eq!(claims(&h), json!({"sub": "alice", "grants": ["a"]}));
+        h.insert(CLAIMS_HEADER, "not base64!".parse().expect("header"));
+        assert_eq!(claims(&h), Value::Null);
+    }
+
+    #[tokio::test]
+    async fn calls_the_next_hop_through_the_proxy_with_authorization() {
+        let next = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let c = next.local_addr().expect("addr");
+        tokio::spawn(serve(
+            AppConfig {
+                name: "c".into(),
+                ..AppConfig::default()
+            },
+            next,
+            std::future::pending(),
+        ));
+        // The "proxy" here is service c itself: it receives the absolute-form request.
+        let a = App {
+            cfg: AppConfig {
+                name: "a".into(),
+                next: Some("http://service-c.invalid/x".into()),
+                proxy: Some(format!("http://{c}")),
+            },
+            client: reqwest::Client::builder()
+                .proxy(reqwest::Proxy::all(format!("http://{c}")).expect("proxy"))
+                .build()
+                .expect("client"),
+        };
+        let mut req = Request::new(());
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, "Bearer t".parse().expect("header"));
+        let rsp = handle(&a, req).await;
+        let body = crate::http::read_limited(rsp.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["service"], "a");
+        assert_eq!(v["next"]["service"], "c");
+        assert_eq!(v["next"]["next"], Value::Null);
+    }
+}

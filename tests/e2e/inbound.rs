@@ -1,1 +1,740 @@
-//! e2e: inbound
+//! e2e: the inbound listener against the attack catalogue (REFERENCE.md §2), route rules, JWKS
+//! faults (unknown-kid storm, rotation, IdP down), readiness and observe mode.
+
+use crate::support::fake_idp::FakeIdp;
+use crate::support::tokens::{self, access, claims, es256_raw, unsigned, with};
+use crate::support::upstream::Upstream;
+use base64::Engine;
+use baton::admin::{self, Admin};
+use baton::config::Config;
+use baton::inbound::{self, Inbound};
+use baton::jwt::Algorithm;
+use baton::jwt::jwks::Jwks;
+use baton::jwt::keys::SigningKey;
+use baton::telemetry::Metrics;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const AUD: &str = "service-b";
+
+/// One sidecar's inbound and admin listeners, in process.
+struct Sidecar {
+    inbound: SocketAddr,
+    admin: SocketAddr,
+    jwks: Arc<Jwks>,
+    admin_state: Arc<Admin>,
+    http: reqwest::Client,
+}
+
+fn config(idp: &FakeIdp, app: &Upstream, mode: &str) -> Config {
+    let yaml = format!(
+        r#"
+issuer: {issuer}
+audience: {AUD}
+mode: {mode}
+app: "{app}"
+jwks: {{retry: 50ms, fetch_timeout: 2s}}
+limits: {{max_body_bytes: 4096}}
+routes:
+  - {{name: health, path: /healthz, public: true}}
+  - {{name: scoped, path: /scoped, scopes: [write]}}
+  - {{name: stepup, path: /admin, acr: [mfa]}}
+  - name: default
+    path: /
+    claims: [{{claim: grants, contains: {AUD}}}]
+"#,
+        issuer = idp.issuer,
+        app = app.addr,
+    );
+    Config::from_yaml(&yaml, "sidecar.yaml").expect("test config")
+}
+
+impl Sidecar {
+    async fn start(cfg: Config) -> Sidecar {
+        let metrics = Arc::new(Metrics::new());
+        let client = baton::jwt::jwks::http_client().expect("client");
+        let jwks = Jwks::from_config(&cfg, client, metrics.clone());
+        let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
+        let admin_state = Arc::new(Admin::new(state.clone(), jwks.clone(), metrics));
+        let l_in = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let l_admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let (inbound, admin) = (
+            l_in.local_addr().expect("addr"),
+            l_admin.local_addr().expect("addr"),
+        );
+        tokio::spawn(inbound::serve(state, l_in, std::future::pending()));
+        tokio::spawn(admin::serve(
+            admin_state.clone(),
+            l_admin,
+            std::future::pending(),
+        ));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        Sidecar {
+            inbound,
+            admin,
+            jwks,
+            admin_state,
+            http,
+        }
+    }
+
+    async fn ready(self) -> Sidecar {
+        tokio::time::timeout(Duration::from_secs(20), self.jwks.wait_ready())
+            .await
+            .expect("JWKS loads");
+        self
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("http://{}{path}", self.inbound))
+    }
+
+    async fn call(&self, path: &str, token: &str) -> reqwest::Response {
+        self.get(path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("response")
+    }
+
+    async fn admin(&self, path: &str) -> (u16, String) {
+        let rsp = self
+            .http
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+            .expect("admin");
+        (rsp.status().as_u16(), rsp.text().await.unwrap_or_default())
+    }
+}
+
+fn challenge(rsp: &reqwest::Response) -> String {
+    rsp.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+struct World {
+    key: SigningKey,
+    idp: FakeIdp,
+    app: Upstream,
+    baton: Sidecar,
+}
+
+async fn world(mode: &str) -> World {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let idp = FakeIdp::start(&[&key]).await;
+    let app = Upstream::start().await;
+    let baton = Sidecar::start(config(&idp, &app, mode)).await.ready().await;
+    World {
+        key,
+        idp,
+        app,
+        baton,
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn a_valid_token_reaches_the_app_with_verified_claims() {
+    let w = world("enforce").await;
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    let rsp = w.baton.call("/orders?x=1", &token).await;
+    assert_eq!(rsp.status(), 200);
+    let seen = w.app.last().expect("app saw the request");
+    assert_eq!(seen.path, "/orders?x=1");
+    let header = seen.headers.get("x-baton-claims").expect("claims header");
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.as_bytes())
+        .expect("b64");
+    let sent: serde_json::Value = serde_json::from_slice(&decoded).expect("json");
+    assert_eq!(sent["sub"], "alice");
+    assert_eq!(
+        seen.headers.get("authorization").map(|v| v.as_bytes()),
+        Some(format!("Bearer {token}").as_bytes())
+    );
+    assert!(seen.headers.contains_key("x-request-id"));
+
+    let rsp = w
+        .baton
+        .http
+        .post(format!("http://{}/orders", w.baton.inbound))
+        .bearer_auth(&token)
+        .body("hello")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        rsp.text().await.expect("body"),
+        "echo: hello",
+        "bodies stream both ways"
+    );
+    assert_eq!(&w.app.last().expect("seen").body[..], b"hello");
+
+    let seen_before = w.app.requests();
+    let rsp = w
+        .baton
+        .http
+        .post(format!("http://{}/orders", w.baton.inbound))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 8192])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(rsp.status(), 413, "body over limits.max_body_bytes");
+    assert_eq!(w.app.requests(), seen_before);
+}
+
+#[test_log::test(tokio::test)]
+async fn h2c_clients_are_forwarded_with_a_host_header() {
+    let w = world("enforce").await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    let rsp = h2
+        .get(format!("http://{}/orders", w.baton.inbound))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("h2c");
+    assert_eq!(rsp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(rsp.status(), 200);
+    let host = w.app.last().expect("seen").headers.get("host").cloned();
+    assert_eq!(
+        host.as_ref().map(|h| h.as_bytes()),
+        Some(w.baton.inbound.to_string().as_bytes())
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn the_attack_catalogue_gets_401_invalid_token_and_never_reaches_the_app() {
+    let w = world("enforce").await;
+    let iss = w.idp.issuer.clone();
+    let good = claims(&iss, AUD);
+    let kid = w.key.kid().to_owned();
+    let now = baton::jwt::unix_now();
+    let hdr = |extra: &str| format!(r#"{{"alg":"ES256","kid":"{kid}","typ":"at+jwt"{extra}}}"#);
+    let attacker = SigningKey::generate(Algorithm::ES256).expect("key");
+    let valid = access(&w.key, &good);
+    let (msg, _) = valid.rsplit_once('.').expect("jws");
+    let hs256 = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some(kid.clone());
+        h.typ = Some("at+jwt".into());
+        let secret = w.key.public_jwk().to_string();
+        jsonwebtoken::encode(
+            &h,
+            &good,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("hs256")
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            unsigned(
+                &format!(r#"{{"alg":"none","kid":"{kid}","typ":"at+jwt"}}"#),
+                &good,
+                "",
+            ),
+        ),
+        (
+            "alg None",
+            unsigned(
+                &format!(r#"{{"alg":"None","kid":"{kid}","typ":"at+jwt"}}"#),
+                &good,
+                "",
+            ),
+        ),
+        (
+            "alg NONE",
+            unsigned(
+                &format!(r#"{{"alg":"NONE","kid":"{kid}","typ":"at+jwt"}}"#),
+                &good,
+                "x",
+            ),
+        ),
+        ("HS256 with the public key", hs256),
+        (
+            "ECDSA r=s=0",
+            unsigned(&hdr(""), &good, &tokens::b64(&[0u8; 64])),
+        ),
+        (
+            "kid traversal",
+            es256_raw(
+                &w.key,
+                r#"{"alg":"ES256","kid":"../../dev/null","typ":"at+jwt"}"#,
+                &good,
+            ),
+        ),
+        ("unknown kid", access(&attacker, &good)),
+        (
+            "jku to an attacker JWKS",
+            es256_raw(
+                &attacker,
+                &format!(
+                    r#"{{"alg":"ES256","kid":"{}","typ":"at+jwt","jku":"http://127.0.0.1:9/jwks"}}"#,
+                    attacker.kid()
+                ),
+                &good,
+            ),
+        ),
+        (
+            "x5u",
+            es256_raw(
+                &attacker,
+                &format!(
+                    r#"{{"alg":"ES256","kid":"{}","typ":"at+jwt","x5u":"http://127.0.0.1:9/cert"}}"#,
+                    attacker.kid()
+                ),
+                &good,
+            ),
+        ),
+        (
+            "inline jwk",
+            es256_raw(
+                &attacker,
+                &format!(
+                    r#"{{"alg":"ES256","typ":"at+jwt","jwk":{}}}"#,
+                    attacker.public_jwk()
+                ),
+                &good,
+            ),
+        ),
+        (
+            "unknown crit",
+            es256_raw(&w.key, &hdr(r#","crit":["exp"],"exp":1"#), &good),
+        ),
+        (
+            "b64 false",
+            es256_raw(&w.key, &hdr(r#","crit":["b64"],"b64":false"#), &good),
+        ),
+        (
+            "expired",
+            access(
+                &w.key,
+                &with(good.clone(), json!({"exp": now - 120, "iat": now - 600})),
+            ),
+        ),
+        (
+            "not yet valid",
+            access(&w.key, &with(good.clone(), json!({"nbf": now + 3600}))),
+        ),
+        (
+            "iat in the future",
+            access(
+                &w.key,
+                &with(good.clone(), json!({"iat": now + 3600, "exp": now + 7200})),
+            ),
+        ),
+        (
+            "iss with trailing slash",
+            access(
+                &w.key,
+                &with(good.clone(), json!({"iss": format!("{iss}/")})),
+            ),
+        ),
+        (
+            "iss in upper case",
+            access(
+                &w.key,
+                &with(good.clone(), json!({"iss": iss.to_uppercase()})),
+            ),
+        ),
+        (
+            "wrong aud",
+            access(&w.key, &with(good.clone(), json!({"aud": "service-c"}))),
+        ),
+        (
+            "missing aud",
+            access(&w.key, &with(good.clone(), json!({"aud": null}))),
+        ),
+        (
+            "duplicate header keys",
+            es256_raw(&w.key, &hdr(r#","alg":"none""#), &good),
+        ),
+        (
+            "oversized token",
+            access(
+                &w.key,
+                &with(good.clone(), json!({"pad": "x".repeat(20_000)})),
+            ),
+        ),
+        ("truncated signature", valid[..valid.len() - 10].to_owned()),
+        ("stripped signature", format!("{msg}.")),
+        (
+            "bad base64url",
+            format!("{msg}.+{}", &valid.rsplit_once('.').expect("jws").1[1..]),
+        ),
+        (
+            "ID token as access token",
+            w.key.sign("JWT", &good).expect("sign"),
+        ),
+        (
+            "nested JWT",
+            es256_raw(&w.key, &hdr(r#","cty":"JWT""#), &good),
+        ),
+    ];
+    for (name, token) in cases {
+        let rsp = w.baton.call("/orders", &token).await;
+        let www = challenge(&rsp);
+        assert_eq!(rsp.status(), 401, "{name}: {www}");
+        assert!(
+            www.starts_with(r#"Bearer realm="service-b", error="invalid_token""#),
+            "{name}: {www}"
+        );
+        assert!(
+            !www.contains(&token),
+            "{name}: challenge must not echo the token"
+        );
+    }
+    assert_eq!(w.app.requests(), 0, "the app saw none of the attacks");
+    // The control: the same key and claims pass.
+    assert_eq!(w.baton.call("/orders", &valid).await.status(), 200);
+}
+
+#[test_log::test(tokio::test)]
+async fn a_one_megabyte_token_is_refused_before_the_app() {
+    let w = world("enforce").await;
+    let huge = "a".repeat(1 << 20);
+    match w.baton.get("/orders").bearer_auth(&huge).send().await {
+        Ok(rsp) => assert_eq!(rsp.status(), 431, "header too large"),
+        Err(e) => assert!(
+            e.is_request() || e.is_connect() || e.to_string().contains("connection"),
+            "{e}"
+        ),
+    }
+    assert_eq!(w.app.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn no_token_gets_a_bare_challenge_and_a_hint() {
+    let w = world("enforce").await;
+    let rsp = w.baton.get("/orders").send().await.expect("response");
+    assert_eq!(rsp.status(), 401);
+    assert_eq!(
+        challenge(&rsp),
+        r#"Bearer realm="service-b""#,
+        "no error code without credentials"
+    );
+    let body = rsp.text().await.expect("body");
+    assert!(
+        body.contains("Authorization: Bearer") && body.contains("openid-configuration"),
+        "{body}"
+    );
+    assert_eq!(w.app.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn a_token_in_the_query_string_is_refused() {
+    let w = world("enforce").await;
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    let rsp = w
+        .baton
+        .get(&format!("/orders?access_token={token}"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(rsp.status(), 400);
+    assert!(challenge(&rsp).contains(r#"error="invalid_request""#));
+    assert_eq!(w.app.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn a_spoofed_claims_header_is_stripped() {
+    let w = world("enforce").await;
+    let spoof = tokens::b64(br#"{"sub":"admin"}"#);
+    let rsp = w
+        .baton
+        .get("/healthz")
+        .header("x-baton-claims", &spoof)
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(rsp.status(), 200, "public route");
+    assert!(
+        w.app
+            .last()
+            .expect("seen")
+            .headers
+            .get("x-baton-claims")
+            .is_none()
+    );
+
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    let rsp = w
+        .baton
+        .get("/orders")
+        .bearer_auth(&token)
+        .header("x-baton-claims", &spoof)
+        .send()
+        .await
+        .expect("rsp");
+    assert_eq!(rsp.status(), 200);
+    let seen = w.app.last().expect("seen");
+    let values: Vec<_> = seen.headers.get_all("x-baton-claims").iter().collect();
+    assert_eq!(values.len(), 1);
+    assert_ne!(values[0].as_bytes(), spoof.as_bytes());
+}
+
+#[test_log::test(tokio::test)]
+async fn route_rules_answer_insufficient_scope_claims_and_step_up() {
+    let w = world("enforce").await;
+    let good = claims(&w.idp.issuer, AUD);
+
+    let rsp = w.baton.call("/scoped", &access(&w.key, &good)).await;
+    assert_eq!(rsp.status(), 403);
+    let www = challenge(&rsp);
+    assert!(
+        www.contains(r#"error="insufficient_scope""#) && www.contains(r#"scope="write""#),
+        "{www}"
+    );
+
+    let rsp = w
+        .baton
+        .call(
+            "/orders",
+            &access(
+                &w.key,
+                &with(good.clone(), json!({"grants": ["service-a"]})),
+            ),
+        )
+        .await;
+    assert_eq!(rsp.status(), 403);
+
+    let rsp = w
+        .baton
+        .call(
+            "/admin",
+            &access(&w.key, &with(good.clone(), json!({"acr": "pwd"}))),
+        )
+        .await;
+    assert_eq!(rsp.status(), 401);
+    let www = challenge(&rsp);
+    assert!(
+        www.contains(r#"error="insufficient_user_authentication""#)
+            && www.contains(r#"acr_values="mfa""#),
+        "{www}"
+    );
+    assert_eq!(w.app.requests(), 0);
+
+    let rsp = w
+        .baton
+        .call(
+            "/scoped",
+            &access(&w.key, &with(good.clone(), json!({"scope": "read write"}))),
+        )
+        .await;
+    assert_eq!(rsp.status(), 200);
+    let rsp = w
+        .baton
+        .call(
+            "/admin",
+            &access(&w.key, &with(good, json!({"acr": "mfa"}))),
+        )
+        .await;
+    assert_eq!(rsp.status(), 200);
+}
+
+#[test_log::test(tokio::test)]
+async fn an_unknown_kid_storm_makes_at_most_one_jwks_fetch() {
+    let w = world("enforce").await;
+    let before = w.idp.jwks_fetches();
+    let good = claims(&w.idp.issuer, AUD);
+    let mut storm = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let token = es256_raw(
+            &w.key,
+            &format!(r#"{{"alg":"ES256","kid":"storm-{i}","typ":"at+jwt"}}"#),
+            &good,
+        );
+        let req = w.baton.get("/orders").bearer_auth(token);
+        storm.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(done) = storm.join_next().await {
+        assert_eq!(done.expect("task").expect("response"), 401);
+    }
+    assert!(
+        w.idp.jwks_fetches() <= before + 1,
+        "fetches went {before} → {}",
+        w.idp.jwks_fetches()
+    );
+    assert_eq!(w.app.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn key_rotation_while_requests_flow_refuses_no_valid_request() {
+    let w = world("enforce").await;
+    // The new key is RS256: mixed algorithms in one JWKS, one algorithm per key.
+    let next = SigningKey::generate(Algorithm::RS256).expect("key");
+    let mut flows = tokio::task::JoinSet::new();
+    w.idp.publish(&next);
+    for i in 0..40 {
+        let key = if i % 2 == 0 { &w.key } else { &next };
+        let token = access(key, &claims(&w.idp.issuer, AUD));
+        let req = w.baton.get("/orders").bearer_auth(token);
+        flows.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(done) = flows.join_next().await {
+        assert_eq!(done.expect("task").expect("response"), 200);
+    }
+    assert_eq!(w.app.requests(), 40);
+}
+
+#[test_log::test(tokio::test)]
+async fn known_keys_keep_working_while_the_idp_is_down() {
+    let mut w = world("enforce").await;
+    w.idp.stop().await;
+    // A fresh token (not in the verification cache) still verifies with the last-good keys.
+    let rsp = w
+        .baton
+        .call("/orders", &access(&w.key, &claims(&w.idp.issuer, AUD)))
+        .await;
+    assert_eq!(rsp.status(), 200);
+    // An unknown kid forces a refetch, which fails and is counted.
+    let stranger = SigningKey::generate(Algorithm::ES256).expect("key");
+    let rsp = w
+        .baton
+        .call("/orders", &access(&stranger, &claims(&w.idp.issuer, AUD)))
+        .await;
+    assert_eq!(rsp.status(), 401);
+    let (status, metrics) = w.baton.admin("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"baton_jwks_fetches_total{outcome="error"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"baton_inbound_requests_total{route="default",outcome="allowed"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(
+        w.baton.admin("/readyz").await.0,
+        200,
+        "still ready on last-good keys"
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn readyz_is_503_until_the_first_jwks_load_and_after_shutdown_begins() {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let idp = FakeIdp::start(&[&key]).await;
+    idp.set_up(false);
+    let app = Upstream::start().await;
+    let baton = Sidecar::start(config(&idp, &app, "enforce")).await;
+    assert_eq!(baton.admin("/healthz").await.0, 200);
+    assert_eq!(baton.admin("/readyz").await.0, 503);
+    let rsp = baton
+        .call("/orders", &access(&key, &claims(&idp.issuer, AUD)))
+        .await;
+    assert_eq!(
+        rsp.status(),
+        503,
+        "no keys yet: the IdP is at fault, not the client"
+    );
+    idp.set_up(true);
+    let baton = baton.ready().await;
+    assert_eq!(baton.admin("/readyz").await.0, 200);
+    let (_, cfg) = baton.admin("/config").await;
+    assert!(cfg.contains(r#""audience":"service-b""#), "{cfg}");
+    baton.admin_state.begin_shutdown();
+    assert_eq!(baton.admin("/readyz").await.0, 503);
+}
+
+#[test_log::test(tokio::test)]
+async fn observe_mode_forwards_and_only_vouches_for_verified_tokens() {
+    let w = world("observe").await;
+    let rsp = w
+        .baton
+        .get("/orders")
+        .header("x-baton-claims", "spoof")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(rsp.status(), 200);
+    assert!(
+        w.app
+            .last()
+            .expect("seen")
+            .headers
+            .get("x-baton-claims")
+            .is_none()
+    );
+    let expired = with(claims(&w.idp.issuer, AUD), json!({"exp": 1, "iat": 1}));
+    assert_eq!(
+        w.baton
+            .call("/orders", &access(&w.key, &expired))
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        w.app
+            .last()
+            .expect("seen")
+            .headers
+            .get("x-baton-claims")
+            .is_none()
+    );
+    assert_eq!(
+        w.baton
+            .call("/orders", &access(&w.key, &claims(&w.idp.issuer, AUD)))
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        w.app
+            .last()
+            .expect("seen")
+            .headers
+            .get("x-baton-claims")
+            .is_some()
+    );
+    let (_, metrics) = w.baton.admin("/metrics").await;
+    assert!(
+        metrics.contains(r#"outcome="invalid_token"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn a_bad_reload_keeps_the_old_config_and_a_good_one_applies() {
+    let w = world("enforce").await;
+    let dir = std::env::temp_dir().join(format!("baton-reload-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("sidecar.yaml");
+    let metrics = Arc::new(Metrics::new());
+    let cfg = config(&w.idp, &w.app, "enforce");
+    let state = Inbound::new(&cfg, w.baton.jwks.clone(), metrics);
+    std::fs::write(&path, "issuer: [").expect("write");
+    assert!(inbound::reload_from(&state, &path).is_err());
+    assert_eq!(state.config()["mode"], "enforce");
+    let text = format!(
+        "issuer: {}\naudience: {AUD}\nmode: observe\napp: \"{}\"\njwks: {{retry: 50ms, fetch_timeout: 2s}}\nlimits: {{max_body_bytes: 4096}}\n",
+        w.idp.issuer, w.app.addr
+    );
+    std::fs::write(&path, text.replace(AUD, "service-x")).expect("write");
+    assert!(matches!(
+        inbound::reload_from(&state, &path),
+        Err(inbound::ReloadError::NeedsRestart("audience"))
+    ));
+    assert_eq!(state.config()["mode"], "enforce");
+    std::fs::write(&path, text).expect("write");
+    inbound::reload_from(&state, &path).expect("valid reload");
+    assert_eq!(state.config()["mode"], "observe");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,1 +1,512 @@
-//! e2e: outbound
+//! e2e: the outbound listener against a fake token endpoint and a recording upstream.
+
+use crate::support::token_idp::{BAD_SUBJECT, CLIENT_ID, CLIENT_SECRET, FakeIdp};
+use crate::support::recorder::Upstream;
+use baton::config::Problems;
+use baton::config::outbound::{RawOutbound, validate};
+use baton::http::{Body, empty};
+use baton::outbound::{self, Outbound};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bound for anything that could hang if the proxy were wrong; never a timing assertion.
+const BOUND: Duration = Duration::from_secs(20);
+
+fn state(idp: &FakeIdp, yaml: &str) -> Arc<Outbound> {
+    let text = format!("client: {{client_id: {CLIENT_ID}, secret: {CLIENT_SECRET}}}\n{yaml}");
+    let raw: RawOutbound = serde_yaml::from_str(&text).expect("yaml");
+    let mut problems = Problems::new("sidecar.yaml");
+    let cfg = validate(raw, &mut problems);
+    let cfg = problems.finish(cfg).expect("valid outbound config");
+    Arc::new(Outbound::new(cfg, Some(&idp.issuer())).expect("outbound"))
+}
+
+fn routes(up: &Upstream) -> String {
+    format!(
+        "routes:\n  - {{name: b, host: \"{}\", audience: service-b, scope: read}}\n",
+        up.addr
+    )
+}
+
+fn get(url: &str, bearer: Option<&str>) -> Request<Body> {
+    let mut req = Request::get(url).body(empty()).expect("request");
+    if let Some(t) = bearer {
+        req.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    req
+}
+
+async fn text(rsp: Response<Body>) -> String {
+    let bytes = rsp.into_body().collect().await.expect("body").to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn call(s: &Outbound, req: Request<Body>) -> Response<Body> {
+    tokio::time::timeout(BOUND, outbound::handle(s, req))
+        .await
+        .expect("the proxy answered within the bound")
+}
+
+#[test_log::test(tokio::test)]
+async fn header_is_replaced_and_inbound_token_never_reaches_upstream() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    tokio::spawn(outbound::serve(s, listener, std::future::pending()));
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
+        .build()
+        .expect("client");
+    let user = idp.user_token("alice");
+    let rsp = client
+        .get(format!("http://{}/hello", up.addr))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(rsp.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/hello");
+    let auth = seen[0].authorization();
+    assert_ne!(auth, format!("Bearer {user}"));
+    assert!(
+        !seen
+            .iter()
+            .any(|r| format!("{:?}", r.headers).contains(&user))
+    );
+    let claims = seen[0].claims();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], "service-b");
+    assert_eq!(claims["scope"], "read");
+    let form = &idp.forms()[0];
+    let has = |k: &str, v: &str| form.iter().any(|(a, b)| a == k && b == v);
+    assert!(has(
+        "grant_type",
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    ));
+    assert!(has("subject_token", &user));
+    assert!(has(
+        "subject_token_type",
+        "urn:ietf:params:oauth:token-type:access_token"
+    ));
+    assert!(has("audience", "service-b"));
+}
+
+#[test_log::test(tokio::test)]
+async fn unknown_host_is_refused_with_403_naming_it() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let rsp = call(
+        &s,
+        get("http://evil.example:8080/", Some(&idp.user_token("alice"))),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::FORBIDDEN);
+    assert!(text(rsp).await.contains("evil.example:8080"));
+    assert_eq!((idp.calls(), up.requests()), (0, 0));
+}
+
+#[test_log::test(tokio::test)]
+async fn unknown_passthrough_forwards_without_authorization() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, "unknown: passthrough\n");
+    let rsp = call(&s, get(&format!("http://{}/x", up.addr), Some("inbound"))).await;
+    assert_eq!(rsp.status(), 200);
+    assert!(up.seen()[0].headers.get(header::AUTHORIZATION).is_none());
+    assert_eq!(idp.calls(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn hundred_concurrent_identical_calls_make_one_exchange_and_a_second_wave_none() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let user = idp.user_token("alice");
+    for wave in 0..2 {
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (s, url, user) = (s.clone(), format!("http://{}/", up.addr), user.clone());
+                tokio::spawn(async move { call(&s, get(&url, Some(&user))).await.status() })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), 200);
+        }
+        assert_eq!(idp.calls(), 1, "wave {wave}");
+    }
+    assert_eq!(up.requests(), 200);
+    let tokens: std::collections::HashSet<_> =
+        up.seen().iter().map(|r| r.authorization()).collect();
+    assert_eq!(tokens.len(), 1);
+}
+
+#[test_log::test(tokio::test)]
+async fn idp_down_cached_calls_work_and_new_subjects_get_503_with_retry_after() {
+    let mut idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let url = format!("http://{}/", up.addr);
+    let (alice, bob) = (idp.user_token("alice"), idp.user_token("bob"));
+    assert_eq!(call(&s, get(&url, Some(&alice))).await.status(), 200);
+    idp.stop().await;
+    assert_eq!(call(&s, get(&url, Some(&alice))).await.status(), 200);
+    for _ in 0..3 {
+        let rsp = call(&s, get(&url, Some(&bob))).await;
+        assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(rsp.headers().contains_key(header::RETRY_AFTER));
+        assert!(!text(rsp).await.contains(&bob));
+    }
+    assert_eq!(up.requests(), 2);
+}
+
+#[test_log::test(tokio::test)]
+async fn two_routes_to_one_host_get_different_tokens() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let yaml = format!(
+        "routes:
+  - {{name: b-read, host: \"{a}\", audience: service-b, scope: read}}
+  - {{name: b-admin, host: \"{a}\", resources: [\"https://b/admin\", \"https://b/audit\"], scope: admin}}
+ports:
+  - {{listen: \"127.0.0.1:0\", upstream: \"{a}\", route: b-read}}
+  - {{listen: \"127.0.0.1:0\", upstream: \"{a}\", route: b-admin}}
+",
+        a = up.addr
+    );
+    let s = state(&idp, &yaml);
+    let user = idp.user_token("alice");
+    for port in 0..2 {
+        let rsp = outbound::handle_port(&s, port, get("/p", Some(&user))).await;
+        assert_eq!(rsp.status(), 200);
+    }
+    let seen = up.seen();
+    assert_ne!(seen[0].authorization(), seen[1].authorization());
+    assert_eq!(seen[0].claims()["scope"], "read");
+    assert_eq!(seen[1].claims()["scope"], "admin");
+    assert_eq!(
+        seen[1].claims()["aud"],
+        serde_json::json!(["https://b/admin", "https://b/audit"])
+    );
+    assert_eq!(seen[1].headers[header::HOST], up.addr.to_string());
+    assert_eq!(idp.calls(), 2);
+}
+
+#[test_log::test(tokio::test)]
+async fn upstream_invalid_token_retries_get_once_with_a_fresh_exchange() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let url = format!("http://{}/", up.addr);
+    let user = idp.user_token("alice");
+    up.reject_next(1);
+    assert_eq!(call(&s, get(&url, Some(&user))).await.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    assert_ne!(seen[0].authorization(), seen[1].authorization());
+    assert_eq!(idp.calls(), 2);
+
+    // A POST is not replayed: the 401 goes back to the app, and the stale token is gone.
+    up.reject_next(1);
+    let post = Request::post(&url)
+        .header(header::AUTHORIZATION, format!("Bearer {user}"))
+        .body(baton::http::full("payload"))
+        .expect("request");
+    assert_eq!(call(&s, post).await.status(), StatusCode::UNAUTHORIZED);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        (seen[2].method.as_str(), &seen[2].body[..]),
+        ("POST", &b"payload"[..])
+    );
+    assert_eq!(call(&s, get(&url, Some(&user))).await.status(), 200);
+    assert_eq!(idp.calls(), 3);
+}
+
+#[test_log::test(tokio::test)]
+async fn no_subject_is_denied_or_uses_client_credentials_per_route() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let yaml = format!(
+        "routes:
+  - {{name: b, host: \"{a}\", audience: service-b}}
+  - {{name: c, host: \"localhost:{p}\", audience: service-c, without_subject: client_credentials}}
+",
+        a = up.addr,
+        p = up.addr.port()
+    );
+    let s = state(&idp, &yaml);
+    let rsp = call(&s, get(&format!("http://{}/", up.addr), None)).await;
+    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
+    assert!(rsp.headers().contains_key(header::WWW_AUTHENTICATE));
+    assert!(
+        text(rsp)
+            .await
+            .contains("propagate the inbound `Authorization: Bearer` header")
+    );
+    assert_eq!((idp.calls(), up.requests()), (0, 0));
+
+    let rsp = call(
+        &s,
+        get(&format!("http://localhost:{}/", up.addr.port()), None),
+    )
+    .await;
+    assert_eq!(rsp.status(), 200);
+    assert!(idp.forms()[0].contains(&("grant_type".into(), "client_credentials".into())));
+    assert_eq!(up.seen()[0].claims()["sub"], CLIENT_ID);
+}
+
+#[test_log::test(tokio::test)]
+async fn refused_subject_gets_401_without_echoing_it_and_is_negatively_cached() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let url = format!("http://{}/", up.addr);
+    for _ in 0..3 {
+        let rsp = call(&s, get(&url, Some(BAD_SUBJECT))).await;
+        assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
+        let body = text(rsp).await;
+        assert!(
+            body.contains("invalid_request") && !body.contains(BAD_SUBJECT),
+            "{body}"
+        );
+    }
+    assert_eq!((idp.calls(), up.requests()), (1, 0));
+}
+
+#[test_log::test(tokio::test)]
+async fn hop_by_hop_headers_are_dropped() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let mut req = get(
+        &format!("http://{}/", up.addr),
+        Some(&idp.user_token("alice")),
+    );
+    for (k, v) in [
+        ("connection", "x-hop"),
+        ("x-hop", "1"),
+        ("keep-alive", "timeout=1"),
+        ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+        ("x-kept", "yes"),
+    ] {
+        req.headers_mut().insert(k, v.parse().expect("value"));
+    }
+    assert_eq!(call(&s, req).await.status(), 200);
+    let h = &up.seen()[0].headers;
+    for gone in ["x-hop", "keep-alive", "proxy-authorization"] {
+        assert!(!h.contains_key(gone), "{gone} forwarded");
+    }
+    assert_eq!(h["x-kept"], "yes");
+    assert!(h.contains_key("x-request-id"));
+}
+
+#[test_log::test(tokio::test)]
+async fn connect_is_refused_by_default() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let mut req = Request::new(empty());
+    *req.method_mut() = Method::CONNECT;
+    *req.uri_mut() = up.addr.to_string().parse().expect("authority");
+    let rsp = call(&s, req).await;
+    assert_eq!(rsp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(up.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn calls_to_the_idp_are_forwarded_without_exchange() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    let rsp = call(
+        &s,
+        get(
+            &format!("{}/.well-known/openid-configuration", idp.issuer()),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(rsp.status(), 200);
+    assert!(text(rsp).await.contains("token_endpoint"));
+    assert_eq!(idp.calls(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn cache_overflow_evicts_without_flushing() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &format!("cache: {{max_entries: 5}}\n{}", routes(&up)));
+    let url = format!("http://{}/", up.addr);
+    let users: Vec<_> = (0..30).map(|i| idp.user_token(&format!("u{i}"))).collect();
+    for u in &users {
+        assert_eq!(call(&s, get(&url, Some(u))).await.status(), 200);
+    }
+    assert_eq!(idp.calls(), 30);
+    // The most recent subject is still cached: overflow evicted old entries, not everything.
+    assert_eq!(call(&s, get(&url, Some(&users[29]))).await.status(), 200);
+    assert_eq!(idp.calls(), 30);
+}
+
+#[test_log::test(tokio::test)]
+async fn private_key_jwt_client_authentication() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let key = baton::jwt::keys::SigningKey::generate(baton::jwt::Algorithm::ES256).expect("key");
+    let path = std::env::temp_dir().join(format!("baton-outbound-{}.pem", key.kid()));
+    std::fs::write(&path, key.to_pem()).expect("write key");
+    let text = format!(
+        "client: {{client_id: {CLIENT_ID}, private_key_file: \"{}\", kid: k1}}\n{}",
+        path.display(),
+        routes(&up)
+    );
+    let raw: RawOutbound = serde_yaml::from_str(&text).expect("yaml");
+    let mut problems = Problems::new("sidecar.yaml");
+    let cfg = validate(raw, &mut problems);
+    let cfg = problems.finish(cfg).expect("valid");
+    let _ = std::fs::remove_file(&path);
+    let s = Outbound::new(cfg, Some(&idp.issuer())).expect("outbound");
+    let url = format!("http://{}/", up.addr);
+    assert_eq!(
+        call(&s, get(&url, Some(&idp.user_token("alice"))))
+            .await
+            .status(),
+        200
+    );
+    let form = &idp.forms()[0];
+    let assertion = form
+        .iter()
+        .find(|(k, _)| k == "client_assertion")
+        .map(|(_, v)| v.clone())
+        .expect("client_assertion sent");
+    let claims = baton::jwt::peek_claims(&assertion).expect("jwt");
+    assert_eq!(claims["aud"], idp.issuer());
+    assert!(claims.contains_key("jti") && claims.contains_key("exp"));
+}
+
+#[test_log::test(tokio::test)]
+async fn a_hanging_idp_gives_503_within_the_configured_timeout() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    // Accepts connections and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hang_addr = hang.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hang.accept().await {
+            held.push(conn);
+        }
+    });
+    let yaml = format!(
+        "token_endpoint: \"http://{hang_addr}/token\"\ntimeout_ms: 300\n{}",
+        routes(&up)
+    );
+    let s = state(&idp, &yaml);
+    let rsp = call(
+        &s,
+        get(
+            &format!("http://{}/", up.addr),
+            Some(&idp.user_token("alice")),
+        ),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(rsp.headers()[header::RETRY_AFTER], "5");
+    assert_eq!(up.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn connect_passthrough_opens_a_blind_tunnel() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &format!("connect: passthrough\n{}", routes(&up)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    tokio::spawn(outbound::serve(s, listener, std::future::pending()));
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(proxy)
+            .await
+            .expect("connect");
+        let a = up.addr;
+        conn.write_all(format!("CONNECT {a} HTTP/1.1\r\nHost: {a}\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).await.expect("read");
+        assert_eq!(&head, b"HTTP/1.1 200");
+        // Skip the rest of the CONNECT answer's head.
+        let mut last = [0u8; 4];
+        while &last != b"\r\n\r\n" {
+            let b = conn.read_u8().await.expect("read");
+            last = [last[1], last[2], last[3], b];
+        }
+        let req = format!(
+            "GET /t HTTP/1.1\r\nHost: {a}\r\nAuthorization: Bearer untouched\r\nConnection: close\r\n\r\n"
+        );
+        conn.write_all(req.as_bytes()).await.expect("write");
+        let mut rsp = Vec::new();
+        conn.read_to_end(&mut rsp).await.expect("read");
+        rsp
+    };
+    let rsp = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("bounded");
+    assert!(rsp.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(up.seen()[0].authorization(), "Bearer untouched");
+    assert_eq!(idp.calls(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn tls_route_upgrades_to_https_trusting_its_ca_file() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start_tls().await;
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/fixtures/ca.pem");
+    let port = up.addr.port();
+    let yaml = format!(
+        "routes:\n  - {{name: b, host: \"localhost:{port}\", audience: service-b, tls: {{ca_file: \"{ca}\"}}}}\n"
+    );
+    let s = state(&idp, &yaml);
+    let url = format!("http://localhost:{port}/secure");
+    let rsp = call(&s, get(&url, Some(&idp.user_token("alice")))).await;
+    assert_eq!(rsp.status(), 200);
+    let seen = up.seen();
+    assert_eq!(seen[0].path, "/secure");
+    assert_eq!(seen[0].claims()["aud"], "service-b");
+}
+
+#[test_log::test(tokio::test)]
+async fn tls_route_refuses_an_untrusted_upstream_certificate() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start_tls().await;
+    let port = up.addr.port();
+    let yaml = format!(
+        "routes:\n  - {{name: b, host: \"localhost:{port}\", audience: service-b, tls: {{}}}}\n"
+    );
+    let s = state(&idp, &yaml);
+    let rsp = call(
+        &s,
+        get(
+            &format!("http://localhost:{port}/"),
+            Some(&idp.user_token("a")),
+        ),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(up.requests(), 0);
+}

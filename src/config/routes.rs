@@ -1,0 +1,187 @@
+//! The inbound `routes:` of `sidecar.yaml`: path prefix, methods, and who may pass.
+
+use super::Problems;
+use http::Method;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One inbound route. Routes are tried in order; the first whose prefix and method match wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// Name used in metrics labels and logs (never the path).
+    pub name: String,
+    /// Path prefix, matched on whole segments: `/api` matches `/api` and `/api/x`, not `/apix`.
+    pub path: String,
+    /// Methods this route covers; `None` means any.
+    pub methods: Option<Vec<Method>>,
+    /// Who may pass.
+    pub access: Access,
+}
+
+/// A route's access rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Access {
+    /// No token needed (health checks, static assets). Identity headers are still stripped.
+    Public,
+    /// A verified access token that satisfies these requirements.
+    Token(Requirements),
+}
+
+/// What a verified token must also carry on a route.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Requirements {
+    /// Every one of these scopes (RFC 6750 §3.1 `insufficient_scope`).
+    pub scopes: Vec<String>,
+    /// Claim conditions, all required.
+    pub claims: Vec<ClaimRule>,
+    /// Acceptable `acr` values, in order of preference; empty means any (RFC 9470 §3).
+    pub acr: Vec<String>,
+    /// Largest age of the user's authentication (`auth_time`), seconds (RFC 9470 §3).
+    pub max_age: Option<u64>,
+}
+
+/// A condition on one claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimRule {
+    /// The claim is an array containing the value, or a space-separated string listing it.
+    Contains {
+        /// Claim name.
+        claim: String,
+        /// Required member.
+        value: String,
+    },
+    /// The claim equals the value exactly.
+    Equals {
+        /// Claim name.
+        claim: String,
+        /// Required value.
+        value: Value,
+    },
+}
+
+/// A route as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    name: Option<String>,
+    path: Option<String>,
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    claims: Vec<RawClaimRule>,
+    #[serde(default)]
+    acr: Vec<String>,
+    max_age: Option<u64>,
+}
+
+/// A claim rule as written: `{claim: grants, contains: service-b}` or `{claim: tier, equals: gold}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimRule {
+    claim: String,
+    contains: Option<String>,
+    equals: Option<Value>,
+}
+
+/// Validates `routes:`, recording problems as `routes[i].field`.
+pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
+    let mut names: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("routes[{i}].{f}");
+        let name = r.name.unwrap_or_default();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            p.push(
+                at("name"),
+                "must be a non-empty name of letters, digits, - _ . (used as a metric label)",
+            );
+        } else if names.contains(&name) {
+            p.push(at("name"), format!("duplicate route name {name}"));
+        }
+        names.push(name.clone());
+        let path = r.path.unwrap_or_default();
+        if !path.starts_with('/') {
+            p.push(at("path"), "must start with /");
+        } else if path.contains("..") || path.contains('?') || path.contains('#') {
+            p.push(at("path"), "must be a plain path prefix without .., ? or #");
+        }
+        let methods = r.methods.map(|ms| {
+            ms.iter()
+                .enumerate()
+                .filter_map(
+                    |(j, m)| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            p.push(
+                                format!("routes[{i}].methods[{j}]"),
+                                "must be an HTTP method",
+                            );
+                            None
+                        }
+                    },
+                )
+                .collect()
+        });
+        let has_rules = !r.scopes.is_empty()
+            || !r.claims.is_empty()
+            || !r.acr.is_empty()
+            || r.max_age.is_some();
+        let access = if r.public {
+            if has_rules {
+                p.push(
+                    at("public"),
+                    "a public route cannot also require scopes, claims, acr or max_age",
+                );
+            }
+            Access::Public
+        } else {
+            let claims = r
+                .claims
+                .into_iter()
+                .enumerate()
+                .filter_map(|(j, c)| claim_rule(c, &format!("routes[{i}].claims[{j}]"), p))
+                .collect();
+            Access::Token(Requirements {
+                scopes: r.scopes,
+                claims,
+                acr: r.acr,
+                max_age: r.max_age,
+            })
+        };
+        out.push(Route {
+            name,
+            path: path.trim_end_matches('/').to_owned(),
+            methods,
+            access,
+        });
+    }
+    out
+}
+
+fn claim_rule(c: RawClaimRule, at: &str, p: &mut Problems) -> Option<ClaimRule> {
+    if c.claim.is_empty() {
+        p.push(format!("{at}.claim"), "must name a claim");
+        return None;
+    }
+    match (c.contains, c.equals) {
+        (Some(value), None) => Some(ClaimRule::Contains {
+            claim: c.claim,
+            value,
+        }),
+        (None, Some(value)) => Some(ClaimRule::Equals {
+            claim: c.claim,
+            value,
+        }),
+        _ => {
+            p.push(at.to_owned(), "needs exactly one of contains or equals");
+            None
+        }
+    }
+}

@@ -1,0 +1,109 @@
+use super::sidecar::{parse_duration, redact};
+use super::*;
+use std::time::Duration;
+
+const GOOD: &str = r#"
+issuer: https://idp.example
+audience: service-b
+mode: observe
+app: "127.0.0.1:8080"
+jwks: {refresh_min: 1m, stale_window: 2h}
+limits: {request_timeout: 500ms}
+routes:
+  - {name: health, path: /healthz, public: true}
+  - name: api
+    path: /api/
+    methods: [get, POST]
+    scopes: [read]
+    claims:
+      - {claim: grants, contains: service-b}
+      - {claim: tier, equals: gold}
+    acr: [mfa]
+    max_age: 300
+outbound:
+  {}
+"#;
+
+#[test]
+fn a_full_config_validates_into_typed_values() {
+    let cfg = Config::from_yaml(GOOD, "sidecar.yaml").expect("valid");
+    assert_eq!(cfg.mode, Mode::Observe);
+    assert_eq!(cfg.listeners.inbound.port(), 15006);
+    assert_eq!(cfg.jwks.refresh_min, Duration::from_secs(60));
+    assert_eq!(cfg.limits.request_timeout, Duration::from_millis(500));
+    assert_eq!(cfg.routes[1].path, "/api");
+    assert_eq!(
+        cfg.routes[1].methods,
+        Some(vec![http::Method::GET, http::Method::POST])
+    );
+    let routes::Access::Token(req) = &cfg.routes[1].access else {
+        panic!("api is protected")
+    };
+    assert_eq!(req.claims.len(), 2);
+    assert_eq!(req.max_age, Some(300));
+}
+
+#[test]
+fn every_problem_is_reported_with_file_and_field() {
+    let bad = r#"
+issuer: not-a-url
+audience: b
+app: localhost
+leeway: 120
+algorithms: [HS256]
+jwks: {fetch_timeout: soon}
+routes:
+  - {name: a, path: /a}
+  - {name: a, path: /b}
+  - {name: c, path: nope}
+  - {name: d, path: /d, public: true, scopes: [x]}
+  - {name: e, path: /e, claims: [{claim: grants}]}
+"#;
+    let errs = Config::from_yaml(bad, "sidecar.yaml").expect_err("invalid");
+    let text = errs.to_string();
+    for needle in [
+        "sidecar.yaml: issuer: must be an absolute",
+        "sidecar.yaml: app: must be an IP address",
+        "sidecar.yaml: leeway: must be at most 60",
+        "sidecar.yaml: algorithms[0]:",
+        "sidecar.yaml: jwks.fetch_timeout:",
+        "sidecar.yaml: routes[1].name: duplicate",
+        "sidecar.yaml: routes[2].path: must start with /",
+        "sidecar.yaml: routes[3].public:",
+        "sidecar.yaml: routes[4].claims[0]: needs exactly one",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let text = GOOD.replace("mode: observe", "mode: observe\nmodes: x");
+    let errs = Config::from_yaml(&text, "sidecar.yaml").expect_err("unknown field");
+    assert!(errs.to_string().contains("unknown field `modes`"), "{errs}");
+}
+
+#[test]
+fn secrets_are_redacted_for_the_config_endpoint() {
+    let v = redact(serde_json::json!({"a": {"client_secret": "s3cr3t", "n": 1}, "password": "p"}));
+    let s = v.to_string();
+    assert!(!s.contains("s3cr3t") && !s.contains("\"p\""), "{s}");
+    assert!(s.contains("\"n\":1"));
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let text = include_str!("../../sidecar.yaml");
+    if let Err(e) = Config::from_yaml(text, "sidecar.yaml") {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn durations_need_a_unit() {
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration("m"), None);
+    assert_eq!(parse_duration("5 days"), None);
+}

@@ -1,0 +1,79 @@
+use super::*;
+use crate::jwt::keys::SigningKey;
+
+fn token(claims: serde_json::Value) -> Token {
+    let key = SigningKey::generate(jwt::Algorithm::ES256).expect("key");
+    Token::new(key.sign("at+jwt", &claims).expect("sign"))
+}
+
+#[test]
+fn expiry_is_the_earlier_of_exp_and_expires_in() {
+    let t = token(json!({"sub": "alice", "exp": 1_000}));
+    assert_eq!(issued(t.clone(), Some(100), 500).expires_at, 600);
+    assert_eq!(issued(t.clone(), Some(900), 500).expires_at, 1_000);
+    assert_eq!(issued(t, None, 500).expires_at, 1_000);
+    assert_eq!(issued(Token::new("opaque"), Some(60), 500).expires_at, 560);
+    assert_eq!(issued(Token::new("opaque"), None, 500).expires_at, 500);
+}
+
+#[test]
+fn audit_fields_hash_the_subject_and_walk_the_act_chain() {
+    let t =
+        token(json!({"sub": "alice", "exp": 1, "act": {"sub": "svc-b", "act": {"sub": "svc-a"}}}));
+    let i = issued(t, None, 0);
+    assert_eq!(i.act_chain, "svc-b>svc-a");
+    assert_eq!(i.sub_hash, fingerprint(b"alice"));
+    assert!(!format!("{i:?}").contains("alice"));
+}
+
+#[test]
+fn error_codes_are_sanitized_and_classified() {
+    assert_eq!(sanitize_code("invalid_target\"\r\nx"), "invalid_targetx");
+    assert_eq!(sanitize_code("\"<>"), "invalid_request");
+    let refused = |code: &str| ExchangeError::Refused {
+        code: code.into(),
+        status: 400,
+    };
+    assert!(refused("invalid_scope").is_invalid());
+    assert!(!refused("unauthorized_client").is_invalid());
+    assert!(!ExchangeError::Unavailable("x".into()).is_invalid());
+}
+
+#[test]
+fn target_form_repeats_resource_and_names_the_lifetime() {
+    let t = Target {
+        audience: Some("b".into()),
+        resources: vec!["https://r1".into(), "https://r2".into()],
+        scope: Some("read write".into()),
+        requested_token_type: Some(ACCESS_TOKEN_TYPE.into()),
+        requested_lifetime: Some(600),
+    };
+    let mut form = Vec::new();
+    target_params(&t, &mut form);
+    let names: Vec<_> = form.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        names,
+        [
+            "audience",
+            "resource",
+            "resource",
+            "scope",
+            "requested_token_type",
+            "requested_lifetime"
+        ]
+    );
+    assert_eq!(form[5].1, "600");
+}
+
+#[test]
+fn client_assertion_follows_rfc7523() {
+    let key = SigningKey::generate(jwt::Algorithm::ES256).expect("key");
+    let a = assertion(&key, "svc-a", "https://idp", 1_000).expect("sign");
+    let b = assertion(&key, "svc-a", "https://idp", 1_000).expect("sign");
+    let claims = jwt::peek_claims(&a).expect("claims");
+    assert_eq!(claims["iss"], "svc-a");
+    assert_eq!(claims["sub"], "svc-a");
+    assert_eq!(claims["aud"], "https://idp");
+    assert_eq!(claims["exp"], 1_060);
+    assert_ne!(claims["jti"], jwt::peek_claims(&b).expect("claims")["jti"]);
+}

@@ -1,0 +1,176 @@
+//! The `baton-idp` command line: `serve` (default), `keys rotate`, `hash-password`.
+
+use super::{Config, Idp, login, rotate_on_disk, serve};
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing::{error, info, warn};
+
+/// Exit code for a bad configuration (EX_CONFIG-like, as `baton check`).
+const BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "baton-idp",
+    version,
+    about = "A minimal OpenID Provider with RFC 8693 token exchange"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (for the default `serve`).
+    #[arg(short, long, default_value = "idp.yaml", global = true)]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the IdP (default).
+    Serve,
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Read a password from stdin and print its argon2 hash for `users[].password_hash`.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// next → active, active → retired, new next; a running IdP picks it up (SIGHUP or within 10 s).
+    Rotate,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match Args::try_parse_from(args) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match args.command.unwrap_or(Command::Serve) {
+        Command::HashPassword => hash_password(),
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => {
+            let Some(cfg) = load(&args.config) else {
+                return ExitCode::from(BAD_CONFIG);
+            };
+            match rotate_on_disk(&cfg) {
+                Ok(kid) => {
+                    println!("rotated: active key is now {kid}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    error!(error = %e, "key rotation failed");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve => {
+            let Some(cfg) = load(&args.config) else {
+                return ExitCode::from(BAD_CONFIG);
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+            runtime.block_on(run(cfg))
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{file}: {e}");
+            return None;
+        }
+    };
+    match Config::from_yaml(&text, &file) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!("hash-password: empty password on stdin");
+        return ExitCode::FAILURE;
+    }
+    match login::hash_password(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, addr = %cfg.listen, "bind failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let issuer = cfg.issuer.clone();
+    let idp = match Idp::new(cfg) {
+        Ok(i) => Arc::new(i),
+        Err(e) => {
+            error!(error = %e, "start failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().ok();
+    info!(version = env!("CARGO_PKG_VERSION"), addr = ?addr, %issuer, "baton-idp listening");
+    let reloader = idp.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = reloader.reload_keys() {
+                warn!(error = %e, "key reload on SIGHUP failed");
+            }
+        }
+    });
+    serve(idp, listener, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: draining"),
+    }
+}

@@ -1,0 +1,153 @@
+//! Client authentication at the token and introspection endpoints: `client_secret_basic`
+//! (RFC 6749 §2.3.1, form-urlencoded id and secret), `client_secret_post`, and `private_key_jwt`
+//! (RFC 7523 §3 with rfc7523bis audience rules and `jti` replay refusal).
+
+use super::Idp;
+use super::config::{Client, ClientAuth};
+use super::errors::OAuthError;
+use crate::http::Form;
+use crate::jwt::{self, Algorithm, Kind, Rules};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::HeaderMap;
+use serde_json::Value;
+
+/// The RFC 7523 client assertion type.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Longest client-assertion lifetime accepted, so the replay set stays bounded.
+const MAX_ASSERTION_LIFETIME: u64 = 600;
+
+/// Authenticates the client of a request; exactly one method may be used.
+pub fn authenticate<'a>(
+    idp: &'a Idp,
+    headers: &HeaderMap,
+    form: &Form,
+    now: u64,
+) -> Result<&'a Client, OAuthError> {
+    let basic = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case("basic "));
+    let post_secret = form.one("client_secret")?;
+    let assertion = form.one("client_assertion")?;
+    let methods = [basic.is_some(), post_secret.is_some(), assertion.is_some()];
+    if methods.iter().filter(|m| **m).count() > 1 {
+        return Err(OAuthError::request(
+            "use exactly one client authentication method",
+        ));
+    }
+    let form_id = form.one("client_id")?;
+    let client = if let Some(value) = basic {
+        let (id, secret) = decode_basic(&value[6..])
+            .ok_or_else(|| OAuthError::client("malformed Basic credentials", true))?;
+        if form_id.is_some_and(|f| f != id) {
+            return Err(OAuthError::request(
+                "client_id does not match the Basic credentials",
+            ));
+        }
+        by_secret(idp, &id, &secret, true)?
+    } else if let Some(secret) = post_secret {
+        let id = form_id.ok_or_else(|| OAuthError::client("client_id required", false))?;
+        by_secret(idp, id, secret, false)?
+    } else if let Some(assertion) = assertion {
+        if form.one("client_assertion_type")? != Some(JWT_BEARER) {
+            return Err(OAuthError::request(
+                "client_assertion_type must be jwt-bearer",
+            ));
+        }
+        let client = by_assertion(idp, assertion, now)?;
+        if form_id.is_some_and(|f| f != client.id) {
+            return Err(OAuthError::client(
+                "client_id does not match the assertion",
+                false,
+            ));
+        }
+        client
+    } else {
+        return Err(OAuthError::client("client authentication required", true));
+    };
+    Ok(client)
+}
+
+/// RFC 6749 §2.3.1: base64 of `urlencode(id):urlencode(secret)`.
+fn decode_basic(b64: &str) -> Option<(String, String)> {
+    let raw = STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((decode(id), decode(secret)))
+}
+
+fn by_secret<'a>(
+    idp: &'a Idp,
+    id: &str,
+    secret: &str,
+    basic: bool,
+) -> Result<&'a Client, OAuthError> {
+    let client = idp.config.clients.get(id);
+    match client.map(|c| &c.auth) {
+        Some(ClientAuth::Secret(s)) if s.matches(secret) => Ok(client.ok_or(OAuthError::Server)?),
+        _ => Err(OAuthError::client("client authentication failed", basic)),
+    }
+}
+
+/// RFC 7523 §3: iss = sub = client_id, aud = the issuer (or, as a single string, the token
+/// endpoint), `exp` and `jti` required, signature by the client's registered keys.
+fn by_assertion<'a>(idp: &'a Idp, assertion: &str, now: u64) -> Result<&'a Client, OAuthError> {
+    let fail = |d: &str| OAuthError::client(format!("client assertion refused: {d}"), false);
+    let unverified = jwt::peek_claims(assertion).ok_or_else(|| fail("malformed"))?;
+    let id = unverified
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("no iss"))?;
+    let client = idp
+        .config
+        .clients
+        .get(id)
+        .ok_or_else(|| fail("unknown client"))?;
+    let ClientAuth::Jwks(keys) = &client.auth else {
+        return Err(fail("client has no registered keys"));
+    };
+    let rules = Rules {
+        issuer: client.id.clone(),
+        audience: None,
+        kind: Kind::ClientAssertion,
+        algorithms: vec![Algorithm::ES256, Algorithm::RS256],
+        leeway: 30,
+        max_len: jwt::DEFAULT_MAX_LEN,
+    };
+    let v = jwt::verify(assertion, keys, &rules, now).map_err(|e| fail(&e.to_string()))?;
+    if v.claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
+        return Err(fail("sub must equal iss"));
+    }
+    let token_endpoint = format!("{}/token", idp.config.issuer);
+    match v.claims.get("aud") {
+        Some(Value::String(a)) if *a == idp.config.issuer || *a == token_endpoint => {}
+        _ => return Err(fail("aud must be the issuer as a single string")),
+    }
+    if v.exp > now + MAX_ASSERTION_LIFETIME {
+        return Err(fail("lifetime too long"));
+    }
+    let jti = v
+        .claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("jti required"))?;
+    let key = format!("{}\u{0}{jti}", client.id);
+    let fresh = idp
+        .state
+        .assertion_jtis
+        .entry(key)
+        .or_insert(v.exp)
+        .is_fresh();
+    if !fresh {
+        return Err(fail("jti already used"));
+    }
+    Ok(client)
+}

@@ -1,0 +1,568 @@
+//! `idp.yaml` → validated [`Config`]: clients, users, exchange edges, resources, lifetimes.
+//!
+//! Parsing is strict (`deny_unknown_fields`); validation collects every problem with the file,
+//! the field path and the reason (`config::Problems`), so `baton-idp` refuses to start with all of
+//! them listed at once.
+
+use crate::config::{ConfigErrors, Problems};
+use crate::jwt::{Algorithm, Claims, keys::KeySet};
+use crate::secret::Secret;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The RFC 8693 grant type URN.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// Claims an edge or a user may never set: the IdP owns them (DESIGN.md, RFC 9068 §2.2, RFC 8693 §4).
+pub const RESERVED: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "act",
+    "may_act",
+    "client_id",
+    "scope",
+    "grants",
+    "acr",
+    "amr",
+    "auth_time",
+    "cnf",
+];
+
+/// Grant types a client may be allowed (RFC 6749 §4, RFC 8693).
+pub const GRANT_TYPES: &[&str] = &[
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    TOKEN_EXCHANGE,
+];
+
+/// The validated IdP configuration. Fields are public so tests and the demo can adjust a loaded
+/// config (typically `issuer` after binding `127.0.0.1:0`).
+pub struct Config {
+    /// Exact issuer identifier, e.g. `http://127.0.0.1:9000` (no trailing slash).
+    pub issuer: String,
+    /// Where `baton-idp serve` binds.
+    pub listen: SocketAddr,
+    /// Signing key storage.
+    pub keys: KeysConfig,
+    /// Token lifetimes in seconds.
+    pub lifetimes: Lifetimes,
+    /// Longest `act` chain a token may carry (RFC 8693 §4.1 nesting).
+    pub max_chain_depth: usize,
+    /// Clients by id; a service's client id is also its audience.
+    pub clients: BTreeMap<String, Client>,
+    /// Users by username.
+    pub users: BTreeMap<String, User>,
+    /// Exchange edges `client → target`.
+    pub grants: Vec<Edge>,
+    /// RFC 8707 resource URI → audience (a client id).
+    pub resources: BTreeMap<String, String>,
+}
+
+/// Where keys live and which algorithm new keys use.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// Directory holding PKCS#8 PEM files and `manifest.json`.
+    pub dir: PathBuf,
+    /// ES256 (default) or RS256.
+    pub algorithm: Algorithm,
+}
+
+/// Token lifetimes, seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// Access tokens (also the default for exchanged tokens, bounded by the subject's `exp`).
+    pub access: u64,
+    /// ID tokens.
+    pub id: u64,
+    /// Authorization codes (RFC 6749 §4.1.2 recommends at most 10 minutes).
+    pub code: u64,
+    /// Refresh tokens.
+    pub refresh: u64,
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic` or `client_secret_post`.
+    Secret(Secret),
+    /// `private_key_jwt` (RFC 7523) with the client's registered keys.
+    Jwks(KeySet),
+}
+
+/// A registered client.
+#[derive(Clone)]
+pub struct Client {
+    /// Client id, also the service's audience.
+    pub id: String,
+    /// Credentials.
+    pub auth: ClientAuth,
+    /// Exact redirect URIs (RFC 9700 §2.1).
+    pub redirect_uris: Vec<String>,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// Scopes for `client_credentials`.
+    pub scopes: Vec<String>,
+}
+
+impl Client {
+    /// Whether the client may use `grant_type`.
+    pub fn allows(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
+    }
+}
+
+/// A user who can sign in through the login form.
+#[derive(Clone)]
+pub struct User {
+    /// Username, also the `sub`.
+    pub username: String,
+    /// Argon2 PHC string.
+    pub password_hash: Secret,
+    /// Extra claims such as `account_id`, `email`.
+    pub claims: Claims,
+    /// Scopes the user may be granted.
+    pub scope: Vec<String>,
+}
+
+/// An exchange edge: `client` may exchange a token addressed to it for one addressed to `target`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    /// The requesting client.
+    pub client: String,
+    /// The audience of the new token.
+    pub target: String,
+    /// Scopes the new token may carry.
+    pub scopes: Vec<String>,
+    /// Claims the edge adds (objects merge, arrays union).
+    pub claims: Claims,
+    /// A lifetime the new token may have even past the subject's `exp` (long-running jobs).
+    pub max_lifetime: Option<u64>,
+    /// Whether the new scope may exceed the subject's scope.
+    pub scope_beyond_subject: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    issuer: String,
+    #[serde(default = "default_listen")]
+    listen: String,
+    keys: RawKeys,
+    #[serde(default)]
+    lifetimes: RawLifetimes,
+    #[serde(default = "default_depth")]
+    max_chain_depth: usize,
+    #[serde(default)]
+    clients: Vec<RawClient>,
+    #[serde(default)]
+    users: Vec<RawUser>,
+    #[serde(default)]
+    grants: Vec<RawEdge>,
+    #[serde(default)]
+    resources: BTreeMap<String, String>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9000".into()
+}
+
+fn default_depth() -> usize {
+    5
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    dir: PathBuf,
+    #[serde(default = "default_alg")]
+    algorithm: String,
+}
+
+fn default_alg() -> String {
+    "ES256".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLifetimes {
+    access: u64,
+    id: u64,
+    code: u64,
+    refresh: u64,
+}
+
+impl Default for RawLifetimes {
+    fn default() -> Self {
+        Self {
+            access: 300,
+            id: 300,
+            code: 60,
+            refresh: 86_400,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: String,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    secret_env: Option<String>,
+    jwks: Option<Value>,
+    jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    grant_types: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    username: String,
+    password_hash: String,
+    #[serde(default)]
+    claims: Claims,
+    #[serde(default)]
+    scope: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdge {
+    client: String,
+    target: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    claims: Claims,
+    max_lifetime: Option<u64>,
+    #[serde(default)]
+    scope_beyond_subject: bool,
+}
+
+impl Config {
+    /// Parses and validates `text`, read from `file` (used in messages and for relative paths).
+    pub fn from_yaml(text: &str, file: &str) -> Result<Self, ConfigErrors> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| Problems::yaml(file, &e))?;
+        validate(raw, file)
+    }
+
+    /// The demo chain of `deploy/idp.yaml` with `issuer` and a key directory of the caller's
+    /// choosing: what the e2e tests and `baton demo` start from.
+    pub fn demo(issuer: &str, keys_dir: impl Into<PathBuf>) -> Self {
+        let mut cfg = Self::from_yaml(include_str!("../../deploy/idp.yaml"), "deploy/idp.yaml")
+            .expect("deploy/idp.yaml is valid (tested)");
+        cfg.issuer = issuer.trim_end_matches('/').to_owned();
+        cfg.keys.dir = keys_dir.into();
+        cfg
+    }
+
+    /// The edge `client → target`, if configured.
+    pub fn edge(&self, client: &str, target: &str) -> Option<&Edge> {
+        self.grants
+            .iter()
+            .find(|e| e.client == client && e.target == target)
+    }
+
+    /// The longest lifetime any token may have: how long a retired key stays published.
+    pub fn max_token_lifetime(&self) -> u64 {
+        let l = &self.lifetimes;
+        let edges = self.grants.iter().filter_map(|e| e.max_lifetime);
+        edges.chain([l.access, l.id]).max().unwrap_or(l.access)
+    }
+}
+
+fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
+    let mut p = Problems::new(file);
+    let base = std::path::Path::new(file)
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let issuer = raw.issuer.trim_end_matches('/').to_owned();
+    match url::Url::parse(&issuer) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.query().is_none()
+                && u.fragment().is_none() => {}
+        _ => p.push(
+            "issuer",
+            "must be an absolute http(s) URL without query or fragment",
+        ),
+    }
+    let listen = raw.listen.parse().unwrap_or_else(|_| {
+        p.push("listen", "must be an address like 127.0.0.1:9000");
+        SocketAddr::from(([127, 0, 0, 1], 9000))
+    });
+    let algorithm = match raw.keys.algorithm.as_str() {
+        "ES256" => Algorithm::ES256,
+        "RS256" => Algorithm::RS256,
+        _ => {
+            p.push("keys.algorithm", "must be ES256 or RS256");
+            Algorithm::ES256
+        }
+    };
+    let l = &raw.lifetimes;
+    for (name, v, max) in [
+        ("access", l.access, 86_400),
+        ("id", l.id, 86_400),
+        ("code", l.code, 600),
+        ("refresh", l.refresh, 90 * 86_400),
+    ] {
+        if v == 0 || v > max {
+            p.push(
+                format!("lifetimes.{name}"),
+                format!("must be between 1 and {max} seconds"),
+            );
+        }
+    }
+    if raw.max_chain_depth == 0 || raw.max_chain_depth > 32 {
+        p.push("max_chain_depth", "must be between 1 and 32");
+    }
+
+    let mut clients = BTreeMap::new();
+    for (i, c) in raw.clients.into_iter().enumerate() {
+        let f = format!("clients[{i}]");
+        if let Some(client) = client(c, &f, &base, &mut p) {
+            if clients.contains_key(&client.id) {
+                p.push(format!("{f}.id"), "duplicate client id");
+            }
+            clients.insert(client.id.clone(), client);
+        }
+    }
+
+    let mut users = BTreeMap::new();
+    for (i, u) in raw.users.into_iter().enumerate() {
+        let f = format!("users[{i}]");
+        if argon2::PasswordHash::new(&u.password_hash).is_err() {
+            p.push(
+                format!("{f}.password_hash"),
+                "must be an argon2 PHC string: make one with `baton-idp hash-password`",
+            );
+        }
+        for name in u.claims.keys().filter(|k| RESERVED.contains(&k.as_str())) {
+            p.push(format!("{f}.claims.{name}"), "is reserved: the IdP sets it");
+        }
+        if users.contains_key(&u.username) {
+            p.push(format!("{f}.username"), "duplicate username");
+        }
+        users.insert(
+            u.username.clone(),
+            User {
+                username: u.username,
+                password_hash: Secret::new(u.password_hash),
+                claims: u.claims,
+                scope: u
+                    .scope
+                    .split_ascii_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            },
+        );
+    }
+
+    for (uri, aud) in &raw.resources {
+        let f = format!("resources.{uri}");
+        if !absolute_without_fragment(uri) {
+            p.push(
+                &f,
+                "must be an absolute URI without a fragment (RFC 8707 §2)",
+            );
+        }
+        if !clients.contains_key(aud) {
+            p.push(&f, format!("audience {aud} is not a configured client"));
+        }
+    }
+
+    let mut grants: Vec<Edge> = Vec::new();
+    for (i, e) in raw.grants.into_iter().enumerate() {
+        let f = format!("grants[{i}]");
+        if !clients.contains_key(&e.client) {
+            p.push(
+                format!("{f}.client"),
+                format!("unknown client {}", e.client),
+            );
+        }
+        if !clients.contains_key(&e.target) {
+            p.push(
+                format!("{f}.target"),
+                format!("unknown target {}: targets are client ids", e.target),
+            );
+        }
+        for name in e.claims.keys().filter(|k| RESERVED.contains(&k.as_str())) {
+            p.push(format!("{f}.claims.{name}"), "is reserved: the IdP sets it");
+        }
+        if e.max_lifetime.is_some_and(|m| m == 0 || m > 30 * 86_400) {
+            p.push(
+                format!("{f}.max_lifetime"),
+                "must be between 1 and 2592000 seconds",
+            );
+        }
+        if grants
+            .iter()
+            .any(|g| g.client == e.client && g.target == e.target)
+        {
+            p.push(&f, format!("duplicate edge {} → {}", e.client, e.target));
+        }
+        for (j, other) in grants.iter().enumerate() {
+            if other.target == e.target
+                && let Some(path) = super::policy::conflict(&other.claims, &e.claims)
+            {
+                p.push(
+                    format!("{f}.claims.{path}"),
+                    format!(
+                        "grants[{j}] also reaches {} and sets a different value",
+                        e.target
+                    ),
+                );
+            }
+        }
+        grants.push(Edge {
+            client: e.client,
+            target: e.target,
+            scopes: e.scopes,
+            claims: e.claims,
+            max_lifetime: e.max_lifetime,
+            scope_beyond_subject: e.scope_beyond_subject,
+        });
+    }
+
+    let cfg = Config {
+        issuer,
+        listen,
+        keys: KeysConfig {
+            dir: base.join(raw.keys.dir),
+            algorithm,
+        },
+        lifetimes: Lifetimes {
+            access: l.access,
+            id: l.id,
+            code: l.code,
+            refresh: l.refresh,
+        },
+        max_chain_depth: raw.max_chain_depth,
+        clients,
+        users,
+        grants,
+        resources: raw.resources,
+    };
+    p.finish(cfg)
+}
+
+fn client(c: RawClient, f: &str, base: &std::path::Path, p: &mut Problems) -> Option<Client> {
+    for uri in &c.redirect_uris {
+        if !absolute_without_fragment(uri) {
+            p.push(
+                format!("{f}.redirect_uris"),
+                format!("{uri} must be absolute without a fragment (RFC 6749 §3.1.2)"),
+            );
+        }
+    }
+    for g in &c.grant_types {
+        if !GRANT_TYPES.contains(&g.as_str()) {
+            p.push(
+                format!("{f}.grant_types"),
+                format!("unknown grant type {g}"),
+            );
+        }
+    }
+    if c.grant_types.iter().any(|g| g == "authorization_code") && c.redirect_uris.is_empty() {
+        p.push(
+            format!("{f}.redirect_uris"),
+            "required for authorization_code",
+        );
+    }
+    let secret_env = c.secret_env.as_ref().and_then(|v| std::env::var(v).ok());
+    let secret_file = match &c.secret_file {
+        Some(path) => match std::fs::read_to_string(base.join(path)) {
+            Ok(s) => Some(s.trim_end().to_owned()),
+            Err(e) => {
+                p.push(
+                    format!("{f}.secret_file"),
+                    format!("read {}: {e}", path.display()),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let jwks = match (&c.jwks, &c.jwks_file) {
+        (Some(v), None) => Some(serde_json::to_vec(v).unwrap_or_default()),
+        (None, Some(path)) => match std::fs::read(base.join(path)) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                p.push(
+                    format!("{f}.jwks_file"),
+                    format!("read {}: {e}", path.display()),
+                );
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            p.push(f, "set one of jwks, jwks_file");
+            None
+        }
+        (None, None) => None,
+    };
+    let secret = secret_env.or(secret_file).or(c.secret);
+    let auth = match (secret, jwks) {
+        (Some(s), None) if s.len() >= 8 => ClientAuth::Secret(Secret::new(s)),
+        (Some(_), None) => {
+            p.push(format!("{f}.secret"), "must be at least 8 characters");
+            return None;
+        }
+        (None, Some(bytes)) => {
+            match KeySet::from_jwks(&bytes, &[Algorithm::ES256, Algorithm::RS256]) {
+                Ok(set) if !set.is_empty() => ClientAuth::Jwks(set),
+                _ => {
+                    p.push(
+                        format!("{f}.jwks"),
+                        "must be a JWK set with at least one ES256 or RS256 signing key",
+                    );
+                    return None;
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            p.push(f, "set either a secret or a JWK set, not both");
+            return None;
+        }
+        (None, None) => {
+            let hint = match &c.secret_env {
+                Some(v) => {
+                    format!("environment variable {v} is not set and no fallback secret is given")
+                }
+                None => "needs secret, secret_file, secret_env, jwks or jwks_file".into(),
+            };
+            p.push(f, hint);
+            return None;
+        }
+    };
+    Some(Client {
+        id: c.id,
+        auth,
+        redirect_uris: c.redirect_uris,
+        grant_types: c.grant_types,
+        scopes: c.scopes,
+    })
+}
+
+/// An absolute URI with a scheme and no fragment (RFC 6749 §3.1.2, RFC 8707 §2).
+pub fn absolute_without_fragment(uri: &str) -> bool {
+    !uri.contains('#') && url::Url::parse(uri).is_ok_and(|u| !u.cannot_be_a_base())
+}
+
+#[cfg(test)]
+mod tests;

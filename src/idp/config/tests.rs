@@ -1,0 +1,104 @@
+use super::*;
+
+const BASE: &str = r#"
+issuer: http://127.0.0.1:9000/
+keys: {dir: keys}
+clients:
+  - id: a
+    secret: secret-a-123
+    redirect_uris: [http://127.0.0.1:8080/cb]
+    grant_types: [authorization_code, "urn:ietf:params:oauth:grant-type:token-exchange"]
+  - id: b
+    secret: secret-b-123
+"#;
+
+fn errors(extra: &str) -> Vec<String> {
+    match Config::from_yaml(&format!("{BASE}{extra}"), "idp.yaml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_deploy_example_is_valid() {
+    let cfg = Config::demo("http://127.0.0.1:1234/", "/tmp/k");
+    assert_eq!(cfg.issuer, "http://127.0.0.1:1234");
+    assert!(cfg.edge("service-a", "service-b").is_some());
+    assert_eq!(cfg.resources["https://builds.example/api"], "builds-api");
+    assert!(cfg.max_token_lifetime() >= 86_400);
+}
+
+#[test]
+fn a_minimal_config_loads_with_defaults() {
+    let cfg = Config::from_yaml(BASE, "idp.yaml").expect("valid");
+    assert_eq!(cfg.issuer, "http://127.0.0.1:9000");
+    assert_eq!(cfg.lifetimes.access, 300);
+    assert_eq!(cfg.keys.algorithm, Algorithm::ES256);
+}
+
+#[test]
+fn edges_must_name_known_clients_and_not_set_reserved_claims() {
+    let e = errors(
+        "grants:\n  - {client: a, target: nope, claims: {sub: x, acr: y}}\n  - {client: ghost, target: b}\n",
+    );
+    assert!(
+        e.contains(
+            &"idp.yaml: grants[0].target: unknown target nope: targets are client ids".to_string()
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("idp.yaml: grants[0].claims.sub: is reserved"))
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("idp.yaml: grants[0].claims.acr: is reserved"))
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("idp.yaml: grants[1].client: unknown client ghost"))
+    );
+}
+
+#[test]
+fn two_edges_to_one_target_may_not_disagree_on_a_scalar() {
+    let e = errors(
+        "  - id: c\n    secret: secret-c-123\ngrants:\n  - {client: a, target: b, claims: {tier: gold, o: {x: 1}, l: [1]}}\n  - {client: c, target: b, claims: {tier: silver, o: {y: 2}, l: [2]}}\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "idp.yaml: grants[1].claims.tier: grants[0] also reaches b and sets a different value"
+                .to_string()
+        ]
+    );
+}
+
+#[test]
+fn uris_and_lifetimes_are_checked() {
+    let e = errors(
+        "  - id: d\n    secret: secret-d-123\n    grant_types: [authorization_code]\n    redirect_uris: [\"http://x/cb#frag\", /relative]\nresources:\n  \"https://r.example/api#x\": b\n  \"not a uri\": b\nlifetimes: {access: 0, code: 3600}\n",
+    );
+    let joined = e.join("\n");
+    assert!(
+        joined.contains("clients[2].redirect_uris: http://x/cb#frag must be absolute"),
+        "{joined}"
+    );
+    assert!(joined.contains("clients[2].redirect_uris: /relative must be absolute"));
+    assert!(joined.contains("resources.https://r.example/api#x: must be an absolute URI"));
+    assert!(joined.contains("resources.not a uri: must be an absolute URI"));
+    assert!(joined.contains("lifetimes.access: must be between"));
+    assert!(joined.contains("lifetimes.code: must be between"));
+}
+
+#[test]
+fn unknown_fields_and_missing_credentials_are_reported() {
+    let e = errors("  - id: e\n");
+    assert!(
+        e.iter().any(|m| m.contains("clients[2]: needs secret")),
+        "{e:?}"
+    );
+    let e = errors("surprise: 1\n");
+    assert!(e[0].contains("unknown field `surprise`"), "{e:?}");
+}

@@ -1,0 +1,95 @@
+//! Provider metadata (RFC 8414 §2, OpenID Connect Discovery 1.0 §3) and the JWK set endpoint.
+
+use super::Idp;
+use super::config::TOKEN_EXCHANGE;
+use crate::http::{Body, full};
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
+
+/// The metadata document served at both well-known paths.
+pub fn metadata(idp: &Idp) -> Value {
+    let iss = &idp.config.issuer;
+    let mut scopes: Vec<&str> = vec!["openid"];
+    let configured = idp
+        .config
+        .users
+        .values()
+        .flat_map(|u| u.scope.iter())
+        .chain(idp.config.clients.values().flat_map(|c| c.scopes.iter()))
+        .chain(idp.config.grants.iter().flat_map(|e| e.scopes.iter()));
+    for s in configured {
+        if !scopes.contains(&s.as_str()) {
+            scopes.push(s);
+        }
+    }
+    let mut claims: Vec<&str> = vec![
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+        "act",
+        "grants",
+        "acr",
+        "amr",
+        "auth_time",
+        "nonce",
+    ];
+    for k in idp
+        .config
+        .users
+        .values()
+        .flat_map(|u| u.claims.keys())
+        .chain(idp.config.grants.iter().flat_map(|e| e.claims.keys()))
+    {
+        if !claims.contains(&k.as_str()) {
+            claims.push(k);
+        }
+    }
+    json!({
+        "issuer": iss,
+        "authorization_endpoint": format!("{iss}/authorize"),
+        "token_endpoint": format!("{iss}/token"),
+        "jwks_uri": format!("{iss}/jwks"),
+        "introspection_endpoint": format!("{iss}/introspect"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": scopes,
+        "claims_supported": claims,
+        "acr_values_supported": ["pwd"],
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+/// The discovery response.
+pub fn discovery(idp: &Idp) -> Response<Body> {
+    cached(&metadata(idp), "max-age=300")
+}
+
+/// `/jwks`: active, next and still-published retired keys (RFC 7517 §5).
+pub fn jwks(idp: &Idp) -> Response<Body> {
+    cached(&idp.keys().jwks, "max-age=300")
+}
+
+fn cached(v: &Value, cache: &'static str) -> Response<Body> {
+    let mut rsp = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
+    *rsp.status_mut() = StatusCode::OK;
+    let h = rsp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    rsp
+}

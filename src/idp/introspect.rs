@@ -1,0 +1,63 @@
+//! `POST /introspect` (RFC 7662): client authentication required; `{"active":false}` for
+//! anything invalid, expired, revoked, unknown, or not addressed to the caller.
+
+use super::Idp;
+use super::client_auth;
+use super::errors::OAuthError;
+use super::token::read_form;
+use crate::http::{Body, BoxError, json};
+use crate::jwt::{self, Rules};
+use crate::secret::Token;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+/// The introspection endpoint.
+pub async fn introspect<B>(idp: &Idp, req: Request<B>, now: u64) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match answer(idp, req, now).await {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => e.response(),
+    }
+}
+
+async fn answer<B>(idp: &Idp, req: Request<B>, now: u64) -> Result<Value, OAuthError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, form) = read_form(req).await?;
+    let client = client_auth::authenticate(idp, &parts.headers, &form, now)?;
+    let token = form
+        .one("token")?
+        .ok_or_else(|| OAuthError::request("token required"))?;
+    Ok(inspect(idp, &client.id, token, now).unwrap_or_else(|| json!({"active": false})))
+}
+
+/// The RFC 7662 §2.2 answer for `token` as seen by `caller`, or `None` for inactive.
+pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> {
+    if !token.contains('.') {
+        // An opaque refresh token: active only for the client it was issued to.
+        let grant = idp.state.refresh.get(&Token::new(token).sha256())?;
+        if grant.client != caller || grant.expires_at <= now {
+            return None;
+        }
+        return Some(json!({
+            "active": true, "token_type": "refresh_token", "client_id": grant.client,
+            "sub": grant.auth.user, "scope": grant.scope.join(" "), "exp": grant.expires_at,
+        }));
+    }
+    let rules = Rules::access(idp.config.issuer.clone(), caller.to_owned());
+    let v = jwt::verify(token, &idp.keys().verify, &rules, now).ok()?;
+    let jti = v.claims.get("jti").and_then(Value::as_str)?;
+    if idp.state.revoked.contains_key(jti) {
+        return None;
+    }
+    let mut out = v.claims;
+    out.insert("active".into(), json!(true));
+    out.insert("token_type".into(), json!("Bearer"));
+    Some(Value::Object(out))
+}

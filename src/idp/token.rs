@@ -1,0 +1,367 @@
+//! `/token` (RFC 6749 §3.2): form parsing with limits, client authentication, dispatch per grant
+//! (`authorization_code` + PKCE, `refresh_token`, `client_credentials`, token exchange), and the
+//! issuing of user tokens (RFC 9068 access token, OIDC ID token, opaque refresh token).
+
+use super::config::{Client, TOKEN_EXCHANGE};
+use super::errors::OAuthError;
+use super::login::Authentication;
+use super::{Idp, MAX_FORM_BYTES, client_auth, exchange, random};
+use crate::http::{Body, BoxError, Form, json, read_limited};
+use crate::secret::Token;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tracing::{info, instrument};
+
+/// A code issued at `/login`, bound to client, redirect URI and PKCE challenge (RFC 7636 §4.4).
+#[derive(Debug)]
+pub struct CodeGrant {
+    pub(crate) client: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) challenge: String,
+    pub(crate) auth: Authentication,
+    pub(crate) scope: Vec<String>,
+    pub(crate) nonce: Option<String>,
+    pub(crate) expires_at: u64,
+    pub(crate) used: bool,
+    /// `jti`s issued from this code, revoked if it is replayed (RFC 6749 §4.1.2).
+    pub(crate) issued: Vec<String>,
+    pub(crate) refresh: Option<[u8; 32]>,
+}
+
+/// A refresh token's server-side record.
+#[derive(Debug)]
+pub struct RefreshGrant {
+    pub(crate) client: String,
+    pub(crate) auth: Authentication,
+    pub(crate) scope: Vec<String>,
+    pub(crate) expires_at: u64,
+}
+
+/// Reads an `application/x-www-form-urlencoded` body of at most [`MAX_FORM_BYTES`].
+pub async fn read_form<B>(req: Request<B>) -> Result<(http::request::Parts, Form), OAuthError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = req.into_parts();
+    let form_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(OAuthError::request(
+            "content type must be application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = read_limited(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|e| OAuthError::request(e.to_string()))?;
+    Ok((parts, Form::parse(&bytes)))
+}
+
+/// The token endpoint.
+#[instrument(skip_all, fields(grant_type, client_id))]
+pub async fn token<B>(idp: &Idp, req: Request<B>, now: u64) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut label = "unknown";
+    let result = async {
+        let (parts, form) = read_form(req).await?;
+        let grant = form
+            .one("grant_type")?
+            .ok_or_else(|| OAuthError::request("grant_type required"))?;
+        label = match grant {
+            "authorization_code" => "authorization_code",
+            "refresh_token" => "refresh_token",
+            "client_credentials" => "client_credentials",
+            TOKEN_EXCHANGE => "token_exchange",
+            _ => return Err(OAuthError::UnsupportedGrantType),
+        };
+        tracing::Span::current().record("grant_type", label);
+        let client = client_auth::authenticate(idp, &parts.headers, &form, now)?;
+        tracing::Span::current().record("client_id", client.id.as_str());
+        if !client.allows(grant) {
+            return Err(OAuthError::UnauthorizedClient(format!(
+                "client may not use {grant}"
+            )));
+        }
+        match label {
+            "authorization_code" => authorization_code(idp, client, &form, now),
+            "refresh_token" => refresh(idp, client, &form, now),
+            "client_credentials" => client_credentials(idp, client, &form, now),
+            _ => exchange::exchange(idp, client, &form, now),
+        }
+    }
+    .await;
+    match result {
+        Ok(rsp) => {
+            idp.metrics.token(label, "ok");
+            rsp
+        }
+        Err(e) => {
+            idp.metrics.token(label, e.code());
+            info!(error = %e.code(), "token request refused");
+            e.response()
+        }
+    }
+}
+
+/// RFC 6749 §4.1.3 with RFC 7636 §4.6: the code is single-use and bound to the client, the
+/// redirect URI and the S256 challenge. A replayed code revokes what it issued.
+fn authorization_code(
+    idp: &Idp,
+    client: &Client,
+    form: &Form,
+    now: u64,
+) -> Result<Response<Body>, OAuthError> {
+    let code = Token::new(
+        form.one("code")?
+            .ok_or_else(|| OAuthError::request("code required"))?,
+    );
+    let redirect_uri = form
+        .one("redirect_uri")?
+        .ok_or_else(|| OAuthError::request("redirect_uri required"))?;
+    let verifier = form
+        .one("code_verifier")?
+        .ok_or_else(|| OAuthError::InvalidGrant("code_verifier required (PKCE)".into()))?;
+    let bad = || OAuthError::InvalidGrant("code is invalid, expired or already used".into());
+    let entry = idp.state.codes.get(&code.sha256()).ok_or_else(bad)?;
+    let mut grant = entry.lock().map_err(|_| OAuthError::Server)?;
+    if grant.used {
+        for jti in grant.issued.drain(..) {
+            idp.state.revoked.insert(jti, ());
+        }
+        if let Some(r) = grant.refresh.take() {
+            idp.state.refresh.invalidate(&r);
+        }
+        info!(code = %code, "authorization code replayed; derived tokens revoked");
+        return Err(bad());
+    }
+    if grant.expires_at <= now || grant.client != client.id {
+        return Err(bad());
+    }
+    if grant.redirect_uri != redirect_uri {
+        return Err(OAuthError::InvalidGrant(
+            "redirect_uri does not match the authorization request".into(),
+        ));
+    }
+    if !verifier_ok(verifier, &grant.challenge) {
+        return Err(OAuthError::InvalidGrant(
+            "code_verifier does not match the code_challenge".into(),
+        ));
+    }
+    grant.used = true;
+    let issued = issue_user_tokens(
+        idp,
+        client,
+        &grant.auth,
+        &grant.scope,
+        grant.nonce.as_deref(),
+        now,
+    )?;
+    grant.issued.push(issued.jti.clone());
+    grant.refresh = issued.refresh;
+    Ok(json(StatusCode::OK, &issued.body))
+}
+
+/// RFC 7636 §4.6: BASE64URL(SHA256(verifier)) == challenge; the verifier is 43–128 unreserved chars.
+pub fn verifier_ok(verifier: &str, challenge: &str) -> bool {
+    let shape = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    shape
+        && crate::secret::constant_time_eq(
+            URL_SAFE_NO_PAD
+                .encode(Sha256::digest(verifier.as_bytes()))
+                .as_bytes(),
+            challenge.as_bytes(),
+        )
+}
+
+/// RFC 6749 §6 with rotation: the old refresh token stops working when a new one is issued.
+fn refresh(
+    idp: &Idp,
+    client: &Client,
+    form: &Form,
+    now: u64,
+) -> Result<Response<Body>, OAuthError> {
+    let token = Token::new(
+        form.one("refresh_token")?
+            .ok_or_else(|| OAuthError::request("refresh_token required"))?,
+    );
+    let bad =
+        || OAuthError::InvalidGrant("refresh token is invalid, expired or already used".into());
+    let grant = idp.state.refresh.remove(&token.sha256()).ok_or_else(bad)?;
+    if grant.client != client.id || grant.expires_at <= now {
+        return Err(bad());
+    }
+    let scope = match form.one("scope")? {
+        Some(s) => {
+            let asked: Vec<String> = s.split_ascii_whitespace().map(str::to_owned).collect();
+            if let Some(wider) = asked.iter().find(|a| !grant.scope.contains(a)) {
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope {wider} was not granted"
+                )));
+            }
+            asked
+        }
+        None => grant.scope.clone(),
+    };
+    let issued = issue_user_tokens(idp, client, &grant.auth, &scope, None, now)?;
+    Ok(json(StatusCode::OK, &issued.body))
+}
+
+/// RFC 6749 §4.4: a token for the client itself (`sub` = client id) addressed to the requested
+/// audience or RFC 8707 resources, along a configured edge; scope ⊆ the client's scopes.
+fn client_credentials(
+    idp: &Idp,
+    client: &Client,
+    form: &Form,
+    now: u64,
+) -> Result<Response<Body>, OAuthError> {
+    let targets = exchange::targets(idp, form)?;
+    for t in &targets {
+        if idp.config.edge(&client.id, t).is_none() {
+            return Err(OAuthError::InvalidTarget(format!(
+                "client may not call {t}"
+            )));
+        }
+    }
+    let scope: Vec<String> = match form.one("scope")? {
+        Some(s) => s.split_ascii_whitespace().map(str::to_owned).collect(),
+        None => client.scopes.clone(),
+    };
+    if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
+        return Err(OAuthError::InvalidScope(format!(
+            "scope {s} is not allowed for this client"
+        )));
+    }
+    let lifetime = idp.config.lifetimes.access;
+    let mut claims = base_claims(idp, &client.id, &client.id, now, lifetime);
+    claims.insert("aud".into(), exchange::aud_value(&targets));
+    if !scope.is_empty() {
+        claims.insert("scope".into(), json!(scope.join(" ")));
+    }
+    let access = sign(idp, "at+jwt", &claims)?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope.join(" ")}),
+    ))
+}
+
+/// iss, sub, client_id, iat, exp, fresh jti.
+pub(crate) fn base_claims(
+    idp: &Idp,
+    sub: &str,
+    client: &str,
+    now: u64,
+    lifetime: u64,
+) -> crate::jwt::Claims {
+    let mut c = crate::jwt::Claims::new();
+    c.insert("iss".into(), json!(idp.config.issuer));
+    c.insert("sub".into(), json!(sub));
+    c.insert("client_id".into(), json!(client));
+    c.insert("iat".into(), json!(now));
+    c.insert("exp".into(), json!(now + lifetime));
+    c.insert("jti".into(), json!(random(16)));
+    c
+}
+
+/// Signs with the active key.
+pub(crate) fn sign(
+    idp: &Idp,
+    typ: &str,
+    claims: &crate::jwt::Claims,
+) -> Result<String, OAuthError> {
+    idp.keys().signer.sign(typ, claims).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::Server
+    })
+}
+
+pub(crate) struct Issued {
+    pub(crate) body: Value,
+    pub(crate) jti: String,
+    pub(crate) refresh: Option<[u8; 32]>,
+}
+
+/// Access token (RFC 9068 plus user claims, `grants: [client]`, `acr`, `amr`, `auth_time`),
+/// ID token (OIDC Core §2, `aud` = client, `nonce`) and a rotating opaque refresh token.
+pub(crate) fn issue_user_tokens(
+    idp: &Idp,
+    client: &Client,
+    auth: &Authentication,
+    scope: &[String],
+    nonce: Option<&str>,
+    now: u64,
+) -> Result<Issued, OAuthError> {
+    let user = idp
+        .config
+        .users
+        .get(&auth.user)
+        .ok_or_else(|| OAuthError::InvalidGrant("user no longer exists".into()))?;
+    let l = idp.config.lifetimes;
+    let mut access = user.claims.clone();
+    access.extend(base_claims(idp, &auth.user, &client.id, now, l.access));
+    access.insert("aud".into(), json!(client.id));
+    if !scope.is_empty() {
+        access.insert("scope".into(), json!(scope.join(" ")));
+    }
+    access.insert("grants".into(), json!([client.id]));
+    auth.stamp(&mut access);
+    let jti = access
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+
+    let mut id = user.claims.clone();
+    id.extend(base_claims(idp, &auth.user, &client.id, now, l.id));
+    id.remove("client_id");
+    id.insert("aud".into(), json!(client.id));
+    id.insert("azp".into(), json!(client.id));
+    if let Some(n) = nonce {
+        id.insert("nonce".into(), json!(n));
+    }
+    auth.stamp(&mut id);
+
+    let mut body = json!({
+        "access_token": sign(idp, "at+jwt", &access)?,
+        "token_type": "Bearer",
+        "expires_in": l.access,
+        "scope": scope.join(" "),
+    });
+    if scope.iter().any(|s| s == "openid") {
+        body["id_token"] = json!(sign(idp, "JWT", &id)?);
+    }
+    let mut refresh = None;
+    if client.allows("refresh_token") {
+        let token = Token::new(random(32));
+        let key = token.sha256();
+        idp.state.refresh.insert(
+            key,
+            Arc::new(RefreshGrant {
+                client: client.id.clone(),
+                auth: auth.clone(),
+                scope: scope.to_vec(),
+                expires_at: now + l.refresh,
+            }),
+        );
+        body["refresh_token"] = json!(token.expose());
+        refresh = Some(key);
+    }
+    Ok(Issued { body, jti, refresh })
+}

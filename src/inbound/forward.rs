@@ -1,0 +1,166 @@
+//! Header rewriting and the pooled client that forwards to the app, streaming both ways.
+
+use super::Reject;
+use crate::http::{Body, BoxError};
+use crate::jwt::Claims;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+
+/// The request id header, generated when absent.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers, including those named in `Connection` (RFC 9110 §7.6.1).
+/// `Upgrade` is removed too: the inbound listener does not tunnel.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Rewrites the identity headers: any client-supplied `claims_header` is removed, the verified
+/// claims (if any) are added as base64url JSON, and `x-request-id` is generated when absent.
+/// `Authorization` stays so the app can propagate it through the outbound listener.
+pub fn rewrite_headers(
+    headers: &mut HeaderMap,
+    claims_header: &HeaderName,
+    claims: Option<&Claims>,
+) -> Result<(), Reject> {
+    strip_hop_by_hop(headers);
+    headers.remove(claims_header);
+    if let Some(claims) = claims {
+        let json = serde_json::to_vec(claims).map_err(|_| Reject::Internal)?;
+        let value =
+            HeaderValue::try_from(URL_SAFE_NO_PAD.encode(json)).map_err(|_| Reject::Internal)?;
+        headers.insert(claims_header.clone(), value);
+    }
+    if !headers.contains_key(&REQUEST_ID) {
+        let id: u128 = rand::random();
+        let value = HeaderValue::try_from(format!("{id:032x}")).map_err(|_| Reject::Internal)?;
+        headers.insert(REQUEST_ID, value);
+    }
+    Ok(())
+}
+
+/// A pooled HTTP/1.1 client to the app.
+#[derive(Clone)]
+pub struct App {
+    client: Client<HttpConnector, Body>,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl App {
+    /// A client with a connection pool.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Sends `req` to the app at `addr`, keeping path and query; the response body streams back.
+    pub async fn forward(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, Reject> {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri: Uri = format!("http://{addr}{path}")
+            .parse()
+            .map_err(|_| Reject::Internal)?;
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_11;
+        let rsp = self.client.request(req).await.map_err(|e| {
+            tracing::warn!(app = %addr, error = %e, "forward to app failed");
+            Reject::AppUnavailable
+        })?;
+        let (mut parts, body) = rsp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn identity_headers_are_replaced_and_hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        let claims_header = HeaderName::from_static("x-baton-claims");
+        h.insert(
+            &claims_header,
+            HeaderValue::from_static("eyJzdWIiOiJhZG1pbiJ9"),
+        );
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        rewrite_headers(&mut h, &claims_header, None).expect("rewrite");
+        assert!(
+            h.get(&claims_header).is_none(),
+            "spoofed claims header stripped"
+        );
+        assert!(h.get("x-secret-hop").is_none() && h.get(header::TE).is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(
+            h.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+            Some(&b"Bearer t"[..])
+        );
+        assert_eq!(h.get(REQUEST_ID).map(|v| v.len()), Some(32));
+
+        let claims = json!({"sub": "alice"})
+            .as_object()
+            .cloned()
+            .expect("object");
+        h.insert(REQUEST_ID, HeaderValue::from_static("given"));
+        rewrite_headers(&mut h, &claims_header, Some(&claims)).expect("rewrite");
+        let sent = URL_SAFE_NO_PAD
+            .decode(h.get(&claims_header).expect("claims").as_bytes())
+            .expect("b64");
+        assert_eq!(
+            serde_json::from_slice::<Claims>(&sent).expect("json"),
+            claims
+        );
+        assert_eq!(h.get(REQUEST_ID).map(|v| v.as_bytes()), Some(&b"given"[..]));
+    }
+}

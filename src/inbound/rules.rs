@@ -1,0 +1,115 @@
+//! The pure request phases: bearer extraction (RFC 6750 §2), route matching, and route rules
+//! (scopes, claims, RFC 9470 `acr`/`max_age`). No I/O; time is an argument.
+
+use super::Reject;
+use crate::config::{Access, ClaimRule, Requirements, Route};
+use crate::jwt::{Claims, scopes};
+use crate::secret::Token;
+use http::{HeaderMap, Method, header};
+use serde_json::Value;
+
+/// Refuses `access_token` in the query string (RFC 6750 §2.3 is not supported, on purpose).
+pub fn refuse_query_token(query: Option<&str>) -> Result<(), Reject> {
+    let found = query
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
+    if found {
+        Err(Reject::TokenInQuery)
+    } else {
+        Ok(())
+    }
+}
+
+/// The bearer token of a request (RFC 6750 §2.1): exactly one `Authorization: Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Result<Token, Reject> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(Reject::NoToken)?;
+    if values.next().is_some() {
+        return Err(Reject::BadHeader("more than one Authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| Reject::BadHeader("not visible ASCII"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(Reject::BadHeader("expected Bearer <token>"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Reject::BadHeader("scheme must be Bearer"));
+    }
+    let token = token.trim();
+    // RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let b64token = !token.is_empty()
+        && token
+            .trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if !b64token {
+        return Err(Reject::BadHeader("token is not a b64token"));
+    }
+    Ok(Token::new(token))
+}
+
+/// The first route whose prefix (on whole segments) and methods cover the request.
+pub fn find_route<'a>(routes: &'a [Route], method: &Method, path: &str) -> Option<&'a Route> {
+    routes.iter().find(|r| {
+        let under = path == r.path
+            || (path.starts_with(&r.path) && path.as_bytes().get(r.path.len()) == Some(&b'/'));
+        under && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
+    })
+}
+
+/// Whether the route needs a token, and if so whether the verified claims satisfy it.
+pub fn authorize(access: &Access, claims: &Claims, now: u64) -> Result<(), Reject> {
+    match access {
+        Access::Public => Ok(()),
+        Access::Token(req) => check(req, claims, now),
+    }
+}
+
+fn check(req: &Requirements, claims: &Claims, now: u64) -> Result<(), Reject> {
+    if !req.acr.is_empty() {
+        let acr = claims.get("acr").and_then(Value::as_str);
+        if !acr.is_some_and(|a| req.acr.iter().any(|r| r == a)) {
+            return Err(Reject::StepUp {
+                acr_values: Some(req.acr.join(" ")),
+                max_age: req.max_age,
+            });
+        }
+    }
+    if let Some(max_age) = req.max_age {
+        let auth_time = claims.get("auth_time").and_then(Value::as_u64);
+        if auth_time.is_none_or(|t| now.saturating_sub(t) > max_age) {
+            let acr_values = (!req.acr.is_empty()).then(|| req.acr.join(" "));
+            return Err(Reject::StepUp {
+                acr_values,
+                max_age: Some(max_age),
+            });
+        }
+    }
+    let granted: Vec<&str> = scopes(claims).collect();
+    if !req.scopes.iter().all(|s| granted.contains(&s.as_str())) {
+        return Err(Reject::InsufficientScope(req.scopes.join(" ")));
+    }
+    for rule in &req.claims {
+        if !claim_holds(rule, claims) {
+            let name = match rule {
+                ClaimRule::Contains { claim, .. } | ClaimRule::Equals { claim, .. } => claim,
+            };
+            return Err(Reject::Claim(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn claim_holds(rule: &ClaimRule, claims: &Claims) -> bool {
+    match rule {
+        ClaimRule::Contains { claim, value } => match claims.get(claim) {
+            Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(value)),
+            Some(Value::String(s)) => s.split_ascii_whitespace().any(|v| v == value),
+            _ => false,
+        },
+        ClaimRule::Equals { claim, value } => claims.get(claim) == Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests;

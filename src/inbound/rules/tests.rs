@@ -1,0 +1,162 @@
+use super::*;
+use http::HeaderValue;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn claims(v: Value) -> Claims {
+    v.as_object().cloned().expect("object")
+}
+
+fn route(name: &str, path: &str, methods: Option<Vec<Method>>) -> Route {
+    Route {
+        name: name.into(),
+        path: path.into(),
+        methods,
+        access: Access::Public,
+    }
+}
+
+#[test]
+fn bearer_takes_exactly_one_well_formed_credential() {
+    let mut h = HeaderMap::new();
+    assert_eq!(bearer(&h), Err(Reject::NoToken));
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer abc.def.ghi"),
+    );
+    assert_eq!(
+        bearer(&h).map(|t| t.expose().to_owned()),
+        Ok("abc.def.ghi".into())
+    );
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("bearer abc"),
+    );
+    assert!(bearer(&h).is_ok(), "scheme is case-insensitive");
+    for bad in [
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer ",
+        "Bearer a b",
+        "Bearer a\"b",
+    ] {
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
+        assert!(matches!(bearer(&h), Err(Reject::BadHeader(_))), "{bad}");
+    }
+    h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+    h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+    assert!(matches!(bearer(&h), Err(Reject::BadHeader(_))));
+}
+
+#[test]
+fn query_tokens_are_refused() {
+    assert_eq!(
+        refuse_query_token(Some("a=1&access_token=x")),
+        Err(Reject::TokenInQuery)
+    );
+    assert_eq!(refuse_query_token(Some("a=1")), Ok(()));
+    assert_eq!(refuse_query_token(None), Ok(()));
+}
+
+#[test]
+fn routes_match_whole_segments_and_methods() {
+    let routes = vec![
+        route("get-api", "/api", Some(vec![Method::GET])),
+        route("any", "", None),
+    ];
+    let name = |m: Method, p: &str| find_route(&routes, &m, p).map(|r| r.name.as_str());
+    assert_eq!(name(Method::GET, "/api"), Some("get-api"));
+    assert_eq!(name(Method::GET, "/api/x"), Some("get-api"));
+    assert_eq!(name(Method::GET, "/apix"), Some("any"));
+    assert_eq!(name(Method::POST, "/api"), Some("any"));
+    assert_eq!(find_route(&routes[..1], &Method::GET, "/other"), None);
+}
+
+fn req() -> Requirements {
+    Requirements {
+        scopes: vec!["read".into(), "write".into()],
+        claims: vec![
+            ClaimRule::Contains {
+                claim: "grants".into(),
+                value: "service-b".into(),
+            },
+            ClaimRule::Equals {
+                claim: "tier".into(),
+                value: json!("gold"),
+            },
+        ],
+        acr: vec![],
+        max_age: None,
+    }
+}
+
+#[test]
+fn scopes_then_claims_are_required() {
+    let ok = claims(
+        json!({"scope": "write read x", "grants": ["service-a", "service-b"], "tier": "gold"}),
+    );
+    assert_eq!(check(&req(), &ok, 0), Ok(()));
+    let mut c = ok.clone();
+    c.insert("scope".into(), json!("read"));
+    assert_eq!(
+        check(&req(), &c, 0),
+        Err(Reject::InsufficientScope("read write".into()))
+    );
+    let mut c = ok.clone();
+    c.insert("grants".into(), json!(["service-a"]));
+    assert_eq!(check(&req(), &c, 0), Err(Reject::Claim("grants".into())));
+    let mut c = ok;
+    c.insert("tier".into(), json!("silver"));
+    assert_eq!(check(&req(), &c, 0), Err(Reject::Claim("tier".into())));
+}
+
+#[test]
+fn acr_and_max_age_ask_for_step_up() {
+    let r = Requirements {
+        acr: vec!["mfa".into(), "phr".into()],
+        max_age: Some(300),
+        ..Default::default()
+    };
+    let step = |acr: Option<&str>, max_age| {
+        Err(Reject::StepUp {
+            acr_values: acr.map(Into::into),
+            max_age,
+        })
+    };
+    assert_eq!(
+        check(&r, &claims(json!({"acr": "pwd", "auth_time": 1000})), 1000),
+        step(Some("mfa phr"), Some(300))
+    );
+    assert_eq!(
+        check(&r, &claims(json!({"acr": "mfa", "auth_time": 1000})), 1300),
+        Ok(())
+    );
+    assert_eq!(
+        check(&r, &claims(json!({"acr": "mfa", "auth_time": 1000})), 1301),
+        step(Some("mfa phr"), Some(300))
+    );
+    assert_eq!(
+        check(&r, &claims(json!({"acr": "phr"})), 1000),
+        step(Some("mfa phr"), Some(300))
+    );
+}
+
+proptest! {
+    /// A token never passes a route whose required scope it does not carry.
+    #[test]
+    fn a_missing_required_scope_always_refuses(granted in proptest::collection::vec("[a-z]{1,6}", 0..5), need in "[a-z]{1,6}") {
+        let r = Requirements { scopes: vec![need.clone()], ..Default::default() };
+        let c = claims(json!({"scope": granted.join(" ")}));
+        prop_assert_eq!(check(&r, &c, 0).is_ok(), granted.contains(&need));
+    }
+
+    /// Route matching never matches a path that is not under the prefix.
+    #[test]
+    fn a_route_only_covers_paths_under_it(prefix in "/[a-z]{1,5}", path in "/[a-z/]{0,12}") {
+        let routes = vec![route("r", &prefix, None)];
+        if find_route(&routes, &Method::GET, &path).is_some() {
+            let under = path == prefix || path.starts_with(&format!("{}/", prefix));
+            prop_assert!(under);
+        }
+    }
+}

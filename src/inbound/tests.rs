@@ -1,0 +1,84 @@
+//! Socket-free tests of `handle`: refusals that never reach the app need no app at all.
+
+use super::*;
+use crate::jwt::Algorithm;
+use crate::jwt::keys::{KeySet, SigningKey};
+use http::StatusCode;
+use http_body_util::Empty;
+
+fn inbound(mode: &str) -> (Inbound, SigningKey) {
+    let yaml = format!(
+        "issuer: https://idp.example\naudience: service-b\nmode: {mode}\napp: \"127.0.0.1:9\"\n\
+         routes:\n  - {{name: api, path: /api, scopes: [read]}}\n"
+    );
+    let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("config");
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let metrics = Arc::new(Metrics::new());
+    let jwks = Jwks::fixed(KeySet::from_signing_keys([&key]), metrics.clone());
+    (Inbound::new(&cfg, jwks, metrics), key)
+}
+
+fn get(path: &str, auth: Option<&str>) -> Request<Empty<bytes::Bytes>> {
+    let mut b = Request::get(path);
+    if let Some(a) = auth {
+        b = b.header("authorization", a);
+    }
+    b.body(Empty::new()).expect("request")
+}
+
+fn www(rsp: &Response<Body>) -> &str {
+    rsp.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn refusals_map_to_status_and_challenge() {
+    let (s, key) = inbound("enforce");
+    let rsp = handle(&s, get("/api", None)).await;
+    assert_eq!(
+        (rsp.status(), www(&rsp)),
+        (StatusCode::UNAUTHORIZED, r#"Bearer realm="service-b""#)
+    );
+
+    let rsp = handle(&s, get("/elsewhere", Some("Bearer x"))).await;
+    assert_eq!(rsp.status(), StatusCode::FORBIDDEN, "no route matched");
+
+    let rsp = handle(&s, get("/api", Some("Basic abc"))).await;
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    assert!(www(&rsp).contains(r#"error="invalid_request""#));
+
+    let now = unix_now();
+    let claims = serde_json::json!({"iss": "https://idp.example", "aud": "service-b", "sub": "a",
+                                    "iat": now, "exp": now + 60, "scope": "other"});
+    let token = key.sign("at+jwt", &claims).expect("sign");
+    let rsp = handle(&s, get("/api", Some(&format!("Bearer {token}")))).await;
+    assert_eq!(rsp.status(), StatusCode::FORBIDDEN);
+    assert!(
+        www(&rsp).contains(r#"error="insufficient_scope""#)
+            && www(&rsp).contains(r#"scope="read""#)
+    );
+    let text = s.metrics.encode();
+    assert!(
+        text.contains(r#"route="api",outcome="insufficient_scope"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="none",outcome="no_route"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn observe_mode_forwards_refused_requests_and_reports_the_app_down() {
+    let (s, _) = inbound("observe");
+    // Port 9 on loopback refuses: the request was forwarded, and the app is at fault.
+    let rsp = handle(&s, get("/api", None)).await;
+    assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    assert!(
+        s.metrics
+            .encode()
+            .contains(r#"route="api",outcome="app_unavailable"} 1"#)
+    );
+}

@@ -1,0 +1,171 @@
+//! [`Verifier`]: access-token verification against the [`Jwks`], with successful verifications
+//! cached by token SHA-256 until `exp` (a repeated token costs a hash and a lookup, not a
+//! signature check).
+
+use super::{Jwks, header_kid};
+use crate::jwt::keys::KeySet;
+use crate::jwt::{Rules, Verified, VerifyError, unix_now, verify};
+use crate::secret::Token;
+use crate::telemetry::{Metrics, Outcome};
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyFailure {
+    /// The token is bad (RFC 6750 `invalid_token`).
+    #[error(transparent)]
+    Token(#[from] VerifyError),
+    /// No usable keys: never loaded, or stale beyond the window (the IdP is at fault → 503).
+    #[error("issuer signing keys unavailable")]
+    KeysUnavailable,
+}
+
+/// Verifies access tokens against the [`Jwks`], caching successes by token SHA-256 until `exp`.
+pub struct Verifier {
+    jwks: Arc<Jwks>,
+    rules: Rules,
+    cache: Cache<[u8; 32], Arc<Verified>>,
+    metrics: Arc<Metrics>,
+}
+
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Arc<Verified>> for UntilExp {
+    fn expire_after_create(&self, _: &[u8; 32], v: &Arc<Verified>, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(v.exp.saturating_sub(unix_now())))
+    }
+}
+
+impl Verifier {
+    /// A verifier for `rules` (issuer, audience, algorithms, leeway) holding at most
+    /// `capacity` verified tokens.
+    pub fn new(jwks: Arc<Jwks>, rules: Rules, capacity: u64, metrics: Arc<Metrics>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(UntilExp)
+            .build();
+        Self {
+            jwks,
+            rules,
+            cache,
+            metrics,
+        }
+    }
+
+    /// The rules tokens are checked against.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Verifies an access token (RFC 9068 §4). A token verified before and not yet expired costs a
+    /// hash and a lookup. An unknown `kid` triggers [`Jwks::refetch_for`] and one more attempt.
+    pub async fn verify(&self, token: &Token) -> Result<Arc<Verified>, VerifyFailure> {
+        let now = unix_now();
+        let hash = token.sha256();
+        let keys = self.jwks.keys().ok_or(VerifyFailure::KeysUnavailable)?;
+        // A hit counts only while its key is still published: a key withdrawn from the JWKS
+        // takes its tokens with it.
+        if let Some(hit) = self.cache.get(&hash)
+            && hit.exp > now
+            && keys.contains(&hit.kid)
+        {
+            self.metrics
+                .verify_cache
+                .get_or_create(&Outcome { outcome: "hit" })
+                .inc();
+            return Ok(hit);
+        }
+        self.metrics
+            .verify_cache
+            .get_or_create(&Outcome { outcome: "miss" })
+            .inc();
+        let verified = match self.timed(token, &keys, now) {
+            Err(VerifyError::UnknownKid) => {
+                let kid = header_kid(token.expose());
+                let keys = self
+                    .jwks
+                    .refetch_for(kid.as_deref())
+                    .await
+                    .ok_or(VerifyFailure::KeysUnavailable)?;
+                self.timed(token, &keys, unix_now())?
+            }
+            other => other?,
+        };
+        let verified = Arc::new(verified);
+        self.cache.insert(hash, verified.clone());
+        Ok(verified)
+    }
+
+    fn timed(&self, token: &Token, keys: &KeySet, now: u64) -> Result<Verified, VerifyError> {
+        let start = Instant::now();
+        let r = verify(token.expose(), keys, &self.rules, now);
+        self.metrics
+            .verify_latency
+            .observe(start.elapsed().as_secs_f64());
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt::Algorithm;
+    use crate::jwt::keys::SigningKey;
+    use serde_json::json;
+
+    fn setup() -> (SigningKey, Verifier, Arc<Metrics>) {
+        let key = SigningKey::generate(Algorithm::ES256).expect("key");
+        let metrics = Arc::new(Metrics::new());
+        let jwks = Jwks::fixed(KeySet::from_signing_keys([&key]), metrics.clone());
+        let rules = Rules::access("https://idp.example", "service-b");
+        (
+            key,
+            Verifier::new(jwks, rules, 100, metrics.clone()),
+            metrics,
+        )
+    }
+
+    fn token(key: &SigningKey, exp_in: i64) -> Token {
+        let now = unix_now() as i64;
+        let claims = json!({"iss": "https://idp.example", "aud": "service-b", "sub": "a",
+                            "iat": now - 100, "exp": now + exp_in});
+        Token::new(key.sign("at+jwt", &claims).expect("sign"))
+    }
+
+    fn count(m: &Metrics, outcome: &'static str) -> u64 {
+        m.verify_cache.get_or_create(&Outcome { outcome }).get()
+    }
+
+    #[tokio::test]
+    async fn a_repeated_token_is_served_from_the_cache() {
+        let (key, v, m) = setup();
+        let t = token(&key, 300);
+        let first = v.verify(&t).await.expect("valid");
+        let second = v.verify(&t).await.expect("valid");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second answer is the cached one"
+        );
+        assert_eq!((count(&m, "miss"), count(&m, "hit")), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn failures_are_not_cached_and_an_unknown_kid_is_refused() {
+        let (key, v, m) = setup();
+        let expired = token(&key, -120);
+        for _ in 0..2 {
+            assert_eq!(
+                v.verify(&expired).await.err(),
+                Some(VerifyFailure::Token(VerifyError::Expired))
+            );
+        }
+        assert_eq!(count(&m, "hit"), 0);
+        let stranger = SigningKey::generate(Algorithm::ES256).expect("key");
+        assert_eq!(
+            v.verify(&token(&stranger, 300)).await.err(),
+            Some(VerifyFailure::Token(VerifyError::UnknownKid))
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! Forwarding: header rewriting (hop-by-hop, `Authorization`, `Host`), the pooled upstream
+//! client (HTTP/1.1, rustls when a route says `tls`), replay for the 401 retry, CONNECT tunnels.
+
+use crate::config::outbound::Outbound as Config;
+use crate::http::{Body, empty};
+use crate::secret::Token;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::debug;
+
+/// Time allowed to open a CONNECT tunnel's upstream connection.
+const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pooled client every upstream call goes through.
+pub(super) struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+}
+
+impl Upstream {
+    /// Trusts the system roots plus every route's `tls.ca_file`.
+    pub(super) fn new(cfg: &Config) -> Result<Self, super::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        let tls_routes: Vec<_> = cfg.routes.iter().filter_map(|r| r.tls.as_ref()).collect();
+        if !tls_routes.is_empty() {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+        for path in tls_routes.iter().filter_map(|t| t.ca_file.as_ref()) {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| super::Error::Tls(format!("read {}: {e}", path.display())))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| super::Error::Tls(format!("read {}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| super::Error::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| super::Error::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(Self { client })
+    }
+
+    /// Sends `req` upstream; the answer streams back with its hop-by-hop headers removed.
+    pub(super) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, String> {
+        let authority = req.uri().authority().map(ToString::to_string);
+        let rsp = self.client.request(req).await.map_err(|e| {
+            format!(
+                "upstream {} unreachable: {e}",
+                authority.as_deref().unwrap_or("?")
+            )
+        })?;
+        let mut rsp = rsp.map(|b| b.map_err(Into::into).boxed());
+        strip_hop_by_hop(rsp.headers_mut());
+        Ok(rsp)
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): those named in `Connection` and the fixed list,
+/// including `Proxy-Authorization`, which is meant for this proxy only.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// Points `req` at `host:port` (https when `tls`), sets `Host`, strips hop-by-hop headers and,
+/// when `token` is given, REPLACES `Authorization` with it.
+pub(super) fn prepare(
+    req: &mut Request<Body>,
+    token: Option<&Token>,
+    host: &str,
+    port: u16,
+    tls: bool,
+) -> Result<(), String> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *req.uri_mut() = Uri::builder()
+        .scheme(if tls { "https" } else { "http" })
+        .authority(authority.as_str())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("build upstream URI: {e}"))?;
+    *req.version_mut() = http::Version::HTTP_11;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    let host_value =
+        HeaderValue::from_str(&authority).map_err(|_| format!("bad upstream host {authority}"))?;
+    headers.insert(header::HOST, host_value);
+    if let Some(token) = token {
+        let value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| "the IdP issued a token that is not a header value".to_owned())?;
+        // insert() replaces every earlier value: the inbound token never goes further.
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    Ok(())
+}
+
+/// A copy of `req` to send again after an upstream 401, if that is safe: an idempotent method
+/// (RFC 9110 §9.2.2) and no body.
+pub(super) fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// True when the upstream rejected the token as `invalid_token` (RFC 6750 §3.1).
+pub(super) fn says_invalid_token(rsp: &Response<Body>) -> bool {
+    rsp.status() == StatusCode::UNAUTHORIZED
+        && rsp
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .any(|v| v.as_bytes().windows(13).any(|w| w == b"invalid_token"))
+}
+
+/// The request's `x-request-id`, or a fresh one set on the request so the next hop sees it.
+pub(super) fn request_id(headers: &mut HeaderMap) -> String {
+    let given = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+    if let Some(id) = given {
+        return id.to_owned();
+    }
+    let id: String = rand::random::<[u8; 8]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert("x-request-id", v);
+    }
+    id
+}
+
+/// `CONNECT host:port` with `connect: passthrough`: a blind TCP tunnel, nothing rewritten.
+pub(super) async fn tunnel(req: Request<Body>) -> Result<Response<Body>, String> {
+    let authority = req
+        .uri()
+        .authority()
+        .map(ToString::to_string)
+        .ok_or("CONNECT needs host:port")?;
+    let connect = tokio::net::TcpStream::connect(authority.as_str());
+    let mut upstream = tokio::time::timeout(TUNNEL_CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| format!("tunnel to {authority} timed out"))?
+        .map_err(|e| format!("tunnel to {authority}: {e}"))?;
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let r = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                debug!(authority, result = ?r.map_err(|e| e.to_string()), "tunnel closed");
+            }
+            Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    Ok(Response::new(empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_including_those_named_in_connection() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("te", "trailers"),
+            ("upgrade", "h2c"),
+            ("x-request-id", "abc"),
+        ] {
+            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-request-id"));
+    }
+
+    #[test]
+    fn prepare_replaces_every_authorization_value() {
+        let mut req = Request::new(empty());
+        *req.uri_mut() = Uri::from_static("http://service-b:8080/a?b=c");
+        let h = req.headers_mut();
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer inbound"),
+        );
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer other"),
+        );
+        prepare(
+            &mut req,
+            Some(&Token::new("fresh")),
+            "service-b",
+            8080,
+            true,
+        )
+        .expect("prepare");
+        let all: Vec<_> = req
+            .headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .collect();
+        assert_eq!(all, vec![HeaderValue::from_static("Bearer fresh")]);
+        assert_eq!(req.uri().to_string(), "https://service-b:8080/a?b=c");
+        assert_eq!(req.headers()[header::HOST], "service-b:8080");
+    }
+
+    #[test]
+    fn only_bodyless_idempotent_requests_are_replayed() {
+        let get = Request::get("http://b/").body(empty()).expect("request");
+        assert!(replayable(&get).is_some());
+        let post = Request::post("http://b/").body(empty()).expect("request");
+        assert!(replayable(&post).is_none());
+        let put = Request::put("http://b/")
+            .body(crate::http::full("x"))
+            .expect("request");
+        assert!(replayable(&put).is_none());
+    }
+}

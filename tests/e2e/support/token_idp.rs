@@ -1,0 +1,178 @@
+//! A fake token endpoint for the outbound tests: counts calls, checks the form and the client's
+//! Basic credentials, and answers JWTs signed with a real `SigningKey`.
+
+use base64::Engine;
+use baton::http::{Body, Form, json, read_limited};
+use baton::jwt::{self, Algorithm, keys::SigningKey};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Client id and secret the fake IdP accepts.
+pub const CLIENT_ID: &str = "svc-a";
+pub const CLIENT_SECRET: &str = "s3cret";
+/// A subject token the fake IdP refuses with `invalid_request`.
+pub const BAD_SUBJECT: &str = "refuse-me";
+
+struct State {
+    key: SigningKey,
+    issuer: String,
+    calls: AtomicUsize,
+    forms: Mutex<Vec<Vec<(String, String)>>>,
+}
+
+/// A running fake IdP.
+pub struct FakeIdp {
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeIdp {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(State {
+            key: SigningKey::generate(Algorithm::ES256).expect("key"),
+            issuer: format!("http://{addr}"),
+            calls: AtomicUsize::new(0),
+            forms: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let s = state.clone();
+        let handler = move |req, _| {
+            let s = s.clone();
+            async move { handle(&s, req).await }
+        };
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            baton::server::serve(listener, Default::default(), handler, shutdown).await;
+        });
+        Self {
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        self.state.issuer.clone()
+    }
+
+    /// Token-endpoint calls so far.
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// Every form received, in order.
+    pub fn forms(&self) -> Vec<Vec<(String, String)>> {
+        self.state.forms.lock().expect("lock").clone()
+    }
+
+    /// A user token as the IdP would have issued it to service A.
+    pub fn user_token(&self, sub: &str) -> String {
+        let now = jwt::unix_now();
+        let claims = json!({"iss": self.state.issuer, "sub": sub, "aud": CLIENT_ID,
+            "exp": now + 600, "iat": now, "jti": sub});
+        self.state.key.sign("at+jwt", &claims).expect("sign")
+    }
+
+    /// Stops accepting and closes every connection; later calls are refused.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn handle(s: &State, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == "/.well-known/openid-configuration" {
+        return json(
+            StatusCode::OK,
+            &json!({"issuer": s.issuer, "token_endpoint": format!("{}/token", s.issuer)}),
+        );
+    }
+    let authorized = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .is_some_and(|raw| raw == format!("{CLIENT_ID}:{CLIENT_SECRET}").as_bytes());
+    let body = read_limited(req.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let n = s.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    s.forms.lock().expect("lock").push(pairs);
+    let form = Form::parse(&body);
+    // private_key_jwt (RFC 7523): the fake checks the claims, not the signature.
+    let asserted = form.one("client_assertion_type").ok().flatten()
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && form
+            .one("client_assertion")
+            .ok()
+            .flatten()
+            .and_then(jwt::peek_claims)
+            .is_some_and(|c| {
+                c["iss"] == CLIENT_ID && c["sub"] == CLIENT_ID && c["aud"] == s.issuer.as_str()
+            });
+    let authorized = authorized || asserted;
+    let err = |code: &str| json(StatusCode::BAD_REQUEST, &json!({"error": code}));
+    if !authorized {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "invalid_client"}),
+        );
+    }
+    let now = jwt::unix_now();
+    let one = |name: &str| form.one(name).ok().flatten().map(str::to_owned);
+    let sub = match one("grant_type").as_deref() {
+        Some("urn:ietf:params:oauth:grant-type:token-exchange") => {
+            if one("subject_token_type").as_deref()
+                != Some("urn:ietf:params:oauth:token-type:access_token")
+            {
+                return err("invalid_request");
+            }
+            let Some(subject) = one("subject_token") else {
+                return err("invalid_request");
+            };
+            if subject == BAD_SUBJECT {
+                return err("invalid_request");
+            }
+            match jwt::peek_claims(&subject).and_then(|c| c.get("sub").cloned()) {
+                Some(Value::String(sub)) => sub,
+                _ => return err("invalid_request"),
+            }
+        }
+        Some("client_credentials") => CLIENT_ID.to_owned(),
+        _ => return err("unsupported_grant_type"),
+    };
+    let resources = form.all("resource");
+    let aud = match (one("audience"), resources.as_slice()) {
+        (Some(a), _) => json!(a),
+        (None, [one]) => json!(one),
+        (None, many) => json!(many),
+    };
+    let claims = json!({"iss": s.issuer, "sub": sub, "aud": aud, "scope": one("scope"),
+        "exp": now + 300, "iat": now, "jti": format!("t{n}"), "n": n,
+        "act": {"sub": CLIENT_ID}});
+    let token = s.key.sign("at+jwt", &claims).expect("sign");
+    json(
+        StatusCode::OK,
+        &json!({"access_token": token, "issued_token_type":
+            "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
+            "expires_in": 300}),
+    )
+}
