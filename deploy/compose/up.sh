@@ -18,6 +18,7 @@ wait_healthy "$PROJECT" 120
 log "the chain is up"
 
 dc="${COMPOSE[*]} -p $PROJECT -f deploy/compose/docker-compose.yml"
+[ "$BATON_IMAGE" = baton:dev ] || dc="BATON_IMAGE=$BATON_IMAGE $dc"
 cat <<USAGE
 
   The chain is up. From the repository root:
