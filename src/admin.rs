@@ -7,11 +7,11 @@ use crate::http::{Body, full, json, text};
 use crate::inbound::Inbound;
 use crate::jwt::jwks::Jwks;
 use crate::server::{self, Drained, Limits};
+use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -20,29 +20,29 @@ pub struct Admin {
     inbound: Arc<Inbound>,
     jwks: Arc<Jwks>,
     metrics: Arc<Metrics>,
-    draining: AtomicBool,
+    shutdown: Shutdown,
 }
 
 impl Admin {
-    /// State over the sidecar's inbound listener, its JWKS and its metrics.
-    pub fn new(inbound: Arc<Inbound>, jwks: Arc<Jwks>, metrics: Arc<Metrics>) -> Admin {
+    /// State over the sidecar's inbound listener, its JWKS and its metrics. `/readyz` answers
+    /// 503 as soon as `shutdown` fires, while the other listeners drain.
+    pub fn new(
+        inbound: Arc<Inbound>,
+        jwks: Arc<Jwks>,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+    ) -> Admin {
         Admin {
             inbound,
             jwks,
             metrics,
-            draining: AtomicBool::new(false),
+            shutdown,
         }
-    }
-
-    /// Marks the sidecar as shutting down: `/readyz` answers 503 from now on. Call it first on
-    /// SIGTERM, before the other listeners stop accepting.
-    pub fn begin_shutdown(&self) {
-        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Whether the sidecar should receive traffic.
     pub fn ready(&self) -> bool {
-        self.jwks.ready() && !self.draining.load(Ordering::SeqCst)
+        self.jwks.ready() && !self.shutdown.is_fired()
     }
 }
 
@@ -102,13 +102,14 @@ mod tests {
     use crate::config::Config;
     use crate::jwt::keys::KeySet;
 
-    fn admin() -> Admin {
-        let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\n";
+    fn admin() -> (Admin, crate::shutdown::Trigger) {
+        let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\noutbound: {client: {client_id: service-b, secret: test-only}}\n";
         let cfg = Config::from_yaml(yaml, "sidecar.yaml").expect("config");
         let metrics = Arc::new(Metrics::new());
         let jwks = Jwks::fixed(KeySet::default(), metrics.clone());
         let inbound = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-        Admin::new(inbound, jwks, metrics)
+        let (trigger, shutdown) = crate::shutdown::channel();
+        (Admin::new(inbound, jwks, metrics, shutdown), trigger)
     }
 
     fn status(a: &Admin, method: Method, path: &str) -> StatusCode {
@@ -125,7 +126,7 @@ mod tests {
 
     #[test]
     fn endpoints_answer_and_readiness_drops_on_shutdown() {
-        let a = admin();
+        let (a, trigger) = admin();
         assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
         assert_eq!(status(&a, Method::GET, "/readyz"), StatusCode::OK);
         assert_eq!(status(&a, Method::GET, "/metrics"), StatusCode::OK);
@@ -135,7 +136,7 @@ mod tests {
             status(&a, Method::POST, "/healthz"),
             StatusCode::METHOD_NOT_ALLOWED
         );
-        a.begin_shutdown();
+        trigger.fire();
         assert_eq!(
             status(&a, Method::GET, "/readyz"),
             StatusCode::SERVICE_UNAVAILABLE

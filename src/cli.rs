@@ -1,1 +1,254 @@
-//! The `baton` command line: run, demo, check and the other subcommands.
+//! The `baton` command line: `run`, `check`, `demo`, `login`, `inject`, `webhook`, `init-net`,
+//! `probe`. Each subcommand is a library
+//! function returning an `ExitCode` (64 for a bad configuration, as sysexits' `EX_USAGE`).
+
+use crate::secret::Secret;
+use crate::signin;
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit code for a configuration error (`EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "baton",
+    version,
+    about = "Identity-propagating sidecar: verifies inbound tokens, exchanges them on outbound calls"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar: inbound, outbound and admin listeners.
+    Run {
+        /// Path to sidecar.yaml.
+        #[arg(short, long, default_value = "sidecar.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a sidecar.yaml and report every problem with its field and reason.
+    Check {
+        /// Path to sidecar.yaml.
+        #[arg(short, long, default_value = "sidecar.yaml")]
+        config: PathBuf,
+    },
+    /// Run the whole A→B→C chain with baton-idp in one process and show each hop's token.
+    Demo,
+    /// Sign a user in through the IdP's login form (code + PKCE) and print the token response.
+    Login(LoginArgs),
+    /// Add the sidecar to Kubernetes manifests (multi-document YAML, stdin/stdout by default).
+    Inject(crate::k8s::inject::InjectArgs),
+    /// Serve the mutating admission webhook that injects the sidecar at admission.
+    Webhook(crate::k8s::webhook::WebhookArgs),
+    /// Install the iptables rules that capture the pod's traffic (init container, NET_ADMIN).
+    InitNet(crate::k8s::capture::InitNetArgs),
+    /// GET a URL and exit 0 on a 2xx answer: a health check for images without a shell.
+    Probe {
+        /// The URL to GET, e.g. http://127.0.0.1:15020/readyz.
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+}
+
+/// Parses `args` and runs the chosen subcommand.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Run { config } => with_runtime(|| crate::sidecar::main(&config)),
+        Command::Check { config } => check(&config),
+        Command::Demo => with_runtime(crate::demo::main),
+        Command::Login(args) => with_runtime(|| login(args)),
+        Command::Inject(args) => crate::k8s::inject::main(args),
+        Command::Webhook(args) => with_runtime(|| crate::k8s::webhook::main(args)),
+        Command::InitNet(args) => {
+            init_logging();
+            crate::k8s::capture::init_net(args)
+        }
+        Command::Probe { url, timeout } => {
+            with_runtime(|| probe(url, Duration::from_secs(timeout)))
+        }
+    }
+}
+
+/// Sets up logging (`RUST_LOG`, default `info`) and a multi-threaded runtime, then runs `f`.
+fn with_runtime<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    init_logging();
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f()),
+        Err(e) => {
+            eprintln!("baton: start runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Structured logs to stderr; JSON when `BATON_LOG_FORMAT=json`.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("BATON_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// `baton check`: the same validation `baton run` does at start-up.
+fn check(path: &std::path::Path) -> ExitCode {
+    match crate::config::Config::load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `baton login`: a user token for scripts and curl, obtained exactly as a browser would.
+#[derive(clap::Args)]
+struct LoginArgs {
+    /// The IdP's issuer URL.
+    #[arg(long)]
+    issuer: String,
+    /// The client the user signs in to.
+    #[arg(long)]
+    client_id: String,
+    /// File holding the client secret.
+    #[arg(long, conflicts_with = "client_secret_env")]
+    client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
+    #[arg(long)]
+    client_secret_env: Option<String>,
+    /// A redirect URI registered for the client (never contacted).
+    #[arg(long)]
+    redirect_uri: String,
+    /// Scopes to ask for.
+    #[arg(long, default_value = "openid")]
+    scope: String,
+    /// The user's name.
+    #[arg(long)]
+    username: String,
+    /// File holding the user's password.
+    #[arg(long, conflicts_with = "password_env")]
+    password_file: Option<PathBuf>,
+    /// Environment variable holding the user's password.
+    #[arg(long)]
+    password_env: Option<String>,
+}
+
+/// Reads a secret from a file (trailing newline trimmed) or an environment variable.
+fn read_secret(what: &str, file: Option<&PathBuf>, env: Option<&str>) -> Result<Secret, String> {
+    match (file, env) {
+        (Some(f), _) => std::fs::read_to_string(f)
+            .map(|s| Secret::new(s.trim_end_matches(['\r', '\n'])))
+            .map_err(|e| format!("{what}: read {}: {e}", f.display())),
+        (None, Some(var)) => std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| format!("{what}: environment variable {var} is not set")),
+        (None, None) => Err(format!("{what}: give --{what}-file or --{what}-env")),
+    }
+}
+
+async fn login(args: LoginArgs) -> ExitCode {
+    let secrets = read_secret(
+        "client-secret",
+        args.client_secret_file.as_ref(),
+        args.client_secret_env.as_deref(),
+    )
+    .and_then(|c| {
+        Ok((
+            c,
+            read_secret(
+                "password",
+                args.password_file.as_ref(),
+                args.password_env.as_deref(),
+            )?,
+        ))
+    });
+    let (client_secret, password) = match secrets {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("baton login: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let req = signin::Request {
+        issuer: args.issuer,
+        client_id: args.client_id,
+        client_secret,
+        redirect_uri: args.redirect_uri,
+        scope: args.scope,
+        username: args.username,
+        password,
+    };
+    match signin::password_login(&req).await {
+        Ok(t) => {
+            let out = serde_json::json!({
+                "access_token": t.access_token.expose(),
+                "id_token": t.id_token.as_ref().map(|t| t.expose()),
+                "refresh_token": t.refresh_token.as_ref().map(|t| t.expose()),
+                "expires_in": t.expires_in,
+                "scope": t.scope,
+            });
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("baton login: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn probe(url: String, timeout: Duration) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("probe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(rsp) if rsp.status().is_success() => ExitCode::SUCCESS,
+        Ok(rsp) => {
+            eprintln!("probe {url}: {}", rsp.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("probe {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,3 +1,268 @@
-//! `baton demo`: the whole A→B→C chain in one process.
+//! `baton demo`: the whole A→B→C chain in one process on free loopback ports: baton-idp, three
+//! echo apps and their three sidecars. Signs the demo user in through the real login form, calls
+//! A, and prints each hop's token; then calls again to show the exchange cache at work.
+//!
+//! [`Chain`] is also what the chain e2e tests start, so the demo and the tests run the same wiring.
 
 pub mod app;
+mod report;
+
+use crate::config::Config;
+use crate::idp::{self, Idp};
+use crate::secret::{Secret, Token};
+use crate::shutdown::{self, Trigger};
+use crate::sidecar::{self, Listeners};
+use crate::signin;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The demo user of `deploy/idp.yaml`.
+pub const DEMO_USER: &str = "alice";
+/// Her demo password (documented in `deploy/idp.yaml`).
+pub const DEMO_PASSWORD: &str = "wonderland-demo";
+/// service-a's registered redirect URI in `deploy/idp.yaml`.
+pub const REDIRECT_URI: &str = "http://127.0.0.1:8080/callback";
+/// The services of the chain, in call order.
+pub const SERVICES: [&str; 3] = ["service-a", "service-b", "service-c"];
+
+/// Why the chain could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A loopback port could not be bound.
+    #[error("bind a loopback port: {0}")]
+    Bind(#[from] std::io::Error),
+    /// The IdP could not start.
+    #[error("start baton-idp: {0}")]
+    Idp(#[from] idp::IdpError),
+    /// A generated sidecar config was refused (a bug in this module).
+    #[error("sidecar config: {0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    /// A sidecar could not start.
+    #[error("start sidecar: {0}")]
+    Sidecar(#[from] sidecar::Error),
+    /// A sidecar never loaded the IdP's keys.
+    #[error("{0}: JWKS never loaded")]
+    NotReady(&'static str),
+    /// Signing in failed.
+    #[error("sign in: {0}")]
+    SignIn(#[from] signin::Error),
+    /// Calling the chain failed.
+    #[error("call service-a: {0}")]
+    Call(#[from] reqwest::Error),
+}
+
+/// One service of the chain: its echo app and its sidecar.
+pub struct Hop {
+    /// `service-a`, `service-b` or `service-c`.
+    pub name: &'static str,
+    /// Where the echo app listens (loopback only; reached through the sidecar).
+    pub app: SocketAddr,
+    /// The running sidecar.
+    pub sidecar: sidecar::Running,
+}
+
+/// The running chain.
+pub struct Chain {
+    /// The IdP's issuer URL.
+    pub issuer: String,
+    /// The IdP, for its counters.
+    pub idp: Arc<Idp>,
+    /// A, B and C.
+    pub hops: Vec<Hop>,
+    keys_dir: PathBuf,
+    apps: Trigger,
+    idp_stop: Option<Trigger>,
+    idp_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Chain {
+    /// Starts baton-idp (demo config, fresh keys in a temporary directory), the three apps and
+    /// their sidecars, and waits until every sidecar has loaded the IdP's keys.
+    pub async fn start() -> Result<Chain, Error> {
+        let idp_listener = loopback().await?;
+        let issuer = format!("http://{}", idp_listener.local_addr()?);
+        let keys_dir = std::env::temp_dir().join(format!(
+            "baton-demo-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let idp = Arc::new(Idp::new(idp::Config::demo(&issuer, &keys_dir))?);
+        let (idp_stop, idp_signal) = shutdown::channel();
+        let idp_task = tokio::spawn(idp::serve(idp.clone(), idp_listener, idp_signal.wait()));
+
+        // Bind every socket first: each sidecar's config names the next hop's inbound port.
+        let mut apps = Vec::new();
+        let mut listeners = Vec::new();
+        for _ in SERVICES {
+            apps.push(loopback().await?);
+            listeners.push(Listeners {
+                inbound: loopback().await?,
+                outbound: loopback().await?,
+                admin: loopback().await?,
+                ports: Vec::new(),
+            });
+        }
+        let inbound: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.inbound.local_addr())
+            .collect::<Result<_, _>>()?;
+        let outbound: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.outbound.local_addr())
+            .collect::<Result<_, _>>()?;
+
+        let (app_stop, app_signal) = shutdown::channel();
+        let mut hops = Vec::new();
+        for (i, (app_listener, l)) in apps.into_iter().zip(listeners).enumerate() {
+            let name = SERVICES[i];
+            let app_addr = app_listener.local_addr()?;
+            let next = inbound.get(i + 1).map(|addr| format!("http://{addr}/"));
+            let app_cfg = app::AppConfig {
+                name: name.to_owned(),
+                next,
+                proxy: Some(format!("http://{}", outbound[i])),
+            };
+            tokio::spawn(app::serve(app_cfg, app_listener, app_signal.clone().wait()));
+            let yaml = sidecar_yaml(
+                &issuer,
+                name,
+                app_addr,
+                SERVICES.get(i + 1).zip(inbound.get(i + 1)),
+            );
+            let cfg = Config::from_yaml(&yaml, &format!("sidecar-{name}.yaml"))?;
+            let running = sidecar::start(cfg, l, None).await?;
+            hops.push(Hop {
+                name,
+                app: app_addr,
+                sidecar: running,
+            });
+        }
+        for hop in &hops {
+            if !hop.sidecar.ready(Duration::from_secs(10)).await {
+                return Err(Error::NotReady(hop.name));
+            }
+        }
+        Ok(Chain {
+            issuer,
+            idp,
+            hops,
+            keys_dir,
+            apps: app_stop,
+            idp_stop: Some(idp_stop),
+            idp_task: Some(idp_task),
+        })
+    }
+
+    /// Signs `user` in at service-a through the IdP's login form (code + PKCE).
+    pub async fn sign_in(&self, user: &str, password: &str) -> Result<signin::Tokens, Error> {
+        let req = signin::Request {
+            issuer: self.issuer.clone(),
+            client_id: SERVICES[0].to_owned(),
+            client_secret: Secret::new(idp_demo_secret(SERVICES[0])),
+            redirect_uri: REDIRECT_URI.to_owned(),
+            scope: "openid profile".to_owned(),
+            username: user.to_owned(),
+            password: Secret::new(password),
+        };
+        Ok(signin::password_login(&req).await?)
+    }
+
+    /// Calls service-a's sidecar with `token` at `path`; returns the status and the JSON body.
+    pub async fn call(&self, token: &Token, path: &str) -> Result<(u16, Value), Error> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(15))
+            .build()?;
+        let rsp = http
+            .get(format!("http://{}{path}", self.hops[0].sidecar.inbound))
+            .bearer_auth(token.expose())
+            .send()
+            .await?;
+        let status = rsp.status().as_u16();
+        let body = rsp.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// Stops the IdP only (fault demonstrations); the sidecars keep running.
+    pub async fn stop_idp(&mut self) {
+        if let Some(stop) = self.idp_stop.take() {
+            stop.fire();
+        }
+        if let Some(task) = self.idp_task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops everything and removes the temporary key directory.
+    pub async fn stop(mut self) {
+        self.stop_idp().await;
+        for hop in self.hops.drain(..) {
+            hop.sidecar.stop().await;
+        }
+        self.apps.fire();
+        let _ = std::fs::remove_dir_all(&self.keys_dir);
+    }
+}
+
+async fn loopback() -> std::io::Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", 0)).await
+}
+
+/// The demo clients' inline secrets in `deploy/idp.yaml`.
+fn idp_demo_secret(client: &str) -> String {
+    format!("demo-secret-{client}")
+}
+
+/// The sidecar.yaml of one hop: verify tokens addressed to `name` that carry `name` in `grants`,
+/// and exchange on calls to the next hop.
+fn sidecar_yaml(
+    issuer: &str,
+    name: &str,
+    app: SocketAddr,
+    next: Option<(&&str, &SocketAddr)>,
+) -> String {
+    let routes = match next {
+        Some((next_name, next_addr)) => format!(
+            "  routes:\n    - name: {next_name}\n      host: \"{next_addr}\"\n      audience: {next_name}\n"
+        ),
+        None => "  routes: []\n".to_owned(),
+    };
+    format!(
+        "issuer: {issuer}\naudience: {name}\napp: \"{app}\"\n\
+         routes:\n  - name: default\n    path: /\n    claims:\n      - claim: grants\n        contains: {name}\n\
+         outbound:\n  client:\n    client_id: {name}\n    secret: {secret}\n{routes}",
+        secret = idp_demo_secret(name),
+    )
+}
+
+/// `baton demo`.
+pub async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baton demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Error> {
+    let chain = Chain::start().await?;
+    let out = report::Report::new(&chain);
+    out.started();
+    let tokens = chain.sign_in(DEMO_USER, DEMO_PASSWORD).await?;
+    out.signed_in(&tokens);
+    let before = chain.idp.exchanges();
+    let (status, body) = chain.call(&tokens.access_token, "/").await?;
+    out.first_call(status, &body, chain.idp.exchanges() - before);
+    let before = chain.idp.exchanges();
+    let (status, _) = chain.call(&tokens.access_token, "/").await?;
+    out.second_call(status, chain.idp.exchanges() - before);
+    chain.stop().await;
+    Ok(())
+}

@@ -8,7 +8,7 @@
 //! - [`discovery`]: RFC 8414 / OIDC metadata, JWKS. [`client_auth`]: RFC 6749 §2.3, RFC 7523.
 //! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy.
 //! - [`authorize`], [`login`]: code + PKCE and the login form. [`introspect`]: RFC 7662.
-//! - [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
+//! - [`userinfo`]: OIDC Core §5.3. [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
 
 pub mod authorize;
 pub mod cli;
@@ -23,6 +23,7 @@ pub mod login;
 pub mod metrics;
 pub mod policy;
 pub mod token;
+pub mod userinfo;
 
 pub use config::Config;
 
@@ -233,6 +234,9 @@ where
         (Method::POST, "/token") => token::token(idp, req, unix_now()).await,
         (Method::POST, "/introspect") => introspect::introspect(idp, req, unix_now()).await,
         (Method::GET, "/metrics") => idp.metrics.render(),
+        (Method::GET | Method::POST, "/userinfo") => {
+            userinfo::userinfo(idp, req.headers(), unix_now())
+        }
         (_, "/token" | "/introspect" | "/login") => {
             errors::OAuthError::request("use POST").response()
         }
@@ -255,4 +259,104 @@ pub(crate) fn random(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    async fn call(idp: &Idp, req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, String) {
+        let rsp = handle(idp, req).await;
+        let (parts, body) = rsp.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    fn idp() -> Idp {
+        let dir = std::env::temp_dir().join(format!(
+            "baton-idp-unit-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        Idp::new(Config::demo("http://idp.test", dir)).expect("idp")
+    }
+
+    #[tokio::test]
+    async fn login_page_is_plain_accessible_and_has_a_csrf_token() {
+        let idp = idp();
+        let uri = "/authorize?response_type=code&client_id=service-a&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=%3Cscript%3E";
+        let req = Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let (status, headers, html) = call(&idp, req).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains(r#"<label for="username">"#)
+                && html.contains(r#"<label for="password">"#)
+        );
+        assert!(html.contains(r#"name="csrf" value=""#));
+        assert!(
+            !html.contains("<script") && !html.contains("src="),
+            "no external assets, no echo"
+        );
+        assert_eq!(headers["cache-control"], "no-store");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .is_ok_and(|c| c.contains("default-src 'none'"))
+        );
+
+        // A login POST with a wrong CSRF token never reaches the password check.
+        let csrf_at = html
+            .find(r#"name="request" value=""#)
+            .expect("request field")
+            + 22;
+        let id = &html[csrf_at..csrf_at + html[csrf_at..].find('"').expect("quote")];
+        let body = format!("request={id}&csrf=forged&username=alice&password=wonderland-demo");
+        let req = Request::post("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        let (status, headers, _) = call(&idp, req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(headers.get("location").is_none());
+    }
+
+    #[test]
+    fn a_rotation_on_disk_is_picked_up_by_the_running_idp() {
+        let idp = idp();
+        let before = idp.keys().signer.kid().to_owned();
+        assert!(!idp.reload_keys().expect("reload"), "nothing changed yet");
+        let kid = rotate_on_disk(idp.config()).expect("rotate");
+        assert_ne!(kid, before);
+        assert!(idp.reload_keys().expect("reload"));
+        assert_eq!(idp.keys().signer.kid(), kid);
+        assert!(
+            idp.keys().verify.contains(&before),
+            "the retired key stays published"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_methods_are_refused_plainly() {
+        let idp = idp();
+        let get = |p: &str| {
+            Request::get(p)
+                .body(Full::new(Bytes::new()))
+                .expect("request")
+        };
+        assert_eq!(call(&idp, get("/nope")).await.0, StatusCode::NOT_FOUND);
+        let (status, _, body) = call(&idp, get("/token")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("invalid_request"));
+    }
 }

@@ -214,6 +214,7 @@ async fn admit<B>(
     route: Option<&Route>,
     req: &Request<B>,
 ) -> Result<Admitted, Denied> {
+    rules::check_path(req.uri().path())?;
     rules::refuse_query_token(req.uri().query())?;
     let route = route.ok_or(Reject::NoRoute)?;
     if route.access == crate::config::Access::Public {
@@ -224,6 +225,9 @@ async fn admit<B>(
         VerifyFailure::Token(e) => Reject::InvalidToken(e),
         VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
     })?;
+    if verified.claims.contains_key("cnf") {
+        return Err(Reject::BoundToken.into());
+    }
     match rules::authorize(&route.access, &verified.claims, unix_now()) {
         Ok(()) => Ok(Admitted::Token(verified)),
         Err(reject) => Err(Denied {

@@ -17,6 +17,8 @@
 //! - [`sidecar`]: `baton run`: the three listeners of one sidecar wired together.
 //! - [`signin`]: drives an IdP's login form (code + PKCE) to get a user token: `baton login`, demo, tests.
 //! - [`idp`]: `baton-idp`, the OpenID Provider and its token-exchange policy.
+//! - [`k8s`]: sidecar injection: one pure pod mutation for `baton inject` and `baton webhook`;
+//!   `baton init-net` capture rules and `original_dst`.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`cli`]: the `baton` subcommands.
 
@@ -29,6 +31,7 @@ pub mod http;
 pub mod idp;
 pub mod inbound;
 pub mod jwt;
+pub mod k8s;
 pub mod outbound;
 pub mod secret;
 pub mod server;

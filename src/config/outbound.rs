@@ -219,7 +219,14 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         "outbound.listen",
         problems,
     );
-    let client = client(raw.client.unwrap_or_default(), problems);
+    // A service that calls nobody (the end of a chain) needs no client identity.
+    let client = match raw.client {
+        None if raw.routes.is_empty() => Client {
+            client_id: String::new(),
+            auth: ClientAuth::Secret(Secret::new(String::new())),
+        },
+        raw_client => client(raw_client.unwrap_or_default(), problems),
+    };
     let token_endpoint = raw.token_endpoint.and_then(|s| match Url::parse(&s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
         _ => {

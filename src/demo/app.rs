@@ -99,8 +99,19 @@ async fn call_next(app: &App, url: &str, inbound: &HeaderMap) -> Value {
     match req.send().await {
         Ok(rsp) => {
             let status = rsp.status().as_u16();
-            let body = rsp.text().await.unwrap_or_default();
-            serde_json::from_str(&body).unwrap_or_else(|_| json!({"status": status, "body": body}))
+            let retry_after = rsp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let text = rsp.text().await.unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if (200..300).contains(&status) && body.is_object() {
+                body
+            } else {
+                // A refusal on the way: show who answered what, as a user debugging the chain would want.
+                json!({"status": status, "retry_after": retry_after, "body": body})
+            }
         }
         Err(e) => {
             warn!(error = %e.without_url(), "next hop failed");

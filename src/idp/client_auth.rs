@@ -151,3 +151,20 @@ fn by_assertion<'a>(idp: &'a Idp, assertion: &str, now: u64) -> Result<&'a Clien
     }
     Ok(client)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        // RFC 6749 §2.3.1: "my client:1" / "s%cr+t:x" form-encoded, then base64.
+        let b64 = STANDARD.encode("my+client%3A1:s%25cr%2Bt%3Ax");
+        assert_eq!(
+            decode_basic(&b64),
+            Some(("my client:1".into(), "s%cr+t:x".into()))
+        );
+        assert_eq!(decode_basic("%%%"), None);
+        assert_eq!(decode_basic(&STANDARD.encode("no-colon")), None);
+    }
+}

@@ -55,6 +55,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "token_endpoint": format!("{iss}/token"),
         "jwks_uri": format!("{iss}/jwks"),
         "introspection_endpoint": format!("{iss}/introspect"),
+        "userinfo_endpoint": format!("{iss}/userinfo"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],

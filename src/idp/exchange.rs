@@ -71,6 +71,13 @@ pub fn exchange_token(
             };
             let v = jwt::verify(t, &ring.verify, &rules, now)
                 .map_err(|e| OAuthError::request(format!("actor_token: {e}")))?;
+            // The actor must be the authenticated client: an observed token of another party
+            // cannot make it appear as the actor.
+            if v.claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
+                return Err(OAuthError::request(
+                    "actor_token must identify the requesting client",
+                ));
+            }
             Some(v.claims)
         }
         None => None,

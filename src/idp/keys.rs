@@ -105,13 +105,18 @@ impl Store {
             m.keys.push(entry(&next, State::Next));
             self.write_manifest(&m)?;
         }
-        self.ring(&m)
+        self.ring(&m, crate::jwt::unix_now())
     }
 
     /// Reloads only when the manifest changed since `current` was loaded.
     pub fn reload_if_changed(&self, current: &KeyRing) -> Result<Option<KeyRing>, StoreError> {
+        // Compare parsed manifests, so reformatting the file by hand is not a change.
         let text = self.read_text()?;
-        if text.as_deref() == Some(current.manifest.as_str()) {
+        let same = text
+            .and_then(|t| serde_json::from_str::<Manifest>(&t).ok())
+            .and_then(|m| serde_json::to_string_pretty(&m).ok())
+            .is_some_and(|t| t == current.manifest);
+        if same {
             return Ok(None);
         }
         self.load_or_create().map(Some)
@@ -140,13 +145,19 @@ impl Store {
         let next = self.create_key()?;
         m.keys.push(entry(&next, State::Next));
         self.write_manifest(&m)?;
-        self.ring(&m)
+        self.ring(&m, now)
     }
 
-    fn ring(&self, m: &Manifest) -> Result<KeyRing, StoreError> {
+    fn ring(&self, m: &Manifest, now: u64) -> Result<KeyRing, StoreError> {
         let mut keys = Vec::new();
         let mut signer = None;
-        for e in &m.keys {
+        let published = m.keys.iter().filter(|e| {
+            // A retired key whose tokens have all expired is no longer published.
+            e.state != State::Retired
+                || e.retired_at
+                    .is_some_and(|t| t.saturating_add(self.retain) > now)
+        });
+        for e in published {
             let alg = match e.alg.as_str() {
                 "RS256" => Algorithm::RS256,
                 _ => Algorithm::ES256,

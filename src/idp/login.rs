@@ -20,6 +20,9 @@ use tracing::info;
 /// Failed password attempts allowed per authorization request.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// Argon2 hash of a throw-away password, checked when the username is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$VIDVIBp0SK7k9I9lgl9L2A$rDbqQgxRRtP79qGt2777sI4/Pq81SFSd/Lx85b8VOtE";
+
 /// What a user proved, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authentication {
@@ -94,13 +97,14 @@ where
         );
     }
     let (username, password) = (field("username").to_owned(), field("password").to_owned());
-    let phc = idp
-        .config
-        .users
-        .get(&username)
-        .map(|u| u.password_hash.expose().to_owned());
+    // An unknown user still costs one argon2 check, so timing does not reveal who exists.
+    let user = idp.config.users.get(&username);
+    let known = user.is_some();
+    let phc = user.map_or(DUMMY_HASH.to_owned(), |u| {
+        u.password_hash.expose().to_owned()
+    });
     // argon2 is deliberately slow: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || phc.is_some_and(|h| password_ok(&h, &password)))
+    let ok = tokio::task::spawn_blocking(move || password_ok(&phc, &password) && known)
         .await
         .unwrap_or(false);
     if !ok {

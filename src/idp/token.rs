@@ -365,3 +365,22 @@ pub(crate) fn issue_user_tokens(
     }
     Ok(Issued { body, jti, refresh })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_verifier_must_match_and_be_well_formed() {
+        // challenge = BASE64URL(SHA256(verifier)), computed independently.
+        let verifier = "dBjftJeZ4CVP-mJ92K0Q3ZzJmbFk0gHEGVz5HERYdho";
+        let challenge = "eeZD3Eqp887Wwb2DQ0mDOksxNlplHtCSrlOgiQr26Fw";
+        assert!(verifier_ok(verifier, challenge));
+        assert!(!verifier_ok(
+            "dBjftJeZ4CVP-mJ92K0Q3ZzJmbFk0gHEGVz5HERYdhO",
+            challenge
+        ));
+        assert!(!verifier_ok(challenge, challenge), "plain is not accepted");
+        assert!(!verifier_ok("short", challenge));
+    }
+}

@@ -18,6 +18,9 @@ pub enum Reject {
         "access_token in the query string is not accepted; send it in the Authorization header"
     )]
     TokenInQuery,
+    /// The path has dot-segments or encoded separators the app might resolve past a route.
+    #[error("path with dot-segments or encoded separators is not accepted")]
+    BadPath,
     /// The `Authorization` header is not a single well-formed `Bearer` credential.
     #[error("malformed Authorization header: {0}")]
     BadHeader(&'static str),
@@ -27,6 +30,10 @@ pub enum Reject {
     /// The declared request body is larger than the listener allows.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// A sender-constrained token (`cnf`, e.g. DPoP `jkt`, RFC 9449 §7.1; mTLS `x5t#S256`,
+    /// RFC 8705 §3) presented as a plain bearer token.
+    #[error("sender-constrained token presented as a bearer token")]
+    BoundToken,
     /// No route covers this path and method.
     #[error("no route allows this request")]
     NoRoute,
@@ -63,7 +70,8 @@ impl Reject {
         match self {
             Reject::NoToken => "no_token",
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
-            Reject::InvalidToken(_) => "invalid_token",
+            Reject::BadPath => "bad_path",
+            Reject::InvalidToken(_) | Reject::BoundToken => "invalid_token",
             Reject::BodyTooLarge(_) => "body_too_large",
             Reject::NoRoute => "no_route",
             Reject::InsufficientScope(_) => "insufficient_scope",
@@ -89,7 +97,12 @@ impl Reject {
             Reject::TokenInQuery | Reject::BadHeader(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_request", String::new())
             }
-            Reject::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token", String::new()),
+            Reject::InvalidToken(_) | Reject::BoundToken => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", String::new())
+            }
+            Reject::BadPath => {
+                return text(StatusCode::BAD_REQUEST, format!("{description}\n"));
+            }
             Reject::BodyTooLarge(_) => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{description}\n"));
             }

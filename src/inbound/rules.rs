@@ -19,6 +19,20 @@ pub fn refuse_query_token(query: Option<&str>) -> Result<(), Reject> {
     }
 }
 
+/// Refuses paths an app might resolve differently from the route table (RFC 3986 §5.2.4
+/// dot-segments, encoded dots, slashes and backslashes): `/public/../admin` must not pass as
+/// `/public`.
+pub fn check_path(path: &str) -> Result<(), Reject> {
+    let lower = path.to_ascii_lowercase();
+    let dot_segment = path.split('/').any(|seg| seg == "." || seg == "..");
+    let encoded = ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e));
+    if dot_segment || encoded || path.contains('\\') {
+        Err(Reject::BadPath)
+    } else {
+        Ok(())
+    }
+}
+
 /// The bearer token of a request (RFC 6750 §2.1): exactly one `Authorization: Bearer <token>`.
 pub fn bearer(headers: &HeaderMap) -> Result<Token, Reject> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();

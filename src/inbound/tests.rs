@@ -8,7 +8,7 @@ use http_body_util::Empty;
 
 fn inbound(mode: &str) -> (Inbound, SigningKey) {
     let yaml = format!(
-        "issuer: https://idp.example\naudience: service-b\nmode: {mode}\napp: \"127.0.0.1:9\"\n\
+        "issuer: https://idp.example\naudience: service-b\nmode: {mode}\napp: \"127.0.0.1:9\"\noutbound: {{client: {{client_id: service-b, secret: test-only}}}}\n\
          routes:\n  - {{name: api, path: /api, scopes: [read]}}\n"
     );
     let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("config");

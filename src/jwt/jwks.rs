@@ -233,10 +233,14 @@ impl Jwks {
         let jwks_uri = doc
             .get("jwks_uri")
             .and_then(|v| v.as_str())
-            .filter(|u| url::Url::parse(u).is_ok())
+            // No downgrade: an https issuer's keys come over https too.
+            .filter(|u| {
+                url::Url::parse(u)
+                    .is_ok_and(|j| j.scheme() == "https" || !self.issuer.starts_with("https:"))
+            })
             .ok_or_else(|| FetchError::Discovery {
                 url: url.clone(),
-                reason: "no valid jwks_uri".into(),
+                reason: "no valid jwks_uri (https required for an https issuer)".into(),
             })?
             .to_owned();
         let (body, max_age) = self.get(&jwks_uri).await?;

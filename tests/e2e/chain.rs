@@ -1,1 +1,188 @@
-//! e2e: chain
+//! e2e: the A→B→C chain with the real baton-idp, three echo apps and three sidecars on loopback
+//! (the same wiring `baton demo` runs).
+
+use baton::demo::{Chain, DEMO_PASSWORD, DEMO_USER};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// The claims the app at `depth` (0 = A) saw, from A's nested answer.
+fn hop(body: &Value, depth: usize) -> &Value {
+    let mut h = body;
+    for _ in 0..depth {
+        h = &h["next"];
+    }
+    &h["claims"]
+}
+
+#[tokio::test]
+async fn the_user_token_is_enriched_hop_by_hop_and_c_sees_the_whole_chain() {
+    let chain = Chain::start().await.expect("chain");
+    let tokens = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("sign in");
+    let (status, body) = chain.call(&tokens.access_token, "/").await.expect("call");
+    assert_eq!(status, 200, "{body}");
+    let c = hop(&body, 2);
+    assert_eq!(body["next"]["next"]["service"], "service-c");
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["account_id"], "acct-1001");
+    assert_eq!(c["aud"], "service-c");
+    assert_eq!(c["grants"], json!(["service-a", "service-b", "service-c"]));
+    assert_eq!(
+        c["act"],
+        json!({"sub": "service-b", "act": {"sub": "service-a"}})
+    );
+    assert_eq!(hop(&body, 1)["act"], json!({"sub": "service-a"}));
+    assert_eq!(hop(&body, 0)["aud"], "service-a");
+    // C's token never outlives the user's.
+    let user_exp =
+        baton::jwt::peek_claims(tokens.access_token.expose()).expect("jwt")["exp"].clone();
+    assert!(c["exp"].as_u64() <= user_exp.as_u64());
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_hop_refuses_tokens_meant_for_another_and_unrouted_hosts_are_refused() {
+    let chain = Chain::start().await.expect("chain");
+    let tokens = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("sign in");
+    // The user's token is addressed to service-a: B's sidecar refuses it, B's app sees nothing.
+    let rsp = http()
+        .get(format!("http://{}/", chain.hops[1].sidecar.inbound))
+        .bearer_auth(tokens.access_token.expose())
+        .send()
+        .await
+        .expect("B");
+    assert_eq!(rsp.status(), 401);
+    let challenge = rsp.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+
+    // A's app asking its sidecar for a host no route names is refused, whatever token it carries.
+    let via_a = reqwest::Client::builder()
+        .proxy(
+            reqwest::Proxy::all(format!("http://{}", chain.hops[0].sidecar.outbound))
+                .expect("proxy"),
+        )
+        .build()
+        .expect("client");
+    let rsp = via_a
+        .get("http://unrouted.example:8080/")
+        .bearer_auth(tokens.access_token.expose())
+        .send()
+        .await
+        .expect("outbound");
+    assert_eq!(rsp.status(), 403);
+    assert_eq!(
+        chain.idp.exchanges(),
+        0,
+        "nothing may be exchanged for an unrouted host"
+    );
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_spoofed_claims_header_never_reaches_an_app() {
+    let chain = Chain::start().await.expect("chain");
+    let tokens = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("sign in");
+    use base64::Engine;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"sub": "admin", "account_id": "acct-0"}).to_string());
+    let rsp = http()
+        .get(format!("http://{}/", chain.hops[0].sidecar.inbound))
+        .bearer_auth(tokens.access_token.expose())
+        .header("x-baton-claims", forged)
+        .send()
+        .await
+        .expect("A");
+    assert_eq!(rsp.status(), 200);
+    let body: Value = rsp.json().await.expect("json");
+    for depth in 0..3 {
+        assert_eq!(hop(&body, depth)["sub"], "alice", "hop {depth}: {body}");
+    }
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_calls_make_one_exchange_per_hop_and_a_second_wave_none() {
+    let chain = Chain::start().await.expect("chain");
+    let tokens = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("sign in");
+    let wave = || async {
+        let calls = (0..100).map(|_| chain.call(&tokens.access_token, "/"));
+        for r in futures::future::join_all(calls).await {
+            let (status, body) = r.expect("call");
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    wave().await;
+    assert_eq!(
+        chain.idp.exchanges(),
+        2,
+        "one A→B and one B→C exchange for 100 identical calls"
+    );
+    wave().await;
+    assert_eq!(
+        chain.idp.exchanges(),
+        2,
+        "the second wave is served from the caches"
+    );
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_idp_down_cached_calls_succeed_and_a_new_user_gets_503() {
+    let mut chain = Chain::start().await.expect("chain");
+    let alice = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("alice");
+    let bob = chain
+        .sign_in("bob", "looking-glass-demo")
+        .await
+        .expect("bob");
+    let (status, _) = chain.call(&alice.access_token, "/").await.expect("warm");
+    assert_eq!(status, 200);
+
+    chain.stop_idp().await;
+    let (status, body) = chain.call(&alice.access_token, "/").await.expect("cached");
+    assert_eq!(status, 200, "cached tokens keep working: {body}");
+    assert_eq!(hop(&body, 2)["sub"], "alice");
+
+    // Bob's token verifies at A (keys are cached) but A→B needs an exchange the IdP cannot do.
+    let rsp = http()
+        .get(format!("http://{}/", chain.hops[0].sidecar.inbound))
+        .bearer_auth(bob.access_token.expose())
+        .send()
+        .await
+        .expect("bob");
+    let body: Value = rsp.json().await.expect("json");
+    let next = &body["next"];
+    assert_eq!(next["status"], 503, "{body}");
+    assert!(
+        next["retry_after"].is_string(),
+        "503 carries Retry-After: {body}"
+    );
+    chain.stop().await;
+}

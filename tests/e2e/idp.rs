@@ -85,6 +85,35 @@ async fn seed_chain_keeps_user_claims_and_records_every_hop() {
     assert!(c["exp"].as_u64() <= a["exp"].as_u64());
     assert_eq!(idp.idp.exchanges(), 2);
 
+    let info: Value = idp
+        .http
+        .get(format!("{}/userinfo", idp.url))
+        .bearer_auth(user.access_token.expose())
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (info["sub"].as_str(), info["account_id"].as_str()),
+        (Some("alice"), Some("acct-1001"))
+    );
+    let rsp = idp
+        .http
+        .get(format!("{}/userinfo", idp.url))
+        .bearer_auth("forged.token.x")
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        rsp.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains(r#"error="invalid_token""#)
+    );
+
     let seen = idp.introspect("service-c", &c_token).await;
     assert_eq!(seen["active"], true);
     assert_eq!(seen["act"]["sub"], "service-b");
@@ -691,4 +720,119 @@ async fn discovery_lists_every_required_field() {
                 .contains(&json!("private_key_jwt"))
         );
     }
+}
+
+#[test_log::test(tokio::test)]
+async fn actor_token_must_be_the_requesting_client() {
+    let idp = support::start().await;
+    let user = idp.login("openid").await;
+    let subject = s(&user, "access_token");
+    let (_, own) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "client_credentials"),
+                ("audience", "service-b"),
+            ],
+        )
+        .await;
+    let own = s(&own, "access_token");
+    let actor = [
+        ("audience", "service-b"),
+        ("actor_token", own.as_str()),
+        ("actor_token_type", support::ACCESS),
+    ];
+    let (st, ok) = idp.exchange("service-a", &subject, &actor).await;
+    assert_eq!(st, StatusCode::OK, "{ok}");
+    assert_eq!(
+        claims(&s(&ok, "access_token"))["act"],
+        json!({"sub": "service-a"})
+    );
+    // service-b presenting service-a's token as its actor token is refused.
+    let (_, b_sub) = idp
+        .exchange("service-a", &subject, &[("audience", "service-b")])
+        .await;
+    let actor = [
+        ("audience", "service-c"),
+        ("actor_token", own.as_str()),
+        ("actor_token_type", support::ACCESS),
+    ];
+    let (st, err) = idp
+        .exchange("service-b", &s(&b_sub, "access_token"), &actor)
+        .await;
+    assert_eq!(
+        (st, err["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn rs256_keys_sign_verifiable_tokens() {
+    let idp = support::start_with(|cfg| cfg.keys.algorithm = baton::jwt::Algorithm::RS256).await;
+    let (st, body) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", "https://calendar.example/api"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let token = s(&body, "access_token");
+    let v = jwt::verify(
+        &token,
+        &idp.jwks().await,
+        &Rules::access(idp.url.clone(), "resource-api"),
+        jwt::unix_now(),
+    )
+    .expect("verifies");
+    assert_eq!(v.alg, baton::jwt::Algorithm::RS256);
+    assert_eq!(v.claims["sub"], "service-a");
+    assert_eq!(v.claims["aud"], "resource-api");
+}
+
+#[test_log::test(tokio::test)]
+async fn refresh_tokens_rotate_and_never_widen_scope() {
+    let idp = support::start().await;
+    let user = idp.login("openid profile").await;
+    let first = s(&user, "refresh_token");
+    let (st, next) = idp
+        .token(
+            "service-a",
+            &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{next}");
+    let at = claims(&s(&next, "access_token"));
+    assert_eq!(
+        (at["sub"].as_str(), at["scope"].as_str()),
+        (Some("alice"), Some("openid profile"))
+    );
+    let (st, reuse) = idp
+        .token(
+            "service-a",
+            &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+        )
+        .await;
+    assert_eq!(
+        (st, reuse["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "rotated away"
+    );
+    let second = s(&next, "refresh_token");
+    let (st, wider) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &second),
+                ("scope", "openid calendar.edit"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (st, wider["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
 }

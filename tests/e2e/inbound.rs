@@ -24,7 +24,7 @@ struct Sidecar {
     inbound: SocketAddr,
     admin: SocketAddr,
     jwks: Arc<Jwks>,
-    admin_state: Arc<Admin>,
+    shutdown: baton::shutdown::Trigger,
     http: reqwest::Client,
 }
 
@@ -37,6 +37,7 @@ mode: {mode}
 app: "{app}"
 jwks: {{retry: 50ms, fetch_timeout: 2s}}
 limits: {{max_body_bytes: 4096}}
+outbound: {{client: {{client_id: service-b, secret: test-only}}}}
 routes:
   - {{name: health, path: /healthz, public: true}}
   - {{name: scoped, path: /scoped, scopes: [write]}}
@@ -57,7 +58,13 @@ impl Sidecar {
         let client = baton::jwt::jwks::http_client().expect("client");
         let jwks = Jwks::from_config(&cfg, client, metrics.clone());
         let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-        let admin_state = Arc::new(Admin::new(state.clone(), jwks.clone(), metrics));
+        let (trigger, shutdown) = baton::shutdown::channel();
+        let admin_state = Arc::new(Admin::new(
+            state.clone(),
+            jwks.clone(),
+            metrics,
+            shutdown.clone(),
+        ));
         let l_in = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -68,12 +75,9 @@ impl Sidecar {
             l_in.local_addr().expect("addr"),
             l_admin.local_addr().expect("addr"),
         );
-        tokio::spawn(inbound::serve(state, l_in, std::future::pending()));
-        tokio::spawn(admin::serve(
-            admin_state.clone(),
-            l_admin,
-            std::future::pending(),
-        ));
+        tokio::spawn(inbound::serve(state, l_in, shutdown.wait()));
+        // The admin listener outlives the drain so probes see /readyz go to 503.
+        tokio::spawn(admin::serve(admin_state, l_admin, std::future::pending()));
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -82,7 +86,7 @@ impl Sidecar {
             inbound,
             admin,
             jwks,
-            admin_state,
+            shutdown: trigger,
             http,
         }
     }
@@ -384,6 +388,16 @@ async fn the_attack_catalogue_gets_401_invalid_token_and_never_reaches_the_app()
             w.key.sign("JWT", &good).expect("sign"),
         ),
         (
+            "DPoP-bound token as bearer",
+            access(
+                &w.key,
+                &with(
+                    good.clone(),
+                    json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+                ),
+            ),
+        ),
+        (
             "nested JWT",
             es256_raw(&w.key, &hdr(r#","cty":"JWT""#), &good),
         ),
@@ -465,6 +479,18 @@ async fn a_spoofed_claims_header_is_stripped() {
         .await
         .expect("response");
     assert_eq!(rsp.status(), 200, "public route");
+    let rsp = w
+        .baton
+        .get("/healthz%2F..%2Forders")
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(
+        rsp.status(),
+        400,
+        "an encoded dot-segment cannot ride a public route"
+    );
+    assert_eq!(w.app.requests(), 1);
     assert!(
         w.app
             .last()
@@ -650,7 +676,7 @@ async fn readyz_is_503_until_the_first_jwks_load_and_after_shutdown_begins() {
     assert_eq!(baton.admin("/readyz").await.0, 200);
     let (_, cfg) = baton.admin("/config").await;
     assert!(cfg.contains(r#""audience":"service-b""#), "{cfg}");
-    baton.admin_state.begin_shutdown();
+    baton.shutdown.fire();
     assert_eq!(baton.admin("/readyz").await.0, 503);
 }
 
@@ -724,7 +750,7 @@ async fn a_bad_reload_keeps_the_old_config_and_a_good_one_applies() {
     assert!(inbound::reload_from(&state, &path).is_err());
     assert_eq!(state.config()["mode"], "enforce");
     let text = format!(
-        "issuer: {}\naudience: {AUD}\nmode: observe\napp: \"{}\"\njwks: {{retry: 50ms, fetch_timeout: 2s}}\nlimits: {{max_body_bytes: 4096}}\n",
+        "issuer: {}\naudience: {AUD}\nmode: observe\napp: \"{}\"\njwks: {{retry: 50ms, fetch_timeout: 2s}}\nlimits: {{max_body_bytes: 4096}}\noutbound: {{client: {{client_id: service-b, secret: test-only}}}}\n",
         w.idp.issuer, w.app.addr
     );
     std::fs::write(&path, text.replace(AUD, "service-x")).expect("write");

@@ -3,5 +3,6 @@
 mod chain;
 mod idp;
 mod inbound;
+mod k8s;
 mod outbound;
 mod support;

@@ -1,7 +1,7 @@
 //! e2e: the outbound listener against a fake token endpoint and a recording upstream.
 
-use crate::support::token_idp::{BAD_SUBJECT, CLIENT_ID, CLIENT_SECRET, FakeIdp};
 use crate::support::recorder::Upstream;
+use crate::support::token_idp::{BAD_SUBJECT, CLIENT_ID, CLIENT_SECRET, FakeIdp};
 use baton::config::Problems;
 use baton::config::outbound::{RawOutbound, validate};
 use baton::http::{Body, empty};

@@ -49,6 +49,23 @@ fn bearer_takes_exactly_one_well_formed_credential() {
 }
 
 #[test]
+fn ambiguous_paths_are_refused() {
+    for bad in [
+        "/healthz/../admin",
+        "/a/./b",
+        "/a/..",
+        "/healthz%2F..%2Fadmin",
+        "/%2e%2e/x",
+        "/a\\b",
+    ] {
+        assert_eq!(check_path(bad), Err(Reject::BadPath), "{bad}");
+    }
+    for good in ["/", "/a/b", "/a..b/c", "/v1.2/x", "/a%20b"] {
+        assert_eq!(check_path(good), Ok(()), "{good}");
+    }
+}
+
+#[test]
 fn query_tokens_are_refused() {
     assert_eq!(
         refuse_query_token(Some("a=1&access_token=x")),

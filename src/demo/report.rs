@@ -1,0 +1,177 @@
+//! What `baton demo` prints: each hop's token as the app behind the sidecar saw it.
+
+use super::Chain;
+use crate::signin::Tokens;
+use serde_json::Value;
+
+/// Prints the demo's progress to stdout.
+pub struct Report {
+    issuer: String,
+    lines: Vec<String>,
+}
+
+impl Report {
+    /// A report about `chain`.
+    pub fn new(chain: &Chain) -> Self {
+        let lines = chain
+            .hops
+            .iter()
+            .map(|h| {
+                format!(
+                    "  {:<10} app {:<16} sidecar inbound {:<16} outbound {:<16} admin {}",
+                    h.name, h.app, h.sidecar.inbound, h.sidecar.outbound, h.sidecar.admin
+                )
+            })
+            .collect();
+        Self {
+            issuer: chain.issuer.clone(),
+            lines,
+        }
+    }
+
+    /// The chain is up.
+    pub fn started(&self) {
+        println!(
+            "baton demo: browser → service-a → service-b → service-c, every hop behind a baton sidecar\n"
+        );
+        println!("  baton-idp  {}", self.issuer);
+        for l in &self.lines {
+            println!("{l}");
+        }
+        println!();
+    }
+
+    /// The user signed in.
+    pub fn signed_in(&self, tokens: &Tokens) {
+        println!(
+            "1. {} signed in at service-a through the login form (authorization code + PKCE S256)",
+            super::DEMO_USER
+        );
+        println!(
+            "   access token {} ({} s), ID token {}\n",
+            tokens.access_token,
+            tokens.expires_in.unwrap_or_default(),
+            if tokens.id_token.is_some() {
+                "received"
+            } else {
+                "absent"
+            }
+        );
+    }
+
+    /// The first call went through the chain.
+    pub fn first_call(&self, status: u16, body: &Value, exchanges: u64) {
+        println!(
+            "2. GET service-a/ with the user's token → HTTP {status}; each app saw this token:\n"
+        );
+        let mut hop = Some(body);
+        let mut rows = Vec::new();
+        while let Some(h) = hop.filter(|h| h.is_object()) {
+            rows.push(row(h));
+            hop = h.get("next");
+        }
+        print_table(&rows);
+        println!("\n   token exchanges at the IdP for this call: {exchanges} (A→B and B→C)\n");
+    }
+
+    /// The repeated call was served from the caches.
+    pub fn second_call(&self, status: u16, exchanges: u64) {
+        println!(
+            "3. the same call again → HTTP {status}; token exchanges at the IdP: {exchanges} (served from the sidecars' caches)"
+        );
+    }
+}
+
+/// The columns of one hop.
+fn row(hop: &Value) -> [String; 7] {
+    let c = &hop["claims"];
+    let s = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(s_of).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    };
+    let lifetime = match (c["exp"].as_u64(), c["iat"].as_u64()) {
+        (Some(exp), Some(iat)) => format!("{} s", exp.saturating_sub(iat)),
+        _ => "-".to_owned(),
+    };
+    [
+        s(&hop["service"]),
+        s(&c["aud"]),
+        s(&c["grants"]),
+        act_chain(&c["act"]),
+        s(&c["scope"]),
+        format!("sub={} account_id={}", s(&c["sub"]), s(&c["account_id"])),
+        lifetime,
+    ]
+}
+
+fn s_of(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// `service-b ← service-a`: the current actor first, prior actors after (RFC 8693 §4.1).
+fn act_chain(act: &Value) -> String {
+    let mut names = Vec::new();
+    let mut cur = act;
+    while let Some(sub) = cur.get("sub") {
+        names.push(s_of(sub));
+        cur = &cur["act"];
+    }
+    if names.is_empty() {
+        "-".to_owned()
+    } else {
+        names.join(" ← ")
+    }
+}
+
+fn print_table(rows: &[[String; 7]]) {
+    let head = [
+        "hop",
+        "aud",
+        "grants",
+        "act (actor ← prior)",
+        "scope",
+        "user",
+        "lifetime",
+    ];
+    let mut width = head.map(str::len);
+    for r in rows {
+        for (w, cell) in width.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("   {}", parts.join(" │ "));
+    };
+    line(&head.map(str::to_owned));
+    println!("   {}", width.map(|w| "─".repeat(w)).join("─┼─"));
+    for r in rows {
+        line(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_show_the_delegation_chain() {
+        let hop = json!({"service": "service-c", "claims": {
+            "aud": "service-c", "grants": ["service-a", "service-b", "service-c"],
+            "act": {"sub": "service-b", "act": {"sub": "service-a"}}, "scope": "openid",
+            "sub": "alice", "account_id": "acct-1001", "iat": 100, "exp": 400}});
+        let r = row(&hop);
+        assert_eq!(r[2], "service-a, service-b, service-c");
+        assert_eq!(r[3], "service-b ← service-a");
+        assert_eq!(r[5], "sub=alice account_id=acct-1001");
+        assert_eq!(r[6], "300 s");
+        assert_eq!(act_chain(&Value::Null), "-");
+    }
+}

@@ -1,0 +1,65 @@
+//! Kubernetes sidecar injection: the annotations baton reads, the ports and uid the injected
+//! containers use, and the map of the parts below.
+//!
+//! - [`settings`]: `baton.dev/*` annotations (namespace defaults, pod overrides) → validated
+//!   [`settings::Settings`], and the generated `sidecar.yaml`.
+//! - [`mutate`]: the one pure pod-template mutation both `baton inject` and the webhook use.
+//! - [`inject`]: `baton inject`: multi-document YAML in, the same documents out, workloads injected.
+//! - [`webhook`]: `baton webhook`: the mutating admission webhook (AdmissionReview v1, JSONPatch).
+//! - [`tls`]: the webhook's HTTPS listener: certificate files reloaded when they change.
+//! - [`capture`]: `baton init-net` (iptables REDIRECT rules) and `original_dst` (SO_ORIGINAL_DST).
+//!
+//! Pods opt in with `baton.dev/inject: enabled` (pod annotation or label, or namespace annotation
+//! or label); `disabled` on the pod opts out of a namespace-wide opt-in.
+
+pub mod capture;
+pub mod inject;
+pub mod mutate;
+pub mod settings;
+pub mod tls;
+pub mod webhook;
+
+/// The sidecar's inbound listener port (`listeners.inbound` of `sidecar.yaml`).
+pub const INBOUND_PORT: u16 = 15006;
+/// The sidecar's outbound forward-proxy port (`HTTP_PROXY` of the app containers).
+pub const OUTBOUND_PORT: u16 = 15001;
+/// The sidecar's admin port: `/healthz`, `/readyz`, `/metrics`.
+pub const ADMIN_PORT: u16 = 15020;
+/// The uid the sidecar runs as; `baton init-net` exempts its traffic from the outbound capture.
+pub const SIDECAR_UID: i64 = 65532;
+/// Where the sidecar's configuration volume is mounted.
+pub const CONFIG_DIR: &str = "/etc/baton";
+/// Where a client secret named by `baton.dev/client-secret` is mounted.
+pub const CLIENT_SECRET_DIR: &str = "/var/run/secrets/baton";
+/// The version written into `baton.dev/injected`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Annotation (or label) keys baton reads and writes.
+pub mod annotation {
+    /// `enabled` | `disabled`, on the pod (annotation or label) or its namespace.
+    pub const INJECT: &str = "baton.dev/inject";
+    /// Written by the injector: the baton version that injected this pod. Makes injection idempotent.
+    pub const INJECTED: &str = "baton.dev/injected";
+    /// Sidecar image; default [`super::settings::DEFAULT_IMAGE`].
+    pub const IMAGE: &str = "baton.dev/image";
+    /// Image of the capture init container; default the sidecar image (it must hold iptables).
+    pub const INIT_IMAGE: &str = "baton.dev/init-image";
+    /// Name of a ConfigMap holding `sidecar.yaml`; when absent the config is generated.
+    pub const CONFIG: &str = "baton.dev/config";
+    /// The IdP's issuer URL (generated config).
+    pub const ISSUER: &str = "baton.dev/issuer";
+    /// This service's audience, also its OAuth client id (generated config).
+    pub const AUDIENCE: &str = "baton.dev/audience";
+    /// The app's port on loopback (generated config; capture redirects it). Default 8080.
+    pub const APP_PORT: &str = "baton.dev/app-port";
+    /// `host[:port]=audience` pairs, comma separated: the app's calls that get an exchanged token.
+    pub const OUTBOUND_ROUTES: &str = "baton.dev/outbound-routes";
+    /// Name of a Secret whose key `client-secret` is this service's OAuth client secret.
+    pub const CLIENT_SECRET: &str = "baton.dev/client-secret";
+    /// `iptables` adds the capture init container; absent = light mode (`HTTP_PROXY` only).
+    pub const CAPTURE: &str = "baton.dev/capture";
+    /// Destination ports of the app's outbound TCP that capture redirects; default `80,8080`.
+    pub const CAPTURE_OUTBOUND_PORTS: &str = "baton.dev/capture-outbound-ports";
+    /// Written by the injector: the generated `sidecar.yaml`, mounted with the downward API.
+    pub const SIDECAR_CONFIG: &str = "baton.dev/sidecar-config";
+}

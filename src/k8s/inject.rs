@@ -1,0 +1,275 @@
+//! `baton inject`: multi-document YAML in, the same documents out, with the sidecar injected into
+//! the pod templates of the workloads that opt in (like `linkerd inject`). Documents that are not
+//! changed are copied byte for byte; changed ones are re-serialized. `Namespace` documents in the
+//! same stream act as namespace-level opt-in and defaults for workloads that name them.
+
+use super::mutate::{Outcome, Skip, mutate};
+use super::settings::Namespace;
+use crate::config::ConfigErrors;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `baton inject`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InjectArgs {
+    /// Manifest file; standard input when absent or `-`.
+    #[arg(short = 'f', long = "filename")]
+    pub file: Option<PathBuf>,
+}
+
+/// Why a stream could not be injected.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    /// A document is not valid YAML.
+    #[error("document {index}: {source}")]
+    Yaml {
+        /// 1-based position in the stream.
+        index: usize,
+        /// The parser's error (line and column are relative to the document).
+        source: serde_yaml::Error,
+    },
+    /// Some workloads carry invalid `baton.dev/*` annotations or collide with the sidecar.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+}
+
+/// What happened to one workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `Deployment/web`, `Pod/ns/name`...
+    pub origin: String,
+    /// `None` when injected, else why not.
+    pub skipped: Option<Skip>,
+}
+
+/// The rewritten stream and a verdict per workload.
+#[derive(Debug, Clone)]
+pub struct Injected {
+    /// The output YAML.
+    pub yaml: String,
+    /// One entry per workload seen, in order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Injects every opted-in workload of a multi-document YAML stream. Pure.
+pub fn inject_stream(text: &str) -> Result<Injected, InjectError> {
+    let docs = split_documents(text);
+    let mut parsed = Vec::with_capacity(docs.len());
+    for (index, d) in docs.iter().enumerate() {
+        let value = if is_blank(d.body) {
+            None
+        } else {
+            let v: Value = serde_yaml::from_str(d.body).map_err(|source| InjectError::Yaml {
+                index: index + 1,
+                source,
+            })?;
+            Some(v)
+        };
+        parsed.push(value);
+    }
+    let namespaces: HashMap<String, Namespace> = parsed
+        .iter()
+        .flatten()
+        .flat_map(objects)
+        .filter(|o| kind(o) == "Namespace")
+        .filter_map(|o| {
+            Some((
+                o.pointer("/metadata/name")?.as_str()?.to_owned(),
+                Namespace::from_object(o),
+            ))
+        })
+        .collect();
+
+    let mut out = String::with_capacity(text.len() + 4096);
+    let mut verdicts = Vec::new();
+    let mut problems = Vec::new();
+    for (d, value) in docs.iter().zip(parsed) {
+        out.push_str(d.separator);
+        let Some(mut value) = value else {
+            out.push_str(d.body);
+            continue;
+        };
+        let changed = inject_value(&mut value, &namespaces, &mut verdicts, &mut problems);
+        if changed {
+            match serde_yaml::to_string(&value) {
+                Ok(yaml) => out.push_str(&yaml),
+                Err(_) => out.push_str(d.body),
+            }
+        } else {
+            out.push_str(d.body);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(InjectError::Invalid(ConfigErrors(problems)));
+    }
+    Ok(Injected {
+        yaml: out,
+        verdicts,
+    })
+}
+
+/// Injects one object (or each item of a `List`); true when something changed.
+fn inject_value(
+    value: &mut Value,
+    namespaces: &HashMap<String, Namespace>,
+    verdicts: &mut Vec<Verdict>,
+    problems: &mut Vec<crate::config::ConfigError>,
+) -> bool {
+    if kind(value).ends_with("List") {
+        let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) else {
+            return false;
+        };
+        let mut changed = false;
+        for item in items {
+            changed |= inject_value(item, namespaces, verdicts, problems);
+        }
+        return changed;
+    }
+    let Some(pointer) = template_pointer(kind(value)) else {
+        return false;
+    };
+    let ns_name = value.pointer("/metadata/namespace").and_then(Value::as_str);
+    let ns = ns_name
+        .and_then(|n| namespaces.get(n))
+        .cloned()
+        .unwrap_or_default();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let origin = match ns_name {
+        Some(n) => format!("{}/{n}/{name}", kind(value)),
+        None => format!("{}/{name}", kind(value)),
+    };
+    let Some(template) = value.pointer_mut(pointer) else {
+        return false;
+    };
+    match mutate(template, &ns, &origin) {
+        Ok(Outcome::Injected(new)) => {
+            *template = new;
+            verdicts.push(Verdict {
+                origin,
+                skipped: None,
+            });
+            true
+        }
+        Ok(Outcome::Skipped(skip)) => {
+            verdicts.push(Verdict {
+                origin,
+                skipped: Some(skip),
+            });
+            false
+        }
+        Err(ConfigErrors(mut errors)) => {
+            problems.append(&mut errors);
+            false
+        }
+    }
+}
+
+/// Where a workload keeps its pod template (JSON pointer); `None` for other kinds.
+pub fn template_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some(""),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+fn kind(v: &Value) -> &str {
+    v.get("kind").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The object itself, or the items of a `List`.
+fn objects(v: &Value) -> Vec<&Value> {
+    match v.get("items").and_then(Value::as_array) {
+        Some(items) if kind(v).ends_with("List") => items.iter().collect(),
+        _ => vec![v],
+    }
+}
+
+/// One document of a stream: the `---` line before it (empty for the first) and its text.
+struct Document<'a> {
+    separator: &'a str,
+    body: &'a str,
+}
+
+/// Splits at `---` lines. A `---` at the start of a line always starts a new document (YAML 1.2
+/// §9.1: document markers cannot occur inside scalars), so this is exact, not a heuristic.
+fn split_documents(text: &str) -> Vec<Document<'_>> {
+    let mut docs = Vec::new();
+    let (mut sep, mut start, mut pos) = ("", 0, 0);
+    for line in text.split_inclusive('\n') {
+        let is_marker =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
+        if is_marker {
+            docs.push(Document {
+                separator: sep,
+                body: &text[start..pos],
+            });
+            sep = &text[pos..pos + line.len()];
+            start = pos + line.len();
+        }
+        pos += line.len();
+    }
+    docs.push(Document {
+        separator: sep,
+        body: &text[start..],
+    });
+    docs
+}
+
+fn is_blank(doc: &str) -> bool {
+    doc.lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#'))
+}
+
+/// `baton inject -f FILE` (or standard input): writes the injected stream to standard output and
+/// one line per workload to standard error. Exit 65 for invalid input (every problem listed),
+/// 66 when the file cannot be read.
+pub fn main(args: InjectArgs) -> ExitCode {
+    let mut text = String::new();
+    let read = match args.file.as_deref() {
+        Some(p) if p.as_os_str() != "-" => std::fs::read_to_string(p).map(|t| text = t),
+        _ => std::io::stdin().read_to_string(&mut text).map(|_| ()),
+    };
+    if let Err(e) = read {
+        eprintln!("baton inject: read input: {e}");
+        return ExitCode::from(66);
+    }
+    let injected = match inject_stream(&text) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("baton inject: {e}");
+            return ExitCode::from(65);
+        }
+    };
+    for v in &injected.verdicts {
+        match v.skipped {
+            None => eprintln!("{} injected", v.origin),
+            Some(skip) => eprintln!("{} skipped ({})", v.origin, skip.as_str()),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(injected.yaml.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+use super::*;
+use http_body_util::{BodyExt, Full};
+
+fn fixture(name: &str) -> &'static str {
+    match name {
+        "pod" => include_str!("../../../tests/k8s/fixtures/pod.json"),
+        "deployment-pod" => include_str!("../../../tests/k8s/fixtures/deployment-pod.json"),
+        "already-injected" => include_str!("../../../tests/k8s/fixtures/already-injected.json"),
+        "opted-out" => include_str!("../../../tests/k8s/fixtures/opted-out.json"),
+        "not-a-pod" => include_str!("../../../tests/k8s/fixtures/not-a-pod.json"),
+        "bad-annotations" => include_str!("../../../tests/k8s/fixtures/bad-annotations.json"),
+        "malformed" => include_str!("../../../tests/k8s/fixtures/malformed.json"),
+        other => panic!("no fixture {other}"),
+    }
+}
+
+fn object(name: &str) -> Value {
+    let doc: Value = serde_json::from_str(fixture(name)).unwrap();
+    doc["request"]["object"].clone()
+}
+
+/// The patch of an answer, applied to the fixture's pod.
+fn patched(name: &str, answer: &Value) -> Value {
+    let b64 = answer["response"]["patch"].as_str().expect("a patch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+    let mut pod = object(name);
+    json_patch::patch(&mut pod, &patch).unwrap();
+    pod
+}
+
+#[test]
+fn a_pod_gets_a_json_patch_equal_to_the_pure_mutation() {
+    let (answer, outcome) = review(fixture("pod").as_bytes(), false).unwrap();
+    assert_eq!(outcome, "injected");
+    let rsp = &answer["response"];
+    assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(answer["kind"], "AdmissionReview");
+    assert_eq!(rsp["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(rsp["allowed"], true);
+    assert_eq!(rsp["patchType"], "JSONPatch");
+    let expected =
+        match mutate(&object("pod"), &Namespace::default(), "Pod/shop/service-b").unwrap() {
+            Outcome::Injected(v) => v,
+            other => panic!("{other:?}"),
+        };
+    let after = patched("pod", &answer);
+    assert_eq!(after, expected);
+    assert_eq!(
+        after["spec"]["containers"][0]["futureField"],
+        json!({"kept": true})
+    );
+}
+
+#[test]
+fn a_deployment_pod_in_an_enabled_namespace_gets_capture_and_keeps_its_init_order() {
+    let (answer, outcome) = review(fixture("deployment-pod").as_bytes(), true).unwrap();
+    assert_eq!(outcome, "injected");
+    let after = patched("deployment-pod", &answer);
+    let names: Vec<&str> = after["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["baton-init", "baton", "migrate"]);
+    assert_eq!(
+        after["metadata"]["ownerReferences"],
+        object("deployment-pod")["metadata"]["ownerReferences"]
+    );
+    let env = &after["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env[0],
+        json!({"name": "HTTP_PROXY", "value": "http://corporate-proxy:3128"})
+    );
+
+    // Through the pod-level path the same pod is not opted in: no patch.
+    let (answer, outcome) = review(fixture("deployment-pod").as_bytes(), false).unwrap();
+    assert_eq!(outcome, "skipped");
+    assert!(answer["response"].get("patch").is_none());
+}
+
+#[test]
+fn already_injected_and_opted_out_pods_are_allowed_without_a_patch() {
+    for (name, uid) in [
+        ("already-injected", "c0ffee00-0000-4000-8000-000000000002"),
+        ("opted-out", "d15ab1ed-0000-4000-8000-000000000003"),
+    ] {
+        let (answer, outcome) = review(fixture(name).as_bytes(), true).unwrap();
+        assert_eq!(outcome, "skipped", "{name}");
+        assert_eq!(
+            answer["response"],
+            json!({"uid": uid, "allowed": true}),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bad_annotations_are_denied_with_every_problem_named() {
+    let (answer, outcome) = review(fixture("bad-annotations").as_bytes(), false).unwrap();
+    assert_eq!(outcome, "denied");
+    let rsp = &answer["response"];
+    assert_eq!(rsp["allowed"], false);
+    assert_eq!(rsp["status"]["code"], 400);
+    let msg = rsp["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("Pod/shop/service-b: baton.dev/app-port"),
+        "{msg}"
+    );
+    assert!(msg.contains("baton.dev/capture: must be iptables"), "{msg}");
+}
+
+#[test]
+fn a_non_pod_review_gets_a_clear_status_and_a_broken_body_a_400() {
+    let (answer, outcome) = review(fixture("not-a-pod").as_bytes(), false).unwrap();
+    assert_eq!(outcome, "malformed");
+    assert_eq!(
+        answer["response"]["uid"],
+        "decade00-0000-4000-8000-000000000004"
+    );
+    assert_eq!(answer["response"]["allowed"], false);
+    let msg = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("Pods only, got Deployment"), "{msg}");
+
+    assert!(matches!(
+        review(fixture("malformed").as_bytes(), false),
+        Err(Malformed::Json(_))
+    ));
+    let v1beta1 = fixture("pod").replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
+    assert!(matches!(
+        review(v1beta1.as_bytes(), false),
+        Err(Malformed::Version)
+    ));
+    let no_uid = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": {}});
+    assert!(matches!(
+        review(no_uid.to_string().as_bytes(), false),
+        Err(Malformed::Uid)
+    ));
+}
+
+#[test]
+fn only_create_is_mutated() {
+    let delete = fixture("pod").replace("\"CREATE\"", "\"DELETE\"");
+    let (answer, outcome) = review(delete.as_bytes(), false).unwrap();
+    assert_eq!(outcome, "ignored");
+    assert!(answer["response"].get("patch").is_none());
+}
+
+async fn call(state: &Webhook, method: Method, path: &str, body: &str) -> (StatusCode, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let rsp = handle(state, req).await;
+    let status = rsp.status();
+    let bytes = rsp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn handler_routes_counts_outcomes_and_never_fails_on_garbage() {
+    let w = Webhook::new();
+    assert_eq!(
+        call(&w, Method::GET, "/healthz", "").await.0,
+        StatusCode::OK
+    );
+    let (status, body) = call(&w, Method::POST, "/mutate", fixture("pod")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("\"patchType\":\"JSONPatch\""));
+    let (status, body) = call(&w, Method::POST, "/mutate", fixture("malformed")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.starts_with("admission review: body is not JSON"),
+        "{body}"
+    );
+    let (status, _) = call(
+        &w,
+        Method::POST,
+        "/mutate/namespace-enabled",
+        fixture("opted-out"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        call(&w, Method::GET, "/mutate", "").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    assert_eq!(
+        call(&w, Method::POST, "/other", "").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        (
+            w.reviews("injected"),
+            w.reviews("malformed"),
+            w.reviews("skipped")
+        ),
+        (1, 1, 1)
+    );
+    let (_, metrics) = call(&w, Method::GET, "/metrics", "").await;
+    assert!(
+        metrics.contains("baton_webhook_reviews_total{outcome=\"injected\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_review_is_refused_before_parsing() {
+    let w = Webhook::new();
+    let huge = "x".repeat(MAX_REVIEW_BYTES + 1);
+    let (status, body) = call(&w, Method::POST, "/mutate", &huge).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("larger than"), "{body}");
+}
+
+mod equivalence {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pod() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec(("[a-z]{1,6}", prop::option::of(1u16..9000)), 1..4),
+            prop::option::of("[a-z]{1,6}"),
+            any::<bool>(),
+            any::<bool>(),
+            prop::option::of(prop::collection::vec("[a-z/~.]{1,8}", 0..3)),
+        )
+            .prop_map(|(containers, routes, capture, labels, extra_keys)| {
+                let containers: Vec<Value> = containers
+                    .into_iter()
+                    .map(|(name, port)| match port {
+                        Some(p) => json!({"name": format!("c-{name}"), "image": "i:1", "ports": [{"containerPort": p}]}),
+                        None => json!({"name": format!("c-{name}"), "image": "i:1"}),
+                    })
+                    .collect();
+                let mut a = json!({
+                    "baton.dev/inject": "enabled",
+                    "baton.dev/issuer": "http://idp:9000",
+                    "baton.dev/audience": "svc",
+                    "baton.dev/client-secret": "svc-client",
+                });
+                if let Some(r) = routes {
+                    a["baton.dev/outbound-routes"] = format!("{r}:8080={r}").into();
+                }
+                if capture {
+                    a["baton.dev/capture"] = "iptables".into();
+                }
+                // Keys that need JSON-pointer escaping (`/`, `~`) must survive the patch.
+                for k in extra_keys.into_iter().flatten() {
+                    a[format!("example.com/{k}")] = "v".into();
+                }
+                let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": a},
+                                   "spec": {"containers": containers}});
+                if labels {
+                    p["metadata"]["labels"] = json!({"app": "svc"});
+                }
+                p
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn the_webhook_patch_yields_exactly_the_mutated_pod(pod in pod()) {
+            let doc = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE", "namespace": "ns", "object": pod}});
+            let (answer, outcome) = review(doc.to_string().as_bytes(), false).unwrap();
+            prop_assert_eq!(outcome, "injected");
+            let b64 = answer["response"]["patch"].as_str().unwrap();
+            let patch: json_patch::Patch =
+                serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
+            let mut patched = pod.clone();
+            json_patch::patch(&mut patched, &patch).unwrap();
+            let Outcome::Injected(want) = mutate(&pod, &Namespace::default(), "Pod/ns/?").unwrap() else {
+                return Err(TestCaseError::fail("not injected"));
+            };
+            prop_assert_eq!(patched, want);
+        }
+    }
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# `baton init-net` for real, in two network namespaces this script makes and removes:
+#
+#   [client ns 10.78.0.1]  ──veth──  [pod ns 10.78.0.2: app :8080 (uid 1000), sidecar :15006/:15001 (uid 65532)]
+#   remote :80, "IdP" :9000
+#
+# Shows: (1) a client reaches the app's port only through the inbound redirect to the sidecar;
+# (2) the app's outbound TCP to a captured port lands on the sidecar's outbound listener, which
+# learns the original destination (SO_ORIGINAL_DST); (3) the sidecar's own traffic (uid 65532) is
+# not redirected, so it never loops; (4) loopback and the excluded IdP address are not redirected;
+# (5) running init-net twice changes nothing; (6) IPv6 is captured the same way.
+#
+# Needs root, iproute2, iptables, curl, util-linux (setpriv) and /usr/bin/python3 (the stand-ins).
+# Every wait is bounded; the trap removes the namespaces and processes on any exit.
+#
+# The sidecar is a Python stand-in that names the listener a connection reached. To use the real
+# sidecar once `baton run` is on main, change the one line below to SIDECAR=baton (the checks
+# then expect baton's answers: inbound 401 + `WWW-Authenticate: Bearer` without a token,
+# outbound 403 for a destination no route names).
+SIDECAR="${SIDECAR:-standin}"
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BATON="${BATON:-target/debug/baton}"
+PY=/usr/bin/python3
+[ "$(id -u)" = 0 ] || { echo "capture.sh: needs root (network namespaces, iptables)"; exit 1; }
+"$BATON" init-net --help >/dev/null 2>&1 || { echo "capture.sh: $BATON has no init-net subcommand"; exit 1; }
+
+id="$$"
+pod="baton-pod-$id"
+cli="baton-cli-$id"
+work="$(mktemp -d)"
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$pod" 2>/dev/null || true
+  ip netns del "$cli" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+ok() { echo "ok: $*"; }
+in_pod() { ip netns exec "$pod" "$@"; }
+in_cli() { ip netns exec "$cli" "$@"; }
+APP=(setpriv --reuid 1000 --regid 1000 --clear-groups)          # the app's uid
+PROXY=(setpriv --reuid 65532 --regid 65532 --clear-groups)      # the sidecar's uid
+# The client's curl, bounded; prints the body then the status code (headers too with -i).
+cli_get() { in_cli curl -sS --max-time 5 -w '\n%{http_code}' "$@" 2>&1 || true; }
+
+# --- two namespaces joined by a veth ---------------------------------------------------------
+ip netns add "$pod"
+ip netns add "$cli"
+ip link add "bc$id" type veth peer name "bp$id"
+ip link set "bc$id" netns "$cli"
+ip link set "bp$id" netns "$pod"
+in_cli ip addr add 10.78.0.1/24 dev "bc$id"
+in_pod ip addr add 10.78.0.2/24 dev "bp$id"
+in_cli ip addr add fd78::1/64 dev "bc$id" nodad
+in_pod ip addr add fd78::2/64 dev "bp$id" nodad
+for ns in "$pod" "$cli"; do ip -n "$ns" link set lo up; done
+in_cli ip link set "bc$id" up
+in_pod ip link set "bp$id" up
+
+# --- servers ---------------------------------------------------------------------------------
+mkdir -p "$work/app" "$work/remote" "$work/idp"
+echo app-marker > "$work/app/index.html"
+echo remote-marker > "$work/remote/index.html"
+echo idp-marker > "$work/idp/index.html"
+cat > "$work/standin.py" <<'PY'
+# Stand-in sidecar: answers which listener a connection reached and its original destination.
+import http.server, socket, struct, sys, threading, urllib.request
+def original_dst(sock):
+    host = sock.getsockname()[0]
+    try:
+        if ":" in host and not host.startswith("::ffff:"):
+            raw = sock.getsockopt(socket.IPPROTO_IPV6, 80, 28)  # IP6T_SO_ORIGINAL_DST
+            return f"[{socket.inet_ntop(socket.AF_INET6, raw[8:24])}]:{struct.unpack('!H', raw[2:4])[0]}"
+        raw = sock.getsockopt(socket.SOL_IP, 80, 16)  # SO_ORIGINAL_DST
+        port, ip = struct.unpack("!2xH4s8x", raw)
+        return f"{socket.inet_ntoa(ip)}:{port}"
+    except OSError:
+        return "none"
+class DualStack(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+def handler(name):
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"baton-standin {name} orig={original_dst(self.connection)}"
+            if name == "inbound":  # forward to the app on loopback, as the sidecar does
+                body += " app=" + urllib.request.urlopen("http://127.0.0.1:8080/", timeout=5).read().decode().strip()
+            data = (body + "\n").encode()
+            self.send_response(200); self.send_header("content-length", str(len(data))); self.end_headers()
+            self.wfile.write(data)
+        def log_message(self, *a): pass
+    return H
+servers = [DualStack(("::", p), handler(n)) for p, n in ((15006, "inbound"), (15001, "outbound"))]
+for s in servers[1:]:
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+servers[0].serve_forever()
+PY
+cat > "$work/sidecar.yaml" <<'YAML'
+issuer: http://10.78.0.1:9000
+audience: service-b
+listeners: {inbound: "0.0.0.0:15006", outbound: "0.0.0.0:15001", admin: "127.0.0.1:15020"}
+app: "127.0.0.1:8080"
+routes:
+  - {name: default, path: /}
+YAML
+chmod -R a+rX "$work"
+in_cli $PY -m http.server 80 --bind 10.78.0.1 --directory "$work/remote" >/dev/null 2>&1 & pids+=($!)
+in_cli $PY -m http.server 9000 --bind 10.78.0.1 --directory "$work/idp" >/dev/null 2>&1 & pids+=($!)
+in_pod "${APP[@]}" $PY -m http.server 8080 --bind :: --directory "$work/app" >/dev/null 2>&1 & pids+=($!)
+case "$SIDECAR" in
+  standin) in_pod "${PROXY[@]}" $PY "$work/standin.py" >/dev/null 2>&1 & pids+=($!) ;;
+  baton) in_pod "${PROXY[@]}" "$(realpath "$BATON")" run -c "$work/sidecar.yaml" >"$work/baton.log" 2>&1 & pids+=($!) ;;
+  *) fail "SIDECAR must be standin or baton" ;;
+esac
+
+wait_port() { # ns ip port
+  for _ in $(seq 1 100); do
+    ip netns exec "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "nothing listening on $2:$3 in $1"
+}
+wait_port "$cli" 10.78.0.1 80
+wait_port "$cli" 10.78.0.1 9000
+wait_port "$pod" 127.0.0.1 8080
+wait_port "$pod" 127.0.0.1 15006
+wait_port "$pod" 127.0.0.1 15001
+
+# --- before: the app's port is open to the client ---------------------------------------------
+out="$(cli_get http://10.78.0.2:8080/)"
+[[ "$out" == *app-marker* ]] || fail "before capture the client should reach the app directly: $out"
+out="$(cli_get 'http://[fd78::2]:8080/')"
+[[ "$out" == *app-marker* ]] || fail "before capture the client should reach the app over IPv6: $out"
+ok "before init-net the client reaches the app directly (IPv4 and IPv6)"
+
+# --- init-net ---------------------------------------------------------------------------------
+in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000 --exclude 10.78.0.1:9000
+before="$(in_pod iptables-save -t nat | grep -c BATON)/$(in_pod ip6tables-save -t nat | grep -c BATON)"
+in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000 --exclude 10.78.0.1:9000
+after="$(in_pod iptables-save -t nat | grep -c BATON)/$(in_pod ip6tables-save -t nat | grep -c BATON)"
+[ "$before" = "$after" ] || fail "a second init-net changed the rules ($before → $after lines)"
+ok "init-net installed the rules; a second run changed nothing ($after BATON lines in iptables/ip6tables)"
+
+inbound_by_sidecar() {
+  case "$SIDECAR" in
+    standin) [[ "$1" == *"baton-standin inbound orig=10.78.0.2:8080 app=app-marker"* ]] ;;
+    baton) [[ "$1" == *"www-authenticate: bearer"* && "$1" == *401 ]] ;;
+  esac
+}
+outbound_by_sidecar() { # output, original destination
+  case "$SIDECAR" in
+    standin) [[ "$1" == *"baton-standin outbound orig=$2"* ]] ;;
+    baton) [[ "$1" == *403 ]] ;;
+  esac
+}
+
+# (1) inbound: the client's connection to the app's port is answered by the sidecar.
+if [ "$SIDECAR" = baton ]; then
+  out="$(cli_get -i http://10.78.0.2:8080/ | tr -d '\r' | tr 'A-Z' 'a-z')"
+else
+  out="$(cli_get http://10.78.0.2:8080/)"
+fi
+inbound_by_sidecar "$out" || fail "client → 10.78.0.2:8080 was not redirected to the sidecar: $out"
+[[ "$out" != app-marker* ]] || fail "client reached the app without the sidecar"
+ok "client → app port 8080 is redirected to the sidecar's inbound 15006 (which reaches the app on loopback)"
+
+# (2) outbound: the app's call to a captured port reaches the outbound listener.
+out="$(in_pod "${APP[@]}" curl -sS --max-time 5 -w '\n%{http_code}' http://10.78.0.1:80/ 2>&1 || true)"
+outbound_by_sidecar "$out" 10.78.0.1:80 || fail "app → 10.78.0.1:80 was not redirected to 15001: $out"
+ok "app → 10.78.0.1:80 is redirected to the outbound listener, original destination recovered"
+
+# (2b) IPv6: the same redirects, so a dual-stack pod cannot be bypassed over IPv6.
+out="$(cli_get 'http://[fd78::2]:8080/')"
+[[ "$out" != app-marker* ]] || fail "client reached the app over IPv6 without the sidecar: $out"
+if [ "$SIDECAR" = standin ]; then
+  [[ "$out" == *"baton-standin inbound orig=[fd78::2]:8080"* ]] || fail "IPv6 inbound not redirected: $out"
+  out="$(in_pod "${APP[@]}" curl -sS --max-time 5 'http://[fd78::1]:80/' 2>&1 || true)"
+  [[ "$out" == *"baton-standin outbound orig=[fd78::1]:80"* ]] || fail "IPv6 outbound not redirected: $out"
+fi
+ok "IPv6: inbound and outbound are captured the same way"
+
+# (3) the sidecar's own uid is not redirected: no loop.
+out="$(in_pod "${PROXY[@]}" curl -sS --max-time 5 http://10.78.0.1:80/ 2>&1 || true)"
+[[ "$out" == remote-marker* ]] || fail "sidecar uid 65532 → 10.78.0.1:80 should reach the remote directly: $out"
+ok "traffic of the sidecar's uid 65532 goes out unredirected"
+
+# (4) loopback and the IdP exemption.
+out="$(in_pod "${APP[@]}" curl -sS --max-time 5 http://127.0.0.1:8080/ 2>&1 || true)"
+[[ "$out" == app-marker* ]] || fail "loopback 127.0.0.1:8080 should not be redirected: $out"
+out="$(in_pod "${APP[@]}" curl -sS --max-time 5 http://10.78.0.1:9000/ 2>&1 || true)"
+[[ "$out" == idp-marker* ]] || fail "the excluded IdP 10.78.0.1:9000 should not be redirected: $out"
+ok "loopback and the excluded IdP address go out unredirected"
+
+echo "capture.sh: all checks passed (sidecar: $SIDECAR)"
