@@ -116,13 +116,17 @@ expect_chain() {
 }
 account_of() { case "$1" in alice) echo acct-1001 ;; bob) echo acct-1002 ;; esac; }
 
-# retry_until_200 USER NAME SECONDS: the IdP just came back; a sidecar may need a moment to reach it.
-retry_until_200() {
+# retry_chain USER NAME SECONDS: the IdP just came back; a sidecar that saw it unreachable fails
+# fast for a few seconds (its Retry-After) before it tries again. Retries until the whole chain
+# answers, bounded.
+retry_chain() {
   local deadline=$((SECONDS + $3)) code
   while :; do
-    code="$(call_a "$1" "$2")" || code=000
-    [ "$code" = 200 ] && return 0
-    [ "$SECONDS" -lt "$deadline" ] || { cat "$WORK/$2.json" >&2; die "$1's call still answers $code after $3s"; }
+    code="$(call_a "$1" "$2")"
+    if [ "$code" = 200 ] && jq -e '.next.next.service == "service-c"' "$WORK/$2.json" >/dev/null 2>&1; then
+      return 0
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || { cat "$WORK/$2.json" >&2; die "$1's call still fails ($code) after $3s"; }
     sleep 1
   done
 }
@@ -209,10 +213,11 @@ kids_after="$(jwks_kids)"
 ok "same keys after the restart: $kids_after"
 # bob's token was signed before the restart and was never exchanged: the IdP now verifies it as
 # an exchange subject, which only works with the persisted key.
-retry_until_200 bob bob2 30
+retry_chain bob bob2 30
 expect_chain "$WORK/bob2.json" bob
 code="$(call_a alice alice3)"
 [ "$code" = 200 ] || die "alice's old token answered $code after the restart"
+expect_chain "$WORK/alice3.json" alice
 ok "tokens issued before the restart still work"
 login alice
 code="$(call_a alice alice4)"
