@@ -67,6 +67,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The address the client connected to.
     pub local: SocketAddr,
+    /// Where the client meant to connect before an iptables REDIRECT (`baton init-net`) sent it
+    /// here; `None` for connections nothing redirected.
+    pub original_dst: Option<SocketAddr>,
 }
 
 /// How a drain ended.
@@ -118,7 +121,14 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { peer, local };
+        let original_dst = crate::k8s::capture::original_dst(&stream)
+            .ok()
+            .filter(|d| *d != local);
+        let info = ConnInfo {
+            peer,
+            local,
+            original_dst,
+        };
         let (builder, limits, handler) = (builder.clone(), limits.clone(), handler.clone());
         let drain = drain_rx.clone();
         tokio::spawn(async move {

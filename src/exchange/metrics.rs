@@ -11,13 +11,16 @@ use std::time::Duration;
 /// `{route}` label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RouteLabel {
+    /// Route name.
     pub route: String,
 }
 
 /// `{route, outcome}` labels; outcome is `ok`, `refused` or `unavailable`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    /// Route name.
     pub route: String,
+    /// `ok`, `refused` or `unavailable`.
     pub outcome: &'static str,
 }
 

@@ -211,7 +211,11 @@ pub async fn serve<H, F>(
         let Ok(local) = tcp.local_addr() else {
             continue;
         };
-        let info = ConnInfo { peer, local };
+        let info = ConnInfo {
+            peer,
+            local,
+            original_dst: None,
+        };
         let (tls, builder, graceful, handler) = (
             tls.clone(),
             builder.clone(),

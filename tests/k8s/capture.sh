@@ -17,7 +17,7 @@
 # sidecar once `baton run` is on main, change the one line below to SIDECAR=baton (the checks
 # then expect baton's answers: inbound 401 + `WWW-Authenticate: Bearer` without a token,
 # outbound 403 for a destination no route names).
-SIDECAR="${SIDECAR:-standin}"
+SIDECAR="${SIDECAR:-baton}"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BATON="${BATON:-target/debug/baton}"
