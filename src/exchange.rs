@@ -6,7 +6,6 @@
 //! instead of each waiting out the timeouts.
 
 pub mod cache;
-pub mod metrics;
 
 use crate::config::outbound::{ClientAuth, Outbound as Config, Route};
 use crate::jwt::{self, keys::SigningKey};

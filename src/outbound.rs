@@ -14,11 +14,11 @@ mod reject;
 
 use crate::config::outbound::{Outbound as Config, Policy, Route, WithoutSubject};
 use crate::exchange::cache::{self, Cache, Key, Lookup};
-use crate::exchange::metrics::Metrics;
 use crate::exchange::{ExchangeError, Exchanger, Issued, Target};
 use crate::http::{Body, BoxError};
 use crate::secret::Token;
 use crate::server::{self, ConnInfo, Drained, Limits};
+use crate::telemetry::ExchangeMetrics as Metrics;
 use bytes::Bytes;
 use forward::Upstream;
 use http::{HeaderMap, Method, Request, Response, header};
@@ -56,8 +56,9 @@ pub struct Outbound {
 
 impl Outbound {
     /// Builds the state. `issuer` is the top-level `issuer` (token-endpoint discovery and the
-    /// client assertion's audience; calls to it are forwarded without exchange).
-    pub fn new(cfg: Config, issuer: Option<&str>) -> Result<Self, Error> {
+    /// client assertion's audience; calls to it are forwarded without exchange); `metrics` are
+    /// the sidecar's exchange metrics, registered in [`crate::telemetry::Metrics`].
+    pub fn new(cfg: Config, issuer: Option<&str>, metrics: Metrics) -> Result<Self, Error> {
         let exchanger = Exchanger::new(&cfg, issuer)?;
         let cache = Cache::new(
             cfg.cache.max_entries,
@@ -72,7 +73,7 @@ impl Outbound {
             exchanger,
             cache,
             upstream,
-            metrics: Metrics::default(),
+            metrics,
         })
     }
 

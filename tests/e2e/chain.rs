@@ -148,6 +148,23 @@ async fn a_hundred_concurrent_calls_make_one_exchange_per_hop_and_a_second_wave_
         2,
         "the second wave is served from the caches"
     );
+    // A's admin listener reports the same: one exchange for route service-b, the rest cache hits.
+    let metrics = http()
+        .get(format!("http://{}/metrics", chain.hops[0].sidecar.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"baton_exchanges_total{route="service-b",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"baton_exchange_cache_hits_total{route="service-b"} 199"#),
+        "{metrics}"
+    );
     chain.stop().await;
 }
 

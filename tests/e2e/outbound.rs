@@ -20,7 +20,7 @@ fn state(idp: &FakeIdp, yaml: &str) -> Arc<Outbound> {
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid outbound config");
-    Arc::new(Outbound::new(cfg, Some(&idp.issuer())).expect("outbound"))
+    Arc::new(Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound"))
 }
 
 fn routes(up: &Upstream) -> String {
@@ -376,7 +376,7 @@ async fn private_key_jwt_client_authentication() {
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid");
     let _ = std::fs::remove_file(&path);
-    let s = Outbound::new(cfg, Some(&idp.issuer())).expect("outbound");
+    let s = Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound");
     let url = format!("http://{}/", up.addr);
     assert_eq!(
         call(&s, get(&url, Some(&idp.user_token("alice"))))
@@ -554,7 +554,7 @@ routes:
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid");
-    let s = Outbound::new(cfg, Some(&idp.url)).expect("outbound");
+    let s = Outbound::new(cfg, Some(&idp.url), Default::default()).expect("outbound");
     let login = idp.login("openid profile").await;
     let user = login["access_token"]
         .as_str()
