@@ -119,6 +119,7 @@ impl Outbound {
 pub async fn serve(
     state: Arc<Outbound>,
     listener: TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), "outbound proxy listening");
@@ -126,7 +127,7 @@ pub async fn serve(
         let s = state.clone();
         async move { handle_captured(&s, req, conn.original_dst).await }
     };
-    server::serve(listener, Limits::default(), handler, shutdown).await
+    server::serve(listener, limits, handler, shutdown).await
 }
 
 /// Serves the local port `ports[port]` of the config until `shutdown`, then drains.
@@ -134,6 +135,7 @@ pub async fn serve_port(
     state: Arc<Outbound>,
     port: usize,
     listener: TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), port, "outbound port listening");
@@ -141,7 +143,7 @@ pub async fn serve_port(
         let s = state.clone();
         async move { handle_port(&s, port, req).await }
     };
-    server::serve(listener, Limits::default(), handler, shutdown).await
+    server::serve(listener, limits, handler, shutdown).await
 }
 
 /// Handles one forward-proxy request (absolute-form, or `CONNECT`). Never fails: every problem

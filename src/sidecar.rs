@@ -197,12 +197,23 @@ pub async fn start(
     ));
     tasks.spawn(named(
         "outbound",
-        outbound::serve(outbound_state.clone(), listeners.outbound, wait(&signal)),
+        outbound::serve(
+            outbound_state.clone(),
+            listeners.outbound,
+            cfg.limits.clone(),
+            wait(&signal),
+        ),
     ));
     for (i, l) in listeners.ports.into_iter().enumerate() {
         tasks.spawn(named(
             "outbound port",
-            outbound::serve_port(outbound_state.clone(), i, l, wait(&signal)),
+            outbound::serve_port(
+                outbound_state.clone(),
+                i,
+                l,
+                cfg.limits.clone(),
+                wait(&signal),
+            ),
         ));
     }
     let mut admin_task = JoinSet::new();

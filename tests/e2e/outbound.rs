@@ -61,7 +61,12 @@ async fn header_is_replaced_and_inbound_token_never_reaches_upstream() {
         .await
         .expect("bind");
     let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(outbound::serve(s, listener, std::future::pending()));
+    tokio::spawn(outbound::serve(
+        s,
+        listener,
+        Default::default(),
+        std::future::pending(),
+    ));
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
         .build()
@@ -438,7 +443,12 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
         .await
         .expect("bind");
     let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(outbound::serve(s, listener, std::future::pending()));
+    tokio::spawn(outbound::serve(
+        s,
+        listener,
+        Default::default(),
+        std::future::pending(),
+    ));
     let exchange = async {
         let mut conn = tokio::net::TcpStream::connect(proxy)
             .await
