@@ -17,10 +17,10 @@
 # and target/debug/baton-idp next to baton.
 # Every wait is bounded; the trap removes the namespaces and processes on any exit.
 #
-# The sidecar is a Python stand-in that names the listener a connection reached. To use the real
-# sidecar once `baton run` is on main, change the one line below to SIDECAR=baton (the checks
-# then expect baton's answers: inbound 401 + `WWW-Authenticate: Bearer` without a token,
-# outbound 403 for a destination no route names).
+# The sidecar is the real `baton run` (checks expect its answers: inbound 401 +
+# `WWW-Authenticate: Bearer` without a token, outbound 403 for a destination no route names).
+# SIDECAR=standin runs a Python stand-in instead that names the listener a connection reached and
+# the original destination it read; it cannot exchange, so check (7) is skipped.
 SIDECAR="${SIDECAR:-baton}"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
