@@ -209,3 +209,14 @@ def test_bad_foreign_token_is_401_invalid_token(foreign, sidecar, echo, case):
     assert 'error="invalid_token"' in challenge
     assert token not in resp.text and token not in challenge
     assert echo.seen == []
+
+
+def test_sidecar_log_never_contains_refused_tokens(foreign, sidecar, echo):
+    tokens = bad_tokens(foreign)
+    for token in tokens.values():
+        assert call(sidecar, token).status_code == 401
+    log = sidecar.process.log.read_text()
+    assert log, "the sidecar log is empty: nothing was checked"
+    for token in tokens.values():
+        assert token not in log
+        assert token.split(".")[2] not in log or not token.split(".")[2]

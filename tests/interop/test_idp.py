@@ -228,3 +228,21 @@ def test_pkce_s256_challenge_matches_rfc7636_appendix_b():
     from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
     assert create_s256_code_challenge(verifier) == digest.decode()
+
+
+def test_idp_log_never_contains_tokens_codes_or_secrets(idp):
+    session, token, _ = sign_in(idp)
+    session.refresh_token(idp.token_endpoint, refresh_token=token["refresh_token"])
+    requests.post(
+        idp.token_endpoint,
+        data={"grant_type": "client_credentials", "audience": B},
+        auth=(A, "wrong-secret-guess"),
+        timeout=5,
+    )
+    log = idp.process.log.read_text()
+    assert "user signed in" in log or "signed in" in log, "the IdP log is not where we think"
+    for value in (token["access_token"], token["refresh_token"], token["id_token"], SECRET_A,
+                  "wrong-secret-guess", "wonderland-demo"):
+        assert value not in log
+    # No JWT-shaped string (three base64url segments starting with eyJ) anywhere in the log.
+    assert not re.search(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+", log)
