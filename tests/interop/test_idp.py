@@ -55,9 +55,8 @@ def verify_jwcrypto(idp, token, audience):
     return json.loads(t.claims)
 
 
-def sign_in(idp, username="alice", password="wonderland-demo", scope="openid profile"):
-    """Authorization code + PKCE S256 through the real login form; returns (session, token)."""
-    session = OAuth2Session(
+def new_session(scope="openid profile"):
+    return OAuth2Session(
         A,
         SECRET_A,
         scope=scope,
@@ -65,6 +64,10 @@ def sign_in(idp, username="alice", password="wonderland-demo", scope="openid pro
         code_challenge_method="S256",
         token_endpoint_auth_method="client_secret_basic",
     )
+
+
+def authorize(idp, session, username="alice", password="wonderland-demo"):
+    """Drive the login form; returns (redirect Location, code_verifier, nonce, state)."""
     verifier = generate_token(64)
     nonce, state = generate_token(20), generate_token(20)
     url, got_state = session.create_authorization_url(
@@ -86,6 +89,13 @@ def sign_in(idp, username="alice", password="wonderland-demo", scope="openid pro
     assert location.startswith(REDIRECT)
     query = parse_qs(urlparse(location).query)
     assert query["state"] == [state]
+    return location, verifier, nonce, state
+
+
+def sign_in(idp, **kw):
+    """Authorization code + PKCE S256 through the real login form; returns (session, token, nonce)."""
+    session = new_session()
+    location, verifier, nonce, state = authorize(idp, session, **kw)
     token = session.fetch_token(
         idp.token_endpoint,
         authorization_response=location,
@@ -246,3 +256,79 @@ def test_idp_log_never_contains_tokens_codes_or_secrets(idp):
         assert value not in log
     # No JWT-shaped string (three base64url segments starting with eyJ) anywhere in the log.
     assert not re.search(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+", log)
+
+
+def introspect(idp, token):
+    resp = requests.post(
+        idp.discovery["introspection_endpoint"], data={"token": token}, auth=(A, SECRET_A), timeout=5
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_discovery_and_jwks_publish_only_public_signing_keys(idp):
+    d = idp.discovery
+    assert d["issuer"] == idp.issuer
+    assert "S256" in d["code_challenge_methods_supported"]
+    assert EXCHANGE in d["grant_types_supported"]
+    keys = jc_jwk.JWKSet.from_json(requests.get(d["jwks_uri"], timeout=5).text)
+    assert len(keys["keys"]) >= 1
+    for key in keys["keys"]:
+        assert not key.has_private, "the JWKS exposes private key material"
+        exported = json.loads(key.export_public())
+        assert exported["kid"] and exported["kty"] in ("EC", "RSA")
+        raw = json.loads(key.export(private_key=False))
+        assert raw.get("use", "sig") == "sig"
+        assert raw.get("alg") in ("ES256", "RS256")
+
+
+def test_authorization_response_carries_iss_rfc9207(idp):
+    location, *_ = authorize(idp, new_session())
+    assert parse_qs(urlparse(location).query)["iss"] == [idp.issuer]
+
+
+def test_userinfo_and_introspection_with_authlib_session(idp):
+    session, token, _ = sign_in(idp)
+    info = session.get(idp.discovery["userinfo_endpoint"], timeout=5)
+    assert info.status_code == 200, info.text
+    sub = verify_pyjwt(idp, token["access_token"], A)["sub"]
+    assert info.json()["sub"] == sub
+    seen = introspect(idp, token["access_token"])
+    assert seen["active"] is True and seen["sub"] == sub
+    assert introspect(idp, "not-a-token") == {"active": False}
+    anonymous = requests.get(idp.discovery["userinfo_endpoint"], timeout=5)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_code_replay_refused_and_revokes_what_it_issued(idp):
+    session = new_session()
+    location, verifier, _, state = authorize(idp, session)
+    first = session.fetch_token(
+        idp.token_endpoint, authorization_response=location, code_verifier=verifier, state=state
+    )
+    assert introspect(idp, first["access_token"])["active"] is True
+    code = parse_qs(urlparse(location).query)["code"][0]
+    replay = requests.post(
+        idp.token_endpoint,
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+              "code_verifier": verifier},
+        auth=(A, SECRET_A),
+        timeout=5,
+    )
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert introspect(idp, first["access_token"])["active"] is False
+
+
+def test_pkce_wrong_verifier_refused(idp):
+    session = new_session()
+    location, _, _, state = authorize(idp, session)
+    code = parse_qs(urlparse(location).query)["code"][0]
+    resp = requests.post(
+        idp.token_endpoint,
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+              "code_verifier": generate_token(64)},
+        auth=(A, SECRET_A),
+        timeout=5,
+    )
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
