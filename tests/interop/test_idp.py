@@ -332,3 +332,31 @@ def test_pkce_wrong_verifier_refused(idp):
         timeout=5,
     )
     assert resp.status_code == 400 and resp.json()["error"] == "invalid_grant"
+
+
+def test_exchanged_token_accepted_by_service_b_sidecar_user_token_refused(idp, echo, tmp_path):
+    from conftest import start_sidecar
+
+    _, token, _ = sign_in(idp)
+    resp = requests.post(
+        idp.token_endpoint,
+        data={"grant_type": EXCHANGE, "subject_token": token["access_token"],
+              "subject_token_type": ACCESS_TYPE, "audience": B},
+        auth=OAuth2ClientAuth(A, SECRET_A, auth_method="client_secret_basic"),
+        timeout=5,
+    )
+    assert resp.status_code == 200, resp.text
+    sidecar = start_sidecar(tmp_path, idp.issuer, B, echo.port)
+    try:
+        url = f"{sidecar.url}/hello"
+        refused = requests.get(url, headers={"Authorization": f"Bearer {token['access_token']}"},
+                               timeout=10)
+        assert refused.status_code == 401
+        assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+        assert echo.seen == []
+        ok = requests.get(url, headers={"Authorization": f"Bearer {resp.json()['access_token']}"},
+                          timeout=10)
+        assert ok.status_code == 200, ok.text
+        assert len(echo.seen) == 1
+    finally:
+        sidecar.process.stop()
