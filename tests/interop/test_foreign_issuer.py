@@ -135,10 +135,17 @@ def call(sidecar, token):
 
 
 @pytest.mark.parametrize(
-    "alg, typ", [("ES256", "at+jwt"), ("RS256", "at+jwt"), ("ES256", "application/at+jwt")]
+    "alg, typ, aud",
+    [
+        ("ES256", "at+jwt", AUDIENCE),
+        ("RS256", "at+jwt", AUDIENCE),
+        ("ES256", "application/at+jwt", AUDIENCE),
+        ("ES256", "at+jwt", ["billing", AUDIENCE]),
+    ],
+    ids=["es256", "rs256", "application-at+jwt", "aud-array"],
 )
-def test_valid_foreign_token_reaches_app_with_claims(foreign, sidecar, echo, alg, typ):
-    resp = call(sidecar, foreign.mint(alg=alg, typ=typ))
+def test_valid_foreign_token_reaches_app_with_claims(foreign, sidecar, echo, alg, typ, aud):
+    resp = call(sidecar, foreign.mint(alg=alg, typ=typ, aud=aud))
     assert resp.status_code == 200, resp.text
     assert resp.text == "hello from the app"
     assert len(echo.seen) == 1
@@ -160,6 +167,14 @@ def test_valid_foreign_token_reaches_app_with_claims(foreign, sidecar, echo, alg
     assert headers[CLAIMS_HEADER] != forged
 
 
+def tamper(token):
+    """Same signature, payload with a different subject."""
+    header, payload, sig = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "admin"
+    return f"{header}.{b64(json.dumps(claims).encode())}.{sig}"
+
+
 def bad_tokens(f):
     now = int(time.time())
     hs_secret = f.public_pem("RS256")
@@ -177,6 +192,14 @@ def bad_tokens(f):
         "typ-jwt": f.mint(typ="JWT"),
         "typ-absent": f.mint(typ=None),
         "not-yet-valid": f.mint(nbf=now + 600),
+        "no-exp": f.mint(exp=None),
+        "issued-in-future": f.mint(iat=now + 600, exp=now + 900),
+        "crit-header": pyjwt.encode(
+            f.claims(), f.keys["ES256"][1], algorithm="ES256",
+            headers={"typ": "at+jwt", "kid": f.keys["ES256"][0], "crit": ["exp"], "exp": now + 60},
+        ),
+        "aud-array-without-us": f.mint(aud=["billing", "shipping"]),
+        "tampered-payload": tamper(f.mint()),
         "other-key-same-kid": f.mint(key=ec.generate_private_key(ec.SECP256R1())),
         "rsa-signed-as-es256-kid": f.mint(
             alg="RS256", key=f.keys["RS256"][1], kid=f.keys["ES256"][0]
@@ -194,6 +217,11 @@ BAD = [
     "typ-jwt",
     "typ-absent",
     "not-yet-valid",
+    "no-exp",
+    "issued-in-future",
+    "crit-header",
+    "aud-array-without-us",
+    "tampered-payload",
     "other-key-same-kid",
     "rsa-signed-as-es256-kid",
 ]
