@@ -18,7 +18,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import _public_jwk, start_sidecar
+from conftest import Echo, _public_jwk, start_sidecar
 
 AUDIENCE = "orders"
 CLAIMS_HEADER = "x-baton-claims"
@@ -121,11 +121,31 @@ def foreign():
     f.stop()
 
 
-@pytest.fixture
-def sidecar(foreign, echo, tmp_path):
-    s = start_sidecar(tmp_path, foreign.issuer, AUDIENCE, echo.port)
+@pytest.fixture(scope="module")
+def app():
+    e = Echo()
+    yield e
+    e.stop()
+
+
+@pytest.fixture(scope="module")
+def module_sidecar(foreign, app, tmp_path_factory):
+    s = start_sidecar(tmp_path_factory.mktemp("sidecar"), foreign.issuer, AUDIENCE, app.port)
     yield s
     s.process.stop()
+
+
+@pytest.fixture
+def echo(app):
+    """The module's app with an empty record, so each test sees only its own requests."""
+    app.seen.clear()
+    return app
+
+
+@pytest.fixture
+def sidecar(module_sidecar, echo):
+    # One sidecar per module (start-up dominates the suite's time); refusals leave no state.
+    return module_sidecar
 
 
 def call(sidecar, token):
