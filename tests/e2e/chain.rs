@@ -13,6 +13,16 @@ fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// The chain, started, with alice signed in at A.
+async fn signed_in() -> (Chain, baton::signin::Tokens) {
+    let chain = Chain::start().await.expect("chain");
+    let tokens = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("sign in");
+    (chain, tokens)
+}
+
 /// The claims the app at `depth` (0 = A) saw, from A's nested answer.
 fn hop(body: &Value, depth: usize) -> &Value {
     let mut h = body;
@@ -24,11 +34,7 @@ fn hop(body: &Value, depth: usize) -> &Value {
 
 #[tokio::test]
 async fn the_user_token_is_enriched_hop_by_hop_and_c_sees_the_whole_chain() {
-    let chain = Chain::start().await.expect("chain");
-    let tokens = chain
-        .sign_in(DEMO_USER, DEMO_PASSWORD)
-        .await
-        .expect("sign in");
+    let (chain, tokens) = signed_in().await;
     let (status, body) = chain.call(&tokens.access_token, "/").await.expect("call");
     assert_eq!(status, 200, "{body}");
     let c = hop(&body, 2);
@@ -52,11 +58,7 @@ async fn the_user_token_is_enriched_hop_by_hop_and_c_sees_the_whole_chain() {
 
 #[tokio::test]
 async fn a_hop_refuses_tokens_meant_for_another_and_unrouted_hosts_are_refused() {
-    let chain = Chain::start().await.expect("chain");
-    let tokens = chain
-        .sign_in(DEMO_USER, DEMO_PASSWORD)
-        .await
-        .expect("sign in");
+    let (chain, tokens) = signed_in().await;
     // The user's token is addressed to service-a: B's sidecar refuses it, B's app sees nothing.
     let rsp = http()
         .get(format!("http://{}/", chain.hops[1].sidecar.inbound))
@@ -99,11 +101,7 @@ async fn a_hop_refuses_tokens_meant_for_another_and_unrouted_hosts_are_refused()
 
 #[tokio::test]
 async fn a_spoofed_claims_header_never_reaches_an_app() {
-    let chain = Chain::start().await.expect("chain");
-    let tokens = chain
-        .sign_in(DEMO_USER, DEMO_PASSWORD)
-        .await
-        .expect("sign in");
+    let (chain, tokens) = signed_in().await;
     use base64::Engine;
     let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(json!({"sub": "admin", "account_id": "acct-0"}).to_string());
@@ -124,11 +122,7 @@ async fn a_spoofed_claims_header_never_reaches_an_app() {
 
 #[tokio::test]
 async fn a_hundred_concurrent_calls_make_one_exchange_per_hop_and_a_second_wave_none() {
-    let chain = Chain::start().await.expect("chain");
-    let tokens = chain
-        .sign_in(DEMO_USER, DEMO_PASSWORD)
-        .await
-        .expect("sign in");
+    let (chain, tokens) = signed_in().await;
     let wave = || async {
         let calls = (0..100).map(|_| chain.call(&tokens.access_token, "/"));
         for r in futures::future::join_all(calls).await {
