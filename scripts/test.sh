@@ -12,6 +12,9 @@ cargo test --locked --doc
 echo "=== interop: authlib, PyJWT, jwcrypto against baton"
 tests/interop/run.sh
 
+echo "=== kubernetes: manifests, inject output, capture in network namespaces"
+tests/k8s/run.sh
+
 if [ -x deploy/compose/test.sh ]; then
   echo "=== docker-compose chain"
   deploy/compose/test.sh

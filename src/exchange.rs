@@ -6,7 +6,6 @@
 //! instead of each waiting out the timeouts.
 
 pub mod cache;
-pub mod metrics;
 
 use crate::config::outbound::{ClientAuth, Outbound as Config, Route};
 use crate::jwt::{self, keys::SigningKey};
@@ -31,9 +30,13 @@ const MAX_RESPONSE_BYTES: usize = 64 << 10;
 /// What a token is requested for: one route's target (RFC 8693 §2.1, RFC 8707).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Target {
+    /// `audience` (RFC 8693 §2.1).
     pub audience: Option<String>,
+    /// `resource`, repeated (RFC 8707 §2).
     pub resources: Vec<String>,
+    /// `scope`, space-separated.
     pub scope: Option<String>,
+    /// `requested_token_type` URN.
     pub requested_token_type: Option<String>,
     /// Seconds, sent as `requested_lifetime`.
     pub requested_lifetime: Option<u64>,
@@ -55,6 +58,7 @@ impl Target {
 /// A token the IdP issued, with what the audit log needs (never the token itself).
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// The issued access token.
     pub token: Token,
     /// Unix time the token stops being valid: `exp`, bounded by `expires_in`.
     pub expires_at: u64,

@@ -1,7 +1,8 @@
 //! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty, Full, Limited, combinators::BoxBody};
 use serde::Serialize;
 
@@ -74,6 +75,35 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     rsp
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by either listener. `Upgrade` is among
+/// them: baton does not tunnel upgraded connections (`CONNECT` is handled on its own).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers: the fixed list and every header named in `Connection`
+/// (RFC 9110 §7.6.1). `Proxy-Authorization` is meant for the proxy only and goes too.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
 }
 
 /// Why a form could not be parsed.

@@ -10,26 +10,26 @@
 //! it is seen or rewritten, so TLS traffic through it carries whatever the app sent.
 
 mod forward;
+mod reject;
 
 use crate::config::outbound::{Outbound as Config, Policy, Route, WithoutSubject};
 use crate::exchange::cache::{self, Cache, Key, Lookup};
-use crate::exchange::metrics::Metrics;
-use crate::exchange::{ExchangeError, Exchanger, Issued, RETRY_AFTER_SECS, Target};
-use crate::http::{Body, BoxError, json};
+use crate::exchange::{ExchangeError, Exchanger, Issued, Target};
+use crate::http::{Body, BoxError};
 use crate::secret::Token;
-use crate::server::{self, Drained, Limits};
+use crate::server::{self, ConnInfo, Drained, Limits};
+use crate::telemetry::ExchangeMetrics as Metrics;
 use bytes::Bytes;
 use forward::Upstream;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, Method, Request, Response, header};
 use http_body_util::BodyExt;
-use serde_json::json;
+use reject::Reject;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tracing::{info, instrument, warn};
-
-pub use forward::strip_hop_by_hop;
 
 /// Why the outbound state could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,9 @@ pub struct Outbound {
 
 impl Outbound {
     /// Builds the state. `issuer` is the top-level `issuer` (token-endpoint discovery and the
-    /// client assertion's audience; calls to it are forwarded without exchange).
-    pub fn new(cfg: Config, issuer: Option<&str>) -> Result<Self, Error> {
+    /// client assertion's audience; calls to it are forwarded without exchange); `metrics` are
+    /// the sidecar's exchange metrics, registered in [`crate::telemetry::Metrics`].
+    pub fn new(cfg: Config, issuer: Option<&str>, metrics: Metrics) -> Result<Self, Error> {
         let exchanger = Exchanger::new(&cfg, issuer)?;
         let cache = Cache::new(
             cfg.cache.max_entries,
@@ -70,7 +71,7 @@ impl Outbound {
             exchanger,
             cache,
             upstream,
-            metrics: Metrics::default(),
+            metrics,
         })
     }
 
@@ -112,18 +113,21 @@ impl Outbound {
     }
 }
 
-/// Serves the forward-proxy listener (`HTTP_PROXY`) until `shutdown`, then drains.
+/// Serves the forward-proxy listener (`HTTP_PROXY`) until `shutdown`, then drains. Connections
+/// that `baton init-net` redirected here carry their original destination and are served as
+/// captured calls (see [`handle_captured`]).
 pub async fn serve(
     state: Arc<Outbound>,
     listener: TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), "outbound proxy listening");
-    let handler = move |req, _| {
+    let handler = move |req, conn: ConnInfo| {
         let s = state.clone();
-        async move { handle(&s, req).await }
+        async move { handle_captured(&s, req, conn.original_dst).await }
     };
-    server::serve(listener, Limits::default(), handler, shutdown).await
+    server::serve(listener, limits, handler, shutdown).await
 }
 
 /// Serves the local port `ports[port]` of the config until `shutdown`, then drains.
@@ -131,6 +135,7 @@ pub async fn serve_port(
     state: Arc<Outbound>,
     port: usize,
     listener: TcpListener,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), port, "outbound port listening");
@@ -138,7 +143,7 @@ pub async fn serve_port(
         let s = state.clone();
         async move { handle_port(&s, port, req).await }
     };
-    server::serve(listener, Limits::default(), handler, shutdown).await
+    server::serve(listener, limits, handler, shutdown).await
 }
 
 /// Handles one forward-proxy request (absolute-form, or `CONNECT`). Never fails: every problem
@@ -148,7 +153,26 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), None).await
+    handle_captured(s, req, None).await
+}
+
+/// Handles one request that may have been redirected here by `baton init-net`: with
+/// `original_dst`, an origin-form request is routed by its `Host` header (the port the app dialed
+/// when `Host` names none) as if it had been sent through the proxy.
+pub async fn handle_captured<B>(
+    s: &Outbound,
+    req: Request<B>,
+    original_dst: Option<SocketAddr>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let arrival = match original_dst {
+        Some(dst) => Arrival::Captured(dst),
+        None => Arrival::Proxy,
+    };
+    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), arrival).await
 }
 
 /// Handles one request on the local port `ports[port]` (origin-form, fixed upstream and route).
@@ -157,7 +181,23 @@ where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), Some(port)).await
+    proxy(
+        s,
+        req.map(|b| b.map_err(Into::into).boxed()),
+        Arrival::Port(port),
+    )
+    .await
+}
+
+/// Where a request is headed, by the listener it arrived on.
+#[derive(Clone, Copy)]
+enum Arrival {
+    /// The forward proxy: the destination is in the absolute-form URI.
+    Proxy,
+    /// A connection redirected by iptables: origin-form, originally aimed at this address.
+    Captured(SocketAddr),
+    /// The local port `ports[i]`: fixed upstream and route.
+    Port(usize),
 }
 
 /// What the audit event of one hop says; never a token.
@@ -171,13 +211,13 @@ struct Audit {
 }
 
 #[instrument(skip_all, fields(method = %req.method()))]
-async fn proxy(s: &Outbound, mut req: Request<Body>, port: Option<usize>) -> Response<Body> {
+async fn proxy(s: &Outbound, mut req: Request<Body>, arrival: Arrival) -> Response<Body> {
     let request_id = forward::request_id(req.headers_mut());
     let mut audit = Audit {
         cache: "none",
         ..Audit::default()
     };
-    let rsp = match run(s, req, port, &mut audit).await {
+    let rsp = match run(s, req, arrival, &mut audit).await {
         Ok(rsp) => rsp,
         Err(reject) => reject.into_response(),
     };
@@ -201,7 +241,7 @@ async fn proxy(s: &Outbound, mut req: Request<Body>, port: Option<usize>) -> Res
 async fn run(
     s: &Outbound,
     mut req: Request<Body>,
-    port: Option<usize>,
+    arrival: Arrival,
     audit: &mut Audit,
 ) -> Result<Response<Body>, Reject> {
     if req.method() == Method::CONNECT {
@@ -210,15 +250,19 @@ async fn run(
             Policy::Passthrough => forward::tunnel(req).await.map_err(Reject::Upstream),
         };
     }
-    let (host, port_no, route) = match port {
-        Some(p) => {
+    let (host, port_no, route) = match arrival {
+        Arrival::Port(p) => {
             let p = &s.cfg.ports[p];
             let (host, port_no) = crate::config::outbound::split_authority(&p.upstream, 80)
                 .ok_or_else(|| Reject::Upstream(format!("bad upstream {}", p.upstream)))?;
             (host, port_no, Some(p.route))
         }
-        None => {
-            let (host, port_no) = destination(&req)?;
+        Arrival::Proxy | Arrival::Captured(_) => {
+            let captured = match arrival {
+                Arrival::Captured(dst) => Some(dst),
+                _ => None,
+            };
+            let (host, port_no) = destination(&req, captured)?;
             let route = s
                 .cfg
                 .routes
@@ -277,13 +321,21 @@ async fn run(
     s.upstream.send(again).await.map_err(Reject::Upstream)
 }
 
-/// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2).
-fn destination(req: &Request<Body>) -> Result<(String, u16), Reject> {
+/// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2), or of an
+/// origin-form request on a connection redirected from `captured`: the `Host` header names the
+/// destination (and so the route), the dialed port fills in a `Host` without one; with no `Host`
+/// the original address itself is the destination.
+fn destination(req: &Request<Body>, captured: Option<SocketAddr>) -> Result<(String, u16), Reject> {
+    use crate::config::outbound::split_authority;
     let uri = req.uri();
-    match (uri.scheme_str(), uri.authority()) {
-        (Some("http"), Some(a)) => {
-            crate::config::outbound::split_authority(a.as_str(), 80).ok_or(Reject::NotAbsolute)
-        }
+    match (uri.scheme_str(), uri.authority(), captured) {
+        (Some("http"), Some(a), _) => split_authority(a.as_str(), 80).ok_or(Reject::NotAbsolute),
+        (None, None, Some(dst)) => Ok(req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| split_authority(h, dst.port()))
+            .unwrap_or_else(|| (dst.ip().to_string(), dst.port()))),
         _ => Err(Reject::NotAbsolute),
     }
 }
@@ -319,126 +371,4 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Token>, Reject> 
         (None, WithoutSubject::ClientCredentials) => Ok(None),
         (None, WithoutSubject::Deny) => Err(Reject::NoSubject(route.name.clone())),
     }
-}
-
-/// Every way the outbound listener refuses a call, mapped to a response in one place.
-#[derive(Debug)]
-enum Reject {
-    // --- the app's fault: 4xx
-    NotAbsolute,
-    BadAuthorization(&'static str),
-    NoSubject(String),
-    UnknownHost(String),
-    Connect,
-    // --- the IdP's answer or absence
-    Exchange(ExchangeError),
-    // --- the upstream: 502
-    Upstream(String),
-}
-
-impl From<ExchangeError> for Reject {
-    fn from(e: ExchangeError) -> Self {
-        Self::Exchange(e)
-    }
-}
-
-impl Reject {
-    fn into_response(self) -> Response<Body> {
-        let (status, error, description) = match self {
-            Self::NotAbsolute => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "this is a forward proxy: send absolute-form http:// requests (set HTTP_PROXY) \
-                 or use a configured local port"
-                    .to_owned(),
-            ),
-            Self::BadAuthorization(why) => (StatusCode::BAD_REQUEST, "invalid_request", why.into()),
-            Self::NoSubject(route) => {
-                let mut rsp = problem(
-                    StatusCode::UNAUTHORIZED,
-                    "missing_subject_token",
-                    format!(
-                        "route {route} needs the caller's token: propagate the inbound \
-                         `Authorization: Bearer` header on this outgoing call, or set \
-                         `without_subject: client_credentials` on the route to call as the service"
-                    ),
-                );
-                rsp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"baton-outbound\""),
-                );
-                return rsp;
-            }
-            Self::UnknownHost(host) => (
-                StatusCode::FORBIDDEN,
-                "unknown_destination",
-                format!("no outbound route for {host}: add one to outbound.routes in sidecar.yaml"),
-            ),
-            Self::Connect => {
-                let mut rsp = problem(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "connect_refused",
-                    "CONNECT tunnels are refused: call http:// URLs so the token can be exchanged"
-                        .into(),
-                );
-                rsp.headers_mut().insert(
-                    header::ALLOW,
-                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-                );
-                return rsp;
-            }
-            Self::Exchange(ExchangeError::Refused { code, .. }) => {
-                let status = match code.as_str() {
-                    "invalid_request" | "invalid_grant" => StatusCode::UNAUTHORIZED,
-                    "invalid_client" => StatusCode::BAD_GATEWAY,
-                    _ => StatusCode::FORBIDDEN,
-                };
-                let mut rsp = problem(
-                    status,
-                    "exchange_refused",
-                    format!("the identity provider refused the token exchange: {code}"),
-                );
-                if status == StatusCode::UNAUTHORIZED {
-                    rsp.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static(
-                            "Bearer realm=\"baton-outbound\", error=\"invalid_token\"",
-                        ),
-                    );
-                }
-                return rsp;
-            }
-            Self::Exchange(e @ ExchangeError::Unavailable(_)) => {
-                warn!(error = %e, "token exchange unavailable");
-                let mut rsp = problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "idp_unavailable",
-                    "the identity provider is unavailable; retry later".into(),
-                );
-                rsp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-                return rsp;
-            }
-            Self::Exchange(e @ ExchangeError::Assertion(_)) => {
-                warn!(error = %e, "client assertion failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "the sidecar could not authenticate to the identity provider".into(),
-                )
-            }
-            Self::Upstream(why) => {
-                warn!(error = %why, "upstream call failed");
-                (StatusCode::BAD_GATEWAY, "upstream_unavailable", why)
-            }
-        };
-        problem(status, error, description)
-    }
-}
-
-fn problem(status: StatusCode, error: &str, description: String) -> Response<Body> {
-    json(
-        status,
-        &json!({"error": error, "error_description": description}),
-    )
 }

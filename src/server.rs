@@ -67,6 +67,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The address the client connected to.
     pub local: SocketAddr,
+    /// Where the client meant to connect before an iptables REDIRECT (`baton init-net`) sent it
+    /// here; `None` for connections nothing redirected.
+    pub original_dst: Option<SocketAddr>,
 }
 
 /// How a drain ended.
@@ -89,6 +92,64 @@ pub async fn serve<H, F>(
 where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve_with(
+        listener,
+        limits,
+        |tcp| async { Some(tcp) },
+        handler,
+        shutdown,
+    )
+    .await
+}
+
+/// Like [`serve`] over TLS: the handshake must finish within `limits.header_read_timeout`.
+pub async fn serve_tls<H, F>(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    limits: Limits,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Drained
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let handshake = limits.header_read_timeout;
+    let upgrade = move |tcp: TcpStream| {
+        let tls = tls.clone();
+        async move {
+            let peer = tcp.peer_addr().ok();
+            match tokio::time::timeout(handshake, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(e)) => {
+                    debug!(?peer, error = %e, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    debug!(?peer, "TLS handshake timed out");
+                    None
+                }
+            }
+        }
+    };
+    serve_with(listener, limits, upgrade, handler, shutdown).await
+}
+
+/// The accept loop, over whatever `upgrade` makes of each TCP connection (`None` drops it).
+async fn serve_with<H, F, U, UF, IO>(
+    listener: TcpListener,
+    limits: Limits,
+    upgrade: U,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) -> Drained
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+    U: Fn(TcpStream) -> UF + Clone + Send + 'static,
+    UF: Future<Output = Option<IO>> + Send,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let local = listener.local_addr().ok();
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -118,11 +179,20 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { peer, local };
+        let original_dst = crate::k8s::capture::original_dst(&stream)
+            .ok()
+            .filter(|d| *d != local);
+        let info = ConnInfo {
+            peer,
+            local,
+            original_dst,
+        };
         let (builder, limits, handler) = (builder.clone(), limits.clone(), handler.clone());
-        let drain = drain_rx.clone();
+        let (drain, upgrade) = (drain_rx.clone(), upgrade.clone());
         tokio::spawn(async move {
-            serve_connection(stream, info, &builder, &limits, handler, drain).await;
+            if let Some(io) = upgrade(stream).await {
+                serve_connection(io, info, &builder, &limits, handler, drain).await;
+            }
             drop(permit);
         });
     }
@@ -160,8 +230,8 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn serve_connection<H, F>(
-    stream: TcpStream,
+async fn serve_connection<H, F, IO>(
+    stream: IO,
     info: ConnInfo,
     builder: &auto::Builder<TokioExecutor>,
     limits: &Limits,
@@ -170,6 +240,7 @@ async fn serve_connection<H, F>(
 ) where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let epoch = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
@@ -221,20 +292,20 @@ async fn serve_connection<H, F>(
 }
 
 /// A stream that records when bytes last moved, for the idle timeout.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     epoch: Instant,
     last: Arc<AtomicU64>,
 }
 
-impl Tracked {
+impl<S> Tracked<S> {
     fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last.store(ms, Ordering::Relaxed);
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -250,7 +321,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

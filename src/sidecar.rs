@@ -165,7 +165,11 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new());
     let jwks = Jwks::from_config(&cfg, jwks::http_client()?, metrics.clone());
     let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-    let outbound_state = Arc::new(Outbound::new(cfg.outbound.clone(), Some(&cfg.issuer))?);
+    let outbound_state = Arc::new(Outbound::new(
+        cfg.outbound.clone(),
+        Some(&cfg.issuer),
+        metrics.exchange.clone(),
+    )?);
     let (trigger, signal) = shutdown::channel();
     let (admin_trigger, admin_signal) = shutdown::channel();
     let admin_state = Arc::new(Admin::new(
@@ -193,12 +197,23 @@ pub async fn start(
     ));
     tasks.spawn(named(
         "outbound",
-        outbound::serve(outbound_state.clone(), listeners.outbound, wait(&signal)),
+        outbound::serve(
+            outbound_state.clone(),
+            listeners.outbound,
+            cfg.limits.clone(),
+            wait(&signal),
+        ),
     ));
     for (i, l) in listeners.ports.into_iter().enumerate() {
         tasks.spawn(named(
             "outbound port",
-            outbound::serve_port(outbound_state.clone(), i, l, wait(&signal)),
+            outbound::serve_port(
+                outbound_state.clone(),
+                i,
+                l,
+                cfg.limits.clone(),
+                wait(&signal),
+            ),
         ));
     }
     let mut admin_task = JoinSet::new();

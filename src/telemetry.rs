@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 /// Labels of one inbound request.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,7 +43,9 @@ pub struct Metrics {
     pub jwks_age: Gauge<f64, AtomicU64>,
     /// `baton_config_reloads_total{outcome=ok|error}`.
     pub config_reloads: Family<Outcome, Counter>,
-    // === outbound === (appended by the outbound engineer)
+    // === outbound ===
+    /// Exchanges and the exchanged-token cache.
+    pub exchange: ExchangeMetrics,
 }
 
 impl Default for Metrics {
@@ -91,8 +94,11 @@ impl Metrics {
             "Configuration reloads by outcome (ok, error)",
             config_reloads.clone(),
         );
+        let exchange = ExchangeMetrics::default();
+        exchange.register(&mut registry);
         Self {
             registry,
+            exchange,
             inbound_requests,
             verify_latency,
             verify_cache,
@@ -117,6 +123,99 @@ impl Metrics {
             .get_or_create(&RouteOutcome {
                 route: route.to_owned(),
                 outcome,
+            })
+            .inc();
+    }
+}
+
+// === outbound ===
+
+/// `{route}` label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// Route name.
+    pub route: String,
+}
+
+/// `{route, outcome}` labels; outcome is `ok`, `refused` or `unavailable`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Route name.
+    pub route: String,
+    /// `ok`, `refused` or `unavailable`.
+    pub outcome: &'static str,
+}
+
+/// The outbound side's metrics: token exchanges and the exchanged-token cache.
+#[derive(Clone)]
+pub struct ExchangeMetrics {
+    /// `baton_exchange_latency_seconds{route}`: IdP round trips (misses only).
+    pub latency: Family<RouteLabel, Histogram>,
+    /// `baton_exchanges_total{route,outcome}`: IdP calls by outcome.
+    pub exchanges: Family<OutcomeLabels, Counter>,
+    /// `baton_exchange_cache_hits_total{route}`.
+    pub hits: Family<RouteLabel, Counter>,
+    /// `baton_exchange_cache_misses_total{route}`.
+    pub misses: Family<RouteLabel, Counter>,
+}
+
+impl Default for ExchangeMetrics {
+    fn default() -> Self {
+        Self {
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
+            exchanges: Family::default(),
+            hits: Family::default(),
+            misses: Family::default(),
+        }
+    }
+}
+
+impl ExchangeMetrics {
+    /// Registers every metric under its `baton_` name (counters get `_total` from the encoder).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "baton_exchange_latency_seconds",
+            "Token-exchange round trips to the IdP",
+            self.latency.clone(),
+        );
+        registry.register(
+            "baton_exchanges",
+            "Token-exchange calls to the IdP by outcome",
+            self.exchanges.clone(),
+        );
+        registry.register(
+            "baton_exchange_cache_hits",
+            "Exchanged-token cache hits",
+            self.hits.clone(),
+        );
+        registry.register(
+            "baton_exchange_cache_misses",
+            "Exchanged-token cache misses",
+            self.misses.clone(),
+        );
+    }
+
+    /// Records one IdP call for `route`.
+    pub fn exchanged(&self, route: &str, outcome: &'static str, took: Duration) {
+        let route = route.to_owned();
+        self.latency
+            .get_or_create(&RouteLabel {
+                route: route.clone(),
+            })
+            .observe(took.as_secs_f64());
+        self.exchanges
+            .get_or_create(&OutcomeLabels { route, outcome })
+            .inc();
+    }
+
+    /// Records a cache lookup for `route`.
+    pub fn lookup(&self, route: &str, hit: bool) {
+        let family = if hit { &self.hits } else { &self.misses };
+        family
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
             })
             .inc();
     }
@@ -148,5 +247,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("baton_jwks_age_seconds"), "{text}");
+    }
+
+    #[test]
+    fn exchange_metrics_are_registered_with_the_rest() {
+        let all = Metrics::new();
+        let m = &all.exchange;
+        m.exchanged("b", "ok", Duration::from_millis(3));
+        m.lookup("b", true);
+        m.lookup("b", false);
+        let text = all.encode();
+        for name in [
+            "baton_exchange_latency_seconds_count{route=\"b\"} 1",
+            "baton_exchanges_total{route=\"b\",outcome=\"ok\"} 1",
+            "baton_exchange_cache_hits_total{route=\"b\"} 1",
+            "baton_exchange_cache_misses_total{route=\"b\"} 1",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
     }
 }

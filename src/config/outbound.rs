@@ -2,6 +2,33 @@
 //!
 //! `RawOutbound` is what the YAML says (unknown fields refused); [`validate`] turns it into a typed
 //! [`Outbound`], reading secret and key files, and records every problem with its field path.
+//!
+//! ```yaml
+//! outbound:
+//!   client: {client_id: service-a, secret_file: /run/secrets/client}  # or secret_env, or
+//!   # private_key_file + kid (+ alg: ES256|RS256) for private_key_jwt
+//!   token_endpoint: http://idp:9000/token   # optional: discovered from the top-level issuer
+//!   connect_timeout: 2s
+//!   timeout: 5s
+//!   cache: {max_entries: 10000, skew: 30s, negative_ttl: 5s}
+//!   unknown: deny          # or passthrough (forwarded WITHOUT Authorization)
+//!   connect: deny          # or passthrough (a blind tunnel: nothing is exchanged)
+//!   routes:
+//!     - name: b
+//!       host: service-b:8080            # matched against the request's destination
+//!       audience: service-b
+//!       resources: [https://service-b/api]
+//!       scope: openid profile
+//!       requested_lifetime: 600         # seconds
+//!       without_subject: deny           # or client_credentials
+//!       tls: {ca_file: /etc/baton/ca.pem}   # optional: upstream over https
+//!   ports:
+//!     - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
+//! ```
+
+mod routes;
+
+pub use routes::split_authority;
 
 use crate::config::Problems;
 use crate::jwt::Algorithm;
@@ -15,23 +42,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
-/// Default address of the forward-proxy listener (`HTTP_PROXY=http://127.0.0.1:15001`).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
-
 /// `outbound:` as written in `sidecar.yaml`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutbound {
-    /// Forward-proxy listen address; default [`DEFAULT_LISTEN`].
-    pub listen: Option<String>,
     /// This service's client identity at the IdP.
     pub client: Option<RawClient>,
     /// Token endpoint; when absent it is discovered from the top-level `issuer`.
     pub token_endpoint: Option<String>,
-    /// Connect timeout towards the IdP, in milliseconds (default 2000).
-    pub connect_timeout_ms: Option<u64>,
-    /// Total timeout of one IdP call, in milliseconds (default 5000).
-    pub timeout_ms: Option<u64>,
+    /// Connect timeout towards the IdP and upstreams, e.g. `2s` (default).
+    pub connect_timeout: Option<String>,
+    /// Total timeout of one IdP call, e.g. `5s` (default).
+    pub timeout: Option<String>,
     /// Exchanged-token cache settings.
     #[serde(default)]
     pub cache: RawCache,
@@ -51,14 +73,19 @@ pub struct RawOutbound {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
+    /// The client id registered at the IdP.
     pub client_id: Option<String>,
+    /// File holding the client secret (`client_secret_basic`).
     pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
     pub secret_env: Option<String>,
     /// Inline secret, for demos only.
     pub secret: Option<String>,
     /// PKCS#8 PEM key for `private_key_jwt` (RFC 7523).
     pub private_key_file: Option<PathBuf>,
+    /// The key's `kid` as registered at the IdP.
     pub kid: Option<String>,
+    /// `ES256` (default) or `RS256`.
     pub alg: Option<String>,
 }
 
@@ -66,23 +93,34 @@ pub struct RawClient {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
+    /// Most tokens kept (default 10000).
     pub max_entries: Option<u64>,
-    pub skew_seconds: Option<u64>,
-    pub negative_ttl_seconds: Option<u64>,
+    /// e.g. `30s` (default).
+    pub skew: Option<String>,
+    /// e.g. `5s` (default).
+    pub negative_ttl: Option<String>,
 }
 
 /// `outbound.routes[i]`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    /// Unique name, used in metrics, logs and `ports`.
     pub name: Option<String>,
+    /// Destination `host[:port]`.
     pub host: Option<String>,
+    /// `audience` of the exchange.
     pub audience: Option<String>,
+    /// RFC 8707 `resource` values of the exchange.
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Space-separated `scope` of the exchange.
     pub scope: Option<String>,
+    /// Seconds, sent as `requested_lifetime`.
     pub requested_lifetime: Option<u64>,
+    /// `deny` (default) or `client_credentials`.
     pub without_subject: Option<String>,
+    /// Upstream TLS.
     pub tls: Option<RawTls>,
 }
 
@@ -90,6 +128,7 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    /// Extra trust anchor (PEM) for this upstream.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -97,16 +136,17 @@ pub struct RawTls {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawPort {
+    /// Local `ip:port` the app calls.
     pub listen: Option<String>,
+    /// Destination `host[:port]`.
     pub upstream: Option<String>,
+    /// Name of the route whose token it gets.
     pub route: Option<String>,
 }
 
 /// The validated outbound configuration.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    /// Forward-proxy listen address.
-    pub listen: SocketAddr,
     /// Client identity used at the token endpoint.
     pub client: Client,
     /// Explicit token endpoint, else discovered from the issuer.
@@ -130,7 +170,9 @@ pub struct Outbound {
 /// The sidecar's own client identity at the IdP.
 #[derive(Debug, Clone)]
 pub struct Client {
+    /// The client id registered at the IdP.
     pub client_id: String,
+    /// Its credential.
     pub auth: ClientAuth,
 }
 
@@ -157,7 +199,9 @@ pub struct CacheSettings {
 /// `deny` or `passthrough`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
+    /// Refuse (403 for unknown hosts, 405 for CONNECT).
     Deny,
+    /// Forward without exchange (unknown hosts lose `Authorization`; CONNECT is a blind tunnel).
     Passthrough,
 }
 
@@ -173,16 +217,21 @@ pub enum WithoutSubject {
 /// One destination and the token it gets.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Unique name.
     pub name: String,
     /// Destination host, lowercase.
     pub host: String,
     /// Destination port (default 80, or 443 with `tls`).
     pub port: u16,
+    /// `audience` of the exchange.
     pub audience: Option<String>,
+    /// RFC 8707 `resource` values of the exchange.
     pub resources: Vec<String>,
+    /// `scope` of the exchange.
     pub scope: Option<String>,
     /// Requested lifetime in seconds (`requested_lifetime` form parameter).
     pub requested_lifetime: Option<u64>,
+    /// What a call without a subject token gets.
     pub without_subject: WithoutSubject,
     /// Upstream TLS; `ca_file` adds a trust anchor to the system roots.
     pub tls: Option<Tls>,
@@ -191,20 +240,25 @@ pub struct Route {
 /// Upstream TLS settings of a route.
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
+    /// Extra trust anchor (PEM) added to the system roots.
     pub ca_file: Option<PathBuf>,
 }
 
 /// A local port that forwards to one upstream through one route.
 #[derive(Debug, Clone)]
 pub struct Port {
+    /// Local address the app calls.
     pub listen: SocketAddr,
+    /// Destination `host[:port]`.
     pub upstream: String,
     /// Index into [`Outbound::routes`].
     pub route: usize,
 }
 
 impl Outbound {
-    /// The route for destination `host:port` (host compared case-insensitively).
+    /// The route for destination `host:port` (host compared case-insensitively). When several
+    /// routes name one destination the first serves the forward proxy; the others are reached
+    /// through `ports` (e.g. one port per scope).
     pub fn route_for(&self, host: &str, port: u16) -> Option<&Route> {
         self.routes
             .iter()
@@ -214,16 +268,11 @@ impl Outbound {
 
 /// Validates `outbound:`, recording every problem under `outbound.<field>`.
 pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
-    let listen = addr(
-        raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN),
-        "outbound.listen",
-        problems,
-    );
-    // A service that calls nobody (the end of a chain) needs no client identity.
+    // Without routes nothing is exchanged, so `outbound: {}` (deny everything) needs no client.
     let client = match raw.client {
         None if raw.routes.is_empty() => Client {
             client_id: String::new(),
-            auth: ClientAuth::Secret(Secret::new(String::new())),
+            auth: ClientAuth::Secret(Secret::new("")),
         },
         raw_client => client(raw_client.unwrap_or_default(), problems),
     };
@@ -236,11 +285,27 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
     });
     let cache = CacheSettings {
         max_entries: raw.cache.max_entries.unwrap_or(10_000),
-        skew: raw.cache.skew_seconds.unwrap_or(30),
-        negative_ttl: raw.cache.negative_ttl_seconds.unwrap_or(5),
+        skew: duration(raw.cache.skew, "outbound.cache.skew", 30_000, problems).as_secs(),
+        negative_ttl: duration(
+            raw.cache.negative_ttl,
+            "outbound.cache.negative_ttl",
+            5_000,
+            problems,
+        )
+        .as_secs(),
     };
     if cache.max_entries == 0 {
         problems.push("outbound.cache.max_entries", "must be at least 1");
+    }
+    let connect_timeout = duration(
+        raw.connect_timeout,
+        "outbound.connect_timeout",
+        2_000,
+        problems,
+    );
+    let timeout = duration(raw.timeout, "outbound.timeout", 5_000, problems);
+    if connect_timeout.is_zero() || timeout.is_zero() {
+        problems.push("outbound.timeout", "timeouts must be longer than zero");
     }
     let unknown = policy(raw.unknown.as_deref(), "outbound.unknown", problems);
     let connect = policy(raw.connect.as_deref(), "outbound.connect", problems);
@@ -248,7 +313,7 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         .routes
         .into_iter()
         .enumerate()
-        .filter_map(|(i, r)| route(i, r, problems))
+        .filter_map(|(i, r)| routes::route(i, r, problems))
         .collect();
     let mut seen = HashSet::new();
     for (i, r) in routes.iter().enumerate() {
@@ -260,20 +325,35 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         .ports
         .into_iter()
         .enumerate()
-        .filter_map(|(i, p)| port(i, p, &routes, problems))
+        .filter_map(|(i, p)| routes::port(i, p, &routes, problems))
         .collect();
     Outbound {
-        listen,
         client,
         token_endpoint,
-        connect_timeout: Duration::from_millis(raw.connect_timeout_ms.unwrap_or(2000)),
-        timeout: Duration::from_millis(raw.timeout_ms.unwrap_or(5000)),
+        connect_timeout,
+        timeout,
         cache,
         unknown,
         connect,
         routes,
         ports,
     }
+}
+
+/// A duration like `500ms`, `10s`, `5m`, `1h` (the same syntax as the rest of `sidecar.yaml`).
+fn duration(
+    raw: Option<String>,
+    field: &str,
+    default_ms: u64,
+    problems: &mut Problems,
+) -> Duration {
+    let Some(raw) = raw else {
+        return Duration::from_millis(default_ms);
+    };
+    super::sidecar::parse_duration(&raw).unwrap_or_else(|| {
+        problems.push(field, "must be a duration like 500ms, 10s, 5m or 1h");
+        Duration::from_millis(default_ms)
+    })
 }
 
 fn addr(s: &str, field: &str, problems: &mut Problems) -> SocketAddr {
@@ -388,183 +468,5 @@ fn private_key(
     }
 }
 
-fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<Route> {
-    let at = |f: &str| format!("outbound.routes[{i}].{f}");
-    let name = raw.name.filter(|n| !n.is_empty()).or_else(|| {
-        problems.push(at("name"), "required");
-        None
-    })?;
-    let tls = raw.tls.map(|t| Tls { ca_file: t.ca_file });
-    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref())
-        && !ca.is_file()
-    {
-        problems.push(
-            at("tls.ca_file"),
-            format!("{} is not a readable file", ca.display()),
-        );
-    }
-    let default_port = if tls.is_some() { 443 } else { 80 };
-    let Some((host, port)) = raw
-        .host
-        .as_deref()
-        .and_then(|h| split_authority(h, default_port))
-    else {
-        problems.push(at("host"), "required as host[:port], e.g. service-b:8080");
-        return None;
-    };
-    if raw.audience.is_none() && raw.resources.is_empty() {
-        problems.push(
-            at("audience"),
-            "set audience or resources: the token's target",
-        );
-    }
-    for (j, r) in raw.resources.iter().enumerate() {
-        match Url::parse(r) {
-            Ok(u) if u.fragment().is_none() => {}
-            _ => problems.push(
-                format!("outbound.routes[{i}].resources[{j}]"),
-                "must be an absolute URI without a fragment (RFC 8707 §2)",
-            ),
-        }
-    }
-    if raw.requested_lifetime == Some(0) {
-        problems.push(at("requested_lifetime"), "must be at least 1 second");
-    }
-    let without_subject = match raw.without_subject.as_deref() {
-        None | Some("deny") => WithoutSubject::Deny,
-        Some("client_credentials") => WithoutSubject::ClientCredentials,
-        Some(other) => {
-            problems.push(
-                at("without_subject"),
-                format!("{other:?}: use deny or client_credentials"),
-            );
-            WithoutSubject::Deny
-        }
-    };
-    Some(Route {
-        name,
-        host,
-        port,
-        audience: raw.audience,
-        resources: raw.resources,
-        scope: raw.scope.filter(|s| !s.trim().is_empty()),
-        requested_lifetime: raw.requested_lifetime,
-        without_subject,
-        tls,
-    })
-}
-
-fn port(i: usize, raw: RawPort, routes: &[Route], problems: &mut Problems) -> Option<Port> {
-    let at = |f: &str| format!("outbound.ports[{i}].{f}");
-    let listen = addr(raw.listen.as_deref().unwrap_or(""), &at("listen"), problems);
-    let Some(upstream) = raw.upstream.filter(|u| split_authority(u, 80).is_some()) else {
-        problems.push(
-            at("upstream"),
-            "required as host[:port], e.g. service-b:8080",
-        );
-        return None;
-    };
-    let name = raw.route.unwrap_or_default();
-    let Some(route) = routes.iter().position(|r| r.name == name) else {
-        problems.push(at("route"), format!("no route named {name:?}"));
-        return None;
-    };
-    Some(Port {
-        listen,
-        upstream,
-        route,
-    })
-}
-
-/// Splits `host[:port]` (IPv6 in brackets) into a lowercase host and a port.
-pub fn split_authority(s: &str, default_port: u16) -> Option<(String, u16)> {
-    let auth: http::uri::Authority = s.parse().ok()?;
-    if auth.as_str().contains('@') || auth.host().is_empty() {
-        return None;
-    }
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-    Some((
-        host.to_ascii_lowercase(),
-        auth.port_u16().unwrap_or(default_port),
-    ))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(yaml: &str) -> Result<Outbound, Vec<String>> {
-        let raw: RawOutbound = serde_yaml::from_str(yaml).map_err(|e| vec![e.to_string()])?;
-        let mut problems = Problems::new("sidecar.yaml");
-        let out = validate(raw, &mut problems);
-        problems
-            .finish(out)
-            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
-    }
-
-    #[test]
-    fn a_full_config_validates() {
-        let out = parse(
-            r#"
-client: {client_id: service-a, secret: s3cret}
-routes:
-  - {name: b, host: "Service-B:8080", audience: service-b, scope: "read write"}
-  - {name: b-admin, host: "admin.b", resources: ["https://b/admin"], without_subject: client_credentials}
-ports:
-  - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
-"#,
-        )
-        .expect("valid");
-        assert_eq!(out.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(
-            out.route_for("service-b", 8080).map(|r| &*r.name),
-            Some("b")
-        );
-        assert_eq!(
-            out.route_for("admin.b", 80).map(|r| &*r.name),
-            Some("b-admin")
-        );
-        assert!(out.route_for("service-b", 80).is_none());
-        assert_eq!(out.ports[0].route, 0);
-        assert_eq!(
-            out.routes[1].without_subject,
-            WithoutSubject::ClientCredentials
-        );
-        assert!(!format!("{out:?}").contains("s3cret"));
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_field_path() {
-        let errs = parse(
-            r#"
-client: {client_id: a, secret: x, secret_env: Y}
-unknown: allow
-routes:
-  - {name: b, host: "service-b:8080"}
-  - {name: b, host: "bad host:99999", audience: b, without_subject: maybe}
-  - {name: c, host: c, audience: c, resources: ["not a uri"]}
-ports:
-  - {listen: nope, upstream: "c:1", route: zzz}
-"#,
-        )
-        .expect_err("invalid");
-        let all = errs.join("\n");
-        for needle in [
-            "sidecar.yaml: outbound.client: set exactly one",
-            "outbound.unknown: \"allow\"",
-            "outbound.routes[0].audience: set audience or resources",
-            "outbound.routes[1].host: required",
-            "outbound.routes[2].resources[0]: must be an absolute URI",
-            "outbound.ports[0].listen",
-            "outbound.ports[0].route: no route named \"zzz\"",
-        ] {
-            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
-        }
-    }
-
-    #[test]
-    fn unknown_fields_are_refused() {
-        let errs = parse("client: {client_id: a, secret: x}\nroutez: []\n").expect_err("unknown");
-        assert!(errs[0].contains("routez"), "{errs:?}");
-    }
-}
+mod tests;

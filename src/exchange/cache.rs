@@ -64,7 +64,9 @@ pub fn ttl(now: u64, issued_exp: u64, subject_exp: Option<u64>, skew: u64) -> u6
 /// Whether an answer came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
+    /// Served from the cache.
     Hit,
+    /// Fetched from the IdP by this call.
     Miss,
 }
 
@@ -129,13 +131,14 @@ impl Cache {
     where
         F: Future<Output = Result<Issued, ExchangeError>>,
     {
-        let subject_exp = subject
-            .and_then(|t| jwt::peek_claims(t.expose()))
-            .and_then(|c| c.get("exp").and_then(Value::as_u64));
         let (skew, negative_ttl) = (self.skew, self.negative_ttl);
         let init = async move {
             match fetch.await {
                 Ok(issued) => {
+                    // Decoded on a miss only: a hit costs a hash and a lookup.
+                    let subject_exp = subject
+                        .and_then(|t| jwt::peek_claims(t.expose()))
+                        .and_then(|c| c.get("exp").and_then(Value::as_u64));
                     let secs = ttl(jwt::unix_now(), issued.expires_at, subject_exp, skew);
                     Ok(Entry::Token(Arc::new(issued), Duration::from_secs(secs)))
                 }

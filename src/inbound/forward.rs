@@ -1,11 +1,11 @@
 //! Header rewriting and the pooled client that forwards to the app, streaming both ways.
 
 use super::Reject;
-use crate::http::{Body, BoxError};
+use crate::http::{Body, BoxError, strip_hop_by_hop};
 use crate::jwt::Claims;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header::{self, HeaderName};
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -15,34 +15,6 @@ use std::net::SocketAddr;
 
 /// The request id header, generated when absent.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
-/// Removes hop-by-hop headers, including those named in `Connection` (RFC 9110 §7.6.1).
-/// `Upgrade` is removed too: the inbound listener does not tunnel.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-    headers.remove(header::UPGRADE);
-}
 
 /// Rewrites the identity headers: any client-supplied `claims_header` is removed, the verified
 /// claims (if any) are added as base64url JSON, and `x-request-id` is generated when absent.
@@ -118,6 +90,7 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
     use serde_json::json;
 
     #[test]

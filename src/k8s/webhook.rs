@@ -251,7 +251,7 @@ pub async fn serve(
         let state = state.clone();
         async move { handle(&state, req).await }
     };
-    tls::serve(listener, tls, limits, handler, shutdown).await;
+    crate::server::serve_tls(listener, tls, limits, handler, shutdown).await;
 }
 
 /// `baton webhook` (async: call from the CLI's runtime). Exit 64 when the certificate cannot be

@@ -2,9 +2,9 @@
 //! client (HTTP/1.1, rustls when a route says `tls`), replay for the 401 retry, CONNECT tunnels.
 
 use crate::config::outbound::Outbound as Config;
-use crate::http::{Body, empty};
+use crate::http::{Body, empty, strip_hop_by_hop};
 use crate::secret::Token;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -81,34 +81,6 @@ impl Upstream {
         strip_hop_by_hop(rsp.headers_mut());
         Ok(rsp)
     }
-}
-
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1): those named in `Connection` and the fixed list,
-/// including `Proxy-Authorization`, which is meant for this proxy only.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 /// Points `req` at `host:port` (https when `tls`), sets `Host`, strips hop-by-hop headers and,
@@ -225,6 +197,7 @@ pub(super) async fn tunnel(req: Request<Body>) -> Result<Response<Body>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderName;
 
     #[test]
     fn hop_by_hop_headers_go_including_those_named_in_connection() {

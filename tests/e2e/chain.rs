@@ -148,6 +148,23 @@ async fn a_hundred_concurrent_calls_make_one_exchange_per_hop_and_a_second_wave_
         2,
         "the second wave is served from the caches"
     );
+    // A's admin listener reports the same: one exchange for route service-b, the rest cache hits.
+    let metrics = http()
+        .get(format!("http://{}/metrics", chain.hops[0].sidecar.admin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"baton_exchanges_total{route="service-b",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"baton_exchange_cache_hits_total{route="service-b"} 199"#),
+        "{metrics}"
+    );
     chain.stop().await;
 }
 
@@ -185,4 +202,146 @@ async fn with_the_idp_down_cached_calls_succeed_and_a_new_user_gets_503() {
         "503 carries Retry-After: {body}"
     );
     chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_long_job_route_gets_a_narrow_token_that_outlives_the_users_where_an_edge_allows() {
+    use crate::support::{idp, recorder::Upstream};
+    use baton::config::Config;
+    use baton::sidecar::{self, Listeners};
+
+    let idp = idp::start().await;
+    let login = idp.login("openid profile update:builds").await;
+    let user = login["access_token"].as_str().expect("token");
+    // A hands the job to the builds API: a token for builds-api with the user's scope, normal life.
+    let (status, handed) = idp
+        .exchange(
+            "service-a",
+            user,
+            &[("audience", "builds-api"), ("scope", "update:builds")],
+        )
+        .await;
+    assert_eq!(status, 200, "{handed}");
+    let subject = handed["access_token"].as_str().expect("token");
+    let subject_exp = idp::claims(subject)["exp"].as_u64().expect("exp");
+
+    // The builds API's sidecar re-issues itself a job token through an ordinary outbound route.
+    let jobs = Upstream::start().await;
+    let yaml = format!(
+        "issuer: {iss}\naudience: builds-api\napp: \"127.0.0.1:9\"\n\
+         routes:\n  - name: default\n    path: /\n\
+         outbound:\n  client:\n    client_id: builds-api\n    secret: {secret}\n  routes:\n\
+         \x20   - name: job-runner\n      host: \"{jobs}\"\n      audience: builds-api\n\
+         \x20     scope: update:builds\n      requested_lifetime: 86400\n",
+        iss = idp.url,
+        secret = idp::secret("builds-api"),
+        jobs = jobs.addr,
+    );
+    let cfg = Config::from_yaml(&yaml, "sidecar-builds.yaml").expect("config");
+    let listeners = Listeners::ephemeral(&cfg).await.expect("bind");
+    let running = sidecar::start(cfg, listeners, None).await.expect("sidecar");
+    let via = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", running.outbound)).expect("proxy"))
+        .build()
+        .expect("client");
+    let rsp = via
+        .post(format!("http://{}/jobs", jobs.addr))
+        .bearer_auth(subject)
+        .send()
+        .await
+        .expect("job call");
+    assert_eq!(rsp.status(), 200);
+    let job = jobs.seen()[0].claims();
+    assert_eq!(job["sub"], "alice");
+    assert_eq!(job["scope"], "update:builds");
+    assert_eq!(job["aud"], "builds-api");
+    let exp = job["exp"].as_u64().expect("exp");
+    assert!(
+        exp > subject_exp,
+        "the job token outlives the subject ({exp} > {subject_exp})"
+    );
+    assert_eq!(exp - job["iat"].as_u64().expect("iat"), 86400);
+    running.stop().await;
+}
+
+/// A writer that appends every log line to a shared buffer.
+#[derive(Clone)]
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread: every task of the chain runs here, so the scoped subscriber sees all their logs
+// (debug for every crate, trace for baton), whatever other tests installed globally.
+#[tokio::test(flavor = "current_thread")]
+async fn logs_never_carry_a_token_a_secret_or_a_password() {
+    let logs = LogSink(Default::default());
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("debug,baton=trace"))
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _scope = tracing::subscriber::set_default(subscriber);
+    let mut chain = Chain::start().await.expect("chain");
+    let alice = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("alice");
+    let bob = chain
+        .sign_in("bob", "looking-glass-demo")
+        .await
+        .expect("bob");
+    assert_eq!(
+        chain.call(&alice.access_token, "/").await.expect("call").0,
+        200
+    );
+    // Refusals log too: a tampered token, then a miss while the IdP is down.
+    let mut tampered = alice.access_token.expose().to_owned();
+    tampered.push('x');
+    let tampered = baton::secret::Token::new(tampered);
+    assert_eq!(chain.call(&tampered, "/").await.expect("call").0, 401);
+    chain.stop_idp().await;
+    let _ = chain.call(&bob.access_token, "/").await.expect("call");
+    chain.stop().await;
+
+    let text =
+        String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(text.contains("baton"), "the capture saw baton's logs");
+    let mut secrets: Vec<String> = vec![DEMO_PASSWORD.into(), "looking-glass-demo".into()];
+    secrets.extend(
+        baton::demo::SERVICES
+            .iter()
+            .map(|s| format!("demo-secret-{s}")),
+    );
+    for t in [&alice, &bob] {
+        secrets.push(t.access_token.expose().to_owned());
+        secrets.extend(
+            t.id_token
+                .iter()
+                .chain(&t.refresh_token)
+                .map(|t| t.expose().to_owned()),
+        );
+    }
+    for s in &secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "a secret or token reached the logs"
+        );
+    }
+    // No JWT of any kind (exchanged tokens included) appears: base64url JSON header '{"' is 'eyJ'.
+    let jwt_like = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .any(|w| w.starts_with("eyJ") && w.matches('.').count() >= 2);
+    assert!(!jwt_like, "a JWT reached the logs");
 }

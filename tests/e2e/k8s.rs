@@ -510,7 +510,7 @@ async fn webhook_closes_silent_and_idle_connections() {
         async move { webhook::handle(&state, req).await }
     };
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(baton::k8s::tls::serve(
+    let server = tokio::spawn(baton::server::serve_tls(
         listener,
         acceptor(cert).unwrap(),
         limits,

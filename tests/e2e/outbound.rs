@@ -20,7 +20,7 @@ fn state(idp: &FakeIdp, yaml: &str) -> Arc<Outbound> {
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid outbound config");
-    Arc::new(Outbound::new(cfg, Some(&idp.issuer())).expect("outbound"))
+    Arc::new(Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound"))
 }
 
 fn routes(up: &Upstream) -> String {
@@ -61,7 +61,12 @@ async fn header_is_replaced_and_inbound_token_never_reaches_upstream() {
         .await
         .expect("bind");
     let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(outbound::serve(s, listener, std::future::pending()));
+    tokio::spawn(outbound::serve(
+        s,
+        listener,
+        Default::default(),
+        std::future::pending(),
+    ));
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
         .build()
@@ -376,7 +381,7 @@ async fn private_key_jwt_client_authentication() {
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid");
     let _ = std::fs::remove_file(&path);
-    let s = Outbound::new(cfg, Some(&idp.issuer())).expect("outbound");
+    let s = Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound");
     let url = format!("http://{}/", up.addr);
     assert_eq!(
         call(&s, get(&url, Some(&idp.user_token("alice"))))
@@ -411,7 +416,7 @@ async fn a_hanging_idp_gives_503_within_the_configured_timeout() {
         }
     });
     let yaml = format!(
-        "token_endpoint: \"http://{hang_addr}/token\"\ntimeout_ms: 300\n{}",
+        "token_endpoint: \"http://{hang_addr}/token\"\ntimeout: 300ms\n{}",
         routes(&up)
     );
     let s = state(&idp, &yaml);
@@ -438,7 +443,12 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
         .await
         .expect("bind");
     let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(outbound::serve(s, listener, std::future::pending()));
+    tokio::spawn(outbound::serve(
+        s,
+        listener,
+        Default::default(),
+        std::future::pending(),
+    ));
     let exchange = async {
         let mut conn = tokio::net::TcpStream::connect(proxy)
             .await
@@ -509,4 +519,82 @@ async fn tls_route_refuses_an_untrusted_upstream_certificate() {
     .await;
     assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(up.requests(), 0);
+}
+
+#[test_log::test(tokio::test)]
+async fn idp_5xx_is_503_with_retry_after_never_a_refusal() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &routes(&up));
+    idp.answer_500(true);
+    let rsp = call(
+        &s,
+        get(&format!("http://{}/", up.addr), Some(&idp.user_token("a"))),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(rsp.headers().contains_key(header::RETRY_AFTER));
+    assert!(text(rsp).await.contains("idp_unavailable"));
+    // Fails fast while the IdP is known to be down: no second POST.
+    let rsp = call(
+        &s,
+        get(&format!("http://{}/", up.addr), Some(&idp.user_token("b"))),
+    )
+    .await;
+    assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!((idp.calls(), up.requests()), (1, 0));
+}
+
+/// The outbound listener against the real in-process `baton-idp` (discovery, Basic auth, policy).
+#[test_log::test(tokio::test)]
+async fn real_idp_exchange_enriches_and_refuses_ungranted_edges() {
+    let idp = crate::support::idp::start().await;
+    let up = Upstream::start().await;
+    let text_cfg = format!(
+        "client: {{client_id: service-a, secret: {}}}
+routes:
+  - {{name: b, host: \"{a}\", audience: service-b, scope: \"openid profile\"}}
+  - {{name: c, host: \"localhost:{p}\", audience: service-c}}
+",
+        crate::support::idp::secret("service-a"),
+        a = up.addr,
+        p = up.addr.port()
+    );
+    let raw: RawOutbound = serde_yaml::from_str(&text_cfg).expect("yaml");
+    let mut problems = Problems::new("sidecar.yaml");
+    let cfg = validate(raw, &mut problems);
+    let cfg = problems.finish(cfg).expect("valid");
+    let s = Outbound::new(cfg, Some(&idp.url), Default::default()).expect("outbound");
+    let login = idp.login("openid profile").await;
+    let user = login["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+
+    let rsp = call(&s, get(&format!("http://{}/", up.addr), Some(&user))).await;
+    assert_eq!(rsp.status(), 200);
+    let claims = up.seen()[0].claims();
+    assert_eq!(claims["aud"], "service-b");
+    assert_eq!(claims["act"]["sub"], "service-a");
+    assert_eq!(claims["sub"], crate::support::idp::claims(&user)["sub"]);
+
+    let rsp = call(
+        &s,
+        get(
+            &format!("http://localhost:{}/", up.addr.port()),
+            Some(&user),
+        ),
+    )
+    .await;
+    assert!(
+        matches!(rsp.status(), StatusCode::FORBIDDEN),
+        "ungranted edge: {}",
+        rsp.status()
+    );
+    let body = text(rsp).await;
+    assert!(
+        body.contains("exchange_refused") && !body.contains(&user),
+        "{body}"
+    );
+    assert_eq!(up.requests(), 1);
 }

@@ -222,3 +222,27 @@ async fn overflow_keeps_the_newest_entry() {
         .expect("fetch");
     assert_eq!(l, Lookup::Hit);
 }
+
+#[tokio::test]
+async fn entry_life_is_bounded_by_the_subject_exp() {
+    let cache = Cache::new(100, 0, 5);
+    let key_sign =
+        crate::jwt::keys::SigningKey::generate(crate::jwt::Algorithm::ES256).expect("key");
+    let expired_subject = key_sign
+        .sign("at+jwt", &serde_json::json!({"sub": "a", "exp": 1}))
+        .map(Token::new)
+        .expect("sign");
+    let k = key(Some(&expired_subject), &target());
+    let far = jwt::unix_now() + 3600;
+    let fetch = async { Ok(issued("t1", far)) };
+    cache
+        .get_or_fetch(k, Some(&expired_subject), fetch)
+        .await
+        .expect("first");
+    // TTL 0: the token served the first call but was not kept.
+    let (t, l) = cache
+        .get_or_fetch(k, Some(&expired_subject), async { Ok(issued("t2", far)) })
+        .await
+        .expect("second");
+    assert_eq!((t.token.expose(), l), ("t2", Lookup::Miss));
+}

@@ -7,7 +7,7 @@ use baton::jwt::{self, Algorithm, keys::SigningKey};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,6 +22,7 @@ struct State {
     key: SigningKey,
     issuer: String,
     calls: AtomicUsize,
+    fail: AtomicBool,
     forms: Mutex<Vec<Vec<(String, String)>>>,
 }
 
@@ -42,6 +43,7 @@ impl FakeIdp {
             key: SigningKey::generate(Algorithm::ES256).expect("key"),
             issuer: format!("http://{addr}"),
             calls: AtomicUsize::new(0),
+            fail: AtomicBool::new(false),
             forms: Mutex::new(Vec::new()),
         });
         let (tx, rx) = oneshot::channel::<()>();
@@ -70,6 +72,11 @@ impl FakeIdp {
     /// Token-endpoint calls so far.
     pub fn calls(&self) -> usize {
         self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// While `on`, the token endpoint answers 500.
+    pub fn answer_500(&self, on: bool) {
+        self.state.fail.store(on, Ordering::SeqCst);
     }
 
     /// Every form received, in order.
@@ -129,6 +136,12 @@ async fn handle(s: &State, req: Request<Incoming>) -> Response<Body> {
                 c["iss"] == CLIENT_ID && c["sub"] == CLIENT_ID && c["aud"] == s.issuer.as_str()
             });
     let authorized = authorized || asserted;
+    if s.fail.load(Ordering::SeqCst) {
+        return json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": "server_error"}),
+        );
+    }
     let err = |code: &str| json(StatusCode::BAD_REQUEST, &json!({"error": code}));
     if !authorized {
         return json(

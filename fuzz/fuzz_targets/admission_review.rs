@@ -1,0 +1,10 @@
+//! Any body POSTed to the webhook gets a review answer or a `Malformed` refusal; never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    for namespace_enabled in [false, true] {
+        let _ = baton::k8s::webhook::review(data, namespace_enabled);
+    }
+});

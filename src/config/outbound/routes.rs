@@ -1,0 +1,111 @@
+//! Validation of `outbound.routes` and `outbound.ports`, and `host[:port]` parsing.
+
+use super::{Port, RawPort, RawRoute, Route, Tls, WithoutSubject, addr};
+use crate::config::Problems;
+use url::Url;
+
+pub(super) fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<Route> {
+    let at = |f: &str| format!("outbound.routes[{i}].{f}");
+    let name = raw.name.filter(|n| !n.is_empty()).or_else(|| {
+        problems.push(at("name"), "required");
+        None
+    })?;
+    let tls = raw.tls.map(|t| Tls { ca_file: t.ca_file });
+    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref())
+        && !ca.is_file()
+    {
+        problems.push(
+            at("tls.ca_file"),
+            format!("{} is not a readable file", ca.display()),
+        );
+    }
+    let default_port = if tls.is_some() { 443 } else { 80 };
+    let Some((host, port)) = raw
+        .host
+        .as_deref()
+        .and_then(|h| split_authority(h, default_port))
+    else {
+        problems.push(at("host"), "required as host[:port], e.g. service-b:8080");
+        return None;
+    };
+    if raw.audience.is_none() && raw.resources.is_empty() {
+        problems.push(
+            at("audience"),
+            "set audience or resources: the token's target",
+        );
+    }
+    for (j, r) in raw.resources.iter().enumerate() {
+        match Url::parse(r) {
+            Ok(u) if u.fragment().is_none() => {}
+            _ => problems.push(
+                format!("outbound.routes[{i}].resources[{j}]"),
+                "must be an absolute URI without a fragment (RFC 8707 §2)",
+            ),
+        }
+    }
+    if raw.requested_lifetime == Some(0) {
+        problems.push(at("requested_lifetime"), "must be at least 1 second");
+    }
+    let without_subject = match raw.without_subject.as_deref() {
+        None | Some("deny") => WithoutSubject::Deny,
+        Some("client_credentials") => WithoutSubject::ClientCredentials,
+        Some(other) => {
+            problems.push(
+                at("without_subject"),
+                format!("{other:?}: use deny or client_credentials"),
+            );
+            WithoutSubject::Deny
+        }
+    };
+    Some(Route {
+        name,
+        host,
+        port,
+        audience: raw.audience,
+        resources: raw.resources,
+        scope: raw.scope.filter(|s| !s.trim().is_empty()),
+        requested_lifetime: raw.requested_lifetime,
+        without_subject,
+        tls,
+    })
+}
+
+pub(super) fn port(
+    i: usize,
+    raw: RawPort,
+    routes: &[Route],
+    problems: &mut Problems,
+) -> Option<Port> {
+    let at = |f: &str| format!("outbound.ports[{i}].{f}");
+    let listen = addr(raw.listen.as_deref().unwrap_or(""), &at("listen"), problems);
+    let Some(upstream) = raw.upstream.filter(|u| split_authority(u, 80).is_some()) else {
+        problems.push(
+            at("upstream"),
+            "required as host[:port], e.g. service-b:8080",
+        );
+        return None;
+    };
+    let name = raw.route.unwrap_or_default();
+    let Some(route) = routes.iter().position(|r| r.name == name) else {
+        problems.push(at("route"), format!("no route named {name:?}"));
+        return None;
+    };
+    Some(Port {
+        listen,
+        upstream,
+        route,
+    })
+}
+
+/// Splits `host[:port]` (IPv6 in brackets) into a lowercase host and a port.
+pub fn split_authority(s: &str, default_port: u16) -> Option<(String, u16)> {
+    let auth: http::uri::Authority = s.parse().ok()?;
+    if auth.as_str().contains('@') || auth.host().is_empty() {
+        return None;
+    }
+    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
+    Some((
+        host.to_ascii_lowercase(),
+        auth.port_u16().unwrap_or(default_port),
+    ))
+}

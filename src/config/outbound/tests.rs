@@ -1,0 +1,94 @@
+use super::*;
+
+fn parse(yaml: &str) -> Result<Outbound, Vec<String>> {
+    let raw: RawOutbound = serde_yaml::from_str(yaml).map_err(|e| vec![e.to_string()])?;
+    let mut problems = Problems::new("sidecar.yaml");
+    let out = validate(raw, &mut problems);
+    problems
+        .finish(out)
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn a_full_config_validates() {
+    let out = parse(
+        r#"
+client: {client_id: service-a, secret: s3cret}
+timeout: 1500ms
+cache: {skew: 1m}
+routes:
+  - {name: b, host: "Service-B:8080", audience: service-b, scope: "read write"}
+  - {name: b-admin, host: "admin.b", resources: ["https://b/admin"], without_subject: client_credentials}
+ports:
+  - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
+"#,
+    )
+    .expect("valid");
+    assert_eq!(out.connect_timeout, Duration::from_millis(2_000));
+    assert_eq!(out.timeout, Duration::from_millis(1_500));
+    assert_eq!(out.cache.skew, 60);
+    assert_eq!(
+        out.route_for("service-b", 8080).map(|r| &*r.name),
+        Some("b")
+    );
+    assert_eq!(
+        out.route_for("admin.b", 80).map(|r| &*r.name),
+        Some("b-admin")
+    );
+    assert!(out.route_for("service-b", 80).is_none());
+    assert_eq!(out.ports[0].route, 0);
+    assert_eq!(
+        out.routes[1].without_subject,
+        WithoutSubject::ClientCredentials
+    );
+    assert!(!format!("{out:?}").contains("s3cret"));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_field_path() {
+    let errs = parse(
+        r#"
+client: {client_id: a, secret: x, secret_env: Y}
+unknown: allow
+timeout: soon
+routes:
+  - {name: b, host: "service-b:8080"}
+  - {name: b, host: "bad host:99999", audience: b, without_subject: maybe}
+  - {name: c, host: c, audience: c, resources: ["not a uri"]}
+ports:
+  - {listen: nope, upstream: "c:1", route: zzz}
+"#,
+    )
+    .expect_err("invalid");
+    let all = errs.join("\n");
+    for needle in [
+        "sidecar.yaml: outbound.client: set exactly one",
+        "outbound.unknown: \"allow\"",
+        "outbound.routes[0].audience: set audience or resources",
+        "outbound.routes[1].host: required",
+        "outbound.routes[2].resources[0]: must be an absolute URI",
+        "outbound.ports[0].listen",
+        "outbound.ports[0].route: no route named \"zzz\"",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let errs = parse("client: {client_id: a, secret: x}\nroutez: []\n").expect_err("unknown");
+    assert!(errs[0].contains("routez"), "{errs:?}");
+}
+
+#[test]
+fn an_empty_section_is_valid_and_denies_everything() {
+    let out = parse("{}").expect("empty outbound is valid");
+    assert!(out.routes.is_empty());
+    assert_eq!(out.unknown, Policy::Deny);
+    let errs =
+        parse("routes: [{name: b, host: b, audience: b}]").expect_err("routes need a client");
+    assert!(
+        errs[0].contains("outbound.client.client_id: required"),
+        "{errs:?}"
+    );
+}
