@@ -11,7 +11,9 @@ cd "$(dirname "$0")/../.."
 root=$PWD
 
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  apt-get install -y --no-install-recommends chromium chromium-driver
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver
 fi
 venv=$root/target/browser-venv
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium, pyotp' 2>/dev/null; then
