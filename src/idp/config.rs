@@ -385,7 +385,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
         {
             p.push(
                 format!("{f}.totp_secret"),
-                "must be base32 of at least 16 bytes: make one with `baton-idp totp-secret`",
+                "must be base32 of at least 16 bytes (e.g. `head -c 20 /dev/urandom | base32`)",
             );
         }
         if users.contains_key(&u.username) {
