@@ -7,7 +7,8 @@
 //! - [`config`]: `idp.yaml` → validated [`Config`]; [`keys`]: key store and rotation.
 //! - [`discovery`]: RFC 8414 / OIDC metadata, JWKS. [`client_auth`]: RFC 6749 §2.3, RFC 7523.
 //! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy.
-//! - [`authorize`], [`login`]: code + PKCE and the login form. [`introspect`]: RFC 7662.
+//! - [`authorize`], [`login`]: code + PKCE, the login and one-time-code forms; [`session`]:
+//!   login sessions; [`totp`]: RFC 6238 codes. [`introspect`]: RFC 7662.
 //! - [`userinfo`]: OIDC Core §5.3. [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
 
 pub mod authorize;
@@ -22,7 +23,9 @@ pub mod keys;
 pub mod login;
 pub mod metrics;
 pub mod policy;
+pub mod session;
 pub mod token;
+pub mod totp;
 pub mod userinfo;
 
 pub use config::Config;
@@ -57,6 +60,9 @@ pub(crate) struct Stores {
     pub(crate) refresh: Cache<[u8; 32], Arc<token::RefreshGrant>>,
     pub(crate) revoked: Cache<String, ()>,
     pub(crate) assertion_jtis: Cache<String, u64>,
+    pub(crate) sessions: Cache<[u8; 32], session::Session>,
+    /// `user:step` of one-time codes already used (RFC 6238 §5.2: once per step).
+    pub(crate) otp_used: Cache<String, ()>,
 }
 
 /// Expires a client-assertion `jti` when the assertion itself expires (value = its `exp`).
@@ -112,6 +118,14 @@ impl Idp {
             assertion_jtis: Cache::builder()
                 .max_capacity(1_000_000)
                 .expire_after(UntilExp)
+                .build(),
+            sessions: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl(l.session))
+                .build(),
+            otp_used: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl(4 * totp::STEP))
                 .build(),
         };
         Ok(Self {
@@ -231,13 +245,14 @@ where
         (Method::GET, "/jwks") => discovery::jwks(idp),
         (Method::GET, "/authorize") => authorize::authorize(idp, &req, unix_now()),
         (Method::POST, "/login") => login::login(idp, req, unix_now()).await,
+        (Method::POST, "/otp") => login::otp(idp, req, unix_now()).await,
         (Method::POST, "/token") => token::token(idp, req, unix_now()).await,
         (Method::POST, "/introspect") => introspect::introspect(idp, req, unix_now()).await,
         (Method::GET, "/metrics") => idp.metrics.render(),
         (Method::GET | Method::POST, "/userinfo") => {
             userinfo::userinfo(idp, req.headers(), unix_now())
         }
-        (_, "/token" | "/introspect" | "/login") => {
+        (_, "/token" | "/introspect" | "/login" | "/otp") => {
             errors::OAuthError::request("use POST").response()
         }
         (

@@ -2,16 +2,22 @@
 //! exact redirect URI first (an error page, never a redirect, when either is wrong), then the
 //! rest of the request (errors go back to the client with `state`), then shows the login form.
 //!
-//! A later issue adds sessions, `prompt=none`, `max_age`, `id_token_hint` and `acr_values`
-//! step-up here: [`Pending`] carries the request to whichever factors [`super::login`] asks for.
+//! Then the login session decides (OIDC Core §3.1.2.1): a session that already proves the
+//! factors `acr_values` needs, is fresh enough for `max_age`, belongs to the `id_token_hint`
+//! user and is not overridden by `prompt=login` gets a code at once; a session missing only
+//! the one-time code gets only the code page (step-up); otherwise the login form. `prompt=none`
+//! never shows a page: `login_required` or `interaction_required` go back with `state`.
+//! [`Pending`] carries the request through the pages [`super::login`] shows.
 
+use super::config::Factor;
 use super::login::{self, html_page};
-use super::{Idp, random};
+use super::{Idp, random, session};
 use crate::http::{Body, Form};
+use crate::jwt::{self, Kind, Rules, VerifyError};
 use crate::secret::Secret;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
 use tracing::info;
 
 /// An authorization request waiting for the user to sign in.
@@ -26,10 +32,28 @@ pub struct Pending {
     /// Per-request CSRF token, echoed by the form.
     pub(crate) csrf: Secret,
     pub(crate) attempts: AtomicU32,
+    /// Factors the requested `acr` needs.
+    pub(crate) needed: Vec<Factor>,
+    /// The user who proved the password (in this request or through the session): only they
+    /// may complete the one-time-code step.
+    pub(crate) user: Mutex<Option<String>>,
+}
+
+impl Pending {
+    /// The user bound to this request, if any.
+    pub(crate) fn user(&self) -> Option<String> {
+        self.user.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn set_user(&self, user: &str) {
+        if let Ok(mut u) = self.user.lock() {
+            *u = Some(user.to_owned());
+        }
+    }
 }
 
 /// The authorization endpoint.
-pub fn authorize<B>(idp: &Idp, req: &Request<B>, _now: u64) -> Response<Body> {
+pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
     let q = Form::parse(req.uri().query().unwrap_or("").as_bytes());
     let one = |name: &str| {
         q.one(name)
@@ -91,21 +115,127 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, _now: u64) -> Response<Body> {
         .split_ascii_whitespace()
         .map(str::to_owned)
         .collect();
-    let id = random(24);
-    let csrf = random(24);
+    let (prompt, max_age, acr_values, hint) = match (
+        one("prompt"),
+        one("max_age"),
+        one("acr_values"),
+        one("id_token_hint"),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        _ => return back("invalid_request", "a parameter is repeated"),
+    };
+    let prompt: Vec<&str> = prompt.unwrap_or("").split_ascii_whitespace().collect();
+    let prompt_none = prompt.contains(&"none");
+    if prompt_none && prompt.len() > 1 {
+        return back("invalid_request", "prompt=none cannot be combined");
+    }
+    let max_age = match max_age.map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(_)) => return back("invalid_request", "max_age must be a number of seconds"),
+    };
+    let hinted = match hint.map(|h| hint_subject(idp, h, now)) {
+        None => None,
+        Some(Some(sub)) => Some(sub),
+        Some(None) => {
+            return back(
+                "invalid_request",
+                "id_token_hint is not an ID token we issued",
+            );
+        }
+    };
+    // acr_values are voluntary (OIDC Core §5.5.1.1): the first configured one wins, else `pwd`.
+    let needed = acr_values
+        .unwrap_or("")
+        .split_ascii_whitespace()
+        .find_map(|a| idp.config.acr.get(a))
+        .cloned()
+        .unwrap_or_else(|| vec![Factor::Pwd]);
+    if needed.contains(&Factor::Otp) && hinted.as_ref().is_some_and(|u| !can_otp(idp, u)) {
+        return back(
+            "unmet_authentication_requirements",
+            "the user has no one-time-code app enrolled",
+        );
+    }
+
+    // 3. The login session.
+    let current = session::current(idp, req.headers(), now)
+        .map(|(_, s)| s)
+        .filter(|s| hinted.as_ref().is_none_or(|u| *u == s.user))
+        .filter(|s| max_age.is_none_or(|m| now.saturating_sub(s.auth_time()) <= m))
+        .filter(|_| !prompt.contains(&"login"));
+    let user = current.as_ref().map(|s| s.user.clone());
     let pending = Pending {
         client: client.id.clone(),
-        redirect_uri,
-        state,
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
         nonce: nonce.map(str::to_owned),
         challenge: challenge.to_owned(),
         scope,
-        csrf: Secret::new(csrf.clone()),
+        csrf: Secret::new(random(24)),
         attempts: AtomicU32::new(0),
+        needed,
+        user: Mutex::new(user),
     };
-    idp.state.pending.insert(id.clone(), Arc::new(pending));
-    info!(client_id = %client.id, "login form shown");
-    login::form(&id, &csrf, None, StatusCode::OK)
+    match current {
+        Some(s) if s.has(&pending.needed) => {
+            info!(client_id = %client.id, "signed in through the session");
+            let auth = s.authentication(&idp.config.acr);
+            login::code_redirect(idp, &pending, auth, now, None)
+        }
+        Some(_) if prompt_none => back(
+            "interaction_required",
+            "a stronger authentication is needed",
+        ),
+        Some(s) => {
+            if !can_otp(idp, &s.user) {
+                return back(
+                    "unmet_authentication_requirements",
+                    "the user has no one-time-code app enrolled",
+                );
+            }
+            let id = random(24);
+            let rsp = login::otp_form(&id, pending.csrf.expose(), None, StatusCode::OK);
+            idp.state.pending.insert(id, Arc::new(pending));
+            info!(client_id = %client.id, "step-up: one-time code asked");
+            rsp
+        }
+        None if prompt_none => back("login_required", "the user is not signed in"),
+        None => {
+            let id = random(24);
+            let rsp = login::form(&id, pending.csrf.expose(), None, StatusCode::OK);
+            idp.state.pending.insert(id, Arc::new(pending));
+            info!(client_id = %client.id, "login form shown");
+            rsp
+        }
+    }
+}
+
+/// Whether `user` has a TOTP secret.
+fn can_otp(idp: &Idp, user: &str) -> bool {
+    idp.config
+        .users
+        .get(user)
+        .is_some_and(|u| u.totp_secret.is_some())
+}
+
+/// The `sub` of an ID token this IdP issued, for any audience; an expired one still counts as a
+/// hint (OIDC Core §3.1.2.1), its signature must verify.
+fn hint_subject(idp: &Idp, token: &str, now: u64) -> Option<String> {
+    let rules = Rules {
+        audience: None,
+        kind: Kind::Id,
+        ..Rules::access(idp.config.issuer.clone(), String::new())
+    };
+    let keys = idp.keys();
+    let verified = match jwt::verify(token, &keys.verify, &rules, now) {
+        Err(VerifyError::Expired) => {
+            let exp = jwt::peek_claims(token)?.get("exp")?.as_u64()?;
+            jwt::verify(token, &keys.verify, &rules, exp).ok()?
+        }
+        other => other.ok()?,
+    };
+    verified.claims.get("sub")?.as_str().map(str::to_owned)
 }
 
 /// Sends the user agent back to the client with an error (RFC 6749 §4.1.2.1, RFC 9207 `iss`).

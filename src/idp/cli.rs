@@ -1,6 +1,6 @@
-//! The `baton-idp` command line: `serve` (default), `keys rotate`, `hash-password`.
+//! The `baton-idp` command line: `serve` (default), `keys rotate`, `hash-password`, `totp USER`.
 
-use super::{Config, Idp, login, rotate_on_disk, serve};
+use super::{Config, Idp, login, rotate_on_disk, serve, totp};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -36,6 +36,11 @@ enum Command {
     },
     /// Read a password from stdin and print its argon2 hash for `users[].password_hash`.
     HashPassword,
+    /// Print the otpauth:// provisioning URI of USER's one-time-code secret (scan it into an app).
+    Totp {
+        /// The username.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -62,6 +67,29 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         .try_init();
     match args.command.unwrap_or(Command::Serve) {
         Command::HashPassword => hash_password(),
+        Command::Totp { user } => {
+            let Some(cfg) = load(&args.config) else {
+                return ExitCode::from(BAD_CONFIG);
+            };
+            let uri = cfg
+                .users
+                .get(&user)
+                .and_then(|u| u.totp_secret.as_ref())
+                .and_then(|s| totp::provisioning_uri(s, &cfg.issuer, &user));
+            match uri {
+                Some(uri) => {
+                    println!("{uri}");
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!(
+                        "totp: user {user} has no totp_secret in {}",
+                        args.config.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Keys {
             action: KeysAction::Rotate,
         } => {

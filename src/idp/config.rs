@@ -68,6 +68,28 @@ pub struct Config {
     pub grants: Vec<Edge>,
     /// RFC 8707 resource URI → audience (a client id).
     pub resources: BTreeMap<String, String>,
+    /// Authentication levels: `acr` value → the factors it needs (OIDC Core §2 `acr`).
+    pub acr: BTreeMap<String, Vec<Factor>>,
+}
+
+/// An authentication factor a user can prove at the login pages (RFC 8176 `amr` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Factor {
+    /// The user's password.
+    Pwd,
+    /// A one-time code from the user's TOTP app (RFC 6238).
+    Otp,
+}
+
+impl Factor {
+    /// The RFC 8176 `amr` value.
+    pub fn amr(self) -> &'static str {
+        match self {
+            Factor::Pwd => "pwd",
+            Factor::Otp => "otp",
+        }
+    }
 }
 
 /// Where keys live and which algorithm new keys use.
@@ -90,6 +112,8 @@ pub struct Lifetimes {
     pub code: u64,
     /// Refresh tokens.
     pub refresh: u64,
+    /// IdP login sessions (the browser cookie).
+    pub session: u64,
 }
 
 /// How a client authenticates at the token endpoint.
@@ -134,6 +158,8 @@ pub struct User {
     pub claims: Claims,
     /// Scopes the user may be granted.
     pub scope: Vec<String>,
+    /// Base32 TOTP secret (RFC 6238), if the user enrolled a one-time-code app.
+    pub totp_secret: Option<Secret>,
 }
 
 /// An exchange edge: `client` may exchange a token addressed to it for one addressed to `target`.
@@ -172,6 +198,15 @@ struct RawConfig {
     grants: Vec<RawEdge>,
     #[serde(default)]
     resources: BTreeMap<String, String>,
+    #[serde(default = "default_acr")]
+    acr: BTreeMap<String, Vec<Factor>>,
+}
+
+fn default_acr() -> BTreeMap<String, Vec<Factor>> {
+    BTreeMap::from([
+        ("pwd".into(), vec![Factor::Pwd]),
+        ("mfa".into(), vec![Factor::Pwd, Factor::Otp]),
+    ])
 }
 
 fn default_listen() -> String {
@@ -201,6 +236,7 @@ struct RawLifetimes {
     id: u64,
     code: u64,
     refresh: u64,
+    session: u64,
 }
 
 impl Default for RawLifetimes {
@@ -210,6 +246,7 @@ impl Default for RawLifetimes {
             id: 300,
             code: 60,
             refresh: 86_400,
+            session: 28_800,
         }
     }
 }
@@ -223,6 +260,7 @@ struct RawUser {
     claims: Claims,
     #[serde(default)]
     scope: String,
+    totp_secret: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -306,6 +344,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
         ("id", l.id, 86_400),
         ("code", l.code, 600),
         ("refresh", l.refresh, 90 * 86_400),
+        ("session", l.session, 30 * 86_400),
     ] {
         if v == 0 || v > max {
             p.push(
@@ -341,6 +380,14 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
         for name in u.claims.keys().filter(|k| RESERVED.contains(&k.as_str())) {
             p.push(format!("{f}.claims.{name}"), "is reserved: the IdP sets it");
         }
+        if let Some(t) = &u.totp_secret
+            && super::totp::decode(t).is_none()
+        {
+            p.push(
+                format!("{f}.totp_secret"),
+                "must be base32 of at least 16 bytes (e.g. `head -c 20 /dev/urandom | base32`)",
+            );
+        }
         if users.contains_key(&u.username) {
             p.push(format!("{f}.username"), "duplicate username");
         }
@@ -355,8 +402,17 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
                     .split_ascii_whitespace()
                     .map(str::to_owned)
                     .collect(),
+                totp_secret: u.totp_secret.map(Secret::new),
             },
         );
+    }
+    for (name, factors) in &raw.acr {
+        if factors.first() != Some(&Factor::Pwd) {
+            p.push(
+                format!("acr.{name}"),
+                "must start with pwd: the password is always the first factor",
+            );
+        }
     }
 
     for (uri, aud) in &raw.resources {
@@ -437,12 +493,14 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
             id: l.id,
             code: l.code,
             refresh: l.refresh,
+            session: l.session,
         },
         max_chain_depth: raw.max_chain_depth,
         clients,
         users,
         grants,
         resources: raw.resources,
+        acr: raw.acr,
     };
     p.finish(cfg)
 }

@@ -68,7 +68,9 @@ pub fn metadata(idp: &Idp) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": scopes,
         "claims_supported": claims,
-        "acr_values_supported": ["pwd"],
+        "acr_values_supported": idp.config.acr.keys().collect::<Vec<_>>(),
+        "prompt_values_supported": ["none", "login"],
+        "claims_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
     })
 }

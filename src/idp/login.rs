@@ -1,12 +1,14 @@
-//! The login form and `POST /login`: password check against the user's argon2 hash, then a
-//! single-use code bound to the pending authorization request (RFC 6749 §4.1.2).
+//! The login and one-time-code forms: `POST /login` checks the password against the user's argon2
+//! hash and starts a login session; `POST /otp` checks an RFC 6238 code (once per step) and adds
+//! the `otp` factor to it. When the session proves what the request needs, a single-use code
+//! bound to the pending authorization request goes back to the client (RFC 6749 §4.1.2).
 //!
-//! [`Authentication`] records what the user proved (`acr`, `amr`, `auth_time`); a later issue adds
-//! sessions and a TOTP step-up factor by extending it, without touching the token code.
+//! [`Authentication`] records what the user proved (`acr`, `amr`, `auth_time`).
 
 use super::authorize::{Pending, redirect};
+use super::config::Factor;
 use super::token::{CodeGrant, read_form};
-use super::{Idp, random};
+use super::{Idp, random, session, totp};
 use crate::http::{Body, BoxError, full};
 use crate::secret::Token;
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
@@ -126,15 +128,115 @@ where
             StatusCode::UNAUTHORIZED,
         );
     }
-    idp.state.pending.invalidate(id);
     idp.metrics.login("ok");
     info!(client_id = %pending.client, "user signed in");
-    let code = issue_code(idp, &pending, Authentication::password(&username, now), now);
+    let cookie = session::start(idp, &username, Factor::Pwd, now);
+    if !pending.needed.contains(&Factor::Otp) {
+        idp.state.pending.invalidate(id);
+        let auth = Authentication::password(&username, now);
+        return code_redirect(idp, &pending, auth, now, Some(cookie));
+    }
+    if user.is_none_or(|u| u.totp_secret.is_none()) {
+        idp.state.pending.invalidate(id);
+        let mut rsp = super::authorize::redirect_error(
+            idp,
+            &pending.redirect_uri,
+            pending.state.as_deref(),
+            "unmet_authentication_requirements",
+            "the user has no one-time-code app enrolled",
+        );
+        rsp.headers_mut().insert(header::SET_COOKIE, cookie);
+        return rsp;
+    }
+    pending.set_user(&username);
+    let mut rsp = otp_form(id, pending.csrf.expose(), None, StatusCode::OK);
+    rsp.headers_mut().insert(header::SET_COOKIE, cookie);
+    rsp
+}
+
+/// `POST /otp`: the one-time code for the user the pending request is bound to, whose login
+/// session must be the browser's.
+pub async fn otp<B>(idp: &Idp, req: Request<B>, now: u64) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let current = session::current(idp, req.headers(), now);
+    let body = match read_form(req).await {
+        Ok((_, body)) => body,
+        Err(_) => return super::authorize::error_page("The code form could not be read."),
+    };
+    let field = |n: &str| body.one(n).ok().flatten().unwrap_or("");
+    let id = field("request");
+    let Some(pending) = idp.state.pending.get(id) else {
+        return super::authorize::error_page(
+            "This sign-in request expired. Start again from the application.",
+        );
+    };
+    let user = pending.user();
+    let session = current.filter(|(_, s)| user.as_ref() == Some(&s.user));
+    let (Some(user), Some((sid, s)), true) = (user, session, pending.csrf.matches(field("csrf")))
+    else {
+        return super::authorize::error_page(
+            "The code form was not valid. Start again from the application.",
+        );
+    };
+    let secret = idp
+        .config
+        .users
+        .get(&user)
+        .and_then(|u| u.totp_secret.as_ref());
+    let step = secret.and_then(|sec| totp::check(sec, field("code"), now));
+    let fresh = step.is_some_and(|st| {
+        let key = format!("{user}:{st}");
+        let used = idp.state.otp_used.contains_key(&key);
+        idp.state.otp_used.insert(key, ());
+        !used
+    });
+    if !fresh {
+        idp.metrics.login("invalid_otp");
+        if pending.attempts.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_ATTEMPTS {
+            idp.state.pending.invalidate(id);
+            return super::authorize::redirect_error(
+                idp,
+                &pending.redirect_uri,
+                pending.state.as_deref(),
+                "access_denied",
+                "too many failed sign-in attempts",
+            );
+        }
+        return otp_form(
+            id,
+            pending.csrf.expose(),
+            Some("Wrong or already used code."),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    idp.state.pending.invalidate(id);
+    idp.metrics.login("ok");
+    info!(client_id = %pending.client, "one-time code accepted");
+    let s = session::add(idp, &sid, s, Factor::Otp, now);
+    code_redirect(idp, &pending, s.authentication(&idp.config.acr), now, None)
+}
+
+/// Issues a code for `auth` and redirects to the client with it and `state`, setting `cookie`.
+pub(crate) fn code_redirect(
+    idp: &Idp,
+    pending: &Pending,
+    auth: Authentication,
+    now: u64,
+    cookie: Option<HeaderValue>,
+) -> Response<Body> {
+    let code = issue_code(idp, pending, auth, now);
     let mut pairs = vec![("code", code.expose())];
     if let Some(s) = &pending.state {
         pairs.push(("state", s.as_str()));
     }
-    redirect(idp, &pending.redirect_uri, &pairs)
+    let mut rsp = redirect(idp, &pending.redirect_uri, &pairs);
+    if let Some(c) = cookie {
+        rsp.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    rsp
 }
 
 fn issue_code(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
@@ -167,6 +269,25 @@ fn issue_code(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
         .codes
         .insert(code.sha256(), Arc::new(Mutex::new(grant)));
     code
+}
+
+/// The one-time-code form for pending request `id`.
+pub fn otp_form(id: &str, csrf: &str, error: Option<&str>, status: StatusCode) -> Response<Body> {
+    let alert = error
+        .map(|e| format!("<p role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"{alert}<p>Enter the 6-digit code from your authenticator app.</p>
+<form method="post" action="/otp">
+<input type="hidden" name="request" value="{id}">
+<input type="hidden" name="csrf" value="{csrf}">
+<p><label for="code">One-time code</label><br><input id="code" name="code" inputmode="numeric" pattern="[0-9]{{6}}" maxlength="6" autocomplete="one-time-code" required autofocus></p>
+<p><button type="submit">Verify</button></p>
+</form>"#,
+        id = escape(id),
+        csrf = escape(csrf),
+    );
+    html_page(status, "One-time code", &body)
 }
 
 /// The login form for pending request `id`.

@@ -5,4 +5,5 @@ mod idp;
 mod inbound;
 mod k8s;
 mod outbound;
+mod stepup;
 mod support;

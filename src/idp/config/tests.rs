@@ -102,3 +102,23 @@ fn unknown_fields_and_missing_credentials_are_reported() {
     let e = errors("surprise: 1\n");
     assert!(e[0].contains("unknown field `surprise`"), "{e:?}");
 }
+
+#[test]
+fn acr_levels_default_and_totp_secrets_are_checked() {
+    let cfg = Config::from_yaml(BASE, "idp.yaml").expect("valid");
+    assert_eq!(cfg.acr["mfa"], [Factor::Pwd, Factor::Otp]);
+    assert_eq!(cfg.lifetimes.session, 28_800);
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$r+5TdXsBB9POuvffwWAHTQ$NTuHHT2TSdubsihZXpTDWDmoInOKlgMu5mgjKpzyKj8";
+    let e = errors(&format!(
+        "users:\n  - {{username: u, password_hash: \"{hash}\", totp_secret: JBSWY3DP}}\nacr:\n  otp-only: [otp]\n"
+    ));
+    assert!(
+        e.iter().any(|m| m.contains("users[0].totp_secret")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("acr.otp-only: must start with pwd")),
+        "{e:?}"
+    );
+}

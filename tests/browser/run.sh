@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Real-browser test of IdP sign-in and step-up (issue #6): headless Chromium driven by selenium
+# signs alice in with her password, then steps up to `mfa` with the current TOTP code and is not
+# asked for the password again; the tokens' acr/amr are checked; screenshots of the login and
+# code pages go to target/artifacts/. Loopback only, bounded, cleans up after itself.
+#
+# Needs: Debian packages chromium and chromium-driver (installed here when missing, as root),
+# python3 with venv; selenium and pyotp come from PyPI into target/browser-venv.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
+venv=$root/target/browser-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium, pyotp' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q selenium pyotp
+fi
+cargo build -q --bin baton-idp
+
+work=$(mktemp -d)
+idp_pid=""
+cleanup() {
+  if [ -n "$idp_pid" ]; then kill "$idp_pid" 2>/dev/null || true; wait "$idp_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+idp_port=$(free_port)
+cb_port=$(free_port)
+sed -e "s#127.0.0.1:9000#127.0.0.1:$idp_port#g" \
+    -e "s#http://127.0.0.1:8080/callback#http://127.0.0.1:$cb_port/callback#" \
+    -e "s#dir: idp-keys#dir: $work/keys#" \
+    deploy/idp.yaml > "$work/idp.yaml"
+totp_secret=$(sed -n 's/^ *totp_secret: *//p' deploy/idp.yaml | head -1)
+
+RUST_LOG=info "$root/target/debug/baton-idp" -c "$work/idp.yaml" > "$work/idp.log" 2>&1 &
+idp_pid=$!
+for _ in $(seq 1 100); do   # bounded wait for readiness (about 10 s)
+  if curl -fsS "http://127.0.0.1:$idp_port/.well-known/openid-configuration" >/dev/null 2>&1; then break; fi
+  kill -0 "$idp_pid" 2>/dev/null || { cat "$work/idp.log"; exit 1; }
+  sleep 0.1
+done
+
+mkdir -p "$root/target/artifacts"
+ISSUER="http://127.0.0.1:$idp_port" CALLBACK_PORT="$cb_port" TOTP_SECRET="$totp_secret" \
+ARTIFACTS="$root/target/artifacts" \
+  timeout 180 "$venv/bin/python" tests/browser/stepup.py || { echo "--- idp log"; tail -50 "$work/idp.log"; exit 1; }

@@ -1,0 +1,409 @@
+//! e2e: IdP login sessions and step-up over HTTP, with a cookie-keeping client as the browser:
+//! `acr_values=mfa` asks only the one-time code of a signed-in user, `prompt=none`, `prompt=login`,
+//! `max_age` and `id_token_hint` (OIDC Core §3.1.2.1; ports of the conformance modules
+//! `oidcc-prompt-none-not-logged-in`, `oidcc-id-token-hint`, `oidcc-max-age-1`).
+//! `oidcc-codereuse` and `oidcc-ensure-registered-redirect-uri` live in `idp.rs`.
+
+use crate::support::idp::{ALICE_PASSWORD, REDIRECT, TestIdp, claims, hidden, pkce, start};
+use baton::idp::totp;
+use baton::jwt::unix_now;
+use http_body_util::BodyExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A browser: keeps cookies, does not follow redirects.
+struct Browser {
+    http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
+}
+
+/// Where an authorization request ended.
+#[derive(Debug)]
+enum Step {
+    /// A page (status, HTML).
+    Page(StatusCode, String),
+    /// Back at the client: the redirect's query.
+    Back(Vec<(String, String)>),
+}
+
+impl Step {
+    fn page(self) -> String {
+        match self {
+            Step::Page(StatusCode::OK, html) => html,
+            other => panic!("expected a page, got {other:?}"),
+        }
+    }
+
+    fn param(&self, k: &str) -> Option<String> {
+        match self {
+            Step::Back(q) => q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+            Step::Page(..) => None,
+        }
+    }
+}
+
+/// One authorization request's PKCE verifier and its outcome.
+struct Flow {
+    verifier: String,
+    step: Step,
+}
+
+impl Browser {
+    fn new() -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .no_proxy()
+            .build()
+            .expect("client");
+        Self { http, jar }
+    }
+
+    async fn step(rsp: reqwest::Response) -> Step {
+        let status = rsp.status();
+        if status == StatusCode::SEE_OTHER {
+            let loc = rsp.headers()["location"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            assert!(loc.starts_with(REDIRECT), "{loc}");
+            let url = url::Url::parse(&loc).expect("url");
+            return Step::Back(url.query_pairs().into_owned().collect());
+        }
+        Step::Page(status, rsp.text().await.expect("page"))
+    }
+
+    async fn authorize(&self, idp: &TestIdp, extra: &[(&str, &str)]) -> Flow {
+        let (verifier, challenge) = pkce();
+        let mut q = vec![
+            ("response_type", "code"),
+            ("client_id", "service-a"),
+            ("redirect_uri", REDIRECT),
+            ("scope", "openid"),
+            ("state", "st-9"),
+            ("nonce", "n-9"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        q.extend_from_slice(extra);
+        let rsp = self
+            .http
+            .get(format!("{}/authorize", idp.url))
+            .query(&q)
+            .send()
+            .await
+            .expect("authorize");
+        let step = Self::step(rsp).await;
+        Flow { verifier, step }
+    }
+
+    async fn post(&self, idp: &TestIdp, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", idp.url))
+            .form(form)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    async fn password(&self, idp: &TestIdp, html: &str, user: &str, pw: &str) -> Step {
+        let rsp = self
+            .post(
+                idp,
+                "/login",
+                &[
+                    ("request", &hidden(html, "request")),
+                    ("csrf", &hidden(html, "csrf")),
+                    ("username", user),
+                    ("password", pw),
+                ],
+            )
+            .await;
+        if let Some(c) = rsp.headers().get("set-cookie") {
+            let c = c.to_str().expect("ascii");
+            assert!(
+                c.starts_with("baton-idp=") && c.contains("HttpOnly") && c.contains("SameSite=Lax"),
+                "{c}"
+            );
+        }
+        Self::step(rsp).await
+    }
+
+    async fn code(&self, idp: &TestIdp, html: &str, code: &str) -> Step {
+        let form = [
+            ("request", hidden(html, "request")),
+            ("csrf", hidden(html, "csrf")),
+            ("code", code.to_owned()),
+        ];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Self::step(self.post(idp, "/otp", &form).await).await
+    }
+}
+
+/// Exchanges the code a flow ended with; returns the token response.
+async fn tokens(idp: &TestIdp, flow: &Flow) -> Value {
+    assert_eq!(flow.step.param("state").as_deref(), Some("st-9"));
+    let code = flow.step.param("code").expect("a code");
+    redeem(idp, &code, &flow.verifier).await
+}
+
+async fn redeem(idp: &TestIdp, code: &str, verifier: &str) -> Value {
+    let (st, body) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    body
+}
+
+fn alice_code() -> String {
+    let idp_cfg = baton::idp::Config::demo("http://x", std::env::temp_dir());
+    let secret = idp_cfg.users["alice"]
+        .totp_secret
+        .clone()
+        .expect("alice has a TOTP secret");
+    totp::current(&secret, unix_now()).expect("code")
+}
+
+fn acr(tokens: &Value) -> (Value, Value) {
+    let t = claims(tokens["access_token"].as_str().expect("access token"));
+    let i = claims(tokens["id_token"].as_str().expect("id token"));
+    assert_eq!(
+        (&t["acr"], &t["amr"]),
+        (&i["acr"], &i["amr"]),
+        "ID and access token agree"
+    );
+    assert!(t["auth_time"].as_u64().is_some_and(|a| a <= unix_now()));
+    (t["acr"].clone(), t["amr"].clone())
+}
+
+/// Signs `browser` in as alice with a password; returns the tokens.
+async fn sign_in(idp: &TestIdp, browser: &Browser) -> Value {
+    let flow = browser.authorize(idp, &[]).await;
+    let html = flow.step.page();
+    let step = browser.password(idp, &html, "alice", ALICE_PASSWORD).await;
+    tokens(
+        idp,
+        &Flow {
+            verifier: flow.verifier,
+            step,
+        },
+    )
+    .await
+}
+
+#[test_log::test(tokio::test)]
+async fn step_up_asks_only_the_code_and_tokens_say_mfa() {
+    let idp = start().await;
+    let browser = Browser::new();
+    let first = sign_in(&idp, &browser).await;
+    assert_eq!(acr(&first), (json!("pwd"), json!(["pwd"])));
+
+    // Step-up: the session has the password, so only the code page comes.
+    let flow = browser.authorize(&idp, &[("acr_values", "mfa")]).await;
+    let html = flow.step.page();
+    assert!(
+        html.contains(r#"name="code""#) && !html.contains("password"),
+        "{html}"
+    );
+    let wrong = browser.code(&idp, &html, "000000").await;
+    assert!(
+        matches!(wrong, Step::Page(StatusCode::UNAUTHORIZED, _)),
+        "{wrong:?}"
+    );
+    let code = alice_code();
+    let step = browser.code(&idp, &html, &code).await;
+    let stepped = tokens(
+        &idp,
+        &Flow {
+            verifier: flow.verifier,
+            step,
+        },
+    )
+    .await;
+    assert_eq!(acr(&stepped), (json!("mfa"), json!(["pwd", "otp"])));
+
+    // The session now proves mfa: no page at all.
+    let again = browser.authorize(&idp, &[("acr_values", "mfa")]).await;
+    assert_eq!(acr(&tokens(&idp, &again).await).0, json!("mfa"));
+
+    // A one-time code works once, even from another session.
+    let other = Browser::new();
+    sign_in(&idp, &other).await;
+    let flow = other.authorize(&idp, &[("acr_values", "mfa")]).await;
+    let html = flow.step.page();
+    let replay = other.code(&idp, &html, &code).await;
+    assert!(
+        matches!(replay, Step::Page(StatusCode::UNAUTHORIZED, _)),
+        "{replay:?}"
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn mfa_from_scratch_asks_password_then_code() {
+    let idp = start().await;
+    let browser = Browser::new();
+    let flow = browser.authorize(&idp, &[("acr_values", "mfa pwd")]).await;
+    let html = flow.step.page();
+    let code_page = browser
+        .password(&idp, &html, "alice", ALICE_PASSWORD)
+        .await
+        .page();
+    let step = browser.code(&idp, &code_page, &alice_code()).await;
+    let t = tokens(
+        &idp,
+        &Flow {
+            verifier: flow.verifier,
+            step,
+        },
+    )
+    .await;
+    assert_eq!(acr(&t), (json!("mfa"), json!(["pwd", "otp"])));
+
+    // bob has no TOTP app: mfa cannot be met, said as an error back at the client.
+    let bob = Browser::new();
+    let flow = bob.authorize(&idp, &[("acr_values", "mfa")]).await;
+    let html = flow.step.page();
+    let back = bob.password(&idp, &html, "bob", "looking-glass-demo").await;
+    assert_eq!(
+        back.param("error").as_deref(),
+        Some("unmet_authentication_requirements")
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn prompt_none_never_shows_a_page() {
+    // oidcc-prompt-none-not-logged-in
+    let idp = start().await;
+    let browser = Browser::new();
+    let flow = browser.authorize(&idp, &[("prompt", "none")]).await;
+    assert_eq!(flow.step.param("error").as_deref(), Some("login_required"));
+    assert_eq!(flow.step.param("state").as_deref(), Some("st-9"));
+    assert_eq!(flow.step.param("iss").as_deref(), Some(idp.url.as_str()));
+
+    sign_in(&idp, &browser).await;
+    let silent = browser.authorize(&idp, &[("prompt", "none")]).await;
+    assert_eq!(acr(&tokens(&idp, &silent).await).0, json!("pwd"));
+    let stronger = browser
+        .authorize(&idp, &[("prompt", "none"), ("acr_values", "mfa")])
+        .await;
+    assert_eq!(
+        stronger.step.param("error").as_deref(),
+        Some("interaction_required")
+    );
+    let mixed = browser.authorize(&idp, &[("prompt", "none login")]).await;
+    assert_eq!(
+        mixed.step.param("error").as_deref(),
+        Some("invalid_request")
+    );
+
+    // prompt=login: the password again, even with a session.
+    let html = browser
+        .authorize(&idp, &[("prompt", "login")])
+        .await
+        .step
+        .page();
+    assert!(html.contains(r#"name="password""#));
+}
+
+#[test_log::test(tokio::test)]
+async fn id_token_hint_must_name_the_session_user() {
+    // oidcc-id-token-hint
+    let idp = start().await;
+    let browser = Browser::new();
+    let alice = sign_in(&idp, &browser).await;
+    let hint = alice["id_token"].as_str().expect("id token");
+    let flow = browser
+        .authorize(&idp, &[("prompt", "none"), ("id_token_hint", hint)])
+        .await;
+    let t = tokens(&idp, &flow).await;
+    assert_eq!(
+        claims(t["id_token"].as_str().expect("id")).get("sub"),
+        Some(&json!("alice"))
+    );
+
+    // bob's ID token as the hint in alice's browser: not the session's user.
+    let other = Browser::new();
+    let flow = other.authorize(&idp, &[]).await;
+    let step = other
+        .password(&idp, &flow.step.page(), "bob", "looking-glass-demo")
+        .await;
+    let bob = tokens(
+        &idp,
+        &Flow {
+            verifier: flow.verifier,
+            step,
+        },
+    )
+    .await;
+    let bob_hint = bob["id_token"].as_str().expect("id token");
+    let flow = browser
+        .authorize(&idp, &[("prompt", "none"), ("id_token_hint", bob_hint)])
+        .await;
+    assert_eq!(flow.step.param("error").as_deref(), Some("login_required"));
+    let html = browser
+        .authorize(&idp, &[("id_token_hint", bob_hint)])
+        .await
+        .step
+        .page();
+    assert!(
+        html.contains(r#"name="password""#),
+        "a different user signs in afresh"
+    );
+
+    // An access token or a forged token is not an ID token hint.
+    for bad in [alice["access_token"].as_str().expect("at"), "e30.e30.sig"] {
+        let flow = browser.authorize(&idp, &[("id_token_hint", bad)]).await;
+        assert_eq!(flow.step.param("error").as_deref(), Some("invalid_request"));
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn max_age_forces_a_new_password_once_exceeded() {
+    // oidcc-max-age-1, with the clock moved forward through the socket-free authorize().
+    let idp = start().await;
+    let browser = Browser::new();
+    let first = sign_in(&idp, &browser).await;
+    let auth_time = claims(first["id_token"].as_str().expect("id"))["auth_time"]
+        .as_u64()
+        .expect("auth_time");
+    let jar_cookie = {
+        use reqwest::cookie::CookieStore;
+        let url = url::Url::parse(&idp.url).expect("url");
+        let c = browser.jar.cookies(&url).expect("the session cookie");
+        c.to_str().expect("ascii").to_owned()
+    };
+    assert!(jar_cookie.starts_with("baton-idp="));
+    let (_, challenge) = pkce();
+    let uri = |max_age: u64| {
+        format!(
+            "/authorize?response_type=code&client_id=service-a&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=st-9&max_age={max_age}",
+            url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+        )
+    };
+    let call = |max_age: u64, now: u64| {
+        let req = http::Request::get(uri(max_age))
+            .header("cookie", &jar_cookie)
+            .body(())
+            .expect("request");
+        baton::idp::authorize::authorize(&idp.idp, &req, now)
+    };
+    let later = auth_time + 10;
+    assert_eq!(
+        call(3600, later).status(),
+        StatusCode::SEE_OTHER,
+        "fresh enough"
+    );
+    let rsp = call(1, later);
+    assert_eq!(rsp.status(), StatusCode::OK, "re-authentication");
+    let body = rsp.into_body().collect().await.expect("body").to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains(r#"name="password""#));
+}
