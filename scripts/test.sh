@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (README): Rust unit and end-to-end tests, then the interop suite
-# against third-party OAuth/JWT libraries, then the docker-compose chain when Docker is here.
+# The project's test command (README): Rust unit and end-to-end tests, the interop suite against
+# third-party OAuth/JWT libraries, a real browser, the Kubernetes checks, then the docker-compose
+# chain when Docker is here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ cargo test --locked --doc
 
 echo "=== interop: authlib, PyJWT, jwcrypto against baton"
 tests/interop/run.sh
+
+echo "=== browser: headless Chromium signs in and steps up through the login pages"
+tests/browser/run.sh
 
 echo "=== kubernetes: manifests, inject output, capture in network namespaces"
 tests/k8s/run.sh
