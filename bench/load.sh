@@ -20,7 +20,8 @@
 # Usage:  bench/load.sh                      # release build, 10 s per measurement
 #         DURATION=3s SKIP_BUILD=1 BIN=target/debug bench/load.sh   # smoke test of the harness
 # Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/release),
-#         SKIP_BUILD (unset), OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md
+#         SKIP_BUILD (unset), SOAK (unset; seconds of hop at 2000 req/s with RSS sampled, e.g. 600),
+#         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md
 # Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
 set -euo pipefail
 
@@ -69,14 +70,22 @@ for b in baton baton-idp baton-demo-app; do [ -x "$BIN/$b" ] || die "$BIN/$b mis
 BIN=$(cd "$BIN" && pwd)
 
 # --- helpers ----------------------------------------------------------------------------------
-# A free loopback TCP port (not listening now; good enough on a quiet machine).
+# A free loopback TCP port: below the kernel's ephemeral range (so no outgoing connection holds
+# it), not listening now, and not handed out before in this run.
+TAKEN=" "
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+# free_port VAR...: sets each VAR to such a port.
 free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
-        if [ -z "$(ss -Hltn "sport = :$p")" ]; then echo "$p"; return; fi
+    local p v
+    for v in "$@"; do
+        for _ in $(seq 1 200); do
+            p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
+            case $TAKEN in *" $p "*) continue ;; esac
+            [ -z "$(ss -Hatn "sport = :$p")" ] && break
+        done
+        TAKEN+="$p "
+        printf -v "$v" %s "$p"
     done
-    die "no free port"
 }
 
 # start NAME CMD...: runs CMD on the server core, logs to $OUT/NAME.log, records its pid.
@@ -140,7 +149,7 @@ user_token() { # ISSUER
         --username alice --password-env ALICE_PW 2>>"$OUT/login.log" | jq -r .access_token
 }
 
-IDP_PORT=$(free_port)
+free_port IDP_PORT
 ISSUER=http://127.0.0.1:$IDP_PORT
 idp_config "$IDP_PORT" ES256 "$W/idp-es"
 start idp "$BIN/baton-idp" -c "$W/idp-es/idp.yaml"
@@ -150,11 +159,11 @@ TOKEN=$(user_token "$ISSUER")
 log "IdP on $ISSUER (ES256), user token obtained"
 
 # --- app, nginx, sidecars -----------------------------------------------------------------------
-APP_PORT=$(free_port)
+free_port APP_PORT
 start app "$BIN/baton-demo-app" --name app --listen "127.0.0.1:$APP_PORT"
 wait_ok "http://127.0.0.1:$APP_PORT/"
 
-NGINX_PORT=$(free_port)
+free_port NGINX_PORT
 mkdir -p "$W/nginx"
 cat >"$W/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -179,8 +188,8 @@ EOF
 start nginx nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" -g "daemon off;"
 wait_ok "http://127.0.0.1:$NGINX_PORT/"
 
-A_IN=$(free_port) A_OUT=$(free_port) A_ADMIN=$(free_port) A_PORT=$(free_port)
-B_IN=$(free_port) B_OUT=$(free_port) B_ADMIN=$(free_port)
+free_port A_IN A_OUT A_ADMIN A_PORT
+free_port B_IN B_OUT B_ADMIN
 cat >"$W/sidecar-a.yaml" <<EOF
 issuer: $ISSUER
 audience: service-a
@@ -262,6 +271,23 @@ for c in app nginx inbound hop; do
     done
 done
 
+# --- optional soak: RSS of both sidecars over SOAK seconds of the hop at 2,000 req/s -------------
+SOAK_LINE=
+if [ -n "${SOAK:-}" ]; then
+    log "soak: hop at 2000 req/s for ${SOAK}s, RSS sampled every 30 s"
+    "${GEN[@]}" oha --no-tui --json -z "${SOAK}s" -c "$CONCURRENCY" -q 2000 --latency-correction \
+        "${ARGS_hop[@]}" >"$OUT/hop-soak.json" 2>>"$OUT/oha.log" &
+    soak_pid=$!
+    samples=()
+    while kill -0 "$soak_pid" 2>/dev/null; do
+        samples+=("$(awk -v k="$(rss_of "$PID_sidecar_a")" 'BEGIN {printf "%.1f", k / 1024}')/$(awk -v k="$(rss_of "$PID_sidecar_b")" 'BEGIN {printf "%.1f", k / 1024}')")
+        for _ in $(seq 1 30); do kill -0 "$soak_pid" 2>/dev/null || break; sleep 1; done
+    done
+    wait "$soak_pid" || die "soak oha failed"
+    SOAK_LINE="Soak, hop at 2000 req/s for ${SOAK}s: RSS MiB A/B every 30 s: ${samples[*]};"
+    SOAK_LINE+=" $(jq -r '"p50 \(.latencyPercentiles.p50 * 1e6 | floor) µs, p99 \(.latencyPercentiles.p99 * 1e6 | floor) µs, status \(.statusCodeDistribution | tostring)"' "$OUT/hop-soak.json")"
+fi
+
 # --- the IdP under load -------------------------------------------------------------------------
 TE=urn:ietf:params:oauth:grant-type:token-exchange
 AT=urn:ietf:params:oauth:token-type:access_token
@@ -275,7 +301,7 @@ idp_load() { # ISSUER SUBJECT LABEL
         -d "grant_type=$TE&subject_token=$2&subject_token_type=$AT&audience=service-b" "$tep")"
 }
 idp_load "$ISSUER" "$TOKEN" ES256
-IDP_RS_PORT=$(free_port)
+free_port IDP_RS_PORT
 idp_config "$IDP_RS_PORT" RS256 "$W/idp-rs"
 start idp-rs "$BIN/baton-idp" -c "$W/idp-rs/idp.yaml"
 wait_ok "http://127.0.0.1:$IDP_RS_PORT/.well-known/openid-configuration"
@@ -311,6 +337,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
         "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; app = the app."
+    [ -n "$SOAK_LINE" ] && { echo; echo "$SOAK_LINE"; }
     echo
     echo "| IdP ($CONCURRENCY connections) | req/s | p50 µs | p99 µs | non-2xx |"
     echo "|---|---:|---:|---:|---:|"
