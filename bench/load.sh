@@ -123,7 +123,7 @@ rss_of() {
 # "rps p50_us p99_us p999_us non2xx".
 run_oha() {
     local case=$1 mode=$2; shift 2
-    "${GEN[@]}" oha --no-tui --json -z "$DURATION" "$@" >"$OUT/$case-$mode.json" 2>>"$OUT/oha.log" \
+    "${GEN[@]}" oha --no-tui --output-format json -z "$DURATION" "$@" >"$OUT/$case-$mode.json" 2>>"$OUT/oha.log" \
         || die "oha failed for $case $mode (see $OUT/oha.log)"
     jq -r '[.summary.requestsPerSec,
             (.latencyPercentiles.p50 // 0) * 1e6, (.latencyPercentiles.p99 // 0) * 1e6,
@@ -221,7 +221,7 @@ wait_ok "http://127.0.0.1:$A_ADMIN/readyz"
 wait_ok "http://127.0.0.1:$B_ADMIN/readyz"
 
 AUTH="Authorization: Bearer $TOKEN"
-if oha --help 2>&1 | grep -q -- '--proxy'; then
+if oha --help 2>&1 | grep -q -- '-x <PROXY>'; then
     HOP_ARGS=(-x "http://127.0.0.1:$A_OUT" -H "$AUTH" "http://127.0.0.1:$B_IN/")
     HOP_HOW="oha --proxy http://A-outbound (forward proxy, absolute-form)"
 else
@@ -237,7 +237,7 @@ for c in app nginx inbound hop; do
         hop) args=("${HOP_ARGS[@]}") ;;
     esac
     eval "ARGS_$c=(\"\${args[@]}\")"
-    "${GEN[@]}" oha --no-tui --json -n 200 -c 4 "${args[@]}" >"$OUT/$c-warmup.json" 2>>"$OUT/oha.log"
+    "${GEN[@]}" oha --no-tui --output-format json -n 200 -c 4 "${args[@]}" >"$OUT/$c-warmup.json" 2>>"$OUT/oha.log"
     ok=$(jq -r '.statusCodeDistribution["200"] // 0' "$OUT/$c-warmup.json")
     [ "$ok" = 200 ] || die "$c: warm-up got $(jq -c .statusCodeDistribution "$OUT/$c-warmup.json"), want 200x200"
 done
@@ -275,7 +275,7 @@ done
 SOAK_LINE=
 if [ -n "${SOAK:-}" ]; then
     log "soak: hop at 2000 req/s for ${SOAK}s, RSS sampled every 30 s"
-    "${GEN[@]}" oha --no-tui --json -z "${SOAK}s" -c "$CONCURRENCY" -q 2000 --latency-correction \
+    "${GEN[@]}" oha --no-tui --output-format json -z "${SOAK}s" -c "$CONCURRENCY" -q 2000 --latency-correction \
         "${ARGS_hop[@]}" >"$OUT/hop-soak.json" 2>>"$OUT/oha.log" &
     soak_pid=$!
     samples=()
