@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# bench/load.sh: the load harness of issue #9. For humans, NOT run by CI; bounded, stops by itself.
+#
+# In ONE run on loopback it measures, with the same echo app (`baton-demo-app`, no next hop) behind
+# every case:
+#   app     the app alone
+#   nginx   the app behind nginx (Debian nginx-light, 1 worker) as a plain keep-alive reverse proxy
+#   inbound the app behind `baton run` inbound, verifying a valid repeated user token
+#   hop     the full hop: load generator as "A-app" plain client -> A-sidecar outbound (exchange
+#           cached) -> B-sidecar inbound (verification cached) -> app
+# For each case: one request at a time (-c 1, closed loop), fixed rates (RATES, default 2000 and
+# 10000 req/s, latency-corrected), and a closed loop at CONCURRENCY for maximum throughput. Then the
+# IdP alone: client-credentials grants/s and token exchanges/s with ES256 and with RS256 keys.
+#
+# Servers run on core 0 (`taskset -c 0`), the load generator on core 1 (`taskset -c 1`) when the
+# machine has 2+ cores. The "hop" case drives A's outbound listener as an HTTP forward proxy
+# (`oha --proxy`, absolute-form requests, like any HTTP_PROXY client); if this oha has no --proxy,
+# it uses A's per-upstream local port instead (`outbound.ports`) and says so.
+#
+# Usage:  bench/load.sh                      # release build, 10 s per measurement
+#         DURATION=3s SKIP_BUILD=1 BIN=target/debug bench/load.sh   # smoke test of the harness
+# Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/release),
+#         SKIP_BUILD (unset), SOAK (unset; seconds of hop at 2000 req/s with RSS sampled, e.g. 600),
+#         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md
+# Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${DURATION:-10s}
+RATES=${RATES:-"2000 10000"}
+CONCURRENCY=${CONCURRENCY:-64}
+BIN=${BIN:-target/release}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-bench/out/$STAMP}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+W=$(mktemp -d /tmp/baton-bench.XXXXXX)
+PIDS=()
+
+log() { printf '[load.sh %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+# --- tools ------------------------------------------------------------------------------------
+command -v oha >/dev/null || die "oha missing: cargo install oha --locked"
+command -v jq >/dev/null || die "jq missing: apt-get install -y jq"
+command -v curl >/dev/null || die "curl missing: apt-get install -y curl"
+if ! command -v nginx >/dev/null; then
+    log "installing nginx-light"
+    apt-get install -y nginx-light >/dev/null || die "apt-get install nginx-light failed"
+fi
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    SRV=(taskset -c 0) GEN=(taskset -c 1)
+else
+    SRV=() GEN=()
+    log "fewer than 2 cores or no taskset: servers and load generator are not pinned"
+fi
+if [ -z "${SKIP_BUILD:-}" ]; then
+    log "cargo build --release --bins"
+    cargo build --release --bins >&2
+fi
+for b in baton baton-idp baton-demo-app; do [ -x "$BIN/$b" ] || die "$BIN/$b missing"; done
+BIN=$(cd "$BIN" && pwd)
+
+# --- helpers ----------------------------------------------------------------------------------
+# A free loopback TCP port: below the kernel's ephemeral range (so no outgoing connection holds
+# it), not listening now, and not handed out before in this run.
+TAKEN=" "
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+# free_port VAR...: sets each VAR to such a port.
+free_port() {
+    local p v
+    for v in "$@"; do
+        for _ in $(seq 1 200); do
+            p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
+            case $TAKEN in *" $p "*) continue ;; esac
+            [ -z "$(ss -Hatn "sport = :$p")" ] && break
+        done
+        TAKEN+="$p "
+        printf -v "$v" %s "$p"
+    done
+}
+
+# start NAME CMD...: runs CMD on the server core, logs to $OUT/NAME.log, records its pid.
+start() {
+    local name=$1; shift
+    "${SRV[@]}" "$@" >"$OUT/$name.log" 2>&1 &
+    PIDS+=("$!")
+    eval "PID_${name//-/_}=$!"
+}
+
+# wait_ok URL: polls (bounded, 20 s) until URL answers 2xx.
+wait_ok() {
+    for _ in $(seq 1 200); do
+        curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "not ready: $1 (see $OUT/*.log)"
+}
+
+# CPU seconds (user+system) and RSS in KiB of the processes given.
+cpu_of() {
+    local t=0 pid
+    for pid in "$@"; do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$t $(getconf CLK_TCK)" | awk '{printf "%.3f", $1 / $2}'
+}
+rss_of() {
+    local r=0 pid
+    for pid in "$@"; do r=$((r + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status"))); done
+    echo "$r"
+}
+
+# run CASE MODE OHA-ARGS...: one oha run, JSON kept in $OUT/CASE-MODE.json, prints
+# "rps p50_us p99_us p999_us non2xx".
+run_oha() {
+    local case=$1 mode=$2; shift 2
+    "${GEN[@]}" oha --no-tui --output-format json -z "$DURATION" "$@" >"$OUT/$case-$mode.json" 2>>"$OUT/oha.log" \
+        || die "oha failed for $case $mode (see $OUT/oha.log)"
+    jq -r '[.summary.requestsPerSec,
+            (.latencyPercentiles.p50 // 0) * 1e6, (.latencyPercentiles.p99 // 0) * 1e6,
+            (.latencyPercentiles["p99.9"] // 0) * 1e6,
+            ([.statusCodeDistribution | to_entries[] | select(.key | test("^2") | not) | .value]
+             | add // 0)] | map(tostring) | join(" ")' "$OUT/$case-$mode.json"
+}
+
+# --- IdP, token ---------------------------------------------------------------------------------
+# deploy/idp.yaml with this run's port and keys, and 1 h access tokens so the run's token stays
+# valid for the whole run (the sidecars cache verification and exchange until exp).
+idp_config() { # PORT ALG DIR
+    mkdir -p "$3"
+    sed -e "s|^issuer: .*|issuer: http://127.0.0.1:$1|" -e "s|^listen: .*|listen: 127.0.0.1:$1|" \
+        -e "s|^\( *algorithm:\).*|\1 $2|" -e "s|^\( *access:\) *300|\1 3600|" \
+        deploy/idp.yaml >"$3/idp.yaml"
+}
+
+user_token() { # ISSUER
+    SA_SECRET=demo-secret-service-a ALICE_PW=wonderland-demo "$BIN/baton" login \
+        --issuer "$1" --client-id service-a --client-secret-env SA_SECRET \
+        --redirect-uri http://127.0.0.1:8080/callback --scope "openid profile" \
+        --username alice --password-env ALICE_PW 2>>"$OUT/login.log" | jq -r .access_token
+}
+
+free_port IDP_PORT
+ISSUER=http://127.0.0.1:$IDP_PORT
+idp_config "$IDP_PORT" ES256 "$W/idp-es"
+start idp "$BIN/baton-idp" -c "$W/idp-es/idp.yaml"
+wait_ok "$ISSUER/.well-known/openid-configuration"
+TOKEN=$(user_token "$ISSUER")
+[ -n "$TOKEN" ] && [ "$TOKEN" != null ] || die "baton login gave no token (see $OUT/login.log)"
+log "IdP on $ISSUER (ES256), user token obtained"
+
+# --- app, nginx, sidecars -----------------------------------------------------------------------
+free_port APP_PORT
+start app "$BIN/baton-demo-app" --name app --listen "127.0.0.1:$APP_PORT"
+wait_ok "http://127.0.0.1:$APP_PORT/"
+
+free_port NGINX_PORT
+mkdir -p "$W/nginx"
+cat >"$W/nginx/nginx.conf" <<EOF
+worker_processes 1;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $W/nginx/body; proxy_temp_path $W/nginx/proxy;
+    fastcgi_temp_path $W/nginx/fcgi; uwsgi_temp_path $W/nginx/uwsgi; scgi_temp_path $W/nginx/scgi;
+    upstream app { server 127.0.0.1:$APP_PORT; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+start nginx nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" -g "daemon off;"
+wait_ok "http://127.0.0.1:$NGINX_PORT/"
+
+free_port A_IN A_OUT A_ADMIN A_PORT
+free_port B_IN B_OUT B_ADMIN
+cat >"$W/sidecar-a.yaml" <<EOF
+issuer: $ISSUER
+audience: service-a
+app: "127.0.0.1:$APP_PORT"
+listeners: {inbound: "127.0.0.1:$A_IN", outbound: "127.0.0.1:$A_OUT", admin: "127.0.0.1:$A_ADMIN"}
+routes:
+  - {name: default, path: /}
+outbound:
+  client: {client_id: service-a, secret: demo-secret-service-a}
+  routes:
+    - {name: service-b, host: "127.0.0.1:$B_IN", audience: service-b}
+  ports:
+    - {listen: "127.0.0.1:$A_PORT", upstream: "127.0.0.1:$B_IN", route: service-b}
+EOF
+cat >"$W/sidecar-b.yaml" <<EOF
+issuer: $ISSUER
+audience: service-b
+app: "127.0.0.1:$APP_PORT"
+listeners: {inbound: "127.0.0.1:$B_IN", outbound: "127.0.0.1:$B_OUT", admin: "127.0.0.1:$B_ADMIN"}
+routes:
+  - {name: default, path: /, claims: [{claim: grants, contains: service-b}]}
+outbound:
+  client: {client_id: service-b, secret: demo-secret-service-b}
+EOF
+cp "$W"/sidecar-*.yaml "$W/idp-es/idp.yaml" "$W/nginx/nginx.conf" "$OUT/"
+RUST_LOG=${RUST_LOG:-warn} start sidecar-a "$BIN/baton" run -c "$W/sidecar-a.yaml"
+RUST_LOG=${RUST_LOG:-warn} start sidecar-b "$BIN/baton" run -c "$W/sidecar-b.yaml"
+wait_ok "http://127.0.0.1:$A_ADMIN/readyz"
+wait_ok "http://127.0.0.1:$B_ADMIN/readyz"
+
+AUTH="Authorization: Bearer $TOKEN"
+if oha --help 2>&1 | grep -q -- '-x <PROXY>'; then
+    HOP_ARGS=(-x "http://127.0.0.1:$A_OUT" -H "$AUTH" "http://127.0.0.1:$B_IN/")
+    HOP_HOW="oha --proxy http://A-outbound (forward proxy, absolute-form)"
+else
+    HOP_ARGS=(-H "$AUTH" "http://127.0.0.1:$A_PORT/")
+    HOP_HOW="A's per-upstream outbound port (this oha has no --proxy)"
+fi
+# Correctness gate and cache warm-up: every case must answer 200 before anything is timed.
+for c in app nginx inbound hop; do
+    case $c in
+        app) args=("http://127.0.0.1:$APP_PORT/") ;;
+        nginx) args=("http://127.0.0.1:$NGINX_PORT/") ;;
+        inbound) args=(-H "$AUTH" "http://127.0.0.1:$A_IN/") ;;
+        hop) args=("${HOP_ARGS[@]}") ;;
+    esac
+    eval "ARGS_$c=(\"\${args[@]}\")"
+    "${GEN[@]}" oha --no-tui --output-format json -n 200 -c 4 "${args[@]}" >"$OUT/$c-warmup.json" 2>>"$OUT/oha.log"
+    ok=$(jq -r '.statusCodeDistribution["200"] // 0' "$OUT/$c-warmup.json")
+    [ "$ok" = 200 ] || die "$c: warm-up got $(jq -c .statusCodeDistribution "$OUT/$c-warmup.json"), want 200x200"
+done
+log "all four cases answer 200; measuring ($DURATION each)"
+
+# --- the measurements ---------------------------------------------------------------------------
+declare -A R # R[case,mode] = "rps p50 p99 p999 non2xx"
+declare -A CPU RSS
+MODES=(one $(for r in $RATES; do echo "q$r"; done) max)
+for c in app nginx inbound hop; do
+    eval "args=(\"\${ARGS_$c[@]}\")"
+    case $c in
+        inbound) pids=("$PID_sidecar_a") ;;
+        hop) pids=("$PID_sidecar_a" "$PID_sidecar_b") ;;
+        nginx) pids=($(pgrep -P "$PID_nginx") "$PID_nginx") ;;
+        *) pids=("$PID_app") ;;
+    esac
+    for m in "${MODES[@]}"; do
+        case $m in
+            one) extra=(-c 1) ;;
+            max) extra=(-c "$CONCURRENCY") ;;
+            q*) extra=(-c "$CONCURRENCY" -q "${m#q}" --latency-correction) ;;
+        esac
+        before=$(cpu_of "${pids[@]}")
+        R[$c,$m]=$(run_oha "$c" "$m" "${extra[@]}" "${args[@]}")
+        after=$(cpu_of "${pids[@]}")
+        n=$(jq '[.statusCodeDistribution[]] | add // 0' "$OUT/$c-$m.json")
+        CPU[$c,$m]=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.3f", n ? (a - b) * 1000 / n : 0}')
+        RSS[$c,$m]=$(rss_of "${pids[@]}")
+        log "$c $m: ${R[$c,$m]} (rps p50 p99 p99.9 µs, non-2xx)"
+    done
+done
+
+# --- optional soak: RSS of both sidecars over SOAK seconds of the hop at 2,000 req/s -------------
+SOAK_LINE=
+if [ -n "${SOAK:-}" ]; then
+    log "soak: hop at 2000 req/s for ${SOAK}s, RSS sampled every 30 s"
+    "${GEN[@]}" oha --no-tui --output-format json -z "${SOAK}s" -c "$CONCURRENCY" -q 2000 --latency-correction \
+        "${ARGS_hop[@]}" >"$OUT/hop-soak.json" 2>>"$OUT/oha.log" &
+    soak_pid=$!
+    samples=()
+    while kill -0 "$soak_pid" 2>/dev/null; do
+        samples+=("$(awk -v k="$(rss_of "$PID_sidecar_a")" 'BEGIN {printf "%.1f", k / 1024}')/$(awk -v k="$(rss_of "$PID_sidecar_b")" 'BEGIN {printf "%.1f", k / 1024}')")
+        for _ in $(seq 1 30); do kill -0 "$soak_pid" 2>/dev/null || break; sleep 1; done
+    done
+    wait "$soak_pid" || die "soak oha failed"
+    SOAK_LINE="Soak, hop at 2000 req/s for ${SOAK}s: RSS MiB A/B every 30 s: ${samples[*]};"
+    SOAK_LINE+=" $(jq -r '"p50 \(.latencyPercentiles.p50 * 1e6 | floor) µs, p99 \(.latencyPercentiles.p99 * 1e6 | floor) µs, status \(.statusCodeDistribution | tostring)"' "$OUT/hop-soak.json")"
+fi
+
+# --- the IdP under load -------------------------------------------------------------------------
+TE=urn:ietf:params:oauth:grant-type:token-exchange
+AT=urn:ietf:params:oauth:token-type:access_token
+idp_load() { # ISSUER SUBJECT LABEL
+    local tep
+    tep=$(curl -fsS "$1/.well-known/openid-configuration" | jq -r .token_endpoint)
+    declare -g "IDP_CC_$3=$(run_oha "idp-$3" cc -c "$CONCURRENCY" -m POST -a service-b:demo-secret-service-b \
+        -T application/x-www-form-urlencoded -d "grant_type=client_credentials&audience=service-c" "$tep")"
+    declare -g "IDP_TE_$3=$(run_oha "idp-$3" exchange -c "$CONCURRENCY" -m POST -a service-a:demo-secret-service-a \
+        -T application/x-www-form-urlencoded \
+        -d "grant_type=$TE&subject_token=$2&subject_token_type=$AT&audience=service-b" "$tep")"
+}
+idp_load "$ISSUER" "$TOKEN" ES256
+free_port IDP_RS_PORT
+idp_config "$IDP_RS_PORT" RS256 "$W/idp-rs"
+start idp-rs "$BIN/baton-idp" -c "$W/idp-rs/idp.yaml"
+wait_ok "http://127.0.0.1:$IDP_RS_PORT/.well-known/openid-configuration"
+RS_TOKEN=$(user_token "http://127.0.0.1:$IDP_RS_PORT")
+idp_load "http://127.0.0.1:$IDP_RS_PORT" "$RS_TOKEN" RS256
+
+# --- the table ----------------------------------------------------------------------------------
+us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
+{
+    echo "## bench/load.sh, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
+        "load average at start $(cut -d' ' -f1-3 /proc/loadavg). Servers on core 0, oha on core 1."
+    echo "Command: \`DURATION=$DURATION RATES=\"$RATES\" CONCURRENCY=$CONCURRENCY BIN=$BIN bench/load.sh\`;" \
+        "oha $(oha --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'). Hop driven by $HOP_HOW."
+    echo
+    echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx | non-2xx | CPU s/1k req | RSS MiB |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for c in app nginx inbound hop; do
+        for m in "${MODES[@]}"; do
+            read -r rps p50 p99 p999 bad <<<"${R[$c,$m]}"
+            read -r arps ap50 ap99 _ _ <<<"${R[app,$m]}"
+            read -r nrps _ _ _ _ <<<"${R[nginx,$m]}"
+            echo "| $c | $m | $(us "$rps") | $(us "$p50") | $(us "$p99") | $(us "$p999") |" \
+                "$(us "$(awk -v a="$p50" -v b="$ap50" 'BEGIN {print a - b}')") |" \
+                "$(us "$(awk -v a="$p99" -v b="$ap99" 'BEGIN {print a - b}')") |" \
+                "$(awk -v a="$rps" -v b="$arps" 'BEGIN {printf "%.2f", b ? a / b : 0}') |" \
+                "$(awk -v a="$rps" -v b="$nrps" 'BEGIN {printf "%.2f", b ? a / b : 0}') |" \
+                "$bad | ${CPU[$c,$m]} | $(awk -v k="${RSS[$c,$m]}" 'BEGIN {printf "%.1f", k / 1024}') |"
+        done
+    done
+    echo
+    echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
+        "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
+        "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; app = the app."
+    [ -n "$SOAK_LINE" ] && { echo; echo "$SOAK_LINE"; }
+    echo
+    echo "| IdP ($CONCURRENCY connections) | req/s | p50 µs | p99 µs | non-2xx |"
+    echo "|---|---:|---:|---:|---:|"
+    for alg in ES256 RS256; do
+        for g in CC TE; do
+            v="IDP_${g}_$alg"
+            read -r rps p50 p99 _ bad <<<"${!v}"
+            name=$([ $g = CC ] && echo "client_credentials" || echo "token exchange")
+            echo "| $name, $alg | $(us "$rps") | $(us "$p50") | $(us "$p99") | $bad |"
+        done
+    done
+} | tee "$OUT/results.md"
+log "raw results in $OUT"
