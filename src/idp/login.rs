@@ -189,9 +189,8 @@ where
     let step = secret.and_then(|sec| totp::check(sec, field("code"), now));
     let fresh = step.is_some_and(|st| {
         let key = format!("{user}:{st}");
-        let used = idp.state.otp_used.contains_key(&key);
-        idp.state.otp_used.insert(key, ());
-        !used
+        // One atomic check-and-insert: two concurrent submissions of a code cannot both pass.
+        idp.state.otp_used.entry(key).or_insert(()).is_fresh()
     });
     if !fresh {
         idp.metrics.login("invalid_otp");
