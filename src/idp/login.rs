@@ -76,6 +76,26 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
         .to_string())
 }
 
+/// Counts a failed password or code; after `MAX_ATTEMPTS` the pending request is dropped and the
+/// client gets `access_denied`.
+fn give_up_after_too_many(
+    idp: &Idp,
+    id: &str,
+    pending: &super::authorize::Pending,
+) -> Option<Response<Body>> {
+    if pending.attempts.fetch_add(1, Ordering::Relaxed) + 1 < MAX_ATTEMPTS {
+        return None;
+    }
+    idp.state.pending.invalidate(id);
+    Some(super::authorize::redirect_error(
+        idp,
+        &pending.redirect_uri,
+        pending.state.as_deref(),
+        "access_denied",
+        "too many failed sign-in attempts",
+    ))
+}
+
 /// `POST /login`.
 pub async fn login<B>(idp: &Idp, req: Request<B>, now: u64) -> Response<Body>
 where
@@ -111,15 +131,8 @@ where
         .unwrap_or(false);
     if !ok {
         idp.metrics.login("invalid_credentials");
-        if pending.attempts.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_ATTEMPTS {
-            idp.state.pending.invalidate(id);
-            return super::authorize::redirect_error(
-                idp,
-                &pending.redirect_uri,
-                pending.state.as_deref(),
-                "access_denied",
-                "too many failed sign-in attempts",
-            );
+        if let Some(denied) = give_up_after_too_many(idp, id, &pending) {
+            return denied;
         }
         return self::form(
             id,
@@ -194,15 +207,8 @@ where
     });
     if !fresh {
         idp.metrics.login("invalid_otp");
-        if pending.attempts.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_ATTEMPTS {
-            idp.state.pending.invalidate(id);
-            return super::authorize::redirect_error(
-                idp,
-                &pending.redirect_uri,
-                pending.state.as_deref(),
-                "access_denied",
-                "too many failed sign-in attempts",
-            );
+        if let Some(denied) = give_up_after_too_many(idp, id, &pending) {
+            return denied;
         }
         return otp_form(
             id,
