@@ -74,7 +74,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     match cli.command {
         Command::Run { config } => with_runtime(|| crate::sidecar::main(&config)),
         Command::Check { config } => check(&config),
-        Command::Demo => with_runtime(crate::demo::main),
+        // The demo's own table is the output: logs stay at warn unless RUST_LOG asks for more.
+        Command::Demo => with_runtime_logging("warn", crate::demo::main),
         Command::Login(args) => with_runtime(|| login(args)),
         Command::Inject(args) => crate::k8s::inject::main(args),
         Command::Webhook(args) => with_runtime(|| crate::k8s::webhook::main(args)),
@@ -94,7 +95,16 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ExitCode>,
 {
-    init_logging();
+    with_runtime_logging("info", f)
+}
+
+/// Like [`with_runtime`] with `default_filter` when `RUST_LOG` is unset.
+fn with_runtime_logging<F, Fut>(default_filter: &str, f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ExitCode>,
+{
+    init_logging_with(default_filter);
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(f()),
         Err(e) => {
@@ -104,10 +114,15 @@ where
     }
 }
 
-/// Structured logs to stderr; JSON when `BATON_LOG_FORMAT=json`.
+/// Structured logs to stderr at `RUST_LOG` (default `info`); JSON when `BATON_LOG_FORMAT=json`.
 pub fn init_logging() {
+    init_logging_with("info");
+}
+
+fn init_logging_with(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
