@@ -29,6 +29,8 @@ pub struct Pending {
     pub(crate) nonce: Option<String>,
     pub(crate) challenge: String,
     pub(crate) scope: Vec<String>,
+    /// RFC 8707 resource URIs, already checked against the client's edges.
+    pub(crate) resources: Vec<String>,
     /// Per-request CSRF token, echoed by the form.
     pub(crate) csrf: Secret,
     pub(crate) attempts: AtomicU32,
@@ -115,6 +117,16 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         .split_ascii_whitespace()
         .map(str::to_owned)
         .collect();
+    // RFC 8707 §2.1: the same policy as at /token, so a code never carries a resource the
+    // client could not have asked for there.
+    let resources: Vec<String> = q.all("resource").into_iter().map(str::to_owned).collect();
+    if let Err(e) = super::token::audiences(idp, client, &resources) {
+        let description = match &e {
+            super::errors::OAuthError::InvalidTarget(d) => d.clone(),
+            other => other.to_string(),
+        };
+        return back("invalid_target", &description);
+    }
     let (prompt, max_age, acr_values, hint) = match (
         one("prompt"),
         one("max_age"),
@@ -172,6 +184,7 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         nonce: nonce.map(str::to_owned),
         challenge: challenge.to_owned(),
         scope,
+        resources,
         csrf: Secret::new(random(24)),
         attempts: AtomicU32::new(0),
         needed,
@@ -222,6 +235,14 @@ fn can_otp(idp: &Idp, user: &str) -> bool {
 /// The `sub` of an ID token this IdP issued, for any audience; an expired one still counts as a
 /// hint (OIDC Core §3.1.2.1), its signature must verify.
 fn hint_subject(idp: &Idp, token: &str, now: u64) -> Option<String> {
+    let claims = verify_hint(idp, token, now)?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// The claims of an ID token this IdP signed (our key, our `iss`, `typ` of an ID token), for
+/// any audience and even expired: what `id_token_hint` needs at /authorize and end-session
+/// (OIDC Core §3.1.2.1, RP-Initiated Logout 1.0 §2).
+pub(crate) fn verify_hint(idp: &Idp, token: &str, now: u64) -> Option<jwt::Claims> {
     let rules = Rules {
         audience: None,
         kind: Kind::Id,
@@ -235,7 +256,7 @@ fn hint_subject(idp: &Idp, token: &str, now: u64) -> Option<String> {
         }
         other => other.ok()?,
     };
-    verified.claims.get("sub")?.as_str().map(str::to_owned)
+    Some(verified.claims)
 }
 
 /// Sends the user agent back to the client with an error (RFC 6749 §4.1.2.1, RFC 9207 `iss`).

@@ -37,6 +37,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "amr",
         "auth_time",
         "nonce",
+        "sid",
     ];
     for k in idp
         .config
@@ -56,6 +57,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "jwks_uri": format!("{iss}/jwks"),
         "introspection_endpoint": format!("{iss}/introspect"),
         "userinfo_endpoint": format!("{iss}/userinfo"),
+        "end_session_endpoint": format!("{iss}/end_session"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],

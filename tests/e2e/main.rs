@@ -1,9 +1,11 @@
 //! End-to-end tests: real servers on 127.0.0.1:0, driven over HTTP.
 
 mod chain;
+mod grants;
 mod idp;
 mod inbound;
 mod k8s;
+mod logout;
 mod outbound;
 mod stepup;
 mod support;
