@@ -7,6 +7,10 @@
 //! user and is not overridden by `prompt=login` gets a code at once; a session missing only
 //! the one-time code gets only the code page (step-up); otherwise the login form. `prompt=none`
 //! never shows a page: `login_required` or `interaction_required` go back with `state`.
+//! `max_age=0` is `prompt=login` (OIDC Core §3.1.2.1, errata 2). `prompt=select_account` shows
+//! the login form (signing in is how an account is chosen). `prompt=consent` asks nothing: every
+//! client is registered by the operator, whose configuration is the consent, so there is no
+//! consent page and never a `consent_required`. Unknown `prompt` values are ignored.
 //! [`Pending`] carries the request through the pages [`super::login`] shows.
 
 use super::config::Factor;
@@ -174,8 +178,12 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
     let current = session::current(idp, req.headers(), now)
         .map(|(_, s)| s)
         .filter(|s| hinted.as_ref().is_none_or(|u| *u == s.user))
-        .filter(|s| max_age.is_none_or(|m| now.saturating_sub(s.auth_time()) <= m))
-        .filter(|_| !prompt.contains(&"login"));
+        .filter(|s| max_age.is_none_or(|m| m > 0 && now.saturating_sub(s.auth_time()) <= m))
+        .filter(|_| {
+            !prompt
+                .iter()
+                .any(|p| matches!(*p, "login" | "select_account"))
+        });
     let user = current.as_ref().map(|s| s.user.clone());
     let pending = Pending {
         client: client.id.clone(),

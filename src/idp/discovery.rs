@@ -71,7 +71,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "scopes_supported": scopes,
         "claims_supported": claims,
         "acr_values_supported": idp.config.acr.keys().collect::<Vec<_>>(),
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
     })

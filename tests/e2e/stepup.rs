@@ -3,6 +3,14 @@
 //! `max_age` and `id_token_hint` (OIDC Core §3.1.2.1; ports of the conformance modules
 //! `oidcc-prompt-none-not-logged-in`, `oidcc-id-token-hint`, `oidcc-max-age-1`).
 //! `oidcc-codereuse` and `oidcc-ensure-registered-redirect-uri` live in `idp.rs`.
+//!
+//! OIDC Core §3.1.2.1 checklist: prompt=none with a session (silent code) and without
+//! (`login_required`), with a stronger `acr` (`interaction_required`); prompt=login;
+//! prompt=select_account (login form); prompt=consent (no page: consent is the operator's
+//! configuration); none combined with another value (`invalid_request`); max_age=0 (= login,
+//! and `login_required` with none); max_age=1 exceeded; id_token_hint of another user
+//! (`login_required`, or a fresh login form); expired hint (still names the user); forged,
+//! foreign-key or access-token hint (`invalid_request`).
 
 use crate::support::browser::{Browser, Flow, Step, acr, alice_code, sign_in, tokens};
 use crate::support::idp::{ALICE_PASSWORD, REDIRECT, claims, pkce, start};
@@ -216,4 +224,80 @@ async fn max_age_forces_a_new_password_once_exceeded() {
     assert_eq!(rsp.status(), StatusCode::OK, "re-authentication");
     let body = rsp.into_body().collect().await.expect("body").to_bytes();
     assert!(String::from_utf8_lossy(&body).contains(r#"name="password""#));
+}
+
+#[test_log::test(tokio::test)]
+async fn prompt_values_and_max_age_zero() {
+    // OIDC Core §3.1.2.1, the cases not covered above: what each prompt value does here.
+    let idp = start().await;
+    let browser = Browser::new();
+    sign_in(&idp, &browser).await;
+    let is_login_form = |step: &Step| matches!(step, Step::Page(StatusCode::OK, html) if html.contains(r#"name="password""#));
+
+    // max_age=0 is prompt=login (errata 2); with prompt=none it cannot be met silently.
+    let flow = browser.authorize(&idp, &[("max_age", "0")]).await;
+    assert!(is_login_form(&flow.step), "{:?}", flow.step);
+    let flow = browser
+        .authorize(&idp, &[("max_age", "0"), ("prompt", "none")])
+        .await;
+    assert_eq!(flow.step.param("error").as_deref(), Some("login_required"));
+
+    // select_account: the login form is where an account is chosen.
+    let flow = browser
+        .authorize(&idp, &[("prompt", "select_account")])
+        .await;
+    assert!(is_login_form(&flow.step), "{:?}", flow.step);
+
+    // consent: operator-registered clients are consented by configuration, so no page.
+    let flow = browser.authorize(&idp, &[("prompt", "consent")]).await;
+    assert_eq!(acr(&tokens(&idp, &flow).await).0, json!("pwd"));
+
+    // none with anything else is invalid, whatever the other value.
+    for mixed in ["none consent", "select_account none"] {
+        let flow = browser.authorize(&idp, &[("prompt", mixed)]).await;
+        assert_eq!(
+            flow.step.param("error").as_deref(),
+            Some("invalid_request"),
+            "{mixed}"
+        );
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn expired_hint_still_names_the_user_a_foreign_one_is_refused() {
+    let idp = start().await;
+    let browser = Browser::new();
+    let alice = sign_in(&idp, &browser).await;
+    let hint = alice["id_token"].as_str().expect("id token");
+
+    // Our claims under another key: not a hint we issued.
+    let other = baton::jwt::keys::SigningKey::generate(baton::jwt::Algorithm::ES256).expect("key");
+    let forged = other.sign("JWT", &claims(hint)).expect("sign");
+    let flow = browser
+        .authorize(&idp, &[("prompt", "none"), ("id_token_hint", &forged)])
+        .await;
+    assert_eq!(flow.step.param("error").as_deref(), Some("invalid_request"));
+
+    // Ten minutes on, the ID token (300 s) has expired but the session (8 h) is live: silent
+    // re-authorization with the expired hint still works (the hint names a user, it grants
+    // nothing), which is exactly when a client needs it.
+    let cookie = {
+        use reqwest::cookie::CookieStore;
+        let u = url::Url::parse(&idp.url).expect("url");
+        let c = browser.jar.cookies(&u).expect("cookie");
+        c.to_str().expect("ascii").to_owned()
+    };
+    let later = claims(hint)["exp"].as_u64().expect("exp") + 600;
+    let (_, challenge) = pkce();
+    let req = http::Request::get(format!(
+        "/authorize?response_type=code&client_id=service-a&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=st-9&prompt=none&id_token_hint={hint}",
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    ))
+    .header("cookie", &cookie)
+    .body(())
+    .expect("request");
+    let rsp = baton::idp::authorize::authorize(&idp.idp, &req, later);
+    assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
+    let loc = url::Url::parse(rsp.headers()["location"].to_str().expect("ascii")).expect("url");
+    assert!(loc.query_pairs().any(|(k, _)| k == "code"), "{loc}");
 }
