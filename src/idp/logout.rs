@@ -215,3 +215,35 @@ fn confirm_page(id: &str, csrf: &str) -> Response<Body> {
     );
     html_page(StatusCode::OK, "Sign out", &body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn hint(v: serde_json::Value) -> Claims {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_hint_names_the_session_by_sid_else_by_sub() {
+        let s = Session {
+            user: "alice".into(),
+            sid: "sid-1".into(),
+            factors: BTreeMap::new(),
+            expires_at: 10,
+        };
+        assert!(names(
+            Some(&hint(json!({"sub": "alice", "sid": "sid-1"}))),
+            &s
+        ));
+        assert!(
+            !names(Some(&hint(json!({"sub": "alice", "sid": "sid-0"}))), &s),
+            "an earlier session of the same user"
+        );
+        assert!(names(Some(&hint(json!({"sub": "alice"}))), &s));
+        assert!(!names(Some(&hint(json!({"sub": "bob"}))), &s));
+        assert!(!names(None, &s));
+    }
+}

@@ -78,7 +78,7 @@ fn two_edges_to_one_target_may_not_disagree_on_a_scalar() {
 #[test]
 fn uris_and_lifetimes_are_checked() {
     let e = errors(
-        "  - id: d\n    secret: secret-d-123\n    grant_types: [authorization_code]\n    redirect_uris: [\"http://x/cb#frag\", /relative]\nresources:\n  \"https://r.example/api#x\": b\n  \"not a uri\": b\nlifetimes: {access: 0, code: 3600}\n",
+        "  - id: d\n    secret: secret-d-123\n    grant_types: [authorization_code]\n    redirect_uris: [\"http://x/cb#frag\", /relative]\n    post_logout_redirect_uris: [\"http://x/bye#f\", /bye]\nresources:\n  \"https://r.example/api#x\": b\n  \"not a uri\": b\nlifetimes: {access: 0, code: 3600}\n",
     );
     let joined = e.join("\n");
     assert!(
@@ -86,6 +86,10 @@ fn uris_and_lifetimes_are_checked() {
         "{joined}"
     );
     assert!(joined.contains("clients[2].redirect_uris: /relative must be absolute"));
+    assert!(
+        joined.contains("clients[2].post_logout_redirect_uris: http://x/bye#f must be absolute")
+    );
+    assert!(joined.contains("clients[2].post_logout_redirect_uris: /bye must be absolute"));
     assert!(joined.contains("resources.https://r.example/api#x: must be an absolute URI"));
     assert!(joined.contains("resources.not a uri: must be an absolute URI"));
     assert!(joined.contains("lifetimes.access: must be between"));
