@@ -67,6 +67,8 @@ pub(crate) struct Stores {
     pub(crate) revoked: Cache<String, ()>,
     pub(crate) assertion_jtis: Cache<String, u64>,
     pub(crate) sessions: Cache<[u8; 32], session::Session>,
+    /// Session `sid` → its key in `sessions`, for end-session without the cookie.
+    pub(crate) sids: Cache<String, [u8; 32]>,
     /// `user:step` of one-time codes already used (RFC 6238 §5.2: once per step).
     pub(crate) otp_used: Cache<String, ()>,
 }
@@ -134,6 +136,10 @@ impl Idp {
                 .expire_after(UntilExp)
                 .build(),
             sessions: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl(l.session))
+                .build(),
+            sids: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(ttl(l.session))
                 .build(),

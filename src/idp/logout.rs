@@ -11,8 +11,10 @@
 //!   plain "signed out" page.
 //! - Confirmation (§2 "the OP SHOULD ask the End-User"): when the request does not show it is
 //!   about this browser's session (no hint, or a hint whose `sid`/`sub` is not the session's),
-//!   a page asks the user to confirm with a CSRF-protected POST. Otherwise, and when there is
-//!   no session at all, the logout happens at once.
+//!   a page asks the user to confirm with a CSRF-protected POST. Otherwise the logout happens
+//!   at once.
+//! - Without the browser's cookie (an RP's cross-site POST does not carry a SameSite=Lax
+//!   cookie), a valid hint's `sid` names the session to end, server-side.
 
 use super::authorize::{error_page, verify_hint};
 use super::login::{escape, html_page};
@@ -21,7 +23,7 @@ use super::token::read_form;
 use super::{Idp, random};
 use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
-use crate::secret::{Secret, Token};
+use crate::secret::Secret;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use serde_json::Value;
@@ -55,7 +57,7 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let current = session::current(idp, req.headers(), now);
+    let current = session::current(idp, req.headers(), now).map(|(id, s)| (id.sha256(), s));
     let form = if req.method() == Method::POST {
         match read_form(req).await {
             Ok((_, f)) => f,
@@ -83,7 +85,7 @@ where
         Ok(c) => c,
         Err(message) => return error_page(message),
     };
-    match current {
+    let target = match current {
         Some((_, ref s)) if !names(checked.hint.as_ref(), s) => {
             let id = random(24);
             let csrf = Secret::new(random(24));
@@ -95,10 +97,18 @@ where
                     after: checked.after,
                 }),
             );
-            rsp
+            return rsp;
         }
-        current => finish(idp, current, &checked.after),
-    }
+        Some(named) => Some(named),
+        // No cookie (e.g. the RP's cross-site POST): the session the hint's `sid` names.
+        None => checked
+            .hint
+            .as_ref()
+            .and_then(|h| h.get("sid")?.as_str())
+            .and_then(|sid| session::by_sid(idp, sid, now))
+            .filter(|(_, s)| names(checked.hint.as_ref(), s)),
+    };
+    finish(idp, target, &checked.after)
 }
 
 /// Validates the parameters; `Err` is the message of an error page (nothing is ended).
@@ -159,10 +169,10 @@ fn names(hint: Option<&Claims>, s: &Session) -> bool {
 }
 
 /// Ends the session (if any) and sends the browser on.
-fn finish(idp: &Idp, current: Option<(Token, Session)>, after: &After) -> Response<Body> {
-    let cookie = current.map(|(id, s)| {
+fn finish(idp: &Idp, target: Option<([u8; 32], Session)>, after: &After) -> Response<Body> {
+    let cookie = target.map(|(key, s)| {
         info!(sid = %s.sid, "signed out");
-        session::end(idp, &id, &s)
+        session::end(idp, &key, &s)
     });
     let mut rsp = match &after.redirect {
         Some((uri, state)) => redirect(uri, state.as_deref()),

@@ -89,13 +89,24 @@ pub fn start(idp: &Idp, user: &str, factor: Factor, now: u64) -> (HeaderValue, S
         expires_at: now + idp.config.lifetimes.session,
     };
     idp.state.sessions.insert(id.sha256(), session.clone());
+    idp.state.sids.insert(session.sid.clone(), id.sha256());
     (set_cookie(idp, &id), session)
 }
 
-/// Ends the session `id` (RP-Initiated Logout 1.0 §2): drops the server-side state and revokes
+/// The live session whose public id is `sid`, with its store key: how end-session finds the
+/// session an `id_token_hint` names when the browser's cookie is not sent (a cross-site POST
+/// does not carry a SameSite=Lax cookie).
+pub fn by_sid(idp: &Idp, sid: &str, now: u64) -> Option<([u8; 32], Session)> {
+    let key = idp.state.sids.get(sid)?;
+    let session = idp.state.sessions.get(&key)?;
+    (session.expires_at > now).then_some((key, session))
+}
+
+/// Ends the session stored under `key` (RP-Initiated Logout 1.0 §2): drops the server-side state and revokes
 /// the refresh-token families issued through it. Returns the cookie that clears the browser's.
-pub fn end(idp: &Idp, id: &Token, session: &Session) -> HeaderValue {
-    idp.state.sessions.invalidate(&id.sha256());
+pub fn end(idp: &Idp, key: &[u8; 32], session: &Session) -> HeaderValue {
+    idp.state.sessions.invalidate(key);
+    idp.state.sids.invalidate(&session.sid);
     super::refresh::revoke_session(idp, &session.sid);
     let secure = if idp.config.issuer.starts_with("https://") {
         "; Secure"

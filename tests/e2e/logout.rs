@@ -101,11 +101,14 @@ async fn logout_with_hint_redirects_with_state_and_revokes_the_session_grants() 
 }
 
 #[test_log::test(tokio::test)]
-async fn logout_by_post_with_the_hint_alone_shows_the_signed_out_page() {
+async fn a_post_without_the_cookie_ends_the_session_the_hint_names() {
+    // An RP's auto-submitted form is a cross-site POST: the SameSite=Lax cookie stays home, so
+    // the hint's sid must find the session. idp.http keeps no cookies.
     let idp = start().await;
     let b = Browser::new();
     let t = sign_in(&idp, &b).await;
-    let rsp = b
+    let refresh = s(&t, "refresh_token");
+    let rsp = idp
         .http
         .post(format!("{}/end_session", idp.url))
         .form(&[
@@ -122,7 +125,14 @@ async fn logout_by_post_with_the_hint_alone_shows_the_signed_out_page() {
         location(&rsp).expect("redirect").as_str(),
         format!("{SIGNED_OUT}?state=bye-2")
     );
-    assert!(!signed_in(&b, &idp).await);
+    assert!(
+        !signed_in(&b, &idp).await,
+        "the browser's session ended server-side"
+    );
+    assert_eq!(
+        idp.introspect("service-a", refresh).await,
+        json!({"active": false})
+    );
 
     // No session, no hint: nothing to confirm, a plain page.
     let rsp = end_session(&b, &idp, &[]).await;
