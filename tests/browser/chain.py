@@ -74,10 +74,14 @@ def main():
         assert c["claims"]["amr"] == ["pwd", "otp"], c
         print("stepped up through the chain: C sees acr", c["claims"]["acr"], "amr", c["claims"]["amr"])
 
-        # 3. Sign out at A: the session cookie is gone and the session with it.
-        assert driver.get_cookie("baton-session"), driver.get_cookies()
+        # 3. Sign out at A: the session ends. The logout lands on `/`, which signs the browser in
+        # again; while the IdP's own session lives (no end_session_endpoint yet) that is silent,
+        # so the proof is a different session cookie, or none.
+        before = driver.get_cookie("baton-session")
+        assert before, driver.get_cookies()
         driver.get(f"{EDGE}/_baton/logout")
-        assert driver.get_cookie("baton-session") is None, driver.get_cookies()
+        after = driver.get_cookie("baton-session")
+        assert after is None or after["value"] != before["value"], (before, after)
         print("signed out at A")
     finally:
         driver.quit()
