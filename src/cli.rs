@@ -39,7 +39,11 @@ enum Command {
         config: PathBuf,
     },
     /// Run the whole A→B→C chain with baton-idp in one process and show each hop's token.
-    Demo,
+    Demo {
+        /// Keep the chain running for a browser (A signs users in) until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        serve: bool,
+    },
     /// Sign a user in through the IdP's login form (code + PKCE) and print the token response.
     Login(LoginArgs),
     /// Add the sidecar to Kubernetes manifests (multi-document YAML, stdin/stdout by default).
@@ -75,7 +79,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Run { config } => with_runtime(|| crate::sidecar::main(&config)),
         Command::Check { config } => check(&config),
         // The demo's own table is the output: logs stay at warn unless RUST_LOG asks for more.
-        Command::Demo => with_runtime_logging("warn", crate::demo::main),
+        Command::Demo { serve } => with_runtime_logging("warn", move || crate::demo::main(serve)),
         Command::Login(args) => with_runtime(|| login(args)),
         Command::Inject(args) => crate::k8s::inject::main(args),
         Command::Webhook(args) => with_runtime(|| crate::k8s::webhook::main(args)),

@@ -1,5 +1,6 @@
 //! `sidecar.yaml` → validated `Config`; errors name the file, the field and the reason.
 
+pub mod login;
 pub mod outbound;
 pub mod routes;
 mod sidecar;

@@ -1,6 +1,8 @@
 //! `baton demo`: the whole A→B→C chain in one process on free loopback ports: baton-idp, three
 //! echo apps and their three sidecars. Signs the demo user in through the real login form, calls
-//! A, and prints each hop's token; then calls again to show the exchange cache at work.
+//! A, and prints each hop's token; then calls again to show the exchange cache at work; then
+//! calls a path C guards with `acr: [mfa]`, steps up with a one-time code, and calls again.
+//! `baton demo --serve` keeps the chain up for a browser: A's sidecar signs users in itself.
 //!
 //! [`Chain`] is also what the chain e2e tests start, so the demo and the tests run the same wiring.
 
@@ -29,6 +31,8 @@ pub const DEMO_PASSWORD: &str = "wonderland-demo";
 pub const REDIRECT_URI: &str = "http://127.0.0.1:8080/callback";
 /// The services of the chain, in call order.
 pub const SERVICES: [&str; 3] = ["service-a", "service-b", "service-c"];
+/// A path service-c guards with `acr: [mfa]`; A and B forward paths unchanged.
+pub const MFA_PATH: &str = "/mfa/report";
 
 /// Why the chain could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,8 @@ pub struct Chain {
     pub idp: Arc<Idp>,
     /// A, B and C.
     pub hops: Vec<Hop>,
+    /// Where a browser opens the chain: A's inbound listener, which signs users in.
+    pub edge: String,
     keys_dir: PathBuf,
     apps: Trigger,
     idp_stop: Option<Trigger>,
@@ -91,11 +97,9 @@ impl Chain {
             std::process::id(),
             rand::random::<u32>()
         ));
-        let idp = Arc::new(Idp::new(idp::Config::demo(&issuer, &keys_dir))?);
-        let (idp_stop, idp_signal) = shutdown::channel();
-        let idp_task = tokio::spawn(idp::serve(idp.clone(), idp_listener, idp_signal.wait()));
 
-        // Bind every socket first: each sidecar's config names the next hop's inbound port.
+        // Bind every socket first: each sidecar's config names the next hop's inbound port, and
+        // the IdP must know A's sign-in callback before it starts.
         let mut apps = Vec::new();
         let mut listeners = Vec::new();
         for _ in SERVICES {
@@ -115,6 +119,16 @@ impl Chain {
             .iter()
             .map(|l| l.outbound.local_addr())
             .collect::<Result<_, _>>()?;
+        let edge = format!("http://{}", inbound[0]);
+
+        let mut idp_cfg = idp::Config::demo(&issuer, &keys_dir);
+        if let Some(a) = idp_cfg.clients.get_mut(SERVICES[0]) {
+            a.redirect_uris
+                .push(format!("{edge}{}", crate::config::login::CALLBACK_PATH));
+        }
+        let idp = Arc::new(Idp::new(idp_cfg)?);
+        let (idp_stop, idp_signal) = shutdown::channel();
+        let idp_task = tokio::spawn(idp::serve(idp.clone(), idp_listener, idp_signal.wait()));
 
         let (app_stop, app_signal) = shutdown::channel();
         let mut hops = Vec::new();
@@ -133,6 +147,7 @@ impl Chain {
                 name,
                 app_addr,
                 SERVICES.get(i + 1).zip(inbound.get(i + 1)),
+                (i == 0).then_some(edge.as_str()),
             );
             let cfg = Config::from_yaml(&yaml, &format!("sidecar-{name}.yaml"))?;
             let running = sidecar::start(cfg, l, None).await?;
@@ -151,6 +166,7 @@ impl Chain {
             issuer,
             idp,
             hops,
+            edge,
             keys_dir,
             apps: app_stop,
             idp_stop: Some(idp_stop),
@@ -160,7 +176,13 @@ impl Chain {
 
     /// Signs `user` in at service-a through the IdP's login form (code + PKCE).
     pub async fn sign_in(&self, user: &str, password: &str) -> Result<signin::Tokens, Error> {
-        let req = signin::Request {
+        Ok(signin::password_login(&self.signin_request(user, password)).await?)
+    }
+
+    /// The sign-in request for `user` at service-a (for a [`signin::Agent`] that keeps the IdP
+    /// session, e.g. to step up later).
+    pub fn signin_request(&self, user: &str, password: &str) -> signin::Request {
+        signin::Request {
             issuer: self.issuer.clone(),
             client_id: SERVICES[0].to_owned(),
             client_secret: Secret::new(idp_demo_secret(SERVICES[0])),
@@ -168,8 +190,12 @@ impl Chain {
             scope: "openid profile".to_owned(),
             username: user.to_owned(),
             password: Secret::new(password),
-        };
-        Ok(signin::password_login(&req).await?)
+        }
+    }
+
+    /// `user`'s TOTP secret from the demo IdP config (published there, demo only).
+    pub fn totp_secret(&self, user: &str) -> Option<Secret> {
+        self.idp.config().users.get(user)?.totp_secret.clone()
     }
 
     /// Calls service-a's sidecar with `token` at `path`; returns the status and the JSON body.
@@ -219,30 +245,51 @@ fn idp_demo_secret(client: &str) -> String {
 }
 
 /// The sidecar.yaml of one hop: verify tokens addressed to `name` that carry `name` in `grants`,
-/// and exchange on calls to the next hop.
+/// and exchange on calls to the next hop. With `edge`, browsers sign in at this hop; the last
+/// hop guards [`MFA_PATH`] with `acr: [mfa]`.
 fn sidecar_yaml(
     issuer: &str,
     name: &str,
     app: SocketAddr,
     next: Option<(&&str, &SocketAddr)>,
+    edge: Option<&str>,
 ) -> String {
-    let routes = match next {
+    let outbound_routes = match next {
         Some((next_name, next_addr)) => format!(
             "  routes:\n    - name: {next_name}\n      host: \"{next_addr}\"\n      audience: {next_name}\n"
         ),
         None => "  routes: []\n".to_owned(),
     };
+    let grants = format!("    claims:\n      - claim: grants\n        contains: {name}\n");
+    let mut routes = String::from("routes:\n");
+    if next.is_none() {
+        routes.push_str(&format!(
+            "  - name: mfa\n    path: /mfa\n    acr: [mfa]\n{grants}"
+        ));
+    }
+    routes.push_str(&format!("  - name: default\n    path: /\n{grants}"));
+    let login = match edge {
+        Some(url) => {
+            routes.push_str("    login: browser\n");
+            format!("login:\n  external_url: {url}\n  scope: openid profile\n")
+        }
+        None => String::new(),
+    };
     format!(
-        "issuer: {issuer}\naudience: {name}\napp: \"{app}\"\n\
-         routes:\n  - name: default\n    path: /\n    claims:\n      - claim: grants\n        contains: {name}\n\
-         outbound:\n  client:\n    client_id: {name}\n    secret: {secret}\n{routes}",
+        "issuer: {issuer}\naudience: {name}\napp: \"{app}\"\n{routes}{login}\
+         outbound:\n  client:\n    client_id: {name}\n    secret: {secret}\n{outbound_routes}",
         secret = idp_demo_secret(name),
     )
 }
 
-/// `baton demo`.
-pub async fn main() -> ExitCode {
-    match run().await {
+/// `baton demo`; with `serve`, keeps the chain up for a browser until Ctrl-C or SIGTERM.
+pub async fn main(serve: bool) -> ExitCode {
+    let result = if serve {
+        run_serve().await
+    } else {
+        run().await
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("baton demo: {e}");
@@ -255,7 +302,9 @@ async fn run() -> Result<(), Error> {
     let chain = Chain::start().await?;
     let out = report::Report::new(&chain);
     out.started();
-    let tokens = chain.sign_in(DEMO_USER, DEMO_PASSWORD).await?;
+    let agent = signin::Agent::new()?;
+    let req = chain.signin_request(DEMO_USER, DEMO_PASSWORD);
+    let tokens = agent.sign_in(&req, None).await?.tokens;
     out.signed_in(&tokens);
     let before = chain.idp.exchanges();
     let (status, body) = chain.call(&tokens.access_token, "/").await?;
@@ -263,6 +312,53 @@ async fn run() -> Result<(), Error> {
     let before = chain.idp.exchanges();
     let (status, _) = chain.call(&tokens.access_token, "/").await?;
     out.second_call(status, chain.idp.exchanges() - before);
+
+    // Step-up: C demands mfa on MFA_PATH; the challenge travels back through B and A.
+    let (status, body) = chain.call(&tokens.access_token, MFA_PATH).await?;
+    out.challenged(status, &body);
+    let stepped = step_up(&chain, &agent, &req, &tokens).await?;
+    out.stepped_up(&stepped);
+    let (status, body) = chain.call(&stepped.tokens.access_token, MFA_PATH).await?;
+    out.after_step_up(status, &body);
+    chain.stop().await;
+    Ok(())
+}
+
+/// Steps `tokens`' user up to `mfa` in the same IdP session: `id_token_hint`, `acr_values=mfa`
+/// and the current one-time code from the user's demo TOTP secret.
+pub async fn step_up(
+    chain: &Chain,
+    agent: &signin::Agent,
+    req: &signin::Request,
+    tokens: &signin::Tokens,
+) -> Result<signin::Outcome, Error> {
+    let hint = tokens.id_token.clone().ok_or_else(|| {
+        Error::SignIn(signin::Error::Flow {
+            step: "step-up",
+            reason: "no ID token to send as id_token_hint".into(),
+        })
+    })?;
+    let totp_secret = chain.totp_secret(&req.username).ok_or_else(|| {
+        Error::SignIn(signin::Error::Flow {
+            step: "step-up",
+            reason: "the user has no TOTP secret".into(),
+        })
+    })?;
+    let s = signin::StepUp {
+        acr_values: "mfa".into(),
+        id_token_hint: hint,
+        totp_secret,
+    };
+    Ok(agent.sign_in(req, Some(&s)).await?)
+}
+
+async fn run_serve() -> Result<(), Error> {
+    let chain = Chain::start().await?;
+    let out = report::Report::new(&chain);
+    out.started();
+    out.serving(&chain.edge);
+    let signal = shutdown::os_signal().await;
+    eprintln!("baton demo: {signal}: stopping");
     chain.stop().await;
     Ok(())
 }

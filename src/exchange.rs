@@ -223,11 +223,43 @@ impl Exchanger {
         result
     }
 
+    /// A grant for the edge login (`authorization_code`, `refresh_token`, RFC 6749 §4.1.3, §6)
+    /// with this client's authentication: the token response as JSON. Not fail-fast: a browser
+    /// sign-in is rare and should see the real answer.
+    pub async fn user_grant(
+        &self,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<Value, ExchangeError> {
+        let (status, body) = self.send(&mut form, jwt::unix_now()).await?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|_| {
+                ExchangeError::Unavailable("token endpoint answered malformed JSON".into())
+            });
+        }
+        Err(refusal(status, &body))
+    }
+
     async fn post(
         &self,
         form: &mut Vec<(&'static str, String)>,
         now: u64,
     ) -> Result<Issued, ExchangeError> {
+        let (status, body) = self.send(form, now).await?;
+        if status.is_success() {
+            let ok: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
+                ExchangeError::Unavailable("token endpoint answered malformed JSON".into())
+            })?;
+            return Ok(issued(Token::new(ok.access_token), ok.expires_in, now));
+        }
+        Err(refusal(status, &body))
+    }
+
+    /// Authenticates the client, posts `form` to the token endpoint and reads the answer.
+    async fn send(
+        &self,
+        form: &mut Vec<(&'static str, String)>,
+        now: u64,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), ExchangeError> {
         let endpoint = self.token_endpoint().await?;
         let mut req = self.http.post(endpoint.clone());
         match &self.auth {
@@ -248,26 +280,22 @@ impl Exchanger {
         }
         let rsp = req.form(&*form).send().await.map_err(unavailable)?;
         let status = rsp.status();
-        let body = limited(rsp).await?;
-        if status.is_success() {
-            let ok: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-                ExchangeError::Unavailable("token endpoint answered malformed JSON".into())
-            })?;
-            return Ok(issued(Token::new(ok.access_token), ok.expires_in, now));
-        }
-        if status.is_client_error()
-            && let Ok(err) = serde_json::from_slice::<ErrorResponse>(&body)
-        {
-            // Only the code is kept: a description could echo what was sent.
-            return Err(ExchangeError::Refused {
-                code: sanitize_code(&err.error),
-                status: status.as_u16(),
-            });
-        }
-        Err(ExchangeError::Unavailable(format!(
-            "token endpoint answered {status}"
-        )))
+        Ok((status, limited(rsp).await?))
     }
+}
+
+/// A non-success answer: an OAuth error for a readable 4xx, else the IdP is unavailable.
+fn refusal(status: reqwest::StatusCode, body: &[u8]) -> ExchangeError {
+    if status.is_client_error()
+        && let Ok(err) = serde_json::from_slice::<ErrorResponse>(body)
+    {
+        // Only the code is kept: a description could echo what was sent.
+        return ExchangeError::Refused {
+            code: sanitize_code(&err.error),
+            status: status.as_u16(),
+        };
+    }
+    ExchangeError::Unavailable(format!("token endpoint answered {status}"))
 }
 
 fn target_params(target: &Target, form: &mut Vec<(&'static str, String)>) {

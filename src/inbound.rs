@@ -5,11 +5,13 @@
 //! address live behind a swap so a reload (SIGHUP or file change) never drops a connection.
 
 pub mod forward;
+pub mod login;
 pub mod reject;
 pub mod rules;
 
 pub use reject::Reject;
 
+use crate::config::login::RESERVED_PREFIX;
 use crate::config::{Config, ConfigErrors, Mode, Route};
 use crate::http::{Body, BoxError};
 use crate::jwt::jwks::{Jwks, Verifier, VerifyFailure};
@@ -37,6 +39,8 @@ pub struct Inbound {
     metrics: Arc<Metrics>,
     limits: Limits,
     active: RwLock<Arc<Active>>,
+    /// Browser sign-in for `login: browser` routes, when `login:` is configured.
+    login: Option<login::Login>,
 }
 
 /// The part of the configuration a reload may change.
@@ -79,11 +83,18 @@ pub enum ReloadError {
 
 impl Inbound {
     /// Builds the listener state from `cfg`; `jwks` must have been started for `cfg.issuer`.
+    ///
+    /// Panics only when the edge login's HTTP client cannot be built (no TLS backend), at start-up.
     pub fn new(cfg: &Config, jwks: Arc<Jwks>, metrics: Arc<Metrics>) -> Inbound {
         let mut rules = Rules::access(cfg.issuer.clone(), cfg.audience.clone());
         rules.algorithms = cfg.algorithms.clone();
         rules.leeway = cfg.leeway;
+        let login = cfg.login.as_ref().map(|l| {
+            login::Login::new(l, &cfg.issuer, &cfg.outbound, jwks.clone(), metrics.clone())
+                .expect("the edge login client builds (rustls, issuer set)")
+        });
         Inbound {
+            login,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
             app: App::new(),
             metrics,
@@ -103,7 +114,8 @@ impl Inbound {
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let old = self.active();
         let old = &old.config;
-        let fixed: [(&'static str, bool); 7] = [
+        let fixed: [(&'static str, bool); 8] = [
+            ("login", old.login != cfg.login),
             ("issuer", old.issuer != cfg.issuer),
             ("audience", old.audience != cfg.audience),
             ("algorithms", old.algorithms != cfg.algorithms),
@@ -145,16 +157,34 @@ pub async fn serve(
 }
 
 /// Handles one request without a socket: admits it or answers the refusal, then forwards.
+/// On `login: browser` routes a browser session stands in for the bearer token, and an RFC 9470
+/// challenge to a navigation becomes a step-up at the IdP.
 #[instrument(skip_all, fields(method = %req.method()))]
-pub async fn handle<B>(s: &Inbound, req: Request<B>) -> Response<Body>
+pub async fn handle<B>(s: &Inbound, mut req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
     let active = s.active();
     let cfg = &active.config;
+    let now = unix_now();
+    if let Some(l) = &s.login
+        && req.uri().path().starts_with(RESERVED_PREFIX)
+    {
+        return l.reserved(&s.verifier, &req, now).await;
+    }
     let route = rules::find_route(&cfg.routes, req.method(), req.uri().path());
     let name = route.map_or("none", |r| r.name.as_str());
+    let browser = match (&s.login, route) {
+        (Some(l), Some(r)) if r.browser_login => match edge(s, l, &mut req, now).await {
+            Ok(b) => b,
+            Err(rsp) => {
+                s.metrics.inbound(name, "login");
+                return rsp;
+            }
+        },
+        _ => None,
+    };
     let verdict = admit(s, route, &req).await;
     let (claims, outcome) = match (verdict, cfg.mode) {
         (Ok(Admitted::Public), _) => (None, "public"),
@@ -162,6 +192,27 @@ where
         (Err(denied), Mode::Enforce) => {
             s.metrics.inbound(name, denied.reject.outcome());
             info!(route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
+            if let (Some(l), Some(b)) = (&s.login, &browser) {
+                match &denied.reject {
+                    Reject::StepUp {
+                        acr_values,
+                        max_age,
+                    } => {
+                        let c = login::challenge::StepUp {
+                            acr_values: acr_values.clone(),
+                            max_age: *max_age,
+                        };
+                        if let Some(rsp) = l.step_up(&b.session, &c, &b.return_to, now).await {
+                            return rsp;
+                        }
+                    }
+                    Reject::InvalidToken(_) => {
+                        l.forget(&b.session);
+                        return l.start(&b.return_to, None, now).await;
+                    }
+                    _ => {}
+                }
+            }
             return denied.reject.into_response(&cfg.audience, &active.hint);
         }
         (Err(denied), Mode::Observe) => {
@@ -178,12 +229,52 @@ where
                 status = rsp.status().as_u16(),
                 "forwarded"
             );
+            if let (Some(l), Some(b)) = (&s.login, &browser)
+                && let Some(c) = login::challenge::step_up(&rsp)
+                && let Some(redirect) = l.step_up(&b.session, &c, &b.return_to, now).await
+            {
+                return redirect;
+            }
             rsp
         }
         Err(reject) => {
             s.metrics.inbound(name, reject.outcome());
             reject.into_response(&cfg.audience, &active.hint)
         }
+    }
+}
+
+/// A browser navigation on a `login: browser` route that carries a session.
+struct Navigation {
+    session: login::Browser,
+    return_to: String,
+}
+
+/// The edge phase of a `login: browser` route. A request with its own `Authorization` is an API
+/// call and passes untouched. Otherwise a live session's access token becomes the bearer; a
+/// navigation without one is sent to sign in (`Err`: the redirect); an API call without one
+/// goes on to the usual 401.
+async fn edge<B>(
+    s: &Inbound,
+    l: &login::Login,
+    req: &mut Request<B>,
+    now: u64,
+) -> Result<Option<Navigation>, Response<Body>> {
+    if req.headers().contains_key(http::header::AUTHORIZATION) {
+        return Ok(None);
+    }
+    let navigation = login::challenge::is_navigation(req.method(), req.headers());
+    let return_to = login::challenge::return_path(req.uri());
+    match l.session(&s.verifier, req.headers(), now).await {
+        Some((session, token)) => {
+            let bearer = http::HeaderValue::try_from(format!("Bearer {}", token.expose()))
+                .map_err(|_| Reject::Internal.into_response("", ""))?;
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, bearer);
+            Ok(navigation.then_some(Navigation { session, return_to }))
+        }
+        None if navigation => Err(l.start(&return_to, None, now).await),
+        None => Ok(None),
     }
 }
 

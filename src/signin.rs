@@ -89,111 +89,193 @@ struct Discovery {
     token_endpoint: String,
 }
 
-/// Runs the whole flow: discovery, `/authorize`, the login form, the redirect, the code exchange.
-pub async fn password_login(req: &Request) -> Result<Tokens, Error> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|source| Error::Http {
-            step: "build client",
-            source,
-        })?;
-    let well_known = format!(
-        "{}/.well-known/openid-configuration",
-        req.issuer.trim_end_matches('/')
-    );
-    let disc: Discovery = http
-        .get(&well_known)
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|source| Error::Http {
-            step: "discovery",
-            source,
-        })?
-        .json()
-        .await
-        .map_err(|source| Error::Http {
-            step: "discovery",
-            source,
-        })?;
-
-    let verifier = random_b64(32);
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let state = random_b64(16);
-    let nonce = random_b64(16);
-    let mut authorize =
-        Url::parse(&disc.authorization_endpoint).map_err(|e| flow("discovery", e.to_string()))?;
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &req.client_id)
-        .append_pair("redirect_uri", &req.redirect_uri)
-        .append_pair("scope", &req.scope)
-        .append_pair("state", &state)
-        .append_pair("nonce", &nonce)
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
-
-    // Follow redirects until a page with a form (the login page) or the client's redirect URI.
-    let mut url = authorize;
-    let mut filled = false;
-    for _ in 0..10 {
-        if url.as_str().starts_with(&req.redirect_uri) {
-            let code = redirect_code(&url, &state)?;
-            return exchange_code(&http, &disc.token_endpoint, req, &code, &verifier).await;
-        }
-        let rsp = http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|source| Error::Http {
-                step: "authorize",
-                source,
-            })?;
-        let next = if let Some(loc) = location(&rsp, &url)? {
-            loc
-        } else {
-            if filled {
-                return Err(flow(
-                    "login",
-                    "the login form was shown again: wrong username or password?",
-                ));
-            }
-            let page_url = rsp.url().clone();
-            let html = rsp.text().await.map_err(|source| Error::Http {
-                step: "login page",
-                source,
-            })?;
-            filled = true;
-            submit_login(&http, &page_url, &html, req).await?
-        };
-        url = next;
-    }
-    Err(flow("authorize", "too many redirects"))
+/// A step-up sign-in (OIDC Core §3.1.2.1): the same IdP session, a stronger `acr`.
+#[derive(Debug, Clone)]
+pub struct StepUp {
+    /// `acr_values` to ask for, e.g. `mfa`.
+    pub acr_values: String,
+    /// The current ID token, sent as `id_token_hint`.
+    pub id_token_hint: Token,
+    /// The user's base32 TOTP secret: the one-time code is computed from it (RFC 6238).
+    pub totp_secret: Secret,
 }
 
-/// Fills the first form on the page with the user's credentials and returns where it redirects.
-async fn submit_login(
+/// What a sign-in returned, and which fields the IdP's pages asked for.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The token endpoint's answer.
+    pub tokens: Tokens,
+    /// The user-facing fields the IdP asked for, in order (`username`, `password`, `code`).
+    pub asked: Vec<String>,
+}
+
+/// A client that keeps the IdP's session cookie between sign-ins, like one browser.
+pub struct Agent {
+    http: reqwest::Client,
+}
+
+/// Runs the whole flow: discovery, `/authorize`, the login form, the redirect, the code exchange.
+pub async fn password_login(req: &Request) -> Result<Tokens, Error> {
+    Ok(Agent::new()?.sign_in(req, None).await?.tokens)
+}
+
+/// The current RFC 6238 code (SHA-1, 6 digits, 30 s) for a base32 `secret` at `now`.
+pub fn totp_code(secret: &Secret, now: u64) -> Option<String> {
+    let bytes = totp_rs::Secret::Encoded(secret.expose().trim().to_uppercase())
+        .to_bytes()
+        .ok()?;
+    let t = totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        None,
+        String::new(),
+    );
+    Some(t.generate(now))
+}
+
+impl Agent {
+    /// A fresh client with an empty cookie jar.
+    pub fn new() -> Result<Agent, Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(true)
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|source| Error::Http {
+                step: "build client",
+                source,
+            })?;
+        Ok(Agent { http })
+    }
+
+    /// Signs in (or, with `step_up`, steps up) through the IdP's pages; fills the username,
+    /// password and one-time-code fields the pages ask for.
+    pub async fn sign_in(&self, req: &Request, step_up: Option<&StepUp>) -> Result<Outcome, Error> {
+        let http = &self.http;
+        let well_known = format!(
+            "{}/.well-known/openid-configuration",
+            req.issuer.trim_end_matches('/')
+        );
+        let disc: Discovery = http
+            .get(&well_known)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|source| Error::Http {
+                step: "discovery",
+                source,
+            })?
+            .json()
+            .await
+            .map_err(|source| Error::Http {
+                step: "discovery",
+                source,
+            })?;
+
+        let verifier = random_b64(32);
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let state = random_b64(16);
+        let nonce = random_b64(16);
+        let mut authorize = Url::parse(&disc.authorization_endpoint)
+            .map_err(|e| flow("discovery", e.to_string()))?;
+        {
+            let mut q = authorize.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &req.client_id)
+                .append_pair("redirect_uri", &req.redirect_uri)
+                .append_pair("scope", &req.scope)
+                .append_pair("state", &state)
+                .append_pair("nonce", &nonce)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            if let Some(s) = step_up {
+                q.append_pair("acr_values", &s.acr_values)
+                    .append_pair("id_token_hint", s.id_token_hint.expose());
+            }
+        }
+
+        // Follow redirects until a page with a form or the client's redirect URI.
+        let mut url = authorize;
+        let mut asked: Vec<String> = Vec::new();
+        for _ in 0..10 {
+            if url.as_str().starts_with(&req.redirect_uri) {
+                let code = redirect_code(&url, &state)?;
+                let tokens =
+                    exchange_code(http, &disc.token_endpoint, req, &code, &verifier).await?;
+                return Ok(Outcome { tokens, asked });
+            }
+            let rsp = http
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|source| Error::Http {
+                    step: "authorize",
+                    source,
+                })?;
+            let next = if let Some(loc) = location(&rsp, &url)? {
+                loc
+            } else {
+                let page_url = rsp.url().clone();
+                let html = rsp.text().await.map_err(|source| Error::Http {
+                    step: "login page",
+                    source,
+                })?;
+                let mut page = html;
+                loop {
+                    match submit_form(http, &page_url, &page, req, step_up, &mut asked).await? {
+                        Submitted::Redirect(next) => break next,
+                        // Another page (e.g. the code page after the password page).
+                        Submitted::Page(p) => page = p,
+                    }
+                }
+            };
+            url = next;
+        }
+        Err(flow("authorize", "too many redirects"))
+    }
+}
+
+enum Submitted {
+    Redirect(Url),
+    Page(String),
+}
+
+/// Fills the first form on the page with what it asks for and posts it. A field asked for a
+/// second time means the first answer was refused.
+async fn submit_form(
     http: &reqwest::Client,
     page: &Url,
     html: &str,
     req: &Request,
-) -> Result<Url, Error> {
+    step_up: Option<&StepUp>,
+    asked: &mut Vec<String>,
+) -> Result<Submitted, Error> {
     let form = Form::parse(html).ok_or_else(|| flow("login page", "no form on the page"))?;
     let action = page
         .join(&form.action)
         .map_err(|e| flow("login page", e.to_string()))?;
     let mut fields = form.fields;
     for (name, value) in fields.iter_mut() {
-        match name.as_str() {
-            "username" => *value = req.username.clone(),
-            "password" => *value = req.password.expose().to_owned(),
-            _ => {}
+        let answer = match name.as_str() {
+            "username" => req.username.clone(),
+            "password" => req.password.expose().to_owned(),
+            "code" => step_up
+                .and_then(|s| totp_code(&s.totp_secret, crate::jwt::unix_now()))
+                .ok_or_else(|| flow("login", "the IdP asks for a one-time code"))?,
+            _ => continue,
+        };
+        if asked.contains(name) {
+            return Err(flow(
+                "login",
+                format!("the IdP asked for {name} again: wrong username, password or code?"),
+            ));
         }
+        asked.push(name.clone());
+        *value = answer;
     }
     let rsp = http
         .post(action.clone())
@@ -205,11 +287,18 @@ async fn submit_login(
             source,
         })?;
     match location(&rsp, &action)? {
-        Some(next) => Ok(next),
+        Some(next) => Ok(Submitted::Redirect(next)),
+        None if rsp.status().is_success() => {
+            let html = rsp.text().await.map_err(|source| Error::Http {
+                step: "login",
+                source,
+            })?;
+            Ok(Submitted::Page(html))
+        }
         None => Err(flow(
             "login",
             format!(
-                "the IdP answered {} instead of redirecting: wrong username or password?",
+                "the IdP answered {} instead of redirecting: wrong username, password or code?",
                 rsp.status()
             ),
         )),

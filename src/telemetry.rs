@@ -43,6 +43,9 @@ pub struct Metrics {
     pub jwks_age: Gauge<f64, AtomicU64>,
     /// `baton_config_reloads_total{outcome=ok|error}`.
     pub config_reloads: Family<Outcome, Counter>,
+    /// `baton_login_events_total{outcome}`: edge browser sign-in steps (`redirect`, `step_up`,
+    /// `signed_in`, `refreshed`, `refresh_failed`, `logout`, `callback_error`).
+    pub login_events: Family<Outcome, Counter>,
     // === outbound ===
     /// Exchanges and the exchanged-token cache.
     pub exchange: ExchangeMetrics,
@@ -94,6 +97,12 @@ impl Metrics {
             "Configuration reloads by outcome (ok, error)",
             config_reloads.clone(),
         );
+        let login_events = Family::<Outcome, Counter>::default();
+        registry.register(
+            "baton_login_events",
+            "Edge browser sign-in steps by outcome",
+            login_events.clone(),
+        );
         let exchange = ExchangeMetrics::default();
         exchange.register(&mut registry);
         Self {
@@ -105,6 +114,7 @@ impl Metrics {
             jwks_fetches,
             jwks_age,
             config_reloads,
+            login_events,
         }
     }
 
@@ -115,6 +125,11 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Counts one edge sign-in step.
+    pub fn login(&self, outcome: &'static str) {
+        self.login_events.get_or_create(&Outcome { outcome }).inc();
     }
 
     /// Counts one inbound request.

@@ -16,6 +16,9 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     /// Who may pass.
     pub access: Access,
+    /// `login: browser`: a browser without a bearer token or session is sent to sign in at the
+    /// IdP (see [`crate::inbound::login`]).
+    pub browser_login: bool,
 }
 
 /// A route's access rule.
@@ -75,6 +78,7 @@ pub struct RawRoute {
     #[serde(default)]
     acr: Vec<String>,
     max_age: Option<u64>,
+    login: Option<String>,
 }
 
 /// A claim rule as written: `{claim: grants, contains: service-b}` or `{claim: tier, equals: gold}`.
@@ -155,11 +159,27 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
                 max_age: r.max_age,
             })
         };
+        let browser_login = match r.login.as_deref() {
+            None => false,
+            Some("browser") if r.public => {
+                p.push(
+                    at("login"),
+                    "a public route needs no sign-in; drop login or public",
+                );
+                false
+            }
+            Some("browser") => true,
+            Some(_) => {
+                p.push(at("login"), "must be browser (the only sign-in kind)");
+                false
+            }
+        };
         out.push(Route {
             name,
             path: path.trim_end_matches('/').to_owned(),
             methods,
             access,
+            browser_login,
         });
     }
     out

@@ -1,7 +1,7 @@
 //! The sidecar's settings in `sidecar.yaml`: raw serde types (`deny_unknown_fields`) validated
 //! into a typed [`Config`]; every problem is collected with its field path.
 
-use super::{ConfigError, ConfigErrors, Problems, outbound, routes};
+use super::{ConfigError, ConfigErrors, Problems, login, outbound, routes};
 use crate::jwt::Algorithm;
 use crate::server::Limits;
 use http::HeaderName;
@@ -95,6 +95,8 @@ pub struct Config {
     pub routes: Vec<routes::Route>,
     /// The outbound section.
     pub outbound: outbound::Outbound,
+    /// Browser sign-in at the edge, when configured.
+    pub login: Option<login::Login>,
     /// The file as parsed, with secret-looking values replaced by `[redacted]`, for `/config`.
     pub redacted: serde_json::Value,
 }
@@ -123,6 +125,7 @@ struct RawConfig {
     routes: Vec<routes::RawRoute>,
     #[serde(default)]
     outbound: outbound::RawOutbound,
+    login: Option<login::RawLogin>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +237,22 @@ impl Config {
         let limits = limits(&mut p, raw.limits);
         let routes = routes::validate(raw.routes, &mut p);
         let outbound = outbound::validate(raw.outbound, &mut p);
+        let login = raw.login.map(|l| login::validate(l, &mut p));
+        if let Some(i) = routes.iter().position(|r| r.browser_login)
+            && login.is_none()
+        {
+            p.push(
+                format!("routes[{i}].login"),
+                "needs a top-level login: section (at least login.external_url)",
+            );
+        }
+        if login.is_some() && outbound.client.client_id != raw.audience {
+            p.push(
+                "login",
+                "signs users in as outbound.client, whose client_id must equal audience \
+                 (the IdP addresses the user's access token to that client)",
+            );
+        }
         p.finish(Config {
             file: file.into(),
             issuer,
@@ -248,6 +267,7 @@ impl Config {
             limits,
             routes,
             outbound,
+            login,
             redacted,
         })
     }

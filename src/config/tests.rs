@@ -113,3 +113,47 @@ fn durations_need_a_unit() {
     assert_eq!(parse_duration("m"), None);
     assert_eq!(parse_duration("5 days"), None);
 }
+
+#[test]
+fn browser_login_routes_need_a_login_section_and_the_sidecars_own_client() {
+    let base = "issuer: https://idp.example\naudience: service-a\napp: \"127.0.0.1:8080\"\n";
+    let ok = format!(
+        "{base}routes:\n  - {{name: web, path: /, login: browser}}\n\
+         login: {{external_url: \"https://a.example\", scope: profile, session_ttl: 1h}}\n\
+         outbound:\n  client: {{client_id: service-a, secret: test-only}}\n"
+    );
+    let cfg = Config::from_yaml(&ok, "sidecar.yaml").expect("valid");
+    assert!(cfg.routes[0].browser_login);
+    let login = cfg.login.expect("login");
+    assert_eq!(login.scope, "openid profile");
+    assert_eq!(login.redirect_uri(), "https://a.example/_baton/callback");
+    assert!(login.secure());
+    assert_eq!(login.session_ttl, Duration::from_secs(3600));
+
+    let fields = |yaml: &str| -> Vec<String> {
+        Config::from_yaml(yaml, "sidecar.yaml")
+            .expect_err("invalid")
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    };
+    let no_section = format!("{base}routes:\n  - {{name: web, path: /, login: browser}}\n");
+    assert_eq!(fields(&no_section), ["routes[0].login"]);
+    let bad = format!(
+        "{base}routes:\n  - {{name: web, path: /, login: oidc}}\n  - {{name: p, path: /p, public: true, login: browser}}\n\
+         login: {{external_url: \"https://a.example/app\", refresh_skew: soon, max_sessions: 0}}\n\
+         outbound:\n  client: {{client_id: service-x, secret: test-only}}\n"
+    );
+    assert_eq!(
+        fields(&bad),
+        [
+            "routes[0].login",
+            "routes[1].login",
+            "login.external_url",
+            "login.refresh_skew",
+            "login.max_sessions",
+            "login"
+        ]
+    );
+}

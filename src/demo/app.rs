@@ -2,14 +2,16 @@
 //!
 //! `GET /<anything>` answers `{service, claims, next}`: `claims` decoded from the
 //! `x-baton-claims` header (base64url JSON, set by the inbound sidecar), `next` the JSON answer
-//! of the next hop (or null). The next hop is called with a plain HTTP client, passing on
-//! `Authorization` and `x-request-id`: the sidecar's outbound listener does the exchange.
+//! of the next hop for the same path and query (or null). The next hop is called with a plain
+//! HTTP client, passing on `Authorization` and `x-request-id`: the sidecar's outbound listener
+//! does the exchange. A 401 or 403 from the next hop is relayed with its `WWW-Authenticate`, so
+//! an RFC 9470 step-up challenge from the end of the chain reaches the edge.
 
 use crate::http::{Body, json};
 use crate::server::{self, Drained, Limits};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +27,7 @@ pub const CLAIMS_HEADER: &str = "x-baton-claims";
 pub struct AppConfig {
     /// The name it answers with (`service`).
     pub name: String,
-    /// URL of the next hop, if any.
+    /// Base URL of the next hop, if any; the request's path and query are appended.
     pub next: Option<String>,
     /// Forward proxy for the next hop (`http://127.0.0.1:15001`); when `None` the client uses
     /// the `HTTP_PROXY` environment variable like any plain HTTP client.
@@ -70,14 +72,26 @@ pub async fn serve(
 
 async fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
     let claims = claims(req.headers());
-    let next = match &app.cfg.next {
-        None => Value::Null,
-        Some(url) => call_next(app, url, req.headers()).await,
+    let Some(base) = &app.cfg.next else {
+        return json(
+            StatusCode::OK,
+            &json!({"service": app.cfg.name, "claims": claims, "next": null}),
+        );
     };
-    json(
-        StatusCode::OK,
-        &json!({"service": app.cfg.name, "claims": claims, "next": next}),
-    )
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let (next, challenge) = call_next(app, &url, req.headers()).await;
+    let body = json!({"service": app.cfg.name, "claims": claims, "next": next});
+    match challenge {
+        None => json(StatusCode::OK, &body),
+        Some((status, www)) => {
+            let mut rsp = json(status, &body);
+            if let Some(www) = www {
+                rsp.headers_mut().insert(header::WWW_AUTHENTICATE, www);
+            }
+            rsp
+        }
+    }
 }
 
 /// The claims the inbound sidecar verified, or null when the header is absent or unreadable.
@@ -89,7 +103,12 @@ fn claims(headers: &HeaderMap) -> Value {
         .unwrap_or(Value::Null)
 }
 
-async fn call_next(app: &App, url: &str, inbound: &HeaderMap) -> Value {
+/// The next hop's answer, and the status and challenge to relay when it refused with 401/403.
+async fn call_next(
+    app: &App,
+    url: &str,
+    inbound: &HeaderMap,
+) -> (Value, Option<(StatusCode, Option<HeaderValue>)>) {
     let mut req = app.client.get(url);
     for name in [header::AUTHORIZATION.as_str(), "x-request-id"] {
         if let Some(v) = inbound.get(name) {
@@ -98,24 +117,28 @@ async fn call_next(app: &App, url: &str, inbound: &HeaderMap) -> Value {
     }
     match req.send().await {
         Ok(rsp) => {
-            let status = rsp.status().as_u16();
+            let status = rsp.status();
             let retry_after = rsp
                 .headers()
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
+            let www = rsp.headers().get(header::WWW_AUTHENTICATE).cloned();
             let text = rsp.text().await.unwrap_or_default();
             let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            if (200..300).contains(&status) && body.is_object() {
-                body
-            } else {
-                // A refusal on the way: show who answered what, as a user debugging the chain would want.
-                json!({"status": status, "retry_after": retry_after, "body": body})
+            if status.is_success() && body.is_object() {
+                return (body, None);
             }
+            // A refusal on the way: show who answered what, as a user debugging the chain would want.
+            let shown =
+                json!({"status": status.as_u16(), "retry_after": retry_after, "body": body});
+            let relay = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                .then_some((status, www));
+            (shown, relay)
         }
         Err(e) => {
             warn!(error = %e.without_url(), "next hop failed");
-            json!({"error": "next hop unreachable"})
+            (json!({"error": "next hop unreachable"}), None)
         }
     }
 }

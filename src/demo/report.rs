@@ -1,7 +1,7 @@
 //! What `baton demo` prints: each hop's token as the app behind the sidecar saw it.
 
 use super::Chain;
-use crate::signin::Tokens;
+use crate::signin::{Outcome, Tokens};
 use serde_json::Value;
 
 /// Prints the demo's progress to stdout.
@@ -79,6 +79,75 @@ impl Report {
         println!(
             "3. the same call again → HTTP {status}; token exchanges at the IdP: {exchanges} (served from the sidecars' caches)"
         );
+    }
+
+    /// The call to the route C guards with `acr: [mfa]` was refused; the challenge came back.
+    pub fn challenged(&self, status: u16, body: &Value) {
+        println!(
+            "\n4. GET service-a{} → HTTP {status}: service-c demands a stronger sign-in (RFC 9470)",
+            super::MFA_PATH
+        );
+        // Each app relayed its next hop's refusal as {status, body}: walk to the last app.
+        let mut hop = body;
+        while hop["next"]["body"].get("service").is_some() {
+            hop = &hop["next"]["body"];
+        }
+        let refusal = &hop["next"]["body"];
+        println!(
+            "   {} got HTTP {} {} (relayed back by each app)",
+            s_of(&hop["service"]),
+            hop["next"]["status"],
+            s_of(&refusal["error"]),
+        );
+    }
+
+    /// The user stepped up at the IdP.
+    pub fn stepped_up(&self, out: &Outcome) {
+        let claims = crate::jwt::peek_claims(out.tokens.access_token.expose()).unwrap_or_default();
+        println!(
+            "\n5. step-up at the IdP with id_token_hint + acr_values=mfa: the IdP asked only for [{}]",
+            out.asked.join(", ")
+        );
+        println!(
+            "   (the password is not asked again; the code is computed from {}'s demo TOTP secret)",
+            super::DEMO_USER
+        );
+        println!(
+            "   new access token {}: acr={} amr={}",
+            out.tokens.access_token,
+            claims.get("acr").map_or("-".into(), s_of),
+            claims.get("amr").map_or("-".into(), |a| a.to_string()),
+        );
+    }
+
+    /// The same call after the step-up.
+    pub fn after_step_up(&self, status: u16, body: &Value) {
+        println!(
+            "\n6. the same GET service-a{} → HTTP {status}; each app saw:\n",
+            super::MFA_PATH
+        );
+        let mut hop = Some(body);
+        let mut rows = Vec::new();
+        while let Some(h) = hop.filter(|h| h.is_object() && h.get("service").is_some()) {
+            let mut r = row(h);
+            r[5] = format!("{} acr={}", r[5], s_of(&h["claims"]["acr"]));
+            rows.push(r);
+            hop = h.get("next");
+        }
+        print_table(&rows);
+    }
+
+    /// `--serve`: where to point a browser.
+    pub fn serving(&self, edge: &str) {
+        println!("open {edge}/ in a browser (service-a signs you in at the IdP)");
+        println!(
+            "  user {} / password {}; {}{} needs mfa: the one-time code comes from the TOTP secret in deploy/idp.yaml",
+            super::DEMO_USER,
+            super::DEMO_PASSWORD,
+            edge,
+            super::MFA_PATH
+        );
+        println!("  sign out: {edge}/_baton/logout — Ctrl-C stops the chain");
     }
 }
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Real-browser test of IdP sign-in and step-up (issue #6): headless Chromium driven by selenium
-# signs alice in with her password, then steps up to `mfa` with the current TOTP code and is not
-# asked for the password again; the tokens' acr/amr are checked; screenshots of the login and
-# code pages go to target/artifacts/. Loopback only, bounded, cleans up after itself.
+# Real-browser tests of sign-in and step-up (issue #6), headless Chromium driven by selenium:
+# 1. stepup.py, at the IdP alone: alice signs in with her password, then steps up to `mfa` with
+#    the current TOTP code and is not asked for the password again; acr/amr are checked.
+# 2. chain.py, through `baton demo --serve`: A's sidecar sends the browser to sign in, C's
+#    answer is shown; C's mfa challenge makes A's sidecar step the browser up (code only) and
+#    replay the page; sign-out.
+# Screenshots of the login and code pages go to target/artifacts/. Loopback only, bounded,
+# cleans up after itself.
 #
 # Needs: Debian packages chromium and chromium-driver (installed here when missing, as root),
 # python3 with venv; selenium and pyotp come from PyPI into target/browser-venv.
@@ -20,12 +24,14 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import selenium, pyot
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q selenium pyotp
 fi
-cargo build -q --bin baton-idp
+cargo build -q --bin baton-idp --bin baton
 
 work=$(mktemp -d)
 idp_pid=""
+demo_pid=""
 cleanup() {
   if [ -n "$idp_pid" ]; then kill "$idp_pid" 2>/dev/null || true; wait "$idp_pid" 2>/dev/null || true; fi
+  if [ -n "$demo_pid" ]; then kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -51,3 +57,17 @@ mkdir -p "$root/target/artifacts"
 ISSUER="http://127.0.0.1:$idp_port" CALLBACK_PORT="$cb_port" TOTP_SECRET="$totp_secret" \
 ARTIFACTS="$root/target/artifacts" \
   timeout 180 "$venv/bin/python" tests/browser/stepup.py || { echo "--- idp log"; tail -50 "$work/idp.log"; exit 1; }
+
+# The demo chain: A's sidecar signs the browser in (login: browser) and steps it up.
+"$root/target/debug/baton" demo --serve > "$work/demo.log" 2>&1 &
+demo_pid=$!
+edge=""
+for _ in $(seq 1 200); do   # bounded wait for the chain (about 20 s)
+  edge=$(sed -n 's/^open \(http:[^ ]*\)\/ in a browser.*/\1/p' "$work/demo.log" | head -1)
+  [ -n "$edge" ] && break
+  kill -0 "$demo_pid" 2>/dev/null || { cat "$work/demo.log"; exit 1; }
+  sleep 0.1
+done
+[ -n "$edge" ] || { echo "baton demo --serve did not start"; cat "$work/demo.log"; exit 1; }
+EDGE="$edge" TOTP_SECRET="$totp_secret" ARTIFACTS="$root/target/artifacts" \
+  timeout 180 "$venv/bin/python" tests/browser/chain.py || { echo "--- demo log"; tail -50 "$work/demo.log"; exit 1; }

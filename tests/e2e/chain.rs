@@ -339,3 +339,58 @@ async fn logs_never_carry_a_token_a_secret_or_a_password() {
         .any(|w| w.starts_with("eyJ") && w.matches('.').count() >= 2);
     assert!(!jwt_like, "a JWT reached the logs");
 }
+
+/// The demo's step-up scene: C's RFC 9470 challenge travels back through B and A unchanged
+/// (no retry: only `invalid_token` is retried), the user steps up in the same IdP session with
+/// `id_token_hint`, `acr_values=mfa` and a TOTP code only, and the same call then succeeds.
+#[tokio::test]
+async fn cs_mfa_challenge_reaches_the_caller_and_a_code_only_step_up_satisfies_it() {
+    let chain = Chain::start().await.expect("chain");
+    let agent = baton::signin::Agent::new().expect("agent");
+    let req = chain.signin_request(DEMO_USER, DEMO_PASSWORD);
+    let first = agent.sign_in(&req, None).await.expect("sign in");
+    assert_eq!(first.asked, ["username", "password"]);
+    let tokens = first.tokens;
+
+    let rsp = http()
+        .get(format!(
+            "http://{}{}",
+            chain.hops[0].sidecar.inbound,
+            baton::demo::MFA_PATH
+        ))
+        .bearer_auth(tokens.access_token.expose())
+        .send()
+        .await
+        .expect("A");
+    assert_eq!(rsp.status(), 401);
+    let challenge = rsp.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_user_authentication""#)
+            && challenge.contains(r#"acr_values="mfa""#)
+            && challenge.contains(r#"realm="service-c""#),
+        "{challenge}"
+    );
+    let exchanges = chain.idp.exchanges();
+    assert_eq!(
+        exchanges, 2,
+        "A→B and B→C once each, no retry on the challenge"
+    );
+
+    let stepped = baton::demo::step_up(&chain, &agent, &req, &tokens)
+        .await
+        .expect("step-up");
+    assert_eq!(stepped.asked, ["code"], "only the missing factor is asked");
+    let (status, body) = chain
+        .call(&stepped.tokens.access_token, baton::demo::MFA_PATH)
+        .await
+        .expect("call");
+    assert_eq!(status, 200, "{body}");
+    let c = hop(&body, 2);
+    assert_eq!(c["acr"], "mfa");
+    assert_eq!(c["amr"], json!(["pwd", "otp"]));
+    assert_eq!(c["sub"], "alice");
+    chain.stop().await;
+}

@@ -13,6 +13,7 @@ fn route(name: &str, path: &str, methods: Option<Vec<Method>>) -> Route {
         path: path.into(),
         methods,
         access: Access::Public,
+        browser_login: false,
     }
 }
 

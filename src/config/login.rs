@@ -1,0 +1,179 @@
+//! The `login:` section of `sidecar.yaml`: browser sign-in at the edge (routes marked
+//! `login: browser`). The sidecar signs users in as its own OAuth client, `outbound.client`:
+//! the access token it gets is addressed to that client id, so the inbound verifier accepts it
+//! and the outbound side may exchange it down the chain.
+//!
+//! ```yaml
+//! login:
+//!   external_url: https://a.example     # how browsers reach this inbound listener
+//!   scope: openid profile               # openid is always asked for
+//!   cookie_key_file: /run/secrets/baton/cookie-key   # ≥ 32 bytes; else a fresh key per start
+//!   session_ttl: 8h
+//!   max_sessions: 10000
+//!   refresh_skew: 30s
+//! ```
+
+use super::Problems;
+use super::sidecar::parse_duration;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Reserved path prefix on the inbound listener while `login:` is configured.
+pub const RESERVED_PREFIX: &str = "/_baton/";
+/// The redirect URI path the sidecar registers at the IdP.
+pub const CALLBACK_PATH: &str = "/_baton/callback";
+/// Ends the browser session.
+pub const LOGOUT_PATH: &str = "/_baton/logout";
+
+/// Validated `login:`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    /// Scheme, host and optional port browsers use to reach the inbound listener, no path.
+    pub external_url: Url,
+    /// Space-separated scopes; always contains `openid`.
+    pub scope: String,
+    /// 32-byte AEAD key for cookies (SHA-256 of the key file), or `None`: generated at start.
+    pub cookie_key: Option<[u8; 32]>,
+    /// How long a session lives without a new sign-in.
+    pub session_ttl: Duration,
+    /// Most sessions kept; the least recently used are dropped beyond it.
+    pub max_sessions: u64,
+    /// Refresh the access token this long before it expires.
+    pub refresh_skew: Duration,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("external_url", &self.external_url.as_str())
+            .field("scope", &self.scope)
+            .field("cookie_key", &self.cookie_key.map(|_| "[redacted]"))
+            .field("session_ttl", &self.session_ttl)
+            .field("max_sessions", &self.max_sessions)
+            .field("refresh_skew", &self.refresh_skew)
+            .finish()
+    }
+}
+
+impl Login {
+    /// The redirect URI: `external_url` + [`CALLBACK_PATH`].
+    pub fn redirect_uri(&self) -> String {
+        format!(
+            "{}{CALLBACK_PATH}",
+            self.external_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// Cookies get `Secure` when browsers reach the sidecar over https.
+    pub fn secure(&self) -> bool {
+        self.external_url.scheme() == "https"
+    }
+}
+
+/// `login:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    external_url: Option<String>,
+    scope: Option<String>,
+    cookie_key_file: Option<PathBuf>,
+    session_ttl: Option<String>,
+    max_sessions: Option<u64>,
+    refresh_skew: Option<String>,
+}
+
+/// Validates `login:`, recording problems as `login.field`.
+pub fn validate(raw: RawLogin, p: &mut Problems) -> Login {
+    let external_url = match raw.external_url.as_deref().map(Url::parse) {
+        Some(Ok(u))
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none() =>
+        {
+            u
+        }
+        None => {
+            p.push(
+                "login.external_url",
+                "required: the URL browsers use to reach this sidecar, e.g. https://a.example",
+            );
+            fallback_url()
+        }
+        Some(_) => {
+            p.push(
+                "login.external_url",
+                "must be an http(s) URL with a host and no path, query or fragment",
+            );
+            fallback_url()
+        }
+    };
+    let mut scope: Vec<&str> = raw
+        .scope
+        .as_deref()
+        .unwrap_or("openid")
+        .split_ascii_whitespace()
+        .collect();
+    if !scope.contains(&"openid") {
+        scope.insert(0, "openid");
+    }
+    let scope = scope.join(" ");
+    let cookie_key = raw
+        .cookie_key_file
+        .and_then(|path| match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() >= 32 => Some(Sha256::digest(&bytes).into()),
+            Ok(_) => {
+                p.push(
+                    "login.cookie_key_file",
+                    "must hold at least 32 random bytes, e.g. `head -c 32 /dev/urandom > key`",
+                );
+                None
+            }
+            Err(e) => {
+                p.push(
+                    "login.cookie_key_file",
+                    format!("read {}: {e}", path.display()),
+                );
+                None
+            }
+        });
+    let mut duration = |field: &str, raw: Option<String>, default: Duration| match raw {
+        None => default,
+        Some(s) => match parse_duration(&s) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                p.push(
+                    format!("login.{field}"),
+                    "must be a positive duration like 30s, 5m or 8h",
+                );
+                default
+            }
+        },
+    };
+    let session_ttl = duration(
+        "session_ttl",
+        raw.session_ttl,
+        Duration::from_secs(8 * 3600),
+    );
+    let refresh_skew = duration("refresh_skew", raw.refresh_skew, Duration::from_secs(30));
+    let max_sessions = raw.max_sessions.unwrap_or(10_000);
+    if max_sessions == 0 {
+        p.push("login.max_sessions", "must be at least 1");
+    }
+    Login {
+        external_url,
+        scope,
+        cookie_key,
+        session_ttl,
+        max_sessions,
+        refresh_skew,
+    }
+}
+
+fn fallback_url() -> Url {
+    Url::parse("http://127.0.0.1/").expect("a valid literal URL")
+}

@@ -1,0 +1,554 @@
+//! Edge browser sign-in for routes marked `login: browser` (issue #6): the sidecar is the
+//! OAuth client (authorization code + PKCE S256, `state`, `nonce`; OIDC Core §3.1), keeps the
+//! tokens in a server-side [`session`] behind an encrypted [`cookie`], refreshes them before
+//! they expire (RFC 6749 §6), and sends the browser back to the IdP with `acr_values` and
+//! `id_token_hint` when the app relays an RFC 9470 step-up challenge from anywhere in the chain.
+//!
+//! Reserved paths on the inbound listener: [`CALLBACK_PATH`] (the redirect URI) and
+//! [`LOGOUT_PATH`]. Nothing here ever logs or answers with a token, code or cookie value.
+
+pub mod challenge;
+pub mod cookie;
+pub mod session;
+
+use crate::config::login::{CALLBACK_PATH, LOGOUT_PATH, Login as Settings};
+use crate::config::outbound::Outbound as OutboundConfig;
+use crate::exchange::{ExchangeError, Exchanger};
+use crate::http::{Body, Form, text};
+use crate::jwt::jwks::{Jwks, Verifier, VerifyFailure};
+use crate::jwt::{Kind, Rules, Verified};
+use crate::secret::{Token, constant_time_eq};
+use crate::telemetry::Metrics;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use challenge::StepUp;
+use cookie::Sealer;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use session::{Session, SessionId, Sessions};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use tokio::sync::{Mutex, OnceCell};
+use tracing::{info, warn};
+use url::Url;
+
+/// How long a started sign-in may take before its pre-login cookie is refused, seconds.
+const LOGIN_TTL: u64 = 600;
+/// ID tokens kept verified at most (one per live session is plenty).
+const ID_CACHE: u64 = 10_000;
+
+/// Why the edge login could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The token-endpoint client could not be built.
+    #[error("edge login: {0}")]
+    Client(#[from] ExchangeError),
+    /// The HTTP client for discovery could not be built.
+    #[error("edge login: build HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The IdP endpoints the browser is sent to (OIDC Discovery §3).
+#[derive(Debug, Deserialize)]
+struct Endpoints {
+    issuer: String,
+    authorization_endpoint: Url,
+    end_session_endpoint: Option<Url>,
+}
+
+/// What the pre-login cookie carries, sealed: nothing of it is kept server-side until the
+/// callback, so unauthenticated requests cost no memory.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    state: String,
+    verifier: String,
+    nonce: String,
+    return_to: String,
+    /// The challenge key when this sign-in is a step-up (loop bound).
+    step_up: Option<String>,
+    exp: u64,
+}
+
+/// A browser request that carries a live session.
+pub struct Browser {
+    id: SessionId,
+    session: Arc<Mutex<Session>>,
+}
+
+/// The edge login of one sidecar.
+pub struct Login {
+    settings: Settings,
+    issuer: String,
+    client_id: String,
+    sealer: Sealer,
+    client: Exchanger,
+    id_verifier: Verifier,
+    http: reqwest::Client,
+    endpoints: OnceCell<Endpoints>,
+    used_states: moka::sync::Cache<[u8; 32], ()>,
+    sessions: Sessions,
+    metrics: Arc<Metrics>,
+}
+
+impl Login {
+    /// Builds the login for `settings`, signing in as `outbound.client` at `issuer`; ID tokens
+    /// are verified with the same `jwks` as access tokens.
+    pub fn new(
+        settings: &Settings,
+        issuer: &str,
+        outbound: &OutboundConfig,
+        jwks: Arc<Jwks>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Login, Error> {
+        let client_id = outbound.client.client_id.clone();
+        let mut rules = Rules::access(issuer, client_id.clone());
+        rules.kind = Kind::Id;
+        Ok(Login {
+            settings: settings.clone(),
+            issuer: issuer.to_owned(),
+            sealer: Sealer::new(settings.cookie_key),
+            client: Exchanger::new(outbound, Some(issuer))?,
+            id_verifier: Verifier::new(jwks, rules, ID_CACHE, metrics.clone()),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(outbound.timeout)
+                .build()?,
+            endpoints: OnceCell::new(),
+            used_states: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(LOGIN_TTL))
+                .build(),
+            sessions: Sessions::new(settings.max_sessions, settings.session_ttl),
+            client_id,
+            metrics,
+        })
+    }
+
+    async fn endpoints(&self) -> Option<&Endpoints> {
+        let found = self
+            .endpoints
+            .get_or_try_init(|| async {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.issuer.trim_end_matches('/')
+                );
+                let rsp = self.http.get(&url).send().await.map_err(|e| {
+                    warn!(error = %e.without_url(), "edge login: discovery failed");
+                })?;
+                let e: Endpoints = rsp.json().await.map_err(|e| {
+                    warn!(error = %e.without_url(), "edge login: discovery unreadable");
+                })?;
+                if e.issuer != self.issuer {
+                    warn!("edge login: discovery names another issuer");
+                    return Err(());
+                }
+                Ok(e)
+            })
+            .await;
+        found.ok()
+    }
+
+    // === sign-in ===
+
+    /// Sends the browser to the IdP's authorization endpoint (OIDC Core §3.1.2.1) and sets the
+    /// sealed pre-login cookie. A step-up adds `acr_values`, `max_age` and `id_token_hint`.
+    pub async fn start(
+        &self,
+        return_to: &str,
+        step_up: Option<(&StepUp, &Token)>,
+        now: u64,
+    ) -> Response<Body> {
+        let Some(ep) = self.endpoints().await else {
+            return unavailable();
+        };
+        let pending = Pending {
+            state: random(16),
+            verifier: random(32),
+            nonce: random(16),
+            return_to: challenge::safe_return(return_to).to_owned(),
+            step_up: step_up.map(|(c, _)| c.key()),
+            exp: now + LOGIN_TTL,
+        };
+        let pkce = URL_SAFE_NO_PAD.encode(Sha256::digest(pending.verifier.as_bytes()));
+        let mut url = ep.authorization_endpoint.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", &self.settings.redirect_uri())
+                .append_pair("scope", &self.settings.scope)
+                .append_pair("state", &pending.state)
+                .append_pair("nonce", &pending.nonce)
+                .append_pair("code_challenge", &pkce)
+                .append_pair("code_challenge_method", "S256");
+            if let Some((c, hint)) = step_up {
+                if let Some(acr) = &c.acr_values {
+                    q.append_pair("acr_values", acr);
+                }
+                if let Some(age) = c.max_age {
+                    q.append_pair("max_age", &age.to_string());
+                }
+                q.append_pair("id_token_hint", hint.expose());
+            }
+        }
+        let sealed = serde_json::to_vec(&pending)
+            .map(|p| self.sealer.seal(cookie::LOGIN, &p))
+            .unwrap_or_default();
+        self.metrics.login(if step_up.is_some() {
+            "step_up"
+        } else {
+            "redirect"
+        });
+        let mut rsp = redirect(url.as_str());
+        rsp.headers_mut().append(
+            header::SET_COOKIE,
+            cookie::set(
+                cookie::LOGIN,
+                &sealed,
+                "/_baton/",
+                LOGIN_TTL,
+                self.settings.secure(),
+            ),
+        );
+        rsp
+    }
+
+    /// Answers the reserved paths: the callback, logout; anything else under `/_baton/` is 404.
+    pub async fn reserved<B>(
+        &self,
+        access: &Verifier,
+        req: &Request<B>,
+        now: u64,
+    ) -> Response<Body> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, CALLBACK_PATH) => match self.callback(access, req, now).await {
+                Ok(rsp) => rsp,
+                Err(e) => {
+                    self.metrics.login("callback_error");
+                    info!(reason = %e, "edge login: callback refused");
+                    let mut rsp = text(e.status(), format!("sign-in failed: {e}\n"));
+                    rsp.headers_mut()
+                        .append(header::SET_COOKIE, self.clear(cookie::LOGIN, "/_baton/"));
+                    rsp
+                }
+            },
+            (&Method::GET | &Method::POST, LOGOUT_PATH) => self.logout(req.headers()).await,
+            _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    async fn callback<B>(
+        &self,
+        access: &Verifier,
+        req: &Request<B>,
+        now: u64,
+    ) -> Result<Response<Body>, Callback> {
+        let q = Form::parse(req.uri().query().unwrap_or("").as_bytes());
+        let one = |name| q.one(name).map_err(|_| Callback::Malformed);
+        if let Some(error) = one("error")? {
+            return Err(Callback::Idp(sanitize(error)));
+        }
+        let (Some(state), Some(code)) = (one("state")?, one("code")?) else {
+            return Err(Callback::Malformed);
+        };
+        let pending: Pending = cookie::read(req.headers(), cookie::LOGIN)
+            .and_then(|v| self.sealer.open(cookie::LOGIN, v))
+            .and_then(|p| serde_json::from_slice(&p).ok())
+            .ok_or(Callback::NoLoginCookie)?;
+        if pending.exp < now {
+            return Err(Callback::Expired);
+        }
+        if !constant_time_eq(pending.state.as_bytes(), state.as_bytes()) {
+            return Err(Callback::State);
+        }
+        // Single use: the first callback with this state wins, a replay is refused.
+        let fresh = self
+            .used_states
+            .entry(Sha256::digest(state.as_bytes()).into())
+            .or_insert(())
+            .is_fresh();
+        if !fresh {
+            return Err(Callback::Replayed);
+        }
+        let tokens = self
+            .client
+            .user_grant(vec![
+                ("grant_type", "authorization_code".into()),
+                ("code", code.to_owned()),
+                ("redirect_uri", self.settings.redirect_uri()),
+                ("code_verifier", pending.verifier.clone()),
+            ])
+            .await
+            .map_err(Callback::Token)?;
+        let (session, _) = self
+            .verify_tokens(access, &tokens, Some(&pending.nonce))
+            .await?;
+        let session = Session {
+            stepped: pending.step_up.map(|k| (k, now)),
+            ..session
+        };
+        // A new id at every sign-in (no session fixation); the old session, if any, ends.
+        if let Some(old) = self.session_id(req.headers()) {
+            self.sessions.remove(&old);
+        }
+        let id = self.sessions.insert(session);
+        self.metrics.login("signed_in");
+        info!("edge login: signed in");
+        let mut rsp = redirect(&pending.return_to);
+        let h = rsp.headers_mut();
+        h.append(header::SET_COOKIE, self.clear(cookie::LOGIN, "/_baton/"));
+        h.append(
+            header::SET_COOKIE,
+            cookie::set(
+                cookie::SESSION,
+                &self.sealer.seal(cookie::SESSION, &id),
+                "/",
+                self.settings.session_ttl.as_secs(),
+                self.settings.secure(),
+            ),
+        );
+        Ok(rsp)
+    }
+
+    /// Checks a token response: the ID token (signature, `iss`, `aud`, `exp`, and `nonce` at
+    /// sign-in, OIDC Core §3.1.3.7) and the access token (the inbound rules), same subject.
+    async fn verify_tokens(
+        &self,
+        access: &Verifier,
+        tokens: &Value,
+        nonce: Option<&str>,
+    ) -> Result<(Session, Arc<Verified>), Callback> {
+        let field = |name: &str| tokens.get(name).and_then(Value::as_str).map(Token::new);
+        let at = field("access_token").ok_or(Callback::BadToken("no access token"))?;
+        let id_token = field("id_token").ok_or(Callback::BadToken("no ID token"))?;
+        let id = self
+            .id_verifier
+            .verify(&id_token)
+            .await
+            .map_err(|e| Callback::Verify("ID token", e))?;
+        if let Some(nonce) = nonce {
+            let got = id.claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+            if !constant_time_eq(got.as_bytes(), nonce.as_bytes()) {
+                return Err(Callback::BadToken("ID token nonce mismatch"));
+            }
+        }
+        let verified = access
+            .verify(&at)
+            .await
+            .map_err(|e| Callback::Verify("access token", e))?;
+        if id.claims.get("sub") != verified.claims.get("sub") {
+            return Err(Callback::BadToken(
+                "ID and access token name different users",
+            ));
+        }
+        let session = Session {
+            access: at,
+            access_exp: verified.exp,
+            id_token,
+            refresh: field("refresh_token"),
+            stepped: None,
+        };
+        Ok((session, verified))
+    }
+
+    // === sessions ===
+
+    fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        let v = cookie::read(headers, cookie::SESSION)?;
+        self.sealer.open(cookie::SESSION, v)?.try_into().ok()
+    }
+
+    /// The browser's live session and its access token, refreshed first when it expires within
+    /// the skew. A failed refresh ends the session (the browser signs in again).
+    pub async fn session(
+        &self,
+        access: &Verifier,
+        headers: &HeaderMap,
+        now: u64,
+    ) -> Option<(Browser, Token)> {
+        let id = self.session_id(headers)?;
+        let session = self.sessions.get(&id)?;
+        let mut s = session.lock().await;
+        if s.needs_refresh(now, self.settings.refresh_skew.as_secs()) {
+            match self.refresh(access, &s).await {
+                Ok(fresh) => {
+                    *s = Session {
+                        stepped: s.stepped.take(),
+                        ..fresh
+                    };
+                    self.metrics.login("refreshed");
+                }
+                Err(e) => {
+                    self.metrics.login("refresh_failed");
+                    info!(reason = %e, "edge login: refresh failed; session ended");
+                    drop(s);
+                    self.sessions.remove(&id);
+                    return None;
+                }
+            }
+        }
+        let token = s.access.clone();
+        drop(s);
+        Some((Browser { id, session }, token))
+    }
+
+    async fn refresh(&self, access: &Verifier, s: &Session) -> Result<Session, Callback> {
+        let refresh = s
+            .refresh
+            .as_ref()
+            .ok_or(Callback::BadToken("no refresh token"))?;
+        let mut tokens = self
+            .client
+            .user_grant(vec![
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", refresh.expose().to_owned()),
+            ])
+            .await
+            .map_err(Callback::Token)?;
+        // OIDC Core §12.2: the ID token may be omitted on refresh; keep the old one then.
+        if tokens.get("id_token").is_none()
+            && let Some(obj) = tokens.as_object_mut()
+        {
+            obj.insert("id_token".into(), Value::String(s.id_token.expose().into()));
+        }
+        let (mut fresh, _) = self.verify_tokens(access, &tokens, None).await?;
+        if fresh.refresh.is_none() {
+            fresh.refresh = s.refresh.clone();
+        }
+        Ok(fresh)
+    }
+
+    /// Ends the browser's session after its token was refused by the inbound rules.
+    pub fn forget(&self, b: &Browser) {
+        self.sessions.remove(&b.id);
+    }
+
+    /// After the app answered a browser navigation with an RFC 9470 challenge: a redirect to
+    /// step up at the IdP, or `None` when this session just stepped up for the same challenge
+    /// (the loop bound: the app's 401 is shown).
+    pub async fn step_up(
+        &self,
+        b: &Browser,
+        c: &StepUp,
+        return_to: &str,
+        now: u64,
+    ) -> Option<Response<Body>> {
+        let s = b.session.lock().await;
+        if s.just_stepped(&c.key(), now) {
+            info!("edge login: step-up already done for this challenge; showing the app's 401");
+            return None;
+        }
+        let hint = s.id_token.clone();
+        drop(s);
+        Some(self.start(return_to, Some((c, &hint)), now).await)
+    }
+
+    // === logout ===
+
+    /// Ends the session, clears the cookie, and sends the browser to the IdP's
+    /// `end_session_endpoint` (OIDC RP-Initiated Logout §2) when it has one, else to `/`.
+    async fn logout(&self, headers: &HeaderMap) -> Response<Body> {
+        let ended = match self.session_id(headers) {
+            Some(id) => self.sessions.remove(&id),
+            None => None,
+        };
+        let hint = match ended {
+            Some(s) => Some(s.lock().await.id_token.clone()),
+            None => None,
+        };
+        self.metrics.login("logout");
+        let target = match self
+            .endpoints()
+            .await
+            .and_then(|e| e.end_session_endpoint.clone())
+        {
+            Some(mut url) => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("client_id", &self.client_id);
+                    if let Some(h) = &hint {
+                        q.append_pair("id_token_hint", h.expose());
+                    }
+                }
+                url.to_string()
+            }
+            None => "/".to_owned(),
+        };
+        let mut rsp = redirect(&target);
+        rsp.headers_mut()
+            .append(header::SET_COOKIE, self.clear(cookie::SESSION, "/"));
+        rsp
+    }
+
+    fn clear(&self, name: &str, path: &str) -> HeaderValue {
+        cookie::set(name, "", path, 0, self.settings.secure())
+    }
+}
+
+/// Why a callback was refused. `Display` carries no token, code or state.
+#[derive(Debug, thiserror::Error)]
+enum Callback {
+    #[error("the identity provider answered {0}")]
+    Idp(String),
+    #[error("the callback lacks state or code, or repeats them")]
+    Malformed,
+    #[error("no sign-in was started in this browser (missing or unreadable login cookie)")]
+    NoLoginCookie,
+    #[error("the sign-in took too long; start again")]
+    Expired,
+    #[error("state does not match the sign-in started in this browser")]
+    State,
+    #[error("this sign-in response was already used")]
+    Replayed,
+    #[error("the token endpoint refused: {0}")]
+    Token(ExchangeError),
+    #[error("{0} did not verify: {1}")]
+    Verify(&'static str, VerifyFailure),
+    #[error("{0}")]
+    BadToken(&'static str),
+}
+
+impl Callback {
+    fn status(&self) -> StatusCode {
+        match self {
+            Callback::Token(ExchangeError::Unavailable(_)) => StatusCode::BAD_GATEWAY,
+            Callback::Verify(_, VerifyFailure::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut rsp = text(StatusCode::FOUND, "redirecting\n");
+    let h = rsp.headers_mut();
+    if let Ok(v) = HeaderValue::try_from(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    rsp
+}
+
+fn unavailable() -> Response<Body> {
+    let mut rsp = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the identity provider is unavailable; retry later\n",
+    );
+    rsp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    rsp
+}
+
+/// An OAuth error code kept to its RFC 6749 §5.2 characters, safe to log and show.
+fn sanitize(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
+
+fn random(n: usize) -> String {
+    let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+    URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,92 @@
+"""Headless Chromium through the demo chain: sign in at service-a's sidecar (edge login), see
+service-c's answer, step up to mfa when C demands it (only the one-time code), sign out.
+
+Run through tests/browser/run.sh, which starts `baton demo --serve` and sets EDGE (service-a's
+inbound URL), TOTP_SECRET and ARTIFACTS.
+"""
+
+import json
+import os
+
+import pyotp
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+EDGE = os.environ["EDGE"].rstrip("/")
+ARTIFACTS = os.environ["ARTIFACTS"]
+
+
+def page_json(driver):
+    """Chromium shows a JSON answer as text in a <pre>."""
+    return json.loads(driver.find_element(By.TAG_NAME, "pre").text)
+
+
+def hop(body, depth):
+    for _ in range(depth):
+        body = body["next"]
+    return body
+
+
+def wait_back_at(driver, url):
+    WebDriverWait(driver, 20).until(
+        lambda d: d.current_url == url and d.find_elements(By.TAG_NAME, "pre"))
+
+
+def main():
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=800,700"):
+        options.add_argument(arg)
+    options.binary_location = "/usr/bin/chromium"
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver.set_page_load_timeout(20)
+    try:
+        # 1. Open A: the sidecar sends the browser to the IdP's login page.
+        driver.get(f"{EDGE}/")
+        WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "password"))
+        assert not driver.current_url.startswith(EDGE), driver.current_url
+        driver.find_element(By.ID, "username").send_keys("alice")
+        driver.save_screenshot(f"{ARTIFACTS}/chain-login-page.png")
+        driver.find_element(By.ID, "password").send_keys("wonderland-demo")
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_back_at(driver, f"{EDGE}/")
+        body = page_json(driver)
+        c = hop(body, 2)
+        assert c["service"] == "service-c", body
+        assert c["claims"]["grants"] == ["service-a", "service-b", "service-c"], c
+        assert c["claims"]["account_id"] == "acct-1001", c
+        assert c["claims"]["act"] == {"sub": "service-b", "act": {"sub": "service-a"}}, c
+        assert c["claims"]["acr"] == "pwd", c
+        print("signed in at A; C sees grants", c["claims"]["grants"], "acr", c["claims"]["acr"])
+
+        # 2. A page C guards with acr mfa: the IdP asks only for the one-time code.
+        target = f"{EDGE}/mfa/report?from=browser"
+        driver.get(target)
+        WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "code"))
+        assert not driver.find_elements(By.ID, "password"), "password asked again"
+        driver.save_screenshot(f"{ARTIFACTS}/chain-code-page.png")
+        driver.find_element(By.ID, "code").send_keys(pyotp.TOTP(os.environ["TOTP_SECRET"]).now())
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_back_at(driver, target)
+        c = hop(page_json(driver), 2)
+        assert c["claims"]["acr"] == "mfa", c
+        assert c["claims"]["amr"] == ["pwd", "otp"], c
+        print("stepped up through the chain: C sees acr", c["claims"]["acr"], "amr", c["claims"]["amr"])
+
+        # 3. Sign out at A: the session ends. The logout lands on `/`, which signs the browser in
+        # again; while the IdP's own session lives (no end_session_endpoint yet) that is silent,
+        # so the proof is a different session cookie, or none.
+        before = driver.get_cookie("baton-session")
+        assert before, driver.get_cookies()
+        driver.get(f"{EDGE}/_baton/logout")
+        after = driver.get_cookie("baton-session")
+        assert after is None or after["value"] != before["value"], (before, after)
+        print("signed out at A")
+    finally:
+        driver.quit()
+    print("browser sign-in through the chain: ok")
+
+
+if __name__ == "__main__":
+    main()
