@@ -8,7 +8,8 @@
 //! - [`discovery`]: RFC 8414 / OIDC metadata, JWKS. [`client_auth`]: RFC 6749 §2.3, RFC 7523.
 //! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy.
 //! - [`authorize`], [`login`]: code + PKCE, the login and one-time-code forms; [`session`]:
-//!   login sessions; [`totp`]: RFC 6238 codes. [`introspect`]: RFC 7662.
+//!   login sessions; [`totp`]: RFC 6238 codes. [`introspect`]: RFC 7662. [`refresh`]: rotation
+//!   and reuse detection (RFC 9700 §4.14.2); [`logout`]: RP-Initiated Logout 1.0.
 //! - [`userinfo`]: OIDC Core §5.3. [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
 
 pub mod authorize;
@@ -21,8 +22,10 @@ pub mod exchange;
 pub mod introspect;
 pub mod keys;
 pub mod login;
+pub mod logout;
 pub mod metrics;
 pub mod policy;
+pub mod refresh;
 pub mod session;
 pub mod token;
 pub mod totp;
@@ -56,8 +59,11 @@ pub enum IdpError {
 /// Server-side state with bounded lifetimes.
 pub(crate) struct Stores {
     pub(crate) pending: Cache<String, Arc<authorize::Pending>>,
+    pub(crate) logouts: Cache<String, Arc<logout::PendingLogout>>,
     pub(crate) codes: Cache<[u8; 32], Arc<Mutex<token::CodeGrant>>>,
-    pub(crate) refresh: Cache<[u8; 32], Arc<token::RefreshGrant>>,
+    pub(crate) refresh: Cache<[u8; 32], Arc<refresh::RefreshGrant>>,
+    /// Refresh-token families by login session `sid`, revoked at end-session.
+    pub(crate) families: Cache<String, Arc<Mutex<Vec<refresh::FamilyRef>>>>,
     pub(crate) revoked: Cache<String, ()>,
     pub(crate) assertion_jtis: Cache<String, u64>,
     pub(crate) sessions: Cache<[u8; 32], session::Session>,
@@ -103,6 +109,10 @@ impl Idp {
                 .max_capacity(100_000)
                 .time_to_live(ttl(600))
                 .build(),
+            logouts: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl(600))
+                .build(),
             codes: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl(l.code + l.access.max(l.id)))
@@ -110,6 +120,10 @@ impl Idp {
             refresh: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(ttl(l.refresh))
+                .build(),
+            families: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(ttl(l.session))
                 .build(),
             revoked: Cache::builder()
                 .max_capacity(1_000_000)
@@ -248,6 +262,9 @@ where
         (Method::POST, "/otp") => login::otp(idp, req, unix_now()).await,
         (Method::POST, "/token") => token::token(idp, req, unix_now()).await,
         (Method::POST, "/introspect") => introspect::introspect(idp, req, unix_now()).await,
+        (Method::GET | Method::POST, "/end_session") => {
+            logout::end_session(idp, req, unix_now()).await
+        }
         (Method::GET, "/metrics") => idp.metrics.render(),
         (Method::GET | Method::POST, "/userinfo") => {
             userinfo::userinfo(idp, req.headers(), unix_now())
@@ -261,6 +278,7 @@ where
             | "/.well-known/oauth-authorization-server"
             | "/jwks"
             | "/authorize"
+            | "/end_session"
             | "/metrics",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

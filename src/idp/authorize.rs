@@ -7,6 +7,10 @@
 //! user and is not overridden by `prompt=login` gets a code at once; a session missing only
 //! the one-time code gets only the code page (step-up); otherwise the login form. `prompt=none`
 //! never shows a page: `login_required` or `interaction_required` go back with `state`.
+//! `max_age=0` is `prompt=login` (OIDC Core §3.1.2.1, errata 2). `prompt=select_account` shows
+//! the login form (signing in is how an account is chosen). `prompt=consent` asks nothing: every
+//! client is registered by the operator, whose configuration is the consent, so there is no
+//! consent page and never a `consent_required`. Unknown `prompt` values are ignored.
 //! [`Pending`] carries the request through the pages [`super::login`] shows.
 
 use super::config::Factor;
@@ -29,6 +33,8 @@ pub struct Pending {
     pub(crate) nonce: Option<String>,
     pub(crate) challenge: String,
     pub(crate) scope: Vec<String>,
+    /// RFC 8707 resource URIs, already checked against the client's edges.
+    pub(crate) resources: Vec<String>,
     /// Per-request CSRF token, echoed by the form.
     pub(crate) csrf: Secret,
     pub(crate) attempts: AtomicU32,
@@ -115,6 +121,16 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         .split_ascii_whitespace()
         .map(str::to_owned)
         .collect();
+    // RFC 8707 §2.1: the same policy as at /token, so a code never carries a resource the
+    // client could not have asked for there.
+    let resources: Vec<String> = q.all("resource").into_iter().map(str::to_owned).collect();
+    if let Err(e) = super::token::audiences(idp, client, &resources) {
+        let description = match &e {
+            super::errors::OAuthError::InvalidTarget(d) => d.clone(),
+            other => other.to_string(),
+        };
+        return back("invalid_target", &description);
+    }
     let (prompt, max_age, acr_values, hint) = match (
         one("prompt"),
         one("max_age"),
@@ -162,8 +178,12 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
     let current = session::current(idp, req.headers(), now)
         .map(|(_, s)| s)
         .filter(|s| hinted.as_ref().is_none_or(|u| *u == s.user))
-        .filter(|s| max_age.is_none_or(|m| now.saturating_sub(s.auth_time()) <= m))
-        .filter(|_| !prompt.contains(&"login"));
+        .filter(|s| max_age.is_none_or(|m| m > 0 && now.saturating_sub(s.auth_time()) <= m))
+        .filter(|_| {
+            !prompt
+                .iter()
+                .any(|p| matches!(*p, "login" | "select_account"))
+        });
     let user = current.as_ref().map(|s| s.user.clone());
     let pending = Pending {
         client: client.id.clone(),
@@ -172,6 +192,7 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         nonce: nonce.map(str::to_owned),
         challenge: challenge.to_owned(),
         scope,
+        resources,
         csrf: Secret::new(random(24)),
         attempts: AtomicU32::new(0),
         needed,
@@ -222,6 +243,14 @@ fn can_otp(idp: &Idp, user: &str) -> bool {
 /// The `sub` of an ID token this IdP issued, for any audience; an expired one still counts as a
 /// hint (OIDC Core §3.1.2.1), its signature must verify.
 fn hint_subject(idp: &Idp, token: &str, now: u64) -> Option<String> {
+    let claims = verify_hint(idp, token, now)?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// The claims of an ID token this IdP signed (our key, our `iss`, `typ` of an ID token), for
+/// any audience and even expired: what `id_token_hint` needs at /authorize and end-session
+/// (OIDC Core §3.1.2.1, RP-Initiated Logout 1.0 §2).
+pub(crate) fn verify_hint(idp: &Idp, token: &str, now: u64) -> Option<jwt::Claims> {
     let rules = Rules {
         audience: None,
         kind: Kind::Id,
@@ -235,7 +264,7 @@ fn hint_subject(idp: &Idp, token: &str, now: u64) -> Option<String> {
         }
         other => other.ok()?,
     };
-    verified.claims.get("sub")?.as_str().map(str::to_owned)
+    Some(verified.claims)
 }
 
 /// Sends the user agent back to the client with an error (RFC 6749 §4.1.2.1, RFC 9207 `iss`).

@@ -134,6 +134,8 @@ pub struct Client {
     pub auth: ClientAuth,
     /// Exact redirect URIs (RFC 9700 §2.1).
     pub redirect_uris: Vec<String>,
+    /// Exact URIs end-session may send the browser back to (RP-Initiated Logout 1.0 §3).
+    pub post_logout_redirect_uris: Vec<String>,
     /// Allowed grant types.
     pub grant_types: Vec<String>,
     /// Scopes for `client_credentials`.

@@ -37,6 +37,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "amr",
         "auth_time",
         "nonce",
+        "sid",
     ];
     for k in idp
         .config
@@ -56,6 +57,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "jwks_uri": format!("{iss}/jwks"),
         "introspection_endpoint": format!("{iss}/introspect"),
         "userinfo_endpoint": format!("{iss}/userinfo"),
+        "end_session_endpoint": format!("{iss}/end_session"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],
@@ -69,7 +71,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "scopes_supported": scopes,
         "claims_supported": claims,
         "acr_values_supported": idp.config.acr.keys().collect::<Vec<_>>(),
-        "prompt_values_supported": ["none", "login"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
     })

@@ -41,8 +41,8 @@ where
 pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> {
     if !token.contains('.') {
         // An opaque refresh token: active only for the client it was issued to.
-        let grant = idp.state.refresh.get(&Token::new(token).sha256())?;
-        if grant.client != caller || grant.expires_at <= now {
+        let grant = super::refresh::active(idp, &Token::new(token), now)?;
+        if grant.client != caller {
             return None;
         }
         return Some(json!({

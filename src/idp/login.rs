@@ -30,6 +30,8 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$VIDVIBp0SK7k9I9lgl9L2A$
 pub struct Authentication {
     /// Username (`sub`).
     pub user: String,
+    /// The login session's public id, written as `sid` in ID tokens.
+    pub sid: Option<String>,
     /// When the user last authenticated (OIDC Core §2 `auth_time`).
     pub auth_time: u64,
     /// Authentication context class (`pwd` for a password).
@@ -39,16 +41,6 @@ pub struct Authentication {
 }
 
 impl Authentication {
-    /// A password sign-in at `now`.
-    pub fn password(user: &str, now: u64) -> Self {
-        Self {
-            user: user.to_owned(),
-            auth_time: now,
-            acr: "pwd".into(),
-            amr: vec!["pwd".into()],
-        }
-    }
-
     /// Writes `acr`, `amr`, `auth_time` into token claims (RFC 9068 §2.2.1, RFC 9470 §6.1).
     pub fn stamp(&self, claims: &mut crate::jwt::Claims) {
         claims.insert("acr".into(), json!(self.acr));
@@ -143,10 +135,10 @@ where
     }
     idp.metrics.login("ok");
     info!(client_id = %pending.client, "user signed in");
-    let cookie = session::start(idp, &username, Factor::Pwd, now);
+    let (cookie, started) = session::start(idp, &username, Factor::Pwd, now);
     if !pending.needed.contains(&Factor::Otp) {
         idp.state.pending.invalidate(id);
-        let auth = Authentication::password(&username, now);
+        let auth = started.authentication(&idp.config.acr);
         return code_redirect(idp, &pending, auth, now, Some(cookie));
     }
     if user.is_none_or(|u| u.totp_secret.is_none()) {
@@ -264,11 +256,11 @@ fn issue_code(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
         challenge: p.challenge.clone(),
         auth,
         scope,
+        resources: p.resources.clone(),
         nonce: p.nonce.clone(),
         expires_at: now + idp.config.lifetimes.code,
         used: false,
-        issued: Vec::new(),
-        refresh: None,
+        family: None,
     };
     idp.state
         .codes

@@ -23,6 +23,7 @@ pub struct Metrics {
     registry: Registry,
     token_requests: Family<TokenLabels, Counter>,
     logins: Family<TokenLabels, Counter>,
+    refresh_reuse: Counter,
     exchanges: AtomicU64,
     requests: AtomicU64,
 }
@@ -42,10 +43,17 @@ impl Default for Metrics {
             "Login form submissions by outcome",
             logins.clone(),
         );
+        let refresh_reuse = Counter::default();
+        registry.register(
+            "baton_idp_refresh_token_reuse",
+            "Rotated-away refresh tokens presented again (each revoked a grant family)",
+            refresh_reuse.clone(),
+        );
         Self {
             registry,
             token_requests,
             logins,
+            refresh_reuse,
             exchanges: AtomicU64::new(0),
             requests: AtomicU64::new(0),
         }
@@ -75,6 +83,11 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    /// Counts one refresh-token reuse (RFC 9700 §4.14.2).
+    pub fn refresh_reuse(&self) {
+        self.refresh_reuse.inc();
     }
 
     /// Successful exchanges.

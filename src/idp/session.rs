@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 pub struct Session {
     /// The signed-in user.
     pub user: String,
+    /// Public session id (OIDC Front-Channel Logout §3 `sid`): put in ID tokens so an
+    /// `id_token_hint` at end-session names this session; unrelated to the cookie value.
+    pub sid: String,
     /// When each factor was last proven (unix seconds).
     pub factors: BTreeMap<Factor, u64>,
     /// When the session ends (unix seconds).
@@ -43,6 +46,7 @@ impl Session {
             .map_or("pwd", |(name, _)| name.as_str());
         Authentication {
             user: self.user.clone(),
+            sid: Some(self.sid.clone()),
             auth_time: self.auth_time(),
             acr: level.to_owned(),
             amr: self.factors.keys().map(|f| f.amr().to_owned()).collect(),
@@ -74,16 +78,36 @@ pub fn current(idp: &Idp, headers: &HeaderMap, now: u64) -> Option<(Token, Sessi
     (session.expires_at > now).then_some((value, session))
 }
 
-/// Starts a new session for `user` who just proved `factor`; returns the cookie to set.
-pub fn start(idp: &Idp, user: &str, factor: Factor, now: u64) -> HeaderValue {
+/// Starts a new session for `user` who just proved `factor`; returns the cookie to set and the
+/// session.
+pub fn start(idp: &Idp, user: &str, factor: Factor, now: u64) -> (HeaderValue, Session) {
     let id = Token::new(random(32));
     let session = Session {
         user: user.to_owned(),
+        sid: random(16),
         factors: BTreeMap::from([(factor, now)]),
         expires_at: now + idp.config.lifetimes.session,
     };
-    idp.state.sessions.insert(id.sha256(), session);
-    set_cookie(idp, &id)
+    idp.state.sessions.insert(id.sha256(), session.clone());
+    (set_cookie(idp, &id), session)
+}
+
+/// Ends the session `id` (RP-Initiated Logout 1.0 §2): drops the server-side state and revokes
+/// the refresh-token families issued through it. Returns the cookie that clears the browser's.
+pub fn end(idp: &Idp, id: &Token, session: &Session) -> HeaderValue {
+    idp.state.sessions.invalidate(&id.sha256());
+    super::refresh::revoke_session(idp, &session.sid);
+    let secure = if idp.config.issuer.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{secure}",
+        cookie_name(&idp.config.issuer)
+    );
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("baton-idp=; Max-Age=0"))
 }
 
 /// Records `factor` on the session `id`; returns the updated session.
@@ -124,6 +148,7 @@ mod tests {
     fn authentication_reports_the_strongest_level_met() {
         let mut s = Session {
             user: "alice".into(),
+            sid: "s1".into(),
             factors: BTreeMap::from([(Factor::Pwd, 100)]),
             expires_at: 1000,
         };

@@ -5,6 +5,7 @@
 use super::config::{Client, TOKEN_EXCHANGE};
 use super::errors::OAuthError;
 use super::login::Authentication;
+use super::refresh::{self, FamilyRef, RefreshGrant};
 use super::{Idp, MAX_FORM_BYTES, client_auth, exchange, random};
 use crate::http::{Body, BoxError, Form, json, read_limited};
 use crate::secret::Token;
@@ -14,7 +15,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use tracing::{info, instrument};
 
 /// A code issued at `/login`, bound to client, redirect URI and PKCE challenge (RFC 7636 §4.4).
@@ -25,21 +25,14 @@ pub struct CodeGrant {
     pub(crate) challenge: String,
     pub(crate) auth: Authentication,
     pub(crate) scope: Vec<String>,
+    /// RFC 8707 resource URIs asked at `/authorize` (already checked against the client's edges).
+    pub(crate) resources: Vec<String>,
     pub(crate) nonce: Option<String>,
     pub(crate) expires_at: u64,
     pub(crate) used: bool,
-    /// `jti`s issued from this code, revoked if it is replayed (RFC 6749 §4.1.2).
-    pub(crate) issued: Vec<String>,
-    pub(crate) refresh: Option<[u8; 32]>,
-}
-
-/// A refresh token's server-side record.
-#[derive(Debug)]
-pub struct RefreshGrant {
-    pub(crate) client: String,
-    pub(crate) auth: Authentication,
-    pub(crate) scope: Vec<String>,
-    pub(crate) expires_at: u64,
+    /// The grant family of the tokens issued from this code, revoked if it is replayed
+    /// (RFC 6749 §4.1.2).
+    pub(crate) family: Option<FamilyRef>,
 }
 
 /// Reads an `application/x-www-form-urlencoded` body of at most [`MAX_FORM_BYTES`].
@@ -99,7 +92,7 @@ where
         }
         match label {
             "authorization_code" => authorization_code(idp, client, &form, now),
-            "refresh_token" => refresh(idp, client, &form, now),
+            "refresh_token" => refresh::refresh(idp, client, &form, now),
             "client_credentials" => client_credentials(idp, client, &form, now),
             _ => exchange::exchange(idp, client, &form, now),
         }
@@ -140,11 +133,8 @@ fn authorization_code(
     let entry = idp.state.codes.get(&code.sha256()).ok_or_else(bad)?;
     let mut grant = entry.lock().map_err(|_| OAuthError::Server)?;
     if grant.used {
-        for jti in grant.issued.drain(..) {
-            idp.state.revoked.insert(jti, ());
-        }
-        if let Some(r) = grant.refresh.take() {
-            idp.state.refresh.invalidate(&r);
+        if let Some(family) = grant.family.take() {
+            refresh::revoke(idp, &family);
         }
         info!(code = %code, "authorization code replayed; derived tokens revoked");
         return Err(bad());
@@ -162,18 +152,30 @@ fn authorization_code(
             "code_verifier does not match the code_challenge".into(),
         ));
     }
+    let resources = refresh::narrow(&grant.resources, &form.all("resource"))?;
+    let targets = audiences(idp, client, &resources)?;
     grant.used = true;
     let issued = issue_user_tokens(
         idp,
         client,
         &grant.auth,
         &grant.scope,
+        &targets,
         grant.nonce.as_deref(),
         now,
     )?;
-    grant.issued.push(issued.jti.clone());
-    grant.refresh = issued.refresh;
-    Ok(json(StatusCode::OK, &issued.body))
+    let family = refresh::new_family(idp, grant.auth.sid.as_deref());
+    let next = client.allows("refresh_token").then(|| RefreshGrant {
+        client: client.id.clone(),
+        auth: grant.auth.clone(),
+        scope: grant.scope.clone(),
+        resources: grant.resources.clone(),
+        expires_at: now + idp.config.lifetimes.refresh,
+        family: family.clone(),
+    });
+    let body = refresh::settle(idp, &mut refresh::lock(&family), issued, next, now);
+    grant.family = Some(family);
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// RFC 7636 §4.6: BASE64URL(SHA256(verifier)) == challenge; the verifier is 43–128 unreserved chars.
@@ -189,39 +191,6 @@ pub fn verifier_ok(verifier: &str, challenge: &str) -> bool {
                 .as_bytes(),
             challenge.as_bytes(),
         )
-}
-
-/// RFC 6749 §6 with rotation: the old refresh token stops working when a new one is issued.
-fn refresh(
-    idp: &Idp,
-    client: &Client,
-    form: &Form,
-    now: u64,
-) -> Result<Response<Body>, OAuthError> {
-    let token = Token::new(
-        form.one("refresh_token")?
-            .ok_or_else(|| OAuthError::request("refresh_token required"))?,
-    );
-    let bad =
-        || OAuthError::InvalidGrant("refresh token is invalid, expired or already used".into());
-    let grant = idp.state.refresh.remove(&token.sha256()).ok_or_else(bad)?;
-    if grant.client != client.id || grant.expires_at <= now {
-        return Err(bad());
-    }
-    let scope = match form.one("scope")? {
-        Some(s) => {
-            let asked: Vec<String> = s.split_ascii_whitespace().map(str::to_owned).collect();
-            if let Some(wider) = asked.iter().find(|a| !grant.scope.contains(a)) {
-                return Err(OAuthError::InvalidScope(format!(
-                    "scope {wider} was not granted"
-                )));
-            }
-            asked
-        }
-        None => grant.scope.clone(),
-    };
-    let issued = issue_user_tokens(idp, client, &grant.auth, &scope, None, now)?;
-    Ok(json(StatusCode::OK, &issued.body))
 }
 
 /// RFC 6749 §4.4: a token for the client itself (`sub` = client id) addressed to the requested
@@ -292,19 +261,56 @@ pub(crate) fn sign(
     })
 }
 
+/// Signed user tokens: the response body (no refresh token yet) and the access token's
+/// `jti` and `exp`, which the grant family records.
 pub(crate) struct Issued {
     pub(crate) body: Value,
     pub(crate) jti: String,
-    pub(crate) refresh: Option<[u8; 32]>,
+    pub(crate) exp: u64,
 }
 
-/// Access token (RFC 9068 plus user claims, `grants: [client]`, `acr`, `amr`, `auth_time`),
-/// ID token (OIDC Core §2, `aud` = client, `nonce`) and a rotating opaque refresh token.
+/// RFC 8707 resource URIs → audiences (client ids) the client may address: each URI must be
+/// configured under `resources` and an edge `client → audience` must exist, the policy
+/// `client_credentials` and token exchange apply. Unknown or refused → `invalid_target`.
+pub fn audiences(
+    idp: &Idp,
+    client: &Client,
+    resources: &[String],
+) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = Vec::new();
+    for r in resources {
+        if !super::config::absolute_without_fragment(r) {
+            return Err(OAuthError::InvalidTarget(
+                "resource must be an absolute URI without a fragment".into(),
+            ));
+        }
+        let aud = idp
+            .config
+            .resources
+            .get(r)
+            .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
+        if idp.config.edge(&client.id, aud).is_none() {
+            return Err(OAuthError::InvalidTarget(format!(
+                "client may not request tokens for {aud}"
+            )));
+        }
+        if !out.contains(aud) {
+            out.push(aud.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Access token (RFC 9068 plus user claims, `grants`, `acr`, `amr`, `auth_time`) and ID token
+/// (OIDC Core §2, `aud` = client, `nonce`, `sid`). The access token's `aud` is the client, or
+/// the RFC 8707 `targets` when resources were asked (one → string, several → array); each
+/// target is appended to `grants` with its edge's claims, as an exchange along that edge would.
 pub(crate) fn issue_user_tokens(
     idp: &Idp,
     client: &Client,
     auth: &Authentication,
     scope: &[String],
+    targets: &[String],
     nonce: Option<&str>,
     now: u64,
 ) -> Result<Issued, OAuthError> {
@@ -316,11 +322,24 @@ pub(crate) fn issue_user_tokens(
     let l = idp.config.lifetimes;
     let mut access = user.claims.clone();
     access.extend(base_claims(idp, &auth.user, &client.id, now, l.access));
-    access.insert("aud".into(), json!(client.id));
+    let mut grants = vec![client.id.clone()];
+    if targets.is_empty() {
+        access.insert("aud".into(), json!(client.id));
+    } else {
+        access.insert("aud".into(), exchange::aud_value(targets));
+        for t in targets {
+            if let Some(edge) = idp.config.edge(&client.id, t) {
+                super::policy::merge(&mut access, &edge.claims);
+            }
+            if !grants.contains(t) {
+                grants.push(t.clone());
+            }
+        }
+    }
     if !scope.is_empty() {
         access.insert("scope".into(), json!(scope.join(" ")));
     }
-    access.insert("grants".into(), json!([client.id]));
+    access.insert("grants".into(), json!(grants));
     auth.stamp(&mut access);
     let jti = access
         .get("jti")
@@ -336,6 +355,9 @@ pub(crate) fn issue_user_tokens(
     if let Some(n) = nonce {
         id.insert("nonce".into(), json!(n));
     }
+    if let Some(sid) = &auth.sid {
+        id.insert("sid".into(), json!(sid));
+    }
     auth.stamp(&mut id);
 
     let mut body = json!({
@@ -347,23 +369,11 @@ pub(crate) fn issue_user_tokens(
     if scope.iter().any(|s| s == "openid") {
         body["id_token"] = json!(sign(idp, "JWT", &id)?);
     }
-    let mut refresh = None;
-    if client.allows("refresh_token") {
-        let token = Token::new(random(32));
-        let key = token.sha256();
-        idp.state.refresh.insert(
-            key,
-            Arc::new(RefreshGrant {
-                client: client.id.clone(),
-                auth: auth.clone(),
-                scope: scope.to_vec(),
-                expires_at: now + l.refresh,
-            }),
-        );
-        body["refresh_token"] = json!(token.expose());
-        refresh = Some(key);
-    }
-    Ok(Issued { body, jti, refresh })
+    Ok(Issued {
+        body,
+        jti,
+        exp: now + l.access,
+    })
 }
 
 #[cfg(test)]

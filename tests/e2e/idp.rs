@@ -510,6 +510,7 @@ async fn private_key_jwt_authenticates_once_per_jti() {
                 id: "jwt-client".into(),
                 auth: baton::idp::config::ClientAuth::Jwks(keyset),
                 redirect_uris: vec![],
+                post_logout_redirect_uris: vec![],
                 grant_types: vec!["client_credentials".into()],
                 scopes: vec![],
             },
@@ -713,6 +714,10 @@ async fn discovery_lists_every_required_field() {
                 .contains(&json!(support::EXCHANGE))
         );
         assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(
+            d["end_session_endpoint"],
+            format!("{}/end_session", idp.url)
+        );
         assert!(
             d["token_endpoint_auth_methods_supported"]
                 .as_array()
@@ -809,17 +814,6 @@ async fn refresh_tokens_rotate_and_never_widen_scope() {
         (at["sub"].as_str(), at["scope"].as_str()),
         (Some("alice"), Some("openid profile"))
     );
-    let (st, reuse) = idp
-        .token(
-            "service-a",
-            &[("grant_type", "refresh_token"), ("refresh_token", &first)],
-        )
-        .await;
-    assert_eq!(
-        (st, reuse["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
-        "rotated away"
-    );
     let second = s(&next, "refresh_token");
     let (st, wider) = idp
         .token(
@@ -834,5 +828,30 @@ async fn refresh_tokens_rotate_and_never_widen_scope() {
     assert_eq!(
         (st, wider["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+    // A refused scope leaves the token usable, and a narrower scope is granted.
+    let (st, narrow) = idp
+        .token(
+            "service-a",
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &second),
+                ("scope", "openid"),
+            ],
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{narrow}");
+    assert_eq!(claims(&s(&narrow, "access_token"))["scope"], "openid");
+    // The rotated-away one is refused (and, as grants.rs shows, revokes the family).
+    let (st, reuse) = idp
+        .token(
+            "service-a",
+            &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+        )
+        .await;
+    assert_eq!(
+        (st, reuse["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "rotated away"
     );
 }

@@ -2,9 +2,11 @@
 
 mod chain;
 mod edge;
+mod grants;
 mod idp;
 mod inbound;
 mod k8s;
+mod logout;
 mod outbound;
 mod stepup;
 mod support;

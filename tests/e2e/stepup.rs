@@ -3,202 +3,20 @@
 //! `max_age` and `id_token_hint` (OIDC Core §3.1.2.1; ports of the conformance modules
 //! `oidcc-prompt-none-not-logged-in`, `oidcc-id-token-hint`, `oidcc-max-age-1`).
 //! `oidcc-codereuse` and `oidcc-ensure-registered-redirect-uri` live in `idp.rs`.
+//!
+//! OIDC Core §3.1.2.1 checklist: prompt=none with a session (silent code) and without
+//! (`login_required`), with a stronger `acr` (`interaction_required`); prompt=login;
+//! prompt=select_account (login form); prompt=consent (no page: consent is the operator's
+//! configuration); none combined with another value (`invalid_request`); max_age=0 (= login,
+//! and `login_required` with none); max_age=1 exceeded; id_token_hint of another user
+//! (`login_required`, or a fresh login form); expired hint (still names the user); forged,
+//! foreign-key or access-token hint (`invalid_request`).
 
-use crate::support::idp::{ALICE_PASSWORD, REDIRECT, TestIdp, claims, hidden, pkce, start};
-use baton::idp::totp;
-use baton::jwt::unix_now;
+use crate::support::browser::{Browser, Flow, Step, acr, alice_code, sign_in, tokens};
+use crate::support::idp::{ALICE_PASSWORD, REDIRECT, claims, pkce, start};
 use http_body_util::BodyExt;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-/// A browser: keeps cookies, does not follow redirects.
-struct Browser {
-    http: reqwest::Client,
-    jar: std::sync::Arc<reqwest::cookie::Jar>,
-}
-
-/// Where an authorization request ended.
-#[derive(Debug)]
-enum Step {
-    /// A page (status, HTML).
-    Page(StatusCode, String),
-    /// Back at the client: the redirect's query.
-    Back(Vec<(String, String)>),
-}
-
-impl Step {
-    fn page(self) -> String {
-        match self {
-            Step::Page(StatusCode::OK, html) => html,
-            other => panic!("expected a page, got {other:?}"),
-        }
-    }
-
-    fn param(&self, k: &str) -> Option<String> {
-        match self {
-            Step::Back(q) => q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
-            Step::Page(..) => None,
-        }
-    }
-}
-
-/// One authorization request's PKCE verifier and its outcome.
-struct Flow {
-    verifier: String,
-    step: Step,
-}
-
-impl Browser {
-    fn new() -> Self {
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_provider(jar.clone())
-            .no_proxy()
-            .build()
-            .expect("client");
-        Self { http, jar }
-    }
-
-    async fn step(rsp: reqwest::Response) -> Step {
-        let status = rsp.status();
-        if status == StatusCode::SEE_OTHER {
-            let loc = rsp.headers()["location"]
-                .to_str()
-                .expect("ascii")
-                .to_owned();
-            assert!(loc.starts_with(REDIRECT), "{loc}");
-            let url = url::Url::parse(&loc).expect("url");
-            return Step::Back(url.query_pairs().into_owned().collect());
-        }
-        Step::Page(status, rsp.text().await.expect("page"))
-    }
-
-    async fn authorize(&self, idp: &TestIdp, extra: &[(&str, &str)]) -> Flow {
-        let (verifier, challenge) = pkce();
-        let mut q = vec![
-            ("response_type", "code"),
-            ("client_id", "service-a"),
-            ("redirect_uri", REDIRECT),
-            ("scope", "openid"),
-            ("state", "st-9"),
-            ("nonce", "n-9"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ];
-        q.extend_from_slice(extra);
-        let rsp = self
-            .http
-            .get(format!("{}/authorize", idp.url))
-            .query(&q)
-            .send()
-            .await
-            .expect("authorize");
-        let step = Self::step(rsp).await;
-        Flow { verifier, step }
-    }
-
-    async fn post(&self, idp: &TestIdp, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", idp.url))
-            .form(form)
-            .send()
-            .await
-            .expect("post")
-    }
-
-    async fn password(&self, idp: &TestIdp, html: &str, user: &str, pw: &str) -> Step {
-        let rsp = self
-            .post(
-                idp,
-                "/login",
-                &[
-                    ("request", &hidden(html, "request")),
-                    ("csrf", &hidden(html, "csrf")),
-                    ("username", user),
-                    ("password", pw),
-                ],
-            )
-            .await;
-        if let Some(c) = rsp.headers().get("set-cookie") {
-            let c = c.to_str().expect("ascii");
-            assert!(
-                c.starts_with("baton-idp=") && c.contains("HttpOnly") && c.contains("SameSite=Lax"),
-                "{c}"
-            );
-        }
-        Self::step(rsp).await
-    }
-
-    async fn code(&self, idp: &TestIdp, html: &str, code: &str) -> Step {
-        let form = [
-            ("request", hidden(html, "request")),
-            ("csrf", hidden(html, "csrf")),
-            ("code", code.to_owned()),
-        ];
-        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        Self::step(self.post(idp, "/otp", &form).await).await
-    }
-}
-
-/// Exchanges the code a flow ended with; returns the token response.
-async fn tokens(idp: &TestIdp, flow: &Flow) -> Value {
-    assert_eq!(flow.step.param("state").as_deref(), Some("st-9"));
-    let code = flow.step.param("code").expect("a code");
-    redeem(idp, &code, &flow.verifier).await
-}
-
-async fn redeem(idp: &TestIdp, code: &str, verifier: &str) -> Value {
-    let (st, body) = idp
-        .token(
-            "service-a",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", verifier),
-            ],
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    body
-}
-
-fn alice_code() -> String {
-    let idp_cfg = baton::idp::Config::demo("http://x", std::env::temp_dir());
-    let secret = idp_cfg.users["alice"]
-        .totp_secret
-        .clone()
-        .expect("alice has a TOTP secret");
-    totp::current(&secret, unix_now()).expect("code")
-}
-
-fn acr(tokens: &Value) -> (Value, Value) {
-    let t = claims(tokens["access_token"].as_str().expect("access token"));
-    let i = claims(tokens["id_token"].as_str().expect("id token"));
-    assert_eq!(
-        (&t["acr"], &t["amr"]),
-        (&i["acr"], &i["amr"]),
-        "ID and access token agree"
-    );
-    assert!(t["auth_time"].as_u64().is_some_and(|a| a <= unix_now()));
-    (t["acr"].clone(), t["amr"].clone())
-}
-
-/// Signs `browser` in as alice with a password; returns the tokens.
-async fn sign_in(idp: &TestIdp, browser: &Browser) -> Value {
-    let flow = browser.authorize(idp, &[]).await;
-    let html = flow.step.page();
-    let step = browser.password(idp, &html, "alice", ALICE_PASSWORD).await;
-    tokens(
-        idp,
-        &Flow {
-            verifier: flow.verifier,
-            step,
-        },
-    )
-    .await
-}
+use serde_json::json;
 
 #[test_log::test(tokio::test)]
 async fn step_up_asks_only_the_code_and_tokens_say_mfa() {
@@ -406,4 +224,80 @@ async fn max_age_forces_a_new_password_once_exceeded() {
     assert_eq!(rsp.status(), StatusCode::OK, "re-authentication");
     let body = rsp.into_body().collect().await.expect("body").to_bytes();
     assert!(String::from_utf8_lossy(&body).contains(r#"name="password""#));
+}
+
+#[test_log::test(tokio::test)]
+async fn prompt_values_and_max_age_zero() {
+    // OIDC Core §3.1.2.1, the cases not covered above: what each prompt value does here.
+    let idp = start().await;
+    let browser = Browser::new();
+    sign_in(&idp, &browser).await;
+    let is_login_form = |step: &Step| matches!(step, Step::Page(StatusCode::OK, html) if html.contains(r#"name="password""#));
+
+    // max_age=0 is prompt=login (errata 2); with prompt=none it cannot be met silently.
+    let flow = browser.authorize(&idp, &[("max_age", "0")]).await;
+    assert!(is_login_form(&flow.step), "{:?}", flow.step);
+    let flow = browser
+        .authorize(&idp, &[("max_age", "0"), ("prompt", "none")])
+        .await;
+    assert_eq!(flow.step.param("error").as_deref(), Some("login_required"));
+
+    // select_account: the login form is where an account is chosen.
+    let flow = browser
+        .authorize(&idp, &[("prompt", "select_account")])
+        .await;
+    assert!(is_login_form(&flow.step), "{:?}", flow.step);
+
+    // consent: operator-registered clients are consented by configuration, so no page.
+    let flow = browser.authorize(&idp, &[("prompt", "consent")]).await;
+    assert_eq!(acr(&tokens(&idp, &flow).await).0, json!("pwd"));
+
+    // none with anything else is invalid, whatever the other value.
+    for mixed in ["none consent", "select_account none"] {
+        let flow = browser.authorize(&idp, &[("prompt", mixed)]).await;
+        assert_eq!(
+            flow.step.param("error").as_deref(),
+            Some("invalid_request"),
+            "{mixed}"
+        );
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn expired_hint_still_names_the_user_a_foreign_one_is_refused() {
+    let idp = start().await;
+    let browser = Browser::new();
+    let alice = sign_in(&idp, &browser).await;
+    let hint = alice["id_token"].as_str().expect("id token");
+
+    // Our claims under another key: not a hint we issued.
+    let other = baton::jwt::keys::SigningKey::generate(baton::jwt::Algorithm::ES256).expect("key");
+    let forged = other.sign("JWT", &claims(hint)).expect("sign");
+    let flow = browser
+        .authorize(&idp, &[("prompt", "none"), ("id_token_hint", &forged)])
+        .await;
+    assert_eq!(flow.step.param("error").as_deref(), Some("invalid_request"));
+
+    // Ten minutes on, the ID token (300 s) has expired but the session (8 h) is live: silent
+    // re-authorization with the expired hint still works (the hint names a user, it grants
+    // nothing), which is exactly when a client needs it.
+    let cookie = {
+        use reqwest::cookie::CookieStore;
+        let u = url::Url::parse(&idp.url).expect("url");
+        let c = browser.jar.cookies(&u).expect("cookie");
+        c.to_str().expect("ascii").to_owned()
+    };
+    let later = claims(hint)["exp"].as_u64().expect("exp") + 600;
+    let (_, challenge) = pkce();
+    let req = http::Request::get(format!(
+        "/authorize?response_type=code&client_id=service-a&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256&state=st-9&prompt=none&id_token_hint={hint}",
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    ))
+    .header("cookie", &cookie)
+    .body(())
+    .expect("request");
+    let rsp = baton::idp::authorize::authorize(&idp.idp, &req, later);
+    assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
+    let loc = url::Url::parse(rsp.headers()["location"].to_str().expect("ascii")).expect("url");
+    assert!(loc.query_pairs().any(|(k, _)| k == "code"), "{loc}");
 }

@@ -1,5 +1,6 @@
 //! Builders shared by the e2e tests.
 
+pub mod browser;
 pub mod fake_idp;
 pub mod idp;
 pub mod recorder;

@@ -136,6 +136,15 @@ def test_authlib_code_flow_pkce_refresh_and_id_token(idp):
         timeout=5,
     )
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    # Reuse detection (RFC 9700 §4.14.2): the replay revoked the whole family, so the token
+    # authlib just received is dead too.
+    dead = requests.post(
+        idp.token_endpoint,
+        data={"grant_type": "refresh_token", "refresh_token": fresh["refresh_token"]},
+        auth=(A, SECRET_A),
+        timeout=5,
+    )
+    assert dead.status_code == 400 and dead.json()["error"] == "invalid_grant"
 
 
 def test_token_exchange_a_to_b_with_authlib_client_auth(idp):

@@ -1,5 +1,5 @@
 //! `clients[]` of `idp.yaml`: credentials (secret, secret_file, secret_env, jwks, jwks_file),
-//! redirect URIs and grant types, validated into [`Client`].
+//! redirect URIs (sign-in and post-logout) and grant types, validated into [`Client`].
 
 use super::{Client, ClientAuth, GRANT_TYPES};
 use crate::config::Problems;
@@ -21,6 +21,8 @@ pub(super) struct RawClient {
     #[serde(default)]
     redirect_uris: Vec<String>,
     #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
     grant_types: Vec<String>,
     #[serde(default)]
     scopes: Vec<String>,
@@ -37,6 +39,14 @@ pub(super) fn client(
             p.push(
                 format!("{f}.redirect_uris"),
                 format!("{uri} must be absolute without a fragment (RFC 6749 §3.1.2)"),
+            );
+        }
+    }
+    for uri in &c.post_logout_redirect_uris {
+        if !absolute_without_fragment(uri) {
+            p.push(
+                format!("{f}.post_logout_redirect_uris"),
+                format!("{uri} must be absolute without a fragment (RP-Initiated Logout 1.0 §3)"),
             );
         }
     }
@@ -124,6 +134,7 @@ pub(super) fn client(
         id: c.id,
         auth,
         redirect_uris: c.redirect_uris,
+        post_logout_redirect_uris: c.post_logout_redirect_uris,
         grant_types: c.grant_types,
         scopes: c.scopes,
     })
