@@ -33,6 +33,17 @@ pub const REDIRECT_URI: &str = "http://127.0.0.1:8080/callback";
 pub const SERVICES: [&str; 3] = ["service-a", "service-b", "service-c"];
 /// A path service-c guards with `acr: [mfa]`; A and B forward paths unchanged.
 pub const MFA_PATH: &str = "/mfa/report";
+/// With [`Options::unreachable_acr`], a path service-c guards with an `acr` the IdP never issues.
+pub const UNREACHABLE_PATH: &str = "/hwk/report";
+
+/// Variations of the chain, for tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// The IdP's access-token lifetime in seconds, instead of the demo config's.
+    pub access_lifetime: Option<u64>,
+    /// Service-c also guards [`UNREACHABLE_PATH`] with `acr: [hwk]`, which no sign-in gives.
+    pub unreachable_acr: bool,
+}
 
 /// Why the chain could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +101,11 @@ impl Chain {
     /// Starts baton-idp (demo config, fresh keys in a temporary directory), the three apps and
     /// their sidecars, and waits until every sidecar has loaded the IdP's keys.
     pub async fn start() -> Result<Chain, Error> {
+        Chain::start_with(Options::default()).await
+    }
+
+    /// [`Chain::start`] with `options`.
+    pub async fn start_with(options: Options) -> Result<Chain, Error> {
         let idp_listener = loopback().await?;
         let issuer = format!("http://{}", idp_listener.local_addr()?);
         let keys_dir = std::env::temp_dir().join(format!(
@@ -125,6 +141,11 @@ impl Chain {
         if let Some(a) = idp_cfg.clients.get_mut(SERVICES[0]) {
             a.redirect_uris
                 .push(format!("{edge}{}", crate::config::login::CALLBACK_PATH));
+            // The sidecar's default post_logout_redirect_uri: external_url + `/`.
+            a.post_logout_redirect_uris.push(format!("{edge}/"));
+        }
+        if let Some(access) = options.access_lifetime {
+            idp_cfg.lifetimes.access = access;
         }
         let idp = Arc::new(Idp::new(idp_cfg)?);
         let (idp_stop, idp_signal) = shutdown::channel();
@@ -148,6 +169,7 @@ impl Chain {
                 app_addr,
                 SERVICES.get(i + 1).zip(inbound.get(i + 1)),
                 (i == 0).then_some(edge.as_str()),
+                options.unreachable_acr,
             );
             let cfg = Config::from_yaml(&yaml, &format!("sidecar-{name}.yaml"))?;
             let running = sidecar::start(cfg, l, None).await?;
@@ -253,6 +275,7 @@ fn sidecar_yaml(
     app: SocketAddr,
     next: Option<(&&str, &SocketAddr)>,
     edge: Option<&str>,
+    unreachable_acr: bool,
 ) -> String {
     let outbound_routes = match next {
         Some((next_name, next_addr)) => format!(
@@ -266,6 +289,11 @@ fn sidecar_yaml(
         routes.push_str(&format!(
             "  - name: mfa\n    path: /mfa\n    acr: [mfa]\n{grants}"
         ));
+        if unreachable_acr {
+            routes.push_str(&format!(
+                "  - name: hwk\n    path: /hwk\n    acr: [hwk]\n{grants}"
+            ));
+        }
     }
     routes.push_str(&format!("  - name: default\n    path: /\n{grants}"));
     let login = match edge {

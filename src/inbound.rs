@@ -171,7 +171,7 @@ where
     if let Some(l) = &s.login
         && req.uri().path().starts_with(RESERVED_PREFIX)
     {
-        return l.reserved(&s.verifier, &req, now).await;
+        return l.reserved(&s.verifier, req, now).await;
     }
     let route = rules::find_route(&cfg.routes, req.method(), req.uri().path());
     let name = route.map_or("none", |r| r.name.as_str());
@@ -202,13 +202,16 @@ where
                             acr_values: acr_values.clone(),
                             max_age: *max_age,
                         };
-                        if let Some(rsp) = l.step_up(&b.session, &c, &b.return_to, now).await {
+                        if let Some(rsp) = l
+                            .step_up(&b.session, &c, &b.cookies, &b.return_to, now)
+                            .await
+                        {
                             return rsp;
                         }
                     }
                     Reject::InvalidToken(_) => {
                         l.forget(&b.session);
-                        return l.start(&b.return_to, None, now).await;
+                        return l.start(&b.cookies, &b.return_to, None, now).await;
                     }
                     _ => {}
                 }
@@ -231,7 +234,9 @@ where
             );
             if let (Some(l), Some(b)) = (&s.login, &browser)
                 && let Some(c) = login::challenge::step_up(&rsp)
-                && let Some(redirect) = l.step_up(&b.session, &c, &b.return_to, now).await
+                && let Some(redirect) = l
+                    .step_up(&b.session, &c, &b.cookies, &b.return_to, now)
+                    .await
             {
                 return redirect;
             }
@@ -248,6 +253,8 @@ where
 struct Navigation {
     session: login::Browser,
     return_to: String,
+    /// The request's `Cookie` headers (pre-login cookies to bound at a step-up).
+    cookies: http::HeaderMap,
 }
 
 /// The edge phase of a `login: browser` route. A request with its own `Authorization` is an API
@@ -271,9 +278,19 @@ async fn edge<B>(
                 .map_err(|_| Reject::Internal.into_response("", ""))?;
             req.headers_mut()
                 .insert(http::header::AUTHORIZATION, bearer);
-            Ok(navigation.then_some(Navigation { session, return_to }))
+            let cookies = req
+                .headers()
+                .get_all(http::header::COOKIE)
+                .iter()
+                .map(|v| (http::header::COOKIE, v.clone()))
+                .collect();
+            Ok(navigation.then_some(Navigation {
+                session,
+                return_to,
+                cookies,
+            }))
         }
-        None if navigation => Err(l.start(&return_to, None, now).await),
+        None if navigation => Err(l.start(req.headers(), &return_to, None, now).await),
         None => Ok(None),
     }
 }

@@ -11,6 +11,7 @@
 //!   session_ttl: 8h
 //!   max_sessions: 10000
 //!   refresh_skew: 30s
+//!   post_logout_path: /              # where the IdP sends the browser after sign-out
 //! ```
 
 use super::Problems;
@@ -43,6 +44,8 @@ pub struct Login {
     pub max_sessions: u64,
     /// Refresh the access token this long before it expires.
     pub refresh_skew: Duration,
+    /// Local path the IdP sends the browser to after sign-out (RP-Initiated Logout 1.0 §3).
+    pub post_logout_path: String,
 }
 
 impl std::fmt::Debug for Login {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for Login {
             .field("session_ttl", &self.session_ttl)
             .field("max_sessions", &self.max_sessions)
             .field("refresh_skew", &self.refresh_skew)
+            .field("post_logout_path", &self.post_logout_path)
             .finish()
     }
 }
@@ -64,6 +68,16 @@ impl Login {
         format!(
             "{}{CALLBACK_PATH}",
             self.external_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The `post_logout_redirect_uri` to register at the IdP: `external_url` +
+    /// `post_logout_path`.
+    pub fn post_logout_redirect_uri(&self) -> String {
+        format!(
+            "{}{}",
+            self.external_url.as_str().trim_end_matches('/'),
+            self.post_logout_path
         )
     }
 
@@ -83,6 +97,7 @@ pub struct RawLogin {
     session_ttl: Option<String>,
     max_sessions: Option<u64>,
     refresh_skew: Option<String>,
+    post_logout_path: Option<String>,
 }
 
 /// Validates `login:`, recording problems as `login.field`.
@@ -164,8 +179,21 @@ pub fn validate(raw: RawLogin, p: &mut Problems) -> Login {
     if max_sessions == 0 {
         p.push("login.max_sessions", "must be at least 1");
     }
+    let post_logout_path = raw.post_logout_path.unwrap_or_else(|| "/".to_owned());
+    let b = post_logout_path.as_bytes();
+    if b.first() != Some(&b'/')
+        || matches!(b.get(1), Some(b'/' | b'\\'))
+        || post_logout_path.starts_with(RESERVED_PREFIX)
+        || !b.iter().all(|c| c.is_ascii_graphic())
+    {
+        p.push(
+            "login.post_logout_path",
+            "must be a local path like / or /signed-out, outside /_baton/",
+        );
+    }
     Login {
         external_url,
+        post_logout_path,
         scope,
         cookie_key,
         session_ttl,

@@ -142,7 +142,7 @@ fn browser_login_routes_need_a_login_section_and_the_sidecars_own_client() {
     assert_eq!(fields(&no_section), ["routes[0].login"]);
     let bad = format!(
         "{base}routes:\n  - {{name: web, path: /, login: oidc}}\n  - {{name: p, path: /p, public: true, login: browser}}\n\
-         login: {{external_url: \"https://a.example/app\", refresh_skew: soon, max_sessions: 0}}\n\
+         login: {{external_url: \"https://a.example/app\", refresh_skew: soon, max_sessions: 0, post_logout_path: \"//evil.example\"}}\n\
          outbound:\n  client: {{client_id: service-x, secret: test-only}}\n"
     );
     assert_eq!(
@@ -153,6 +153,7 @@ fn browser_login_routes_need_a_login_section_and_the_sidecars_own_client() {
             "login.external_url",
             "login.refresh_skew",
             "login.max_sessions",
+            "login.post_logout_path",
             "login"
         ]
     );

@@ -6,6 +6,14 @@
 //!
 //! Reserved paths on the inbound listener: [`CALLBACK_PATH`] (the redirect URI) and
 //! [`LOGOUT_PATH`]. Nothing here ever logs or answers with a token, code or cookie value.
+//!
+//! Each sign-in in progress has its own pre-login cookie, named after a hash of its `state`, so
+//! parallel sign-ins (two tabs) both complete; at most [`MAX_PENDING`] are kept per browser.
+//!
+//! Logout is POST-only: a GET shows a button. A POST must carry the page's CSRF token (the
+//! session id sealed for [`cookie::LOGOUT`]) or come from this origin (`Origin` or
+//! `Sec-Fetch-Site: same-origin`), so a link or form on another site cannot sign users out
+//! (logout CSRF), and through them end their IdP session.
 
 pub mod challenge;
 pub mod cookie;
@@ -14,7 +22,7 @@ pub mod session;
 use crate::config::login::{CALLBACK_PATH, LOGOUT_PATH, Login as Settings};
 use crate::config::outbound::Outbound as OutboundConfig;
 use crate::exchange::{ExchangeError, Exchanger};
-use crate::http::{Body, Form, text};
+use crate::http::{Body, BoxError, Form, read_limited, text};
 use crate::jwt::jwks::{Jwks, Verifier, VerifyFailure};
 use crate::jwt::{Kind, Rules, Verified};
 use crate::secret::{Token, constant_time_eq};
@@ -37,6 +45,10 @@ use url::Url;
 const LOGIN_TTL: u64 = 600;
 /// ID tokens kept verified at most (one per live session is plenty).
 const ID_CACHE: u64 = 10_000;
+/// Sign-ins in progress kept per browser (pre-login cookies); the oldest is dropped beyond it.
+pub const MAX_PENDING: usize = 4;
+/// Largest logout form read, bytes.
+const MAX_LOGOUT_FORM: usize = 1024;
 
 /// Why the edge login could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -154,8 +166,11 @@ impl Login {
 
     /// Sends the browser to the IdP's authorization endpoint (OIDC Core §3.1.2.1) and sets the
     /// sealed pre-login cookie. A step-up adds `acr_values`, `max_age` and `id_token_hint`.
+    /// `cookies` are the request's headers: earlier pre-login cookies beyond [`MAX_PENDING`],
+    /// expired or unreadable, are cleared.
     pub async fn start(
         &self,
+        cookies: &HeaderMap,
         return_to: &str,
         step_up: Option<(&StepUp, &Token)>,
         now: u64,
@@ -202,12 +217,16 @@ impl Login {
             "redirect"
         });
         let mut rsp = redirect(url.as_str());
+        for stale in self.stale_logins(cookies, now) {
+            rsp.headers_mut()
+                .append(header::SET_COOKIE, self.clear(stale, "/"));
+        }
         rsp.headers_mut().append(
             header::SET_COOKIE,
             cookie::set(
-                cookie::LOGIN,
+                &login_cookie(&pending.state),
                 &sealed,
-                "/_baton/",
+                "/",
                 LOGIN_TTL,
                 self.settings.secure(),
             ),
@@ -215,26 +234,62 @@ impl Login {
         rsp
     }
 
+    /// The pre-login cookies to clear before one more is set: unreadable or expired ones, and
+    /// the oldest live ones so that at most [`MAX_PENDING`] remain with the new one.
+    fn stale_logins<'a>(&self, headers: &'a HeaderMap, now: u64) -> Vec<&'a str> {
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for (name, value) in cookie::with_prefix(headers, LOGIN_PREFIX, 64) {
+            match self.open_pending(value) {
+                Some(p) if p.exp >= now => live.push((p.exp, name)),
+                _ => stale.push(name),
+            }
+        }
+        live.sort_unstable();
+        let excess = (live.len() + 1).saturating_sub(MAX_PENDING);
+        stale.extend(live.into_iter().take(excess).map(|(_, name)| name));
+        stale
+    }
+
+    fn open_pending(&self, value: &str) -> Option<Pending> {
+        let plain = self.sealer.open(cookie::LOGIN, value)?;
+        serde_json::from_slice(&plain).ok()
+    }
+
     /// Answers the reserved paths: the callback, logout; anything else under `/_baton/` is 404.
-    pub async fn reserved<B>(
-        &self,
-        access: &Verifier,
-        req: &Request<B>,
-        now: u64,
-    ) -> Response<Body> {
+    pub async fn reserved<B>(&self, access: &Verifier, req: Request<B>, now: u64) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<BoxError>,
+    {
         match (req.method(), req.uri().path()) {
-            (&Method::GET, CALLBACK_PATH) => match self.callback(access, req, now).await {
+            (&Method::GET, CALLBACK_PATH) => match self.callback(access, &req, now).await {
                 Ok(rsp) => rsp,
                 Err(e) => {
                     self.metrics.login("callback_error");
                     info!(reason = %e, "edge login: callback refused");
                     let mut rsp = text(e.status(), format!("sign-in failed: {e}\n"));
-                    rsp.headers_mut()
-                        .append(header::SET_COOKIE, self.clear(cookie::LOGIN, "/_baton/"));
+                    let q = Form::parse(req.uri().query().unwrap_or("").as_bytes());
+                    if let Ok(Some(state)) = q.one("state") {
+                        rsp.headers_mut()
+                            .append(header::SET_COOKIE, self.clear(&login_cookie(state), "/"));
+                    }
                     rsp
                 }
             },
-            (&Method::GET | &Method::POST, LOGOUT_PATH) => self.logout(req.headers()).await,
+            (&Method::GET, LOGOUT_PATH) => self.logout_page(req.headers()),
+            (&Method::POST, LOGOUT_PATH) => self.logout(req).await,
+            (_, CALLBACK_PATH | LOGOUT_PATH) => {
+                let mut rsp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                let allow = if req.uri().path() == LOGOUT_PATH {
+                    "GET, POST"
+                } else {
+                    "GET"
+                };
+                rsp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                rsp
+            }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }
@@ -253,9 +308,8 @@ impl Login {
         let (Some(state), Some(code)) = (one("state")?, one("code")?) else {
             return Err(Callback::Malformed);
         };
-        let pending: Pending = cookie::read(req.headers(), cookie::LOGIN)
-            .and_then(|v| self.sealer.open(cookie::LOGIN, v))
-            .and_then(|p| serde_json::from_slice(&p).ok())
+        let pending = cookie::read(req.headers(), &login_cookie(state))
+            .and_then(|v| self.open_pending(v))
             .ok_or(Callback::NoLoginCookie)?;
         if pending.exp < now {
             return Err(Callback::Expired);
@@ -298,7 +352,7 @@ impl Login {
         info!("edge login: signed in");
         let mut rsp = redirect(&pending.return_to);
         let h = rsp.headers_mut();
-        h.append(header::SET_COOKIE, self.clear(cookie::LOGIN, "/_baton/"));
+        h.append(header::SET_COOKIE, self.clear(&login_cookie(state), "/"));
         h.append(
             header::SET_COOKIE,
             cookie::set(
@@ -432,6 +486,7 @@ impl Login {
         &self,
         b: &Browser,
         c: &StepUp,
+        cookies: &HeaderMap,
         return_to: &str,
         now: u64,
     ) -> Option<Response<Body>> {
@@ -442,23 +497,83 @@ impl Login {
         }
         let hint = s.id_token.clone();
         drop(s);
-        Some(self.start(return_to, Some((c, &hint)), now).await)
+        Some(self.start(cookies, return_to, Some((c, &hint)), now).await)
     }
 
     // === logout ===
 
-    /// Ends the session, clears the cookie, and sends the browser to the IdP's
-    /// `end_session_endpoint` (OIDC RP-Initiated Logout §2) when it has one, else to `/`.
-    async fn logout(&self, headers: &HeaderMap) -> Response<Body> {
-        let ended = match self.session_id(headers) {
-            Some(id) => self.sessions.remove(&id),
-            None => None,
+    /// The live session named by the request's cookie.
+    fn live_session(&self, headers: &HeaderMap) -> Option<SessionId> {
+        self.session_id(headers)
+            .filter(|id| self.sessions.get(id).is_some())
+    }
+
+    /// `GET /_baton/logout`: a page with a sign-out button (POST with a CSRF token). Never signs
+    /// out by itself. Without a session there is nothing to end: back to the post-logout path.
+    fn logout_page(&self, headers: &HeaderMap) -> Response<Body> {
+        let Some(id) = self.live_session(headers) else {
+            return self.signed_out(&self.settings.post_logout_path);
         };
-        let hint = match ended {
+        let csrf = self.sealer.seal(cookie::LOGOUT, &id);
+        let body = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Sign out</title></head>\n\
+             <body><form method=\"post\" action=\"{LOGOUT_PATH}\">\n\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+             <p><button type=\"submit\" id=\"sign-out\">Sign out</button></p>\n\
+             </form></body></html>\n"
+        );
+        let mut rsp = text(StatusCode::OK, body);
+        let h = rsp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // No `form-action`: Chromium applies it to the redirect after the POST (to the IdP).
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+        rsp
+    }
+
+    /// `POST /_baton/logout`: with the page's CSRF token or from this origin, ends the session,
+    /// clears the cookie, and sends the browser to the IdP's `end_session_endpoint` (OIDC
+    /// RP-Initiated Logout 1.0 §2) with `id_token_hint`, `client_id` and
+    /// `post_logout_redirect_uri`, when discovery has one, else to the post-logout path.
+    async fn logout<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let Some(id) = self.live_session(req.headers()) else {
+            return self.signed_out(&self.settings.post_logout_path);
+        };
+        let allowed = self.same_origin(req.headers()) || {
+            let form = read_limited(req.into_body(), MAX_LOGOUT_FORM)
+                .await
+                .unwrap_or_default();
+            let form = Form::parse(&form);
+            form.one("csrf")
+                .ok()
+                .flatten()
+                .and_then(|t| self.sealer.open(cookie::LOGOUT, t))
+                .is_some_and(|opened| constant_time_eq(&opened, &id))
+        };
+        if !allowed {
+            self.metrics.login("logout_refused");
+            info!("edge login: logout refused (no CSRF token, another origin)");
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("sign-out refused: use the sign-out button at {LOGOUT_PATH}\n"),
+            );
+        }
+        let hint = match self.sessions.remove(&id) {
             Some(s) => Some(s.lock().await.id_token.clone()),
             None => None,
         };
         self.metrics.login("logout");
+        info!("edge login: signed out");
         let target = match self
             .endpoints()
             .await
@@ -471,12 +586,39 @@ impl Login {
                     if let Some(h) = &hint {
                         q.append_pair("id_token_hint", h.expose());
                     }
+                    q.append_pair(
+                        "post_logout_redirect_uri",
+                        &self.settings.post_logout_redirect_uri(),
+                    );
                 }
                 url.to_string()
             }
-            None => "/".to_owned(),
+            None => self.settings.post_logout_path.clone(),
         };
-        let mut rsp = redirect(&target);
+        self.signed_out(&target)
+    }
+
+    /// Whether the browser says the request comes from a page of this origin: `Sec-Fetch-Site:
+    /// same-origin`, or an `Origin` equal to `external_url`'s (neither can be set by a page).
+    fn same_origin(&self, headers: &HeaderMap) -> bool {
+        let site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"same-origin");
+        let origin = headers.get(header::ORIGIN).is_some_and(|v| {
+            v.as_bytes()
+                == self
+                    .settings
+                    .external_url
+                    .origin()
+                    .ascii_serialization()
+                    .as_bytes()
+        });
+        site || origin
+    }
+
+    /// A redirect to `location` that clears the session cookie.
+    fn signed_out(&self, location: &str) -> Response<Body> {
+        let mut rsp = redirect(location);
         rsp.headers_mut()
             .append(header::SET_COOKIE, self.clear(cookie::SESSION, "/"));
         rsp
@@ -494,7 +636,9 @@ enum Callback {
     Idp(String),
     #[error("the callback lacks state or code, or repeats them")]
     Malformed,
-    #[error("no sign-in was started in this browser (missing or unreadable login cookie)")]
+    #[error(
+        "no sign-in with this state was started in this browser (missing, expired or unreadable login cookie)"
+    )]
     NoLoginCookie,
     #[error("the sign-in took too long; start again")]
     Expired,
@@ -546,6 +690,18 @@ fn sanitize(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(64)
         .collect()
+}
+
+/// The pre-login cookie names start with this.
+const LOGIN_PREFIX: &str = "baton-login-";
+
+/// The pre-login cookie of the sign-in with `state`: [`LOGIN_PREFIX`] + 8 hex digits of its hash.
+fn login_cookie(state: &str) -> String {
+    let h = Sha256::digest(state.as_bytes());
+    format!(
+        "{LOGIN_PREFIX}{:02x}{:02x}{:02x}{:02x}",
+        h[0], h[1], h[2], h[3]
+    )
 }
 
 fn random(n: usize) -> String {

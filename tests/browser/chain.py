@@ -1,5 +1,6 @@
 """Headless Chromium through the demo chain: sign in at service-a's sidecar (edge login), see
-service-c's answer, step up to mfa when C demands it (only the one-time code), sign out.
+service-c's answer, step up to mfa when C demands it (only the one-time code), sign out at A
+and at the IdP (the password is asked again).
 
 Run through tests/browser/run.sh, which starts `baton demo --serve` and sets EDGE (service-a's
 inbound URL), TOTP_SECRET and ARTIFACTS.
@@ -74,15 +75,19 @@ def main():
         assert c["claims"]["amr"] == ["pwd", "otp"], c
         print("stepped up through the chain: C sees acr", c["claims"]["acr"], "amr", c["claims"]["amr"])
 
-        # 3. Sign out at A: the session ends. The logout lands on `/`, which signs the browser in
-        # again; while the IdP's own session lives (no end_session_endpoint yet) that is silent,
-        # so the proof is a different session cookie, or none.
-        before = driver.get_cookie("baton-session")
-        assert before, driver.get_cookies()
+        # 3. Sign out at A: the GET shows a button (logout is POST-only, CSRF-protected); the
+        # POST ends A's session and sends the browser to the IdP's end_session_endpoint with
+        # id_token_hint, which ends the IdP session and returns to A's `/`; A then sends the
+        # browser to sign in, and the IdP asks for the password again.
+        assert driver.get_cookie("baton-session"), driver.get_cookies()
         driver.get(f"{EDGE}/_baton/logout")
-        after = driver.get_cookie("baton-session")
-        assert after is None or after["value"] != before["value"], (before, after)
-        print("signed out at A")
+        assert driver.get_cookie("baton-session"), "a GET alone must not sign out"
+        driver.find_element(By.ID, "sign-out").click()
+        WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "password"))
+        assert not driver.current_url.startswith(EDGE), driver.current_url
+        assert driver.get_cookie("baton-session") is None, driver.get_cookies()
+        driver.save_screenshot(f"{ARTIFACTS}/chain-signed-out.png")
+        print("signed out at A and at the IdP: the password is asked again")
     finally:
         driver.quit()
     print("browser sign-in through the chain: ok")

@@ -4,7 +4,7 @@
 #    the current TOTP code and is not asked for the password again; acr/amr are checked.
 # 2. chain.py, through `baton demo --serve`: A's sidecar sends the browser to sign in, C's
 #    answer is shown; C's mfa challenge makes A's sidecar step the browser up (code only) and
-#    replay the page; sign-out.
+#    replay the page; sign-out at A ends the IdP session too (the password is asked again).
 # Screenshots of the login and code pages go to target/artifacts/. Loopback only, bounded,
 # cleans up after itself.
 #

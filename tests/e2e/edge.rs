@@ -1,8 +1,12 @@
 //! e2e: browser sign-in at the edge (A's sidecar, `login: browser`) and step-up through the
 //! A→B→C chain, with a cookie-keeping reqwest client as the browser and the real baton-idp.
 
-use baton::demo::{Chain, DEMO_PASSWORD, DEMO_USER, MFA_PATH};
-use reqwest::header::{ACCEPT, COOKIE, LOCATION, SET_COOKIE};
+use crate::support::token_idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp};
+use crate::support::upstream::Upstream;
+use baton::config::Config;
+use baton::demo::{Chain, DEMO_PASSWORD, DEMO_USER, MFA_PATH, Options, UNREACHABLE_PATH};
+use baton::sidecar::{self, Listeners};
+use reqwest::header::{ACCEPT, COOKIE, LOCATION, ORIGIN, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -61,6 +65,32 @@ fn set_cookie<'a>(rsp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
         .find(|v| v.starts_with(&format!("{name}=")))
 }
 
+/// The pre-login cookie a sign-in start sets (`baton-login-<hash of state>`), whole header.
+fn login_cookie(rsp: &reqwest::Response) -> Option<&str> {
+    rsp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("baton-login-") && !v.contains("Max-Age=0"))
+}
+
+/// `name=value` of a `Set-Cookie` header.
+fn pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().expect("pair").to_owned()
+}
+
+/// The names of the cookies a response clears.
+fn cleared(rsp: &reqwest::Response) -> Vec<String> {
+    rsp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| v.contains("Max-Age=0"))
+        .filter_map(|v| v.split('=').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `name="value"` of the hidden input `name` on an IdP page.
 fn hidden(html: &str, name: &str) -> String {
     let at = html
@@ -94,7 +124,11 @@ async fn password_at_idp(b: &reqwest::Client, issuer: &str, authorize: &str) -> 
 
 /// The chain, a browser signed in at A (back at `/`), and its `baton-session=...` cookie.
 async fn signed_in() -> (Chain, reqwest::Client, String) {
-    let chain = Chain::start().await.expect("chain");
+    signed_in_with(Options::default()).await
+}
+
+async fn signed_in_with(options: Options) -> (Chain, reqwest::Client, String) {
+    let chain = Chain::start_with(options).await.expect("chain");
     let b = browser();
     let start = nav(&b, &format!("{}/", chain.edge)).await;
     let callback = password_at_idp(&b, &chain.issuer, &location(&start)).await;
@@ -128,12 +162,9 @@ async fn a_browser_is_sent_to_sign_in_with_pkce_state_and_nonce_and_then_sees_c(
     assert_eq!(q["redirect_uri"], format!("{}/_baton/callback", chain.edge));
     assert!(q["scope"].split(' ').any(|s| s == "openid"));
     assert!(!q.contains_key("id_token_hint"));
-    let login_cookie = set_cookie(&rsp, "baton-login").expect("pre-login cookie");
-    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("Path=/_baton/"));
-    assert!(
-        !login_cookie.contains(&q["state"]),
-        "the state travels sealed"
-    );
+    let login = login_cookie(&rsp).expect("pre-login cookie");
+    assert!(login.contains("HttpOnly") && login.contains("Path=/;"));
+    assert!(!login.contains(&q["state"]), "the state travels sealed");
 
     let callback = password_at_idp(&b, &chain.issuer, &to).await;
     assert!(callback.starts_with(&format!("{}/_baton/callback?", chain.edge)));
@@ -179,7 +210,7 @@ async fn api_requests_without_a_session_get_401_not_a_redirect() {
         .await
         .expect("get");
     assert_eq!(json.status(), 401);
-    assert!(set_cookie(&json, "baton-login").is_none());
+    assert!(login_cookie(&json).is_none());
     let post = b
         .post(format!("{}/", chain.edge))
         .header(ACCEPT, "text/html")
@@ -203,10 +234,7 @@ async fn the_callback_refuses_a_wrong_state_a_replay_a_missing_cookie_and_idp_er
     let chain = Chain::start().await.expect("chain");
     let b = browser();
     let start = nav(&b, &format!("{}/", chain.edge)).await;
-    let cookie = set_cookie(&start, "baton-login")
-        .and_then(|c| c.split(';').next())
-        .expect("cookie")
-        .to_owned();
+    let cookie = pair(login_cookie(&start).expect("cookie"));
     let callback = password_at_idp(&b, &chain.issuer, &location(&start)).await;
     let q = query(&callback);
     let cb = format!("{}/_baton/callback", chain.edge);
@@ -349,18 +377,76 @@ async fn a_challenge_from_c_steps_the_browser_up_with_only_the_code_and_replays_
 }
 
 #[tokio::test]
-async fn logout_ends_the_session_and_clears_the_cookie() {
+async fn logout_is_a_post_with_csrf_that_ends_the_idp_session_too() {
     let (chain, b, cookie) = signed_in().await;
+    let logout = format!("{}/_baton/logout", chain.edge);
     assert_eq!(nav(&b, &format!("{}/", chain.edge)).await.status(), 200);
-    let out = nav(&b, &format!("{}/_baton/logout", chain.edge)).await;
+    // A GET (a link, an <img>, a top-level navigation from another site) only shows a button.
+    let page = nav(&b, &logout).await;
+    assert_eq!(page.status(), 200);
+    assert!(set_cookie(&page, "baton-session").is_none());
+    let html = page.text().await.expect("page");
+    assert!(html.contains("method=\"post\""), "{html}");
+    let csrf = hidden(&html, "csrf");
+    // A POST from another site (its Origin, no token, or a wrong token) is refused.
+    for (origin, token) in [
+        (Some("https://evil.example"), None),
+        (None, None),
+        (None, Some("AAAA")),
+    ] {
+        let mut req = b.post(&logout);
+        if let Some(o) = origin {
+            req = req.header(ORIGIN, o);
+        }
+        if let Some(t) = token {
+            req = req.form(&[("csrf", t)]);
+        }
+        let rsp = req.send().await.expect("post");
+        assert_eq!(rsp.status(), 403, "{origin:?} {token:?}");
+        assert!(set_cookie(&rsp, "baton-session").is_none());
+    }
+    assert_eq!(nav(&b, &format!("{}/", chain.edge)).await.status(), 200);
+
+    // The button: the session ends, and the browser goes to the IdP's end-session endpoint.
+    let out = b
+        .post(&logout)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .expect("logout");
     assert_eq!(out.status(), 302);
-    let cleared = set_cookie(&out, "baton-session").expect("cleared");
-    assert!(cleared.contains("Max-Age=0"));
+    assert!(
+        set_cookie(&out, "baton-session")
+            .expect("cleared")
+            .contains("Max-Age=0")
+    );
     let to = location(&out);
-    assert!(to == "/" || to.starts_with(&chain.issuer), "{to}");
-    let again = nav(&b, &format!("{}/", chain.edge)).await;
+    assert!(
+        to.starts_with(&format!("{}/end_session?", chain.issuer)),
+        "{to}"
+    );
+    let q = query(&to);
+    assert_eq!(q["client_id"], "service-a");
+    assert_eq!(q["post_logout_redirect_uri"], format!("{}/", chain.edge));
+    assert_eq!(q["id_token_hint"].split('.').count(), 3);
+    // The hint names the IdP session: no confirmation, straight back to A.
+    let idp = nav(&b, &to).await;
+    assert_eq!(idp.status(), 303);
+    assert_eq!(location(&idp), format!("{}/", chain.edge));
+    // A sends the browser to sign in, and the IdP asks for the password again.
+    let again = nav(&b, &location(&idp)).await;
     assert_eq!(again.status(), 302, "signed out: sent to sign in again");
-    assert!(location(&again).contains("/authorize?"));
+    let authorize = location(&again);
+    assert!(authorize.contains("/authorize?"));
+    let login = nav(&b, &authorize).await;
+    assert_eq!(login.status(), 200, "the IdP session ended: a login page");
+    assert!(
+        login
+            .text()
+            .await
+            .expect("page")
+            .contains("name=\"password\"")
+    );
     // The old cookie value names a session the sidecar no longer has.
     let replay = bare()
         .get(format!("{}/", chain.edge))
@@ -371,4 +457,236 @@ async fn logout_ends_the_session_and_clears_the_cookie() {
         .expect("replay");
     assert_eq!(replay.status(), 401);
     chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_sign_out_form_on_the_apps_own_pages_needs_no_token() {
+    let (chain, b, _) = signed_in().await;
+    let out = b
+        .post(format!("{}/_baton/logout", chain.edge))
+        .header(ORIGIN, &chain.edge)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status(), 302);
+    assert!(location(&out).contains("/end_session?"));
+    let again = nav(&b, &format!("{}/", chain.edge)).await;
+    assert_eq!(again.status(), 302);
+    assert!(location(&again).contains("/authorize?"));
+    // Without a session, logout has nothing to end: back to `/`.
+    let none = bare()
+        .post(format!("{}/_baton/logout", chain.edge))
+        .send()
+        .await
+        .expect("no session");
+    assert_eq!(none.status(), 302);
+    assert_eq!(location(&none), "/");
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn the_access_token_is_refreshed_before_expiry_and_a_failed_refresh_signs_in_again() {
+    // Access tokens live 20 s, less than the 30 s refresh skew: every request refreshes first.
+    let options = Options {
+        access_lifetime: Some(20),
+        ..Options::default()
+    };
+    let (chain, b, _) = signed_in_with(options).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let rsp = nav(&b, &format!("{}/", chain.edge)).await;
+        assert_eq!(rsp.status(), 200);
+        let body: Value = rsp.json().await.expect("json");
+        assert_eq!(body["claims"]["sub"], "alice");
+        assert_eq!(
+            body["next"]["next"]["service"], "service-c",
+            "the chain still works"
+        );
+        let jti = body["claims"]["jti"].as_str().expect("jti").to_owned();
+        assert!(
+            !seen.contains(&jti),
+            "a new access token each time: {jti} in {seen:?}"
+        );
+        seen.push(jti);
+    }
+    // The user signs out at the IdP directly: it revokes the refresh tokens of that session.
+    let confirm = nav(&b, &format!("{}/end_session", chain.issuer)).await;
+    assert_eq!(confirm.status(), 200);
+    let html = confirm.text().await.expect("page");
+    let ended = b
+        .post(format!("{}/end_session", chain.issuer))
+        .form(&[
+            ("logout_request", hidden(&html, "logout_request")),
+            ("csrf", hidden(&html, "csrf")),
+        ])
+        .send()
+        .await
+        .expect("end session");
+    assert_eq!(ended.status(), 200);
+    // The next refresh is refused: the session ends and the browser is sent to sign in again.
+    let rsp = nav(&b, &format!("{}/", chain.edge)).await;
+    assert_eq!(rsp.status(), 302);
+    let authorize = location(&rsp);
+    assert!(authorize.contains("/authorize?"), "{authorize}");
+    assert!(
+        nav(&b, &authorize)
+            .await
+            .text()
+            .await
+            .expect("page")
+            .contains("name=\"password\"")
+    );
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn a_challenge_the_idp_cannot_meet_is_shown_the_second_time_not_looped() {
+    let options = Options {
+        unreachable_acr: true,
+        ..Options::default()
+    };
+    let (chain, b, _) = signed_in_with(options).await;
+    let page = format!("{}{UNREACHABLE_PATH}", chain.edge);
+    let first = nav(&b, &page).await;
+    assert_eq!(first.status(), 302, "the first challenge is a step-up");
+    let to = location(&first);
+    assert_eq!(query(&to)["acr_values"], "hwk");
+    // The IdP cannot give hwk; acr_values are voluntary, so it signs the user in as it can.
+    let idp = nav(&b, &to).await;
+    assert!(idp.status().is_redirection(), "{}", idp.status());
+    let back = nav(&b, &location(&idp)).await;
+    assert_eq!(back.status(), 302);
+    assert_eq!(location(&back), UNREACHABLE_PATH);
+    // The same challenge again: the browser gets C's 401, not another redirect.
+    let second = nav(&b, &page).await;
+    assert_eq!(second.status(), 401);
+    let challenge = second
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .expect("challenge")
+        .to_owned();
+    assert!(
+        challenge.contains("insufficient_user_authentication"),
+        "{challenge}"
+    );
+    assert!(challenge.contains("hwk"), "{challenge}");
+    // Other pages keep working with the session.
+    assert_eq!(nav(&b, &format!("{}/", chain.edge)).await.status(), 200);
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn two_tabs_signing_in_at_once_both_complete() {
+    let chain = Chain::start().await.expect("chain");
+    let b = browser();
+    let one = nav(&b, &format!("{}/one", chain.edge)).await;
+    let two = nav(&b, &format!("{}/two", chain.edge)).await;
+    let (c1, c2) = (
+        login_cookie(&one).expect("1"),
+        login_cookie(&two).expect("2"),
+    );
+    assert_ne!(
+        pair(c1).split('=').next(),
+        pair(c2).split('=').next(),
+        "one cookie per sign-in"
+    );
+    // Tab 1 signs in with the password; tab 2 then passes the IdP silently.
+    let callback1 = password_at_idp(&b, &chain.issuer, &location(&one)).await;
+    let idp2 = nav(&b, &location(&two)).await;
+    assert!(idp2.status().is_redirection());
+    let callback2 = location(&idp2);
+    // Both callbacks complete, the later first.
+    let back2 = nav(&b, &callback2).await;
+    assert_eq!(back2.status(), 302, "{:?}", back2.text().await);
+    let back1 = nav(&b, &callback1).await;
+    assert_eq!(back1.status(), 302, "{:?}", back1.text().await);
+    assert_eq!(location(&back1), "/one");
+    assert!(set_cookie(&back1, "baton-session").is_some());
+    assert_eq!(nav(&b, &format!("{}/one", chain.edge)).await.status(), 200);
+    chain.stop().await;
+}
+
+#[tokio::test]
+async fn pending_sign_ins_are_bounded_per_browser() {
+    let chain = Chain::start().await.expect("chain");
+    let mut jar: Vec<String> = vec!["baton-login-deadbeef=garbage".into()];
+    for i in 0..6 {
+        let rsp = bare()
+            .get(format!("{}/p{i}", chain.edge))
+            .header(ACCEPT, "text/html")
+            .header(COOKIE, jar.join("; "))
+            .send()
+            .await
+            .expect("start");
+        assert_eq!(rsp.status(), 302);
+        let gone = cleared(&rsp);
+        if i == 0 {
+            assert_eq!(
+                gone,
+                ["baton-login-deadbeef"],
+                "an unreadable one is cleared"
+            );
+        }
+        jar.retain(|c| !gone.iter().any(|g| c.starts_with(&format!("{g}="))));
+        jar.push(pair(login_cookie(&rsp).expect("new")));
+        assert!(
+            jar.len() <= baton::inbound::login::MAX_PENDING,
+            "{i}: {jar:?}"
+        );
+    }
+    assert_eq!(jar.len(), baton::inbound::login::MAX_PENDING);
+    chain.stop().await;
+}
+
+/// A sidecar signing browsers in at a fake IdP whose ID tokens carry the nonce the test sets.
+#[tokio::test]
+async fn an_id_token_with_another_nonce_is_refused_at_the_callback() {
+    let idp = FakeIdp::start().await;
+    let app = Upstream::start().await;
+    let yaml = format!(
+        "issuer: {iss}\naudience: {CLIENT_ID}\napp: \"{app}\"\n\
+         routes:\n  - name: web\n    path: /\n    login: browser\n\
+         login:\n  external_url: http://127.0.0.1:1/\n\
+         outbound:\n  client:\n    client_id: {CLIENT_ID}\n    secret: {CLIENT_SECRET}\n",
+        iss = idp.issuer(),
+        app = app.addr,
+    );
+    let cfg = Config::from_yaml(&yaml, "sidecar-edge.yaml").expect("config");
+    let listeners = Listeners::ephemeral(&cfg).await.expect("bind");
+    let running = sidecar::start(cfg, listeners, None).await.expect("sidecar");
+    assert!(running.ready(Duration::from_secs(10)).await, "keys loaded");
+    let edge = format!("http://{}", running.inbound);
+
+    let attempt = |nonce: Option<&'static str>| {
+        let (idp, edge) = (&idp, edge.clone());
+        async move {
+            let start = nav(&bare(), &format!("{edge}/")).await;
+            assert_eq!(start.status(), 302);
+            let q = query(&location(&start));
+            idp.id_nonce(match nonce {
+                Some(n) => n,
+                None => &q["nonce"],
+            });
+            bare()
+                .get(format!(
+                    "{edge}/_baton/callback?code=c&state={}",
+                    q["state"]
+                ))
+                .header(COOKIE, pair(login_cookie(&start).expect("cookie")))
+                .send()
+                .await
+                .expect("callback")
+        }
+    };
+    let wrong = attempt(Some("someone-elses-nonce")).await;
+    assert_eq!(wrong.status(), 400);
+    assert!(set_cookie(&wrong, "baton-session").is_none(), "no session");
+    let text = wrong.text().await.expect("body");
+    assert!(text.contains("nonce"), "{text}");
+    // The same flow with the sign-in's own nonce is accepted: the nonce is what failed.
+    let right = attempt(None).await;
+    assert_eq!(right.status(), 302, "{:?}", right.text().await);
+    assert!(set_cookie(&right, "baton-session").is_some());
+    running.stop().await;
 }

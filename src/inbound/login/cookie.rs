@@ -12,8 +12,12 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 /// The browser session cookie.
 pub const SESSION: &str = "baton-session";
-/// The pre-login cookie (state, PKCE verifier, nonce, return path), sent only to `/_baton/`.
+/// The pre-login cookies (state, PKCE verifier, nonce, return path) are named this plus a short
+/// hash of their `state`, one per sign-in in progress, so two tabs signing in at once both
+/// complete. Their sealed values all use this name as associated data.
 pub const LOGIN: &str = "baton-login";
+/// Associated data of the logout form's CSRF token (the sealed session id).
+pub const LOGOUT: &str = "baton-logout";
 /// Largest cookie value read; anything longer is ignored before decoding.
 const MAX_VALUE: usize = 4096;
 
@@ -93,6 +97,23 @@ pub fn read<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
+/// Every cookie whose name starts with `prefix`, as (name, value), first `max` only.
+pub fn with_prefix<'a>(
+    headers: &'a HeaderMap,
+    prefix: &str,
+    max: usize,
+) -> Vec<(&'a str, &'a str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(k, _)| k.starts_with(prefix))
+        .take(max)
+        .collect()
+}
+
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, `Secure` when `secure`; `max_age` 0 clears it.
 pub fn set(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
@@ -105,6 +126,26 @@ pub fn set(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> H
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cookies_are_found_by_prefix_and_bounded() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("baton-login-aa=1; other=2; baton-login-bb=3"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("baton-login-cc=4"));
+        assert_eq!(
+            with_prefix(&h, "baton-login-", 10),
+            [
+                ("baton-login-aa", "1"),
+                ("baton-login-bb", "3"),
+                ("baton-login-cc", "4")
+            ]
+        );
+        assert_eq!(with_prefix(&h, "baton-login-", 2).len(), 2);
+        assert!(with_prefix(&h, "nothing", 10).is_empty());
+    }
 
     #[test]
     fn sealed_values_open_only_for_their_cookie_and_key() {

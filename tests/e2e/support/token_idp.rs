@@ -1,5 +1,7 @@
 //! A fake token endpoint for the outbound tests: counts calls, checks the form and the client's
-//! Basic credentials, and answers JWTs signed with a real `SigningKey`.
+//! Basic credentials, and answers JWTs signed with a real `SigningKey`. For the edge login it
+//! also publishes its JWKS and answers the authorization-code grant with an ID token carrying
+//! the nonce set by [`FakeIdp::id_nonce`] (the right one, or another).
 
 use base64::Engine;
 use baton::http::{Body, Form, json, read_limited};
@@ -24,6 +26,7 @@ struct State {
     calls: AtomicUsize,
     fail: AtomicBool,
     forms: Mutex<Vec<Vec<(String, String)>>>,
+    nonce: Mutex<String>,
 }
 
 /// A running fake IdP.
@@ -45,6 +48,7 @@ impl FakeIdp {
             calls: AtomicUsize::new(0),
             fail: AtomicBool::new(false),
             forms: Mutex::new(Vec::new()),
+            nonce: Mutex::new(String::new()),
         });
         let (tx, rx) = oneshot::channel::<()>();
         let s = state.clone();
@@ -84,12 +88,14 @@ impl FakeIdp {
         self.state.forms.lock().expect("lock").clone()
     }
 
+    /// The `nonce` of the ID tokens the authorization-code grant answers from now on.
+    pub fn id_nonce(&self, nonce: &str) {
+        *self.state.nonce.lock().expect("lock") = nonce.to_owned();
+    }
+
     /// A user token as the IdP would have issued it to service A.
     pub fn user_token(&self, sub: &str) -> String {
-        let now = jwt::unix_now();
-        let claims = json!({"iss": self.state.issuer, "sub": sub, "aud": CLIENT_ID,
-            "exp": now + 600, "iat": now, "jti": sub});
-        self.state.key.sign("at+jwt", &claims).expect("sign")
+        user_token_of(&self.state, sub)
     }
 
     /// Stops accepting and closes every connection; later calls are refused.
@@ -107,8 +113,13 @@ async fn handle(s: &State, req: Request<Incoming>) -> Response<Body> {
     if req.uri().path() == "/.well-known/openid-configuration" {
         return json(
             StatusCode::OK,
-            &json!({"issuer": s.issuer, "token_endpoint": format!("{}/token", s.issuer)}),
+            &json!({"issuer": s.issuer, "token_endpoint": format!("{}/token", s.issuer),
+                "jwks_uri": format!("{}/jwks", s.issuer),
+                "authorization_endpoint": format!("{}/authorize", s.issuer)}),
         );
+    }
+    if req.uri().path() == "/jwks" {
+        return json(StatusCode::OK, &json!({"keys": [s.key.public_jwk()]}));
     }
     let authorized = req
         .headers()
@@ -170,6 +181,16 @@ async fn handle(s: &State, req: Request<Incoming>) -> Response<Body> {
             }
         }
         Some("client_credentials") => CLIENT_ID.to_owned(),
+        Some("authorization_code") => {
+            let nonce = s.nonce.lock().expect("lock").clone();
+            let id = json!({"iss": s.issuer, "sub": "alice", "aud": CLIENT_ID, "nonce": nonce,
+                "exp": now + 300, "iat": now, "auth_time": now});
+            return json(
+                StatusCode::OK,
+                &json!({"access_token": user_token_of(s, "alice"), "token_type": "Bearer",
+                    "expires_in": 300, "id_token": s.key.sign("JWT", &id).expect("sign")}),
+            );
+        }
         _ => return err("unsupported_grant_type"),
     };
     let resources = form.all("resource");
@@ -188,4 +209,11 @@ async fn handle(s: &State, req: Request<Incoming>) -> Response<Body> {
             "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
             "expires_in": 300}),
     )
+}
+
+fn user_token_of(s: &State, sub: &str) -> String {
+    let now = jwt::unix_now();
+    let claims = json!({"iss": s.issuer, "sub": sub, "aud": CLIENT_ID,
+        "exp": now + 600, "iat": now, "jti": sub});
+    s.key.sign("at+jwt", &claims).expect("sign")
 }
