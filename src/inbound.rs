@@ -185,6 +185,10 @@ where
         },
         _ => None,
     };
+    if s.login.is_some() {
+        // The sealed session and sign-in cookies are the sidecar's; the app gets the bearer.
+        login::cookie::strip(req.headers_mut(), login::cookie::PREFIX);
+    }
     let verdict = admit(s, route, &req).await;
     let (claims, outcome) = match (verdict, cfg.mode) {
         (Ok(Admitted::Public), _) => (None, "public"),

@@ -10,6 +10,8 @@ use http::{HeaderMap, HeaderValue, header};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
+/// What every cookie of the sidecar's is named with; none of them is forwarded to the app.
+pub const PREFIX: &str = "baton-";
 /// The browser session cookie.
 pub const SESSION: &str = "baton-session";
 /// The pre-login cookies (state, PKCE verifier, nonce, return path) are named this plus a short
@@ -114,6 +116,30 @@ pub fn with_prefix<'a>(
         .collect()
 }
 
+/// Removes every cookie whose name starts with `prefix` from the request's `Cookie` headers, so
+/// the sidecar's own sealed cookies never reach the app; the others are kept, in order, in one
+/// `Cookie` header (RFC 6265 §5.4). Works on bytes: a header that is not UTF-8 is filtered too.
+pub fn strip(headers: &mut HeaderMap, prefix: &str) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<Vec<u8>> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty() && !pair.starts_with(prefix.as_bytes()))
+        .map(<[u8]>::to_vec)
+        .collect();
+    headers.remove(header::COOKIE);
+    if kept.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, `Secure` when `secure`; `max_age` 0 clears it.
 pub fn set(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
@@ -126,6 +152,25 @@ pub fn set(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> H
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strip_removes_only_the_sidecars_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("app=1; baton-session=sealed; theme=dark"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("baton-login-ab=x"));
+        h.append(header::COOKIE, HeaderValue::from_static("lang=en"));
+        strip(&mut h, "baton-");
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, vec!["app=1; theme=dark; lang=en"]);
+
+        let mut only_ours = HeaderMap::new();
+        only_ours.insert(header::COOKIE, HeaderValue::from_static("baton-session=s"));
+        strip(&mut only_ours, "baton-");
+        assert!(!only_ours.contains_key(header::COOKIE));
+    }
 
     #[test]
     fn cookies_are_found_by_prefix_and_bounded() {
