@@ -1,7 +1,9 @@
 //! Builders shared by the e2e tests.
 
 pub mod fake_idp;
+pub mod fault_proxy;
 pub mod idp;
+pub mod process;
 pub mod recorder;
 pub mod token_idp;
 pub mod tokens;
