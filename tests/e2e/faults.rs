@@ -328,7 +328,11 @@ async fn a_hanging_jwks_endpoint_keeps_known_keys_working_and_unknown_kids_get_4
         .get(format!("http://{}/readyz", w.sidecar.admin))
         .send()
         .await;
-    assert_eq!(ready.expect("readyz").status(), 200, "known keys keep it ready");
+    assert_eq!(
+        ready.expect("readyz").status(),
+        200,
+        "known keys keep it ready"
+    );
 
     // A sidecar that starts while the JWKS hangs stays unready, then becomes ready.
     let cold = {
