@@ -3,6 +3,7 @@
 mod chain;
 mod faults;
 mod idp;
+mod idp_attacks;
 mod inbound;
 mod k8s;
 mod outbound;
