@@ -13,8 +13,9 @@ use crate::support::tokens;
 use baton::http::{Body, full};
 use baton::jwt::{Algorithm, keys::SigningKey};
 use futures::future::join_all;
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -66,11 +67,13 @@ impl Level {
 
 // === the app ===
 
-/// An echo app on 127.0.0.1:0 that answers after `delay_ms` and counts requests received.
+/// An echo app on 127.0.0.1:0 that answers after `delay_ms`, counts requests received and keeps
+/// the distinct bearer tokens it was sent (the exchanged ones, for the log audit).
 struct App {
     addr: String,
     delay_ms: Arc<AtomicU64>,
     seen: Arc<AtomicUsize>,
+    bearers: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl App {
@@ -81,11 +84,20 @@ impl App {
         let addr = listener.local_addr().expect("addr").to_string();
         let delay_ms = Arc::new(AtomicU64::new(0));
         let seen = Arc::new(AtomicUsize::new(0));
-        let (d, s) = (delay_ms.clone(), seen.clone());
-        let handler = move |_req: http::Request<hyper::body::Incoming>, _| {
-            let (d, s) = (d.clone(), s.clone());
+        let bearers: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let (d, s, b) = (delay_ms.clone(), seen.clone(), bearers.clone());
+        let handler = move |req: http::Request<hyper::body::Incoming>, _| {
+            let (d, s, b) = (d.clone(), s.clone(), b.clone());
             async move {
                 s.fetch_add(1, Ordering::SeqCst);
+                if let Some(t) = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                {
+                    b.lock().expect("lock").insert(t.to_owned());
+                }
                 tokio::time::sleep(Duration::from_millis(d.load(Ordering::SeqCst))).await;
                 http::Response::<Body>::new(full("ok"))
             }
@@ -100,6 +112,7 @@ impl App {
             addr,
             delay_ms,
             seen,
+            bearers,
         }
     }
 
@@ -119,6 +132,8 @@ struct World {
     app: App,
     sidecar: SidecarProc,
     http: reqwest::Client,
+    /// Every token the test obtained, for the log audit.
+    minted: Mutex<Vec<String>>,
 }
 
 impl World {
@@ -137,6 +152,7 @@ impl World {
             app,
             sidecar,
             http: http_client(),
+            minted: Mutex::default(),
         }
     }
 
@@ -146,7 +162,36 @@ impl World {
         for _ in 0..n {
             out.push(self.idp.client_token(&self.http, "service-b").await);
         }
+        self.minted
+            .lock()
+            .expect("lock")
+            .extend(out.iter().cloned());
         out
+    }
+
+    /// The log audit: no token the test obtained or the app received, and no client secret,
+    /// appears in the logs of the IdP and sidecar processes (debug level), in whole or as a
+    /// signature.
+    fn audit(&self, more: &[&Proc]) {
+        let mut secrets: Vec<String> = self.minted.lock().expect("lock").clone();
+        secrets.extend(self.app.bearers.lock().expect("lock").iter().cloned());
+        assert!(!secrets.is_empty(), "the audit has tokens to look for");
+        let signatures: Vec<String> = secrets
+            .iter()
+            .filter_map(|t| t.rsplit_once('.').map(|(_, sig)| sig.to_owned()))
+            .collect();
+        secrets.extend(signatures);
+        secrets.extend(["demo-secret-service-a", "demo-secret-service-b"].map(String::from));
+        let logs = [&self.idp.proc, &self.sidecar.proc]
+            .into_iter()
+            .chain(more.iter().copied())
+            .map(Proc::output);
+        for log in logs {
+            assert!(!log.is_empty(), "logs were captured");
+            for s in &secrets {
+                assert!(!log.contains(s.as_str()), "a token or secret in a log");
+            }
+        }
     }
 
     /// GET / at the sidecar's inbound with `token`.
@@ -289,6 +334,7 @@ async fn idp_500_garbage_slow_and_down_give_503_and_cached_tokens_keep_working()
     }
     let back = w.outbound_all(&proxy, &fresh, 4).await;
     assert!(back.iter().all(|(s, _)| *s == 200), "after: {back:?}");
+    w.audit(&[]);
 }
 
 // === JWKS faults seen by the inbound listener ===
@@ -358,6 +404,7 @@ async fn a_hanging_jwks_endpoint_keeps_known_keys_working_and_unknown_kids_get_4
         .await
         .expect("call");
     assert_eq!(rsp.status(), 200);
+    w.audit(&[&cold.proc]);
 }
 
 #[test_log::test(tokio::test(flavor = "multi_thread", worker_threads = 2))]
@@ -410,6 +457,7 @@ async fn keys_rotated_mid_traffic_and_an_idp_restart_refuse_no_valid_request() {
         level.record(&mut w.sidecar.proc);
     }
     level.check();
+    w.audit(&[]);
 }
 
 // === the app behind the sidecar ===
@@ -458,6 +506,7 @@ async fn a_slow_app_gets_504_and_an_app_that_is_down_gets_502() {
         level.record(&mut down.proc);
     }
     level.check();
+    w.audit(&[&down.proc]);
 }
 
 // === transport limits against the processes ===
@@ -595,6 +644,7 @@ async fn slowloris_oversized_requests_and_a_connection_flood_leave_both_processe
     }
     sidecar_level.check();
     idp_level.check();
+    w.audit(&[]);
 }
 
 // === shutdown ===
@@ -636,4 +686,5 @@ async fn sigterm_lets_every_in_flight_request_finish_and_exits_cleanly() {
         TcpStream::connect(&w.sidecar.inbound).await.is_err(),
         "no longer accepting"
     );
+    w.audit(&[]);
 }

@@ -43,7 +43,7 @@ impl Proc {
         let err = out.try_clone().expect("log file");
         let child = Command::new(bin)
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "debug")
             .env_remove("HTTP_PROXY")
             .env_remove("http_proxy")
             .stdin(Stdio::null())
