@@ -211,10 +211,11 @@ fn refresh(
     let scope = match form.one("scope")? {
         Some(s) => {
             let asked: Vec<String> = s.split_ascii_whitespace().map(str::to_owned).collect();
-            if let Some(wider) = asked.iter().find(|a| !grant.scope.contains(a)) {
-                return Err(OAuthError::InvalidScope(format!(
-                    "scope {wider} was not granted"
-                )));
+            // Scope values are not echoed: client input, possibly a pasted token.
+            if asked.iter().any(|a| !grant.scope.contains(a)) {
+                return Err(OAuthError::InvalidScope(
+                    "a requested scope was not granted".into(),
+                ));
             }
             asked
         }
@@ -244,10 +245,10 @@ fn client_credentials(
         Some(s) => s.split_ascii_whitespace().map(str::to_owned).collect(),
         None => client.scopes.clone(),
     };
-    if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
-        return Err(OAuthError::InvalidScope(format!(
-            "scope {s} is not allowed for this client"
-        )));
+    if scope.iter().any(|s| !client.scopes.contains(s)) {
+        return Err(OAuthError::InvalidScope(
+            "a requested scope is not allowed for this client".into(),
+        ));
     }
     let lifetime = idp.config.lifetimes.access;
     let mut claims = base_claims(idp, &client.id, &client.id, now, lifetime);

@@ -334,3 +334,74 @@ async fn a_code_replayed_after_30_seconds_is_refused_and_revokes_its_tokens() {
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
     );
 }
+
+/// Found by the `token_endpoint` fuzz target: a token pasted into `audience` or `scope` came
+/// back in `error_description`. No parameter value is echoed now.
+#[test_log::test(tokio::test)]
+async fn error_descriptions_never_echo_a_token_sent_in_another_parameter() {
+    let idp = support::start().await;
+    let user = idp.login("openid profile").await;
+    let token = s(&user, "access_token");
+    let refresh = s(&user, "refresh_token");
+    // (case, form, expected error)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "client_credentials audience",
+            vec![("grant_type", "client_credentials"), ("audience", &token)],
+            "invalid_target",
+        ),
+        (
+            "client_credentials scope",
+            vec![
+                ("grant_type", "client_credentials"),
+                ("audience", "service-b"),
+                ("scope", &token),
+            ],
+            "invalid_scope",
+        ),
+        (
+            "exchange audience",
+            vec![
+                ("grant_type", support::EXCHANGE),
+                ("subject_token", &token),
+                ("subject_token_type", support::ACCESS),
+                ("audience", &refresh),
+            ],
+            "invalid_target",
+        ),
+        (
+            "exchange scope",
+            vec![
+                ("grant_type", support::EXCHANGE),
+                ("subject_token", &token),
+                ("subject_token_type", support::ACCESS),
+                ("audience", "service-b"),
+                ("scope", &refresh),
+            ],
+            "invalid_scope",
+        ),
+        (
+            "refresh scope",
+            vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("scope", &token),
+            ],
+            "invalid_scope",
+        ),
+    ];
+    for (name, form, want) in cases {
+        let (st, body) = idp.token("service-a", &form).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(want)),
+            "{name}: {body}"
+        );
+        let text = body.to_string();
+        assert!(
+            !text.contains(&token) && !text.contains(&refresh),
+            "{name}: {text}"
+        );
+    }
+}
