@@ -16,7 +16,9 @@ static KEYS: LazyLock<KeySet> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(token) = std::str::from_utf8(data) else { return };
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
     let rules = Rules::access("https://idp.example", "svc");
     // The fuzzer never sees the private keys: it cannot forge a signature, so nothing may verify.
     assert!(verify(token, &KEYS, &rules, 1_800_000_000).is_err());

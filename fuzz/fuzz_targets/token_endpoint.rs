@@ -87,7 +87,9 @@ fn replace(body: &[u8], w: &World) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [grant, auth, rest @ ..] = data else { return };
+    let [grant, auth, rest @ ..] = data else {
+        return;
+    };
     let w = &*WORLD;
     let mut body = match grant % 6 {
         g @ 0..4 => format!("grant_type={}&", GRANTS[g as usize]).into_bytes(),
