@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Err(errors) = baton::config::Config::from_yaml(text, "sidecar.yaml") {
         assert!(!errors.0.is_empty());
         assert!(errors.0.iter().all(|e| e.file == "sidecar.yaml"));

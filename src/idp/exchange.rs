@@ -190,7 +190,10 @@ pub fn targets(idp: &Idp, form: &Form) -> Result<Vec<String>, OAuthError> {
     let mut out: Vec<String> = Vec::new();
     for a in form.all("audience") {
         if !idp.config.clients.contains_key(a) {
-            return Err(OAuthError::InvalidTarget(format!("unknown audience {a}")));
+            // The value is not echoed: it is client input and may be anything, even a token.
+            return Err(OAuthError::InvalidTarget(
+                "unknown audience (not a registered client)".into(),
+            ));
         }
         if !out.iter().any(|o| o == a) {
             out.push(a.to_owned());

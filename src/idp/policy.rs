@@ -36,8 +36,9 @@ pub struct Exchange<'a> {
 /// Why the policy refused; each maps to one RFC 8693 §2.2.2 error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    /// The requested scope is wider than the edge or the subject allows (`invalid_scope`).
-    #[error("scope {0} is not allowed for this exchange")]
+    /// The requested scope is wider than the edge or the subject allows (`invalid_scope`). The
+    /// message does not name it: it is client input and ends up in `error_description`.
+    #[error("a requested scope is not allowed for this exchange")]
     Scope(String),
     /// The requested lifetime exceeds what policy allows (`invalid_request`).
     #[error("requested lifetime exceeds the subject token's expiry and no grant allows longer")]

@@ -213,10 +213,10 @@ fn client_credentials(
         Some(s) => s.split_ascii_whitespace().map(str::to_owned).collect(),
         None => client.scopes.clone(),
     };
-    if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
-        return Err(OAuthError::InvalidScope(format!(
-            "scope {s} is not allowed for this client"
-        )));
+    if scope.iter().any(|s| !client.scopes.contains(s)) {
+        return Err(OAuthError::InvalidScope(
+            "a requested scope is not allowed for this client".into(),
+        ));
     }
     let lifetime = idp.config.lifetimes.access;
     let mut claims = base_claims(idp, &client.id, &client.id, now, lifetime);

@@ -2,8 +2,10 @@
 
 mod chain;
 mod edge;
+mod faults;
 mod grants;
 mod idp;
+mod idp_attacks;
 mod inbound;
 mod k8s;
 mod logout;

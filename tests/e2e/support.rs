@@ -2,7 +2,9 @@
 
 pub mod browser;
 pub mod fake_idp;
+pub mod fault_proxy;
 pub mod idp;
+pub mod process;
 pub mod recorder;
 pub mod token_idp;
 pub mod tokens;

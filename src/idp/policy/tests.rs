@@ -191,6 +191,21 @@ fn contains_all(a: &Value, b: &Value) -> bool {
 }
 
 proptest! {
+    /// Where merging is defined (no two of the three disagree on a scalar: `conflict` is what
+    /// config loading refuses), the order of merging edges does not matter for the result.
+    #[test]
+    fn merge_is_associative_where_defined(a in claims(), b in claims(), c in claims()) {
+        prop_assume!(conflict(&a, &b).is_none() && conflict(&b, &c).is_none() && conflict(&a, &c).is_none());
+        let mut left = a.clone();
+        merge(&mut left, &b);
+        merge(&mut left, &c);
+        let mut bc = b.clone();
+        merge(&mut bc, &c);
+        let mut right = a.clone();
+        merge(&mut right, &bc);
+        prop_assert_eq!(left, right);
+    }
+
     #[test]
     fn merge_never_drops_user_claims(user in claims(), add in claims()) {
         let mut merged = user.clone();
