@@ -122,6 +122,22 @@ pub struct Verified {
     pub alg: Algorithm,
     /// Its `exp`, in seconds since the epoch.
     pub exp: u64,
+    /// The claims as base64url JSON, made on first use and kept with a cached verification so a
+    /// repeated token does not re-serialise its claims (the inbound claims header).
+    claims_b64: std::sync::OnceLock<Option<http::HeaderValue>>,
+}
+
+impl Verified {
+    /// The claims as base64url(JSON), ready to send as a header value; `None` only if they
+    /// cannot be serialised (never for claims that were parsed from JSON).
+    pub fn claims_header(&self) -> Option<&http::HeaderValue> {
+        self.claims_b64
+            .get_or_init(|| {
+                let json = serde_json::to_vec(&self.claims).ok()?;
+                http::HeaderValue::try_from(URL_SAFE_NO_PAD.encode(json)).ok()
+            })
+            .as_ref()
+    }
 }
 
 /// Why a token did not verify. `Display` never contains token content, so it may be sent as an
@@ -225,6 +241,7 @@ pub fn verify(
         kid: kid.to_owned(),
         alg,
         exp,
+        claims_b64: std::sync::OnceLock::new(),
     })
 }
 
