@@ -19,6 +19,13 @@ tests/browser/run.sh
 echo "=== kubernetes: manifests, inject output, capture in network namespaces"
 tests/k8s/run.sh
 
+# Opt-in (needs a release build and valgrind): instructions per request against
+# bench/callgrind-budget.txt, failing above +10 %.
+if [ -n "${BATON_CALLGRIND:-}" ]; then
+  echo "=== callgrind: instruction budget of the hot paths"
+  bench/callgrind.sh
+fi
+
 if [ -x deploy/compose/test.sh ]; then
   echo "=== docker-compose chain"
   deploy/compose/test.sh

@@ -19,10 +19,9 @@ use crate::jwt::{Rules, Verified, unix_now};
 use crate::server::{self, Drained, Limits};
 use crate::telemetry::{Metrics, Outcome};
 use forward::App;
-use http::{HeaderName, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -47,6 +46,8 @@ pub struct Inbound {
 struct Active {
     config: Config,
     hint: String,
+    /// `config.app` as a URI authority, made once rather than formatted per request.
+    app_authority: http::uri::Authority,
 }
 
 impl Active {
@@ -63,9 +64,12 @@ impl Active {
                 config.issuer.trim_end_matches('/')
             ),
         );
+        let app_authority = http::uri::Authority::try_from(config.app.to_string())
+            .unwrap_or_else(|_| http::uri::Authority::from_static("127.0.0.1"));
         Self {
             config: config.clone(),
             hint,
+            app_authority,
         }
     }
 }
@@ -159,7 +163,8 @@ pub async fn serve(
 /// Handles one request without a socket: admits it or answers the refusal, then forwards.
 /// On `login: browser` routes a browser session stands in for the bearer token, and an RFC 9470
 /// challenge to a navigation becomes a step-up at the IdP.
-#[instrument(skip_all, fields(method = %req.method()))]
+/// The span is at `debug`: at the default `info` level a request that passes costs no logging.
+#[instrument(level = "debug", skip_all, fields(method = %req.method()))]
 pub async fn handle<B>(s: &Inbound, mut req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
@@ -195,7 +200,7 @@ where
         (Ok(Admitted::Token(v)), _) => (Some(v), "allowed"),
         (Err(denied), Mode::Enforce) => {
             s.metrics.inbound(name, denied.reject.outcome());
-            info!(route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
+            info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
             if let (Some(l), Some(b)) = (&s.login, &browser) {
                 match &denied.reject {
                     Reject::StepUp {
@@ -223,11 +228,11 @@ where
             return denied.reject.into_response(&cfg.audience, &active.hint);
         }
         (Err(denied), Mode::Observe) => {
-            info!(route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
+            info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
             (denied.verified, denied.reject.outcome())
         }
     };
-    match send(s, &cfg.claims_header, cfg.app, claims.as_deref(), req).await {
+    match send(s, &active, claims.as_deref(), req).await {
         Ok(rsp) => {
             s.metrics.inbound(name, outcome);
             debug!(
@@ -351,8 +356,7 @@ async fn admit<B>(
 
 async fn send<B>(
     s: &Inbound,
-    claims_header: &HeaderName,
-    app: SocketAddr,
+    active: &Active,
     verified: Option<&Verified>,
     req: Request<B>,
 ) -> Result<Response<Body>, Reject>
@@ -378,13 +382,15 @@ where
     {
         parts.headers.insert(http::header::HOST, host);
     }
-    forward::rewrite_headers(
-        &mut parts.headers,
-        claims_header,
-        verified.map(|v| &v.claims),
-    )?;
+    let claims = match verified {
+        Some(v) => Some(v.claims_header().ok_or(Reject::Internal)?),
+        None => None,
+    };
+    let cfg = &active.config;
+    forward::rewrite_headers(&mut parts.headers, &cfg.claims_header, claims)?;
     let body = Limited::new(body, limit).boxed();
-    s.app.forward(app, Request::from_parts(parts, body)).await
+    let req = Request::from_parts(parts, body);
+    s.app.forward(cfg.app, &active.app_authority, req).await
 }
 
 // === reload ===

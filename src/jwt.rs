@@ -1,11 +1,12 @@
 //! JWT verification rules (RFC 8725, RFC 9068 §4): size cap, strict JOSE header, allow-listed
 //! algorithms bound to keys, explicit typing, exact `iss`, `aud`, `exp`/`nbf`/`iat` with bounded leeway.
 //!
-//! `jsonwebtoken` checks signatures; every rule it leaves to the caller (`crit`, `typ`, `nbf`,
-//! duplicate members, JWE and nested JWTs) is enforced here before or after it.
+//! [`sig`] checks signatures (with `ring`); every other rule (`crit`, `typ`, `nbf`, duplicate
+//! members, JWE and nested JWTs, key binding) is enforced here before or after it.
 
 pub mod jwks;
 pub mod keys;
+pub mod sig;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,8 +14,43 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
 
-pub use jsonwebtoken::Algorithm;
 use keys::KeySet;
+
+/// JWS algorithms (RFC 7518 §3.1) a header may name and a configuration may allow. Only
+/// asymmetric ones exist: `none` and HMAC never verify (RFC 8725 §3.1, §3.2).
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384 (named in headers; no key of this kind is ever loaded).
+    ES384,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// EdDSA (named in headers; no key of this kind is ever loaded).
+    EdDSA,
+}
+
+impl Algorithm {
+    /// The `alg` header value (RFC 7518 §3.1).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+}
 
 /// A token's claims, as a JSON object.
 pub type Claims = serde_json::Map<String, Value>;
@@ -86,6 +122,22 @@ pub struct Verified {
     pub alg: Algorithm,
     /// Its `exp`, in seconds since the epoch.
     pub exp: u64,
+    /// The claims as base64url JSON, made on first use and kept with a cached verification so a
+    /// repeated token does not re-serialise its claims (the inbound claims header).
+    claims_b64: std::sync::OnceLock<Option<http::HeaderValue>>,
+}
+
+impl Verified {
+    /// The claims as base64url(JSON), ready to send as a header value; `None` only if they
+    /// cannot be serialised (never for claims that were parsed from JSON).
+    pub fn claims_header(&self) -> Option<&http::HeaderValue> {
+        self.claims_b64
+            .get_or_init(|| {
+                let json = serde_json::to_vec(&self.claims).ok()?;
+                http::HeaderValue::try_from(URL_SAFE_NO_PAD.encode(json)).ok()
+            })
+            .as_ref()
+    }
 }
 
 /// Why a token did not verify. `Display` never contains token content, so it may be sent as an
@@ -177,9 +229,7 @@ pub fn verify(
     if key.alg != alg {
         return Err(VerifyError::Algorithm);
     }
-    let valid = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, alg)
-        .unwrap_or(false);
-    if !valid {
+    if !key.public.verify(alg, message.as_bytes(), signature) {
         return Err(VerifyError::Signature);
     }
 
@@ -191,6 +241,7 @@ pub fn verify(
         kid: kid.to_owned(),
         alg,
         exp,
+        claims_b64: std::sync::OnceLock::new(),
     })
 }
 

@@ -210,9 +210,11 @@ struct Audit {
     exchange_ms: u64,
 }
 
-#[instrument(skip_all, fields(method = %req.method()))]
+// The span is at `debug`; the audit event below carries what an operator needs at `info`.
+#[instrument(level = "debug", skip_all, fields(method = %req.method()))]
 async fn proxy(s: &Outbound, mut req: Request<Body>, arrival: Arrival) -> Response<Body> {
     let request_id = forward::request_id(req.headers_mut());
+    let method = req.method().clone();
     let mut audit = Audit {
         cache: "none",
         ..Audit::default()
@@ -225,6 +227,7 @@ async fn proxy(s: &Outbound, mut req: Request<Body>, arrival: Arrival) -> Respon
     info!(
         target: "baton::audit",
         request_id = %request_id,
+        method = %method,
         route = %audit.route,
         sub_hash = %audit.sub_hash,
         act_chain = %audit.act_chain,

@@ -18,9 +18,14 @@ impl Token {
         &self.0
     }
 
-    /// Full SHA-256 of the token, for cache keys and replay sets.
+    /// Full SHA-256 of the token, for cache keys and replay sets (`ring`'s assembly: this runs
+    /// on every inbound request).
     pub fn sha256(&self) -> [u8; 32] {
-        Sha256::digest(self.0.as_bytes()).into()
+        let mut out = [0; 32];
+        out.copy_from_slice(
+            ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes()).as_ref(),
+        );
+        out
     }
 
     /// `sha256:` plus the first 8 hex digits: safe to log and correlate.

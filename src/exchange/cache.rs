@@ -12,7 +12,6 @@ use crate::secret::Token;
 use moka::Expiry;
 use moka::future::Cache as Moka;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,14 +22,14 @@ pub struct Key([u8; 32]);
 
 /// The key of `subject` (or of the service's own identity when `None`) for `target`.
 pub fn key(subject: Option<&Token>, target: &Target) -> Key {
-    let mut h = Sha256::new();
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
     let mut field = |tag: u8, value: Option<&[u8]>| {
-        h.update([tag]);
+        h.update(&[tag]);
         match value {
-            None => h.update([0]),
+            None => h.update(&[0]),
             Some(v) => {
-                h.update([1]);
-                h.update((v.len() as u64).to_be_bytes());
+                h.update(&[1]);
+                h.update(&(v.len() as u64).to_be_bytes());
                 h.update(v);
             }
         }
@@ -48,7 +47,9 @@ pub fn key(subject: Option<&Token>, target: &Target) -> Key {
     );
     let lifetime = target.requested_lifetime.map(u64::to_be_bytes);
     field(b'l', lifetime.as_ref().map(|l| &l[..]));
-    Key(h.finalize().into())
+    let mut out = [0; 32];
+    out.copy_from_slice(h.finish().as_ref());
+    Key(out)
 }
 
 /// Seconds an issued token may be served from the cache at unix time `now`: its remaining life

@@ -2,10 +2,8 @@
 
 use super::Reject;
 use crate::http::{Body, BoxError, strip_hop_by_hop};
-use crate::jwt::Claims;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::HeaderName;
+use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -17,27 +15,34 @@ use std::net::SocketAddr;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Rewrites the identity headers: any client-supplied `claims_header` is removed, the verified
-/// claims (if any) are added as base64url JSON, and `x-request-id` is generated when absent.
-/// `Authorization` stays so the app can propagate it through the outbound listener.
+/// claims (if any, already base64url JSON: [`crate::jwt::Verified::claims_header`]) are added,
+/// and `x-request-id` is generated when absent. `Authorization` stays so the app can propagate
+/// it through the outbound listener.
 pub fn rewrite_headers(
     headers: &mut HeaderMap,
     claims_header: &HeaderName,
-    claims: Option<&Claims>,
+    claims: Option<&HeaderValue>,
 ) -> Result<(), Reject> {
     strip_hop_by_hop(headers);
     headers.remove(claims_header);
     if let Some(claims) = claims {
-        let json = serde_json::to_vec(claims).map_err(|_| Reject::Internal)?;
-        let value =
-            HeaderValue::try_from(URL_SAFE_NO_PAD.encode(json)).map_err(|_| Reject::Internal)?;
-        headers.insert(claims_header.clone(), value);
+        headers.insert(claims_header.clone(), claims.clone());
     }
     if !headers.contains_key(&REQUEST_ID) {
-        let id: u128 = rand::random();
-        let value = HeaderValue::try_from(format!("{id:032x}")).map_err(|_| Reject::Internal)?;
-        headers.insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID, request_id(rand::random()));
     }
     Ok(())
+}
+
+/// 32 lowercase hex digits of `id`.
+fn request_id(id: u128) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = HEX[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// A pooled HTTP/1.1 client to the app.
@@ -62,17 +67,24 @@ impl App {
         }
     }
 
-    /// Sends `req` to the app at `addr`, keeping path and query; the response body streams back.
+    /// Sends `req` to the app at `addr` (`authority` is its `host:port`, made once per
+    /// configuration), keeping path and query; the response body streams back.
     pub async fn forward(
         &self,
         addr: SocketAddr,
+        authority: &Authority,
         mut req: Request<Body>,
     ) -> Result<Response<Body>, Reject> {
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri: Uri = format!("http://{addr}{path}")
-            .parse()
-            .map_err(|_| Reject::Internal)?;
-        *req.uri_mut() = uri;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Reject::Internal)?;
         *req.version_mut() = http::Version::HTTP_11;
         let rsp = self.client.request(req).await.map_err(|e| {
             tracing::warn!(app = %addr, error = %e, "forward to app failed");
@@ -90,8 +102,20 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jwt::Claims;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use http::header;
     use serde_json::json;
+
+    #[test]
+    fn request_ids_are_32_hex_digits() {
+        assert_eq!(
+            request_id(0x0123_4567_89ab_cdef_0011_2233_4455_6677).as_bytes(),
+            b"0123456789abcdef0011223344556677"
+        );
+        assert_eq!(request_id(u128::MAX).as_bytes(), &[b'f'; 32]);
+    }
 
     #[test]
     fn identity_headers_are_replaced_and_hop_by_hop_removed() {
@@ -125,8 +149,12 @@ mod tests {
             .as_object()
             .cloned()
             .expect("object");
+        let value = HeaderValue::try_from(
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json")),
+        )
+        .expect("header value");
         h.insert(REQUEST_ID, HeaderValue::from_static("given"));
-        rewrite_headers(&mut h, &claims_header, Some(&claims)).expect("rewrite");
+        rewrite_headers(&mut h, &claims_header, Some(&value)).expect("rewrite");
         let sent = URL_SAFE_NO_PAD
             .decode(h.get(&claims_header).expect("claims").as_bytes())
             .expect("b64");

@@ -3,9 +3,10 @@
 //! Every key is bound to exactly one algorithm (RFC 8725 §3.1): a verifier never lets a token's
 //! `alg` choose how a key is used. Only asymmetric keys exist here; `oct` JWKs are skipped.
 
+use super::Algorithm;
+use super::sig::{PrivateKey, PublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde::{Deserialize, Serialize};
@@ -46,8 +47,9 @@ pub struct SigningKey {
     kid: String,
     alg: Algorithm,
     pem: String,
-    encoding: EncodingKey,
+    private: PrivateKey,
     public: PublicJwk,
+    verify: PublicKey,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -76,7 +78,7 @@ impl SigningKey {
             other => return Err(KeyError::Unsupported(other)),
         };
         let public = public_of(alg, &pem)?;
-        let kid = public.thumbprint();
+        let kid = public.0.thumbprint();
         Self::build(kid, alg, pem, public)
     }
 
@@ -90,22 +92,31 @@ impl SigningKey {
         kid: String,
         alg: Algorithm,
         pem: String,
-        public: PublicJwk,
+        (public, verify): (PublicJwk, PublicKey),
     ) -> Result<Self, KeyError> {
-        let encoding = match alg {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
-            _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        let bad = |reason: String| KeyError::Pem { alg, reason };
+        let private = match (alg, &verify) {
+            (Algorithm::ES256, PublicKey::P256(point)) => {
+                let secret =
+                    p256::SecretKey::from_pkcs8_pem(&pem).map_err(|e| bad(e.to_string()))?;
+                PrivateKey::p256(&secret.to_bytes(), point)
+            }
+            (Algorithm::RS256, _) => {
+                let key =
+                    rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| bad(e.to_string()))?;
+                let der = key.to_pkcs8_der().map_err(|e| bad(e.to_string()))?;
+                PrivateKey::rsa_pkcs8(der.as_bytes())
+            }
+            (other, _) => return Err(KeyError::Unsupported(other)),
         }
-        .map_err(|e| KeyError::Pem {
-            alg,
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             kid,
             alg,
             pem,
-            encoding,
+            private,
             public,
+            verify,
         })
     }
 
@@ -133,17 +144,36 @@ impl SigningKey {
     pub fn verify_key(&self) -> VerifyKey {
         VerifyKey {
             alg: self.alg,
-            decoding: self.public.decoding(),
+            public: self.verify.clone(),
         }
     }
 
-    /// Signs `claims` with header `{alg, kid, typ}` (e.g. `typ` = `at+jwt` for RFC 9068 tokens).
+    /// Signs `claims` with header `{alg, kid, typ}` (e.g. `typ` = `at+jwt` for RFC 9068 tokens):
+    /// RFC 7515 §7.1 compact serialization.
     pub fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, KeyError> {
-        let mut header = Header::new(self.alg);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| KeyError::Sign(e.to_string()))
+        #[derive(Serialize)]
+        struct Header<'a> {
+            alg: &'static str,
+            kid: &'a str,
+            typ: &'a str,
+        }
+        let header = Header {
+            alg: self.alg.name(),
+            kid: &self.kid,
+            typ,
+        };
+        let header = serde_json::to_vec(&header).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Sign(e.to_string()))?;
+        let mut token = URL_SAFE_NO_PAD.encode(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+        let sig = self
+            .private
+            .sign(self.alg, token.as_bytes())
+            .map_err(|e| KeyError::Sign(e.to_string()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut token);
+        Ok(token)
     }
 }
 
@@ -156,7 +186,7 @@ enum PublicJwk {
 
 impl PublicJwk {
     fn to_json(&self, kid: &str, alg: Algorithm) -> Value {
-        let alg = format!("{alg:?}");
+        let alg = alg.name();
         match self {
             Self::Ec { x, y } => {
                 json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "alg": alg, "use": "sig"})
@@ -175,21 +205,10 @@ impl PublicJwk {
         };
         URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
     }
-
-    fn decoding(&self) -> DecodingKey {
-        match self {
-            // Both halves were produced by this module from a parsed key, so they decode.
-            Self::Ec { x, y } => {
-                DecodingKey::from_ec_components(x, y).expect("own EC coordinates are base64url")
-            }
-            Self::Rsa { n, e } => {
-                DecodingKey::from_rsa_components(n, e).expect("own RSA components are base64url")
-            }
-        }
-    }
 }
 
-fn public_of(alg: Algorithm, pem: &str) -> Result<PublicJwk, KeyError> {
+/// The public half of a PKCS#8 private key: as a JWK and as a verifying key.
+fn public_of(alg: Algorithm, pem: &str) -> Result<(PublicJwk, PublicKey), KeyError> {
     let bad = |reason: String| KeyError::Pem { alg, reason };
     match alg {
         Algorithm::ES256 => {
@@ -202,20 +221,23 @@ fn public_of(alg: Algorithm, pem: &str) -> Result<PublicJwk, KeyError> {
                 .x()
                 .zip(point.y())
                 .ok_or_else(|| bad("point at infinity".into()))?;
-            Ok(PublicJwk::Ec {
+            let jwk = PublicJwk::Ec {
                 x: URL_SAFE_NO_PAD.encode(x),
                 y: URL_SAFE_NO_PAD.encode(y),
-            })
+            };
+            Ok((jwk, PublicKey::P256(point.as_bytes().to_vec())))
         }
         Algorithm::RS256 => {
             let key = rsa::RsaPrivateKey::from_pkcs8_pem(pem).map_err(|e| bad(e.to_string()))?;
             if key.size() * 8 < MIN_RSA_BITS {
                 return Err(bad(format!("modulus shorter than {MIN_RSA_BITS} bits")));
             }
-            Ok(PublicJwk::Rsa {
-                n: URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-                e: URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
-            })
+            let (n, e) = (key.n().to_bytes_be(), key.e().to_bytes_be());
+            let jwk = PublicJwk::Rsa {
+                n: URL_SAFE_NO_PAD.encode(&n),
+                e: URL_SAFE_NO_PAD.encode(&e),
+            };
+            Ok((jwk, PublicKey::Rsa { n, e }))
         }
         other => Err(KeyError::Unsupported(other)),
     }
@@ -226,8 +248,8 @@ fn public_of(alg: Algorithm, pem: &str) -> Result<PublicJwk, KeyError> {
 pub struct VerifyKey {
     /// The only algorithm this key verifies.
     pub alg: Algorithm,
-    /// The key material for `jsonwebtoken`.
-    pub decoding: DecodingKey,
+    /// The key material.
+    pub public: PublicKey,
 }
 
 /// Verifying keys by `kid`.
@@ -277,7 +299,7 @@ impl KeySet {
             let Ok(jwk) = serde_json::from_value::<RawJwk>(value) else {
                 continue;
             };
-            let Some((alg, decoding)) = verify_key_of(&jwk) else {
+            let Some((alg, public)) = verify_key_of(&jwk) else {
                 continue;
             };
             if !allowed.contains(&alg) || jwk.use_.as_deref().is_some_and(|u| u != "sig") {
@@ -288,7 +310,7 @@ impl KeySet {
                 None if count == 1 => String::new(),
                 None => format!("#{i}"),
             };
-            set.by_kid.insert(kid, VerifyKey { alg, decoding });
+            set.by_kid.insert(kid, VerifyKey { alg, public });
         }
         Ok(set)
     }
@@ -340,7 +362,7 @@ impl KeySet {
     }
 }
 
-fn verify_key_of(jwk: &RawJwk) -> Option<(Algorithm, DecodingKey)> {
+fn verify_key_of(jwk: &RawJwk) -> Option<(Algorithm, PublicKey)> {
     match jwk.kty.as_str() {
         "EC" => {
             if jwk.crv.as_deref() != Some("P-256")
@@ -354,10 +376,7 @@ fn verify_key_of(jwk: &RawJwk) -> Option<(Algorithm, DecodingKey)> {
             sec1.extend(URL_SAFE_NO_PAD.decode(x).ok()?);
             sec1.extend(URL_SAFE_NO_PAD.decode(y).ok()?);
             p256::PublicKey::from_sec1_bytes(&sec1).ok()?;
-            Some((
-                Algorithm::ES256,
-                DecodingKey::from_ec_components(x, y).ok()?,
-            ))
+            Some((Algorithm::ES256, PublicKey::P256(sec1)))
         }
         "RSA" => {
             let alg = match jwk.alg.as_deref() {
@@ -368,12 +387,17 @@ fn verify_key_of(jwk: &RawJwk) -> Option<(Algorithm, DecodingKey)> {
                 _ => return None,
             };
             let (n, e) = (jwk.n.as_deref()?, jwk.e.as_deref()?);
-            let modulus = URL_SAFE_NO_PAD.decode(n).ok()?;
-            let significant = modulus.iter().skip_while(|b| **b == 0).count();
-            if significant * 8 < MIN_RSA_BITS {
+            // Leading zero octets are tolerated in JWKs but not by `ring`: strip them.
+            let minimal = |b64: &str| -> Option<Vec<u8>> {
+                let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
+                let zeros = bytes.iter().take_while(|b| **b == 0).count();
+                Some(bytes[zeros..].to_vec())
+            };
+            let (n, e) = (minimal(n)?, minimal(e)?);
+            if n.len() * 8 < MIN_RSA_BITS || e.is_empty() {
                 return None;
             }
-            Some((alg, DecodingKey::from_rsa_components(n, e).ok()?))
+            Some((alg, PublicKey::Rsa { n, e }))
         }
         _ => None,
     }

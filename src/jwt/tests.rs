@@ -31,7 +31,8 @@ fn b64(v: &Value) -> String {
 fn forge(key: &SigningKey, header: &str, payload: &Value) -> String {
     let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), b64(payload));
     let enc = jsonwebtoken::EncodingKey::from_ec_pem(key.to_pem().as_bytes()).expect("pem");
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &enc, Algorithm::ES256).expect("sign");
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &enc, jsonwebtoken::Algorithm::ES256)
+        .expect("sign");
     format!("{message}.{sig}")
 }
 
@@ -311,7 +312,8 @@ fn duplicate_claims_are_refused() {
         URL_SAFE_NO_PAD.encode(payload)
     );
     let enc = jsonwebtoken::EncodingKey::from_ec_pem(key.to_pem().as_bytes()).expect("pem");
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &enc, Algorithm::ES256).expect("sign");
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &enc, jsonwebtoken::Algorithm::ES256)
+        .expect("sign");
     assert!(matches!(
         verify(&format!("{message}.{sig}"), &set, &rules(), NOW),
         Err(VerifyError::Malformed(_))
@@ -361,4 +363,53 @@ fn peek_reads_claims_without_verifying() {
     let token = key.sign("at+jwt", &claims()).expect("sign");
     assert_eq!(peek_claims(&token).expect("claims")["exp"], NOW + 300);
     assert!(peek_claims("garbage").is_none());
+}
+
+#[test]
+fn signatures_agree_with_an_independent_implementation() {
+    // ring signs and verifies here; jsonwebtoken's RustCrypto backend is the second opinion.
+    for (alg, jalg) in [
+        (Algorithm::ES256, jsonwebtoken::Algorithm::ES256),
+        (Algorithm::RS256, jsonwebtoken::Algorithm::RS256),
+    ] {
+        let key = SigningKey::generate(alg).expect("generate");
+        let set = KeySet::from_signing_keys([&key]);
+        let token = key.sign("at+jwt", &claims()).expect("sign");
+        let jwk = key.public_jwk();
+        let decoding = match alg {
+            Algorithm::ES256 => jsonwebtoken::DecodingKey::from_ec_components(
+                jwk["x"].as_str().expect("x"),
+                jwk["y"].as_str().expect("y"),
+            ),
+            _ => jsonwebtoken::DecodingKey::from_rsa_components(
+                jwk["n"].as_str().expect("n"),
+                jwk["e"].as_str().expect("e"),
+            ),
+        }
+        .expect("decoding key");
+        let (message, sig) = token.rsplit_once('.').expect("three parts");
+        assert!(
+            jsonwebtoken::crypto::verify(sig, message.as_bytes(), &decoding, jalg).expect("verify"),
+            "{alg:?}: our signature verifies elsewhere"
+        );
+
+        let enc = match alg {
+            Algorithm::ES256 => jsonwebtoken::EncodingKey::from_ec_pem(key.to_pem().as_bytes()),
+            _ => jsonwebtoken::EncodingKey::from_rsa_pem(key.to_pem().as_bytes()),
+        }
+        .expect("encoding key");
+        let theirs = jsonwebtoken::crypto::sign(message.as_bytes(), &enc, jalg).expect("sign");
+        let token = format!("{message}.{theirs}");
+        assert!(
+            verify(&token, &set, &rules(), NOW).is_ok(),
+            "{alg:?}: their signature verifies here"
+        );
+        let mut flipped = theirs.into_bytes();
+        flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+        let bad = format!("{message}.{}", String::from_utf8(flipped).expect("ascii"));
+        assert_eq!(
+            verify(&bad, &set, &rules(), NOW).err(),
+            Some(VerifyError::Signature)
+        );
+    }
 }

@@ -159,10 +159,7 @@ pub(super) fn request_id(headers: &mut HeaderMap) -> String {
     if let Some(id) = given {
         return id.to_owned();
     }
-    let id: String = rand::random::<[u8; 8]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let id = format!("{:016x}", rand::random::<u64>());
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert("x-request-id", v);
     }
