@@ -5,9 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every log of the run is kept in target/test-logs/ and audited for tokens and secrets at the
+# end (scripts/log-audit.sh): the tests print baton's own logs at trace level for it.
+rm -rf target/test-logs
+mkdir -p target/test-logs
+export RUST_LOG=${RUST_LOG:-baton=trace,info}
+
 echo "=== cargo test (unit, e2e, doc)"
 cargo build --locked --bins
-cargo test --locked --all-targets
+# The full output, logs included, goes to target/test-logs/cargo-test.log; the summary lines here.
+set +e
+RUST_TEST_NOCAPTURE=1 cargo test --locked --all-targets 2>&1 | tee target/test-logs/cargo-test.log \
+  | grep --line-buffered -E '^(test result|running [0-9]|error|failures:|---- |thread .* panicked)'
+rc=${PIPESTATUS[0]}
+set -e
+[ "$rc" -eq 0 ] || { echo "--- last lines of target/test-logs/cargo-test.log"; tail -200 target/test-logs/cargo-test.log; exit "$rc"; }
 cargo test --locked --doc
 
 echo "=== interop: authlib, PyJWT, jwcrypto against baton"
@@ -25,6 +37,9 @@ if [ -n "${BATON_CALLGRIND:-}" ]; then
   echo "=== callgrind: instruction budget of the hot paths"
   bench/callgrind.sh
 fi
+
+echo "=== log audit: no token or secret in any log of this run"
+scripts/log-audit.sh
 
 if [ -x deploy/compose/test.sh ]; then
   echo "=== docker-compose chain"

@@ -32,6 +32,9 @@ demo_pid=""
 cleanup() {
   if [ -n "$idp_pid" ]; then kill "$idp_pid" 2>/dev/null || true; wait "$idp_pid" 2>/dev/null || true; fi
   if [ -n "$demo_pid" ]; then kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true; fi
+  # The IdP's log joins the whole-suite log audit (scripts/log-audit.sh). The demo's output is
+  # left out: it prints the demo credentials for the user on purpose.
+  if [ -f "$work/idp.log" ]; then mkdir -p "$root/target/test-logs/browser" && cp "$work/idp.log" "$root/target/test-logs/browser/"; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,7 +48,7 @@ sed -e "s#127.0.0.1:9000#127.0.0.1:$idp_port#g" \
     deploy/idp.yaml > "$work/idp.yaml"
 totp_secret=$(sed -n 's/^ *totp_secret: *//p' deploy/idp.yaml | head -1)
 
-RUST_LOG=info "$root/target/debug/baton-idp" -c "$work/idp.yaml" > "$work/idp.log" 2>&1 &
+RUST_LOG=baton=trace,info "$root/target/debug/baton-idp" -c "$work/idp.yaml" > "$work/idp.log" 2>&1 &
 idp_pid=$!
 for _ in $(seq 1 100); do   # bounded wait for readiness (about 10 s)
   if curl -fsS "http://127.0.0.1:$idp_port/.well-known/openid-configuration" >/dev/null 2>&1; then break; fi

@@ -32,7 +32,7 @@ fn hop(body: &Value, depth: usize) -> &Value {
     &h["claims"]
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn the_user_token_is_enriched_hop_by_hop_and_c_sees_the_whole_chain() {
     let (chain, tokens) = signed_in().await;
     let (status, body) = chain.call(&tokens.access_token, "/").await.expect("call");
@@ -56,7 +56,7 @@ async fn the_user_token_is_enriched_hop_by_hop_and_c_sees_the_whole_chain() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_hop_refuses_tokens_meant_for_another_and_unrouted_hosts_are_refused() {
     let (chain, tokens) = signed_in().await;
     // The user's token is addressed to service-a: B's sidecar refuses it, B's app sees nothing.
@@ -99,7 +99,7 @@ async fn a_hop_refuses_tokens_meant_for_another_and_unrouted_hosts_are_refused()
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_spoofed_claims_header_never_reaches_an_app() {
     let (chain, tokens) = signed_in().await;
     use base64::Engine;
@@ -120,7 +120,7 @@ async fn a_spoofed_claims_header_never_reaches_an_app() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_hundred_concurrent_calls_make_one_exchange_per_hop_and_a_second_wave_none() {
     let (chain, tokens) = signed_in().await;
     let wave = || async {
@@ -162,7 +162,7 @@ async fn a_hundred_concurrent_calls_make_one_exchange_per_hop_and_a_second_wave_
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn with_the_idp_down_cached_calls_succeed_and_a_new_user_gets_503() {
     let mut chain = Chain::start().await.expect("chain");
     let alice = chain
@@ -198,7 +198,7 @@ async fn with_the_idp_down_cached_calls_succeed_and_a_new_user_gets_503() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_long_job_route_gets_a_narrow_token_that_outlives_the_users_where_an_edge_allows() {
     use crate::support::{idp, recorder::Upstream};
     use baton::config::Config;
@@ -343,7 +343,7 @@ async fn logs_never_carry_a_token_a_secret_or_a_password() {
 /// The demo's step-up scene: C's RFC 9470 challenge travels back through B and A unchanged
 /// (no retry: only `invalid_token` is retried), the user steps up in the same IdP session with
 /// `id_token_hint`, `acr_values=mfa` and a TOTP code only, and the same call then succeeds.
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn cs_mfa_challenge_reaches_the_caller_and_a_code_only_step_up_satisfies_it() {
     let chain = Chain::start().await.expect("chain");
     let agent = baton::signin::Agent::new().expect("agent");

@@ -142,7 +142,7 @@ async fn signed_in_with(options: Options) -> (Chain, reqwest::Client, String) {
     (chain, b, cookie)
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_browser_is_sent_to_sign_in_with_pkce_state_and_nonce_and_then_sees_c() {
     let chain = Chain::start().await.expect("chain");
     let b = browser();
@@ -199,7 +199,7 @@ async fn a_browser_is_sent_to_sign_in_with_pkce_state_and_nonce_and_then_sees_c(
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn api_requests_without_a_session_get_401_not_a_redirect() {
     let chain = Chain::start().await.expect("chain");
     let b = browser();
@@ -229,7 +229,7 @@ async fn api_requests_without_a_session_get_401_not_a_redirect() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn the_callback_refuses_a_wrong_state_a_replay_a_missing_cookie_and_idp_errors() {
     let chain = Chain::start().await.expect("chain");
     let b = browser();
@@ -286,7 +286,7 @@ async fn the_callback_refuses_a_wrong_state_a_replay_a_missing_cookie_and_idp_er
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_tampered_or_foreign_session_cookie_is_no_session() {
     let (chain, b, cookie) = signed_in().await;
     let ok = nav(&b, &format!("{}/", chain.edge)).await;
@@ -313,7 +313,7 @@ async fn a_tampered_or_foreign_session_cookie_is_no_session() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn the_return_path_is_always_local() {
     let chain = Chain::start().await.expect("chain");
     let b = browser();
@@ -328,7 +328,7 @@ async fn the_return_path_is_always_local() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_challenge_from_c_steps_the_browser_up_with_only_the_code_and_replays_the_page() {
     let (chain, b, _) = signed_in().await;
     let page = format!("{}{MFA_PATH}?n=1", chain.edge);
@@ -376,7 +376,7 @@ async fn a_challenge_from_c_steps_the_browser_up_with_only_the_code_and_replays_
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn logout_is_a_post_with_csrf_that_ends_the_idp_session_too() {
     let (chain, b, cookie) = signed_in().await;
     let logout = format!("{}/_baton/logout", chain.edge);
@@ -459,7 +459,7 @@ async fn logout_is_a_post_with_csrf_that_ends_the_idp_session_too() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_sign_out_form_on_the_apps_own_pages_needs_no_token() {
     let (chain, b, _) = signed_in().await;
     let out = b
@@ -484,7 +484,7 @@ async fn a_sign_out_form_on_the_apps_own_pages_needs_no_token() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn the_access_token_is_refreshed_before_expiry_and_a_failed_refresh_signs_in_again() {
     // Access tokens live 20 s, less than the 30 s refresh skew: every request refreshes first.
     let options = Options {
@@ -539,7 +539,7 @@ async fn the_access_token_is_refreshed_before_expiry_and_a_failed_refresh_signs_
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn a_challenge_the_idp_cannot_meet_is_shown_the_second_time_not_looped() {
     let options = Options {
         unreachable_acr: true,
@@ -576,7 +576,7 @@ async fn a_challenge_the_idp_cannot_meet_is_shown_the_second_time_not_looped() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn two_tabs_signing_in_at_once_both_complete() {
     let chain = Chain::start().await.expect("chain");
     let b = browser();
@@ -607,7 +607,7 @@ async fn two_tabs_signing_in_at_once_both_complete() {
     chain.stop().await;
 }
 
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn pending_sign_ins_are_bounded_per_browser() {
     let chain = Chain::start().await.expect("chain");
     let mut jar: Vec<String> = vec!["baton-login-deadbeef=garbage".into()];
@@ -640,7 +640,7 @@ async fn pending_sign_ins_are_bounded_per_browser() {
 }
 
 /// A sidecar signing browsers in at a fake IdP whose ID tokens carry the nonce the test sets.
-#[tokio::test]
+#[test_log::test(tokio::test)]
 async fn an_id_token_with_another_nonce_is_refused_at_the_callback() {
     let idp = FakeIdp::start().await;
     let app = Upstream::start().await;

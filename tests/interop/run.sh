@@ -11,4 +11,6 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 export BATON_BIN_DIR=${BATON_BIN_DIR:-$root/target/debug}
 cd "$here"
-exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Process logs stay under target/test-logs/interop for the whole-suite log audit.
+export RUST_LOG=${RUST_LOG:-baton=trace,info}
+exec "$venv/bin/python" -m pytest -q -p no:cacheprovider --basetemp "$root/target/test-logs/interop" "$@"
