@@ -1,7 +1,8 @@
 //! Admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`.
 //!
-//! `/readyz` is 503 until the JWKS readiness latch drops (first key load) and again once shutdown
-//! begins, so load balancers stop sending traffic before the listeners close.
+//! `/readyz` is 503 until the JWKS readiness latch drops (first key load), while the keys are
+//! older than the stale window (the IdP unreachable too long: every token would get 503), and
+//! again once shutdown begins, so load balancers stop sending traffic before the listeners close.
 
 use crate::http::{Body, full, json, text};
 use crate::inbound::Inbound;
@@ -41,8 +42,9 @@ impl Admin {
     }
 
     /// Whether the sidecar should receive traffic.
+    /// Not while the keys are older than the stale window either: every token would get 503.
     pub fn ready(&self) -> bool {
-        self.jwks.ready() && !self.shutdown.is_fired()
+        self.jwks.keys().is_some() && !self.shutdown.is_fired()
     }
 }
 
@@ -76,6 +78,10 @@ pub fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
         "/readyz" if !s.jwks.ready() => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "waiting for the issuer's keys\n",
+        ),
+        "/readyz" if s.jwks.keys().is_none() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the issuer's keys are older than the stale window and the IdP is unreachable\n",
         ),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         "/metrics" => {
@@ -142,5 +148,26 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
+    }
+
+    #[test]
+    fn readiness_drops_once_the_keys_are_past_the_stale_window() {
+        let settings = crate::config::JwksSettings {
+            stale_window: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let ready = |age| {
+            let (a, _trigger) = admin();
+            let jwks = Jwks::loaded_ago(
+                KeySet::default(),
+                Duration::from_secs(age),
+                settings.clone(),
+                a.metrics.clone(),
+            );
+            let a = Admin::new(a.inbound, jwks, a.metrics, a.shutdown);
+            status(&a, Method::GET, "/readyz")
+        };
+        assert_eq!(ready(30), StatusCode::OK);
+        assert_eq!(ready(61), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

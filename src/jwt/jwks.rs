@@ -162,6 +162,33 @@ impl Jwks {
             .then(|| loaded.keys.clone())
     }
 
+    /// A key set loaded `age` ago that is never refreshed (tests of the stale window).
+    #[cfg(test)]
+    pub(crate) fn loaded_ago(
+        keys: KeySet,
+        age: Duration,
+        settings: JwksSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Jwks> {
+        let at = Instant::now()
+            .checked_sub(age)
+            .expect("the test's age is below the machine's uptime");
+        Arc::new(Jwks {
+            issuer: String::new(),
+            algorithms: Vec::new(),
+            settings,
+            client: reqwest::Client::new(),
+            metrics,
+            loaded: RwLock::new(Some(Loaded {
+                keys: Arc::new(keys),
+                at,
+            })),
+            ready: watch::channel(true).0,
+            refetch: Mutex::new(None),
+            fixed: false,
+        })
+    }
+
     /// Seconds since the key set in use was fetched; `None` before the first load.
     pub fn age(&self) -> Option<Duration> {
         let guard = self.loaded.read().unwrap_or_else(|e| e.into_inner());
