@@ -77,6 +77,18 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     rsp
 }
 
+/// A redirect (`302`/`303`) to `location` with `Cache-Control: no-store`: the URLs carry codes,
+/// `state` or return paths that no cache may keep. An unrepresentable location gives no header.
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut rsp = text(status, "redirecting\n");
+    let h = rsp.headers_mut();
+    if let Ok(v) = HeaderValue::try_from(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    rsp
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded by either listener. `Upgrade` is among
 /// them: baton does not tunnel upgraded connections (`CONNECT` is handled on its own).
 const HOP_BY_HOP: [HeaderName; 9] = [

@@ -19,7 +19,7 @@ use super::{Idp, random, session};
 use crate::http::{Body, Form};
 use crate::jwt::{self, Kind, Rules, VerifyError};
 use crate::secret::Secret;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use tracing::info;
@@ -294,14 +294,7 @@ pub fn redirect(idp: &Idp, redirect_uri: &str, pairs: &[(&str, &str)]) -> Respon
         }
         q.append_pair("iss", &idp.config.issuer);
     }
-    let mut rsp = Response::new(crate::http::empty());
-    *rsp.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(url.as_str()) {
-        rsp.headers_mut().insert(header::LOCATION, v);
-    }
-    rsp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    rsp
+    crate::http::redirect(StatusCode::SEE_OTHER, url.as_str())
 }
 
 /// A 400 page for requests that cannot safely be redirected.

@@ -200,16 +200,7 @@ pub fn targets(idp: &Idp, form: &Form) -> Result<Vec<String>, OAuthError> {
         }
     }
     for r in form.all("resource") {
-        if !super::config::absolute_without_fragment(r) {
-            return Err(OAuthError::InvalidTarget(
-                "resource must be an absolute URI without a fragment".into(),
-            ));
-        }
-        let aud = idp
-            .config
-            .resources
-            .get(r)
-            .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
+        let aud = resource_audience(idp, r)?;
         if !out.contains(aud) {
             out.push(aud.clone());
         }
@@ -228,4 +219,18 @@ pub fn aud_value(targets: &[String]) -> Value {
         [one] => json!(one),
         many => json!(many),
     }
+}
+
+/// The audience a `resource` stands for (RFC 8707 §2): an absolute URI without a fragment,
+/// configured under `resources`; otherwise `invalid_target` (the value is not echoed).
+pub fn resource_audience<'a>(idp: &'a Idp, resource: &str) -> Result<&'a String, OAuthError> {
+    if !super::config::absolute_without_fragment(resource) {
+        return Err(OAuthError::InvalidTarget(
+            "resource must be an absolute URI without a fragment".into(),
+        ));
+    }
+    idp.config
+        .resources
+        .get(resource)
+        .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))
 }

@@ -25,7 +25,7 @@ use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
 use crate::secret::Secret;
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use serde_json::Value;
 use std::sync::Arc;
 use tracing::info;
@@ -202,14 +202,7 @@ fn redirect(uri: &str, state: Option<&str>) -> Response<Body> {
     if let Some(s) = state {
         url.query_pairs_mut().append_pair("state", s);
     }
-    let mut rsp = Response::new(crate::http::empty());
-    *rsp.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(url.as_str()) {
-        rsp.headers_mut().insert(header::LOCATION, v);
-    }
-    rsp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    rsp
+    crate::http::redirect(StatusCode::SEE_OTHER, url.as_str())
 }
 
 fn confirm_page(id: &str, csrf: &str) -> Response<Body> {

@@ -279,16 +279,7 @@ pub fn audiences(
 ) -> Result<Vec<String>, OAuthError> {
     let mut out: Vec<String> = Vec::new();
     for r in resources {
-        if !super::config::absolute_without_fragment(r) {
-            return Err(OAuthError::InvalidTarget(
-                "resource must be an absolute URI without a fragment".into(),
-            ));
-        }
-        let aud = idp
-            .config
-            .resources
-            .get(r)
-            .ok_or_else(|| OAuthError::InvalidTarget("unknown resource".into()))?;
+        let aud = exchange::resource_audience(idp, r)?;
         if idp.config.edge(&client.id, aud).is_none() {
             return Err(OAuthError::InvalidTarget(format!(
                 "client may not request tokens for {aud}"

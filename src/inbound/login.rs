@@ -665,13 +665,7 @@ impl Callback {
 }
 
 fn redirect(location: &str) -> Response<Body> {
-    let mut rsp = text(StatusCode::FOUND, "redirecting\n");
-    let h = rsp.headers_mut();
-    if let Ok(v) = HeaderValue::try_from(location) {
-        h.insert(header::LOCATION, v);
-    }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    rsp
+    crate::http::redirect(StatusCode::FOUND, location)
 }
 
 fn unavailable() -> Response<Body> {
