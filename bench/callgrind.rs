@@ -7,6 +7,10 @@
 //!   the inbound figure includes);
 //! - `inbound`: N requests through [`baton::inbound::handle`] with the same ES256 access token
 //!   (verification cached) forwarded to the same app;
+//! - `serve`: the same requests from a pooled hyper client over one loopback keep-alive connection
+//!   to [`baton::inbound::serve`] (accept loop, connection wrapper, hyper server, `handle`, the
+//!   app): everything the sidecar process does per request, plus the client's share (`app`
+//!   gives its order of magnitude);
 //! - `exchange-hit`: N exchanged-token cache hits (key derivation + lookup);
 //! - `idp-cc`, `idp-exchange`: N `client_credentials` grants / RFC 8693 exchanges through
 //!   [`baton::idp::handle`] (form parsing, Basic client auth, verify, policy, ES256 signature).
@@ -42,7 +46,7 @@ const ISSUER: &str = "http://127.0.0.1:9000";
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(scenario), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
-        eprintln!("usage: callgrind app|inbound|exchange-hit|idp-cc|idp-exchange N");
+        eprintln!("usage: callgrind app|inbound|serve|exchange-hit|idp-cc|idp-exchange N");
         return ExitCode::from(2);
     };
     tracing_subscriber::fmt()
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         match scenario.as_str() {
             "app" => app(n).await,
             "inbound" => inbound(n).await,
+            "serve" => serve(n).await,
             "exchange-hit" => exchange_hit(n).await,
             "idp-cc" => idp(n, false).await,
             "idp-exchange" => idp(n, true).await,
@@ -114,7 +119,9 @@ async fn app(n: usize) -> bool {
     true
 }
 
-async fn inbound(n: usize) -> bool {
+/// The inbound state of both inbound scenarios (forwarding to a fresh echo app) and the
+/// `Authorization` value of a valid ES256 access token for it.
+async fn inbound_state() -> (Inbound, String) {
     let addr = start_app().await;
     let yaml = format!(
         "issuer: {ISSUER}\naudience: service-b\napp: \"{addr}\"\n\
@@ -132,6 +139,11 @@ async fn inbound(n: usize) -> bool {
         "grants": ["service-a"], "acr": "pwd", "amr": ["pwd"], "auth_time": now,
         "email": "alice@example.com"});
     let bearer = format!("Bearer {}", key.sign("at+jwt", &claims).expect("sign"));
+    (state, bearer)
+}
+
+async fn inbound(n: usize) -> bool {
+    let (state, bearer) = inbound_state().await;
     for _ in 0..n {
         let req = Request::get("/api/items")
             .header("host", "service-b")
@@ -140,6 +152,36 @@ async fn inbound(n: usize) -> bool {
             .body(Empty::<Bytes>::new())
             .expect("request");
         let rsp = inbound::handle(&state, req).await;
+        if rsp.status() != StatusCode::OK || rsp.into_body().collect().await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+async fn serve(n: usize) -> bool {
+    let (state, bearer) = inbound_state().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sidecar");
+    let addr = listener.local_addr().expect("sidecar addr");
+    tokio::spawn(inbound::serve(
+        Arc::new(state),
+        listener,
+        std::future::pending(),
+    ));
+    let client: Client<_, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{addr}/api/items").parse().expect("uri");
+    for _ in 0..n {
+        let req = Request::get(uri.clone())
+            .header("authorization", &bearer)
+            .header("accept", "*/*")
+            .body(Empty::new())
+            .expect("request");
+        let Ok(rsp) = client.request(req).await else {
+            return false;
+        };
         if rsp.status() != StatusCode::OK || rsp.into_body().collect().await.is_err() {
             return false;
         }

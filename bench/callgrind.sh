@@ -21,7 +21,7 @@ N2=${N2:-220}
 MARGIN=${MARGIN:-10}
 BUDGET=bench/callgrind-budget.txt
 BIN=${BIN:-target/release/examples/callgrind}
-SCENARIOS=${SCENARIOS:-"app inbound exchange-hit idp-cc idp-exchange"}
+SCENARIOS=${SCENARIOS:-"app inbound serve exchange-hit idp-cc idp-exchange"}
 
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind missing (apt-get install valgrind)" >&2; exit 1; }
 if [ -z "${SKIP_BUILD:-}" ]; then
