@@ -6,6 +6,7 @@ use crate::secret::Secret;
 use crate::signin;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,6 +32,10 @@ enum Command {
         /// Path to sidecar.yaml.
         #[arg(short, long, default_value = "sidecar.yaml")]
         config: PathBuf,
+        /// Worker threads. Default: one per CPU the process may use; 1 serves everything on one
+        /// thread with the least overhead per request (a sidecar limited to one CPU).
+        #[arg(long, env = "BATON_WORKERS")]
+        workers: Option<NonZeroUsize>,
     },
     /// Validate a sidecar.yaml and report every problem with its field and reason.
     Check {
@@ -76,7 +81,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { config } => with_runtime(|| crate::sidecar::main(&config)),
+        Command::Run { config, workers } => {
+            init_logging();
+            block_on(workers, crate::sidecar::main(&config))
+        }
         Command::Check { config } => check(&config),
         // The demo's own table is the output: logs stay at warn unless RUST_LOG asks for more.
         Command::Demo { serve } => with_runtime_logging("warn", move || crate::demo::main(serve)),
@@ -93,7 +101,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Sets up logging (`RUST_LOG`, default `info`) and a multi-threaded runtime, then runs `f`.
+/// Sets up logging (`RUST_LOG`, default `info`) and a runtime (one worker per CPU), then runs `f`.
 fn with_runtime<F, Fut>(f: F) -> ExitCode
 where
     F: FnOnce() -> Fut,
@@ -109,8 +117,13 @@ where
     Fut: Future<Output = ExitCode>,
 {
     init_logging_with(default_filter);
-    match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(f()),
+    block_on(None, f())
+}
+
+/// Runs `fut` to completion on a runtime of `workers` threads ([`crate::server::runtime`]).
+fn block_on(workers: Option<NonZeroUsize>, fut: impl Future<Output = ExitCode>) -> ExitCode {
+    match crate::server::runtime(workers) {
+        Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("baton: start runtime: {e}");
             ExitCode::FAILURE

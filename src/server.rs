@@ -27,6 +27,26 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+/// The tokio runtime a server process runs on: `workers` threads, by default one per CPU this
+/// process may use (affinity and cgroup quota count). One worker means a current-thread runtime:
+/// no work-stealing queues, no cross-thread wake-ups, the least overhead per request. That is the
+/// usual case for a sidecar given one CPU, as linkerd2-proxy does with one core.
+pub fn runtime(workers: Option<std::num::NonZeroUsize>) -> io::Result<tokio::runtime::Runtime> {
+    let workers = workers
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get);
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}
+
 /// Limits and timeouts of one listener.
 #[derive(Debug, Clone)]
 pub struct Limits {

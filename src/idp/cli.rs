@@ -23,6 +23,10 @@ struct Args {
     /// Configuration file (for the default `serve`).
     #[arg(short, long, default_value = "idp.yaml", global = true)]
     config: PathBuf,
+    /// Worker threads for `serve`. Default: one per CPU the process may use; 1 serves on one
+    /// thread.
+    #[arg(long, env = "BATON_WORKERS", global = true)]
+    workers: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Subcommand)]
@@ -111,8 +115,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             let Some(cfg) = load(&args.config) else {
                 return ExitCode::from(BAD_CONFIG);
             };
-            let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
-            runtime.block_on(run(cfg))
+            match crate::server::runtime(args.workers) {
+                Ok(runtime) => runtime.block_on(run(cfg)),
+                Err(e) => {
+                    error!(error = %e, "cannot start the tokio runtime");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

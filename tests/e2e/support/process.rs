@@ -262,9 +262,17 @@ impl SidecarProc {
         let config = dir.join(format!("sidecar-{inbound}.yaml"));
         std::fs::write(&config, yaml).expect("write sidecar.yaml");
         let log = dir.join(format!("sidecar-{inbound}.log"));
+        // One worker: the current-thread runtime a sidecar limited to one CPU runs on (the
+        // other process tests, compose and the browser chain run one worker per CPU).
         let mut proc = Proc::spawn(
             env!("CARGO_BIN_EXE_baton"),
-            &["run", "-c", config.to_str().expect("utf-8 path")],
+            &[
+                "run",
+                "--workers",
+                "1",
+                "-c",
+                config.to_str().expect("utf-8 path"),
+            ],
             &log,
         );
         proc.ready(&format!("http://127.0.0.1:{admin}/readyz"))
