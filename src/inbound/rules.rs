@@ -23,9 +23,14 @@ pub fn refuse_query_token(query: Option<&str>) -> Result<(), Reject> {
 /// dot-segments, encoded dots, slashes and backslashes): `/public/../admin` must not pass as
 /// `/public`.
 pub fn check_path(path: &str) -> Result<(), Reject> {
-    let lower = path.to_ascii_lowercase();
     let dot_segment = path.split('/').any(|seg| seg == "." || seg == "..");
-    let encoded = ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e));
+    let encoded = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'e' | b'f') | (b'5', b'c')
+            )
+    });
     if dot_segment || encoded || path.contains('\\') {
         Err(Reject::BadPath)
     } else {
@@ -53,25 +58,25 @@ pub fn bearer(headers: &HeaderMap) -> Result<Token, Reject> {
     if values.next().is_some() {
         return Err(Reject::BadHeader("more than one Authorization header"));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| Reject::BadHeader("not visible ASCII"))?;
-    let (scheme, token) = value
-        .split_once(' ')
+    // One pass over the bytes: the b64token table admits only visible ASCII, so the token needs
+    // no separate `to_str` check.
+    let value = value.as_bytes();
+    let space = value
+        .iter()
+        .position(|&b| b == b' ')
         .ok_or(Reject::BadHeader("expected Bearer <token>"))?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let (scheme, token) = (&value[..space], &value[space + 1..]);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(Reject::BadHeader("scheme must be Bearer"));
     }
-    let token = token.trim();
+    let token = token.trim_ascii();
     // RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-    let b64token = !token.is_empty()
-        && token
-            .trim_end_matches('=')
-            .bytes()
-            .all(|b| B64TOKEN[usize::from(b)]);
-    if !b64token {
-        return Err(Reject::BadHeader("token is not a b64token"));
-    }
+    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    let b64token = body_end > 0 && token[..body_end].iter().all(|&b| B64TOKEN[usize::from(b)]);
+    let token = std::str::from_utf8(token)
+        .ok()
+        .filter(|_| b64token)
+        .ok_or(Reject::BadHeader("token is not a b64token"))?;
     Ok(Token::new(token))
 }
 

@@ -40,10 +40,29 @@ fn bearer_takes_exactly_one_well_formed_credential() {
         "Bearer ",
         "Bearer a b",
         "Bearer a\"b",
+        "Bearer ==",
+        "Bearer a=b",
     ] {
         h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
         assert!(matches!(bearer(&h), Err(Reject::BadHeader(_))), "{bad}");
     }
+    // Bytes beyond visible ASCII (obs-text) are not b64token, in the scheme or the token.
+    for bad in [&b"Bearer abc\xe9"[..], b"Bearer \xffabc", b"B\xe9arer abc"] {
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(bad).expect("obs-text is a valid header value"),
+        );
+        assert!(matches!(bearer(&h), Err(Reject::BadHeader(_))), "{bad:?}");
+    }
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer  abc+/~_-.9== "),
+    );
+    assert_eq!(
+        bearer(&h).map(|t| t.expose().to_owned()),
+        Ok("abc+/~_-.9==".into()),
+        "every b64token character, trailing padding, surrounding spaces"
+    );
     h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
     h.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
     assert!(matches!(bearer(&h), Err(Reject::BadHeader(_))));
@@ -57,11 +76,16 @@ fn ambiguous_paths_are_refused() {
         "/a/..",
         "/healthz%2F..%2Fadmin",
         "/%2e%2e/x",
+        "/%2E%2E/x",
+        "/a%5Cb",
+        "/a%5cb",
         "/a\\b",
     ] {
         assert_eq!(check_path(bad), Err(Reject::BadPath), "{bad}");
     }
-    for good in ["/", "/a/b", "/a..b/c", "/v1.2/x", "/a%20b"] {
+    for good in [
+        "/", "/a/b", "/a..b/c", "/v1.2/x", "/a%20b", "/a%2", "/%25", "/%2",
+    ] {
         assert_eq!(check_path(good), Ok(()), "{good}");
     }
 }
