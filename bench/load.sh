@@ -21,7 +21,9 @@
 #         DURATION=3s SKIP_BUILD=1 BIN=target/debug bench/load.sh   # smoke test of the harness
 # Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/release),
 #         SKIP_BUILD (unset), SOAK (unset; seconds of hop at 2000 req/s with RSS sampled, e.g. 600),
-#         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md
+#         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md,
+#         CASES ("app nginx inbound hop"; app and nginx are the baselines, always measured),
+#         IDP (1; 0 skips the IdP measurements)
 # Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
 set -euo pipefail
 
@@ -31,6 +33,8 @@ DURATION=${DURATION:-10s}
 RATES=${RATES:-"2000 10000"}
 CONCURRENCY=${CONCURRENCY:-64}
 BIN=${BIN:-target/release}
+CASES="app nginx $(echo "${CASES:-inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e '' | tr '\n' ' ')"
+IDP=${IDP:-1}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-bench/out/$STAMP}
 mkdir -p "$OUT"
@@ -105,13 +109,14 @@ wait_ok() {
     die "not ready: $1 (see $OUT/*.log)"
 }
 
-# CPU seconds (user+system) and RSS in KiB of the processes given.
+# CPU seconds "user system" and RSS in KiB of the processes given.
 cpu_of() {
-    local t=0 pid
+    local u=0 s=0 pid
     for pid in "$@"; do
-        t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+        read -r pu ps < <(awk '{print $14, $15}' "/proc/$pid/stat")
+        u=$((u + pu)) s=$((s + ps))
     done
-    echo "$t $(getconf CLK_TCK)" | awk '{printf "%.3f", $1 / $2}'
+    awk -v u="$u" -v s="$s" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f %.3f", u / hz, s / hz}'
 }
 rss_of() {
     local r=0 pid
@@ -247,7 +252,7 @@ log "all four cases answer 200; measuring ($DURATION each)"
 declare -A R # R[case,mode] = "rps p50 p99 p999 non2xx"
 declare -A CPU RSS
 MODES=(one $(for r in $RATES; do echo "q$r"; done) max)
-for c in app nginx inbound hop; do
+for c in $CASES; do
     eval "args=(\"\${ARGS_$c[@]}\")"
     case $c in
         inbound) pids=("$PID_sidecar_a") ;;
@@ -265,7 +270,11 @@ for c in app nginx inbound hop; do
         R[$c,$m]=$(run_oha "$c" "$m" "${extra[@]}" "${args[@]}")
         after=$(cpu_of "${pids[@]}")
         n=$(jq '[.statusCodeDistribution[]] | add // 0' "$OUT/$c-$m.json")
-        CPU[$c,$m]=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.3f", n ? (a - b) * 1000 / n : 0}')
+        # CPU ms per request, user + system: "total (user+system)".
+        CPU[$c,$m]=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {
+            split(a, x, " "); split(b, y, " "); u = x[1] - y[1]; s = x[2] - y[2]
+            if (!n) n = 1e308
+            printf "%.3f (%.3f+%.3f)", (u + s) * 1000 / n, u * 1000 / n, s * 1000 / n}')
         RSS[$c,$m]=$(rss_of "${pids[@]}")
         log "$c $m: ${R[$c,$m]} (rps p50 p99 p99.9 µs, non-2xx)"
     done
@@ -300,13 +309,15 @@ idp_load() { # ISSUER SUBJECT LABEL
         -T application/x-www-form-urlencoded \
         -d "grant_type=$TE&subject_token=$2&subject_token_type=$AT&audience=service-b" "$tep")"
 }
-idp_load "$ISSUER" "$TOKEN" ES256
-free_port IDP_RS_PORT
-idp_config "$IDP_RS_PORT" RS256 "$W/idp-rs"
-start idp-rs "$BIN/baton-idp" -c "$W/idp-rs/idp.yaml"
-wait_ok "http://127.0.0.1:$IDP_RS_PORT/.well-known/openid-configuration"
-RS_TOKEN=$(user_token "http://127.0.0.1:$IDP_RS_PORT")
-idp_load "http://127.0.0.1:$IDP_RS_PORT" "$RS_TOKEN" RS256
+if [ "$IDP" = 1 ]; then
+    idp_load "$ISSUER" "$TOKEN" ES256
+    free_port IDP_RS_PORT
+    idp_config "$IDP_RS_PORT" RS256 "$W/idp-rs"
+    start idp-rs "$BIN/baton-idp" -c "$W/idp-rs/idp.yaml"
+    wait_ok "http://127.0.0.1:$IDP_RS_PORT/.well-known/openid-configuration"
+    RS_TOKEN=$(user_token "http://127.0.0.1:$IDP_RS_PORT")
+    idp_load "http://127.0.0.1:$IDP_RS_PORT" "$RS_TOKEN" RS256
+fi
 
 # --- the table ----------------------------------------------------------------------------------
 us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
@@ -318,9 +329,9 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo "Command: \`DURATION=$DURATION RATES=\"$RATES\" CONCURRENCY=$CONCURRENCY BIN=$BIN bench/load.sh\`;" \
         "oha $(oha --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'). Hop driven by $HOP_HOW."
     echo
-    echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx | non-2xx | CPU s/1k req | RSS MiB |"
+    echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx | non-2xx | CPU ms/req (user+sys) | RSS MiB |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for c in app nginx inbound hop; do
+    for c in $CASES; do
         for m in "${MODES[@]}"; do
             read -r rps p50 p99 p999 bad <<<"${R[$c,$m]}"
             read -r arps ap50 ap99 _ _ <<<"${R[app,$m]}"
@@ -338,6 +349,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
         "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; app = the app."
     [ -n "$SOAK_LINE" ] && { echo; echo "$SOAK_LINE"; }
+    [ "$IDP" = 1 ] || exit 0
     echo
     echo "| IdP ($CONCURRENCY connections) | req/s | p50 µs | p99 µs | non-2xx |"
     echo "|---|---:|---:|---:|---:|"
