@@ -1,5 +1,7 @@
 //! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers.
 
+pub mod pool;
+
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};

@@ -13,12 +13,12 @@ pub use reject::Reject;
 
 use crate::config::login::RESERVED_PREFIX;
 use crate::config::{Config, ConfigErrors, Mode, Route};
+use crate::http::pool::Pool;
 use crate::http::{Body, BoxError};
 use crate::jwt::jwks::{Jwks, Verifier, VerifyFailure};
 use crate::jwt::{Rules, Verified, unix_now};
 use crate::server::{self, Drained, Limits};
 use crate::telemetry::{Metrics, Outcome};
-use forward::App;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use std::future::Future;
@@ -31,10 +31,12 @@ use tracing::{debug, info, instrument, warn};
 /// Verified tokens kept in the cache at most.
 const VERIFY_CACHE_CAPACITY: u64 = 100_000;
 
+/// Time allowed to open a connection to the app.
+const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The inbound listener's state.
 pub struct Inbound {
     verifier: Verifier,
-    app: App,
     metrics: Arc<Metrics>,
     limits: Limits,
     active: RwLock<Arc<Active>>,
@@ -48,10 +50,12 @@ struct Active {
     hint: String,
     /// `config.app` as a URI authority, made once rather than formatted per request.
     app_authority: http::uri::Authority,
+    /// Keep-alive connections to `config.app`, kept across reloads that keep the address.
+    app: Arc<Pool>,
 }
 
 impl Active {
-    fn new(config: &Config) -> Self {
+    fn new(config: &Config, previous: Option<&Active>) -> Self {
         let hint = format!(
             "This service requires an access token for audience \"{aud}\" from {iss}.\n\
              Send it as `Authorization: Bearer <token>` (RFC 6750 §2.1).\n\
@@ -70,6 +74,10 @@ impl Active {
             config: config.clone(),
             hint,
             app_authority,
+            app: match previous {
+                Some(p) if p.config.app == config.app => p.app.clone(),
+                _ => Arc::new(Pool::new(config.app.to_string(), APP_CONNECT_TIMEOUT)),
+            },
         }
     }
 }
@@ -100,10 +108,9 @@ impl Inbound {
         Inbound {
             login,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
-            app: App::new(),
             metrics,
             limits: cfg.limits.clone(),
-            active: RwLock::new(Arc::new(Active::new(cfg))),
+            active: RwLock::new(Arc::new(Active::new(cfg, None))),
         }
     }
 
@@ -116,8 +123,8 @@ impl Inbound {
     /// for new requests; in-flight requests finish with the old ones. Issuer, audience,
     /// algorithms, leeway, JWKS settings, listeners and limits need a restart.
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
-        let old = self.active();
-        let old = &old.config;
+        let previous = self.active();
+        let old = &previous.config;
         let fixed: [(&'static str, bool); 8] = [
             ("login", old.login != cfg.login),
             ("issuer", old.issuer != cfg.issuer),
@@ -134,7 +141,8 @@ impl Inbound {
         if let Some((field, _)) = fixed.iter().find(|(_, changed)| *changed) {
             return Err(ReloadError::NeedsRestart(field));
         }
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Active::new(cfg));
+        *self.active.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Active::new(cfg, Some(&previous)));
         Ok(())
     }
 
@@ -390,7 +398,7 @@ where
     forward::rewrite_headers(&mut parts.headers, &cfg.claims_header, claims)?;
     let body = Limited::new(body, limit).boxed();
     let req = Request::from_parts(parts, body);
-    s.app.forward(cfg.app, &active.app_authority, req).await
+    forward::to_app(&active.app, &active.app_authority, req).await
 }
 
 // === reload ===

@@ -1,20 +1,11 @@
 //! Header rewriting and the keep-alive connections that forward to the app, streaming both ways.
 
 use super::Reject;
-use crate::http::{Body, BoxError, strip_hop_by_hop};
-use bytes::Bytes;
+use crate::http::pool::Pool;
+use crate::http::{Body, strip_hop_by_hop};
 use http::header::HeaderName;
 use http::uri::Authority;
-use http::{HeaderMap, HeaderValue, Request, Response, Uri};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
-use tokio::net::TcpStream;
+use http::{HeaderMap, HeaderValue, Request, Response};
 
 /// The request id header, generated when absent.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -50,152 +41,25 @@ fn request_id(id: u128) -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// Idle keep-alive connections to the app kept at most; more are closed when they fall idle.
-const MAX_IDLE: usize = 256;
-
-/// Keep-alive HTTP/1.1 connections to the app, one `hyper::client::conn::http1` sender each.
-///
-/// The app is one fixed address on loopback, so this is a plain stack of idle senders rather
-/// than hyper-util's general pool (keyed by authority, with a task spawned per request to put
-/// the connection back): a connection returns to the stack when the response body that came on
-/// it has been read to the end, and a request goes out on the most recently used connection.
-#[derive(Clone, Default)]
-pub struct App {
-    idle: Arc<Idle>,
-}
-
-/// The idle connections, most recently used last.
-type Idle = Mutex<Vec<SendRequest<Body>>>;
-
-impl App {
-    /// An empty pool.
-    pub fn new() -> Self {
-        Self::default()
+/// Sends `req` to the app over `pool`, keeping path and query; `authority` (the app's
+/// `host:port`, made once per configuration) is the `Host` sent when the client gave none. The
+/// response body streams back.
+pub async fn to_app(
+    pool: &Pool,
+    authority: &Authority,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, Reject> {
+    *req.version_mut() = http::Version::HTTP_11;
+    if !req.headers().contains_key(http::header::HOST) {
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| Reject::Internal)?;
+        req.headers_mut().insert(http::header::HOST, host);
     }
-
-    /// Sends `req` to the app at `addr` (`authority` is its `host:port`, made once per
-    /// configuration, and the `Host` sent when the client gave none), keeping path and query;
-    /// the response body streams back.
-    pub async fn forward(
-        &self,
-        addr: SocketAddr,
-        authority: &Authority,
-        mut req: Request<Body>,
-    ) -> Result<Response<Body>, Reject> {
-        let path = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::from(path);
-        *req.version_mut() = http::Version::HTTP_11;
-        if !req.headers().contains_key(http::header::HOST) {
-            let host = HeaderValue::from_str(authority.as_str()).map_err(|_| Reject::Internal)?;
-            req.headers_mut().insert(http::header::HOST, host);
-        }
-        let (sender, rsp) = self.send(addr, req).await.map_err(|e| {
-            tracing::warn!(app = %addr, error = %e, "forward to app failed");
-            Reject::AppUnavailable
-        })?;
-        let (mut parts, body) = rsp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        let body = Returning {
-            body,
-            ended: false,
-            back: Some((sender, Arc::downgrade(&self.idle))),
-        };
-        Ok(Response::from_parts(parts, body.boxed()))
-    }
-
-    /// Sends on an idle connection, or on a new one when none is left. A request that an idle
-    /// connection could not take (the app closed it meanwhile) comes back unsent and goes out on
-    /// the next; a request that was sent is never sent twice.
-    async fn send(
-        &self,
-        addr: SocketAddr,
-        mut req: Request<Body>,
-    ) -> Result<(SendRequest<Body>, Response<Incoming>), BoxError> {
-        loop {
-            let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(mut sender) = pooled else { break };
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(rsp) => return Ok((sender, rsp)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(e.into_error().into()),
-                },
-            }
-        }
-        let mut sender = connect(addr).await?;
-        let rsp = sender.send_request(req).await?;
-        Ok((sender, rsp))
-    }
-}
-
-/// Opens a connection to the app; its connection task runs until either side closes it.
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Body>, BoxError> {
-    let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(app = %addr, error = %e, "app connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
-/// The app's response body; puts its connection back in the pool once read to the end.
-struct Returning {
-    body: Incoming,
-    ended: bool,
-    back: Option<(SendRequest<Body>, Weak<Idle>)>,
-}
-
-impl http_body::Body for Returning {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.ended = true,
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
-        }
-        polled.map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for Returning {
-    fn drop(&mut self) {
-        // A body dropped before its end leaves unread bytes on the connection: hyper closes it.
-        if !(self.ended || http_body::Body::is_end_stream(&self.body)) {
-            return;
-        }
-        if let Some((sender, pool)) = self.back.take()
-            && let Some(pool) = pool.upgrade()
-        {
-            let mut idle = pool.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push(sender);
-            }
-        }
-    }
+    let mut rsp = pool.send(req).await.map_err(|e| {
+        tracing::warn!(app = pool.dest(), error = %e, "forward to app failed");
+        Reject::AppUnavailable
+    })?;
+    strip_hop_by_hop(rsp.headers_mut());
+    Ok(rsp)
 }
 
 #[cfg(test)]
@@ -264,93 +128,18 @@ mod tests {
         assert_eq!(h.get(REQUEST_ID).map(|v| v.as_bytes()), Some(&b"given"[..]));
     }
 
-    /// An app on loopback answering `body` to every request; counts the connections it accepts.
-    /// With `keep_alive` false it closes each connection after one answer.
-    async fn app(
-        keep_alive: bool,
-        body: &'static [u8],
-    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let svc = hyper::service::service_fn(move |_req| async move {
-                    Ok::<_, std::convert::Infallible>(Response::new(crate::http::full(body)))
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .keep_alive(keep_alive)
-                        .serve_connection(TokioIo::new(tcp), svc),
-                );
-            }
-        });
-        (addr, accepted)
-    }
-
-    async fn get(pool: &App, addr: SocketAddr) -> Response<Body> {
-        let authority = Authority::try_from(addr.to_string()).expect("authority");
-        let req = Request::get("http://ignored/x?y=1")
-            .body(crate::http::empty())
-            .expect("request");
-        pool.forward(addr, &authority, req).await.expect("forward")
-    }
-
-    #[tokio::test]
-    async fn a_connection_read_to_the_end_carries_the_next_request() {
-        let (addr, accepted) = app(true, b"hello").await;
-        let pool = App::new();
-        for _ in 0..20 {
-            let body = get(&pool, addr).await.into_body().collect().await;
-            assert_eq!(body.expect("body").to_bytes(), &b"hello"[..]);
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn connections_the_app_closes_are_replaced_without_a_failed_request() {
-        let (addr, accepted) = app(false, b"bye").await;
-        let pool = App::new();
-        for _ in 0..10 {
-            let body = get(&pool, addr).await.into_body().collect().await;
-            assert_eq!(body.expect("body").to_bytes(), &b"bye"[..]);
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 10);
-    }
-
-    #[tokio::test]
-    async fn a_body_dropped_unread_does_not_return_its_connection() {
-        static BIG: [u8; 1 << 20] = [b'x'; 1 << 20];
-        let (addr, accepted) = app(true, &BIG).await;
-        let pool = App::new();
-        drop(get(&pool, addr).await);
-        let body = get(&pool, addr).await.into_body().collect().await;
-        assert_eq!(body.expect("body").to_bytes().len(), BIG.len());
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
-        let body = get(&pool, addr).await.into_body().collect().await;
-        assert_eq!(body.expect("body").to_bytes().len(), BIG.len());
-        assert_eq!(
-            accepted.load(std::sync::atomic::Ordering::SeqCst),
-            2,
-            "the connection read to the end is reused"
-        );
-    }
-
     #[tokio::test]
     async fn an_app_that_is_down_is_app_unavailable() {
         let addr = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr")
         };
+        let pool = Pool::new(addr.to_string(), std::time::Duration::from_secs(5));
         let authority = Authority::try_from(addr.to_string()).expect("authority");
         let req = Request::get("/")
             .body(crate::http::empty())
             .expect("request");
-        let err = App::new().forward(addr, &authority, req).await.err();
+        let err = to_app(&pool, &authority, req).await.err();
         assert!(matches!(err, Some(Reject::AppUnavailable)));
     }
 }

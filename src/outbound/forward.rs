@@ -1,10 +1,13 @@
-//! Forwarding: header rewriting (hop-by-hop, `Authorization`, `Host`), the pooled upstream
-//! client (HTTP/1.1, rustls when a route says `tls`), replay for the 401 retry, CONNECT tunnels.
+//! Forwarding: header rewriting (hop-by-hop, `Authorization`, `Host`), the upstream clients
+//! (keep-alive HTTP/1.1 to configured plain-HTTP destinations; hyper-util's pool with rustls for
+//! `tls` routes and the rest), replay for the 401 retry, CONNECT tunnels.
 
 use crate::config::outbound::Outbound as Config;
+use crate::http::pool::Pool;
 use crate::http::{Body, empty, strip_hop_by_hop};
 use crate::secret::Token;
 use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -21,8 +24,12 @@ use tracing::debug;
 /// Time allowed to open a CONNECT tunnel's upstream connection.
 const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The pooled client every upstream call goes through.
+/// The clients upstream calls go through.
 pub(super) struct Upstream {
+    /// Keep-alive connections to each plain-HTTP destination the configuration names (route
+    /// hosts and `ports` upstreams): the hot path of a chain.
+    plain: Vec<Pool>,
+    /// Everything else: TLS routes, the IdP, passthrough hosts.
     client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
@@ -65,21 +72,59 @@ impl Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Ok(Self { client })
+        let plain_routes = cfg
+            .routes
+            .iter()
+            .filter(|r| r.tls.is_none())
+            .map(|r| authority(&r.host, r.port));
+        let plain_ports = cfg
+            .ports
+            .iter()
+            .filter(|p| cfg.routes.get(p.route).is_some_and(|r| r.tls.is_none()))
+            .filter_map(|p| crate::config::outbound::split_authority(&p.upstream, 80))
+            .map(|(host, port)| authority(&host, port));
+        let mut plain: Vec<Pool> = Vec::new();
+        for dest in plain_routes.chain(plain_ports) {
+            if !plain.iter().any(|p| p.dest().eq_ignore_ascii_case(&dest)) {
+                plain.push(Pool::new(dest, cfg.connect_timeout));
+            }
+        }
+        Ok(Self { plain, client })
     }
 
-    /// Sends `req` upstream; the answer streams back with its hop-by-hop headers removed.
+    /// Sends `req` (absolute-form, from [`prepare`]) upstream; the answer streams back with its
+    /// hop-by-hop headers removed.
     pub(super) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, String> {
         let authority = req.uri().authority().map(ToString::to_string);
-        let rsp = self.client.request(req).await.map_err(|e| {
-            format!(
-                "upstream {} unreachable: {e}",
-                authority.as_deref().unwrap_or("?")
-            )
-        })?;
-        let mut rsp = rsp.map(|b| b.map_err(Into::into).boxed());
+        let authority = authority.as_deref().unwrap_or("?");
+        let pool = (req.uri().scheme() == Some(&Scheme::HTTP))
+            .then(|| {
+                self.plain
+                    .iter()
+                    .find(|p| p.dest().eq_ignore_ascii_case(authority))
+            })
+            .flatten();
+        let sent = match pool {
+            Some(pool) => pool.send(req).await,
+            None => self
+                .client
+                .request(req)
+                .await
+                .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed()))
+                .map_err(Into::into),
+        };
+        let mut rsp = sent.map_err(|e| format!("upstream {authority} unreachable: {e}"))?;
         strip_hop_by_hop(rsp.headers_mut());
         Ok(rsp)
+    }
+}
+
+/// `host:port` as a URI authority (IPv6 literals in brackets).
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -92,11 +137,7 @@ pub(super) fn prepare(
     port: u16,
     tls: bool,
 ) -> Result<(), String> {
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = authority(host, port);
     let path = req
         .uri()
         .path_and_query()

@@ -1,0 +1,167 @@
+//! Keep-alive HTTP/1.1 connections to one fixed destination: the app behind the inbound
+//! listener, or one plain-HTTP upstream of the outbound routes.
+//!
+//! The destination is known at configuration time, so this is a plain stack of idle
+//! `hyper::client::conn::http1` senders rather than hyper-util's general pool (keyed by
+//! authority, with a task spawned per request to put the connection back). A connection returns
+//! to the stack when the response body that came on it has been read to the end (a body dropped
+//! unread leaves bytes on the connection, and hyper closes it); a request goes out on the most
+//! recently used connection.
+
+use super::{Body, BoxError};
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Idle keep-alive connections kept at most; more are closed when they fall idle.
+const MAX_IDLE: usize = 256;
+
+/// The idle connections, most recently used last.
+type Idle = Mutex<Vec<SendRequest<Body>>>;
+
+/// Connections to `dest` (`host:port`; an IP address is used as is, a name is resolved at
+/// each new connection).
+pub struct Pool {
+    dest: String,
+    connect_timeout: Duration,
+    idle: Arc<Idle>,
+}
+
+impl Pool {
+    /// An empty pool to `dest`; opening a connection may take up to `connect_timeout`.
+    pub fn new(dest: impl Into<String>, connect_timeout: Duration) -> Self {
+        Self {
+            dest: dest.into(),
+            connect_timeout,
+            idle: Arc::default(),
+        }
+    }
+
+    /// The `host:port` this pool connects to.
+    pub fn dest(&self) -> &str {
+        &self.dest
+    }
+
+    /// Sends `req` (its URI reduced to origin-form; the caller sets `Host`) on an idle
+    /// connection, or on a new one when none is left. A request that an idle connection could
+    /// not take (the peer closed it meanwhile) comes back unsent and goes out on the next; a
+    /// request that was sent is never sent twice. The response body streams.
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        if req.uri().scheme().is_some() {
+            let path = req
+                .uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            *req.uri_mut() = Uri::from(path);
+        }
+        let (sender, rsp) = self.checkout_and_send(req).await?;
+        Ok(rsp.map(|body| {
+            Returning {
+                body,
+                ended: false,
+                back: Some((sender, Arc::downgrade(&self.idle))),
+            }
+            .boxed()
+        }))
+    }
+
+    async fn checkout_and_send(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<(SendRequest<Body>, Response<Incoming>), BoxError> {
+        loop {
+            let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut sender) = pooled else { break };
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(rsp) => return Ok((sender, rsp)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        let rsp = sender.send_request(req).await?;
+        Ok((sender, rsp))
+    }
+
+    /// Opens a connection; its connection task runs until either side closes it.
+    async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.dest))
+            .await
+            .map_err(|_| format!("connect to {} timed out", self.dest))??;
+        tcp.set_nodelay(true)?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        let dest = self.dest.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(dest, error = %e, "connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A response body; puts its connection back in the pool once read to the end.
+struct Returning {
+    body: Incoming,
+    ended: bool,
+    back: Option<(SendRequest<Body>, Weak<Idle>)>,
+}
+
+impl http_body::Body for Returning {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Returning {
+    fn drop(&mut self) {
+        if !(self.ended || http_body::Body::is_end_stream(&self.body)) {
+            return;
+        }
+        if let Some((sender, idle)) = self.back.take()
+            && let Some(idle) = idle.upgrade()
+        {
+            let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(sender);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
