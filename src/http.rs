@@ -108,6 +108,11 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 /// Removes hop-by-hop headers: the fixed list and every header named in `Connection`
 /// (RFC 9110 §7.6.1). `Proxy-Authorization` is meant for the proxy only and goes too.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one look at each header name (standard names compare as
+    // integers) is cheaper than hashing nine names to remove them.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
