@@ -9,11 +9,12 @@
 # `valgrind --tool=callgrind` pinned to core 0 (one tokio worker, as in bench/load.sh), sends N1
 # resp. N2 requests with the same token with oha (CONC connections), stops it with SIGTERM, and
 #     instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1)
-# so start-up and shutdown cancel. WHAT=app measures baton-demo-app alone the same way.
+# so start-up and shutdown cancel. WHAT=app measures baton-demo-app alone the same way, WHAT=bare
+# the bare hyper proxy of bench/bare_proxy.rs in front of the app (the floor of baton's stack).
 # The callgrind files stay in the printed directory for `callgrind_annotate --inclusive=yes`.
 #
-# Usage:  bench/callgrind-process.sh            # after cargo build --release --bins
-# Env:    WHAT (sidecar|app), N1 (200), N2 (1200), CONC (1), BIN (target/release)
+# Usage:  bench/callgrind-process.sh            # after cargo build --release --bins --examples
+# Env:    WHAT (sidecar|app|bare), N1 (200), N2 (1200), CONC (1), BIN (target/release)
 # Needs:  valgrind, oha, jq, curl, python3 (free ports), taskset.
 set -euo pipefail
 
@@ -69,6 +70,10 @@ Y
         RUST_LOG=warn "${cg[@]}" "$BIN/baton" run -c "$W/sidecar.yaml" >"$W/run.$n.log" 2>&1 &
         pid=$!
         wait_ok "http://127.0.0.1:$adm/readyz"
+    elif [ "$WHAT" = bare ]; then
+        "${cg[@]}" "$BIN/examples/bare-proxy" "127.0.0.1:$in" "127.0.0.1:$APP" >"$W/run.$n.log" 2>&1 &
+        pid=$!
+        wait_ok "http://127.0.0.1:$in/"
     else
         "${cg[@]}" "$BIN/baton-demo-app" --name measured --listen "127.0.0.1:$in" >"$W/run.$n.log" 2>&1 &
         pid=$!

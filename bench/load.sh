@@ -5,6 +5,8 @@
 # every case:
 #   app     the app alone
 #   nginx   the app behind nginx (Debian nginx-light, 1 worker) as a plain keep-alive reverse proxy
+#   bare    the app behind `bare-proxy` (bench/bare_proxy.rs): hyper's HTTP/1.1 server and the
+#           sidecar's keep-alive pool, nothing else; the floor of baton's own stack
 #   inbound the app behind `baton run` inbound, verifying a valid repeated user token
 #   hop     the full hop: load generator as "A-app" plain client -> A-sidecar outbound (exchange
 #           cached) -> B-sidecar inbound (verification cached) -> app
@@ -22,7 +24,7 @@
 # Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/release),
 #         SKIP_BUILD (unset), SOAK (unset; seconds of hop at 2000 req/s with RSS sampled, e.g. 600),
 #         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md,
-#         CASES ("app nginx inbound hop"; app and nginx are the baselines, always measured),
+#         CASES ("bare inbound hop"; app and nginx, the baselines, are always measured),
 #         IDP (1; 0 skips the IdP measurements)
 # Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
 set -euo pipefail
@@ -33,7 +35,7 @@ DURATION=${DURATION:-10s}
 RATES=${RATES:-"2000 10000"}
 CONCURRENCY=${CONCURRENCY:-64}
 BIN=${BIN:-target/release}
-CASES="app nginx $(echo "${CASES:-inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e '' | tr '\n' ' ')"
+CASES="app nginx $(echo "${CASES:-bare inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e '' | tr '\n' ' ')"
 IDP=${IDP:-1}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-bench/out/$STAMP}
@@ -67,10 +69,10 @@ else
     log "fewer than 2 cores or no taskset: servers and load generator are not pinned"
 fi
 if [ -z "${SKIP_BUILD:-}" ]; then
-    log "cargo build --release --bins"
-    cargo build --release --bins >&2
+    log "cargo build --release --bins --example bare-proxy"
+    cargo build --release --bins --example bare-proxy >&2
 fi
-for b in baton baton-idp baton-demo-app; do [ -x "$BIN/$b" ] || die "$BIN/$b missing"; done
+for b in baton baton-idp baton-demo-app examples/bare-proxy; do [ -x "$BIN/$b" ] || die "$BIN/$b missing"; done
 BIN=$(cd "$BIN" && pwd)
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -224,6 +226,9 @@ RUST_LOG=${RUST_LOG:-warn} start sidecar-a "$BIN/baton" run -c "$W/sidecar-a.yam
 RUST_LOG=${RUST_LOG:-warn} start sidecar-b "$BIN/baton" run -c "$W/sidecar-b.yaml"
 wait_ok "http://127.0.0.1:$A_ADMIN/readyz"
 wait_ok "http://127.0.0.1:$B_ADMIN/readyz"
+free_port BARE_PORT
+start bare "$BIN/examples/bare-proxy" "127.0.0.1:$BARE_PORT" "127.0.0.1:$APP_PORT"
+wait_ok "http://127.0.0.1:$BARE_PORT/"
 
 AUTH="Authorization: Bearer $TOKEN"
 if oha --help 2>&1 | grep -q -- '-x <PROXY>'; then
@@ -234,10 +239,11 @@ else
     HOP_HOW="A's per-upstream outbound port (this oha has no --proxy)"
 fi
 # Correctness gate and cache warm-up: every case must answer 200 before anything is timed.
-for c in app nginx inbound hop; do
+for c in app nginx bare inbound hop; do
     case $c in
         app) args=("http://127.0.0.1:$APP_PORT/") ;;
         nginx) args=("http://127.0.0.1:$NGINX_PORT/") ;;
+        bare) args=("http://127.0.0.1:$BARE_PORT/") ;;
         inbound) args=(-H "$AUTH" "http://127.0.0.1:$A_IN/") ;;
         hop) args=("${HOP_ARGS[@]}") ;;
     esac
@@ -258,6 +264,7 @@ for c in $CASES; do
         inbound) pids=("$PID_sidecar_a") ;;
         hop) pids=("$PID_sidecar_a" "$PID_sidecar_b") ;;
         nginx) pids=($(pgrep -P "$PID_nginx") "$PID_nginx") ;;
+        bare) pids=("$PID_bare") ;;
         *) pids=("$PID_app") ;;
     esac
     for m in "${MODES[@]}"; do
@@ -347,7 +354,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo
     echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
-        "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; app = the app."
+        "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; bare = bare-proxy; app = the app."
     [ -n "$SOAK_LINE" ] && { echo; echo "$SOAK_LINE"; }
     [ "$IDP" = 1 ] || exit 0
     echo
