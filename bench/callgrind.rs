@@ -102,14 +102,22 @@ async fn start_app() -> SocketAddr {
 
 async fn app(n: usize) -> bool {
     let addr = start_app().await;
+    get_all(n, || {
+        Request::get(format!("http://{addr}/api/items"))
+            .header("authorization", "Bearer x")
+            .body(Empty::new())
+            .expect("request")
+    })
+    .await
+}
+
+/// Sends `n` requests made by `request` from one pooled hyper client; true when every one
+/// answered 200 and its body was read.
+async fn get_all(n: usize, request: impl Fn() -> Request<Empty<Bytes>>) -> bool {
     let client: Client<_, Empty<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     for _ in 0..n {
-        let req = Request::get(format!("http://{addr}/api/items"))
-            .header("authorization", "Bearer x")
-            .body(Empty::new())
-            .expect("request");
-        let Ok(rsp) = client.request(req).await else {
+        let Ok(rsp) = client.request(request()).await else {
             return false;
         };
         if rsp.status() != StatusCode::OK || rsp.into_body().collect().await.is_err() {
@@ -170,23 +178,15 @@ async fn serve(n: usize) -> bool {
         listener,
         std::future::pending(),
     ));
-    let client: Client<_, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let uri: http::Uri = format!("http://{addr}/api/items").parse().expect("uri");
-    for _ in 0..n {
-        let req = Request::get(uri.clone())
+    get_all(n, || {
+        Request::get(uri.clone())
             .header("authorization", &bearer)
             .header("accept", "*/*")
             .body(Empty::new())
-            .expect("request");
-        let Ok(rsp) = client.request(req).await else {
-            return false;
-        };
-        if rsp.status() != StatusCode::OK || rsp.into_body().collect().await.is_err() {
-            return false;
-        }
-    }
-    true
+            .expect("request")
+    })
+    .await
 }
 
 async fn exchange_hit(n: usize) -> bool {
