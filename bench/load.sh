@@ -2,7 +2,9 @@
 # bench/load.sh: the load harness of issue #9. For humans, NOT run by CI; bounded, stops by itself.
 #
 # In ONE run on loopback it measures, with the same echo app (`baton-demo-app`, no next hop) behind
-# every case:
+# every case and the same request in every case but the hop (the user's bearer token and an
+# `x-baton-claims` header holding its claims, so the app decodes and echoes the same claims
+# whether the sidecar put them there or the client did; the sidecar replaces the client's):
 #   app     the app alone
 #   nginx   the app behind nginx (Debian nginx-light, 1 worker) as a plain keep-alive reverse proxy
 #   bare    the app behind `bare-proxy` (bench/bare_proxy.rs): hyper's HTTP/1.1 server and the
@@ -231,6 +233,8 @@ start bare "$BIN/examples/bare-proxy" "127.0.0.1:$BARE_PORT" "127.0.0.1:$APP_POR
 wait_ok "http://127.0.0.1:$BARE_PORT/"
 
 AUTH="Authorization: Bearer $TOKEN"
+# The token's payload segment is base64url JSON of its claims: what the sidecar sends the app.
+CLAIMS="x-baton-claims: $(cut -d. -f2 <<<"$TOKEN")"
 if oha --help 2>&1 | grep -q -- '-x <PROXY>'; then
     HOP_ARGS=(-x "http://127.0.0.1:$A_OUT" -H "$AUTH" "http://127.0.0.1:$B_IN/")
     HOP_HOW="oha --proxy http://A-outbound (forward proxy, absolute-form)"
@@ -241,16 +245,21 @@ fi
 # Correctness gate and cache warm-up: every case must answer 200 before anything is timed.
 for c in app nginx bare inbound hop; do
     case $c in
-        app) args=("http://127.0.0.1:$APP_PORT/") ;;
-        nginx) args=("http://127.0.0.1:$NGINX_PORT/") ;;
-        bare) args=("http://127.0.0.1:$BARE_PORT/") ;;
-        inbound) args=(-H "$AUTH" "http://127.0.0.1:$A_IN/") ;;
+        app) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$APP_PORT/") ;;
+        nginx) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$NGINX_PORT/") ;;
+        bare) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$BARE_PORT/") ;;
+        inbound) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$A_IN/") ;;
         hop) args=("${HOP_ARGS[@]}") ;;
     esac
     eval "ARGS_$c=(\"\${args[@]}\")"
     "${GEN[@]}" oha --no-tui --output-format json -n 200 -c 4 "${args[@]}" >"$OUT/$c-warmup.json" 2>>"$OUT/oha.log"
     ok=$(jq -r '.statusCodeDistribution["200"] // 0' "$OUT/$c-warmup.json")
     [ "$ok" = 200 ] || die "$c: warm-up got $(jq -c .statusCodeDistribution "$OUT/$c-warmup.json"), want 200x200"
+    # Equal work for the app: its answer (the echoed claims) must be the same size in every case.
+    size=$(jq -r '.summary.sizePerRequest // 0' "$OUT/$c-warmup.json")
+    [ "$c" = app ] && APP_SIZE=$size
+    [ "$c" = hop ] || awk -v a="$size" -v b="$APP_SIZE" 'BEGIN {exit !(a >= 0.9 * b && a <= 1.1 * b)}' \
+        || die "$c: the app answered $size bytes per request, $APP_SIZE when alone; the cases are not comparable"
 done
 log "all four cases answer 200; measuring ($DURATION each)"
 
