@@ -262,16 +262,16 @@ async fn serve_connection<H, F, IO>(
     F: Future<Output = Response<Body>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let epoch = Instant::now();
     let activity = Arc::new(AtomicU64::new(0));
     let io = Tracked {
         inner: stream,
-        epoch,
-        last: activity.clone(),
+        moved: activity.clone(),
     };
     let request_timeout = limits.request_timeout;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let fut = handler(req, info);
+        // A handler's future is kilobytes (a request and a response at each layer); boxed once
+        // here, hyper and the timeout move a pointer instead of copying it at each step.
+        let fut = Box::pin(handler(req, info));
         async move {
             let rsp = match tokio::time::timeout(request_timeout, fut).await {
                 Ok(rsp) => rsp,
@@ -284,6 +284,9 @@ async fn serve_connection<H, F, IO>(
     tokio::pin!(conn);
     let idle = limits.idle_timeout;
     let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)) / 4);
+    // The idle clock restarts at the first tick that sees bytes moved since the one before, so
+    // an idle connection closes between `idle` and `idle` plus one tick after its last byte.
+    let (mut seen, mut quiet_since) = (0, Instant::now());
     let mut closing = false;
     loop {
         tokio::select! {
@@ -300,8 +303,10 @@ async fn serve_connection<H, F, IO>(
                 }
             }
             _ = tick.tick(), if !closing => {
-                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
-                if epoch.elapsed().saturating_sub(last) >= idle {
+                let moved = activity.load(Ordering::Relaxed);
+                if moved != seen {
+                    (seen, quiet_since) = (moved, Instant::now());
+                } else if quiet_since.elapsed() >= idle {
                     debug!(peer = %info.peer, "idle timeout");
                     conn.as_mut().graceful_shutdown();
                     closing = true;
@@ -311,17 +316,18 @@ async fn serve_connection<H, F, IO>(
     }
 }
 
-/// A stream that records when bytes last moved, for the idle timeout.
+/// A stream that counts the reads and writes that moved bytes, for the idle timeout. Counting
+/// rather than reading the clock keeps the timeout off the per-request path.
 struct Tracked<S> {
     inner: S,
-    epoch: Instant,
-    last: Arc<AtomicU64>,
+    moved: Arc<AtomicU64>,
 }
 
 impl<S> Tracked<S> {
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
+        // Only this connection's task writes the count: a plain load and store, no locked add.
+        let n = self.moved.load(Ordering::Relaxed);
+        self.moved.store(n.wrapping_add(1), Ordering::Relaxed);
     }
 }
 

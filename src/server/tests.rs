@@ -105,6 +105,22 @@ async fn idle_keep_alive_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn a_connection_in_use_outlives_the_idle_timeout() {
+    let (addr, _tx, _task) = start(quick()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // 12 requests 100 ms apart: four times the 300 ms idle timeout, never 300 ms quiet.
+    for i in 0..12 {
+        let answer = roundtrip(&mut s, "/0").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "request {i}: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read_to_close(&mut s).await, "", "closed once it falls idle");
+}
+
+#[tokio::test]
 async fn connections_beyond_the_limit_are_closed_at_accept() {
     let (addr, _tx, _task) = start(Limits {
         idle_timeout: Duration::from_secs(30),
