@@ -21,6 +21,7 @@ use crate::server::{self, Drained, Limits};
 use crate::telemetry::{Metrics, Outcome};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
+use prometheus_client::metrics::counter::Counter;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -52,10 +53,13 @@ struct Active {
     app_authority: http::uri::Authority,
     /// Keep-alive connections to `config.app`, kept across reloads that keep the address.
     app: Arc<Pool>,
+    /// Per route (same order as `config.routes`), the counter of the requests it forwards
+    /// (`outcome="allowed"`, or `"public"`), looked up once: a forwarded request hashes no labels.
+    forwarded: Vec<Counter>,
 }
 
 impl Active {
-    fn new(config: &Config, previous: Option<&Active>) -> Self {
+    fn new(config: &Config, metrics: &Metrics, previous: Option<&Active>) -> Self {
         let hint = format!(
             "This service requires an access token for audience \"{aud}\" from {iss}.\n\
              Send it as `Authorization: Bearer <token>` (RFC 6750 §2.1).\n\
@@ -70,15 +74,29 @@ impl Active {
         );
         let app_authority = http::uri::Authority::try_from(config.app.to_string())
             .unwrap_or_else(|_| http::uri::Authority::from_static("127.0.0.1"));
+        let forwarded = config
+            .routes
+            .iter()
+            .map(|r| metrics.inbound_counter(&r.name, passing_outcome(r)))
+            .collect();
         Self {
             config: config.clone(),
             hint,
             app_authority,
+            forwarded,
             app: match previous {
                 Some(p) if p.config.app == config.app => p.app.clone(),
                 _ => Arc::new(Pool::new(config.app.to_string(), APP_CONNECT_TIMEOUT)),
             },
         }
+    }
+}
+
+/// The outcome a request that `route` forwards is counted under.
+fn passing_outcome(route: &Route) -> &'static str {
+    match route.access {
+        crate::config::Access::Public => "public",
+        crate::config::Access::Token(_) => "allowed",
     }
 }
 
@@ -108,9 +126,9 @@ impl Inbound {
         Inbound {
             login,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
-            metrics,
             limits: cfg.limits.clone(),
-            active: RwLock::new(Arc::new(Active::new(cfg, None))),
+            active: RwLock::new(Arc::new(Active::new(cfg, &metrics, None))),
+            metrics,
         }
     }
 
@@ -142,7 +160,7 @@ impl Inbound {
             return Err(ReloadError::NeedsRestart(field));
         }
         *self.active.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Active::new(cfg, Some(&previous)));
+            Arc::new(Active::new(cfg, &self.metrics, Some(&previous)));
         Ok(())
     }
 
@@ -184,12 +202,13 @@ where
     if let Some(l) = &s.login
         && req.uri().path().starts_with(RESERVED_PREFIX)
     {
-        return l.reserved(&s.verifier, req, now).await;
+        return Box::pin(l.reserved(&s.verifier, req, now)).await;
     }
-    let route = rules::find_route(&cfg.routes, req.method(), req.uri().path());
+    let found = rules::find_route(&cfg.routes, req.method(), req.uri().path());
+    let route = found.map(|(_, r)| r);
     let name = route.map_or("none", |r| r.name.as_str());
     let browser = match (&s.login, route) {
-        (Some(l), Some(r)) if r.browser_login => match edge(s, l, &mut req, now).await {
+        (Some(l), Some(r)) if r.browser_login => match Box::pin(edge(s, l, &mut req, now)).await {
             Ok(b) => b,
             Err(rsp) => {
                 s.metrics.inbound(name, "login");
@@ -203,9 +222,10 @@ where
         login::cookie::strip(req.headers_mut(), login::cookie::PREFIX);
     }
     let verdict = admit(s, route, &req).await;
+    // `outcome`: the refusal observe mode forwards anyway; `None` for a request that passed.
     let (claims, outcome) = match (verdict, cfg.mode) {
-        (Ok(Admitted::Public), _) => (None, "public"),
-        (Ok(Admitted::Token(v)), _) => (Some(v), "allowed"),
+        (Ok(Admitted::Public), _) => (None, None),
+        (Ok(Admitted::Token(v)), _) => (Some(v), None),
         (Err(denied), Mode::Enforce) => {
             s.metrics.inbound(name, denied.reject.outcome());
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
@@ -219,16 +239,15 @@ where
                             acr_values: acr_values.clone(),
                             max_age: *max_age,
                         };
-                        if let Some(rsp) = l
-                            .step_up(&b.session, &c, &b.cookies, &b.return_to, now)
-                            .await
+                        if let Some(rsp) =
+                            Box::pin(l.step_up(&b.session, &c, &b.cookies, &b.return_to, now)).await
                         {
                             return rsp;
                         }
                     }
                     Reject::InvalidToken(_) => {
                         l.forget(&b.session);
-                        return l.start(&b.cookies, &b.return_to, None, now).await;
+                        return Box::pin(l.start(&b.cookies, &b.return_to, None, now)).await;
                     }
                     _ => {}
                 }
@@ -237,23 +256,29 @@ where
         }
         (Err(denied), Mode::Observe) => {
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
-            (denied.verified, denied.reject.outcome())
+            (denied.verified, Some(denied.reject.outcome()))
         }
     };
     match send(s, &active, claims.as_deref(), req).await {
         Ok(rsp) => {
-            s.metrics.inbound(name, outcome);
+            // `None`: the route's passing outcome, counted without a label lookup.
+            let passing = || route.map_or("allowed", passing_outcome);
+            match (outcome, found) {
+                (None, Some((i, _))) => {
+                    active.forwarded[i].inc();
+                }
+                (outcome, _) => s.metrics.inbound(name, outcome.unwrap_or_else(passing)),
+            }
             debug!(
                 route = name,
-                outcome,
+                outcome = outcome.unwrap_or_else(passing),
                 status = rsp.status().as_u16(),
                 "forwarded"
             );
             if let (Some(l), Some(b)) = (&s.login, &browser)
                 && let Some(c) = login::challenge::step_up(&rsp)
-                && let Some(redirect) = l
-                    .step_up(&b.session, &c, &b.cookies, &b.return_to, now)
-                    .await
+                && let Some(redirect) =
+                    Box::pin(l.step_up(&b.session, &c, &b.cookies, &b.return_to, now)).await
             {
                 return redirect;
             }

@@ -134,12 +134,18 @@ impl Metrics {
 
     /// Counts one inbound request.
     pub fn inbound(&self, route: &str, outcome: &'static str) {
+        self.inbound_counter(route, outcome).inc();
+    }
+
+    /// The `baton_inbound_requests_total{route, outcome}` counter itself, for callers that look
+    /// it up once and count many times.
+    pub fn inbound_counter(&self, route: &str, outcome: &'static str) -> Counter {
         self.inbound_requests
             .get_or_create(&RouteOutcome {
                 route: route.to_owned(),
                 outcome,
             })
-            .inc();
+            .clone()
     }
 }
 

@@ -92,7 +92,8 @@ impl Pool {
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        // Boxed: opening a connection is rare, and its future would size every request's.
+        let mut sender = Box::pin(self.connect()).await?;
         let rsp = sender.send_request(req).await?;
         Ok((sender, rsp))
     }

@@ -82,9 +82,14 @@ pub fn bearer(headers: &HeaderMap) -> Result<Token, Reject> {
     Ok(Token::new(token))
 }
 
-/// The first route whose prefix (on whole segments) and methods cover the request.
-pub fn find_route<'a>(routes: &'a [Route], method: &Method, path: &str) -> Option<&'a Route> {
-    routes.iter().find(|r| {
+/// The first route whose prefix (on whole segments) and methods cover the request, with its
+/// position in the table.
+pub fn find_route<'a>(
+    routes: &'a [Route],
+    method: &Method,
+    path: &str,
+) -> Option<(usize, &'a Route)> {
+    routes.iter().enumerate().find(|(_, r)| {
         let under = path == r.path
             || (path.starts_with(&r.path) && path.as_bytes().get(r.path.len()) == Some(&b'/'));
         under && r.methods.as_ref().is_none_or(|ms| ms.contains(method))

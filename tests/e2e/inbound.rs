@@ -499,6 +499,11 @@ async fn a_spoofed_claims_header_is_stripped() {
             .get("x-baton-claims")
             .is_none()
     );
+    let metrics = w.baton.admin("/metrics").await.1;
+    assert!(
+        metrics.contains(r#"baton_inbound_requests_total{route="health",outcome="public"} 1"#),
+        "{metrics}"
+    );
 
     let token = access(&w.key, &claims(&w.idp.issuer, AUD));
     let rsp = w

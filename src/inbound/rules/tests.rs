@@ -106,8 +106,13 @@ fn routes_match_whole_segments_and_methods() {
         route("get-api", "/api", Some(vec![Method::GET])),
         route("any", "", None),
     ];
-    let name = |m: Method, p: &str| find_route(&routes, &m, p).map(|r| r.name.as_str());
+    let name = |m: Method, p: &str| find_route(&routes, &m, p).map(|(_, r)| r.name.as_str());
     assert_eq!(name(Method::GET, "/api"), Some("get-api"));
+    assert_eq!(
+        find_route(&routes, &Method::PUT, "/").map(|(i, _)| i),
+        Some(1),
+        "the index is the route's position in the table"
+    );
     assert_eq!(name(Method::GET, "/api/x"), Some("get-api"));
     assert_eq!(name(Method::GET, "/apix"), Some("any"));
     assert_eq!(name(Method::POST, "/api"), Some("any"));

@@ -91,9 +91,8 @@ impl Verifier {
         let verified = match self.timed(token, &keys, now) {
             Err(VerifyError::UnknownKid) => {
                 let kid = header_kid(token.expose());
-                let keys = self
-                    .jwks
-                    .refetch_for(kid.as_deref())
+                // Boxed: this cold path would otherwise size every request's future.
+                let keys = Box::pin(self.jwks.refetch_for(kid.as_deref()))
                     .await
                     .ok_or(VerifyFailure::KeysUnavailable)?;
                 self.timed(token, &keys, unix_now())?
