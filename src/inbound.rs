@@ -15,7 +15,7 @@ use crate::config::login::RESERVED_PREFIX;
 use crate::config::{Config, ConfigErrors, Mode, Route};
 use crate::http::pool::Pool;
 use crate::http::{Body, BoxError};
-use crate::jwt::jwks::{Jwks, Verifier, VerifyFailure};
+use crate::jwt::jwks::{Jwks, LastToken, Verifier, VerifyFailure};
 use crate::jwt::{Rules, Verified, unix_now};
 use crate::server::{self, Drained, Limits};
 use crate::telemetry::{Metrics, Outcome};
@@ -179,19 +179,32 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let limits = state.limits.clone();
-    let handler = move |req, _conn| {
-        let state = state.clone();
-        async move { handle(&state, req).await }
+    let per_connection = move |_conn| {
+        let (state, last) = (state.clone(), Arc::new(LastToken::default()));
+        move |req| {
+            let (state, last) = (state.clone(), last.clone());
+            async move { handle_on(&state, &last, req).await }
+        }
     };
-    server::serve(listener, limits, handler, shutdown).await
+    server::serve_each(listener, limits, per_connection, shutdown).await
 }
 
-/// Handles one request without a socket: admits it or answers the refusal, then forwards.
+/// Handles one request without a socket, as if it came on a connection of its own.
+pub async fn handle<B>(s: &Inbound, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    handle_on(s, &LastToken::default(), req).await
+}
+
+/// Handles one request that came on the connection `last` belongs to: admits it or answers the
+/// refusal, then forwards.
 /// On `login: browser` routes a browser session stands in for the bearer token, and an RFC 9470
 /// challenge to a navigation becomes a step-up at the IdP.
 /// The span is at `debug`: at the default `info` level a request that passes costs no logging.
 #[instrument(level = "debug", skip_all, fields(method = %req.method()))]
-pub async fn handle<B>(s: &Inbound, mut req: Request<B>) -> Response<Body>
+pub async fn handle_on<B>(s: &Inbound, last: &LastToken, mut req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -221,7 +234,7 @@ where
         // The sealed session and sign-in cookies are the sidecar's; the app gets the bearer.
         login::cookie::strip(req.headers_mut(), login::cookie::PREFIX);
     }
-    let verdict = admit(s, route, &req).await;
+    let verdict = admit(s, last, route, &req, now).await;
     // `outcome`: the refusal observe mode forwards anyway; `None` for a request that passed.
     let (claims, outcome) = match (verdict, cfg.mode) {
         (Ok(Admitted::Public), _) => (None, None),
@@ -361,8 +374,10 @@ impl From<Reject> for Denied {
 
 async fn admit<B>(
     s: &Inbound,
+    last: &LastToken,
     route: Option<&Route>,
     req: &Request<B>,
+    now: u64,
 ) -> Result<Admitted, Denied> {
     rules::check_path(req.uri().path())?;
     rules::refuse_query_token(req.uri().query())?;
@@ -371,14 +386,18 @@ async fn admit<B>(
         return Ok(Admitted::Public);
     }
     let token = rules::bearer(req.headers())?;
-    let verified = s.verifier.verify(&token).await.map_err(|e| match e {
-        VerifyFailure::Token(e) => Reject::InvalidToken(e),
-        VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
-    })?;
+    let verified = s
+        .verifier
+        .verify_on(&token, last)
+        .await
+        .map_err(|e| match e {
+            VerifyFailure::Token(e) => Reject::InvalidToken(e),
+            VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
+        })?;
     if verified.claims.contains_key("cnf") {
         return Err(Reject::BoundToken.into());
     }
-    match rules::authorize(&route.access, &verified.claims, unix_now()) {
+    match rules::authorize(&route.access, &verified.claims, now) {
         Ok(()) => Ok(Admitted::Token(verified)),
         Err(reject) => Err(Denied {
             reject,

@@ -113,14 +113,38 @@ where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve_with(
-        listener,
-        limits,
-        |tcp| async { Some(tcp) },
-        handler,
-        shutdown,
-    )
-    .await
+    serve_each(listener, limits, per_connection(handler), shutdown).await
+}
+
+/// Like [`serve`], with `make` called once per accepted connection for that connection's
+/// handler, which may keep state across the connection's requests (HTTP/1.1 requests come one
+/// after another; HTTP/2 streams may run at once).
+pub async fn serve_each<M, H, F>(
+    listener: TcpListener,
+    limits: Limits,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) -> Drained
+where
+    M: Fn(ConnInfo) -> H,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    serve_with(listener, limits, |tcp| async { Some(tcp) }, make, shutdown).await
+}
+
+/// A shared handler as a per-connection one that knows its connection.
+fn per_connection<H, F>(
+    handler: H,
+) -> impl Fn(ConnInfo) -> Box<dyn Fn(Request<Incoming>) -> F + Send + Sync>
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    move |info| {
+        let handler = handler.clone();
+        Box::new(move |req| handler(req, info))
+    }
 }
 
 /// Like [`serve`] over TLS: the handshake must finish within `limits.header_read_timeout`.
@@ -153,19 +177,20 @@ where
             }
         }
     };
-    serve_with(listener, limits, upgrade, handler, shutdown).await
+    serve_with(listener, limits, upgrade, per_connection(handler), shutdown).await
 }
 
 /// The accept loop, over whatever `upgrade` makes of each TCP connection (`None` drops it).
-async fn serve_with<H, F, U, UF, IO>(
+async fn serve_with<M, H, F, U, UF, IO>(
     listener: TcpListener,
     limits: Limits,
     upgrade: U,
-    handler: H,
+    make: M,
     shutdown: impl Future<Output = ()>,
 ) -> Drained
 where
-    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    M: Fn(ConnInfo) -> H,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
     U: Fn(TcpStream) -> UF + Clone + Send + 'static,
     UF: Future<Output = Option<IO>> + Send,
@@ -207,7 +232,8 @@ where
             local,
             original_dst,
         };
-        let (builder, limits, handler) = (builder.clone(), limits.clone(), handler.clone());
+        let handler = make(info);
+        let (builder, limits) = (builder.clone(), limits.clone());
         let (drain, upgrade) = (drain_rx.clone(), upgrade.clone());
         tokio::spawn(async move {
             if let Some(io) = upgrade(stream).await {
@@ -258,7 +284,7 @@ async fn serve_connection<H, F, IO>(
     handler: H,
     mut drain: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -271,7 +297,7 @@ async fn serve_connection<H, F, IO>(
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         // A handler's future is kilobytes (a request and a response at each layer); boxed once
         // here, hyper and the timeout move a pointer instead of copying it at each step.
-        let fut = Box::pin(handler(req, info));
+        let fut = Box::pin(handler(req));
         async move {
             let rsp = match tokio::time::timeout(request_timeout, fut).await {
                 Ok(rsp) => rsp,

@@ -10,7 +10,7 @@
 
 mod verifier;
 
-pub use verifier::{Verifier, VerifyFailure};
+pub use verifier::{LastToken, Verifier, VerifyFailure};
 
 use super::Algorithm;
 use super::keys::KeySet;

@@ -5,11 +5,11 @@
 use super::{Jwks, header_kid};
 use crate::jwt::keys::KeySet;
 use crate::jwt::{Rules, Verified, VerifyError, unix_now, verify};
-use crate::secret::Token;
+use crate::secret::{Token, constant_time_eq};
 use crate::telemetry::{Metrics, Outcome};
 use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why a token was not accepted.
@@ -78,11 +78,8 @@ impl Verifier {
         let now = unix_now();
         let hash = token.sha256();
         let keys = self.jwks.keys().ok_or(VerifyFailure::KeysUnavailable)?;
-        // A hit counts only while its key is still published: a key withdrawn from the JWKS
-        // takes its tokens with it.
         if let Some(hit) = self.cache.get(&hash)
-            && hit.exp > now
-            && keys.contains(&hit.kid)
+            && still_valid(&hit, &keys, now)
         {
             self.hits.inc();
             return Ok(hit);
@@ -104,6 +101,26 @@ impl Verifier {
         Ok(verified)
     }
 
+    /// [`Verifier::verify`] for a token that came on the connection `last` remembers: a
+    /// connection that repeats its token, as keep-alive connections between services do, skips
+    /// the hash and the cache lookup. The remembered verification is checked as a cache hit is.
+    pub async fn verify_on(
+        &self,
+        token: &Token,
+        last: &LastToken,
+    ) -> Result<Arc<Verified>, VerifyFailure> {
+        if let Some(hit) = last.get(token) {
+            let keys = self.jwks.keys().ok_or(VerifyFailure::KeysUnavailable)?;
+            if still_valid(&hit, &keys, unix_now()) {
+                self.hits.inc();
+                return Ok(hit);
+            }
+        }
+        let verified = self.verify(token).await?;
+        last.set(token, &verified);
+        Ok(verified)
+    }
+
     fn timed(&self, token: &Token, keys: &KeySet, now: u64) -> Result<Verified, VerifyError> {
         let start = Instant::now();
         let r = verify(token.expose(), keys, &self.rules, now);
@@ -111,6 +128,31 @@ impl Verifier {
             .verify_latency
             .observe(start.elapsed().as_secs_f64());
         r
+    }
+}
+
+/// Whether a verification made earlier still holds: not expired, and its key still published (a
+/// key withdrawn from the JWKS takes its tokens with it).
+fn still_valid(v: &Verified, keys: &KeySet, now: u64) -> bool {
+    v.exp > now && keys.contains(&v.kid)
+}
+
+/// The last token one connection presented and its verification ([`Verifier::verify_on`]). The
+/// presented token is compared with it in constant time, so a connection shared by several
+/// callers learns nothing of another's token from the time a request takes.
+#[derive(Default)]
+pub struct LastToken(Mutex<Option<(Token, Arc<Verified>)>>);
+
+impl LastToken {
+    fn get(&self, token: &Token) -> Option<Arc<Verified>> {
+        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (seen, verified) = last.as_ref()?;
+        constant_time_eq(seen.expose().as_bytes(), token.expose().as_bytes())
+            .then(|| verified.clone())
+    }
+
+    fn set(&self, token: &Token, verified: &Arc<Verified>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((token.clone(), verified.clone()));
     }
 }
 
@@ -155,6 +197,49 @@ mod tests {
             "the second answer is the cached one"
         );
         assert_eq!((count(&m, "miss"), count(&m, "hit")), (1, 1));
+    }
+
+    fn token_for(key: &SigningKey, sub: &str) -> Token {
+        let now = unix_now() as i64;
+        let claims = json!({"iss": "https://idp.example", "aud": "service-b", "sub": sub,
+                            "iat": now - 100, "exp": now + 300});
+        Token::new(key.sign("at+jwt", &claims).expect("sign"))
+    }
+
+    #[tokio::test]
+    async fn a_connection_repeating_its_token_skips_the_cache_and_never_gets_anothers() {
+        let (key, v, m) = setup();
+        let last = LastToken::default();
+        let (alice, bob) = (token_for(&key, "alice"), token_for(&key, "bob"));
+        let first = v.verify_on(&alice, &last).await.expect("valid");
+        let again = v.verify_on(&alice, &last).await.expect("valid");
+        assert!(Arc::ptr_eq(&first, &again), "the remembered verification");
+        assert_eq!((count(&m, "miss"), count(&m, "hit")), (1, 1));
+        // Another caller on the same connection gets its own verification, then the first again.
+        for (token, sub) in [(&bob, "bob"), (&alice, "alice"), (&bob, "bob")] {
+            let got = v.verify_on(token, &last).await.expect("valid");
+            assert_eq!(got.claims.get("sub"), Some(&json!(sub)));
+        }
+        let stranger = SigningKey::generate(Algorithm::ES256).expect("key");
+        let forged = token_for(&stranger, "alice");
+        assert!(v.verify_on(&forged, &last).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_verification_ends_with_its_key() {
+        let (key, v, _) = setup();
+        let last = LastToken::default();
+        let t = token(&key, 300);
+        v.verify_on(&t, &last).await.expect("valid");
+        // The same connection state seen by a verifier whose key set no longer has the key.
+        let metrics = Arc::new(Metrics::new());
+        let rotated = SigningKey::generate(Algorithm::ES256).expect("key");
+        let jwks = Jwks::fixed(KeySet::from_signing_keys([&rotated]), metrics.clone());
+        let after = Verifier::new(jwks, v.rules().clone(), 100, metrics);
+        assert_eq!(
+            after.verify_on(&t, &last).await.err(),
+            Some(VerifyFailure::Token(VerifyError::UnknownKid))
+        );
     }
 
     #[tokio::test]
