@@ -180,10 +180,10 @@ pub async fn serve(
 ) -> Drained {
     let limits = state.limits.clone();
     let per_connection = move |_conn| {
-        let (state, last) = (state.clone(), Arc::new(LastToken::default()));
+        let conn = Arc::new((state.clone(), LastToken::default()));
         move |req| {
-            let (state, last) = (state.clone(), last.clone());
-            async move { handle_on(&state, &last, req).await }
+            let conn = conn.clone();
+            async move { handle_on(&conn.0, &conn.1, req).await }
         }
     };
     server::serve_each(listener, limits, per_connection, shutdown).await

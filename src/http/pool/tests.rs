@@ -48,13 +48,18 @@ async fn get(pool: &Pool) -> Response<Body> {
     rsp
 }
 
+/// [`get`], with the body read to the end.
+async fn read(pool: &Pool) -> bytes::Bytes {
+    let body = get(pool).await.into_body().collect().await;
+    body.expect("body").to_bytes()
+}
+
 #[tokio::test]
 async fn a_connection_read_to_the_end_carries_the_next_request() {
     let (addr, accepted) = app(true, b"hello").await;
     let pool = pool(addr);
     for _ in 0..20 {
-        let body = get(&pool).await.into_body().collect().await;
-        assert_eq!(body.expect("body").to_bytes(), &b"hello"[..]);
+        assert_eq!(read(&pool).await, &b"hello"[..]);
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
@@ -64,8 +69,7 @@ async fn connections_the_app_closes_are_replaced_without_a_failed_request() {
     let (addr, accepted) = app(false, b"bye").await;
     let pool = pool(addr);
     for _ in 0..10 {
-        let body = get(&pool).await.into_body().collect().await;
-        assert_eq!(body.expect("body").to_bytes(), &b"bye"[..]);
+        assert_eq!(read(&pool).await, &b"bye"[..]);
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 10);
 }
@@ -76,11 +80,9 @@ async fn a_body_dropped_unread_does_not_return_its_connection() {
     let (addr, accepted) = app(true, &BIG).await;
     let pool = pool(addr);
     drop(get(&pool).await);
-    let body = get(&pool).await.into_body().collect().await;
-    assert_eq!(body.expect("body").to_bytes().len(), BIG.len());
+    assert_eq!(read(&pool).await.len(), BIG.len());
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
-    let body = get(&pool).await.into_body().collect().await;
-    assert_eq!(body.expect("body").to_bytes().len(), BIG.len());
+    assert_eq!(read(&pool).await.len(), BIG.len());
     assert_eq!(
         accepted.load(Ordering::SeqCst),
         2,
