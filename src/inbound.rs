@@ -385,15 +385,20 @@ async fn admit<B>(
     if route.access == crate::config::Access::Public {
         return Ok(Admitted::Public);
     }
-    let token = rules::bearer(req.headers())?;
-    let verified = s
-        .verifier
-        .verify_on(&token, last)
-        .await
-        .map_err(|e| match e {
-            VerifyFailure::Token(e) => Reject::InvalidToken(e),
-            VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
-        })?;
+    let presented = rules::presented(req.headers())?;
+    let verified = match s.verifier.remembered(presented, last) {
+        Some(hit) => hit,
+        None => {
+            let token = rules::b64token(presented)?;
+            s.verifier
+                .verify_on(&token, last)
+                .await
+                .map_err(|e| match e {
+                    VerifyFailure::Token(e) => Reject::InvalidToken(e),
+                    VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
+                })?
+        }
+    };
     if verified.claims.contains_key("cnf") {
         return Err(Reject::BoundToken.into());
     }

@@ -51,14 +51,16 @@ fn b64token_char(b: u8) -> bool {
         | (b == b'/')
 }
 
-/// The bearer token of a request (RFC 6750 §2.1): exactly one `Authorization: Bearer <token>`.
-pub fn bearer(headers: &HeaderMap) -> Result<Token, Reject> {
+/// The credential of a request's one `Authorization: Bearer <credential>` header (RFC 6750
+/// §2.1), trimmed, its characters not yet checked: [`b64token`] checks them. A connection that
+/// repeats a credential already verified skips that check
+/// ([`crate::jwt::jwks::Verifier::remembered`]).
+pub fn presented(headers: &HeaderMap) -> Result<&[u8], Reject> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next().ok_or(Reject::NoToken)?;
     if values.next().is_some() {
         return Err(Reject::BadHeader("more than one Authorization header"));
     }
-    // b64token characters are visible ASCII, so the token needs no separate `to_str` check.
     let value = value.as_bytes();
     let space = value
         .iter()
@@ -68,14 +70,22 @@ pub fn bearer(headers: &HeaderMap) -> Result<Token, Reject> {
     if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(Reject::BadHeader("scheme must be Bearer"));
     }
-    let token = token.trim_ascii();
-    // RFC 6750 §2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-    let body_end = token.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    Ok(token.trim_ascii())
+}
+
+/// The presented credential as a token, if it is a b64token (RFC 6750 §2.1):
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub fn b64token(presented: &[u8]) -> Result<Token, Reject> {
+    let body_end = presented
+        .iter()
+        .rposition(|&b| b != b'=')
+        .map_or(0, |i| i + 1);
     let b64token = body_end > 0
-        && token[..body_end]
+        && presented[..body_end]
             .iter()
             .fold(true, |ok, &b| ok & b64token_char(b));
-    let token = std::str::from_utf8(token)
+    // b64token characters are visible ASCII, so this only converts.
+    let token = std::str::from_utf8(presented)
         .ok()
         .filter(|_| b64token)
         .ok_or(Reject::BadHeader("token is not a b64token"))?;

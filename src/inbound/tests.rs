@@ -82,3 +82,41 @@ async fn observe_mode_forwards_refused_requests_and_reports_the_app_down() {
             .contains(r#"route="api",outcome="app_unavailable"} 1"#)
     );
 }
+
+#[tokio::test]
+async fn a_repeated_credential_skips_parsing_but_never_the_header_rules() {
+    let (s, key) = inbound("enforce");
+    let last = LastToken::default();
+    let now = unix_now();
+    let claims = serde_json::json!({"iss": "https://idp.example", "aud": "service-b", "sub": "a",
+                                    "iat": now, "exp": now + 60, "scope": "read"});
+    let auth = format!("Bearer {}", key.sign("at+jwt", &claims).expect("sign"));
+    let hits = || {
+        s.metrics
+            .verify_cache
+            .get_or_create(&crate::telemetry::Outcome { outcome: "hit" })
+            .get()
+    };
+    // Admitted, then forwarded to port 9, which refuses: 502 means the token passed.
+    for _ in 0..2 {
+        let rsp = handle_on(&s, &last, get("/api", Some(&auth))).await;
+        assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    }
+    assert_eq!(hits(), 1, "the repeat was served from the connection");
+    // The same credential in a second Authorization header, or after another scheme, is refused
+    // before the remembered verification is consulted.
+    let mut twice = get("/api", Some(&auth));
+    twice
+        .headers_mut()
+        .append("authorization", auth.parse().expect("value"));
+    let rsp = handle_on(&s, &last, twice).await;
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    let basic = auth.replacen("Bearer", "Basic", 1);
+    let rsp = handle_on(&s, &last, get("/api", Some(&basic))).await;
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    // Another token with the remembered one as its prefix is parsed and verified on its own.
+    let longer = format!("{auth}x");
+    let rsp = handle_on(&s, &last, get("/api", Some(&longer))).await;
+    assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(hits(), 1);
+}

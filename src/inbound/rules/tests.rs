@@ -17,6 +17,11 @@ fn route(name: &str, path: &str, methods: Option<Vec<Method>>) -> Route {
     }
 }
 
+/// What the inbound listener takes from a request that is not a repeat on its connection.
+fn bearer(h: &HeaderMap) -> Result<Token, Reject> {
+    presented(h).and_then(b64token)
+}
+
 #[test]
 fn bearer_takes_exactly_one_well_formed_credential() {
     let mut h = HeaderMap::new();

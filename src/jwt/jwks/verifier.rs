@@ -103,22 +103,30 @@ impl Verifier {
 
     /// [`Verifier::verify`] for a token that came on the connection `last` remembers: a
     /// connection that repeats its token, as keep-alive connections between services do, skips
-    /// the hash and the cache lookup. The remembered verification is checked as a cache hit is.
+    /// the hash and the cache lookup ([`Verifier::remembered`]).
     pub async fn verify_on(
         &self,
         token: &Token,
         last: &LastToken,
     ) -> Result<Arc<Verified>, VerifyFailure> {
-        if let Some(hit) = last.get(token) {
-            let keys = self.jwks.keys().ok_or(VerifyFailure::KeysUnavailable)?;
-            if still_valid(&hit, &keys, unix_now()) {
-                self.hits.inc();
-                return Ok(hit);
-            }
+        if let Some(hit) = self.remembered(token.expose().as_bytes(), last) {
+            return Ok(hit);
         }
         let verified = self.verify(token).await?;
         last.set(token, &verified);
         Ok(verified)
+    }
+
+    /// The verification `last` remembers, if `presented` is the very token it was made for and
+    /// it still holds as a cache hit would: not expired, its key still published. `presented`
+    /// need not have been parsed: it is only compared, in constant time, with a token that was.
+    pub fn remembered(&self, presented: &[u8], last: &LastToken) -> Option<Arc<Verified>> {
+        let hit = last.get(presented)?;
+        let keys = self.jwks.keys()?;
+        still_valid(&hit, &keys, unix_now()).then(|| {
+            self.hits.inc();
+            hit
+        })
     }
 
     fn timed(&self, token: &Token, keys: &KeySet, now: u64) -> Result<Verified, VerifyError> {
@@ -144,11 +152,10 @@ fn still_valid(v: &Verified, keys: &KeySet, now: u64) -> bool {
 pub struct LastToken(Mutex<Option<(Token, Arc<Verified>)>>);
 
 impl LastToken {
-    fn get(&self, token: &Token) -> Option<Arc<Verified>> {
+    fn get(&self, presented: &[u8]) -> Option<Arc<Verified>> {
         let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let (seen, verified) = last.as_ref()?;
-        constant_time_eq(seen.expose().as_bytes(), token.expose().as_bytes())
-            .then(|| verified.clone())
+        constant_time_eq(seen.expose().as_bytes(), presented).then(|| verified.clone())
     }
 
     fn set(&self, token: &Token, verified: &Arc<Verified>) {
