@@ -313,20 +313,25 @@ async fn serve_connection<H, F, IO>(
     // The idle clock restarts at the first tick that sees bytes moved since the one before, so
     // an idle connection closes between `idle` and `idle` plus one tick after its last byte.
     let (mut seen, mut quiet_since) = (0, Instant::now());
+    // One wait for the drain for the connection's whole life: a wait made anew at each wake-up
+    // would join and leave the channel's waiter list on every request. A dropped sender drains too.
+    let draining = drain.wait_for(|draining| *draining);
+    tokio::pin!(draining);
     let mut closing = false;
     loop {
+        // `biased`: the connection first, with no random draw per wake-up; the drain and the
+        // idle tick are rare.
         tokio::select! {
+            biased;
             res = conn.as_mut() => {
                 if let Err(e) = res {
                     debug!(peer = %info.peer, error = %e, "connection ended with an error");
                 }
                 return;
             }
-            changed = drain.changed(), if !closing => {
-                if changed.is_err() || *drain.borrow() {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
+            _ = &mut draining, if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
             }
             _ = tick.tick(), if !closing => {
                 let moved = activity.load(Ordering::Relaxed);
