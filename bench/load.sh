@@ -15,6 +15,9 @@
 # For each case: one request at a time (-c 1, closed loop), fixed rates (RATES, default 2000 and
 # 10000 req/s, latency-corrected), and a closed loop at CONCURRENCY for maximum throughput. Then the
 # IdP alone: client-credentials grants/s and token exchanges/s with ES256 and with RS256 keys.
+# With REPEAT=N every case and mode is measured N times in N interleaved rounds (all cases, then
+# all cases again), and the table gives the median of each figure and the spread over rounds: on a
+# shared VM, minutes of drift would otherwise land on whichever case ran then.
 #
 # Servers run on core 0 (`taskset -c 0`), the load generator on core 1 (`taskset -c 1`) when the
 # machine has 2+ cores. The "hop" case drives A's outbound listener as an HTTP forward proxy
@@ -22,12 +25,13 @@
 # it uses A's per-upstream local port instead (`outbound.ports`) and says so.
 #
 # Usage:  bench/load.sh                      # release build, 10 s per measurement
+#         REPEAT=3 bench/load.sh             # the README's figures: medians of 3 rounds
 #         DURATION=3s SKIP_BUILD=1 BIN=target/debug bench/load.sh   # smoke test of the harness
 # Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/release),
 #         SKIP_BUILD (unset), SOAK (unset; seconds of hop at 2000 req/s with RSS sampled, e.g. 600),
 #         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md,
 #         CASES ("bare inbound hop"; app and nginx, the baselines, are always measured),
-#         IDP (1; 0 skips the IdP measurements)
+#         IDP (1; 0 skips the IdP measurements), REPEAT (1)
 # Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
 set -euo pipefail
 
@@ -39,6 +43,7 @@ CONCURRENCY=${CONCURRENCY:-64}
 BIN=${BIN:-target/release}
 CASES="app nginx $(echo "${CASES:-bare inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e '' | tr '\n' ' ')"
 IDP=${IDP:-1}
+REPEAT=${REPEAT:-1}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-bench/out/$STAMP}
 mkdir -p "$OUT"
@@ -264,37 +269,53 @@ done
 log "all four cases answer 200; measuring ($DURATION each)"
 
 # --- the measurements ---------------------------------------------------------------------------
-declare -A R # R[case,mode] = "rps p50 p99 p999 non2xx"
-declare -A CPU RSS
+declare -A R   # R[case,mode,round] = "rps p50 p99 p999 non2xx"
+declare -A CPU # CPU[case,mode,round] = "user system" CPU seconds per request
+declare -A RSS # RSS[case,mode] = KiB at the end of the mode in round 1
 MODES=(one $(for r in $RATES; do echo "q$r"; done) max)
-for c in $CASES; do
-    eval "args=(\"\${ARGS_$c[@]}\")"
-    case $c in
-        inbound) pids=("$PID_sidecar_a") ;;
-        hop) pids=("$PID_sidecar_a" "$PID_sidecar_b") ;;
-        nginx) pids=($(pgrep -P "$PID_nginx") "$PID_nginx") ;;
-        bare) pids=("$PID_bare") ;;
-        *) pids=("$PID_app") ;;
-    esac
-    for m in "${MODES[@]}"; do
-        case $m in
-            one) extra=(-c 1) ;;
-            max) extra=(-c "$CONCURRENCY") ;;
-            q*) extra=(-c "$CONCURRENCY" -q "${m#q}" --latency-correction) ;;
+for round in $(seq 1 "$REPEAT"); do
+    for c in $CASES; do
+        eval "args=(\"\${ARGS_$c[@]}\")"
+        case $c in
+            inbound) pids=("$PID_sidecar_a") ;;
+            hop) pids=("$PID_sidecar_a" "$PID_sidecar_b") ;;
+            nginx) pids=($(pgrep -P "$PID_nginx") "$PID_nginx") ;;
+            bare) pids=("$PID_bare") ;;
+            *) pids=("$PID_app") ;;
         esac
-        before=$(cpu_of "${pids[@]}")
-        R[$c,$m]=$(run_oha "$c" "$m" "${extra[@]}" "${args[@]}")
-        after=$(cpu_of "${pids[@]}")
-        n=$(jq '[.statusCodeDistribution[]] | add // 0' "$OUT/$c-$m.json")
-        # CPU ms per request, user + system: "total (user+system)".
-        CPU[$c,$m]=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {
-            split(a, x, " "); split(b, y, " "); u = x[1] - y[1]; s = x[2] - y[2]
-            if (!n) n = 1e308
-            printf "%.3f (%.3f+%.3f)", (u + s) * 1000 / n, u * 1000 / n, s * 1000 / n}')
-        RSS[$c,$m]=$(rss_of "${pids[@]}")
-        log "$c $m: ${R[$c,$m]} (rps p50 p99 p99.9 µs, non-2xx)"
+        for m in "${MODES[@]}"; do
+            case $m in
+                one) extra=(-c 1) ;;
+                max) extra=(-c "$CONCURRENCY") ;;
+                q*) extra=(-c "$CONCURRENCY" -q "${m#q}" --latency-correction) ;;
+            esac
+            before=$(cpu_of "${pids[@]}")
+            R[$c,$m,$round]=$(run_oha "$c" "$m-r$round" "${extra[@]}" "${args[@]}")
+            after=$(cpu_of "${pids[@]}")
+            n=$(jq '[.statusCodeDistribution[]] | add // 0' "$OUT/$c-$m-r$round.json")
+            CPU[$c,$m,$round]=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {
+                split(a, x, " "); split(b, y, " "); if (!n) n = 1e308
+                printf "%.9f %.9f", (x[1] - y[1]) / n, (x[2] - y[2]) / n}')
+            # RSS of the first round, when the modes before it were only this case's lighter ones.
+            [ "$round" = 1 ] && RSS[$c,$m]=$(rss_of "${pids[@]}")
+            log "round $round/$REPEAT, $c $m: ${R[$c,$m,$round]} (rps p50 p99 p99.9 µs, non-2xx)"
+        done
     done
 done
+
+# Over the rounds of CASE MODE: field I of R (or of CPU with "cpu"), one value per line.
+rounds() { # [cpu] CASE MODE I
+    local table=R
+    [ "$1" = cpu ] && { table=CPU; shift; }
+    local r v
+    for r in $(seq 1 "$REPEAT"); do
+        eval "v=\${$table[\$1,\$2,\$r]}"
+        cut -d' ' -f"$3" <<<"$v"
+    done
+}
+median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+spread() { sort -g | awk '{a[NR] = $1} END {printf "%.0f–%.0f", a[1], a[NR]}'; }
+sum() { awk '{s += $1} END {print s + 0}'; }
 
 # --- optional soak: RSS of both sidecars over SOAK seconds of the hop at 2,000 req/s -------------
 SOAK_LINE=
@@ -342,22 +363,28 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo
     echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
         "load average at start $(cut -d' ' -f1-3 /proc/loadavg). Servers on core 0, oha on core 1."
-    echo "Command: \`DURATION=$DURATION RATES=\"$RATES\" CONCURRENCY=$CONCURRENCY BIN=$BIN bench/load.sh\`;" \
+    echo "Command: \`REPEAT=$REPEAT DURATION=$DURATION RATES=\"$RATES\" CONCURRENCY=$CONCURRENCY BIN=$BIN bench/load.sh\`;" \
         "oha $(oha --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'). Hop driven by $HOP_HOW."
     echo
-    echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx | non-2xx | CPU ms/req (user+sys) | RSS MiB |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    [ "$REPEAT" -gt 1 ] && echo "Each figure is the median of $REPEAT interleaved rounds; the spread column gives the lowest and highest req/s and p50 of the rounds." && echo
+    echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx | non-2xx | CPU ms/req (user+sys) | RSS MiB | spread: req/s; p50 µs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for c in $CASES; do
         for m in "${MODES[@]}"; do
-            read -r rps p50 p99 p999 bad <<<"${R[$c,$m]}"
-            read -r arps ap50 ap99 _ _ <<<"${R[app,$m]}"
-            read -r nrps _ _ _ _ <<<"${R[nginx,$m]}"
+            rps=$(rounds "$c" "$m" 1 | median) p50=$(rounds "$c" "$m" 2 | median)
+            p99=$(rounds "$c" "$m" 3 | median) p999=$(rounds "$c" "$m" 4 | median)
+            bad=$(rounds "$c" "$m" 5 | sum)
+            arps=$(rounds app "$m" 1 | median) ap50=$(rounds app "$m" 2 | median) ap99=$(rounds app "$m" 3 | median)
+            nrps=$(rounds nginx "$m" 1 | median)
+            cpu=$(awk -v u="$(rounds cpu "$c" "$m" 1 | median)" -v s="$(rounds cpu "$c" "$m" 2 | median)" \
+                'BEGIN {printf "%.3f (%.3f+%.3f)", (u + s) * 1000, u * 1000, s * 1000}')
+            range="$(rounds "$c" "$m" 1 | spread); $(rounds "$c" "$m" 2 | spread)"
             echo "| $c | $m | $(us "$rps") | $(us "$p50") | $(us "$p99") | $(us "$p999") |" \
                 "$(us "$(awk -v a="$p50" -v b="$ap50" 'BEGIN {print a - b}')") |" \
                 "$(us "$(awk -v a="$p99" -v b="$ap99" 'BEGIN {print a - b}')") |" \
                 "$(awk -v a="$rps" -v b="$arps" 'BEGIN {printf "%.2f", b ? a / b : 0}') |" \
                 "$(awk -v a="$rps" -v b="$nrps" 'BEGIN {printf "%.2f", b ? a / b : 0}') |" \
-                "$bad | ${CPU[$c,$m]} | $(awk -v k="${RSS[$c,$m]}" 'BEGIN {printf "%.1f", k / 1024}') |"
+                "$bad | $cpu | $(awk -v k="${RSS[$c,$m]}" 'BEGIN {printf "%.1f", k / 1024}') | $range |"
         done
     done
     echo
