@@ -391,7 +391,7 @@ async fn admit<B>(
         None => {
             let token = rules::b64token(presented)?;
             s.verifier
-                .verify_on(&token, last)
+                .verify_remember(&token, last)
                 .await
                 .map_err(|e| match e {
                     VerifyFailure::Token(e) => Reject::InvalidToken(e),

@@ -109,9 +109,19 @@ impl Verifier {
         token: &Token,
         last: &LastToken,
     ) -> Result<Arc<Verified>, VerifyFailure> {
-        if let Some(hit) = self.remembered(token.expose().as_bytes(), last) {
-            return Ok(hit);
+        match self.remembered(token.expose().as_bytes(), last) {
+            Some(hit) => Ok(hit),
+            None => self.verify_remember(token, last).await,
         }
+    }
+
+    /// [`Verifier::verify`], then `last` remembers the verification: for a token that
+    /// [`Verifier::remembered`] has just not found there.
+    pub async fn verify_remember(
+        &self,
+        token: &Token,
+        last: &LastToken,
+    ) -> Result<Arc<Verified>, VerifyFailure> {
         let verified = self.verify(token).await?;
         last.set(token, &verified);
         Ok(verified)
