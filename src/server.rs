@@ -293,23 +293,31 @@ async fn serve_connection<H, F, IO>(
         inner: stream,
         moved: activity.clone(),
     };
-    let request_timeout = limits.request_timeout;
+    // One timer per connection serves the idle timeout and the HTTP/1 request timeout alike.
+    let (idle, request_timeout) = (limits.idle_timeout, limits.request_timeout);
+    let period = idle.min(request_timeout).max(Duration::from_millis(100)) / 4;
+    let mut tick = tokio::time::interval(period);
+    let ticks = Arc::new(AtomicU64::new(0));
+    let within = request_ticks(request_timeout, period);
+    let clock = ticks.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let h2 = req.version() == http::Version::HTTP_2;
         // A handler's future is kilobytes (a request and a response at each layer); boxed once
         // here, hyper and the timeout move a pointer instead of copying it at each step.
         let fut = Box::pin(handler(req));
-        async move {
-            let rsp = match tokio::time::timeout(request_timeout, fut).await {
-                Ok(rsp) => rsp,
-                Err(_) => text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n"),
-            };
-            Ok::<_, Infallible>(rsp)
-        }
+        let deadline = if h2 {
+            // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
+            Deadline::Timer(Box::pin(tokio::time::sleep(request_timeout)))
+        } else {
+            Deadline::Tick {
+                until: clock.load(Ordering::Relaxed) + within,
+                clock: clock.clone(),
+            }
+        };
+        Within { fut, deadline }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let idle = limits.idle_timeout;
-    let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)) / 4);
     // The idle clock restarts at the first tick that sees bytes moved since the one before, so
     // an idle connection closes between `idle` and `idle` plus one tick after its last byte.
     let (mut seen, mut quiet_since) = (0, Instant::now());
@@ -320,7 +328,8 @@ async fn serve_connection<H, F, IO>(
     let mut closing = false;
     loop {
         // `biased`: the connection first, with no random draw per wake-up; the drain and the
-        // idle tick are rare.
+        // tick are rare. After a tick the loop polls the connection again, so an HTTP/1 request
+        // whose deadline that tick passed answers 504 at once.
         tokio::select! {
             biased;
             res = conn.as_mut() => {
@@ -333,16 +342,61 @@ async fn serve_connection<H, F, IO>(
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = tick.tick(), if !closing => {
+            // Still ticking while closing: in-flight requests keep their deadline.
+            _ = tick.tick() => {
+                ticks.fetch_add(1, Ordering::Relaxed);
                 let moved = activity.load(Ordering::Relaxed);
                 if moved != seen {
                     (seen, quiet_since) = (moved, Instant::now());
-                } else if quiet_since.elapsed() >= idle {
+                } else if !closing && quiet_since.elapsed() >= idle {
                     debug!(peer = %info.peer, "idle timeout");
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
+        }
+    }
+}
+
+/// How many ticks of `period` an HTTP/1 request may start before it has timed out: a request
+/// begins somewhere between two ticks, so one more than `timeout` holds. With the tick at a
+/// quarter of the timeout, a slow request gets its 504 between `timeout` and 1.25 × `timeout`.
+fn request_ticks(timeout: Duration, period: Duration) -> u64 {
+    let n = timeout.as_nanos().div_ceil(period.as_nanos().max(1));
+    u64::try_from(n).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// When a request has run out of time.
+enum Deadline {
+    /// HTTP/1: the request runs inside its connection's task, which the connection's tick
+    /// wakes; an atomic read there replaces a timer registered in the timer wheel and removed
+    /// again with every request (about 900 instructions per request in callgrind).
+    Tick { clock: Arc<AtomicU64>, until: u64 },
+    /// HTTP/2: a stream is a task of its own, so it needs a timer of its own.
+    Timer(Pin<Box<tokio::time::Sleep>>),
+}
+
+/// A handler's response, or 504 once its [`Deadline`] has passed.
+struct Within<F> {
+    fut: Pin<Box<F>>,
+    deadline: Deadline,
+}
+
+impl<F: Future<Output = Response<Body>>> Future for Within<F> {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(rsp) = self.fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(rsp));
+        }
+        let late = match &mut self.deadline {
+            Deadline::Tick { clock, until } => clock.load(Ordering::Relaxed) >= *until,
+            Deadline::Timer(sleep) => sleep.as_mut().poll(cx).is_ready(),
+        };
+        if late {
+            Poll::Ready(Ok(text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n")))
+        } else {
+            Poll::Pending
         }
     }
 }

@@ -93,7 +93,46 @@ async fn slow_headers_are_cut_off() {
 async fn slow_handlers_get_504() {
     let (addr, _tx, _task) = start(quick()).await;
     let mut s = TcpStream::connect(addr).await.expect("connect");
+    // Ticks pass while the connection serves quick requests: a deadline counts from its own
+    // request's start, so a 200 ms request after them is still in time.
+    for _ in 0..4 {
+        assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(roundtrip(&mut s, "/200").await.starts_with("HTTP/1.1 200"));
+    let began = std::time::Instant::now();
     assert!(roundtrip(&mut s, "/2000").await.starts_with("HTTP/1.1 504"));
+    assert!(
+        began.elapsed() >= Duration::from_millis(300),
+        "504 before the 300 ms request timeout"
+    );
+    // The connection serves on after a 504.
+    assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn slow_h2_streams_get_504() {
+    use http_body_util::BodyExt;
+    let (addr, _tx, _task) = start(quick()).await;
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2c handshake");
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        Request::get(format!("http://x{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    let began = std::time::Instant::now();
+    let slow = send.send_request(get("/2000")).await.expect("slow stream");
+    assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    let quick = send.send_request(get("/0")).await.expect("quick stream");
+    assert_eq!(quick.status(), StatusCode::OK);
+    let body = quick.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"done");
 }
 
 #[tokio::test]
