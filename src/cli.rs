@@ -140,8 +140,11 @@ fn init_logging_with(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Colours only for a person at a terminal: escape codes in a file, `docker logs` or
+    // `kubectl logs` are noise to read and to search, and formatting them costs on every line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if std::env::var("BATON_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().try_init()

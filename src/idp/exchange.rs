@@ -171,7 +171,11 @@ pub fn exchange(
     };
     let (token, claims) = exchange_token(idp, client, req, now)?;
     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
-    info!(jti = ?claims.get("jti"), client_id = %client.id, "token exchanged");
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    info!(jti, client_id = %client.id, "token exchanged");
     Ok(json(
         StatusCode::OK,
         &json!({
