@@ -310,7 +310,7 @@ async fn serve_connection<H, F, IO>(
             Deadline::Timer(Box::pin(tokio::time::sleep(request_timeout)))
         } else {
             Deadline::Tick {
-                until: clock.load(Ordering::Relaxed) + within,
+                until: clock.load(Ordering::Relaxed).saturating_add(within),
                 clock: clock.clone(),
             }
         };

@@ -91,15 +91,21 @@ async fn slow_headers_are_cut_off() {
 
 #[tokio::test]
 async fn slow_handlers_get_504() {
-    let (addr, _tx, _task) = start(quick()).await;
+    // The idle timeout longer than the request's: a request with no bytes moving for the idle
+    // timeout would end the connection after its answer.
+    let (addr, _tx, _task) = start(Limits {
+        idle_timeout: Duration::from_secs(5),
+        ..quick()
+    })
+    .await;
     let mut s = TcpStream::connect(addr).await.expect("connect");
     // Ticks pass while the connection serves quick requests: a deadline counts from its own
-    // request's start, so a 200 ms request after them is still in time.
+    // request's start, so a 100 ms request after them is still in time.
     for _ in 0..4 {
         assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(roundtrip(&mut s, "/200").await.starts_with("HTTP/1.1 200"));
+    assert!(roundtrip(&mut s, "/100").await.starts_with("HTTP/1.1 200"));
     let began = std::time::Instant::now();
     assert!(roundtrip(&mut s, "/2000").await.starts_with("HTTP/1.1 504"));
     assert!(
@@ -108,6 +114,22 @@ async fn slow_handlers_get_504() {
     );
     // The connection serves on after a 504.
     assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn a_request_deadline_is_never_early_and_at_most_a_quarter_late() {
+    let s = Duration::from_secs;
+    // The tick at a quarter of the timeout: four full ticks must pass, one more for the tick
+    // the request started after.
+    assert_eq!(request_ticks(s(30), s(30) / 4), 5);
+    // The idle timeout shorter than the request timeout sets the tick.
+    assert_eq!(request_ticks(s(30), s(4)), 9);
+    assert_eq!(request_ticks(s(1), s(1)), 2);
+    // An absurd timeout saturates instead of overflowing.
+    assert_eq!(
+        request_ticks(Duration::MAX, Duration::from_millis(25)),
+        u64::MAX
+    );
 }
 
 #[tokio::test]
