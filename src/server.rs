@@ -358,9 +358,9 @@ async fn serve_connection<H, F, IO>(
     }
 }
 
-/// How many ticks of `period` an HTTP/1 request may start before it has timed out: a request
-/// begins somewhere between two ticks, so one more than `timeout` holds. With the tick at a
-/// quarter of the timeout, a slow request gets its 504 between `timeout` and 1.25 × `timeout`.
+/// How many ticks of `period` may come after an HTTP/1 request starts before it has timed out:
+/// a request begins somewhere between two ticks, so one more than `timeout` holds. With the tick
+/// at a quarter of the timeout, a slow request gets its 504 between `timeout` and 1.25 × it.
 fn request_ticks(timeout: Duration, period: Duration) -> u64 {
     let n = timeout.as_nanos().div_ceil(period.as_nanos().max(1));
     u64::try_from(n).unwrap_or(u64::MAX - 1) + 1
