@@ -101,20 +101,6 @@ impl Verifier {
         Ok(verified)
     }
 
-    /// [`Verifier::verify`] for a token that came on the connection `last` remembers: a
-    /// connection that repeats its token, as keep-alive connections between services do, skips
-    /// the hash and the cache lookup ([`Verifier::remembered`]).
-    pub async fn verify_on(
-        &self,
-        token: &Token,
-        last: &LastToken,
-    ) -> Result<Arc<Verified>, VerifyFailure> {
-        match self.remembered(token.expose().as_bytes(), last) {
-            Some(hit) => Ok(hit),
-            None => self.verify_remember(token, last).await,
-        }
-    }
-
     /// [`Verifier::verify`], then `last` remembers the verification: for a token that
     /// [`Verifier::remembered`] has just not found there.
     pub async fn verify_remember(
@@ -155,7 +141,7 @@ fn still_valid(v: &Verified, keys: &KeySet, now: u64) -> bool {
     v.exp > now && keys.contains(&v.kid)
 }
 
-/// The last token one connection presented and its verification ([`Verifier::verify_on`]). The
+/// The last token one connection presented and its verification ([`Verifier::remembered`]). The
 /// presented token is compared with it in constant time, so a connection shared by several
 /// callers learns nothing of another's token from the time a request takes.
 #[derive(Default)]
@@ -223,23 +209,36 @@ mod tests {
         Token::new(key.sign("at+jwt", &claims).expect("sign"))
     }
 
+    /// What the inbound listener does with a connection's token: the remembered verification,
+    /// else a verification that the connection then remembers.
+    async fn verify_on(
+        v: &Verifier,
+        token: &Token,
+        last: &LastToken,
+    ) -> Result<Arc<Verified>, VerifyFailure> {
+        match v.remembered(token.expose().as_bytes(), last) {
+            Some(hit) => Ok(hit),
+            None => v.verify_remember(token, last).await,
+        }
+    }
+
     #[tokio::test]
     async fn a_connection_repeating_its_token_skips_the_cache_and_never_gets_anothers() {
         let (key, v, m) = setup();
         let last = LastToken::default();
         let (alice, bob) = (token_for(&key, "alice"), token_for(&key, "bob"));
-        let first = v.verify_on(&alice, &last).await.expect("valid");
-        let again = v.verify_on(&alice, &last).await.expect("valid");
+        let first = verify_on(&v, &alice, &last).await.expect("valid");
+        let again = verify_on(&v, &alice, &last).await.expect("valid");
         assert!(Arc::ptr_eq(&first, &again), "the remembered verification");
         assert_eq!((count(&m, "miss"), count(&m, "hit")), (1, 1));
         // Another caller on the same connection gets its own verification, then the first again.
         for (token, sub) in [(&bob, "bob"), (&alice, "alice"), (&bob, "bob")] {
-            let got = v.verify_on(token, &last).await.expect("valid");
+            let got = verify_on(&v, token, &last).await.expect("valid");
             assert_eq!(got.claims.get("sub"), Some(&json!(sub)));
         }
         let stranger = SigningKey::generate(Algorithm::ES256).expect("key");
         let forged = token_for(&stranger, "alice");
-        assert!(v.verify_on(&forged, &last).await.is_err());
+        assert!(verify_on(&v, &forged, &last).await.is_err());
     }
 
     #[tokio::test]
@@ -247,14 +246,14 @@ mod tests {
         let (key, v, _) = setup();
         let last = LastToken::default();
         let t = token(&key, 300);
-        v.verify_on(&t, &last).await.expect("valid");
+        verify_on(&v, &t, &last).await.expect("valid");
         // The same connection state seen by a verifier whose key set no longer has the key.
         let metrics = Arc::new(Metrics::new());
         let rotated = SigningKey::generate(Algorithm::ES256).expect("key");
         let jwks = Jwks::fixed(KeySet::from_signing_keys([&rotated]), metrics.clone());
         let after = Verifier::new(jwks, v.rules().clone(), 100, metrics);
         assert_eq!(
-            after.verify_on(&t, &last).await.err(),
+            verify_on(&after, &t, &last).await.err(),
             Some(VerifyFailure::Token(VerifyError::UnknownKid))
         );
     }
