@@ -2,8 +2,9 @@
 //! timeouts, header-size limits, HTTP/1.1 and h2c, and a graceful drain bounded by a deadline.
 //!
 //! hyper enforces `header_read_timeout` only when a timer is set (REFERENCE.md §3), so every
-//! connection gets `TokioTimer`. hyper-util's `GracefulShutdown` cannot also close idle
-//! keep-alive connections (its connection trait is sealed), so the drain is driven here the same
+//! HTTP/1 connection gets one: its own tick-driven [`TickClock`], which also times out its
+//! requests and closes it when idle (h2 keeps `TokioTimer`). hyper-util's `GracefulShutdown`
+//! cannot also close idle keep-alive connections (its connection trait is sealed), so the drain is driven here the same
 //! way: a watch channel tells each connection to `graceful_shutdown()`, which lets in-flight
 //! requests finish and closes idle connections at once.
 
@@ -264,8 +265,8 @@ where
 
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // The HTTP/1 timer is the connection's own clock, set in `serve_connection`.
     b.http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
@@ -293,13 +294,20 @@ async fn serve_connection<H, F, IO>(
         inner: stream,
         moved: activity.clone(),
     };
-    // One timer per connection serves the idle timeout and the HTTP/1 request timeout alike.
+    // One timer per connection serves the idle timeout and the HTTP/1 header-read and request
+    // timeouts alike.
     let (idle, request_timeout) = (limits.idle_timeout, limits.request_timeout);
-    let period = idle.min(request_timeout).max(Duration::from_millis(100)) / 4;
+    let period = idle
+        .min(request_timeout)
+        .min(limits.header_read_timeout)
+        .max(Duration::from_millis(100))
+        / 4;
     let mut tick = tokio::time::interval(period);
-    let ticks = Arc::new(AtomicU64::new(0));
-    let within = request_ticks(request_timeout, period);
-    let clock = ticks.clone();
+    let clock = TickClock::new(period);
+    let mut builder = builder.clone();
+    builder.http1().timer(clock.clone());
+    let ticks = clock.ticks.clone();
+    let within = deadline_ticks(request_timeout, period);
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let h2 = req.version() == http::Version::HTTP_2;
         // A handler's future is kilobytes (a request and a response at each layer); boxed once
@@ -309,10 +317,7 @@ async fn serve_connection<H, F, IO>(
             // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
             Deadline::Timer(Box::pin(tokio::time::sleep(request_timeout)))
         } else {
-            Deadline::Tick {
-                until: clock.load(Ordering::Relaxed).saturating_add(within),
-                clock: clock.clone(),
-            }
+            Deadline::Tick(clock.after(within))
         };
         Within { fut, deadline }
     });
@@ -344,7 +349,8 @@ async fn serve_connection<H, F, IO>(
             }
             // Still ticking while closing: in-flight requests keep their deadline.
             _ = tick.tick() => {
-                ticks.fetch_add(1, Ordering::Relaxed);
+                // Only this task advances the clock: a plain load and store, no locked add.
+                ticks.store(ticks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 let moved = activity.load(Ordering::Relaxed);
                 if moved != seen {
                     (seen, quiet_since) = (moved, Instant::now());
@@ -358,20 +364,112 @@ async fn serve_connection<H, F, IO>(
     }
 }
 
-/// How many ticks of `period` may come after an HTTP/1 request starts before it has timed out:
-/// a request begins somewhere between two ticks, so one more than `timeout` holds. With the tick
-/// at a quarter of the timeout, a slow request gets its 504 between `timeout` and 1.25 × it.
-fn request_ticks(timeout: Duration, period: Duration) -> u64 {
+/// How many ticks of `period` may come after an HTTP/1 deadline is set before it has passed: it
+/// is set somewhere between two ticks, so one more than `timeout` holds. With the tick at a
+/// quarter of the timeout, a slow request gets its 504 between `timeout` and 1.25 × it.
+fn deadline_ticks(timeout: Duration, period: Duration) -> u64 {
     let n = timeout.as_nanos().div_ceil(period.as_nanos().max(1));
     u64::try_from(n).unwrap_or(u64::MAX - 1) + 1
 }
 
+/// A connection's coarse clock: the count of its ticks, one each `period`. HTTP/1 deadlines
+/// (the request timeout and hyper's header-read timeout) are read off it: the connection's task
+/// polls them, and the tick wakes that task, so an atomic read replaces a timer registered in
+/// tokio's timer wheel and removed again with every request (in callgrind, about 900
+/// instructions per request for the request timeout and 550 for hyper's header-read timeout).
+#[derive(Clone)]
+struct TickClock {
+    ticks: Arc<AtomicU64>,
+    period: Duration,
+    /// The instant of tick 0, for hyper's `Timer::now`.
+    start: std::time::Instant,
+}
+
+impl TickClock {
+    fn new(period: Duration) -> Self {
+        Self {
+            ticks: Arc::new(AtomicU64::new(0)),
+            period,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    fn now_ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// A deadline `ticks` ticks from now.
+    fn after(&self, ticks: u64) -> TickDeadline {
+        TickDeadline {
+            ticks: self.ticks.clone(),
+            until: self.now_ticks().saturating_add(ticks),
+        }
+    }
+}
+
+/// hyper's HTTP/1 connection asks its timer for the header-read deadline of each request head.
+/// An HTTP/1 connection runs inside the task the clock's tick wakes; h2 keeps tokio's timer.
+impl hyper::rt::Timer for TickClock {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(self.after(deadline_ticks(duration, self.period)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep(deadline.saturating_duration_since(self.now()))
+    }
+
+    /// The instant of the last tick: no clock read.
+    fn now(&self) -> std::time::Instant {
+        let elapsed = u32::try_from(self.now_ticks())
+            .ok()
+            .and_then(|n| self.period.checked_mul(n))
+            .and_then(|d| self.start.checked_add(d));
+        elapsed.unwrap_or_else(std::time::Instant::now)
+    }
+
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {
+        let ticks = deadline_ticks(
+            new_deadline.saturating_duration_since(self.now()),
+            self.period,
+        );
+        match sleep.as_mut().downcast_mut_pin::<TickDeadline>() {
+            Some(d) => d.get_mut().until = self.now_ticks().saturating_add(ticks),
+            None => *sleep = Box::pin(self.after(ticks)),
+        }
+    }
+}
+
+/// A point on a connection's [`TickClock`]; as a future, ready once the clock reaches it. It
+/// registers no waker: the clock's tick wakes the connection's task, which polls it again.
+struct TickDeadline {
+    ticks: Arc<AtomicU64>,
+    until: u64,
+}
+
+impl TickDeadline {
+    fn passed(&self) -> bool {
+        self.ticks.load(Ordering::Relaxed) >= self.until
+    }
+}
+
+impl Future for TickDeadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.passed() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl hyper::rt::Sleep for TickDeadline {}
+
 /// When a request has run out of time.
 enum Deadline {
-    /// HTTP/1: the request runs inside its connection's task, which the connection's tick
-    /// wakes; an atomic read there replaces a timer registered in the timer wheel and removed
-    /// again with every request (about 900 instructions per request in callgrind).
-    Tick { clock: Arc<AtomicU64>, until: u64 },
+    /// HTTP/1: the request runs inside its connection's task, on the connection's clock.
+    Tick(TickDeadline),
     /// HTTP/2: a stream is a task of its own, so it needs a timer of its own.
     Timer(Pin<Box<tokio::time::Sleep>>),
 }
@@ -390,7 +488,7 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
             return Poll::Ready(Ok(rsp));
         }
         let late = match &mut self.deadline {
-            Deadline::Tick { clock, until } => clock.load(Ordering::Relaxed) >= *until,
+            Deadline::Tick(d) => d.passed(),
             Deadline::Timer(sleep) => sleep.as_mut().poll(cx).is_ready(),
         };
         if late {

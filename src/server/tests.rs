@@ -90,6 +90,52 @@ async fn slow_headers_are_cut_off() {
 }
 
 #[tokio::test]
+async fn a_head_trickled_byte_by_byte_is_cut_off_at_the_header_read_timeout() {
+    // Bytes keep moving, so the 5 s idle timeout never fires: only the 300 ms header-read
+    // timeout, on the connection's tick clock, can end this slowloris.
+    let (addr, _tx, _task) = start(Limits {
+        idle_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        ..quick()
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // A request first: the deadline counts from the start of each head.
+    assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
+    let began = std::time::Instant::now();
+    let head =
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut = false;
+    for byte in head {
+        if s.write_all(&[*byte]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Anything the server sends to an unfinished head (an end, a reset) means it gave up.
+        let mut probe = [0u8; 64];
+        if tokio::time::timeout(Duration::from_millis(1), s.read(&mut probe))
+            .await
+            .is_ok()
+        {
+            cut = true;
+            break;
+        }
+    }
+    let took = began.elapsed();
+    assert!(cut, "the trickled head was never cut off");
+    assert!(
+        took >= Duration::from_millis(300),
+        "cut before the 300 ms header-read timeout: {took:?}"
+    );
+    // The tick is a quarter of 300 ms; the margin is for a loaded test machine.
+    assert!(
+        took < Duration::from_secs(2),
+        "cut only after {took:?}, long after the 300 ms header-read timeout"
+    );
+}
+
+#[tokio::test]
 async fn slow_handlers_get_504() {
     // The idle timeout longer than the request's: a request with no bytes moving for the idle
     // timeout would end the connection after its answer.
@@ -121,15 +167,37 @@ fn a_request_deadline_is_never_early_and_at_most_a_quarter_late() {
     let s = Duration::from_secs;
     // The tick at a quarter of the timeout: four full ticks must pass, one more for the tick
     // the request started after.
-    assert_eq!(request_ticks(s(30), s(30) / 4), 5);
+    assert_eq!(deadline_ticks(s(30), s(30) / 4), 5);
     // The idle timeout shorter than the request timeout sets the tick.
-    assert_eq!(request_ticks(s(30), s(4)), 9);
-    assert_eq!(request_ticks(s(1), s(1)), 2);
+    assert_eq!(deadline_ticks(s(30), s(4)), 9);
+    assert_eq!(deadline_ticks(s(1), s(1)), 2);
     // An absurd timeout saturates instead of overflowing.
     assert_eq!(
-        request_ticks(Duration::MAX, Duration::from_millis(25)),
+        deadline_ticks(Duration::MAX, Duration::from_millis(25)),
         u64::MAX
     );
+}
+
+#[test]
+fn hypers_header_read_deadline_on_the_tick_clock_is_the_timeout_in_ticks() {
+    use hyper::rt::Timer;
+    let clock = TickClock::new(Duration::from_millis(25));
+    clock.ticks.store(7, Ordering::Relaxed);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut ready_at = |sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>| {
+        (7..100).find(|&t| {
+            clock.ticks.store(t, Ordering::Relaxed);
+            sleep.as_mut().poll(&mut cx).is_ready()
+        })
+    };
+    // 300 ms at 25 ms a tick: 12 ticks, and one more for the tick the head began after.
+    let mut sleep = clock.sleep_until(clock.now() + Duration::from_millis(300));
+    assert_eq!(ready_at(&mut sleep), Some(7 + 13));
+    // Reset in place from tick 30: 100 ms is 4 ticks, plus one.
+    clock.ticks.store(30, Ordering::Relaxed);
+    clock.reset(&mut sleep, clock.now() + Duration::from_millis(100));
+    clock.ticks.store(7, Ordering::Relaxed);
+    assert_eq!(ready_at(&mut sleep), Some(30 + 5));
 }
 
 #[tokio::test]
