@@ -386,7 +386,7 @@ async fn admit<B>(
         return Ok(Admitted::Public);
     }
     let presented = rules::presented(req.headers())?;
-    let verified = match s.verifier.remembered(presented, last) {
+    let verified = match s.verifier.remembered(presented, last, now) {
         Some(hit) => hit,
         None => {
             let token = rules::b64token(presented)?;

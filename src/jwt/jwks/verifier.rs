@@ -114,15 +114,17 @@ impl Verifier {
     }
 
     /// The verification `last` remembers, if `presented` is the very token it was made for and
-    /// it still holds as a cache hit would: not expired, its key still published. `presented`
+    /// it still holds at `now` as a cache hit would: not expired, its key still published. `presented`
     /// need not have been parsed: it is only compared, in constant time, with a token that was.
-    pub fn remembered(&self, presented: &[u8], last: &LastToken) -> Option<Arc<Verified>> {
-        let hit = last.get(presented)?;
-        let keys = self.jwks.keys()?;
-        still_valid(&hit, &keys, unix_now()).then(|| {
-            self.hits.inc();
-            hit
-        })
+    pub fn remembered(
+        &self,
+        presented: &[u8],
+        last: &LastToken,
+        now: u64,
+    ) -> Option<Arc<Verified>> {
+        let hit = last.get(presented, now, || self.jwks.keys())?;
+        self.hits.inc();
+        Some(hit)
     }
 
     fn timed(&self, token: &Token, keys: &KeySet, now: u64) -> Result<Verified, VerifyError> {
@@ -145,17 +147,47 @@ fn still_valid(v: &Verified, keys: &KeySet, now: u64) -> bool {
 /// presented token is compared with it in constant time, so a connection shared by several
 /// callers learns nothing of another's token from the time a request takes.
 #[derive(Default)]
-pub struct LastToken(Mutex<Option<(Token, Arc<Verified>)>>);
+pub struct LastToken(Mutex<Option<Remembered>>);
+
+struct Remembered {
+    token: Token,
+    verified: Arc<Verified>,
+    /// The key set last seen to publish the token's key. A key set is never changed in place (a
+    /// refresh replaces the `Arc`), so while the JWKS hands out this same one, the key is still
+    /// in it and needs no lookup.
+    keys: Option<Arc<KeySet>>,
+}
 
 impl LastToken {
-    fn get(&self, presented: &[u8]) -> Option<Arc<Verified>> {
-        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let (seen, verified) = last.as_ref()?;
-        constant_time_eq(seen.expose().as_bytes(), presented).then(|| verified.clone())
+    /// The remembered verification of `presented` if it holds at `now` against the key set
+    /// `keys` gives (asked only once the token matches).
+    fn get(
+        &self,
+        presented: &[u8],
+        now: u64,
+        keys: impl FnOnce() -> Option<Arc<KeySet>>,
+    ) -> Option<Arc<Verified>> {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let r = last.as_mut()?;
+        if !constant_time_eq(r.token.expose().as_bytes(), presented) || r.verified.exp <= now {
+            return None;
+        }
+        let keys = keys()?;
+        if !r.keys.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, &keys)) {
+            if !still_valid(&r.verified, &keys, now) {
+                return None;
+            }
+            r.keys = Some(keys);
+        }
+        Some(r.verified.clone())
     }
 
     fn set(&self, token: &Token, verified: &Arc<Verified>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((token.clone(), verified.clone()));
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Remembered {
+            token: token.clone(),
+            verified: verified.clone(),
+            keys: None,
+        });
     }
 }
 
@@ -216,7 +248,7 @@ mod tests {
         token: &Token,
         last: &LastToken,
     ) -> Result<Arc<Verified>, VerifyFailure> {
-        match v.remembered(token.expose().as_bytes(), last) {
+        match v.remembered(token.expose().as_bytes(), last, unix_now()) {
             Some(hit) => Ok(hit),
             None => v.verify_remember(token, last).await,
         }
@@ -242,10 +274,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_remembered_verification_ends_at_its_exp() {
+        let (key, v, _) = setup();
+        let last = LastToken::default();
+        let t = token(&key, 300);
+        let first = verify_on(&v, &t, &last).await.expect("valid");
+        let presented = t.expose().as_bytes();
+        assert!(v.remembered(presented, &last, first.exp - 1).is_some());
+        assert!(v.remembered(presented, &last, first.exp).is_none());
+    }
+
+    #[tokio::test]
     async fn a_remembered_verification_ends_with_its_key() {
         let (key, v, _) = setup();
         let last = LastToken::default();
         let t = token(&key, 300);
+        // Twice: the second time the connection also remembers the key set that holds the key.
+        verify_on(&v, &t, &last).await.expect("valid");
         verify_on(&v, &t, &last).await.expect("valid");
         // The same connection state seen by a verifier whose key set no longer has the key.
         let metrics = Arc::new(Metrics::new());
