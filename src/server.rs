@@ -4,9 +4,9 @@
 //! hyper enforces `header_read_timeout` only when a timer is set (REFERENCE.md §3), so every
 //! HTTP/1 connection gets one: its own tick-driven [`TickClock`], which also times out its
 //! requests and closes it when idle (h2 keeps `TokioTimer`). hyper-util's `GracefulShutdown`
-//! cannot also close idle keep-alive connections (its connection trait is sealed), so the drain is driven here the same
-//! way: a watch channel tells each connection to `graceful_shutdown()`, which lets in-flight
-//! requests finish and closes idle connections at once.
+//! cannot also close idle keep-alive connections (its connection trait is sealed), so the drain
+//! is driven here the same way: a watch channel tells each connection to `graceful_shutdown()`,
+//! which lets in-flight requests finish and closes idle connections at once.
 
 use crate::http::{Body, text};
 use http::{Request, Response, StatusCode};
@@ -418,13 +418,14 @@ impl hyper::rt::Timer for TickClock {
         self.sleep(deadline.saturating_duration_since(self.now()))
     }
 
-    /// The instant of the last tick: no clock read.
+    /// The nominal instant of the last tick, without reading the clock. hyper uses it only to
+    /// turn a timeout into a deadline it hands back to `sleep_until` or `reset`.
     fn now(&self) -> std::time::Instant {
-        let elapsed = u32::try_from(self.now_ticks())
+        let at = u32::try_from(self.now_ticks())
             .ok()
             .and_then(|n| self.period.checked_mul(n))
             .and_then(|d| self.start.checked_add(d));
-        elapsed.unwrap_or_else(std::time::Instant::now)
+        at.unwrap_or_else(std::time::Instant::now)
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {

@@ -114,8 +114,9 @@ impl Verifier {
     }
 
     /// The verification `last` remembers, if `presented` is the very token it was made for and
-    /// it still holds at `now` as a cache hit would: not expired, its key still published. `presented`
-    /// need not have been parsed: it is only compared, in constant time, with a token that was.
+    /// it still holds at `now` as a cache hit would: not expired, its key still published.
+    /// `presented` need not have been parsed: it is only compared, in constant time, with a token
+    /// that was.
     pub fn remembered(
         &self,
         presented: &[u8],
@@ -154,7 +155,8 @@ struct Remembered {
     verified: Arc<Verified>,
     /// The key set last seen to publish the token's key. A key set is never changed in place (a
     /// refresh replaces the `Arc`), so while the JWKS hands out this same one, the key is still
-    /// in it and needs no lookup.
+    /// in it and needs no lookup. Holding the `Arc` here also keeps its address from being
+    /// reused by a later set, so the pointer compare cannot mistake one for the other.
     keys: Option<Arc<KeySet>>,
 }
 
