@@ -430,14 +430,11 @@ where
     {
         return Err(Reject::BodyTooLarge(limit));
     }
-    // HTTP/2 carries the host in :authority; the app speaks HTTP/1.1 and needs Host.
-    if !parts.headers.contains_key(http::header::HOST)
-        && let Some(host) = parts
-            .uri
-            .authority()
-            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-    {
-        parts.headers.insert(http::header::HOST, host);
+    // HTTP/2 carries the host in :authority; the app speaks HTTP/1.1 and needs Host. A request
+    // with neither gets the app's own `host:port`.
+    if let http::header::Entry::Vacant(host) = parts.headers.entry(http::header::HOST) {
+        let authority = parts.uri.authority().unwrap_or(&active.app_authority);
+        host.insert(http::HeaderValue::from_str(authority.as_str()).map_err(|_| Reject::Internal)?);
     }
     let claims = match verified {
         Some(v) => Some(v.claims_header().ok_or(Reject::Internal)?),
@@ -447,7 +444,7 @@ where
     forward::rewrite_headers(&mut parts.headers, &cfg.claims_header, claims)?;
     let body = Limited::new(body, limit).boxed();
     let req = Request::from_parts(parts, body);
-    forward::to_app(&active.app, &active.app_authority, req).await
+    forward::to_app(&active.app, req).await
 }
 
 // === reload ===

@@ -4,7 +4,6 @@ use super::Reject;
 use crate::http::pool::Pool;
 use crate::http::{Body, strip_hop_by_hop};
 use http::header::HeaderName;
-use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Request, Response};
 
 /// The request id header, generated when absent.
@@ -44,19 +43,10 @@ fn request_id(id: u128) -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// Sends `req` to the app over `pool`, keeping path and query; `authority` (the app's
-/// `host:port`, made once per configuration) is the `Host` sent when the client gave none. The
-/// response body streams back.
-pub async fn to_app(
-    pool: &Pool,
-    authority: &Authority,
-    mut req: Request<Body>,
-) -> Result<Response<Body>, Reject> {
+/// Sends `req` (its `Host` already set) to the app over `pool` as HTTP/1.1, keeping path and
+/// query. The response body streams back.
+pub async fn to_app(pool: &Pool, mut req: Request<Body>) -> Result<Response<Body>, Reject> {
     *req.version_mut() = http::Version::HTTP_11;
-    if !req.headers().contains_key(http::header::HOST) {
-        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| Reject::Internal)?;
-        req.headers_mut().insert(http::header::HOST, host);
-    }
     let mut rsp = pool.send(req).await.map_err(|e| {
         tracing::warn!(app = pool.dest(), error = %e, "forward to app failed");
         Reject::AppUnavailable
@@ -147,11 +137,10 @@ mod tests {
             l.local_addr().expect("addr")
         };
         let pool = Pool::new(addr.to_string(), std::time::Duration::from_secs(5));
-        let authority = Authority::try_from(addr.to_string()).expect("authority");
         let req = Request::get("/")
             .body(crate::http::empty())
             .expect("request");
-        let err = to_app(&pool, &authority, req).await.err();
+        let err = to_app(&pool, req).await.err();
         assert!(matches!(err, Some(Reject::AppUnavailable)));
     }
 }

@@ -224,6 +224,30 @@ async fn h2c_clients_are_forwarded_with_a_host_header() {
 }
 
 #[test_log::test(tokio::test)]
+async fn an_http_1_0_request_without_host_reaches_the_app_with_the_apps_host() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = world("enforce").await;
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    let mut tcp = tokio::net::TcpStream::connect(w.baton.inbound)
+        .await
+        .expect("connect");
+    let head = format!("GET /orders HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    let host = w.app.last().expect("seen").headers.get("host").cloned();
+    assert_eq!(
+        host.as_ref().map(|h| h.as_bytes()),
+        Some(w.app.addr.to_string().as_bytes())
+    );
+}
+
+#[test_log::test(tokio::test)]
 async fn the_attack_catalogue_gets_401_invalid_token_and_never_reaches_the_app() {
     let w = world("enforce").await;
     let iss = w.idp.issuer.clone();
