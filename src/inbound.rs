@@ -488,7 +488,7 @@ pub async fn watch_reload(
     let modified =
         |p: &Path| -> Option<SystemTime> { std::fs::metadata(p).and_then(|m| m.modified()).ok() };
     let mut seen = modified(&path);
-    let mut tick = tokio::time::interval(poll);
+    let mut tick = crate::timer::interval(poll);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -39,3 +39,4 @@ pub mod shutdown;
 pub mod sidecar;
 pub mod signin;
 pub mod telemetry;
+pub mod timer;

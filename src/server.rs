@@ -295,14 +295,15 @@ async fn serve_connection<H, F, IO>(
         moved: activity.clone(),
     };
     // One timer per connection serves the idle timeout and the HTTP/1 header-read and request
-    // timeouts alike.
+    // timeouts alike. It waits on baton's timer thread: one in tokio's wheel would cost every
+    // request a kernel timer (see `crate::timer`).
     let (idle, request_timeout) = (limits.idle_timeout, limits.request_timeout);
     let period = idle
         .min(request_timeout)
         .min(limits.header_read_timeout)
         .max(Duration::from_millis(100))
         / 4;
-    let mut tick = tokio::time::interval(period);
+    let mut tick = crate::timer::interval(period);
     let clock = TickClock::new(period);
     let mut builder = builder.clone();
     builder.http1().timer(clock.clone());

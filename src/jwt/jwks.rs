@@ -325,10 +325,13 @@ impl Jwks {
 
 /// The HTTP client for discovery and JWKS: rustls, a 2 s connect timeout, no proxy from the
 /// environment (the app's `HTTP_PROXY` may point at this very sidecar), at most 3 redirects.
+/// It keeps no idle connection: a fetch every few minutes gains nothing from one, and an idle
+/// pool runs a reaper on tokio's timer for the process's life (see `crate::timer`).
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .use_rustls_tls()
         .connect_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::limited(3))
         .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
@@ -389,7 +392,7 @@ async fn refresh_loop(jwks: Weak<Jwks>) {
         }
         let wait = next_refresh(&result, &j.settings, failures);
         drop(j);
-        tokio::time::sleep(wait).await;
+        crate::timer::sleep(wait).await;
     }
 }
 
