@@ -7,6 +7,7 @@
 //! - [`http`]: shared body type, size-limited body reads, JSON and form helpers.
 //! - [`shutdown`]: SIGTERM/SIGINT → one trigger, many listeners drain.
 //! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain.
+//! - [`timer`]: long-lived timers on a thread of their own, so the serving runtime holds none.
 //! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
 //! - [`config`]: `sidecar.yaml` → validated `Config`, errors with file, field and reason.
