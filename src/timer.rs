@@ -21,15 +21,23 @@ use std::time::{Duration, Instant};
 
 /// A future ready at `duration` from now.
 pub fn sleep(duration: Duration) -> Sleep {
-    Sleep::until(Instant::now() + duration)
+    Sleep::until(later(Instant::now(), duration))
 }
 
-/// Ticks at once, then every `period` (missed ticks come at once, as with tokio's default).
+/// Ticks at once, then every `period`, at least a millisecond (missed ticks come at once, as
+/// with tokio's default).
 pub fn interval(period: Duration) -> Interval {
     Interval {
-        period,
+        period: period.max(Duration::from_millis(1)),
         next: Sleep::until(Instant::now()),
     }
+}
+
+/// `from + by`, or about 30 years from `from` when that is past what an `Instant` can hold (as
+/// tokio does): a configured timeout of any size never panics.
+fn later(from: Instant, by: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    from.checked_add(by.min(FAR)).unwrap_or(from)
 }
 
 /// See [`sleep`].
@@ -91,7 +99,7 @@ impl Interval {
 
     fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         ready!(Pin::new(&mut self.next).poll(cx));
-        self.next = Sleep::until(self.next.at + self.period);
+        self.next = Sleep::until(later(self.next.at, self.period));
         Poll::Ready(())
     }
 }
@@ -275,6 +283,17 @@ mod tests {
         let start = Instant::now();
         sleep(Duration::from_millis(40)).await;
         assert!(start.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn a_duration_past_what_an_instant_holds_is_about_30_years() {
+        let now = Instant::now();
+        let far = later(now, Duration::MAX);
+        assert!(far > now + Duration::from_secs(86_400 * 365 * 29));
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
