@@ -326,7 +326,7 @@ impl Jwks {
 /// The HTTP client for discovery and JWKS: rustls, a 2 s connect timeout, no proxy from the
 /// environment (the app's `HTTP_PROXY` may point at this very sidecar), at most 3 redirects.
 /// It keeps no idle connection: a fetch every few minutes gains nothing from one, and a pool
-/// holding one runs a reaper on tokio's timer until it is gone, 90 s (see `crate::timer`).
+/// holding one runs a reaper on tokio's timer until it has sat idle 90 s (see `crate::timer`).
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .use_rustls_tls()
