@@ -272,7 +272,12 @@ where
             (denied.verified, Some(denied.reject.outcome()))
         }
     };
-    match send(s, &active, claims.as_deref(), req).await {
+    // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
+    let sent = match prepare(s, &active, claims.as_deref(), req) {
+        Ok(req) => forward::to_app(&active.app, req).await,
+        Err(reject) => Err(reject),
+    };
+    match sent {
         Ok(rsp) => {
             // `None`: the route's passing outcome, counted without a label lookup.
             let passing = || route.map_or("allowed", passing_outcome);
@@ -411,12 +416,14 @@ async fn admit<B>(
     }
 }
 
-async fn send<B>(
+/// The request as the app gets it: size checked, `Host` set, identity headers rewritten, body
+/// limited.
+fn prepare<B>(
     s: &Inbound,
     active: &Active,
     verified: Option<&Verified>,
     req: Request<B>,
-) -> Result<Response<Body>, Reject>
+) -> Result<Request<Body>, Reject>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -443,8 +450,7 @@ where
     let cfg = &active.config;
     forward::rewrite_headers(&mut parts.headers, &cfg.claims_header, claims)?;
     let body = Limited::new(body, limit).boxed();
-    let req = Request::from_parts(parts, body);
-    forward::to_app(&active.app, req).await
+    Ok(Request::from_parts(parts, body))
 }
 
 // === reload ===

@@ -15,6 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -54,7 +55,14 @@ impl Pool {
     /// connection, or on a new one when none is left. A request that an idle connection could
     /// not take (the peer closed it meanwhile) comes back unsent and goes out on the next; a
     /// request that was sent is never sent twice. The response body streams.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
+    ///
+    /// Not an `async fn`: an async fn keeps each by-value argument in its future for the whole
+    /// wait, so a request passed down through nested async fns is stored (and copied) once per
+    /// level. The URI is fixed here and the request handed straight to the one future.
+    pub fn send(
+        &self,
+        mut req: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, BoxError>> + Send + '_ {
         if req.uri().scheme().is_some() {
             let path = req
                 .uri()
@@ -63,21 +71,10 @@ impl Pool {
                 .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
             *req.uri_mut() = Uri::from(path);
         }
-        let (sender, rsp) = self.checkout_and_send(req).await?;
-        Ok(rsp.map(|body| {
-            Returning {
-                body,
-                ended: false,
-                back: Some((sender, Arc::downgrade(&self.idle))),
-            }
-            .boxed()
-        }))
+        self.checkout_and_send(req)
     }
 
-    async fn checkout_and_send(
-        &self,
-        mut req: Request<Body>,
-    ) -> Result<(SendRequest<Body>, Response<Incoming>), BoxError> {
+    async fn checkout_and_send(&self, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
         loop {
             let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(mut sender) = pooled else { break };
@@ -85,7 +82,7 @@ impl Pool {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(rsp) => return Ok((sender, rsp)),
+                Ok(rsp) => return Ok(self.returning(sender, rsp)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(e.into_error().into()),
@@ -95,7 +92,19 @@ impl Pool {
         // Boxed: opening a connection is rare, and its future would size every request's.
         let mut sender = Box::pin(self.connect()).await?;
         let rsp = sender.send_request(req).await?;
-        Ok((sender, rsp))
+        Ok(self.returning(sender, rsp))
+    }
+
+    /// `rsp` with a body that puts `sender` back in the pool once read to the end.
+    fn returning(&self, sender: SendRequest<Body>, rsp: Response<Incoming>) -> Response<Body> {
+        rsp.map(|body| {
+            Returning {
+                body,
+                ended: false,
+                back: Some((sender, Arc::downgrade(&self.idle))),
+            }
+            .boxed()
+        })
     }
 
     /// Opens a connection; its connection task runs until either side closes it.

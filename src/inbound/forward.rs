@@ -3,8 +3,10 @@
 use super::Reject;
 use crate::http::pool::Pool;
 use crate::http::{Body, strip_hop_by_hop};
+use futures_util::FutureExt;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Request, Response};
+use std::future::Future;
 
 /// The request id header, generated when absent.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -44,15 +46,23 @@ fn request_id(id: u128) -> HeaderValue {
 }
 
 /// Sends `req` (its `Host` already set) to the app over `pool` as HTTP/1.1, keeping path and
-/// query. The response body streams back.
-pub async fn to_app(pool: &Pool, mut req: Request<Body>) -> Result<Response<Body>, Reject> {
+/// query. The response body streams back. Not an `async fn`, so the request is not kept in the
+/// future beside the one [`Pool::send`] holds.
+pub fn to_app(
+    pool: &Pool,
+    mut req: Request<Body>,
+) -> impl Future<Output = Result<Response<Body>, Reject>> + Send + '_ {
     *req.version_mut() = http::Version::HTTP_11;
-    let mut rsp = pool.send(req).await.map_err(|e| {
-        tracing::warn!(app = pool.dest(), error = %e, "forward to app failed");
-        Reject::AppUnavailable
-    })?;
-    strip_hop_by_hop(rsp.headers_mut());
-    Ok(rsp)
+    // A combinator, not an `async move` block: that would keep `pool.send`'s future twice, as
+    // the captured value and again as the value it awaits.
+    pool.send(req).map(move |sent| {
+        let mut rsp = sent.map_err(|e| {
+            tracing::warn!(app = pool.dest(), error = %e, "forward to app failed");
+            Reject::AppUnavailable
+        })?;
+        strip_hop_by_hop(rsp.headers_mut());
+        Ok(rsp)
+    })
 }
 
 #[cfg(test)]
