@@ -207,7 +207,7 @@ async fn exchange_hit(n: usize) -> bool {
     };
     let k = key(Some(&subject), &target);
     if cache
-        .get_or_fetch(k, None, async { Ok(issued) })
+        .get_or_fetch(k, None, || async { Ok(issued) })
         .await
         .is_err()
     {
@@ -215,7 +215,7 @@ async fn exchange_hit(n: usize) -> bool {
     }
     for _ in 0..n {
         let k = key(Some(&subject), &target);
-        let miss = async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
+        let miss = || async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
         if cache.get_or_fetch(k, None, miss).await.is_err() {
             return false;
         }

@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
     rt.block_on(async {
         let k = key(Some(&subject), &target);
         cache
-            .get_or_fetch(k, None, async { Ok(issued.clone()) })
+            .get_or_fetch(k, None, || async { Ok(issued.clone()) })
             .await
             .expect("warm");
     });
@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
             let k = key(Some(&subject), &target);
-            let miss = async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
+            let miss = || async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
             black_box(cache.get_or_fetch(k, None, miss).await.expect("hit"))
         })
     });

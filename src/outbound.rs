@@ -93,7 +93,7 @@ impl Outbound {
         subject: Option<&Token>,
     ) -> Result<(Arc<Issued>, Lookup), ExchangeError> {
         let (name, target) = (&self.cfg.routes[route].name, &self.targets[route]);
-        let fetch = async {
+        let fetch = || async move {
             let start = Instant::now();
             let r = match subject {
                 Some(t) => self.exchanger.exchange(t, target).await,
@@ -148,22 +148,22 @@ pub async fn serve_port(
 
 /// Handles one forward-proxy request (absolute-form, or `CONNECT`). Never fails: every problem
 /// becomes a response.
-pub async fn handle<B>(s: &Outbound, req: Request<B>) -> Response<Body>
+pub fn handle<B>(s: &Outbound, req: Request<B>) -> impl Future<Output = Response<Body>> + Send + '_
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    handle_captured(s, req, None).await
+    handle_captured(s, req, None)
 }
 
 /// Handles one request that may have been redirected here by `baton init-net`: with
 /// `original_dst`, an origin-form request is routed by its `Host` header (the port the app dialed
 /// when `Host` names none) as if it had been sent through the proxy.
-pub async fn handle_captured<B>(
+pub fn handle_captured<B>(
     s: &Outbound,
     req: Request<B>,
     original_dst: Option<SocketAddr>,
-) -> Response<Body>
+) -> impl Future<Output = Response<Body>> + Send + '_
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -172,11 +172,15 @@ where
         Some(dst) => Arrival::Captured(dst),
         None => Arrival::Proxy,
     };
-    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), arrival).await
+    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), arrival)
 }
 
 /// Handles one request on the local port `ports[port]` (origin-form, fixed upstream and route).
-pub async fn handle_port<B>(s: &Outbound, port: usize, req: Request<B>) -> Response<Body>
+pub fn handle_port<B>(
+    s: &Outbound,
+    port: usize,
+    req: Request<B>,
+) -> impl Future<Output = Response<Body>> + Send + '_
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -186,7 +190,6 @@ where
         req.map(|b| b.map_err(Into::into).boxed()),
         Arrival::Port(port),
     )
-    .await
 }
 
 /// Where a request is headed, by the listener it arrived on.
@@ -250,7 +253,10 @@ async fn run(
     if req.method() == Method::CONNECT {
         return match s.cfg.connect {
             Policy::Deny => Err(Reject::Connect),
-            Policy::Passthrough => forward::tunnel(req).await.map_err(Reject::Upstream),
+            // Boxed: a tunnel is once per connection, its future would size every request's.
+            Policy::Passthrough => Box::pin(forward::tunnel(req))
+                .await
+                .map_err(Reject::Upstream),
         };
     }
     let (host, port_no, route) = match arrival {

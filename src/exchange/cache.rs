@@ -87,6 +87,16 @@ enum Entry {
     Refused(ExchangeError, Duration),
 }
 
+impl Entry {
+    /// What a lookup that found this entry answers.
+    fn answer(self, lookup: Lookup) -> Result<(Arc<Issued>, Lookup), ExchangeError> {
+        match self {
+            Entry::Token(issued, _) => Ok((issued, lookup)),
+            Entry::Refused(e, _) => Err(e),
+        }
+    }
+}
+
 struct PerEntry;
 
 impl Expiry<Key, Entry> for PerEntry {
@@ -121,20 +131,43 @@ impl Cache {
         }
     }
 
-    /// The cached token for `key`, or the result of `fetch` (one call per key however many
-    /// callers miss at once). `subject` bounds the entry's life by its `exp`.
-    pub async fn get_or_fetch<F>(
+    /// The cached token for `key`, or the result of the future `fetch` makes (one call per key
+    /// however many callers miss at once). `subject` bounds the entry's life by its `exp`.
+    ///
+    /// A hit awaits moka's lookup only. The miss path is boxed and `fetch` makes its future only
+    /// there: an exchange's future (an HTTP client's) is kilobytes, and as a by-value argument it
+    /// would size, and be copied into, every request's future, hits included.
+    pub async fn get_or_fetch<F, Fut>(
         &self,
         key: Key,
         subject: Option<&Token>,
         fetch: F,
     ) -> Result<(Arc<Issued>, Lookup), ExchangeError>
     where
-        F: Future<Output = Result<Issued, ExchangeError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Issued, ExchangeError>>,
+    {
+        match self.inner.get(&key).await {
+            Some(entry) => entry.answer(Lookup::Hit),
+            None => Box::pin(self.fetch_once(key, subject, fetch)).await,
+        }
+    }
+
+    /// The miss path of [`Self::get_or_fetch`]: moka runs one `fetch` per key, and callers that
+    /// missed meanwhile get its result (or an entry another caller inserted first, a hit).
+    async fn fetch_once<F, Fut>(
+        &self,
+        key: Key,
+        subject: Option<&Token>,
+        fetch: F,
+    ) -> Result<(Arc<Issued>, Lookup), ExchangeError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Issued, ExchangeError>>,
     {
         let (skew, negative_ttl) = (self.skew, self.negative_ttl);
         let init = async move {
-            match fetch.await {
+            match fetch().await {
                 Ok(issued) => {
                     // Decoded on a miss only: a hit costs a hash and a lookup.
                     let subject_exp = subject
@@ -158,10 +191,7 @@ impl Cache {
         } else {
             Lookup::Hit
         };
-        match entry.into_value() {
-            Entry::Token(issued, _) => Ok((issued, lookup)),
-            Entry::Refused(e, _) => Err(e),
-        }
+        entry.into_value().answer(lookup)
     }
 
     /// Drops `key`, e.g. after the upstream said the token is `invalid_token`.

@@ -107,9 +107,8 @@ impl Upstream {
             .flatten();
         let sent = match pool {
             Some(pool) => pool.send(req).await,
-            None => self
-                .client
-                .request(req)
+            // Boxed: the TLS client's future is kilobytes and would size every request's.
+            None => Box::pin(self.client.request(req))
                 .await
                 .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed()))
                 .map_err(Into::into),

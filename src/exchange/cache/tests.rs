@@ -93,7 +93,7 @@ async fn concurrent_misses_make_one_call_and_later_calls_hit() {
     let lookups = futures_join(50, |_| {
         let (cache, calls) = (cache.clone(), calls.clone());
         async move {
-            let fetch = async {
+            let fetch = || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 tokio::task::yield_now().await;
                 Ok(issued("t", exp))
@@ -111,7 +111,7 @@ async fn concurrent_misses_make_one_call_and_later_calls_hit() {
         1
     );
     let (t, l) = cache
-        .get_or_fetch(k, None, async {
+        .get_or_fetch(k, None, || async {
             Err(ExchangeError::Unavailable("down".into()))
         })
         .await
@@ -128,11 +128,11 @@ async fn invalid_answers_are_cached_briefly_and_outages_are_not() {
         status: 400,
     };
     let first = cache
-        .get_or_fetch(k, None, async { Err(refused.clone()) })
+        .get_or_fetch(k, None, || async { Err(refused.clone()) })
         .await;
     assert!(matches!(first, Err(ExchangeError::Refused { .. })));
     let second = cache
-        .get_or_fetch(k, None, async { Ok(issued("t", u64::MAX)) })
+        .get_or_fetch(k, None, || async { Ok(issued("t", u64::MAX)) })
         .await;
     assert!(
         matches!(second, Err(ExchangeError::Refused { .. })),
@@ -141,13 +141,13 @@ async fn invalid_answers_are_cached_briefly_and_outages_are_not() {
 
     let k2 = key(Some(&Token::new("other")), &target());
     let down = cache
-        .get_or_fetch(k2, None, async {
+        .get_or_fetch(k2, None, || async {
             Err(ExchangeError::Unavailable("down".into()))
         })
         .await;
     assert!(matches!(down, Err(ExchangeError::Unavailable(_))));
     let up = cache
-        .get_or_fetch(k2, None, async { Ok(issued("t2", u64::MAX)) })
+        .get_or_fetch(k2, None, || async { Ok(issued("t2", u64::MAX)) })
         .await;
     assert_eq!(up.expect("not cached").1, Lookup::Miss);
 }
@@ -158,12 +158,12 @@ async fn invalidate_forces_a_fresh_fetch() {
     let k = key(None, &target());
     let far = jwt::unix_now() + 3600;
     cache
-        .get_or_fetch(k, None, async { Ok(issued("old", far)) })
+        .get_or_fetch(k, None, || async { Ok(issued("old", far)) })
         .await
         .expect("first");
     cache.invalidate(&k).await;
     let (t, l) = cache
-        .get_or_fetch(k, None, async { Ok(issued("new", far)) })
+        .get_or_fetch(k, None, || async { Ok(issued("new", far)) })
         .await
         .expect("second");
     assert_eq!((t.token.expose(), l), ("new", Lookup::Miss));
@@ -176,7 +176,7 @@ async fn overflow_evicts_but_never_flushes() {
     for i in 0..200 {
         let k = key(Some(&Token::new(format!("s{i}"))), &target());
         cache
-            .get_or_fetch(k, None, async { Ok(issued("t", far)) })
+            .get_or_fetch(k, None, || async { Ok(issued("t", far)) })
             .await
             .expect("fetch");
     }
@@ -211,13 +211,13 @@ async fn overflow_keeps_the_newest_entry() {
         .collect();
     for k in &keys {
         cache
-            .get_or_fetch(*k, None, async { Ok(issued("t", far)) })
+            .get_or_fetch(*k, None, || async { Ok(issued("t", far)) })
             .await
             .expect("fetch");
     }
     assert!(cache.len().await <= 5);
     let (_, l) = cache
-        .get_or_fetch(keys[49], None, async { Ok(issued("t", far)) })
+        .get_or_fetch(keys[49], None, || async { Ok(issued("t", far)) })
         .await
         .expect("fetch");
     assert_eq!(l, Lookup::Hit);
@@ -234,14 +234,16 @@ async fn entry_life_is_bounded_by_the_subject_exp() {
         .expect("sign");
     let k = key(Some(&expired_subject), &target());
     let far = jwt::unix_now() + 3600;
-    let fetch = async { Ok(issued("t1", far)) };
+    let fetch = || async { Ok(issued("t1", far)) };
     cache
         .get_or_fetch(k, Some(&expired_subject), fetch)
         .await
         .expect("first");
     // TTL 0: the token served the first call but was not kept.
     let (t, l) = cache
-        .get_or_fetch(k, Some(&expired_subject), async { Ok(issued("t2", far)) })
+        .get_or_fetch(k, Some(&expired_subject), || async {
+            Ok(issued("t2", far))
+        })
         .await
         .expect("second");
     assert_eq!((t.token.expose(), l), ("t2", Lookup::Miss));
