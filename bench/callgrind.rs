@@ -199,12 +199,13 @@ async fn exchange_hit(n: usize) -> bool {
         requested_lifetime: None,
     };
     let cache = Cache::new(10_000, 30, 5);
-    let issued = Issued {
-        token: Token::new("issued"),
-        expires_at: u64::MAX / 2,
-        sub_hash: String::new(),
-        act_chain: String::new(),
-    };
+    let issued = Issued::new(
+        Token::new("issued"),
+        u64::MAX / 2,
+        String::new(),
+        String::new(),
+    )
+    .expect("a header value");
     let k = key(Some(&subject), &target);
     if cache
         .get_or_fetch(k, None, || async { Ok(issued) })

@@ -22,12 +22,13 @@ fn bench(c: &mut Criterion) {
     let subject = Token::new("x".repeat(900));
     let target = target();
     let cache = Cache::new(10_000, 30, 5);
-    let issued = Issued {
-        token: Token::new("issued"),
-        expires_at: u64::MAX / 2,
-        sub_hash: String::new(),
-        act_chain: String::new(),
-    };
+    let issued = Issued::new(
+        Token::new("issued"),
+        u64::MAX / 2,
+        String::new(),
+        String::new(),
+    )
+    .expect("a header value");
     rt.block_on(async {
         let k = key(Some(&subject), &target);
         cache

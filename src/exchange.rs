@@ -10,6 +10,7 @@ pub mod cache;
 use crate::config::outbound::{ClientAuth, Outbound as Config, Route};
 use crate::jwt::{self, keys::SigningKey};
 use crate::secret::{Token, fingerprint};
+use http::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,12 +61,30 @@ impl Target {
 pub struct Issued {
     /// The issued access token.
     pub token: Token,
+    /// `Bearer <token>` as a header value, made once for every request the token goes out on
+    /// (marked sensitive: HTTP/2 never indexes it, `Debug` never shows it).
+    pub authorization: HeaderValue,
     /// Unix time the token stops being valid: `exp`, bounded by `expires_in`.
     pub expires_at: u64,
     /// `sha256:` prefix of the issued token's `sub`.
     pub sub_hash: String,
     /// The delegation chain from nested `act` (RFC 8693 §4.1), outermost first, `>`-joined.
     pub act_chain: String,
+}
+
+impl Issued {
+    /// `token` with its `Authorization` value; `None` when the token cannot be a header value.
+    pub fn new(token: Token, expires_at: u64, sub_hash: String, act_chain: String) -> Option<Self> {
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", token.expose())).ok()?;
+        authorization.set_sensitive(true);
+        Some(Issued {
+            token,
+            authorization,
+            expires_at,
+            sub_hash,
+            act_chain,
+        })
+    }
 }
 
 /// Why no token was obtained.
@@ -249,7 +268,7 @@ impl Exchanger {
             let ok: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
                 ExchangeError::Unavailable("token endpoint answered malformed JSON".into())
             })?;
-            return Ok(issued(Token::new(ok.access_token), ok.expires_in, now));
+            return issued(Token::new(ok.access_token), ok.expires_in, now);
         }
         Err(refusal(status, &body))
     }
@@ -333,7 +352,7 @@ fn assertion(
 }
 
 /// The issued token with its expiry (the earlier of `exp` and `expires_in`) and audit fields.
-fn issued(token: Token, expires_in: Option<u64>, now: u64) -> Issued {
+fn issued(token: Token, expires_in: Option<u64>, now: u64) -> Result<Issued, ExchangeError> {
     let claims = jwt::peek_claims(token.expose()).unwrap_or_default();
     let exp = claims.get("exp").and_then(Value::as_u64);
     let by_expires_in = expires_in.map(|s| now.saturating_add(s));
@@ -355,12 +374,9 @@ fn issued(token: Token, expires_in: Option<u64>, now: u64) -> Issued {
         }
         act = a.get("act");
     }
-    Issued {
-        token,
-        expires_at,
-        sub_hash,
-        act_chain: chain.join(">"),
-    }
+    Issued::new(token, expires_at, sub_hash, chain.join(">")).ok_or_else(|| {
+        ExchangeError::Unavailable("the IdP issued a token that is not a header value".into())
+    })
 }
 
 /// Keeps an OAuth error code to its RFC 6749 §5.2 character set so it is safe to log and echo.

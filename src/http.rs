@@ -105,6 +105,27 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// The request id header: passed on when the client sent one, generated when absent.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A fresh request id: 32 random lowercase hex digits.
+pub fn new_request_id() -> HeaderValue {
+    request_id(rand::random())
+}
+
+/// 32 lowercase hex digits of `id`.
+fn request_id(id: u128) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    // A byte at a time: two digits per step, no 128-bit shift per digit.
+    for (pair, byte) in out.chunks_exact_mut(2).zip(id.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+}
+
 /// Removes hop-by-hop headers: the fixed list and every header named in `Connection`
 /// (RFC 9110 §7.6.1). `Proxy-Authorization` is meant for the proxy only and goes too.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -186,6 +207,15 @@ impl Form {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits() {
+        assert_eq!(
+            request_id(0x0123_4567_89ab_cdef_0011_2233_4455_6677).as_bytes(),
+            b"0123456789abcdef0011223344556677"
+        );
+        assert_eq!(request_id(u128::MAX).as_bytes(), &[b'f'; 32]);
+    }
 
     #[test]
     fn the_hop_by_hop_check_matches_the_list_and_nothing_else() {

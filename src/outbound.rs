@@ -13,7 +13,7 @@ mod forward;
 mod reject;
 
 use crate::config::outbound::{Outbound as Config, Policy, Route, WithoutSubject};
-use crate::exchange::cache::{self, Cache, Key, Lookup};
+use crate::exchange::cache::{Cache, Key, LastKey, Lookup};
 use crate::exchange::{ExchangeError, Exchanger, Issued, Target};
 use crate::http::{Body, BoxError};
 use crate::secret::Token;
@@ -23,6 +23,7 @@ use bytes::Bytes;
 use forward::Upstream;
 use http::{HeaderMap, Method, Request, Response, header};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use reject::Reject;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -114,8 +115,9 @@ impl Outbound {
 }
 
 /// Serves the forward-proxy listener (`HTTP_PROXY`) until `shutdown`, then drains. Connections
-/// that `baton init-net` redirected here carry their original destination and are served as
-/// captured calls (see [`handle_captured`]).
+/// that `baton init-net` redirected here carry their original destination: an origin-form
+/// request on one is routed by its `Host` header (the port the app dialed when `Host` names none)
+/// as if it had been sent through the proxy.
 pub async fn serve(
     state: Arc<Outbound>,
     listener: TcpListener,
@@ -123,11 +125,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), "outbound proxy listening");
-    let handler = move |req, conn: ConnInfo| {
-        let s = state.clone();
-        async move { handle_captured(&s, req, conn.original_dst).await }
+    let arrival = |conn: ConnInfo| match conn.original_dst {
+        Some(dst) => Arrival::Captured(dst),
+        None => Arrival::Proxy,
     };
-    server::serve(listener, limits, handler, shutdown).await
+    serve_arriving(state, listener, limits, arrival, shutdown).await
 }
 
 /// Serves the local port `ports[port]` of the config until `shutdown`, then drains.
@@ -139,57 +141,55 @@ pub async fn serve_port(
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), port, "outbound port listening");
-    let handler = move |req, _| {
-        let s = state.clone();
-        async move { handle_port(&s, port, req).await }
+    serve_arriving(state, listener, limits, |_| Arrival::Port(port), shutdown).await
+}
+
+/// Serves requests that arrive as `arrival` says of their connection. Each connection remembers
+/// the cache key of the subject token it last sent ([`LastKey`]).
+async fn serve_arriving(
+    state: Arc<Outbound>,
+    listener: TcpListener,
+    limits: Limits,
+    arrival: impl Fn(ConnInfo) -> Arrival,
+    shutdown: impl Future<Output = ()>,
+) -> Drained {
+    let per_connection = move |conn: ConnInfo| {
+        let (c, arrival) = (Arc::new((state.clone(), LastKey::default())), arrival(conn));
+        move |req: Request<Incoming>| {
+            let c = c.clone();
+            async move { proxy(&c.0, &c.1, boxed(req), arrival).await }
+        }
     };
-    server::serve(listener, limits, handler, shutdown).await
+    server::serve_each(listener, limits, per_connection, shutdown).await
 }
 
-/// Handles one forward-proxy request (absolute-form, or `CONNECT`). Never fails: every problem
-/// becomes a response.
-pub fn handle<B>(s: &Outbound, req: Request<B>) -> impl Future<Output = Response<Body>> + Send + '_
+/// Handles one forward-proxy request (absolute-form, or `CONNECT`) as if it came on a connection
+/// of its own. Never fails: every problem becomes a response.
+pub async fn handle<B>(s: &Outbound, req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    handle_captured(s, req, None)
+    proxy(s, &LastKey::default(), boxed(req), Arrival::Proxy).await
 }
 
-/// Handles one request that may have been redirected here by `baton init-net`: with
-/// `original_dst`, an origin-form request is routed by its `Host` header (the port the app dialed
-/// when `Host` names none) as if it had been sent through the proxy.
-pub fn handle_captured<B>(
-    s: &Outbound,
-    req: Request<B>,
-    original_dst: Option<SocketAddr>,
-) -> impl Future<Output = Response<Body>> + Send + '_
+/// Handles one request on the local port `ports[port]` (origin-form, fixed upstream and route)
+/// as if it came on a connection of its own.
+pub async fn handle_port<B>(s: &Outbound, port: usize, req: Request<B>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    let arrival = match original_dst {
-        Some(dst) => Arrival::Captured(dst),
-        None => Arrival::Proxy,
-    };
-    proxy(s, req.map(|b| b.map_err(Into::into).boxed()), arrival)
+    proxy(s, &LastKey::default(), boxed(req), Arrival::Port(port)).await
 }
 
-/// Handles one request on the local port `ports[port]` (origin-form, fixed upstream and route).
-pub fn handle_port<B>(
-    s: &Outbound,
-    port: usize,
-    req: Request<B>,
-) -> impl Future<Output = Response<Body>> + Send + '_
+/// `req` with its body boxed, whatever body type it came with.
+fn boxed<B>(req: Request<B>) -> Request<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
-    proxy(
-        s,
-        req.map(|b| b.map_err(Into::into).boxed()),
-        Arrival::Port(port),
-    )
+    req.map(|b| b.map_err(Into::into).boxed())
 }
 
 /// Where a request is headed, by the listener it arrived on.
@@ -203,37 +203,47 @@ enum Arrival {
     Port(usize),
 }
 
-/// What the audit event of one hop says; never a token.
-#[derive(Default)]
+/// What the audit event of one hop says; never a token. Indexes and the shared [`Issued`], not
+/// copies: a request whose audit event is filtered out costs no allocation for it.
 struct Audit {
-    route: String,
-    sub_hash: String,
-    act_chain: String,
+    /// The route's index in the configuration.
+    route: Option<usize>,
+    /// The token sent upstream, for its `sub` hash and `act` chain.
+    issued: Option<Arc<Issued>>,
     cache: &'static str,
     exchange_ms: u64,
 }
 
 // The span is at `debug`; the audit event below carries what an operator needs at `info`.
 #[instrument(level = "debug", skip_all, fields(method = %req.method()))]
-async fn proxy(s: &Outbound, mut req: Request<Body>, arrival: Arrival) -> Response<Body> {
+async fn proxy(
+    s: &Outbound,
+    last: &LastKey,
+    mut req: Request<Body>,
+    arrival: Arrival,
+) -> Response<Body> {
     let request_id = forward::request_id(req.headers_mut());
     let method = req.method().clone();
     let mut audit = Audit {
+        route: None,
+        issued: None,
         cache: "none",
-        ..Audit::default()
+        exchange_ms: 0,
     };
-    let rsp = match run(s, req, arrival, &mut audit).await {
+    let rsp = match run(s, last, req, arrival, &mut audit).await {
         Ok(rsp) => rsp,
         Err(reject) => reject.into_response(),
     };
-    let route = s.cfg.routes.iter().find(|r| r.name == audit.route);
+    let route = audit.route.map(|i| &s.cfg.routes[i]);
+    let issued = audit.issued.as_deref();
     info!(
         target: "baton::audit",
-        request_id = %request_id,
+        // Visible ASCII only (`forward::request_id`), so never empty here.
+        request_id = request_id.to_str().unwrap_or_default(),
         method = %method,
-        route = %audit.route,
-        sub_hash = %audit.sub_hash,
-        act_chain = %audit.act_chain,
+        route = route.map_or("", |r| r.name.as_str()),
+        sub_hash = issued.map_or("", |i| i.sub_hash.as_str()),
+        act_chain = issued.map_or("", |i| i.act_chain.as_str()),
         audience = route.and_then(|r| r.audience.as_deref()).unwrap_or(""),
         scope = route.and_then(|r| r.scope.as_deref()).unwrap_or(""),
         cache = audit.cache,
@@ -246,6 +256,7 @@ async fn proxy(s: &Outbound, mut req: Request<Body>, arrival: Arrival) -> Respon
 
 async fn run(
     s: &Outbound,
+    last: &LastKey,
     mut req: Request<Body>,
     arrival: Arrival,
     audit: &mut Audit,
@@ -297,19 +308,18 @@ async fn run(
         };
     };
     let r = &s.cfg.routes[route];
-    audit.route.clone_from(&r.name);
+    audit.route = Some(route);
     let subject = subject(req.headers(), r)?;
-    let key = cache::key(subject.as_ref(), &s.targets[route]);
+    let key = last.key(subject.as_ref(), route, &s.targets[route]);
     let started = Instant::now();
     let (issued, lookup) = s.token(route, key, subject.as_ref()).await?;
     audit.exchange_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     audit.cache = lookup.as_str();
-    audit.sub_hash.clone_from(&issued.sub_hash);
-    audit.act_chain.clone_from(&issued.act_chain);
+    audit.issued = Some(issued.clone());
 
     let tls = r.tls.is_some();
     let replay = forward::replayable(&req);
-    forward::prepare(&mut req, Some(&issued.token), &host, port_no, tls)
+    forward::prepare(&mut req, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
     let rsp = s.upstream.send(req).await.map_err(Reject::Upstream)?;
     if !forward::says_invalid_token(&rsp) {
@@ -324,8 +334,8 @@ async fn run(
     warn!(route = %r.name, "upstream answered invalid_token; retrying with a fresh exchange");
     let (issued, _) = s.token(route, key, subject.as_ref()).await?;
     audit.cache = "miss";
-    audit.act_chain.clone_from(&issued.act_chain);
-    forward::prepare(&mut again, Some(&issued.token), &host, port_no, tls)
+    audit.issued = Some(issued.clone());
+    forward::prepare(&mut again, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
     s.upstream.send(again).await.map_err(Reject::Upstream)
 }

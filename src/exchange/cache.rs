@@ -8,12 +8,12 @@
 
 use super::{ExchangeError, Issued, Target};
 use crate::jwt;
-use crate::secret::Token;
+use crate::secret::{Token, constant_time_eq};
 use moka::Expiry;
 use moka::future::Cache as Moka;
 use serde_json::Value;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// SHA-256 cache key; holds no token material.
@@ -50,6 +50,34 @@ pub fn key(subject: Option<&Token>, target: &Target) -> Key {
     let mut out = [0; 32];
     out.copy_from_slice(h.finish().as_ref());
     Key(out)
+}
+
+/// The key of the subject token one connection last sent, and the route it was for: a
+/// connection that sends the same token again (an app's keep-alive connection carrying one
+/// user's calls) skips the SHA-256 over it. The token is compared in constant time, so a
+/// connection shared by several callers learns nothing of another's token from the time a
+/// request takes.
+#[derive(Default)]
+pub struct LastKey(Mutex<Option<(Token, usize, Key)>>);
+
+impl LastKey {
+    /// [`key`] of `subject` for `target`, the target of route number `route`; remembered for the
+    /// connection's next request.
+    pub fn key(&self, subject: Option<&Token>, route: usize, target: &Target) -> Key {
+        let Some(subject) = subject else {
+            return key(None, target);
+        };
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((token, r, k)) = last.as_ref()
+            && *r == route
+            && constant_time_eq(token.expose().as_bytes(), subject.expose().as_bytes())
+        {
+            return *k;
+        }
+        let k = key(Some(subject), target);
+        *last = Some((subject.clone(), route, k));
+        k
+    }
 }
 
 /// Seconds an issued token may be served from the cache at unix time `now`: its remaining life

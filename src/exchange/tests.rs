@@ -9,21 +9,59 @@ fn token(claims: serde_json::Value) -> Token {
 #[test]
 fn expiry_is_the_earlier_of_exp_and_expires_in() {
     let t = token(json!({"sub": "alice", "exp": 1_000}));
-    assert_eq!(issued(t.clone(), Some(100), 500).expires_at, 600);
-    assert_eq!(issued(t.clone(), Some(900), 500).expires_at, 1_000);
-    assert_eq!(issued(t, None, 500).expires_at, 1_000);
-    assert_eq!(issued(Token::new("opaque"), Some(60), 500).expires_at, 560);
-    assert_eq!(issued(Token::new("opaque"), None, 500).expires_at, 500);
+    assert_eq!(
+        issued(t.clone(), Some(100), 500)
+            .expect("issued")
+            .expires_at,
+        600
+    );
+    assert_eq!(
+        issued(t.clone(), Some(900), 500)
+            .expect("issued")
+            .expires_at,
+        1_000
+    );
+    assert_eq!(issued(t, None, 500).expect("issued").expires_at, 1_000);
+    assert_eq!(
+        issued(Token::new("opaque"), Some(60), 500)
+            .expect("issued")
+            .expires_at,
+        560
+    );
+    assert_eq!(
+        issued(Token::new("opaque"), None, 500)
+            .expect("issued")
+            .expires_at,
+        500
+    );
 }
 
 #[test]
 fn audit_fields_hash_the_subject_and_walk_the_act_chain() {
     let t =
         token(json!({"sub": "alice", "exp": 1, "act": {"sub": "svc-b", "act": {"sub": "svc-a"}}}));
-    let i = issued(t, None, 0);
+    let i = issued(t.clone(), None, 0).expect("issued");
     assert_eq!(i.act_chain, "svc-b>svc-a");
     assert_eq!(i.sub_hash, fingerprint(b"alice"));
-    assert!(!format!("{i:?}").contains("alice"));
+    let debug = format!("{i:?}");
+    assert!(
+        !debug.contains("alice") && !debug.contains(t.expose()),
+        "{debug}"
+    );
+}
+
+#[test]
+fn the_authorization_value_is_made_once_and_marked_sensitive() {
+    let t = token(json!({"sub": "alice", "exp": 1}));
+    let i = issued(t.clone(), None, 0).expect("issued");
+    assert_eq!(
+        i.authorization.as_bytes(),
+        format!("Bearer {}", t.expose()).as_bytes()
+    );
+    assert!(i.authorization.is_sensitive());
+    // A token no header can carry is the IdP's fault, refused at the exchange, not per request.
+    let bad = issued(Token::new("eyJ.a\r\nb.c"), Some(60), 0);
+    assert!(matches!(bad, Err(ExchangeError::Unavailable(_))), "{bad:?}");
 }
 
 #[test]

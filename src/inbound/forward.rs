@@ -2,14 +2,11 @@
 
 use super::Reject;
 use crate::http::pool::Pool;
-use crate::http::{Body, strip_hop_by_hop};
+use crate::http::{Body, REQUEST_ID, new_request_id, strip_hop_by_hop};
 use futures_util::FutureExt;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use std::future::Future;
-
-/// The request id header, generated when absent.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Rewrites the identity headers: any client-supplied `claims_header` is removed, the verified
 /// claims (if any, already base64url JSON: [`crate::jwt::Verified::claims_header`]) are added,
@@ -26,23 +23,8 @@ pub fn rewrite_headers(
         Some(claims) => headers.insert(claims_header.clone(), claims.clone()),
         None => headers.remove(claims_header),
     };
-    headers
-        .entry(REQUEST_ID)
-        .or_insert_with(|| request_id(rand::random()));
+    headers.entry(REQUEST_ID).or_insert_with(new_request_id);
     Ok(())
-}
-
-/// 32 lowercase hex digits of `id`.
-fn request_id(id: u128) -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    // A byte at a time: two digits per step, no 128-bit shift per digit.
-    for (pair, byte) in out.chunks_exact_mut(2).zip(id.to_be_bytes()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
-    }
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Sends `req` (its `Host` already set) to the app over `pool` as HTTP/1.1, keeping path and
@@ -73,15 +55,6 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use http::header;
     use serde_json::json;
-
-    #[test]
-    fn request_ids_are_32_hex_digits() {
-        assert_eq!(
-            request_id(0x0123_4567_89ab_cdef_0011_2233_4455_6677).as_bytes(),
-            b"0123456789abcdef0011223344556677"
-        );
-        assert_eq!(request_id(u128::MAX).as_bytes(), &[b'f'; 32]);
-    }
 
     #[test]
     fn identity_headers_are_replaced_and_hop_by_hop_removed() {

@@ -4,8 +4,7 @@
 
 use crate::config::outbound::Outbound as Config;
 use crate::http::pool::Pool;
-use crate::http::{Body, empty, strip_hop_by_hop};
-use crate::secret::Token;
+use crate::http::{Body, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -129,10 +128,10 @@ fn authority(host: &str, port: u16) -> String {
 }
 
 /// Points `req` at `host:port` (https when `tls`), sets `Host`, strips hop-by-hop headers and,
-/// when `token` is given, REPLACES `Authorization` with it.
+/// when `authorization` is given, REPLACES `Authorization` with it.
 pub(super) fn prepare(
     req: &mut Request<Body>,
-    token: Option<&Token>,
+    authorization: Option<&HeaderValue>,
     host: &str,
     port: u16,
     tls: bool,
@@ -155,11 +154,9 @@ pub(super) fn prepare(
     let host_value =
         HeaderValue::from_str(&authority).map_err(|_| format!("bad upstream host {authority}"))?;
     headers.insert(header::HOST, host_value);
-    if let Some(token) = token {
-        let value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-            .map_err(|_| "the IdP issued a token that is not a header value".to_owned())?;
+    if let Some(value) = authorization {
         // insert() replaces every earlier value: the inbound token never goes further.
-        headers.insert(header::AUTHORIZATION, value);
+        headers.insert(header::AUTHORIZATION, value.clone());
     }
     Ok(())
 }
@@ -191,19 +188,17 @@ pub(super) fn says_invalid_token(rsp: &Response<Body>) -> bool {
             .any(|v| v.as_bytes().windows(13).any(|w| w == b"invalid_token"))
 }
 
-/// The request's `x-request-id`, or a fresh one set on the request so the next hop sees it.
-pub(super) fn request_id(headers: &mut HeaderMap) -> String {
-    let given = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()));
+/// The request's `x-request-id` when it is fit for the audit log (1 to 128 visible ASCII
+/// characters), or a fresh one set on the request so the next hop sees it.
+pub(super) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    let given = headers.get(REQUEST_ID).filter(|v| {
+        !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic)
+    });
     if let Some(id) = given {
-        return id.to_owned();
+        return id.clone();
     }
-    let id = format!("{:016x}", rand::random::<u64>());
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert("x-request-id", v);
-    }
+    let id = new_request_id();
+    headers.insert(REQUEST_ID, id.clone());
     id
 }
 
@@ -271,7 +266,7 @@ mod tests {
         );
         prepare(
             &mut req,
-            Some(&Token::new("fresh")),
+            Some(&HeaderValue::from_static("Bearer fresh")),
             "service-b",
             8080,
             true,

@@ -107,6 +107,44 @@ async fn header_is_replaced_and_inbound_token_never_reaches_upstream() {
     assert!(has("audience", "service-b"));
 }
 
+/// A connection remembers the cache key of the token it last sent (`LastKey`): callers who take
+/// turns on one keep-alive connection must each get their own user's token upstream.
+#[test_log::test(tokio::test)]
+async fn users_taking_turns_on_one_connection_each_get_their_own_token() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    tokio::spawn(outbound::serve(
+        state(&idp, &routes(&up)),
+        listener,
+        Default::default(),
+        std::future::pending(),
+    ));
+    // One idle connection at most, requests one after another: each reuses the same connection.
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("client");
+    let (alice, bob) = (idp.user_token("alice"), idp.user_token("bob"));
+    let turns = [&alice, &bob, &alice, &alice, &bob];
+    for user in turns {
+        let rsp = client
+            .get(format!("http://{}/turn", up.addr))
+            .bearer_auth(user)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(rsp.status(), 200);
+    }
+    let subs: Vec<_> = up.seen().iter().map(|r| r.claims()["sub"].clone()).collect();
+    assert_eq!(subs, ["alice", "bob", "alice", "alice", "bob"]);
+    assert_eq!(idp.calls(), 2, "one exchange per user, then the cache");
+}
+
 #[test_log::test(tokio::test)]
 async fn unknown_host_is_refused_with_403_naming_it() {
     let idp = FakeIdp::start().await;
