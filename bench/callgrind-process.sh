@@ -10,11 +10,14 @@
 # resp. N2 requests with the same token with oha (CONC connections), stops it with SIGTERM, and
 #     instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1)
 # so start-up and shutdown cancel. WHAT=app measures baton-demo-app alone the same way, WHAT=bare
-# the bare hyper proxy of bench/bare_proxy.rs in front of the app (the floor of baton's stack).
+# the bare hyper proxy of bench/bare_proxy.rs in front of the app (the floor of baton's stack),
+# WHAT=outbound the same `baton run` as the app's outbound forward proxy (oha --proxy): route
+# lookup, the exchanged token from the cache (one exchange at the IdP, then hits), the header
+# rewrite and the keep-alive connection to the app, which stands in for the next hop.
 # The callgrind files stay in the printed directory for `callgrind_annotate --inclusive=yes`.
 #
 # Usage:  bench/callgrind-process.sh            # after cargo build --release --bins --examples
-# Env:    WHAT (sidecar|app|bare), N1 (200), N2 (1200), CONC (1), BIN (target/release)
+# Env:    WHAT (sidecar|outbound|app|bare), N1 (200), N2 (1200), CONC (1), BIN (target/release)
 # Needs:  valgrind, oha, jq, curl, python3 (free ports), taskset.
 set -euo pipefail
 
@@ -64,9 +67,15 @@ routes:
   - {name: default, path: /}
 outbound:
   client: {client_id: service-a, secret: demo-secret-service-a}
+  routes:
+    - {name: service-b, host: "127.0.0.1:$APP", audience: service-b}
 Y
     local cg=(taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$W/callgrind.$n")
-    if [ "$WHAT" = sidecar ]; then
+    local target=(-H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$in/")
+    if [ "$WHAT" = outbound ]; then
+        target=(-x "http://127.0.0.1:$out" -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$APP/")
+    fi
+    if [ "$WHAT" = sidecar ] || [ "$WHAT" = outbound ]; then
         RUST_LOG=warn "${cg[@]}" "$BIN/baton" run -c "$W/sidecar.yaml" >"$W/run.$n.log" 2>&1 &
         pid=$!
         wait_ok "http://127.0.0.1:$adm/readyz"
@@ -79,8 +88,7 @@ Y
         pid=$!
         wait_ok "http://127.0.0.1:$in/"
     fi
-    taskset -c 1 oha --no-tui --output-format json -n "$n" -c "$CONC" \
-        -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$in/" >"$W/oha.$n.json"
+    taskset -c 1 oha --no-tui --output-format json -n "$n" -c "$CONC" "${target[@]}" >"$W/oha.$n.json"
     ok=$(jq -r '.statusCodeDistribution["200"] // 0' "$W/oha.$n.json")
     [ "$ok" = "$n" ] || { echo "callgrind-process.sh: $ok of $n answered 200 (see $W)" >&2; exit 1; }
     kill -TERM "$pid"
