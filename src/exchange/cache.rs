@@ -175,51 +175,41 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Issued, ExchangeError>>,
     {
-        match self.inner.get(&key).await {
-            Some(entry) => entry.answer(Lookup::Hit),
-            None => Box::pin(self.fetch_once(key, subject, fetch)).await,
+        if let Some(entry) = self.inner.get(&key).await {
+            return entry.answer(Lookup::Hit);
         }
-    }
-
-    /// The miss path of [`Self::get_or_fetch`]: moka runs one `fetch` per key, and callers that
-    /// missed meanwhile get its result (or an entry another caller inserted first, a hit).
-    async fn fetch_once<F, Fut>(
-        &self,
-        key: Key,
-        subject: Option<&Token>,
-        fetch: F,
-    ) -> Result<(Arc<Issued>, Lookup), ExchangeError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Issued, ExchangeError>>,
-    {
-        let (skew, negative_ttl) = (self.skew, self.negative_ttl);
-        let init = async move {
-            match fetch().await {
-                Ok(issued) => {
-                    // Decoded on a miss only: a hit costs a hash and a lookup.
-                    let subject_exp = subject
-                        .and_then(|t| jwt::peek_claims(t.expose()))
-                        .and_then(|c| c.get("exp").and_then(Value::as_u64));
-                    let secs = ttl(jwt::unix_now(), issued.expires_at, subject_exp, skew);
-                    Ok(Entry::Token(Arc::new(issued), Duration::from_secs(secs)))
+        // The miss path: moka runs one `fetch` per key, and callers that missed meanwhile get its
+        // result (or an entry another caller inserted first, a hit).
+        Box::pin(async move {
+            let (skew, negative_ttl) = (self.skew, self.negative_ttl);
+            let init = async move {
+                match fetch().await {
+                    Ok(issued) => {
+                        // Decoded on a miss only: a hit costs a hash and a lookup.
+                        let subject_exp = subject
+                            .and_then(|t| jwt::peek_claims(t.expose()))
+                            .and_then(|c| c.get("exp").and_then(Value::as_u64));
+                        let secs = ttl(jwt::unix_now(), issued.expires_at, subject_exp, skew);
+                        Ok(Entry::Token(Arc::new(issued), Duration::from_secs(secs)))
+                    }
+                    Err(e) if e.is_invalid() => Ok(Entry::Refused(e, negative_ttl)),
+                    Err(e) => Err(e),
                 }
-                Err(e) if e.is_invalid() => Ok(Entry::Refused(e, negative_ttl)),
-                Err(e) => Err(e),
-            }
-        };
-        let entry = self
-            .inner
-            .entry(key)
-            .or_try_insert_with(init)
-            .await
-            .map_err(|e: Arc<ExchangeError>| (*e).clone())?;
-        let lookup = if entry.is_fresh() {
-            Lookup::Miss
-        } else {
-            Lookup::Hit
-        };
-        entry.into_value().answer(lookup)
+            };
+            let entry = self
+                .inner
+                .entry(key)
+                .or_try_insert_with(init)
+                .await
+                .map_err(|e: Arc<ExchangeError>| (*e).clone())?;
+            let lookup = if entry.is_fresh() {
+                Lookup::Miss
+            } else {
+                Lookup::Hit
+            };
+            entry.into_value().answer(lookup)
+        })
+        .await
     }
 
     /// Drops `key`, e.g. after the upstream said the token is `invalid_token`.

@@ -23,6 +23,21 @@ fn state(idp: &FakeIdp, yaml: &str) -> Arc<Outbound> {
     Arc::new(Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound"))
 }
 
+/// The outbound forward proxy of `s` on a loopback port, served until the test ends.
+async fn serve(s: Arc<Outbound>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    tokio::spawn(outbound::serve(
+        s,
+        listener,
+        Default::default(),
+        std::future::pending(),
+    ));
+    proxy
+}
+
 fn routes(up: &Upstream) -> String {
     format!(
         "routes:\n  - {{name: b, host: \"{}\", audience: service-b, scope: read}}\n",
@@ -57,16 +72,7 @@ async fn header_is_replaced_and_inbound_token_never_reaches_upstream() {
     let idp = FakeIdp::start().await;
     let up = Upstream::start().await;
     let s = state(&idp, &routes(&up));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(outbound::serve(
-        s,
-        listener,
-        Default::default(),
-        std::future::pending(),
-    ));
+    let proxy = serve(s).await;
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
         .build()
@@ -113,16 +119,7 @@ async fn header_is_replaced_and_inbound_token_never_reaches_upstream() {
 async fn users_taking_turns_on_one_connection_each_get_their_own_token() {
     let idp = FakeIdp::start().await;
     let up = Upstream::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(outbound::serve(
-        state(&idp, &routes(&up)),
-        listener,
-        Default::default(),
-        std::future::pending(),
-    ));
+    let proxy = serve(state(&idp, &routes(&up))).await;
     // One idle connection at most, requests one after another: each reuses the same connection.
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
@@ -140,7 +137,11 @@ async fn users_taking_turns_on_one_connection_each_get_their_own_token() {
             .expect("send");
         assert_eq!(rsp.status(), 200);
     }
-    let subs: Vec<_> = up.seen().iter().map(|r| r.claims()["sub"].clone()).collect();
+    let subs: Vec<_> = up
+        .seen()
+        .iter()
+        .map(|r| r.claims()["sub"].clone())
+        .collect();
     assert_eq!(subs, ["alice", "bob", "alice", "alice", "bob"]);
     assert_eq!(idp.calls(), 2, "one exchange per user, then the cache");
 }
@@ -477,16 +478,7 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
     let idp = FakeIdp::start().await;
     let up = Upstream::start().await;
     let s = state(&idp, &format!("connect: passthrough\n{}", routes(&up)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let proxy = listener.local_addr().expect("addr");
-    tokio::spawn(outbound::serve(
-        s,
-        listener,
-        Default::default(),
-        std::future::pending(),
-    ));
+    let proxy = serve(s).await;
     let exchange = async {
         let mut conn = tokio::net::TcpStream::connect(proxy)
             .await
