@@ -137,17 +137,24 @@ pub(super) fn prepare(
     tls: bool,
 ) -> Result<(), String> {
     let authority = authority(host, port);
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    *req.uri_mut() = Uri::builder()
-        .scheme(if tls { "https" } else { "http" })
-        .authority(authority.as_str())
-        .path_and_query(path)
-        .build()
-        .map_err(|e| format!("build upstream URI: {e}"))?;
+    let scheme = if tls { Scheme::HTTPS } else { Scheme::HTTP };
+    let uri = req.uri();
+    // The usual forward-proxy request is already aimed there (absolute-form, same scheme and
+    // authority): it keeps its URI, with no new URI parsed and no path copied.
+    let aimed = uri.scheme() == Some(&scheme)
+        && uri.authority().is_some_and(|a| a.as_str() == authority)
+        && uri
+            .path_and_query()
+            .is_some_and(|p| p.as_str().starts_with('/'));
+    if !aimed {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        *req.uri_mut() = Uri::builder()
+            .scheme(scheme)
+            .authority(authority.as_str())
+            .path_and_query(path)
+            .build()
+            .map_err(|e| format!("build upstream URI: {e}"))?;
+    }
     *req.version_mut() = http::Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
@@ -280,6 +287,36 @@ mod tests {
         assert_eq!(all, vec![HeaderValue::from_static("Bearer fresh")]);
         assert_eq!(req.uri().to_string(), "https://service-b:8080/a?b=c");
         assert_eq!(req.headers()[header::HOST], "service-b:8080");
+    }
+
+    #[test]
+    fn prepare_keeps_a_uri_already_aimed_there_and_rebuilds_any_other() {
+        let prepared = |uri: &'static str, host: &str, port: u16, tls: bool| {
+            let mut req = Request::new(empty());
+            *req.uri_mut() = Uri::from_static(uri);
+            prepare(&mut req, None, host, port, tls).expect("prepare");
+            (req.uri().to_string(), req.headers()[header::HOST].clone())
+        };
+        assert_eq!(
+            prepared("http://b:8080/a?x=%2F", "b", 8080, false),
+            (
+                "http://b:8080/a?x=%2F".into(),
+                HeaderValue::from_static("b:8080")
+            )
+        );
+        // Another port, the scheme a TLS route needs, a default port left implicit, origin-form:
+        // each rebuilt onto host:port, path and query kept.
+        for (uri, want) in [
+            ("http://b:9090/a?x", "http://b:8080/a?x"),
+            ("http://b/a?x", "http://b:8080/a?x"),
+            ("/a?x", "http://b:8080/a?x"),
+        ] {
+            assert_eq!(prepared(uri, "b", 8080, false).0, want, "{uri}");
+        }
+        assert_eq!(
+            prepared("http://b:8080/a", "b", 8080, true).0,
+            "https://b:8080/a"
+        );
     }
 
     #[test]
