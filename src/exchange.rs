@@ -59,10 +59,9 @@ impl Target {
 /// A token the IdP issued, with what the audit log needs (never the token itself).
 #[derive(Debug, Clone)]
 pub struct Issued {
-    /// The issued access token.
-    pub token: Token,
     /// `Bearer <token>` as a header value, made once for every request the token goes out on
-    /// (marked sensitive: HTTP/2 never indexes it, `Debug` never shows it).
+    /// (marked sensitive: HTTP/2 never indexes it, `Debug` never shows it). The only copy of the
+    /// issued token: [`Issued::token`] reads it from here.
     pub authorization: HeaderValue,
     /// Unix time the token stops being valid: `exp`, bounded by `expires_in`.
     pub expires_at: u64,
@@ -75,17 +74,31 @@ pub struct Issued {
 impl Issued {
     /// `token` with its `Authorization` value; `None` when the token cannot be a header value.
     pub fn new(token: Token, expires_at: u64, sub_hash: String, act_chain: String) -> Option<Self> {
-        let mut authorization = HeaderValue::try_from(format!("Bearer {}", token.expose())).ok()?;
+        let mut authorization =
+            HeaderValue::try_from(format!("{BEARER}{}", token.expose())).ok()?;
         authorization.set_sensitive(true);
         Some(Issued {
-            token,
             authorization,
             expires_at,
             sub_hash,
             act_chain,
         })
     }
+
+    /// The issued access token.
+    pub fn token(&self) -> &str {
+        // `new` made the value from "Bearer " and a `String`: UTF-8 after the prefix.
+        let bytes = self
+            .authorization
+            .as_bytes()
+            .get(BEARER.len()..)
+            .unwrap_or_default();
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
 }
+
+/// The scheme prefix of [`Issued::authorization`].
+const BEARER: &str = "Bearer ";
 
 /// Why no token was obtained.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -131,7 +131,7 @@ async fn concurrent_misses_make_one_call_and_later_calls_hit() {
         })
         .await
         .expect("cached entry survives an IdP outage");
-    assert_eq!((t.token.expose(), l), ("t", Lookup::Hit));
+    assert_eq!((t.token(), l), ("t", Lookup::Hit));
 }
 
 #[tokio::test]
@@ -181,7 +181,7 @@ async fn invalidate_forces_a_fresh_fetch() {
         .get_or_fetch(k, None, || async { Ok(issued("new", far)) })
         .await
         .expect("second");
-    assert_eq!((t.token.expose(), l), ("new", Lookup::Miss));
+    assert_eq!((t.token(), l), ("new", Lookup::Miss));
 }
 
 #[tokio::test]
@@ -261,5 +261,5 @@ async fn entry_life_is_bounded_by_the_subject_exp() {
         })
         .await
         .expect("second");
-    assert_eq!((t.token.expose(), l), ("t2", Lookup::Miss));
+    assert_eq!((t.token(), l), ("t2", Lookup::Miss));
 }
