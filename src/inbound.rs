@@ -404,7 +404,7 @@ async fn admit<B>(
                 })?
         }
     };
-    if verified.claims.contains_key("cnf") {
+    if verified.bound {
         return Err(Reject::BoundToken.into());
     }
     match rules::authorize(&route.access, &verified.claims, now) {

@@ -122,6 +122,9 @@ pub struct Verified {
     pub alg: Algorithm,
     /// Its `exp`, in seconds since the epoch.
     pub exp: u64,
+    /// It is bound to a key (`cnf`, RFC 7800), so only its holder may present it. Read once
+    /// here: a cached verification answers without searching the claims again.
+    pub bound: bool,
     /// The claims as base64url JSON, made on first use and kept with a cached verification so a
     /// repeated token does not re-serialise its claims (the inbound claims header).
     claims_b64: std::sync::OnceLock<Option<http::HeaderValue>>,
@@ -237,6 +240,7 @@ pub fn verify(
         decode_object(payload_b64).ok_or(VerifyError::Malformed("payload is not a JSON object"))?;
     let exp = check_claims(&claims, rules, now)?;
     Ok(Verified {
+        bound: claims.contains_key("cnf"),
         claims,
         kid: kid.to_owned(),
         alg,
