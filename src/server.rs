@@ -19,7 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -198,7 +198,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let local = listener.local_addr().ok();
-    let (drain_tx, drain_rx) = watch::channel(false);
+    let drain = Drain::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let builder = Arc::new(builder(&limits));
     let limits = Arc::new(limits);
@@ -235,7 +235,7 @@ where
         };
         let handler = make(info);
         let (builder, limits) = (builder.clone(), limits.clone());
-        let (drain, upgrade) = (drain_rx.clone(), upgrade.clone());
+        let (drain, upgrade) = (drain.subscribe(), upgrade.clone());
         tokio::spawn(async move {
             if let Some(io) = upgrade(stream).await {
                 serve_connection(io, info, &builder, &limits, handler, drain).await;
@@ -245,7 +245,7 @@ where
     }
 
     drop(listener);
-    let _ = drain_tx.send(true);
+    drain.begin();
     let open = || limits.max_connections - permits.available_permits();
     info!(addr = ?local, connections = open(), "draining");
     let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
@@ -283,7 +283,7 @@ async fn serve_connection<H, F, IO>(
     builder: &auto::Builder<TokioExecutor>,
     limits: &Limits,
     handler: H,
-    mut drain: watch::Receiver<bool>,
+    drain: DrainSignal,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -327,9 +327,23 @@ async fn serve_connection<H, F, IO>(
     // The idle clock restarts at the first tick that sees bytes moved since the one before, so
     // an idle connection closes between `idle` and `idle` plus one tick after its last byte.
     let (mut seen, mut quiet_since) = (0, Instant::now());
+    let DrainSignal { begun, mut rx } = drain;
     // One wait for the drain for the connection's whole life: a wait made anew at each wake-up
     // would join and leave the channel's waiter list on every request. A dropped sender drains too.
-    let draining = drain.wait_for(|draining| *draining);
+    let wait = rx.wait_for(|draining| *draining);
+    tokio::pin!(wait);
+    // Polling the wait takes the channel's lock, and a busy connection's task wakes several times
+    // per request. Its first poll leaves this task's waker in the channel's waiter list, where it
+    // stays until the channel changes; after that the wait is polled again only once `begun`
+    // says the drain has begun (an atomic load per wake-up).
+    let mut armed = false;
+    let draining = std::future::poll_fn(|cx| {
+        if armed && !begun.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        armed = true;
+        wait.as_mut().poll(cx).map(drop)
+    });
     tokio::pin!(draining);
     let mut closing = false;
     loop {
@@ -362,6 +376,47 @@ async fn serve_connection<H, F, IO>(
                 }
             }
         }
+    }
+}
+
+/// The accept loop's side of the drain: tells each of its connections to finish, when shutdown
+/// begins or when the loop is dropped.
+struct Drain {
+    begun: Arc<AtomicBool>,
+    tx: watch::Sender<bool>,
+}
+
+/// A connection's side of the drain: `begun` is set before the channel changes, so a connection
+/// woken by the change always sees it.
+struct DrainSignal {
+    begun: Arc<AtomicBool>,
+    rx: watch::Receiver<bool>,
+}
+
+impl Drain {
+    fn new() -> Self {
+        Self {
+            begun: Arc::default(),
+            tx: watch::Sender::new(false),
+        }
+    }
+
+    fn subscribe(&self) -> DrainSignal {
+        DrainSignal {
+            begun: self.begun.clone(),
+            rx: self.tx.subscribe(),
+        }
+    }
+
+    fn begin(&self) {
+        self.begun.store(true, Ordering::Release);
+        self.tx.send_replace(true);
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.begin();
     }
 }
 

@@ -306,3 +306,45 @@ async fn shutdown_lets_in_flight_requests_finish() {
         "listener must be closed after shutdown"
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_a_busy_connection_once_it_falls_idle() {
+    // Neither the idle timeout nor hyper's wait for the next request head closes it first.
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(60),
+        header_read_timeout: Duration::from_secs(60),
+        ..quick()
+    };
+    let (addr, tx, task) = start(limits).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // Many wake-ups of the connection's task before the drain: it must still hear of it.
+    for i in 0..20 {
+        let answer = roundtrip(&mut s, "/0").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "request {i}: {answer:?}"
+        );
+    }
+    tx.send(()).expect("shutdown");
+    assert_eq!(read_to_close(&mut s).await, "");
+    // Closed by the drain, not cut when the grace period ran out.
+    assert_eq!(task.await.expect("serve"), Drained::Clean);
+}
+
+#[tokio::test]
+async fn a_dropped_accept_loop_still_drains_its_connections() {
+    // Neither the idle timeout nor hyper's wait for the next request head closes it first.
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(60),
+        header_read_timeout: Duration::from_secs(60),
+        ..quick()
+    };
+    let (addr, _tx, task) = start(limits).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    for _ in 0..3 {
+        assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
+    }
+    task.abort();
+    assert!(task.await.is_err_and(|e| e.is_cancelled()));
+    assert_eq!(read_to_close(&mut s).await, "");
+}
