@@ -307,9 +307,16 @@ async fn shutdown_lets_in_flight_requests_finish() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_closes_a_busy_connection_once_it_falls_idle() {
-    // Neither the idle timeout nor hyper's wait for the next request head closes it first.
+/// A server whose connections only a drain closes soon (neither the idle timeout nor hyper's
+/// wait for the next request head comes first), and a connection to it that has made `requests`
+/// requests: as many wake-ups of its task before the drain.
+async fn busy_connection(
+    requests: usize,
+) -> (
+    TcpStream,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Drained>,
+) {
     let limits = Limits {
         idle_timeout: Duration::from_secs(60),
         header_read_timeout: Duration::from_secs(60),
@@ -317,14 +324,19 @@ async fn shutdown_closes_a_busy_connection_once_it_falls_idle() {
     };
     let (addr, tx, task) = start(limits).await;
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    // Many wake-ups of the connection's task before the drain: it must still hear of it.
-    for i in 0..20 {
+    for i in 0..requests {
         let answer = roundtrip(&mut s, "/0").await;
         assert!(
             answer.starts_with("HTTP/1.1 200"),
             "request {i}: {answer:?}"
         );
     }
+    (s, tx, task)
+}
+
+#[tokio::test]
+async fn shutdown_closes_a_busy_connection_once_it_falls_idle() {
+    let (mut s, tx, task) = busy_connection(20).await;
     tx.send(()).expect("shutdown");
     assert_eq!(read_to_close(&mut s).await, "");
     // Closed by the drain, not cut when the grace period ran out.
@@ -333,17 +345,7 @@ async fn shutdown_closes_a_busy_connection_once_it_falls_idle() {
 
 #[tokio::test]
 async fn a_dropped_accept_loop_still_drains_its_connections() {
-    // Neither the idle timeout nor hyper's wait for the next request head closes it first.
-    let limits = Limits {
-        idle_timeout: Duration::from_secs(60),
-        header_read_timeout: Duration::from_secs(60),
-        ..quick()
-    };
-    let (addr, _tx, task) = start(limits).await;
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    for _ in 0..3 {
-        assert!(roundtrip(&mut s, "/0").await.starts_with("HTTP/1.1 200"));
-    }
+    let (mut s, _tx, task) = busy_connection(3).await;
     task.abort();
     assert!(task.await.is_err_and(|e| e.is_cancelled()));
     assert_eq!(read_to_close(&mut s).await, "");
