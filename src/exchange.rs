@@ -61,7 +61,7 @@ impl Target {
 pub struct Issued {
     /// `Bearer <token>` as a header value, made once for every request the token goes out on
     /// (marked sensitive: HTTP/2 never indexes it, `Debug` never shows it). The only copy of the
-    /// issued token: [`Issued::token`] reads it from here.
+    /// issued token.
     pub authorization: HeaderValue,
     /// Unix time the token stops being valid: `exp`, bounded by `expires_in`.
     pub expires_at: u64,
@@ -85,7 +85,8 @@ impl Issued {
         })
     }
 
-    /// The issued access token.
+    /// The issued access token (tests read it back; requests send `authorization`).
+    #[cfg(test)]
     pub fn token(&self) -> &str {
         // `new` made the value from "Bearer " and a `String`: UTF-8 after the prefix.
         let bytes = self
