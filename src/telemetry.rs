@@ -231,15 +231,26 @@ impl ExchangeMetrics {
             .inc();
     }
 
-    /// Records a cache lookup for `route`.
-    pub fn lookup(&self, route: &str, hit: bool) {
-        let family = if hit { &self.hits } else { &self.misses };
-        family
-            .get_or_create(&RouteLabel {
-                route: route.to_owned(),
-            })
-            .inc();
+    /// The cache hit and miss counters of `route`, for callers that look them up once and count
+    /// many times: a lookup by label copies the name and hashes it, on every request.
+    pub fn lookups(&self, route: &str) -> Lookups {
+        let label = RouteLabel {
+            route: route.to_owned(),
+        };
+        Lookups {
+            hit: self.hits.get_or_create(&label).clone(),
+            miss: self.misses.get_or_create(&label).clone(),
+        }
     }
+}
+
+/// One route's `baton_exchange_cache_{hits,misses}_total` counters ([`ExchangeMetrics::lookups`]).
+#[derive(Clone)]
+pub struct Lookups {
+    /// Served from the cache.
+    pub hit: Counter,
+    /// Fetched from the IdP.
+    pub miss: Counter,
 }
 
 #[cfg(test)]
@@ -275,8 +286,9 @@ mod tests {
         let all = Metrics::new();
         let m = &all.exchange;
         m.exchanged("b", "ok", Duration::from_millis(3));
-        m.lookup("b", true);
-        m.lookup("b", false);
+        let lookups = m.lookups("b");
+        lookups.hit.inc();
+        lookups.miss.inc();
         let text = all.encode();
         for name in [
             "baton_exchange_latency_seconds_count{route=\"b\"} 1",

@@ -28,7 +28,7 @@
 
 mod routes;
 
-pub use routes::split_authority;
+pub use routes::{split_authority, split_parsed};
 
 use crate::config::Problems;
 use crate::jwt::Algorithm;

@@ -92,3 +92,33 @@ fn an_empty_section_is_valid_and_denies_everything() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn authorities_split_into_a_lowercase_host_and_a_port() {
+    let split = |s: &str| split_authority(s, 80);
+    let ok = |h: &str, p: u16| Some((h.to_owned(), p));
+    assert_eq!(split("Service-B:8080"), ok("service-b", 8080));
+    assert_eq!(split("service-b"), ok("service-b", 80));
+    assert_eq!(split("service-b:"), ok("service-b", 80));
+    assert_eq!(split("10.0.0.7:9"), ok("10.0.0.7", 9));
+    assert_eq!(split("[::1]"), ok("::1", 80));
+    assert_eq!(split("[::1]:8443"), ok("::1", 8443));
+    assert_eq!(split("[FE80::1]:1"), ok("fe80::1", 1));
+    for refused in [
+        "user@service-b:8080",
+        ":8080",
+        "service-b:99999",
+        "service-b:+80",
+        "service-b:8o",
+        "",
+        "a b:80",
+    ] {
+        assert_eq!(split(refused), None, "{refused:?}");
+    }
+    // A request URI's authority, parsed once by `http`, splits the same way.
+    let uri: http::Uri = "http://Service-B:8080/x".parse().expect("uri");
+    assert_eq!(
+        split_parsed(uri.authority().expect("authority"), 80),
+        ok("service-b", 8080)
+    );
+}
