@@ -206,17 +206,22 @@ pub(super) fn says_invalid_token(rsp: &Response<Body>) -> bool {
 }
 
 /// The request's `x-request-id` when it is fit for the audit log (1 to 128 visible ASCII
-/// characters), or a fresh one set on the request so the next hop sees it.
+/// characters), or a fresh one set on the request so the next hop sees it. One lookup by name,
+/// not two: hashing the custom name costs more than the rest.
 pub(super) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
-    let given = headers.get(REQUEST_ID).filter(|v| {
+    let fit = |v: &HeaderValue| {
         !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(u8::is_ascii_graphic)
-    });
-    if let Some(id) = given {
-        return id.clone();
+    };
+    match headers.entry(REQUEST_ID) {
+        header::Entry::Occupied(given) if fit(given.get()) => given.get().clone(),
+        header::Entry::Occupied(mut unfit) => {
+            let id = new_request_id();
+            // Replaces every value the request carried under the name.
+            unfit.insert(id.clone());
+            id
+        }
+        header::Entry::Vacant(absent) => absent.insert(new_request_id()).clone(),
     }
-    let id = new_request_id();
-    headers.insert(REQUEST_ID, id.clone());
-    id
 }
 
 /// `CONNECT host:port` with `connect: passthrough`: a blind TCP tunnel, nothing rewritten.
@@ -248,6 +253,36 @@ pub(super) async fn tunnel(req: Request<Body>) -> Result<Response<Body>, String>
 mod tests {
     use super::*;
     use http::header::HeaderName;
+
+    #[test]
+    fn a_fit_request_id_is_kept_and_any_other_replaced_by_a_fresh_one() {
+        let id_of = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(REQUEST_ID, HeaderValue::from_str(v).expect("value"));
+            }
+            let id = request_id(&mut h);
+            let sent: Vec<_> = h.get_all(REQUEST_ID).iter().cloned().collect();
+            (id, sent)
+        };
+        let (id, sent) = id_of(&["abc-123"]);
+        assert_eq!((id.to_str().ok(), sent.len()), (Some("abc-123"), 1));
+        let long = "x".repeat(129);
+        for unfit in [
+            &[][..],
+            &[""],
+            &["a b"],
+            &[long.as_str()],
+            &["", "kept-not"],
+        ] {
+            let (id, sent) = id_of(unfit);
+            assert!(
+                id.len() == 32 && id.as_bytes().iter().all(u8::is_ascii_hexdigit),
+                "{unfit:?}: {id:?}"
+            );
+            assert_eq!(sent, vec![id], "{unfit:?}: the one id the next hop sees");
+        }
+    }
 
     #[test]
     fn hop_by_hop_headers_go_including_those_named_in_connection() {
