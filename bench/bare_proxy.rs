@@ -3,8 +3,9 @@
 //! A reverse proxy with nothing but hyper's HTTP/1.1 server and the keep-alive connections the
 //! sidecar forwards over ([`baton::http::pool::Pool`]), on the runtime `baton run` picks
 //! ([`baton::server::runtime`]) and with its allocator (mimalloc, set in the library): no token,
-//! no rules, no headers rewritten, no limits, timeouts or metrics. What the sidecar's `inbound` case adds over this case is baton's own work; what
-//! this case adds over nginx is hyper and tokio's.
+//! no rules, no headers rewritten, no limits, timeouts or metrics. What the sidecar's `inbound`
+//! case adds over this case is baton's own work; what this case adds over nginx is hyper and
+//! tokio's.
 
 use baton::http::pool::Pool;
 use baton::http::{Body, text};

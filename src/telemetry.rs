@@ -245,7 +245,6 @@ impl ExchangeMetrics {
 }
 
 /// One route's `baton_exchange_cache_{hits,misses}_total` counters ([`ExchangeMetrics::lookups`]).
-#[derive(Clone)]
 pub struct Lookups {
     /// Served from the cache.
     pub hit: Counter,
