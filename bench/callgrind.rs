@@ -190,7 +190,7 @@ async fn serve(n: usize) -> bool {
 }
 
 async fn exchange_hit(n: usize) -> bool {
-    let subject = Token::new("x".repeat(900));
+    let subject = "x".repeat(900).into_bytes();
     let target = Target {
         audience: Some("service-b".into()),
         resources: vec![],

@@ -19,7 +19,7 @@ fn target() -> Target {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let subject = Token::new("x".repeat(900));
+    let subject = "x".repeat(900).into_bytes();
     let target = target();
     let cache = Cache::new(10_000, 30, 5);
     let issued = Issued::new(

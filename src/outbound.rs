@@ -21,7 +21,7 @@ use crate::server::{self, ConnInfo, Drained, Limits};
 use crate::telemetry::{ExchangeMetrics as Metrics, Lookups};
 use bytes::Bytes;
 use forward::Upstream;
-use http::{HeaderMap, Method, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use reject::Reject;
@@ -99,13 +99,17 @@ impl Outbound {
         &self,
         route: usize,
         key: Key,
-        subject: Option<&Token>,
+        subject: Option<&[u8]>,
     ) -> Result<(Arc<Issued>, Lookup), ExchangeError> {
         let (name, target) = (&self.cfg.routes[route].name, &self.targets[route]);
         let fetch = || async move {
             let start = Instant::now();
             let r = match subject {
-                Some(t) => self.exchanger.exchange(t, target).await,
+                // Visible ASCII (`subject`), so the conversion is lossless; made on a miss only.
+                Some(t) => {
+                    let t = Token::new(String::from_utf8_lossy(t));
+                    self.exchanger.exchange(&t, target).await
+                }
                 None => self.exchanger.client_credentials(target).await,
             };
             let outcome = match &r {
@@ -322,9 +326,10 @@ async fn run(
     let r = &s.cfg.routes[route];
     audit.route = Some(route);
     let subject = subject(req.headers(), r)?;
-    let key = last.key(subject.as_ref(), route, &s.targets[route]);
+    let subject = subject.as_ref().map(Subject::bytes);
+    let key = last.key(subject, route, &s.targets[route]);
     let started = Instant::now();
-    let (issued, lookup) = s.token(route, key, subject.as_ref()).await?;
+    let (issued, lookup) = s.token(route, key, subject).await?;
     audit.exchange_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     audit.cache = lookup.as_str();
     audit.issued = Some(issued.clone());
@@ -344,7 +349,7 @@ async fn run(
         return Ok(rsp);
     };
     warn!(route = %r.name, "upstream answered invalid_token; retrying with a fresh exchange");
-    let (issued, _) = s.token(route, key, subject.as_ref()).await?;
+    let (issued, _) = s.token(route, key, subject).await?;
     audit.cache = "miss";
     audit.issued = Some(issued.clone());
     forward::prepare(&mut again, Some(&issued.authorization), &host, port_no, tls)
@@ -373,7 +378,7 @@ fn destination(req: &Request<Body>, captured: Option<SocketAddr>) -> Result<(Str
 
 /// The subject token from `Authorization: Bearer` (RFC 6750 §2.1), or `None` when the route
 /// allows `client_credentials`.
-fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Token>, Reject> {
+fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let first = values.next();
     if values.next().is_some() {
@@ -384,27 +389,29 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Token>, Reject> 
     let token = match first {
         None => None,
         Some(v) => {
-            let v = v.as_bytes();
-            let (scheme, rest) = v
-                .iter()
-                .position(|&b| b == b' ')
-                .map_or((v, &[][..]), |i| (&v[..i], &v[i + 1..]));
-            let rest = rest.trim_ascii();
-            if !scheme.eq_ignore_ascii_case(b"bearer") || rest.is_empty() {
+            let bytes = v.as_bytes();
+            let space = bytes.iter().position(|&b| b == b' ');
+            let scheme = &bytes[..space.unwrap_or(bytes.len())];
+            let rest = space.map_or(&[][..], |i| &bytes[i + 1..]);
+            let token = rest.trim_ascii();
+            if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
                 return Err(Reject::BadAuthorization(
                     "only `Authorization: Bearer <token>` is propagated",
                 ));
             }
             // Visible ASCII only, checked without a branch per byte so that it vectorizes: it
             // runs over the whole token on every request.
-            let visible = rest
+            let visible = token
                 .iter()
                 .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e));
-            let token = std::str::from_utf8(rest)
-                .ok()
-                .filter(|_| visible)
-                .ok_or(Reject::BadAuthorization("the token is not visible ASCII"))?;
-            Some(Token::new(token))
+            if !visible {
+                return Err(Reject::BadAuthorization("the token is not visible ASCII"));
+            }
+            let start = token.as_ptr() as usize - bytes.as_ptr() as usize;
+            Some(Subject {
+                value: v.clone(),
+                token: start..start + token.len(),
+            })
         }
     };
     match (token, route.without_subject) {
@@ -414,10 +421,23 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Token>, Reject> 
     }
 }
 
+/// A subject token, where it sits in the `Authorization` value it came in: a cache hit needs
+/// neither a copy of it nor a `str` (the value is shared, not copied, with the request).
+struct Subject {
+    value: HeaderValue,
+    token: std::ops::Range<usize>,
+}
+
+impl Subject {
+    /// The token's bytes, visible ASCII.
+    fn bytes(&self) -> &[u8] {
+        &self.value.as_bytes()[self.token.clone()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn the_subject_is_the_one_bearer_token_in_visible_ascii() {
@@ -440,7 +460,7 @@ mod tests {
                     HeaderValue::from_bytes(v).expect("value"),
                 );
             }
-            subject(&h, &route).map(|t| t.map(|t| t.expose().to_owned()))
+            subject(&h, &route).map(|t| t.map(|t| String::from_utf8_lossy(t.bytes()).into_owned()))
         };
         let token = |t: &str| Some(Some(t.to_owned()));
         assert_eq!(subject_of(&[b"Bearer a.b.c"]).ok(), token("a.b.c"));

@@ -8,7 +8,7 @@
 
 use super::{ExchangeError, Issued, Target};
 use crate::jwt;
-use crate::secret::{Token, constant_time_eq};
+use crate::secret::constant_time_eq;
 use moka::Expiry;
 use moka::future::Cache as Moka;
 use serde_json::Value;
@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key([u8; 32]);
 
-/// The key of `subject` (or of the service's own identity when `None`) for `target`.
-pub fn key(subject: Option<&Token>, target: &Target) -> Key {
+/// The key of `subject`, a subject token's bytes (or of the service's own identity when `None`),
+/// for `target`.
+pub fn key(subject: Option<&[u8]>, target: &Target) -> Key {
     let mut h = ring::digest::Context::new(&ring::digest::SHA256);
     let mut field = |tag: u8, value: Option<&[u8]>| {
         h.update(&[tag]);
@@ -34,7 +35,7 @@ pub fn key(subject: Option<&Token>, target: &Target) -> Key {
             }
         }
     };
-    field(b's', subject.map(|t| t.expose().as_bytes()));
+    field(b's', subject);
     field(b'a', target.audience.as_deref().map(str::as_bytes));
     field(b'n', Some(&(target.resources.len() as u64).to_be_bytes()));
     for r in &target.resources {
@@ -58,24 +59,27 @@ pub fn key(subject: Option<&Token>, target: &Target) -> Key {
 /// connection shared by several callers learns nothing of another's token from the time a
 /// request takes.
 #[derive(Default)]
-pub struct LastKey(Mutex<Option<(Token, usize, Key)>>);
+pub struct LastKey(Mutex<Option<Remembered>>);
+
+/// A subject token's bytes, the route it was for and its key.
+type Remembered = (Box<[u8]>, usize, Key);
 
 impl LastKey {
     /// [`key`] of `subject` for `target`, the target of route number `route`; remembered for the
     /// connection's next request.
-    pub fn key(&self, subject: Option<&Token>, route: usize, target: &Target) -> Key {
+    pub fn key(&self, subject: Option<&[u8]>, route: usize, target: &Target) -> Key {
         let Some(subject) = subject else {
             return key(None, target);
         };
         let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((token, r, k)) = last.as_ref()
             && *r == route
-            && constant_time_eq(token.expose().as_bytes(), subject.expose().as_bytes())
+            && constant_time_eq(token, subject)
         {
             return *k;
         }
         let k = key(Some(subject), target);
-        *last = Some((subject.clone(), route, k));
+        *last = Some((subject.into(), route, k));
         k
     }
 }
@@ -168,7 +172,7 @@ impl Cache {
     pub async fn get_or_fetch<F, Fut>(
         &self,
         key: Key,
-        subject: Option<&Token>,
+        subject: Option<&[u8]>,
         fetch: F,
     ) -> Result<(Arc<Issued>, Lookup), ExchangeError>
     where
@@ -187,7 +191,7 @@ impl Cache {
                     Ok(issued) => {
                         // Decoded on a miss only: a hit costs a hash and a lookup.
                         let subject_exp = subject
-                            .and_then(|t| jwt::peek_claims(t.expose()))
+                            .and_then(|t| jwt::peek_claims(std::str::from_utf8(t).ok()?))
                             .and_then(|c| c.get("exp").and_then(Value::as_u64));
                         let secs = ttl(jwt::unix_now(), issued.expires_at, subject_exp, skew);
                         Ok(Entry::Token(Arc::new(issued), Duration::from_secs(secs)))

@@ -1,4 +1,5 @@
 use super::*;
+use crate::secret::Token;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,11 +42,11 @@ proptest! {
         targets in proptest::collection::vec(any_target(), 1..4),
         calls in proptest::collection::vec((proptest::option::of(0usize..3), 0usize..4), 1..12),
     ) {
-        let subjects = ["alice-token", "alice-tokem", "bob"].map(Token::new);
+        let subjects = ["alice-token", "alice-tokem", "bob"].map(str::as_bytes);
         let last = LastKey::default();
         for (subject, route) in calls {
             let route = route % targets.len();
-            let subject = subject.map(|i| &subjects[i]);
+            let subject = subject.map(|i| subjects[i]);
             prop_assert_eq!(
                 last.key(subject, route, &targets[route]),
                 key(subject, &targets[route])
@@ -57,9 +58,8 @@ proptest! {
     fn key_differs_when_any_input_differs(
         s1 in opt_string(), s2 in opt_string(), t1 in any_target(), t2 in any_target(),
     ) {
-        let (a, b) = (s1.map(Token::new), s2.map(Token::new));
-        let same = a == b && t1 == t2;
-        prop_assert_eq!(key(a.as_ref(), &t1) == key(b.as_ref(), &t2), same);
+        let same = s1 == s2 && t1 == t2;
+        prop_assert_eq!(key(s1.as_deref().map(str::as_bytes), &t1) == key(s2.as_deref().map(str::as_bytes), &t2), same);
     }
 
     #[test]
@@ -88,7 +88,7 @@ fn key_encoding_is_unambiguous_between_fields() {
     let mut audience_only = target();
     audience_only.scope = None;
     assert_ne!(key(None, &scope_as_audience), key(None, &audience_only));
-    assert_ne!(key(Some(&Token::new("")), &a), key(None, &a));
+    assert_ne!(key(Some(b""), &a), key(None, &a));
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn ttl_examples() {
 async fn concurrent_misses_make_one_call_and_later_calls_hit() {
     let cache = Cache::new(100, 30, 5);
     let calls = Arc::new(AtomicUsize::new(0));
-    let k = key(Some(&Token::new("subject")), &target());
+    let k = key(Some(b"subject"), &target());
     let exp = jwt::unix_now() + 300;
     let lookups = futures_join(50, |_| {
         let (cache, calls) = (cache.clone(), calls.clone());
@@ -137,7 +137,7 @@ async fn concurrent_misses_make_one_call_and_later_calls_hit() {
 #[tokio::test]
 async fn invalid_answers_are_cached_briefly_and_outages_are_not() {
     let cache = Cache::new(100, 30, 60);
-    let k = key(Some(&Token::new("bad")), &target());
+    let k = key(Some(b"bad"), &target());
     let refused = ExchangeError::Refused {
         code: "invalid_request".into(),
         status: 400,
@@ -154,7 +154,7 @@ async fn invalid_answers_are_cached_briefly_and_outages_are_not() {
         "negative entry served"
     );
 
-    let k2 = key(Some(&Token::new("other")), &target());
+    let k2 = key(Some(b"other"), &target());
     let down = cache
         .get_or_fetch(k2, None, || async {
             Err(ExchangeError::Unavailable("down".into()))
@@ -189,7 +189,7 @@ async fn overflow_evicts_but_never_flushes() {
     let cache = Cache::new(20, 0, 5);
     let far = jwt::unix_now() + 3600;
     for i in 0..200 {
-        let k = key(Some(&Token::new(format!("s{i}"))), &target());
+        let k = key(Some(format!("s{i}").as_bytes()), &target());
         cache
             .get_or_fetch(k, None, || async { Ok(issued("t", far)) })
             .await
@@ -222,7 +222,7 @@ async fn overflow_keeps_the_newest_entry() {
     let cache = Cache::new(5, 0, 5);
     let far = jwt::unix_now() + 3600;
     let keys: Vec<_> = (0..50)
-        .map(|i| key(Some(&Token::new(format!("s{i}"))), &target()))
+        .map(|i| key(Some(format!("s{i}").as_bytes()), &target()))
         .collect();
     for k in &keys {
         cache
@@ -245,18 +245,17 @@ async fn entry_life_is_bounded_by_the_subject_exp() {
         crate::jwt::keys::SigningKey::generate(crate::jwt::Algorithm::ES256).expect("key");
     let expired_subject = key_sign
         .sign("at+jwt", &serde_json::json!({"sub": "a", "exp": 1}))
-        .map(Token::new)
         .expect("sign");
-    let k = key(Some(&expired_subject), &target());
+    let k = key(Some(expired_subject.as_bytes()), &target());
     let far = jwt::unix_now() + 3600;
     let fetch = || async { Ok(issued("t1", far)) };
     cache
-        .get_or_fetch(k, Some(&expired_subject), fetch)
+        .get_or_fetch(k, Some(expired_subject.as_bytes()), fetch)
         .await
         .expect("first");
     // TTL 0: the token served the first call but was not kept.
     let (t, l) = cache
-        .get_or_fetch(k, Some(&expired_subject), || async {
+        .get_or_fetch(k, Some(expired_subject.as_bytes()), || async {
             Ok(issued("t2", far))
         })
         .await
