@@ -17,7 +17,8 @@
 # IdP alone: client-credentials grants/s and token exchanges/s with ES256 and with RS256 keys.
 # With REPEAT=N every case and mode is measured N times in N interleaved rounds (all cases, then
 # all cases again), and the table gives the median of each figure and the spread over rounds: on a
-# shared VM, minutes of drift would otherwise land on whichever case ran then.
+# shared VM, minutes of drift would otherwise land on whichever case ran then. Below the table,
+# each case's maximum is also given as a ratio to nginx's in the same round, round by round.
 #
 # Servers run on core 0 (`taskset -c 0`), the load generator on core 1 (`taskset -c 1`) when the
 # machine has 2+ cores. The "hop" case drives A's outbound listener as an HTTP forward proxy
@@ -388,6 +389,18 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
         done
     done
     echo
+    if [ "$REPEAT" -gt 1 ]; then
+        # The medians above come from different rounds; the ratio within each round is what a
+        # drifting VM leaves comparable.
+        for c in $CASES; do
+            case $c in app | nginx) continue ;; esac
+            ratios=$(paste -d' ' <(rounds "$c" max 1) <(rounds nginx max 1) \
+                | awk '{printf "%s%.2f", (NR > 1 ? " " : ""), ($2 ? $1 / $2 : 0)}')
+            ahead=$(tr ' ' '\n' <<<"$ratios" | awk '$1 >= 1 {n++} END {print n + 0}')
+            echo "Max req/s of $c against nginx's in the same round: $ratios (median $(tr ' ' '\n' <<<"$ratios" | median); at or above nginx in $ahead of $REPEAT rounds)."
+        done
+        echo
+    fi
     echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
         "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; bare = bare-proxy; app = the app."
