@@ -28,7 +28,7 @@ use reject::Reject;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -53,6 +53,8 @@ pub struct Outbound {
     cache: Cache,
     upstream: Upstream,
     metrics: Metrics,
+    /// A CONNECT tunnel with no byte moving for this long is closed.
+    tunnel_idle: Duration,
 }
 
 impl Outbound {
@@ -81,7 +83,15 @@ impl Outbound {
             cache,
             upstream,
             metrics,
+            tunnel_idle: Limits::default().idle_timeout,
         })
+    }
+
+    /// Closes CONNECT tunnels after `idle` with no byte moving either way (default: the
+    /// default `limits.idle_timeout`; the sidecar sets its configured one).
+    pub fn with_tunnel_idle(mut self, idle: Duration) -> Self {
+        self.tunnel_idle = idle;
+        self
     }
 
     /// The validated configuration (listen addresses, ports).
@@ -281,7 +291,7 @@ async fn run(
         return match s.cfg.connect {
             Policy::Deny => Err(Reject::Connect),
             // Boxed: a tunnel is once per connection, its future would size every request's.
-            Policy::Passthrough => Box::pin(forward::tunnel(req))
+            Policy::Passthrough => Box::pin(forward::tunnel(req, s.tunnel_idle))
                 .await
                 .map_err(Reject::Upstream),
         };

@@ -290,10 +290,7 @@ async fn serve_connection<H, F, IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(AtomicU64::new(0));
-    let io = Tracked {
-        inner: stream,
-        moved: activity.clone(),
-    };
+    let io = Tracked::new(stream, activity.clone());
     // One timer per connection serves the idle timeout and the HTTP/1 header-read and request
     // timeouts alike. It waits on baton's timer thread: one in tokio's wheel would cost every
     // request a kernel timer (see `crate::timer`).
@@ -556,14 +553,37 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
     }
 }
 
+/// Resolves once the count of a [`Tracked`] stream has not moved for `idle`: checked four times
+/// per `idle`, so between `idle` and 1.25 × `idle` after the last byte. For a stream that has
+/// left its connection's task, such as a CONNECT tunnel, which that task's tick no longer sees.
+pub(crate) async fn quiet_for(moved: &AtomicU64, idle: Duration) {
+    let mut tick = crate::timer::interval(idle / 4);
+    let (mut seen, mut quiet_since) = (moved.load(Ordering::Relaxed), Instant::now());
+    loop {
+        tick.tick().await;
+        let now = moved.load(Ordering::Relaxed);
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        } else if quiet_since.elapsed() >= idle {
+            return;
+        }
+    }
+}
+
 /// A stream that counts the reads and writes that moved bytes, for the idle timeout. Counting
-/// rather than reading the clock keeps the timeout off the per-request path.
-struct Tracked<S> {
+/// rather than reading the clock keeps the timeout off the per-request path. One task moves
+/// the stream's bytes; others may read the count.
+pub(crate) struct Tracked<S> {
     inner: S,
     moved: Arc<AtomicU64>,
 }
 
 impl<S> Tracked<S> {
+    /// `inner`, counting into `moved`.
+    pub(crate) fn new(inner: S, moved: Arc<AtomicU64>) -> Self {
+        Self { inner, moved }
+    }
+
     fn touch(&self) {
         // Only this connection's task writes the count: a plain load and store, no locked add.
         let n = self.moved.load(Ordering::Relaxed);

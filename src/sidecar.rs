@@ -165,11 +165,14 @@ pub async fn start(
     let metrics = Arc::new(Metrics::new());
     let jwks = Jwks::from_config(&cfg, jwks::http_client()?, metrics.clone());
     let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-    let outbound_state = Arc::new(Outbound::new(
-        cfg.outbound.clone(),
-        Some(&cfg.issuer),
-        metrics.exchange.clone(),
-    )?);
+    let outbound_state = Arc::new(
+        Outbound::new(
+            cfg.outbound.clone(),
+            Some(&cfg.issuer),
+            metrics.exchange.clone(),
+        )?
+        .with_tunnel_idle(cfg.limits.idle_timeout),
+    );
     let (trigger, signal) = shutdown::channel();
     let (admin_trigger, admin_signal) = shutdown::channel();
     let admin_state = Arc::new(Admin::new(

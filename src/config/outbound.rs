@@ -12,7 +12,8 @@
 //!   timeout: 5s
 //!   cache: {max_entries: 10000, skew: 30s, negative_ttl: 5s}
 //!   unknown: deny          # or passthrough (forwarded WITHOUT Authorization)
-//!   connect: deny          # or passthrough (a blind tunnel: nothing is exchanged)
+//!   connect: deny          # or passthrough (a blind tunnel: nothing is exchanged; closed
+//!                          # after limits.idle_timeout with no byte moving)
 //!   routes:
 //!     - name: b
 //!       host: service-b:8080            # matched against the request's destination
@@ -59,7 +60,8 @@ pub struct RawOutbound {
     pub cache: RawCache,
     /// What to do with a destination no route names: `deny` (default) or `passthrough`.
     pub unknown: Option<String>,
-    /// What to do with `CONNECT`: `deny` (default) or `passthrough` (a blind tunnel).
+    /// What to do with `CONNECT`: `deny` (default) or `passthrough` (a blind tunnel, closed
+    /// after `limits.idle_timeout` with no byte moving either way).
     pub connect: Option<String>,
     /// Routes by destination host.
     #[serde(default)]

@@ -15,12 +15,16 @@ use std::time::Duration;
 const BOUND: Duration = Duration::from_secs(20);
 
 fn state(idp: &FakeIdp, yaml: &str) -> Arc<Outbound> {
+    Arc::new(outbound_of(idp, yaml))
+}
+
+fn outbound_of(idp: &FakeIdp, yaml: &str) -> Outbound {
     let text = format!("client: {{client_id: {CLIENT_ID}, secret: {CLIENT_SECRET}}}\n{yaml}");
     let raw: RawOutbound = serde_yaml::from_str(&text).expect("yaml");
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid outbound config");
-    Arc::new(Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound"))
+    Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound")
 }
 
 /// The outbound forward proxy of `s` on a loopback port, served until the test ends.
@@ -510,6 +514,67 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
     assert!(rsp.starts_with(b"HTTP/1.1 200"));
     assert_eq!(up.seen()[0].authorization(), "Bearer untouched");
     assert_eq!(idp.calls(), 0);
+}
+
+/// A tunnel is no longer the listener's connection, whose idle timeout stops at the upgrade: it
+/// closes after its own idle time with no byte moving, and bytes either way keep it open.
+#[test_log::test(tokio::test)]
+async fn an_idle_connect_tunnel_is_closed_and_a_busy_one_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const IDLE: Duration = Duration::from_millis(400);
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = outbound_of(&idp, &format!("connect: passthrough\n{}", routes(&up)));
+    let proxy = serve(Arc::new(s.with_tunnel_idle(IDLE))).await;
+    // The far end: accepts one connection and echoes, never closing it itself.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let a = target.local_addr().expect("addr");
+    let far_end = tokio::spawn(async move {
+        let (mut conn, _) = target.accept().await.expect("accept");
+        let mut buf = [0u8; 64];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => conn.write_all(&buf[..n]).await.expect("echo"),
+            }
+        }
+    });
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(proxy)
+            .await
+            .expect("connect");
+        conn.write_all(format!("CONNECT {a} HTTP/1.1\r\nHost: {a}\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut last = [0u8; 4];
+        let mut head = Vec::new();
+        while &last != b"\r\n\r\n" {
+            let b = conn.read_u8().await.expect("read");
+            head.push(b);
+            last = [last[1], last[2], last[3], b];
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"));
+        // Busy for three idle periods: a byte each way every quarter of one.
+        for i in 0..12u8 {
+            conn.write_all(&[i]).await.expect("write");
+            assert_eq!(conn.read_u8().await.expect("echoed"), i, "tunnel open");
+            tokio::time::sleep(IDLE / 4).await;
+        }
+        // Then quiet: the sidecar closes it.
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.expect("closed");
+        rest
+    };
+    let rest = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("the idle tunnel closes");
+    assert!(rest.is_empty(), "nothing after the echoes");
+    tokio::time::timeout(BOUND, far_end)
+        .await
+        .expect("the far end sees the close")
+        .expect("far end");
 }
 
 #[test_log::test(tokio::test)]
