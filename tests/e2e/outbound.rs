@@ -476,6 +476,26 @@ async fn a_hanging_idp_gives_503_within_the_configured_timeout() {
     assert_eq!(up.requests(), 0);
 }
 
+/// A connection to `proxy` that asked for a tunnel to `to`, was answered 200, and has read the
+/// answer's head to its end: what follows is the tunnel.
+async fn tunnel(proxy: std::net::SocketAddr, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect");
+    conn.write_all(format!("CONNECT {to} HTTP/1.1\r\nHost: {to}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let (mut head, mut last) = (Vec::new(), [0u8; 4]);
+    while &last != b"\r\n\r\n" {
+        let b = conn.read_u8().await.expect("read");
+        head.push(b);
+        last = [last[1], last[2], last[3], b];
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "CONNECT answered 200");
+    conn
+}
+
 #[test_log::test(tokio::test)]
 async fn connect_passthrough_opens_a_blind_tunnel() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -484,22 +504,8 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
     let s = state(&idp, &format!("connect: passthrough\n{}", routes(&up)));
     let proxy = serve(s).await;
     let exchange = async {
-        let mut conn = tokio::net::TcpStream::connect(proxy)
-            .await
-            .expect("connect");
         let a = up.addr;
-        conn.write_all(format!("CONNECT {a} HTTP/1.1\r\nHost: {a}\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let mut head = [0u8; 12];
-        conn.read_exact(&mut head).await.expect("read");
-        assert_eq!(&head, b"HTTP/1.1 200");
-        // Skip the rest of the CONNECT answer's head.
-        let mut last = [0u8; 4];
-        while &last != b"\r\n\r\n" {
-            let b = conn.read_u8().await.expect("read");
-            last = [last[1], last[2], last[3], b];
-        }
+        let mut conn = tunnel(proxy, a).await;
         let req = format!(
             "GET /t HTTP/1.1\r\nHost: {a}\r\nAuthorization: Bearer untouched\r\nConnection: close\r\n\r\n"
         );
@@ -542,20 +548,7 @@ async fn an_idle_connect_tunnel_is_closed_and_a_busy_one_kept() {
         }
     });
     let exchange = async {
-        let mut conn = tokio::net::TcpStream::connect(proxy)
-            .await
-            .expect("connect");
-        conn.write_all(format!("CONNECT {a} HTTP/1.1\r\nHost: {a}\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let mut last = [0u8; 4];
-        let mut head = Vec::new();
-        while &last != b"\r\n\r\n" {
-            let b = conn.read_u8().await.expect("read");
-            head.push(b);
-            last = [last[1], last[2], last[3], b];
-        }
-        assert!(head.starts_with(b"HTTP/1.1 200"));
+        let mut conn = tunnel(proxy, a).await;
         // Busy for three idle periods: a byte each way every quarter of one.
         for i in 0..12u8 {
             conn.write_all(&[i]).await.expect("write");
