@@ -402,7 +402,9 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject
             let bytes = v.as_bytes();
             let space = bytes.iter().position(|&b| b == b' ');
             let scheme = &bytes[..space.unwrap_or(bytes.len())];
-            let rest = space.map_or(&[][..], |i| &bytes[i + 1..]);
+            let after = space.map_or(bytes.len(), |i| i + 1);
+            let rest = &bytes[after..];
+            let start = after + (rest.len() - rest.trim_ascii_start().len());
             let token = rest.trim_ascii();
             if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
                 return Err(Reject::BadAuthorization(
@@ -417,7 +419,6 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject
             if !visible {
                 return Err(Reject::BadAuthorization("the token is not visible ASCII"));
             }
-            let start = token.as_ptr() as usize - bytes.as_ptr() as usize;
             Some(Subject {
                 value: v.clone(),
                 token: start..start + token.len(),
