@@ -16,9 +16,12 @@
 # 10000 req/s, latency-corrected), and a closed loop at CONCURRENCY for maximum throughput. Then the
 # IdP alone: client-credentials grants/s and token exchanges/s with ES256 and with RS256 keys.
 # With REPEAT=N every case and mode is measured N times in N interleaved rounds (all cases, then
-# all cases again), and the table gives the median of each figure and the spread over rounds: on a
-# shared VM, minutes of drift would otherwise land on whichever case ran then. Below the table,
-# each case's maximum is also given as a ratio to nginx's in the same round, round by round.
+# all cases again, every other round in reverse order so a steady drift favours no case), and the
+# table gives the median of each figure and the spread over rounds: on a shared VM, minutes of
+# drift would otherwise land on whichever case ran then. Below the table, each case's maximum is
+# also given as a ratio to nginx's in the same round, round by round, with a sign test and a
+# distribution-free 95 % interval for the median ratio. `MODES=max REPEAT=30 DURATION=5s` asks
+# that question alone, with enough rounds for the interval to mean something.
 #
 # Servers run on core 0 (`taskset -c 0`), the load generator on core 1 (`taskset -c 1`) when the
 # machine has 2+ cores. The "hop" case drives A's outbound listener as an HTTP forward proxy
@@ -32,6 +35,7 @@
 #         SKIP_BUILD (unset), SOAK (unset; seconds of hop at 2000 req/s with RSS sampled, e.g. 600),
 #         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md,
 #         CASES ("bare inbound hop"; app and nginx, the baselines, are always measured),
+#         MODES ("one q<rate>... max": the modes measured, in that order; e.g. "max"),
 #         IDP (1; 0 skips the IdP measurements), REPEAT (1)
 # Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
 set -euo pipefail
@@ -273,9 +277,14 @@ log "all four cases answer 200; measuring ($DURATION each)"
 declare -A R   # R[case,mode,round] = "rps p50 p99 p999 non2xx"
 declare -A CPU # CPU[case,mode,round] = "user system" CPU seconds per request
 declare -A RSS # RSS[case,mode] = KiB at the end of the mode in round 1
-MODES=(one $(for r in $RATES; do echo "q$r"; done) max)
+read -r -a MODES <<<"${MODES:-one $(for r in $RATES; do echo "q$r"; done) max}"
+for m in "${MODES[@]}"; do
+    case $m in one | max | q[0-9]*) ;; *) die "unknown mode $m in MODES (one, qN, max)" ;; esac
+done
 for round in $(seq 1 "$REPEAT"); do
-    for c in $CASES; do
+    order=$CASES
+    [ $((round % 2)) = 0 ] && order=$(tr ' ' '\n' <<<"$CASES" | tac | tr '\n' ' ')
+    for c in $order; do
         eval "args=(\"\${ARGS_$c[@]}\")"
         case $c in
             inbound) pids=("$PID_sidecar_a") ;;
@@ -317,6 +326,26 @@ rounds() { # [cpu] CASE MODE I
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 spread() { sort -g | awk '{a[NR] = $1} END {printf "%.0f–%.0f", a[1], a[NR]}'; }
 sum() { awk '{s += $1} END {print s + 0}'; }
+# ratio_stats CASE, lines "case_rps nginx_rps" (one per round) on stdin: the per-round ratios, how
+# many are at or above 1, the one-sided sign test's p (the chance of that many or more if the
+# two were equally fast), and the distribution-free 95 % interval of the median ratio: the order
+# statistics k and n+1-k of the ratios, with k the largest that keeps P(Binomial(n, 1/2) < k)
+# at or under 2.5 % (none under 6 rounds).
+ratio_stats() {
+    awk -v c="$1" '{r[NR] = $2 ? $1 / $2 : 0} END {
+        n = NR; for (i = 1; i <= n; i++) { s = s sprintf("%s%.2f", i > 1 ? " " : "", r[i]); if (r[i] >= 1) ahead++ }
+        for (i = 2; i <= n; i++) { v = r[i]; for (j = i - 1; j >= 1 && r[j] > v; j--) r[j + 1] = r[j]; r[j + 1] = v }
+        med = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+        pmf = 0.5 ^ n; cdf = 0; p = 0; k = 0
+        for (j = 0; j <= n; j++) {
+            cdf += pmf; if (j >= ahead) p += pmf
+            if (cdf <= 0.025) k = j + 1
+            pmf = pmf * (n - j) / (j + 1)
+        }
+        ci = k ? sprintf("95 %% interval of the median %.2f–%.2f", r[k], r[n + 1 - k]) : "too few rounds for a 95 % interval"
+        printf "Max req/s of %s against nginx'\''s in the same round: %s (median %.2f; %s; at or above nginx in %d of %d rounds, sign test p = %.3g).\n", c, s, med, ci, ahead, n, p
+    }'
+}
 
 # --- optional soak: RSS of both sidecars over SOAK seconds of the hop at 2,000 req/s -------------
 SOAK_LINE=
@@ -364,7 +393,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo
     echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
         "load average at start $(cut -d' ' -f1-3 /proc/loadavg). Servers on core 0, oha on core 1."
-    echo "Command: \`REPEAT=$REPEAT DURATION=$DURATION RATES=\"$RATES\" CONCURRENCY=$CONCURRENCY BIN=$BIN bench/load.sh\`;" \
+    echo "Command: \`REPEAT=$REPEAT MODES=\"${MODES[*]}\" DURATION=$DURATION RATES=\"$RATES\" CONCURRENCY=$CONCURRENCY BIN=$BIN bench/load.sh\`;" \
         "oha $(oha --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'). Hop driven by $HOP_HOW."
     echo
     [ "$REPEAT" -gt 1 ] && echo "Each figure is the median of $REPEAT interleaved rounds; the spread column gives the lowest and highest req/s and p50 of the rounds." && echo
@@ -389,15 +418,12 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
         done
     done
     echo
-    if [ "$REPEAT" -gt 1 ]; then
+    if [ "$REPEAT" -gt 1 ] && [[ " ${MODES[*]} " == *" max "* ]]; then
         # The medians above come from different rounds; the ratio within each round is what a
         # drifting VM leaves comparable.
         for c in $CASES; do
             case $c in app | nginx) continue ;; esac
-            ratios=$(paste -d' ' <(rounds "$c" max 1) <(rounds nginx max 1) \
-                | awk '{printf "%s%.2f", (NR > 1 ? " " : ""), ($2 ? $1 / $2 : 0)}')
-            ahead=$(tr ' ' '\n' <<<"$ratios" | awk '$1 >= 1 {n++} END {print n + 0}')
-            echo "Max req/s of $c against nginx's in the same round: $ratios (median $(tr ' ' '\n' <<<"$ratios" | median); at or above nginx in $ahead of $REPEAT rounds)."
+            paste -d' ' <(rounds "$c" max 1) <(rounds nginx max 1) | ratio_stats "$c"
         done
         echo
     fi
