@@ -309,8 +309,10 @@ async fn serve_connection<H, F, IO>(
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let h2 = req.version() == http::Version::HTTP_2;
         // A handler's future is kilobytes (a request and a response at each layer); boxed once
-        // here, hyper and the timeout move a pointer instead of copying it at each step.
-        let fut = Box::pin(handler(req));
+        // here, hyper and the timeout move a pointer instead of copying it at each step. The
+        // box is allocated first so the future is built in it: `Box::pin(handler(req))` builds
+        // it on the stack and copies all its kilobytes, though only the captures are set yet.
+        let fut = Box::into_pin(Box::write(Box::new_uninit(), handler(req)));
         let deadline = if h2 {
             // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
             Deadline::Timer(Box::pin(tokio::time::sleep(request_timeout)))
