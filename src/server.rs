@@ -217,7 +217,7 @@ where
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Ok(permit) = permits.clone().try_acquire_owned().map(Arc::new) else {
             debug!(%peer, "connection limit reached; closing");
             continue;
         };
@@ -238,9 +238,12 @@ where
         let (drain, upgrade) = (drain.subscribe(), upgrade.clone());
         tokio::spawn(async move {
             if let Some(io) = upgrade(stream).await {
-                serve_connection(io, info, &builder, &limits, handler, drain).await;
+                let held = Held {
+                    _permit: permit,
+                    drain: drain.clone(),
+                };
+                serve_connection(io, info, &builder, &limits, handler, drain, held).await;
             }
-            drop(permit);
         });
     }
 
@@ -284,6 +287,7 @@ async fn serve_connection<H, F, IO>(
     limits: &Limits,
     handler: H,
     drain: DrainSignal,
+    held: Held,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -306,7 +310,17 @@ async fn serve_connection<H, F, IO>(
     builder.http1().timer(clock.clone());
     let ticks = clock.ticks.clone();
     let within = deadline_ticks(request_timeout, period);
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // hyper marks a request that asks to switch protocols (CONNECT, `Upgrade`); whatever
+        // it becomes keeps this connection's place and hears its drain. The others, nearly
+        // all, pay one look at an empty extension map.
+        if req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_some()
+        {
+            req.extensions_mut().insert(held.clone());
+        }
         let h2 = req.version() == http::Version::HTTP_2;
         // A handler's future is kilobytes (a request and a response at each layer); boxed once
         // here, hyper and the timeout move a pointer instead of copying it at each step. The
@@ -378,6 +392,55 @@ async fn serve_connection<H, F, IO>(
     }
 }
 
+/// What a connection that switched protocols (a CONNECT tunnel, a WebSocket) keeps of the HTTP
+/// connection it came on: its place under `limits.max_connections`, and the drain, which closes
+/// it. The server puts one in the extensions of each request that asks to switch.
+#[derive(Clone)]
+pub(crate) struct Held {
+    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
+    drain: DrainSignal,
+}
+
+/// Why [`splice`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spliced {
+    /// A side closed, or an I/O error ended the copy.
+    Closed,
+    /// No byte moved either way for the idle timeout.
+    Idle,
+    /// The listener began to drain.
+    Drained,
+}
+
+/// Copies bytes both ways between `a` and `b` until a side closes, no byte has moved for `idle`,
+/// or the drain of the listener `held` belongs to begins. Every byte passes through `b`, so
+/// counting there is enough for the idle watch.
+pub(crate) async fn splice<A, B>(mut a: A, b: B, idle: Duration, held: Option<Held>) -> Spliced
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let moved = Arc::new(AtomicU64::new(0));
+    let mut b = Tracked::new(b, moved.clone());
+    let drained = async move {
+        match held {
+            // An error is a dropped sender: the listener is gone, which drains too.
+            Some(h) => drop(h.drain.rx.clone().wait_for(|draining| *draining).await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut a, &mut b) => {
+            if let Err(e) = r {
+                debug!(error = %e, "spliced connection ended with an error");
+            }
+            Spliced::Closed
+        }
+        () = quiet_for(&moved, idle) => Spliced::Idle,
+        () = drained => Spliced::Drained,
+    }
+}
+
 /// The accept loop's side of the drain: tells each of its connections to finish, when shutdown
 /// begins or when the loop is dropped.
 struct Drain {
@@ -387,6 +450,7 @@ struct Drain {
 
 /// A connection's side of the drain: `begun` is set before the channel changes, so a connection
 /// woken by the change always sees it.
+#[derive(Clone)]
 struct DrainSignal {
     begun: Arc<AtomicBool>,
     rx: watch::Receiver<bool>,
@@ -557,8 +621,8 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
 
 /// Resolves once the count of a [`Tracked`] stream has not moved for `idle`: checked four times
 /// per `idle`, so between `idle` and 1.25 × `idle` after the last byte. For a stream that has
-/// left its connection's task, such as a CONNECT tunnel, which that task's tick no longer sees.
-pub(crate) async fn quiet_for(moved: &AtomicU64, idle: Duration) {
+/// left its connection's task, such as a spliced one ([`splice`]), which that task's tick no longer sees.
+async fn quiet_for(moved: &AtomicU64, idle: Duration) {
     let mut tick = crate::timer::interval(idle / 4);
     let (mut seen, mut quiet_since) = (moved.load(Ordering::Relaxed), Instant::now());
     loop {
@@ -575,14 +639,14 @@ pub(crate) async fn quiet_for(moved: &AtomicU64, idle: Duration) {
 /// A stream that counts the reads and writes that moved bytes, for the idle timeout. Counting
 /// rather than reading the clock keeps the timeout off the per-request path. One task moves
 /// the stream's bytes; others may read the count.
-pub(crate) struct Tracked<S> {
+struct Tracked<S> {
     inner: S,
     moved: Arc<AtomicU64>,
 }
 
 impl<S> Tracked<S> {
     /// `inner`, counting into `moved`.
-    pub(crate) fn new(inner: S, moved: Arc<AtomicU64>) -> Self {
+    fn new(inner: S, moved: Arc<AtomicU64>) -> Self {
         Self { inner, moved }
     }
 

@@ -5,7 +5,7 @@
 use crate::config::outbound::Outbound as Config;
 use crate::http::pool::Pool;
 use crate::http::{Body, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
-use crate::server::{Tracked, quiet_for};
+use crate::server::{Held, splice};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
@@ -19,7 +19,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tracing::debug;
 
@@ -227,9 +226,13 @@ pub(super) fn request_id(headers: &mut HeaderMap) -> HeaderValue {
 }
 
 /// `CONNECT host:port` with `connect: passthrough`: a blind TCP tunnel, nothing rewritten. It
-/// closes when either side closes it, or when no byte has moved either way for `idle` (the
-/// listener's idle timeout, which stops applying to a connection once it is a tunnel).
-pub(super) async fn tunnel(req: Request<Body>, idle: Duration) -> Result<Response<Body>, String> {
+/// closes when either side closes it, when no byte has moved either way for `idle` (the
+/// listener's idle timeout, which stops applying to a connection once it is a tunnel), or when
+/// the listener drains; until then it keeps its place under `limits.max_connections`.
+pub(super) async fn tunnel(
+    mut req: Request<Body>,
+    idle: Duration,
+) -> Result<Response<Body>, String> {
     let authority = req
         .uri()
         .authority()
@@ -240,20 +243,12 @@ pub(super) async fn tunnel(req: Request<Body>, idle: Duration) -> Result<Respons
         .await
         .map_err(|_| format!("tunnel to {authority} timed out"))?
         .map_err(|e| format!("tunnel to {authority}: {e}"))?;
-    // Every byte, either way, is read from or written to the upstream side: counting there is
-    // enough.
-    let moved = Arc::new(AtomicU64::new(0));
-    let mut upstream = Tracked::new(upstream, moved.clone());
+    let held = req.extensions_mut().remove::<Held>();
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
-                let mut client = TokioIo::new(upgraded);
-                tokio::select! {
-                    r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                        debug!(authority, result = ?r.map_err(|e| e.to_string()), "tunnel closed");
-                    }
-                    () = quiet_for(&moved, idle) => debug!(authority, "tunnel idle; closed"),
-                }
+                let ended = splice(TokioIo::new(upgraded), upstream, idle, held).await;
+                debug!(authority, ?ended, "tunnel closed");
             }
             Err(e) => debug!(error = %e, "CONNECT upgrade failed"),
         }

@@ -525,6 +525,58 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
 /// A tunnel is no longer the listener's connection, whose idle timeout stops at the upgrade: it
 /// closes after its own idle time with no byte moving, and bytes either way keep it open.
 #[test_log::test(tokio::test)]
+async fn a_connect_tunnel_keeps_its_connection_slot_and_closes_on_drain() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let s = state(&idp, &format!("connect: passthrough\n{}", routes(&up)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy = listener.local_addr().expect("addr");
+    let (trigger, shutdown) = baton::shutdown::channel();
+    let limits = baton::server::Limits {
+        max_connections: 1,
+        ..Default::default()
+    };
+    tokio::spawn(outbound::serve(s, listener, limits, shutdown.wait()));
+    // The far end holds its side open until the tunnel closes it.
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let far = target.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut conn, _) = target.accept().await.expect("accept");
+        let _ = conn.read_to_end(&mut Vec::new()).await;
+    });
+    let exchange = async {
+        let mut conn = tunnel(proxy, far).await;
+        // The tunnel holds the only slot: the next connection is closed unanswered.
+        let mut second = tokio::net::TcpStream::connect(proxy)
+            .await
+            .expect("connect");
+        let _ = second
+            .write_all(b"GET http://example/ HTTP/1.1\r\nHost: example\r\n\r\n")
+            .await;
+        let mut answer = Vec::new();
+        let _ = second.read_to_end(&mut answer).await;
+        assert!(
+            answer.is_empty(),
+            "no answer while the tunnel holds the slot"
+        );
+        // A drain closes the tunnel without waiting for the shutdown grace.
+        trigger.fire();
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.expect("closed");
+        rest
+    };
+    let rest = tokio::time::timeout(BOUND, exchange)
+        .await
+        .expect("the drained tunnel closes");
+    assert!(rest.is_empty());
+}
+
+#[test_log::test(tokio::test)]
 async fn an_idle_connect_tunnel_is_closed_and_a_busy_one_kept() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const IDLE: Duration = Duration::from_millis(400);
