@@ -1,6 +1,7 @@
 //! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers.
 
 pub mod pool;
+pub mod upgrade;
 
 use bytes::Bytes;
 use http::header::HeaderName;

@@ -3,6 +3,8 @@
 //! Phases are plain functions ([`rules`] is pure, [`forward`] does the I/O); every refusal is a
 //! [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
 //! address live behind a swap so a reload (SIGHUP or file change) never drops a connection.
+//! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other
+//! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]).
 
 pub mod forward;
 pub mod login;
@@ -276,7 +278,9 @@ where
     };
     // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
     let sent = match prepare(s, &active, claims.as_deref(), req) {
-        Ok(req) => forward::to_app(&active.app, req).await,
+        // Boxed: rare, and its future would size every request's.
+        Ok((req, true)) => Box::pin(forward::switch(&active.app, req, s.limits.idle_timeout)).await,
+        Ok((req, false)) => forward::to_app(&active.app, req).await,
         Err(reject) => Err(reject),
     };
     match sent {
@@ -420,17 +424,19 @@ async fn admit<B>(
 }
 
 /// The request as the app gets it: size checked, `Host` set, identity headers rewritten, body
-/// limited.
+/// limited, and the protocols it asks to switch to ([`crate::http::upgrade::asked`]) asked of
+/// the app again; with whether it asks.
 fn prepare<B>(
     s: &Inbound,
     active: &Active,
     verified: Option<&Verified>,
     req: Request<B>,
-) -> Result<Request<Body>, Reject>
+) -> Result<(Request<Body>, bool), Reject>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
+    let upgrade = crate::http::upgrade::asked(&req);
     let (mut parts, body) = req.into_parts();
     let limit = s.limits.max_body_bytes;
     let declared = parts.headers.get(http::header::CONTENT_LENGTH);
@@ -452,8 +458,13 @@ where
     };
     let cfg = &active.config;
     forward::rewrite_headers(&mut parts.headers, &cfg.claims_header, claims)?;
+    let switching = !upgrade.is_empty();
+    if switching {
+        // Removed with the other hop-by-hop headers; this hop forwards the ask.
+        crate::http::upgrade::ask_again(&mut parts.headers, upgrade);
+    }
     let body = Limited::new(body, limit).boxed();
-    Ok(Request::from_parts(parts, body))
+    Ok((Request::from_parts(parts, body), switching))
 }
 
 // === reload ===

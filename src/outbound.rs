@@ -7,7 +7,9 @@
 //! for a body-less idempotent request, retries once with a fresh exchange.
 //!
 //! `CONNECT` is refused unless `connect: passthrough`, which opens a blind TCP tunnel: nothing in
-//! it is seen or rewritten, so TLS traffic through it carries whatever the app sent.
+//! it is seen or rewritten, so TLS traffic through it carries whatever the app sent. A routed
+//! request that asks to switch protocols (a WebSocket handshake) gets its token like any other
+//! and, once the upstream answers `101`, is spliced to it ([`crate::http::upgrade`]).
 
 mod forward;
 mod reject;
@@ -345,6 +347,11 @@ async fn run(
     audit.issued = Some(issued.clone());
 
     let tls = r.tls.is_some();
+    let upgrade = crate::http::upgrade::asked(&req);
+    if !upgrade.is_empty() {
+        // Boxed: rare, and its future would size every request's.
+        return Box::pin(switch(s, req, upgrade, &issued, &host, port_no, tls)).await;
+    }
     let replay = forward::replayable(&req);
     forward::prepare(&mut req, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
@@ -365,6 +372,32 @@ async fn run(
     forward::prepare(&mut again, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
     s.upstream.send(again).await.map_err(Reject::Upstream)
+}
+
+/// A routed request that asks to switch protocols (a WebSocket handshake) with its exchanged
+/// token: the ask goes on with it over a connection of its own, and a `101` splices the two
+/// connections (closed when idle like a CONNECT tunnel). A refused token is not retried here:
+/// the client sees the `401` and may ask again.
+async fn switch(
+    s: &Outbound,
+    mut req: Request<Body>,
+    upgrade: Vec<http::HeaderValue>,
+    issued: &Issued,
+    host: &str,
+    port_no: u16,
+    tls: bool,
+) -> Result<Response<Body>, Reject> {
+    let switch = crate::http::upgrade::Switch::take(&mut req);
+    forward::prepare(&mut req, Some(&issued.authorization), host, port_no, tls)
+        .map_err(Reject::Upstream)?;
+    crate::http::upgrade::ask_again(req.headers_mut(), upgrade);
+    let mut rsp = s
+        .upstream
+        .send_upgradable(req)
+        .await
+        .map_err(Reject::Upstream)?;
+    switch.answer(&mut rsp, s.tunnel_idle);
+    Ok(rsp)
 }
 
 /// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2), or of an

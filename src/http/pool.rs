@@ -107,13 +107,31 @@ impl Pool {
         })
     }
 
+    /// Sends `req` (origin-form, `Host` set) on a connection of its own that no other request
+    /// shares, for a request that asks to switch protocols: on a `101` the connection leaves
+    /// HTTP and goes with the response (`hyper::upgrade::on`); otherwise it closes after it.
+    pub async fn send_upgradable(
+        &self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, BoxError> {
+        // Over a stream type of its own: hyper's connection code is compiled once per stream
+        // type, and sharing the keep-alive connections' type changed how that hot copy is
+        // inlined (about 300 more instructions per request in callgrind).
+        let io = TokioIo::new(Box::new(self.dial().await?));
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        let dest = self.dest.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(dest, error = %e, "connection ended with an error");
+            }
+        });
+        Ok(sender.send_request(req).await?)
+    }
+
     /// Opens a connection; its connection task runs until either side closes it.
     async fn connect(&self) -> Result<SendRequest<Body>, BoxError> {
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.dest))
-            .await
-            .map_err(|_| format!("connect to {} timed out", self.dest))??;
-        tcp.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        let io = TokioIo::new(self.dial().await?);
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         let dest = self.dest.clone();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -121,6 +139,15 @@ impl Pool {
             }
         });
         Ok(sender)
+    }
+
+    /// A TCP connection to `dest`, within the connect timeout.
+    async fn dial(&self) -> Result<TcpStream, BoxError> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.dest))
+            .await
+            .map_err(|_| format!("connect to {} timed out", self.dest))??;
+        tcp.set_nodelay(true)?;
+        Ok(tcp)
     }
 }
 

@@ -2,11 +2,14 @@
 
 use super::Reject;
 use crate::http::pool::Pool;
+use crate::http::upgrade::Switch;
 use crate::http::{Body, REQUEST_ID, new_request_id, strip_hop_by_hop};
 use futures_util::FutureExt;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::BodyExt;
 use std::future::Future;
+use std::time::Duration;
 
 /// Rewrites the identity headers: any client-supplied `claims_header` is removed, the verified
 /// claims (if any, already base64url JSON: [`crate::jwt::Verified::claims_header`]) are added,
@@ -45,6 +48,25 @@ pub fn to_app(
         strip_hop_by_hop(rsp.headers_mut());
         Ok(rsp)
     })
+}
+
+/// Sends a request that asks to switch protocols ([`crate::http::upgrade::asked`]; the ask put
+/// back) to the app on a connection of its own. When the app agrees (`101`), the client's
+/// connection and the app's are spliced (`Switch::answer`); any other answer goes back as it
+/// came.
+pub async fn switch(
+    pool: &Pool,
+    mut req: Request<Body>,
+    idle: Duration,
+) -> Result<Response<Body>, Reject> {
+    let switch = Switch::take(&mut req);
+    *req.version_mut() = http::Version::HTTP_11;
+    let mut rsp = pool.send_upgradable(req).await.map_err(|e| {
+        tracing::warn!(app = pool.dest(), error = %e, "forward to app failed");
+        Reject::AppUnavailable
+    })?;
+    switch.answer(&mut rsp, idle);
+    Ok(rsp.map(|body| body.map_err(Into::into).boxed()))
 }
 
 #[cfg(test)]

@@ -96,6 +96,29 @@ impl Upstream {
     /// Sends `req` (absolute-form, from [`prepare`]) upstream; the answer streams back with its
     /// hop-by-hop headers removed.
     pub(super) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, String> {
+        let mut rsp = self.send_on(req, false).await?;
+        strip_hop_by_hop(rsp.headers_mut());
+        Ok(rsp)
+    }
+
+    /// Sends a request that asks to switch protocols (the ask put back after [`prepare`]) on a
+    /// connection that can switch and no other request shares; the answer comes back whole,
+    /// for [`crate::http::upgrade::Switch::answer`].
+    pub(super) async fn send_upgradable(
+        &self,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, String> {
+        self.send_on(req, true).await
+    }
+
+    /// `req` on the keep-alive connections to a plain destination the configuration names (a
+    /// connection of its own when `upgradable`), or on the general client, which keeps every
+    /// HTTP/1 connection able to switch and never reuses one that did.
+    async fn send_on(
+        &self,
+        req: Request<Body>,
+        upgradable: bool,
+    ) -> Result<Response<Body>, String> {
         // A cheap clone (shared bytes): the error names the upstream after `req` is gone.
         let authority = req.uri().authority().cloned();
         let authority = authority.as_ref().map_or("?", |a| a.as_str());
@@ -107,6 +130,10 @@ impl Upstream {
             })
             .flatten();
         let sent = match pool {
+            // Boxed: rare, and its future would size every request's.
+            Some(pool) if upgradable => Box::pin(pool.send_upgradable(req))
+                .await
+                .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed())),
             Some(pool) => pool.send(req).await,
             // Boxed: the TLS client's future is kilobytes and would size every request's.
             None => Box::pin(self.client.request(req))
@@ -114,9 +141,7 @@ impl Upstream {
                 .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed()))
                 .map_err(Into::into),
         };
-        let mut rsp = sent.map_err(|e| format!("upstream {authority} unreachable: {e}"))?;
-        strip_hop_by_hop(rsp.headers_mut());
-        Ok(rsp)
+        sent.map_err(|e| format!("upstream {authority} unreachable: {e}"))
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::support::fake_idp::FakeIdp;
 use crate::support::tokens::{self, access, claims, es256_raw, unsigned, with};
 use crate::support::upstream::Upstream;
+use crate::support::websocket::{self, closed_within, echoed};
 use base64::Engine;
 use baton::admin::{self, Admin};
 use baton::config::Config;
@@ -792,4 +793,107 @@ async fn a_bad_reload_keeps_the_old_config_and_a_good_one_applies() {
     inbound::reload_from(&state, &path).expect("valid reload");
     assert_eq!(state.config()["mode"], "observe");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// === protocol switches: WebSocket through the sidecar ===
+
+struct WebSocketWorld {
+    key: SigningKey,
+    idp: FakeIdp,
+    baton: Sidecar,
+    handshakes: Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+}
+
+async fn websocket_world(limits: impl FnOnce(&mut baton::server::Limits)) -> WebSocketWorld {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let idp = FakeIdp::start(&[&key]).await;
+    let unused = Upstream::start().await;
+    let (app, handshakes) = websocket::app().await;
+    let mut cfg = config(&idp, &unused, "enforce");
+    cfg.app = app;
+    limits(&mut cfg.limits);
+    let baton = Sidecar::start(cfg).await.ready().await;
+    WebSocketWorld {
+        key,
+        idp,
+        baton,
+        handshakes,
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn a_websocket_passes_with_a_valid_token_and_carries_the_verified_claims() {
+    use tokio_tungstenite::tungstenite::Message;
+    let w = websocket_world(|_| {}).await;
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+
+    let (mut ws, status) = websocket::connect(w.baton.inbound, Some(&token))
+        .await
+        .expect("handshake");
+    assert_eq!(status, 101);
+    for i in 0..3 {
+        echoed(&mut ws, Message::text(format!("message {i}"))).await;
+    }
+    echoed(&mut ws, Message::binary(vec![7u8; 256 << 10])).await;
+
+    let handshakes = w.handshakes.lock().expect("lock").clone();
+    assert_eq!(handshakes.len(), 1, "the app accepted one handshake");
+    let forwarded: Vec<_> = handshakes[0].get_all("x-baton-claims").iter().collect();
+    assert_eq!(forwarded.len(), 1, "the forged claims header gave way");
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(forwarded[0].as_bytes())
+        .expect("b64");
+    let sent: serde_json::Value = serde_json::from_slice(&decoded).expect("json");
+    assert_eq!(sent["sub"], "alice");
+    assert!(handshakes[0].contains_key("x-request-id"));
+    ws.close(None).await.expect("close");
+
+    // No token: the usual 401 and challenge; the app never hears of it.
+    match websocket::connect(w.baton.inbound, None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(rsp)) => {
+            assert_eq!(rsp.status(), 401);
+            let challenge = rsp.headers().get("www-authenticate").expect("challenge");
+            assert!(challenge.to_str().expect("ascii").starts_with("Bearer"));
+        }
+        other => panic!("want a 401 refusal, got {:?}", other.map(|(_, s)| s)),
+    }
+    assert_eq!(w.handshakes.lock().expect("lock").len(), 1);
+}
+
+#[test_log::test(tokio::test)]
+async fn a_websocket_keeps_its_connection_slot_and_closes_when_idle_or_drained() {
+    use tokio_tungstenite::tungstenite::Message;
+    let w = websocket_world(|l| {
+        l.max_connections = 1;
+        l.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+
+    // The open WebSocket holds the only connection slot: a second connection is closed at
+    // accept, with no HTTP answer.
+    let (mut ws, _) = websocket::connect(w.baton.inbound, Some(&token))
+        .await
+        .expect("handshake");
+    echoed(&mut ws, Message::text("hello")).await;
+    let second = w.baton.get("/healthz").bearer_auth(&token).send().await;
+    assert!(
+        second.is_err(),
+        "a second connection is refused while the WebSocket is open"
+    );
+    // Busy for three idle periods: kept.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        echoed(&mut ws, Message::text("still here")).await;
+    }
+    // Quiet: closed by the sidecar after the idle timeout, and the slot is free again.
+    assert!(closed_within(&mut ws, Duration::from_secs(10)).await);
+    let (mut ws, _) = websocket::connect(w.baton.inbound, Some(&token))
+        .await
+        .expect("the slot is free again");
+    echoed(&mut ws, Message::text("hello again")).await;
+
+    // A drain closes it at once, without waiting for the shutdown grace.
+    w.baton.shutdown.fire();
+    assert!(closed_within(&mut ws, Duration::from_secs(5)).await);
 }

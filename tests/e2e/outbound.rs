@@ -252,6 +252,56 @@ ports:
 }
 
 #[test_log::test(tokio::test)]
+async fn a_websocket_through_an_outbound_port_carries_the_exchanged_token() {
+    use crate::support::websocket::{self, echoed};
+    use base64::Engine;
+    use tokio_tungstenite::tungstenite::Message;
+    let idp = FakeIdp::start().await;
+    let (app, handshakes) = websocket::app().await;
+    let yaml = format!(
+        "routes:\n  - {{name: b, host: \"{app}\", audience: service-b, scope: read}}\n\
+         ports:\n  - {{listen: \"127.0.0.1:0\", upstream: \"{app}\", route: b}}\n"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr");
+    let s = state(&idp, &yaml);
+    tokio::spawn(outbound::serve_port(
+        s,
+        0,
+        listener,
+        Default::default(),
+        std::future::pending(),
+    ));
+    let user = idp.user_token("alice");
+    let (mut ws, status) = websocket::connect(port, Some(&user))
+        .await
+        .expect("handshake");
+    assert_eq!(status, 101);
+    echoed(&mut ws, Message::text("hello")).await;
+    echoed(&mut ws, Message::binary(vec![1u8; 100 << 10])).await;
+
+    let seen = handshakes.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "one handshake reached the app");
+    let bearer = seen[0][header::AUTHORIZATION].to_str().expect("ascii");
+    let token = bearer.strip_prefix("Bearer ").expect("a bearer token");
+    assert_ne!(token, user, "the exchanged token, not the caller's");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("b64"),
+    )
+    .expect("json");
+    assert_eq!(
+        (claims["aud"].as_str(), claims["scope"].as_str()),
+        (Some("service-b"), Some("read"))
+    );
+    assert_eq!(idp.calls(), 1);
+}
+
+#[test_log::test(tokio::test)]
 async fn upstream_invalid_token_retries_get_once_with_a_fresh_exchange() {
     let idp = FakeIdp::start().await;
     let up = Upstream::start().await;

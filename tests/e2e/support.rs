@@ -9,3 +9,4 @@ pub mod recorder;
 pub mod token_idp;
 pub mod tokens;
 pub mod upstream;
+pub mod websocket;
