@@ -276,12 +276,15 @@ where
             (denied.verified, Some(denied.reject.outcome()))
         }
     };
-    // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
-    let sent = match prepare(s, &active, claims.as_deref(), req) {
+    let sent = if crate::http::upgrade::marked(&req) {
         // Boxed: rare, and its future would size every request's.
-        Ok((req, true)) => Box::pin(forward::switch(&active.app, req, s.limits.idle_timeout)).await,
-        Ok((req, false)) => forward::to_app(&active.app, req).await,
-        Err(reject) => Err(reject),
+        Box::pin(send_marked(s, &active, claims.as_deref(), req)).await
+    } else {
+        // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
+        match prepare(s, &active, claims.as_deref(), req) {
+            Ok(req) => forward::to_app(&active.app, req).await,
+            Err(reject) => Err(reject),
+        }
     };
     match sent {
         Ok(rsp) => {
@@ -423,20 +426,41 @@ async fn admit<B>(
     }
 }
 
-/// The request as the app gets it: size checked, `Host` set, identity headers rewritten, body
-/// limited, and the protocols it asks to switch to ([`crate::http::upgrade::asked`]) asked of
-/// the app again; with whether it asks.
-fn prepare<B>(
+/// Sends a request hyper marked as one that may ask to switch protocols: when it does ask
+/// ([`crate::http::upgrade::asked`]), the ask goes to the app again and a `101` splices
+/// ([`forward::switch`]); otherwise it goes as any request.
+async fn send_marked<B>(
     s: &Inbound,
     active: &Active,
     verified: Option<&Verified>,
     req: Request<B>,
-) -> Result<(Request<Body>, bool), Reject>
+) -> Result<Response<Body>, Reject>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
 {
     let upgrade = crate::http::upgrade::asked(&req);
+    let mut req = prepare(s, active, verified, req)?;
+    if upgrade.is_empty() {
+        return forward::to_app(&active.app, req).await;
+    }
+    // Removed with the other hop-by-hop headers; this hop forwards the ask.
+    crate::http::upgrade::ask_again(req.headers_mut(), upgrade);
+    forward::switch(&active.app, req, s.limits.idle_timeout).await
+}
+
+/// The request as the app gets it: size checked, `Host` set, identity headers rewritten, body
+/// limited.
+fn prepare<B>(
+    s: &Inbound,
+    active: &Active,
+    verified: Option<&Verified>,
+    req: Request<B>,
+) -> Result<Request<Body>, Reject>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = req.into_parts();
     let limit = s.limits.max_body_bytes;
     let declared = parts.headers.get(http::header::CONTENT_LENGTH);
@@ -458,13 +482,8 @@ where
     };
     let cfg = &active.config;
     forward::rewrite_headers(&mut parts.headers, &cfg.claims_header, claims)?;
-    let switching = !upgrade.is_empty();
-    if switching {
-        // Removed with the other hop-by-hop headers; this hop forwards the ask.
-        crate::http::upgrade::ask_again(&mut parts.headers, upgrade);
-    }
     let body = Limited::new(body, limit).boxed();
-    Ok((Request::from_parts(parts, body), switching))
+    Ok(Request::from_parts(parts, body))
 }
 
 // === reload ===

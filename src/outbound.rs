@@ -347,10 +347,12 @@ async fn run(
     audit.issued = Some(issued.clone());
 
     let tls = r.tls.is_some();
-    let upgrade = crate::http::upgrade::asked(&req);
-    if !upgrade.is_empty() {
-        // Boxed: rare, and its future would size every request's.
-        return Box::pin(switch(s, req, upgrade, &issued, &host, port_no, tls)).await;
+    if crate::http::upgrade::marked(&req) {
+        let upgrade = crate::http::upgrade::asked(&req);
+        if !upgrade.is_empty() {
+            // Boxed: rare, and its future would size every request's.
+            return Box::pin(switch(s, req, upgrade, &issued, &host, port_no, tls)).await;
+        }
     }
     let replay = forward::replayable(&req);
     forward::prepare(&mut req, Some(&issued.authorization), &host, port_no, tls)

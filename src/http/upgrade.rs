@@ -10,14 +10,21 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
 
+/// Whether hyper marked `req` as one that may ask to switch protocols (an `Upgrade` header, or
+/// CONNECT): one look at an extension map that is empty on nearly every request, so a listener
+/// can keep [`asked`] and all that follows off its usual path.
+#[inline]
+pub fn marked<B>(req: &Request<B>) -> bool {
+    req.extensions().get::<OnUpgrade>().is_some()
+}
+
 /// The protocols an HTTP/1.1 request asks to switch to (`Upgrade`, with `upgrade` among its
 /// `Connection` options); empty when it asks for none. `h2c` is left out: it would turn the
 /// connection itself into HTTP/2, which baton speaks on its own (prior knowledge), so it stays
 /// removed like any hop-by-hop header.
 pub fn asked<B>(req: &Request<B>) -> Vec<HeaderValue> {
-    // hyper marks the requests that ask to switch (CONNECT too, which is no such ask here);
-    // all others pay one look at an empty extension map.
-    if req.extensions().get::<OnUpgrade>().is_none() || req.method() == Method::CONNECT {
+    // CONNECT is marked too, and is no such ask here.
+    if !marked(req) || req.method() == Method::CONNECT {
         return Vec::new();
     }
     let headers = req.headers();
