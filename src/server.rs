@@ -311,14 +311,9 @@ async fn serve_connection<H, F, IO>(
     let ticks = clock.ticks.clone();
     let within = deadline_ticks(request_timeout, period);
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        // hyper marks a request that asks to switch protocols (CONNECT, `Upgrade`); whatever
-        // it becomes keeps this connection's place and hears its drain. The others, nearly
-        // all, pay one look at an empty extension map.
-        if req
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_some()
-        {
+        // A request hyper marked as one that may switch protocols (CONNECT, `Upgrade`): whatever
+        // it becomes keeps this connection's place and hears its drain.
+        if crate::http::upgrade::marked(&req) {
             req.extensions_mut().insert(held.clone());
         }
         let h2 = req.version() == http::Version::HTTP_2;
@@ -425,7 +420,10 @@ where
     let drained = async move {
         match held {
             // An error is a dropped sender: the listener is gone, which drains too.
-            Some(h) => drop(h.drain.rx.clone().wait_for(|draining| *draining).await),
+            Some(Held { drain, .. }) => {
+                let mut rx = drain.rx;
+                drop(rx.wait_for(|draining| *draining).await);
+            }
             None => std::future::pending().await,
         }
     };
@@ -621,7 +619,8 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
 
 /// Resolves once the count of a [`Tracked`] stream has not moved for `idle`: checked four times
 /// per `idle`, so between `idle` and 1.25 × `idle` after the last byte. For a stream that has
-/// left its connection's task, such as a spliced one ([`splice`]), which that task's tick no longer sees.
+/// left its connection's task, such as a spliced one ([`splice`]), which that task's tick no
+/// longer sees.
 async fn quiet_for(moved: &AtomicU64, idle: Duration) {
     let mut tick = crate::timer::interval(idle / 4);
     let (mut seen, mut quiet_since) = (moved.load(Ordering::Relaxed), Instant::now());
