@@ -51,8 +51,11 @@ async fn serve(listen: &str, app: &str) -> std::io::Result<()> {
                 })
             }
         });
+        // Flattened writes, as the sidecar's listeners write (`baton::server`).
         tokio::spawn(
-            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service),
+            hyper::server::conn::http1::Builder::new()
+                .writev(false)
+                .serve_connection(TokioIo::new(tcp), service),
         );
     }
 }
