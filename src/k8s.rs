@@ -23,8 +23,14 @@ pub mod webhook;
 pub const INBOUND_PORT: u16 = 15006;
 /// The sidecar's outbound forward-proxy port (`HTTP_PROXY` of the app containers).
 pub const OUTBOUND_PORT: u16 = 15001;
-/// The sidecar's admin port: `/healthz`, `/readyz`, `/metrics`.
+/// The sidecar's admin port: `/healthz`, `/readyz`, `/metrics`, and in capture mode the app's
+/// own probes under [`APP_HEALTH`].
 pub const ADMIN_PORT: u16 = 15020;
+/// Path prefix of the app probes the sidecar runs for kubelet: `/app-health/<container>/<kind>`.
+pub const APP_HEALTH: &str = "/app-health/";
+/// Env var of the sidecar carrying the app probes that capture mode moved to the admin port: a
+/// JSON object from each `/app-health/...` path to the original probe (see [`mutate`]).
+pub const APP_PROBES_ENV: &str = "BATON_APP_PROBES";
 /// The uid the sidecar runs as; `baton init-net` exempts its traffic from the outbound capture.
 pub const SIDECAR_UID: i64 = 65532;
 /// Where the sidecar's configuration volume is mounted.

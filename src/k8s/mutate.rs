@@ -6,6 +6,10 @@
 //!   Kubernetes ≥ 1.29): it starts before the app and its init containers, and it does not keep a
 //!   Job's pod alive once the app exits;
 //! - with `baton.dev/capture: iptables`, the `baton-init` container (`baton init-net`) first;
+//! - with capture, the app containers' `httpGet`/`tcpSocket` probes of the app port rewritten to
+//!   `httpGet` on the sidecar's admin port (`/app-health/<container>/<livez|readyz|startupz>`),
+//!   the originals in the sidecar's `BATON_APP_PROBES` env var: capture would send kubelet's
+//!   probes to the inbound listener, which wants a token;
 //! - `HTTP_PROXY`/`http_proxy`/`NO_PROXY`/`no_proxy` on the app containers (kept if already set);
 //! - the config volume (ConfigMap, or the generated config via the downward API) and the client
 //!   secret volume;
@@ -15,11 +19,13 @@
 
 use super::settings::{ConfigSource, Namespace, Settings, map_at};
 use super::{
-    ADMIN_PORT, CLIENT_SECRET_DIR, CONFIG_DIR, INBOUND_PORT, OUTBOUND_PORT, SIDECAR_UID, VERSION,
-    annotation,
+    ADMIN_PORT, APP_PROBES_ENV, CLIENT_SECRET_DIR, CONFIG_DIR, INBOUND_PORT, OUTBOUND_PORT,
+    SIDECAR_UID, VERSION, annotation,
 };
 use crate::config::{ConfigErrors, Problems};
 use serde_json::{Map, Value, json};
+
+mod probes;
 
 /// Name of the sidecar container.
 pub const SIDECAR: &str = "baton";
@@ -92,16 +98,20 @@ pub fn mutate(pod: &Value, ns: &Namespace, origin: &str) -> Result<Outcome, Conf
         notes.insert(annotation::SIDECAR_CONFIG.into(), yaml.clone().into());
     }
     let spec = object_at(&mut out, "spec");
+    let mut app_probes = Map::new();
     for c in array_at(spec, "containers").iter_mut() {
         if let Some(c) = c.as_object_mut() {
             add_proxy_env(c);
+            if settings.capture.is_some() {
+                probes::rewrite(c, settings.app_port, &mut app_probes);
+            }
         }
     }
     let mut first = Vec::new();
     if settings.capture.is_some() {
         first.push(init_container(&settings));
     }
-    first.push(sidecar_container(&settings));
+    first.push(sidecar_container(&settings, &app_probes));
     array_at(spec, "initContainers").splice(0..0, first);
     array_at(spec, "volumes").extend(volumes(&settings));
     Ok(Outcome::Injected(Value::Object(out)))
@@ -236,7 +246,8 @@ fn add_proxy_env(c: &mut Map<String, Value>) {
     }
 }
 
-fn sidecar_container(s: &Settings) -> Value {
+/// The sidecar; `app_probes` (path → original probe) goes into its `BATON_APP_PROBES` when any.
+fn sidecar_container(s: &Settings, app_probes: &Map<String, Value>) -> Value {
     let mut mounts =
         vec![json!({"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": true})];
     if s.client_secret.is_some() {
@@ -250,7 +261,7 @@ fn sidecar_container(s: &Settings) -> Value {
             "failureThreshold": failures,
         })
     };
-    json!({
+    let mut sidecar = json!({
         "name": SIDECAR,
         "image": s.image,
         "imagePullPolicy": "IfNotPresent",
@@ -279,7 +290,13 @@ fn sidecar_container(s: &Settings) -> Value {
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": mounts,
-    })
+    });
+    if !app_probes.is_empty() {
+        // Keys sorted (serde_json's map), so the same pod always gives the same text.
+        let table = Value::Object(app_probes.clone()).to_string();
+        sidecar["env"] = json!([{"name": APP_PROBES_ENV, "value": table}]);
+    }
+    sidecar
 }
 
 /// `baton init-net` with the ports to redirect; root for iptables, NET_ADMIN + NET_RAW only.

@@ -331,6 +331,183 @@ fn a_template_without_spec_is_an_error_not_a_panic() {
     );
 }
 
+/// A capture pod whose probes cover every case: `httpGet` by number and by name (the app port),
+/// `tcpSocket` on the app port, HTTPS, an explicit `host`, `exec`, `grpc`, another port, and an
+/// init container's probe.
+fn probed_pod(capture: bool) -> Value {
+    let mut a = enabled();
+    if capture {
+        a["baton.dev/capture"] = "iptables".into();
+    }
+    json!({
+        "metadata": {"annotations": a},
+        "spec": {
+            "initContainers": [{
+                "name": "helper", "image": "h:1", "restartPolicy": "Always",
+                "readinessProbe": {"httpGet": {"path": "/h", "port": 8080}},
+            }],
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "web:1",
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "livenessProbe": {
+                        "httpGet": {"path": "/health", "port": 8080, "host": "",
+                                    "httpHeaders": [{"name": "X-Probe", "value": "live"}]},
+                        "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
+                    },
+                    "readinessProbe": {
+                        "httpGet": {"path": "/ready", "port": "http", "scheme": "HTTP"},
+                        "initialDelaySeconds": 1, "successThreshold": 1,
+                    },
+                    "startupProbe": {"tcpSocket": {"port": "http"}, "failureThreshold": 30},
+                },
+                {
+                    "name": "side",
+                    "image": "side:1",
+                    "ports": [{"name": "metrics", "containerPort": 9090}],
+                    "livenessProbe": {"exec": {"command": ["true"]}},
+                    "readinessProbe": {"httpGet": {"path": "/ready", "port": "metrics"}},
+                    "startupProbe": {"grpc": {"port": 8080}},
+                },
+                {
+                    "name": "tls",
+                    "image": "tls:1",
+                    "livenessProbe": {"httpGet": {"path": "/x", "port": 8080, "host": "10.0.0.9"}},
+                    "readinessProbe": {"httpGet": {"port": 8080, "scheme": "HTTPS"}, "timeoutSeconds": 5},
+                },
+            ],
+        },
+    })
+}
+
+#[test]
+fn capture_moves_app_port_probes_to_the_admin_port_and_hands_the_originals_to_the_sidecar() {
+    let before = probed_pod(true);
+    let out = injected(&before, &Namespace::default());
+    let web = container(&out, "containers", "web");
+    assert_eq!(
+        web["livenessProbe"],
+        json!({
+            "httpGet": {"path": "/app-health/web/livez", "port": 15020},
+            "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
+        })
+    );
+    assert_eq!(
+        web["readinessProbe"],
+        json!({
+            "httpGet": {"path": "/app-health/web/readyz", "port": 15020},
+            "initialDelaySeconds": 1, "successThreshold": 1,
+        })
+    );
+    assert_eq!(
+        web["startupProbe"],
+        json!({
+            "httpGet": {"path": "/app-health/web/startupz", "port": 15020},
+            "failureThreshold": 30,
+        })
+    );
+    assert_eq!(
+        container(&out, "containers", "tls")["readinessProbe"],
+        json!({"httpGet": {"path": "/app-health/tls/readyz", "port": 15020}, "timeoutSeconds": 5})
+    );
+    // exec, grpc, another port, an explicit host and init containers are left alone.
+    for (list, name, probe) in [
+        ("containers", "side", "livenessProbe"),
+        ("containers", "side", "readinessProbe"),
+        ("containers", "side", "startupProbe"),
+        ("containers", "tls", "livenessProbe"),
+        ("initContainers", "helper", "readinessProbe"),
+    ] {
+        let i = before["spec"][list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c["name"] == name)
+            .unwrap();
+        assert_eq!(
+            container(&out, list, name)[probe],
+            before["spec"][list][i][probe],
+            "{name} {probe}"
+        );
+    }
+
+    let env = container(&out, "initContainers", "baton")["env"]
+        .as_array()
+        .unwrap();
+    assert_eq!(env.len(), 1);
+    assert_eq!(env[0]["name"], "BATON_APP_PROBES");
+    let text = env[0]["value"].as_str().unwrap();
+    let table: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        table,
+        json!({
+            "/app-health/web/livez": {
+                "httpGet": {"port": 8080, "path": "/health", "scheme": "HTTP",
+                            "httpHeaders": [{"name": "X-Probe", "value": "live"}]},
+                "timeoutSeconds": 2,
+            },
+            "/app-health/web/readyz": {
+                "httpGet": {"port": 8080, "path": "/ready", "scheme": "HTTP"},
+            },
+            "/app-health/web/startupz": {"tcpSocket": {"port": 8080}},
+            "/app-health/tls/readyz": {
+                "httpGet": {"port": 8080, "path": "/", "scheme": "HTTPS"},
+                "timeoutSeconds": 5,
+            },
+        })
+    );
+    // The same pod always gives the same text (the webhook and `baton inject` agree byte for byte).
+    let again = injected(&probed_pod(true), &Namespace::default());
+    assert_eq!(
+        container(&again, "initContainers", "baton")["env"][0]["value"],
+        text
+    );
+}
+
+#[test]
+fn without_capture_probes_stay_and_the_sidecar_gets_no_probe_table() {
+    let before = probed_pod(false);
+    let out = injected(&before, &Namespace::default());
+    for (i, c) in out["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            assert_eq!(c[probe], before["spec"]["containers"][i][probe]);
+        }
+    }
+    assert!(
+        container(&out, "initContainers", "baton")
+            .get("env")
+            .is_none()
+    );
+}
+
+#[test]
+fn capture_of_another_app_port_leaves_probes_of_8080_alone() {
+    let mut p = probed_pod(true);
+    p["metadata"]["annotations"]["baton.dev/app-port"] = "9090".into();
+    let out = injected(&p, &Namespace::default());
+    assert_eq!(
+        container(&out, "containers", "web")["livenessProbe"],
+        p["spec"]["containers"][0]["livenessProbe"]
+    );
+    // The named port `metrics` is 9090, the app port now.
+    assert_eq!(
+        container(&out, "containers", "side")["readinessProbe"],
+        json!({"httpGet": {"path": "/app-health/side/readyz", "port": 15020}})
+    );
+    let env = &container(&out, "initContainers", "baton")["env"][0]["value"];
+    let table: Value = serde_json::from_str(env.as_str().unwrap()).unwrap();
+    assert_eq!(
+        table,
+        json!({"/app-health/side/readyz": {"httpGet": {"port": 9090, "path": "/ready", "scheme": "HTTP"}}})
+    );
+}
+
 fn app_container() -> impl Strategy<Value = Value> {
     (
         "[a-z][a-z0-9-]{0,10}",

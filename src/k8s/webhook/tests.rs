@@ -75,6 +75,15 @@ fn a_deployment_pod_in_an_enabled_namespace_gets_capture_and_keeps_its_init_orde
         env[0],
         json!({"name": "HTTP_PROXY", "value": "http://corporate-proxy:3128"})
     );
+    // Capture: the app's probe moved to the sidecar's admin port, the original handed over.
+    assert_eq!(
+        after["spec"]["containers"][0]["readinessProbe"],
+        json!({"httpGet": {"path": "/app-health/app/readyz", "port": 15020}, "periodSeconds": 5})
+    );
+    assert_eq!(
+        after["spec"]["initContainers"][1]["env"],
+        json!([{"name": "BATON_APP_PROBES", "value": r#"{"/app-health/app/readyz":{"httpGet":{"path":"/healthz","port":8080,"scheme":"HTTP"}}}"#}])
+    );
 
     // Through the pod-level path the same pod is not opted in: no patch.
     let (answer, outcome) = review(fixture("deployment-pod").as_bytes(), false).unwrap();
