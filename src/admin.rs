@@ -1,12 +1,16 @@
-//! Admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`.
+//! Admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`, and in capture mode the app's
+//! own probes under `/app-health/` ([`probe`]).
 //!
 //! `/readyz` is 503 until the JWKS readiness latch drops (first key load), while the keys are
 //! older than the stale window (the IdP unreachable too long: every token would get 503), and
 //! again once shutdown begins, so load balancers stop sending traffic before the listeners close.
 
+pub mod probe;
+
 use crate::http::{Body, full, json, text};
 use crate::inbound::Inbound;
 use crate::jwt::jwks::Jwks;
+use crate::k8s::APP_HEALTH;
 use crate::server::{self, Drained, Limits};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
@@ -15,6 +19,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tracing::debug;
+
+pub use probe::AppProbes;
 
 /// The admin listener's state.
 pub struct Admin {
@@ -22,6 +29,7 @@ pub struct Admin {
     jwks: Arc<Jwks>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
+    app_probes: AppProbes,
 }
 
 impl Admin {
@@ -38,7 +46,19 @@ impl Admin {
             jwks,
             metrics,
             shutdown,
+            app_probes: AppProbes::none(),
         }
+    }
+
+    /// Serves `probes` under `/app-health/` (none by default).
+    pub fn with_app_probes(mut self, probes: AppProbes) -> Admin {
+        self.app_probes = probes;
+        self
+    }
+
+    /// The app probes served under `/app-health/`.
+    pub fn app_probes(&self) -> &AppProbes {
+        &self.app_probes
     }
 
     /// Whether the sidecar should receive traffic.
@@ -62,17 +82,45 @@ pub async fn serve(
     };
     let handler = move |req, _conn| {
         let state = state.clone();
-        async move { handle(&state, req) }
+        async move { handle(&state, req).await }
     };
     server::serve(listener, limits, handler, shutdown).await
 }
 
-/// Answers one admin request without a socket. Only GET (and HEAD) are served.
-pub fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
+/// Answers one admin request without a socket. Only GET (and HEAD) are served. An app probe
+/// waits for the app, at most its timeout; the other endpoints answer at once.
+pub async fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
-    match req.uri().path() {
+    let path = req.uri().path();
+    if path.starts_with(APP_HEALTH) {
+        let user_agent = req.headers().get(header::USER_AGENT).cloned();
+        return app_health(&s.app_probes, path, user_agent).await;
+    }
+    endpoint(s, path)
+}
+
+/// `/app-health/<container>/<kind>`: 200 when the app passes its probe, 503 saying why not
+/// (never with the app's body), 404 for a path the table does not hold.
+async fn app_health(
+    probes: &AppProbes,
+    path: &str,
+    user_agent: Option<HeaderValue>,
+) -> Response<Body> {
+    match probes.run(path, user_agent).await {
+        Some(Ok(())) => text(StatusCode::OK, "ok\n"),
+        Some(Err(failure)) => {
+            debug!(probe = path, reason = %failure, "app probe failed");
+            text(StatusCode::SERVICE_UNAVAILABLE, format!("{failure}\n"))
+        }
+        None => text(StatusCode::NOT_FOUND, "no such app probe\n"),
+    }
+}
+
+/// The endpoints that answer from the sidecar's own state.
+fn endpoint(s: &Admin, path: &str) -> Response<Body> {
+    match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if s.ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" if !s.jwks.ready() => text(
@@ -103,71 +151,4 @@ pub fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Config;
-    use crate::jwt::keys::KeySet;
-
-    fn admin() -> (Admin, crate::shutdown::Trigger) {
-        let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\noutbound: {client: {client_id: service-b, secret: test-only}}\n";
-        let cfg = Config::from_yaml(yaml, "sidecar.yaml").expect("config");
-        let metrics = Arc::new(Metrics::new());
-        let jwks = Jwks::fixed(KeySet::default(), metrics.clone());
-        let inbound = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-        let (trigger, shutdown) = crate::shutdown::channel();
-        (Admin::new(inbound, jwks, metrics, shutdown), trigger)
-    }
-
-    fn status(a: &Admin, method: Method, path: &str) -> StatusCode {
-        handle(
-            a,
-            Request::builder()
-                .method(method)
-                .uri(path)
-                .body(())
-                .expect("request"),
-        )
-        .status()
-    }
-
-    #[test]
-    fn endpoints_answer_and_readiness_drops_on_shutdown() {
-        let (a, trigger) = admin();
-        assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
-        assert_eq!(status(&a, Method::GET, "/readyz"), StatusCode::OK);
-        assert_eq!(status(&a, Method::GET, "/metrics"), StatusCode::OK);
-        assert_eq!(status(&a, Method::GET, "/config"), StatusCode::OK);
-        assert_eq!(status(&a, Method::GET, "/nope"), StatusCode::NOT_FOUND);
-        assert_eq!(
-            status(&a, Method::POST, "/healthz"),
-            StatusCode::METHOD_NOT_ALLOWED
-        );
-        trigger.fire();
-        assert_eq!(
-            status(&a, Method::GET, "/readyz"),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(status(&a, Method::GET, "/healthz"), StatusCode::OK);
-    }
-
-    #[test]
-    fn readiness_drops_once_the_keys_are_past_the_stale_window() {
-        let settings = crate::config::JwksSettings {
-            stale_window: Duration::from_secs(60),
-            ..Default::default()
-        };
-        let ready = |age| {
-            let (a, _trigger) = admin();
-            let jwks = Jwks::loaded_ago(
-                KeySet::default(),
-                Duration::from_secs(age),
-                settings.clone(),
-                a.metrics.clone(),
-            );
-            let a = Admin::new(a.inbound, jwks, a.metrics, a.shutdown);
-            status(&a, Method::GET, "/readyz")
-        };
-        assert_eq!(ready(30), StatusCode::OK);
-        assert_eq!(ready(61), StatusCode::SERVICE_UNAVAILABLE);
-    }
-}
+mod tests;

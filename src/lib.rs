@@ -14,7 +14,8 @@
 //! - [`inbound`]: bearer → verify → route rules → claims header → app.
 //! - [`outbound`]: forward proxy and upstream ports → route → exchange → forward.
 //! - [`exchange`]: RFC 8693 client; [`exchange::cache`] moka cache, key, TTL, single-flight.
-//! - [`admin`], [`telemetry`]: health, readiness, metrics; every metric name in one place.
+//! - [`admin`], [`telemetry`]: health, readiness, metrics; every metric name in one place;
+//!   [`admin::probe`] runs the app's probes that capture mode moved to the admin port.
 //! - [`sidecar`]: `baton run`: the three listeners of one sidecar wired together.
 //! - [`signin`]: drives an IdP's login form (code + PKCE) to get a user token: `baton login`, demo, tests.
 //! - [`idp`]: `baton-idp`, the OpenID Provider and its token-exchange policy.

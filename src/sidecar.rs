@@ -1,7 +1,7 @@
 //! `baton run`: the inbound, outbound and admin listeners of one sidecar wired together, with
 //! config reload and the shutdown order of STYLE.md (readyz 503 → stop accepting → drain → log).
 
-use crate::admin::{self, Admin};
+use crate::admin::{self, Admin, AppProbes};
 use crate::config::Config;
 use crate::inbound::{self, Inbound};
 use crate::jwt::jwks::{self, Jwks};
@@ -162,6 +162,18 @@ pub async fn start(
     listeners: Listeners,
     config_path: Option<PathBuf>,
 ) -> Result<Running, Error> {
+    start_with_app_probes(cfg, listeners, config_path, AppProbes::none()).await
+}
+
+/// Like [`start`], with the admin listener also running `app_probes` under `/app-health/`: the
+/// app probes that capture mode moved to the admin port (`baton run` reads them from
+/// `BATON_APP_PROBES`).
+pub async fn start_with_app_probes(
+    cfg: Config,
+    listeners: Listeners,
+    config_path: Option<PathBuf>,
+    app_probes: AppProbes,
+) -> Result<Running, Error> {
     let metrics = Arc::new(Metrics::new());
     let jwks = Jwks::from_config(&cfg, jwks::http_client()?, metrics.clone());
     let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
@@ -175,12 +187,16 @@ pub async fn start(
     );
     let (trigger, signal) = shutdown::channel();
     let (admin_trigger, admin_signal) = shutdown::channel();
-    let admin_state = Arc::new(Admin::new(
-        inbound_state.clone(),
-        jwks.clone(),
-        metrics.clone(),
-        signal.clone(),
-    ));
+    let admin_state = Arc::new(
+        Admin::new(
+            inbound_state.clone(),
+            jwks.clone(),
+            metrics.clone(),
+            signal.clone(),
+        )
+        .with_app_probes(app_probes),
+    );
+    let app_probes = admin_state.app_probes().len();
     let addr = |l: &TcpListener| {
         l.local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
@@ -238,6 +254,7 @@ pub async fn start(
         inbound = %inbound_addr,
         outbound = %outbound_addr,
         admin = %admin_addr,
+        app_probes,
         mode = ?cfg.mode,
         "baton sidecar started"
     );
@@ -259,8 +276,8 @@ async fn named(name: &'static str, f: impl Future<Output = Drained>) -> (&'stati
     (name, f.await)
 }
 
-/// `baton run -c FILE`: loads and validates the config (exit 64 on errors), binds, serves until
-/// SIGTERM/SIGINT, then drains.
+/// `baton run -c FILE`: loads and validates the config and the app probes of `BATON_APP_PROBES`
+/// (exit 64 on errors), binds, serves until SIGTERM/SIGINT, then drains.
 pub async fn main(path: &Path) -> ExitCode {
     let cfg = match Config::load(path) {
         Ok(cfg) => cfg,
@@ -269,8 +286,17 @@ pub async fn main(path: &Path) -> ExitCode {
             return ExitCode::from(crate::cli::EXIT_CONFIG);
         }
     };
+    let app_probes = match AppProbes::from_env() {
+        Ok(probes) => probes,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(crate::cli::EXIT_CONFIG);
+        }
+    };
     let running = match Listeners::bind(&cfg).await {
-        Ok(listeners) => start(cfg, listeners, Some(path.to_owned())).await,
+        Ok(listeners) => {
+            start_with_app_probes(cfg, listeners, Some(path.to_owned()), app_probes).await
+        }
         Err(e) => Err(e),
     };
     let running = match running {
