@@ -3,9 +3,14 @@
 //! same pod for the example chain, the manifests' own consistency, and `original_dst` behind a
 //! real iptables REDIRECT in a network namespace the test makes.
 
+use crate::support::process::{self, Proc, free_port};
+use crate::support::upstream::Upstream;
 use base64::Engine;
+use baton::admin::AppProbes;
 use baton::k8s::capture::{InitNetArgs, init_net, original_dst};
 use baton::k8s::inject::inject_stream;
+use baton::k8s::mutate::{Outcome, mutate};
+use baton::k8s::settings::Namespace;
 use baton::k8s::tls::{ReloadingCert, acceptor};
 use baton::k8s::webhook::{self, Webhook, review};
 use serde::Deserialize;
@@ -304,6 +309,15 @@ fn declares(c: &Value, port: &Value) -> bool {
         })
 }
 
+/// A probe's port is declared: a name by its own container, a number by any container of the pod
+/// (they share the network; capture's rewritten app probes use the sidecar's 15020).
+fn probe_port_declared(spec: &Value, c: &Value, port: &Value) -> bool {
+    match port {
+        Value::String(_) => declares(c, port),
+        n => containers(spec).iter().any(|other| declares(other, n)),
+    }
+}
+
 /// Selectors match template labels, Services select a workload that declares their target port,
 /// probes point at ports their container declares, and no two containers of a pod take one port.
 fn check_consistency(docs: &[Value], what: &str) {
@@ -328,7 +342,7 @@ fn check_consistency(docs: &[Value], what: &str) {
                 let port = &c[probe]["httpGet"]["port"];
                 if !port.is_null() {
                     assert!(
-                        declares(c, port),
+                        probe_port_declared(&w.spec, c, port),
                         "{what}: {} {} {probe} port {port} not declared",
                         w.origin,
                         c["name"]
@@ -569,7 +583,7 @@ async fn webhook_closes_silent_and_idle_connections() {
 
 #[test]
 fn generated_sidecar_configs_pass_the_sidecars_own_validation() {
-    let mut checked = 0;
+    let (mut checked, mut probe_tables) = (0, 0);
     let mut texts: Vec<String> = chain_files()
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())
@@ -589,6 +603,20 @@ fn generated_sidecar_configs_pass_the_sidecars_own_validation() {
                 else {
                     continue;
                 };
+                // The app probes handed to the sidecar are a table its parser takes.
+                for c in tpl["spec"]["initContainers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    for e in c["env"].as_array().into_iter().flatten() {
+                        if e["name"] == "BATON_APP_PROBES" {
+                            let table = e["value"].as_str().unwrap();
+                            AppProbes::from_json(table).expect("a valid probe table");
+                            probe_tables += 1;
+                        }
+                    }
+                }
                 if let Err(e) = baton::config::Config::from_yaml(yaml, "sidecar.yaml") {
                     // The client secret is a mounted file that only exists in the pod.
                     let real: Vec<_> =
@@ -606,4 +634,108 @@ fn generated_sidecar_configs_pass_the_sidecars_own_validation() {
         }
     }
     assert!(checked >= 5, "only {checked} generated configs checked");
+    assert!(probe_tables >= 1, "no capture workload with probes checked");
+}
+
+/// Capture end to end without a cluster: the injector rewrites an app's probes, and the real
+/// `baton run`, given the sidecar's `BATON_APP_PROBES` as kubelet would start it, answers
+/// kubelet's rewritten probes on its admin port by probing the app.
+#[test_log::test(tokio::test)]
+async fn a_captured_apps_probes_reach_it_through_the_sidecars_admin_port() {
+    let app = Upstream::start().await;
+    let pod = json!({
+        "metadata": {"annotations": {
+            "baton.dev/inject": "enabled",
+            "baton.dev/config": "web-baton",
+            "baton.dev/capture": "iptables",
+            "baton.dev/app-port": app.addr.port().to_string(),
+        }},
+        "spec": {"containers": [{
+            "name": "web",
+            "image": "web:1",
+            "ports": [{"name": "http", "containerPort": app.addr.port()}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http",
+                               "httpHeaders": [{"name": "X-Probe", "value": "ready"}]}},
+            "livenessProbe": {"tcpSocket": {"port": app.addr.port()}},
+        }]},
+    });
+    let Outcome::Injected(out) = mutate(&pod, &Namespace::default(), "Pod/web").unwrap() else {
+        panic!("not injected");
+    };
+    let web = &out["spec"]["containers"][0];
+    let sidecar = &out["spec"]["initContainers"][1];
+    assert_eq!(sidecar["name"], "baton");
+    assert_eq!(sidecar["env"][0]["name"], "BATON_APP_PROBES");
+    let table = sidecar["env"][0]["value"].as_str().unwrap();
+
+    let dir = process::scratch("app-probes");
+    let (inbound, outbound, admin) = (free_port(), free_port(), free_port());
+    let config = dir.join("sidecar.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer: http://127.0.0.1:1\naudience: web\napp: \"{app}\"\n\
+             listeners: {{inbound: \"127.0.0.1:{inbound}\", outbound: \"127.0.0.1:{outbound}\", admin: \"127.0.0.1:{admin}\"}}\n\
+             outbound: {{client: {{client_id: web, secret: test-only}}}}\n",
+            app = app.addr,
+        ),
+    )
+    .unwrap();
+    let args = ["run", "--workers", "1", "-c", config.to_str().unwrap()];
+    let baton = env!("CARGO_BIN_EXE_baton");
+    let mut sidecar = Proc::spawn_with_env(
+        baton,
+        &args,
+        &[("BATON_APP_PROBES", table)],
+        &dir.join("sidecar.log"),
+    );
+    // The IdP is unreachable, so /readyz stays 503; the app probes do not depend on it.
+    sidecar
+        .ready(&format!("http://127.0.0.1:{admin}/healthz"))
+        .await;
+
+    // What kubelet now does: GET <pod>:15020<path>, here the admin listener.
+    let http = process::http_client();
+    let kubelet = |probe: &str| {
+        let get = &web[probe]["httpGet"];
+        assert_eq!(get["port"], 15020, "{probe}");
+        let url = format!("http://127.0.0.1:{admin}{}", get["path"].as_str().unwrap());
+        http.get(url).header("user-agent", "kube-probe/1.31").send()
+    };
+    let rsp = kubelet("readinessProbe").await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let seen = app.last().expect("the app was probed");
+    assert_eq!(seen.path, "/ready");
+    assert_eq!(seen.headers["x-probe"], "ready");
+    assert_eq!(seen.headers["user-agent"], "kube-probe/1.31");
+    let requests = app.requests();
+    assert_eq!(kubelet("livenessProbe").await.unwrap().status(), 200);
+    assert_eq!(app.requests(), requests, "a TCP probe sends no request");
+    let unknown = format!("http://127.0.0.1:{admin}/app-health/web/startupz");
+    assert_eq!(http.get(unknown).send().await.unwrap().status(), 404);
+
+    // A table that does not parse is config: the sidecar refuses to start and says why.
+    let mut broken = Proc::spawn_with_env(
+        baton,
+        &args,
+        &[(
+            "BATON_APP_PROBES",
+            r#"{"/app-health/web/livez": {"exec": {}}}"#,
+        )],
+        &dir.join("broken.log"),
+    );
+    let status = broken.exited(std::time::Duration::from_secs(15)).await;
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(64),
+        "{}",
+        broken.output()
+    );
+    assert!(
+        broken
+            .output()
+            .contains("BATON_APP_PROBES: not a JSON object of probes"),
+        "{}",
+        broken.output()
+    );
 }

@@ -39,10 +39,16 @@ pub struct Proc {
 impl Proc {
     /// Starts `bin args…` with its output in `log`.
     pub fn spawn(bin: &str, args: &[&str], log: &Path) -> Proc {
+        Self::spawn_with_env(bin, args, &[], log)
+    }
+
+    /// Like [`Proc::spawn`], with `env` (name, value) pairs added to the child's environment.
+    pub fn spawn_with_env(bin: &str, args: &[&str], env: &[(&str, &str)], log: &Path) -> Proc {
         let out = std::fs::File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
         let child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "debug")
             .env_remove("HTTP_PROXY")
             .env_remove("http_proxy")
