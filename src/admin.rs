@@ -74,8 +74,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
+    // An app probe may take its whole timeout (kubelet allows up to its `timeoutSeconds`).
+    let slowest_probe = state.app_probes.longest_timeout() + Duration::from_secs(1);
     let limits = Limits {
-        request_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5).max(slowest_probe),
         max_connections: 64,
         max_body_bytes: 0,
         ..Limits::default()

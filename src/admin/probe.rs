@@ -186,6 +186,16 @@ impl AppProbes {
         self.probes.is_empty()
     }
 
+    /// The longest timeout of any probe (zero when none): the admin listener must give a
+    /// request at least this long.
+    pub fn longest_timeout(&self) -> Duration {
+        self.probes
+            .values()
+            .map(|p| p.timeout)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// Runs the probe at `path`; `None` when there is none. `user_agent` (kubelet's
     /// `kube-probe/<version>`) is passed on unless the probe sets its own.
     pub async fn run(

@@ -320,3 +320,21 @@ fn a_malformed_probe_table_is_refused_naming_the_probe_but_no_header_value() {
         "Debug hides values"
     );
 }
+
+#[test]
+fn the_longest_probe_timeout_sizes_the_admin_request_timeout() {
+    let one = AppProbes::from_json(r#"{"/app-health/a/livez": {"tcpSocket": {"port": 80}}}"#)
+        .expect("valid");
+    assert_eq!(
+        one.longest_timeout(),
+        Duration::from_secs(1),
+        "kubelet's default"
+    );
+    let slow = AppProbes::from_json(
+        r#"{"/app-health/a/livez": {"tcpSocket": {"port": 80}, "timeoutSeconds": 30},
+            "/app-health/a/readyz": {"tcpSocket": {"port": 80}, "timeoutSeconds": 0}}"#,
+    )
+    .expect("valid");
+    assert_eq!(slow.longest_timeout(), Duration::from_secs(30));
+    assert_eq!(AppProbes::none().longest_timeout(), Duration::ZERO);
+}
