@@ -488,8 +488,12 @@ impl Drop for Drain {
 /// is set somewhere between two ticks, so one more than `timeout` holds. With the tick at a
 /// quarter of the timeout, a slow request gets its 504 between `timeout` and 1.25 × it.
 fn deadline_ticks(timeout: Duration, period: Duration) -> u64 {
-    let n = timeout.as_nanos().div_ceil(period.as_nanos().max(1));
-    u64::try_from(n).unwrap_or(u64::MAX - 1) + 1
+    // In u64 nanoseconds (584 years; beyond that, never): a 128-bit division is a call.
+    let Ok(timeout) = u64::try_from(timeout.as_nanos()) else {
+        return u64::MAX;
+    };
+    let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+    timeout.div_ceil(period.max(1)).saturating_add(1)
 }
 
 /// A connection's coarse clock: the count of its ticks, one each `period`. HTTP/1 deadlines
@@ -518,6 +522,13 @@ impl TickClock {
         self.ticks.load(Ordering::Relaxed)
     }
 
+    /// The tick from which a deadline at `at` has passed. `at` is `now()` plus a timeout, so
+    /// counting from tick 0 gives what [`deadline_ticks`] counts from the last tick, without
+    /// reading `now()` again.
+    fn tick_of(&self, at: std::time::Instant) -> u64 {
+        deadline_ticks(at.saturating_duration_since(self.start), self.period)
+    }
+
     /// A deadline `ticks` ticks from now.
     fn after(&self, ticks: u64) -> TickDeadline {
         TickDeadline {
@@ -535,7 +546,10 @@ impl hyper::rt::Timer for TickClock {
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep(deadline.saturating_duration_since(self.now()))
+        Box::pin(TickDeadline {
+            ticks: self.ticks.clone(),
+            until: self.tick_of(deadline),
+        })
     }
 
     /// The nominal instant of the last tick, without reading the clock. hyper uses it only to
@@ -549,13 +563,9 @@ impl hyper::rt::Timer for TickClock {
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {
-        let ticks = deadline_ticks(
-            new_deadline.saturating_duration_since(self.now()),
-            self.period,
-        );
         match sleep.as_mut().downcast_mut_pin::<TickDeadline>() {
-            Some(d) => d.get_mut().until = self.now_ticks().saturating_add(ticks),
-            None => *sleep = Box::pin(self.after(ticks)),
+            Some(d) => d.get_mut().until = self.tick_of(new_deadline),
+            None => *sleep = self.sleep_until(new_deadline),
         }
     }
 }
