@@ -647,6 +647,65 @@ async fn slowloris_oversized_requests_and_a_connection_flood_leave_both_processe
     w.audit(&[]);
 }
 
+// === reload ===
+
+/// SIGHUP applies a changed sidecar.yaml to new requests: here a public route added before the
+/// default one. The file's modification time is put back after the edit, so the sidecar's poll
+/// of the file (every 2 s) cannot be what applies it: without the signal nothing changes.
+#[test_log::test(tokio::test(flavor = "multi_thread", worker_threads = 2))]
+async fn sighup_reloads_the_config_the_file_poll_missed() {
+    let w = World::start("sighup", "").await;
+    let url = format!("http://{}/open", w.sidecar.inbound);
+    let status = || async { w.http.get(&url).send().await.expect("send").status() };
+    assert_eq!(status().await, 401, "the default route wants a token");
+    let reloads = || async {
+        let url = format!("http://{}/metrics", w.sidecar.admin);
+        let text = w.http.get(&url).send().await.expect("metrics").text().await;
+        let text = text.expect("body");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("baton_config_reloads_total{outcome=\"ok\"}"));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(reloads().await, 0);
+
+    let config = &w.sidecar.config;
+    let modified = std::fs::metadata(config).and_then(|m| m.modified());
+    let modified = modified.expect("mtime");
+    let before = std::fs::read_to_string(config).expect("read sidecar.yaml");
+    let default = "routes:\n  - name: default\n";
+    assert!(before.contains(default), "{before}");
+    let after = before.replace(
+        default,
+        "routes:\n  - {name: open, path: /open, public: true}\n  - name: default\n",
+    );
+    std::fs::write(config, after).expect("write sidecar.yaml");
+    let file = std::fs::File::options().write(true).open(config);
+    file.and_then(|f| f.set_modified(modified))
+        .expect("put the modification time back");
+
+    // Two polls and more: the poll saw the same time and applied nothing.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert_eq!(status().await, 401, "no reload without the signal");
+    assert_eq!(reloads().await, 0);
+
+    w.sidecar.proc.signal(libc::SIGHUP);
+    let until = Instant::now() + Duration::from_secs(10);
+    while status().await != 200 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status().await, 200, "the public route applies after SIGHUP");
+    assert_eq!(reloads().await, 1);
+    let api = format!("http://{}/api", w.sidecar.inbound);
+    let bare = w.http.get(&api).send().await.expect("send").status();
+    assert_eq!(bare, 401, "the default route still wants a token");
+    let token = w.tokens(1).await.remove(0);
+    let sent = w.http.get(&api).bearer_auth(&token).send().await;
+    assert_eq!(sent.expect("send").status(), 200, "and still takes one");
+    w.audit(&[]);
+}
+
 // === shutdown ===
 
 #[test_log::test(tokio::test(flavor = "multi_thread", worker_threads = 2))]

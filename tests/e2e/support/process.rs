@@ -241,6 +241,8 @@ pub struct SidecarProc {
     pub inbound: String,
     pub outbound: String,
     pub admin: String,
+    /// The sidecar.yaml it runs with.
+    pub config: PathBuf,
 }
 
 impl SidecarProc {
@@ -288,6 +290,7 @@ impl SidecarProc {
             inbound: format!("127.0.0.1:{inbound}"),
             outbound: format!("127.0.0.1:{out}"),
             admin: format!("127.0.0.1:{admin}"),
+            config,
         }
     }
 }
