@@ -572,8 +572,8 @@ async fn connect_passthrough_opens_a_blind_tunnel() {
     assert_eq!(idp.calls(), 0);
 }
 
-/// A tunnel is no longer the listener's connection, whose idle timeout stops at the upgrade: it
-/// closes after its own idle time with no byte moving, and bytes either way keep it open.
+/// A tunnel keeps the place under `max_connections` of the connection it came on, and a drain
+/// closes it at once rather than after the shutdown grace.
 #[test_log::test(tokio::test)]
 async fn a_connect_tunnel_keeps_its_connection_slot_and_closes_on_drain() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -626,6 +626,8 @@ async fn a_connect_tunnel_keeps_its_connection_slot_and_closes_on_drain() {
     assert!(rest.is_empty());
 }
 
+/// A tunnel is no longer the listener's connection, whose idle timeout stops at the upgrade: it
+/// closes after its own idle time with no byte moving, and bytes either way keep it open.
 #[test_log::test(tokio::test)]
 async fn an_idle_connect_tunnel_is_closed_and_a_busy_one_kept() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
