@@ -277,7 +277,8 @@ log "all four cases answer 200; measuring ($DURATION each)"
 declare -A R   # R[case,mode,round] = "rps p50 p99 p999 non2xx"
 declare -A CPU # CPU[case,mode,round] = "user system" CPU seconds per request
 declare -A RSS # RSS[case,mode] = KiB at the end of the mode in round 1
-read -r -a MODES <<<"${MODES:-one $(for r in $RATES; do echo "q$r"; done) max}"
+# One line: `read` stops at the first newline, so the rates are joined with spaces.
+read -r -a MODES <<<"${MODES:-one $(printf 'q%s ' $RATES)max}"
 for m in "${MODES[@]}"; do
     case $m in one | max | q[0-9]*) ;; *) die "unknown mode $m in MODES (one, qN, max)" ;; esac
 done
