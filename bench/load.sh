@@ -20,8 +20,11 @@
 # table gives the median of each figure and the spread over rounds: on a shared VM, minutes of
 # drift would otherwise land on whichever case ran then. Below the table, each case's maximum is
 # also given as a ratio to nginx's in the same round, round by round, with a sign test and a
-# distribution-free 95 % interval for the median ratio. `MODES=max REPEAT=30 DURATION=5s` asks
-# that question alone, with enough rounds for the interval to mean something.
+# distribution-free 95 % interval for the median ratio, and the same for nginx's CPU time per
+# request against the case's (which stolen time does not disturb). `MODES=max REPEAT=30
+# DURATION=5s` asks that question alone, with enough rounds for the interval to mean something.
+# Every measurement also records the share of the servers' core the hypervisor gave to someone
+# else (steal, /proc/stat), summarised below the table: on a shared VM, a busy neighbour.
 #
 # Servers run on core 0 (`taskset -c 0`), the load generator on core 1 (`taskset -c 1`) when the
 # machine has 2+ cores. The "hop" case drives A's outbound listener as an HTTP forward proxy
@@ -131,6 +134,12 @@ cpu_of() {
         u=$((u + pu)) s=$((s + ps))
     done
     awk -v u="$u" -v s="$s" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f %.3f", u / hz, s / hz}'
+}
+# Ticks of core 0, the servers' core, from /proc/stat: "stolen total". Stolen time is time the
+# hypervisor ran something else on the VM's core: a busy neighbour slows every case it lands on,
+# though the processes' own CPU time does not count it.
+core0_ticks() {
+    awk '$1 == "cpu0" {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t}' /proc/stat
 }
 rss_of() {
     local r=0 pid
@@ -277,6 +286,7 @@ log "all four cases answer 200; measuring ($DURATION each)"
 declare -A R   # R[case,mode,round] = "rps p50 p99 p999 non2xx"
 declare -A CPU # CPU[case,mode,round] = "user system" CPU seconds per request
 declare -A RSS # RSS[case,mode] = KiB at the end of the mode in round 1
+declare -A STEAL # STEAL[case,mode,round] = per cent of core 0's time stolen during the measurement
 # One line: `read` stops at the first newline, so the rates are joined with spaces.
 read -r -a MODES <<<"${MODES:-one $(printf 'q%s ' $RATES)max}"
 for m in "${MODES[@]}"; do
@@ -300,24 +310,28 @@ for round in $(seq 1 "$REPEAT"); do
                 max) extra=(-c "$CONCURRENCY") ;;
                 q*) extra=(-c "$CONCURRENCY" -q "${m#q}" --latency-correction) ;;
             esac
-            before=$(cpu_of "${pids[@]}")
+            before=$(cpu_of "${pids[@]}") ticks0=$(core0_ticks)
             R[$c,$m,$round]=$(run_oha "$c" "$m-r$round" "${extra[@]}" "${args[@]}")
-            after=$(cpu_of "${pids[@]}")
+            after=$(cpu_of "${pids[@]}") ticks1=$(core0_ticks)
+            STEAL[$c,$m,$round]=$(awk -v a="$ticks1" -v b="$ticks0" 'BEGIN {
+                split(a, x, " "); split(b, y, " "); t = x[2] - y[2]
+                printf "%.1f", (t > 0 ? 100 * (x[1] - y[1]) / t : 0)}')
             n=$(jq '[.statusCodeDistribution[]] | add // 0' "$OUT/$c-$m-r$round.json")
             CPU[$c,$m,$round]=$(awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {
                 split(a, x, " "); split(b, y, " "); if (!n) n = 1e308
                 printf "%.9f %.9f", (x[1] - y[1]) / n, (x[2] - y[2]) / n}')
             # RSS of the first round, when the modes before it were only this case's lighter ones.
             [ "$round" = 1 ] && RSS[$c,$m]=$(rss_of "${pids[@]}")
-            log "round $round/$REPEAT, $c $m: ${R[$c,$m,$round]} (rps p50 p99 p99.9 µs, non-2xx)"
+            log "round $round/$REPEAT, $c $m: ${R[$c,$m,$round]} (rps p50 p99 p99.9 µs, non-2xx), ${STEAL[$c,$m,$round]} % stolen"
         done
     done
 done
 
 # Over the rounds of CASE MODE: field I of R (or of CPU with "cpu"), one value per line.
-rounds() { # [cpu] CASE MODE I
+rounds() { # [cpu|steal] CASE MODE I
     local table=R
     [ "$1" = cpu ] && { table=CPU; shift; }
+    [ "$1" = steal ] && { table=STEAL; shift; }
     local r v
     for r in $(seq 1 "$REPEAT"); do
         eval "v=\${$table[\$1,\$2,\$r]}"
@@ -327,13 +341,13 @@ rounds() { # [cpu] CASE MODE I
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 spread() { sort -g | awk '{a[NR] = $1} END {printf "%.0f–%.0f", a[1], a[NR]}'; }
 sum() { awk '{s += $1} END {print s + 0}'; }
-# ratio_stats CASE, lines "case_rps nginx_rps" (one per round) on stdin: the per-round ratios, how
-# many are at or above 1, the one-sided sign test's p (the chance of that many or more if the
+# ratio_stats WHAT, lines "a b" (one per round) on stdin, WHAT saying what a / b is: the per-round
+# ratios, how many are at or above 1, the one-sided sign test's p (the chance of that many or more if the
 # two were equally fast), and the distribution-free 95 % interval of the median ratio: the order
 # statistics k and n+1-k of the ratios, with k the largest that keeps P(Binomial(n, 1/2) < k)
 # at or under 2.5 % (none under 6 rounds).
 ratio_stats() {
-    awk -v c="$1" '{r[NR] = $2 ? $1 / $2 : 0} END {
+    awk -v what="$1" '{r[NR] = $2 ? $1 / $2 : 0} END {
         n = NR; for (i = 1; i <= n; i++) { s = s sprintf("%s%.2f", i > 1 ? " " : "", r[i]); if (r[i] >= 1) ahead++ }
         for (i = 2; i <= n; i++) { v = r[i]; for (j = i - 1; j >= 1 && r[j] > v; j--) r[j + 1] = r[j]; r[j + 1] = v }
         med = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
@@ -344,7 +358,7 @@ ratio_stats() {
             pmf = pmf * (n - j) / (j + 1)
         }
         ci = k ? sprintf("95 %% interval of the median %.2f–%.2f", r[k], r[n + 1 - k]) : "too few rounds for a 95 % interval"
-        printf "Max req/s of %s against nginx'\''s in the same round: %s (median %.2f; %s; at or above nginx in %d of %d rounds, sign test p = %.3g).\n", c, s, med, ci, ahead, n, p
+        printf "%s in the same round: %s (median %.2f; %s; at or above 1 in %d of %d rounds, sign test p = %.3g).\n", what, s, med, ci, ahead, n, p
     }'
 }
 
@@ -424,10 +438,25 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
         # drifting VM leaves comparable.
         for c in $CASES; do
             case $c in app | nginx) continue ;; esac
-            paste -d' ' <(rounds "$c" max 1) <(rounds nginx max 1) | ratio_stats "$c"
+            paste -d' ' <(rounds "$c" max 1) <(rounds nginx max 1) |
+                ratio_stats "Max req/s of $c against nginx's"
+            # CPU time per request does not count stolen time: the comparison a busy neighbour
+            # disturbs least. Inverted so that, as above, at or above 1 is in the case's favour.
+            paste -d' ' \
+                <(paste -d' ' <(rounds cpu nginx max 1) <(rounds cpu nginx max 2) | awk '{print $1 + $2}') \
+                <(paste -d' ' <(rounds cpu "$c" max 1) <(rounds cpu "$c" max 2) | awk '{print $1 + $2}') |
+                ratio_stats "CPU per request at max of nginx against $c's"
         done
         echo
     fi
+    echo "Stolen time on core 0 (the hypervisor running something else), per measurement:" \
+        "median $(for c in $CASES; do for m in "${MODES[@]}"; do rounds steal "$c" "$m" 1; done; done | median) %," \
+        "highest $(for c in $CASES; do for m in "${MODES[@]}"; do rounds steal "$c" "$m" 1; done; done | sort -g | tail -n 1) %;" \
+        "every figure in $OUT/steal.txt."
+    for c in $CASES; do for m in "${MODES[@]}"; do for r in $(seq 1 "$REPEAT"); do
+        echo "$c $m round $r: ${STEAL[$c,$m,$r]} %"
+    done; done; done >"$OUT/steal.txt"
+    echo
     echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
         "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; bare = bare-proxy; app = the app."
