@@ -327,7 +327,8 @@ for round in $(seq 1 "$REPEAT"); do
     done
 done
 
-# Over the rounds of CASE MODE: field I of R (or of CPU with "cpu"), one value per line.
+# Over the rounds of CASE MODE: field I of R (of CPU with "cpu", of STEAL with "steal"), one value
+# per line.
 rounds() { # [cpu|steal] CASE MODE I
     local table=R
     [ "$1" = cpu ] && { table=CPU; shift; }
@@ -342,8 +343,8 @@ median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 spread() { sort -g | awk '{a[NR] = $1} END {printf "%.0f–%.0f", a[1], a[NR]}'; }
 sum() { awk '{s += $1} END {print s + 0}'; }
 # ratio_stats WHAT, lines "a b" (one per round) on stdin, WHAT saying what a / b is: the per-round
-# ratios, how many are at or above 1, the one-sided sign test's p (the chance of that many or more if the
-# two were equally fast), and the distribution-free 95 % interval of the median ratio: the order
+# ratios, how many are at or above 1, the one-sided sign test's p (the chance of that many or
+# more if a and b were equal), and the distribution-free 95 % interval of the median ratio: the order
 # statistics k and n+1-k of the ratios, with k the largest that keeps P(Binomial(n, 1/2) < k)
 # at or under 2.5 % (none under 6 rounds).
 ratio_stats() {
