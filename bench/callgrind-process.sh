@@ -14,7 +14,8 @@
 # WHAT=outbound the same `baton run` as the app's outbound forward proxy (oha --proxy): route
 # lookup, the exchanged token from the cache (one exchange at the IdP, then hits), the header
 # rewrite and the keep-alive connection to the app, which stands in for the next hop.
-# The callgrind files stay in the printed directory for `callgrind_annotate --inclusive=yes`.
+# The callgrind files stay in the printed directory for `callgrind_annotate --inclusive=yes`, beside
+# functions.tsv, the instructions per request of each function (bench/callgrind-functions.py).
 #
 # Usage:  bench/callgrind-process.sh            # after cargo build --release --bins --examples
 # Env:    WHAT (sidecar|outbound|app|bare), N1 (200), N2 (1200), CONC (1), BIN (target/release)
@@ -99,3 +100,7 @@ a=$(run "$N1")
 b=$(run "$N2")
 echo "$WHAT, $CONC connection(s): ($b - $a) / ($N2 - $N1) = $(((b - a) / (N2 - N1))) instructions/request"
 echo "callgrind files: $W"
+if command -v python3 >/dev/null && command -v callgrind_annotate >/dev/null; then
+    bench/callgrind-functions.py table "$W" "$N1" "$N2" >"$W/functions.tsv"
+    echo "per function: $W/functions.tsv (compare two runs: bench/callgrind-functions.py diff A B)"
+fi
