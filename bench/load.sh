@@ -39,7 +39,10 @@
 #         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md,
 #         CASES ("bare inbound hop"; app and nginx, the baselines, are always measured),
 #         MODES ("one q<rate>... max": the modes measured, in that order; e.g. "max"),
-#         IDP (1; 0 skips the IdP measurements), REPEAT (1)
+#         IDP (1; 0 skips the IdP measurements), REPEAT (1),
+#         BEFORE (unset; the path of another `baton` binary, e.g. one built before a change: adds
+#         the case "before", the same inbound sidecar run by that binary, measured in the same
+#         rounds, and the paired ratio of inbound's maximum against it: an A/B of a change)
 # Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
 set -euo pipefail
 
@@ -49,7 +52,12 @@ DURATION=${DURATION:-10s}
 RATES=${RATES:-"2000 10000"}
 CONCURRENCY=${CONCURRENCY:-64}
 BIN=${BIN:-target/release}
-CASES="app nginx $(echo "${CASES:-bare inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e '' | tr '\n' ' ')"
+CASES="app nginx $(echo "${CASES:-bare inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e before -e '' | tr '\n' ' ')"
+if [ -n "${BEFORE:-}" ]; then
+    [ -x "$BEFORE" ] || { echo "load.sh: BEFORE=$BEFORE is not an executable" >&2; exit 1; }
+    BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")
+    CASES+="before "
+fi
 IDP=${IDP:-1}
 REPEAT=${REPEAT:-1}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -218,11 +226,12 @@ wait_ok "http://127.0.0.1:$NGINX_PORT/"
 
 free_port A_IN A_OUT A_ADMIN A_PORT
 free_port B_IN B_OUT B_ADMIN
-cat >"$W/sidecar-a.yaml" <<EOF
+sidecar_a_config() { # INBOUND OUTBOUND ADMIN PORT: sidecar A's config on those ports
+    cat <<EOF
 issuer: $ISSUER
 audience: service-a
 app: "127.0.0.1:$APP_PORT"
-listeners: {inbound: "127.0.0.1:$A_IN", outbound: "127.0.0.1:$A_OUT", admin: "127.0.0.1:$A_ADMIN"}
+listeners: {inbound: "127.0.0.1:$1", outbound: "127.0.0.1:$2", admin: "127.0.0.1:$3"}
 routes:
   - {name: default, path: /}
 outbound:
@@ -230,8 +239,10 @@ outbound:
   routes:
     - {name: service-b, host: "127.0.0.1:$B_IN", audience: service-b}
   ports:
-    - {listen: "127.0.0.1:$A_PORT", upstream: "127.0.0.1:$B_IN", route: service-b}
+    - {listen: "127.0.0.1:$4", upstream: "127.0.0.1:$B_IN", route: service-b}
 EOF
+}
+sidecar_a_config "$A_IN" "$A_OUT" "$A_ADMIN" "$A_PORT" >"$W/sidecar-a.yaml"
 cat >"$W/sidecar-b.yaml" <<EOF
 issuer: $ISSUER
 audience: service-b
@@ -247,6 +258,13 @@ RUST_LOG=${RUST_LOG:-warn} start sidecar-a "$BIN/baton" run -c "$W/sidecar-a.yam
 RUST_LOG=${RUST_LOG:-warn} start sidecar-b "$BIN/baton" run -c "$W/sidecar-b.yaml"
 wait_ok "http://127.0.0.1:$A_ADMIN/readyz"
 wait_ok "http://127.0.0.1:$B_ADMIN/readyz"
+if [ -n "${BEFORE:-}" ]; then
+    free_port BEFORE_IN BEFORE_OUT BEFORE_ADMIN BEFORE_PORT
+    sidecar_a_config "$BEFORE_IN" "$BEFORE_OUT" "$BEFORE_ADMIN" "$BEFORE_PORT" >"$W/sidecar-before.yaml"
+    cp "$W/sidecar-before.yaml" "$OUT/"
+    RUST_LOG=${RUST_LOG:-warn} start sidecar-before "$BEFORE" run -c "$W/sidecar-before.yaml"
+    wait_ok "http://127.0.0.1:$BEFORE_ADMIN/readyz"
+fi
 free_port BARE_PORT
 start bare "$BIN/examples/bare-proxy" "127.0.0.1:$BARE_PORT" "127.0.0.1:$APP_PORT"
 wait_ok "http://127.0.0.1:$BARE_PORT/"
@@ -262,12 +280,13 @@ else
     HOP_HOW="A's per-upstream outbound port (this oha has no --proxy)"
 fi
 # Correctness gate and cache warm-up: every case must answer 200 before anything is timed.
-for c in app nginx bare inbound hop; do
+for c in app nginx bare inbound hop ${BEFORE:+before}; do
     case $c in
         app) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$APP_PORT/") ;;
         nginx) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$NGINX_PORT/") ;;
         bare) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$BARE_PORT/") ;;
         inbound) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$A_IN/") ;;
+        before) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$BEFORE_IN/") ;;
         hop) args=("${HOP_ARGS[@]}") ;;
     esac
     eval "ARGS_$c=(\"\${args[@]}\")"
@@ -280,7 +299,7 @@ for c in app nginx bare inbound hop; do
     [ "$c" = hop ] || awk -v a="$size" -v b="$APP_SIZE" 'BEGIN {exit !(a >= 0.9 * b && a <= 1.1 * b)}' \
         || die "$c: the app answered $size bytes per request, $APP_SIZE when alone; the cases are not comparable"
 done
-log "all four cases answer 200; measuring ($DURATION each)"
+log "every case answers 200; measuring ($DURATION each)"
 
 # --- the measurements ---------------------------------------------------------------------------
 declare -A R   # R[case,mode,round] = "rps p50 p99 p999 non2xx"
@@ -299,6 +318,7 @@ for round in $(seq 1 "$REPEAT"); do
         eval "args=(\"\${ARGS_$c[@]}\")"
         case $c in
             inbound) pids=("$PID_sidecar_a") ;;
+            before) pids=("$PID_sidecar_before") ;;
             hop) pids=("$PID_sidecar_a" "$PID_sidecar_b") ;;
             nginx) pids=($(pgrep -P "$PID_nginx") "$PID_nginx") ;;
             bare) pids=("$PID_bare") ;;
@@ -411,6 +431,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
         "load average at start $(cut -d' ' -f1-3 /proc/loadavg). Servers on core 0, oha on core 1."
     echo "Command: \`REPEAT=$REPEAT MODES=\"${MODES[*]}\" DURATION=$DURATION RATES=\"$RATES\" CONCURRENCY=$CONCURRENCY BIN=$BIN bench/load.sh\`;" \
         "oha $(oha --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's|.*/||'). Hop driven by $HOP_HOW."
+    [ -n "${BEFORE:-}" ] && echo "Case before: the inbound sidecar run by $BEFORE (md5 $(md5sum <"$BEFORE" | cut -c1-12)); inbound: $BIN/baton (md5 $(md5sum <"$BIN/baton" | cut -c1-12))."
     echo
     [ "$REPEAT" -gt 1 ] && echo "Each figure is the median of $REPEAT interleaved rounds; the spread column gives the lowest and highest req/s and p50 of the rounds." && echo
     echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx | non-2xx | CPU ms/req (user+sys) | RSS MiB | spread: req/s; p50 µs |"
@@ -448,6 +469,10 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
                 <(paste -d' ' <(rounds cpu "$c" max 1) <(rounds cpu "$c" max 2) | awk '{print $1 + $2}') |
                 ratio_stats "CPU per request at max of nginx against $c's"
         done
+        if [ -n "${BEFORE:-}" ]; then
+            paste -d' ' <(rounds inbound max 1) <(rounds before max 1) |
+                ratio_stats "Max req/s of inbound against before's"
+        fi
         echo
     fi
     echo "Stolen time on core 0 (the hypervisor running something else), per measurement:" \
@@ -460,7 +485,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo
     echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
-        "CPU and RSS: inbound = A-sidecar; hop = both sidecars; nginx = master + worker; bare = bare-proxy; app = the app."
+        "CPU and RSS: inbound = A-sidecar; before = its twin run by BEFORE; hop = both sidecars; nginx = master + worker; bare = bare-proxy; app = the app."
     [ -n "$SOAK_LINE" ] && { echo; echo "$SOAK_LINE"; }
     [ "$IDP" = 1 ] || exit 0
     echo
