@@ -469,7 +469,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
                 <(paste -d' ' <(rounds cpu "$c" max 1) <(rounds cpu "$c" max 2) | awk '{print $1 + $2}') |
                 ratio_stats "CPU per request at max of nginx against $c's"
         done
-        if [ -n "${BEFORE:-}" ]; then
+        if [ -n "${BEFORE:-}" ] && [[ " $CASES " == *" inbound "* ]]; then
             paste -d' ' <(rounds inbound max 1) <(rounds before max 1) |
                 ratio_stats "Max req/s of inbound against before's"
         fi
