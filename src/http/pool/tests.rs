@@ -101,3 +101,125 @@ async fn a_destination_that_is_down_is_an_error() {
         .expect("request");
     assert!(pool(addr).send(req).await.is_err());
 }
+
+/// An app that answers each request with its body, echoed as it arrives, and counts its
+/// connections.
+async fn echo() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(Response::new(req.into_body()))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_on_one_kept_connection() {
+    let (addr, accepted) = echo().await;
+    let pool = pool(addr);
+    for round in 0..3u8 {
+        // 4 MiB, more than the sockets' buffers hold, sent in 64 KiB pieces: the request body is
+        // still being sent while the answer's body comes back.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(2);
+        let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+        tokio::spawn(async move {
+            for i in 0..64u8 {
+                let piece = Bytes::from(vec![i ^ round; 64 << 10]);
+                if tx.send(Ok(http_body::Frame::data(piece))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let req = Request::post("/echo").body(body.boxed()).expect("request");
+        // A lost wake-up would hang: bounded, it fails instead.
+        let sent = async {
+            pool.send(req)
+                .await
+                .expect("send")
+                .into_body()
+                .collect()
+                .await
+        };
+        let got = tokio::time::timeout(Duration::from_secs(20), sent)
+            .await
+            .expect("echoed within 20 s")
+            .expect("body")
+            .to_bytes();
+        assert_eq!(got.len(), 4 << 20);
+        let expected = (0..64u8).flat_map(|i| std::iter::repeat_n(i ^ round, 64 << 10));
+        assert!(
+            got.iter().copied().eq(expected),
+            "round {round}: bytes in order"
+        );
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// `rx` as a `Stream`, for [`http_body_util::StreamBody`].
+fn tokio_stream_from<T>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_wakes_its_reader_for_each_piece() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.expect("accept");
+        let mut head = [0u8; 1024];
+        let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut head).await;
+        let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for piece in ["one", "two", "three"] {
+            out.extend_from_slice(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes());
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, &out)
+                .await
+                .expect("write");
+            out.clear();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, b"0\r\n\r\n")
+            .await
+            .expect("write");
+        // Held open: the connection goes back to the pool, not to its end.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let pool = pool(addr);
+    let req = Request::get("/")
+        .body(crate::http::empty())
+        .expect("request");
+    let read = async {
+        let mut body = pool.send(req).await.expect("send").into_body();
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("frame").into_data() {
+                pieces.push(data);
+            }
+        }
+        pieces
+    };
+    // A lost wake-up would hang: bounded, it fails instead.
+    let pieces = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("read within 10 s");
+    assert_eq!(pieces.concat(), b"onetwothree");
+    assert!(
+        pieces.len() >= 3,
+        "each piece is read as it comes: {pieces:?}"
+    );
+}
