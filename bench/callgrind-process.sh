@@ -11,6 +11,9 @@
 #     instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1)
 # so start-up and shutdown cancel. WHAT=app measures baton-demo-app alone the same way, WHAT=bare
 # the bare hyper proxy of bench/bare_proxy.rs in front of the app (the floor of baton's stack),
+# WHAT=nginx Debian's nginx as bench/load.sh runs it, in one process (user-space instructions
+# only, as for all: the kernel's share of a request, the same four socket calls for both, is not
+# counted),
 # WHAT=outbound the same `baton run` as the app's outbound forward proxy (oha --proxy): route
 # lookup, the exchanged token from the cache (one exchange at the IdP, then hits), the header
 # rewrite and the keep-alive connection to the app, which stands in for the next hop.
@@ -18,7 +21,7 @@
 # functions.tsv, the instructions per request of each function (bench/callgrind-functions.py).
 #
 # Usage:  bench/callgrind-process.sh            # after cargo build --release --bins --examples
-# Env:    WHAT (sidecar|outbound|app|bare), N1 (200), N2 (1200), CONC (1), BIN (target/release)
+# Env:    WHAT (sidecar|outbound|app|bare|nginx), N1 (200), N2 (1200), CONC (1), BIN (target/release)
 # Needs:  valgrind, oha, jq, curl, python3 (free ports), taskset.
 set -euo pipefail
 
@@ -80,6 +83,29 @@ Y
         RUST_LOG=warn "${cg[@]}" "$BIN/baton" run -c "$W/sidecar.yaml" >"$W/run.$n.log" 2>&1 &
         pid=$!
         wait_ok "http://127.0.0.1:$adm/readyz"
+    elif [ "$WHAT" = nginx ]; then
+        # One process (no master): the worker's instructions are the process's. Same config
+        # as bench/load.sh's nginx otherwise.
+        mkdir -p "$W/nginx.$n"
+        cat >"$W/nginx.$n/nginx.conf" <<NGINX
+daemon off; master_process off; worker_processes 1;
+pid $W/nginx.$n/nginx.pid;
+error_log $W/nginx.$n/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $W/nginx.$n/body; proxy_temp_path $W/nginx.$n/proxy;
+    fastcgi_temp_path $W/nginx.$n/fcgi; uwsgi_temp_path $W/nginx.$n/uwsgi; scgi_temp_path $W/nginx.$n/scgi;
+    upstream app { server 127.0.0.1:$APP; keepalive 256; }
+    server {
+        listen 127.0.0.1:$in;
+        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+NGINX
+        "${cg[@]}" nginx -p "$W/nginx.$n" -c "$W/nginx.$n/nginx.conf" >"$W/run.$n.log" 2>&1 &
+        pid=$!
+        wait_ok "http://127.0.0.1:$in/"
     elif [ "$WHAT" = bare ]; then
         "${cg[@]}" "$BIN/examples/bare-proxy" "127.0.0.1:$in" "127.0.0.1:$APP" >"$W/run.$n.log" 2>&1 &
         pid=$!
