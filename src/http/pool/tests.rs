@@ -38,19 +38,26 @@ fn pool(addr: SocketAddr) -> Pool {
     Pool::new(addr.to_string(), Duration::from_secs(5))
 }
 
+/// Bounds `f` to 20 s: a lost wake-up fails the test instead of hanging it.
+async fn bounded<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("done within 20 s")
+}
+
 async fn get(pool: &Pool) -> Response<Body> {
     let req = Request::get("http://ignored/x?y=1")
         .header(http::header::HOST, "app")
         .body(crate::http::empty())
         .expect("request");
-    let rsp = pool.send(req).await.expect("send");
+    let rsp = bounded(pool.send(req)).await.expect("send");
     assert_eq!(rsp.status(), http::StatusCode::OK, "origin-form and Host");
     rsp
 }
 
 /// [`get`], with the body read to the end.
 async fn read(pool: &Pool) -> bytes::Bytes {
-    let body = get(pool).await.into_body().collect().await;
+    let body = bounded(get(pool).await.into_body().collect()).await;
     body.expect("body").to_bytes()
 }
 
@@ -127,6 +134,17 @@ async fn echo() -> (SocketAddr, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn large_bodies_stream_both_ways_on_one_kept_connection() {
+    stream_both_ways().await;
+}
+
+/// The same on two threads: the connection's task and the reader of its bodies may run on
+/// different ones, and the wake-ups that pass between them must all arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_across_threads() {
+    stream_both_ways().await;
+}
+
+async fn stream_both_ways() {
     let (addr, accepted) = echo().await;
     let pool = pool(addr);
     for round in 0..3u8 {
@@ -143,7 +161,6 @@ async fn large_bodies_stream_both_ways_on_one_kept_connection() {
             }
         });
         let req = Request::post("/echo").body(body.boxed()).expect("request");
-        // A lost wake-up would hang: bounded, it fails instead.
         let sent = async {
             pool.send(req)
                 .await
@@ -152,11 +169,7 @@ async fn large_bodies_stream_both_ways_on_one_kept_connection() {
                 .collect()
                 .await
         };
-        let got = tokio::time::timeout(Duration::from_secs(20), sent)
-            .await
-            .expect("echoed within 20 s")
-            .expect("body")
-            .to_bytes();
+        let got = bounded(sent).await.expect("body").to_bytes();
         assert_eq!(got.len(), 4 << 20);
         let expected = (0..64u8).flat_map(|i| std::iter::repeat_n(i ^ round, 64 << 10));
         assert!(
@@ -213,13 +226,36 @@ async fn a_body_that_trickles_in_wakes_its_reader_for_each_piece() {
         }
         pieces
     };
-    // A lost wake-up would hang: bounded, it fails instead.
-    let pieces = tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("read within 10 s");
+    let pieces = bounded(read).await;
     assert_eq!(pieces.concat(), b"onetwothree");
     assert!(
         pieces.len() >= 3,
         "each piece is read as it comes: {pieces:?}"
     );
+}
+
+#[tokio::test]
+async fn reading_the_last_piece_of_a_body_does_not_wake_its_connection() {
+    static BIG: [u8; 1 << 20] = [b'x'; 1 << 20];
+    for body in [&b"hello"[..], &BIG[..]] {
+        let (addr, _) = app(true, body).await;
+        let pool = pool(addr);
+        // A body of one piece, and one of many, whose every piece but the last wakes the
+        // connection's task to send the next.
+        assert_eq!(read(&pool).await.len(), body.len());
+        let gate = pool.idle.lock().expect("idle")[0].gate.clone();
+        let polls = gate.polls.load(Ordering::Relaxed);
+        // Every task that is awake runs before these return (one thread, run queue in order).
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            gate.polls.load(Ordering::Relaxed),
+            polls,
+            "a body of {} bytes: no poll after it was read",
+            body.len()
+        );
+        // And the connection still carries the next request.
+        assert_eq!(read(&pool).await.len(), body.len());
+    }
 }
