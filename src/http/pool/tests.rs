@@ -3,9 +3,12 @@ use http_body_util::BodyExt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// An app on loopback answering `body` to every request; counts the connections it accepts.
-/// With `keep_alive` false it closes each connection after one answer.
-async fn app(keep_alive: bool, body: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+/// What a test app answers to a request.
+type Answer = Arc<dyn Fn(Request<Incoming>) -> Response<Body> + Send + Sync>;
+
+/// An HTTP/1.1 app on loopback answering each request with `answer`; counts the connections it
+/// accepts. With `keep_alive` false it closes each connection after one answer.
+async fn listen(keep_alive: bool, answer: Answer) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -15,14 +18,10 @@ async fn app(keep_alive: bool, body: &'static [u8]) -> (SocketAddr, Arc<AtomicUs
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
-            // The request arrives in origin-form with the caller's Host, or gets a 400.
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                let mut rsp = Response::new(crate::http::full(body));
-                let host = req.headers().get(http::header::HOST);
-                if req.uri() != "/x?y=1" || host.is_none_or(|h| h != "app") {
-                    *rsp.status_mut() = http::StatusCode::BAD_REQUEST;
-                }
-                Ok::<_, std::convert::Infallible>(rsp)
+            let answer = answer.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let rsp = answer(req);
+                async move { Ok::<_, std::convert::Infallible>(rsp) }
             });
             tokio::spawn(
                 hyper::server::conn::http1::Builder::new()
@@ -32,6 +31,20 @@ async fn app(keep_alive: bool, body: &'static [u8]) -> (SocketAddr, Arc<AtomicUs
         }
     });
     (addr, accepted)
+}
+
+/// An app answering `body` to every request ([`listen`]). The request must arrive in
+/// origin-form with the caller's Host, or gets a 400.
+async fn app(keep_alive: bool, body: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
+    let answer: Answer = Arc::new(move |req| {
+        let mut rsp = Response::new(crate::http::full(body));
+        let host = req.headers().get(http::header::HOST);
+        if req.uri() != "/x?y=1" || host.is_none_or(|h| h != "app") {
+            *rsp.status_mut() = http::StatusCode::BAD_REQUEST;
+        }
+        rsp
+    });
+    listen(keep_alive, answer).await
 }
 
 fn pool(addr: SocketAddr) -> Pool {
@@ -109,27 +122,10 @@ async fn a_destination_that_is_down_is_an_error() {
     assert!(pool(addr).send(req).await.is_err());
 }
 
-/// An app that answers each request with its body, echoed as it arrives, and counts its
-/// connections.
+/// An app that answers each request with its body, echoed as it arrives ([`listen`]).
 async fn echo() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                Ok::<_, std::convert::Infallible>(Response::new(req.into_body()))
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc),
-            );
-        }
-    });
-    (addr, accepted)
+    let answer: Answer = Arc::new(|req| Response::new(req.into_body().map_err(Into::into).boxed()));
+    listen(true, answer).await
 }
 
 #[tokio::test]
