@@ -2,20 +2,44 @@
 //! files in a scratch directory, logs captured to a file, readiness by polling, signals, and the
 //! resident set size from `/proc/PID/status`.
 
+use rand::Rng;
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The longest any process may take to become ready.
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 
-/// A free loopback port: bound, read, released (the child binds it right after).
+/// A free loopback port for a child process to bind: bindable now, never handed out before in
+/// this test run, and below the kernel's ephemeral range. A port the kernel picks (`:0`) comes
+/// from that range, where every outgoing connection of the tests running beside this one takes
+/// its local port too: one took such a port between its release here and the child's bind, and
+/// the child could not start ("Address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral > 11_000 {
+        for _ in 0..1_000 {
+            let port = rand::thread_rng().gen_range(10_000..ephemeral);
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
-        .port()
+        .port();
+    given.insert(port);
+    port
 }
 
 /// A scratch directory unique to this test run.
