@@ -12,8 +12,8 @@
 # so start-up and shutdown cancel. WHAT=app measures baton-demo-app alone the same way, WHAT=bare
 # the bare hyper proxy of bench/bare_proxy.rs in front of the app (the floor of baton's stack),
 # WHAT=nginx Debian's nginx as bench/load.sh runs it, in one process (user-space instructions
-# only, as for all: the kernel's share of a request, the same four socket calls for both, is not
-# counted),
+# only, as for every WHAT: the kernel's share of a request, where nginx makes more system calls
+# than the sidecar, is not counted),
 # WHAT=outbound the same `baton run` as the app's outbound forward proxy (oha --proxy): route
 # lookup, the exchanged token from the cache (one exchange at the IdP, then hits), the header
 # rewrite and the keep-alive connection to the app, which stands in for the next hop.
