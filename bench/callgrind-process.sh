@@ -84,26 +84,13 @@ Y
         pid=$!
         wait_ok "http://127.0.0.1:$adm/readyz"
     elif [ "$WHAT" = nginx ]; then
-        # One process (no master): the worker's instructions are the process's. Same config
-        # as bench/load.sh's nginx otherwise.
+        # One process (no master): the worker's instructions are the process's. bench/load.sh's
+        # config otherwise.
         mkdir -p "$W/nginx.$n"
-        cat >"$W/nginx.$n/nginx.conf" <<NGINX
-daemon off; master_process off; worker_processes 1;
-pid $W/nginx.$n/nginx.pid;
-error_log $W/nginx.$n/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $W/nginx.$n/body; proxy_temp_path $W/nginx.$n/proxy;
-    fastcgi_temp_path $W/nginx.$n/fcgi; uwsgi_temp_path $W/nginx.$n/uwsgi; scgi_temp_path $W/nginx.$n/scgi;
-    upstream app { server 127.0.0.1:$APP; keepalive 256; }
-    server {
-        listen 127.0.0.1:$in;
-        location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-NGINX
-        "${cg[@]}" nginx -p "$W/nginx.$n" -c "$W/nginx.$n/nginx.conf" >"$W/run.$n.log" 2>&1 &
+        sed -e "s|@DIR@|$W/nginx.$n|g" -e "s|@LISTEN@|127.0.0.1:$in|" -e "s|@APP@|127.0.0.1:$APP|" \
+            bench/nginx.conf >"$W/nginx.$n/nginx.conf"
+        "${cg[@]}" nginx -p "$W/nginx.$n" -c "$W/nginx.$n/nginx.conf" -g "daemon off; master_process off;" \
+            >"$W/run.$n.log" 2>&1 &
         pid=$!
         wait_ok "http://127.0.0.1:$in/"
     elif [ "$WHAT" = bare ]; then

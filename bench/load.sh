@@ -201,26 +201,8 @@ wait_ok "http://127.0.0.1:$APP_PORT/"
 
 free_port NGINX_PORT
 mkdir -p "$W/nginx"
-cat >"$W/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $W/nginx/body; proxy_temp_path $W/nginx/proxy;
-    fastcgi_temp_path $W/nginx/fcgi; uwsgi_temp_path $W/nginx/uwsgi; scgi_temp_path $W/nginx/scgi;
-    upstream app { server 127.0.0.1:$APP_PORT; keepalive 256; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-EOF
+sed -e "s|@DIR@|$W/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|" -e "s|@APP@|127.0.0.1:$APP_PORT|" \
+    bench/nginx.conf >"$W/nginx/nginx.conf"
 start nginx nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" -g "daemon off;"
 wait_ok "http://127.0.0.1:$NGINX_PORT/"
 
