@@ -61,8 +61,22 @@ pub const MAX_LEEWAY: u64 = 60;
 /// Default token size cap, checked before any decoding (REFERENCE.md attack #10).
 pub const DEFAULT_MAX_LEN: usize = 8192;
 
-/// Seconds since the Unix epoch.
+/// Seconds since the Unix epoch. On Linux from the kernel's coarse wall clock
+/// (`CLOCK_REALTIME_COARSE`, as recent as the last scheduler tick, 1–4 ms): token times are
+/// whole seconds, and the sidecar reads the time on every request, where the precise clock and
+/// the conversion of its nanoseconds cost about 70 instructions more (callgrind).
 pub fn unix_now() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable `timespec`, the only memory the call writes.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+            return u64::try_from(ts.tv_sec).unwrap_or(0);
+        }
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

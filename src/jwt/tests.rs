@@ -413,3 +413,21 @@ fn signatures_agree_with_an_independent_implementation() {
         );
     }
 }
+
+#[test]
+fn unix_now_is_the_wall_clock_to_the_second() {
+    let precise = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs()
+    };
+    let before = precise(std::time::SystemTime::now());
+    let now = unix_now();
+    let after = precise(std::time::SystemTime::now());
+    // The coarse clock may trail the precise one by a tick, so across a second's boundary it
+    // can still give the second before.
+    assert!(
+        (before.saturating_sub(1)..=after).contains(&now),
+        "{before} ≤ {now} ≤ {after}"
+    );
+}
