@@ -20,14 +20,14 @@
 # The callgrind files stay in the printed directory for `callgrind_annotate --inclusive=yes`, beside
 # functions.tsv, the instructions per request of each function (bench/callgrind-functions.py).
 #
-# Usage:  bench/callgrind-process.sh            # after cargo build --release --bins --examples
-# Env:    WHAT (sidecar|outbound|app|bare|nginx), N1 (200), N2 (1200), CONC (1), BIN (target/release)
+# Usage:  bench/callgrind-process.sh            # after cargo build --profile dist --bins --examples
+# Env:    WHAT (sidecar|outbound|app|bare|nginx), N1 (200), N2 (1200), CONC (1), BIN (target/dist)
 # Needs:  valgrind, oha, jq, curl, python3 (free ports), taskset.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 WHAT=${WHAT:-sidecar} N1=${N1:-200} N2=${N2:-1200} CONC=${CONC:-1}
-BIN=$(cd "${BIN:-target/release}" && pwd)
+BIN=$(cd "${BIN:-target/dist}" && pwd)
 W=$(mktemp -d /tmp/baton-cgproc.XXXXXX)
 PIDS=()
 cleanup() {

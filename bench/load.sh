@@ -324,7 +324,8 @@ for round in $(seq 1 "$REPEAT"); do
                 printf "%.9f %.9f", (x[1] - y[1]) / n, (x[2] - y[2]) / n}')
             # RSS of the first round, when the modes before it were only this case's lighter ones.
             [ "$round" = 1 ] && RSS[$c,$m]=$(rss_of "${pids[@]}")
-            log "round $round/$REPEAT, $c $m: ${R[$c,$m,$round]} (rps p50 p99 p99.9 µs, non-2xx), ${STEAL[$c,$m,$round]} % stolen"
+            log "round $round/$REPEAT, $c $m: ${R[$c,$m,$round]} (rps p50 p99 p99.9 µs, non-2xx), $(awk -v c="${CPU[$c,$m,$round]}" 'BEGIN {
+                split(c, x, " "); printf "CPU %.1f user + %.1f system µs/req", x[1] * 1e6, x[2] * 1e6}'), ${STEAL[$c,$m,$round]} % stolen"
         done
     done
 done

@@ -4,7 +4,7 @@
 # through the real login form, calls A→B→C from the host, stops and restarts the IdP, checks the
 # logs for leaked tokens, then removes everything it created, even when a step fails.
 #
-#   deploy/compose/test.sh                        # build + test (release build of the binaries)
+#   deploy/compose/test.sh                        # build + test (`dist` build of the binaries)
 #   BATON_TEST_IMAGE=baton:dev deploy/compose/test.sh   # test an existing image, keep it
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
