@@ -34,7 +34,8 @@
 # Usage:  bench/load.sh                      # release build, 10 s per measurement
 #         REPEAT=3 bench/load.sh             # the README's figures: medians of 3 rounds
 #         DURATION=3s SKIP_BUILD=1 BIN=target/debug bench/load.sh   # smoke test of the harness
-# Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/release),
+# Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/dist: the `dist`
+#         profile of Cargo.toml, as the images are built),
 #         SKIP_BUILD (unset), SOAK (unset; seconds of hop at 2000 req/s with RSS sampled, e.g. 600),
 #         OUT (bench/out/<utc date>): raw oha JSON, configs, logs, results.md,
 #         CASES ("bare inbound hop"; app and nginx, the baselines, are always measured),
@@ -51,7 +52,7 @@ ROOT=$PWD
 DURATION=${DURATION:-10s}
 RATES=${RATES:-"2000 10000"}
 CONCURRENCY=${CONCURRENCY:-64}
-BIN=${BIN:-target/release}
+BIN=${BIN:-target/dist}
 CASES="app nginx $(echo "${CASES:-bare inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e before -e '' | tr '\n' ' ')"
 if [ -n "${BEFORE:-}" ]; then
     [ -x "$BEFORE" ] || { echo "load.sh: BEFORE=$BEFORE is not an executable" >&2; exit 1; }
@@ -92,8 +93,8 @@ else
     log "fewer than 2 cores or no taskset: servers and load generator are not pinned"
 fi
 if [ -z "${SKIP_BUILD:-}" ]; then
-    log "cargo build --release --bins --example bare-proxy"
-    cargo build --release --bins --example bare-proxy >&2
+    log "cargo build --profile dist --bins --example bare-proxy"
+    cargo build --profile dist --bins --example bare-proxy >&2
 fi
 for b in baton baton-idp baton-demo-app examples/bare-proxy; do [ -x "$BIN/$b" ] || die "$BIN/$b missing"; done
 BIN=$(cd "$BIN" && pwd)
