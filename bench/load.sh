@@ -31,7 +31,7 @@
 # (`oha --proxy`, absolute-form requests, like any HTTP_PROXY client); if this oha has no --proxy,
 # it uses A's per-upstream local port instead (`outbound.ports`) and says so.
 #
-# Usage:  bench/load.sh                      # release build, 10 s per measurement
+# Usage:  bench/load.sh                      # dist build (fat LTO), 10 s per measurement
 #         REPEAT=3 bench/load.sh             # the README's figures: medians of 3 rounds
 #         DURATION=3s SKIP_BUILD=1 BIN=target/debug bench/load.sh   # smoke test of the harness
 # Env:    DURATION (10s), RATES ("2000 10000"), CONCURRENCY (64), BIN (target/dist: the `dist`
