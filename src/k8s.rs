@@ -1,20 +1,26 @@
-//! Kubernetes sidecar injection: the annotations baton reads, the ports and uid the injected
-//! containers use, and the map of the parts below.
+//! Kubernetes sidecar injection: the annotations baton reads, the ports the injected containers
+//! use, and the map of the parts below.
 //!
+//! - [`policy`]: what the operator decides and no pod can change: the sidecar's uid, the images
+//!   a pod may name.
 //! - [`settings`]: `baton.dev/*` annotations (namespace defaults, pod overrides) → validated
-//!   [`settings::Settings`], and the generated `sidecar.yaml`.
+//!   [`settings::Settings`], and the generated `sidecar.yaml`, checked by the sidecar's own
+//!   validation.
 //! - [`mutate`]: the one pure pod-template mutation both `baton inject` and the webhook use.
 //! - [`inject`]: `baton inject`: multi-document YAML in, the same documents out, workloads injected.
-//! - [`webhook`]: `baton webhook`: the mutating admission webhook (AdmissionReview v1, JSONPatch).
+//! - [`webhook`]: `baton webhook`: the mutating admission webhook (AdmissionReview v1, JSONPatch),
+//!   reading a bounded, typed part of each review, a bounded number at a time.
 //! - [`tls`]: the webhook's HTTPS listener: certificate files reloaded when they change.
 //! - [`capture`]: `baton init-net` (iptables REDIRECT rules) and `original_dst` (SO_ORIGINAL_DST).
 //!
 //! Pods opt in with `baton.dev/inject: enabled` (pod annotation or label, or namespace annotation
-//! or label); `disabled` on the pod opts out of a namespace-wide opt-in.
+//! or label). A namespace that opted in enforces injection: its pods cannot opt out (see
+//! [`mutate`]).
 
 pub mod capture;
 pub mod inject;
 pub mod mutate;
+pub mod policy;
 pub mod settings;
 pub mod tls;
 pub mod webhook;
@@ -31,8 +37,6 @@ pub const APP_HEALTH: &str = "/app-health/";
 /// Env var of the sidecar carrying the app probes that capture mode moved to the admin port: a
 /// JSON object from each `/app-health/...` path to the original probe (see [`mutate`]).
 pub const APP_PROBES_ENV: &str = "BATON_APP_PROBES";
-/// The uid the sidecar runs as; `baton init-net` exempts its traffic from the outbound capture.
-pub const SIDECAR_UID: i64 = 65532;
 /// Where the sidecar's configuration volume is mounted.
 pub const CONFIG_DIR: &str = "/etc/baton";
 /// Where a client secret named by `baton.dev/client-secret` is mounted.
@@ -44,11 +48,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod annotation {
     /// `enabled` | `disabled`, on the pod (annotation or label) or its namespace.
     pub const INJECT: &str = "baton.dev/inject";
-    /// Written by the injector: the baton version that injected this pod. Makes injection idempotent.
+    /// Written by the injector: the baton version that injected this pod. For people only: the
+    /// injector trusts the `baton` container it finds, and replaces it, not this marker.
     pub const INJECTED: &str = "baton.dev/injected";
-    /// Sidecar image; default [`super::settings::DEFAULT_IMAGE`].
+    /// Sidecar image; default the injector's `--sidecar-image`; only images its policy allows.
     pub const IMAGE: &str = "baton.dev/image";
-    /// Image of the capture init container; default the sidecar image (it must hold iptables).
+    /// Image of the capture init container (root, `NET_ADMIN`); default the sidecar image (it
+    /// must hold iptables); only images the injector's policy allows.
     pub const INIT_IMAGE: &str = "baton.dev/init-image";
     /// Name of a ConfigMap holding `sidecar.yaml`; when absent the config is generated.
     pub const CONFIG: &str = "baton.dev/config";

@@ -4,7 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    let policy = baton::k8s::policy::Policy::default();
     for namespace_enabled in [false, true] {
-        let _ = baton::k8s::webhook::review(data, namespace_enabled);
+        let _ = baton::k8s::webhook::review(data, namespace_enabled, &policy);
     }
 });

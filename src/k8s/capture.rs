@@ -6,7 +6,8 @@
 //! Outbound: the app's TCP to the captured ports (OUTPUT) goes to the outbound listener, except
 //! the sidecar's own traffic (its uid, so it never loops), loopback destinations, and the IdP.
 
-use super::{INBOUND_PORT, OUTBOUND_PORT, SIDECAR_UID};
+use super::policy::DEFAULT_SIDECAR_UID;
+use super::{INBOUND_PORT, OUTBOUND_PORT};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::process::{Command, ExitCode, Stdio};
@@ -24,8 +25,8 @@ pub struct InitNetArgs {
     /// `host:port` never redirected (the IdP); a name is resolved once, every address excluded.
     #[arg(long)]
     pub exclude: Vec<String>,
-    /// The sidecar's uid, whose traffic is never redirected.
-    #[arg(long, default_value_t = SIDECAR_UID as u32)]
+    /// The sidecar's uid, whose traffic is never redirected (the injector passes its own).
+    #[arg(long, default_value_t = DEFAULT_SIDECAR_UID as u32)]
     pub proxy_uid: u32,
     /// Print the rules instead of installing them.
     #[arg(long)]
@@ -43,6 +44,9 @@ pub enum CaptureError {
         /// The resolver's error.
         source: io::Error,
     },
+    /// `--proxy-uid 0` would exempt every root process of the pod from capture.
+    #[error("--proxy-uid 0: the exempt uid must be the sidecar's own, never root")]
+    RootUid,
     /// `iptables-save`/`iptables-restore` could not be run or failed.
     #[error("run {program}: {reason}")]
     Iptables {
@@ -155,6 +159,9 @@ pub fn init_net(args: InitNetArgs) -> ExitCode {
 }
 
 fn run(args: &InitNetArgs) -> Result<(), CaptureError> {
+    if args.proxy_uid == 0 {
+        return Err(CaptureError::RootUid);
+    }
     let exempt = resolve(&args.exclude)?;
     let mut families = vec![Family::V4];
     if ipv6_enabled() {
@@ -300,7 +307,7 @@ mod tests {
             ip: "10.96.0.7".parse().unwrap(),
             port: 8080,
         };
-        let r = rules(Family::V4, &[8080], &[80, 8080], &[idp], 65532);
+        let r = rules(Family::V4, &[8080], &[80, 8080], &[idp], 15532);
         let lines: Vec<&str> = r.lines().collect();
         assert_eq!(lines.first(), Some(&"*nat"));
         assert_eq!(lines.last(), Some(&"COMMIT"));
@@ -312,7 +319,7 @@ mod tests {
         let first_redirect =
             pos("-A BATON_OUTBOUND -p tcp --dport 80 -j REDIRECT --to-ports 15001");
         for exempt in [
-            "--uid-owner 65532 -j RETURN",
+            "--uid-owner 15532 -j RETURN",
             "-o lo -j RETURN",
             "-d 127.0.0.0/8 -j RETURN",
             "-d 10.96.0.7/32 -p tcp --dport 8080 -j RETURN",
@@ -326,7 +333,7 @@ mod tests {
 
     #[test]
     fn rules_never_redirect_the_sidecar_ports_when_not_asked() {
-        let r = rules(Family::V4, &[9000], &[80], &[], 65532);
+        let r = rules(Family::V4, &[9000], &[80], &[], 15532);
         assert!(!r.contains("--dport 15006"));
         assert!(!r.contains("--dport 15001"));
     }
@@ -341,12 +348,24 @@ mod tests {
             ip: "fd00::7".parse().unwrap(),
             port: 9000,
         };
-        let r = rules(Family::V6, &[8080], &[80], &[v4, v6], 65532);
+        let r = rules(Family::V6, &[8080], &[80], &[v4, v6], 15532);
         assert!(r.contains("-A BATON_OUTBOUND -d ::1/128 -j RETURN"));
         assert!(r.contains("-A BATON_OUTBOUND -d fd00::7/128 -p tcp --dport 9000 -j RETURN"));
         assert!(!r.contains("10.0.0.7") && !r.contains("127.0.0.0/8"));
-        let r4 = rules(Family::V4, &[8080], &[80], &[v4, v6], 65532);
+        let r4 = rules(Family::V4, &[8080], &[80], &[v4, v6], 15532);
         assert!(r4.contains("-d 10.0.0.7/32") && !r4.contains("fd00::7"));
+    }
+
+    #[test]
+    fn root_is_never_the_exempt_uid() {
+        let args = InitNetArgs {
+            inbound_ports: vec![8080],
+            outbound_ports: vec![80],
+            exclude: vec![],
+            proxy_uid: 0,
+            dry_run: true,
+        };
+        assert!(matches!(run(&args), Err(CaptureError::RootUid)));
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! `baton inject`: multi-document YAML in, the same documents out, with the sidecar injected into
 //! the pod templates of the workloads that opt in (like `linkerd inject`). Documents that are not
 //! changed are copied byte for byte; changed ones are re-serialized. `Namespace` documents in the
-//! same stream act as namespace-level opt-in and defaults for workloads that name them.
+//! same stream act as namespace-level opt-in (enforced, as by the webhook) and defaults for
+//! workloads that name them.
+//!
+//! Input is bounded before serde_yaml sees it: at most [`MAX_INPUT_BYTES`], and no document
+//! nested deeper than [`MAX_DEPTH`] (measured with yaml-rust2, which stops at the first level too
+//! deep; libyaml's scanner, under serde_yaml, spends time quadratic in the nesting of flow
+//! collections: 8,000 `[` took half a second, 100,000 more than 30).
 
 use super::mutate::{Outcome, Skip, mutate};
+use super::policy::{Policy, PolicyArgs};
 use super::settings::Namespace;
 use crate::config::ConfigErrors;
 use serde_json::Value;
@@ -12,12 +19,21 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The largest input `baton inject` reads.
+pub const MAX_INPUT_BYTES: usize = 16 << 20;
+/// The deepest nesting of collections in one document (serde_yaml's own limit too); Kubernetes
+/// objects, CRD schemas included, stay far below it.
+pub const MAX_DEPTH: usize = 128;
+
 /// Arguments of `baton inject`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InjectArgs {
     /// Manifest file; standard input when absent or `-`.
     #[arg(short = 'f', long = "filename")]
     pub file: Option<PathBuf>,
+    /// Sidecar uid and allowed images.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// Why a stream could not be injected.
@@ -30,6 +46,20 @@ pub enum InjectError {
         index: usize,
         /// The parser's error (line and column are relative to the document).
         source: serde_yaml::Error,
+    },
+    /// The input is larger than [`MAX_INPUT_BYTES`].
+    #[error("input larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A document nests deeper than [`MAX_DEPTH`], or is not YAML at all.
+    #[error("document {index}: {reason}")]
+    Shape {
+        /// 1-based position in the stream.
+        index: usize,
+        /// What is wrong, with the line.
+        reason: String,
     },
     /// Some workloads carry invalid `baton.dev/*` annotations or collide with the sidecar.
     #[error("{0}")]
@@ -54,14 +84,23 @@ pub struct Injected {
     pub verdicts: Vec<Verdict>,
 }
 
-/// Injects every opted-in workload of a multi-document YAML stream. Pure.
-pub fn inject_stream(text: &str) -> Result<Injected, InjectError> {
+/// Injects every opted-in workload of a multi-document YAML stream under `policy`. Pure.
+pub fn inject_stream(text: &str, policy: &Policy) -> Result<Injected, InjectError> {
+    if text.len() > MAX_INPUT_BYTES {
+        return Err(InjectError::TooLarge {
+            limit: MAX_INPUT_BYTES,
+        });
+    }
     let docs = split_documents(text);
     let mut parsed = Vec::with_capacity(docs.len());
     for (index, d) in docs.iter().enumerate() {
         let value = if is_blank(d.body) {
             None
         } else {
+            check_depth(d.body).map_err(|reason| InjectError::Shape {
+                index: index + 1,
+                reason,
+            })?;
             let v: Value = serde_yaml::from_str(d.body).map_err(|source| InjectError::Yaml {
                 index: index + 1,
                 source,
@@ -92,7 +131,13 @@ pub fn inject_stream(text: &str) -> Result<Injected, InjectError> {
             out.push_str(d.body);
             continue;
         };
-        let changed = inject_value(&mut value, &namespaces, &mut verdicts, &mut problems);
+        let changed = inject_value(
+            &mut value,
+            &namespaces,
+            policy,
+            &mut verdicts,
+            &mut problems,
+        );
         if changed {
             match serde_yaml::to_string(&value) {
                 Ok(yaml) => out.push_str(&yaml),
@@ -115,6 +160,7 @@ pub fn inject_stream(text: &str) -> Result<Injected, InjectError> {
 fn inject_value(
     value: &mut Value,
     namespaces: &HashMap<String, Namespace>,
+    policy: &Policy,
     verdicts: &mut Vec<Verdict>,
     problems: &mut Vec<crate::config::ConfigError>,
 ) -> bool {
@@ -124,7 +170,7 @@ fn inject_value(
         };
         let mut changed = false;
         for item in items {
-            changed |= inject_value(item, namespaces, verdicts, problems);
+            changed |= inject_value(item, namespaces, policy, verdicts, problems);
         }
         return changed;
     }
@@ -147,7 +193,7 @@ fn inject_value(
     let Some(template) = value.pointer_mut(pointer) else {
         return false;
     };
-    match mutate(template, &ns, &origin) {
+    match mutate(template, &ns, policy, &origin) {
         Ok(Outcome::Injected(new)) => {
             *template = new;
             verdicts.push(Verdict {
@@ -228,6 +274,31 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
     docs
 }
 
+/// Fails when `doc` nests collections deeper than [`MAX_DEPTH`] or does not scan as YAML; stops
+/// at the first such event, so the work is linear in the input.
+fn check_depth(doc: &str) -> Result<(), String> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(doc);
+    let mut depth = 0usize;
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| e.to_string())?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!(
+                        "nested deeper than {MAX_DEPTH} levels at line {}",
+                        mark.line()
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::StreamEnd => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
 fn is_blank(doc: &str) -> bool {
     doc.lines()
         .map(str::trim)
@@ -235,19 +306,31 @@ fn is_blank(doc: &str) -> bool {
 }
 
 /// `baton inject -f FILE` (or standard input): writes the injected stream to standard output and
-/// one line per workload to standard error. Exit 65 for invalid input (every problem listed),
-/// 66 when the file cannot be read.
+/// one line per workload to standard error. Exit 64 for an invalid flag, 65 for invalid input
+/// (every problem listed, a pod whose generated config the sidecar would refuse included), 66
+/// when the file cannot be read.
 pub fn main(args: InjectArgs) -> ExitCode {
+    let policy = match args.policy.policy() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("baton inject: {e}");
+            return ExitCode::from(64);
+        }
+    };
     let mut text = String::new();
+    // One byte more than the limit is read, so that too large is told from just large enough.
+    let limit = MAX_INPUT_BYTES as u64 + 1;
     let read = match args.file.as_deref() {
-        Some(p) if p.as_os_str() != "-" => std::fs::read_to_string(p).map(|t| text = t),
-        _ => std::io::stdin().read_to_string(&mut text).map(|_| ()),
+        Some(p) if p.as_os_str() != "-" => {
+            std::fs::File::open(p).and_then(|f| f.take(limit).read_to_string(&mut text))
+        }
+        _ => std::io::stdin().take(limit).read_to_string(&mut text),
     };
     if let Err(e) = read {
         eprintln!("baton inject: read input: {e}");
         return ExitCode::from(66);
     }
-    let injected = match inject_stream(&text) {
+    let injected = match inject_stream(&text, &policy) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("baton inject: {e}");

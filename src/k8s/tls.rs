@@ -1,5 +1,6 @@
 //! The webhook's TLS: a rustls certificate resolver that reloads the certificate and key files
-//! when they change (a renewed Secret), and the acceptor `server::serve_tls` runs with.
+//! when they change (a renewed Secret), and the acceptor `server::serve_tls` runs with, which may
+//! require a client certificate signed by a given CA (the API server's).
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -18,6 +19,14 @@ pub enum TlsError {
     #[error("read {path}: {reason}")]
     Read {
         /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The client CA file holds no usable CA certificate.
+    #[error("client CA {path}: {reason}")]
+    ClientCa {
+        /// The CA file.
         path: PathBuf,
         /// What went wrong.
         reason: String,
@@ -140,10 +149,47 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
 /// A TLS 1.2/1.3 acceptor offering `h2` and `http/1.1`, serving `resolver`'s certificate.
 pub fn acceptor(resolver: Arc<ReloadingCert>) -> Result<TlsAcceptor, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
+    Ok(with_alpn(config))
+}
+
+/// Like [`acceptor`], and the handshake fails unless the client presents a certificate chain to
+/// one of the CA certificates in the PEM file `ca` (read once, at start-up).
+pub fn acceptor_with_client_ca(
+    resolver: Arc<ReloadingCert>,
+    ca: &Path,
+) -> Result<TlsAcceptor, TlsError> {
+    let fail = |reason: String| TlsError::ClientCa {
+        path: ca.to_owned(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| fail(e.to_string()))? {
+        let cert = cert.map_err(|e| fail(e.to_string()))?;
+        roots.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no CERTIFICATE in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| fail(e.to_string()))?;
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    Ok(with_alpn(config))
+}
+
+fn with_alpn(mut config: rustls::ServerConfig) -> TlsAcceptor {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    TlsAcceptor::from(Arc::new(config))
 }

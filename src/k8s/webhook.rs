@@ -3,16 +3,27 @@
 //! pod to the one [`super::mutate::mutate`] returns: the same function as `baton inject`, so
 //! both give the same pod. `POST /mutate/namespace-enabled` is the same for pods of namespaces
 //! whose label opted in (the MutatingWebhookConfiguration's namespace selector says so; the
-//! API server sends no namespace metadata). `GET /healthz`, `GET /metrics`.
+//! API server sends no namespace metadata). `GET /healthz`, `GET /metrics`, also on the optional
+//! plain-HTTP health listener, which serves nothing else.
+//!
+//! Any pod author can make the API server send a review, so what one costs is bounded: a body of
+//! at most [`MAX_REVIEW_BYTES`], read only under one of `--max-concurrent` permits (taken before
+//! the body is read; beyond them a fast 429 with `Retry-After`, which the API server's client
+//! retries within the webhook's timeout), parsed as a typed review whose pod is at most
+//! [`parse::MAX_POD_VALUES`] values ([`parse`]). At most [`MAX_CONNECTIONS`] connections, each
+//! buffering at most hyper's 1 MiB HTTP/2 window. `--client-ca` limits callers to clients with a
+//! certificate that CA signed (the API server's), and `deploy/k8s/webhook-networkpolicy.yaml` to
+//! the control plane's addresses.
 
 use super::mutate::{Outcome, mutate};
+use super::policy::{Policy, PolicyArgs};
 use super::settings::Namespace;
 use super::tls::{self, ReloadingCert};
-use crate::http::{Body, BoxError, json, read_limited, text};
+use crate::http::{Body, BodyError, BoxError, json, read_limited, text};
 use crate::server::Limits;
 use base64::Engine;
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,11 +34,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tracing::{error, info, instrument, warn};
 
-/// An AdmissionReview of a pod can be large (a pod may be ~1.5 MiB); anything bigger is refused.
-const MAX_REVIEW_BYTES: usize = 3 << 20;
+pub mod parse;
+
+/// The largest AdmissionReview read. A Pod's review is the pod and a few short fields; the API
+/// server caps all of a pod's annotations at 256 KiB, and real pods are tens of KiB.
+pub const MAX_REVIEW_BYTES: usize = 1 << 20;
+/// Reviews handled at once when `--max-concurrent` is not given.
+pub const DEFAULT_MAX_CONCURRENT: usize = 4;
+/// Connections held at once: the API server keeps a few (HTTP/2 multiplexes its calls).
+pub const MAX_CONNECTIONS: usize = 32;
 const API_VERSION: &str = "admission.k8s.io/v1";
+/// The longest error text echoed back or logged: parse errors may quote the input.
+const MAX_ERROR_CHARS: usize = 200;
 
 /// Arguments of `baton webhook`.
 #[derive(Debug, Clone, clap::Args)]
@@ -44,6 +65,20 @@ pub struct WebhookArgs {
     /// How often to look for a renewed certificate, in seconds.
     #[arg(long, default_value_t = 10)]
     pub reload_seconds: u64,
+    /// PEM CA certificates: when given, only clients presenting a certificate one of them signed
+    /// may connect (give the CA of the API server's webhook client certificate, and no other).
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
+    /// Plain-HTTP address for `/healthz` and `/metrics` only (kubelet probes, scrapers), so that
+    /// the HTTPS port can be limited to the API server.
+    #[arg(long)]
+    pub health_listen: Option<SocketAddr>,
+    /// Reviews handled at once; more get 429 with `Retry-After: 1`.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT)]
+    pub max_concurrent: usize,
+    /// Sidecar uid and allowed images.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// `outcome` label of `baton_webhook_reviews_total`.
@@ -52,9 +87,11 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
-/// The webhook's state: its metrics.
+/// The webhook's state: the operator's policy, the review permits and the metrics.
 #[derive(Debug)]
 pub struct Webhook {
+    policy: Policy,
+    permits: Semaphore,
     reviews: Family<OutcomeLabel, Counter>,
     registry: Registry,
 }
@@ -66,9 +103,15 @@ impl Default for Webhook {
 }
 
 impl Webhook {
-    /// A webhook with its own registry holding `baton_webhook_reviews_total{outcome}`
-    /// (`injected`, `skipped`, `denied`, `ignored`, `malformed`).
+    /// A webhook with the default policy and [`DEFAULT_MAX_CONCURRENT`] permits.
     pub fn new() -> Self {
+        Self::with(Policy::default(), DEFAULT_MAX_CONCURRENT)
+    }
+
+    /// A webhook under `policy` handling at most `max_concurrent` reviews at once, with its own
+    /// registry holding `baton_webhook_reviews_total{outcome}` (`injected`, `skipped`, `denied`,
+    /// `ignored`, `malformed`, `busy`).
+    pub fn with(policy: Policy, max_concurrent: usize) -> Self {
         let reviews = Family::<OutcomeLabel, Counter>::default();
         let mut registry = Registry::default();
         registry.register(
@@ -76,7 +119,12 @@ impl Webhook {
             "AdmissionReviews answered, by outcome",
             reviews.clone(),
         );
-        Self { reviews, registry }
+        Self {
+            policy,
+            permits: Semaphore::new(max_concurrent.max(1)),
+            reviews,
+            registry,
+        }
     }
 
     /// How many reviews ended with `outcome`.
@@ -92,8 +140,8 @@ impl Webhook {
 /// Why a request is not a review we can answer: HTTP 400 with this text.
 #[derive(Debug, thiserror::Error)]
 pub enum Malformed {
-    /// The body is not JSON.
-    #[error("admission review: body is not JSON: {0}")]
+    /// The body is not JSON, or not shaped as an AdmissionReview (the parser's reason, cut short).
+    #[error("admission review: body is not an AdmissionReview: {0}")]
     Json(String),
     /// Not `admission.k8s.io/v1` `AdmissionReview`.
     #[error("admission review: expected apiVersion {API_VERSION} and kind AdmissionReview")]
@@ -103,59 +151,74 @@ pub enum Malformed {
     Uid,
 }
 
-/// Answers one AdmissionReview body. `namespace_enabled` tells whether the namespace opted in.
-/// A well-formed review always gets an AdmissionReview back (`allowed: false` with a status
-/// for a non-Pod or an invalid annotation); only a body with no `uid` to answer is an error.
-pub fn review(body: &[u8], namespace_enabled: bool) -> Result<(Value, &'static str), Malformed> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| Malformed::Json(e.to_string()))?;
-    if doc.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION)
-        || doc.get("kind").and_then(Value::as_str) != Some("AdmissionReview")
+/// A parser's error, at most [`MAX_ERROR_CHARS`] characters: it may quote the input.
+fn short(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Answers one AdmissionReview body under `policy`. `namespace_enabled` tells whether the
+/// namespace opted in (and so enforces injection). A well-formed review always gets an
+/// AdmissionReview back (`allowed: false` with a status for a non-Pod, an oversized pod or an
+/// invalid annotation); only a body with no `uid` to answer is an error.
+pub fn review(
+    body: &[u8],
+    namespace_enabled: bool,
+    policy: &Policy,
+) -> Result<(Value, &'static str), Malformed> {
+    let doc: parse::Review<'_> =
+        serde_json::from_slice(body).map_err(|e| Malformed::Json(short(&e)))?;
+    if doc.api_version.as_deref() != Some(API_VERSION)
+        || doc.kind.as_deref() != Some("AdmissionReview")
     {
         return Err(Malformed::Version);
     }
-    let req = doc.get("request").ok_or(Malformed::Uid)?;
-    let uid = req
-        .get("uid")
-        .and_then(Value::as_str)
-        .ok_or(Malformed::Uid)?;
-    let answer = |response: Value| {
-        let mut response = response;
-        response["uid"] = uid.into();
+    let req = doc.request.ok_or(Malformed::Uid)?;
+    let uid = req.uid.ok_or(Malformed::Uid)?;
+    let answer = |mut response: Value| {
+        response["uid"] = uid.as_str().into();
         json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response})
     };
     let deny = |code: u16, message: String| {
         answer(json!({"allowed": false, "status": {"code": code, "message": message}}))
     };
 
-    let kind = req.get("kind").cloned().unwrap_or_default();
-    let is_pod = kind
-        .get("group")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .is_empty()
-        && kind.get("kind").and_then(Value::as_str) == Some("Pod");
-    if !is_pod {
+    let kind = req.kind.unwrap_or_default();
+    if !(kind.group.is_empty() && kind.kind == "Pod") {
+        let got = if kind.kind.is_empty() {
+            "no kind".to_owned()
+        } else {
+            kind.kind.chars().take(64).collect()
+        };
         let msg = format!(
-            "baton webhook mutates Pods only, got {}; fix the MutatingWebhookConfiguration rules",
-            kind.get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("no kind")
+            "baton webhook mutates Pods only, got {got}; fix the MutatingWebhookConfiguration rules"
         );
         return Ok((deny(400, msg), "malformed"));
     }
-    if req.get("operation").and_then(Value::as_str) != Some("CREATE") {
+    if req.operation.as_deref() != Some("CREATE") {
         return Ok((answer(json!({"allowed": true})), "ignored"));
     }
-    let Some(pod) = req.get("object").filter(|o| o.is_object()) else {
+    let Some(raw) = req.object else {
         return Ok((
             deny(400, "admission review: request.object is missing".into()),
             "malformed",
         ));
     };
-    let ns_name = req
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let pod = match parse::pod(raw) {
+        Ok(pod) if pod.is_object() => pod,
+        Ok(_) => {
+            let msg = "admission review: request.object is not an object".to_owned();
+            return Ok((deny(400, msg), "malformed"));
+        }
+        Err(e) => {
+            let msg = format!("admission review: request.object: {}", short(&e));
+            return Ok((deny(413, msg), "malformed"));
+        }
+    };
+    let ns_name = req.namespace.as_deref().unwrap_or("default");
     let name = pod
         .pointer("/metadata/name")
         .or_else(|| pod.pointer("/metadata/generateName"))
@@ -167,9 +230,9 @@ pub fn review(body: &[u8], namespace_enabled: bool) -> Result<(Value, &'static s
     } else {
         Namespace::default()
     };
-    Ok(match mutate(pod, &ns, &origin) {
+    Ok(match mutate(&pod, &ns, policy, &origin) {
         Ok(Outcome::Injected(new)) => {
-            let patch = json_patch::diff(pod, &new);
+            let patch = json_patch::diff(&pod, &new);
             let bytes = serde_json::to_vec(&patch).unwrap_or_default();
             let patch = base64::engine::general_purpose::STANDARD.encode(bytes);
             let rsp = json!({"allowed": true, "patchType": "JSONPatch", "patch": patch});
@@ -197,14 +260,27 @@ where
         }
         _ => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
+    // The permit is taken before the body is read: a review that finds none holds no memory.
+    let Ok(_permit) = state.permits.try_acquire() else {
+        state.count("busy");
+        warn!("admission review refused: every permit is in use");
+        let mut rsp = text(StatusCode::TOO_MANY_REQUESTS, "busy: retry in a second\n");
+        rsp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return rsp;
+    };
     let body = match read_limited(req.into_body(), MAX_REVIEW_BYTES).await {
         Ok(b) => b,
         Err(e) => {
             state.count("malformed");
-            return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
+            let status = match e {
+                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            };
+            return text(status, format!("{e}\n"));
         }
     };
-    match review(&body, enabled) {
+    match review(&body, enabled, &state.policy) {
         Ok((answer, outcome)) => {
             state.count(outcome);
             info!(outcome, uid = ?answer.pointer("/response/uid"), "admission review");
@@ -215,6 +291,15 @@ where
             warn!(error = %e, "admission review refused");
             text(StatusCode::BAD_REQUEST, format!("{e}\n"))
         }
+    }
+}
+
+/// The health listener's routes: `/healthz` and `/metrics`, nothing else.
+pub async fn handle_health<B>(state: &Webhook, req: Request<B>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/metrics") => metrics(state),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
@@ -245,6 +330,8 @@ pub async fn serve(
 ) {
     let limits = Limits {
         max_body_bytes: MAX_REVIEW_BYTES,
+        max_connections: MAX_CONNECTIONS,
+        request_timeout: Duration::from_secs(10),
         ..Limits::default()
     };
     let handler = move |req, _conn| {
@@ -254,9 +341,39 @@ pub async fn serve(
     crate::server::serve_tls(listener, tls, limits, handler, shutdown).await;
 }
 
-/// `baton webhook` (async: call from the CLI's runtime). Exit 64 when the certificate cannot be
-/// loaded, 1 when the address cannot be bound; 0 after a graceful stop on SIGTERM/SIGINT.
+/// Serves [`handle_health`] over plain HTTP on an already-bound `listener` until `shutdown`.
+pub async fn serve_health(
+    state: Arc<Webhook>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let limits = Limits {
+        max_connections: 16,
+        max_body_bytes: 1024,
+        ..Limits::default()
+    };
+    let handler = move |req, _conn| {
+        let state = state.clone();
+        async move { handle_health(&state, req).await }
+    };
+    crate::server::serve(listener, limits, handler, shutdown).await;
+}
+
+/// `baton webhook` (async: call from the CLI's runtime). Exit 64 when a flag is invalid or the
+/// certificate or client CA cannot be loaded, 1 when an address cannot be bound; 0 after a
+/// graceful stop on SIGTERM/SIGINT.
 pub async fn main(args: WebhookArgs) -> ExitCode {
+    let policy = match args.policy.policy() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("baton webhook: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    if args.max_concurrent == 0 {
+        eprintln!("baton webhook: --max-concurrent must be at least 1");
+        return ExitCode::from(64);
+    }
     let cert = match ReloadingCert::load(&args.tls_cert, &args.tls_key) {
         Ok(c) => c,
         Err(e) => {
@@ -265,10 +382,14 @@ pub async fn main(args: WebhookArgs) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let acceptor = match tls::acceptor(cert.clone()) {
+    let acceptor = match &args.client_ca {
+        Some(ca) => tls::acceptor_with_client_ca(cert.clone(), ca).map_err(|e| e.to_string()),
+        None => tls::acceptor(cert.clone()).map_err(|e| format!("TLS configuration: {e}")),
+    };
+    let acceptor = match acceptor {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("baton webhook: TLS configuration: {e}");
+            eprintln!("baton webhook: {e}");
             return ExitCode::from(64);
         }
     };
@@ -279,13 +400,43 @@ pub async fn main(args: WebhookArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    info!(version = super::VERSION, addr = ?listener.local_addr().ok(), "baton webhook listening");
+    let health = match args.health_listen {
+        None => None,
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("baton webhook: bind {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    info!(
+        version = super::VERSION,
+        addr = ?listener.local_addr().ok(),
+        health = ?health.as_ref().and_then(|l| l.local_addr().ok()),
+        client_ca = args.client_ca.is_some(),
+        sidecar_uid = policy.sidecar_uid,
+        max_concurrent = args.max_concurrent,
+        "baton webhook listening"
+    );
+    let state = Arc::new(Webhook::with(policy, args.max_concurrent));
     let watcher = cert.watch(Duration::from_secs(args.reload_seconds.max(1)));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let health = health.map(|l| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(serve_health(state.clone(), l, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }))
+    });
     let shutdown = async {
         let signal = crate::shutdown::os_signal().await;
         info!(signal, "shutting down");
     };
-    serve(Arc::new(Webhook::new()), listener, acceptor, shutdown).await;
+    serve(state, listener, acceptor, shutdown).await;
+    let _ = stop.send(true);
+    if let Some(h) = health {
+        let _ = h.await;
+    }
     watcher.abort();
     ExitCode::SUCCESS
 }

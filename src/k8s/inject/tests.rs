@@ -1,4 +1,5 @@
 use super::*;
+use crate::k8s::policy::Policy;
 
 const STREAM: &str = r#"# a comment before the first document
 apiVersion: v1
@@ -60,7 +61,7 @@ use serde::Deserialize;
 
 #[test]
 fn opted_in_workloads_are_injected_and_the_rest_pass_through_byte_for_byte() {
-    let out = inject_stream(STREAM).unwrap();
+    let out = inject_stream(STREAM, &Policy::default()).unwrap();
     assert!(out.yaml.starts_with(
         "# a comment before the first document\napiVersion: v1\nkind: Service\nmetadata:\n  name: web   # kept byte for byte\n"
     ));
@@ -95,7 +96,7 @@ fn opted_in_workloads_are_injected_and_the_rest_pass_through_byte_for_byte() {
 #[test]
 fn a_namespace_document_opts_in_its_workloads() {
     let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: jobs\n  labels:\n    baton.dev/inject: enabled\n---\n";
-    let out = inject_stream(&format!("{ns}{STREAM}")).unwrap();
+    let out = inject_stream(&format!("{ns}{STREAM}"), &Policy::default()).unwrap();
     let d = docs(&out.yaml);
     let job = &d[3]["spec"]["jobTemplate"]["spec"]["template"];
     assert_eq!(job["spec"]["initContainers"][0]["restartPolicy"], "Always");
@@ -104,8 +105,8 @@ fn a_namespace_document_opts_in_its_workloads() {
 
 #[test]
 fn injecting_twice_changes_nothing() {
-    let once = inject_stream(STREAM).unwrap().yaml;
-    let twice = inject_stream(&once).unwrap();
+    let once = inject_stream(STREAM, &Policy::default()).unwrap().yaml;
+    let twice = inject_stream(&once, &Policy::default()).unwrap();
     assert_eq!(twice.yaml, once);
     assert_eq!(twice.verdicts[0].skipped, Some(Skip::AlreadyInjected));
 }
@@ -127,7 +128,7 @@ items:
     metadata: {name: p-baton}
     data: {sidecar.yaml: "audience: p"}
 "#;
-    let out = inject_stream(list).unwrap();
+    let out = inject_stream(list, &Policy::default()).unwrap();
     let d = docs(&out.yaml);
     assert_eq!(
         d[0]["items"][0]["spec"]["initContainers"][0]["name"],
@@ -138,10 +139,12 @@ items:
 
 #[test]
 fn errors_name_the_document_or_every_bad_workload() {
-    let e = inject_stream("kind: Pod\n---\nkind: [unclosed\n").unwrap_err();
+    let e = inject_stream("kind: Pod\n---\nkind: [unclosed\n", &Policy::default()).unwrap_err();
     assert!(e.to_string().starts_with("document 2: "), "{e}");
     let bad = STREAM.replace("baton.dev/audience: web", "baton.dev/app-port: \"70000\"");
-    let e = inject_stream(&bad).unwrap_err().to_string();
+    let e = inject_stream(&bad, &Policy::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("Deployment/web: baton.dev/app-port: \"70000\" is not a port number"),
         "{e}"
@@ -150,6 +153,54 @@ fn errors_name_the_document_or_every_bad_workload() {
         e.contains("Deployment/web: baton.dev/audience: required"),
         "{e}"
     );
+}
+
+#[test]
+fn input_beyond_the_size_or_depth_bound_is_refused_before_serde_yaml_parses_it() {
+    // 100,000 `[` took libyaml more than 30 s; the depth check stops at the 129th level.
+    for deep in [
+        format!("a: {}", "[".repeat(100_000)),
+        format!("a: {}", "{a: ".repeat(100_000)),
+        format!("{}x", "- ".repeat(100_000)),
+        format!("kind: Pod\n---\nb: {}", "[".repeat(100_000)),
+    ] {
+        let e = inject_stream(&deep, &Policy::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("document "), "{e}");
+        assert!(
+            e.contains("nested deeper than 128") || e.contains("recursion limit"),
+            "{e}"
+        );
+    }
+    // Deep but within the bound is fine.
+    let ok = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+    assert!(inject_stream(&ok, &Policy::default()).is_ok());
+    let huge = "#".repeat(MAX_INPUT_BYTES + 1);
+    let e = inject_stream(&huge, &Policy::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, format!("input larger than {MAX_INPUT_BYTES} bytes"));
+}
+
+#[test]
+fn a_namespace_document_enforces_injection_on_its_workloads() {
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: jobs\n  labels:\n    baton.dev/inject: enabled\n---\n";
+    let out_out = STREAM.replace(
+        "            baton.dev/issuer: http://idp:8080\n            baton.dev/audience: nightly",
+        "            baton.dev/inject: disabled\n            baton.dev/issuer: http://idp:8080\n            baton.dev/audience: nightly",
+    );
+    assert_ne!(out_out, STREAM);
+    let e = inject_stream(&format!("{ns}{out_out}"), &Policy::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("CronJob/jobs/nightly: baton.dev/inject: disabled is refused"),
+        "{e}"
+    );
+    // Without the Namespace in the stream, the opt-out stands.
+    let out = inject_stream(&out_out, &Policy::default()).unwrap();
+    assert_eq!(out.verdicts[1].skipped, Some(Skip::Disabled));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 use super::*;
 use proptest::prelude::*;
 
+mod trust;
+
 fn pod(annotations: Value) -> Value {
     json!({
         "metadata": {"labels": {"app": "web"}, "annotations": annotations},
@@ -12,6 +14,7 @@ fn pod(annotations: Value) -> Value {
                 "someFutureField": {"kept": [1, 2]},
             }],
             "terminationGracePeriodSeconds": 45,
+            "securityContext": {"runAsUser": 1000},
         },
     })
 }
@@ -26,7 +29,7 @@ fn enabled() -> Value {
 }
 
 fn injected(pod: &Value, ns: &Namespace) -> Value {
-    match mutate(pod, ns, "Pod/web").unwrap() {
+    match mutate(pod, ns, &Policy::default(), "Pod/web").unwrap() {
         Outcome::Injected(v) => v,
         other => panic!("not injected: {other:?}"),
     }
@@ -56,7 +59,8 @@ fn injects_a_hardened_native_sidecar_with_probes_on_its_admin_port() {
     assert_eq!(s["args"], json!(["run", "-c", "/etc/baton/sidecar.yaml"]));
     let sc = &s["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true);
-    assert_eq!(sc["runAsUser"], 65532);
+    assert_eq!(sc["runAsUser"], 15532);
+    assert_eq!(sc["runAsGroup"], 15532);
     assert_eq!(sc["readOnlyRootFilesystem"], true);
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
@@ -212,6 +216,8 @@ fn capture_adds_the_init_container_first_with_only_net_admin_and_net_raw() {
             "init-net",
             "--inbound-ports",
             "8080",
+            "--proxy-uid",
+            "15532",
             "--outbound-ports",
             "80,8080",
             "--exclude",
@@ -226,10 +232,11 @@ fn opt_in_and_opt_out_by_pod_and_namespace() {
         json!({"baton.dev/issuer": "http://idp:8080", "baton.dev/audience": "web",
                            "baton.dev/client-secret": "web-client"}),
     );
-    let skip = |p: &Value, ns: &Namespace| match mutate(p, ns, "Pod/web").unwrap() {
-        Outcome::Skipped(s) => Some(s),
-        Outcome::Injected(_) => None,
-    };
+    let skip =
+        |p: &Value, ns: &Namespace| match mutate(p, ns, &Policy::default(), "Pod/web").unwrap() {
+            Outcome::Skipped(s) => Some(s),
+            Outcome::Injected(_) => None,
+        };
     assert_eq!(skip(&plain, &Namespace::default()), Some(Skip::NotEnabled));
     assert_eq!(skip(&plain, &Namespace::enabled()), None);
     let ns_annotated = Namespace::from_object(
@@ -238,7 +245,7 @@ fn opt_in_and_opt_out_by_pod_and_namespace() {
     assert_eq!(skip(&plain, &ns_annotated), None);
     let mut out = plain.clone();
     out["metadata"]["annotations"]["baton.dev/inject"] = "disabled".into();
-    assert_eq!(skip(&out, &Namespace::enabled()), Some(Skip::Disabled));
+    assert_eq!(skip(&out, &Namespace::default()), Some(Skip::Disabled));
     let mut label = plain.clone();
     label["metadata"]["labels"]["baton.dev/inject"] = "enabled".into();
     assert_eq!(skip(&label, &Namespace::default()), None);
@@ -258,7 +265,13 @@ fn namespace_annotations_are_defaults_the_pod_overrides() {
         json!({"baton.dev/audience": "web", "baton.dev/image": "registry.local/baton:2",
                        "baton.dev/client-secret": "web-client"}),
     );
-    let out = injected(&p, &ns);
+    let policy = Policy {
+        allowed_images: vec!["registry.local/baton:*".into()],
+        ..Policy::default()
+    };
+    let Outcome::Injected(out) = mutate(&p, &ns, &policy, "Pod/web").unwrap() else {
+        panic!("not injected");
+    };
     assert_eq!(
         container(&out, "initContainers", "baton")["image"],
         "registry.local/baton:2"
@@ -278,7 +291,13 @@ fn every_bad_annotation_is_reported_at_once_with_its_name() {
         "baton.dev/issuer": "idp:8080",
         "baton.dev/outbound-routes": "api",
     });
-    let err = mutate(&pod(a), &Namespace::default(), "Deployment/web").unwrap_err();
+    let err = mutate(
+        &pod(a),
+        &Namespace::default(),
+        &Policy::default(),
+        "Deployment/web",
+    )
+    .unwrap_err();
     let text = err.to_string();
     for needle in [
         "Deployment/web: baton.dev/app-port: \"http\" is not a port number",
@@ -292,6 +311,7 @@ fn every_bad_annotation_is_reported_at_once_with_its_name() {
     let bad = mutate(
         &pod(json!({"baton.dev/inject": "yes"})),
         &Namespace::default(),
+        &Policy::default(),
         "Pod/x",
     );
     assert!(
@@ -307,20 +327,20 @@ fn collisions_with_the_sidecar_are_refused() {
     a["baton.dev/capture"] = "iptables".into();
     let mut p = pod(a);
     p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 15020}]);
-    p["spec"]["securityContext"] = json!({"runAsUser": 65532});
+    p["spec"]["securityContext"] = json!({"runAsUser": 15532});
     p["spec"]["volumes"] = json!([{"name": "baton-config", "emptyDir": {}}]);
-    let text = mutate(&p, &Namespace::default(), "Pod/web")
+    let text = mutate(&p, &Namespace::default(), &Policy::default(), "Pod/web")
         .unwrap_err()
         .to_string();
     assert!(text.contains("spec.containers[0].ports[0].containerPort: taken by the baton sidecar"));
-    assert!(text.contains("spec.securityContext.runAsUser: 65532 is the sidecar's uid"));
+    assert!(text.contains("spec.securityContext.runAsUser: 15532 is the sidecar's uid"));
     assert!(text.contains("spec.volumes[0].name: baton-config is reserved"));
 }
 
 #[test]
 fn a_template_without_spec_is_an_error_not_a_panic() {
     let p = json!({"metadata": {"annotations": {"baton.dev/inject": "enabled"}}});
-    assert!(mutate(&p, &Namespace::default(), "Pod/x").is_err());
+    assert!(mutate(&p, &Namespace::default(), &Policy::default(), "Pod/x").is_err());
     let weird =
         json!({"metadata": {"annotations": enabled()}, "spec": {"containers": null, "volumes": 7}});
     let out = injected(&weird, &Namespace::default());
@@ -342,6 +362,7 @@ fn probed_pod(capture: bool) -> Value {
     json!({
         "metadata": {"annotations": a},
         "spec": {
+            "securityContext": {"runAsUser": 1000},
             "initContainers": [{
                 "name": "helper", "image": "h:1", "restartPolicy": "Always",
                 "readinessProbe": {"httpGet": {"path": "/h", "port": 8080}},
@@ -537,10 +558,11 @@ proptest! {
         if capture {
             a["baton.dev/capture"] = "iptables".into();
         }
-        let p = json!({"metadata": {"annotations": a}, "spec": {"containers": containers.clone()}});
+        let p = json!({"metadata": {"annotations": a},
+                       "spec": {"containers": containers.clone(), "securityContext": {"runAsUser": 1000}}});
         let once = injected(&p, &Namespace::default());
         prop_assert_eq!(
-            mutate(&once, &Namespace::default(), "Pod/web").unwrap(),
+            mutate(&once, &Namespace::default(), &Policy::default(), "Pod/web").unwrap(),
             Outcome::Skipped(Skip::AlreadyInjected)
         );
         let out = once["spec"]["containers"].as_array().unwrap();

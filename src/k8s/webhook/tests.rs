@@ -1,4 +1,5 @@
 use super::*;
+use crate::k8s::policy::Policy;
 use http_body_util::{BodyExt, Full};
 
 fn fixture(name: &str) -> &'static str {
@@ -33,7 +34,7 @@ fn patched(name: &str, answer: &Value) -> Value {
 
 #[test]
 fn a_pod_gets_a_json_patch_equal_to_the_pure_mutation() {
-    let (answer, outcome) = review(fixture("pod").as_bytes(), false).unwrap();
+    let (answer, outcome) = review(fixture("pod").as_bytes(), false, &Policy::default()).unwrap();
     assert_eq!(outcome, "injected");
     let rsp = &answer["response"];
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
@@ -41,11 +42,17 @@ fn a_pod_gets_a_json_patch_equal_to_the_pure_mutation() {
     assert_eq!(rsp["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
     assert_eq!(rsp["allowed"], true);
     assert_eq!(rsp["patchType"], "JSONPatch");
-    let expected =
-        match mutate(&object("pod"), &Namespace::default(), "Pod/shop/service-b").unwrap() {
-            Outcome::Injected(v) => v,
-            other => panic!("{other:?}"),
-        };
+    let expected = match mutate(
+        &object("pod"),
+        &Namespace::default(),
+        &Policy::default(),
+        "Pod/shop/service-b",
+    )
+    .unwrap()
+    {
+        Outcome::Injected(v) => v,
+        other => panic!("{other:?}"),
+    };
     let after = patched("pod", &answer);
     assert_eq!(after, expected);
     assert_eq!(
@@ -56,7 +63,12 @@ fn a_pod_gets_a_json_patch_equal_to_the_pure_mutation() {
 
 #[test]
 fn a_deployment_pod_in_an_enabled_namespace_gets_capture_and_keeps_its_init_order() {
-    let (answer, outcome) = review(fixture("deployment-pod").as_bytes(), true).unwrap();
+    let (answer, outcome) = review(
+        fixture("deployment-pod").as_bytes(),
+        true,
+        &Policy::default(),
+    )
+    .unwrap();
     assert_eq!(outcome, "injected");
     let after = patched("deployment-pod", &answer);
     let names: Vec<&str> = after["spec"]["initContainers"]
@@ -86,30 +98,55 @@ fn a_deployment_pod_in_an_enabled_namespace_gets_capture_and_keeps_its_init_orde
     );
 
     // Through the pod-level path the same pod is not opted in: no patch.
-    let (answer, outcome) = review(fixture("deployment-pod").as_bytes(), false).unwrap();
+    let (answer, outcome) = review(
+        fixture("deployment-pod").as_bytes(),
+        false,
+        &Policy::default(),
+    )
+    .unwrap();
     assert_eq!(outcome, "skipped");
     assert!(answer["response"].get("patch").is_none());
 }
 
 #[test]
-fn already_injected_and_opted_out_pods_are_allowed_without_a_patch() {
-    for (name, uid) in [
-        ("already-injected", "c0ffee00-0000-4000-8000-000000000002"),
-        ("opted-out", "d15ab1ed-0000-4000-8000-000000000003"),
-    ] {
-        let (answer, outcome) = review(fixture(name).as_bytes(), true).unwrap();
-        assert_eq!(outcome, "skipped", "{name}");
-        assert_eq!(
-            answer["response"],
-            json!({"uid": uid, "allowed": true}),
-            "{name}"
-        );
+fn a_forged_marker_is_injected_and_an_opt_out_is_refused_where_the_namespace_enforces() {
+    // `baton.dev/injected` without the sidecar proves nothing: the pod is injected.
+    for enabled in [false, true] {
+        let (answer, outcome) = review(
+            fixture("already-injected").as_bytes(),
+            enabled,
+            &Policy::default(),
+        )
+        .unwrap();
+        assert_eq!(outcome, "injected", "namespace enabled: {enabled}");
+        let after = patched("already-injected", &answer);
+        assert_eq!(after["spec"]["initContainers"][0]["name"], "baton");
     }
+    // `disabled` opts a pod out only where its namespace did not opt in.
+    let uid = "d15ab1ed-0000-4000-8000-000000000003";
+    let (answer, outcome) =
+        review(fixture("opted-out").as_bytes(), false, &Policy::default()).unwrap();
+    assert_eq!(outcome, "skipped");
+    assert_eq!(answer["response"], json!({"uid": uid, "allowed": true}));
+    let (answer, outcome) =
+        review(fixture("opted-out").as_bytes(), true, &Policy::default()).unwrap();
+    assert_eq!(outcome, "denied");
+    assert_eq!(answer["response"]["allowed"], false);
+    let msg = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("Pod/shop/service-b: baton.dev/inject: disabled is refused: the namespace enforces injection"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn bad_annotations_are_denied_with_every_problem_named() {
-    let (answer, outcome) = review(fixture("bad-annotations").as_bytes(), false).unwrap();
+    let (answer, outcome) = review(
+        fixture("bad-annotations").as_bytes(),
+        false,
+        &Policy::default(),
+    )
+    .unwrap();
     assert_eq!(outcome, "denied");
     let rsp = &answer["response"];
     assert_eq!(rsp["allowed"], false);
@@ -124,7 +161,8 @@ fn bad_annotations_are_denied_with_every_problem_named() {
 
 #[test]
 fn a_non_pod_review_gets_a_clear_status_and_a_broken_body_a_400() {
-    let (answer, outcome) = review(fixture("not-a-pod").as_bytes(), false).unwrap();
+    let (answer, outcome) =
+        review(fixture("not-a-pod").as_bytes(), false, &Policy::default()).unwrap();
     assert_eq!(outcome, "malformed");
     assert_eq!(
         answer["response"]["uid"],
@@ -135,17 +173,17 @@ fn a_non_pod_review_gets_a_clear_status_and_a_broken_body_a_400() {
     assert!(msg.contains("Pods only, got Deployment"), "{msg}");
 
     assert!(matches!(
-        review(fixture("malformed").as_bytes(), false),
+        review(fixture("malformed").as_bytes(), false, &Policy::default()),
         Err(Malformed::Json(_))
     ));
     let v1beta1 = fixture("pod").replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
     assert!(matches!(
-        review(v1beta1.as_bytes(), false),
+        review(v1beta1.as_bytes(), false, &Policy::default()),
         Err(Malformed::Version)
     ));
     let no_uid = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": {}});
     assert!(matches!(
-        review(no_uid.to_string().as_bytes(), false),
+        review(no_uid.to_string().as_bytes(), false, &Policy::default()),
         Err(Malformed::Uid)
     ));
 }
@@ -153,7 +191,7 @@ fn a_non_pod_review_gets_a_clear_status_and_a_broken_body_a_400() {
 #[test]
 fn only_create_is_mutated() {
     let delete = fixture("pod").replace("\"CREATE\"", "\"DELETE\"");
-    let (answer, outcome) = review(delete.as_bytes(), false).unwrap();
+    let (answer, outcome) = review(delete.as_bytes(), false, &Policy::default()).unwrap();
     assert_eq!(outcome, "ignored");
     assert!(answer["response"].get("patch").is_none());
 }
@@ -183,7 +221,7 @@ async fn handler_routes_counts_outcomes_and_never_fails_on_garbage() {
     let (status, body) = call(&w, Method::POST, "/mutate", fixture("malformed")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body.starts_with("admission review: body is not JSON"),
+        body.starts_with("admission review: body is not an AdmissionReview"),
         "{body}"
     );
     let (status, _) = call(
@@ -206,7 +244,7 @@ async fn handler_routes_counts_outcomes_and_never_fails_on_garbage() {
         (
             w.reviews("injected"),
             w.reviews("malformed"),
-            w.reviews("skipped")
+            w.reviews("denied")
         ),
         (1, 1, 1)
     );
@@ -222,8 +260,180 @@ async fn an_oversized_review_is_refused_before_parsing() {
     let w = Webhook::new();
     let huge = "x".repeat(MAX_REVIEW_BYTES + 1);
     let (status, body) = call(&w, Method::POST, "/mutate", &huge).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains("larger than"), "{body}");
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body.contains("larger than 1048576 bytes"), "{body}");
+}
+
+#[tokio::test]
+async fn beyond_the_permits_a_review_gets_a_fast_429_with_retry_after() {
+    let w = Webhook::with(Policy::default(), 2);
+    let held = w.permits.try_acquire_many(2).unwrap();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/mutate")
+        .body(Full::new(Bytes::from(fixture("pod"))))
+        .unwrap();
+    let rsp = handle(&w, req).await;
+    assert_eq!(rsp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(rsp.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(w.reviews("busy"), 1);
+    // Health and metrics answer even then.
+    assert_eq!(
+        call(&w, Method::GET, "/healthz", "").await.0,
+        StatusCode::OK
+    );
+    drop(held);
+    let (status, body) = call(&w, Method::POST, "/mutate", fixture("pod")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn the_health_listener_serves_health_and_metrics_only() {
+    let w = Webhook::new();
+    let get = |method: Method, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(Bytes::from(fixture("pod"))))
+            .unwrap()
+    };
+    assert_eq!(
+        handle_health(&w, get(Method::GET, "/healthz"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        handle_health(&w, get(Method::GET, "/metrics"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for path in ["/mutate", "/mutate/namespace-enabled"] {
+        let rsp = handle_health(&w, get(Method::POST, path)).await;
+        assert_eq!(rsp.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(w.reviews("injected"), 0);
+}
+
+/// A review of `pod` (a JSON text) as the API server would send it.
+fn review_of(pod: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {{
+            "uid": "u-1", "kind": {{"group": "", "version": "v1", "kind": "Pod"}},
+            "operation": "CREATE", "namespace": "shop", "object": {pod}}}}}"#
+    )
+}
+
+#[test]
+fn a_pod_beyond_the_value_budget_is_denied_without_being_built() {
+    let flat = format!(
+        r#"{{"metadata": {{"name": "p"}}, "spec": {{"x": [{}0]}}}}"#,
+        "0,".repeat(100_000)
+    );
+    let (answer, outcome) = review(review_of(&flat).as_bytes(), true, &Policy::default()).unwrap();
+    assert_eq!(outcome, "malformed");
+    assert_eq!(answer["response"]["uid"], "u-1");
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 413);
+    let msg = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("more than 32768 JSON values"), "{msg}");
+}
+
+#[test]
+fn reviews_with_twin_members_or_wrong_types_are_refused() {
+    let pod = r#"{"metadata": {"name": "p"}, "spec": {"containers": []}}"#;
+    let good = review_of(pod);
+    assert!(review(good.as_bytes(), false, &Policy::default()).is_ok());
+    for bad in [
+        good.replacen(r#""uid": "u-1","#, r#""uid": "u-1", "uid": "u-2","#, 1),
+        good.replacen(
+            r#""kind": "AdmissionReview","#,
+            r#""kind": "AdmissionReview", "kind": "AdmissionReview","#,
+            1,
+        ),
+        good.replacen(
+            r#""operation": "CREATE","#,
+            r#""operation": ["CREATE"],"#,
+            1,
+        ),
+        good.replacen(r#""uid": "u-1","#, r#""uid": 7,"#, 1),
+    ] {
+        assert!(
+            matches!(
+                review(bad.as_bytes(), false, &Policy::default()),
+                Err(Malformed::Json(_))
+            ),
+            "{bad}"
+        );
+    }
+    // A twin member inside the pod is refused in the answer (the uid is known).
+    let twin = review_of(r#"{"metadata": {"name": "p"}, "metadata": {"name": "q"}, "spec": {}}"#);
+    let (answer, _) = review(twin.as_bytes(), false, &Policy::default()).unwrap();
+    assert_eq!(answer["response"]["allowed"], false);
+    // Errors that quote the input are cut short.
+    let long = good.replacen(
+        r#""uid": "u-1","#,
+        &format!(r#""uid": "u-1", "kind": "{}","#, "k".repeat(5000)),
+        1,
+    );
+    match review(long.as_bytes(), false, &Policy::default()) {
+        Err(Malformed::Json(e)) => assert!(e.chars().count() <= 201, "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn annotations_the_sidecar_would_refuse_are_denied_with_its_reason() {
+    for (routes, reason) in [
+        (
+            "service-b:8080/x?=service-b",
+            "outbound.routes[0].host: required as host[:port]",
+        ),
+        (
+            "service-b:8080=svc, service-c:8080=svc",
+            "outbound.routes[1].name: duplicate route name",
+        ),
+    ] {
+        let pod = json!({"metadata": {"name": "web", "annotations": {
+            "baton.dev/issuer": "http://idp:9000", "baton.dev/audience": "web",
+            "baton.dev/client-secret": "web-client", "baton.dev/outbound-routes": routes}},
+            "spec": {"containers": [{"name": "app", "image": "app:1"}]}});
+        let (answer, outcome) = review(
+            review_of(&pod.to_string()).as_bytes(),
+            true,
+            &Policy::default(),
+        )
+        .unwrap();
+        assert_eq!(outcome, "denied");
+        assert_eq!(answer["response"]["allowed"], false);
+        let msg = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!("Pod/shop/web: baton.dev/outbound-routes: the sidecar would refuse the config generated from the annotations: {reason}")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn an_image_the_policy_does_not_allow_is_denied() {
+    let pod = json!({"metadata": {"name": "web", "annotations": {
+        "baton.dev/config": "web-baton", "baton.dev/capture": "iptables",
+        "baton.dev/init-image": "attacker/iptables:1"}},
+        "spec": {"securityContext": {"runAsUser": 1000},
+                 "containers": [{"name": "app", "image": "app:1"}]}});
+    let (answer, outcome) = review(
+        review_of(&pod.to_string()).as_bytes(),
+        true,
+        &Policy::default(),
+    )
+    .unwrap();
+    assert_eq!(outcome, "denied");
+    let msg = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("baton.dev/init-image: \"attacker/iptables:1\" is not an allowed image"),
+        "{msg}"
+    );
 }
 
 mod equivalence {
@@ -263,7 +473,8 @@ mod equivalence {
                     a[format!("example.com/{k}")] = "v".into();
                 }
                 let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"annotations": a},
-                                   "spec": {"containers": containers}});
+                                   "spec": {"containers": containers,
+                                            "securityContext": {"runAsUser": 1000}}});
                 if labels {
                     p["metadata"]["labels"] = json!({"app": "svc"});
                 }
@@ -277,14 +488,14 @@ mod equivalence {
             let doc = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": {
                 "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
                 "operation": "CREATE", "namespace": "ns", "object": pod}});
-            let (answer, outcome) = review(doc.to_string().as_bytes(), false).unwrap();
+            let (answer, outcome) = review(doc.to_string().as_bytes(), false, &Policy::default()).unwrap();
             prop_assert_eq!(outcome, "injected");
             let b64 = answer["response"]["patch"].as_str().unwrap();
             let patch: json_patch::Patch =
                 serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
             let mut patched = pod.clone();
             json_patch::patch(&mut patched, &patch).unwrap();
-            let Outcome::Injected(want) = mutate(&pod, &Namespace::default(), "Pod/ns/?").unwrap() else {
+            let Outcome::Injected(want) = mutate(&pod, &Namespace::default(), &Policy::default(), "Pod/ns/?").unwrap() else {
                 return Err(TestCaseError::fail("not injected"));
             };
             prop_assert_eq!(patched, want);
