@@ -60,9 +60,9 @@ pub enum Outcome {
 pub enum Skip {
     /// Neither the pod nor its namespace says `baton.dev/inject: enabled`.
     NotEnabled,
-    /// The pod says `baton.dev/inject: disabled`.
+    /// The pod says `baton.dev/inject: disabled`, and its namespace does not enforce injection.
     Disabled,
-    /// `baton.dev/injected` is already present.
+    /// The pod already is what the injection would make of it (injected earlier, unchanged since).
     AlreadyInjected,
     /// `hostNetwork: true`: capture would rewrite the node's rules, and the ports are the node's.
     HostNetwork,

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # `baton init-net` for real, in two network namespaces this script makes and removes:
 #
-#   [client ns 10.78.0.1]  ──veth──  [pod ns 10.78.0.2: app :8080 (uid 1000), sidecar :15006/:15001 (uid 65532)]
+#   [client ns 10.78.0.1]  ──veth──  [pod ns 10.78.0.2: app :8080 (uid 1000), sidecar :15006/:15001 (uid 15532)]
 #   service-b :80 (records Authorization), baton-idp :9000
 #
 # Shows: (1) a client reaches the app's port only through the inbound redirect to the sidecar;
 # (2) the app's outbound TCP to a captured port lands on the sidecar's outbound listener, which
-# learns the original destination (SO_ORIGINAL_DST); (3) the sidecar's own traffic (uid 65532) is
-# not redirected, so it never loops; (4) loopback and the excluded IdP address are not redirected;
+# learns the original destination (SO_ORIGINAL_DST); (3) the sidecar's own traffic (uid 15532) is
+# not redirected, so it never loops, while an app running as 65532 (distroless `nonroot`) is;
+# (4) loopback and the excluded IdP address are not redirected;
 # (5) running init-net twice changes nothing; (6) IPv6 is captured the same way; (7) with the real
 # sidecar and the real baton-idp: the app's PLAIN call (no proxy settings) carrying alice's token
 # is exchanged: service-b receives a different token with aud service-b, sub alice, act.sub
@@ -54,7 +55,8 @@ in_cli() { ip netns exec "$cli" "$@"; }
 # a subshell whose child outlives it).
 spawn() { local ns="$1"; shift; ip netns exec "$ns" "$@" & pids+=($!); }
 APP=(setpriv --reuid 1000 --regid 1000 --clear-groups)          # the app's uid
-PROXY=(setpriv --reuid 65532 --regid 65532 --clear-groups)      # the sidecar's uid
+PROXY=(setpriv --reuid 15532 --regid 15532 --clear-groups)      # the sidecar's uid
+NONROOT=(setpriv --reuid 65532 --regid 65532 --clear-groups)    # distroless `nonroot`: an app like any other
 # The client's curl, bounded; prints the body then the status code (headers too with -i).
 cli_get() { in_cli curl -sS --max-time 5 -w '\n%{http_code}' "$@" 2>&1 || true; }
 
@@ -263,8 +265,17 @@ ok "IPv6: inbound and outbound are captured the same way"
 
 # (3) the sidecar's own uid is not redirected: no loop.
 out="$(in_pod "${PROXY[@]}" curl -sS --max-time 5 http://10.78.0.1:80/ 2>&1 || true)"
-[[ "$out" == remote-marker* ]] || fail "sidecar uid 65532 → 10.78.0.1:80 should reach the remote directly: $out"
-ok "traffic of the sidecar's uid 65532 goes out unredirected"
+[[ "$out" == remote-marker* ]] || fail "sidecar uid 15532 → 10.78.0.1:80 should reach the remote directly: $out"
+ok "traffic of the sidecar's uid 15532 goes out unredirected"
+
+# (3b) an app running as distroless's default `nonroot` uid 65532 is captured like any other.
+if [ "$SIDECAR" = baton ]; then
+  out="$(in_pod "${NONROOT[@]}" curl -sS --max-time 5 -w '\n%{http_code}' -H 'Host: unrouted.example' http://10.78.0.1:80/ 2>&1 || true)"
+else
+  out="$(in_pod "${NONROOT[@]}" curl -sS --max-time 5 -w '\n%{http_code}' http://10.78.0.1:80/ 2>&1 || true)"
+fi
+outbound_by_sidecar "$out" 10.78.0.1:80 || fail "uid 65532 (distroless nonroot) → 10.78.0.1:80 escaped capture: $out"
+ok "an app running as uid 65532 (distroless nonroot) is captured"
 
 # (4) loopback and the IdP exemption.
 out="$(in_pod "${APP[@]}" curl -sS --max-time 5 http://127.0.0.1:8080/ 2>&1 || true)"

@@ -26,8 +26,8 @@ deploy/k8s/make-certs.sh "$work/generated" >/dev/null
 inputs=(deploy/k8s/chain/*.yaml tests/k8s/workloads.yaml)
 for f in "${inputs[@]}"; do
   name="$(echo "$f" | tr / _)"
-  "$BATON" inject -f "$f" > "$work/injected-$name" 2>/dev/null
-  "$BATON" inject -f "$work/injected-$name" > "$work/twice-$name" 2>/dev/null
+  "$BATON" inject --allow-image baton-init:dev -f "$f" > "$work/injected-$name" 2>/dev/null
+  "$BATON" inject --allow-image baton-init:dev -f "$work/injected-$name" > "$work/twice-$name" 2>/dev/null
   cmp -s "$work/injected-$name" "$work/twice-$name" || { echo "FAIL: injecting $f twice changed it"; exit 1; }
 done
 grep -q "name: baton-init" "$work"/injected-*workloads.yaml || { echo "FAIL: no capture init container injected"; exit 1; }
