@@ -8,8 +8,8 @@
 //!
 //! Any pod author can make the API server send a review, so what one costs is bounded: a body of
 //! at most [`MAX_REVIEW_BYTES`], read only under one of `--max-concurrent` permits (taken before
-//! the body is read; beyond them a fast 429 with `Retry-After`, which the API server's client
-//! retries within the webhook's timeout), parsed as a typed review whose pod is at most
+//! the body is read, which must arrive within 5 s; beyond them a fast 429 with `Retry-After`,
+//! which the API server's client retries within the webhook's timeout), parsed as a typed review whose pod is at most
 //! [`parse::MAX_POD_VALUES`] values ([`parse`]). At most [`MAX_CONNECTIONS`] connections, each
 //! buffering at most hyper's 1 MiB HTTP/2 window. `--client-ca` limits callers to clients with a
 //! certificate that CA signed (the API server's), and `deploy/k8s/webhook-networkpolicy.yaml` to
@@ -47,6 +47,12 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 4;
 /// Connections held at once: the API server keeps a few (HTTP/2 multiplexes its calls).
 pub const MAX_CONNECTIONS: usize = 32;
 const API_VERSION: &str = "admission.k8s.io/v1";
+/// How long the body of a review may take to arrive while it holds a permit. The API server
+/// gives up after the webhook's `timeoutSeconds` (5 in `webhook-config.yaml`, 30 at most), so a
+/// body still trickling in after that serves nobody.
+const BODY_DEADLINE: Duration = Duration::from_secs(5);
+/// The longest `request.uid` answered: the API server sends a 36-character UUID.
+const MAX_UID_CHARS: usize = 128;
 /// The longest error text echoed back or logged: parse errors may quote the input.
 const MAX_ERROR_CHARS: usize = 200;
 
@@ -146,8 +152,9 @@ pub enum Malformed {
     /// Not `admission.k8s.io/v1` `AdmissionReview`.
     #[error("admission review: expected apiVersion {API_VERSION} and kind AdmissionReview")]
     Version,
-    /// `request.uid` missing: there is nothing to answer.
-    #[error("admission review: request.uid is missing")]
+    /// `request.uid` missing, empty or longer than any the API server sends: there is nothing
+    /// to answer.
+    #[error("admission review: request.uid is missing or not a uid")]
     Uid,
 }
 
@@ -177,7 +184,10 @@ pub fn review(
         return Err(Malformed::Version);
     }
     let req = doc.request.ok_or(Malformed::Uid)?;
-    let uid = req.uid.ok_or(Malformed::Uid)?;
+    let uid = req
+        .uid
+        .filter(|u| !u.is_empty() && u.chars().count() <= MAX_UID_CHARS)
+        .ok_or(Malformed::Uid)?;
     let answer = |mut response: Value| {
         response["uid"] = uid.as_str().into();
         json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response})
@@ -269,9 +279,18 @@ where
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return rsp;
     };
-    let body = match read_limited(req.into_body(), MAX_REVIEW_BYTES).await {
-        Ok(b) => b,
-        Err(e) => {
+    let read = tokio::time::timeout(
+        BODY_DEADLINE,
+        read_limited(req.into_body(), MAX_REVIEW_BYTES),
+    );
+    let body = match read.await {
+        Ok(Ok(b)) => b,
+        Err(_) => {
+            state.count("malformed");
+            let msg = "admission review: body not received in time\n";
+            return text(StatusCode::REQUEST_TIMEOUT, msg);
+        }
+        Ok(Err(e)) => {
             state.count("malformed");
             let status = match e {
                 BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

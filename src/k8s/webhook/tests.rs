@@ -181,11 +181,17 @@ fn a_non_pod_review_gets_a_clear_status_and_a_broken_body_a_400() {
         review(v1beta1.as_bytes(), false, &Policy::default()),
         Err(Malformed::Version)
     ));
-    let no_uid = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": {}});
-    assert!(matches!(
-        review(no_uid.to_string().as_bytes(), false, &Policy::default()),
-        Err(Malformed::Uid)
-    ));
+    for request in [
+        json!({}),
+        json!({"uid": ""}),
+        json!({"uid": "u".repeat(129)}),
+    ] {
+        let doc = json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "request": request});
+        assert!(matches!(
+            review(doc.to_string().as_bytes(), false, &Policy::default()),
+            Err(Malformed::Uid)
+        ));
+    }
 }
 
 #[test]
@@ -283,6 +289,40 @@ async fn beyond_the_permits_a_review_gets_a_fast_429_with_retry_after() {
         StatusCode::OK
     );
     drop(held);
+    let (status, body) = call(&w, Method::POST, "/mutate", fixture("pod")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A body that sends its first bytes and then nothing.
+struct Stalled(bool);
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if std::mem::replace(&mut self.0, true) {
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            b"{\"api",
+        )))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stalls_gives_its_permit_back_after_the_deadline() {
+    let w = Webhook::with(Policy::default(), 1);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/mutate")
+        .body(Stalled(false))
+        .unwrap();
+    let rsp = handle(&w, req).await;
+    assert_eq!(rsp.status(), StatusCode::REQUEST_TIMEOUT);
     let (status, body) = call(&w, Method::POST, "/mutate", fixture("pod")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
