@@ -21,6 +21,7 @@ use crate::http::{Body, BoxError};
 use crate::secret::Token;
 use crate::server::{self, ConnInfo, Drained, Limits};
 use crate::telemetry::{ExchangeMetrics as Metrics, Lookups};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use forward::Upstream;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
@@ -30,6 +31,7 @@ use reject::Reject;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -45,8 +47,35 @@ pub enum Error {
     Tls(String),
 }
 
-/// The outbound side of one sidecar: routes, exchange client, token cache, upstream pool.
+/// Why a new outbound configuration was not applied; the old one stays active.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The change touches something only a restart applies.
+    #[error("{0} changed; restart the sidecar to apply it")]
+    NeedsRestart(String),
+    /// The new state could not be built (a CA file unreadable, no token endpoint).
+    #[error(transparent)]
+    Build(#[from] Error),
+}
+
+/// The outbound side of one sidecar. Routes, policies, client credentials, token endpoint,
+/// timeouts and per-route TLS live in an [`Active`] state that a reload replaces at once: a
+/// request runs to its end on the state it started with, the next one takes the new state.
 pub struct Outbound {
+    active: ArcSwap<Active>,
+    /// The top-level `issuer` (token-endpoint discovery, the client assertion's audience).
+    issuer: Option<String>,
+    metrics: Metrics,
+    /// A CONNECT tunnel with no byte moving for this long is closed.
+    tunnel_idle: Duration,
+    /// Numbers each installed state, so that a connection's [`LastKey`] never carries a route
+    /// number over to the state where that number names another route.
+    generation: AtomicU64,
+}
+
+/// The part of the outbound side a reload replaces: everything the configuration shapes.
+struct Active {
+    generation: u64,
     cfg: Config,
     targets: Vec<Target>,
     /// Each route's cache hit and miss counters, looked up once.
@@ -54,9 +83,25 @@ pub struct Outbound {
     exchanger: Exchanger,
     cache: Cache,
     upstream: Upstream,
-    metrics: Metrics,
-    /// A CONNECT tunnel with no byte moving for this long is closed.
-    tunnel_idle: Duration,
+}
+
+/// A new outbound state, built and checked, waiting for [`Outbound::install`].
+pub struct Staged {
+    active: Active,
+    kept_cache: bool,
+}
+
+impl Staged {
+    /// Whether the exchanged tokens cached so far stay in use (same client identity, token
+    /// endpoint and cache settings), or the new state starts with an empty cache.
+    pub fn keeps_cache(&self) -> bool {
+        self.kept_cache
+    }
+
+    /// How many routes the new state has.
+    pub fn routes(&self) -> usize {
+        self.active.cfg.routes.len()
+    }
 }
 
 impl Outbound {
@@ -64,28 +109,13 @@ impl Outbound {
     /// client assertion's audience; calls to it are forwarded without exchange); `metrics` are
     /// the sidecar's exchange metrics, registered in [`crate::telemetry::Metrics`].
     pub fn new(cfg: Config, issuer: Option<&str>, metrics: Metrics) -> Result<Self, Error> {
-        let exchanger = Exchanger::new(&cfg, issuer)?;
-        let cache = Cache::new(
-            cfg.cache.max_entries,
-            cfg.cache.skew,
-            cfg.cache.negative_ttl,
-        );
-        let upstream = Upstream::new(&cfg)?;
-        let targets = cfg.routes.iter().map(Target::of).collect();
-        let lookups = cfg
-            .routes
-            .iter()
-            .map(|r| metrics.lookups(&r.name))
-            .collect();
+        let active = Active::new(cfg, issuer, &metrics, None, 0)?;
         Ok(Self {
-            cfg,
-            targets,
-            lookups,
-            exchanger,
-            cache,
-            upstream,
+            active: ArcSwap::from_pointee(active.0),
+            issuer: issuer.map(str::to_owned),
             metrics,
             tunnel_idle: Limits::default().idle_timeout,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -96,19 +126,104 @@ impl Outbound {
         self
     }
 
-    /// The validated configuration (listen addresses, ports).
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
     /// The exchange metrics, to register with the admin listener's registry.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
+    /// Builds the state for `cfg` without installing it: every route, policy, the client
+    /// credentials (as `cfg` holds them, read from their files when it was loaded), the token
+    /// endpoint, timeouts and each route's TLS trust (its `ca_file` read again). Refused when
+    /// the local `ports` change (their listeners are bound at start) or the state cannot be
+    /// built; then nothing changes.
+    ///
+    /// The token cache carries over only when the client identity (id and credential), token
+    /// endpoint and cache settings are unchanged; otherwise the new state starts empty, so no
+    /// token obtained under the old identity is sent after the change. Entries of routes that
+    /// are gone can never be looked up again: a lookup starts from a route of the new state.
+    pub fn prepare(&self, cfg: Config) -> Result<Staged, ReloadError> {
+        let old = self.active.load();
+        let listens = |c: &Config| c.ports.iter().map(|p| p.listen).collect::<Vec<_>>();
+        if listens(&old.cfg) != listens(&cfg) {
+            return Err(ReloadError::NeedsRestart(
+                "outbound.ports (listen addresses)".into(),
+            ));
+        }
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let (active, kept_cache) = Active::new(
+            cfg,
+            self.issuer.as_deref(),
+            &self.metrics,
+            Some(&old),
+            generation,
+        )?;
+        Ok(Staged { active, kept_cache })
+    }
+
+    /// Makes `staged` the state of every request that starts from now on.
+    pub fn install(&self, staged: Staged) {
+        self.generation
+            .store(staged.active.generation, Ordering::Relaxed);
+        self.active.store(Arc::new(staged.active));
+    }
+
+    /// [`Outbound::prepare`] then [`Outbound::install`].
+    pub fn reload(&self, cfg: Config) -> Result<(), ReloadError> {
+        let staged = self.prepare(cfg)?;
+        self.install(staged);
+        Ok(())
+    }
+}
+
+impl Active {
+    /// The state for `cfg`; with `previous`, its keep-alive pools, discovered token endpoint
+    /// and (when the identity is the same) its token cache carry over. Returns whether the
+    /// cache did.
+    fn new(
+        cfg: Config,
+        issuer: Option<&str>,
+        metrics: &Metrics,
+        previous: Option<&Active>,
+        generation: u64,
+    ) -> Result<(Self, bool), Error> {
+        let exchanger = Exchanger::new(&cfg, issuer)?;
+        let same_endpoint = previous.filter(|p| p.cfg.token_endpoint == cfg.token_endpoint);
+        if let Some(p) = same_endpoint {
+            exchanger.endpoint_from(&p.exchanger);
+        }
+        let same_identity = same_endpoint
+            .filter(|p| p.cfg.client.same_identity(&cfg.client) && p.cfg.cache == cfg.cache);
+        let cache = match same_identity {
+            Some(p) => p.cache.clone(),
+            None => Cache::new(
+                cfg.cache.max_entries,
+                cfg.cache.skew,
+                cfg.cache.negative_ttl,
+            ),
+        };
+        let upstream = Upstream::new(&cfg, previous.map(|p| &p.upstream))?;
+        let targets = cfg.routes.iter().map(Target::of).collect();
+        let lookups = cfg
+            .routes
+            .iter()
+            .map(|r| metrics.lookups(&r.name))
+            .collect();
+        let active = Self {
+            generation,
+            cfg,
+            targets,
+            lookups,
+            exchanger,
+            cache,
+            upstream,
+        };
+        Ok((active, same_identity.is_some()))
+    }
+
     /// A token for `route` on behalf of `subject` (or the service itself), cached.
     async fn token(
         &self,
+        metrics: &Metrics,
         route: usize,
         key: Key,
         subject: Option<&[u8]>,
@@ -127,9 +242,13 @@ impl Outbound {
             let outcome = match &r {
                 Ok(_) => "ok",
                 Err(ExchangeError::Refused { .. }) => "refused",
+                Err(ExchangeError::BadAnswer(why)) => {
+                    metrics.answer_refused(name, why.as_str());
+                    "bad_answer"
+                }
                 Err(_) => "unavailable",
             };
-            self.metrics.exchanged(name, outcome, start.elapsed());
+            metrics.exchanged(name, outcome, start.elapsed());
             r
         };
         let got = self.cache.get_or_fetch(key, subject, fetch).await?;
@@ -250,6 +369,8 @@ async fn proxy(
     mut req: Request<Body>,
     arrival: Arrival,
 ) -> Response<Body> {
+    // The state this request runs on to its end, whatever a reload installs meanwhile.
+    let a = s.active.load_full();
     let request_id = forward::request_id(req.headers_mut());
     let method = req.method().clone();
     let mut audit = Audit {
@@ -258,11 +379,11 @@ async fn proxy(
         cache: "none",
         exchange_ms: 0,
     };
-    let rsp = match run(s, last, req, arrival, &mut audit).await {
+    let rsp = match run(s, &a, last, req, arrival, &mut audit).await {
         Ok(rsp) => rsp,
         Err(reject) => reject.into_response(),
     };
-    let route = audit.route.map(|i| &s.cfg.routes[i]);
+    let route = audit.route.map(|i| &a.cfg.routes[i]);
     let issued = audit.issued.as_deref();
     info!(
         target: "baton::audit",
@@ -284,13 +405,14 @@ async fn proxy(
 
 async fn run(
     s: &Outbound,
+    a: &Active,
     last: &LastKey,
     mut req: Request<Body>,
     arrival: Arrival,
     audit: &mut Audit,
 ) -> Result<Response<Body>, Reject> {
     if req.method() == Method::CONNECT {
-        return match s.cfg.connect {
+        return match a.cfg.connect {
             Policy::Deny => Err(Reject::Connect),
             // Boxed: a tunnel is once per connection, its future would size every request's.
             Policy::Passthrough => Box::pin(forward::tunnel(req, s.tunnel_idle))
@@ -300,7 +422,7 @@ async fn run(
     }
     let (host, port_no, route) = match arrival {
         Arrival::Port(p) => {
-            let p = &s.cfg.ports[p];
+            let p = &a.cfg.ports[p];
             let (host, port_no) = crate::config::outbound::split_authority(&p.upstream, 80)
                 .ok_or_else(|| Reject::Upstream(format!("bad upstream {}", p.upstream)))?;
             (host, port_no, Some(p.route))
@@ -311,7 +433,7 @@ async fn run(
                 _ => None,
             };
             let (host, port_no) = destination(&req, captured)?;
-            let route = s
+            let route = a
                 .cfg
                 .routes
                 .iter()
@@ -319,29 +441,29 @@ async fn run(
             (host, port_no, route)
         }
     };
-    if s.exchanger.is_idp(&host, port_no) {
+    if a.exchanger.is_idp(&host, port_no) {
         // The IdP authenticates calls to itself; exchanging for it would be circular.
         forward::prepare(&mut req, None, &host, port_no, false).map_err(Reject::Upstream)?;
-        return s.upstream.send(req).await.map_err(Reject::Upstream);
+        return a.upstream.send(req, None).await.map_err(Reject::Upstream);
     }
     let Some(route) = route else {
-        return match s.cfg.unknown {
+        return match a.cfg.unknown {
             Policy::Deny => Err(Reject::UnknownHost(format!("{host}:{port_no}"))),
             Policy::Passthrough => {
                 req.headers_mut().remove(header::AUTHORIZATION);
                 forward::prepare(&mut req, None, &host, port_no, false)
                     .map_err(Reject::Upstream)?;
-                s.upstream.send(req).await.map_err(Reject::Upstream)
+                a.upstream.send(req, None).await.map_err(Reject::Upstream)
             }
         };
     };
-    let r = &s.cfg.routes[route];
+    let r = &a.cfg.routes[route];
     audit.route = Some(route);
     let subject = subject(req.headers(), r)?;
     let subject = subject.as_ref().map(Subject::bytes);
-    let key = last.key(subject, route, &s.targets[route]);
+    let key = last.key(subject, (a.generation, route), &a.targets[route]);
     let started = Instant::now();
-    let (issued, lookup) = s.token(route, key, subject).await?;
+    let (issued, lookup) = a.token(&s.metrics, route, key, subject).await?;
     audit.exchange_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     audit.cache = lookup.as_str();
     audit.issued = Some(issued.clone());
@@ -351,29 +473,37 @@ async fn run(
         let upgrade = crate::http::upgrade::asked(&req);
         if !upgrade.is_empty() {
             // Boxed: rare, and its future would size every request's.
-            return Box::pin(switch(s, req, upgrade, &issued, &host, port_no, tls)).await;
+            let to = (host.as_str(), port_no, route);
+            return Box::pin(switch(s, a, req, upgrade, &issued, to, tls)).await;
         }
     }
     let replay = forward::replayable(&req);
     forward::prepare(&mut req, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
-    let rsp = s.upstream.send(req).await.map_err(Reject::Upstream)?;
+    let rsp = a
+        .upstream
+        .send(req, Some(route))
+        .await
+        .map_err(Reject::Upstream)?;
     if !forward::says_invalid_token(&rsp) {
         return Ok(rsp);
     }
     // The upstream refused a token we cached: drop it, and retry once with a fresh one when
     // the request can be sent again safely.
-    s.cache.invalidate(&key).await;
+    a.cache.invalidate(&key).await;
     let Some(mut again) = replay else {
         return Ok(rsp);
     };
     warn!(route = %r.name, "upstream answered invalid_token; retrying with a fresh exchange");
-    let (issued, _) = s.token(route, key, subject).await?;
+    let (issued, _) = a.token(&s.metrics, route, key, subject).await?;
     audit.cache = "miss";
     audit.issued = Some(issued.clone());
     forward::prepare(&mut again, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
-    s.upstream.send(again).await.map_err(Reject::Upstream)
+    a.upstream
+        .send(again, Some(route))
+        .await
+        .map_err(Reject::Upstream)
 }
 
 /// A routed request that asks to switch protocols (a WebSocket handshake) with its exchanged
@@ -382,20 +512,20 @@ async fn run(
 /// the client sees the `401` and may ask again.
 async fn switch(
     s: &Outbound,
+    a: &Active,
     mut req: Request<Body>,
     upgrade: Vec<http::HeaderValue>,
     issued: &Issued,
-    host: &str,
-    port_no: u16,
+    (host, port_no, route): (&str, u16, usize),
     tls: bool,
 ) -> Result<Response<Body>, Reject> {
     let switch = crate::http::upgrade::Switch::take(&mut req);
     forward::prepare(&mut req, Some(&issued.authorization), host, port_no, tls)
         .map_err(Reject::Upstream)?;
     crate::http::upgrade::ask_again(req.headers_mut(), upgrade);
-    let mut rsp = s
+    let mut rsp = a
         .upstream
-        .send_upgradable(req)
+        .send_upgradable(req, route)
         .await
         .map_err(Reject::Upstream)?;
     switch.answer(&mut rsp, s.tunnel_idle);

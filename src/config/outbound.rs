@@ -178,6 +178,21 @@ pub struct Client {
     pub auth: ClientAuth,
 }
 
+impl Client {
+    /// Whether `other` is the same identity: the same client id and credential (a private key
+    /// by its `kid`, algorithm and public key).
+    pub fn same_identity(&self, other: &Client) -> bool {
+        let auth = match (&self.auth, &other.auth) {
+            (ClientAuth::Secret(a), ClientAuth::Secret(b)) => a == b,
+            (ClientAuth::PrivateKey(a), ClientAuth::PrivateKey(b)) => {
+                a.kid() == b.kid() && a.alg() == b.alg() && a.public_jwk() == b.public_jwk()
+            }
+            _ => false,
+        };
+        self.client_id == other.client_id && auth
+    }
+}
+
 /// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
@@ -188,7 +203,7 @@ pub enum ClientAuth {
 }
 
 /// Exchanged-token cache settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     /// Entries kept at most; the least useful are evicted beyond it.
     pub max_entries: u64,
