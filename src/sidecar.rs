@@ -179,7 +179,7 @@ pub async fn start_with_app_probes(
     app_probes: AppProbes,
 ) -> Result<Running, Error> {
     let metrics = Arc::new(Metrics::new());
-    let jwks = Jwks::from_config(&cfg, jwks::http_client()?, metrics.clone());
+    let jwks = Jwks::from_config(&cfg, jwks::http_client_for(&cfg.issuer)?, metrics.clone());
     let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
     let outbound_state: Arc<Outbound> = Arc::new(
         Outbound::new(

@@ -172,7 +172,7 @@ pub struct OutcomeLabels {
 pub struct ReasonLabels {
     /// Route name.
     pub route: String,
-    /// Why the answer was refused: `json`, `access_token`, `token_type`, `issued_token_type`,
+    /// Why the answer was refused: `shape`, `access_token`, `token_type`, `issued_token_type`,
     /// `sub` or `aud`.
     pub reason: &'static str,
 }

@@ -1,6 +1,7 @@
 //! The token endpoint's success answer, checked before its token is cached or sent anywhere.
 //!
-//! An answer is used only when it is what was asked for:
+//! A 2xx body that is not JSON at all is the IdP being unavailable (an error page in front of
+//! it). A JSON answer is used only when it is what was asked for:
 //! - `access_token` is present and is a JWT whose payload reads as a JSON object (baton's next
 //!   hop verifies JWT access tokens, RFC 9068; an opaque token could not pass there either);
 //! - `token_type` is `Bearer`, compared case-insensitively (RFC 6749 §5.1, §7.1): the sidecar
@@ -40,8 +41,9 @@ pub(super) enum Asked<'a> {
 /// the `baton_exchange_answers_refused_total` metric and never carries what the IdP sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadAnswer {
-    /// Not a JSON object of the token response's shape.
-    Json,
+    /// JSON, but not an object of the token response's shape (a member of the wrong type, a
+    /// member twice).
+    Shape,
     /// No `access_token`, or one that is not a JWT with a JSON payload.
     AccessToken,
     /// `token_type` missing or other than `Bearer`.
@@ -58,7 +60,7 @@ impl BadAnswer {
     /// The metric label and log word.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Json => "json",
+            Self::Shape => "shape",
             Self::AccessToken => "access_token",
             Self::TokenType => "token_type",
             Self::IssuedTokenType => "issued_token_type",
@@ -70,7 +72,7 @@ impl BadAnswer {
     /// What the app is told, without anything the IdP sent.
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Json => "the answer is not a token response",
+            Self::Shape => "the answer is not a token response",
             Self::AccessToken => "access_token is missing or not a JWT",
             Self::TokenType => "token_type is missing or not Bearer",
             Self::IssuedTokenType => "issued_token_type is missing or not the type requested",
@@ -97,7 +99,16 @@ pub(super) fn check(
     now: u64,
 ) -> Result<Issued, ExchangeError> {
     let bad = ExchangeError::BadAnswer;
-    let rsp: TokenResponse = serde_json::from_slice(body).map_err(|_| bad(BadAnswer::Json))?;
+    let rsp: TokenResponse = match serde_json::from_slice(body) {
+        Ok(rsp) => rsp,
+        // Not JSON at all: an error page in front of the IdP, as when it is down.
+        Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
+            return Err(ExchangeError::Unavailable(
+                "token endpoint answered malformed JSON".into(),
+            ));
+        }
+        Err(_) => return Err(bad(BadAnswer::Shape)),
+    };
     let token = rsp
         .access_token
         .filter(|t| !t.is_empty())

@@ -88,3 +88,28 @@ fn client_assertion_follows_rfc7523() {
     assert_eq!(claims["exp"], 1_060);
     assert_ne!(claims["jti"], jwt::peek_claims(&b).expect("claims")["jti"]);
 }
+
+#[test]
+fn an_https_issuer_needs_an_https_token_endpoint() {
+    use crate::config::Problems;
+    use crate::config::outbound::{RawOutbound, check_issuer, validate};
+    let cfg = |endpoint: &str| {
+        let raw = RawOutbound {
+            token_endpoint: Some(endpoint.into()),
+            ..RawOutbound::default()
+        };
+        validate(raw, &mut Problems::new("sidecar.yaml"))
+    };
+    let built = |endpoint: &str, issuer: &str| Exchanger::new(&cfg(endpoint), Some(issuer)).is_ok();
+    assert!(!built("http://idp/token", "https://idp"));
+    assert!(built("https://idp/token", "https://idp"));
+    assert!(built("http://idp/token", "http://idp"));
+    // `baton check` and start-up say so first, with the field.
+    let mut problems = Problems::new("sidecar.yaml");
+    check_issuer(&cfg("http://idp/token"), "https://idp", &mut problems);
+    let errors = problems.finish(()).expect_err("refused");
+    assert_eq!(errors.0[0].field, "outbound.token_endpoint");
+    let mut problems = Problems::new("sidecar.yaml");
+    check_issuer(&cfg("http://idp/token"), "http://idp", &mut problems);
+    assert!(problems.finish(()).is_ok());
+}

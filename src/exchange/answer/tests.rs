@@ -27,6 +27,14 @@ fn answer(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<u8> {
     serde_json::to_vec(&rsp).expect("json")
 }
 
+#[test]
+fn a_body_that_is_not_json_is_the_idp_being_unavailable() {
+    for body in [&b"<html>502</html>"[..], b"", b"{\"access_token\":"] {
+        let r = check(body, Asked::Exchange(Some("alice")), &target(), 1_000);
+        assert!(matches!(r, Err(ExchangeError::Unavailable(_))), "{body:?}");
+    }
+}
+
 fn check_as(body: &[u8], asked: Asked<'_>) -> Result<Issued, BadAnswer> {
     check(body, asked, &target(), 1_000).map_err(|e| match e {
         ExchangeError::BadAnswer(b) => b,
@@ -71,19 +79,18 @@ fn every_malformed_answer_is_refused_with_its_reason() {
         })
     };
     let cases: Vec<(&str, Vec<u8>, BadAnswer)> = vec![
-        ("not JSON", b"<html>".to_vec(), BadAnswer::Json),
-        ("a JSON array", b"[]".to_vec(), BadAnswer::Json),
+        ("a JSON array", b"[]".to_vec(), BadAnswer::Shape),
         (
             "expires_in a string",
             answer(|a| {
                 a.insert("expires_in".into(), json!("300"));
             }),
-            BadAnswer::Json,
+            BadAnswer::Shape,
         ),
         (
             "duplicate access_token",
             br#"{"access_token":"a.b.c","access_token":"d.e.f","token_type":"Bearer"}"#.to_vec(),
-            BadAnswer::Json,
+            BadAnswer::Shape,
         ),
         (
             "no access_token",
