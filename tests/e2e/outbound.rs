@@ -1011,10 +1011,10 @@ async fn every_malformed_exchange_answer_is_refused_counted_and_never_sent() {
 // === reload ===
 
 /// A reload applies routes, the unknown-host policy and the client secret to the next request,
-/// also on connections already open: route number 0 names another destination and audience
-/// after it, and the connection's remembered key (`LastKey`) must not carry the old one over; a
-/// removed route's host is refused; a new secret is used at once (the cache of tokens obtained
-/// with the old one is dropped); new local ports are refused as needing a restart.
+/// also on a connection already open: after it, route number 0 names the same host for another
+/// audience, and the connection's remembered key (`LastKey`) must not carry the old token over;
+/// a removed route's host is refused; a new secret is used at once (the tokens cached with the
+/// old one are dropped); new local ports are refused as needing a restart.
 #[test_log::test(tokio::test)]
 async fn a_reload_applies_to_the_next_request_on_connections_already_open() {
     let idp = FakeIdp::start().await;
@@ -1025,7 +1025,12 @@ async fn a_reload_applies_to_the_next_request_on_connections_already_open() {
             up.addr
         )
     };
-    let s = state(&idp, &format!("routes:\n{}", route("b", &b, "service-b")));
+    let both = format!(
+        "routes:\n{}{}",
+        route("b", &b, "service-b"),
+        route("c", &c, "service-c")
+    );
+    let s = state(&idp, &both);
     let proxy = serve(s.clone()).await;
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
@@ -1040,52 +1045,53 @@ async fn a_reload_applies_to_the_next_request_on_connections_already_open() {
         async move { req.send().await.expect("send").status() }
     };
     assert_eq!(send(&b).await, 200);
+    assert_eq!(send(&c).await, 200);
     assert_eq!(b.seen()[0].claims()["aud"], "service-b");
 
-    // Route 0 is now c, for another audience; b is gone and unknown hosts are refused.
-    let moved = format!("unknown: deny\nroutes:\n{}", route("c", &c, "service-c"));
+    // Route 0 is b for another audience now; c is gone and unknown hosts are refused.
+    let moved = format!("unknown: deny\nroutes:\n{}", route("b", &b, "service-c"));
     s.reload(config_of(&moved)).expect("reload");
-    assert_eq!(send(&c).await, 200);
+    assert_eq!(send(&b).await, 200);
     assert_eq!(
-        c.seen()[0].claims()["aud"],
+        b.seen()[1].claims()["aud"],
         "service-c",
         "the same connection, user and route number: the new route's token"
     );
-    assert_eq!(send(&b).await, 403, "the removed route's host is refused");
-    assert_eq!(b.requests(), 1);
+    assert_eq!(send(&c).await, 403, "the removed route's host is refused");
+    assert_eq!(c.requests(), 1);
 
-    // Passthrough for unknown hosts: b is reached, without any token.
+    // Passthrough for unknown hosts: c is reached, without any token.
     let open = format!(
         "unknown: passthrough\nroutes:\n{}",
-        route("c", &c, "service-c")
+        route("b", &b, "service-c")
     );
     s.reload(config_of(&open)).expect("reload");
-    assert_eq!(send(&b).await, 200);
-    assert!(b.seen()[1].headers.get(header::AUTHORIZATION).is_none());
+    assert_eq!(send(&c).await, 200);
+    assert!(c.seen()[1].headers.get(header::AUTHORIZATION).is_none());
 
-    // Another secret: the cached token for c is not used, the next exchange carries the new
+    // Another secret: the cached token for b is not used, the next exchange carries the new
     // secret (which this IdP refuses: invalid_client → 502).
     let calls = idp.calls();
     s.reload(config_with_secret("rotated", &open))
         .expect("reload");
-    assert_eq!(send(&c).await, 502);
+    assert_eq!(send(&b).await, 502);
     assert_eq!(
         idp.calls(),
         calls + 1,
         "exchanged again, with the new secret"
     );
     s.reload(config_of(&open)).expect("reload");
-    assert_eq!(send(&c).await, 200);
+    assert_eq!(send(&b).await, 200);
 
     // A local port needs a listener bound at start: refused, and nothing else changes.
     let ported = format!(
-        "{moved}ports:\n  - {{listen: \"127.0.0.1:1\", upstream: \"{}\", route: c}}\n",
-        c.addr
+        "{moved}ports:\n  - {{listen: \"127.0.0.1:1\", upstream: \"{}\", route: b}}\n",
+        b.addr
     );
     let refused = s.reload(config_of(&ported)).expect_err("refused");
     assert!(
         refused.to_string().contains("outbound.ports") && refused.to_string().contains("restart"),
         "{refused}"
     );
-    assert_eq!(send(&b).await, 200, "unknown: passthrough still in force");
+    assert_eq!(send(&c).await, 200, "unknown: passthrough still in force");
 }
