@@ -5,11 +5,15 @@
 //! (→ 503 + `Retry-After` to the app), and for a short while afterwards misses fail at once
 //! instead of each waiting out the timeouts.
 
+mod answer;
 pub mod cache;
+
+pub use answer::BadAnswer;
 
 use crate::config::outbound::{ClientAuth, Outbound as Config, Route};
 use crate::jwt::{self, keys::SigningKey};
 use crate::secret::{Token, fingerprint};
+use answer::Asked;
 use http::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -118,6 +122,9 @@ pub enum ExchangeError {
     /// The client assertion could not be signed.
     #[error("sign client assertion: {0}")]
     Assertion(String),
+    /// The IdP answered 2xx with something other than what was asked for ([`answer`]'s checks).
+    #[error("identity provider answer refused: {}", .0.as_str())]
+    BadAnswer(BadAnswer),
 }
 
 impl ExchangeError {
@@ -133,16 +140,12 @@ pub struct Exchanger {
     issuer: Option<String>,
     issuer_url: Option<Url>,
     endpoint: OnceCell<Url>,
+    /// The issuer is https: so must every URL this client calls be.
+    https_only: bool,
     client_id: String,
     auth: ClientAuth,
     /// Unix second until which misses fail fast after the IdP was unavailable.
     down_until: AtomicU64,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -153,16 +156,32 @@ struct ErrorResponse {
 impl Exchanger {
     /// Builds the client. `issuer` (top-level `issuer` of the config) is used to discover the
     /// token endpoint when none is configured, and as the client assertion's `aud` (rfc7523bis).
+    ///
+    /// With an `https` issuer every call is https-only: a configured `http` token endpoint is
+    /// refused here, and a discovered one fails at discovery (the client secret or assertion
+    /// never crosses plain HTTP for an issuer that has TLS).
     pub fn new(cfg: &Config, issuer: Option<&str>) -> Result<Self, ExchangeError> {
         if cfg.token_endpoint.is_none() && issuer.is_none() {
             return Err(ExchangeError::Unavailable(
                 "no token_endpoint and no issuer to discover it from".into(),
             ));
         }
+        let https_only = issuer.is_some_and(|i| i.starts_with("https:"));
+        if https_only
+            && cfg
+                .token_endpoint
+                .as_ref()
+                .is_some_and(|u| u.scheme() != "https")
+        {
+            return Err(ExchangeError::Unavailable(
+                "the token_endpoint of an https issuer must be https".into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .https_only(https_only)
             // The sidecar's own environment may point HTTP_PROXY at itself.
             .no_proxy()
             .build()
@@ -173,10 +192,19 @@ impl Exchanger {
             issuer: issuer.map(|s| s.trim_end_matches('/').to_owned()),
             issuer_url: issuer.and_then(|s| Url::parse(s).ok()),
             endpoint,
+            https_only,
             client_id: cfg.client.client_id.clone(),
             auth: cfg.client.auth.clone(),
             down_until: AtomicU64::new(0),
         })
+    }
+
+    /// Takes the token endpoint `other` has discovered, if any and none is known yet (a
+    /// reloaded client with the same issuer and no configured endpoint need not ask again).
+    pub fn endpoint_from(&self, other: &Exchanger) {
+        if let Some(url) = other.endpoint.get() {
+            let _ = self.endpoint.set(url.clone());
+        }
     }
 
     /// The token endpoint, configured or discovered (RFC 8414 / OIDC Discovery), cached once found.
@@ -197,10 +225,17 @@ impl Exchanger {
         let body = limited(rsp).await?;
         let meta: Value = serde_json::from_slice(&body)
             .map_err(|e| ExchangeError::Unavailable(format!("discovery document: {e}")))?;
-        meta.get("token_endpoint")
+        let url = meta
+            .get("token_endpoint")
             .and_then(Value::as_str)
             .and_then(|s| Url::parse(s).ok())
-            .ok_or_else(|| ExchangeError::Unavailable("discovery has no token_endpoint".into()))
+            .ok_or_else(|| ExchangeError::Unavailable("discovery has no token_endpoint".into()))?;
+        if self.https_only && url.scheme() != "https" {
+            return Err(ExchangeError::Unavailable(
+                "discovery names an http token_endpoint for an https issuer".into(),
+            ));
+        }
+        Ok(url)
     }
 
     /// True when `host:port` is the IdP (issuer or token endpoint): calls to it are never exchanged.
@@ -228,19 +263,24 @@ impl Exchanger {
             ("subject_token_type", ACCESS_TOKEN_TYPE.to_owned()),
         ];
         target_params(target, &mut form);
-        self.token_request(form).await
+        let claims = jwt::peek_claims(subject.expose());
+        let sub = claims.as_ref().and_then(|c| c.get("sub")?.as_str());
+        self.token_request(form, Asked::Exchange(sub), target).await
     }
 
     /// RFC 6749 §4.4 `client_credentials` for `target`: the service's own identity.
     pub async fn client_credentials(&self, target: &Target) -> Result<Issued, ExchangeError> {
         let mut form = vec![("grant_type", "client_credentials".to_owned())];
         target_params(target, &mut form);
-        self.token_request(form).await
+        self.token_request(form, Asked::ClientCredentials, target)
+            .await
     }
 
     async fn token_request(
         &self,
         mut form: Vec<(&'static str, String)>,
+        asked: Asked<'_>,
+        target: &Target,
     ) -> Result<Issued, ExchangeError> {
         let now = jwt::unix_now();
         if self.down_until.load(Ordering::Relaxed) > now {
@@ -248,7 +288,7 @@ impl Exchanger {
                 "recently unreachable; failing fast".into(),
             ));
         }
-        let result = self.post(&mut form, now).await;
+        let result = self.post(&mut form, asked, target, now).await;
         if matches!(result, Err(ExchangeError::Unavailable(_))) {
             self.down_until
                 .store(now + RETRY_AFTER_SECS, Ordering::Relaxed);
@@ -275,14 +315,13 @@ impl Exchanger {
     async fn post(
         &self,
         form: &mut Vec<(&'static str, String)>,
+        asked: Asked<'_>,
+        target: &Target,
         now: u64,
     ) -> Result<Issued, ExchangeError> {
         let (status, body) = self.send(form, now).await?;
         if status.is_success() {
-            let ok: TokenResponse = serde_json::from_slice(&body).map_err(|_| {
-                ExchangeError::Unavailable("token endpoint answered malformed JSON".into())
-            })?;
-            return issued(Token::new(ok.access_token), ok.expires_in, now);
+            return answer::check(&body, asked, target, now);
         }
         Err(refusal(status, &body))
     }
@@ -363,34 +402,6 @@ fn assertion(
     });
     key.sign("JWT", &claims)
         .map_err(|e| ExchangeError::Assertion(e.to_string()))
-}
-
-/// The issued token with its expiry (the earlier of `exp` and `expires_in`) and audit fields.
-fn issued(token: Token, expires_in: Option<u64>, now: u64) -> Result<Issued, ExchangeError> {
-    let claims = jwt::peek_claims(token.expose()).unwrap_or_default();
-    let exp = claims.get("exp").and_then(Value::as_u64);
-    let by_expires_in = expires_in.map(|s| now.saturating_add(s));
-    let expires_at = match (exp, by_expires_in) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => now,
-    };
-    let sub_hash = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .map(|s| fingerprint(s.as_bytes()))
-        .unwrap_or_default();
-    let mut chain = Vec::new();
-    let mut act = claims.get("act");
-    while let Some(a) = act {
-        if let Some(sub) = a.get("sub").and_then(Value::as_str) {
-            chain.push(sub.to_owned());
-        }
-        act = a.get("act");
-    }
-    Issued::new(token, expires_at, sub_hash, chain.join(">")).ok_or_else(|| {
-        ExchangeError::Unavailable("the IdP issued a token that is not a header value".into())
-    })
 }
 
 /// Keeps an OAuth error code to its RFC 6749 §5.2 character set so it is safe to log and echo.

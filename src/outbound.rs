@@ -10,27 +10,31 @@
 //! it is seen or rewritten, so TLS traffic through it carries whatever the app sent. A routed
 //! request that asks to switch protocols (a WebSocket handshake) gets its token like any other
 //! and, once the upstream answers `101`, is spliced to it ([`crate::http::upgrade`]).
+//!
+//! Everything the configuration shapes lives in one state that a reload replaces at once
+//! ([`Outbound::prepare`], [`Outbound::install`]); each request runs on the state it started with.
 
 mod forward;
 mod reject;
+mod state;
 
-use crate::config::outbound::{Outbound as Config, Policy, Route, WithoutSubject};
-use crate::exchange::cache::{Cache, Key, LastKey, Lookup};
-use crate::exchange::{ExchangeError, Exchanger, Issued, Target};
+pub use state::{Outbound, Staged};
+
+use crate::config::outbound::{Policy, Route, WithoutSubject};
+use crate::exchange::cache::LastKey;
+use crate::exchange::{ExchangeError, Issued};
 use crate::http::{Body, BoxError};
-use crate::secret::Token;
 use crate::server::{self, ConnInfo, Drained, Limits};
-use crate::telemetry::{ExchangeMetrics as Metrics, Lookups};
 use bytes::Bytes;
-use forward::Upstream;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use reject::Reject;
+use state::Active;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -45,101 +49,15 @@ pub enum Error {
     Tls(String),
 }
 
-/// The outbound side of one sidecar: routes, exchange client, token cache, upstream pool.
-pub struct Outbound {
-    cfg: Config,
-    targets: Vec<Target>,
-    /// Each route's cache hit and miss counters, looked up once.
-    lookups: Vec<Lookups>,
-    exchanger: Exchanger,
-    cache: Cache,
-    upstream: Upstream,
-    metrics: Metrics,
-    /// A CONNECT tunnel with no byte moving for this long is closed.
-    tunnel_idle: Duration,
-}
-
-impl Outbound {
-    /// Builds the state. `issuer` is the top-level `issuer` (token-endpoint discovery and the
-    /// client assertion's audience; calls to it are forwarded without exchange); `metrics` are
-    /// the sidecar's exchange metrics, registered in [`crate::telemetry::Metrics`].
-    pub fn new(cfg: Config, issuer: Option<&str>, metrics: Metrics) -> Result<Self, Error> {
-        let exchanger = Exchanger::new(&cfg, issuer)?;
-        let cache = Cache::new(
-            cfg.cache.max_entries,
-            cfg.cache.skew,
-            cfg.cache.negative_ttl,
-        );
-        let upstream = Upstream::new(&cfg)?;
-        let targets = cfg.routes.iter().map(Target::of).collect();
-        let lookups = cfg
-            .routes
-            .iter()
-            .map(|r| metrics.lookups(&r.name))
-            .collect();
-        Ok(Self {
-            cfg,
-            targets,
-            lookups,
-            exchanger,
-            cache,
-            upstream,
-            metrics,
-            tunnel_idle: Limits::default().idle_timeout,
-        })
-    }
-
-    /// Closes CONNECT tunnels after `idle` with no byte moving either way (default: the
-    /// default `limits.idle_timeout`; the sidecar sets its configured one).
-    pub fn with_tunnel_idle(mut self, idle: Duration) -> Self {
-        self.tunnel_idle = idle;
-        self
-    }
-
-    /// The validated configuration (listen addresses, ports).
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// The exchange metrics, to register with the admin listener's registry.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// A token for `route` on behalf of `subject` (or the service itself), cached.
-    async fn token(
-        &self,
-        route: usize,
-        key: Key,
-        subject: Option<&[u8]>,
-    ) -> Result<(Arc<Issued>, Lookup), ExchangeError> {
-        let (name, target) = (&self.cfg.routes[route].name, &self.targets[route]);
-        let fetch = || async move {
-            let start = Instant::now();
-            let r = match subject {
-                // Visible ASCII (`subject`), so the conversion is lossless; made on a miss only.
-                Some(t) => {
-                    let t = Token::new(String::from_utf8_lossy(t));
-                    self.exchanger.exchange(&t, target).await
-                }
-                None => self.exchanger.client_credentials(target).await,
-            };
-            let outcome = match &r {
-                Ok(_) => "ok",
-                Err(ExchangeError::Refused { .. }) => "refused",
-                Err(_) => "unavailable",
-            };
-            self.metrics.exchanged(name, outcome, start.elapsed());
-            r
-        };
-        let got = self.cache.get_or_fetch(key, subject, fetch).await?;
-        let counters = &self.lookups[route];
-        match got.1 {
-            Lookup::Hit => counters.hit.inc(),
-            Lookup::Miss => counters.miss.inc(),
-        };
-        Ok(got)
-    }
+/// Why a new outbound configuration was not applied; the old one stays active.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The change touches something only a restart applies.
+    #[error("{0} changed; restart the sidecar to apply it")]
+    NeedsRestart(String),
+    /// The new state could not be built (a CA file unreadable, no token endpoint).
+    #[error(transparent)]
+    Build(#[from] Error),
 }
 
 /// Serves the forward-proxy listener (`HTTP_PROXY`) until `shutdown`, then drains. Connections
@@ -250,6 +168,8 @@ async fn proxy(
     mut req: Request<Body>,
     arrival: Arrival,
 ) -> Response<Body> {
+    // The state this request runs on to its end, whatever a reload installs meanwhile.
+    let a = s.active.load_full();
     let request_id = forward::request_id(req.headers_mut());
     let method = req.method().clone();
     let mut audit = Audit {
@@ -258,11 +178,11 @@ async fn proxy(
         cache: "none",
         exchange_ms: 0,
     };
-    let rsp = match run(s, last, req, arrival, &mut audit).await {
+    let rsp = match run(s, &a, last, req, arrival, &mut audit).await {
         Ok(rsp) => rsp,
         Err(reject) => reject.into_response(),
     };
-    let route = audit.route.map(|i| &s.cfg.routes[i]);
+    let route = audit.route.map(|i| &a.cfg.routes[i]);
     let issued = audit.issued.as_deref();
     info!(
         target: "baton::audit",
@@ -284,13 +204,14 @@ async fn proxy(
 
 async fn run(
     s: &Outbound,
+    a: &Active,
     last: &LastKey,
     mut req: Request<Body>,
     arrival: Arrival,
     audit: &mut Audit,
 ) -> Result<Response<Body>, Reject> {
     if req.method() == Method::CONNECT {
-        return match s.cfg.connect {
+        return match a.cfg.connect {
             Policy::Deny => Err(Reject::Connect),
             // Boxed: a tunnel is once per connection, its future would size every request's.
             Policy::Passthrough => Box::pin(forward::tunnel(req, s.tunnel_idle))
@@ -300,7 +221,7 @@ async fn run(
     }
     let (host, port_no, route) = match arrival {
         Arrival::Port(p) => {
-            let p = &s.cfg.ports[p];
+            let p = &a.cfg.ports[p];
             let (host, port_no) = crate::config::outbound::split_authority(&p.upstream, 80)
                 .ok_or_else(|| Reject::Upstream(format!("bad upstream {}", p.upstream)))?;
             (host, port_no, Some(p.route))
@@ -311,7 +232,7 @@ async fn run(
                 _ => None,
             };
             let (host, port_no) = destination(&req, captured)?;
-            let route = s
+            let route = a
                 .cfg
                 .routes
                 .iter()
@@ -319,29 +240,29 @@ async fn run(
             (host, port_no, route)
         }
     };
-    if s.exchanger.is_idp(&host, port_no) {
+    if a.exchanger.is_idp(&host, port_no) {
         // The IdP authenticates calls to itself; exchanging for it would be circular.
         forward::prepare(&mut req, None, &host, port_no, false).map_err(Reject::Upstream)?;
-        return s.upstream.send(req).await.map_err(Reject::Upstream);
+        return a.upstream.send(req, None).await.map_err(Reject::Upstream);
     }
     let Some(route) = route else {
-        return match s.cfg.unknown {
+        return match a.cfg.unknown {
             Policy::Deny => Err(Reject::UnknownHost(format!("{host}:{port_no}"))),
             Policy::Passthrough => {
                 req.headers_mut().remove(header::AUTHORIZATION);
                 forward::prepare(&mut req, None, &host, port_no, false)
                     .map_err(Reject::Upstream)?;
-                s.upstream.send(req).await.map_err(Reject::Upstream)
+                a.upstream.send(req, None).await.map_err(Reject::Upstream)
             }
         };
     };
-    let r = &s.cfg.routes[route];
+    let r = &a.cfg.routes[route];
     audit.route = Some(route);
     let subject = subject(req.headers(), r)?;
     let subject = subject.as_ref().map(Subject::bytes);
-    let key = last.key(subject, route, &s.targets[route]);
+    let key = last.key(subject, (a.generation, route), &a.targets[route]);
     let started = Instant::now();
-    let (issued, lookup) = s.token(route, key, subject).await?;
+    let (issued, lookup) = a.token(&s.metrics, route, key, subject).await?;
     audit.exchange_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     audit.cache = lookup.as_str();
     audit.issued = Some(issued.clone());
@@ -351,29 +272,37 @@ async fn run(
         let upgrade = crate::http::upgrade::asked(&req);
         if !upgrade.is_empty() {
             // Boxed: rare, and its future would size every request's.
-            return Box::pin(switch(s, req, upgrade, &issued, &host, port_no, tls)).await;
+            let to = (host.as_str(), port_no, route);
+            return Box::pin(switch(s, a, req, upgrade, &issued, to, tls)).await;
         }
     }
     let replay = forward::replayable(&req);
     forward::prepare(&mut req, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
-    let rsp = s.upstream.send(req).await.map_err(Reject::Upstream)?;
+    let rsp = a
+        .upstream
+        .send(req, Some(route))
+        .await
+        .map_err(Reject::Upstream)?;
     if !forward::says_invalid_token(&rsp) {
         return Ok(rsp);
     }
     // The upstream refused a token we cached: drop it, and retry once with a fresh one when
     // the request can be sent again safely.
-    s.cache.invalidate(&key).await;
+    a.cache.invalidate(&key).await;
     let Some(mut again) = replay else {
         return Ok(rsp);
     };
     warn!(route = %r.name, "upstream answered invalid_token; retrying with a fresh exchange");
-    let (issued, _) = s.token(route, key, subject).await?;
+    let (issued, _) = a.token(&s.metrics, route, key, subject).await?;
     audit.cache = "miss";
     audit.issued = Some(issued.clone());
     forward::prepare(&mut again, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
-    s.upstream.send(again).await.map_err(Reject::Upstream)
+    a.upstream
+        .send(again, Some(route))
+        .await
+        .map_err(Reject::Upstream)
 }
 
 /// A routed request that asks to switch protocols (a WebSocket handshake) with its exchanged
@@ -382,20 +311,20 @@ async fn run(
 /// the client sees the `401` and may ask again.
 async fn switch(
     s: &Outbound,
+    a: &Active,
     mut req: Request<Body>,
     upgrade: Vec<http::HeaderValue>,
     issued: &Issued,
-    host: &str,
-    port_no: u16,
+    (host, port_no, route): (&str, u16, usize),
     tls: bool,
 ) -> Result<Response<Body>, Reject> {
     let switch = crate::http::upgrade::Switch::take(&mut req);
     forward::prepare(&mut req, Some(&issued.authorization), host, port_no, tls)
         .map_err(Reject::Upstream)?;
     crate::http::upgrade::ask_again(req.headers_mut(), upgrade);
-    let mut rsp = s
+    let mut rsp = a
         .upstream
-        .send_upgradable(req)
+        .send_upgradable(req, route)
         .await
         .map_err(Reject::Upstream)?;
     switch.answer(&mut rsp, s.tunnel_idle);

@@ -1,5 +1,8 @@
 //! `baton run`: the inbound, outbound and admin listeners of one sidecar wired together, with
-//! config reload and the shutdown order of STYLE.md (readyz 503 → stop accepting → drain → log).
+//! config reload ([`reload`]) and the shutdown order of STYLE.md (readyz 503 → stop accepting →
+//! drain → log).
+
+pub mod reload;
 
 use crate::admin::{self, Admin, AppProbes};
 use crate::config::Config;
@@ -156,7 +159,8 @@ async fn drain(tasks: &mut JoinSet<(&'static str, Drained)>) -> bool {
 }
 
 /// Starts a sidecar on already-bound `listeners`. With `config_path`, the config is reloaded on
-/// SIGHUP and when the file changes; an invalid new config is refused and the old one kept.
+/// SIGHUP and when the file changes, both sides at once; a new config that is invalid or changes
+/// what only a restart applies is refused and the old one kept ([`reload`]).
 pub async fn start(
     cfg: Config,
     listeners: Listeners,
@@ -175,9 +179,9 @@ pub async fn start_with_app_probes(
     app_probes: AppProbes,
 ) -> Result<Running, Error> {
     let metrics = Arc::new(Metrics::new());
-    let jwks = Jwks::from_config(&cfg, jwks::http_client()?, metrics.clone());
+    let jwks = Jwks::from_config(&cfg, jwks::http_client_for(&cfg.issuer)?, metrics.clone());
     let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-    let outbound_state = Arc::new(
+    let outbound_state: Arc<Outbound> = Arc::new(
         Outbound::new(
             cfg.outbound.clone(),
             Some(&cfg.issuer),
@@ -241,12 +245,14 @@ pub async fn start_with_app_probes(
         admin::serve(admin_state, listeners.admin, admin_signal.wait()),
     ));
     if let Some(path) = config_path {
-        tokio::spawn(inbound::watch_reload(
-            inbound_state,
+        let reloader = reload::Reloader::new(
             path,
-            RELOAD_POLL,
-            wait(&signal),
-        ));
+            cfg.clone(),
+            inbound_state,
+            outbound_state,
+            metrics.clone(),
+        );
+        tokio::spawn(reload::watch(reloader, RELOAD_POLL, wait(&signal)));
     }
     info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -158,13 +158,23 @@ pub struct RouteLabel {
     pub route: String,
 }
 
-/// `{route, outcome}` labels; outcome is `ok`, `refused` or `unavailable`.
+/// `{route, outcome}` labels; outcome is `ok`, `refused`, `bad_answer` or `unavailable`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct OutcomeLabels {
     /// Route name.
     pub route: String,
-    /// `ok`, `refused` or `unavailable`.
+    /// `ok`, `refused`, `bad_answer` or `unavailable`.
     pub outcome: &'static str,
+}
+
+/// `{route, reason}` labels; reason is a fixed word ([`crate::exchange::BadAnswer::as_str`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Route name.
+    pub route: String,
+    /// Why the answer was refused: `shape`, `access_token`, `token_type`, `issued_token_type`,
+    /// `sub` or `aud`.
+    pub reason: &'static str,
 }
 
 /// The outbound side's metrics: token exchanges and the exchanged-token cache.
@@ -178,6 +188,9 @@ pub struct ExchangeMetrics {
     pub hits: Family<RouteLabel, Counter>,
     /// `baton_exchange_cache_misses_total{route}`.
     pub misses: Family<RouteLabel, Counter>,
+    /// `baton_exchange_answers_refused_total{route,reason}`: 2xx token-endpoint answers that
+    /// were not what was asked for, and so were neither cached nor sent.
+    pub answers_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Default for ExchangeMetrics {
@@ -189,6 +202,7 @@ impl Default for ExchangeMetrics {
             exchanges: Family::default(),
             hits: Family::default(),
             misses: Family::default(),
+            answers_refused: Family::default(),
         }
     }
 }
@@ -216,6 +230,21 @@ impl ExchangeMetrics {
             "Exchanged-token cache misses",
             self.misses.clone(),
         );
+        registry.register(
+            "baton_exchange_answers_refused",
+            "Token-endpoint answers refused by reason (not the token type, subject or audience asked for)",
+            self.answers_refused.clone(),
+        );
+    }
+
+    /// Counts one token-endpoint answer for `route` refused for `reason`.
+    pub fn answer_refused(&self, route: &str, reason: &'static str) {
+        self.answers_refused
+            .get_or_create(&ReasonLabels {
+                route: route.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     /// Records one IdP call for `route`.
@@ -288,12 +317,14 @@ mod tests {
         let lookups = m.lookups("b");
         lookups.hit.inc();
         lookups.miss.inc();
+        m.answer_refused("b", "token_type");
         let text = all.encode();
         for name in [
             "baton_exchange_latency_seconds_count{route=\"b\"} 1",
             "baton_exchanges_total{route=\"b\",outcome=\"ok\"} 1",
             "baton_exchange_cache_hits_total{route=\"b\"} 1",
             "baton_exchange_cache_misses_total{route=\"b\"} 1",
+            "baton_exchange_answers_refused_total{route=\"b\",reason=\"token_type\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

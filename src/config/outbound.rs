@@ -2,6 +2,8 @@
 //!
 //! `RawOutbound` is what the YAML says (unknown fields refused); [`validate`] turns it into a typed
 //! [`Outbound`], reading secret and key files, and records every problem with its field path.
+//! Every field here is applied by a reload (SIGHUP or a changed file: the files are read again,
+//! see [`crate::sidecar::reload`]) except `ports[].listen`, whose listeners are bound at start.
 //!
 //! ```yaml
 //! outbound:
@@ -22,7 +24,8 @@
 //!       scope: openid profile
 //!       requested_lifetime: 600         # seconds
 //!       without_subject: deny           # or client_credentials
-//!       tls: {ca_file: /etc/baton/ca.pem}   # optional: upstream over https
+//!       tls: {ca_file: /etc/baton/ca.pem}   # optional: upstream over https, trusting only
+//!                                           # this file's CAs (`tls: {}`: the system roots)
 //!   ports:
 //!     - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
 //! ```
@@ -130,7 +133,8 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    /// Extra trust anchor (PEM) for this upstream.
+    /// The CA certificates (PEM) this upstream's certificate must chain to, and the only ones
+    /// trusted for it; without it, the system roots.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -178,6 +182,21 @@ pub struct Client {
     pub auth: ClientAuth,
 }
 
+impl Client {
+    /// Whether `other` is the same identity: the same client id and credential (a private key
+    /// by its `kid`, algorithm and public key).
+    pub fn same_identity(&self, other: &Client) -> bool {
+        let auth = match (&self.auth, &other.auth) {
+            (ClientAuth::Secret(a), ClientAuth::Secret(b)) => a == b,
+            (ClientAuth::PrivateKey(a), ClientAuth::PrivateKey(b)) => {
+                a.kid() == b.kid() && a.alg() == b.alg() && a.public_jwk() == b.public_jwk()
+            }
+            _ => false,
+        };
+        self.client_id == other.client_id && auth
+    }
+}
+
 /// How the client authenticates at the token endpoint.
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
@@ -188,7 +207,7 @@ pub enum ClientAuth {
 }
 
 /// Exchanged-token cache settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSettings {
     /// Entries kept at most; the least useful are evicted beyond it.
     pub max_entries: u64,
@@ -235,14 +254,14 @@ pub struct Route {
     pub requested_lifetime: Option<u64>,
     /// What a call without a subject token gets.
     pub without_subject: WithoutSubject,
-    /// Upstream TLS; `ca_file` adds a trust anchor to the system roots.
+    /// Upstream TLS, with this route's own trust: its `ca_file`, or the system roots.
     pub tls: Option<Tls>,
 }
 
 /// Upstream TLS settings of a route.
 #[derive(Debug, Clone, Default)]
 pub struct Tls {
-    /// Extra trust anchor (PEM) added to the system roots.
+    /// The only trust anchors (PEM) for this route's upstream; `None`: the system roots.
     pub ca_file: Option<PathBuf>,
 }
 
@@ -339,6 +358,22 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         connect,
         routes,
         ports,
+    }
+}
+
+/// With an `https` issuer, a configured token endpoint must be `https` too: the client secret or
+/// assertion and the users' tokens never cross plain HTTP for an issuer that has TLS.
+pub fn check_issuer(outbound: &Outbound, issuer: &str, problems: &mut Problems) {
+    if issuer.starts_with("https:")
+        && outbound
+            .token_endpoint
+            .as_ref()
+            .is_some_and(|u| u.scheme() != "https")
+    {
+        problems.push(
+            "outbound.token_endpoint",
+            "must be https when the issuer is https",
+        );
     }
 }
 

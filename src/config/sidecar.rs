@@ -237,6 +237,7 @@ impl Config {
         let limits = limits(&mut p, raw.limits);
         let routes = routes::validate(raw.routes, &mut p);
         let outbound = outbound::validate(raw.outbound, &mut p);
+        outbound::check_issuer(&outbound, &issuer, &mut p);
         let login = raw.login.map(|l| login::validate(l, &mut p));
         if let Some(i) = routes.iter().position(|r| r.browser_login)
             && login.is_none()

@@ -53,7 +53,9 @@ pub fn key(subject: Option<&[u8]>, target: &Target) -> Key {
     Key(out)
 }
 
-/// The key of the subject token one connection last sent, and the route it was for: a
+/// The key of the subject token one connection last sent, and the route it was for (numbered
+/// within one outbound state, whose generation goes with it: after a reload the same number may
+/// name another route, with another target, and must not find the old key): a
 /// connection that sends the same token again (an app's keep-alive connection carrying one
 /// user's calls) skips the SHA-256 over it. The token is compared in constant time, so a
 /// connection shared by several callers learns nothing of another's token from the time a
@@ -62,12 +64,15 @@ pub fn key(subject: Option<&[u8]>, target: &Target) -> Key {
 pub struct LastKey(Mutex<Option<Remembered>>);
 
 /// A subject token's bytes, the route it was for and its key.
-type Remembered = (Box<[u8]>, usize, Key);
+type Remembered = (Box<[u8]>, RouteId, Key);
+
+/// A route: the generation of the outbound state it belongs to and its number there.
+pub type RouteId = (u64, usize);
 
 impl LastKey {
-    /// [`key`] of `subject` for `target`, the target of route number `route`; remembered for the
+    /// [`key`] of `subject` for `target`, the target of route `route`; remembered for the
     /// connection's next request.
-    pub fn key(&self, subject: Option<&[u8]>, route: usize, target: &Target) -> Key {
+    pub fn key(&self, subject: Option<&[u8]>, route: RouteId, target: &Target) -> Key {
         let Some(subject) = subject else {
             return key(None, target);
         };

@@ -6,6 +6,11 @@ fn token(claims: serde_json::Value) -> Token {
     Token::new(key.sign("at+jwt", &claims).expect("sign"))
 }
 
+fn issued(token: Token, expires_in: Option<u64>, now: u64) -> Result<Issued, ExchangeError> {
+    let claims = jwt::peek_claims(token.expose()).unwrap_or_default();
+    answer::issued(token, &claims, expires_in, now)
+}
+
 #[test]
 fn expiry_is_the_earlier_of_exp_and_expires_in() {
     let t = token(json!({"sub": "alice", "exp": 1_000}));
@@ -22,46 +27,14 @@ fn expiry_is_the_earlier_of_exp_and_expires_in() {
         1_000
     );
     assert_eq!(issued(t, None, 500).expect("issued").expires_at, 1_000);
+    let no_exp = token(json!({"sub": "alice"}));
     assert_eq!(
-        issued(Token::new("opaque"), Some(60), 500)
+        issued(no_exp.clone(), Some(60), 500)
             .expect("issued")
             .expires_at,
         560
     );
-    assert_eq!(
-        issued(Token::new("opaque"), None, 500)
-            .expect("issued")
-            .expires_at,
-        500
-    );
-}
-
-#[test]
-fn audit_fields_hash_the_subject_and_walk_the_act_chain() {
-    let t =
-        token(json!({"sub": "alice", "exp": 1, "act": {"sub": "svc-b", "act": {"sub": "svc-a"}}}));
-    let i = issued(t.clone(), None, 0).expect("issued");
-    assert_eq!(i.act_chain, "svc-b>svc-a");
-    assert_eq!(i.sub_hash, fingerprint(b"alice"));
-    let debug = format!("{i:?}");
-    assert!(
-        !debug.contains("alice") && !debug.contains(t.expose()),
-        "{debug}"
-    );
-}
-
-#[test]
-fn the_authorization_value_is_made_once_and_marked_sensitive() {
-    let t = token(json!({"sub": "alice", "exp": 1}));
-    let i = issued(t.clone(), None, 0).expect("issued");
-    assert_eq!(
-        i.authorization.as_bytes(),
-        format!("Bearer {}", t.expose()).as_bytes()
-    );
-    assert!(i.authorization.is_sensitive());
-    // A token no header can carry is the IdP's fault, refused at the exchange, not per request.
-    let bad = issued(Token::new("eyJ.a\r\nb.c"), Some(60), 0);
-    assert!(matches!(bad, Err(ExchangeError::Unavailable(_))), "{bad:?}");
+    assert_eq!(issued(no_exp, None, 500).expect("issued").expires_at, 500);
 }
 
 #[test]
@@ -114,4 +87,29 @@ fn client_assertion_follows_rfc7523() {
     assert_eq!(claims["aud"], "https://idp");
     assert_eq!(claims["exp"], 1_060);
     assert_ne!(claims["jti"], jwt::peek_claims(&b).expect("claims")["jti"]);
+}
+
+#[test]
+fn an_https_issuer_needs_an_https_token_endpoint() {
+    use crate::config::Problems;
+    use crate::config::outbound::{RawOutbound, check_issuer, validate};
+    let cfg = |endpoint: &str| {
+        let raw = RawOutbound {
+            token_endpoint: Some(endpoint.into()),
+            ..RawOutbound::default()
+        };
+        validate(raw, &mut Problems::new("sidecar.yaml"))
+    };
+    let built = |endpoint: &str, issuer: &str| Exchanger::new(&cfg(endpoint), Some(issuer)).is_ok();
+    assert!(!built("http://idp/token", "https://idp"));
+    assert!(built("https://idp/token", "https://idp"));
+    assert!(built("http://idp/token", "http://idp"));
+    // `baton check` and start-up say so first, with the field.
+    let mut problems = Problems::new("sidecar.yaml");
+    check_issuer(&cfg("http://idp/token"), "https://idp", &mut problems);
+    let errors = problems.finish(()).expect_err("refused");
+    assert_eq!(errors.0[0].field, "outbound.token_endpoint");
+    let mut problems = Problems::new("sidecar.yaml");
+    check_issuer(&cfg("http://idp/token"), "http://idp", &mut problems);
+    assert!(problems.finish(()).is_ok());
 }

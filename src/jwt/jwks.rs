@@ -2,7 +2,8 @@
 //! and the [`Verifier`] that caches successful verifications by token hash until `exp`.
 //!
 //! Keys come only from the configured issuer's discovery document → `jwks_uri` (RFC 8414 §3.3:
-//! its `issuer` must equal the configured one exactly). The first successful load drops the
+//! its `issuer` must equal the configured one exactly). For an https issuer both fetches, and
+//! every redirect they follow, are https ([`http_client_for`]). The first successful load drops the
 //! readiness latch (linkerd-style). Refresh follows `Cache-Control: max-age`, clamped; failures
 //! retry. An unknown `kid` triggers at most one refetch per cooldown, shared by every caller
 //! (REFERENCE.md #4: no storm can hammer the IdP). Last-good keys keep verifying for a bounded
@@ -323,19 +324,45 @@ impl Jwks {
     }
 }
 
+/// Redirects a discovery or JWKS fetch follows at most.
+const MAX_REDIRECTS: usize = 3;
+
 /// The HTTP client for discovery and JWKS: rustls, a 2 s connect timeout, no proxy from the
-/// environment (the app's `HTTP_PROXY` may point at this very sidecar), at most 3 redirects.
-/// It keeps no idle connection: a fetch every few minutes gains nothing from one, and a pool
-/// holding one runs a reaper on tokio's timer until it has sat idle 90 s (see `crate::timer`).
+/// environment (the app's `HTTP_PROXY` may point at this very sidecar), at most 3 redirects and
+/// never one from https to http. It keeps no idle connection: a fetch every few minutes gains
+/// nothing from one, and a pool holding one runs a reaper on tokio's timer until it has sat idle
+/// 90 s (see `crate::timer`).
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    client_builder("").build()
+}
+
+/// [`http_client`] for `issuer`: with an https issuer every request and every redirect must be
+/// https (`https_only`), so neither discovery nor the keys can be fetched over plain HTTP,
+/// whatever a redirect says.
+pub fn http_client_for(issuer: &str) -> Result<reqwest::Client, reqwest::Error> {
+    client_builder(issuer).build()
+}
+
+/// The builder of [`http_client_for`], for callers that add to it (a test's private CA).
+pub fn client_builder(issuer: &str) -> reqwest::ClientBuilder {
+    let no_downgrade = reqwest::redirect::Policy::custom(|attempt| {
+        let from_https = attempt.previous().iter().any(|u| u.scheme() == "https");
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else if from_https && attempt.url().scheme() != "https" {
+            attempt.error("redirect from https to http refused")
+        } else {
+            attempt.follow()
+        }
+    });
     reqwest::Client::builder()
         .use_rustls_tls()
         .connect_timeout(Duration::from_secs(2))
         .pool_max_idle_per_host(0)
         .no_proxy()
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(no_downgrade)
+        .https_only(issuer.starts_with("https:"))
         .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// The `kid` of a token's header, unverified: only used to skip a refetch another caller did.

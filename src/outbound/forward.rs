@@ -1,6 +1,7 @@
 //! Forwarding: header rewriting (hop-by-hop, `Authorization`, `Host`), the upstream clients
-//! (keep-alive HTTP/1.1 to configured plain-HTTP destinations; hyper-util's pool with rustls for
-//! `tls` routes and the rest), replay for the 401 retry, CONNECT tunnels.
+//! (keep-alive HTTP/1.1 to configured plain-HTTP destinations; one hyper-util client with rustls
+//! per `tls` route, trusting that route's roots only; a plain one for the rest), replay for the
+//! 401 retry, CONNECT tunnels.
 
 use crate::config::outbound::Outbound as Config;
 use crate::http::pool::Pool;
@@ -18,61 +19,52 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Time allowed to open a CONNECT tunnel's upstream connection.
 const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An HTTPS client with the trust of one route.
+type TlsClient = Client<HttpsConnector<HttpConnector>, Body>;
+
 /// The clients upstream calls go through.
 pub(super) struct Upstream {
     /// Keep-alive connections to each plain-HTTP destination the configuration names (route
-    /// hosts and `ports` upstreams): the hot path of a chain.
-    plain: Vec<Pool>,
-    /// Everything else: TLS routes, the IdP, passthrough hosts.
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// hosts and `ports` upstreams): the hot path of a chain. Shared with the state a reload
+    /// replaces when the destination stays.
+    plain: Vec<Arc<Pool>>,
+    /// Per route (config order), the HTTPS client of a `tls` route, trusting exactly that
+    /// route's roots: a certificate another route's `ca_file` vouches for is refused here.
+    tls: Vec<Option<TlsClient>>,
+    /// Everything else, plain HTTP only: the IdP and passthrough hosts.
+    client: Client<HttpConnector, Body>,
+    /// What every connection may take to open (`outbound.connect_timeout`).
+    connect_timeout: Duration,
 }
 
 impl Upstream {
-    /// Trusts the system roots plus every route's `tls.ca_file`.
-    pub(super) fn new(cfg: &Config) -> Result<Self, super::Error> {
-        let mut roots = rustls::RootCertStore::empty();
-        let tls_routes: Vec<_> = cfg.routes.iter().filter_map(|r| r.tls.as_ref()).collect();
-        if !tls_routes.is_empty() {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
+    /// The clients for `cfg`, keeping `previous`'s keep-alive pools to destinations both name.
+    /// Reads every route's `tls.ca_file`; fails when one cannot be read or holds no certificate.
+    pub(super) fn new(cfg: &Config, previous: Option<&Upstream>) -> Result<Self, super::Error> {
+        let mut native: Option<Arc<rustls::RootCertStore>> = None;
+        let mut tls = Vec::with_capacity(cfg.routes.len());
+        for r in &cfg.routes {
+            let Some(t) = &r.tls else {
+                tls.push(None);
+                continue;
+            };
+            let roots = match &t.ca_file {
+                Some(path) => Arc::new(roots_from(path)?),
+                None => native.get_or_insert_with(native_roots).clone(),
+            };
+            tls.push(Some(tls_client(roots, cfg.connect_timeout)?));
         }
-        for path in tls_routes.iter().filter_map(|t| t.ca_file.as_ref()) {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| super::Error::Tls(format!("read {}: {e}", path.display())))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| super::Error::Tls(format!("read {}: {e}", path.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| super::Error::Tls(format!("{}: {e}", path.display())))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| super::Error::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+            .build(connector(cfg.connect_timeout));
         let plain_routes = cfg
             .routes
             .iter()
@@ -84,19 +76,37 @@ impl Upstream {
             .filter(|p| cfg.routes.get(p.route).is_some_and(|r| r.tls.is_none()))
             .filter_map(|p| crate::config::outbound::split_authority(&p.upstream, 80))
             .map(|(host, port)| authority(&host, port));
-        let mut plain: Vec<Pool> = Vec::new();
+        let mut plain: Vec<Arc<Pool>> = Vec::new();
         for dest in plain_routes.chain(plain_ports) {
-            if !plain.iter().any(|p| p.dest().eq_ignore_ascii_case(&dest)) {
-                plain.push(Pool::new(dest, cfg.connect_timeout));
+            if plain.iter().any(|p| p.dest().eq_ignore_ascii_case(&dest)) {
+                continue;
             }
+            let kept = previous
+                .filter(|u| u.connect_timeout == cfg.connect_timeout)
+                .into_iter()
+                .flat_map(|u| &u.plain)
+                .find(|p| p.dest().eq_ignore_ascii_case(&dest));
+            plain.push(match kept {
+                Some(p) => p.clone(),
+                None => Arc::new(Pool::new(dest, cfg.connect_timeout)),
+            });
         }
-        Ok(Self { plain, client })
+        Ok(Self {
+            plain,
+            tls,
+            client,
+            connect_timeout: cfg.connect_timeout,
+        })
     }
 
-    /// Sends `req` (absolute-form, from [`prepare`]) upstream; the answer streams back with its
-    /// hop-by-hop headers removed.
-    pub(super) async fn send(&self, req: Request<Body>) -> Result<Response<Body>, String> {
-        let mut rsp = self.send_on(req, false).await?;
+    /// Sends `req` (absolute-form, from [`prepare`]) upstream, an `https` one with the trust of
+    /// `route`; the answer streams back with its hop-by-hop headers removed.
+    pub(super) async fn send(
+        &self,
+        req: Request<Body>,
+        route: Option<usize>,
+    ) -> Result<Response<Body>, String> {
+        let mut rsp = self.send_on(req, route, false).await?;
         strip_hop_by_hop(rsp.headers_mut());
         Ok(rsp)
     }
@@ -107,42 +117,116 @@ impl Upstream {
     pub(super) async fn send_upgradable(
         &self,
         req: Request<Body>,
+        route: usize,
     ) -> Result<Response<Body>, String> {
-        self.send_on(req, true).await
+        self.send_on(req, Some(route), true).await
     }
 
     /// `req` on the keep-alive connections to a plain destination the configuration names (a
-    /// connection of its own when `upgradable`), or on the general client, which keeps every
-    /// HTTP/1 connection able to switch and never reuses one that did.
+    /// connection of its own when `upgradable`), on `route`'s HTTPS client for an `https` URI,
+    /// or on the general plain client. The two clients keep every HTTP/1 connection able to
+    /// switch and never reuse one that did.
     async fn send_on(
         &self,
         req: Request<Body>,
+        route: Option<usize>,
         upgradable: bool,
     ) -> Result<Response<Body>, String> {
         // A cheap clone (shared bytes): the error names the upstream after `req` is gone.
         let authority = req.uri().authority().cloned();
         let authority = authority.as_ref().map_or("?", |a| a.as_str());
-        let pool = (req.uri().scheme() == Some(&Scheme::HTTP))
-            .then(|| {
-                self.plain
-                    .iter()
-                    .find(|p| p.dest().eq_ignore_ascii_case(authority))
-            })
-            .flatten();
-        let sent = match pool {
-            // Boxed: rare, and its future would size every request's.
-            Some(pool) if upgradable => Box::pin(pool.send_upgradable(req))
-                .await
-                .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed())),
-            Some(pool) => pool.send(req).await,
+        let sent = if req.uri().scheme() == Some(&Scheme::HTTPS) {
+            // Only a `tls` route sends https, with its own trust and nothing else's.
+            let Some(client) = route.and_then(|r| self.tls.get(r)?.as_ref()) else {
+                return Err(format!(
+                    "upstream {authority}: no TLS settings for this call"
+                ));
+            };
             // Boxed: the TLS client's future is kilobytes and would size every request's.
-            None => Box::pin(self.client.request(req))
+            Box::pin(client.request(req))
                 .await
                 .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed()))
-                .map_err(Into::into),
+                .map_err(Into::into)
+        } else {
+            match self
+                .plain
+                .iter()
+                .find(|p| p.dest().eq_ignore_ascii_case(authority))
+            {
+                // Boxed: rare, and its future would size every request's.
+                Some(pool) if upgradable => Box::pin(pool.send_upgradable(req))
+                    .await
+                    .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed())),
+                Some(pool) => pool.send(req).await,
+                // Boxed: the client's future is large and would size every request's.
+                None => Box::pin(self.client.request(req))
+                    .await
+                    .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed()))
+                    .map_err(Into::into),
+            }
         };
         sent.map_err(|e| format!("upstream {authority} unreachable: {e}"))
     }
+}
+
+/// The TCP connector every upstream client uses.
+fn connector(connect_timeout: Duration) -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http
+}
+
+/// An HTTPS-only client trusting exactly `roots`.
+fn tls_client(
+    roots: Arc<rustls::RootCertStore>,
+    connect_timeout: Duration,
+) -> Result<TlsClient, super::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| super::Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = connector(connect_timeout);
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector))
+}
+
+/// The certificates of the PEM file `path`, and nothing else.
+fn roots_from(path: &Path) -> Result<rustls::RootCertStore, super::Error> {
+    let bad = |e: &dyn std::fmt::Display| super::Error::Tls(format!("{}: {e}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"no certificate in the file"));
+    }
+    Ok(roots)
+}
+
+/// The system's trust anchors (what a `tls` route without `ca_file` trusts).
+fn native_roots() -> Arc<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    let loaded = rustls_native_certs::load_native_certs();
+    for e in &loaded.errors {
+        warn!(error = %e, "reading the system's trust anchors");
+    }
+    let (added, _) = roots.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        warn!(
+            "no system trust anchors found: tls routes without ca_file will refuse every upstream"
+        );
+    }
+    Arc::new(roots)
 }
 
 /// `host:port` as a URI authority (IPv6 literals in brackets). Pushed, not `format!`ted: the

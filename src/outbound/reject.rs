@@ -1,5 +1,5 @@
 //! The outbound listener's one `Reject` enum and the one `match` that maps it to a response,
-//! grouped by who is at fault: the app (4xx), the IdP (401/403/503), the upstream (502).
+//! grouped by who is at fault: the app (4xx), the IdP (401/403/502/503), the upstream (502).
 
 use crate::exchange::{ExchangeError, RETRY_AFTER_SECS};
 use crate::http::{Body, json};
@@ -104,6 +104,17 @@ impl Reject {
                 rsp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
                 return rsp;
+            }
+            Self::Exchange(e @ ExchangeError::BadAnswer(why)) => {
+                warn!(error = %e, "token-endpoint answer refused");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "idp_answer_refused",
+                    format!(
+                        "the identity provider's answer failed the sidecar's checks: {}",
+                        why.describe()
+                    ),
+                )
             }
             Self::Exchange(e @ ExchangeError::Assertion(_)) => {
                 warn!(error = %e, "client assertion failed");

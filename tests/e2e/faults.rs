@@ -706,6 +706,169 @@ async fn sighup_reloads_the_config_the_file_poll_missed() {
     w.audit(&[]);
 }
 
+/// `path` rewritten to `text` with its modification time put back, so that only a SIGHUP can
+/// make the running sidecar read it (its poll of the file sees the old time).
+fn rewrite_unseen(path: &std::path::Path, text: &str) {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified());
+    let modified = modified.expect("mtime");
+    std::fs::write(path, text).expect("write sidecar.yaml");
+    let file = std::fs::File::options().write(true).open(path);
+    file.and_then(|f| f.set_modified(modified))
+        .expect("put the modification time back");
+}
+
+impl World {
+    /// `baton_config_reloads_total{outcome}` of the sidecar.
+    async fn reloads(&self, outcome: &str) -> u64 {
+        let url = format!("http://{}/metrics", self.sidecar.admin);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await;
+        let text = text.expect("body");
+        let prefix = format!("baton_config_reloads_total{{outcome=\"{outcome}\"}}");
+        let line = text.lines().find(|l| l.starts_with(&prefix));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGHUP and waits (bounded) until the reload counter of `outcome` has moved by one.
+    async fn sighup(&self, outcome: &str) {
+        let before = self.reloads(outcome).await;
+        self.sidecar.proc.signal(libc::SIGHUP);
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.reloads(outcome).await == before && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            self.reloads(outcome).await,
+            before + 1,
+            "one {outcome} reload"
+        );
+    }
+
+    /// The sidecar's `/config`.
+    async fn config(&self) -> serde_json::Value {
+        let url = format!("http://{}/config", self.sidecar.admin);
+        let rsp = self.http.get(&url).send().await.expect("config");
+        rsp.json().await.expect("JSON")
+    }
+
+    fn bearers_seen(&self) -> usize {
+        self.app.bearers.lock().expect("lock").len()
+    }
+}
+
+/// SIGHUP applies the outbound side of sidecar.yaml, or refuses the whole file with the reason:
+/// a removed route's host no longer gets a token (passthrough without one, then 403 with
+/// `unknown: deny`); a listener change is refused as needing a restart, and the route it came
+/// with is not applied either; a client secret file is read again on each SIGHUP and the new
+/// content is what the next exchange sends. `/config` shows what is in force at every step.
+#[test_log::test(tokio::test(flavor = "multi_thread", worker_threads = 2))]
+async fn sighup_applies_outbound_changes_or_refuses_them_with_the_reason() {
+    let w = World::start("reload-outbound", "").await;
+    let proxy = w.forward_proxy();
+    let config = w.sidecar.config.clone();
+    let original = std::fs::read_to_string(&config).expect("read sidecar.yaml");
+    let route = format!(
+        "\n  routes:\n    - {{name: c, host: \"{}\", audience: service-c}}\n",
+        w.app.addr
+    );
+    let inline = "client: {client_id: service-b, secret: demo-secret-service-b}";
+    assert!(
+        original.contains(&route) && original.contains(inline),
+        "{original}"
+    );
+    let subjects = w.tokens(6).await;
+    let seen = || w.app.seen.load(Ordering::SeqCst);
+
+    // The route in force: the app's call to itself carries an exchanged token.
+    assert_eq!(w.outbound(&proxy, &subjects[0]).await.0, 200);
+    assert_eq!(w.bearers_seen(), 1);
+
+    // Route removed, unknown hosts passed through: reached, with no token.
+    let removed = original.replace(&route, "\n  unknown: passthrough\n");
+    rewrite_unseen(&config, &removed);
+    w.sighup("ok").await;
+    let (calls, bearers) = (seen(), w.bearers_seen());
+    assert_eq!(w.outbound(&proxy, &subjects[1]).await.0, 200);
+    assert_eq!(
+        (seen(), w.bearers_seen()),
+        (calls + 1, bearers),
+        "reached without a token"
+    );
+    let shown = w.config().await;
+    assert_eq!(shown["outbound"]["unknown"], "passthrough");
+    assert!(shown["outbound"].get("routes").is_none(), "{shown}");
+
+    // unknown: deny: the host that lost its route is refused.
+    let denied = original.replace(&route, "\n  unknown: deny\n");
+    rewrite_unseen(&config, &denied);
+    w.sighup("ok").await;
+    assert_eq!(w.outbound(&proxy, &subjects[2]).await.0, 403);
+    assert_eq!(seen(), calls + 1, "nothing reached the app");
+    assert_eq!(w.config().await["outbound"]["unknown"], "deny");
+
+    // A new outbound listener address with the route back: refused whole, with the reason.
+    let port = free_port();
+    let listener = format!("outbound: \"{}\"", w.sidecar.outbound);
+    assert!(original.contains(&listener));
+    let moved = original.replace(&listener, &format!("outbound: \"127.0.0.1:{port}\""));
+    rewrite_unseen(&config, &moved);
+    w.sighup("error").await;
+    let log = w.sidecar.proc.output();
+    assert!(
+        log.contains("reload refused: needs restart: listeners changed"),
+        "the log says why"
+    );
+    assert_eq!(
+        w.outbound(&proxy, &subjects[3]).await.0,
+        403,
+        "the route that came with it was not applied"
+    );
+    let shown = w.config().await;
+    assert_eq!(
+        shown["outbound"]["unknown"], "deny",
+        "/config: still the old one"
+    );
+    assert!(shown["outbound"].get("routes").is_none(), "{shown}");
+
+    // The route back, its secret in a file: read on each SIGHUP, used by the next exchange.
+    let secret = w.dir.join("client-secret");
+    std::fs::write(&secret, "demo-secret-service-b\n").expect("write secret");
+    let from_file = original.replace(
+        inline,
+        &format!(
+            "client: {{client_id: service-b, secret_file: \"{}\"}}",
+            secret.display()
+        ),
+    );
+    rewrite_unseen(&config, &from_file);
+    w.sighup("ok").await;
+    assert_eq!(w.outbound(&proxy, &subjects[3]).await.0, 200);
+    assert_eq!(w.bearers_seen(), 2, "a token for the route that is back");
+
+    std::fs::write(&secret, "not-the-secret\n").expect("rotate secret");
+    w.sighup("ok").await;
+    let calls = seen();
+    assert_eq!(
+        w.outbound(&proxy, &subjects[4]).await.0,
+        502,
+        "the IdP refused the new secret (invalid_client): it was the one sent"
+    );
+    assert_eq!(seen(), calls);
+
+    std::fs::write(&secret, "demo-secret-service-b\n").expect("restore secret");
+    w.sighup("ok").await;
+    assert_eq!(w.outbound(&proxy, &subjects[5]).await.0, 200);
+    assert_eq!(w.bearers_seen(), 3);
+    w.audit(&[]);
+}
+
 // === shutdown ===
 
 #[test_log::test(tokio::test(flavor = "multi_thread", worker_threads = 2))]

@@ -12,3 +12,4 @@ mod logout;
 mod outbound;
 mod stepup;
 mod support;
+mod trust;

@@ -1,9 +1,10 @@
 //! e2e: the outbound listener against a fake token endpoint and a recording upstream.
 
 use crate::support::recorder::Upstream;
-use crate::support::token_idp::{BAD_SUBJECT, CLIENT_ID, CLIENT_SECRET, FakeIdp};
+use crate::support::test_ca::TestCa;
+use crate::support::token_idp::{BAD_SUBJECT, CLIENT_ID, CLIENT_SECRET, FakeIdp, Tamper};
 use baton::config::Problems;
-use baton::config::outbound::{RawOutbound, validate};
+use baton::config::outbound::{Outbound as OutboundConfig, RawOutbound, validate};
 use baton::http::{Body, empty};
 use baton::outbound::{self, Outbound};
 use http::{Method, Request, Response, StatusCode, header};
@@ -19,12 +20,20 @@ fn state(idp: &FakeIdp, yaml: &str) -> Arc<Outbound> {
 }
 
 fn outbound_of(idp: &FakeIdp, yaml: &str) -> Outbound {
-    let text = format!("client: {{client_id: {CLIENT_ID}, secret: {CLIENT_SECRET}}}\n{yaml}");
+    Outbound::new(config_of(yaml), Some(&idp.issuer()), Default::default()).expect("outbound")
+}
+
+/// The validated `outbound:` section of `yaml`, with the fake IdP's client and its secret.
+fn config_of(yaml: &str) -> OutboundConfig {
+    config_with_secret(CLIENT_SECRET, yaml)
+}
+
+fn config_with_secret(secret: &str, yaml: &str) -> OutboundConfig {
+    let text = format!("client: {{client_id: {CLIENT_ID}, secret: {secret}}}\n{yaml}");
     let raw: RawOutbound = serde_yaml::from_str(&text).expect("yaml");
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
-    let cfg = problems.finish(cfg).expect("valid outbound config");
-    Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound")
+    problems.finish(cfg).expect("valid outbound config")
 }
 
 /// The outbound forward proxy of `s` on a loopback port, served until the test ends.
@@ -789,4 +798,300 @@ routes:
         "{body}"
     );
     assert_eq!(up.requests(), 1);
+}
+
+// === what the sidecar trusts ===
+
+/// Each `tls` route trusts its own `ca_file` and nothing else: route y, which trusts CA Y,
+/// refuses an upstream whose certificate CA X vouches for (CA X is route x's), and the user's
+/// token never reaches it. The CA files are read again on reload.
+#[test_log::test(tokio::test)]
+async fn a_tls_route_refuses_a_certificate_another_routes_ca_vouches_for() {
+    let idp = FakeIdp::start().await;
+    let dir = std::env::temp_dir().join(format!(
+        "baton-trust-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let (ca_x, ca_y) = (TestCa::new("x"), TestCa::new("y"));
+    let (x_file, y_file) = (ca_x.write(&dir, "x"), ca_y.write(&dir, "y"));
+    let tls_upstream = |ca: &TestCa| {
+        let leaf = ca.leaf();
+        Upstream::start_tls_with(leaf.certs, leaf.key)
+    };
+    // x's own upstream; an upstream at y's address with a certificate from x's CA; a z route
+    // that trusts CA Y too, with a certificate from it (the control).
+    let ux = tls_upstream(&ca_x).await;
+    let uy = tls_upstream(&ca_x).await;
+    let uz = tls_upstream(&ca_y).await;
+    let route = |name: &str, up: &Upstream, ca: &std::path::Path| {
+        format!(
+            "  - {{name: {name}, host: \"localhost:{}\", audience: service-b, tls: {{ca_file: \"{}\"}}}}\n",
+            up.addr.port(),
+            ca.display()
+        )
+    };
+    let yaml = format!(
+        "routes:\n{}{}{}",
+        route("x", &ux, &x_file),
+        route("y", &uy, &y_file),
+        route("z", &uz, &y_file)
+    );
+    let s = state(&idp, &yaml);
+    let user = idp.user_token("alice");
+    let status = |up: &Upstream| {
+        let url = format!("http://localhost:{}/", up.addr.port());
+        let (s, user) = (s.clone(), user.clone());
+        async move { call(&s, get(&url, Some(&user))).await.status() }
+    };
+    assert_eq!(status(&ux).await, StatusCode::OK, "x trusts CA X");
+    assert_eq!(status(&uz).await, StatusCode::OK, "z trusts CA Y");
+    let refused = call(
+        &s,
+        get(
+            &format!("http://localhost:{}/", uy.addr.port()),
+            Some(&user),
+        ),
+    )
+    .await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::BAD_GATEWAY,
+        "y trusts CA Y only"
+    );
+    assert!(text(refused).await.contains("upstream_unavailable"));
+    assert_eq!(
+        uy.requests(),
+        0,
+        "no request, so no token, reached y's impostor"
+    );
+    assert_eq!((ux.requests(), uz.requests()), (1, 1));
+
+    // Route y now names CA X in its file: a reload reads it again.
+    std::fs::write(&y_file, ca_x.pem()).expect("rewrite y's CA file");
+    s.reload(config_of(&yaml)).expect("reload");
+    assert_eq!(status(&uy).await, StatusCode::OK, "the new CA file applies");
+    assert_eq!(
+        status(&uz).await,
+        StatusCode::BAD_GATEWAY,
+        "and CA Y is gone"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The value of the counter line that starts with `name` (0 when absent).
+fn counter(metrics: &baton::telemetry::Metrics, name: &str) -> u64 {
+    let text = metrics.encode();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A token-endpoint answer that is not what was asked for (RFC 8693 §2.2.1, RFC 6749 §5.1) is
+/// refused with 502 before it is cached or sent, counted by reason, and fails nothing else:
+/// no fail-fast window, the next good answer is used.
+#[test_log::test(tokio::test)]
+async fn every_malformed_exchange_answer_is_refused_counted_and_never_sent() {
+    let idp = FakeIdp::start().await;
+    let up = Upstream::start().await;
+    let metrics = baton::telemetry::Metrics::new();
+    let yaml = format!(
+        "routes:\n  - {{name: b, host: \"{a}\", audience: service-b}}\n  - {{name: svc, host: \"localhost:{p}\", audience: service-b, without_subject: client_credentials}}\n",
+        a = up.addr,
+        p = up.addr.port()
+    );
+    let s = Outbound::new(
+        config_of(&yaml),
+        Some(&idp.issuer()),
+        metrics.exchange.clone(),
+    )
+    .expect("outbound");
+    let refresh = "urn:ietf:params:oauth:token-type:refresh_token";
+    let response = |k: &str, v: serde_json::Value| Tamper {
+        response: [(k.to_owned(), v)].into_iter().collect(),
+        ..Tamper::default()
+    };
+    let claims = |k: &str, v: serde_json::Value| Tamper {
+        claims: [(k.to_owned(), v)].into_iter().collect(),
+        ..Tamper::default()
+    };
+    use serde_json::{Value, json};
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "DPoP token_type",
+            response("token_type", json!("DPoP")),
+            "token_type",
+        ),
+        (
+            "no token_type",
+            response("token_type", Value::Null),
+            "token_type",
+        ),
+        (
+            "refresh_token issued",
+            response("issued_token_type", json!(refresh)),
+            "issued_token_type",
+        ),
+        (
+            "no issued_token_type",
+            response("issued_token_type", Value::Null),
+            "issued_token_type",
+        ),
+        (
+            "no access_token",
+            response("access_token", Value::Null),
+            "access_token",
+        ),
+        (
+            "opaque access_token",
+            response("access_token", json!("2YotnFZFEjr1zCsicMWpAA")),
+            "access_token",
+        ),
+        ("another sub", claims("sub", json!("mallory")), "sub"),
+        ("another aud", claims("aud", json!("service-c")), "aud"),
+        ("no aud", claims("aud", Value::Null), "aud"),
+    ];
+    let user = idp.user_token("alice");
+    let url = format!("http://{}/", up.addr);
+    for (i, (name, tamper, reason)) in cases.iter().enumerate() {
+        idp.tamper(tamper.clone());
+        let before = counter(
+            &metrics,
+            &format!("baton_exchange_answers_refused_total{{route=\"b\",reason=\"{reason}\"}}"),
+        );
+        let rsp = call(&s, get(&url, Some(&user))).await;
+        assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY, "{name}");
+        assert!(!rsp.headers().contains_key(header::RETRY_AFTER), "{name}");
+        let body = text(rsp).await;
+        assert!(body.contains("idp_answer_refused"), "{name}: {body}");
+        assert_eq!(idp.calls(), i + 1, "{name}: asked again, nothing cached");
+        let after = counter(
+            &metrics,
+            &format!("baton_exchange_answers_refused_total{{route=\"b\",reason=\"{reason}\"}}"),
+        );
+        assert_eq!(after, before + 1, "{name}: counted under {reason}");
+    }
+    // The service's own token (client_credentials) is checked the same way.
+    idp.tamper(response("token_type", json!("DPoP")));
+    let svc = format!("http://localhost:{}/", up.addr.port());
+    let rsp = call(&s, get(&svc, None)).await;
+    assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        counter(
+            &metrics,
+            "baton_exchange_answers_refused_total{route=\"svc\",reason=\"token_type\"}"
+        ),
+        1
+    );
+    assert_eq!(up.requests(), 0, "no refused answer's token went anywhere");
+    assert_eq!(
+        counter(
+            &metrics,
+            "baton_exchanges_total{route=\"b\",outcome=\"bad_answer\"}"
+        ),
+        cases.len() as u64
+    );
+
+    idp.tamper(Tamper::default());
+    let rsp = call(&s, get(&url, Some(&user))).await;
+    assert_eq!(
+        rsp.status(),
+        StatusCode::OK,
+        "a good answer is used at once"
+    );
+    let claims = up.seen()[0].claims();
+    assert_eq!(
+        (claims["sub"].clone(), claims["aud"].clone()),
+        (json!("alice"), json!("service-b"))
+    );
+}
+
+// === reload ===
+
+/// A reload applies routes, the unknown-host policy and the client secret to the next request,
+/// also on a connection already open: after it, route number 0 names the same host for another
+/// audience, and the connection's remembered key (`LastKey`) must not carry the old token over;
+/// a removed route's host is refused; a new secret is used at once (the tokens cached with the
+/// old one are dropped); new local ports are refused as needing a restart.
+#[test_log::test(tokio::test)]
+async fn a_reload_applies_to_the_next_request_on_connections_already_open() {
+    let idp = FakeIdp::start().await;
+    let (b, c) = (Upstream::start().await, Upstream::start().await);
+    let route = |name: &str, up: &Upstream, aud: &str| {
+        format!(
+            "  - {{name: {name}, host: \"{}\", audience: {aud}}}\n",
+            up.addr
+        )
+    };
+    let both = format!(
+        "routes:\n{}{}",
+        route("b", &b, "service-b"),
+        route("c", &c, "service-c")
+    );
+    let s = state(&idp, &both);
+    let proxy = serve(s.clone()).await;
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{proxy}")).expect("proxy"))
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("client");
+    let user = idp.user_token("alice");
+    let send = |up: &Upstream| {
+        let req = client
+            .get(format!("http://{}/", up.addr))
+            .bearer_auth(&user);
+        async move { req.send().await.expect("send").status() }
+    };
+    assert_eq!(send(&b).await, 200);
+    assert_eq!(send(&c).await, 200);
+    assert_eq!(b.seen()[0].claims()["aud"], "service-b");
+
+    // Route 0 is b for another audience now; c is gone and unknown hosts are refused.
+    let moved = format!("unknown: deny\nroutes:\n{}", route("b", &b, "service-c"));
+    s.reload(config_of(&moved)).expect("reload");
+    assert_eq!(send(&b).await, 200);
+    assert_eq!(
+        b.seen()[1].claims()["aud"],
+        "service-c",
+        "the same connection, user and route number: the new route's token"
+    );
+    assert_eq!(send(&c).await, 403, "the removed route's host is refused");
+    assert_eq!(c.requests(), 1);
+
+    // Passthrough for unknown hosts: c is reached, without any token.
+    let open = format!(
+        "unknown: passthrough\nroutes:\n{}",
+        route("b", &b, "service-c")
+    );
+    s.reload(config_of(&open)).expect("reload");
+    assert_eq!(send(&c).await, 200);
+    assert!(c.seen()[1].headers.get(header::AUTHORIZATION).is_none());
+
+    // Another secret: the cached token for b is not used, the next exchange carries the new
+    // secret (which this IdP refuses: invalid_client → 502).
+    let calls = idp.calls();
+    s.reload(config_with_secret("rotated", &open))
+        .expect("reload");
+    assert_eq!(send(&b).await, 502);
+    assert_eq!(
+        idp.calls(),
+        calls + 1,
+        "exchanged again, with the new secret"
+    );
+    s.reload(config_of(&open)).expect("reload");
+    assert_eq!(send(&b).await, 200);
+
+    // A local port needs a listener bound at start: refused, and nothing else changes.
+    let ported = format!(
+        "{moved}ports:\n  - {{listen: \"127.0.0.1:1\", upstream: \"{}\", route: b}}\n",
+        b.addr
+    );
+    let refused = s.reload(config_of(&ported)).expect_err("refused");
+    assert!(
+        refused.to_string().contains("outbound.ports") && refused.to_string().contains("restart"),
+        "{refused}"
+    );
+    assert_eq!(send(&c).await, 200, "unknown: passthrough still in force");
 }

@@ -6,6 +6,7 @@ pub mod fault_proxy;
 pub mod idp;
 pub mod process;
 pub mod recorder;
+pub mod test_ca;
 pub mod token_idp;
 pub mod tokens;
 pub mod upstream;

@@ -34,21 +34,26 @@ prop_compose! {
 }
 
 proptest! {
-    /// Whatever one connection sends, in any order, the remembered key is the key itself: the
-    /// same token for another route, or another token for the same route, is never served the
-    /// key of what came before.
+    /// Whatever one connection sends, in any order and across reloads, the remembered key is
+    /// the key itself: the same token for another route, another token for the same route, or
+    /// the same route number in a reloaded state (another target) is never served the key of
+    /// what came before.
     #[test]
     fn a_remembered_key_is_always_the_derived_key(
-        targets in proptest::collection::vec(any_target(), 1..4),
-        calls in proptest::collection::vec((proptest::option::of(0usize..3), 0usize..4), 1..12),
+        states in proptest::collection::vec(proptest::collection::vec(any_target(), 1..4), 1..4),
+        calls in proptest::collection::vec(
+            (0usize..4, proptest::option::of(0usize..3), 0usize..4), 1..16,
+        ),
     ) {
         let subjects = ["alice-token", "alice-tokem", "bob"].map(str::as_bytes);
         let last = LastKey::default();
-        for (subject, route) in calls {
+        for (generation, subject, route) in calls {
+            let generation = generation % states.len();
+            let targets = &states[generation];
             let route = route % targets.len();
             let subject = subject.map(|i| subjects[i]);
             prop_assert_eq!(
-                last.key(subject, route, &targets[route]),
+                last.key(subject, (generation as u64, route), &targets[route]),
                 key(subject, &targets[route])
             );
         }

@@ -79,6 +79,14 @@ impl Upstream {
             .collect::<Result<Vec<_>, _>>()
             .expect("certs");
         let key = PrivateKeyDer::from_pem_file(format!("{dir}/upstream.key")).expect("key");
+        Self::start_tls_with(certs, key).await
+    }
+
+    /// The same upstream behind TLS with the certificate chain `certs` and its `key`.
+    pub async fn start_tls_with(
+        certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -1,7 +1,8 @@
 //! A fake token endpoint for the outbound tests: counts calls, checks the form and the client's
 //! Basic credentials, and answers JWTs signed with a real `SigningKey`. For the edge login it
 //! also publishes its JWKS and answers the authorization-code grant with an ID token carrying
-//! the nonce set by [`FakeIdp::id_nonce`] (the right one, or another).
+//! the nonce set by [`FakeIdp::id_nonce`] (the right one, or another). [`FakeIdp::tamper`]
+//! changes its token answers, for the sidecar's checks of them.
 
 use base64::Engine;
 use baton::http::{Body, Form, json, read_limited};
@@ -27,6 +28,29 @@ struct State {
     fail: AtomicBool,
     forms: Mutex<Vec<Vec<(String, String)>>>,
     nonce: Mutex<String>,
+    tamper: Mutex<Tamper>,
+}
+
+/// Changes to the next exchange and `client_credentials` answers: members of `response` and of
+/// the issued token's `claims` set to these values (`null` removes one).
+#[derive(Default, Clone)]
+pub struct Tamper {
+    pub response: serde_json::Map<String, Value>,
+    pub claims: serde_json::Map<String, Value>,
+}
+
+/// `value` with each member of `changes` set, or removed when `null`.
+fn apply(value: &mut Value, changes: &serde_json::Map<String, Value>) {
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    for (k, v) in changes {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            map.insert(k.clone(), v.clone());
+        }
+    }
 }
 
 /// A running fake IdP.
@@ -49,6 +73,7 @@ impl FakeIdp {
             fail: AtomicBool::new(false),
             forms: Mutex::new(Vec::new()),
             nonce: Mutex::new(String::new()),
+            tamper: Mutex::default(),
         });
         let (tx, rx) = oneshot::channel::<()>();
         let s = state.clone();
@@ -91,6 +116,11 @@ impl FakeIdp {
     /// The `nonce` of the ID tokens the authorization-code grant answers from now on.
     pub fn id_nonce(&self, nonce: &str) {
         *self.state.nonce.lock().expect("lock") = nonce.to_owned();
+    }
+
+    /// Answers token requests changed by `tamper` from now on (`Tamper::default()` for none).
+    pub fn tamper(&self, tamper: Tamper) {
+        *self.state.tamper.lock().expect("lock") = tamper;
     }
 
     /// A user token as the IdP would have issued it to service A.
@@ -199,16 +229,17 @@ async fn handle(s: &State, req: Request<Incoming>) -> Response<Body> {
         (None, [one]) => json!(one),
         (None, many) => json!(many),
     };
-    let claims = json!({"iss": s.issuer, "sub": sub, "aud": aud, "scope": one("scope"),
+    let tamper = s.tamper.lock().expect("lock").clone();
+    let mut claims = json!({"iss": s.issuer, "sub": sub, "aud": aud, "scope": one("scope"),
         "exp": now + 300, "iat": now, "jti": format!("t{n}"), "n": n,
         "act": {"sub": CLIENT_ID}});
+    apply(&mut claims, &tamper.claims);
     let token = s.key.sign("at+jwt", &claims).expect("sign");
-    json(
-        StatusCode::OK,
-        &json!({"access_token": token, "issued_token_type":
-            "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
-            "expires_in": 300}),
-    )
+    let mut answer = json!({"access_token": token, "issued_token_type":
+        "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
+        "expires_in": 300});
+    apply(&mut answer, &tamper.response);
+    json(StatusCode::OK, &answer)
 }
 
 fn user_token_of(s: &State, sub: &str) -> String {
