@@ -189,7 +189,7 @@ user_token() { # ISSUER
 free_port IDP_PORT
 ISSUER=http://127.0.0.1:$IDP_PORT
 idp_config "$IDP_PORT" ES256 "$W/idp-es"
-start idp "$BIN/baton-idp" -c "$W/idp-es/idp.yaml"
+start idp "$BIN/baton-idp" --allow-inline-secrets -c "$W/idp-es/idp.yaml"
 wait_ok "$ISSUER/.well-known/openid-configuration"
 TOKEN=$(user_token "$ISSUER")
 [ -n "$TOKEN" ] && [ "$TOKEN" != null ] || die "baton login gave no token (see $OUT/login.log)"
@@ -400,7 +400,7 @@ if [ "$IDP" = 1 ]; then
     idp_load "$ISSUER" "$TOKEN" ES256
     free_port IDP_RS_PORT
     idp_config "$IDP_RS_PORT" RS256 "$W/idp-rs"
-    start idp-rs "$BIN/baton-idp" -c "$W/idp-rs/idp.yaml"
+    start idp-rs "$BIN/baton-idp" --allow-inline-secrets -c "$W/idp-rs/idp.yaml"
     wait_ok "http://127.0.0.1:$IDP_RS_PORT/.well-known/openid-configuration"
     RS_TOKEN=$(user_token "http://127.0.0.1:$IDP_RS_PORT")
     idp_load "http://127.0.0.1:$IDP_RS_PORT" "$RS_TOKEN" RS256

@@ -1,15 +1,14 @@
-# Shared by build.sh, up.sh and test.sh (sourced, not run): paths, the compose command, demo
-# secrets and a bounded wait for health. Callers set `set -euo pipefail` themselves.
+# Shared by build.sh, up.sh and test.sh (sourced, not run): paths, the compose command, the
+# generated secrets and a bounded wait for health. Callers set `set -euo pipefail` themselves.
 
 COMPOSE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$COMPOSE_DIR/../.." && pwd)"
 BATON_IMAGE="${BATON_IMAGE:-baton:dev}"
 export BATON_IMAGE
 
-# Demo users of idp.yaml. Their argon2 hashes are in idp.yaml; the passwords are documented demo
-# values (README.md), written to secrets/ so `baton login --password-file` can read them.
+# Users of idp.yaml. Their passwords are random per checkout, in secrets/USER.password (for
+# `baton login --password-file`); the IdP reads only their argon2 hashes, secrets/USER.hash.
 DEMO_USERS=(alice bob)
-demo_password() { printf '%s-demo-password' "$1"; }
 
 log() { printf '%s %s\n' "$(date -u +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -33,21 +32,35 @@ compose() {
     -p "$project" "$@"
 }
 
-# Client secrets are random per checkout and never committed (secrets/ is git-ignored); the
-# containers run as uid 65532, so the files must be readable by it: 0644 inside a 0755 folder.
+# random FILE: 24 random bytes, URL-safe base64, unless FILE already holds a value.
+random_into() {
+  [ -s "$1" ] || head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '\n' >"$1"
+}
+
+# Client secrets and user passwords are random per checkout and never committed (secrets/ is
+# git-ignored); the containers run as uid 65532, so the files must be readable by it: 0644 inside
+# a 0755 folder. A password's hash comes from `baton-idp hash-password` in $BATON_IMAGE (built
+# before this runs), made again when the password is newer. A password file that still holds
+# the old published demo value is replaced: baton-idp refuses published values.
 ensure_secrets() {
   local dir="$COMPOSE_DIR/secrets" c u
   mkdir -p "$dir"
   chmod 0755 "$dir"
   for c in service-a service-b service-c; do
-    if [ ! -s "$dir/$c.secret" ]; then
-      head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '\n' >"$dir/$c.secret"
-    fi
+    random_into "$dir/$c.secret"
     chmod 0644 "$dir/$c.secret"
   done
   for u in "${DEMO_USERS[@]}"; do
-    demo_password "$u" >"$dir/$u.password"
-    chmod 0644 "$dir/$u.password"
+    if [ "$(cat "$dir/$u.password" 2>/dev/null)" = "$u-demo-password" ]; then
+      rm -f "$dir/$u.password"
+    fi
+    random_into "$dir/$u.password"
+    if [ ! -s "$dir/$u.hash" ] || [ "$dir/$u.hash" -ot "$dir/$u.password" ]; then
+      docker run --rm -i --network none "$BATON_IMAGE" /baton-idp hash-password \
+        <"$dir/$u.password" >"$dir/$u.hash.tmp" || die "hashing $u's password failed"
+      mv "$dir/$u.hash.tmp" "$dir/$u.hash"
+    fi
+    chmod 0644 "$dir/$u.password" "$dir/$u.hash"
   done
 }
 

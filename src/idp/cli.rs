@@ -1,5 +1,7 @@
-//! The `baton-idp` command line: `serve` (default), `keys rotate`, `hash-password`, `totp USER`.
+//! The `baton-idp` command line: `serve` (default), `check`, `keys rotate`, `hash-password`,
+//! `totp USER`.
 
+use super::config::{Loaded, Options, Report};
 use super::{Config, Idp, login, rotate_on_disk, serve, totp};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -23,6 +25,11 @@ struct Args {
     /// Configuration file (for the default `serve`).
     #[arg(short, long, default_value = "idp.yaml", global = true)]
     config: PathBuf,
+    /// Accept client secrets, password hashes and TOTP secrets written inline in the config, and
+    /// the values published in baton's examples, as `demo: true` does: for a local demo only.
+    /// Each client or user holding one is logged as a warning at start.
+    #[arg(long, global = true)]
+    allow_inline_secrets: bool,
     /// Worker threads for `serve`. Default: one per CPU the process may use; 1 serves on one
     /// thread.
     #[arg(long, env = "BATON_WORKERS", global = true)]
@@ -33,6 +40,9 @@ struct Args {
 enum Command {
     /// Serve the IdP (default).
     Serve,
+    /// Validate the config as `serve` would and list every error and warning with its line;
+    /// exits 64 when there is an error.
+    Check,
     /// Manage signing keys.
     Keys {
         #[command(subcommand)]
@@ -62,11 +72,16 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    let opts = Options {
+        allow_inline_secrets: args.allow_inline_secrets,
+        ..Options::process()
+    };
     crate::cli::init_logging();
     match args.command.unwrap_or(Command::Serve) {
+        Command::Check => check(&args.config, &opts),
         Command::HashPassword => hash_password(),
         Command::Totp { user } => {
-            let Some(cfg) = load(&args.config) else {
+            let Some(cfg) = load(&args.config, &opts) else {
                 return ExitCode::from(BAD_CONFIG);
             };
             let uri = cfg
@@ -91,7 +106,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Keys {
             action: KeysAction::Rotate,
         } => {
-            let Some(cfg) = load(&args.config) else {
+            let Some(cfg) = load(&args.config, &opts) else {
                 return ExitCode::from(BAD_CONFIG);
             };
             match rotate_on_disk(&cfg) {
@@ -106,7 +121,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             }
         }
         Command::Serve => {
-            let Some(cfg) = load(&args.config) else {
+            let Some(cfg) = load(&args.config, &opts) else {
                 return ExitCode::from(BAD_CONFIG);
             };
             match crate::server::runtime(args.workers) {
@@ -120,20 +135,71 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-fn load(path: &std::path::Path) -> Option<Config> {
+/// Reads and validates the config at `path`.
+fn read(path: &std::path::Path, opts: &Options) -> Result<Loaded, Report> {
     let file = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{file}: {e}");
-            return None;
+    match std::fs::read_to_string(path) {
+        Ok(text) => Config::load(&text, &file, opts),
+        Err(e) => Err(Report {
+            errors: vec![super::config::Finding {
+                file,
+                line: None,
+                field: "(file)".into(),
+                reason: format!("read: {e}"),
+            }],
+            warnings: Vec::new(),
+        }),
+    }
+}
+
+/// The config for a command: the errors on stderr and `None`, or the config with each warning
+/// logged (at every start, so demo credentials never go unnoticed).
+fn load(path: &std::path::Path, opts: &Options) -> Option<Config> {
+    match read(path, opts) {
+        Ok(Loaded { config, warnings }) => {
+            for w in &warnings {
+                warn!(file = %w.file, line = w.line, field = %w.field, "{}", w.reason);
+            }
+            Some(config)
         }
-    };
-    match Config::from_yaml(&text, &file) {
-        Ok(c) => Some(c),
-        Err(errors) => {
-            eprintln!("{errors}");
+        Err(report) => {
+            eprintln!("{report}");
             None
+        }
+    }
+}
+
+/// `baton-idp check`: the validation `serve` does, every error and warning listed; 64 when the
+/// config would be refused.
+fn check(path: &std::path::Path, opts: &Options) -> ExitCode {
+    match read(path, opts) {
+        Ok(Loaded { warnings, .. }) => {
+            let report = Report {
+                errors: Vec::new(),
+                warnings,
+            };
+            if !report.warnings.is_empty() {
+                println!("{report}");
+            }
+            println!(
+                "{}: ok ({} warning{})",
+                path.display(),
+                report.warnings.len(),
+                if report.warnings.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(report) => {
+            eprintln!("{report}");
+            eprintln!(
+                "{}: {} error{}, {} warning{}",
+                path.display(),
+                report.errors.len(),
+                if report.errors.len() == 1 { "" } else { "s" },
+                report.warnings.len(),
+                if report.warnings.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::from(BAD_CONFIG)
         }
     }
 }

@@ -1,20 +1,30 @@
 //! `idp.yaml` → validated [`Config`]: clients, users, exchange edges, resources, lifetimes.
 //!
 //! Parsing is strict (`deny_unknown_fields`); validation collects every problem with the file,
-//! the field path and the reason (`config::Problems`), so `baton-idp` refuses to start with all of
-//! them listed at once.
+//! the line, the field path and the reason ([`Report`]), so `baton-idp` refuses to start with all
+//! of them listed at once, and `baton-idp check` lists them with the warnings.
+//!
+//! Secrets (client secrets, password hashes, TOTP secrets) come from files or environment
+//! variables; inline and published example values only with `demo: true` (`secrets`).
 
+mod check;
 mod client;
+mod lines;
+mod secrets;
 
-use crate::config::{ConfigErrors, Problems};
+use crate::config::ConfigErrors;
 use crate::jwt::{Algorithm, Claims, keys::KeySet};
 use crate::secret::Secret;
+use check::Findings;
+pub use check::{Finding, Report};
 pub use client::absolute_without_fragment;
 use client::{RawClient, client};
+use lines::Lines;
+use secrets::{Sources, Spec, warn_demo};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The RFC 8693 grant type URN.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -140,6 +150,9 @@ pub struct Client {
     pub grant_types: Vec<String>,
     /// Scopes for `client_credentials`.
     pub scopes: Vec<String>,
+    /// The audience (a client id) of a `client_credentials` token when the request names neither
+    /// `audience` nor `resource`.
+    pub default_audience: Option<String>,
 }
 
 impl Client {
@@ -184,6 +197,9 @@ pub struct Edge {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Accept inline secrets and the examples' published values (with a warning each).
+    #[serde(default)]
+    demo: bool,
     issuer: String,
     #[serde(default = "default_listen")]
     listen: String,
@@ -257,12 +273,16 @@ impl Default for RawLifetimes {
 #[serde(deny_unknown_fields)]
 struct RawUser {
     username: String,
-    password_hash: String,
+    password_hash: Option<String>,
+    password_hash_file: Option<PathBuf>,
+    password_hash_env: Option<String>,
     #[serde(default)]
     claims: Claims,
     #[serde(default)]
     scope: String,
     totp_secret: Option<String>,
+    totp_secret_file: Option<PathBuf>,
+    totp_secret_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -279,18 +299,84 @@ struct RawEdge {
     scope_beyond_subject: bool,
 }
 
+/// What [`Config::load`] may read besides the text.
+pub struct Options<'a> {
+    /// `--allow-inline-secrets`: accept inline secrets and the examples' published values (each
+    /// client or user holding one gets a warning), as `demo: true` in the file does.
+    pub allow_inline_secrets: bool,
+    /// Looks up the environment variables the file names (`secret_env`, …).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Options<'_> {
+    /// The process environment; inline secrets only if the file says `demo: true`.
+    pub fn process() -> Options<'static> {
+        Options {
+            allow_inline_secrets: false,
+            env: &|name| std::env::var(name).ok(),
+        }
+    }
+}
+
+/// A config that passed validation, and what it warned about.
+pub struct Loaded {
+    /// The config.
+    pub config: Config,
+    /// Warnings, each with its line: log them at start.
+    pub warnings: Vec<Finding>,
+}
+
+/// The options of the YAML reader: `yes`/`no`/`on` stay strings (YAML 1.2 booleans only), as in
+/// the sidecar's config.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut o = serde_saphyr::Options::default();
+    o.strict_booleans = true;
+    o.with_snippet = false;
+    o
+}
+
 impl Config {
-    /// Parses and validates `text`, read from `file` (used in messages and for relative paths).
+    /// Parses and validates `text`, read from `file` (used in messages and for relative paths),
+    /// with the process environment; every problem, with its line, and the warnings.
+    pub fn load(text: &str, file: &str, opts: &Options) -> Result<Loaded, Report> {
+        let lines = Lines::of(text);
+        let raw: RawConfig = serde_saphyr::from_str_with_options(text, yaml_options())
+            .map_err(|e| Report::parse_error(file, &e, &lines))?;
+        let mut p = Findings::new(file);
+        let config = validate(raw, file, opts, &mut p);
+        let report = p.report(&lines);
+        match config {
+            Some(config) if report.errors.is_empty() => Ok(Loaded {
+                config,
+                warnings: report.warnings,
+            }),
+            _ => Err(report),
+        }
+    }
+
+    /// [`Config::load`] with the process environment, errors only (without their lines).
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, ConfigErrors> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| Problems::yaml(file, &e))?;
-        validate(raw, file)
+        Self::load(text, file, &Options::process())
+            .map(|l| l.config)
+            .map_err(Report::into_config_errors)
     }
 
     /// The demo chain of `deploy/idp.yaml` with `issuer` and a key directory of the caller's
-    /// choosing: what the e2e tests and `baton demo` start from.
+    /// choosing: what the e2e tests and `baton demo` start from. Read as `demo: true` (its inline
+    /// secrets are the demo's) and without the environment, so a `SERVICE_A_SECRET` set in the
+    /// shell does not change the demo.
     pub fn demo(issuer: &str, keys_dir: impl Into<PathBuf>) -> Self {
-        let mut cfg = Self::from_yaml(include_str!("../../deploy/idp.yaml"), "deploy/idp.yaml")
-            .expect("deploy/idp.yaml is valid (tested)");
+        let opts = Options {
+            allow_inline_secrets: true,
+            env: &|_| None,
+        };
+        let mut cfg = Self::load(
+            include_str!("../../deploy/idp.yaml"),
+            "deploy/idp.yaml",
+            &opts,
+        )
+        .map(|l| l.config)
+        .expect("deploy/idp.yaml is valid (tested)");
         cfg.issuer = issuer.trim_end_matches('/').to_owned();
         cfg.keys.dir = keys_dir.into();
         cfg
@@ -311,12 +397,17 @@ impl Config {
     }
 }
 
-fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
-    let mut p = Problems::new(file);
-    let base = std::path::Path::new(file)
+/// Validates `raw` into `p`; the config is whole when `p` holds no error.
+fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Option<Config> {
+    let base = Path::new(file)
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default();
+    let sources = Sources {
+        base: &base,
+        env: opts.env,
+        allow_demo: raw.demo || opts.allow_inline_secrets,
+    };
     let issuer = raw.issuer.trim_end_matches('/').to_owned();
     match url::Url::parse(&issuer) {
         Ok(u)
@@ -360,12 +451,14 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
     }
 
     let mut clients = BTreeMap::new();
+    let mut client_fields = Vec::new();
     for (i, c) in raw.clients.into_iter().enumerate() {
         let f = format!("clients[{i}]");
-        if let Some(client) = client(c, &f, &base, &mut p) {
+        if let Some(client) = client(c, &f, &sources, p) {
             if clients.contains_key(&client.id) {
                 p.push(format!("{f}.id"), "duplicate client id");
             }
+            client_fields.push((client.id.clone(), f));
             clients.insert(client.id.clone(), client);
         }
     }
@@ -373,22 +466,9 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
     let mut users = BTreeMap::new();
     for (i, u) in raw.users.into_iter().enumerate() {
         let f = format!("users[{i}]");
-        if argon2::PasswordHash::new(&u.password_hash).is_err() {
-            p.push(
-                format!("{f}.password_hash"),
-                "must be an argon2 PHC string: make one with `baton-idp hash-password`",
-            );
-        }
+        let (password_hash, totp_secret) = user_secrets(&u, &f, &sources, p);
         for name in u.claims.keys().filter(|k| RESERVED.contains(&k.as_str())) {
             p.push(format!("{f}.claims.{name}"), "is reserved: the IdP sets it");
-        }
-        if let Some(t) = &u.totp_secret
-            && super::totp::decode(t).is_none()
-        {
-            p.push(
-                format!("{f}.totp_secret"),
-                "must be base32 of at least 16 bytes (e.g. `head -c 20 /dev/urandom | base32`)",
-            );
         }
         if users.contains_key(&u.username) {
             p.push(format!("{f}.username"), "duplicate username");
@@ -397,14 +477,14 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
             u.username.clone(),
             User {
                 username: u.username,
-                password_hash: Secret::new(u.password_hash),
+                password_hash: Secret::new(password_hash.unwrap_or_default()),
                 claims: u.claims,
                 scope: u
                     .scope
                     .split_ascii_whitespace()
                     .map(str::to_owned)
                     .collect(),
-                totp_secret: u.totp_secret.map(Secret::new),
+                totp_secret: totp_secret.map(Secret::new),
             },
         );
     }
@@ -504,7 +584,79 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
         resources: raw.resources,
         acr: raw.acr,
     };
-    p.finish(cfg)
+    for (id, f) in &client_fields {
+        if let Some(aud) = &cfg.clients[id].default_audience {
+            if !cfg.clients.contains_key(aud) {
+                p.push(
+                    format!("{f}.default_audience"),
+                    format!("{aud} is not a configured client"),
+                );
+            } else if cfg.edge(id, aud).is_none() {
+                p.push(
+                    format!("{f}.default_audience"),
+                    format!("no grants edge {id} → {aud}: a token for it would be refused"),
+                );
+            }
+        }
+    }
+    check::warnings(&cfg, &client_fields, p);
+    Some(cfg)
+}
+
+/// A user's password hash (required, argon2 PHC) and TOTP secret (optional, base32), each from
+/// the file, the environment or inline, under the demo-material rule.
+fn user_secrets(
+    u: &RawUser,
+    f: &str,
+    sources: &Sources,
+    p: &mut Findings,
+) -> (Option<String>, Option<String>) {
+    let hash = Spec {
+        name: "password_hash",
+        what: "password hash",
+        make: "baton-idp hash-password",
+        inline: u.password_hash.as_deref(),
+        file: u.password_hash_file.as_deref(),
+        env: u.password_hash_env.as_deref(),
+    };
+    let totp = Spec {
+        name: "totp_secret",
+        what: "TOTP secret",
+        make: "head -c 20 /dev/urandom | base32",
+        inline: u.totp_secret.as_deref(),
+        file: u.totp_secret_file.as_deref(),
+        env: u.totp_secret_env.as_deref(),
+    };
+    let mut demo = Vec::new();
+    let password_hash = sources.read(f, &hash, p);
+    match &password_hash {
+        Some(found) if argon2::PasswordHash::new(&found.value).is_ok() => {
+            sources.vet(f, &hash, found, &mut demo, p);
+        }
+        Some(_) => p.push(
+            format!("{f}.password_hash"),
+            "must be an argon2 PHC string: make one with `baton-idp hash-password`",
+        ),
+        None if hash.given() => {}
+        None => p.push(
+            f,
+            "needs password_hash_file or password_hash_env (make the hash with \
+             `baton-idp hash-password`)",
+        ),
+    }
+    let totp_secret = sources.read(f, &totp, p);
+    if let Some(found) = &totp_secret {
+        if super::totp::decode(&found.value).is_some() {
+            sources.vet(f, &totp, found, &mut demo, p);
+        } else {
+            p.push(
+                format!("{f}.totp_secret"),
+                "must be base32 of at least 16 bytes (e.g. `head -c 20 /dev/urandom | base32`)",
+            );
+        }
+    }
+    warn_demo(f, &format!("user {}", u.username), &demo, p);
+    (password_hash.map(|h| h.value), totp_secret.map(|t| t.value))
 }
 
 #[cfg(test)]

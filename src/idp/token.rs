@@ -194,14 +194,27 @@ pub fn verifier_ok(verifier: &str, challenge: &str) -> bool {
 }
 
 /// RFC 6749 §4.4: a token for the client itself (`sub` = client id) addressed to the requested
-/// audience or RFC 8707 resources, along a configured edge; scope ⊆ the client's scopes.
+/// audience or RFC 8707 resources (or, when the request names neither, the client's
+/// `default_audience`), along a configured edge; scope ⊆ the client's scopes.
 fn client_credentials(
     idp: &Idp,
     client: &Client,
     form: &Form,
     now: u64,
 ) -> Result<Response<Body>, OAuthError> {
-    let targets = exchange::targets(idp, form)?;
+    let named = !form.all("audience").is_empty() || !form.all("resource").is_empty();
+    let targets = match &client.default_audience {
+        _ if named => exchange::targets(idp, form)?,
+        Some(aud) => vec![aud.clone()],
+        None => {
+            return Err(OAuthError::InvalidTarget(
+                "audience or resource required: send audience (the client id of the service \
+                 to call) or resource (an RFC 8707 resource URI), or give the client a \
+                 default_audience"
+                    .into(),
+            ));
+        }
+    };
     for t in &targets {
         if idp.config.edge(&client.id, t).is_none() {
             return Err(OAuthError::InvalidTarget(format!(

@@ -48,7 +48,7 @@ sed -e "s#127.0.0.1:9000#127.0.0.1:$idp_port#g" \
     deploy/idp.yaml > "$work/idp.yaml"
 totp_secret=$(sed -n 's/^ *totp_secret: *//p' deploy/idp.yaml | head -1)
 
-RUST_LOG=baton=trace,info "$root/target/debug/baton-idp" -c "$work/idp.yaml" > "$work/idp.log" 2>&1 &
+RUST_LOG=baton=trace,info "$root/target/debug/baton-idp" --allow-inline-secrets -c "$work/idp.yaml" > "$work/idp.log" 2>&1 &
 idp_pid=$!
 for _ in $(seq 1 100); do   # bounded wait for readiness (about 10 s)
   if curl -fsS "http://127.0.0.1:$idp_port/.well-known/openid-configuration" >/dev/null 2>&1; then break; fi

@@ -418,7 +418,13 @@ async fn keys_rotated_mid_traffic_and_an_idp_restart_refuse_no_valid_request() {
 
     // Rotate on disk as an operator would, then SIGHUP, while fresh tokens keep flowing.
     let rotate = std::process::Command::new(env!("CARGO_BIN_EXE_baton-idp"))
-        .args(["keys", "rotate", "-c", w.idp.config.to_str().expect("path")])
+        .args([
+            "keys",
+            "rotate",
+            "--allow-inline-secrets",
+            "-c",
+            w.idp.config.to_str().expect("path"),
+        ])
         .output()
         .expect("keys rotate");
     assert!(

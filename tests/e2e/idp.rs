@@ -513,6 +513,7 @@ async fn private_key_jwt_authenticates_once_per_jti() {
                 post_logout_redirect_uris: vec![],
                 grant_types: vec!["client_credentials".into()],
                 scopes: vec![],
+                default_audience: None,
             },
         );
         let mut edge = cfg.grants[0].clone();

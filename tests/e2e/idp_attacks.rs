@@ -65,6 +65,7 @@ async fn client_assertions_with_a_confused_alg_get_invalid_client() {
                 post_logout_redirect_uris: vec![],
                 grant_types: vec!["client_credentials".into()],
                 scopes: vec![],
+                default_audience: None,
             },
         );
         let mut edge = cfg.grants[0].clone();

@@ -6,6 +6,7 @@ mod faults;
 mod grants;
 mod idp;
 mod idp_attacks;
+mod idp_operator;
 mod inbound;
 mod k8s;
 mod logout;

@@ -6,6 +6,7 @@ with a bounded deadline; nothing sleeps to synchronise.
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import threading
@@ -63,6 +64,8 @@ class Process:
 
 # A client for test 3 (private_key_jwt): its key pair is made here with `cryptography`.
 PKJ_CLIENT = "python-pkj"
+# A client_credentials client with a default audience; its secret is a generated file.
+CC_CLIENT, CC_AUDIENCE = "python-cc", "service-b"
 
 
 def _pkj_key():
@@ -81,11 +84,12 @@ def _public_jwk(private_key, kid, alg):
 
 
 class Idp:
-    def __init__(self, issuer, process, pkj_key, pkj_kid):
+    def __init__(self, issuer, process, pkj_key, pkj_kid, cc_secret):
         self.issuer = issuer
         self.process = process
         self.pkj_key = pkj_key
         self.pkj_kid = pkj_kid
+        self.cc_secret = cc_secret
         self.discovery = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=5).json()
 
     @property
@@ -105,24 +109,35 @@ def idp(tmp_path_factory):
     assert issuer in text and str(tmp / "keys") in text, "deploy/idp.yaml changed shape"
     key, kid = _pkj_key(), "pkj-1"
     jwks = json.dumps({"keys": [_public_jwk(key, kid, "ES256")]})
+    cc_secret = secrets.token_urlsafe(24)
+    (tmp / "cc.secret").write_text(cc_secret + "\n")
     client = (
         f"  - id: {PKJ_CLIENT}\n"
         f"    jwks: {jwks}\n"
         f"    grant_types: [client_credentials]\n"
+        f"  - id: {CC_CLIENT}\n"
+        f"    secret_file: {tmp / 'cc.secret'}\n"
+        f"    grant_types: [client_credentials]\n"
+        f"    default_audience: {CC_AUDIENCE}\n"
     )
     assert text.count("\nclients:\n") == 1, "deploy/idp.yaml changed shape"
     text = text.replace("\nclients:\n", "\nclients:\n" + client)
     assert text.count("\ngrants:\n") == 1, "deploy/idp.yaml changed shape"
-    edge = f"  - client: {PKJ_CLIENT}\n    target: service-b\n    scopes: []\n"
+    edge = (
+        f"  - client: {PKJ_CLIENT}\n    target: service-b\n    scopes: []\n"
+        f"  - client: {CC_CLIENT}\n    target: {CC_AUDIENCE}\n    scopes: []\n"
+    )
     text = text.replace("\ngrants:\n", "\ngrants:\n" + edge)
     cfg = tmp / "idp.yaml"
     cfg.write_text(text)
-    # The demo clients fall back to their inline secrets only when `secret_env` is unset.
+    # The demo clients fall back to their inline secrets only when `secret_env` is unset, and
+    # baton-idp takes inline secrets only when asked.
     env = {k: v for k, v in os.environ.items() if not k.endswith("_SECRET")}
-    proc = Process([str(BIN / "baton-idp"), "-c", str(cfg)], tmp / "idp.log", env)
+    argv = [str(BIN / "baton-idp"), "--allow-inline-secrets", "-c", str(cfg)]
+    proc = Process(argv, tmp / "idp.log", env)
     try:
         wait_ready(f"{issuer}/.well-known/openid-configuration", proc.proc, proc.log)
-        yield Idp(issuer, proc, key, kid)
+        yield Idp(issuer, proc, key, kid, cc_secret)
     finally:
         proc.stop()
 

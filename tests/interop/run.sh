@@ -13,4 +13,5 @@ export BATON_BIN_DIR=${BATON_BIN_DIR:-$root/target/debug}
 cd "$here"
 # Process logs stay under target/test-logs/interop for the whole-suite log audit.
 export RUST_LOG=${RUST_LOG:-baton=trace,info}
+mkdir -p "$root/target/test-logs"
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider --basetemp "$root/target/test-logs/interop" "$@"

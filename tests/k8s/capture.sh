@@ -172,7 +172,7 @@ outbound:
 YAML
 chmod -R a+rX "$work"
 spawn "$cli" $PY "$work/recorder.py" "$work/service-b.auth" >/dev/null 2>&1
-spawn "$cli" env -u SERVICE_A_SECRET -u SERVICE_B_SECRET "$(realpath "$IDP")" -c "$work/idp.yaml" >"$work/idp.log" 2>&1
+spawn "$cli" env -u SERVICE_A_SECRET -u SERVICE_B_SECRET "$(realpath "$IDP")" --allow-inline-secrets -c "$work/idp.yaml" >"$work/idp.log" 2>&1
 spawn "$pod" "${APP[@]}" $PY -m http.server 8080 --bind :: --directory "$work/app" >/dev/null 2>&1
 case "$SIDECAR" in
   standin) spawn "$pod" "${PROXY[@]}" $PY "$work/standin.py" >/dev/null 2>&1 ;;

@@ -23,6 +23,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 deploy/k8s/make-certs.sh "$work/generated" >/dev/null
+BATON_IDP="$(dirname "$BATON")/baton-idp" deploy/k8s/make-secrets.sh "$work/generated" >/dev/null
 inputs=(deploy/k8s/chain/*.yaml tests/k8s/workloads.yaml)
 for f in "${inputs[@]}"; do
   name="$(echo "$f" | tr / _)"

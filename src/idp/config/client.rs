@@ -1,8 +1,10 @@
 //! `clients[]` of `idp.yaml`: credentials (secret, secret_file, secret_env, jwks, jwks_file),
-//! redirect URIs (sign-in and post-logout) and grant types, validated into [`Client`].
+//! redirect URIs (sign-in and post-logout), grant types and the default audience of
+//! `client_credentials`, validated into [`Client`].
 
+use super::check::Findings;
+use super::secrets::{Sources, Spec, warn_demo};
 use super::{Client, ClientAuth, GRANT_TYPES};
-use crate::config::Problems;
 use crate::jwt::{Algorithm, keys::KeySet};
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -26,14 +28,11 @@ pub(super) struct RawClient {
     grant_types: Vec<String>,
     #[serde(default)]
     scopes: Vec<String>,
+    default_audience: Option<String>,
 }
 
-pub(super) fn client(
-    c: RawClient,
-    f: &str,
-    base: &std::path::Path,
-    p: &mut Problems,
-) -> Option<Client> {
+pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Findings) -> Option<Client> {
+    let base = sources.base;
     for uri in &c.redirect_uris {
         if !absolute_without_fragment(uri) {
             p.push(
@@ -64,20 +63,6 @@ pub(super) fn client(
             "required for authorization_code",
         );
     }
-    let secret_env = c.secret_env.as_ref().and_then(|v| std::env::var(v).ok());
-    let secret_file = match &c.secret_file {
-        Some(path) => match std::fs::read_to_string(base.join(path)) {
-            Ok(s) => Some(s.trim_end().to_owned()),
-            Err(e) => {
-                p.push(
-                    format!("{f}.secret_file"),
-                    format!("read {}: {e}", path.display()),
-                );
-                None
-            }
-        },
-        None => None,
-    };
     let jwks = match (&c.jwks, &c.jwks_file) {
         (Some(v), None) => Some(serde_json::to_vec(v).unwrap_or_default()),
         (None, Some(path)) => match std::fs::read(base.join(path)) {
@@ -96,8 +81,21 @@ pub(super) fn client(
         }
         (None, None) => None,
     };
-    let secret = secret_env.or(secret_file).or(c.secret);
-    let auth = match (secret, jwks) {
+    let spec = Spec {
+        name: "secret",
+        what: "client secret",
+        make: "openssl rand -hex 32",
+        inline: c.secret.as_deref(),
+        file: c.secret_file.as_deref(),
+        env: c.secret_env.as_deref(),
+    };
+    let secret = sources.read(f, &spec, p);
+    let mut demo = Vec::new();
+    if let Some(found) = &secret {
+        sources.vet(f, &spec, found, &mut demo, p);
+    }
+    warn_demo(f, &format!("client {}", c.id), &demo, p);
+    let auth = match (secret.map(|s| s.value), jwks) {
         (Some(s), None) if s.len() >= 8 => ClientAuth::Secret(Secret::new(s)),
         (Some(_), None) => {
             p.push(format!("{f}.secret"), "must be at least 8 characters");
@@ -119,14 +117,10 @@ pub(super) fn client(
             p.push(f, "set either a secret or a JWK set, not both");
             return None;
         }
+        // An unreadable file or unset variable was reported by `read`.
+        (None, None) if spec.given() => return None,
         (None, None) => {
-            let hint = match &c.secret_env {
-                Some(v) => {
-                    format!("environment variable {v} is not set and no fallback secret is given")
-                }
-                None => "needs secret, secret_file, secret_env, jwks or jwks_file".into(),
-            };
-            p.push(f, hint);
+            p.push(f, "needs secret_file, secret_env, jwks or jwks_file");
             return None;
         }
     };
@@ -137,6 +131,7 @@ pub(super) fn client(
         post_logout_redirect_uris: c.post_logout_redirect_uris,
         grant_types: c.grant_types,
         scopes: c.scopes,
+        default_audience: c.default_audience,
     })
 }
 

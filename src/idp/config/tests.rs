@@ -1,6 +1,8 @@
 use super::*;
 
+// Inline secrets keep these tests short: `demo: true` accepts them (tested in check/tests.rs).
 const BASE: &str = r#"
+demo: true
 issuer: http://127.0.0.1:9000/
 keys: {dir: keys}
 clients:

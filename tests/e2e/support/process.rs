@@ -215,7 +215,12 @@ impl IdpProc {
         let log = dir.join(format!("idp-{:x}.log", rand::random::<u32>()));
         Proc::spawn(
             env!("CARGO_BIN_EXE_baton-idp"),
-            &["-c", config.to_str().expect("utf-8 path")],
+            // deploy/idp.yaml's inline secrets are the demo's: accepted only when asked.
+            &[
+                "--allow-inline-secrets",
+                "-c",
+                config.to_str().expect("utf-8 path"),
+            ],
             &log,
         )
     }
