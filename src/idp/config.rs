@@ -37,6 +37,8 @@ pub const RESERVED: &[&str] = &[
     "amr",
     "auth_time",
     "cnf",
+    "sid",
+    "grant_id",
 ];
 
 /// Grant types a client may be allowed (RFC 6749 §4, RFC 8693).
@@ -114,6 +116,9 @@ pub struct Lifetimes {
     pub refresh: u64,
     /// IdP login sessions (the browser cookie).
     pub session: u64,
+    /// The latest any token derived from one sign-in may expire, counted from its `auth_time`:
+    /// refreshes and exchanges (self-edges included) never reach past it. At least `session`.
+    pub sign_in: u64,
 }
 
 /// How a client authenticates at the token endpoint.
@@ -239,6 +244,7 @@ struct RawLifetimes {
     code: u64,
     refresh: u64,
     session: u64,
+    sign_in: u64,
 }
 
 impl Default for RawLifetimes {
@@ -249,6 +255,7 @@ impl Default for RawLifetimes {
             code: 60,
             refresh: 86_400,
             session: 28_800,
+            sign_in: 86_400,
         }
     }
 }
@@ -347,6 +354,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
         ("code", l.code, 600),
         ("refresh", l.refresh, 90 * 86_400),
         ("session", l.session, 30 * 86_400),
+        ("sign_in", l.sign_in, 90 * 86_400),
     ] {
         if v == 0 || v > max {
             p.push(
@@ -354,6 +362,13 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
                 format!("must be between 1 and {max} seconds"),
             );
         }
+    }
+    if l.sign_in < l.session {
+        // A session older than `sign_in` would keep handing out codes whose tokens are refused.
+        p.push(
+            "lifetimes.sign_in",
+            "must be at least lifetimes.session: a session may not outlive the tokens it yields",
+        );
     }
     if raw.max_chain_depth == 0 || raw.max_chain_depth > 32 {
         p.push("max_chain_depth", "must be between 1 and 32");
@@ -496,6 +511,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
             code: l.code,
             refresh: l.refresh,
             session: l.session,
+            sign_in: l.sign_in,
         },
         max_chain_depth: raw.max_chain_depth,
         clients,
