@@ -237,6 +237,32 @@ pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<O
     info!(?drained, "idp stopped");
 }
 
+/// Serves the operator endpoints ([`handle_admin`]) on an already bound `listener`, the
+/// config's `admin_listen` (loopback unless configured), until `shutdown` resolves. They are
+/// kept off the public listener: the counters of failed sign-ins are for the operator.
+pub async fn serve_admin(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let limits = Limits {
+        request_timeout: Duration::from_secs(5),
+        max_connections: 64,
+        max_body_bytes: 0,
+        ..Limits::default()
+    };
+    let handler = move |req: Request<hyper::body::Incoming>, _conn: server::ConnInfo| {
+        let idp = idp.clone();
+        async move { handle_admin(&idp, &req) }
+    };
+    server::serve(listener, limits, handler, shutdown).await;
+}
+
+/// Answers one operator request: `GET /metrics` (Prometheus text).
+pub fn handle_admin<B>(idp: &Idp, req: &Request<B>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => idp.metrics.render(),
+        (_, "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
 /// Routes one request; socket-free so tests can call it directly.
 #[instrument(skip_all, fields(method = %req.method(), path = %req.uri().path()))]
 pub async fn handle<B>(idp: &Idp, req: Request<B>) -> Response<Body>
@@ -259,7 +285,6 @@ where
         (Method::GET | Method::POST, "/end_session") => {
             logout::end_session(idp, req, unix_now()).await
         }
-        (Method::GET, "/metrics") => idp.metrics.render(),
         (Method::GET | Method::POST, "/userinfo") => {
             userinfo::userinfo(idp, req.headers(), unix_now())
         }
@@ -272,8 +297,7 @@ where
             | "/.well-known/oauth-authorization-server"
             | "/jwks"
             | "/authorize"
-            | "/end_session"
-            | "/metrics",
+            | "/end_session",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

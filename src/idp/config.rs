@@ -56,6 +56,8 @@ pub struct Config {
     pub issuer: String,
     /// Where `baton-idp serve` binds.
     pub listen: SocketAddr,
+    /// Where the operator endpoints (`/metrics`) are served: loopback unless configured.
+    pub admin_listen: SocketAddr,
     /// Signing key storage.
     pub keys: KeysConfig,
     /// Token lifetimes in seconds.
@@ -192,6 +194,8 @@ struct RawConfig {
     issuer: String,
     #[serde(default = "default_listen")]
     listen: String,
+    #[serde(default = "default_admin_listen")]
+    admin_listen: String,
     keys: RawKeys,
     #[serde(default)]
     lifetimes: RawLifetimes,
@@ -218,6 +222,10 @@ fn default_acr() -> BTreeMap<String, Vec<Factor>> {
 
 fn default_listen() -> String {
     "127.0.0.1:9000".into()
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9001".into()
 }
 
 fn default_depth() -> usize {
@@ -338,6 +346,10 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
     let listen = raw.listen.parse().unwrap_or_else(|_| {
         p.push("listen", "must be an address like 127.0.0.1:9000");
         SocketAddr::from(([127, 0, 0, 1], 9000))
+    });
+    let admin_listen = raw.admin_listen.parse().unwrap_or_else(|_| {
+        p.push("admin_listen", "must be an address like 127.0.0.1:9001");
+        SocketAddr::from(([127, 0, 0, 1], 9001))
     });
     let algorithm = match raw.keys.algorithm.as_str() {
         "ES256" => Algorithm::ES256,
@@ -501,6 +513,7 @@ fn validate(raw: RawConfig, file: &str) -> Result<Config, ConfigErrors> {
     let cfg = Config {
         issuer,
         listen,
+        admin_listen,
         keys: KeysConfig {
             dir: base.join(raw.keys.dir),
             algorithm,

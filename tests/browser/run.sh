@@ -45,6 +45,7 @@ cb_port=$(free_port)
 sed -e "s#127.0.0.1:9000#127.0.0.1:$idp_port#g" \
     -e "s#http://127.0.0.1:8080/callback#http://127.0.0.1:$cb_port/callback#" \
     -e "s#dir: idp-keys#dir: $work/keys#" \
+    -e "s#admin_listen: 127.0.0.1:9001#admin_listen: 127.0.0.1:0#" \
     deploy/idp.yaml > "$work/idp.yaml"
 totp_secret=$(sed -n 's/^ *totp_secret: *//p' deploy/idp.yaml | head -1)
 
