@@ -237,8 +237,10 @@ fn ask(idp: &Idp, session: Option<[u8; 32]>, after: After) -> Response<Body> {
     rsp
 }
 
-/// Whether a POST comes from a page of the issuer's own origin: `Origin` and `Sec-Fetch-Site`,
-/// when the browser sends them, must say so (one of each at most).
+/// Whether a POST comes from a page of the issuer's own origin. `Sec-Fetch-Site`, when the
+/// browser sends it, must be `same-origin`; `Origin`, when sent, must be the issuer's, or
+/// `null` alongside `Sec-Fetch-Site: same-origin` (a page under a `no-referrer` policy). At
+/// most one of each.
 fn same_origin(idp: &Idp, headers: &HeaderMap) -> bool {
     let single = |name: &str| {
         let mut all = headers.get_all(name).iter();
@@ -251,17 +253,20 @@ fn same_origin(idp: &Idp, headers: &HeaderMap) -> bool {
     let issuer = url::Url::parse(&idp.config.issuer)
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_default();
-    let origin_ok = match single(header::ORIGIN.as_str()) {
-        Ok(None) => true,
-        Ok(Some(o)) => o == issuer.as_bytes(),
-        Err(()) => false,
+    let (Ok(site), Ok(origin)) = (single("sec-fetch-site"), single(header::ORIGIN.as_str())) else {
+        return false;
     };
-    let site_ok = match single("sec-fetch-site") {
-        Ok(None) => true,
-        Ok(Some(s)) => s == b"same-origin",
-        Err(()) => false,
+    let same_site = match site {
+        None => false,
+        Some(s) if s == b"same-origin" => true,
+        Some(_) => return false,
     };
-    origin_ok && site_ok
+    match origin {
+        None => true,
+        Some(o) if o == issuer.as_bytes() => true,
+        Some(b"null") => same_site,
+        Some(_) => false,
+    }
 }
 
 /// The confirmation form coming back: from our origin, with the cookie the page set and, when
@@ -358,7 +363,12 @@ fn confirm_page(id: &str, csrf: &str) -> Response<Body> {
         id = escape(id),
         csrf = escape(csrf),
     );
-    html_page(StatusCode::OK, "Sign out", &body)
+    let mut rsp = html_page(StatusCode::OK, "Sign out", &body);
+    // The form's POST must carry our `Origin` (under `no-referrer` a browser sends `null`);
+    // nothing leaves for other origins either way.
+    rsp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    rsp
 }
 
 #[cfg(test)]

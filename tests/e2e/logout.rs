@@ -260,12 +260,17 @@ async fn a_confirmation_copied_from_another_browser_or_sent_from_another_site_en
     }
     // 4. Alice's own page, submitted from another site: refused whatever the spelling, and
     //    the pending request stays for her real click.
-    let cross_site: [&[(&str, &str)]; 6] = [
+    let cross_site: [&[(&str, &str)]; 8] = [
         &[("origin", "https://evil.example")],
         &[("origin", "null")],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
         &[("origin", &idp.url), ("origin", "https://evil.example")],
         &[("sec-fetch-site", "cross-site")],
         &[("sec-fetch-site", "same-site")],
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-site", "cross-site"),
+        ],
         &[("origin", &idp.url), ("sec-fetch-site", "cross-site")],
     ];
     for headers in cross_site {
@@ -280,11 +285,12 @@ async fn a_confirmation_copied_from_another_browser_or_sent_from_another_site_en
         assert_eq!(rsp.status(), StatusCode::BAD_REQUEST, "{headers:?}");
         still_in().await;
     }
-    // Her own click, from the IdP's page: signed out.
+    // Her own click, from the IdP's page: signed out (a browser under a `no-referrer` policy
+    // sends `Origin: null` with `Sec-Fetch-Site: same-origin`).
     let rsp = alice
         .http
         .post(format!("{}/end_session", idp.url))
-        .header("origin", &idp.url)
+        .header("origin", "null")
         .header("sec-fetch-site", "same-origin")
         .form(&[("logout_request", &own_id), ("csrf", &own_csrf)])
         .send()
