@@ -12,7 +12,7 @@ use super::config::Client;
 use super::errors::OAuthError;
 use super::login::Authentication;
 use super::revocation::{Lineage, Root};
-use super::token::{Issued, audiences, issue_user_tokens};
+use super::token::{audiences, issue_user_tokens};
 use super::{Idp, random};
 use crate::http::{Body, Form, json};
 use crate::secret::Token;
@@ -83,16 +83,15 @@ impl Family {
     }
 }
 
-/// Mints the family's next refresh token into `issued` when `grant` is given (rotation: the
-/// previous one stops working). Runs under the family's lock, so two uses of one refresh token
-/// cannot both rotate it.
+/// Mints the family's next refresh token into the token response `body` when `grant` is given
+/// (rotation: the previous one stops working). Runs under the family's lock, so two uses of one
+/// refresh token cannot both rotate it.
 pub(crate) fn settle(
     idp: &Idp,
     f: &mut Family,
-    issued: Issued,
+    mut body: serde_json::Value,
     grant: Option<RefreshGrant>,
 ) -> serde_json::Value {
-    let mut body = issued.body;
     if let Some(grant) = grant {
         let token = Token::new(random(32));
         let key = token.sha256();

@@ -275,11 +275,6 @@ pub(crate) fn sign(
     })
 }
 
-/// Signed user tokens: the response body (no refresh token yet).
-pub(crate) struct Issued {
-    pub(crate) body: Value,
-}
-
 /// When the sign-in `auth` records stops yielding tokens: `auth_time` + `lifetimes.sign_in`.
 pub(crate) fn sign_in_ends(idp: &Idp, auth: &Authentication) -> u64 {
     auth.auth_time.saturating_add(idp.config.lifetimes.sign_in)
@@ -308,12 +303,13 @@ pub fn audiences(
     Ok(out)
 }
 
-/// Access token (RFC 9068 plus user claims, `grants`, `acr`, `amr`, `auth_time`, and the
-/// lineage `sid` and `grant_id` that revocation follows) and ID token (OIDC Core §2, `aud` =
-/// client, `nonce`, `sid`). The access token's `aud` is the client, or the RFC 8707 `targets`
-/// when resources were asked (one → string, several → array); each target is appended to
-/// `grants` with its edge's claims, as an exchange along that edge would. No token outlives the
-/// sign-in ([`sign_in_ends`]); past it the grant is refused and the user must sign in again.
+/// The token response (no refresh token yet): the access token (RFC 9068 plus user claims,
+/// `grants`, `acr`, `amr`, `auth_time`, and the lineage `sid` and `grant_id` that revocation
+/// follows) and the ID token (OIDC Core §2, `aud` = client, `nonce`, `sid`). The access token's
+/// `aud` is the client, or the RFC 8707 `targets` when resources were asked (one → string,
+/// several → array); each target is appended to `grants` with its edge's claims, as an
+/// exchange along that edge would. No token outlives the sign-in ([`sign_in_ends`]); past it
+/// the grant is refused and the user must sign in again.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn issue_user_tokens(
     idp: &Idp,
@@ -324,7 +320,7 @@ pub(crate) fn issue_user_tokens(
     targets: &[String],
     nonce: Option<&str>,
     now: u64,
-) -> Result<Issued, OAuthError> {
+) -> Result<Value, OAuthError> {
     let user = idp
         .config
         .users
@@ -392,7 +388,7 @@ pub(crate) fn issue_user_tokens(
     if scope.iter().any(|s| s == "openid") {
         body["id_token"] = json!(sign(idp, "JWT", &id)?);
     }
-    Ok(Issued { body })
+    Ok(body)
 }
 
 #[cfg(test)]
