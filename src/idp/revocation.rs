@@ -222,9 +222,10 @@ impl Revocations for Memory {
             g.retain(user, |at| at > oldest);
             let u = g.users.entry(user.to_owned()).or_default();
             u.watermark = Some(u.watermark.map_or(oldest, |w| w.max(oldest)));
+            // No user name in the log: the sign-in logs do not carry one either.
             tracing::warn!(
-                user,
-                "revocation records per user exceeded: older sign-ins revoked as a whole"
+                per_user = self.per_user,
+                "a user's revocation records exceeded: their older sign-ins revoked as a whole"
             );
         }
         g.map(session).insert(id.to_owned(), auth_time);
