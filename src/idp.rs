@@ -9,7 +9,8 @@
 //! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy.
 //! - [`authorize`], [`login`]: code + PKCE, the login and one-time-code forms; [`session`]:
 //!   login sessions; [`totp`]: RFC 6238 codes. [`introspect`]: RFC 7662. [`refresh`]: rotation
-//!   and reuse detection (RFC 9700 §4.14.2); [`logout`]: RP-Initiated Logout 1.0.
+//!   and reuse detection (RFC 9700 §4.14.2); [`logout`]: RP-Initiated Logout 1.0;
+//!   [`revocation`]: what sign-out, refresh reuse and code replay revoke, down every exchange.
 //! - [`userinfo`]: OIDC Core §5.3. [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
 
 pub mod authorize;
@@ -26,6 +27,7 @@ pub mod logout;
 pub mod metrics;
 pub mod policy;
 pub mod refresh;
+pub mod revocation;
 pub mod session;
 pub mod token;
 pub mod totp;
@@ -62,13 +64,10 @@ pub(crate) struct Stores {
     pub(crate) logouts: Cache<String, Arc<logout::PendingLogout>>,
     pub(crate) codes: Cache<[u8; 32], Arc<Mutex<token::CodeGrant>>>,
     pub(crate) refresh: Cache<[u8; 32], Arc<refresh::RefreshGrant>>,
-    /// Refresh-token families by login session `sid`, revoked at end-session.
-    pub(crate) families: Cache<String, Arc<Mutex<Vec<refresh::FamilyRef>>>>,
-    pub(crate) revoked: Cache<String, ()>,
+    /// Revoked sessions and grant families (what sign-out, refresh reuse and code replay end).
+    pub(crate) revocations: Box<dyn revocation::Revocations>,
     pub(crate) assertion_jtis: Cache<String, u64>,
     pub(crate) sessions: Cache<[u8; 32], session::Session>,
-    /// Session `sid` → its key in `sessions`, for end-session without the cookie.
-    pub(crate) sids: Cache<String, [u8; 32]>,
     /// `user:step` of one-time codes already used (RFC 6238 §5.2: once per step).
     pub(crate) otp_used: Cache<String, ()>,
 }
@@ -111,10 +110,7 @@ impl Idp {
                 .max_capacity(100_000)
                 .time_to_live(ttl(600))
                 .build(),
-            logouts: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl(600))
-                .build(),
+            logouts: logout::store(),
             codes: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl(l.code + l.access.max(l.id)))
@@ -123,23 +119,15 @@ impl Idp {
                 .max_capacity(1_000_000)
                 .time_to_live(ttl(l.refresh))
                 .build(),
-            families: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(ttl(l.session))
-                .build(),
-            revoked: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(ttl(max))
-                .build(),
+            revocations: Box::new(revocation::Memory::new(
+                l.sign_in + crate::jwt::MAX_LEEWAY,
+                revocation::PER_USER,
+            )),
             assertion_jtis: Cache::builder()
                 .max_capacity(1_000_000)
                 .expire_after(UntilExp)
                 .build(),
             sessions: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(ttl(l.session))
-                .build(),
-            sids: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(ttl(l.session))
                 .build(),
@@ -249,6 +237,32 @@ pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<O
     info!(?drained, "idp stopped");
 }
 
+/// Serves the operator endpoints ([`handle_admin`]) on an already bound `listener`, the
+/// config's `admin_listen` (loopback unless configured), until `shutdown` resolves. They are
+/// kept off the public listener: the counters of failed sign-ins are for the operator.
+pub async fn serve_admin(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let limits = Limits {
+        request_timeout: Duration::from_secs(5),
+        max_connections: 64,
+        max_body_bytes: 0,
+        ..Limits::default()
+    };
+    let handler = move |req: Request<hyper::body::Incoming>, _conn: server::ConnInfo| {
+        let idp = idp.clone();
+        async move { handle_admin(&idp, &req) }
+    };
+    server::serve(listener, limits, handler, shutdown).await;
+}
+
+/// Answers one operator request: `GET /metrics` (Prometheus text).
+pub fn handle_admin<B>(idp: &Idp, req: &Request<B>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => idp.metrics.render(),
+        (_, "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
 /// Routes one request; socket-free so tests can call it directly.
 #[instrument(skip_all, fields(method = %req.method(), path = %req.uri().path()))]
 pub async fn handle<B>(idp: &Idp, req: Request<B>) -> Response<Body>
@@ -271,7 +285,6 @@ where
         (Method::GET | Method::POST, "/end_session") => {
             logout::end_session(idp, req, unix_now()).await
         }
-        (Method::GET, "/metrics") => idp.metrics.render(),
         (Method::GET | Method::POST, "/userinfo") => {
             userinfo::userinfo(idp, req.headers(), unix_now())
         }
@@ -284,8 +297,7 @@ where
             | "/.well-known/oauth-authorization-server"
             | "/jwks"
             | "/authorize"
-            | "/end_session"
-            | "/metrics",
+            | "/end_session",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

@@ -234,6 +234,13 @@ async fn run(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match tokio::net::TcpListener::bind(cfg.admin_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, addr = %cfg.admin_listen, "bind failed (admin_listen)");
+            return ExitCode::FAILURE;
+        }
+    };
     let issuer = cfg.issuer.clone();
     let idp = match Idp::new(cfg) {
         Ok(i) => Arc::new(i),
@@ -243,7 +250,10 @@ async fn run(cfg: Config) -> ExitCode {
         }
     };
     let addr = listener.local_addr().ok();
-    info!(version = env!("CARGO_PKG_VERSION"), addr = ?addr, %issuer, "baton-idp listening");
+    let admin_addr = admin.local_addr().ok();
+    info!(version = env!("CARGO_PKG_VERSION"), addr = ?addr, admin = ?admin_addr, %issuer, "baton-idp listening");
+    let (admin_stop, admin_signal) = crate::shutdown::channel();
+    let admin_task = tokio::spawn(super::serve_admin(idp.clone(), admin, admin_signal.wait()));
     let reloader = idp.clone();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -257,6 +267,9 @@ async fn run(cfg: Config) -> ExitCode {
         }
     });
     serve(idp, listener, shutdown_signal()).await;
+    // The operator endpoints stop last, after the public listener drained.
+    admin_stop.fire();
+    let _ = admin_task.await;
     ExitCode::SUCCESS
 }
 

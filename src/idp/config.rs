@@ -47,6 +47,8 @@ pub const RESERVED: &[&str] = &[
     "amr",
     "auth_time",
     "cnf",
+    "sid",
+    "grant_id",
 ];
 
 /// Grant types a client may be allowed (RFC 6749 §4, RFC 8693).
@@ -64,6 +66,8 @@ pub struct Config {
     pub issuer: String,
     /// Where `baton-idp serve` binds.
     pub listen: SocketAddr,
+    /// Where the operator endpoints (`/metrics`) are served: loopback unless configured.
+    pub admin_listen: SocketAddr,
     /// Signing key storage.
     pub keys: KeysConfig,
     /// Token lifetimes in seconds.
@@ -124,6 +128,9 @@ pub struct Lifetimes {
     pub refresh: u64,
     /// IdP login sessions (the browser cookie).
     pub session: u64,
+    /// The latest any token derived from one sign-in may expire, counted from its `auth_time`:
+    /// refreshes and exchanges (self-edges included) never reach past it. At least `session`.
+    pub sign_in: u64,
 }
 
 /// How a client authenticates at the token endpoint.
@@ -203,6 +210,8 @@ struct RawConfig {
     issuer: String,
     #[serde(default = "default_listen")]
     listen: String,
+    #[serde(default = "default_admin_listen")]
+    admin_listen: String,
     keys: RawKeys,
     #[serde(default)]
     lifetimes: RawLifetimes,
@@ -231,6 +240,10 @@ fn default_listen() -> String {
     "127.0.0.1:9000".into()
 }
 
+fn default_admin_listen() -> String {
+    "127.0.0.1:9001".into()
+}
+
 fn default_depth() -> usize {
     5
 }
@@ -255,6 +268,7 @@ struct RawLifetimes {
     code: u64,
     refresh: u64,
     session: u64,
+    sign_in: u64,
 }
 
 impl Default for RawLifetimes {
@@ -265,6 +279,7 @@ impl Default for RawLifetimes {
             code: 60,
             refresh: 86_400,
             session: 28_800,
+            sign_in: 86_400,
         }
     }
 }
@@ -423,6 +438,10 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         p.push("listen", "must be an address like 127.0.0.1:9000");
         SocketAddr::from(([127, 0, 0, 1], 9000))
     });
+    let admin_listen = raw.admin_listen.parse().unwrap_or_else(|_| {
+        p.push("admin_listen", "must be an address like 127.0.0.1:9001");
+        SocketAddr::from(([127, 0, 0, 1], 9001))
+    });
     let algorithm = match raw.keys.algorithm.as_str() {
         "ES256" => Algorithm::ES256,
         "RS256" => Algorithm::RS256,
@@ -438,6 +457,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         ("code", l.code, 600),
         ("refresh", l.refresh, 90 * 86_400),
         ("session", l.session, 30 * 86_400),
+        ("sign_in", l.sign_in, 90 * 86_400),
     ] {
         if v == 0 || v > max {
             p.push(
@@ -445,6 +465,13 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
                 format!("must be between 1 and {max} seconds"),
             );
         }
+    }
+    if l.sign_in < l.session {
+        // A session older than `sign_in` would keep handing out codes whose tokens are refused.
+        p.push(
+            "lifetimes.sign_in",
+            "must be at least lifetimes.session: a session may not outlive the tokens it yields",
+        );
     }
     if raw.max_chain_depth == 0 || raw.max_chain_depth > 32 {
         p.push("max_chain_depth", "must be between 1 and 32");
@@ -566,6 +593,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
     let cfg = Config {
         issuer,
         listen,
+        admin_listen,
         keys: KeysConfig {
             dir: base.join(raw.keys.dir),
             algorithm,
@@ -576,6 +604,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
             code: l.code,
             refresh: l.refresh,
             session: l.session,
+            sign_in: l.sign_in,
         },
         max_chain_depth: raw.max_chain_depth,
         clients,

@@ -5,6 +5,7 @@
 use super::config::Client;
 use super::errors::OAuthError;
 use super::policy::{self, Refusal};
+use super::revocation;
 use super::token::sign;
 use super::{Idp, random};
 use crate::http::{Body, Form, json};
@@ -55,12 +56,7 @@ pub fn exchange_token(
     let rules = Rules::access(idp.config.issuer.clone(), client.id.clone());
     let subject = jwt::verify(subject_token, &ring.verify, &rules, now)
         .map_err(|e| OAuthError::request(format!("subject_token: {e}")))?;
-    if subject
-        .claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .is_some_and(|j| idp.state.revoked.contains_key(j))
-    {
+    if revocation::revoked(idp, &subject.claims, now) {
         return Err(OAuthError::request("subject_token: revoked"));
     }
     let actor = match actor_token {
@@ -71,6 +67,9 @@ pub fn exchange_token(
             };
             let v = jwt::verify(t, &ring.verify, &rules, now)
                 .map_err(|e| OAuthError::request(format!("actor_token: {e}")))?;
+            if revocation::revoked(idp, &v.claims, now) {
+                return Err(OAuthError::request("actor_token: revoked"));
+            }
             // The actor must be the authenticated client: an observed token of another party
             // cannot make it appear as the actor.
             if v.claims.get("sub").and_then(Value::as_str) != Some(client.id.as_str()) {
@@ -99,15 +98,18 @@ pub fn exchange_token(
         requested_lifetime,
         default_lifetime: idp.config.lifetimes.access,
         max_chain_depth: idp.config.max_chain_depth,
+        sign_in: idp.config.lifetimes.sign_in,
         now,
         jti: random(16),
     };
     let claims = policy::decide(&decision).map_err(|r| match r {
         Refusal::Scope(_) => OAuthError::InvalidScope(r.to_string()),
         Refusal::NoTarget => OAuthError::InvalidTarget(r.to_string()),
-        Refusal::Lifetime | Refusal::ChainDepth(_) | Refusal::MayAct | Refusal::Subject(_) => {
-            OAuthError::request(r.to_string())
-        }
+        Refusal::Lifetime
+        | Refusal::SignInOver
+        | Refusal::ChainDepth(_)
+        | Refusal::MayAct
+        | Refusal::Subject(_) => OAuthError::request(r.to_string()),
     })?;
     let token = sign(idp, "at+jwt", &claims)?;
     Ok((token, claims))

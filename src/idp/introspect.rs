@@ -1,5 +1,7 @@
 //! `POST /introspect` (RFC 7662): client authentication required; `{"active":false}` for
-//! anything invalid, expired, revoked, unknown, or not addressed to the caller.
+//! anything invalid, expired, unknown, not addressed to the caller, or revoked: a token whose
+//! session or grant family was revoked, exchanged tokens included (see
+//! [`revocation`](super::revocation)).
 
 use super::Idp;
 use super::client_auth;
@@ -52,8 +54,7 @@ pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> 
     }
     let rules = Rules::access(idp.config.issuer.clone(), caller.to_owned());
     let v = jwt::verify(token, &idp.keys().verify, &rules, now).ok()?;
-    let jti = v.claims.get("jti").and_then(Value::as_str)?;
-    if idp.state.revoked.contains_key(jti) {
+    if super::revocation::revoked(idp, &v.claims, now) {
         return None;
     }
     let mut out = v.claims;

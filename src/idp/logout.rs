@@ -1,6 +1,7 @@
 //! `GET|POST /end_session` (OpenID Connect RP-Initiated Logout 1.0): ends the browser's login
-//! session at the IdP, revokes the refresh tokens issued through it, clears the cookie, and
-//! sends the browser back to a registered `post_logout_redirect_uri` with `state`.
+//! session at the IdP, revokes every token descending from it (refresh tokens, access tokens
+//! and their exchanges), clears the cookie, and sends the browser back to a registered
+//! `post_logout_redirect_uri` with `state`.
 //!
 //! The rules, from §2–§3 of the spec:
 //! - `id_token_hint` must be an ID token we signed with our issuer; an expired one is accepted.
@@ -8,13 +9,19 @@
 //! - `client_id`, when sent with a hint, must be in the hint's `aud`. The client is `client_id`
 //!   or the hint's `aud`; `post_logout_redirect_uri` must match one of its registered
 //!   `post_logout_redirect_uris` exactly, otherwise the browser is never redirected: it gets a
-//!   plain "signed out" page.
-//! - Confirmation (§2 "the OP SHOULD ask the End-User"): when the request does not show it is
-//!   about this browser's session (no hint, or a hint whose `sid`/`sub` is not the session's),
-//!   a page asks the user to confirm with a CSRF-protected POST. Otherwise the logout happens
-//!   at once.
-//! - Without the browser's cookie (an RP's cross-site POST does not carry a SameSite=Lax
-//!   cookie), a valid hint's `sid` names the session to end, server-side.
+//!   plain "signed out" page. `state` is at most [`MAX_STATE`] bytes.
+//! - The logout happens at once only when the browser's own session cookie comes with a hint
+//!   naming that session (its `sid`, else its `sub`). Anything else asks the user first (§2
+//!   "the OP SHOULD ask the End-User"): a hint without the cookie (an RP's cross-site POST, or
+//!   anyone else holding an ID token), a hint for another session, no hint at all. Only a
+//!   cookie-less GET without a hint, which has nothing to end, gets the signed-out page.
+//! - The confirmation is a POST, bound to the browser it was shown to: the page sets a
+//!   SameSite=Strict confirmation cookie whose value the form carries too and whose hash the
+//!   pending request keeps, and a page shown to a session must be confirmed by that session. A
+//!   POST from another site (`Origin` not the issuer's, `Sec-Fetch-Site` not `same-origin`) is
+//!   refused. So a confirmation copied from another browser's page ends nothing.
+//! - Pending confirmations are kept server-side for [`PENDING_SECS`] within a budget of
+//!   [`PENDING_BUDGET`] bytes.
 
 use super::authorize::{error_page, verify_hint};
 use super::login::{escape, html_page};
@@ -23,12 +30,22 @@ use super::token::read_form;
 use super::{Idp, random};
 use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
-use crate::secret::Secret;
+use crate::secret::{Token, constant_time_eq};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use moka::sync::Cache;
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::info;
+
+/// Longest `state` accepted, in bytes: it is kept with a pending confirmation.
+pub const MAX_STATE: usize = 1024;
+/// How long a confirmation page stays valid, in seconds.
+pub const PENDING_SECS: u64 = 600;
+/// Bytes all pending confirmations may weigh together; past it the least used are dropped
+/// (their users are asked to sign out again).
+pub const PENDING_BUDGET: u64 = 8 << 20;
 
 /// Where the browser goes once signed out: a validated redirect with `state`, or a page.
 #[derive(Debug, Clone)]
@@ -41,8 +58,31 @@ pub struct After {
 /// A logout waiting for the user's confirmation.
 #[derive(Debug)]
 pub struct PendingLogout {
-    csrf: Secret,
+    /// SHA-256 of the confirmation cookie (and the form's `csrf`) the page was shown with.
+    browser: [u8; 32],
+    /// The session (its store key) the page was shown to, when the cookie came.
+    session: Option<[u8; 32]>,
     after: After,
+}
+
+impl PendingLogout {
+    /// Its weight in the store's budget: the struct, its key and what it holds on the heap.
+    fn weight(&self, id: &str) -> u32 {
+        let heap = self.after.redirect.as_ref().map_or(0, |(uri, state)| {
+            uri.len() + state.as_ref().map_or(0, String::len)
+        });
+        let bytes = std::mem::size_of::<Self>() + id.len() + heap + 64;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// The pending-confirmation store: by id, weighed in bytes, each entry kept [`PENDING_SECS`].
+pub(crate) fn store() -> Cache<String, Arc<PendingLogout>> {
+    Cache::builder()
+        .weigher(|id: &String, p: &Arc<PendingLogout>| p.weight(id))
+        .max_capacity(PENDING_BUDGET)
+        .time_to_live(Duration::from_secs(PENDING_SECS))
+        .build()
 }
 
 /// A checked end-session request.
@@ -58,62 +98,47 @@ where
     B::Error: Into<BoxError>,
 {
     let current = session::current(idp, req.headers(), now).map(|(id, s)| (id.sha256(), s));
-    let form = if req.method() == Method::POST {
+    let post = req.method() == Method::POST;
+    let (headers, form) = if post {
         match read_form(req).await {
-            Ok((_, f)) => f,
+            Ok((parts, f)) => (parts.headers, f),
             Err(_) => return error_page("The sign-out request could not be read."),
         }
     } else {
-        Form::parse(req.uri().query().unwrap_or("").as_bytes())
+        let form = Form::parse(req.uri().query().unwrap_or("").as_bytes());
+        (req.into_parts().0.headers, form)
     };
-    // The confirmation form coming back.
-    if let Ok(Some(id)) = form.one("logout_request") {
-        let Some(pending) = idp.state.logouts.remove(id) else {
+    match form.one("logout_request") {
+        Ok(None) => {}
+        // The confirmation coming back: only ever a POST from our own page.
+        Ok(Some(id)) if post => return confirm(idp, &headers, current, id, &form, now),
+        _ => {
             return error_page(
-                "This sign-out request expired. Sign out again from the application.",
-            );
-        };
-        let csrf = form.one("csrf").ok().flatten().unwrap_or("");
-        if !pending.csrf.matches(csrf) {
-            return error_page(
-                "The sign-out form was not valid. Sign out again from the application.",
+                "Confirm the sign-out with the button on the sign-out page. Nothing was ended.",
             );
         }
-        return finish(idp, current, &pending.after);
     }
     let checked = match check(idp, &form, now) {
         Ok(c) => c,
         Err(message) => return error_page(message),
     };
-    let target = match current {
-        Some((_, ref s)) if !names(checked.hint.as_ref(), s) => {
-            let id = random(24);
-            let csrf = Secret::new(random(24));
-            let rsp = confirm_page(&id, csrf.expose());
-            idp.state.logouts.insert(
-                id,
-                Arc::new(PendingLogout {
-                    csrf,
-                    after: checked.after,
-                }),
-            );
-            return rsp;
+    match current {
+        Some((key, s)) if names(checked.hint.as_ref(), &s) => {
+            finish(idp, Some((key, s)), &checked.after, now)
         }
-        Some(named) => Some(named),
-        // No cookie (e.g. the RP's cross-site POST): the session the hint's `sid` names.
-        None => checked
-            .hint
-            .as_ref()
-            .and_then(|h| h.get("sid")?.as_str())
-            .and_then(|sid| session::by_sid(idp, sid, now))
-            .filter(|(_, s)| names(checked.hint.as_ref(), s)),
-    };
-    finish(idp, target, &checked.after)
+        // No cookie on a top-level GET and no hint: no session of this browser to end.
+        None if !post && checked.hint.is_none() => finish(idp, None, &checked.after, now),
+        current => ask(idp, current.map(|(key, _)| key), checked.after),
+    }
 }
 
 /// Validates the parameters; `Err` is the message of an error page (nothing is ended).
 fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
     let one = |name: &str| form.one(name).map_err(|_| "A parameter is repeated.");
+    let state = one("state")?;
+    if state.is_some_and(|s| s.len() > MAX_STATE) {
+        return Err("The state parameter is too long.");
+    }
     let hint = match one("id_token_hint")? {
         Some(t) => Some(
             verify_hint(idp, t, now).ok_or("The id_token_hint is not an ID token we issued.")?,
@@ -135,7 +160,6 @@ fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
             _ => None,
         },
     };
-    let state = one("state")?.map(str::to_owned);
     let after = match one("post_logout_redirect_uri")? {
         None => After {
             redirect: None,
@@ -143,7 +167,7 @@ fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
         },
         Some(uri) => match client {
             Some(c) if c.post_logout_redirect_uris.iter().any(|u| u == uri) => After {
-                redirect: Some((uri.to_owned(), state)),
+                redirect: Some((uri.to_owned(), state.map(str::to_owned))),
                 note: None,
             },
             Some(_) => After {
@@ -168,11 +192,134 @@ fn names(hint: Option<&Claims>, s: &Session) -> bool {
     }
 }
 
+/// The confirmation cookie's name (`__Host-` needs Secure, so only an https issuer gets it).
+fn confirm_cookie(issuer: &str) -> &'static str {
+    if issuer.starts_with("https://") {
+        "__Host-baton-idp-logout"
+    } else {
+        "baton-idp-logout"
+    }
+}
+
+/// `Set-Cookie` for the confirmation cookie: `value`, or cleared when `None`.
+fn set_confirm_cookie(idp: &Idp, value: Option<&str>) -> HeaderValue {
+    let secure = if idp.config.issuer.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let (value, age) = value.map_or(("", 0), |v| (v, PENDING_SECS));
+    let cookie = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={age}{secure}",
+        confirm_cookie(&idp.config.issuer)
+    );
+    HeaderValue::from_str(&cookie)
+        .unwrap_or_else(|_| HeaderValue::from_static("baton-idp-logout=; Max-Age=0"))
+}
+
+/// Shows the confirmation page, bound to this browser by a fresh cookie and to `session`.
+fn ask(idp: &Idp, session: Option<[u8; 32]>, after: After) -> Response<Body> {
+    let id = random(24);
+    let browser = Token::new(random(24));
+    let mut rsp = confirm_page(&id, browser.expose());
+    rsp.headers_mut().append(
+        header::SET_COOKIE,
+        set_confirm_cookie(idp, Some(browser.expose())),
+    );
+    idp.state.logouts.insert(
+        id,
+        Arc::new(PendingLogout {
+            browser: browser.sha256(),
+            session,
+            after,
+        }),
+    );
+    rsp
+}
+
+/// Whether a POST comes from a page of the issuer's own origin. `Sec-Fetch-Site`, when the
+/// browser sends it, must be `same-origin`; `Origin`, when sent, must be the issuer's, or
+/// `null` alongside `Sec-Fetch-Site: same-origin` (a page under a `no-referrer` policy). At
+/// most one of each.
+fn same_origin(idp: &Idp, headers: &HeaderMap) -> bool {
+    let single = |name: &str| {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => Ok(Some(v.as_bytes())),
+            (Some(_), Some(_)) => Err(()),
+        }
+    };
+    let issuer = url::Url::parse(&idp.config.issuer)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let (Ok(site), Ok(origin)) = (single("sec-fetch-site"), single(header::ORIGIN.as_str())) else {
+        return false;
+    };
+    let same_site = match site {
+        None => false,
+        Some(s) if s == b"same-origin" => true,
+        Some(_) => return false,
+    };
+    match origin {
+        None => true,
+        Some(o) if o == issuer.as_bytes() => true,
+        Some(b"null") => same_site,
+        Some(_) => false,
+    }
+}
+
+/// The confirmation form coming back: from our origin, with the cookie the page set and, when
+/// the page was shown to a session, that session.
+fn confirm(
+    idp: &Idp,
+    headers: &HeaderMap,
+    current: Option<([u8; 32], Session)>,
+    id: &str,
+    form: &Form,
+    now: u64,
+) -> Response<Body> {
+    if !same_origin(idp, headers) {
+        info!("sign-out confirmation from another site refused");
+        return error_page(
+            "The sign-out confirmation did not come from this site. Nothing was ended.",
+        );
+    }
+    let Some(pending) = idp.state.logouts.remove(id) else {
+        return error_page("This sign-out request expired. Sign out again from the application.");
+    };
+    let csrf = form.one("csrf").ok().flatten().unwrap_or("");
+    let mut cookies = session::cookies(headers, confirm_cookie(&idp.config.issuer));
+    let cookie = match (cookies.next(), cookies.next()) {
+        (Some(c), None) => c,
+        _ => "",
+    };
+    let bound = !cookie.is_empty()
+        && constant_time_eq(cookie.as_bytes(), csrf.as_bytes())
+        && constant_time_eq(&Token::new(cookie).sha256(), &pending.browser);
+    if !bound {
+        info!("sign-out confirmation not bound to this browser refused");
+        return error_page("The sign-out form was not valid. Sign out again from the application.");
+    }
+    if pending.session.is_some() && pending.session != current.as_ref().map(|(key, _)| *key) {
+        return error_page("Your session changed since this page was shown. Sign out again.");
+    }
+    let mut rsp = finish(idp, current, &pending.after, now);
+    rsp.headers_mut()
+        .append(header::SET_COOKIE, set_confirm_cookie(idp, None));
+    rsp
+}
+
 /// Ends the session (if any) and sends the browser on.
-fn finish(idp: &Idp, target: Option<([u8; 32], Session)>, after: &After) -> Response<Body> {
+fn finish(
+    idp: &Idp,
+    target: Option<([u8; 32], Session)>,
+    after: &After,
+    now: u64,
+) -> Response<Body> {
     let cookie = target.map(|(key, s)| {
         info!(sid = %s.sid, "signed out");
-        session::end(idp, &key, &s)
+        session::end(idp, &key, &s, now)
     });
     let mut rsp = match &after.redirect {
         Some((uri, state)) => redirect(uri, state.as_deref()),
@@ -189,7 +336,7 @@ fn finish(idp: &Idp, target: Option<([u8; 32], Session)>, after: &After) -> Resp
         }
     };
     if let Some(c) = cookie {
-        rsp.headers_mut().insert(header::SET_COOKIE, c);
+        rsp.headers_mut().append(header::SET_COOKIE, c);
     }
     rsp
 }
@@ -216,7 +363,12 @@ fn confirm_page(id: &str, csrf: &str) -> Response<Body> {
         id = escape(id),
         csrf = escape(csrf),
     );
-    html_page(StatusCode::OK, "Sign out", &body)
+    let mut rsp = html_page(StatusCode::OK, "Sign out", &body);
+    // The form's POST must carry our `Origin` (under `no-referrer` a browser sends `null`);
+    // nothing leaves for other origins either way.
+    rsp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    rsp
 }
 
 #[cfg(test)]
@@ -248,5 +400,59 @@ mod tests {
         assert!(names(Some(&hint(json!({"sub": "alice"}))), &s));
         assert!(!names(Some(&hint(json!({"sub": "bob"}))), &s));
         assert!(!names(None, &s));
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_confirmation_pages_stays_within_the_budget() {
+        let dir = std::env::temp_dir().join(format!("baton-logout-unit-{}", rand::random::<u64>()));
+        let idp = Idp::new(super::super::Config::demo("http://idp.test", dir)).expect("idp");
+        let body = format!(
+            "client_id=service-a&post_logout_redirect_uri={}&state={}",
+            "http%3A%2F%2F127.0.0.1%3A8080%2Fsigned-out",
+            "s".repeat(MAX_STATE)
+        );
+        let largest = PendingLogout {
+            browser: [0; 32],
+            session: None,
+            after: After {
+                redirect: Some((
+                    "http://127.0.0.1:8080/signed-out".into(),
+                    Some("s".repeat(MAX_STATE)),
+                )),
+                note: None,
+            },
+        };
+        let n = 2 * PENDING_BUDGET / u64::from(largest.weight(&random(24)));
+        for _ in 0..n {
+            // A stranger's cookie-less POST: each one is asked to confirm, and kept.
+            let req = Request::post("/end_session")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(http_body_util::Full::new(Bytes::from(body.clone())))
+                .expect("request");
+            let rsp = end_session(&idp, req, 1_000).await;
+            assert_eq!(rsp.status(), StatusCode::OK);
+        }
+        idp.state.logouts.run_pending_tasks();
+        let kept = idp.state.logouts.entry_count();
+        assert!(idp.state.logouts.weighted_size() <= PENDING_BUDGET);
+        assert!(kept < n && kept > n / 4, "{kept} of {n} kept");
+    }
+
+    #[test]
+    fn a_pending_confirmation_weighs_what_it_keeps() {
+        let p = |state: usize| PendingLogout {
+            browser: [0; 32],
+            session: None,
+            after: After {
+                redirect: Some(("https://rp.example/out".into(), Some("s".repeat(state)))),
+                note: None,
+            },
+        };
+        let small = p(1).weight("id");
+        let large = p(MAX_STATE).weight("id");
+        assert_eq!(large - small, u32::try_from(MAX_STATE - 1).expect("small"));
+        // The budget holds thousands of the largest, and no more.
+        let most = PENDING_BUDGET / u64::from(large);
+        assert!((4_000..20_000).contains(&most), "{most}");
     }
 }

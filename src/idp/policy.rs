@@ -27,6 +27,9 @@ pub struct Exchange<'a> {
     pub default_lifetime: u64,
     /// Longest `act` chain allowed.
     pub max_chain_depth: usize,
+    /// How long after the user's sign-in (the subject's `auth_time`) any token derived from it
+    /// may expire (`lifetimes.sign_in`): no edge, a self-edge included, renews past it.
+    pub sign_in: u64,
     /// Seconds since the epoch.
     pub now: u64,
     /// Fresh `jti` for the new token.
@@ -49,6 +52,10 @@ pub enum Refusal {
     /// The actor is not named by the subject's `may_act` (`invalid_request`).
     #[error("actor is not allowed to act for the subject (may_act)")]
     MayAct,
+    /// The user's sign-in is older than `lifetimes.sign_in` (`invalid_request`): no token
+    /// derived from it may be issued any more.
+    #[error("the user's sign-in is too old for another token: sign in again")]
+    SignInOver,
     /// The subject lacks a claim the policy needs (`invalid_request`).
     #[error("subject token lacks {0}")]
     Subject(&'static str),
@@ -144,7 +151,8 @@ pub fn decide(x: &Exchange<'_>) -> Result<Claims, Refusal> {
     }
     out.insert("grants".into(), Value::Array(grants));
     out.insert("act".into(), Value::Object(act));
-    for kept in ["acr", "amr", "auth_time"] {
+    // The lineage revocation follows (`sid`, `grant_id`) passes through every exchange.
+    for kept in ["acr", "amr", "auth_time", "sid", "grant_id"] {
         if let Some(v) = x.subject.get(kept) {
             out.insert(kept.into(), v.clone());
         }
@@ -193,18 +201,33 @@ fn granted_scope(x: &Exchange<'_>) -> Result<Vec<String>, Refusal> {
     }
 }
 
-/// `exp` ≤ the subject's `exp` unless every edge's `max_lifetime` allows longer.
+/// `exp` ≤ the subject's `exp` unless every edge's `max_lifetime` allows longer (a requested
+/// lifetime past that is refused), and for a user's token never past `auth_time` + `sign_in`,
+/// however often it is exchanged (a requested lifetime is cut to it: the client cannot know
+/// when the user signed in).
 fn lifetime(x: &Exchange<'_>, subject_exp: u64) -> Result<u64, Refusal> {
     let edge_max = x.edges.iter().map(|e| e.max_lifetime).min().flatten();
     let bound = match edge_max {
         Some(m) => subject_exp.max(x.now.saturating_add(m)),
         None => subject_exp,
     };
-    match x.requested_lifetime {
-        Some(l) if x.now.saturating_add(l) > bound => Err(Refusal::Lifetime),
-        Some(l) => Ok(x.now.saturating_add(l)),
-        None => Ok(x.now.saturating_add(x.default_lifetime).min(bound)),
+    let ends = match x.subject.get("auth_time").and_then(Value::as_u64) {
+        Some(auth_time) => auth_time.saturating_add(x.sign_in),
+        None => u64::MAX,
+    };
+    if ends <= x.now {
+        return Err(Refusal::SignInOver);
     }
+    let exp = match x.requested_lifetime {
+        Some(l) if x.now.saturating_add(l) > bound => return Err(Refusal::Lifetime),
+        Some(l) => x.now.saturating_add(l),
+        None => x.now.saturating_add(x.default_lifetime).min(bound),
+    };
+    if exp <= x.now {
+        // A subject within the verification leeway of its `exp`: nothing left to give.
+        return Err(Refusal::Lifetime);
+    }
+    Ok(exp.min(ends))
 }
 
 /// Adds `add` into `into`: objects merge, arrays union, and an existing scalar is kept, so a

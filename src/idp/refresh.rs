@@ -1,15 +1,18 @@
 //! Refresh tokens (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
 //!
 //! Every refresh token belongs to a grant [`Family`]: the chain of tokens rotated from one
-//! authorization code. Only the family's newest token works. A rotated-away token presented
-//! again means one of two parties holds a stolen copy, so the whole family is revoked (the
-//! current refresh token and the access tokens it issued) and the caller gets `invalid_grant`.
-//! Families are also indexed by the login session's `sid`, so end-session revokes them.
+//! authorization code, named by the `grant_id` its access tokens carry. Only the family's newest
+//! token works. A rotated-away token presented again means one of two parties holds a stolen
+//! copy, so the whole family is revoked (its refresh token, and through
+//! [`revocation`](super::revocation) every access token descending from it, exchanged ones
+//! included) and the caller gets `invalid_grant`. A family whose login session ended is
+//! refused the same way.
 
 use super::config::Client;
 use super::errors::OAuthError;
 use super::login::Authentication;
-use super::token::{Issued, audiences, issue_user_tokens};
+use super::revocation::{Lineage, Root};
+use super::token::{audiences, issue_user_tokens};
 use super::{Idp, random};
 use crate::http::{Body, Form, json};
 use crate::secret::Token;
@@ -19,15 +22,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{info, warn};
 
 /// The shared state of one chain of rotated refresh tokens.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Family {
+    /// The `grant_id` of every token issued in this family.
+    id: String,
     /// The hash of the only refresh token that works; `None` once the family is revoked.
     current: Option<[u8; 32]>,
-    /// Access tokens issued in this family (`jti`, `exp`), revoked with it.
-    jtis: Vec<(String, u64)>,
 }
 
-/// A family shared by its tokens, its code and the session index.
+/// A family shared by its tokens and its code.
 pub type FamilyRef = Arc<Mutex<Family>>;
 
 /// A refresh token's server-side record. Rotated tokens stay stored (until their expiry) so that
@@ -40,8 +43,22 @@ pub struct RefreshGrant {
     pub(crate) scope: Vec<String>,
     /// RFC 8707 resource URIs originally granted; a refresh may narrow them.
     pub(crate) resources: Vec<String>,
+    /// The earlier of the refresh lifetime and the sign-in's end (`lifetimes.sign_in`).
     pub(crate) expires_at: u64,
     pub(crate) family: FamilyRef,
+}
+
+impl RefreshGrant {
+    /// Whether the grant's session or family was revoked.
+    fn revoked(&self, f: &Family, idp: &Idp, now: u64) -> bool {
+        let lineage = Lineage {
+            user: &self.auth.user,
+            auth_time: self.auth.auth_time,
+            sid: self.auth.sid.as_deref(),
+            grant: Some(&f.id),
+        };
+        idp.state.revocations.is_revoked(&lineage, now)
+    }
 }
 
 pub(crate) fn lock(f: &Mutex<Family>) -> MutexGuard<'_, Family> {
@@ -51,42 +68,30 @@ pub(crate) fn lock(f: &Mutex<Family>) -> MutexGuard<'_, Family> {
     }
 }
 
-/// Starts a family for tokens issued from an authorization code and files it under the login
-/// session's `sid`, if any.
-pub fn new_family(idp: &Idp, sid: Option<&str>) -> FamilyRef {
-    let family = FamilyRef::default();
-    if let Some(sid) = sid {
-        let index = idp
-            .state
-            .families
-            .get_with(sid.to_owned(), || Arc::new(Mutex::new(Vec::new())));
-        if let Ok(mut v) = index.lock() {
-            v.push(family.clone());
-        }
-    }
-    family
+/// Starts a family for the tokens issued from one authorization code.
+pub fn new_family() -> FamilyRef {
+    Arc::new(Mutex::new(Family {
+        id: random(16),
+        current: None,
+    }))
 }
 
 impl Family {
-    /// Records an access token `jti` (dropping entries already expired at `now`).
-    fn record(&mut self, jti: String, exp: u64, now: u64) {
-        self.jtis.retain(|(_, e)| *e > now);
-        self.jtis.push((jti, exp));
+    /// The `grant_id` its tokens carry.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 }
 
-/// Records the access token of `issued` in `family` and, when `grant` is given, mints the
-/// family's next refresh token into the response (rotation: the previous one stops working).
-/// Runs under the family's lock, so two uses of one refresh token cannot both rotate it.
+/// Mints the family's next refresh token into the token response `body` when `grant` is given
+/// (rotation: the previous one stops working). Runs under the family's lock, so two uses of one
+/// refresh token cannot both rotate it.
 pub(crate) fn settle(
     idp: &Idp,
     f: &mut Family,
-    issued: Issued,
+    mut body: serde_json::Value,
     grant: Option<RefreshGrant>,
-    now: u64,
 ) -> serde_json::Value {
-    let Issued { mut body, jti, exp } = issued;
-    f.record(jti, exp, now);
     if let Some(grant) = grant {
         let token = Token::new(random(32));
         let key = token.sha256();
@@ -97,37 +102,31 @@ pub(crate) fn settle(
     body
 }
 
-/// Revokes a family: its current refresh token and every access token it issued.
-pub fn revoke(idp: &Idp, family: &Mutex<Family>) {
-    revoke_locked(idp, &mut lock(family));
+/// Revokes a family: its current refresh token and every token descending from it, for
+/// `auth`'s user.
+pub fn revoke(idp: &Idp, family: &Mutex<Family>, auth: &Authentication, now: u64) {
+    revoke_locked(idp, &mut lock(family), auth, now);
 }
 
-fn revoke_locked(idp: &Idp, f: &mut Family) {
+fn revoke_locked(idp: &Idp, f: &mut Family, auth: &Authentication, now: u64) {
     if let Some(k) = f.current.take() {
         idp.state.refresh.invalidate(&k);
     }
-    for (jti, _) in f.jtis.drain(..) {
-        idp.state.revoked.insert(jti, ());
-    }
-}
-
-/// Revokes every family issued through the login session `sid` (end-session).
-pub fn revoke_session(idp: &Idp, sid: &str) {
-    if let Some(index) = idp.state.families.remove(sid) {
-        let families = index.lock().map(|v| v.clone()).unwrap_or_default();
-        for f in &families {
-            revoke(idp, f);
-        }
-        info!(families = families.len(), "session grants revoked");
-    }
+    idp.state
+        .revocations
+        .revoke(&auth.user, Root::Grant(&f.id), auth.auth_time, now);
+    info!(grant_id = %f.id, "grant family revoked");
 }
 
 /// The grant of a refresh token that still works (RFC 7662 introspection).
 pub fn active(idp: &Idp, token: &Token, now: u64) -> Option<Arc<RefreshGrant>> {
     let key = token.sha256();
     let grant = idp.state.refresh.get(&key)?;
-    let current = lock(&grant.family).current == Some(key);
-    (current && grant.expires_at > now).then_some(grant)
+    let family = lock(&grant.family);
+    let live =
+        family.current == Some(key) && grant.expires_at > now && !grant.revoked(&family, idp, now);
+    drop(family);
+    live.then_some(grant)
 }
 
 /// The `grant_type=refresh_token` branch of `/token`: rotation, reuse detection, and an
@@ -152,13 +151,13 @@ pub fn refresh(
     let mut family = lock(&grant.family);
     if family.current != Some(key) {
         if family.current.is_some() {
-            revoke_locked(idp, &mut family);
+            revoke_locked(idp, &mut family, &grant.auth, now);
             idp.metrics.refresh_reuse();
             warn!(client_id = %client.id, token = %token, "refresh token reused; grant family revoked");
         }
         return Err(bad());
     }
-    if grant.expires_at <= now {
+    if grant.expires_at <= now || grant.revoked(&family, idp, now) {
         return Err(bad());
     }
     let scope = match form.one("scope")? {
@@ -176,7 +175,16 @@ pub fn refresh(
     };
     let resources = narrow(&grant.resources, &form.all("resource"))?;
     let targets = audiences(idp, client, &resources)?;
-    let issued = issue_user_tokens(idp, client, &grant.auth, &scope, &targets, None, now)?;
+    let issued = issue_user_tokens(
+        idp,
+        client,
+        &grant.auth,
+        family.id(),
+        &scope,
+        &targets,
+        None,
+        now,
+    )?;
     // The rotated token keeps the original grant (RFC 6749 §6): a narrower request narrows only
     // this access token.
     let next = client.allows("refresh_token").then(|| RefreshGrant {
@@ -187,7 +195,7 @@ pub fn refresh(
         expires_at: grant.expires_at,
         family: grant.family.clone(),
     });
-    let body = settle(idp, &mut family, issued, next, now);
+    let body = settle(idp, &mut family, issued, next);
     Ok(json(StatusCode::OK, &body))
 }
 

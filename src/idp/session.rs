@@ -18,7 +18,8 @@ pub struct Session {
     /// The signed-in user.
     pub user: String,
     /// Public session id (OIDC Front-Channel Logout §3 `sid`): put in ID tokens so an
-    /// `id_token_hint` at end-session names this session; unrelated to the cookie value.
+    /// `id_token_hint` at end-session names this session, and in access tokens so that ending
+    /// the session revokes them; unrelated to the cookie value.
     pub sid: String,
     /// When each factor was last proven (unix seconds).
     pub factors: BTreeMap<Factor, u64>,
@@ -63,17 +64,22 @@ pub fn cookie_name(issuer: &str) -> &'static str {
     }
 }
 
-/// The session the request's cookie names, if it exists and has not expired.
-pub fn current(idp: &Idp, headers: &HeaderMap, now: u64) -> Option<(Token, Session)> {
-    let name = cookie_name(&idp.config.issuer);
-    let value = headers
+/// The values of the cookies named `name` in the request, in order.
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| Token::new(v.to_owned()))?;
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// The session the request's cookie names, if it exists and has not expired.
+pub fn current(idp: &Idp, headers: &HeaderMap, now: u64) -> Option<(Token, Session)> {
+    let name = cookie_name(&idp.config.issuer);
+    let value = Token::new(cookies(headers, name).next()?.to_owned());
     let session = idp.state.sessions.get(&value.sha256())?;
     (session.expires_at > now).then_some((value, session))
 }
@@ -89,25 +95,21 @@ pub fn start(idp: &Idp, user: &str, factor: Factor, now: u64) -> (HeaderValue, S
         expires_at: now + idp.config.lifetimes.session,
     };
     idp.state.sessions.insert(id.sha256(), session.clone());
-    idp.state.sids.insert(session.sid.clone(), id.sha256());
     (set_cookie(idp, &id), session)
 }
 
-/// The live session whose public id is `sid`, with its store key: how end-session finds the
-/// session an `id_token_hint` names when the browser's cookie is not sent (a cross-site POST
-/// does not carry a SameSite=Lax cookie).
-pub fn by_sid(idp: &Idp, sid: &str, now: u64) -> Option<([u8; 32], Session)> {
-    let key = idp.state.sids.get(sid)?;
-    let session = idp.state.sessions.get(&key)?;
-    (session.expires_at > now).then_some((key, session))
-}
-
-/// Ends the session stored under `key` (RP-Initiated Logout 1.0 §2): drops the server-side state and revokes
-/// the refresh-token families issued through it. Returns the cookie that clears the browser's.
-pub fn end(idp: &Idp, key: &[u8; 32], session: &Session) -> HeaderValue {
+/// Ends the session stored under `key` (RP-Initiated Logout 1.0 §2): drops the server-side
+/// state and revokes its `sid`, and with it every token descending from the session: refresh
+/// tokens, access tokens and every exchange of them. Returns the cookie that clears the
+/// browser's.
+pub fn end(idp: &Idp, key: &[u8; 32], session: &Session, now: u64) -> HeaderValue {
     idp.state.sessions.invalidate(key);
-    idp.state.sids.invalidate(&session.sid);
-    super::refresh::revoke_session(idp, &session.sid);
+    idp.state.revocations.revoke(
+        &session.user,
+        super::revocation::Root::Session(&session.sid),
+        session.auth_time(),
+        now,
+    );
     let secure = if idp.config.issuer.starts_with("https://") {
         "; Secure"
     } else {

@@ -6,6 +6,7 @@ use super::config::{Client, TOKEN_EXCHANGE};
 use super::errors::OAuthError;
 use super::login::Authentication;
 use super::refresh::{self, FamilyRef, RefreshGrant};
+use super::revocation::{GRANT_ID, Lineage, SID};
 use super::{Idp, MAX_FORM_BYTES, client_auth, exchange, random};
 use crate::http::{Body, BoxError, Form, json, read_limited};
 use crate::secret::Token;
@@ -134,12 +135,22 @@ fn authorization_code(
     let mut grant = entry.lock().map_err(|_| OAuthError::Server)?;
     if grant.used {
         if let Some(family) = grant.family.take() {
-            refresh::revoke(idp, &family);
+            refresh::revoke(idp, &family, &grant.auth, now);
         }
         info!(code = %code, "authorization code replayed; derived tokens revoked");
         return Err(bad());
     }
-    if grant.expires_at <= now || grant.client != client.id {
+    // A code whose login session ended before it was redeemed is dead with the session.
+    let lineage = Lineage {
+        user: &grant.auth.user,
+        auth_time: grant.auth.auth_time,
+        sid: grant.auth.sid.as_deref(),
+        grant: None,
+    };
+    if grant.expires_at <= now
+        || grant.client != client.id
+        || idp.state.revocations.is_revoked(&lineage, now)
+    {
         return Err(bad());
     }
     if grant.redirect_uri != redirect_uri {
@@ -155,26 +166,29 @@ fn authorization_code(
     let resources = refresh::narrow(&grant.resources, &form.all("resource"))?;
     let targets = audiences(idp, client, &resources)?;
     grant.used = true;
+    let family = refresh::new_family();
+    // The family is the code's from here on: a replay revokes it even if issuing fails.
+    grant.family = Some(family.clone());
+    let mut f = refresh::lock(&family);
     let issued = issue_user_tokens(
         idp,
         client,
         &grant.auth,
+        f.id(),
         &grant.scope,
         &targets,
         grant.nonce.as_deref(),
         now,
     )?;
-    let family = refresh::new_family(idp, grant.auth.sid.as_deref());
     let next = client.allows("refresh_token").then(|| RefreshGrant {
         client: client.id.clone(),
         auth: grant.auth.clone(),
         scope: grant.scope.clone(),
         resources: grant.resources.clone(),
-        expires_at: now + idp.config.lifetimes.refresh,
+        expires_at: (now + idp.config.lifetimes.refresh).min(sign_in_ends(idp, &grant.auth)),
         family: family.clone(),
     });
-    let body = refresh::settle(idp, &mut refresh::lock(&family), issued, next, now);
-    grant.family = Some(family);
+    let body = refresh::settle(idp, &mut f, issued, next);
     Ok(json(StatusCode::OK, &body))
 }
 
@@ -274,12 +288,9 @@ pub(crate) fn sign(
     })
 }
 
-/// Signed user tokens: the response body (no refresh token yet) and the access token's
-/// `jti` and `exp`, which the grant family records.
-pub(crate) struct Issued {
-    pub(crate) body: Value,
-    pub(crate) jti: String,
-    pub(crate) exp: u64,
+/// When the sign-in `auth` records stops yielding tokens: `auth_time` + `lifetimes.sign_in`.
+pub(crate) fn sign_in_ends(idp: &Idp, auth: &Authentication) -> u64 {
+    auth.auth_time.saturating_add(idp.config.lifetimes.sign_in)
 }
 
 /// RFC 8707 resource URIs → audiences (client ids) the client may address: each URI must be
@@ -305,27 +316,39 @@ pub fn audiences(
     Ok(out)
 }
 
-/// Access token (RFC 9068 plus user claims, `grants`, `acr`, `amr`, `auth_time`) and ID token
-/// (OIDC Core §2, `aud` = client, `nonce`, `sid`). The access token's `aud` is the client, or
-/// the RFC 8707 `targets` when resources were asked (one → string, several → array); each
-/// target is appended to `grants` with its edge's claims, as an exchange along that edge would.
+/// The token response (no refresh token yet): the access token (RFC 9068 plus user claims,
+/// `grants`, `acr`, `amr`, `auth_time`, and the lineage `sid` and `grant_id` that revocation
+/// follows) and the ID token (OIDC Core §2, `aud` = client, `nonce`, `sid`). The access token's
+/// `aud` is the client, or the RFC 8707 `targets` when resources were asked (one → string,
+/// several → array); each target is appended to `grants` with its edge's claims, as an
+/// exchange along that edge would. No token outlives the sign-in ([`sign_in_ends`]); past it
+/// the grant is refused and the user must sign in again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn issue_user_tokens(
     idp: &Idp,
     client: &Client,
     auth: &Authentication,
+    grant_id: &str,
     scope: &[String],
     targets: &[String],
     nonce: Option<&str>,
     now: u64,
-) -> Result<Issued, OAuthError> {
+) -> Result<Value, OAuthError> {
     let user = idp
         .config
         .users
         .get(&auth.user)
         .ok_or_else(|| OAuthError::InvalidGrant("user no longer exists".into()))?;
     let l = idp.config.lifetimes;
+    let ends = sign_in_ends(idp, auth);
+    if ends <= now {
+        return Err(OAuthError::InvalidGrant(
+            "the sign-in is too old: sign in again".into(),
+        ));
+    }
+    let access_life = l.access.min(ends - now);
     let mut access = user.claims.clone();
-    access.extend(base_claims(idp, &auth.user, &client.id, now, l.access));
+    access.extend(base_claims(idp, &auth.user, &client.id, now, access_life));
     let mut grants = vec![client.id.clone()];
     if targets.is_empty() {
         access.insert("aud".into(), json!(client.id));
@@ -345,14 +368,19 @@ pub(crate) fn issue_user_tokens(
     }
     access.insert("grants".into(), json!(grants));
     auth.stamp(&mut access);
-    let jti = access
-        .get("jti")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    if let Some(sid) = &auth.sid {
+        access.insert(SID.into(), json!(sid));
+    }
+    access.insert(GRANT_ID.into(), json!(grant_id));
 
     let mut id = user.claims.clone();
-    id.extend(base_claims(idp, &auth.user, &client.id, now, l.id));
+    id.extend(base_claims(
+        idp,
+        &auth.user,
+        &client.id,
+        now,
+        l.id.min(ends - now),
+    ));
     id.remove("client_id");
     id.insert("aud".into(), json!(client.id));
     id.insert("azp".into(), json!(client.id));
@@ -360,24 +388,20 @@ pub(crate) fn issue_user_tokens(
         id.insert("nonce".into(), json!(n));
     }
     if let Some(sid) = &auth.sid {
-        id.insert("sid".into(), json!(sid));
+        id.insert(SID.into(), json!(sid));
     }
     auth.stamp(&mut id);
 
     let mut body = json!({
         "access_token": sign(idp, "at+jwt", &access)?,
         "token_type": "Bearer",
-        "expires_in": l.access,
+        "expires_in": access_life,
         "scope": scope.join(" "),
     });
     if scope.iter().any(|s| s == "openid") {
         body["id_token"] = json!(sign(idp, "JWT", &id)?);
     }
-    Ok(Issued {
-        body,
-        jti,
-        exp: now + l.access,
-    })
+    Ok(body)
 }
 
 #[cfg(test)]

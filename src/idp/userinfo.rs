@@ -27,12 +27,7 @@ pub fn userinfo(idp: &Idp, headers: &HeaderMap, now: u64) -> Response<Body> {
     let Ok(v) = jwt::verify(token.trim(), &idp.keys().verify, &rules, now) else {
         return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"));
     };
-    let revoked = v
-        .claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .is_some_and(|j| idp.state.revoked.contains_key(j));
-    if revoked {
+    if super::revocation::revoked(idp, &v.claims, now) {
         return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"));
     }
     if !jwt::scopes(&v.claims).any(|s| s == "openid") {

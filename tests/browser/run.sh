@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real-browser tests of sign-in and step-up (issue #6), headless Chromium driven by selenium:
 # 1. stepup.py, at the IdP alone: alice signs in with her password, then steps up to `mfa` with
-#    the current TOTP code and is not asked for the password again; acr/amr are checked.
+#    the current TOTP code and is not asked for the password again; acr/amr are checked; then
+#    she signs out through the IdP's confirmation page (its POST as Chromium sends it).
 # 2. chain.py, through `baton demo --serve`: A's sidecar sends the browser to sign in, C's
 #    answer is shown; C's mfa challenge makes A's sidecar step the browser up (code only) and
 #    replay the page; sign-out at A ends the IdP session too (the password is asked again).
@@ -45,6 +46,7 @@ cb_port=$(free_port)
 sed -e "s#127.0.0.1:9000#127.0.0.1:$idp_port#g" \
     -e "s#http://127.0.0.1:8080/callback#http://127.0.0.1:$cb_port/callback#" \
     -e "s#dir: idp-keys#dir: $work/keys#" \
+    -e "s#admin_listen: 127.0.0.1:9001#admin_listen: 127.0.0.1:0#" \
     deploy/idp.yaml > "$work/idp.yaml"
 totp_secret=$(sed -n 's/^ *totp_secret: *//p' deploy/idp.yaml | head -1)
 

@@ -1,4 +1,5 @@
-"""Headless Chromium signs alice in at the IdP, then steps up to mfa with a TOTP code.
+"""Headless Chromium signs alice in at the IdP, then steps up to mfa with a TOTP code, then
+signs out at the IdP through its confirmation page.
 
 Run through tests/browser/run.sh, which starts baton-idp and sets ISSUER, CALLBACK_PORT,
 TOTP_SECRET and ARTIFACTS.
@@ -117,6 +118,18 @@ def main():
         assert (at["acr"], at["amr"]) == ("mfa", ["pwd", "otp"]), at
         assert isinstance(at["auth_time"], int), at
         print("stepped up: acr", at["acr"], "amr", at["amr"])
+
+        # 3. Sign-out without a hint: the IdP asks; the button's POST (Origin, Sec-Fetch-Site and
+        # the SameSite=Strict confirmation cookie as a real browser sends them) ends the session.
+        driver.get(f"{ISSUER}/end_session")
+        assert driver.find_elements(By.NAME, "logout_request"), driver.page_source
+        assert driver.get_cookie("baton-idp-logout"), driver.get_cookies()
+        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(driver, 20).until(lambda d: "You are signed out." in d.page_source)
+        assert driver.get_cookie("baton-idp") is None, driver.get_cookies()
+        authorize(driver)
+        assert driver.find_elements(By.ID, "password"), "the session was not ended"
+        print("signed out at the IdP after confirming")
     finally:
         driver.quit()
         server.shutdown()

@@ -234,7 +234,7 @@ async fn reused_refresh_token_revokes_the_whole_family() {
     );
     let metrics = idp
         .http
-        .get(format!("{}/metrics", idp.url))
+        .get(format!("{}/metrics", idp.admin))
         .send()
         .await
         .expect("metrics")

@@ -667,7 +667,7 @@ async fn bad_bodies_and_client_auth_get_oauth_json_errors() {
     );
     let metrics = idp
         .http
-        .get(format!("{}/metrics", idp.url))
+        .get(format!("{}/metrics", idp.admin))
         .send()
         .await
         .expect("metrics")
@@ -675,6 +675,78 @@ async fn bad_bodies_and_client_auth_get_oauth_json_errors() {
         .await
         .expect("text");
     assert!(metrics.contains(r#"baton_idp_token_requests_total{grant_type="unknown",outcome="unsupported_grant_type"} 1"#), "{metrics}");
+}
+
+#[test_log::test(tokio::test)]
+async fn metrics_are_served_on_the_admin_listener_only() {
+    let idp = support::start().await;
+    let status = |url: String| {
+        let http = idp.http.clone();
+        async move { http.get(url).send().await.expect("get").status() }
+    };
+    // Failed sign-in counters and the rest are for the operator, not the public listener, in
+    // no spelling of the path.
+    for path in [
+        "/metrics",
+        "/metrics/",
+        "/Metrics",
+        "//metrics",
+        "/%6detrics",
+    ] {
+        assert_eq!(
+            status(format!("{}{path}", idp.url)).await,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        status(format!("{}/metrics", idp.admin)).await,
+        StatusCode::OK
+    );
+    // The admin listener serves nothing else: no sign-in, no tokens.
+    for path in [
+        "/authorize",
+        "/token",
+        "/.well-known/openid-configuration",
+        "/end_session",
+    ] {
+        assert_eq!(
+            status(format!("{}{path}", idp.admin)).await,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    // Loopback unless the operator says otherwise.
+    let cfg = baton::idp::Config::demo("http://idp.test", std::env::temp_dir());
+    assert!(cfg.admin_listen.ip().is_loopback(), "{}", cfg.admin_listen);
+    let minimal = "issuer: http://idp.test\nkeys: {dir: k}\n";
+    let cfg = baton::idp::Config::from_yaml(minimal, "idp.yaml").expect("valid");
+    assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:9001");
+}
+
+#[test_log::test(tokio::test)]
+async fn the_idp_process_serves_metrics_on_its_admin_listener() {
+    use crate::support::process::{IdpProc, free_port, http_client, scratch};
+    let dir = scratch("idp-admin");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let idp = IdpProc::start(&dir, &format!("http://{listen}"), &listen).await;
+    // The start-up line names the admin address (deploy/idp.yaml's, made ephemeral).
+    let log = idp.proc.output();
+    let admin = log
+        .split("admin=Some(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("admin address in {log}"));
+    let http = http_client();
+    let get = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.expect("get").status() }
+    };
+    assert_eq!(get(format!("http://{admin}/metrics")).await, StatusCode::OK);
+    assert_eq!(
+        get(format!("http://{listen}/metrics")).await,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[test_log::test(tokio::test)]

@@ -1,10 +1,12 @@
 //! e2e: RP-Initiated Logout 1.0 at `/end_session`: the hint is checked (our signature and
 //! issuer, expired accepted, foreign refused), the redirect must be registered for the client,
 //! `state` comes back, the session and its refresh tokens end, and a request that does not
-//! name the browser's session is confirmed by the user first.
+//! come with the browser's session cookie and a hint naming it is confirmed by the user first.
+//! The confirmation is a same-origin POST bound to the browser it was shown to: a copied or
+//! cross-site confirmation, or a link, ends nothing.
 
 use crate::support::browser::{Browser, Flow, sign_in, tokens};
-use crate::support::idp::{TestIdp, claims, start};
+use crate::support::idp::{TestIdp, claims, hidden, start};
 use baton::jwt::unix_now;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -43,9 +45,24 @@ fn location(rsp: &reqwest::Response) -> Option<url::Url> {
 
 fn cleared_cookie(rsp: &reqwest::Response) -> bool {
     rsp.headers()
-        .get("set-cookie")
-        .and_then(|c| c.to_str().ok())
-        .is_some_and(|c| c.starts_with("baton-idp=;") && c.contains("Max-Age=0"))
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .any(|c| c.starts_with("baton-idp=;") && c.contains("Max-Age=0"))
+}
+
+/// Whether the response sets or clears the session cookie (the confirmation cookie aside).
+fn touches_session(rsp: &reqwest::Response) -> bool {
+    rsp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .any(|c| c.as_bytes().starts_with(b"baton-idp="))
+}
+
+/// A confirmation page's form: `logout_request` and `csrf`.
+fn form_of(page: &str) -> (String, String) {
+    assert!(page.contains(r#"action="/end_session""#), "{page}");
+    (hidden(page, "logout_request"), hidden(page, "csrf"))
 }
 
 #[test_log::test(tokio::test)]
@@ -101,40 +118,84 @@ async fn logout_with_hint_redirects_with_state_and_revokes_the_session_grants() 
 }
 
 #[test_log::test(tokio::test)]
-async fn a_post_without_the_cookie_ends_the_session_the_hint_names() {
-    // An RP's auto-submitted form is a cross-site POST: the SameSite=Lax cookie stays home, so
-    // the hint's sid must find the session. idp.http keeps no cookies.
+async fn without_the_cookie_a_hint_only_asks_and_the_browser_that_confirms_signs_out() {
+    // Anyone holding alice's ID token, with no cookie of hers (a server, another browser, or
+    // the RP's own cross-site POST, which leaves the SameSite=Lax cookie home), only gets a
+    // question. idp.http keeps no cookies.
     let idp = start().await;
     let b = Browser::new();
     let t = sign_in(&idp, &b).await;
     let refresh = s(&t, "refresh_token");
-    let rsp = idp
+    let hint = s(&t, "id_token");
+    let get = idp
+        .http
+        .get(format!("{}/end_session", idp.url))
+        .query(&[("id_token_hint", hint)])
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(get.status(), StatusCode::OK);
+    assert!(!touches_session(&get));
+    form_of(&get.text().await.expect("page"));
+    // The same with an expired hint, ten minutes on.
+    let later = claims(hint)["exp"].as_u64().expect("exp") + 600;
+    let req = http::Request::get(format!("/end_session?id_token_hint={hint}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let rsp = baton::idp::logout::end_session(&idp.idp, req, later).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert!(
+        rsp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| !c.as_bytes().starts_with(b"baton-idp="))
+    );
+    let post = idp
         .http
         .post(format!("{}/end_session", idp.url))
         .form(&[
-            ("id_token_hint", s(&t, "id_token")),
+            ("id_token_hint", hint),
             ("post_logout_redirect_uri", SIGNED_OUT),
             ("state", "bye-2"),
         ])
         .send()
         .await
         .expect("post");
-    // The client comes from the hint's aud: the registered URI is honoured.
+    assert_eq!(post.status(), StatusCode::OK);
+    assert!(
+        signed_in(&b, &idp).await,
+        "nothing ended before confirmation"
+    );
+    assert_eq!(idp.introspect("service-a", refresh).await["active"], true);
+
+    // The RP's POST came from alice's browser, so the page and its confirmation cookie are
+    // hers; her same-origin confirmation carries her session cookie and ends that session.
+    let url = url::Url::parse(&idp.url).expect("url");
+    for c in post.headers().get_all("set-cookie") {
+        b.jar.add_cookie_str(c.to_str().expect("ascii"), &url);
+    }
+    let (id, csrf) = form_of(&post.text().await.expect("page"));
+    let rsp = b
+        .post(
+            &idp,
+            "/end_session",
+            &[("logout_request", &id), ("csrf", &csrf)],
+        )
+        .await;
     assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
+    // The client came from the hint's aud: the registered URI is honoured.
     assert_eq!(
         location(&rsp).expect("redirect").as_str(),
         format!("{SIGNED_OUT}?state=bye-2")
     );
-    assert!(
-        !signed_in(&b, &idp).await,
-        "the browser's session ended server-side"
-    );
+    assert!(cleared_cookie(&rsp));
+    assert!(!signed_in(&b, &idp).await);
     assert_eq!(
         idp.introspect("service-a", refresh).await,
         json!({"active": false})
     );
 
-    // No session, no hint: nothing to confirm, a plain page.
+    // No session, no hint, a GET: nothing to end or ask, a plain page.
     let rsp = end_session(&b, &idp, &[]).await;
     assert_eq!(rsp.status(), StatusCode::OK);
     assert!(
@@ -142,6 +203,159 @@ async fn a_post_without_the_cookie_ends_the_session_the_hint_names() {
             .await
             .expect("page")
             .contains("You are signed out.")
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn a_confirmation_copied_from_another_browser_or_sent_from_another_site_ends_nothing() {
+    let idp = start().await;
+    let alice = Browser::new();
+    let t = sign_in(&idp, &alice).await;
+    let refresh = s(&t, "refresh_token");
+    let still_in = || async {
+        assert!(signed_in(&alice, &idp).await, "alice was signed out");
+        assert_eq!(idp.introspect("service-a", refresh).await["active"], true);
+    };
+    // Mallory asks for a confirmation page of her own (her browser, no session) and copies it.
+    let mallory = Browser::new();
+    let copied = || async {
+        let rsp = mallory
+            .post(&idp, "/end_session", &[("client_id", "service-a")])
+            .await;
+        assert_eq!(rsp.status(), StatusCode::OK);
+        form_of(&rsp.text().await.expect("page"))
+    };
+
+    // 1. As a link: a GET confirmation is never accepted.
+    let (id, csrf) = copied().await;
+    let rsp = end_session(&alice, &idp, &[("logout_request", &id), ("csrf", &csrf)]).await;
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    assert!(!touches_session(&rsp));
+    still_in().await;
+    // 2. As a POST from alice's browser (an auto-submitted form elsewhere; no Origin sent).
+    let (id, csrf) = copied().await;
+    let rsp = alice
+        .post(
+            &idp,
+            "/end_session",
+            &[("logout_request", &id), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    still_in().await;
+    // 3. The same while alice holds a confirmation cookie of her own (she opened the page).
+    let own = end_session(&alice, &idp, &[]).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    let (own_id, own_csrf) = form_of(&own.text().await.expect("page"));
+    for (id, csrf) in [copied().await, (copied().await.0, own_csrf.clone())] {
+        let rsp = alice
+            .post(
+                &idp,
+                "/end_session",
+                &[("logout_request", &id), ("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+        still_in().await;
+    }
+    // 4. Alice's own page, submitted from another site: refused whatever the spelling, and
+    //    the pending request stays for her real click.
+    let cross_site: [&[(&str, &str)]; 8] = [
+        &[("origin", "https://evil.example")],
+        &[("origin", "null")],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        &[("origin", &idp.url), ("origin", "https://evil.example")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        &[("origin", &idp.url), ("sec-fetch-site", "cross-site")],
+    ];
+    for headers in cross_site {
+        let mut req = alice
+            .http
+            .post(format!("{}/end_session", idp.url))
+            .form(&[("logout_request", &own_id), ("csrf", &own_csrf)]);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let rsp = req.send().await.expect("post");
+        assert_eq!(rsp.status(), StatusCode::BAD_REQUEST, "{headers:?}");
+        still_in().await;
+    }
+    // Her own click, from the IdP's page: signed out (a browser under a `no-referrer` policy
+    // sends `Origin: null` with `Sec-Fetch-Site: same-origin`).
+    let rsp = alice
+        .http
+        .post(format!("{}/end_session", idp.url))
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("logout_request", &own_id), ("csrf", &own_csrf)])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert!(cleared_cookie(&rsp));
+    assert!(!signed_in(&alice, &idp).await);
+    assert_eq!(
+        idp.introspect("service-a", refresh).await,
+        json!({"active": false})
+    );
+}
+
+#[test_log::test(tokio::test)]
+async fn a_confirmation_shown_to_one_session_does_not_end_another() {
+    let idp = start().await;
+    let b = Browser::new();
+    sign_in(&idp, &b).await;
+    let page = end_session(&b, &idp, &[]).await.text().await.expect("page");
+    let (id, csrf) = form_of(&page);
+    // The browser signs in again in between (a new session replaces the cookie).
+    let again = b.authorize(&idp, &[("prompt", "login")]).await;
+    let step = b
+        .password(&idp, &again.step.page(), "bob", "looking-glass-demo")
+        .await;
+    assert!(step.param("code").is_some());
+    let rsp = b
+        .post(
+            &idp,
+            "/end_session",
+            &[("logout_request", &id), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    assert!(!touches_session(&rsp));
+    assert!(signed_in(&b, &idp).await, "bob's session was not ended");
+}
+
+#[test_log::test(tokio::test)]
+async fn state_is_bounded() {
+    let idp = start().await;
+    let b = Browser::new();
+    let t = sign_in(&idp, &b).await;
+    let long = "s".repeat(baton::idp::logout::MAX_STATE + 1);
+    let max = "s".repeat(baton::idp::logout::MAX_STATE);
+    fn q(state: &str) -> Vec<(&str, &str)> {
+        vec![
+            ("client_id", "service-a"),
+            ("post_logout_redirect_uri", SIGNED_OUT),
+            ("state", state),
+        ]
+    }
+    let rsp = end_session(&b, &idp, &q(&long)).await;
+    assert_eq!(rsp.status(), StatusCode::BAD_REQUEST);
+    assert!(signed_in(&b, &idp).await);
+    let rsp = end_session(&b, &idp, &q(&max)).await;
+    assert_eq!(rsp.status(), StatusCode::OK, "asks: no hint");
+    let mut q = q(&max);
+    q.push(("id_token_hint", s(&t, "id_token")));
+    let rsp = end_session(&b, &idp, &q).await;
+    assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        location(&rsp).expect("redirect").as_str(),
+        format!("{SIGNED_OUT}?state={max}")
     );
 }
 
@@ -267,7 +481,7 @@ async fn without_a_matching_hint_the_user_confirms_first() {
     ] {
         let rsp = end_session(&alice, &idp, &q).await;
         assert_eq!(rsp.status(), StatusCode::OK);
-        assert!(rsp.headers().get("set-cookie").is_none());
+        assert!(!touches_session(&rsp));
         let page = rsp.text().await.expect("page");
         assert!(page.contains(r#"action="/end_session""#), "{page}");
         assert!(
@@ -277,8 +491,7 @@ async fn without_a_matching_hint_the_user_confirms_first() {
         if q.len() == 1 {
             continue;
         }
-        let id = crate::support::idp::hidden(&page, "logout_request");
-        let csrf = crate::support::idp::hidden(&page, "csrf");
+        let (id, csrf) = form_of(&page);
         // A forged confirmation is refused; the real one ends the session and redirects.
         let forged = alice
             .post(
@@ -295,8 +508,7 @@ async fn without_a_matching_hint_the_user_confirms_first() {
             .text()
             .await
             .expect("page");
-        let id = crate::support::idp::hidden(&page, "logout_request");
-        let csrf2 = crate::support::idp::hidden(&page, "csrf");
+        let (id, csrf2) = form_of(&page);
         assert_ne!(csrf, csrf2);
         let rsp = alice
             .post(

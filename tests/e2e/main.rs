@@ -11,6 +11,7 @@ mod inbound;
 mod k8s;
 mod logout;
 mod outbound;
+mod revocation;
 mod stepup;
 mod support;
 mod trust;

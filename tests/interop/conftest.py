@@ -106,7 +106,9 @@ def idp(tmp_path_factory):
     text = text.replace("issuer: http://127.0.0.1:9000", f"issuer: {issuer}")
     text = text.replace("listen: 127.0.0.1:9000", f"listen: 127.0.0.1:{port}")
     text = text.replace("dir: idp-keys", f"dir: {tmp / 'keys'}")
+    text = text.replace("admin_listen: 127.0.0.1:9001", "admin_listen: 127.0.0.1:0")
     assert issuer in text and str(tmp / "keys") in text, "deploy/idp.yaml changed shape"
+    assert "admin_listen: 127.0.0.1:0" in text, "deploy/idp.yaml changed shape"
     key, kid = _pkj_key(), "pkj-1"
     jwks = json.dumps({"keys": [_public_jwk(key, kid, "ES256")]})
     cc_secret = secrets.token_urlsafe(24)

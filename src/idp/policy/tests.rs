@@ -39,6 +39,7 @@ fn exchange<'a>(subject: &'a Claims, edges: Vec<&'a Edge>) -> Exchange<'a> {
         requested_lifetime: None,
         default_lifetime: 600,
         max_chain_depth: 3,
+        sign_in: 86_400,
         now: 1000,
         jti: "fresh".into(),
     }
@@ -116,6 +117,55 @@ fn lifetime_beyond_the_subject_needs_an_edge_max_lifetime() {
     x.requested_lifetime = Some(3600);
     assert_eq!(decide(&x).expect("allowed")["exp"], 4600);
     x.requested_lifetime = Some(7201);
+    assert_eq!(decide(&x), Err(Refusal::Lifetime));
+}
+
+#[test]
+fn a_self_edge_never_renews_past_the_sign_in_and_keeps_the_lineage() {
+    let mut s = subject();
+    s.insert("sid".into(), json!("sid-1"));
+    s.insert("grant_id".into(), json!("g-1"));
+    let mut e = edge("builds-api", "builds-api", &[]);
+    e.max_lifetime = Some(86_400);
+    let ends = 990 + 86_400;
+    let mut x = exchange(&s, vec![&e]);
+    x.client = "builds-api";
+    x.max_chain_depth = 32;
+    x.default_lifetime = 86_400;
+    let mut token = decide(&x).expect("first renewal");
+    assert_eq!(
+        token["exp"], ends,
+        "capped at auth_time + sign_in, not now + max_lifetime"
+    );
+    assert_eq!(
+        (&token["sid"], &token["grant_id"]),
+        (&json!("sid-1"), &json!("g-1"))
+    );
+    // Renewing the renewed token later, again and again, never moves exp.
+    for now in [20_000, 50_000, ends - 1] {
+        let x = Exchange {
+            subject: &token,
+            now,
+            ..x.clone()
+        };
+        let next = decide(&x).expect("renewal");
+        assert_eq!(next["exp"], ends);
+        assert_eq!(next["sid"], "sid-1", "the lineage passes through");
+        assert_eq!(next["auth_time"], 990);
+        token = next;
+    }
+    let x = Exchange {
+        subject: &token,
+        now: ends,
+        ..x.clone()
+    };
+    assert_eq!(decide(&x), Err(Refusal::SignInOver));
+    // A lifetime asked past the sign-in's end is cut to it; past the edge's, refused.
+    let mut x = exchange(&s, vec![&e]);
+    x.client = "builds-api";
+    x.requested_lifetime = Some(86_400);
+    assert_eq!(decide(&x).expect("cut")["exp"], ends);
+    x.requested_lifetime = Some(86_401);
     assert_eq!(decide(&x), Err(Refusal::Lifetime));
 }
 
@@ -264,6 +314,43 @@ proptest! {
             let bound = subject_exp.max(1000 + max_lifetime.unwrap_or(0));
             prop_assert!(exp <= bound);
             if max_lifetime.is_none() { prop_assert!(exp <= subject_exp); }
+        }
+    }
+
+    /// However many renewals, at whatever times, along edges of any `max_lifetime`: no token
+    /// of a sign-in expires after `auth_time` + `sign_in`, and once past it none is issued.
+    #[test]
+    fn no_chain_of_renewals_outlives_the_sign_in(
+        auth_time in 0u64..1000,
+        sign_in in 1u64..100_000,
+        steps in prop::collection::vec((1u64..50_000, prop::option::of(1u64..200_000)), 1..12),
+    ) {
+        let mut token = subject();
+        token.insert("auth_time".into(), json!(auth_time));
+        token.insert("exp".into(), json!(auth_time + 300));
+        let mut now = auth_time;
+        for (wait, max_lifetime) in steps {
+            now += wait;
+            let mut e = edge("builds-api", "builds-api", &[]);
+            e.max_lifetime = max_lifetime;
+            let x = Exchange {
+                client: "builds-api",
+                max_chain_depth: 32,
+                sign_in,
+                now,
+                ..exchange(&token, vec![&e])
+            };
+            let subject_exp = token["exp"].as_u64().unwrap_or(0);
+            match decide(&x) {
+                Ok(next) => {
+                    let exp = next["exp"].as_u64().unwrap_or(u64::MAX);
+                    prop_assert!(exp <= auth_time + sign_in && exp > now);
+                    token = next;
+                }
+                Err(Refusal::SignInOver) => prop_assert!(now >= auth_time + sign_in),
+                Err(Refusal::Lifetime) => prop_assert!(subject_exp <= now),
+                Err(r) => prop_assert_eq!(r, Refusal::ChainDepth(32)),
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ pub const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// A running IdP.
 pub struct TestIdp {
     pub url: String,
+    /// Its operator listener (`/metrics`), apart from the public `url`.
+    pub admin: String,
     pub idp: Arc<Idp>,
     pub http: reqwest::Client,
 }
@@ -49,13 +51,27 @@ pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestIdp {
     let mut cfg = Config::demo(&url, dir);
     adjust(&mut cfg);
     let idp = Arc::new(Idp::new(cfg).expect("idp starts"));
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = format!("http://{}", admin_listener.local_addr().expect("addr"));
     tokio::spawn(idp::serve(idp.clone(), listener, std::future::pending()));
+    tokio::spawn(idp::serve_admin(
+        idp.clone(),
+        admin_listener,
+        std::future::pending(),
+    ));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .build()
         .expect("client");
-    TestIdp { url, idp, http }
+    TestIdp {
+        url,
+        admin,
+        idp,
+        http,
+    }
 }
 
 /// A PKCE verifier and its S256 challenge.

@@ -192,9 +192,12 @@ impl IdpProc {
                 &format!("issuer: {issuer}"),
             )
             .replace("listen: 127.0.0.1:9000", &format!("listen: {listen}"))
+            .replace("admin_listen: 127.0.0.1:9001", "admin_listen: 127.0.0.1:0")
             .replace("dir: idp-keys", &format!("dir: {}", keys.display()));
         assert!(
-            text.contains(issuer) && text.contains(listen),
+            text.contains(issuer)
+                && text.contains(listen)
+                && text.contains("admin_listen: 127.0.0.1:0"),
             "deploy/idp.yaml changed shape"
         );
         let config = dir.join("idp.yaml");
