@@ -10,5 +10,6 @@ mod inbound;
 mod k8s;
 mod logout;
 mod outbound;
+mod path_confusion;
 mod stepup;
 mod support;
