@@ -486,6 +486,38 @@ async fn a_sign_out_form_on_the_apps_own_pages_needs_no_token() {
 }
 
 #[test_log::test(tokio::test)]
+async fn reserved_paths_pass_the_same_canonical_gate() {
+    let (chain, b, _) = signed_in().await;
+    // Other spellings of /_baton/logout are the sign-out page, never the app's (the client's URL
+    // parser resolves dot-segments itself; the catalogue sends those on a raw socket).
+    for spelling in [
+        "/_baton/logout",
+        "//_baton/logout",
+        "/%5Fbaton/logout",
+        "/%5fbaton//logout",
+    ] {
+        let page = nav(&b, &format!("{}{spelling}", chain.edge)).await;
+        assert_eq!(page.status(), 200, "{spelling}");
+        let html = page.text().await.expect("page");
+        assert!(html.contains("id=\"sign-out\""), "{spelling}: {html}");
+    }
+    // A path without a canonical form is refused before the reserved paths are looked at.
+    for spelling in ["/_baton/logout;x", "/_baton%2Flogout", "/_baton/logout."] {
+        let rsp = bare()
+            .post(format!("{}{spelling}", chain.edge))
+            .header(ORIGIN, &chain.edge)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(rsp.status(), 400, "{spelling}");
+        assert!(rsp.headers().get(SET_COOKIE).is_none(), "{spelling}");
+    }
+    // Still signed in.
+    assert_eq!(nav(&b, &format!("{}/", chain.edge)).await.status(), 200);
+    chain.stop().await;
+}
+
+#[test_log::test(tokio::test)]
 async fn a_cross_site_logout_post_clears_no_cookie() {
     let (chain, b, cookie) = signed_in().await;
     let logout = format!("{}/_baton/logout", chain.edge);
