@@ -142,14 +142,14 @@ fn is_canonical(p: &[u8]) -> bool {
     let [b'/', rest @ ..] = p else {
         return false;
     };
+    let mut ok = true;
     let mut prev = b'/';
     for &b in rest {
-        if !PLAIN[usize::from(b)] || (b == b'/' && (prev == b'/' || prev == b'.')) {
-            return false;
-        }
+        // `&` and `|`, not `&&` and `||`: no branch per byte (about 10 instructions a byte).
+        ok &= PLAIN[usize::from(b)] & !((b == b'/') & ((prev == b'/') | (prev == b'.')));
         prev = b;
     }
-    prev != b'.'
+    ok & (prev != b'.')
 }
 
 /// Decodes `raw` into segments, checks each, resolves dot-segments and encodes the result.

@@ -44,11 +44,14 @@ pub fn rewrite_headers(
 /// when there is one.
 fn strip_owned(headers: &mut HeaderMap, claims_header: &HeaderName, drop_underscored: bool) {
     let claims = claims_header.as_str().as_bytes();
+    // Cheapest tests first: most names are neither `x-…` nor as long as the claims header.
     let owned = |name: &HeaderName| {
         let n = name.as_str().as_bytes();
-        let underscored = n.contains(&b'_');
-        (underscored && (drop_underscored || folded_eq(n, claims)))
-            || (n.len() >= OWNED_PREFIX.len() && folded_eq(&n[..OWNED_PREFIX.len()], OWNED_PREFIX))
+        let prefixed = n.len() >= OWNED_PREFIX.len()
+            && n[0] == b'x'
+            && folded_eq(&n[..OWNED_PREFIX.len()], OWNED_PREFIX);
+        let twin = n.len() == claims.len() && n.contains(&b'_') && folded_eq(n, claims);
+        prefixed || twin || (drop_underscored && n.contains(&b'_'))
     };
     if !headers.keys().any(owned) {
         return;
