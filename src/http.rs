@@ -136,9 +136,9 @@ fn request_id(id: u128) -> HeaderValue {
 
 /// Removes hop-by-hop headers: the fixed list and every header named in `Connection`
 /// (RFC 9110 §7.6.1). `Proxy-Authorization` is meant for the proxy only and goes too.
-/// `Connection` cannot name [`END_TO_END`] headers: those tokens are ignored, so a client cannot
-/// have the token it sent removed after verification (the app would get the claims but no token
-/// to propagate) or the request sent without `Host`.
+/// `Connection` cannot name `Authorization` or `Host`: those tokens are ignored, so a client
+/// cannot have the token it sent removed after verification (the app would get the claims but no
+/// token to propagate) or the request sent without `Host`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one look at each header name is cheaper than hashing nine
     // names to remove them.

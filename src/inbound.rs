@@ -2,8 +2,8 @@
 //!
 //! The path is made canonical before anything looks at it ([`crate::http::path`]): the reserved
 //! `/_baton/` paths, the routes and the app all see that one spelling, or the request is
-//! refused with 400. Phases are plain functions ([`rules`] is pure, [`forward`] does the I/O); every refusal is a
-//! [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
+//! refused with 400. Phases are plain functions ([`rules`] is pure, [`forward`] does the I/O);
+//! every refusal is a [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
 //! address live behind a swap so a reload (SIGHUP or file change) never drops a connection.
 //! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other
 //! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]).
@@ -150,9 +150,10 @@ impl Inbound {
         self.active().config.admin.expose_config
     }
 
-    /// Applies a new configuration: routes, mode, claims header and app address change at once
-    /// for new requests; in-flight requests finish with the old ones. Issuer, audience,
-    /// algorithms, leeway, JWKS settings, listeners and limits need a restart.
+    /// Applies a new configuration: routes, mode, claims header, the `inbound:` path and header
+    /// rules, `admin.expose_config` and app address change at once for new requests; in-flight
+    /// requests finish with the old ones. Issuer, audience, algorithms, leeway, JWKS settings,
+    /// listeners and limits need a restart.
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let previous = self.active();
         let old = &previous.config;

@@ -15,7 +15,7 @@ use std::time::Duration;
 const OWNED_PREFIX: &[u8] = b"x-baton-";
 
 /// Rewrites the identity headers: every client-supplied copy of a header baton owns is removed
-/// in every spelling ([`strip_owned`]), the verified claims (if any, already base64url JSON:
+/// in every spelling (`_` for `-`), the verified claims (if any, already base64url JSON:
 /// [`crate::jwt::Verified::claims_header`]) are added as `claims_header`, and `x-request-id` is
 /// generated when absent. `Authorization` stays so the app can propagate it through the
 /// outbound listener; `Connection` cannot name it ([`strip_hop_by_hop`]).
