@@ -1,6 +1,11 @@
 //! Admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`, and in capture mode the app's
 //! own probes under `/app-health/` ([`probe`]).
 //!
+//! The listener binds the pod's address by default (kubelet probes and metric scrapers come from
+//! outside the pod), so `/config`, which lists routes, public paths and hosts, answers loopback
+//! clients only unless `admin.expose_config` says otherwise (`kubectl port-forward` arrives on
+//! loopback).
+//!
 //! `/readyz` is 503 until the JWKS readiness latch drops (first key load), while the keys are
 //! older than the stale window (the IdP unreachable too long: every token would get 503), and
 //! again once shutdown begins, so load balancers stop sending traffic before the listeners close.
@@ -16,6 +21,7 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::Metrics;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -82,16 +88,21 @@ pub async fn serve(
         max_body_bytes: 0,
         ..Limits::default()
     };
-    let handler = move |req, _conn| {
+    let handler = move |req, conn: server::ConnInfo| {
         let state = state.clone();
-        async move { handle(&state, req).await }
+        async move { handle_from(&state, conn.peer.ip(), req).await }
     };
     server::serve(listener, limits, handler, shutdown).await
 }
 
-/// Answers one admin request without a socket. Only GET (and HEAD) are served. An app probe
-/// waits for the app, at most its timeout; the other endpoints answer at once.
+/// Answers one admin request without a socket, as to a client on loopback.
 pub async fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
+    handle_from(s, IpAddr::V4(Ipv4Addr::LOCALHOST), req).await
+}
+
+/// Answers one admin request from `peer`. Only GET (and HEAD) are served. An app probe waits
+/// for the app, at most its timeout; the other endpoints answer at once.
+pub async fn handle_from<B>(s: &Admin, peer: IpAddr, req: Request<B>) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -100,7 +111,7 @@ pub async fn handle<B>(s: &Admin, req: Request<B>) -> Response<Body> {
         let user_agent = req.headers().get(header::USER_AGENT).cloned();
         return app_health(&s.app_probes, path, user_agent).await;
     }
-    endpoint(s, path)
+    endpoint(s, path, peer.to_canonical().is_loopback())
 }
 
 /// `/app-health/<container>/<kind>`: 200 when the app passes its probe, 503 saying why not
@@ -120,8 +131,9 @@ async fn app_health(
     }
 }
 
-/// The endpoints that answer from the sidecar's own state.
-fn endpoint(s: &Admin, path: &str) -> Response<Body> {
+/// The endpoints that answer from the sidecar's own state; `loopback`: the client is on this
+/// host (this pod).
+fn endpoint(s: &Admin, path: &str, loopback: bool) -> Response<Body> {
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if s.ready() => text(StatusCode::OK, "ready\n"),
@@ -144,7 +156,14 @@ fn endpoint(s: &Admin, path: &str) -> Response<Body> {
             );
             rsp
         }
-        "/config" => json(StatusCode::OK, &s.inbound.config()),
+        "/config" if loopback || s.inbound.expose_config() => {
+            json(StatusCode::OK, &s.inbound.config())
+        }
+        "/config" => text(
+            StatusCode::FORBIDDEN,
+            "/config answers loopback clients only; set admin.expose_config: true to serve it \
+             to others\n",
+        ),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz /readyz /metrics /config\n",

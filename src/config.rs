@@ -6,7 +6,7 @@ pub mod routes;
 mod sidecar;
 
 pub use routes::{Access, ClaimRule, Requirements, Route};
-pub use sidecar::{Config, JwksSettings, Listeners, Mode};
+pub use sidecar::{AdminSettings, Config, InboundSettings, JwksSettings, Listeners, Mode};
 
 use std::fmt;
 

@@ -1,5 +1,7 @@
-//! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers.
+//! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers;
+//! [`path`] makes request paths canonical.
 
+pub mod path;
 pub mod pool;
 pub mod upgrade;
 
@@ -106,6 +108,9 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Headers a `Connection` option can never remove: each proxy hop needs them end to end.
+static END_TO_END: [HeaderName; 2] = [header::AUTHORIZATION, header::HOST];
+
 /// The request id header: passed on when the client sent one, generated when absent.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -131,6 +136,9 @@ fn request_id(id: u128) -> HeaderValue {
 
 /// Removes hop-by-hop headers: the fixed list and every header named in `Connection`
 /// (RFC 9110 §7.6.1). `Proxy-Authorization` is meant for the proxy only and goes too.
+/// `Connection` cannot name `Authorization` or `Host`: those tokens are ignored, so a client
+/// cannot have the token it sent removed after verification (the app would get the claims but no
+/// token to propagate) or the request sent without `Host`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one look at each header name is cheaper than hashing nine
     // names to remove them.
@@ -143,6 +151,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !END_TO_END.contains(n))
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
@@ -246,6 +255,31 @@ mod tests {
         ] {
             let name = HeaderName::from_bytes(other.as_bytes()).expect("valid name");
             assert!(!is_hop_by_hop(&name), "{other}");
+        }
+    }
+
+    #[test]
+    fn connection_cannot_name_authorization_or_host() {
+        for connection in [
+            "Authorization",
+            "authorization",
+            "AUTHORIZATION, close",
+            "keep-alive, Host,x-hop",
+            " host ",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+            h.insert(header::HOST, HeaderValue::from_static("b.example"));
+            h.insert("x-hop", HeaderValue::from_static("1"));
+            h.insert(
+                header::CONNECTION,
+                HeaderValue::try_from(connection).expect("value"),
+            );
+            strip_hop_by_hop(&mut h);
+            assert!(h.get(header::AUTHORIZATION).is_some(), "{connection}");
+            assert!(h.get(header::HOST).is_some(), "{connection}");
+            assert!(h.get(header::CONNECTION).is_none());
+            assert_eq!(h.get("x-hop").is_none(), connection.contains("x-hop"));
         }
     }
 

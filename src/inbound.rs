@@ -1,7 +1,9 @@
-//! Inbound listener: bearer → verify → route rules → claims header → app.
+//! Inbound listener: canonical path → bearer → verify → route rules → claims header → app.
 //!
-//! Phases are plain functions ([`rules`] is pure, [`forward`] does the I/O); every refusal is a
-//! [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
+//! The path is made canonical before anything looks at it ([`crate::http::path`]): the reserved
+//! `/_baton/` paths, the routes and the app all see that one spelling, or the request is
+//! refused with 400. Phases are plain functions ([`rules`] is pure, [`forward`] does the I/O);
+//! every refusal is a [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
 //! address live behind a swap so a reload (SIGHUP or file change) never drops a connection.
 //! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other
 //! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]).
@@ -15,15 +17,18 @@ pub use reject::Reject;
 
 use crate::config::login::RESERVED_PREFIX;
 use crate::config::{Config, ConfigErrors, Mode, Route};
+use crate::http::path::{self, PathRules};
 use crate::http::pool::Pool;
 use crate::http::{Body, BoxError};
 use crate::jwt::jwks::{Jwks, LastToken, Verifier, VerifyFailure};
 use crate::jwt::{Rules, Verified, unix_now};
 use crate::server::{self, Drained, Limits};
 use crate::telemetry::{Metrics, Outcome};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use prometheus_client::metrics::counter::Counter;
+use std::borrow::Cow;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -139,9 +144,16 @@ impl Inbound {
         self.active().config.redacted.clone()
     }
 
-    /// Applies a new configuration: routes, mode, claims header and app address change at once
-    /// for new requests; in-flight requests finish with the old ones. Issuer, audience,
-    /// algorithms, leeway, JWKS settings, listeners and limits need a restart.
+    /// Whether the admin `/config` answers clients that are not on loopback
+    /// (`admin.expose_config`; reloadable).
+    pub fn expose_config(&self) -> bool {
+        self.active().config.admin.expose_config
+    }
+
+    /// Applies a new configuration: routes, mode, claims header, the `inbound:` path and header
+    /// rules, `admin.expose_config` and app address change at once for new requests; in-flight
+    /// requests finish with the old ones. Issuer, audience, algorithms, leeway, JWKS settings,
+    /// listeners and limits need a restart.
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let previous = self.active();
         let old = &previous.config;
@@ -214,6 +226,11 @@ where
 {
     let active = s.active();
     let cfg = &active.config;
+    if let Err(reject) = canonical_path(&cfg.inbound.paths, &mut req) {
+        s.metrics.inbound("none", reject.outcome());
+        info!(method = %req.method(), outcome = reject.outcome(), reason = %reject, "refused");
+        return reject.into_response(&cfg.audience, &active.hint);
+    }
     let now = unix_now();
     let method = req.method().clone();
     if let Some(l) = &s.login
@@ -319,6 +336,26 @@ where
     }
 }
 
+/// The first phase: the request's path made canonical ([`crate::http::path`]), in observe mode
+/// too. A canonical path is left as it is (no allocation); another is replaced, the query kept;
+/// a path without a canonical form is refused.
+fn canonical_path<B>(rules: &PathRules, req: &mut Request<B>) -> Result<(), Reject> {
+    let path = match path::canonical(req.uri().path(), rules) {
+        Ok(Cow::Borrowed(_)) => return Ok(()),
+        Ok(Cow::Owned(p)) => p,
+        Err(e) => return Err(Reject::BadPath(e)),
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    let target = match parts.path_and_query.as_ref().and_then(|pq| pq.query()) {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    // The canonical form holds only characters a path may carry: these cannot fail.
+    parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| Reject::Internal)?);
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Reject::Internal)?;
+    Ok(())
+}
+
 /// A browser navigation on a `login: browser` route that carries a session.
 struct Navigation {
     session: login::Browser,
@@ -394,7 +431,6 @@ async fn admit<B>(
     req: &Request<B>,
     now: u64,
 ) -> Result<Admitted, Denied> {
-    rules::check_path(req.uri().path())?;
     rules::refuse_query_token(req.uri().query())?;
     let route = route.ok_or(Reject::NoRoute)?;
     if route.access == crate::config::Access::Public {
@@ -481,7 +517,12 @@ where
         None => None,
     };
     let cfg = &active.config;
-    forward::rewrite_headers(&mut parts.headers, &cfg.claims_header, claims)?;
+    forward::rewrite_headers(
+        &mut parts.headers,
+        &cfg.claims_header,
+        claims,
+        cfg.inbound.drop_underscore_headers,
+    );
     let body = Limited::new(body, limit).boxed();
     Ok(Request::from_parts(parts, body))
 }

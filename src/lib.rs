@@ -4,14 +4,15 @@
 //!
 //! Crate map:
 //! - [`secret`]: `Token`/`Secret` newtypes that never print themselves.
-//! - [`http`]: shared body type, size-limited body reads, JSON and form helpers.
+//! - [`http`]: shared body type, size-limited body reads, JSON and form helpers;
+//!   [`http::path`] the one canonical spelling of a request path.
 //! - [`shutdown`]: SIGTERM/SIGINT → one trigger, many listeners drain.
 //! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain.
 //! - [`timer`]: long-lived timers on a thread of their own, so the serving runtime holds none.
 //! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
 //! - [`config`]: `sidecar.yaml` → validated `Config`, errors with file, field and reason.
-//! - [`inbound`]: bearer → verify → route rules → claims header → app.
+//! - [`inbound`]: canonical path → bearer → verify → route rules → claims header → app.
 //! - [`outbound`]: forward proxy and upstream ports → route → exchange → forward.
 //! - [`exchange`]: RFC 8693 client; [`exchange::cache`] moka cache, key, TTL, single-flight.
 //! - [`admin`], [`telemetry`]: health, readiness, metrics; every metric name in one place;

@@ -9,7 +9,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 fn admin() -> (Admin, crate::shutdown::Trigger) {
-    let yaml = "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\noutbound: {client: {client_id: service-b, secret: test-only}}\n";
+    admin_with("")
+}
+
+/// An admin state over a config with `extra` YAML appended.
+fn admin_with(extra: &str) -> (Admin, crate::shutdown::Trigger) {
+    let yaml = format!(
+        "issuer: https://idp.example\naudience: b\napp: \"127.0.0.1:9\"\noutbound: {{client: {{client_id: service-b, secret: test-only}}}}\n{extra}"
+    );
+    let yaml = yaml.as_str();
     let cfg = Config::from_yaml(yaml, "sidecar.yaml").expect("config");
     let metrics = Arc::new(Metrics::new());
     let jwks = Jwks::fixed(KeySet::default(), metrics.clone());
@@ -81,6 +89,38 @@ async fn readiness_drops_once_the_keys_are_past_the_stale_window() {
         let a = Admin::new(a.inbound, jwks, a.metrics, a.shutdown);
         assert_eq!(status(&a, Method::GET, "/readyz").await, expected, "{age}s");
     }
+}
+
+#[tokio::test]
+async fn config_answers_loopback_clients_only_unless_exposed() {
+    async fn from(a: &Admin, peer: &str) -> StatusCode {
+        let req = Request::get("/config").body(()).expect("request");
+        let peer: IpAddr = peer.parse().expect("ip");
+        handle_from(a, peer, req).await.status()
+    }
+    let (a, _t) = admin();
+    for peer in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+        assert_eq!(from(&a, peer).await, StatusCode::OK, "{peer}");
+    }
+    for peer in [
+        "10.1.2.3",
+        "192.168.0.7",
+        "::ffff:10.1.2.3",
+        "fe80::1",
+        "0.0.0.0",
+    ] {
+        assert_eq!(from(&a, peer).await, StatusCode::FORBIDDEN, "{peer}");
+    }
+    // Probes and metrics answer everyone: kubelet and scrapers come from outside the pod.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let req = Request::get(path).body(()).expect("request");
+        let status = handle_from(&a, "10.1.2.3".parse().expect("ip"), req)
+            .await
+            .status();
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (exposed, _t) = admin_with("admin: {expose_config: true}\n");
+    assert_eq!(from(&exposed, "10.1.2.3").await, StatusCode::OK);
 }
 
 // === app probes ===

@@ -1,6 +1,7 @@
 //! The inbound `routes:` of `sidecar.yaml`: path prefix, methods, and who may pass.
 
 use super::Problems;
+use crate::http::path::{PathRules, canonical};
 use http::Method;
 use serde::Deserialize;
 use serde_json::Value;
@@ -10,8 +11,12 @@ use serde_json::Value;
 pub struct Route {
     /// Name used in metrics labels and logs (never the path).
     pub name: String,
-    /// Path prefix, matched on whole segments: `/api` matches `/api` and `/api/x`, not `/apix`.
+    /// Path prefix in canonical form ([`crate::http::path`]), matched on whole segments of the
+    /// request's canonical path: `/api` matches `/api` and `/api/x`, not `/apix`.
     pub path: String,
+    /// Match `path` without regard to the case of ASCII letters (`/Admin` covers `/ADMIN/x`),
+    /// for apps that route that way; the path is forwarded as sent.
+    pub case_insensitive: bool,
     /// Methods this route covers; `None` means any.
     pub methods: Option<Vec<Method>>,
     /// Who may pass.
@@ -68,6 +73,8 @@ pub enum ClaimRule {
 pub struct RawRoute {
     name: Option<String>,
     path: Option<String>,
+    #[serde(default)]
+    case_insensitive: bool,
     methods: Option<Vec<String>>,
     #[serde(default)]
     public: bool,
@@ -113,8 +120,17 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
         let path = r.path.unwrap_or_default();
         if !path.starts_with('/') {
             p.push(at("path"), "must start with /");
-        } else if path.contains("..") || path.contains('?') || path.contains('#') {
-            p.push(at("path"), "must be a plain path prefix without .., ? or #");
+        } else if path.contains('?') || path.contains('#') {
+            p.push(at("path"), "must be a plain path prefix without ? or #");
+        } else {
+            match canonical(&path, &PathRules::default()) {
+                Ok(c) if c == path.as_str() => {}
+                Ok(c) => p.push(
+                    at("path"),
+                    format!("must be written in canonical form, here {c}"),
+                ),
+                Err(e) => p.push(at("path"), format!("has no canonical form: {e}")),
+            }
         }
         let methods = r.methods.map(|ms| {
             ms.iter()
@@ -177,6 +193,7 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
         out.push(Route {
             name,
             path: path.trim_end_matches('/').to_owned(),
+            case_insensitive: r.case_insensitive,
             methods,
             access,
             browser_login,

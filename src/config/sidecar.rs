@@ -2,6 +2,7 @@
 //! into a typed [`Config`]; every problem is collected with its field path.
 
 use super::{ConfigError, ConfigErrors, Problems, login, outbound, routes};
+use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
 use crate::jwt::Algorithm;
 use crate::server::Limits;
 use http::HeaderName;
@@ -29,8 +30,28 @@ pub struct Listeners {
     pub inbound: SocketAddr,
     /// The app's outgoing calls (`127.0.0.1:15001`).
     pub outbound: SocketAddr,
-    /// `/healthz`, `/readyz`, `/metrics`, `/config` (`0.0.0.0:15020`).
+    /// `/healthz`, `/readyz`, `/metrics`, `/config` (`0.0.0.0:15020`: kubelet probes and
+    /// metric scrapers reach the pod's address; `/config` answers loopback clients only unless
+    /// [`AdminSettings::expose_config`]).
     pub admin: SocketAddr,
+}
+
+/// How the inbound listener reads requests before any route sees them (`inbound:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboundSettings {
+    /// How paths are made canonical ([`crate::http::path`]).
+    pub paths: PathRules,
+    /// Drop every request header whose name holds `_`: CGI-style servers (WSGI, Rack) read
+    /// `x_a` and `x-a` as one variable, so any header may have a twin. Off by default; headers
+    /// baton owns lose their twins either way.
+    pub drop_underscore_headers: bool,
+}
+
+/// The admin listener's settings (`admin:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// Serve `/config` (routes, public paths, hosts) to any client, not only to loopback ones.
+    pub expose_config: bool,
 }
 
 /// Discovery and JWKS fetching (see [`crate::jwt::jwks`]).
@@ -79,6 +100,10 @@ pub struct Config {
     pub mode: Mode,
     /// Bind addresses.
     pub listeners: Listeners,
+    /// Inbound path canonicalisation and header rules.
+    pub inbound: InboundSettings,
+    /// Admin listener settings.
+    pub admin: AdminSettings,
     /// The app this sidecar fronts, on loopback.
     pub app: SocketAddr,
     /// Header carrying the verified claims to the app (base64url JSON).
@@ -110,6 +135,10 @@ struct RawConfig {
     mode: Mode,
     #[serde(default)]
     listeners: RawListeners,
+    #[serde(default)]
+    inbound: RawInbound,
+    #[serde(default)]
+    admin: RawAdmin,
     app: String,
     #[serde(default = "default_claims_header")]
     claims_header: String,
@@ -144,6 +173,21 @@ impl Default for RawListeners {
             admin: "0.0.0.0:15020".into(),
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawInbound {
+    escaped_slashes: EscapedSlashes,
+    path_parameters: Parameters,
+    trailing_dots: TrailingDots,
+    drop_underscore_headers: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    expose_config: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -260,6 +304,17 @@ impl Config {
             audience: raw.audience,
             mode: raw.mode,
             listeners,
+            inbound: InboundSettings {
+                paths: PathRules {
+                    escaped_slashes: raw.inbound.escaped_slashes,
+                    parameters: raw.inbound.path_parameters,
+                    trailing_dots: raw.inbound.trailing_dots,
+                },
+                drop_underscore_headers: raw.inbound.drop_underscore_headers,
+            },
+            admin: AdminSettings {
+                expose_config: raw.admin.expose_config,
+            },
             app,
             claims_header,
             algorithms,

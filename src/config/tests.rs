@@ -58,6 +58,10 @@ routes:
   - {name: c, path: nope}
   - {name: d, path: /d, public: true, scopes: [x]}
   - {name: e, path: /e, claims: [{claim: grants}]}
+  - {name: f, path: "/f//x"}
+  - {name: g, path: "/%67"}
+  - {name: h, path: "/h;x"}
+  - {name: i, path: "/i/../j"}
 "#;
     let errs = Config::from_yaml(bad, "sidecar.yaml").expect_err("invalid");
     let text = errs.to_string();
@@ -71,9 +75,47 @@ routes:
         "sidecar.yaml: routes[2].path: must start with /",
         "sidecar.yaml: routes[3].public:",
         "sidecar.yaml: routes[4].claims[0]: needs exactly one",
+        "sidecar.yaml: routes[5].path: must be written in canonical form, here /f/x",
+        "sidecar.yaml: routes[6].path: must be written in canonical form, here /g",
+        "sidecar.yaml: routes[7].path: has no canonical form: path parameter (;)",
+        "sidecar.yaml: routes[8].path: must be written in canonical form, here /j",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+}
+
+#[test]
+fn inbound_and_admin_settings_default_to_the_strict_reading() {
+    use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
+    let cfg = Config::from_yaml(GOOD, "sidecar.yaml").expect("valid");
+    assert_eq!(cfg.inbound, InboundSettings::default());
+    assert_eq!(cfg.inbound.paths.escaped_slashes, EscapedSlashes::Reject);
+    assert_eq!(cfg.inbound.paths.parameters, Parameters::Reject);
+    assert_eq!(cfg.inbound.paths.trailing_dots, TrailingDots::Reject);
+    assert!(!cfg.inbound.drop_underscore_headers && !cfg.admin.expose_config);
+    assert!(!cfg.routes[0].case_insensitive);
+    let text = format!(
+        "{GOOD}inbound: {{escaped_slashes: unescape, path_parameters: strip, trailing_dots: keep, \
+         drop_underscore_headers: true}}\nadmin: {{expose_config: true}}\n"
+    )
+    .replace("path: /healthz,", "path: /healthz, case_insensitive: true,");
+    let cfg = Config::from_yaml(&text, "sidecar.yaml").expect("valid");
+    assert_eq!(
+        cfg.inbound.paths,
+        PathRules {
+            escaped_slashes: EscapedSlashes::Unescape,
+            parameters: Parameters::Strip,
+            trailing_dots: TrailingDots::Keep,
+        }
+    );
+    assert!(cfg.inbound.drop_underscore_headers && cfg.admin.expose_config);
+    assert!(cfg.routes[0].case_insensitive);
+    let bad = format!("{GOOD}inbound: {{escaped_slashes: decode}}\n");
+    let errs = Config::from_yaml(&bad, "sidecar.yaml").expect_err("unknown variant");
+    assert!(
+        errs.to_string().contains("unknown variant `decode`"),
+        "{errs}"
+    );
 }
 
 #[test]

@@ -11,23 +11,64 @@ use http_body_util::BodyExt;
 use std::future::Future;
 use std::time::Duration;
 
-/// Rewrites the identity headers: any client-supplied `claims_header` is removed, the verified
-/// claims (if any, already base64url JSON: [`crate::jwt::Verified::claims_header`]) are added,
-/// and `x-request-id` is generated when absent. `Authorization` stays so the app can propagate
-/// it through the outbound listener.
+/// Every header name starting with this is baton's: a client's copy never reaches the app.
+const OWNED_PREFIX: &[u8] = b"x-baton-";
+
+/// Rewrites the identity headers: every client-supplied copy of a header baton owns is removed
+/// in every spelling (`_` for `-`), the verified claims (if any, already base64url JSON:
+/// [`crate::jwt::Verified::claims_header`]) are added as `claims_header`, and `x-request-id` is
+/// generated when absent. `Authorization` stays so the app can propagate it through the
+/// outbound listener; `Connection` cannot name it ([`strip_hop_by_hop`]).
 pub fn rewrite_headers(
     headers: &mut HeaderMap,
     claims_header: &HeaderName,
     claims: Option<&HeaderValue>,
-) -> Result<(), Reject> {
+    drop_underscored: bool,
+) {
     strip_hop_by_hop(headers);
+    strip_owned(headers, claims_header, drop_underscored);
     // `insert` replaces every value the client sent under the name: one lookup, not two.
     match claims {
         Some(claims) => headers.insert(claims_header.clone(), claims.clone()),
         None => headers.remove(claims_header),
     };
     headers.entry(REQUEST_ID).or_insert_with(new_request_id);
-    Ok(())
+}
+
+/// Removes the headers that are a baton-owned one in another spelling: `x-baton-*` and the
+/// claims header, with `_` read as `-` (CGI-style servers such as WSGI, Rack and PHP map
+/// `x_baton_claims` and `x-baton-claims` to one variable, and may keep either). Names arrive
+/// lower-case (hyper folds HTTP/1 names, HTTP/2 requires it), so `_` is the spelling left.
+/// With `drop_underscored`, every name holding `_` goes. The exact claims header is left to the
+/// caller, which replaces it. One look at each name; the list of names to remove is only made
+/// when there is one.
+fn strip_owned(headers: &mut HeaderMap, claims_header: &HeaderName, drop_underscored: bool) {
+    let claims = claims_header.as_str().as_bytes();
+    // Cheapest tests first: most names are neither `x-…` nor as long as the claims header.
+    let owned = |name: &HeaderName| {
+        let n = name.as_str().as_bytes();
+        let prefixed = n.len() >= OWNED_PREFIX.len()
+            && n[0] == b'x'
+            && folded_eq(&n[..OWNED_PREFIX.len()], OWNED_PREFIX);
+        let twin = n.len() == claims.len() && n.contains(&b'_') && folded_eq(n, claims);
+        prefixed || twin || (drop_underscored && n.contains(&b'_'))
+    };
+    if !headers.keys().any(owned) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| owned(n)).cloned().collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// Whether `name` equals `owned` with each `_` of `name` read as `-`.
+fn folded_eq(name: &[u8], owned: &[u8]) -> bool {
+    name.len() == owned.len()
+        && name
+            .iter()
+            .zip(owned)
+            .all(|(&n, &o)| n == o || (n == b'_' && o == b'-'))
 }
 
 /// Sends `req` (its `Host` already set) to the app over `pool` as HTTP/1.1, keeping path and
@@ -93,7 +134,7 @@ mod tests {
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
-        rewrite_headers(&mut h, &claims_header, None).expect("rewrite");
+        rewrite_headers(&mut h, &claims_header, None, false);
         assert!(
             h.get(&claims_header).is_none(),
             "spoofed claims header stripped"
@@ -124,7 +165,7 @@ mod tests {
             &claims_header,
             HeaderValue::from_static("eyJyb2xlIjoicm9vdCJ9"),
         );
-        rewrite_headers(&mut h, &claims_header, Some(&value)).expect("rewrite");
+        rewrite_headers(&mut h, &claims_header, Some(&value), false);
         let values: Vec<_> = h.get_all(&claims_header).iter().collect();
         assert_eq!(values.len(), 1, "exactly one claims header reaches the app");
         let sent = URL_SAFE_NO_PAD.decode(values[0].as_bytes()).expect("b64");
@@ -133,6 +174,58 @@ mod tests {
             claims
         );
         assert_eq!(h.get(REQUEST_ID).map(|v| v.as_bytes()), Some(&b"given"[..]));
+    }
+
+    #[test]
+    fn every_spelling_of_an_owned_header_is_removed() {
+        let claims_header = HeaderName::from_static("x-baton-claims");
+        let spoof = HeaderValue::from_static("eyJzdWIiOiJhZG1pbiJ9");
+        let verified = HeaderValue::from_static("dmVyaWZpZWQ");
+        let owned = [
+            "x_baton_claims",
+            "x-baton_claims",
+            "x_baton-claims",
+            "x-baton-anything",
+            "x_baton_anything",
+            "x-baton-",
+        ];
+        let theirs = [
+            "x-request-id",
+            "x_request_id",
+            "x-batonclaims",
+            "x-bato-claims",
+            "accept",
+        ];
+        for claims in [None, Some(&verified)] {
+            let mut h = HeaderMap::new();
+            for name in owned.iter().chain(&theirs) {
+                h.append(HeaderName::from_static(name), spoof.clone());
+            }
+            rewrite_headers(&mut h, &claims_header, claims, false);
+            for name in owned {
+                assert!(h.get(name).is_none(), "{name}");
+            }
+            for name in theirs {
+                assert!(h.get(name).is_some(), "{name} is the app's");
+            }
+            assert_eq!(h.get(&claims_header), claims, "only the verified claims");
+        }
+        // A custom claims header loses its twins too, and so does every x-baton-* header.
+        let custom = HeaderName::from_static("x-user");
+        let mut h = HeaderMap::new();
+        for name in ["x_user", "x-user", "x-baton-claims", "x_other"] {
+            h.insert(HeaderName::from_static(name), spoof.clone());
+        }
+        rewrite_headers(&mut h, &custom, None, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert!(
+            left.contains(&"x_other") && left.contains(&"x-request-id"),
+            "{left:?}"
+        );
+        assert_eq!(left.len(), 2, "{left:?}");
+        // With drop_underscored, every name holding `_` goes.
+        rewrite_headers(&mut h, &custom, None, true);
+        assert!(h.get("x_other").is_none());
     }
 
     #[tokio::test]

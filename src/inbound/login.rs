@@ -541,24 +541,26 @@ impl Login {
     /// clears the cookie, and sends the browser to the IdP's `end_session_endpoint` (OIDC
     /// RP-Initiated Logout 1.0 §2) with `id_token_hint`, `client_id` and
     /// `post_logout_redirect_uri`, when discovery has one, else to the post-logout path.
+    /// The origin rule comes first, session or not: a cross-site POST carries no `SameSite=Lax`
+    /// cookie, and answering it with a cookie-clearing redirect would sign the browser out of
+    /// this site all the same.
     async fn logout<B>(&self, req: Request<B>) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes>,
         B::Error: Into<BoxError>,
     {
-        let Some(id) = self.live_session(req.headers()) else {
-            return self.signed_out(&self.settings.post_logout_path);
-        };
+        let id = self.session_id(req.headers());
         let allowed = self.same_origin(req.headers()) || {
             let form = read_limited(req.into_body(), MAX_LOGOUT_FORM)
                 .await
                 .unwrap_or_default();
             let form = Form::parse(&form);
-            form.one("csrf")
+            let opened = form
+                .one("csrf")
                 .ok()
                 .flatten()
-                .and_then(|t| self.sealer.open(cookie::LOGOUT, t))
-                .is_some_and(|opened| constant_time_eq(&opened, &id))
+                .and_then(|t| self.sealer.open(cookie::LOGOUT, t));
+            matches!((opened, &id), (Some(o), Some(id)) if constant_time_eq(&o, id))
         };
         if !allowed {
             self.metrics.login("logout_refused");
@@ -568,10 +570,11 @@ impl Login {
                 format!("sign-out refused: use the sign-out button at {LOGOUT_PATH}\n"),
             );
         }
-        let hint = match self.sessions.remove(&id) {
-            Some(s) => Some(s.lock().await.id_token.clone()),
-            None => None,
+        let live = id.and_then(|id| self.sessions.remove(&id));
+        let Some(session) = live else {
+            return self.signed_out(&self.settings.post_logout_path);
         };
+        let hint = session.lock().await.id_token.clone();
         self.metrics.login("logout");
         info!("edge login: signed out");
         let target = match self
@@ -583,9 +586,7 @@ impl Login {
                 {
                     let mut q = url.query_pairs_mut();
                     q.append_pair("client_id", &self.client_id);
-                    if let Some(h) = &hint {
-                        q.append_pair("id_token_hint", h.expose());
-                    }
+                    q.append_pair("id_token_hint", hint.expose());
                     q.append_pair(
                         "post_logout_redirect_uri",
                         &self.settings.post_logout_redirect_uri(),

@@ -1,6 +1,7 @@
 //! Why the inbound listener refuses a request, and the one `match` that turns it into a status,
 //! an RFC 6750 / RFC 9470 challenge and a body.
 
+use crate::http::path::BadPath;
 use crate::http::{Body, json, text};
 use crate::jwt::VerifyError;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -18,9 +19,10 @@ pub enum Reject {
         "access_token in the query string is not accepted; send it in the Authorization header"
     )]
     TokenInQuery,
-    /// The path has dot-segments or encoded separators the app might resolve past a route.
-    #[error("path with dot-segments or encoded separators is not accepted")]
-    BadPath,
+    /// The path has no canonical form ([`crate::http::path`]): the app might resolve it past a
+    /// route.
+    #[error("path refused: {0}")]
+    BadPath(BadPath),
     /// The `Authorization` header is not a single well-formed `Bearer` credential.
     #[error("malformed Authorization header: {0}")]
     BadHeader(&'static str),
@@ -70,7 +72,7 @@ impl Reject {
         match self {
             Reject::NoToken => "no_token",
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
-            Reject::BadPath => "bad_path",
+            Reject::BadPath(_) => "bad_path",
             Reject::InvalidToken(_) | Reject::BoundToken => "invalid_token",
             Reject::BodyTooLarge(_) => "body_too_large",
             Reject::NoRoute => "no_route",
@@ -100,7 +102,7 @@ impl Reject {
             Reject::InvalidToken(_) | Reject::BoundToken => {
                 (StatusCode::UNAUTHORIZED, "invalid_token", String::new())
             }
-            Reject::BadPath => {
+            Reject::BadPath(_) => {
                 return text(StatusCode::BAD_REQUEST, format!("{description}\n"));
             }
             Reject::BodyTooLarge(_) => {

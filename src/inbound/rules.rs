@@ -1,8 +1,10 @@
-//! The pure request phases: bearer extraction (RFC 6750 §2), route matching, and route rules
-//! (scopes, claims, RFC 9470 `acr`/`max_age`). No I/O; time is an argument.
+//! The pure request phases: bearer extraction (RFC 6750 §2), route matching on the canonical
+//! path, and route rules (scopes, claims, RFC 9470 `acr`/`max_age`). No I/O; time is an
+//! argument.
 
 use super::Reject;
 use crate::config::{Access, ClaimRule, Requirements, Route};
+use crate::http::path::under;
 use crate::jwt::{Claims, scopes};
 use crate::secret::Token;
 use http::{HeaderMap, Method, header};
@@ -14,29 +16,6 @@ pub fn refuse_query_token(query: Option<&str>) -> Result<(), Reject> {
         .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
     if found {
         Err(Reject::TokenInQuery)
-    } else {
-        Ok(())
-    }
-}
-
-/// Refuses paths an app might resolve differently from the route table (RFC 3986 §5.2.4
-/// dot-segments, encoded dots, slashes and backslashes): `/public/../admin` must not pass as
-/// `/public`.
-pub fn check_path(path: &str) -> Result<(), Reject> {
-    // Most paths hold none of the three bytes every refused form needs: one pass, no splitting.
-    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
-        return Ok(());
-    }
-    let dot_segment = path.split('/').any(|seg| seg == "." || seg == "..");
-    let encoded = path.as_bytes().windows(3).any(|w| {
-        w[0] == b'%'
-            && matches!(
-                (w[1], w[2].to_ascii_lowercase()),
-                (b'2', b'e' | b'f') | (b'5', b'c')
-            )
-    });
-    if dot_segment || encoded || path.contains('\\') {
-        Err(Reject::BadPath)
     } else {
         Ok(())
     }
@@ -97,16 +76,15 @@ pub fn b64token(presented: &[u8]) -> Result<Token, Reject> {
 }
 
 /// The first route whose prefix (on whole segments) and methods cover the request, with its
-/// position in the table.
+/// position in the table. `path` is the canonical path ([`crate::http::path::canonical`]).
 pub fn find_route<'a>(
     routes: &'a [Route],
     method: &Method,
     path: &str,
 ) -> Option<(usize, &'a Route)> {
     routes.iter().enumerate().find(|(_, r)| {
-        let under = path == r.path
-            || (path.starts_with(&r.path) && path.as_bytes().get(r.path.len()) == Some(&b'/'));
-        under && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
+        under(path, &r.path, r.case_insensitive)
+            && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
     })
 }
 

@@ -321,7 +321,8 @@ async fn the_return_path_is_always_local() {
     assert_eq!(start.status(), 302);
     let callback = password_at_idp(&b, &chain.issuer, &location(&start)).await;
     let back = nav(&b, &callback).await;
-    assert_eq!(location(&back), "/");
+    // The canonical path merges the slashes first: a page of this site, never `//evil.example`.
+    assert_eq!(location(&back), "/evil.example/x");
     let start = nav(&b, &format!("{}/some/page?x=1", chain.edge)).await;
     // Signed in already: the page itself is served.
     assert_eq!(start.status(), 200);
@@ -473,14 +474,85 @@ async fn a_sign_out_form_on_the_apps_own_pages_needs_no_token() {
     let again = nav(&b, &format!("{}/", chain.edge)).await;
     assert_eq!(again.status(), 302);
     assert!(location(&again).contains("/authorize?"));
-    // Without a session, logout has nothing to end: back to `/`.
+    // Without a session, logout from this origin has nothing to end: back to `/`.
     let none = bare()
         .post(format!("{}/_baton/logout", chain.edge))
+        .header(ORIGIN, &chain.edge)
         .send()
         .await
         .expect("no session");
     assert_eq!(none.status(), 302);
     assert_eq!(location(&none), "/");
+    chain.stop().await;
+}
+
+#[test_log::test(tokio::test)]
+async fn reserved_paths_pass_the_same_canonical_gate() {
+    let (chain, b, _) = signed_in().await;
+    // Other spellings of /_baton/logout are the sign-out page, never the app's (the client's URL
+    // parser resolves dot-segments itself; the catalogue sends those on a raw socket).
+    for spelling in [
+        "/_baton/logout",
+        "//_baton/logout",
+        "/%5Fbaton/logout",
+        "/%5fbaton//logout",
+    ] {
+        let page = nav(&b, &format!("{}{spelling}", chain.edge)).await;
+        assert_eq!(page.status(), 200, "{spelling}");
+        let html = page.text().await.expect("page");
+        assert!(html.contains("id=\"sign-out\""), "{spelling}: {html}");
+    }
+    // A path without a canonical form is refused before the reserved paths are looked at.
+    for spelling in ["/_baton/logout;x", "/_baton%2Flogout", "/_baton/logout."] {
+        let rsp = bare()
+            .post(format!("{}{spelling}", chain.edge))
+            .header(ORIGIN, &chain.edge)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(rsp.status(), 400, "{spelling}");
+        assert!(rsp.headers().get(SET_COOKIE).is_none(), "{spelling}");
+    }
+    // Still signed in.
+    assert_eq!(nav(&b, &format!("{}/", chain.edge)).await.status(), 200);
+    chain.stop().await;
+}
+
+#[test_log::test(tokio::test)]
+async fn a_cross_site_logout_post_clears_no_cookie() {
+    let (chain, b, cookie) = signed_in().await;
+    let logout = format!("{}/_baton/logout", chain.edge);
+    // A form on another site posts here: the browser sends no `SameSite=Lax` cookie with it, but
+    // would apply a `Set-Cookie` that clears the session. Every such POST is refused, and clears
+    // nothing, with or without the cookie, a foreign `Origin` or `Sec-Fetch-Site`.
+    for (with_cookie, origin, site) in [
+        (false, Some("https://evil.example"), Some("cross-site")),
+        (false, Some("null"), None),
+        (false, None, None),
+        (true, Some("https://evil.example"), Some("cross-site")),
+        (true, None, Some("same-site")),
+    ] {
+        let mut req = bare().post(&logout).form(&[("csrf", "AAAA")]);
+        if with_cookie {
+            req = req.header(COOKIE, &cookie);
+        }
+        if let Some(o) = origin {
+            req = req.header(ORIGIN, o);
+        }
+        if let Some(s) = site {
+            req = req.header("sec-fetch-site", s);
+        }
+        let rsp = req.send().await.expect("post");
+        let case = format!("cookie {with_cookie}, {origin:?}, {site:?}");
+        assert_eq!(rsp.status(), 403, "{case}");
+        assert!(
+            rsp.headers().get(SET_COOKIE).is_none(),
+            "{case}: {:?}",
+            rsp.headers()
+        );
+    }
+    // The browser is still signed in.
+    assert_eq!(nav(&b, &format!("{}/", chain.edge)).await.status(), 200);
     chain.stop().await;
 }
 

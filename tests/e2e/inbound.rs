@@ -546,6 +546,150 @@ async fn a_spoofed_claims_header_is_stripped() {
     assert_ne!(values[0].as_bytes(), spoof.as_bytes());
 }
 
+/// Sends `head` (a whole request head, names spelled as given) and reads the answer to the end.
+async fn raw(to: SocketAddr, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(to).await.expect("connect");
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The claims the app was given, from every header a CGI-style server would read as the
+/// claims header (`_` as `-`, any case).
+fn claims_seen(seen: &crate::support::upstream::Seen) -> Vec<serde_json::Value> {
+    seen.headers
+        .iter()
+        .filter(|(name, _)| name.as_str().replace('_', "-") == "x-baton-claims")
+        .map(|(_, v)| {
+            let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v.as_bytes())
+                .expect("b64");
+            serde_json::from_slice(&json).expect("json")
+        })
+        .collect()
+}
+
+#[test_log::test(tokio::test)]
+async fn underscore_twins_of_owned_headers_never_reach_the_app() {
+    let w = world("enforce").await;
+    let forged = tokens::b64(br#"{"sub":"admin","scope":"everything"}"#);
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    let twins = [
+        "x_baton_claims",
+        "X_Baton_Claims",
+        "x-baton_claims",
+        "X-BATON-CLAIMS",
+        "x_baton_other",
+    ];
+    for (path, auth) in [
+        ("/healthz", String::new()),
+        ("/orders", format!("Authorization: Bearer {token}\r\n")),
+    ] {
+        let seen = w.app.requests();
+        let forged_headers: String = twins.iter().map(|n| format!("{n}: {forged}\r\n")).collect();
+        let answer = raw(
+            w.baton.inbound,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: b\r\n{auth}{forged_headers}Connection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        assert_eq!(w.app.requests(), seen + 1);
+        let got = w.app.last().expect("seen");
+        assert!(
+            got.headers
+                .keys()
+                .all(|n| !n.as_str().replace('_', "-").starts_with("x-baton-")
+                    || n.as_str() == "x-baton-claims"),
+            "{path}: {:?}",
+            got.headers
+        );
+        let claims = claims_seen(&got);
+        if path == "/healthz" {
+            assert!(
+                claims.is_empty(),
+                "a public route carries no claims: {claims:?}"
+            );
+        } else {
+            assert_eq!(claims.len(), 1, "only the verified claims: {claims:?}");
+            assert_eq!(claims[0]["sub"], "alice");
+        }
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn connection_cannot_strip_the_token_or_host() {
+    let w = world("enforce").await;
+    let token = access(&w.key, &claims(&w.idp.issuer, AUD));
+    for connection in [
+        "Authorization",
+        "authorization",
+        "AUTHORIZATION",
+        "keep-alive, Authorization",
+        "close,authorization , x-hop",
+        "Host",
+        "host, authorization, x-baton-claims",
+    ] {
+        let seen = w.app.requests();
+        let answer = raw(
+            w.baton.inbound,
+            &format!(
+                "GET /orders HTTP/1.1\r\nHost: b.example\r\nAuthorization: Bearer {token}\r\n\
+                 X-Hop: 1\r\nConnection: {connection}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{connection}: {answer}");
+        assert_eq!(w.app.requests(), seen + 1);
+        let got = w.app.last().expect("seen");
+        assert_eq!(
+            got.headers.get("authorization").map(|v| v.as_bytes()),
+            Some(format!("Bearer {token}").as_bytes()),
+            "{connection}: the token reaches the app"
+        );
+        assert_eq!(
+            got.headers.get("host").map(|v| v.as_bytes()),
+            Some(&b"b.example"[..]),
+            "{connection}"
+        );
+        assert_eq!(claims_seen(&got).len(), 1, "{connection}");
+        assert_eq!(
+            got.headers.contains_key("x-hop"),
+            !connection.contains("x-hop"),
+            "{connection}: other named headers still go"
+        );
+    }
+}
+
+#[test_log::test(tokio::test)]
+async fn drop_underscore_headers_drops_every_underscored_name() {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let idp = FakeIdp::start(&[&key]).await;
+    let app = Upstream::start().await;
+    let mut cfg = config(&idp, &app, "enforce");
+    cfg.inbound.drop_underscore_headers = true;
+    let baton = Sidecar::start(cfg).await.ready().await;
+    let answer = raw(
+        baton.inbound,
+        "GET /healthz HTTP/1.1\r\nHost: b\r\nX_Forwarded_User: root\r\nX-Kept: 1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = app.last().expect("seen");
+    assert!(
+        got.headers.keys().all(|n| !n.as_str().contains('_')),
+        "{:?}",
+        got.headers
+    );
+    assert!(got.headers.contains_key("x-kept"));
+}
+
 #[test_log::test(tokio::test)]
 async fn route_rules_answer_insufficient_scope_claims_and_step_up() {
     let w = world("enforce").await;

@@ -11,6 +11,7 @@ mod inbound;
 mod k8s;
 mod logout;
 mod outbound;
+mod path_confusion;
 mod revocation;
 mod stepup;
 mod support;
