@@ -30,9 +30,9 @@ use http_body_util::{BodyExt, Limited};
 use prometheus_client::metrics::counter::Counter;
 use std::borrow::Cow;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
@@ -547,45 +547,6 @@ pub fn reload_from(state: &Inbound, path: &Path) -> Result<(), ReloadError> {
         }
     }
     result
-}
-
-/// Reloads on SIGHUP and when the file's modification time changes (polled every `poll`),
-/// until `shutdown` resolves.
-pub async fn watch_reload(
-    state: Arc<Inbound>,
-    path: PathBuf,
-    poll: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
-            None
-        }
-    };
-    let modified =
-        |p: &Path| -> Option<SystemTime> { std::fs::metadata(p).and_then(|m| m.modified()).ok() };
-    let mut seen = modified(&path);
-    let mut tick = crate::timer::interval(poll);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                seen = modified(&path);
-                let _ = reload_from(&state, &path);
-            }
-            _ = tick.tick() => {
-                let now = modified(&path);
-                if now != seen {
-                    seen = now;
-                    let _ = reload_from(&state, &path);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
