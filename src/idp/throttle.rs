@@ -1,0 +1,400 @@
+//! Failure counters for the login pages (NIST SP 800-63B §5.2.2): every wrong password or
+//! one-time code is counted against the account, against the browser when it is one the user
+//! signed in from before (the device cookie), and against the client's network. A counter past
+//! its free attempts makes the next attempt wait, twice as long after each further failure, up
+//! to a cap; an attempt made during the wait is refused without being checked. The counters
+//! live outside any authorization request, so a fresh `/authorize` resets nothing.
+//!
+//! Why three counters: the account counter bounds guessing from anywhere, but an attacker who
+//! drives it up would also lock out the real user. A browser where that user already proved the
+//! factor has its own counter instead, so the real user keeps signing in from their own browser
+//! while strangers wait ([`Kind::Device`], OWASP's "device cookies"). The network counter bounds
+//! one client spraying many accounts.
+//!
+//! Every store is bounded: counters of configured users are kept apart from those of unknown
+//! usernames, so a flood of made-up names can evict only other made-up names, never a real
+//! account's count. [`Store`] is the seam for a shared store (several replicas).
+
+use moka::sync::Cache;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The client's address, put in each request's extensions by [`super::serve`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub IpAddr);
+
+/// How one kind of counter throttles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Consecutive failures allowed without waiting.
+    pub free: u32,
+    /// The wait after the first failure past `free`, in seconds; it doubles with each failure.
+    pub first_wait: u64,
+    /// The longest wait, in seconds.
+    pub max_wait: u64,
+    /// A counter is forgotten this many seconds after its last failure.
+    pub forget_after: u64,
+}
+
+impl Rule {
+    /// Seconds that must pass after the last of `failures` consecutive failures before the next
+    /// attempt is checked: 0 within the free attempts, then `first_wait · 2^k`, capped.
+    pub fn wait(&self, failures: u32) -> u64 {
+        let Some(past) = failures.checked_sub(self.free) else {
+            return 0;
+        };
+        let doubled = self.first_wait.saturating_mul(1u64 << past.min(62));
+        doubled.min(self.max_wait)
+    }
+}
+
+/// The counters' rules and store sizes. The defaults are what `baton-idp` runs with; tests
+/// change them through `Config::login`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per account and factor, for browsers the user never signed in from (unknown usernames
+    /// too, in their own store).
+    pub account: Rule,
+    /// Per trusted browser (device cookie) and factor.
+    pub device: Rule,
+    /// Per client network (an IPv4 address, an IPv6 /64), all accounts and factors together.
+    pub network: Rule,
+    /// Most counters kept for usernames that are not configured.
+    pub unknown_entries: u64,
+    /// Most counters kept for trusted browsers.
+    pub device_entries: u64,
+    /// Most counters kept for networks.
+    pub network_entries: u64,
+}
+
+const DAY: u64 = 86_400;
+
+impl Default for Limits {
+    /// Ten free failures per account, then 1 s, 2 s, 4 s … up to one attempt a day: 100
+    /// consecutive failures take more than 70 days, a year of guessing gets about 400 tries.
+    fn default() -> Self {
+        let account = Rule {
+            free: 10,
+            first_wait: 1,
+            max_wait: DAY,
+            forget_after: 7 * DAY,
+        };
+        Limits {
+            account,
+            device: account,
+            network: Rule {
+                free: 50,
+                first_wait: 1,
+                max_wait: 900,
+                forget_after: 3_600,
+            },
+            unknown_entries: 20_000,
+            device_entries: 20_000,
+            network_entries: 20_000,
+        }
+    }
+}
+
+/// Which counter a [`Key`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A configured user, for browsers without their device cookie.
+    Account,
+    /// A username that is not configured: the same rule, a separate bounded store.
+    UnknownAccount,
+    /// A browser where the user proved this factor before.
+    Device,
+    /// A client network.
+    Network,
+}
+
+/// A counter's name: its kind and a SHA-256 of what it counts (fixed size whatever the input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The counter's kind.
+    pub kind: Kind,
+    /// SHA-256 of the kind's label, the factor and the name.
+    pub id: [u8; 32],
+}
+
+impl Key {
+    fn new(kind: Kind, factor: &str, name: &[u8]) -> Key {
+        let mut h = Sha256::new();
+        h.update(format!("{kind:?}\0{factor}\0").as_bytes());
+        h.update(name);
+        Key {
+            kind,
+            id: h.finalize().into(),
+        }
+    }
+
+    /// The account counter of `user` for `factor`; `known` says whether the user is configured.
+    pub fn account(user: &str, factor: &str, known: bool) -> Key {
+        let kind = if known {
+            Kind::Account
+        } else {
+            Kind::UnknownAccount
+        };
+        Key::new(kind, factor, user.as_bytes())
+    }
+
+    /// The counter of the trusted browser `device` (its cookie's id) for `factor`.
+    pub fn device(device: &str, factor: &str) -> Key {
+        Key::new(Kind::Device, factor, device.as_bytes())
+    }
+
+    /// The counter of the network `ip` belongs to: the address itself for IPv4 (and
+    /// IPv4-mapped IPv6), its /64 for IPv6, where one subscriber holds a whole /64.
+    pub fn network(ip: Option<IpAddr>) -> Key {
+        let name = match ip.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => v4.octets().to_vec(),
+            Some(IpAddr::V6(v6)) => v6.octets()[..8].to_vec(),
+            None => Vec::new(),
+        };
+        Key::new(Kind::Network, "", &name)
+    }
+}
+
+/// A counter's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When the last one happened (unix seconds).
+    pub last: u64,
+}
+
+/// Where counters live. The in-memory [`Memory`] is the default; a store shared by several
+/// replicas implements the same three operations, `fail` atomically.
+pub trait Store: Send + Sync {
+    /// The counter under `key`, if any failure is remembered.
+    fn get(&self, key: &Key) -> Option<Record>;
+    /// Counts one failure at `now`.
+    fn fail(&self, key: &Key, now: u64);
+    /// Forgets the counter after a success.
+    fn clear(&self, key: &Key);
+}
+
+/// The in-memory store: one bounded cache per kind, each entry forgotten `forget_after`
+/// seconds after its last failure.
+pub struct Memory {
+    accounts: Cache<[u8; 32], Record>,
+    unknown: Cache<[u8; 32], Record>,
+    devices: Cache<[u8; 32], Record>,
+    networks: Cache<[u8; 32], Record>,
+}
+
+impl Memory {
+    /// Stores sized by `limits`; `accounts` is the number of configured users (two factors
+    /// each), which nothing a client sends can grow.
+    pub fn new(limits: &Limits, accounts: usize) -> Memory {
+        let cache = |entries: u64, rule: &Rule| {
+            Cache::builder()
+                .max_capacity(entries)
+                .time_to_live(Duration::from_secs(rule.forget_after.max(1)))
+                .build()
+        };
+        Memory {
+            accounts: cache(2 * accounts as u64 + 16, &limits.account),
+            unknown: cache(limits.unknown_entries, &limits.account),
+            devices: cache(limits.device_entries, &limits.device),
+            networks: cache(limits.network_entries, &limits.network),
+        }
+    }
+
+    fn cache(&self, kind: Kind) -> &Cache<[u8; 32], Record> {
+        match kind {
+            Kind::Account => &self.accounts,
+            Kind::UnknownAccount => &self.unknown,
+            Kind::Device => &self.devices,
+            Kind::Network => &self.networks,
+        }
+    }
+
+    /// Counters held per kind (after pending evictions ran): what tests bound.
+    pub fn entries(&self, kind: Kind) -> u64 {
+        let c = self.cache(kind);
+        c.run_pending_tasks();
+        c.entry_count()
+    }
+}
+
+impl Store for Memory {
+    fn get(&self, key: &Key) -> Option<Record> {
+        self.cache(key.kind).get(&key.id)
+    }
+
+    fn fail(&self, key: &Key, now: u64) {
+        self.cache(key.kind)
+            .entry(key.id)
+            .and_upsert_with(|old| Record {
+                failures: old.map_or(0, |e| e.into_value().failures).saturating_add(1),
+                last: now,
+            });
+    }
+
+    fn clear(&self, key: &Key) {
+        self.cache(key.kind).invalidate(&key.id);
+    }
+}
+
+/// The login pages' throttle: rules plus a store.
+pub struct Throttle<S = Memory> {
+    limits: Limits,
+    store: S,
+}
+
+impl Throttle<Memory> {
+    /// An in-memory throttle for `accounts` configured users.
+    pub fn new(limits: Limits, accounts: usize) -> Throttle {
+        Throttle {
+            store: Memory::new(&limits, accounts),
+            limits,
+        }
+    }
+}
+
+impl<S: Store> Throttle<S> {
+    fn rule(&self, kind: Kind) -> &Rule {
+        match kind {
+            Kind::Account | Kind::UnknownAccount => &self.limits.account,
+            Kind::Device => &self.limits.device,
+            Kind::Network => &self.limits.network,
+        }
+    }
+
+    /// Seconds until an attempt counted under `keys` may be checked at `now`; 0 when it may
+    /// be checked now.
+    pub fn wait(&self, keys: &[Key], now: u64) -> u64 {
+        keys.iter()
+            .filter_map(|k| {
+                let r = self.store.get(k)?;
+                let until = r.last.saturating_add(self.rule(k.kind).wait(r.failures));
+                Some(until.saturating_sub(now))
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Counts a failure under every key.
+    pub fn failed(&self, keys: &[Key], now: u64) {
+        for k in keys {
+            self.store.fail(k, now);
+        }
+    }
+
+    /// A success ends the run of consecutive failures of the account or browser that
+    /// succeeded. The network's count stays: one valid account must not let a client reset
+    /// the count of its guesses at others.
+    pub fn succeeded(&self, keys: &[Key]) {
+        for k in keys.iter().filter(|k| k.kind != Kind::Network) {
+            self.store.clear(k);
+        }
+    }
+
+    /// The store, for tests that bound it.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_default_account_rule_makes_guessing_slow() {
+        let r = Limits::default().account;
+        assert_eq!((r.wait(9), r.wait(10), r.wait(11), r.wait(12)), (0, 1, 2, 4));
+        assert_eq!(r.wait(27), DAY, "one attempt a day from the 28th failure on");
+        // Time an attacker must spend to make n failures, waiting out each wait.
+        let time_for = |n: u32| (0..n).map(|k| r.wait(k)).sum::<u64>();
+        assert!(time_for(100) > 70 * DAY, "{}", time_for(100));
+        let per_year = (0..).take_while(|&n| time_for(n) <= 365 * DAY).count();
+        assert!(per_year < 400, "{per_year}");
+    }
+
+    proptest! {
+        #[test]
+        fn waits_never_shrink_and_never_pass_the_cap(
+            free in 0u32..200, first in 0u64..10_000, cap in 0u64..1_000_000, n in 0u32..u32::MAX,
+        ) {
+            let r = Rule { free, first_wait: first, max_wait: cap, forget_after: 1 };
+            prop_assert!(r.wait(n) <= cap);
+            prop_assert!(r.wait(n) <= r.wait(n.saturating_add(1)));
+            prop_assert_eq!(r.wait(n) == 0, n < free || first == 0 || cap == 0);
+        }
+    }
+
+    #[test]
+    fn a_wait_refuses_until_it_passes_and_a_success_clears_the_account_only() {
+        let limits = Limits {
+            account: Rule {
+                free: 2,
+                first_wait: 10,
+                max_wait: 100,
+                forget_after: 1_000,
+            },
+            ..Limits::default()
+        };
+        let t = Throttle::new(limits, 1);
+        let keys = [
+            Key::account("alice", "pwd", true),
+            Key::network(Some("192.0.2.1".parse().expect("ip"))),
+        ];
+        t.failed(&keys, 1_000);
+        assert_eq!(t.wait(&keys, 1_000), 0);
+        t.failed(&keys, 1_001);
+        assert_eq!(t.wait(&keys, 1_001), 10);
+        assert_eq!(t.wait(&keys, 1_005), 6);
+        assert_eq!(t.wait(&keys, 1_011), 0);
+        t.failed(&keys, 1_011);
+        assert_eq!(t.wait(&keys, 1_011), 20);
+        t.succeeded(&keys);
+        assert_eq!(t.wait(&keys, 1_011), 0);
+        assert_eq!(
+            t.store().get(&keys[1]).map(|r| r.failures),
+            Some(3),
+            "the network keeps its count"
+        );
+    }
+
+    #[test]
+    fn keys_separate_kinds_factors_names_and_ipv6_subnets() {
+        assert_ne!(
+            Key::account("alice", "pwd", true),
+            Key::account("alice", "otp", true)
+        );
+        assert_ne!(
+            Key::account("alice", "pwd", true).id,
+            Key::account("alice", "pwd", false).id
+        );
+        assert_ne!(Key::device("alice", "pwd"), Key::account("alice", "pwd", true));
+        let net = |s: &str| Key::network(Some(s.parse().expect("ip")));
+        assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:2:ffff::9"));
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        assert_eq!(net("::ffff:192.0.2.7"), net("192.0.2.7"));
+        assert_ne!(net("192.0.2.7"), net("192.0.2.8"));
+    }
+
+    #[test]
+    fn made_up_usernames_never_evict_a_real_accounts_count() {
+        let limits = Limits {
+            unknown_entries: 50,
+            ..Limits::default()
+        };
+        let t = Throttle::new(limits, 2);
+        let alice = Key::account("alice", "pwd", true);
+        for _ in 0..12 {
+            t.failed(&[alice], 5_000);
+        }
+        for i in 0..5_000 {
+            t.failed(&[Key::account(&format!("nobody-{i}"), "pwd", false)], 5_000);
+        }
+        assert!(t.store().entries(Kind::UnknownAccount) <= 50);
+        assert_eq!(t.store().get(&alice).map(|r| r.failures), Some(12));
+        assert!(t.wait(&[alice], 5_000) > 0);
+    }
+}
