@@ -153,12 +153,14 @@ where
     let user = idp.config.users.get(username);
     let device = browser::device(&idp.sealer, &s.headers, issuer, now);
     let keys = counters(username, user.is_some(), Factor::Pwd, device.as_ref(), s.peer);
-    let wait = idp.throttle.wait(&keys, now);
-    if wait > 0 {
-        idp.metrics.login("throttled");
-        let status = StatusCode::TOO_MANY_REQUESTS;
-        return retry_later(form, sealed, status, THROTTLED, wait);
-    }
+    let attempt = match idp.throttle.attempt(&keys, now) {
+        Ok(a) => a,
+        Err(wait) => {
+            idp.metrics.login("throttled");
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            return retry_later(form, sealed, status, THROTTLED, wait);
+        }
+    };
     // An unknown user is checked against a decoy hash: the same pool, the same time.
     let ok = match idp
         .passwords
@@ -167,18 +169,19 @@ where
     {
         Ok(ok) => ok,
         Err(_busy) => {
+            attempt.abandoned();
             idp.metrics.login("busy");
             let status = StatusCode::SERVICE_UNAVAILABLE;
             return retry_later(form, sealed, status, "Sign-in is busy. Try again.", 1);
         }
     };
     if !ok {
+        attempt.failed();
         idp.metrics.login("invalid_credentials");
-        idp.throttle.failed(&keys, now);
         let alert = Some("Wrong username or password.");
         return form(sealed, alert, StatusCode::UNAUTHORIZED);
     }
-    idp.throttle.succeeded(&keys);
+    attempt.succeeded();
     idp.metrics.login("ok");
     let mut pending = s.pending.clone();
     info!(client_id = %pending.client, "user signed in");
@@ -230,12 +233,14 @@ where
     };
     let device = browser::device(&idp.sealer, &s.headers, issuer, now);
     let keys = counters(&user, true, Factor::Otp, device.as_ref(), s.peer);
-    let wait = idp.throttle.wait(&keys, now);
-    if wait > 0 {
-        idp.metrics.login("throttled");
-        let status = StatusCode::TOO_MANY_REQUESTS;
-        return retry_later(otp_form, sealed, status, THROTTLED, wait);
-    }
+    let attempt = match idp.throttle.attempt(&keys, now) {
+        Ok(a) => a,
+        Err(wait) => {
+            idp.metrics.login("throttled");
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            return retry_later(otp_form, sealed, status, THROTTLED, wait);
+        }
+    };
     let secret = idp
         .config
         .users
@@ -248,12 +253,12 @@ where
         idp.state.otp_used.entry(key).or_insert(()).is_fresh()
     });
     if !fresh {
+        attempt.failed();
         idp.metrics.login("invalid_otp");
-        idp.throttle.failed(&keys, now);
         let alert = Some("Wrong or already used code.");
         return otp_form(sealed, alert, StatusCode::UNAUTHORIZED);
     }
-    idp.throttle.succeeded(&keys);
+    attempt.succeeded();
     idp.metrics.login("ok");
     info!(client_id = %s.pending.client, "one-time code accepted");
     let trusted = browser::remember(&idp.sealer, issuer, device, &user, Factor::Otp, now);

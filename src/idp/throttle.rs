@@ -2,8 +2,10 @@
 //! one-time code is counted against the account, against the browser when it is one the user
 //! signed in from before (the device cookie), and against the client's network. A counter past
 //! its free attempts makes the next attempt wait, twice as long after each further failure, up
-//! to a cap; an attempt made during the wait is refused without being checked. The counters
-//! live outside any authorization request, so a fresh `/authorize` resets nothing.
+//! to a cap; an attempt made during the wait is refused without being checked (and without
+//! being counted). Each attempt is counted before it is checked, so concurrent attempts cannot
+//! share one open window. The counters live outside any authorization request, so a fresh
+//! `/authorize` resets nothing.
 //!
 //! Why three counters: the account counter bounds guessing from anywhere, but an attacker who
 //! drives it up would also lock out the real user. A browser where that user already proved the
@@ -15,6 +17,7 @@
 //! usernames, so a flood of made-up names can evict only other made-up names, never a real
 //! account's count. [`Store`] is the seam for a shared store (several replicas).
 
+use moka::ops::compute::Op;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -166,12 +169,17 @@ pub struct Record {
 }
 
 /// Where counters live. The in-memory [`Memory`] is the default; a store shared by several
-/// replicas implements the same three operations, `fail` atomically.
+/// replicas implements the same operations, `reserve` and `release` atomically per key.
 pub trait Store: Send + Sync {
     /// The counter under `key`, if any failure is remembered.
     fn get(&self, key: &Key) -> Option<Record>;
-    /// Counts one failure at `now`.
-    fn fail(&self, key: &Key, now: u64);
+    /// If `rule` lets `key` try at `now`, counts the attempt as a failure at once and returns
+    /// the record it replaced; else the seconds left to wait. Counting before the check is what
+    /// stops a burst of concurrent attempts from all passing the same open window.
+    fn reserve(&self, key: &Key, rule: &Rule, now: u64) -> Result<Option<Record>, u64>;
+    /// Takes back an attempt `reserve` counted: the record goes back to `before` when nothing
+    /// else counted since, else loses one failure.
+    fn release(&self, key: &Key, before: Option<Record>, now: u64);
     /// Forgets the counter after a success.
     fn clear(&self, key: &Key);
 }
@@ -225,12 +233,47 @@ impl Store for Memory {
         self.cache(key.kind).get(&key.id)
     }
 
-    fn fail(&self, key: &Key, now: u64) {
+    fn reserve(&self, key: &Key, rule: &Rule, now: u64) -> Result<Option<Record>, u64> {
+        let mut outcome = Err(0);
         self.cache(key.kind)
             .entry(key.id)
-            .and_upsert_with(|old| Record {
-                failures: old.map_or(0, |e| e.into_value().failures).saturating_add(1),
-                last: now,
+            .and_compute_with(|old| {
+                let before = old.map(|e| e.into_value());
+                if let Some(r) = before {
+                    let left = r.last.saturating_add(rule.wait(r.failures));
+                    if left > now {
+                        outcome = Err(left - now);
+                        return Op::Nop;
+                    }
+                }
+                outcome = Ok(before);
+                Op::Put(Record {
+                    failures: before.map_or(0, |r| r.failures).saturating_add(1),
+                    last: now,
+                })
+            });
+        outcome
+    }
+
+    fn release(&self, key: &Key, before: Option<Record>, now: u64) {
+        self.cache(key.kind)
+            .entry(key.id)
+            .and_compute_with(|current| {
+                let Some(cur) = current.map(|e| e.into_value()) else {
+                    return Op::Nop;
+                };
+                let reserved = Record {
+                    failures: before.map_or(0, |r| r.failures).saturating_add(1),
+                    last: now,
+                };
+                match before {
+                    _ if cur != reserved => Op::Put(Record {
+                        failures: cur.failures.saturating_sub(1),
+                        last: cur.last,
+                    }),
+                    Some(b) => Op::Put(b),
+                    None => Op::Remove,
+                }
             });
     }
 
@@ -264,38 +307,63 @@ impl<S: Store> Throttle<S> {
         }
     }
 
-    /// Seconds until an attempt counted under `keys` may be checked at `now`; 0 when it may
-    /// be checked now.
-    pub fn wait(&self, keys: &[Key], now: u64) -> u64 {
-        keys.iter()
-            .filter_map(|k| {
-                let r = self.store.get(k)?;
-                let until = r.last.saturating_add(self.rule(k.kind).wait(r.failures));
-                Some(until.saturating_sub(now))
-            })
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Counts a failure under every key.
-    pub fn failed(&self, keys: &[Key], now: u64) {
+    /// Starts an attempt counted under every key, as a failure until its outcome says
+    /// otherwise; the seconds to wait when a key must wait (then nothing stays counted).
+    pub fn attempt(&self, keys: &[Key], now: u64) -> Result<Attempt<'_, S>, u64> {
+        let mut reserved = Vec::with_capacity(keys.len());
         for k in keys {
-            self.store.fail(k, now);
+            match self.store.reserve(k, self.rule(k.kind), now) {
+                Ok(before) => reserved.push((*k, before)),
+                Err(wait) => {
+                    for (k, before) in reserved {
+                        self.store.release(&k, before, now);
+                    }
+                    return Err(wait.max(1));
+                }
+            }
         }
-    }
-
-    /// A success ends the run of consecutive failures of the account or browser that
-    /// succeeded. The network's count stays: one valid account must not let a client reset
-    /// the count of its guesses at others.
-    pub fn succeeded(&self, keys: &[Key]) {
-        for k in keys.iter().filter(|k| k.kind != Kind::Network) {
-            self.store.clear(k);
-        }
+        Ok(Attempt {
+            throttle: self,
+            reserved,
+            now,
+        })
     }
 
     /// The store, for tests that bound it.
     pub fn store(&self) -> &S {
         &self.store
+    }
+}
+
+/// An attempt in progress: already counted as a failure.
+#[must_use = "an attempt's outcome decides what stays counted"]
+pub struct Attempt<'a, S: Store> {
+    throttle: &'a Throttle<S>,
+    reserved: Vec<(Key, Option<Record>)>,
+    now: u64,
+}
+
+impl<S: Store> Attempt<'_, S> {
+    /// The check failed: the failure stays counted.
+    pub fn failed(self) {}
+
+    /// The check passed: the run of consecutive failures of the account or browser that
+    /// succeeded ends. The network's count only loses this attempt: one valid account must not
+    /// let a client reset the count of its guesses at others.
+    pub fn succeeded(self) {
+        for (k, before) in &self.reserved {
+            match k.kind {
+                Kind::Network => self.throttle.store.release(k, *before, self.now),
+                _ => self.throttle.store.clear(k),
+            }
+        }
+    }
+
+    /// Nothing was checked (the password pool was busy): the attempt is not counted.
+    pub fn abandoned(self) {
+        for (k, before) in &self.reserved {
+            self.throttle.store.release(k, *before, self.now);
+        }
     }
 }
 
@@ -328,37 +396,79 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_wait_refuses_until_it_passes_and_a_success_clears_the_account_only() {
-        let limits = Limits {
+    fn limits(free: u32) -> Limits {
+        Limits {
             account: Rule {
-                free: 2,
+                free,
                 first_wait: 10,
                 max_wait: 100,
                 forget_after: 1_000,
             },
             ..Limits::default()
-        };
-        let t = Throttle::new(limits, 1);
+        }
+    }
+
+    #[test]
+    fn a_wait_refuses_until_it_passes_and_a_success_clears_the_account_only() {
+        let t = Throttle::new(limits(2), 1);
         let keys = [
             Key::account("alice", "pwd", true),
             Key::network(Some("192.0.2.1".parse().expect("ip"))),
         ];
-        t.failed(&keys, 1_000);
-        assert_eq!(t.wait(&keys, 1_000), 0);
-        t.failed(&keys, 1_001);
-        assert_eq!(t.wait(&keys, 1_001), 10);
-        assert_eq!(t.wait(&keys, 1_005), 6);
-        assert_eq!(t.wait(&keys, 1_011), 0);
-        t.failed(&keys, 1_011);
-        assert_eq!(t.wait(&keys, 1_011), 20);
-        t.succeeded(&keys);
-        assert_eq!(t.wait(&keys, 1_011), 0);
+        t.attempt(&keys, 1_000).expect("free").failed();
+        t.attempt(&keys, 1_001).expect("free").failed();
+        assert_eq!(t.attempt(&keys, 1_001).err(), Some(10));
+        assert_eq!(t.attempt(&keys, 1_005).err(), Some(6), "a refusal is not counted");
+        t.attempt(&keys, 1_011).expect("waited").failed();
+        assert_eq!(t.attempt(&keys, 1_011).err(), Some(20));
+        t.attempt(&keys, 1_031).expect("waited").succeeded();
+        assert!(t.store().get(&keys[0]).is_none(), "the account starts afresh");
         assert_eq!(
             t.store().get(&keys[1]).map(|r| r.failures),
             Some(3),
-            "the network keeps its count"
+            "the network keeps its failures, not the success"
         );
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_share_one_open_window() {
+        let t = Throttle::new(limits(3), 1);
+        let keys = [Key::account("alice", "pwd", true), Key::network(None)];
+        // Many attempts in flight at once: only the free ones are let through.
+        let started: Vec<_> = (0..20).filter_map(|_| t.attempt(&keys, 50).ok()).collect();
+        assert_eq!(started.len(), 3);
+        for a in started {
+            a.failed();
+        }
+        assert!(t.attempt(&keys, 50).is_err());
+    }
+
+    #[test]
+    fn an_abandoned_attempt_counts_nothing_and_a_refusal_releases_earlier_keys() {
+        let strict = Rule {
+            free: 1,
+            first_wait: 10,
+            max_wait: 100,
+            forget_after: 1_000,
+        };
+        let t = Throttle::new(
+            Limits {
+                network: strict,
+                ..limits(1)
+            },
+            1,
+        );
+        let alice = Key::account("alice", "pwd", true);
+        let net = Key::network(None);
+        t.attempt(&[alice, net], 7).expect("free").abandoned();
+        assert!(t.store().get(&alice).is_none() && t.store().get(&net).is_none());
+        // The network must wait; alice's reservation made before it is taken back.
+        t.attempt(&[net], 7).expect("free").failed();
+        t.attempt(&[net], 17).expect("waited").failed();
+        let waiting = t.store().get(&net);
+        assert!(t.attempt(&[alice, net], 17).is_err());
+        assert!(t.store().get(&alice).is_none());
+        assert_eq!(t.store().get(&net), waiting);
     }
 
     #[test]
@@ -387,14 +497,15 @@ mod tests {
         };
         let t = Throttle::new(limits, 2);
         let alice = Key::account("alice", "pwd", true);
-        for _ in 0..12 {
-            t.failed(&[alice], 5_000);
+        for _ in 0..10 {
+            t.attempt(&[alice], 5_000).expect("free").failed();
         }
         for i in 0..5_000 {
-            t.failed(&[Key::account(&format!("nobody-{i}"), "pwd", false)], 5_000);
+            let nobody = Key::account(&format!("nobody-{i}"), "pwd", false);
+            t.attempt(&[nobody], 5_000).expect("free").failed();
         }
         assert!(t.store().entries(Kind::UnknownAccount) <= 50);
-        assert_eq!(t.store().get(&alice).map(|r| r.failures), Some(12));
-        assert!(t.wait(&[alice], 5_000) > 0);
+        assert_eq!(t.store().get(&alice).map(|r| r.failures), Some(10));
+        assert!(t.attempt(&[alice], 5_000).is_err(), "alice still waits");
     }
 }
