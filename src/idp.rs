@@ -389,7 +389,10 @@ mod tests {
         assert!(cookie.starts_with("baton-idp-login="), "{cookie}");
 
         // The form without the browser's pre-login cookie never reaches the password check.
-        let at = html.find(r#"name="request" value=""#).expect("request field") + 22;
+        let at = html
+            .find(r#"name="request" value=""#)
+            .expect("request field")
+            + 22;
         let sealed = &html[at..at + html[at..].find('"').expect("quote")];
         let body = format!("request={sealed}&username=alice&password=wonderland-demo");
         let req = Request::post("/login")

@@ -16,9 +16,9 @@
 
 mod params;
 
-pub use super::pending::Pending;
 use super::config::Factor;
 use super::login::{self, html_page};
+pub use super::pending::Pending;
 use super::{Idp, browser, pending, session};
 use crate::http::{Body, Form};
 use crate::jwt::{self, Kind, Rules, VerifyError};
@@ -112,7 +112,12 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
     }
     // Caps on everything kept or read (the sealed request, then the code, carry them).
     let capped = [
-        params::text("state", one("state").ok().flatten(), params::MAX_STATE, true),
+        params::text(
+            "state",
+            one("state").ok().flatten(),
+            params::MAX_STATE,
+            true,
+        ),
         params::text("nonce", nonce, params::MAX_NONCE, false),
         params::text("prompt", prompt, params::MAX_SHORT, true),
         params::text("acr_values", acr_values, params::MAX_SHORT, true),

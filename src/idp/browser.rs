@@ -53,11 +53,7 @@ pub fn device_cookie(issuer: &str) -> &'static str {
 /// One value serves every tab, so two sign-ins in progress both complete.
 pub fn binding(headers: &HeaderMap, issuer: &str) -> String {
     cookie::read(headers, login_cookie(issuer))
-        .filter(|v| {
-            URL_SAFE_NO_PAD
-                .decode(v)
-                .is_ok_and(|raw| raw.len() == 32)
-        })
+        .filter(|v| URL_SAFE_NO_PAD.decode(v).is_ok_and(|raw| raw.len() == 32))
         .map_or_else(|| random(32), str::to_owned)
 }
 
@@ -206,8 +202,14 @@ mod tests {
                 ("origin", "http://127.0.0.1:9000"),
                 ("sec-fetch-site", "cross-site"),
             ],
-            &[("origin", "http://127.0.0.1:9000"), ("origin", "https://evil.example")],
-            &[("sec-fetch-site", "same-origin"), ("sec-fetch-site", "cross-site")],
+            &[
+                ("origin", "http://127.0.0.1:9000"),
+                ("origin", "https://evil.example"),
+            ],
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("sec-fetch-site", "cross-site"),
+            ],
         ] {
             assert!(!ok(refused), "{refused:?}");
         }
@@ -239,7 +241,11 @@ mod tests {
         assert!(!bound(&HeaderMap::new(), ISS, &p));
         let other = headers(&[("cookie", "baton-idp-login=AAAA")]);
         assert!(!bound(&other, ISS, &p));
-        assert_ne!(binding(&other, ISS), "AAAA", "a malformed value is replaced");
+        assert_ne!(
+            binding(&other, ISS),
+            "AAAA",
+            "a malformed value is replaced"
+        );
         assert!(
             !bound(&h, "https://idp.example", &p),
             "https reads only __Host-"
@@ -247,8 +253,14 @@ mod tests {
         let set = set_binding("https://idp.example", &value);
         let set = set.to_str().expect("ascii");
         assert!(set.starts_with("__Host-baton-idp-login="), "{set}");
-        assert!(set.contains("; Path=/;") && set.contains("HttpOnly"), "{set}");
-        assert!(set.contains("SameSite=Lax") && set.ends_with("; Secure"), "{set}");
+        assert!(
+            set.contains("; Path=/;") && set.contains("HttpOnly"),
+            "{set}"
+        );
+        assert!(
+            set.contains("SameSite=Lax") && set.ends_with("; Secure"),
+            "{set}"
+        );
     }
 
     #[test]

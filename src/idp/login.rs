@@ -152,7 +152,13 @@ where
     let (username, password) = (s.field("username"), s.field("password"));
     let user = idp.config.users.get(username);
     let device = browser::device(&idp.sealer, &s.headers, issuer, now);
-    let keys = counters(username, user.is_some(), Factor::Pwd, device.as_ref(), s.peer);
+    let keys = counters(
+        username,
+        user.is_some(),
+        Factor::Pwd,
+        device.as_ref(),
+        s.peer,
+    );
     let attempt = match idp.throttle.attempt(&keys, now) {
         Ok(a) => a,
         Err(wait) => {

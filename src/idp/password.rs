@@ -181,8 +181,8 @@ mod tests {
 
     fn small(password: &str) -> String {
         let params = Params::new(64, 1, 1, None).expect("params");
-        let salt = argon2::password_hash::SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA")
-            .expect("salt");
+        let salt =
+            argon2::password_hash::SaltString::from_b64("c29tZXNhbHRzb21lc2FsdA").expect("salt");
         Argon2::new(argon2::Algorithm::Argon2id, Version::V0x13, params)
             .hash_password(password.as_bytes(), &salt)
             .expect("hash")

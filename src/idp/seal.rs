@@ -73,7 +73,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(FILE)).expect("file").permissions().mode();
+            let mode = std::fs::metadata(dir.join(FILE))
+                .expect("file")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "owner only");
         }
         std::fs::write(dir.join(FILE), b"short").expect("write");

@@ -235,23 +235,21 @@ impl Store for Memory {
 
     fn reserve(&self, key: &Key, rule: &Rule, now: u64) -> Result<Option<Record>, u64> {
         let mut outcome = Err(0);
-        self.cache(key.kind)
-            .entry(key.id)
-            .and_compute_with(|old| {
-                let before = old.map(|e| e.into_value());
-                if let Some(r) = before {
-                    let left = r.last.saturating_add(rule.wait(r.failures));
-                    if left > now {
-                        outcome = Err(left - now);
-                        return Op::Nop;
-                    }
+        self.cache(key.kind).entry(key.id).and_compute_with(|old| {
+            let before = old.map(|e| e.into_value());
+            if let Some(r) = before {
+                let left = r.last.saturating_add(rule.wait(r.failures));
+                if left > now {
+                    outcome = Err(left - now);
+                    return Op::Nop;
                 }
-                outcome = Ok(before);
-                Op::Put(Record {
-                    failures: before.map_or(0, |r| r.failures).saturating_add(1),
-                    last: now,
-                })
-            });
+            }
+            outcome = Ok(before);
+            Op::Put(Record {
+                failures: before.map_or(0, |r| r.failures).saturating_add(1),
+                last: now,
+            })
+        });
         outcome
     }
 
@@ -375,8 +373,15 @@ mod tests {
     #[test]
     fn the_default_account_rule_makes_guessing_slow() {
         let r = Limits::default().account;
-        assert_eq!((r.wait(9), r.wait(10), r.wait(11), r.wait(12)), (0, 1, 2, 4));
-        assert_eq!(r.wait(27), DAY, "one attempt a day from the 28th failure on");
+        assert_eq!(
+            (r.wait(9), r.wait(10), r.wait(11), r.wait(12)),
+            (0, 1, 2, 4)
+        );
+        assert_eq!(
+            r.wait(27),
+            DAY,
+            "one attempt a day from the 28th failure on"
+        );
         // Time an attacker must spend to make n failures, waiting out each wait.
         let time_for = |n: u32| (0..n).map(|k| r.wait(k)).sum::<u64>();
         assert!(time_for(100) > 70 * DAY, "{}", time_for(100));
@@ -418,11 +423,18 @@ mod tests {
         t.attempt(&keys, 1_000).expect("free").failed();
         t.attempt(&keys, 1_001).expect("free").failed();
         assert_eq!(t.attempt(&keys, 1_001).err(), Some(10));
-        assert_eq!(t.attempt(&keys, 1_005).err(), Some(6), "a refusal is not counted");
+        assert_eq!(
+            t.attempt(&keys, 1_005).err(),
+            Some(6),
+            "a refusal is not counted"
+        );
         t.attempt(&keys, 1_011).expect("waited").failed();
         assert_eq!(t.attempt(&keys, 1_011).err(), Some(20));
         t.attempt(&keys, 1_031).expect("waited").succeeded();
-        assert!(t.store().get(&keys[0]).is_none(), "the account starts afresh");
+        assert!(
+            t.store().get(&keys[0]).is_none(),
+            "the account starts afresh"
+        );
         assert_eq!(
             t.store().get(&keys[1]).map(|r| r.failures),
             Some(3),
@@ -481,7 +493,10 @@ mod tests {
             Key::account("alice", "pwd", true).id,
             Key::account("alice", "pwd", false).id
         );
-        assert_ne!(Key::device("alice", "pwd"), Key::account("alice", "pwd", true));
+        assert_ne!(
+            Key::device("alice", "pwd"),
+            Key::account("alice", "pwd", true)
+        );
         let net = |s: &str| Key::network(Some(s.parse().expect("ip")));
         assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:2:ffff::9"));
         assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));

@@ -110,12 +110,24 @@ mod tests {
             scope(Some("openid  profile openid"), KNOWN),
             Ok(vec!["openid".to_owned(), "profile".to_owned()])
         );
-        assert_eq!(scope(Some("openid email"), KNOWN).map_err(|e| e.0), Err("invalid_scope"));
-        assert_eq!(scope(Some("OPENID"), KNOWN).map_err(|e| e.0), Err("invalid_scope"));
+        assert_eq!(
+            scope(Some("openid email"), KNOWN).map_err(|e| e.0),
+            Err("invalid_scope")
+        );
+        assert_eq!(
+            scope(Some("OPENID"), KNOWN).map_err(|e| e.0),
+            Err("invalid_scope")
+        );
         let many = vec!["openid"; MAX_SCOPES + 1].join(" ");
-        assert_eq!(scope(Some(&many), KNOWN).map_err(|e| e.0), Err("invalid_request"));
+        assert_eq!(
+            scope(Some(&many), KNOWN).map_err(|e| e.0),
+            Err("invalid_request")
+        );
         let long = "a ".repeat(30_000);
-        assert_eq!(scope(Some(&long), KNOWN).map_err(|e| e.0), Err("invalid_request"));
+        assert_eq!(
+            scope(Some(&long), KNOWN).map_err(|e| e.0),
+            Err("invalid_request")
+        );
     }
 
     #[test]
