@@ -380,6 +380,8 @@ mod tests {
             "no external assets, no echo"
         );
         assert_eq!(headers["cache-control"], "no-store");
+        // Under `no-referrer` a browser's POST would carry `Origin: null`, refused as cross-site.
+        assert_eq!(headers["referrer-policy"], "same-origin");
         assert!(
             headers["content-security-policy"]
                 .to_str()

@@ -74,6 +74,19 @@ where
 {
     let issuer = &idp.config.issuer;
     if !browser::same_origin(req.headers(), issuer) {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok());
+        info!(
+            origin,
+            fetch_site = site,
+            "login form from another site refused"
+        );
         idp.metrics.login("cross_site");
         return Err(refusal(
             StatusCode::FORBIDDEN,
@@ -91,6 +104,7 @@ where
         ));
     };
     if !browser::bound(&parts.headers, issuer, &pending) {
+        info!(client_id = %pending.client, "login form without its browser's cookie refused");
         idp.metrics.login("unbound");
         return Err(error_page(
             "This form does not belong to this browser. Allow cookies for this site and start again from the application.",
@@ -395,7 +409,8 @@ fn refusal(status: StatusCode, message: &str) -> Response<Body> {
     )
 }
 
-/// A self-contained HTML page (no external assets), never cached or framed.
+/// A self-contained HTML page (no external assets), never cached or framed, sending no
+/// referrer to other sites.
 pub fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head>\n<body><main><h1>{t}</h1>\n{body}\n</main></body></html>\n",
@@ -414,7 +429,9 @@ pub fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> 
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` with
+    // the form's POST, which the origin check must refuse. Other sites still get no referrer.
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     rsp
 }
 
