@@ -74,17 +74,14 @@ where
 {
     let issuer = &idp.config.issuer;
     if !browser::same_origin(req.headers(), issuer) {
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let site = req
-            .headers()
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok());
+        // What the client sent, cut short: a header must not make a long log line.
+        let sent = |name: &str| {
+            let v = req.headers().get(name)?.to_str().ok()?;
+            v.get(..v.len().min(80))
+        };
         info!(
-            origin,
-            fetch_site = site,
+            origin = sent("origin"),
+            fetch_site = sent("sec-fetch-site"),
             "login form from another site refused"
         );
         idp.metrics.login("cross_site");
@@ -118,21 +115,20 @@ where
     })
 }
 
-/// The counters an attempt at `factor` for `user` is checked and counted under: the client's
-/// network, and the browser's own counter when it proved this factor for this user before,
-/// else the account's.
+/// The counters an attempt at `factor` for `user` is checked and counted under: the browser's
+/// own counter when it proved this factor for this user before (nothing strangers do slows it
+/// down), else the account's and the client network's.
 fn counters(
     user: &str,
     known: bool,
     factor: Factor,
     device: Option<&Device>,
     peer: Option<std::net::IpAddr>,
-) -> [Key; 2] {
-    let who = match device.filter(|d| d.trusted(user, factor)) {
-        Some(d) => Key::device(&d.id, factor.amr()),
-        None => Key::account(user, factor.amr(), known),
-    };
-    [who, Key::network(peer)]
+) -> Vec<Key> {
+    match device.filter(|d| d.trusted(user, factor)) {
+        Some(d) => vec![Key::device(&d.id, factor.amr())],
+        None => vec![Key::account(user, factor.amr(), known), Key::network(peer)],
+    }
 }
 
 /// `page` with an alert, `status` and a `Retry-After` of `wait` seconds.

@@ -1,6 +1,7 @@
 //! Failure counters for the login pages (NIST SP 800-63B §5.2.2): every wrong password or
-//! one-time code is counted against the account, against the browser when it is one the user
-//! signed in from before (the device cookie), and against the client's network. A counter past
+//! one-time code is counted against the account and the client's network, or, from a browser
+//! the user already proved that factor in (the device cookie), against that browser alone. A
+//! counter past
 //! its free attempts makes the next attempt wait, twice as long after each further failure, up
 //! to a cap; an attempt made during the wait is refused without being checked (and without
 //! being counted). Each attempt is counted before it is checked, so concurrent attempts cannot
@@ -11,7 +12,7 @@
 //! drives it up would also lock out the real user. A browser where that user already proved the
 //! factor has its own counter instead, so the real user keeps signing in from their own browser
 //! while strangers wait ([`Kind::Device`], OWASP's "device cookies"). The network counter bounds
-//! one client spraying many accounts.
+//! one client spraying many accounts; sprayers have no device cookie for the accounts they try.
 //!
 //! Every store is bounded: counters of configured users are kept apart from those of unknown
 //! usernames, so a flood of made-up names can evict only other made-up names, never a real

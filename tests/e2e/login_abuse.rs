@@ -172,6 +172,11 @@ async fn password_guessing_is_stopped_by_the_account_counter_across_fresh_reques
 #[test_log::test(tokio::test)]
 async fn one_client_spraying_many_accounts_is_stopped_by_its_network_counter() {
     let idp = idp(100, 4).await;
+    // Alice has signed in from this address before (a shared NAT, say).
+    let home = Tab::from([3, 3, 1]);
+    let sealed = home.form(&idp, &[]).await;
+    let rsp = home.password(&idp, &sealed, "alice", ALICE_PASSWORD).await;
+    assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
     // One address, a fresh tab (new cookies, new /authorize) for each guess.
     let sprayer = || Tab::from([3, 3, 1]);
     for i in 0..4u8 {
@@ -185,10 +190,22 @@ async fn one_client_spraying_many_accounts_is_stopped_by_its_network_counter() {
     let tab = sprayer();
     let sealed = tab.form(&idp, &[]).await;
     throttled(&tab.password(&idp, &sealed, "user-9", "Summer2024!").await);
-    // Another network is not affected.
+    // Even the right password waits from a new browser on that network; alice's own browser
+    // there does not, and another network is not affected.
+    let tab = sprayer();
+    let sealed = tab.form(&idp, &[]).await;
+    throttled(
+        &tab.password(&idp, &sealed, "bob", "looking-glass-demo")
+            .await,
+    );
+    let sealed = home.form(&idp, &[("prompt", "login")]).await;
+    let rsp = home.password(&idp, &sealed, "alice", ALICE_PASSWORD).await;
+    assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
     let other = Tab::from([3, 4, 0]);
     let sealed = other.form(&idp, &[]).await;
-    let rsp = other.password(&idp, &sealed, "alice", ALICE_PASSWORD).await;
+    let rsp = other
+        .password(&idp, &sealed, "bob", "looking-glass-demo")
+        .await;
     assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
 }
 
