@@ -1,6 +1,6 @@
 //! `baton-idp`: a minimal, standards-true OpenID Provider and the token-exchange policy.
 //!
-//! [`Idp`] holds the validated config, the key ring and the server-side stores (pending logins,
+//! [`Idp`] holds the validated config, the key ring and the server-side stores (login failures,
 //! codes, refresh tokens, revocations, client-assertion `jti`s). [`handle`] routes one request
 //! without a socket; [`serve`] runs it on a bound listener through the shared accept loop.
 //!
@@ -11,9 +11,13 @@
 //!   login sessions; [`totp`]: RFC 6238 codes. [`introspect`]: RFC 7662. [`refresh`]: rotation
 //!   and reuse detection (RFC 9700 §4.14.2); [`logout`]: RP-Initiated Logout 1.0;
 //!   [`revocation`]: what sign-out, refresh reuse and code replay revoke, down every exchange.
+//! - Login abuse: [`pending`]: the request sealed into the login page ([`seal`]: its key);
+//!   [`browser`]: login CSRF, device cookies; [`throttle`]: failure counters; [`password`]: the
+//!   bounded argon2 pool.
 //! - [`userinfo`]: OIDC Core §5.3. [`errors`]: the OAuth error type; [`metrics`]: counters for `/metrics` and tests.
 
 pub mod authorize;
+pub mod browser;
 pub mod cli;
 pub mod client_auth;
 pub mod config;
@@ -25,10 +29,14 @@ pub mod keys;
 pub mod login;
 pub mod logout;
 pub mod metrics;
+pub mod password;
+pub mod pending;
 pub mod policy;
 pub mod refresh;
 pub mod revocation;
+pub mod seal;
 pub mod session;
+pub mod throttle;
 pub mod token;
 pub mod totp;
 pub mod userinfo;
@@ -56,11 +64,13 @@ pub enum IdpError {
     /// The key store failed.
     #[error("signing keys: {0}")]
     Keys(#[from] keys::StoreError),
+    /// The sealing key could not be read or made.
+    #[error(transparent)]
+    Seal(#[from] seal::KeyError),
 }
 
 /// Server-side state with bounded lifetimes.
 pub(crate) struct Stores {
-    pub(crate) pending: Cache<String, Arc<authorize::Pending>>,
     pub(crate) logouts: Cache<String, Arc<logout::PendingLogout>>,
     pub(crate) codes: Cache<[u8; 32], Arc<Mutex<token::CodeGrant>>>,
     pub(crate) refresh: Cache<[u8; 32], Arc<refresh::RefreshGrant>>,
@@ -95,6 +105,12 @@ pub struct Idp {
     ring: RwLock<Arc<keys::KeyRing>>,
     pub(crate) state: Stores,
     pub(crate) metrics: metrics::Metrics,
+    /// Seals pending requests and device cookies into the browser.
+    pub(crate) sealer: crate::inbound::login::cookie::Sealer,
+    /// The bounded password-check pool.
+    pub(crate) passwords: password::Checker,
+    /// Failure counters of the login pages.
+    pub(crate) throttle: throttle::Throttle,
 }
 
 impl Idp {
@@ -106,13 +122,11 @@ impl Idp {
         let l = config.lifetimes;
         let ttl = |s: u64| Duration::from_secs(s.max(1));
         let state = Stores {
-            pending: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl(600))
-                .build(),
             logouts: logout::store(),
             codes: Cache::builder()
-                .max_capacity(100_000)
+                .max_capacity(login::CODES_BUDGET)
+                .weigher(|_, grant| login::code_weight(grant))
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_live(ttl(l.code + l.access.max(l.id)))
                 .build(),
             refresh: Cache::builder()
@@ -136,12 +150,30 @@ impl Idp {
                 .time_to_live(ttl(4 * totp::STEP))
                 .build(),
         };
+        let sealer = seal::sealer(&config.keys.dir)?;
+        let hashes: Vec<&str> = config
+            .users
+            .values()
+            .map(|u| u.password_hash.expose())
+            .collect();
+        let lim = config.login;
+        let passwords = password::Checker::new(&hashes, lim.hash_workers, lim.hash_queue);
+        info!(
+            workers = lim.hash_workers,
+            queue = lim.hash_queue,
+            memory_mib = passwords.memory_bound() >> 20,
+            "password checks bounded"
+        );
+        let throttle = throttle::Throttle::new(lim.throttle, config.users.len());
         Ok(Self {
             config,
             store,
             ring: RwLock::new(Arc::new(ring)),
             state,
             metrics: metrics::Metrics::default(),
+            sealer,
+            passwords,
+            throttle,
         })
     }
 
@@ -228,8 +260,9 @@ pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<O
             }
         })
     };
-    let handler = move |req: Request<hyper::body::Incoming>, _conn: server::ConnInfo| {
+    let handler = move |mut req: Request<hyper::body::Incoming>, conn: server::ConnInfo| {
         let idp = idp.clone();
+        req.extensions_mut().insert(throttle::Peer(conn.peer.ip()));
         async move { handle(&idp, req).await }
     };
     let drained = server::serve(listener, limits(), handler, shutdown).await;
@@ -342,7 +375,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn login_page_is_plain_accessible_and_has_a_csrf_token() {
+    async fn login_page_is_plain_accessible_and_bound_to_the_browser() {
         let idp = idp();
         let uri = "/authorize?response_type=code&client_id=service-a&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fcallback&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=%3Cscript%3E";
         let req = Request::get(uri)
@@ -354,25 +387,28 @@ mod tests {
             html.contains(r#"<label for="username">"#)
                 && html.contains(r#"<label for="password">"#)
         );
-        assert!(html.contains(r#"name="csrf" value=""#));
         assert!(
             !html.contains("<script") && !html.contains("src="),
             "no external assets, no echo"
         );
         assert_eq!(headers["cache-control"], "no-store");
+        // Under `no-referrer` a browser's POST would carry `Origin: null`, refused as cross-site.
+        assert_eq!(headers["referrer-policy"], "same-origin");
         assert!(
             headers["content-security-policy"]
                 .to_str()
                 .is_ok_and(|c| c.contains("default-src 'none'"))
         );
+        let cookie = headers["set-cookie"].to_str().expect("ascii");
+        assert!(cookie.starts_with("baton-idp-login="), "{cookie}");
 
-        // A login POST with a wrong CSRF token never reaches the password check.
-        let csrf_at = html
+        // The form without the browser's pre-login cookie never reaches the password check.
+        let at = html
             .find(r#"name="request" value=""#)
             .expect("request field")
             + 22;
-        let id = &html[csrf_at..csrf_at + html[csrf_at..].find('"').expect("quote")];
-        let body = format!("request={id}&csrf=forged&username=alice&password=wonderland-demo");
+        let sealed = &html[at..at + html[at..].find('"').expect("quote")];
+        let body = format!("request={sealed}&username=alice&password=wonderland-demo");
         let req = Request::post("/login")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(body)))
@@ -380,6 +416,7 @@ mod tests {
         let (status, headers, _) = call(&idp, req).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(headers.get("location").is_none());
+        assert!(headers.get("set-cookie").is_none());
     }
 
     #[test]

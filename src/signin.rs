@@ -1,11 +1,12 @@
 //! Signs a user in through an OpenID Provider's real login form (authorization code + PKCE S256),
-//! the way a browser would: `baton login`, `baton demo` and the tests use it to get a user token.
+//! the way a browser would (cookies kept, `Origin` sent): `baton login`, `baton demo` and the
+//! tests use it to get a user token.
 
 use crate::secret::{Secret, Token};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use reqwest::header::LOCATION;
+use reqwest::header::{LOCATION, ORIGIN};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -277,8 +278,11 @@ async fn submit_form(
         asked.push(name.clone());
         *value = answer;
     }
+    // The IdP takes a form only with the pre-login cookie its page set (kept by the cookie
+    // store) and from its own origin, as a browser sends it.
     let rsp = http
         .post(action.clone())
+        .header(ORIGIN, action.origin().ascii_serialization())
         .form(&fields)
         .send()
         .await

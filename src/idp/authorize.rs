@@ -11,52 +11,19 @@
 //! the login form (signing in is how an account is chosen). `prompt=consent` asks nothing: every
 //! client is registered by the operator, whose configuration is the consent, so there is no
 //! consent page and never a `consent_required`. Unknown `prompt` values are ignored.
-//! [`Pending`] carries the request through the pages [`super::login`] shows.
+//! [`Pending`] carries the request, sealed into the page, through the pages [`super::login`]
+//! shows; [`params`] bounds what it may hold.
+
+mod params;
 
 use super::config::Factor;
 use super::login::{self, html_page};
-use super::{Idp, random, session};
+pub use super::pending::Pending;
+use super::{Idp, browser, pending, session};
 use crate::http::{Body, Form};
 use crate::jwt::{self, Kind, Rules, VerifyError};
-use crate::secret::Secret;
-use http::{Request, Response, StatusCode};
-use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex};
+use http::{Request, Response, StatusCode, header};
 use tracing::info;
-
-/// An authorization request waiting for the user to sign in.
-#[derive(Debug)]
-pub struct Pending {
-    pub(crate) client: String,
-    pub(crate) redirect_uri: String,
-    pub(crate) state: Option<String>,
-    pub(crate) nonce: Option<String>,
-    pub(crate) challenge: String,
-    pub(crate) scope: Vec<String>,
-    /// RFC 8707 resource URIs, already checked against the client's edges.
-    pub(crate) resources: Vec<String>,
-    /// Per-request CSRF token, echoed by the form.
-    pub(crate) csrf: Secret,
-    pub(crate) attempts: AtomicU32,
-    /// Factors the requested `acr` needs.
-    pub(crate) needed: Vec<Factor>,
-    /// The user who proved the password (in this request or through the session): only they
-    /// may complete the one-time-code step.
-    pub(crate) user: Mutex<Option<String>>,
-}
-
-impl Pending {
-    /// The user bound to this request, if any.
-    pub(crate) fn user(&self) -> Option<String> {
-        self.user.lock().map(|u| u.clone()).unwrap_or_default()
-    }
-
-    pub(crate) fn set_user(&self, user: &str) {
-        if let Ok(mut u) = self.user.lock() {
-            *u = Some(user.to_owned());
-        }
-    }
-}
 
 /// The authorization endpoint.
 pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
@@ -80,17 +47,44 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         Ok(None) => return error_page("The request has no redirect_uri."),
         Err(e) => return error_page(&e),
     };
-    // 2. The rest: errors now go back to the client.
-    let state = one("state").ok().flatten().map(str::to_owned);
+    // 2. The rest: errors now go back to the client, with `state` when it is one we would keep.
+    let repeated_state = one("state").is_err();
+    let state = one("state")
+        .ok()
+        .flatten()
+        .filter(|s| params::text("state", Some(s), params::MAX_STATE, true).is_ok())
+        .map(str::to_owned);
     let back = |error: &str, description: &str| {
         redirect_error(idp, &redirect_uri, state.as_deref(), error, description)
     };
+    if repeated_state {
+        return back("invalid_request", "parameter state is repeated");
+    }
+    // OIDC Core §6: request objects are not supported, and never silently ignored.
+    for (name, error) in [
+        ("request", "request_not_supported"),
+        ("request_uri", "request_uri_not_supported"),
+    ] {
+        if !q.all(name).is_empty() {
+            return back(error, &format!("the {name} parameter is not supported"));
+        }
+    }
     let (response_type, challenge, method, scope, nonce) = match (
         one("response_type"),
         one("code_challenge"),
         one("code_challenge_method"),
         one("scope"),
         one("nonce"),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+        _ => return back("invalid_request", "a parameter is repeated"),
+    };
+    let (prompt, max_age, acr_values, hint, login_hint) = match (
+        one("prompt"),
+        one("max_age"),
+        one("acr_values"),
+        one("id_token_hint"),
+        one("login_hint"),
     ) {
         (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
         _ => return back("invalid_request", "a parameter is repeated"),
@@ -107,7 +101,7 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
             "client may not use the authorization code grant",
         );
     }
-    let Some(challenge) = challenge.filter(|c| c.len() == 43) else {
+    let Some(challenge) = challenge.filter(|c| params::challenge(c)) else {
         return back(
             "invalid_request",
             "code_challenge (S256, 43 characters) is required",
@@ -116,14 +110,33 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
     if method != Some("S256") {
         return back("invalid_request", "code_challenge_method must be S256");
     }
-    let scope: Vec<String> = scope
-        .unwrap_or("openid")
-        .split_ascii_whitespace()
-        .map(str::to_owned)
-        .collect();
+    // Caps on everything kept or read (the sealed request, then the code, carry them).
+    let capped = [
+        params::text(
+            "state",
+            one("state").ok().flatten(),
+            params::MAX_STATE,
+            true,
+        ),
+        params::text("nonce", nonce, params::MAX_NONCE, false),
+        params::text("prompt", prompt, params::MAX_SHORT, true),
+        params::text("acr_values", acr_values, params::MAX_SHORT, true),
+        params::text("login_hint", login_hint, params::MAX_SHORT, false),
+        params::text("id_token_hint", hint, params::MAX_ID_TOKEN_HINT, true),
+    ];
+    if let Some(Err((error, description))) = capped.into_iter().find(Result::is_err) {
+        return back(error, &description);
+    }
+    let scope = match params::scope(scope, &super::discovery::scopes(idp)) {
+        Ok(s) => s,
+        Err((error, description)) => return back(error, &description),
+    };
+    let resources = match params::resources(&q.all("resource")) {
+        Ok(r) => r,
+        Err((error, description)) => return back(error, &description),
+    };
     // RFC 8707 §2.1: the same policy as at /token, so a code never carries a resource the
     // client could not have asked for there.
-    let resources: Vec<String> = q.all("resource").into_iter().map(str::to_owned).collect();
     if let Err(e) = super::token::audiences(idp, client, &resources) {
         let description = match &e {
             super::errors::OAuthError::InvalidTarget(d) => d.clone(),
@@ -131,15 +144,6 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         };
         return back("invalid_target", &description);
     }
-    let (prompt, max_age, acr_values, hint) = match (
-        one("prompt"),
-        one("max_age"),
-        one("acr_values"),
-        one("id_token_hint"),
-    ) {
-        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        _ => return back("invalid_request", "a parameter is repeated"),
-    };
     let prompt: Vec<&str> = prompt.unwrap_or("").split_ascii_whitespace().collect();
     let prompt_none = prompt.contains(&"none");
     if prompt_none && prompt.len() > 1 {
@@ -184,7 +188,7 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
                 .iter()
                 .any(|p| matches!(*p, "login" | "select_account"))
         });
-    let user = current.as_ref().map(|s| s.user.clone());
+    let binding = browser::binding(req.headers(), &idp.config.issuer);
     let pending = Pending {
         client: client.id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -193,16 +197,27 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         challenge: challenge.to_owned(),
         scope,
         resources,
-        csrf: Secret::new(random(24)),
-        attempts: AtomicU32::new(0),
         needed,
-        user: Mutex::new(user),
+        user: current.as_ref().map(|s| s.user.clone()),
+        browser: browser::binding_hash(&binding),
+        expires_at: now + pending::TTL,
+    };
+    let show = |page: fn(&str, Option<&str>, StatusCode) -> Response<Body>| {
+        let Some(sealed) = pending.seal(&idp.sealer) else {
+            return back("invalid_request", "the request is too large");
+        };
+        let mut rsp = page(&sealed, None, StatusCode::OK);
+        rsp.headers_mut().append(
+            header::SET_COOKIE,
+            browser::set_binding(&idp.config.issuer, &binding),
+        );
+        rsp
     };
     match current {
         Some(s) if s.has(&pending.needed) => {
             info!(client_id = %client.id, "signed in through the session");
             let auth = s.authentication(&idp.config.acr);
-            login::code_redirect(idp, &pending, auth, now, None)
+            login::code_redirect(idp, &pending, auth, now, &[])
         }
         Some(_) if prompt_none => back(
             "interaction_required",
@@ -215,19 +230,13 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
                     "the user has no one-time-code app enrolled",
                 );
             }
-            let id = random(24);
-            let rsp = login::otp_form(&id, pending.csrf.expose(), None, StatusCode::OK);
-            idp.state.pending.insert(id, Arc::new(pending));
             info!(client_id = %client.id, "step-up: one-time code asked");
-            rsp
+            show(login::otp_form)
         }
         None if prompt_none => back("login_required", "the user is not signed in"),
         None => {
-            let id = random(24);
-            let rsp = login::form(&id, pending.csrf.expose(), None, StatusCode::OK);
-            idp.state.pending.insert(id, Arc::new(pending));
             info!(client_id = %client.id, "login form shown");
-            rsp
+            show(login::form)
         }
     }
 }

@@ -21,7 +21,7 @@ pub use client::absolute_without_fragment;
 use client::{RawClient, client};
 use lines::Lines;
 use secrets::{Sources, Spec, warn_demo};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,10 +84,66 @@ pub struct Config {
     pub resources: BTreeMap<String, String>,
     /// Authentication levels: `acr` value → the factors it needs (OIDC Core §2 `acr`).
     pub acr: BTreeMap<String, Vec<Factor>>,
+    /// Abuse limits of the login pages.
+    pub login: LoginLimits,
+}
+
+// === login: abuse limits of the login pages ===
+
+/// How many password checks run and wait at once, and the failure counters' rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Password checks running at once; each holds its hash's memory (19 MiB by default).
+    pub hash_workers: usize,
+    /// Sign-ins waiting for a check; more are answered 503 with `Retry-After`.
+    pub hash_queue: usize,
+    /// The failure counters (not in `idp.yaml`: the defaults are documented and tested).
+    pub throttle: super::throttle::Limits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogin {
+    #[serde(default = "default_hash_workers")]
+    hash_workers: usize,
+    #[serde(default = "default_hash_queue")]
+    hash_queue: usize,
+}
+
+impl Default for RawLogin {
+    fn default() -> Self {
+        Self {
+            hash_workers: default_hash_workers(),
+            hash_queue: default_hash_queue(),
+        }
+    }
+}
+
+/// One check per core, at most four: the memory bound stays 4 × 19 MiB.
+fn default_hash_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+}
+
+fn default_hash_queue() -> usize {
+    16
+}
+
+fn login_limits(raw: RawLogin, p: &mut Findings) -> LoginLimits {
+    if !(1..=64).contains(&raw.hash_workers) {
+        p.push("login.hash_workers", "must be between 1 and 64");
+    }
+    if raw.hash_queue > 4096 {
+        p.push("login.hash_queue", "must be at most 4096");
+    }
+    LoginLimits {
+        hash_workers: raw.hash_workers.clamp(1, 64),
+        hash_queue: raw.hash_queue.min(4096),
+        throttle: super::throttle::Limits::default(),
+    }
 }
 
 /// An authentication factor a user can prove at the login pages (RFC 8176 `amr` names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Factor {
     /// The user's password.
@@ -227,6 +283,8 @@ struct RawConfig {
     resources: BTreeMap<String, String>,
     #[serde(default = "default_acr")]
     acr: BTreeMap<String, Vec<Factor>>,
+    #[serde(default)]
+    login: RawLogin,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {
@@ -590,6 +648,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         });
     }
 
+    let login = login_limits(raw.login, p);
     let cfg = Config {
         issuer,
         listen,
@@ -612,6 +671,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         grants,
         resources: raw.resources,
         acr: raw.acr,
+        login,
     };
     for (id, f) in &client_fields {
         if let Some(aud) = &cfg.clients[id].default_audience {

@@ -6,9 +6,9 @@ use crate::http::{Body, full};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
 
-/// The metadata document served at both well-known paths.
-pub fn metadata(idp: &Idp) -> Value {
-    let iss = &idp.config.issuer;
+/// The scopes the IdP knows: `openid` and every scope a user, client or edge is configured
+/// with. `/authorize` refuses any other (`invalid_scope`).
+pub fn scopes(idp: &Idp) -> Vec<&str> {
     let mut scopes: Vec<&str> = vec!["openid"];
     let configured = idp
         .config
@@ -22,6 +22,13 @@ pub fn metadata(idp: &Idp) -> Value {
             scopes.push(s);
         }
     }
+    scopes
+}
+
+/// The metadata document served at both well-known paths.
+pub fn metadata(idp: &Idp) -> Value {
+    let iss = &idp.config.issuer;
+    let scopes = scopes(idp);
     let mut claims: Vec<&str> = vec![
         "iss",
         "sub",
@@ -73,6 +80,9 @@ pub fn metadata(idp: &Idp) -> Value {
         "acr_values_supported": idp.config.acr.keys().collect::<Vec<_>>(),
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "claims_parameter_supported": false,
+        // OIDC Core §6: request objects are refused at /authorize (`request_not_supported`).
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
     })
 }

@@ -3,27 +3,33 @@
 //! the `otp` factor to it. When the session proves what the request needs, a single-use code
 //! bound to the pending authorization request goes back to the client (RFC 6749 §4.1.2).
 //!
+//! Before any check, each POST passes, in order: the origin check and the pre-login cookie of
+//! [`super::browser`] (login CSRF), the opening of the sealed request ([`Pending`]), and the
+//! failure counters of [`super::throttle`] (a throttled attempt is refused unchecked, 429 with
+//! `Retry-After`). Passwords are checked in the bounded pool of [`super::password`] (503 with
+//! `Retry-After` when it is full).
+//!
 //! [`Authentication`] records what the user proved (`acr`, `amr`, `auth_time`).
 
-use super::authorize::{Pending, redirect};
+mod pages;
+
+use super::authorize::{Pending, error_page, redirect};
+use super::browser::{self, Device};
 use super::config::Factor;
+use super::throttle::{Key, Peer};
 use super::token::{CodeGrant, read_form};
 use super::{Idp, random, session, totp};
-use crate::http::{Body, BoxError, full};
+use crate::http::{Body, BoxError};
 use crate::secret::Token;
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tracing::info;
 
-/// Failed password attempts allowed per authorization request.
-const MAX_ATTEMPTS: u32 = 5;
-
-/// Argon2 hash of a throw-away password, checked when the username is unknown.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$VIDVIBp0SK7k9I9lgl9L2A$rDbqQgxRRtP79qGt2777sI4/Pq81SFSd/Lx85b8VOtE";
+pub use super::password::{hash_password, password_ok};
+use pages::refusal;
+pub use pages::{escape, form, html_page, otp_form};
 
 /// What a user proved, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,44 +55,101 @@ impl Authentication {
     }
 }
 
-/// Checks `password` against an argon2 PHC string.
-pub fn password_ok(phc: &str, password: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
+/// A form that came back from the browser it was shown to, with its request opened.
+struct Submitted {
+    headers: HeaderMap,
+    form: crate::http::Form,
+    pending: Pending,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl Submitted {
+    fn field(&self, name: &str) -> &str {
+        self.form.one(name).ok().flatten().unwrap_or("")
+    }
+}
+
+/// The checks every login-page POST passes first: same origin, a readable form, a genuine and
+/// unexpired sealed request, and the pre-login cookie that request was sealed for.
+async fn submitted<B>(idp: &Idp, req: Request<B>, now: u64) -> Result<Submitted, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let issuer = &idp.config.issuer;
+    if !browser::same_origin(req.headers(), issuer) {
+        // What the client sent, cut short: a header must not make a long log line.
+        let sent = |name: &str| {
+            let v = req.headers().get(name)?.to_str().ok()?;
+            v.get(..v.len().min(80))
+        };
+        info!(
+            origin = sent("origin"),
+            fetch_site = sent("sec-fetch-site"),
+            "login form from another site refused"
+        );
+        idp.metrics.login("cross_site");
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            "This form was sent from another site. Start again from the application.",
+        ));
+    }
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let (parts, form) = read_form(req)
+        .await
+        .map_err(|_| error_page("The form could not be read."))?;
+    let sealed = form.one("request").ok().flatten().unwrap_or("");
+    let Some(pending) = Pending::open(&idp.sealer, sealed, now) else {
+        return Err(error_page(
+            "This sign-in request expired. Start again from the application.",
+        ));
+    };
+    if !browser::bound(&parts.headers, issuer, &pending) {
+        info!(client_id = %pending.client, "login form without its browser's cookie refused");
+        idp.metrics.login("unbound");
+        return Err(error_page(
+            "This form does not belong to this browser. Allow cookies for this site and start again from the application.",
+        ));
+    }
+    Ok(Submitted {
+        headers: parts.headers,
+        form,
+        pending,
+        peer,
     })
 }
 
-/// Hashes a password for `users[].password_hash` (argon2id, random salt).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use argon2::PasswordHasher;
-    use argon2::password_hash::SaltString;
-    let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
+/// The counters an attempt at `factor` for `user` is checked and counted under: the browser's
+/// own counter when it proved this factor for this user before (nothing strangers do slows it
+/// down), else the account's and the client network's.
+fn counters(
+    user: &str,
+    known: bool,
+    factor: Factor,
+    device: Option<&Device>,
+    peer: Option<std::net::IpAddr>,
+) -> Vec<Key> {
+    match device.filter(|d| d.trusted(user, factor)) {
+        Some(d) => vec![Key::device(&d.id, factor.amr())],
+        None => vec![Key::account(user, factor.amr(), known), Key::network(peer)],
+    }
 }
 
-/// Counts a failed password or code; after `MAX_ATTEMPTS` the pending request is dropped and the
-/// client gets `access_denied`.
-fn give_up_after_too_many(
-    idp: &Idp,
-    id: &str,
-    pending: &super::authorize::Pending,
-) -> Option<Response<Body>> {
-    if pending.attempts.fetch_add(1, Ordering::Relaxed) + 1 < MAX_ATTEMPTS {
-        return None;
-    }
-    idp.state.pending.invalidate(id);
-    Some(super::authorize::redirect_error(
-        idp,
-        &pending.redirect_uri,
-        pending.state.as_deref(),
-        "access_denied",
-        "too many failed sign-in attempts",
-    ))
+/// `page` with an alert, `status` and a `Retry-After` of `wait` seconds.
+fn retry_later(
+    page: fn(&str, Option<&str>, StatusCode) -> Response<Body>,
+    sealed: &str,
+    status: StatusCode,
+    alert: &str,
+    wait: u64,
+) -> Response<Body> {
+    let mut rsp = page(sealed, Some(alert), status);
+    rsp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
+    rsp
 }
+
+const THROTTLED: &str = "Too many failed attempts. Try again later.";
 
 /// `POST /login`.
 pub async fn login<B>(idp: &Idp, req: Request<B>, now: u64) -> Response<Body>
@@ -94,55 +157,62 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let body = match read_form(req).await {
-        Ok((_, body)) => body,
-        Err(_) => return super::authorize::error_page("The sign-in form could not be read."),
+    let s = match submitted(idp, req, now).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
     };
-    let field = |n: &str| body.one(n).ok().flatten().unwrap_or("");
-    let id = field("request");
-    let Some(pending) = idp.state.pending.get(id) else {
-        return super::authorize::error_page(
-            "This sign-in request expired. Start again from the application.",
-        );
-    };
-    if !pending.csrf.matches(field("csrf")) {
-        return super::authorize::error_page(
-            "The sign-in form was not valid. Start again from the application.",
-        );
-    }
-    let (username, password) = (field("username").to_owned(), field("password").to_owned());
-    // An unknown user still costs one argon2 check, so timing does not reveal who exists.
-    let user = idp.config.users.get(&username);
-    let known = user.is_some();
-    let phc = user.map_or(DUMMY_HASH.to_owned(), |u| {
-        u.password_hash.expose().to_owned()
-    });
-    // argon2 is deliberately slow: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || password_ok(&phc, &password) && known)
-        .await
-        .unwrap_or(false);
-    if !ok {
-        idp.metrics.login("invalid_credentials");
-        if let Some(denied) = give_up_after_too_many(idp, id, &pending) {
-            return denied;
+    let issuer = &idp.config.issuer;
+    let sealed = s.field("request");
+    let (username, password) = (s.field("username"), s.field("password"));
+    let user = idp.config.users.get(username);
+    let device = browser::device(&idp.sealer, &s.headers, issuer, now);
+    let keys = counters(
+        username,
+        user.is_some(),
+        Factor::Pwd,
+        device.as_ref(),
+        s.peer,
+    );
+    let attempt = match idp.throttle.attempt(&keys, now) {
+        Ok(a) => a,
+        Err(wait) => {
+            idp.metrics.login("throttled");
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            return retry_later(form, sealed, status, THROTTLED, wait);
         }
-        return self::form(
-            id,
-            pending.csrf.expose(),
-            Some("Wrong username or password."),
-            StatusCode::UNAUTHORIZED,
-        );
+    };
+    // An unknown user is checked against a decoy hash: the same pool, the same time.
+    let ok = match idp
+        .passwords
+        .check(user.map(|u| &u.password_hash), password)
+        .await
+    {
+        Ok(ok) => ok,
+        Err(_busy) => {
+            attempt.abandoned();
+            idp.metrics.login("busy");
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            return retry_later(form, sealed, status, "Sign-in is busy. Try again.", 1);
+        }
+    };
+    if !ok {
+        attempt.failed();
+        idp.metrics.login("invalid_credentials");
+        let alert = Some("Wrong username or password.");
+        return form(sealed, alert, StatusCode::UNAUTHORIZED);
     }
+    attempt.succeeded();
     idp.metrics.login("ok");
+    let mut pending = s.pending.clone();
     info!(client_id = %pending.client, "user signed in");
-    let (cookie, started) = session::start(idp, &username, Factor::Pwd, now);
+    let (cookie, started) = session::start(idp, username, Factor::Pwd, now);
+    let trusted = browser::remember(&idp.sealer, issuer, device, username, Factor::Pwd, now);
+    let cookies = [cookie, trusted];
     if !pending.needed.contains(&Factor::Otp) {
-        idp.state.pending.invalidate(id);
         let auth = started.authentication(&idp.config.acr);
-        return code_redirect(idp, &pending, auth, now, Some(cookie));
+        return code_redirect(idp, &pending, auth, now, &cookies);
     }
     if user.is_none_or(|u| u.totp_secret.is_none()) {
-        idp.state.pending.invalidate(id);
         let mut rsp = super::authorize::redirect_error(
             idp,
             &pending.redirect_uri,
@@ -150,12 +220,15 @@ where
             "unmet_authentication_requirements",
             "the user has no one-time-code app enrolled",
         );
-        rsp.headers_mut().insert(header::SET_COOKIE, cookie);
+        set_cookies(&mut rsp, &cookies);
         return rsp;
     }
-    pending.set_user(&username);
-    let mut rsp = otp_form(id, pending.csrf.expose(), None, StatusCode::OK);
-    rsp.headers_mut().insert(header::SET_COOKIE, cookie);
+    pending.user = Some(username.to_owned());
+    let Some(sealed) = pending.seal(&idp.sealer) else {
+        return error_page("This sign-in request is too large. Start again from the application.");
+    };
+    let mut rsp = otp_form(&sealed, None, StatusCode::OK);
+    set_cookies(&mut rsp, &cookies);
     rsp
 }
 
@@ -166,63 +239,67 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    let current = session::current(idp, req.headers(), now);
-    let body = match read_form(req).await {
-        Ok((_, body)) => body,
-        Err(_) => return super::authorize::error_page("The code form could not be read."),
+    let s = match submitted(idp, req, now).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
     };
-    let field = |n: &str| body.one(n).ok().flatten().unwrap_or("");
-    let id = field("request");
-    let Some(pending) = idp.state.pending.get(id) else {
-        return super::authorize::error_page(
-            "This sign-in request expired. Start again from the application.",
-        );
+    let issuer = &idp.config.issuer;
+    let sealed = s.field("request");
+    let current = session::current(idp, &s.headers, now);
+    let user = s.pending.user.clone();
+    let session = current.filter(|(_, c)| user.as_ref() == Some(&c.user));
+    let (Some(user), Some((sid, session))) = (user, session) else {
+        return error_page("The code form was not valid. Start again from the application.");
     };
-    let user = pending.user();
-    let session = current.filter(|(_, s)| user.as_ref() == Some(&s.user));
-    let (Some(user), Some((sid, s)), true) = (user, session, pending.csrf.matches(field("csrf")))
-    else {
-        return super::authorize::error_page(
-            "The code form was not valid. Start again from the application.",
-        );
+    let device = browser::device(&idp.sealer, &s.headers, issuer, now);
+    let keys = counters(&user, true, Factor::Otp, device.as_ref(), s.peer);
+    let attempt = match idp.throttle.attempt(&keys, now) {
+        Ok(a) => a,
+        Err(wait) => {
+            idp.metrics.login("throttled");
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            return retry_later(otp_form, sealed, status, THROTTLED, wait);
+        }
     };
     let secret = idp
         .config
         .users
         .get(&user)
         .and_then(|u| u.totp_secret.as_ref());
-    let step = secret.and_then(|sec| totp::check(sec, field("code"), now));
+    let step = secret.and_then(|sec| totp::check(sec, s.field("code"), now));
     let fresh = step.is_some_and(|st| {
         let key = format!("{user}:{st}");
         // One atomic check-and-insert: two concurrent submissions of a code cannot both pass.
         idp.state.otp_used.entry(key).or_insert(()).is_fresh()
     });
     if !fresh {
+        attempt.failed();
         idp.metrics.login("invalid_otp");
-        if let Some(denied) = give_up_after_too_many(idp, id, &pending) {
-            return denied;
-        }
-        return otp_form(
-            id,
-            pending.csrf.expose(),
-            Some("Wrong or already used code."),
-            StatusCode::UNAUTHORIZED,
-        );
+        let alert = Some("Wrong or already used code.");
+        return otp_form(sealed, alert, StatusCode::UNAUTHORIZED);
     }
-    idp.state.pending.invalidate(id);
+    attempt.succeeded();
     idp.metrics.login("ok");
-    info!(client_id = %pending.client, "one-time code accepted");
-    let s = session::add(idp, &sid, s, Factor::Otp, now);
-    code_redirect(idp, &pending, s.authentication(&idp.config.acr), now, None)
+    info!(client_id = %s.pending.client, "one-time code accepted");
+    let trusted = browser::remember(&idp.sealer, issuer, device, &user, Factor::Otp, now);
+    let session = session::add(idp, &sid, session, Factor::Otp, now);
+    let auth = session.authentication(&idp.config.acr);
+    code_redirect(idp, &s.pending, auth, now, &[trusted])
 }
 
-/// Issues a code for `auth` and redirects to the client with it and `state`, setting `cookie`.
+fn set_cookies(rsp: &mut Response<Body>, cookies: &[HeaderValue]) {
+    for c in cookies {
+        rsp.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+}
+
+/// Issues a code for `auth` and redirects to the client with it and `state`, setting `cookies`.
 pub(crate) fn code_redirect(
     idp: &Idp,
     pending: &Pending,
     auth: Authentication,
     now: u64,
-    cookie: Option<HeaderValue>,
+    cookies: &[HeaderValue],
 ) -> Response<Body> {
     let code = issue_code(idp, pending, auth, now);
     let mut pairs = vec![("code", code.expose())];
@@ -230,10 +307,31 @@ pub(crate) fn code_redirect(
         pairs.push(("state", s.as_str()));
     }
     let mut rsp = redirect(idp, &pending.redirect_uri, &pairs);
-    if let Some(c) = cookie {
-        rsp.headers_mut().insert(header::SET_COOKIE, c);
-    }
+    set_cookies(&mut rsp, cookies);
     rsp
+}
+
+/// Bytes the codes store may hold. A code needs a signed-in user, but a session gets codes
+/// without a password check, so the store is weighed, not counted; the oldest go first.
+pub(crate) const CODES_BUDGET: u64 = 16 << 20;
+
+/// About the bytes a stored code holds: its strings plus the entry's fixed cost. A code whose
+/// lock is held (being redeemed) weighs the most a capped request can.
+pub(crate) fn code_weight(grant: &Arc<Mutex<CodeGrant>>) -> u32 {
+    let Ok(g) = grant.try_lock() else {
+        return 8 << 10;
+    };
+    let a = &g.auth;
+    let lists = g.scope.iter().chain(&g.resources).chain(&a.amr);
+    let strings: usize = [&g.client, &g.redirect_uri, &g.challenge, &a.user, &a.acr]
+        .into_iter()
+        .chain(lists)
+        .chain(g.nonce.iter())
+        .chain(a.sid.iter())
+        .map(String::len)
+        .sum();
+    let entries = g.scope.len() + g.resources.len() + a.amr.len();
+    u32::try_from(512 + 24 * entries + strings).unwrap_or(u32::MAX)
 }
 
 fn issue_code(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
@@ -266,74 +364,4 @@ fn issue_code(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
         .codes
         .insert(code.sha256(), Arc::new(Mutex::new(grant)));
     code
-}
-
-/// The one-time-code form for pending request `id`.
-pub fn otp_form(id: &str, csrf: &str, error: Option<&str>, status: StatusCode) -> Response<Body> {
-    let alert = error
-        .map(|e| format!("<p role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        r#"{alert}<p>Enter the 6-digit code from your authenticator app.</p>
-<form method="post" action="/otp">
-<input type="hidden" name="request" value="{id}">
-<input type="hidden" name="csrf" value="{csrf}">
-<p><label for="code">One-time code</label><br><input id="code" name="code" inputmode="numeric" pattern="[0-9]{{6}}" maxlength="6" autocomplete="one-time-code" required autofocus></p>
-<p><button type="submit">Verify</button></p>
-</form>"#,
-        id = escape(id),
-        csrf = escape(csrf),
-    );
-    html_page(status, "One-time code", &body)
-}
-
-/// The login form for pending request `id`.
-pub fn form(id: &str, csrf: &str, error: Option<&str>, status: StatusCode) -> Response<Body> {
-    let alert = error
-        .map(|e| format!("<p role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let body = format!(
-        r#"{alert}<form method="post" action="/login">
-<input type="hidden" name="request" value="{id}">
-<input type="hidden" name="csrf" value="{csrf}">
-<p><label for="username">Username</label><br><input id="username" name="username" autocomplete="username" required autofocus></p>
-<p><label for="password">Password</label><br><input id="password" type="password" name="password" autocomplete="current-password" required></p>
-<p><button type="submit">Sign in</button></p>
-</form>"#,
-        id = escape(id),
-        csrf = escape(csrf),
-    );
-    html_page(status, "Sign in", &body)
-}
-
-/// A self-contained HTML page (no external assets), never cached or framed.
-pub fn html_page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title></head>\n<body><main><h1>{t}</h1>\n{body}\n</main></body></html>\n",
-        t = escape(title)
-    );
-    let mut rsp = Response::new(full(html));
-    *rsp.status_mut() = status;
-    let h = rsp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    rsp
-}
-
-/// HTML-escapes text for element content and quoted attributes.
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }

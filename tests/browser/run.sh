@@ -2,7 +2,9 @@
 # Real-browser tests of sign-in and step-up (issue #6), headless Chromium driven by selenium:
 # 1. stepup.py, at the IdP alone: alice signs in with her password, then steps up to `mfa` with
 #    the current TOTP code and is not asked for the password again; acr/amr are checked; then
-#    she signs out through the IdP's confirmation page (its POST as Chromium sends it).
+#    she signs out through the IdP's confirmation page (its POST as Chromium sends it). Then a
+#    page on another origin posts a login form with the attacker's credentials: refused, and
+#    alice's next sign-in is still alice's.
 # 2. chain.py, through `baton demo --serve`: A's sidecar sends the browser to sign in, C's
 #    answer is shown; C's mfa challenge makes A's sidecar step the browser up (code only) and
 #    replay the page; sign-out at A ends the IdP session too (the password is asked again).

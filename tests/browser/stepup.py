@@ -1,5 +1,7 @@
 """Headless Chromium signs alice in at the IdP, then steps up to mfa with a TOTP code, then
-signs out at the IdP through its confirmation page.
+visits another site whose page posts a login form with the attacker's credentials (login CSRF):
+the IdP refuses it and alice stays signed in as herself; last she signs out at the IdP through
+its confirmation page.
 
 Run through tests/browser/run.sh, which starts baton-idp and sets ISSUER, CALLBACK_PORT,
 TOTP_SECRET and ARTIFACTS.
@@ -7,6 +9,8 @@ TOTP_SECRET and ARTIFACTS.
 
 import base64
 import hashlib
+import html
+import re
 import http.server
 import json
 import os
@@ -27,13 +31,27 @@ ARTIFACTS = os.environ["ARTIFACTS"]
 CLIENT, CLIENT_SECRET = "service-a", "demo-secret-service-a"
 
 
+ATTACK = {}
+
+
 class Callback(http.server.BaseHTTPRequestHandler):
-    """The client's redirect URI: a plain page; the test reads the code from the URL."""
+    """The client's redirect URI: a plain page; the test reads the code from the URL. On
+    `/attack` the same server plays another site (another origin) with a self-posting form."""
 
     def do_GET(self):
         self.send_response(200)
         self.send_header("content-type", "text/html")
         self.end_headers()
+        if self.path == "/attack":
+            fields = "".join(
+                f'<input type="hidden" name="{k}" value="{html.escape(v)}">' for k, v in ATTACK.items()
+            )
+            page = (
+                f'<!doctype html><title>cute cats</title><body onload="document.forms[0].submit()">'
+                f'<form method="post" action="{ISSUER}/login">{fields}</form>'
+            )
+            self.wfile.write(page.encode())
+            return
         self.wfile.write(b"<!doctype html><title>back at the app</title><p>back at the app</p>")
 
     def log_message(self, *args):
@@ -119,7 +137,26 @@ def main():
         assert isinstance(at["auth_time"], int), at
         print("stepped up: acr", at["acr"], "amr", at["amr"])
 
-        # 3. Sign-out without a hint: the IdP asks; the button's POST (Origin, Sec-Fetch-Site and
+        # 3. Login CSRF: the attacker gets a login form of their own and has alice's browser
+        #    post it, with their credentials, from their page.
+        with urllib.request.urlopen(f"{ISSUER}/authorize?" + urllib.parse.urlencode({
+            "response_type": "code", "client_id": CLIENT, "redirect_uri": REDIRECT,
+            "code_challenge": b64(hashlib.sha256(b"attacker").digest()),
+            "code_challenge_method": "S256",
+        }), timeout=10) as rsp:
+            sealed = re.search(r'name="request" value="([^"]+)"', rsp.read().decode()).group(1)
+        ATTACK.update({"request": html.unescape(sealed), "username": "bob",
+                       "password": "looking-glass-demo"})
+        driver.get(REDIRECT.replace("/callback", "/attack"))
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.startswith(f"{ISSUER}/login"))
+        assert "refused" in driver.page_source, driver.page_source
+        driver.save_screenshot(f"{ARTIFACTS}/csrf-refused.png")
+        verifier, state = authorize(driver)
+        at = back_at_app(driver, verifier, state)
+        assert at["sub"] == "alice", at
+        print("cross-site login post refused; still signed in as", at["sub"])
+
+        # 4. Sign-out without a hint: the IdP asks; the button's POST (Origin, Sec-Fetch-Site and
         # the SameSite=Strict confirmation cookie as a real browser sends them) ends the session.
         driver.get(f"{ISSUER}/end_session")
         assert driver.find_elements(By.NAME, "logout_request"), driver.page_source

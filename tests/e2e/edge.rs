@@ -111,7 +111,6 @@ async fn password_at_idp(b: &reqwest::Client, issuer: &str, authorize: &str) -> 
         .post(format!("{issuer}/login"))
         .form(&[
             ("request", hidden(&html, "request")),
-            ("csrf", hidden(&html, "csrf")),
             ("username", DEMO_USER.into()),
             ("password", DEMO_PASSWORD.into()),
         ])
@@ -349,11 +348,7 @@ async fn a_challenge_from_c_steps_the_browser_up_with_only_the_code_and_replays_
     let code = baton::signin::totp_code(&secret, baton::jwt::unix_now()).expect("code");
     let rsp = b
         .post(format!("{}/otp", chain.issuer))
-        .form(&[
-            ("request", hidden(&html, "request")),
-            ("csrf", hidden(&html, "csrf")),
-            ("code", code),
-        ])
+        .form(&[("request", hidden(&html, "request")), ("code", code)])
         .send()
         .await
         .expect("otp");

@@ -72,11 +72,14 @@ def authorize(idp, session, username="alice", password="wonderland-demo"):
         idp.discovery["authorization_endpoint"], code_verifier=verifier, nonce=nonce, state=state
     )
     assert got_state == state
-    page = requests.get(url, timeout=5)
+    # A fresh browser: the form is taken only with the pre-login cookie its page set.
+    browser = requests.Session()
+    page = browser.get(url, timeout=5)
     assert page.status_code == 200, page.text
+    assert browser.cookies.get("baton-idp-login")
     hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
     action = re.search(r'<form method="post" action="([^"]+)"', page.text).group(1)
-    resp = requests.post(
+    resp = browser.post(
         urljoin(idp.issuer, action),
         data={**hidden, "username": username, "password": password},
         allow_redirects=False,
@@ -283,6 +286,46 @@ def test_discovery_and_jwks_publish_only_public_signing_keys(idp):
 def test_authorization_response_carries_iss_rfc9207(idp):
     location, *_ = authorize(idp, new_session())
     assert parse_qs(urlparse(location).query)["iss"] == [idp.issuer]
+
+
+def test_request_uri_is_refused_and_discovery_says_so(idp):
+    """OIDC Core §6: an authlib-built request with request_uri gets request_uri_not_supported."""
+    assert idp.discovery["request_parameter_supported"] is False
+    assert idp.discovery["request_uri_parameter_supported"] is False
+    session = new_session()
+    url, state = session.create_authorization_url(
+        idp.discovery["authorization_endpoint"],
+        code_verifier=generate_token(64),
+        prompt="none",
+        request_uri="https://evil.example/req.jwt",
+    )
+    resp = requests.get(url, allow_redirects=False, timeout=5)
+    assert resp.status_code in (302, 303), resp.text
+    query = parse_qs(urlparse(resp.headers["Location"]).query)
+    assert query["error"] == ["request_uri_not_supported"]
+    assert query["state"] == [state]
+    assert "code" not in query
+
+
+def test_login_form_posted_from_another_site_is_refused(idp):
+    """Login CSRF: the same form, from the same browser, refused when another site sent it."""
+    session = new_session()
+    url, _ = session.create_authorization_url(
+        idp.discovery["authorization_endpoint"], code_verifier=generate_token(64)
+    )
+    browser = requests.Session()
+    page = browser.get(url, timeout=5)
+    hidden = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
+    form = {**hidden, "username": "alice", "password": "wonderland-demo"}
+    login = urljoin(idp.issuer, "/login")
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        refused = browser.post(login, data=form, headers=headers, allow_redirects=False, timeout=10)
+        assert refused.status_code == 403, headers
+        assert "Set-Cookie" not in refused.headers
+    stranger = requests.post(login, data=form, allow_redirects=False, timeout=10)
+    assert stranger.status_code == 400, "without the browser's pre-login cookie"
+    ok = browser.post(login, data=form, headers={"Origin": idp.issuer}, allow_redirects=False, timeout=10)
+    assert ok.status_code in (302, 303), ok.text
 
 
 def test_userinfo_and_introspection_with_authlib_session(idp):

@@ -128,3 +128,23 @@ fn acr_levels_default_and_totp_secrets_are_checked() {
         "{e:?}"
     );
 }
+
+#[test]
+fn login_limits_default_and_are_checked() {
+    let cfg = Config::from_yaml(BASE, "idp.yaml").expect("valid");
+    assert!((1..=4).contains(&cfg.login.hash_workers));
+    assert_eq!(cfg.login.hash_queue, 16);
+    let cfg = Config::from_yaml(
+        &format!("{BASE}login: {{hash_workers: 3, hash_queue: 0}}\n"),
+        "idp.yaml",
+    )
+    .expect("valid");
+    assert_eq!((cfg.login.hash_workers, cfg.login.hash_queue), (3, 0));
+    let e = errors("login: {hash_workers: 0, hash_queue: 5000}\n");
+    assert!(e.iter().any(|m| m.contains("login.hash_workers")), "{e:?}");
+    assert!(e.iter().any(|m| m.contains("login.hash_queue")), "{e:?}");
+    assert!(
+        !errors("login: {throttle: 1}\n").is_empty(),
+        "unknown field"
+    );
+}

@@ -115,7 +115,6 @@ impl Browser {
                 "/login",
                 &[
                     ("request", &hidden(html, "request")),
-                    ("csrf", &hidden(html, "csrf")),
                     ("username", user),
                     ("password", pw),
                 ],
@@ -134,7 +133,6 @@ impl Browser {
     pub async fn code(&self, idp: &TestIdp, html: &str, code: &str) -> Step {
         let form = [
             ("request", hidden(html, "request")),
-            ("csrf", hidden(html, "csrf")),
             ("code", code.to_owned()),
         ];
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();

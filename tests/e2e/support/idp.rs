@@ -93,6 +93,18 @@ pub fn hidden(html: &str, name: &str) -> String {
     html[start..start + html[start..].find('"').expect("closing quote")].to_owned()
 }
 
+/// The `name=value` of the pre-login cookie a login page set: the form is taken only with it.
+pub fn login_cookie(rsp: &reqwest::Response) -> String {
+    rsp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("baton-idp-login="))
+        .and_then(|v| v.split(';').next())
+        .expect("the login page sets the pre-login cookie")
+        .to_owned()
+}
+
 impl TestIdp {
     /// GET /authorize as service-a with `challenge`, fill the form as alice, return the code.
     pub async fn code(&self, scope: &str, challenge: &str) -> String {
@@ -113,13 +125,14 @@ impl TestIdp {
             .await
             .expect("authorize");
         assert_eq!(rsp.status(), StatusCode::OK);
+        let cookie = login_cookie(&rsp);
         let html = rsp.text().await.expect("page");
         let rsp = self
             .http
             .post(format!("{}/login", self.url))
+            .header("cookie", cookie)
             .form(&[
                 ("request", hidden(&html, "request").as_str()),
-                ("csrf", hidden(&html, "csrf").as_str()),
                 ("username", "alice"),
                 ("password", ALICE_PASSWORD),
             ])
