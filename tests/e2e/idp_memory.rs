@@ -5,7 +5,7 @@
 
 use crate::login_abuse::maximal;
 use crate::support::idp::{REDIRECT, hidden, login_cookie, pkce};
-use crate::support::process::{Proc, free_port, scratch};
+use crate::support::process::{Proc, deploy_idp_yaml, free_port, scratch};
 use reqwest::StatusCode;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -96,26 +96,11 @@ fn peak_rss(pid: i32) -> u64 {
 async fn start_idp(dir: &Path, cgroup: Option<&Cgroup>) -> (Proc, String) {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/idp.yaml"))
-            .expect("deploy/idp.yaml")
-            .replace(
-                "issuer: http://127.0.0.1:9000",
-                &format!("issuer: {issuer}"),
-            )
-            .replace(
-                "listen: 127.0.0.1:9000",
-                &format!("listen: 127.0.0.1:{port}"),
-            )
-            .replace(
-                "dir: idp-keys",
-                &format!("dir: {}", dir.join("keys").display()),
-            );
-    assert!(text.contains(&issuer), "deploy/idp.yaml changed shape");
+    let text = deploy_idp_yaml(&issuer, &format!("127.0.0.1:{port}"), &dir.join("keys"));
     let config = dir.join("idp.yaml");
     std::fs::write(
         &config,
-        format!("{text}\nlogin:\n  hash_workers: {WORKERS}\n  hash_queue: 8\n"),
+        format!("{text}\ndemo: true\nlogin:\n  hash_workers: {WORKERS}\n  hash_queue: 8\n"),
     )
     .expect("config");
     let bin = env!("CARGO_BIN_EXE_baton-idp");

@@ -5,7 +5,7 @@
 //! or `resource` uses the client's `default_audience`, or says which parameter to send.
 
 use crate::support::idp as support;
-use crate::support::process::{free_port, http_client, scratch};
+use crate::support::process::{deploy_idp_yaml, free_port, http_client, scratch};
 use reqwest::StatusCode;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -25,25 +25,10 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// `deploy/idp.yaml` listening on `port`, keys in `dir`, `prefix` written before it.
 fn deploy_config(dir: &Path, port: u16, prefix: &str) -> (std::path::PathBuf, String) {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/idp.yaml"))
-            .expect("deploy/idp.yaml");
-    let text = text
-        .replace(
-            "issuer: http://127.0.0.1:9000",
-            &format!("issuer: http://127.0.0.1:{port}"),
-        )
-        .replace(
-            "listen: 127.0.0.1:9000",
-            &format!("listen: 127.0.0.1:{port}"),
-        )
-        .replace(
-            "dir: idp-keys",
-            &format!("dir: {}", dir.join("keys").display()),
-        );
-    assert!(
-        text.contains(&format!("listen: 127.0.0.1:{port}")),
-        "deploy/idp.yaml changed shape"
+    let text = deploy_idp_yaml(
+        &format!("http://127.0.0.1:{port}"),
+        &format!("127.0.0.1:{port}"),
+        &dir.join("keys"),
     );
     let text = format!("{prefix}{text}");
     let path = dir.join("idp.yaml");

@@ -179,27 +179,33 @@ pub struct IdpProc {
     pub listen: String,
 }
 
+/// `deploy/idp.yaml` with `issuer`, listening on `listen`, its admin listener on a free port and
+/// its keys in `keys`: the shipped example as a test runs it.
+pub fn deploy_idp_yaml(issuer: &str, listen: &str, keys: &Path) -> String {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/idp.yaml"))
+            .expect("deploy/idp.yaml");
+    let text = text
+        .replace(
+            "issuer: http://127.0.0.1:9000",
+            &format!("issuer: {issuer}"),
+        )
+        .replace("listen: 127.0.0.1:9000", &format!("listen: {listen}"))
+        .replace("admin_listen: 127.0.0.1:9001", "admin_listen: 127.0.0.1:0")
+        .replace("dir: idp-keys", &format!("dir: {}", keys.display()));
+    assert!(
+        text.contains(issuer)
+            && text.contains(listen)
+            && text.contains("admin_listen: 127.0.0.1:0"),
+        "deploy/idp.yaml changed shape"
+    );
+    text
+}
+
 impl IdpProc {
     /// Writes an IdP config into `dir` with `issuer` and listening on `listen`, then starts it.
     pub async fn start(dir: &Path, issuer: &str, listen: &str) -> IdpProc {
-        let text =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/idp.yaml"))
-                .expect("deploy/idp.yaml");
-        let keys = dir.join("keys");
-        let text = text
-            .replace(
-                "issuer: http://127.0.0.1:9000",
-                &format!("issuer: {issuer}"),
-            )
-            .replace("listen: 127.0.0.1:9000", &format!("listen: {listen}"))
-            .replace("admin_listen: 127.0.0.1:9001", "admin_listen: 127.0.0.1:0")
-            .replace("dir: idp-keys", &format!("dir: {}", keys.display()));
-        assert!(
-            text.contains(issuer)
-                && text.contains(listen)
-                && text.contains("admin_listen: 127.0.0.1:0"),
-            "deploy/idp.yaml changed shape"
-        );
+        let text = deploy_idp_yaml(issuer, listen, &dir.join("keys"));
         let config = dir.join("idp.yaml");
         std::fs::write(&config, text).expect("write idp.yaml");
         let mut idp = IdpProc {
