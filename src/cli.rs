@@ -2,6 +2,7 @@
 //! `probe`. Each subcommand is a library
 //! function returning an `ExitCode` (64 for a bad configuration, as sysexits' `EX_USAGE`).
 
+use crate::process::{EXIT_CONFIG, init_logging, init_logging_with};
 use crate::secret::Secret;
 use crate::signin;
 use clap::{Parser, Subcommand};
@@ -10,9 +11,6 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Exit code for a configuration error (`EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -129,28 +127,6 @@ fn block_on(workers: Option<NonZeroUsize>, fut: impl Future<Output = ExitCode>) 
             ExitCode::FAILURE
         }
     }
-}
-
-/// Structured logs to stderr at `RUST_LOG` (default `info`); JSON when `BATON_LOG_FORMAT=json`.
-pub fn init_logging() {
-    init_logging_with("info");
-}
-
-fn init_logging_with(default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    // Colours only for a person at a terminal: escape codes in a file, `docker logs` or
-    // `kubectl logs` are noise to read and to search, and formatting them costs on every line.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = if std::env::var("BATON_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 /// `baton check`: the same validation `baton run` does at start-up.

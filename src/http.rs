@@ -1,6 +1,8 @@
 //! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers;
+//! [`cookie`] sealed cookies;
 //! [`path`] makes request paths canonical.
 
+pub mod cookie;
 pub mod path;
 pub mod pool;
 pub mod upgrade;

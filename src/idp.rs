@@ -106,7 +106,7 @@ pub struct Idp {
     pub(crate) state: Stores,
     pub(crate) metrics: metrics::Metrics,
     /// Seals pending requests and device cookies into the browser.
-    pub(crate) sealer: crate::inbound::login::cookie::Sealer,
+    pub(crate) sealer: crate::http::cookie::Sealer,
     /// The bounded password-check pool.
     pub(crate) passwords: password::Checker,
     /// Failure counters of the login pages.

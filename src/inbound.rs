@@ -253,7 +253,7 @@ where
     };
     if s.login.is_some() {
         // The sealed session and sign-in cookies are the sidecar's; the app gets the bearer.
-        login::cookie::strip(req.headers_mut(), login::cookie::PREFIX);
+        crate::http::cookie::strip(req.headers_mut(), crate::http::cookie::PREFIX);
     }
     let verdict = admit(s, last, route, &req, now).await;
     // `outcome`: the refusal observe mode forwards anyway; `None` for a request that passed.

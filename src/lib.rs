@@ -23,7 +23,7 @@
 //! - [`k8s`]: sidecar injection: one pure pod mutation for `baton inject` and `baton webhook`;
 //!   `baton init-net` capture rules and `original_dst`.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
-//! - [`cli`]: the `baton` subcommands.
+//! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
 pub mod admin;
 pub mod cli;
@@ -36,6 +36,7 @@ pub mod inbound;
 pub mod jwt;
 pub mod k8s;
 pub mod outbound;
+pub mod process;
 pub mod secret;
 pub mod server;
 pub mod shutdown;

@@ -179,7 +179,13 @@ pub async fn start_with_app_probes(
     app_probes: AppProbes,
 ) -> Result<Running, Error> {
     let metrics = Arc::new(Metrics::new());
-    let jwks = Jwks::from_config(&cfg, jwks::http_client_for(&cfg.issuer)?, metrics.clone());
+    let jwks = Jwks::start(
+        &cfg.issuer,
+        &cfg.algorithms,
+        cfg.jwks.clone(),
+        jwks::http_client_for(&cfg.issuer)?,
+        metrics.clone(),
+    );
     let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
     let outbound_state: Arc<Outbound> = Arc::new(
         Outbound::new(
@@ -289,14 +295,14 @@ pub async fn main(path: &Path) -> ExitCode {
         Ok(cfg) => cfg,
         Err(errors) => {
             eprintln!("{errors}");
-            return ExitCode::from(crate::cli::EXIT_CONFIG);
+            return ExitCode::from(crate::process::EXIT_CONFIG);
         }
     };
     let app_probes = match AppProbes::from_env() {
         Ok(probes) => probes,
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(crate::cli::EXIT_CONFIG);
+            return ExitCode::from(crate::process::EXIT_CONFIG);
         }
     };
     let running = match Listeners::bind(&cfg).await {

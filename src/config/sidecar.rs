@@ -4,6 +4,7 @@
 use super::{ConfigError, ConfigErrors, Problems, login, outbound, routes};
 use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
 use crate::jwt::Algorithm;
+pub use crate::jwt::jwks::JwksSettings;
 use crate::server::Limits;
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
@@ -52,39 +53,6 @@ pub struct InboundSettings {
 pub struct AdminSettings {
     /// Serve `/config` (routes, public paths, hosts) to any client, not only to loopback ones.
     pub expose_config: bool,
-}
-
-/// Discovery and JWKS fetching (see [`crate::jwt::jwks`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwksSettings {
-    /// Lower clamp of the refresh interval taken from `Cache-Control: max-age`.
-    pub refresh_min: Duration,
-    /// Upper clamp of that interval, and the interval when the IdP sends no `max-age`.
-    pub refresh_max: Duration,
-    /// Wait before retrying a failed background fetch.
-    pub retry: Duration,
-    /// How long last-good keys keep verifying while the IdP cannot be reached.
-    pub stale_window: Duration,
-    /// Timeout of one discovery or JWKS request.
-    pub fetch_timeout: Duration,
-    /// Largest discovery or JWKS response accepted, in bytes.
-    pub max_bytes: usize,
-    /// At most one unknown-`kid` refetch per this interval (OIDC Core §10.1.1, REFERENCE.md #4).
-    pub kid_cooldown: Duration,
-}
-
-impl Default for JwksSettings {
-    fn default() -> Self {
-        Self {
-            refresh_min: Duration::from_secs(300),
-            refresh_max: Duration::from_secs(3600),
-            retry: Duration::from_secs(5),
-            stale_window: Duration::from_secs(12 * 3600),
-            fetch_timeout: Duration::from_secs(5),
-            max_bytes: 256 << 10,
-            kid_cooldown: Duration::from_secs(30),
-        }
-    }
 }
 
 /// The validated `sidecar.yaml`.

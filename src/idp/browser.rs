@@ -14,7 +14,7 @@
 use super::config::Factor;
 use super::pending::{Pending, TTL};
 use super::random;
-use crate::inbound::login::cookie::{self, Sealer};
+use crate::http::cookie::{self, Sealer};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

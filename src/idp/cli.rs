@@ -76,7 +76,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         allow_inline_secrets: args.allow_inline_secrets,
         ..Options::process()
     };
-    crate::cli::init_logging();
+    crate::process::init_logging();
     match args.command.unwrap_or(Command::Serve) {
         Command::Check => check(&args.config, &opts),
         Command::HashPassword => hash_password(),

@@ -8,7 +8,7 @@
 //! most [`MAX_SEALED`] characters.
 
 use super::config::Factor;
-use crate::inbound::login::cookie::Sealer;
+use crate::http::cookie::Sealer;
 use serde::{Deserialize, Serialize};
 
 /// Associated data of a sealed request: it opens as nothing else.

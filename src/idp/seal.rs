@@ -4,7 +4,7 @@
 //! random bytes made on first start and readable by the owner only, so a restart keeps sign-ins
 //! in flight and replicas that share the key directory open each other's pages.
 
-use crate::inbound::login::cookie::Sealer;
+use crate::http::cookie::Sealer;
 use rand::RngCore;
 use std::io;
 use std::path::{Path, PathBuf};

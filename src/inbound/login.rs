@@ -16,12 +16,12 @@
 //! (logout CSRF), and through them end their IdP session.
 
 pub mod challenge;
-pub mod cookie;
 pub mod session;
 
 use crate::config::login::{CALLBACK_PATH, LOGOUT_PATH, Login as Settings};
 use crate::config::outbound::Outbound as OutboundConfig;
 use crate::exchange::{ExchangeError, Exchanger};
+use crate::http::cookie::{self, Sealer};
 use crate::http::{Body, BoxError, Form, read_limited, text};
 use crate::jwt::jwks::{Jwks, Verifier, VerifyFailure};
 use crate::jwt::{Kind, Rules, Verified};
@@ -30,7 +30,6 @@ use crate::telemetry::Metrics;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use challenge::StepUp;
-use cookie::Sealer;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

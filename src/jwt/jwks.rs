@@ -15,7 +15,6 @@ pub use verifier::{LastToken, Verifier, VerifyFailure};
 
 use super::Algorithm;
 use super::keys::KeySet;
-use crate::config::{Config, JwksSettings};
 use crate::telemetry::{Metrics, Outcome};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -73,6 +72,39 @@ struct Loaded {
     at: Instant,
 }
 
+/// Discovery and JWKS fetching settings (`sidecar.yaml` `jwks:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// Lower clamp of the refresh interval taken from `Cache-Control: max-age`.
+    pub refresh_min: Duration,
+    /// Upper clamp of that interval, and the interval when the IdP sends no `max-age`.
+    pub refresh_max: Duration,
+    /// Wait before retrying a failed background fetch.
+    pub retry: Duration,
+    /// How long last-good keys keep verifying while the IdP cannot be reached.
+    pub stale_window: Duration,
+    /// Timeout of one discovery or JWKS request.
+    pub fetch_timeout: Duration,
+    /// Largest discovery or JWKS response accepted, in bytes.
+    pub max_bytes: usize,
+    /// At most one unknown-`kid` refetch per this interval (OIDC Core §10.1.1).
+    pub kid_cooldown: Duration,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            refresh_min: Duration::from_secs(300),
+            refresh_max: Duration::from_secs(3600),
+            retry: Duration::from_secs(5),
+            stale_window: Duration::from_secs(12 * 3600),
+            fetch_timeout: Duration::from_secs(5),
+            max_bytes: 256 << 10,
+            kid_cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The issuer's signing keys, kept fresh in the background.
 pub struct Jwks {
     issuer: String,
@@ -111,17 +143,6 @@ impl Jwks {
         });
         tokio::spawn(refresh_loop(Arc::downgrade(&jwks)));
         jwks
-    }
-
-    /// [`Jwks::start`] with the issuer, algorithms and JWKS settings of a sidecar config.
-    pub fn from_config(cfg: &Config, client: reqwest::Client, metrics: Arc<Metrics>) -> Arc<Jwks> {
-        Jwks::start(
-            &cfg.issuer,
-            &cfg.algorithms,
-            cfg.jwks.clone(),
-            client,
-            metrics,
-        )
     }
 
     /// A key set that is never fetched: ready at once, never stale, no refetch. For a sidecar

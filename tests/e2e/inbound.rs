@@ -57,7 +57,13 @@ impl Sidecar {
     async fn start(cfg: Config) -> Sidecar {
         let metrics = Arc::new(Metrics::new());
         let client = baton::jwt::jwks::http_client().expect("client");
-        let jwks = Jwks::from_config(&cfg, client, metrics.clone());
+        let jwks = Jwks::start(
+            &cfg.issuer,
+            &cfg.algorithms,
+            cfg.jwks.clone(),
+            client,
+            metrics.clone(),
+        );
         let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
         let (trigger, shutdown) = baton::shutdown::channel();
         let admin_state = Arc::new(Admin::new(
