@@ -48,7 +48,7 @@ wait_ok() { # URL: polls (bounded, 60 s: valgrind starts slowly) until it answer
 IDP=$(port) APP=$(port)
 mkdir -p "$W/idp"
 sed -e "s|^issuer: .*|issuer: http://127.0.0.1:$IDP|" -e "s|^listen: .*|listen: 127.0.0.1:$IDP|" \
-    -e "s|^\( *access:\) *300|\1 3600|" deploy/idp.yaml >"$W/idp/idp.yaml"
+    -e "s|^admin_listen: .*|admin_listen: 127.0.0.1:0|" -e "s|^\( *access:\) *300|\1 3600|" deploy/idp.yaml >"$W/idp/idp.yaml"
 taskset -c 1 "$BIN/baton-idp" --allow-inline-secrets -c "$W/idp/idp.yaml" >"$W/idp.log" 2>&1 &
 PIDS+=($!)
 taskset -c 1 "$BIN/baton-demo-app" --name app --listen "127.0.0.1:$APP" >"$W/app.log" 2>&1 &

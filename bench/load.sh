@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/load.sh: the load harness of issue #9. For humans, NOT run by CI; bounded, stops by itself.
+# bench/load.sh: the load harness. For humans, NOT run by CI; bounded, stops by itself.
 #
 # In ONE run on loopback it measures, with the same echo app (`baton-demo-app`, no next hop) behind
 # every case and the same request in every case but the hop (the user's bearer token and an
@@ -7,6 +7,8 @@
 # whether the sidecar put them there or the client did; the sidecar replaces the client's):
 #   app     the app alone
 #   nginx   the app behind nginx (Debian nginx-light, 1 worker) as a plain keep-alive reverse proxy
+#   nginx2  two such nginx in series in front of the app: the like-for-like baseline of hop (two
+#           proxies on the request's way); measured whenever hop is
 #   bare    the app behind `bare-proxy` (bench/bare_proxy.rs): hyper's HTTP/1.1 server and the
 #           sidecar's keep-alive pool, nothing else; the floor of baton's own stack
 #   inbound the app behind `baton run` inbound, verifying a valid repeated user token
@@ -53,7 +55,8 @@ DURATION=${DURATION:-10s}
 RATES=${RATES:-"2000 10000"}
 CONCURRENCY=${CONCURRENCY:-64}
 BIN=${BIN:-target/dist}
-CASES="app nginx $(echo "${CASES:-bare inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e before -e '' | tr '\n' ' ')"
+CASES="app nginx $(echo "${CASES:-bare inbound hop}" | tr ' ' '\n' | grep -vx -e app -e nginx -e nginx2 -e before -e '' | tr '\n' ' ')"
+[[ " $CASES " == *" hop "* ]] && CASES+="nginx2 "
 if [ -n "${BEFORE:-}" ]; then
     [ -x "$BEFORE" ] || { echo "load.sh: BEFORE=$BEFORE is not an executable" >&2; exit 1; }
     BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")
@@ -175,7 +178,7 @@ run_oha() {
 idp_config() { # PORT ALG DIR
     mkdir -p "$3"
     sed -e "s|^issuer: .*|issuer: http://127.0.0.1:$1|" -e "s|^listen: .*|listen: 127.0.0.1:$1|" \
-        -e "s|^\( *algorithm:\).*|\1 $2|" -e "s|^\( *access:\) *300|\1 3600|" \
+        -e "s|^admin_listen: .*|admin_listen: 127.0.0.1:0|" -e "s|^\( *algorithm:\).*|\1 $2|" -e "s|^\( *access:\) *300|\1 3600|" \
         deploy/idp.yaml >"$3/idp.yaml"
 }
 
@@ -206,6 +209,13 @@ sed -e "s|@DIR@|$W/nginx|g" -e "s|@LISTEN@|127.0.0.1:$NGINX_PORT|" -e "s|@APP@|1
     bench/nginx.conf >"$W/nginx/nginx.conf"
 start nginx nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" -g "daemon off;"
 wait_ok "http://127.0.0.1:$NGINX_PORT/"
+# nginx2: a second nginx in front of the first, so two proxies stand between client and app.
+free_port NGINX2_PORT
+mkdir -p "$W/nginx2"
+sed -e "s|@DIR@|$W/nginx2|g" -e "s|@LISTEN@|127.0.0.1:$NGINX2_PORT|" -e "s|@APP@|127.0.0.1:$NGINX_PORT|" \
+    bench/nginx.conf >"$W/nginx2/nginx.conf"
+start nginx2 nginx -p "$W/nginx2" -c "$W/nginx2/nginx.conf" -g "daemon off;"
+wait_ok "http://127.0.0.1:$NGINX2_PORT/"
 
 free_port A_IN A_OUT A_ADMIN A_PORT
 free_port B_IN B_OUT B_ADMIN
@@ -263,10 +273,11 @@ else
     HOP_HOW="A's per-upstream outbound port (this oha has no --proxy)"
 fi
 # Correctness gate and cache warm-up: every case must answer 200 before anything is timed.
-for c in app nginx bare inbound hop ${BEFORE:+before}; do
+for c in $CASES; do
     case $c in
         app) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$APP_PORT/") ;;
         nginx) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$NGINX_PORT/") ;;
+        nginx2) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$NGINX2_PORT/") ;;
         bare) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$BARE_PORT/") ;;
         inbound) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$A_IN/") ;;
         before) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$BEFORE_IN/") ;;
@@ -304,6 +315,7 @@ for round in $(seq 1 "$REPEAT"); do
             before) pids=("$PID_sidecar_before") ;;
             hop) pids=("$PID_sidecar_a" "$PID_sidecar_b") ;;
             nginx) pids=($(pgrep -P "$PID_nginx") "$PID_nginx") ;;
+            nginx2) pids=($(pgrep -P "$PID_nginx") "$PID_nginx" $(pgrep -P "$PID_nginx2") "$PID_nginx2") ;;
             bare) pids=("$PID_bare") ;;
             *) pids=("$PID_app") ;;
         esac
@@ -418,7 +430,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     [ -n "${BEFORE:-}" ] && echo "Case before: the inbound sidecar run by $BEFORE (md5 $(md5sum <"$BEFORE" | cut -c1-12)); inbound: $BIN/baton (md5 $(md5sum <"$BIN/baton" | cut -c1-12))."
     echo
     [ "$REPEAT" -gt 1 ] && echo "Each figure is the median of $REPEAT interleaved rounds; the spread column gives the lowest and highest req/s and p50 of the rounds." && echo
-    echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx | non-2xx | CPU ms/req (user+sys) | RSS MiB | spread: req/s; p50 µs |"
+    echo "| case | mode | req/s | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | req/s vs app | req/s vs nginx (hop: nginx2) | non-2xx | CPU ms/req (user+sys) | RSS MiB | spread: req/s; p50 µs |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for c in $CASES; do
         for m in "${MODES[@]}"; do
@@ -426,7 +438,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
             p99=$(rounds "$c" "$m" 3 | median) p999=$(rounds "$c" "$m" 4 | median)
             bad=$(rounds "$c" "$m" 5 | sum)
             arps=$(rounds app "$m" 1 | median) ap50=$(rounds app "$m" 2 | median) ap99=$(rounds app "$m" 3 | median)
-            nrps=$(rounds nginx "$m" 1 | median)
+            nrps=$(rounds "$([ "$c" = hop ] && echo nginx2 || echo nginx)" "$m" 1 | median)
             cpu=$(awk -v u="$(rounds cpu "$c" "$m" 1 | median)" -v s="$(rounds cpu "$c" "$m" 2 | median)" \
                 'BEGIN {printf "%.3f (%.3f+%.3f)", (u + s) * 1000, u * 1000, s * 1000}')
             range="$(rounds "$c" "$m" 1 | spread); $(rounds "$c" "$m" 2 | spread)"
@@ -443,15 +455,17 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
         # The medians above come from different rounds; the ratio within each round is what a
         # drifting VM leaves comparable.
         for c in $CASES; do
-            case $c in app | nginx) continue ;; esac
-            paste -d' ' <(rounds "$c" max 1) <(rounds nginx max 1) |
-                ratio_stats "Max req/s of $c against nginx's"
+            # Each case against its like: the hop (two proxies) against two nginx in series,
+            # every one-proxy case against one nginx.
+            case $c in app | nginx | nginx2) continue ;; hop) base=nginx2 ;; *) base=nginx ;; esac
+            paste -d' ' <(rounds "$c" max 1) <(rounds "$base" max 1) |
+                ratio_stats "Max req/s of $c against $base's"
             # CPU time per request does not count stolen time: the comparison a busy neighbour
             # disturbs least. Inverted so that, as above, at or above 1 is in the case's favour.
             paste -d' ' \
-                <(paste -d' ' <(rounds cpu nginx max 1) <(rounds cpu nginx max 2) | awk '{print $1 + $2}') \
+                <(paste -d' ' <(rounds cpu "$base" max 1) <(rounds cpu "$base" max 2) | awk '{print $1 + $2}') \
                 <(paste -d' ' <(rounds cpu "$c" max 1) <(rounds cpu "$c" max 2) | awk '{print $1 + $2}') |
-                ratio_stats "CPU per request at max of nginx against $c's"
+                ratio_stats "CPU per request at max of $base against $c's"
         done
         if [ -n "${BEFORE:-}" ] && [[ " $CASES " == *" inbound "* ]]; then
             paste -d' ' <(rounds inbound max 1) <(rounds before max 1) |
@@ -469,7 +483,8 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo
     echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
-        "CPU and RSS: inbound = A-sidecar; before = its twin run by BEFORE; hop = both sidecars; nginx = master + worker; bare = bare-proxy; app = the app."
+        "CPU and RSS: inbound = A-sidecar; before = its twin run by BEFORE; hop = both sidecars; nginx = master + worker; nginx2 = both nginx; bare = bare-proxy; app = the app." \
+        "The hop's like-for-like baseline is nginx2 (two proxies in series): its ratio below the table is against nginx2."
     [ -n "$SOAK_LINE" ] && { echo; echo "$SOAK_LINE"; }
     [ "$IDP" = 1 ] || exit 0
     echo
