@@ -2,7 +2,7 @@
 //! `totp USER`.
 
 use super::config::{Loaded, Options, Report};
-use super::{Config, Idp, login, rotate_on_disk, serve, totp};
+use super::{Config, Idp, password, rotate_on_disk, serve, totp};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -214,7 +214,7 @@ fn hash_password() -> ExitCode {
         eprintln!("hash-password: empty password on stdin");
         return ExitCode::FAILURE;
     }
-    match login::hash_password(password) {
+    match password::hash_password(password) {
         Ok(h) => {
             println!("{h}");
             ExitCode::SUCCESS

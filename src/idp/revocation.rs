@@ -15,7 +15,6 @@
 //! watermark that revokes everything of theirs signed in before it (fail closed, and only for
 //! the user who made the records).
 
-use super::Idp;
 use crate::jwt::Claims;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -74,11 +73,6 @@ pub trait Revocations: Send + Sync {
     fn revoke(&self, user: &str, root: Root<'_>, auth_time: u64, now: u64);
     /// Whether anything `lineage` names is revoked.
     fn is_revoked(&self, lineage: &Lineage<'_>, now: u64) -> bool;
-}
-
-/// Whether the token with these claims descends from a revoked root.
-pub fn revoked(idp: &Idp, claims: &Claims, now: u64) -> bool {
-    Lineage::of(claims).is_some_and(|l| idp.state.revocations.is_revoked(&l, now))
 }
 
 // === impl Memory ===
