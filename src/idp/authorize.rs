@@ -45,7 +45,7 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
     };
     let current = session::current(idp, req.headers(), now)
         .map(|(_, s)| s)
-        .filter(|s| asked.session_may_answer(&s.user, s.auth_time(), now));
+        .filter(|s| asked.session.may_answer(&s.user, s.auth_time(), now));
     let binding = browser::binding(req.headers(), &idp.config.issuer);
     let pending = Pending {
         client: client.id.clone(),
@@ -79,7 +79,7 @@ fn answer(
             let auth = s.authentication(&idp.config.acr);
             Ok(code::redirect(idp, pending, auth, now, &[]))
         }
-        Some(_) if asked.prompt_none() => Err(AuthorizeError::new(
+        Some(_) if asked.session.prompt_none() => Err(AuthorizeError::new(
             "interaction_required",
             "a stronger authentication is needed",
         )),
@@ -88,7 +88,7 @@ fn answer(
             info!(client_id = %client, "step-up: one-time code asked");
             show(idp, pending, binding, pages::otp_form)
         }
-        None if asked.prompt_none() => Err(AuthorizeError::new(
+        None if asked.session.prompt_none() => Err(AuthorizeError::new(
             "login_required",
             "the user is not signed in",
         )),

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 /// The RFC 7523 client assertion type.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -92,7 +93,9 @@ fn by_secret<'a>(
 ) -> Result<&'a Client, OAuthError> {
     let client = idp.config.clients.get(id);
     match client.map(|c| &c.auth) {
-        Some(ClientAuth::Secret(s)) if s.matches(secret) => Ok(client.ok_or(OAuthError::Server)?),
+        Some(ClientAuth::Secret(s)) if s.expose().as_bytes().ct_eq(secret.as_bytes()).into() => {
+            Ok(client.ok_or(OAuthError::Server)?)
+        }
         _ => Err(OAuthError::client("client authentication failed", basic)),
     }
 }

@@ -15,15 +15,20 @@ pub(super) struct Asked<'q> {
     pub(super) nonce: Option<&'q str>,
     pub(super) scope: Vec<String>,
     pub(super) resources: Vec<String>,
-    pub(super) prompt: Vec<&'q str>,
-    pub(super) max_age: Option<u64>,
-    /// The user an `id_token_hint` names.
-    pub(super) hinted: Option<String>,
     /// The factors the requested `acr` needs.
     pub(super) needed: Vec<Factor>,
+    pub(super) session: SessionRules<'q>,
 }
 
-impl Asked<'_> {
+/// What decides whether a login session may answer without a page: the `prompt` values,
+/// `max_age` and the user `id_token_hint` names.
+pub(super) struct SessionRules<'q> {
+    prompt: Vec<&'q str>,
+    max_age: Option<u64>,
+    hinted: Option<String>,
+}
+
+impl SessionRules<'_> {
     /// `prompt=none`: no page may be shown.
     pub(super) fn prompt_none(&self) -> bool {
         self.prompt.contains(&"none")
@@ -33,7 +38,7 @@ impl Asked<'_> {
     /// form: the hint's user, fresh enough for `max_age` (`max_age=0` is `prompt=login`, OIDC
     /// Core §3.1.2.1 errata 2), and no `prompt=login` or `select_account` (signing in is how an
     /// account is chosen).
-    pub(super) fn session_may_answer(&self, user: &str, auth_time: u64, now: u64) -> bool {
+    pub(super) fn may_answer(&self, user: &str, auth_time: u64, now: u64) -> bool {
         self.hinted.as_deref().is_none_or(|u| u == user)
             && self
                 .max_age
@@ -127,16 +132,7 @@ pub(super) fn parse<'q>(
     if q.one("state").is_err() {
         return Err(AuthorizeError::request("parameter state is repeated"));
     }
-    // OIDC Core §6: request objects are not supported, and never silently ignored.
-    for (name, error) in [
-        ("request", "request_not_supported"),
-        ("request_uri", "request_uri_not_supported"),
-    ] {
-        if !q.all(name).is_empty() {
-            let description = format!("the {name} parameter is not supported");
-            return Err(AuthorizeError::new(error, description));
-        }
-    }
+    no_request_objects(q)?;
     let p = Singles::read(q)?;
     let challenge = code_flow(client, &p)?;
     p.capped(q.one("state").ok().flatten())?;
@@ -150,6 +146,42 @@ pub(super) fn parse<'q>(
         };
         return Err(AuthorizeError::new("invalid_target", description));
     }
+    let session = session_rules(idp, &p, now)?;
+    let needed = needed(idp, p.acr_values);
+    let hinted = session.hinted.as_ref();
+    if needed.contains(&Factor::Otp) && hinted.is_some_and(|u| !can_otp(idp, u)) {
+        return Err(AuthorizeError::no_otp());
+    }
+    Ok(Asked {
+        challenge,
+        nonce: p.nonce,
+        scope,
+        resources,
+        needed,
+        session,
+    })
+}
+
+/// OIDC Core §6: request objects are not supported, and never silently ignored.
+fn no_request_objects(q: &Form) -> Result<(), AuthorizeError> {
+    for (name, error) in [
+        ("request", "request_not_supported"),
+        ("request_uri", "request_uri_not_supported"),
+    ] {
+        if !q.all(name).is_empty() {
+            let description = format!("the {name} parameter is not supported");
+            return Err(AuthorizeError::new(error, description));
+        }
+    }
+    Ok(())
+}
+
+/// `prompt` (`none` alone), `max_age` (seconds) and `id_token_hint` (one of our ID tokens).
+fn session_rules<'q>(
+    idp: &Idp,
+    p: &Singles<'q>,
+    now: u64,
+) -> Result<SessionRules<'q>, AuthorizeError> {
     let prompt: Vec<&str> = p.prompt.unwrap_or("").split_ascii_whitespace().collect();
     if prompt.contains(&"none") && prompt.len() > 1 {
         return Err(AuthorizeError::request("prompt=none cannot be combined"));
@@ -169,19 +201,10 @@ pub(super) fn parse<'q>(
             AuthorizeError::request("id_token_hint is not an ID token we issued")
         })?),
     };
-    let needed = needed(idp, p.acr_values);
-    if needed.contains(&Factor::Otp) && hinted.as_ref().is_some_and(|u| !can_otp(idp, u)) {
-        return Err(AuthorizeError::no_otp());
-    }
-    Ok(Asked {
-        challenge,
-        nonce: p.nonce,
-        scope,
-        resources,
+    Ok(SessionRules {
         prompt,
         max_age,
         hinted,
-        needed,
     })
 }
 
