@@ -1,8 +1,8 @@
 //! `baton-idp`: a minimal, standards-true OpenID Provider and the token-exchange policy.
 //!
 //! [`handle`] routes one request to its endpoint's handler without a socket; [`serve`] runs it
-//! on a bound listener through the shared accept loop. The modules form layers, each using only
-//! those before it:
+//! on a bound listener through the shared accept loop. The modules form layers: a module uses
+//! modules of its own layer and of the layers before it, never of a later one.
 //!
 //! 1. Primitives and stores. [`config`]: `idp.yaml` → validated [`Config`]; [`policy`]: the
 //!    pure exchange policy; [`keys`]: signing keys and rotation; [`store`]: what the IdP
