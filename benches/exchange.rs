@@ -1,7 +1,7 @@
 //! criterion benchmark: the token-exchange work without HTTP (verify the subject token, apply the
 //! policy, sign the new token) for ES256 and RS256 keys.
 
-use baton::idp::exchange::{Request, exchange_token};
+use baton::idp::token::exchange::{Request, exchange_token};
 use baton::idp::{Config, Idp};
 use baton::jwt::{Algorithm, unix_now};
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -5,22 +5,22 @@
 //!   subdomain cannot plant one). The sealed request in the form carries its SHA-256, so a form
 //!   is taken only together with the cookie of the browser it was shown to, and a cross-site
 //!   POST, which does not carry a Lax cookie, never is;
-//! - the origin check: a POST whose `Origin` is not the issuer's, or whose `Sec-Fetch-Site` is
-//!   `same-site` or `cross-site`, is refused. Clients that send neither (non-browsers) still
-//!   need the cookie;
+//! - the origin check ([`same_origin`]), which the sign-out confirmation passes too: a POST whose
+//!   `Origin` is not the issuer's, or whose `Sec-Fetch-Site` is `same-site` or `cross-site`, is
+//!   refused. Clients that send neither (non-browsers) still need the cookie;
 //! - the device cookie, set when a user proves a factor: a sealed note that this browser signed
 //!   in as that user, which gives it its own failure counter (see [`super::throttle`]).
 
 use super::config::Factor;
 use super::pending::{Pending, TTL};
-use super::random;
+use super::rng;
 use crate::http::cookie::{self, Sealer};
-use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// Associated data of a sealed device cookie.
 const DEVICE: &str = "baton-idp-device";
@@ -54,7 +54,7 @@ pub fn device_cookie(issuer: &str) -> &'static str {
 pub fn binding(headers: &HeaderMap, issuer: &str) -> String {
     cookie::read(headers, login_cookie(issuer))
         .filter(|v| URL_SAFE_NO_PAD.decode(v).is_ok_and(|raw| raw.len() == 32))
-        .map_or_else(|| random(32), str::to_owned)
+        .map_or_else(|| rng::token(32), str::to_owned)
 }
 
 /// What a sealed request stores of the pre-login value.
@@ -69,13 +69,24 @@ pub fn set_binding(issuer: &str, value: &str) -> HeaderValue {
 
 /// Whether the request carries the pre-login cookie `pending` was sealed for.
 pub fn bound(headers: &HeaderMap, issuer: &str, pending: &Pending) -> bool {
-    cookie::read(headers, login_cookie(issuer))
-        .is_some_and(|v| Secret::new(binding_hash(v)).matches(&pending.browser))
+    cookie::read(headers, login_cookie(issuer)).is_some_and(|v| {
+        binding_hash(v)
+            .as_bytes()
+            .ct_eq(pending.browser.as_bytes())
+            .into()
+    })
 }
 
-/// Whether a form POST may have come from the IdP's own page: `Sec-Fetch-Site` (when sent) is
-/// `same-origin` or `none`, and `Origin` (when sent) is the issuer's origin. A request may send
-/// each header once; `Origin: null` is refused.
+/// Whether a form POST may have come from one of the IdP's own pages. A browser says where a
+/// request comes from in `Sec-Fetch-Site` and `Origin`, which pages cannot set; a request may
+/// send each at most once, and:
+///
+/// - `Sec-Fetch-Site`, when sent, must be `same-origin` (or `none`: the user's own navigation);
+/// - `Origin`, when sent, must be the issuer's origin, or `null` together with
+///   `Sec-Fetch-Site: same-origin` (a page of ours under a `no-referrer` policy).
+///
+/// A client that sends neither is not a browser a third-party page could drive; the forms still
+/// need the browser's cookie.
 pub fn same_origin(headers: &HeaderMap, issuer: &str) -> bool {
     let one = |name: &str| {
         let mut values = headers.get_all(name).iter();
@@ -85,14 +96,15 @@ pub fn same_origin(headers: &HeaderMap, issuer: &str) -> bool {
             (Some(_), Some(_)) => Err(()),
         }
     };
-    let fetch_site_ok = match one("sec-fetch-site") {
-        Ok(None) => true,
-        Ok(Some(site)) => matches!(site.trim(), "same-origin" | "none"),
-        Err(()) => false,
+    let (Ok(site), Ok(origin)) = (one("sec-fetch-site"), one(header::ORIGIN.as_str())) else {
+        return false;
     };
-    let origin_ok = match one(header::ORIGIN.as_str()) {
-        Ok(None) => true,
-        Ok(Some(origin)) => match (url::Url::parse(origin), url::Url::parse(issuer)) {
+    let site = site.map(str::trim);
+    let fetch_site_ok = site.is_none_or(|s| matches!(s, "same-origin" | "none"));
+    let origin_ok = match origin {
+        None => true,
+        Some("null") => site == Some("same-origin"),
+        Some(origin) => match (url::Url::parse(origin), url::Url::parse(issuer)) {
             (Ok(o), Ok(i)) => {
                 o.origin().is_tuple()
                     && o.origin() == i.origin()
@@ -101,7 +113,6 @@ pub fn same_origin(headers: &HeaderMap, issuer: &str) -> bool {
             }
             _ => false,
         },
-        Err(()) => false,
     };
     fetch_site_ok && origin_ok
 }
@@ -145,7 +156,7 @@ pub fn remember(
     now: u64,
 ) -> HeaderValue {
     let mut d = old.filter(|d| d.user == user).unwrap_or_else(|| Device {
-        id: random(16),
+        id: rng::token(16),
         user: user.to_owned(),
         factors: Vec::new(),
         expires_at: 0,

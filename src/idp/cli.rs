@@ -2,7 +2,7 @@
 //! `totp USER`.
 
 use super::config::{Loaded, Options, Report};
-use super::{Config, Idp, login, rotate_on_disk, serve, totp};
+use super::{Config, Idp, password, rotate_on_disk, serve, totp};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -77,60 +77,59 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         ..Options::process()
     };
     crate::process::init_logging();
-    match args.command.unwrap_or(Command::Serve) {
-        Command::Check => check(&args.config, &opts),
-        Command::HashPassword => hash_password(),
-        Command::Totp { user } => {
-            let Some(cfg) = load(&args.config, &opts) else {
-                return ExitCode::from(BAD_CONFIG);
-            };
-            let uri = cfg
-                .users
-                .get(&user)
-                .and_then(|u| u.totp_secret.as_ref())
-                .and_then(|s| totp::provisioning_uri(s, &cfg.issuer, &user));
-            match uri {
-                Some(uri) => {
-                    println!("{uri}");
-                    ExitCode::SUCCESS
-                }
-                None => {
-                    eprintln!(
-                        "totp: user {user} has no totp_secret in {}",
-                        args.config.display()
-                    );
-                    ExitCode::FAILURE
-                }
-            }
-        }
+    let config = || load(&args.config, &opts).ok_or(ExitCode::from(BAD_CONFIG));
+    let done = match args.command.unwrap_or(Command::Serve) {
+        Command::Check => Ok(check(&args.config, &opts)),
+        Command::HashPassword => Ok(hash_password()),
+        Command::Totp { user } => config().map(|cfg| totp_uri(&cfg, &user, &args.config)),
         Command::Keys {
             action: KeysAction::Rotate,
-        } => {
-            let Some(cfg) = load(&args.config, &opts) else {
-                return ExitCode::from(BAD_CONFIG);
-            };
-            match rotate_on_disk(&cfg) {
-                Ok(kid) => {
-                    println!("rotated: active key is now {kid}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    error!(error = %e, "key rotation failed");
-                    ExitCode::FAILURE
-                }
-            }
+        } => config().map(|cfg| rotate(&cfg)),
+        Command::Serve => config().map(|cfg| serve_until_signal(cfg, args.workers)),
+    };
+    done.unwrap_or_else(|bad_config| bad_config)
+}
+
+/// `baton-idp serve`: a runtime of `workers` threads serving until SIGTERM or SIGINT.
+fn serve_until_signal(cfg: Config, workers: Option<std::num::NonZeroUsize>) -> ExitCode {
+    match crate::server::runtime(workers) {
+        Ok(runtime) => runtime.block_on(run(cfg)),
+        Err(e) => {
+            error!(error = %e, "cannot start the tokio runtime");
+            ExitCode::FAILURE
         }
-        Command::Serve => {
-            let Some(cfg) = load(&args.config, &opts) else {
-                return ExitCode::from(BAD_CONFIG);
-            };
-            match crate::server::runtime(args.workers) {
-                Ok(runtime) => runtime.block_on(run(cfg)),
-                Err(e) => {
-                    error!(error = %e, "cannot start the tokio runtime");
-                    ExitCode::FAILURE
-                }
-            }
+    }
+}
+
+/// `baton-idp totp USER`: prints the user's `otpauth://` provisioning URI.
+fn totp_uri(cfg: &Config, user: &str, path: &std::path::Path) -> ExitCode {
+    let uri = cfg
+        .users
+        .get(user)
+        .and_then(|u| u.totp_secret.as_ref())
+        .and_then(|s| totp::provisioning_uri(s, &cfg.issuer, user));
+    match uri {
+        Some(uri) => {
+            println!("{uri}");
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("totp: user {user} has no totp_secret in {}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `baton-idp keys rotate`.
+fn rotate(cfg: &Config) -> ExitCode {
+    match rotate_on_disk(cfg) {
+        Ok(kid) => {
+            println!("rotated: active key is now {kid}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "key rotation failed");
+            ExitCode::FAILURE
         }
     }
 }
@@ -214,7 +213,7 @@ fn hash_password() -> ExitCode {
         eprintln!("hash-password: empty password on stdin");
         return ExitCode::FAILURE;
     }
-    match login::hash_password(password) {
+    match password::hash_password(password) {
         Ok(h) => {
             println!("{h}");
             ExitCode::SUCCESS

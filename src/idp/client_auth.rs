@@ -2,15 +2,16 @@
 //! (RFC 6749 §2.3.1, form-urlencoded id and secret), `client_secret_post`, and `private_key_jwt`
 //! (RFC 7523 §3 with rfc7523bis audience rules and `jti` replay refusal).
 
-use super::Idp;
 use super::config::{Client, ClientAuth};
 use super::errors::OAuthError;
+use super::state::Idp;
 use crate::http::Form;
 use crate::jwt::{self, Algorithm, Kind, Rules};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 /// The RFC 7523 client assertion type.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -92,7 +93,9 @@ fn by_secret<'a>(
 ) -> Result<&'a Client, OAuthError> {
     let client = idp.config.clients.get(id);
     match client.map(|c| &c.auth) {
-        Some(ClientAuth::Secret(s)) if s.matches(secret) => Ok(client.ok_or(OAuthError::Server)?),
+        Some(ClientAuth::Secret(s)) if s.expose().as_bytes().ct_eq(secret.as_bytes()).into() => {
+            Ok(client.ok_or(OAuthError::Server)?)
+        }
         _ => Err(OAuthError::client("client authentication failed", basic)),
     }
 }
@@ -140,13 +143,7 @@ fn by_assertion<'a>(idp: &'a Idp, assertion: &str, now: u64) -> Result<&'a Clien
         .and_then(Value::as_str)
         .ok_or_else(|| fail("jti required"))?;
     let key = format!("{}\u{0}{jti}", client.id);
-    let fresh = idp
-        .state
-        .assertion_jtis
-        .entry(key)
-        .or_insert(v.exp)
-        .is_fresh();
-    if !fresh {
+    if !idp.store.first_assertion_use(key, v.exp) {
         return Err(fail("jti already used"));
     }
     Ok(client)

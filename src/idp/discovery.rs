@@ -1,7 +1,7 @@
 //! Provider metadata (RFC 8414 §2, OpenID Connect Discovery 1.0 §3) and the JWK set endpoint.
 
-use super::Idp;
 use super::config::TOKEN_EXCHANGE;
+use super::state::Idp;
 use crate::http::{Body, full};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};

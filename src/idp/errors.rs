@@ -1,6 +1,15 @@
-//! One OAuth error type for the token and introspection endpoints, mapped in one `match` to
-//! RFC 6749 §5.2 JSON with `Cache-Control: no-store`. Descriptions never carry token content.
+//! The IdP's refusals, each type mapped to its response in one place:
+//!
+//! - [`OAuthError`]: the token and introspection endpoints, RFC 6749 §5.2 JSON with
+//!   `Cache-Control: no-store`;
+//! - [`AuthorizeError`]: an authorization request refused back at the client's redirect URI
+//!   (RFC 6749 §4.1.2.1), from `/authorize` and the login pages;
+//! - [`BearerError`]: `/userinfo`, RFC 6750 §3 challenges.
+//!
+//! Requests that cannot safely be sent back to a client get a refusal page instead
+//! ([`pages::error_page`]). Descriptions never carry token content.
 
+use super::pages;
 use crate::http::{Body, json};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
@@ -99,5 +108,95 @@ impl OAuthError {
 impl From<crate::http::FormError> for OAuthError {
     fn from(e: crate::http::FormError) -> Self {
         Self::InvalidRequest(e.to_string())
+    }
+}
+
+/// An authorization request refused back at the client (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6):
+/// the error code and a description that never echoes a parameter's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}: {description}")]
+pub struct AuthorizeError {
+    /// The error code, e.g. `invalid_request`, `login_required`.
+    pub error: &'static str,
+    /// What is wrong.
+    pub description: String,
+}
+
+impl AuthorizeError {
+    /// `error` with a description.
+    pub fn new(error: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            error,
+            description: description.into(),
+        }
+    }
+
+    /// `invalid_request` with a description.
+    pub fn request(description: impl Into<String>) -> Self {
+        Self::new("invalid_request", description)
+    }
+
+    /// `unmet_authentication_requirements` (OpenID Connect Core Unmet Authentication
+    /// Requirements 1.0): the one-time code is needed and the user has no app for it.
+    pub fn no_otp() -> Self {
+        Self::new(
+            "unmet_authentication_requirements",
+            "the user has no one-time-code app enrolled",
+        )
+    }
+
+    /// The 303 back to `redirect_uri` with `error`, `error_description`, `state` and `iss`
+    /// (RFC 9207).
+    pub fn response(
+        &self,
+        issuer: &str,
+        redirect_uri: &str,
+        state: Option<&str>,
+    ) -> Response<Body> {
+        let mut pairs = vec![
+            ("error", self.error),
+            ("error_description", self.description.as_str()),
+        ];
+        if let Some(s) = state {
+            pairs.push(("state", s));
+        }
+        pages::to_client(issuer, redirect_uri, &pairs)
+    }
+}
+
+/// A refused bearer token at `/userinfo` (RFC 6750 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    /// No bearer token was sent: 401 with a bare challenge.
+    #[error("no bearer token")]
+    Missing,
+    /// The token is not a valid, unrevoked access token of this IdP: 401 `invalid_token`.
+    #[error("invalid_token")]
+    InvalidToken,
+    /// The token lacks the `openid` scope: 403 `insufficient_scope`.
+    #[error("insufficient_scope")]
+    InsufficientScope,
+}
+
+impl BearerError {
+    /// The JSON response with its `WWW-Authenticate: Bearer` challenge.
+    pub fn response(&self) -> Response<Body> {
+        let (status, error) = match self {
+            Self::Missing => (StatusCode::UNAUTHORIZED, None),
+            Self::InvalidToken => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            Self::InsufficientScope => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+        };
+        let challenge = match error {
+            Some(e) => format!("Bearer realm=\"baton-idp\", error=\"{e}\""),
+            None => "Bearer realm=\"baton-idp\"".to_owned(),
+        };
+        let mut rsp = json(
+            status,
+            &json!({"error": error.unwrap_or("invalid_request")}),
+        );
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            rsp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        rsp
     }
 }

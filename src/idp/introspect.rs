@@ -3,10 +3,10 @@
 //! session or grant family was revoked, exchanged tokens included (see
 //! [`revocation`](super::revocation)).
 
-use super::Idp;
-use super::client_auth;
 use super::errors::OAuthError;
-use super::token::read_form;
+use super::form::read_form;
+use super::state::Idp;
+use super::{client_auth, family, verify};
 use crate::http::{Body, BoxError, json};
 use crate::jwt::{self, Rules};
 use crate::secret::Token;
@@ -43,7 +43,7 @@ where
 pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> {
     if !token.contains('.') {
         // An opaque refresh token: active only for the client it was issued to.
-        let grant = super::refresh::active(idp, &Token::new(token), now)?;
+        let grant = family::active(idp, &Token::new(token), now)?;
         if grant.client != caller {
             return None;
         }
@@ -54,7 +54,7 @@ pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> 
     }
     let rules = Rules::access(idp.config.issuer.clone(), caller.to_owned());
     let v = jwt::verify(token, &idp.keys().verify, &rules, now).ok()?;
-    if super::revocation::revoked(idp, &v.claims, now) {
+    if verify::revoked(idp, &v.claims, now) {
         return None;
     }
     let mut out = v.claims;

@@ -24,12 +24,20 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// The manifest is not valid JSON of the expected shape.
-    #[error("key store {path}: manifest: {reason}")]
+    #[error("key store {path}: manifest: {source}")]
     Manifest {
         /// The manifest file.
         path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// The manifest parses but cannot be used.
+    #[error("key store {path}: manifest: {reason}")]
+    Invalid {
+        /// The manifest file.
+        path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: &'static str,
     },
     /// A key could not be generated or parsed.
     #[error("key store: {0}")]
@@ -170,9 +178,9 @@ impl Store {
             }
             keys.push(key);
         }
-        let signer = signer.ok_or_else(|| StoreError::Manifest {
+        let signer = signer.ok_or_else(|| StoreError::Invalid {
             path: self.dir.join(MANIFEST),
-            reason: "no active key".into(),
+            reason: "no active key",
         })?;
         let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()});
         Ok(KeyRing {
@@ -197,9 +205,9 @@ impl Store {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !safe {
-            return Err(StoreError::Manifest {
+            return Err(StoreError::Invalid {
                 path: self.dir.join(MANIFEST),
-                reason: "kid must be base64url".into(),
+                reason: "kid must be base64url",
             });
         }
         Ok(self.dir.join(format!("{kid}.pem")))
@@ -217,9 +225,9 @@ impl Store {
     fn read_manifest(&self) -> Result<Manifest, StoreError> {
         match self.read_text()? {
             None => Ok(Manifest::default()),
-            Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Manifest {
+            Some(t) => serde_json::from_str(&t).map_err(|source| StoreError::Manifest {
                 path: self.dir.join(MANIFEST),
-                reason: e.to_string(),
+                source,
             }),
         }
     }
@@ -277,7 +285,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "baton-idp-keys-{name}-{}-{}",
             std::process::id(),
-            rand::random::<u32>()
+            crate::idp::rng::u64()
         ));
         let _ = std::fs::remove_dir_all(&dir);
         dir

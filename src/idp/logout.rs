@@ -18,72 +18,29 @@
 //! - The confirmation is a POST, bound to the browser it was shown to: the page sets a
 //!   SameSite=Strict confirmation cookie whose value the form carries too and whose hash the
 //!   pending request keeps, and a page shown to a session must be confirmed by that session. A
-//!   POST from another site (`Origin` not the issuer's, `Sec-Fetch-Site` not `same-origin`) is
-//!   refused. So a confirmation copied from another browser's page ends nothing.
-//! - Pending confirmations are kept server-side for [`PENDING_SECS`] within a budget of
-//!   [`PENDING_BUDGET`] bytes.
+//!   POST from another site (`Origin` not the issuer's, `Sec-Fetch-Site` `same-site` or
+//!   `cross-site`) is refused ([`browser::same_origin`]). So a confirmation copied from another browser's page
+//!   ends nothing.
+//! - Pending confirmations are kept server-side for [`LOGOUT_SECS`] within a budget of
+//!   [`LOGOUTS_BUDGET`](super::store::LOGOUTS_BUDGET) bytes.
 
-use super::authorize::{error_page, verify_hint};
-use super::login::{escape, html_page};
-use super::session::{self, Session};
-use super::token::read_form;
-use super::{Idp, random};
+use super::authn::Session;
+use super::form::read_form;
+use super::pages::{self, error_page, escape, html_page};
+use super::state::Idp;
+use super::store::{After, LOGOUT_SECS, PendingLogout};
+use super::{browser, rng, session, verify};
 use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
-use crate::secret::{Token, constant_time_eq};
+use crate::secret::Token;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use moka::sync::Cache;
 use serde_json::Value;
-use std::sync::Arc;
-use std::time::Duration;
+use subtle::ConstantTimeEq;
 use tracing::info;
 
 /// Longest `state` accepted, in bytes: it is kept with a pending confirmation.
 pub const MAX_STATE: usize = 1024;
-/// How long a confirmation page stays valid, in seconds.
-pub const PENDING_SECS: u64 = 600;
-/// Bytes all pending confirmations may weigh together; past it the least used are dropped
-/// (their users are asked to sign out again).
-pub const PENDING_BUDGET: u64 = 8 << 20;
-
-/// Where the browser goes once signed out: a validated redirect with `state`, or a page.
-#[derive(Debug, Clone)]
-pub struct After {
-    redirect: Option<(String, Option<String>)>,
-    /// Why a `post_logout_redirect_uri` that was sent is not used.
-    note: Option<&'static str>,
-}
-
-/// A logout waiting for the user's confirmation.
-#[derive(Debug)]
-pub struct PendingLogout {
-    /// SHA-256 of the confirmation cookie (and the form's `csrf`) the page was shown with.
-    browser: [u8; 32],
-    /// The session (its store key) the page was shown to, when the cookie came.
-    session: Option<[u8; 32]>,
-    after: After,
-}
-
-impl PendingLogout {
-    /// Its weight in the store's budget: the struct, its key and what it holds on the heap.
-    fn weight(&self, id: &str) -> u32 {
-        let heap = self.after.redirect.as_ref().map_or(0, |(uri, state)| {
-            uri.len() + state.as_ref().map_or(0, String::len)
-        });
-        let bytes = std::mem::size_of::<Self>() + id.len() + heap + 64;
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
-}
-
-/// The pending-confirmation store: by id, weighed in bytes, each entry kept [`PENDING_SECS`].
-pub(crate) fn store() -> Cache<String, Arc<PendingLogout>> {
-    Cache::builder()
-        .weigher(|id: &String, p: &Arc<PendingLogout>| p.weight(id))
-        .max_capacity(PENDING_BUDGET)
-        .time_to_live(Duration::from_secs(PENDING_SECS))
-        .build()
-}
 
 /// A checked end-session request.
 struct Checked {
@@ -141,7 +98,7 @@ fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
     }
     let hint = match one("id_token_hint")? {
         Some(t) => Some(
-            verify_hint(idp, t, now).ok_or("The id_token_hint is not an ID token we issued.")?,
+            verify::hint(idp, t, now).ok_or("The id_token_hint is not an ID token we issued.")?,
         ),
         None => None,
     };
@@ -208,7 +165,7 @@ fn set_confirm_cookie(idp: &Idp, value: Option<&str>) -> HeaderValue {
     } else {
         ""
     };
-    let (value, age) = value.map_or(("", 0), |v| (v, PENDING_SECS));
+    let (value, age) = value.map_or(("", 0), |v| (v, LOGOUT_SECS));
     let cookie = format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={age}{secure}",
         confirm_cookie(&idp.config.issuer)
@@ -219,54 +176,32 @@ fn set_confirm_cookie(idp: &Idp, value: Option<&str>) -> HeaderValue {
 
 /// Shows the confirmation page, bound to this browser by a fresh cookie and to `session`.
 fn ask(idp: &Idp, session: Option<[u8; 32]>, after: After) -> Response<Body> {
-    let id = random(24);
-    let browser = Token::new(random(24));
+    let id = rng::token(24);
+    let browser = Token::new(rng::token(24));
     let mut rsp = confirm_page(&id, browser.expose());
     rsp.headers_mut().append(
         header::SET_COOKIE,
         set_confirm_cookie(idp, Some(browser.expose())),
     );
-    idp.state.logouts.insert(
-        id,
-        Arc::new(PendingLogout {
-            browser: browser.sha256(),
-            session,
-            after,
-        }),
-    );
+    let pending = PendingLogout {
+        browser: browser.sha256(),
+        session,
+        after,
+    };
+    idp.store.put_logout(id, pending);
     rsp
 }
 
-/// Whether a POST comes from a page of the issuer's own origin. `Sec-Fetch-Site`, when the
-/// browser sends it, must be `same-origin`; `Origin`, when sent, must be the issuer's, or
-/// `null` alongside `Sec-Fetch-Site: same-origin` (a page under a `no-referrer` policy). At
-/// most one of each.
-fn same_origin(idp: &Idp, headers: &HeaderMap) -> bool {
-    let single = |name: &str| {
-        let mut all = headers.get_all(name).iter();
-        match (all.next(), all.next()) {
-            (None, _) => Ok(None),
-            (Some(v), None) => Ok(Some(v.as_bytes())),
-            (Some(_), Some(_)) => Err(()),
-        }
-    };
-    let issuer = url::Url::parse(&idp.config.issuer)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
-    let (Ok(site), Ok(origin)) = (single("sec-fetch-site"), single(header::ORIGIN.as_str())) else {
-        return false;
-    };
-    let same_site = match site {
-        None => false,
-        Some(s) if s == b"same-origin" => true,
-        Some(_) => return false,
-    };
-    match origin {
-        None => true,
-        Some(o) if o == issuer.as_bytes() => true,
-        Some(b"null") => same_site,
-        Some(_) => false,
-    }
+/// The values of the cookies named `name` in the request, in order.
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
 /// The confirmation form coming back: from our origin, with the cookie the page set and, when
@@ -279,24 +214,24 @@ fn confirm(
     form: &Form,
     now: u64,
 ) -> Response<Body> {
-    if !same_origin(idp, headers) {
+    if !browser::same_origin(headers, &idp.config.issuer) {
         info!("sign-out confirmation from another site refused");
         return error_page(
             "The sign-out confirmation did not come from this site. Nothing was ended.",
         );
     }
-    let Some(pending) = idp.state.logouts.remove(id) else {
+    let Some(pending) = idp.store.take_logout(id) else {
         return error_page("This sign-out request expired. Sign out again from the application.");
     };
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
-    let mut cookies = session::cookies(headers, confirm_cookie(&idp.config.issuer));
+    let mut cookies = cookies(headers, confirm_cookie(&idp.config.issuer));
     let cookie = match (cookies.next(), cookies.next()) {
         (Some(c), None) => c,
         _ => "",
     };
     let bound = !cookie.is_empty()
-        && constant_time_eq(cookie.as_bytes(), csrf.as_bytes())
-        && constant_time_eq(&Token::new(cookie).sha256(), &pending.browser);
+        && bool::from(cookie.as_bytes().ct_eq(csrf.as_bytes()))
+        && bool::from(Token::new(cookie).sha256().ct_eq(&pending.browser));
     if !bound {
         info!("sign-out confirmation not bound to this browser refused");
         return error_page("The sign-out form was not valid. Sign out again from the application.");
@@ -343,13 +278,9 @@ fn finish(
 
 /// 303 to a registered post-logout URI with `state` (RP-Initiated Logout 1.0 §3).
 fn redirect(uri: &str, state: Option<&str>) -> Response<Body> {
-    let Ok(mut url) = url::Url::parse(uri) else {
-        return error_page("The post_logout_redirect_uri is not a valid URL.");
-    };
-    if let Some(s) = state {
-        url.query_pairs_mut().append_pair("state", s);
-    }
-    crate::http::redirect(StatusCode::SEE_OTHER, url.as_str())
+    let pairs: Vec<(&str, &str)> = state.map(|s| ("state", s)).into_iter().collect();
+    pages::redirect(uri, &pairs)
+        .unwrap_or_else(|| error_page("The post_logout_redirect_uri is not a valid URL."))
 }
 
 fn confirm_page(id: &str, csrf: &str) -> Response<Body> {
@@ -374,6 +305,7 @@ fn confirm_page(id: &str, csrf: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idp::store::LOGOUTS_BUDGET;
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -404,8 +336,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_of_confirmation_pages_stays_within_the_budget() {
-        let dir = std::env::temp_dir().join(format!("baton-logout-unit-{}", rand::random::<u64>()));
-        let idp = Idp::new(super::super::Config::demo("http://idp.test", dir)).expect("idp");
+        let dir = std::env::temp_dir().join(format!("baton-logout-unit-{}", rng::u64()));
+        let idp = Idp::new(crate::idp::Config::demo("http://idp.test", dir)).expect("idp");
         let body = format!(
             "client_id=service-a&post_logout_redirect_uri={}&state={}",
             "http%3A%2F%2F127.0.0.1%3A8080%2Fsigned-out",
@@ -422,7 +354,7 @@ mod tests {
                 note: None,
             },
         };
-        let n = 2 * PENDING_BUDGET / u64::from(largest.weight(&random(24)));
+        let n = 2 * LOGOUTS_BUDGET / u64::from(largest.weight(&rng::token(24)));
         for _ in 0..n {
             // A stranger's cookie-less POST: each one is asked to confirm, and kept.
             let req = Request::post("/end_session")
@@ -432,9 +364,8 @@ mod tests {
             let rsp = end_session(&idp, req, 1_000).await;
             assert_eq!(rsp.status(), StatusCode::OK);
         }
-        idp.state.logouts.run_pending_tasks();
-        let kept = idp.state.logouts.entry_count();
-        assert!(idp.state.logouts.weighted_size() <= PENDING_BUDGET);
+        let (kept, bytes) = idp.store.logouts_held();
+        assert!(bytes <= LOGOUTS_BUDGET);
         assert!(kept < n && kept > n / 4, "{kept} of {n} kept");
     }
 
@@ -452,7 +383,7 @@ mod tests {
         let large = p(MAX_STATE).weight("id");
         assert_eq!(large - small, u32::try_from(MAX_STATE - 1).expect("small"));
         // The budget holds thousands of the largest, and no more.
-        let most = PENDING_BUDGET / u64::from(large);
+        let most = LOGOUTS_BUDGET / u64::from(large);
         assert!((4_000..20_000).contains(&most), "{most}");
     }
 }

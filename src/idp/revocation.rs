@@ -15,7 +15,6 @@
 //! watermark that revokes everything of theirs signed in before it (fail closed, and only for
 //! the user who made the records).
 
-use super::Idp;
 use crate::jwt::Claims;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -74,11 +73,6 @@ pub trait Revocations: Send + Sync {
     fn revoke(&self, user: &str, root: Root<'_>, auth_time: u64, now: u64);
     /// Whether anything `lineage` names is revoked.
     fn is_revoked(&self, lineage: &Lineage<'_>, now: u64) -> bool;
-}
-
-/// Whether the token with these claims descends from a revoked root.
-pub fn revoked(idp: &Idp, claims: &Claims, now: u64) -> bool {
-    Lineage::of(claims).is_some_and(|l| idp.state.revocations.is_revoked(&l, now))
 }
 
 // === impl Memory ===
@@ -175,6 +169,59 @@ impl Inner {
     }
 }
 
+impl Memory {
+    /// Drops expired records: every user's after each [`SWEEP_EVERY`] revocations, else
+    /// `user`'s alone.
+    fn sweep(&self, g: &mut Inner, user: &str, now: u64) {
+        g.since_sweep += 1;
+        if g.since_sweep < SWEEP_EVERY {
+            g.retain(user, |at| self.live(at, now));
+            return;
+        }
+        g.since_sweep = 0;
+        let users: Vec<String> = g.users.keys().cloned().collect();
+        for u in &users {
+            g.retain(u, |at| self.live(at, now));
+        }
+        g.users.retain(|_, u| {
+            u.watermark = u.watermark.filter(|w| self.live(*w, now));
+            !u.records.is_empty() || u.watermark.is_some()
+        });
+    }
+}
+
+impl Inner {
+    /// When `id` was revoked before, keeps its record from the later of the two `auth_time`s;
+    /// whether it was.
+    fn extend(&mut self, user: &str, session: bool, id: &str, auth_time: u64) -> bool {
+        let Some(at) = self.map(session).get_mut(id) else {
+            return false;
+        };
+        *at = (*at).max(auth_time);
+        let at = *at;
+        if let Some(r) = self
+            .users
+            .get_mut(user)
+            .and_then(|u| u.records.iter_mut().find(|r| r.1 == session && r.2 == id))
+        {
+            r.0 = at;
+        }
+        true
+    }
+
+    /// Folds `user`'s oldest record into their watermark: what it covered stays revoked.
+    fn fold_oldest(&mut self, user: &str, otherwise: u64) {
+        let oldest = self
+            .users
+            .get(user)
+            .and_then(|u| u.records.iter().map(|r| r.0).min())
+            .unwrap_or(otherwise);
+        self.retain(user, |at| at > oldest);
+        let u = self.users.entry(user.to_owned()).or_default();
+        u.watermark = Some(u.watermark.map_or(oldest, |w| w.max(oldest)));
+    }
+}
+
 impl Revocations for Memory {
     fn revoke(&self, user: &str, root: Root<'_>, auth_time: u64, now: u64) {
         let (session, id) = match root {
@@ -182,30 +229,8 @@ impl Revocations for Memory {
             Root::Grant(id) => (false, id),
         };
         let mut g = self.write();
-        g.since_sweep += 1;
-        if g.since_sweep >= SWEEP_EVERY {
-            g.since_sweep = 0;
-            let users: Vec<String> = g.users.keys().cloned().collect();
-            for u in &users {
-                g.retain(u, |at| self.live(at, now));
-            }
-            g.users.retain(|_, u| {
-                u.watermark = u.watermark.filter(|w| self.live(*w, now));
-                !u.records.is_empty() || u.watermark.is_some()
-            });
-        } else {
-            g.retain(user, |at| self.live(at, now));
-        }
-        if let Some(at) = g.map(session).get_mut(id) {
-            *at = (*at).max(auth_time);
-            let at = *at;
-            if let Some(r) = g
-                .users
-                .get_mut(user)
-                .and_then(|u| u.records.iter_mut().find(|r| r.1 == session && r.2 == id))
-            {
-                r.0 = at;
-            }
+        self.sweep(&mut g, user, now);
+        if g.extend(user, session, id, auth_time) {
             return;
         }
         let full = g
@@ -213,15 +238,7 @@ impl Revocations for Memory {
             .get(user)
             .is_some_and(|u| u.records.len() >= self.per_user);
         if full {
-            // Fold the oldest record into the watermark: what it covered stays revoked.
-            let oldest = g
-                .users
-                .get(user)
-                .and_then(|u| u.records.iter().map(|r| r.0).min())
-                .unwrap_or(auth_time);
-            g.retain(user, |at| at > oldest);
-            let u = g.users.entry(user.to_owned()).or_default();
-            u.watermark = Some(u.watermark.map_or(oldest, |w| w.max(oldest)));
+            g.fold_oldest(user, auth_time);
             // No user name in the log: the sign-in logs do not carry one either.
             tracing::warn!(
                 per_user = self.per_user,

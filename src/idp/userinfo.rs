@@ -1,14 +1,24 @@
 //! `/userinfo` (OIDC Core §5.3): the signed-in user's claims for a bearer access token this IdP
 //! issued with the `openid` scope. Errors are RFC 6750 §3 challenges.
 
-use super::Idp;
+use super::errors::BearerError;
+use super::state::Idp;
+use super::verify;
 use crate::http::{Body, json};
 use crate::jwt::{self, Kind, Rules};
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 /// Answers a userinfo request from its headers (the token is read only from `Authorization`).
 pub fn userinfo(idp: &Idp, headers: &HeaderMap, now: u64) -> Response<Body> {
+    match claims(idp, headers, now) {
+        Ok(claims) => json(StatusCode::OK, &Value::Object(claims)),
+        Err(e) => e.response(),
+    }
+}
+
+/// The user's claims and `sub`, for a valid, unrevoked access token with the `openid` scope.
+fn claims(idp: &Idp, headers: &HeaderMap, now: u64) -> Result<jwt::Claims, BearerError> {
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -17,21 +27,20 @@ pub fn userinfo(idp: &Idp, headers: &HeaderMap, now: u64) -> Response<Body> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
     else {
-        return challenge(StatusCode::UNAUTHORIZED, None);
+        return Err(BearerError::Missing);
     };
     let rules = Rules {
         audience: None,
         kind: Kind::Access,
         ..Rules::access(idp.config.issuer.clone(), String::new())
     };
-    let Ok(v) = jwt::verify(token.trim(), &idp.keys().verify, &rules, now) else {
-        return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"));
-    };
-    if super::revocation::revoked(idp, &v.claims, now) {
-        return challenge(StatusCode::UNAUTHORIZED, Some("invalid_token"));
+    let v = jwt::verify(token.trim(), &idp.keys().verify, &rules, now)
+        .map_err(|_| BearerError::InvalidToken)?;
+    if verify::revoked(idp, &v.claims, now) {
+        return Err(BearerError::InvalidToken);
     }
     if !jwt::scopes(&v.claims).any(|s| s == "openid") {
-        return challenge(StatusCode::FORBIDDEN, Some("insufficient_scope"));
+        return Err(BearerError::InsufficientScope);
     }
     let sub = v
         .claims
@@ -45,20 +54,5 @@ pub fn userinfo(idp: &Idp, headers: &HeaderMap, now: u64) -> Response<Body> {
         .map(|u| u.claims.clone())
         .unwrap_or_default();
     out.insert("sub".into(), json!(sub));
-    json(StatusCode::OK, &Value::Object(out))
-}
-
-fn challenge(status: StatusCode, error: Option<&str>) -> Response<Body> {
-    let value = match error {
-        Some(e) => format!("Bearer realm=\"baton-idp\", error=\"{e}\""),
-        None => "Bearer realm=\"baton-idp\"".to_owned(),
-    };
-    let mut rsp = json(
-        status,
-        &json!({"error": error.unwrap_or("invalid_request")}),
-    );
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        rsp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    rsp
+    Ok(out)
 }

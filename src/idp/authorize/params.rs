@@ -21,16 +21,20 @@ pub const MAX_SHORT: usize = 256;
 /// Longest `id_token_hint`.
 pub const MAX_ID_TOKEN_HINT: usize = 8192;
 
-/// Why a parameter was refused: the OAuth error code and a description.
-pub type Refusal = (&'static str, String);
+use crate::idp::errors::AuthorizeError;
 
-fn request(description: String) -> Refusal {
-    ("invalid_request", description)
+fn request(description: String) -> AuthorizeError {
+    AuthorizeError::request(description)
 }
 
 /// Checks an optional text parameter: at most `max` bytes of printable characters (no control
 /// characters; `ascii` also refuses anything outside printable ASCII).
-pub fn text(name: &str, value: Option<&str>, max: usize, ascii: bool) -> Result<(), Refusal> {
+pub fn text(
+    name: &str,
+    value: Option<&str>,
+    max: usize,
+    ascii: bool,
+) -> Result<(), AuthorizeError> {
     let Some(v) = value else {
         return Ok(());
     };
@@ -52,7 +56,7 @@ pub fn text(name: &str, value: Option<&str>, max: usize, ascii: bool) -> Result<
 
 /// The requested scope values (`openid` when none), each once, in order. Refused when too long,
 /// too many, or naming a scope that is not in `known`.
-pub fn scope(raw: Option<&str>, known: &[&str]) -> Result<Vec<String>, Refusal> {
+pub fn scope(raw: Option<&str>, known: &[&str]) -> Result<Vec<String>, AuthorizeError> {
     let raw = raw.unwrap_or("openid");
     if raw.len() > MAX_SCOPE {
         return Err(request(format!("scope is longer than {MAX_SCOPE} bytes")));
@@ -63,7 +67,10 @@ pub fn scope(raw: Option<&str>, known: &[&str]) -> Result<Vec<String>, Refusal> 
             return Err(request(format!("scope has more than {MAX_SCOPES} values")));
         }
         if !known.contains(&s) {
-            return Err(("invalid_scope", "a requested scope is unknown".into()));
+            return Err(AuthorizeError::new(
+                "invalid_scope",
+                "a requested scope is unknown",
+            ));
         }
         if !out.iter().any(|o| o == s) {
             out.push(s.to_owned());
@@ -73,7 +80,7 @@ pub fn scope(raw: Option<&str>, known: &[&str]) -> Result<Vec<String>, Refusal> 
 }
 
 /// The `resource` parameters, each once, after the count and length caps.
-pub fn resources(all: &[&str]) -> Result<Vec<String>, Refusal> {
+pub fn resources(all: &[&str]) -> Result<Vec<String>, AuthorizeError> {
     if all.len() > MAX_RESOURCES {
         return Err(request(format!(
             "more than {MAX_RESOURCES} resource parameters"
@@ -111,21 +118,21 @@ mod tests {
             Ok(vec!["openid".to_owned(), "profile".to_owned()])
         );
         assert_eq!(
-            scope(Some("openid email"), KNOWN).map_err(|e| e.0),
+            scope(Some("openid email"), KNOWN).map_err(|e| e.error),
             Err("invalid_scope")
         );
         assert_eq!(
-            scope(Some("OPENID"), KNOWN).map_err(|e| e.0),
+            scope(Some("OPENID"), KNOWN).map_err(|e| e.error),
             Err("invalid_scope")
         );
         let many = vec!["openid"; MAX_SCOPES + 1].join(" ");
         assert_eq!(
-            scope(Some(&many), KNOWN).map_err(|e| e.0),
+            scope(Some(&many), KNOWN).map_err(|e| e.error),
             Err("invalid_request")
         );
         let long = "a ".repeat(30_000);
         assert_eq!(
-            scope(Some(&long), KNOWN).map_err(|e| e.0),
+            scope(Some(&long), KNOWN).map_err(|e| e.error),
             Err("invalid_request")
         );
     }

@@ -18,12 +18,16 @@ fn only_the_issuers_origin_and_same_origin_fetches_pass() {
     assert!(ok(&[("origin", "HTTP://127.0.0.1:9000")]));
     assert!(ok(&[("sec-fetch-site", "same-origin")]));
     assert!(ok(&[("sec-fetch-site", "none")]));
+    // One of our pages under a `no-referrer` policy.
+    assert!(ok(&[("origin", "null"), ("sec-fetch-site", "same-origin")]));
     for refused in [
         &[("origin", "https://evil.example")][..],
         &[("origin", "http://127.0.0.1:9001")],
         &[("origin", "https://127.0.0.1:9000")],
         &[("origin", "http://127.0.0.1")],
         &[("origin", "null")],
+        &[("origin", "null"), ("sec-fetch-site", "none")],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
         &[("origin", "")],
         &[("origin", "http://127.0.0.1:9000.evil.example")],
         &[("origin", "http://127.0.0.1:9000@evil.example")],

@@ -1,5 +1,6 @@
-//! The login pages' HTML: the password and one-time-code forms, refusals, and the frame every
-//! IdP page shares (self-contained, never cached, framed or leaking a referrer to other sites).
+//! What the IdP shows a browser: the password and one-time-code forms, refusal pages, the frame
+//! every page shares (self-contained, never cached, framed or leaking a referrer to other
+//! sites), and the 303 that sends the browser on.
 
 use crate::http::{Body, full};
 use http::{HeaderValue, Response, StatusCode, header};
@@ -39,12 +40,44 @@ pub fn form(request: &str, error: Option<&str>, status: StatusCode) -> Response<
 }
 
 /// A refusal page with `status` (no redirect: the request may not be the user's).
-pub(super) fn refusal(status: StatusCode, message: &str) -> Response<Body> {
+pub fn refusal(status: StatusCode, message: &str) -> Response<Body> {
     html_page(
         status,
         "Sign-in request refused",
         &format!("<p role=\"alert\">{}</p>", escape(message)),
     )
+}
+
+/// A 400 page for requests that cannot safely be redirected.
+pub fn error_page(message: &str) -> Response<Body> {
+    refusal(StatusCode::BAD_REQUEST, message)
+}
+
+/// 303 to `uri` with `pairs` appended to its query; `None` when `uri` is not a URL.
+pub fn redirect(uri: &str, pairs: &[(&str, &str)]) -> Option<Response<Body>> {
+    let mut url = url::Url::parse(uri).ok()?;
+    if !pairs.is_empty() {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    Some(crate::http::redirect(StatusCode::SEE_OTHER, url.as_str()))
+}
+
+/// 303 to a client's `redirect_uri` with `pairs` and the issuer (RFC 9207 `iss`) in its query.
+pub fn to_client(issuer: &str, redirect_uri: &str, pairs: &[(&str, &str)]) -> Response<Body> {
+    let mut all = pairs.to_vec();
+    all.push(("iss", issuer));
+    redirect(redirect_uri, &all)
+        .unwrap_or_else(|| error_page("The redirect_uri is not a valid URL."))
+}
+
+/// Appends a `Set-Cookie` for each of `cookies`.
+pub fn set_cookies(rsp: &mut Response<Body>, cookies: &[HeaderValue]) {
+    for c in cookies {
+        rsp.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
 }
 
 /// A self-contained HTML page (no external assets), never cached or framed, sending no

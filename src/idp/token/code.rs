@@ -1,0 +1,152 @@
+//! The `authorization_code` grant (RFC 6749 §4.1.3 with RFC 7636 §4.6): the code is single-use
+//! and bound to the client, the redirect URI and the S256 challenge; a replayed code revokes
+//! what it issued (RFC 6749 §4.1.2), and a code whose login session ended is dead with it.
+
+use crate::http::Form;
+use crate::idp::config::Client;
+use crate::idp::errors::OAuthError;
+use crate::idp::issue::{UserGrant, sign_in_ends, user_tokens};
+use crate::idp::state::Idp;
+use crate::idp::store::{self, CodeGrant, RefreshGrant};
+use crate::idp::{family, targets};
+use crate::secret::Token;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::info;
+
+/// Redeems a code: the token response, with a refresh token when the client may refresh.
+pub fn authorization_code(
+    idp: &Idp,
+    client: &Client,
+    form: &Form,
+    now: u64,
+) -> Result<Value, OAuthError> {
+    let code = Token::new(
+        form.one("code")?
+            .ok_or_else(|| OAuthError::request("code required"))?,
+    );
+    let redirect_uri = form
+        .one("redirect_uri")?
+        .ok_or_else(|| OAuthError::request("redirect_uri required"))?;
+    let verifier = form
+        .one("code_verifier")?
+        .ok_or_else(|| OAuthError::InvalidGrant("code_verifier required (PKCE)".into()))?;
+    let entry = idp.store.code(&code.sha256()).ok_or_else(bad)?;
+    let mut grant = entry.lock().map_err(|_| OAuthError::Server)?;
+    if grant.used {
+        if let Some(family) = grant.family.take() {
+            family::revoke(idp, &family, &grant.auth, now);
+        }
+        info!(code = %code, "authorization code replayed; derived tokens revoked");
+        return Err(bad());
+    }
+    check(idp, &grant, client, redirect_uri, verifier, now)?;
+    let resources = targets::narrow(&grant.resources, &form.all("resource"))?;
+    let targets = targets::audiences(idp, client, &resources)?;
+    redeem(idp, client, &mut grant, &targets, now)
+}
+
+fn bad() -> OAuthError {
+    OAuthError::InvalidGrant("code is invalid, expired or already used".into())
+}
+
+/// The code is live, the client's, not revoked with its session, and the request repeats the
+/// redirect URI and proves the PKCE challenge.
+fn check(
+    idp: &Idp,
+    grant: &CodeGrant,
+    client: &Client,
+    redirect_uri: &str,
+    verifier: &str,
+    now: u64,
+) -> Result<(), OAuthError> {
+    if grant.expires_at <= now
+        || grant.client != client.id
+        || idp
+            .store
+            .revocations()
+            .is_revoked(&grant.auth.lineage(None), now)
+    {
+        return Err(bad());
+    }
+    if grant.redirect_uri != redirect_uri {
+        return Err(OAuthError::InvalidGrant(
+            "redirect_uri does not match the authorization request".into(),
+        ));
+    }
+    if !verifier_ok(verifier, &grant.challenge) {
+        return Err(OAuthError::InvalidGrant(
+            "code_verifier does not match the code_challenge".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Marks the code used, starts its refresh family and issues the tokens.
+fn redeem(
+    idp: &Idp,
+    client: &Client,
+    grant: &mut CodeGrant,
+    targets: &[String],
+    now: u64,
+) -> Result<Value, OAuthError> {
+    grant.used = true;
+    let family = family::new();
+    // The family is the code's from here on: a replay revokes it even if issuing fails.
+    grant.family = Some(family.clone());
+    let mut f = store::lock(&family);
+    let issued = user_tokens(
+        idp,
+        &UserGrant {
+            client,
+            auth: &grant.auth,
+            grant_id: f.id(),
+            scope: &grant.scope,
+            targets,
+            nonce: grant.nonce.as_deref(),
+        },
+        now,
+    )?;
+    let next = client.allows("refresh_token").then(|| RefreshGrant {
+        client: client.id.clone(),
+        auth: grant.auth.clone(),
+        scope: grant.scope.clone(),
+        resources: grant.resources.clone(),
+        expires_at: (now + idp.config.lifetimes.refresh).min(sign_in_ends(idp, &grant.auth)),
+        family: family.clone(),
+    });
+    Ok(family::settle(idp, &mut f, issued, next))
+}
+
+/// RFC 7636 §4.6: BASE64URL(SHA256(verifier)) == challenge; the verifier is 43–128 unreserved
+/// characters. The comparison takes the same time wherever the two differ.
+pub fn verifier_ok(verifier: &str, challenge: &str) -> bool {
+    let shape = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    shape && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_verifier_must_match_and_be_well_formed() {
+        // challenge = BASE64URL(SHA256(verifier)), computed independently.
+        let verifier = "dBjftJeZ4CVP-mJ92K0Q3ZzJmbFk0gHEGVz5HERYdho";
+        let challenge = "eeZD3Eqp887Wwb2DQ0mDOksxNlplHtCSrlOgiQr26Fw";
+        assert!(verifier_ok(verifier, challenge));
+        assert!(!verifier_ok(
+            "dBjftJeZ4CVP-mJ92K0Q3ZzJmbFk0gHEGVz5HERYdhO",
+            challenge
+        ));
+        assert!(!verifier_ok(challenge, challenge), "plain is not accepted");
+        assert!(!verifier_ok("short", challenge));
+    }
+}
