@@ -6,7 +6,8 @@
 //!
 //! - [`config`]: `idp.yaml` → validated [`Config`]; [`keys`]: key store and rotation.
 //! - [`discovery`]: RFC 8414 / OIDC metadata, JWKS. [`client_auth`]: RFC 6749 §2.3, RFC 7523.
-//! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy.
+//! - [`token`]: `/token` per grant; [`exchange`]: RFC 8693; [`policy`]: the pure exchange policy;
+//!   [`claims`]: how edge claims merge, and when two edges conflict.
 //! - [`authorize`], [`login`]: code + PKCE, the login and one-time-code forms; [`session`]:
 //!   login sessions; [`totp`]: RFC 6238 codes. [`introspect`]: RFC 7662. [`refresh`]: rotation
 //!   and reuse detection (RFC 9700 §4.14.2); [`logout`]: RP-Initiated Logout 1.0;
@@ -18,6 +19,7 @@
 
 pub mod authorize;
 pub mod browser;
+pub mod claims;
 pub mod cli;
 pub mod client_auth;
 pub mod config;

@@ -627,7 +627,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         }
         for (j, other) in grants.iter().enumerate() {
             if other.target == e.target
-                && let Some(path) = super::policy::conflict(&other.claims, &e.claims)
+                && let Some(path) = super::claims::conflict(&other.claims, &e.claims)
             {
                 p.push(
                     format!("{f}.claims.{path}"),

@@ -1,7 +1,8 @@
-//! The token-exchange policy (DESIGN.md "Token exchange policy"), pure: no I/O, time is an
+//! The token-exchange policy, pure: no I/O, time is an
 //! argument. Given a verified subject, the requesting client and the edges it uses, it computes
 //! the new token's claims or says which rule refused.
 
+pub use super::claims::merge;
 use super::config::{Edge, RESERVED};
 use crate::jwt::Claims;
 use serde_json::{Value, json};
@@ -228,46 +229,6 @@ fn lifetime(x: &Exchange<'_>, subject_exp: u64) -> Result<u64, Refusal> {
         return Err(Refusal::Lifetime);
     }
     Ok(exp.min(ends))
-}
-
-/// Adds `add` into `into`: objects merge, arrays union, and an existing scalar is kept, so a
-/// user's claim is never dropped or changed.
-pub fn merge(into: &mut Claims, add: &Claims) {
-    for (k, v) in add {
-        match (into.get_mut(k), v) {
-            (None, _) => {
-                into.insert(k.clone(), v.clone());
-            }
-            (Some(Value::Object(a)), Value::Object(b)) => merge(a, b),
-            (Some(Value::Array(a)), Value::Array(b)) => {
-                for item in b {
-                    if !a.contains(item) {
-                        a.push(item.clone());
-                    }
-                }
-            }
-            (Some(_), _) => {}
-        }
-    }
-}
-
-/// The dotted path of the first member where `a` and `b` disagree in a way merging cannot
-/// reconcile (two different scalars, or a scalar against an object or array).
-pub fn conflict(a: &Claims, b: &Claims) -> Option<String> {
-    for (k, va) in a {
-        let Some(vb) = b.get(k) else { continue };
-        match (va, vb) {
-            (Value::Object(x), Value::Object(y)) => {
-                if let Some(p) = conflict(x, y) {
-                    return Some(format!("{k}.{p}"));
-                }
-            }
-            (Value::Array(_), Value::Array(_)) => {}
-            (x, y) if x == y => {}
-            _ => return Some(k.clone()),
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -13,8 +13,6 @@ use crate::config::{Config, ConfigErrors, Problems};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Sidecar image when `baton.dev/image` is absent and no `--sidecar-image` is given.
-pub const DEFAULT_IMAGE: &str = "baton:dev";
 /// App port when `baton.dev/app-port` is absent.
 pub const DEFAULT_APP_PORT: u16 = 8080;
 /// Outbound destination ports captured when `baton.dev/capture-outbound-ports` is absent.
