@@ -14,8 +14,8 @@
 //!   post_logout_path: /              # where the IdP sends the browser after sign-out
 //! ```
 
-use super::Problems;
-use super::sidecar::parse_duration;
+use super::findings::Problems;
+use super::values::{positive_duration, read_file};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -137,37 +137,20 @@ pub fn validate(raw: RawLogin, p: &mut Problems) -> Login {
         scope.insert(0, "openid");
     }
     let scope = scope.join(" ");
-    let cookie_key = raw
-        .cookie_key_file
-        .and_then(|path| match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() >= 32 => Some(Sha256::digest(&bytes).into()),
-            Ok(_) => {
-                p.push(
-                    "login.cookie_key_file",
-                    "must hold at least 32 random bytes, e.g. `head -c 32 /dev/urandom > key`",
-                );
-                None
-            }
-            Err(e) => {
-                p.push(
-                    "login.cookie_key_file",
-                    format!("read {}: {e}", path.display()),
-                );
-                None
-            }
-        });
-    let mut duration = |field: &str, raw: Option<String>, default: Duration| match raw {
-        None => default,
-        Some(s) => match parse_duration(&s) {
-            Some(d) if !d.is_zero() => d,
-            _ => {
-                p.push(
-                    format!("login.{field}"),
-                    "must be a positive duration like 30s, 5m or 8h",
-                );
-                default
-            }
-        },
+    let cookie_key = raw.cookie_key_file.and_then(|path| {
+        let field = "login.cookie_key_file";
+        let bytes = read_file(p, field, &path)?;
+        if bytes.len() < 32 {
+            p.push(
+                field,
+                "must hold at least 32 random bytes, e.g. `head -c 32 /dev/urandom > key`",
+            );
+            return None;
+        }
+        Some(Sha256::digest(&bytes).into())
+    });
+    let mut duration = |field: &str, raw: Option<String>, default: Duration| {
+        positive_duration(p, &format!("login.{field}"), raw.as_deref(), default)
     };
     let session_ttl = duration(
         "session_ttl",

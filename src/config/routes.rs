@@ -1,6 +1,6 @@
 //! The inbound `routes:` of `sidecar.yaml`: path prefix, methods, and who may pass.
 
-use super::Problems;
+use super::findings::Problems;
 use crate::http::path::{PathRules, canonical};
 use http::Method;
 use serde::Deserialize;

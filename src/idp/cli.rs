@@ -144,6 +144,7 @@ fn read(path: &std::path::Path, opts: &Options) -> Result<Loaded, Report> {
             errors: vec![super::config::Finding {
                 file,
                 line: None,
+                column: None,
                 field: "(file)".into(),
                 reason: format!("read: {e}"),
             }],

@@ -1,25 +1,24 @@
 //! `idp.yaml` → validated [`Config`]: clients, users, exchange edges, resources, lifetimes.
 //!
-//! Parsing is strict (`deny_unknown_fields`); validation collects every problem with the file,
-//! the line, the field path and the reason ([`Report`]), so `baton-idp` refuses to start with all
-//! of them listed at once, and `baton-idp check` lists them with the warnings.
+//! The file is read by the sidecar config's reader (unknown fields and values of the wrong type
+//! are reported, not fatal); validation collects every problem with the file, the line, the
+//! field path and the reason ([`Report`]), so `baton-idp` refuses to start with all of them
+//! listed at once, and `baton-idp check` lists them with the warnings.
 //!
 //! Secrets (client secrets, password hashes, TOTP secrets) come from files or environment
 //! variables; inline and published example values only with `demo: true` (`secrets`).
 
 mod check;
 mod client;
-mod lines;
 mod secrets;
 
-use crate::config::ConfigErrors;
+use crate::config::yaml::Document;
+use crate::config::{ConfigErrors, Missing, Problems};
+pub use crate::config::{Finding, Report};
 use crate::jwt::{Algorithm, Claims, keys::KeySet};
 use crate::secret::Secret;
-use check::Findings;
-pub use check::{Finding, Report};
 pub use client::absolute_without_fragment;
 use client::{RawClient, client};
-use lines::Lines;
 use secrets::{Sources, Spec, warn_demo};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,7 +28,7 @@ use std::path::{Path, PathBuf};
 /// The RFC 8693 grant type URN.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
-/// Claims an edge or a user may never set: the IdP owns them (DESIGN.md, RFC 9068 §2.2, RFC 8693 §4).
+/// Claims an edge or a user may never set: the IdP owns them (RFC 9068 §2.2, RFC 8693 §4).
 pub const RESERVED: &[&str] = &[
     "iss",
     "sub",
@@ -128,7 +127,7 @@ fn default_hash_queue() -> usize {
     16
 }
 
-fn login_limits(raw: RawLogin, p: &mut Findings) -> LoginLimits {
+fn login_limits(raw: RawLogin, p: &mut Problems) -> LoginLimits {
     if !(1..=64).contains(&raw.hash_workers) {
         p.push("login.hash_workers", "must be between 1 and 64");
     }
@@ -263,12 +262,13 @@ struct RawConfig {
     /// Accept inline secrets and the examples' published values (with a warning each).
     #[serde(default)]
     demo: bool,
+    #[serde(default)]
     issuer: String,
     #[serde(default = "default_listen")]
     listen: String,
     #[serde(default = "default_admin_listen")]
     admin_listen: String,
-    keys: RawKeys,
+    keys: Option<RawKeys>,
     #[serde(default)]
     lifetimes: RawLifetimes,
     #[serde(default = "default_depth")]
@@ -399,25 +399,18 @@ pub struct Loaded {
     pub warnings: Vec<Finding>,
 }
 
-/// The options of the YAML reader: `yes`/`no`/`on` stay strings (YAML 1.2 booleans only), as in
-/// the sidecar's config.
-fn yaml_options() -> serde_saphyr::Options {
-    let mut o = serde_saphyr::Options::default();
-    o.strict_booleans = true;
-    o.with_snippet = false;
-    o
-}
-
 impl Config {
     /// Parses and validates `text`, read from `file` (used in messages and for relative paths),
     /// with the process environment; every problem, with its line, and the warnings.
     pub fn load(text: &str, file: &str, opts: &Options) -> Result<Loaded, Report> {
-        let lines = Lines::of(text);
-        let raw: RawConfig = serde_saphyr::from_str_with_options(text, yaml_options())
-            .map_err(|e| Report::parse_error(file, &e, &lines))?;
-        let mut p = Findings::new(file);
-        let config = validate(raw, file, opts, &mut p);
-        let report = p.report(&lines);
+        let mut p = Problems::new(file);
+        let Some(doc) = Document::parse(text, &mut p) else {
+            return Err(p.report(|_| None, Missing::Error));
+        };
+        let config = doc
+            .read::<RawConfig>(&mut p)
+            .map(|raw| validate(raw, file, opts, &mut p));
+        let report = p.report(|f| doc.position(f), Missing::Error);
         match config {
             Some(config) if report.errors.is_empty() => Ok(Loaded {
                 config,
@@ -471,7 +464,7 @@ impl Config {
 }
 
 /// Validates `raw` into `p`; the config is whole when `p` holds no error.
-fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Option<Config> {
+fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Problems) -> Config {
     let base = Path::new(file)
         .parent()
         .map(PathBuf::from)
@@ -500,7 +493,14 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         p.push("admin_listen", "must be an address like 127.0.0.1:9001");
         SocketAddr::from(([127, 0, 0, 1], 9001))
     });
-    let algorithm = match raw.keys.algorithm.as_str() {
+    let keys = raw.keys.unwrap_or_else(|| {
+        p.push("keys", "required: where the signing keys live, e.g. {dir: keys}");
+        RawKeys {
+            dir: PathBuf::new(),
+            algorithm: default_alg(),
+        }
+    });
+    let algorithm = match keys.algorithm.as_str() {
         "ES256" => Algorithm::ES256,
         "RS256" => Algorithm::RS256,
         _ => {
@@ -654,7 +654,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         listen,
         admin_listen,
         keys: KeysConfig {
-            dir: base.join(raw.keys.dir),
+            dir: base.join(keys.dir),
             algorithm,
         },
         lifetimes: Lifetimes {
@@ -689,7 +689,7 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Findings) -> Opt
         }
     }
     check::warnings(&cfg, &client_fields, p);
-    Some(cfg)
+    cfg
 }
 
 /// A user's password hash (required, argon2 PHC) and TOTP secret (optional, base32), each from
@@ -698,7 +698,7 @@ fn user_secrets(
     u: &RawUser,
     f: &str,
     sources: &Sources,
-    p: &mut Findings,
+    p: &mut Problems,
 ) -> (Option<String>, Option<String>) {
     let hash = Spec {
         name: "password_hash",

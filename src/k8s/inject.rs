@@ -162,7 +162,7 @@ fn inject_value(
     namespaces: &HashMap<String, Namespace>,
     policy: &Policy,
     verdicts: &mut Vec<Verdict>,
-    problems: &mut Vec<crate::config::ConfigError>,
+    problems: &mut Vec<crate::config::Finding>,
 ) -> bool {
     if kind(value).ends_with("List") {
         let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) else {

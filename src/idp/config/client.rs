@@ -2,7 +2,7 @@
 //! redirect URIs (sign-in and post-logout), grant types and the default audience of
 //! `client_credentials`, validated into [`Client`].
 
-use super::check::Findings;
+use crate::config::Problems;
 use super::secrets::{Sources, Spec, warn_demo};
 use super::{Client, ClientAuth, GRANT_TYPES};
 use crate::jwt::{Algorithm, keys::KeySet};
@@ -31,7 +31,7 @@ pub(super) struct RawClient {
     default_audience: Option<String>,
 }
 
-pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Findings) -> Option<Client> {
+pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<Client> {
     let base = sources.base;
     for uri in &c.redirect_uris {
         if !absolute_without_fragment(uri) {

@@ -6,7 +6,7 @@
 //!
 //! Messages name the field and where the value came from, never the value.
 
-use super::check::Findings;
+use crate::config::Problems;
 use std::path::Path;
 
 /// Values published in baton's examples (`deploy/idp.yaml`, the compose and Kubernetes
@@ -87,7 +87,7 @@ impl Sources<'_> {
     /// Reads field `spec.name` of `owner` (`clients[0]`): the environment variable when it is set,
     /// else the file, else the inline value. `None` when none is given or the one given cannot be
     /// read (an error is recorded then).
-    pub fn read(&self, owner: &str, spec: &Spec, p: &mut Findings) -> Option<Found> {
+    pub fn read(&self, owner: &str, spec: &Spec, p: &mut Problems) -> Option<Found> {
         let name = spec.name;
         if let Some(value) = spec.env.and_then(|v| (self.env)(v)) {
             return Some(Found {
@@ -133,7 +133,7 @@ impl Sources<'_> {
         spec: &Spec,
         found: &Found,
         demo: &mut Vec<&'static str>,
-        p: &mut Findings,
+        p: &mut Problems,
     ) {
         let published = PUBLISHED.contains(&found.value.as_str());
         if found.origin != Origin::Inline && !published {
@@ -183,7 +183,7 @@ impl Sources<'_> {
 }
 
 /// The one warning for an owner that holds demo material (`names`: the fields).
-pub fn warn_demo(owner: &str, who: &str, names: &[&str], p: &mut Findings) {
+pub fn warn_demo(owner: &str, who: &str, names: &[&str], p: &mut Problems) {
     if names.is_empty() {
         return;
     }
