@@ -198,11 +198,7 @@ impl Problems {
 
     /// The report, each finding placed by `position` (field path → line and column), in file
     /// order; a finding without a position (a field left to its default) after those with one.
-    pub fn report(
-        self,
-        position: impl Fn(&str) -> Option<(u64, u64)>,
-        missing: Missing,
-    ) -> Report {
+    pub fn report(self, position: impl Fn(&str) -> Option<(u64, u64)>, missing: Missing) -> Report {
         let shadowed = self.shadowed;
         let file = self.file;
         let place = |list: Vec<Entry>| {

@@ -204,7 +204,12 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
     });
     let mut duration = |field: &str, raw: Option<String>, default_ms| {
         let default = Duration::from_millis(default_ms);
-        duration(problems, &format!("outbound.{field}"), raw.as_deref(), default)
+        duration(
+            problems,
+            &format!("outbound.{field}"),
+            raw.as_deref(),
+            default,
+        )
     };
     let cache = CacheSettings {
         max_entries: raw.cache.max_entries.unwrap_or(10_000),

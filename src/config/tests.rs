@@ -192,3 +192,96 @@ fn browser_login_routes_need_a_login_section_and_the_sidecars_own_client() {
         ]
     );
 }
+
+/// Three mistakes in three sections, one a misspelt nested key, and a secret from a variable
+/// that is not set here.
+const THREE_MISTAKES: &str = "\
+issuer: https://idp.example
+audience: service-b
+app: \"127.0.0.1:8080\"
+jwks:
+  refresh_min: soon
+routes:
+  - name: api
+    path: /api
+    scopez: [read]
+outbound:
+  client:
+    client_id: service-b
+    secret_env: BATON_TEST_UNSET_SECRET
+  routes:
+    - name: c
+      host: service-c:8080
+      audience: service-c
+      without_subject: maybe
+";
+
+#[test]
+fn three_mistakes_in_three_sections_are_all_reported_with_their_place() {
+    let report = Config::check(THREE_MISTAKES, "sidecar.yaml");
+    let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        errors,
+        [
+            "sidecar.yaml:5:3: jwks.refresh_min: must be a positive duration like 500ms, 10s, 5m \
+             or 1h",
+            "sidecar.yaml:9:5: routes[0].scopez: unknown field `scopez`: did you mean `scopes`?",
+            "sidecar.yaml:18:7: outbound.routes[0].without_subject: \"maybe\": use deny or \
+             client_credentials",
+        ]
+    );
+    let warnings: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "sidecar.yaml:13:5: outbound.client.secret_env: environment variable \
+          BATON_TEST_UNSET_SECRET is not set"
+        ]
+    );
+    // At start-up the missing secret is one more error, in its place in the file.
+    let errors = Config::from_yaml(THREE_MISTAKES, "sidecar.yaml").expect_err("refused");
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "jwks.refresh_min",
+            "routes[0].scopez",
+            "outbound.client.secret_env",
+            "outbound.routes[0].without_subject"
+        ]
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_reported_and_the_rest_still_validated() {
+    let text = GOOD
+        .replace("mode: observe", "mode: watching")
+        .replace("max_age: 300", "max_age: 5m")
+        .replace(
+            "limits: {request_timeout: 500ms}",
+            "limits: {request_timeout: 0s}",
+        );
+    let errors = Config::from_yaml(&text, "sidecar.yaml").expect_err("refused");
+    let found: Vec<(&str, &str)> = errors
+        .0
+        .iter()
+        .map(|e| (e.field.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "mode",
+                "unknown variant `watching`, expected `enforce` or `observe`"
+            ),
+            (
+                "limits.request_timeout",
+                "must be a positive duration like 500ms, 10s, 5m or 1h"
+            ),
+            (
+                "routes[1].max_age",
+                "invalid type: string \"5m\", expected u64"
+            ),
+        ]
+    );
+}

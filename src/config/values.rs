@@ -55,10 +55,7 @@ pub fn positive_duration(
 /// The `ip:port` written at `field`; a placeholder after recording the problem.
 pub fn addr(p: &mut Problems, field: &str, value: &str) -> SocketAddr {
     value.parse().unwrap_or_else(|_| {
-        p.push(
-            field,
-            "must be an IP address and port, e.g. 127.0.0.1:8080",
-        );
+        p.push(field, "must be an IP address and port, e.g. 127.0.0.1:8080");
         SocketAddr::from(([127, 0, 0, 1], 0))
     })
 }

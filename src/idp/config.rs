@@ -494,7 +494,10 @@ fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Problems) -> Con
         SocketAddr::from(([127, 0, 0, 1], 9001))
     });
     let keys = raw.keys.unwrap_or_else(|| {
-        p.push("keys", "required: where the signing keys live, e.g. {dir: keys}");
+        p.push(
+            "keys",
+            "required: where the signing keys live, e.g. {dir: keys}",
+        );
         RawKeys {
             dir: PathBuf::new(),
             algorithm: default_alg(),

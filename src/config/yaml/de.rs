@@ -115,9 +115,36 @@ impl de::Error for Error {
     }
 }
 
-/// The serde message for a key `fields` does not name.
+/// The message for a key `fields` does not name: the field it is probably a misspelling of, or
+/// else serde's list of the fields there are.
 fn unknown_field(key: &str, fields: &'static [&'static str]) -> String {
-    <Error as de::Error>::unknown_field(key, fields).message
+    let near = fields
+        .iter()
+        .map(|f| (distance(key, f), f))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d);
+    match near {
+        Some((_, field)) => format!("unknown field `{key}`: did you mean `{field}`?"),
+        None => <Error as de::Error>::unknown_field(key, fields).message,
+    }
+}
+
+/// The Levenshtein distance between `a` and `b`, case-insensitive (keys are short).
+pub(super) fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().flat_map(char::to_lowercase).enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 impl<'de> de::Deserializer<'de> for De<'_> {
@@ -279,7 +306,10 @@ impl<'a> Entries<'a> {
 impl<'de> MapAccess<'de> for Entries<'_> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         for (key, node) in self.entries.by_ref() {
             let path = match self.de.path.as_str() {
                 "" => key.clone(),

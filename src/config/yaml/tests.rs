@@ -71,7 +71,13 @@ fn a_well_formed_file_reads_as_serde_would_read_it() {
     assert_eq!(raw.count, Some(3));
     assert_eq!(raw.on, Some(true));
     assert_eq!(raw.list, ["a", "b"]);
-    assert_eq!(raw.items[1], Item { id: "y".into(), size: 0 });
+    assert_eq!(
+        raw.items[1],
+        Item {
+            id: "y".into(),
+            size: 0
+        }
+    );
     assert_eq!(raw.section.mode, Mode::Slow);
     assert_eq!(raw.any, Some(serde_json::json!({"k": [1, "x", null]})));
 }
@@ -97,9 +103,9 @@ on: yes
             "2:1 colour: unknown field `colour`, expected one of `name`, `count`, `on`, `list`, `items`, `section`, `any`",
             "3:1 count: invalid type: string \"many\", expected u64",
             "5:13 items[0].size: invalid type: string \"big\", expected u64",
-            "6:13 items[1].sise: unknown field `sise`, expected `id` or `size`",
+            "6:13 items[1].sise: unknown field `sise`: did you mean `size`?",
             "8:3 section.mode: unknown variant `medium`, expected `fast` or `slow`",
-            "9:3 section.limt: unknown field `limt`, expected `mode` or `limit`",
+            "9:3 section.limt: unknown field `limt`: did you mean `limit`?",
             "10:1 on: invalid type: string \"yes\", expected a boolean",
         ]
     );
@@ -110,6 +116,23 @@ on: yes
     assert_eq!(raw.items.len(), 2);
     assert_eq!(raw.items[0].size, 0);
     assert_eq!(raw.section, Section::default());
+}
+
+#[test]
+fn a_misspelt_key_is_told_its_likely_field() {
+    assert_eq!(de::distance("scopez", "scopes"), 1);
+    assert_eq!(de::distance("Secret", "secret"), 0);
+    assert_eq!(de::distance("", "abc"), 3);
+    assert_eq!(de::distance("kitten", "sitting"), 3);
+    let (_, found) = read("section: {Mode: slow}\nwholly_unrelated: 1\n");
+    assert_eq!(
+        found,
+        [
+            "1:11 section.Mode: unknown field `Mode`: did you mean `mode`?",
+            "2:1 wholly_unrelated: unknown field `wholly_unrelated`, expected one of `name`, \
+             `count`, `on`, `list`, `items`, `section`, `any`",
+        ]
+    );
 }
 
 #[test]
@@ -136,7 +159,10 @@ fn a_string_field_takes_any_scalar_as_written() {
     }
     // An alias takes the text of its anchor.
     let (raw, _) = read("list: [&a 0123, *a]\n");
-    assert_eq!(raw.map(|r| r.list), Some(vec!["0123".into(), "0123".into()]));
+    assert_eq!(
+        raw.map(|r| r.list),
+        Some(vec!["0123".into(), "0123".into()])
+    );
 }
 
 #[test]
@@ -183,7 +209,10 @@ fn a_document_that_is_not_a_mapping_is_one_error() {
     let (raw, found) = read("- a\n- b\n");
     assert!(raw.is_none());
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found, ["0:0 (document): invalid type: sequence, expected a mapping"]);
+    assert_eq!(
+        found,
+        ["0:0 (document): invalid type: sequence, expected a mapping"]
+    );
 }
 
 #[test]

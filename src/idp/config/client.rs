@@ -2,9 +2,9 @@
 //! redirect URIs (sign-in and post-logout), grant types and the default audience of
 //! `client_credentials`, validated into [`Client`].
 
-use crate::config::Problems;
 use super::secrets::{Sources, Spec, warn_demo};
 use super::{Client, ClientAuth, GRANT_TYPES};
+use crate::config::Problems;
 use crate::jwt::{Algorithm, keys::KeySet};
 use crate::secret::Secret;
 use serde::Deserialize;

@@ -18,7 +18,11 @@ fn errors(extra: &str) -> Vec<String> {
     match Config::from_yaml(&format!("{BASE}{extra}"), "idp.yaml") {
         Ok(_) => Vec::new(),
         // Without the position: these tests are about the fields and reasons.
-        Err(e) => e.0.iter().map(|e| format!("{}: {}: {}", e.file, e.field, e.reason)).collect(),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| format!("{}: {}: {}", e.file, e.field, e.reason))
+                .collect()
+        }
     }
 }
 

@@ -290,7 +290,7 @@ fn an_unknown_field_is_named_at_its_line_and_the_rest_is_still_validated() {
     assert!(
         report.errors[1]
             .reason
-            .starts_with("unknown field `secrt`, expected one of"),
+            .starts_with("unknown field `secrt`: did you mean `secret`?"),
         "{report}"
     );
     let report = refused(load("issuer: [http://x\nkeys: {dir: k}\n", &[], false));
