@@ -12,7 +12,8 @@
 //! - a plain number with a leading zero (`0123`) or an underscore (`1_000`) is a string, and a
 //!   string field takes any scalar as written; `0o17` and `0x1F` are numbers;
 //! - a key written twice in one mapping is an error; anchors, aliases and `<<` merges work;
-//! - one document per file; nesting, aliases and sizes are bounded by serde-saphyr's budget.
+//! - one document per file, nested at most 32 levels; aliases and sizes are bounded by
+//!   serde-saphyr's budget.
 
 mod de;
 mod tree;
@@ -25,10 +26,20 @@ use tree::{Kind, Node};
 /// Most values of the wrong type reported from one file; each costs one more read of the tree.
 const MAX_UNREADABLE: usize = 64;
 
+/// The deepest nesting of a config file: its sections are a few levels deep, claim values a few
+/// more. Reading recurses once per level, and a reload runs on a runtime's worker thread, whose
+/// stack is smaller than the main thread's.
+const MAX_DEPTH: usize = 32;
+
 /// The reader's options: YAML 1.2 booleans, numbers with leading zeros or underscores left as
-/// strings, duplicate keys refused (the default), NaN and infinities kept as their text.
+/// strings, duplicate keys refused (the default), NaN and infinities kept as their text, and
+/// serde-saphyr's budget with nesting bounded by [`MAX_DEPTH`].
 pub(crate) fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
     let mut o = serde_saphyr::Options::default();
+    o.budget = Some(budget);
     o.strict_booleans = true;
     o.leading_zero_numbers_as_strings = true;
     o.underscored_numbers_as_strings = true;

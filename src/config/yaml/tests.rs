@@ -247,3 +247,20 @@ fn many_bad_values_end_after_a_bound() {
         MAX_UNREADABLE
     );
 }
+
+#[test]
+fn nesting_is_bounded() {
+    let within = format!("any: {}{}\n", "[".repeat(31), "]".repeat(31));
+    let (raw, found) = read(&within);
+    assert!(found.is_empty() && raw.is_some(), "{found:?}");
+    for deep in [
+        format!("any: {}", "[".repeat(100_000)),
+        format!("any: {}", "{a: ".repeat(100_000)),
+        format!("any:\n{}x", "- ".repeat(100_000)),
+    ] {
+        let (raw, found) = read(&deep);
+        assert!(raw.is_none());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains(" (document): "), "{found:?}");
+    }
+}
