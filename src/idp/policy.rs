@@ -80,8 +80,44 @@ pub fn decide(x: &Exchange<'_>) -> Result<Claims, Refusal> {
         .get("exp")
         .and_then(Value::as_u64)
         .ok_or(Refusal::Subject("exp"))?;
+    let act = delegation(x)?;
+    let scope = granted_scope(x)?;
+    let exp = lifetime(x, subject_exp)?;
 
-    // Delegation: the acting party, `may_act`, chain depth (RFC 8693 §4.1, §4.4).
+    // The subject's own claims and what the edges add; then the claims the IdP owns.
+    let mut out = Claims::new();
+    for (k, v) in x.subject {
+        if !RESERVED.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for edge in &x.edges {
+        merge(&mut out, &edge.claims);
+    }
+    out.insert("iss".into(), json!(x.issuer));
+    out.insert("sub".into(), json!(sub));
+    out.insert("aud".into(), audience(&x.edges));
+    out.insert("client_id".into(), json!(x.client));
+    out.insert("iat".into(), json!(x.now));
+    out.insert("exp".into(), json!(exp));
+    out.insert("jti".into(), json!(x.jti));
+    if !scope.is_empty() {
+        out.insert("scope".into(), json!(scope.join(" ")));
+    }
+    out.insert("grants".into(), grants(x));
+    out.insert("act".into(), Value::Object(act));
+    // The lineage revocation follows (`sid`, `grant_id`) passes through every exchange.
+    for kept in ["acr", "amr", "auth_time", "sid", "grant_id"] {
+        if let Some(v) = x.subject.get(kept) {
+            out.insert(kept.into(), v.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The new `act` claim: the acting party (the actor token's `sub`, else the client), allowed by
+/// the subject's `may_act`, over the subject's chain, within the depth (RFC 8693 §4.1, §4.4).
+fn delegation(x: &Exchange<'_>) -> Result<Claims, Refusal> {
     let actor = match x.actor {
         Some(a) => a
             .get("sub")
@@ -105,19 +141,25 @@ pub fn decide(x: &Exchange<'_>) -> Result<Claims, Refusal> {
     if let Some(prev) = previous {
         act.insert("act".into(), prev);
     }
+    Ok(act)
+}
 
-    let scope = granted_scope(x)?;
-    let exp = lifetime(x, subject_exp)?;
-
-    let mut out = Claims::new();
-    for (k, v) in x.subject {
-        if !RESERVED.contains(&k.as_str()) {
-            out.insert(k.clone(), v.clone());
+/// `aud`: the one target, or every distinct target in request order.
+fn audience(edges: &[&Edge]) -> Value {
+    let mut targets: Vec<&str> = Vec::new();
+    for e in edges {
+        if !targets.contains(&e.target.as_str()) {
+            targets.push(&e.target);
         }
     }
-    for edge in &x.edges {
-        merge(&mut out, &edge.claims);
+    match targets.as_slice() {
+        [one] => json!(one),
+        many => json!(many),
     }
+}
+
+/// `grants`: the subject's, with each target of this exchange appended once.
+fn grants(x: &Exchange<'_>) -> Value {
     let mut grants: Vec<Value> = match x.subject.get("grants") {
         Some(Value::Array(a)) => a.clone(),
         _ => Vec::new(),
@@ -128,37 +170,7 @@ pub fn decide(x: &Exchange<'_>) -> Result<Claims, Refusal> {
             grants.push(t);
         }
     }
-    let aud = match x.edges.as_slice() {
-        [one] => json!(one.target),
-        many => {
-            let mut v: Vec<&str> = Vec::new();
-            for e in many {
-                if !v.contains(&e.target.as_str()) {
-                    v.push(&e.target);
-                }
-            }
-            if v.len() == 1 { json!(v[0]) } else { json!(v) }
-        }
-    };
-    out.insert("iss".into(), json!(x.issuer));
-    out.insert("sub".into(), json!(sub));
-    out.insert("aud".into(), aud);
-    out.insert("client_id".into(), json!(x.client));
-    out.insert("iat".into(), json!(x.now));
-    out.insert("exp".into(), json!(exp));
-    out.insert("jti".into(), json!(x.jti));
-    if !scope.is_empty() {
-        out.insert("scope".into(), json!(scope.join(" ")));
-    }
-    out.insert("grants".into(), Value::Array(grants));
-    out.insert("act".into(), Value::Object(act));
-    // The lineage revocation follows (`sid`, `grant_id`) passes through every exchange.
-    for kept in ["acr", "amr", "auth_time", "sid", "grant_id"] {
-        if let Some(v) = x.subject.get(kept) {
-            out.insert(kept.into(), v.clone());
-        }
-    }
-    Ok(out)
+    Value::Array(grants)
 }
 
 /// How many actors a token's `act` chain holds.
