@@ -9,10 +9,10 @@
 use crate::config::Problems;
 use std::path::Path;
 
-/// Values published in baton's examples (`deploy/idp.yaml`, the compose and Kubernetes
-/// deployments as they once were): the demo clients' secrets, the demo users' argon2 hashes and
-/// the demo TOTP secret. Anyone can read them, so a deployment holding one has default
-/// credentials.
+/// Values published with baton (`deploy/idp.yaml`, and copies of the compose and Kubernetes
+/// examples made when those held demo values): the demo clients' secrets, the demo users' argon2
+/// hashes and the demo TOTP secret. Anyone can read them, so a deployment holding one has
+/// default credentials.
 pub const PUBLISHED: &[&str] = &[
     "demo-secret-service-a",
     "demo-secret-service-b",
