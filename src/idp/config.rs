@@ -246,22 +246,40 @@ pub struct Loaded {
 
 impl Config {
     /// Parses and validates `text`, read from `file` (used in messages and for relative paths),
-    /// with the process environment; every problem, with its line, and the warnings.
+    /// as `baton-idp serve` does; every problem, with its line, and the warnings. A file or
+    /// environment variable the config names but this machine lacks is an error.
     pub fn load(text: &str, file: &str, opts: &Options) -> Result<Loaded, Report> {
-        let mut p = Problems::new(file);
-        let Some(doc) = Document::parse(text, &mut p) else {
-            return Err(p.report(|_| None, Missing::Error));
-        };
-        let config = doc
-            .read::<RawConfig>(&mut p)
-            .map(|raw| validate(raw, file, opts, &mut p));
-        let report = p.report(|f| doc.position(f), Missing::Error);
-        match config {
-            Some(config) if report.errors.is_empty() => Ok(Loaded {
+        match read(text, file, opts, Missing::Error) {
+            (Some(config), report) if report.errors.is_empty() => Ok(Loaded {
                 config,
                 warnings: report.warnings,
             }),
-            _ => Err(report),
+            (_, report) => Err(report),
+        }
+    }
+
+    /// What `baton-idp check` reports on `text`: the validation of [`Config::load`], except that
+    /// a file or environment variable this machine lacks (a secret mounted only in the
+    /// deployment) is a warning.
+    pub fn check(text: &str, file: &str, opts: &Options) -> Report {
+        read(text, file, opts, Missing::Warning).1
+    }
+
+    /// [`Config::check`] of the file at `path`.
+    pub fn check_file(path: &std::path::Path, opts: &Options) -> Report {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::check(&text, &file, opts),
+            Err(e) => Report {
+                errors: vec![Finding {
+                    file,
+                    line: None,
+                    column: None,
+                    field: "(file)".into(),
+                    reason: format!("read: {e}"),
+                }],
+                warnings: Vec::new(),
+            },
         }
     }
 
@@ -306,6 +324,19 @@ impl Config {
         let edges = self.grants.iter().filter_map(|e| e.max_lifetime);
         edges.chain([l.access, l.id]).max().unwrap_or(l.access)
     }
+}
+
+/// Reads and validates `text`: the config when it could be read (whole only when the report has
+/// no error), and everything found.
+fn read(text: &str, file: &str, opts: &Options, missing: Missing) -> (Option<Config>, Report) {
+    let mut p = Problems::new(file);
+    let Some(doc) = Document::parse(text, &mut p) else {
+        return (None, p.report(|_| None, missing));
+    };
+    let config = doc
+        .read::<RawConfig>(&mut p)
+        .map(|raw| validate(raw, file, opts, &mut p));
+    (config, p.report(|f| doc.position(f), missing))
 }
 
 #[cfg(test)]

@@ -120,8 +120,11 @@ fn auth(c: &RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<C
             p.push(f, "set either a secret or a JWK set, not both");
             None
         }
-        // An unreadable file or unset variable was reported by `read`.
-        (None, None) if spec.given() => None,
+        // An unreadable file or unset variable was recorded, an error at start: a check goes on
+        // with the client, so that what refers to it is judged too.
+        (None, None) if spec.given() || c.jwks_file.is_some() => {
+            Some(ClientAuth::Secret(Secret::new(String::new())))
+        }
         (None, None) => {
             p.push(f, "needs secret_file, secret_env, jwks or jwks_file");
             None
@@ -136,10 +139,12 @@ fn jwks(c: &RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<V
         (None, Some(path)) => match std::fs::read(sources.base.join(path)) {
             Ok(b) => Some(b),
             Err(e) => {
-                p.push(
-                    format!("{f}.jwks_file"),
-                    format!("read {}: {e}", path.display()),
-                );
+                let field = format!("{f}.jwks_file");
+                let reason = format!("read {}: {e}", path.display());
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => p.missing(field, reason),
+                    _ => p.push(field, reason),
+                }
                 None
             }
         },

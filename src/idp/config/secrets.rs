@@ -86,7 +86,8 @@ pub struct Found {
 impl Sources<'_> {
     /// Reads field `spec.name` of `owner` (`clients[0]`): the environment variable when it is set,
     /// else the file, else the inline value. `None` when none is given or the one given cannot be
-    /// read (an error is recorded then).
+    /// read (recorded then: a file or variable this machine lacks as missing, see
+    /// [`Problems::missing`], any other failure as an error).
     pub fn read(&self, owner: &str, spec: &Spec, p: &mut Problems) -> Option<Found> {
         let name = spec.name;
         if let Some(value) = spec.env.and_then(|v| (self.env)(v)) {
@@ -102,10 +103,12 @@ impl Sources<'_> {
                     origin: Origin::File,
                 }),
                 Err(e) => {
-                    p.push(
-                        format!("{owner}.{name}_file"),
-                        format!("read {}: {e}", path.display()),
-                    );
+                    let field = format!("{owner}.{name}_file");
+                    let reason = format!("read {}: {e}", path.display());
+                    match e.kind() {
+                        std::io::ErrorKind::NotFound => p.missing(field, reason),
+                        _ => p.push(field, reason),
+                    }
                     None
                 }
             };
@@ -117,7 +120,7 @@ impl Sources<'_> {
             });
         }
         if let Some(var) = spec.env {
-            p.push(
+            p.missing(
                 format!("{owner}.{name}_env"),
                 format!("environment variable {var} is not set (and no {name}_file is given)"),
             );

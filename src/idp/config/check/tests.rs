@@ -419,3 +419,29 @@ fn the_config_file_may_be_unreadable_as_yaml_and_still_gets_one_finding() {
     let report = refused(load("\u{0}", &[], false));
     assert_eq!(report.errors.len(), 1, "{report}");
 }
+
+#[test]
+fn a_check_lists_what_this_machine_lacks_as_warnings_and_start_up_refuses_it() {
+    // The compose deployment's secrets are files mounted in its containers, not here.
+    let text = include_str!("../../../../deploy/compose/idp.yaml");
+    let file = "deploy/compose/idp.yaml";
+    let opts = Options {
+        allow_inline_secrets: false,
+        env: &|_| None,
+    };
+    let report = Config::check(text, file, &opts);
+    assert!(report.errors.is_empty(), "{report}");
+    let missing = [
+        "clients[0].secret_file",
+        "clients[1].secret_file",
+        "clients[2].secret_file",
+        "users[0].password_hash_file",
+        "users[1].password_hash_file",
+    ];
+    let warned: Vec<&str> = report.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(warned, missing, "{report}");
+    assert!(report.warnings.iter().all(|w| w.line.is_some()));
+    let refused = refused(Config::load(text, file, &opts));
+    let errors: Vec<&str> = refused.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(errors, missing, "{refused}");
+}
