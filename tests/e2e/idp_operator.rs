@@ -133,8 +133,9 @@ async fn the_shipped_config_without_its_variables_refuses_to_start_naming_each_i
     assert_eq!(errors.len(), expected.len(), "{out}");
     for ((line, start), got) in expected.iter().zip(&errors) {
         assert!(
-            got.starts_with(&format!("error: {file}:{line}: {start}")),
-            "expected {file}:{line}: {start}…, got {got}"
+            // Each key is indented by four spaces: column 5.
+            got.starts_with(&format!("error: {file}:{line}:5: {start}")),
+            "expected {file}:{line}:5: {start}…, got {got}"
         );
         assert!(got.contains("`demo: true`"), "{got}");
     }
