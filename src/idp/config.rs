@@ -283,7 +283,7 @@ impl Config {
         }
     }
 
-    /// [`Config::load`] with the process environment, errors only (without their lines).
+    /// [`Config::load`] with the process environment, its errors only.
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, ConfigErrors> {
         Self::load(text, file, &Options::process())
             .map(|l| l.config)
