@@ -104,19 +104,7 @@ pub fn inject_stream(text: &str, policy: &Policy) -> Result<Injected, InjectErro
         };
         parsed.push(value);
     }
-    let namespaces: HashMap<String, Namespace> = parsed
-        .iter()
-        .flatten()
-        .flat_map(objects)
-        .filter(|o| kind(o) == "Namespace")
-        .filter_map(|o| {
-            Some((
-                o.pointer("/metadata/name")?.as_str()?.to_owned(),
-                Namespace::from_object(o),
-            ))
-        })
-        .collect();
-
+    let namespaces = namespaces(&parsed);
     let mut out = String::with_capacity(text.len() + 4096);
     let mut verdicts = Vec::new();
     let mut problems = Vec::new();
@@ -149,6 +137,22 @@ pub fn inject_stream(text: &str, policy: &Policy) -> Result<Injected, InjectErro
         yaml: out,
         verdicts,
     })
+}
+
+/// The `Namespace` objects of the stream by name: opt-in and defaults for their workloads.
+fn namespaces(parsed: &[Option<Value>]) -> HashMap<String, Namespace> {
+    parsed
+        .iter()
+        .flatten()
+        .flat_map(objects)
+        .filter(|o| kind(o) == "Namespace")
+        .filter_map(|o| {
+            Some((
+                o.pointer("/metadata/name")?.as_str()?.to_owned(),
+                Namespace::from_object(o),
+            ))
+        })
+        .collect()
 }
 
 /// Injects one object (or each item of a `List`); true when something changed.
