@@ -35,11 +35,17 @@ enum Command {
         #[arg(long, env = "BATON_WORKERS")]
         workers: Option<NonZeroUsize>,
     },
-    /// Validate a sidecar.yaml and report every problem with its field and reason.
+    /// Validate a sidecar.yaml as `baton run` would and list every problem with its line, field
+    /// and reason: errors, then warnings (files or variables the config names that this machine
+    /// lacks, as a secret mounted only in the deployment).
     Check {
         /// Path to sidecar.yaml.
         #[arg(short, long, default_value = "sidecar.yaml")]
         config: PathBuf,
+        /// Fail (exit 64) on warnings too: on the machine the sidecar runs on, nothing it names
+        /// may be missing.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run the whole A→B→C chain with baton-idp in one process and show each hop's token.
     Demo {
@@ -83,7 +89,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             init_logging();
             block_on(workers, crate::sidecar::main(&config))
         }
-        Command::Check { config } => check(&config),
+        Command::Check { config, strict } => check(&config, strict),
         // The demo's own table is the output: logs stay at warn unless RUST_LOG asks for more.
         Command::Demo { serve } => with_runtime_logging("warn", move || crate::demo::main(serve)),
         Command::Login(args) => with_runtime(|| login(args)),
@@ -129,17 +135,28 @@ fn block_on(workers: Option<NonZeroUsize>, fut: impl Future<Output = ExitCode>) 
     }
 }
 
-/// `baton check`: the same validation `baton run` does at start-up.
-fn check(path: &std::path::Path) -> ExitCode {
-    match crate::config::Config::load(path) {
-        Ok(_) => {
-            println!("{}: ok", path.display());
-            ExitCode::SUCCESS
+/// `baton check`: the validation `baton run` does at start-up, every error and warning listed
+/// with its line, then a count. Exit 64 when `baton run` would refuse the file, or, with
+/// `--strict`, when anything is missing on this machine.
+fn check(path: &std::path::Path, strict: bool) -> ExitCode {
+    let report = crate::config::Config::check_file(path);
+    let file = path.display().to_string();
+    let refused = !report.errors.is_empty() || (strict && !report.warnings.is_empty());
+    let mut summary = report.summary(&file);
+    if refused && report.errors.is_empty() {
+        summary = format!("{summary}; --strict: warnings fail the check");
+    }
+    let found = report.errors.len() + report.warnings.len();
+    if refused {
+        eprintln!("{report}");
+        eprintln!("{summary}");
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        if found > 0 {
+            println!("{report}");
         }
-        Err(errors) => {
-            eprintln!("{errors}");
-            ExitCode::from(EXIT_CONFIG)
-        }
+        println!("{summary}");
+        ExitCode::SUCCESS
     }
 }
 

@@ -4,8 +4,8 @@
 //! on a bound listener through the shared accept loop. The modules form layers: a module uses
 //! modules of its own layer and of the layers before it, never of a later one.
 //!
-//! 1. Primitives and stores. [`config`]: `idp.yaml` → validated [`Config`]; [`policy`]: the
-//!    pure exchange policy; [`keys`]: signing keys and rotation; [`store`]: what the IdP
+//! 1. Primitives and stores. [`config`]: `idp.yaml` → validated [`Config`]; [`claims`]: how edge
+//!    claims merge and when two edges conflict; [`policy`]: the pure exchange policy; [`keys`]: signing keys and rotation; [`store`]: what the IdP
 //!    remembers (codes, refresh families, sessions, sign-out confirmations, revocations,
 //!    replay sets); [`revocation`]: revocation by lineage; [`throttle`]: login failure
 //!    counters; [`password`]: the bounded argon2 pool; [`totp`]: RFC 6238 codes; [`seal`]: the
@@ -27,6 +27,7 @@
 pub mod authn;
 pub mod authorize;
 pub mod browser;
+pub mod claims;
 pub mod cli;
 pub mod client_auth;
 pub mod code;

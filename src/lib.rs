@@ -11,7 +11,8 @@
 //! - [`timer`]: long-lived timers on a thread of their own, so the serving runtime holds none.
 //! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
-//! - [`config`]: `sidecar.yaml` → validated `Config`, errors with file, field and reason.
+//! - [`config`]: `sidecar.yaml` → validated `Config`, every problem at once with file, line, field
+//!   and reason; its YAML reader and [`config::findings`] serve `idp.yaml` too.
 //! - [`inbound`]: canonical path → bearer → verify → route rules → claims header → app.
 //! - [`outbound`]: forward proxy and upstream ports → route → exchange → forward.
 //! - [`exchange`]: RFC 8693 client; [`exchange::cache`] moka cache, key, TTL, single-flight.

@@ -1,5 +1,5 @@
 //! Any text given as sidecar.yaml or the IdP's YAML is either accepted or refused with located
-//! errors; never a panic.
+//! errors, at start-up and in a check; never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,6 +12,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(!errors.0.is_empty());
         assert!(errors.0.iter().all(|e| e.file == "sidecar.yaml"));
     }
+    let report = baton::config::Config::check(text, "sidecar.yaml");
+    assert!(report.errors.iter().all(|e| e.file == "sidecar.yaml"));
     if let Err(errors) = baton::idp::Config::from_yaml(text, "idp.yaml") {
         assert!(!errors.0.is_empty());
     }

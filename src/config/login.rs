@@ -14,8 +14,8 @@
 //!   post_logout_path: /              # where the IdP sends the browser after sign-out
 //! ```
 
-use super::Problems;
-use super::sidecar::parse_duration;
+use super::findings::Problems;
+use super::values::{positive_duration, read_file};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -102,31 +102,6 @@ pub struct RawLogin {
 
 /// Validates `login:`, recording problems as `login.field`.
 pub fn validate(raw: RawLogin, p: &mut Problems) -> Login {
-    let external_url = match raw.external_url.as_deref().map(Url::parse) {
-        Some(Ok(u))
-            if matches!(u.scheme(), "http" | "https")
-                && u.host().is_some()
-                && u.path() == "/"
-                && u.query().is_none()
-                && u.fragment().is_none() =>
-        {
-            u
-        }
-        None => {
-            p.push(
-                "login.external_url",
-                "required: the URL browsers use to reach this sidecar, e.g. https://a.example",
-            );
-            fallback_url()
-        }
-        Some(_) => {
-            p.push(
-                "login.external_url",
-                "must be an http(s) URL with a host and no path, query or fragment",
-            );
-            fallback_url()
-        }
-    };
     let mut scope: Vec<&str> = raw
         .scope
         .as_deref()
@@ -137,37 +112,8 @@ pub fn validate(raw: RawLogin, p: &mut Problems) -> Login {
         scope.insert(0, "openid");
     }
     let scope = scope.join(" ");
-    let cookie_key = raw
-        .cookie_key_file
-        .and_then(|path| match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() >= 32 => Some(Sha256::digest(&bytes).into()),
-            Ok(_) => {
-                p.push(
-                    "login.cookie_key_file",
-                    "must hold at least 32 random bytes, e.g. `head -c 32 /dev/urandom > key`",
-                );
-                None
-            }
-            Err(e) => {
-                p.push(
-                    "login.cookie_key_file",
-                    format!("read {}: {e}", path.display()),
-                );
-                None
-            }
-        });
-    let mut duration = |field: &str, raw: Option<String>, default: Duration| match raw {
-        None => default,
-        Some(s) => match parse_duration(&s) {
-            Some(d) if !d.is_zero() => d,
-            _ => {
-                p.push(
-                    format!("login.{field}"),
-                    "must be a positive duration like 30s, 5m or 8h",
-                );
-                default
-            }
-        },
+    let mut duration = |field: &str, raw: Option<String>, default: Duration| {
+        positive_duration(p, &format!("login.{field}"), raw.as_deref(), default)
     };
     let session_ttl = duration(
         "session_ttl",
@@ -179,11 +125,58 @@ pub fn validate(raw: RawLogin, p: &mut Problems) -> Login {
     if max_sessions == 0 {
         p.push("login.max_sessions", "must be at least 1");
     }
-    let post_logout_path = raw.post_logout_path.unwrap_or_else(|| "/".to_owned());
-    let b = post_logout_path.as_bytes();
+    Login {
+        external_url: external_url(p, raw.external_url.as_deref()),
+        post_logout_path: post_logout_path(p, raw.post_logout_path),
+        scope,
+        cookie_key: raw.cookie_key_file.and_then(|path| cookie_key(p, &path)),
+        session_ttl,
+        max_sessions,
+        refresh_skew,
+    }
+}
+
+/// Scheme, host and port only: the callback and logout paths are appended to it.
+fn external_url(p: &mut Problems, raw: Option<&str>) -> Url {
+    let field = "login.external_url";
+    let reason = match raw.map(Url::parse) {
+        Some(Ok(u))
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none() =>
+        {
+            return u;
+        }
+        None => "required: the URL browsers use to reach this sidecar, e.g. https://a.example",
+        Some(_) => "must be an http(s) URL with a host and no path, query or fragment",
+    };
+    p.push(field, reason);
+    Url::parse("http://127.0.0.1/").expect("a valid literal URL")
+}
+
+/// The cookie key: SHA-256 of a file of at least 32 random bytes.
+fn cookie_key(p: &mut Problems, path: &std::path::Path) -> Option<[u8; 32]> {
+    let field = "login.cookie_key_file";
+    let bytes = read_file(p, field, path)?;
+    if bytes.len() < 32 {
+        p.push(
+            field,
+            "must hold at least 32 random bytes, e.g. `head -c 32 /dev/urandom > key`",
+        );
+        return None;
+    }
+    Some(Sha256::digest(&bytes).into())
+}
+
+/// A local path on this host, outside the reserved prefix: never another site (`//evil`).
+fn post_logout_path(p: &mut Problems, raw: Option<String>) -> String {
+    let path = raw.unwrap_or_else(|| "/".to_owned());
+    let b = path.as_bytes();
     if b.first() != Some(&b'/')
         || matches!(b.get(1), Some(b'/' | b'\\'))
-        || post_logout_path.starts_with(RESERVED_PREFIX)
+        || path.starts_with(RESERVED_PREFIX)
         || !b.iter().all(|c| c.is_ascii_graphic())
     {
         p.push(
@@ -191,17 +184,5 @@ pub fn validate(raw: RawLogin, p: &mut Problems) -> Login {
             "must be a local path like / or /signed-out, outside /_baton/",
         );
     }
-    Login {
-        external_url,
-        post_logout_path,
-        scope,
-        cookie_key,
-        session_ttl,
-        max_sessions,
-        refresh_skew,
-    }
-}
-
-fn fallback_url() -> Url {
-    Url::parse("http://127.0.0.1/").expect("a valid literal URL")
+    path
 }

@@ -30,125 +30,23 @@
 //!     - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
 //! ```
 
+mod client;
+mod raw;
 mod routes;
 
+pub use raw::{RawCache, RawClient, RawOutbound, RawPort, RawRoute, RawTls};
 pub use routes::{split_authority, split_parsed};
 
-use crate::config::Problems;
-use crate::jwt::Algorithm;
+use super::findings::Problems;
+use super::values::duration;
 use crate::jwt::keys::SigningKey;
 use crate::secret::Secret;
-use serde::Deserialize;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
-
-/// `outbound:` as written in `sidecar.yaml`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawOutbound {
-    /// This service's client identity at the IdP.
-    pub client: Option<RawClient>,
-    /// Token endpoint; when absent it is discovered from the top-level `issuer`.
-    pub token_endpoint: Option<String>,
-    /// Connect timeout towards the IdP and upstreams, e.g. `2s` (default).
-    pub connect_timeout: Option<String>,
-    /// Total timeout of one IdP call, e.g. `5s` (default).
-    pub timeout: Option<String>,
-    /// Exchanged-token cache settings.
-    #[serde(default)]
-    pub cache: RawCache,
-    /// What to do with a destination no route names: `deny` (default) or `passthrough`.
-    pub unknown: Option<String>,
-    /// What to do with `CONNECT`: `deny` (default) or `passthrough` (a blind tunnel, closed
-    /// after `limits.idle_timeout` with no byte moving either way).
-    pub connect: Option<String>,
-    /// Routes by destination host.
-    #[serde(default)]
-    pub routes: Vec<RawRoute>,
-    /// Per-upstream local ports.
-    #[serde(default)]
-    pub ports: Vec<RawPort>,
-}
-
-/// `outbound.client`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawClient {
-    /// The client id registered at the IdP.
-    pub client_id: Option<String>,
-    /// File holding the client secret (`client_secret_basic`).
-    pub secret_file: Option<PathBuf>,
-    /// Environment variable holding the client secret.
-    pub secret_env: Option<String>,
-    /// Inline secret, for demos only.
-    pub secret: Option<String>,
-    /// PKCS#8 PEM key for `private_key_jwt` (RFC 7523).
-    pub private_key_file: Option<PathBuf>,
-    /// The key's `kid` as registered at the IdP.
-    pub kid: Option<String>,
-    /// `ES256` (default) or `RS256`.
-    pub alg: Option<String>,
-}
-
-/// `outbound.cache`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawCache {
-    /// Most tokens kept (default 10000).
-    pub max_entries: Option<u64>,
-    /// e.g. `30s` (default).
-    pub skew: Option<String>,
-    /// e.g. `5s` (default).
-    pub negative_ttl: Option<String>,
-}
-
-/// `outbound.routes[i]`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawRoute {
-    /// Unique name, used in metrics, logs and `ports`.
-    pub name: Option<String>,
-    /// Destination `host[:port]`.
-    pub host: Option<String>,
-    /// `audience` of the exchange.
-    pub audience: Option<String>,
-    /// RFC 8707 `resource` values of the exchange.
-    #[serde(default)]
-    pub resources: Vec<String>,
-    /// Space-separated `scope` of the exchange.
-    pub scope: Option<String>,
-    /// Seconds, sent as `requested_lifetime`.
-    pub requested_lifetime: Option<u64>,
-    /// `deny` (default) or `client_credentials`.
-    pub without_subject: Option<String>,
-    /// Upstream TLS.
-    pub tls: Option<RawTls>,
-}
-
-/// `outbound.routes[i].tls`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    /// The CA certificates (PEM) this upstream's certificate must chain to, and the only ones
-    /// trusted for it; without it, the system roots.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// `outbound.ports[i]`.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawPort {
-    /// Local `ip:port` the app calls.
-    pub listen: Option<String>,
-    /// Destination `host[:port]`.
-    pub upstream: Option<String>,
-    /// Name of the route whose token it gets.
-    pub route: Option<String>,
-}
 
 /// The validated outbound configuration.
 #[derive(Debug, Clone)]
@@ -295,7 +193,7 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
             client_id: String::new(),
             auth: ClientAuth::Secret(Secret::new("")),
         },
-        raw_client => client(raw_client.unwrap_or_default(), problems),
+        raw_client => client::client(raw_client.unwrap_or_default(), problems),
     };
     let token_endpoint = raw.token_endpoint.and_then(|s| match Url::parse(&s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
@@ -304,27 +202,25 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
             None
         }
     });
+    let mut duration = |field: &str, raw: Option<String>, default_ms| {
+        let default = Duration::from_millis(default_ms);
+        duration(
+            problems,
+            &format!("outbound.{field}"),
+            raw.as_deref(),
+            default,
+        )
+    };
     let cache = CacheSettings {
         max_entries: raw.cache.max_entries.unwrap_or(10_000),
-        skew: duration(raw.cache.skew, "outbound.cache.skew", 30_000, problems).as_secs(),
-        negative_ttl: duration(
-            raw.cache.negative_ttl,
-            "outbound.cache.negative_ttl",
-            5_000,
-            problems,
-        )
-        .as_secs(),
+        skew: duration("cache.skew", raw.cache.skew, 30_000).as_secs(),
+        negative_ttl: duration("cache.negative_ttl", raw.cache.negative_ttl, 5_000).as_secs(),
     };
+    let connect_timeout = duration("connect_timeout", raw.connect_timeout, 2_000);
+    let timeout = duration("timeout", raw.timeout, 5_000);
     if cache.max_entries == 0 {
         problems.push("outbound.cache.max_entries", "must be at least 1");
     }
-    let connect_timeout = duration(
-        raw.connect_timeout,
-        "outbound.connect_timeout",
-        2_000,
-        problems,
-    );
-    let timeout = duration(raw.timeout, "outbound.timeout", 5_000, problems);
     if connect_timeout.is_zero() || timeout.is_zero() {
         problems.push("outbound.timeout", "timeouts must be longer than zero");
     }
@@ -377,29 +273,6 @@ pub fn check_issuer(outbound: &Outbound, issuer: &str, problems: &mut Problems) 
     }
 }
 
-/// A duration like `500ms`, `10s`, `5m`, `1h` (the same syntax as the rest of `sidecar.yaml`).
-fn duration(
-    raw: Option<String>,
-    field: &str,
-    default_ms: u64,
-    problems: &mut Problems,
-) -> Duration {
-    let Some(raw) = raw else {
-        return Duration::from_millis(default_ms);
-    };
-    super::sidecar::parse_duration(&raw).unwrap_or_else(|| {
-        problems.push(field, "must be a duration like 500ms, 10s, 5m or 1h");
-        Duration::from_millis(default_ms)
-    })
-}
-
-fn addr(s: &str, field: &str, problems: &mut Problems) -> SocketAddr {
-    s.parse().unwrap_or_else(|_| {
-        problems.push(field, format!("{s:?} is not an ip:port address"));
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
-}
-
 fn policy(s: Option<&str>, field: &str, problems: &mut Problems) -> Policy {
     match s {
         None | Some("deny") => Policy::Deny,
@@ -407,100 +280,6 @@ fn policy(s: Option<&str>, field: &str, problems: &mut Problems) -> Policy {
         Some(other) => {
             problems.push(field, format!("{other:?}: use deny or passthrough"));
             Policy::Deny
-        }
-    }
-}
-
-fn client(raw: RawClient, problems: &mut Problems) -> Client {
-    let client_id = raw.client_id.unwrap_or_else(|| {
-        problems.push("outbound.client.client_id", "required");
-        String::new()
-    });
-    let given = [
-        raw.secret.is_some(),
-        raw.secret_file.is_some(),
-        raw.secret_env.is_some(),
-        raw.private_key_file.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() != 1 {
-        problems.push(
-            "outbound.client",
-            "set exactly one of secret_file, secret_env, secret (demos) or private_key_file",
-        );
-    }
-    let secret = |s: String| ClientAuth::Secret(Secret::new(s.trim_end_matches(['\n', '\r'])));
-    let auth = if let Some(s) = raw.secret {
-        secret(s)
-    } else if let Some(path) = raw.secret_file {
-        match std::fs::read_to_string(&path) {
-            Ok(s) => secret(s),
-            Err(e) => {
-                problems.push(
-                    "outbound.client.secret_file",
-                    format!("read {}: {e}", path.display()),
-                );
-                secret(String::new())
-            }
-        }
-    } else if let Some(var) = raw.secret_env {
-        match std::env::var(&var) {
-            Ok(s) if !s.is_empty() => secret(s),
-            _ => {
-                problems.push(
-                    "outbound.client.secret_env",
-                    format!("environment variable {var} is not set"),
-                );
-                secret(String::new())
-            }
-        }
-    } else if let Some(path) = raw.private_key_file {
-        private_key(&path, raw.kid, raw.alg.as_deref(), problems)
-            .unwrap_or_else(|| secret(String::new()))
-    } else {
-        secret(String::new())
-    };
-    Client { client_id, auth }
-}
-
-fn private_key(
-    path: &std::path::Path,
-    kid: Option<String>,
-    alg: Option<&str>,
-    problems: &mut Problems,
-) -> Option<ClientAuth> {
-    let alg = match alg.unwrap_or("ES256") {
-        "ES256" => Algorithm::ES256,
-        "RS256" => Algorithm::RS256,
-        other => {
-            problems.push(
-                "outbound.client.alg",
-                format!("{other:?}: use ES256 or RS256"),
-            );
-            return None;
-        }
-    };
-    let Some(kid) = kid else {
-        problems.push(
-            "outbound.client.kid",
-            "required with private_key_file (the kid registered at the IdP)",
-        );
-        return None;
-    };
-    let pem = match std::fs::read_to_string(path) {
-        Ok(pem) => pem,
-        Err(e) => {
-            problems.push(
-                "outbound.client.private_key_file",
-                format!("read {}: {e}", path.display()),
-            );
-            return None;
-        }
-    };
-    match SigningKey::from_pem(&kid, alg, &pem) {
-        Ok(key) => Some(ClientAuth::PrivateKey(Arc::new(key))),
-        Err(e) => {
-            problems.push("outbound.client.private_key_file", e.to_string());
-            None
         }
     }
 }

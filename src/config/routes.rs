@@ -1,6 +1,6 @@
 //! The inbound `routes:` of `sidecar.yaml`: path prefix, methods, and who may pass.
 
-use super::Problems;
+use super::findings::Problems;
 use crate::http::path::{PathRules, canonical};
 use http::Method;
 use serde::Deserialize;
@@ -99,107 +99,118 @@ pub struct RawClaimRule {
 
 /// Validates `routes:`, recording problems as `routes[i].field`.
 pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
-    let mut names: Vec<String> = Vec::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Route> = Vec::new();
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("routes[{i}].{f}");
-        let name = r.name.unwrap_or_default();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
+        let name = r.name.clone().unwrap_or_default();
+        if !is_label(&name) {
             p.push(
                 at("name"),
                 "must be a non-empty name of letters, digits, - _ . (used as a metric label)",
             );
-        } else if names.contains(&name) {
+        } else if out.iter().any(|o| o.name == name) {
             p.push(at("name"), format!("duplicate route name {name}"));
         }
-        names.push(name.clone());
-        let path = r.path.unwrap_or_default();
-        if !path.starts_with('/') {
-            p.push(at("path"), "must start with /");
-        } else if path.contains('?') || path.contains('#') {
-            p.push(at("path"), "must be a plain path prefix without ? or #");
-        } else {
-            match canonical(&path, &PathRules::default()) {
-                Ok(c) if c == path.as_str() => {}
-                Ok(c) => p.push(
-                    at("path"),
-                    format!("must be written in canonical form, here {c}"),
-                ),
-                Err(e) => p.push(at("path"), format!("has no canonical form: {e}")),
-            }
+        let path = r.path.clone().unwrap_or_default();
+        if let Err(reason) = check_path(&path) {
+            p.push(at("path"), reason);
         }
-        let methods = r.methods.map(|ms| {
-            ms.iter()
-                .enumerate()
-                .filter_map(
-                    |(j, m)| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                        Ok(m) => Some(m),
-                        Err(_) => {
-                            p.push(
-                                format!("routes[{i}].methods[{j}]"),
-                                "must be an HTTP method",
-                            );
-                            None
-                        }
-                    },
-                )
-                .collect()
-        });
-        let has_rules = !r.scopes.is_empty()
-            || !r.claims.is_empty()
-            || !r.acr.is_empty()
-            || r.max_age.is_some();
-        let access = if r.public {
-            if has_rules {
-                p.push(
-                    at("public"),
-                    "a public route cannot also require scopes, claims, acr or max_age",
-                );
-            }
-            Access::Public
-        } else {
-            let claims = r
-                .claims
-                .into_iter()
-                .enumerate()
-                .filter_map(|(j, c)| claim_rule(c, &format!("routes[{i}].claims[{j}]"), p))
-                .collect();
-            Access::Token(Requirements {
-                scopes: r.scopes,
-                claims,
-                acr: r.acr,
-                max_age: r.max_age,
-            })
-        };
-        let browser_login = match r.login.as_deref() {
-            None => false,
-            Some("browser") if r.public => {
-                p.push(
-                    at("login"),
-                    "a public route needs no sign-in; drop login or public",
-                );
-                false
-            }
-            Some("browser") => true,
-            Some(_) => {
-                p.push(at("login"), "must be browser (the only sign-in kind)");
-                false
-            }
-        };
+        let methods = r.methods.as_ref().map(|ms| methods(p, i, ms));
+        let browser_login = browser_login(p, &at("login"), r.login.as_deref(), r.public);
         out.push(Route {
             name,
             path: path.trim_end_matches('/').to_owned(),
             case_insensitive: r.case_insensitive,
             methods,
-            access,
+            access: access(p, i, r),
             browser_login,
         });
     }
     out
+}
+
+/// A name fit for a metric label: letters, digits, `-`, `_`, `.`.
+fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// A route's path prefix must be a plain path, written in the canonical form requests are
+/// matched in: a prefix that is never canonical would never match.
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("must start with /".into());
+    }
+    if path.contains('?') || path.contains('#') {
+        return Err("must be a plain path prefix without ? or #".into());
+    }
+    match canonical(path, &PathRules::default()) {
+        Ok(c) if c == path => Ok(()),
+        Ok(c) => Err(format!("must be written in canonical form, here {c}")),
+        Err(e) => Err(format!("has no canonical form: {e}")),
+    }
+}
+
+fn methods(p: &mut Problems, i: usize, names: &[String]) -> Vec<Method> {
+    let mut out = Vec::new();
+    for (j, m) in names.iter().enumerate() {
+        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => out.push(m),
+            Err(_) => p.push(
+                format!("routes[{i}].methods[{j}]"),
+                "must be an HTTP method",
+            ),
+        }
+    }
+    out
+}
+
+/// Public, or a token with these requirements; a public route requires nothing.
+fn access(p: &mut Problems, i: usize, r: RawRoute) -> Access {
+    let has_rules =
+        !r.scopes.is_empty() || !r.claims.is_empty() || !r.acr.is_empty() || r.max_age.is_some();
+    if r.public {
+        if has_rules {
+            p.push(
+                format!("routes[{i}].public"),
+                "a public route cannot also require scopes, claims, acr or max_age",
+            );
+        }
+        return Access::Public;
+    }
+    let claims = r
+        .claims
+        .into_iter()
+        .enumerate()
+        .filter_map(|(j, c)| claim_rule(c, &format!("routes[{i}].claims[{j}]"), p))
+        .collect();
+    Access::Token(Requirements {
+        scopes: r.scopes,
+        claims,
+        acr: r.acr,
+        max_age: r.max_age,
+    })
+}
+
+/// `login: browser` on a route that needs a token; the only sign-in kind.
+fn browser_login(p: &mut Problems, field: &str, login: Option<&str>, public: bool) -> bool {
+    match login {
+        None => false,
+        Some("browser") if public => {
+            p.push(
+                field,
+                "a public route needs no sign-in; drop login or public",
+            );
+            false
+        }
+        Some("browser") => true,
+        Some(_) => {
+            p.push(field, "must be browser (the only sign-in kind)");
+            false
+        }
+    }
 }
 
 fn claim_rule(c: RawClaimRule, at: &str, p: &mut Problems) -> Option<ClaimRule> {

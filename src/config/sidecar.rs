@@ -1,7 +1,10 @@
-//! The sidecar's settings in `sidecar.yaml`: raw serde types (`deny_unknown_fields`) validated
-//! into a typed [`Config`]; every problem is collected with its field path.
+//! The sidecar's settings in `sidecar.yaml`: raw serde types read by [`super::yaml`], then
+//! validated into a typed [`Config`]; every problem is collected with its field path and line.
 
-use super::{ConfigError, ConfigErrors, Problems, login, outbound, routes};
+use super::findings::{ConfigErrors, Finding, Missing, Problems, Report};
+use super::values::addr;
+use super::yaml::Document;
+use super::{limits, login, outbound, routes};
 use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
 use crate::jwt::Algorithm;
 pub use crate::jwt::jwks::JwksSettings;
@@ -10,7 +13,6 @@ use http::HeaderName;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 /// Whether the inbound listener blocks requests that fail verification or route rules.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -97,7 +99,9 @@ pub struct Config {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     issuer: String,
+    #[serde(default)]
     audience: String,
     #[serde(default)]
     mode: Mode,
@@ -107,6 +111,7 @@ struct RawConfig {
     inbound: RawInbound,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
     app: String,
     #[serde(default = "default_claims_header")]
     claims_header: String,
@@ -115,9 +120,9 @@ struct RawConfig {
     #[serde(default = "default_leeway")]
     leeway: u64,
     #[serde(default)]
-    jwks: RawJwks,
+    jwks: limits::RawJwks,
     #[serde(default)]
-    limits: RawLimits,
+    limits: limits::RawLimits,
     #[serde(default)]
     routes: Vec<routes::RawRoute>,
     #[serde(default)]
@@ -158,30 +163,6 @@ struct RawAdmin {
     expose_config: bool,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawJwks {
-    refresh_min: Option<String>,
-    refresh_max: Option<String>,
-    retry: Option<String>,
-    stale_window: Option<String>,
-    fetch_timeout: Option<String>,
-    max_bytes: Option<usize>,
-    kid_cooldown: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    header_read_timeout: Option<String>,
-    request_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    max_connections: Option<usize>,
-    max_body_bytes: Option<usize>,
-    max_header_bytes: Option<usize>,
-    shutdown_grace: Option<String>,
-}
-
 fn default_claims_header() -> String {
     "x-baton-claims".into()
 }
@@ -195,105 +176,14 @@ fn default_leeway() -> u64 {
 }
 
 impl Config {
-    /// Parses and validates `sidecar.yaml` text; `file` names it in every error.
-    ///
-    /// Every problem is reported, each as `file: field: reason`.
+    /// Parses and validates `sidecar.yaml` text as `baton run` does; `file` names it in every
+    /// error. Every problem is reported, each as `file:line:column: field: reason`; a file the
+    /// config names that is missing here is an error.
     pub fn from_yaml(text: &str, file: &str) -> Result<Config, ConfigErrors> {
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| Problems::yaml(file, &e))?;
-        let raw: RawConfig =
-            serde_yaml::from_value(value.clone()).map_err(|e| Problems::yaml(file, &e))?;
-        let redacted = serde_json::to_value(&value)
-            .map(redact)
-            .unwrap_or(serde_json::Value::Null);
-        let mut p = Problems::new(file);
-        let issuer = match url::Url::parse(&raw.issuer) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
-                if u.query().is_some() || u.fragment().is_some() {
-                    p.push("issuer", "must have no query or fragment (RFC 8414 §2)");
-                }
-                raw.issuer.clone()
-            }
-            _ => {
-                p.push(
-                    "issuer",
-                    "must be an absolute http(s) URL, e.g. https://idp.example",
-                );
-                raw.issuer.clone()
-            }
-        };
-        if raw.audience.trim().is_empty() || raw.audience.contains('"') {
-            p.push("audience", "must be this service's name, e.g. service-b");
+        match read(text, file, Missing::Error) {
+            (Some(config), report) if report.errors.is_empty() => Ok(config),
+            (_, report) => Err(report.into_config_errors()),
         }
-        let listeners = Listeners {
-            inbound: addr(&mut p, "listeners.inbound", &raw.listeners.inbound),
-            outbound: addr(&mut p, "listeners.outbound", &raw.listeners.outbound),
-            admin: addr(&mut p, "listeners.admin", &raw.listeners.admin),
-        };
-        let app = addr(&mut p, "app", &raw.app);
-        let claims_header = match HeaderName::from_bytes(raw.claims_header.as_bytes()) {
-            Ok(h) if h != http::header::AUTHORIZATION => h,
-            _ => {
-                p.push(
-                    "claims_header",
-                    "must be a valid header name other than authorization",
-                );
-                HeaderName::from_static("x-baton-claims")
-            }
-        };
-        let algorithms = algorithms(&mut p, &raw.algorithms);
-        if raw.leeway > crate::jwt::MAX_LEEWAY {
-            p.push("leeway", "must be at most 60 seconds");
-        }
-        let jwks = jwks_settings(&mut p, raw.jwks);
-        let limits = limits(&mut p, raw.limits);
-        let routes = routes::validate(raw.routes, &mut p);
-        let outbound = outbound::validate(raw.outbound, &mut p);
-        outbound::check_issuer(&outbound, &issuer, &mut p);
-        let login = raw.login.map(|l| login::validate(l, &mut p));
-        if let Some(i) = routes.iter().position(|r| r.browser_login)
-            && login.is_none()
-        {
-            p.push(
-                format!("routes[{i}].login"),
-                "needs a top-level login: section (at least login.external_url)",
-            );
-        }
-        if login.is_some() && outbound.client.client_id != raw.audience {
-            p.push(
-                "login",
-                "signs users in as outbound.client, whose client_id must equal audience \
-                 (the IdP addresses the user's access token to that client)",
-            );
-        }
-        p.finish(Config {
-            file: file.into(),
-            issuer,
-            audience: raw.audience,
-            mode: raw.mode,
-            listeners,
-            inbound: InboundSettings {
-                paths: PathRules {
-                    escaped_slashes: raw.inbound.escaped_slashes,
-                    parameters: raw.inbound.path_parameters,
-                    trailing_dots: raw.inbound.trailing_dots,
-                },
-                drop_underscore_headers: raw.inbound.drop_underscore_headers,
-            },
-            admin: AdminSettings {
-                expose_config: raw.admin.expose_config,
-            },
-            app,
-            claims_header,
-            algorithms,
-            leeway: raw.leeway,
-            jwks,
-            limits,
-            routes,
-            outbound,
-            login,
-            redacted,
-        })
     }
 
     /// Reads and validates the file at `path`.
@@ -301,20 +191,159 @@ impl Config {
         let file = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => Config::from_yaml(&text, &file),
-            Err(e) => Err(ConfigErrors(vec![ConfigError {
-                file,
-                field: "(file)".into(),
-                reason: format!("read: {e}"),
-            }])),
+            Err(e) => Err(ConfigErrors(vec![unreadable(file, &e)])),
+        }
+    }
+
+    /// What `baton check` reports on `sidecar.yaml` text: the same validation as
+    /// [`Config::from_yaml`], except that a file or environment variable the config names but
+    /// this machine lacks (a secret mounted only in the deployment) is a warning.
+    pub fn check(text: &str, file: &str) -> Report {
+        read(text, file, Missing::Warning).1
+    }
+
+    /// [`Config::check`] of the file at `path`.
+    pub fn check_file(path: &Path) -> Report {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::check(&text, &file),
+            Err(e) => Report {
+                errors: vec![unreadable(file, &e)],
+                warnings: Vec::new(),
+            },
         }
     }
 }
 
-fn addr(p: &mut Problems, field: &str, value: &str) -> SocketAddr {
-    value.parse().unwrap_or_else(|_| {
-        p.push(field, "must be an IP address and port, e.g. 127.0.0.1:8080");
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
+fn unreadable(file: String, e: &std::io::Error) -> Finding {
+    Finding {
+        file,
+        line: None,
+        column: None,
+        field: "(file)".into(),
+        reason: format!("read: {e}"),
+    }
+}
+
+/// Reads and validates `text`: the config when it could be read, and everything found.
+fn read(text: &str, file: &str, missing: Missing) -> (Option<Config>, Report) {
+    let mut p = Problems::new(file);
+    let Some(doc) = Document::parse(text, &mut p) else {
+        return (None, p.report(|_| None, missing));
+    };
+    let config = doc
+        .read::<RawConfig>(&mut p)
+        .map(|raw| validate(raw, &doc, &mut p));
+    (config, p.report(|f| doc.position(f), missing))
+}
+
+/// Validates every section of `raw`, then what sections say of each other.
+fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
+    let issuer = issuer(p, raw.issuer);
+    if raw.audience.trim().is_empty() || raw.audience.contains('"') {
+        p.push("audience", "must be this service's name, e.g. service-b");
+    }
+    let listeners = Listeners {
+        inbound: addr(p, "listeners.inbound", &raw.listeners.inbound),
+        outbound: addr(p, "listeners.outbound", &raw.listeners.outbound),
+        admin: addr(p, "listeners.admin", &raw.listeners.admin),
+    };
+    let app = addr(p, "app", &raw.app);
+    let claims_header = claims_header(p, &raw.claims_header);
+    let algorithms = algorithms(p, &raw.algorithms);
+    if raw.leeway > crate::jwt::MAX_LEEWAY {
+        p.push("leeway", "must be at most 60 seconds");
+    }
+    let jwks = limits::jwks(p, raw.jwks);
+    let limits = limits::limits(p, raw.limits);
+    let routes = routes::validate(raw.routes, p);
+    let outbound = outbound::validate(raw.outbound, p);
+    outbound::check_issuer(&outbound, &issuer, p);
+    let login = raw.login.map(|l| login::validate(l, p));
+    check_login(p, &routes, login.as_ref(), &outbound, &raw.audience);
+    Config {
+        file: p.file().to_owned(),
+        issuer,
+        audience: raw.audience,
+        mode: raw.mode,
+        listeners,
+        inbound: InboundSettings {
+            paths: PathRules {
+                escaped_slashes: raw.inbound.escaped_slashes,
+                parameters: raw.inbound.path_parameters,
+                trailing_dots: raw.inbound.trailing_dots,
+            },
+            drop_underscore_headers: raw.inbound.drop_underscore_headers,
+        },
+        admin: AdminSettings {
+            expose_config: raw.admin.expose_config,
+        },
+        app,
+        claims_header,
+        algorithms,
+        leeway: raw.leeway,
+        jwks,
+        limits,
+        routes,
+        outbound,
+        login,
+        redacted: redact(doc.to_json()),
+    }
+}
+
+/// The issuer, an absolute http(s) URL without query or fragment (RFC 8414 §2).
+fn issuer(p: &mut Problems, issuer: String) -> String {
+    match url::Url::parse(&issuer) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+            if u.query().is_some() || u.fragment().is_some() {
+                p.push("issuer", "must have no query or fragment (RFC 8414 §2)");
+            }
+        }
+        _ => p.push(
+            "issuer",
+            "must be an absolute http(s) URL, e.g. https://idp.example",
+        ),
+    }
+    issuer
+}
+
+fn claims_header(p: &mut Problems, name: &str) -> HeaderName {
+    match HeaderName::from_bytes(name.as_bytes()) {
+        Ok(h) if h != http::header::AUTHORIZATION => h,
+        _ => {
+            p.push(
+                "claims_header",
+                "must be a valid header name other than authorization",
+            );
+            HeaderName::from_static("x-baton-claims")
+        }
+    }
+}
+
+/// Browser sign-in needs a `login:` section, and signs users in as `outbound.client`, which
+/// must therefore be this service.
+fn check_login(
+    p: &mut Problems,
+    routes: &[routes::Route],
+    login: Option<&login::Login>,
+    outbound: &outbound::Outbound,
+    audience: &str,
+) {
+    if let Some(i) = routes.iter().position(|r| r.browser_login)
+        && login.is_none()
+    {
+        p.push(
+            format!("routes[{i}].login"),
+            "needs a top-level login: section (at least login.external_url)",
+        );
+    }
+    if login.is_some() && outbound.client.client_id != audience {
+        p.push(
+            "login",
+            "signs users in as outbound.client, whose client_id must equal audience \
+             (the IdP addresses the user's access token to that client)",
+        );
+    }
 }
 
 fn algorithms(p: &mut Problems, names: &[String]) -> Vec<Algorithm> {
@@ -338,96 +367,6 @@ fn algorithms(p: &mut Problems, names: &[String]) -> Vec<Algorithm> {
         }
     }
     out
-}
-
-fn jwks_settings(p: &mut Problems, raw: RawJwks) -> JwksSettings {
-    let d = JwksSettings::default();
-    let s = JwksSettings {
-        refresh_min: duration(p, "jwks.refresh_min", raw.refresh_min, d.refresh_min),
-        refresh_max: duration(p, "jwks.refresh_max", raw.refresh_max, d.refresh_max),
-        retry: duration(p, "jwks.retry", raw.retry, d.retry),
-        stale_window: duration(p, "jwks.stale_window", raw.stale_window, d.stale_window),
-        fetch_timeout: duration(p, "jwks.fetch_timeout", raw.fetch_timeout, d.fetch_timeout),
-        max_bytes: raw.max_bytes.unwrap_or(d.max_bytes),
-        kid_cooldown: duration(p, "jwks.kid_cooldown", raw.kid_cooldown, d.kid_cooldown),
-    };
-    if s.refresh_min > s.refresh_max {
-        p.push("jwks.refresh_min", "must not exceed jwks.refresh_max");
-    }
-    if s.stale_window < s.refresh_max {
-        p.push("jwks.stale_window", "must be at least jwks.refresh_max");
-    }
-    if s.max_bytes < 1024 {
-        p.push("jwks.max_bytes", "must be at least 1024");
-    }
-    s
-}
-
-fn limits(p: &mut Problems, raw: RawLimits) -> Limits {
-    let d = Limits::default();
-    let l = Limits {
-        header_read_timeout: duration(
-            p,
-            "limits.header_read_timeout",
-            raw.header_read_timeout,
-            d.header_read_timeout,
-        ),
-        request_timeout: duration(
-            p,
-            "limits.request_timeout",
-            raw.request_timeout,
-            d.request_timeout,
-        ),
-        idle_timeout: duration(p, "limits.idle_timeout", raw.idle_timeout, d.idle_timeout),
-        max_connections: raw.max_connections.unwrap_or(d.max_connections),
-        max_body_bytes: raw.max_body_bytes.unwrap_or(d.max_body_bytes),
-        max_header_bytes: raw.max_header_bytes.unwrap_or(d.max_header_bytes),
-        shutdown_grace: duration(
-            p,
-            "limits.shutdown_grace",
-            raw.shutdown_grace,
-            d.shutdown_grace,
-        ),
-    };
-    if l.max_connections == 0 {
-        p.push("limits.max_connections", "must be at least 1");
-    }
-    if l.max_header_bytes < 8192 {
-        p.push(
-            "limits.max_header_bytes",
-            "must be at least 8192 (bearer tokens are large)",
-        );
-    }
-    l
-}
-
-/// A duration written as a number and a unit: `500ms`, `10s`, `5m`, `1h`.
-fn duration(p: &mut Problems, field: &str, raw: Option<String>, default: Duration) -> Duration {
-    let Some(raw) = raw else { return default };
-    match parse_duration(&raw) {
-        Some(d) if !d.is_zero() => d,
-        _ => {
-            p.push(
-                field,
-                "must be a positive duration like 500ms, 10s, 5m or 1h",
-            );
-            default
-        }
-    }
-}
-
-pub(super) fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-        _ => None,
-    }
 }
 
 /// Replaces the values of secret-looking keys (`secret`, `password`, `private_key`, `token`).

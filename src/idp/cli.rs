@@ -143,6 +143,7 @@ fn read(path: &std::path::Path, opts: &Options) -> Result<Loaded, Report> {
             errors: vec![super::config::Finding {
                 file,
                 line: None,
+                column: None,
                 field: "(file)".into(),
                 reason: format!("read: {e}"),
             }],
@@ -168,15 +169,11 @@ fn load(path: &std::path::Path, opts: &Options) -> Option<Config> {
     }
 }
 
-/// `baton-idp check`: the validation `serve` does, every error and warning listed; 64 when the
-/// config would be refused.
+/// `baton-idp check`: the validation `serve` does, every error and warning listed (a file or
+/// variable this machine lacks is a warning); 64 when the config would be refused.
 fn check(path: &std::path::Path, opts: &Options) -> ExitCode {
-    match read(path, opts) {
-        Ok(Loaded { warnings, .. }) => {
-            let report = Report {
-                errors: Vec::new(),
-                warnings,
-            };
+    match Config::check_file(path, opts) {
+        report if report.errors.is_empty() => {
             if !report.warnings.is_empty() {
                 println!("{report}");
             }
@@ -188,7 +185,7 @@ fn check(path: &std::path::Path, opts: &Options) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(report) => {
+        report => {
             eprintln!("{report}");
             eprintln!(
                 "{}: {} error{}, {} warning{}",

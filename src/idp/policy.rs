@@ -1,7 +1,8 @@
-//! The token-exchange policy (DESIGN.md "Token exchange policy"), pure: no I/O, time is an
+//! The token-exchange policy, pure: no I/O, time is an
 //! argument. Given a verified subject, the requesting client and the edges it uses, it computes
 //! the new token's claims or says which rule refused.
 
+pub use super::claims::merge;
 use super::config::{Edge, RESERVED};
 use crate::jwt::Claims;
 use serde_json::{Value, json};
@@ -79,8 +80,44 @@ pub fn decide(x: &Exchange<'_>) -> Result<Claims, Refusal> {
         .get("exp")
         .and_then(Value::as_u64)
         .ok_or(Refusal::Subject("exp"))?;
+    let act = delegation(x)?;
+    let scope = granted_scope(x)?;
+    let exp = lifetime(x, subject_exp)?;
 
-    // Delegation: the acting party, `may_act`, chain depth (RFC 8693 §4.1, §4.4).
+    // The subject's own claims and what the edges add; then the claims the IdP owns.
+    let mut out = Claims::new();
+    for (k, v) in x.subject {
+        if !RESERVED.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for edge in &x.edges {
+        merge(&mut out, &edge.claims);
+    }
+    out.insert("iss".into(), json!(x.issuer));
+    out.insert("sub".into(), json!(sub));
+    out.insert("aud".into(), audience(&x.edges));
+    out.insert("client_id".into(), json!(x.client));
+    out.insert("iat".into(), json!(x.now));
+    out.insert("exp".into(), json!(exp));
+    out.insert("jti".into(), json!(x.jti));
+    if !scope.is_empty() {
+        out.insert("scope".into(), json!(scope.join(" ")));
+    }
+    out.insert("grants".into(), grants(x));
+    out.insert("act".into(), Value::Object(act));
+    // The lineage revocation follows (`sid`, `grant_id`) passes through every exchange.
+    for kept in ["acr", "amr", "auth_time", "sid", "grant_id"] {
+        if let Some(v) = x.subject.get(kept) {
+            out.insert(kept.into(), v.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The new `act` claim: the acting party (the actor token's `sub`, else the client), allowed by
+/// the subject's `may_act`, over the subject's chain, within the depth (RFC 8693 §4.1, §4.4).
+fn delegation(x: &Exchange<'_>) -> Result<Claims, Refusal> {
     let actor = match x.actor {
         Some(a) => a
             .get("sub")
@@ -104,19 +141,25 @@ pub fn decide(x: &Exchange<'_>) -> Result<Claims, Refusal> {
     if let Some(prev) = previous {
         act.insert("act".into(), prev);
     }
+    Ok(act)
+}
 
-    let scope = granted_scope(x)?;
-    let exp = lifetime(x, subject_exp)?;
-
-    let mut out = Claims::new();
-    for (k, v) in x.subject {
-        if !RESERVED.contains(&k.as_str()) {
-            out.insert(k.clone(), v.clone());
+/// `aud`: the one target, or every distinct target in request order.
+fn audience(edges: &[&Edge]) -> Value {
+    let mut targets: Vec<&str> = Vec::new();
+    for e in edges {
+        if !targets.contains(&e.target.as_str()) {
+            targets.push(&e.target);
         }
     }
-    for edge in &x.edges {
-        merge(&mut out, &edge.claims);
+    match targets.as_slice() {
+        [one] => json!(one),
+        many => json!(many),
     }
+}
+
+/// `grants`: the subject's, with each target of this exchange appended once.
+fn grants(x: &Exchange<'_>) -> Value {
     let mut grants: Vec<Value> = match x.subject.get("grants") {
         Some(Value::Array(a)) => a.clone(),
         _ => Vec::new(),
@@ -127,37 +170,7 @@ pub fn decide(x: &Exchange<'_>) -> Result<Claims, Refusal> {
             grants.push(t);
         }
     }
-    let aud = match x.edges.as_slice() {
-        [one] => json!(one.target),
-        many => {
-            let mut v: Vec<&str> = Vec::new();
-            for e in many {
-                if !v.contains(&e.target.as_str()) {
-                    v.push(&e.target);
-                }
-            }
-            if v.len() == 1 { json!(v[0]) } else { json!(v) }
-        }
-    };
-    out.insert("iss".into(), json!(x.issuer));
-    out.insert("sub".into(), json!(sub));
-    out.insert("aud".into(), aud);
-    out.insert("client_id".into(), json!(x.client));
-    out.insert("iat".into(), json!(x.now));
-    out.insert("exp".into(), json!(exp));
-    out.insert("jti".into(), json!(x.jti));
-    if !scope.is_empty() {
-        out.insert("scope".into(), json!(scope.join(" ")));
-    }
-    out.insert("grants".into(), Value::Array(grants));
-    out.insert("act".into(), Value::Object(act));
-    // The lineage revocation follows (`sid`, `grant_id`) passes through every exchange.
-    for kept in ["acr", "amr", "auth_time", "sid", "grant_id"] {
-        if let Some(v) = x.subject.get(kept) {
-            out.insert(kept.into(), v.clone());
-        }
-    }
-    Ok(out)
+    Value::Array(grants)
 }
 
 /// How many actors a token's `act` chain holds.
@@ -228,46 +241,6 @@ fn lifetime(x: &Exchange<'_>, subject_exp: u64) -> Result<u64, Refusal> {
         return Err(Refusal::Lifetime);
     }
     Ok(exp.min(ends))
-}
-
-/// Adds `add` into `into`: objects merge, arrays union, and an existing scalar is kept, so a
-/// user's claim is never dropped or changed.
-pub fn merge(into: &mut Claims, add: &Claims) {
-    for (k, v) in add {
-        match (into.get_mut(k), v) {
-            (None, _) => {
-                into.insert(k.clone(), v.clone());
-            }
-            (Some(Value::Object(a)), Value::Object(b)) => merge(a, b),
-            (Some(Value::Array(a)), Value::Array(b)) => {
-                for item in b {
-                    if !a.contains(item) {
-                        a.push(item.clone());
-                    }
-                }
-            }
-            (Some(_), _) => {}
-        }
-    }
-}
-
-/// The dotted path of the first member where `a` and `b` disagree in a way merging cannot
-/// reconcile (two different scalars, or a scalar against an object or array).
-pub fn conflict(a: &Claims, b: &Claims) -> Option<String> {
-    for (k, va) in a {
-        let Some(vb) = b.get(k) else { continue };
-        match (va, vb) {
-            (Value::Object(x), Value::Object(y)) => {
-                if let Some(p) = conflict(x, y) {
-                    return Some(format!("{k}.{p}"));
-                }
-            }
-            (Value::Array(_), Value::Array(_)) => {}
-            (x, y) if x == y => {}
-            _ => return Some(k.clone()),
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! same stream act as namespace-level opt-in (enforced, as by the webhook) and defaults for
 //! workloads that name them.
 //!
-//! Input is bounded before serde_yaml sees it: at most [`MAX_INPUT_BYTES`], and no document
-//! nested deeper than [`MAX_DEPTH`] (measured with yaml-rust2, which stops at the first level too
-//! deep; libyaml's scanner, under serde_yaml, spends time quadratic in the nesting of flow
-//! collections: 8,000 `[` took half a second, 100,000 more than 30).
+//! Input is bounded: at most [`MAX_INPUT_BYTES`], and no document nested deeper than
+//! [`MAX_DEPTH`]; serde-saphyr stops at the first level too deep, so the work stays linear in
+//! the input. Documents are read with the YAML semantics of the config files (see
+//! [`crate::config`]'s reader): YAML 1.2 booleans, `0123` and `1_000` kept as strings.
 
 use super::mutate::{Outcome, Skip, mutate};
 use super::policy::{Policy, PolicyArgs};
@@ -21,8 +21,8 @@ use std::process::ExitCode;
 
 /// The largest input `baton inject` reads.
 pub const MAX_INPUT_BYTES: usize = 16 << 20;
-/// The deepest nesting of collections in one document (serde_yaml's own limit too); Kubernetes
-/// objects, CRD schemas included, stay far below it.
+/// The deepest nesting of collections in one document; Kubernetes objects, CRD schemas
+/// included, stay far below it.
 pub const MAX_DEPTH: usize = 128;
 
 /// Arguments of `baton inject`.
@@ -45,7 +45,7 @@ pub enum InjectError {
         /// 1-based position in the stream.
         index: usize,
         /// The parser's error (line and column are relative to the document).
-        source: serde_yaml::Error,
+        source: serde_saphyr::Error,
     },
     /// The input is larger than [`MAX_INPUT_BYTES`].
     #[error("input larger than {limit} bytes")]
@@ -53,7 +53,7 @@ pub enum InjectError {
         /// The limit.
         limit: usize,
     },
-    /// A document nests deeper than [`MAX_DEPTH`], or is not YAML at all.
+    /// A document nests deeper than [`MAX_DEPTH`].
     #[error("document {index}: {reason}")]
     Shape {
         /// 1-based position in the stream.
@@ -85,6 +85,9 @@ pub struct Injected {
 }
 
 /// Injects every opted-in workload of a multi-document YAML stream under `policy`. Pure.
+///
+/// Reading a document recurses once per level of nesting: at [`MAX_DEPTH`] that takes about
+/// 512 KiB of stack in a release build (4 MiB in a debug build), which a main thread has.
 pub fn inject_stream(text: &str, policy: &Policy) -> Result<Injected, InjectError> {
     if text.len() > MAX_INPUT_BYTES {
         return Err(InjectError::TooLarge {
@@ -97,31 +100,11 @@ pub fn inject_stream(text: &str, policy: &Policy) -> Result<Injected, InjectErro
         let value = if is_blank(d.body) {
             None
         } else {
-            check_depth(d.body).map_err(|reason| InjectError::Shape {
-                index: index + 1,
-                reason,
-            })?;
-            let v: Value = serde_yaml::from_str(d.body).map_err(|source| InjectError::Yaml {
-                index: index + 1,
-                source,
-            })?;
-            Some(v)
+            Some(parse(d.body).map_err(|e| e.in_document(index + 1))?)
         };
         parsed.push(value);
     }
-    let namespaces: HashMap<String, Namespace> = parsed
-        .iter()
-        .flatten()
-        .flat_map(objects)
-        .filter(|o| kind(o) == "Namespace")
-        .filter_map(|o| {
-            Some((
-                o.pointer("/metadata/name")?.as_str()?.to_owned(),
-                Namespace::from_object(o),
-            ))
-        })
-        .collect();
-
+    let namespaces = namespaces(&parsed);
     let mut out = String::with_capacity(text.len() + 4096);
     let mut verdicts = Vec::new();
     let mut problems = Vec::new();
@@ -139,7 +122,7 @@ pub fn inject_stream(text: &str, policy: &Policy) -> Result<Injected, InjectErro
             &mut problems,
         );
         if changed {
-            match serde_yaml::to_string(&value) {
+            match serde_saphyr::to_string(&value) {
                 Ok(yaml) => out.push_str(&yaml),
                 Err(_) => out.push_str(d.body),
             }
@@ -156,13 +139,29 @@ pub fn inject_stream(text: &str, policy: &Policy) -> Result<Injected, InjectErro
     })
 }
 
+/// The `Namespace` objects of the stream by name: opt-in and defaults for their workloads.
+fn namespaces(parsed: &[Option<Value>]) -> HashMap<String, Namespace> {
+    parsed
+        .iter()
+        .flatten()
+        .flat_map(objects)
+        .filter(|o| kind(o) == "Namespace")
+        .filter_map(|o| {
+            Some((
+                o.pointer("/metadata/name")?.as_str()?.to_owned(),
+                Namespace::from_object(o),
+            ))
+        })
+        .collect()
+}
+
 /// Injects one object (or each item of a `List`); true when something changed.
 fn inject_value(
     value: &mut Value,
     namespaces: &HashMap<String, Namespace>,
     policy: &Policy,
     verdicts: &mut Vec<Verdict>,
-    problems: &mut Vec<crate::config::ConfigError>,
+    problems: &mut Vec<crate::config::Finding>,
 ) -> bool {
     if kind(value).ends_with("List") {
         let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) else {
@@ -274,28 +273,39 @@ fn split_documents(text: &str) -> Vec<Document<'_>> {
     docs
 }
 
-/// Fails when `doc` nests collections deeper than [`MAX_DEPTH`] or does not scan as YAML; stops
-/// at the first such event, so the work is linear in the input.
-fn check_depth(doc: &str) -> Result<(), String> {
-    use yaml_rust2::parser::{Event, Parser};
-    let mut parser = Parser::new_from_str(doc);
-    let mut depth = 0usize;
-    loop {
-        let (event, mark) = parser.next_token().map_err(|e| e.to_string())?;
-        match event {
-            Event::SequenceStart(..) | Event::MappingStart(..) => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(format!(
-                        "nested deeper than {MAX_DEPTH} levels at line {}",
-                        mark.line()
-                    ));
-                }
-            }
-            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
-            Event::StreamEnd => return Ok(()),
-            _ => {}
+/// Reads one document, bounded: nesting by [`MAX_DEPTH`] (flow collections by the scanner, all
+/// collections by the budget), and nodes by the input's size rather than by serde-saphyr's
+/// defaults, which a large but ordinary manifest can exceed.
+fn parse(doc: &str) -> Result<Value, InjectError> {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    budget.max_nodes = MAX_INPUT_BYTES;
+    budget.max_events = 2 * MAX_INPUT_BYTES;
+    let mut options = crate::config::yaml::options();
+    options.budget = Some(budget);
+    serde_saphyr::from_str_with_options(doc, options).map_err(|source| match &source {
+        serde_saphyr::Error::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::Depth { .. },
+            location,
+        } => InjectError::Shape {
+            index: 0,
+            reason: format!(
+                "nested deeper than {MAX_DEPTH} levels at line {}",
+                location.line()
+            ),
+        },
+        _ => InjectError::Yaml { index: 0, source },
+    })
+}
+
+impl InjectError {
+    /// The error with the 1-based position of its document in the stream.
+    fn in_document(mut self, n: usize) -> Self {
+        if let InjectError::Yaml { index, .. } | InjectError::Shape { index, .. } = &mut self {
+            *index = n;
         }
+        self
     }
 }
 

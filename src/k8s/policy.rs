@@ -6,8 +6,10 @@
 //! an app built on them would share the exemption and escape capture. The image allow-list
 //! exists because `baton.dev/init-image` names the image that runs as root with `NET_ADMIN`.
 
-use super::settings::DEFAULT_IMAGE;
 use crate::config::{ConfigErrors, Problems};
+
+/// Sidecar image when `baton.dev/image` is absent and no `--sidecar-image` is given.
+pub const DEFAULT_IMAGE: &str = "baton:dev";
 
 /// The sidecar's uid unless `--sidecar-uid` says otherwise: used by no common base image
 /// (`nonroot` is 65532, `nobody` 65534, distribution users start at 100 or 1000).

@@ -133,8 +133,9 @@ async fn the_shipped_config_without_its_variables_refuses_to_start_naming_each_i
     assert_eq!(errors.len(), expected.len(), "{out}");
     for ((line, start), got) in expected.iter().zip(&errors) {
         assert!(
-            got.starts_with(&format!("error: {file}:{line}: {start}")),
-            "expected {file}:{line}: {start}…, got {got}"
+            // Each key is indented by four spaces: column 5.
+            got.starts_with(&format!("error: {file}:{line}:5: {start}")),
+            "expected {file}:{line}:5: {start}…, got {got}"
         );
         assert!(got.contains("`demo: true`"), "{got}");
     }
@@ -238,12 +239,12 @@ grants:
     assert_eq!(
         errors,
         [
-            format!("error: {path}:4: lifetimes.access: must be between 1 and 86400 seconds"),
+            format!("error: {path}:4:3: lifetimes.access: must be between 1 and 86400 seconds"),
             format!(
-                "error: {path}:8: clients[0].redirect_uris: relative/cb must be absolute without a fragment (RFC 6749 §3.1.2)"
+                "error: {path}:8:5: clients[0].redirect_uris: relative/cb must be absolute without a fragment (RFC 6749 §3.1.2)"
             ),
             format!(
-                "error: {path}:12: grants[0].target: unknown target nobody: targets are client ids"
+                "error: {path}:12:5: grants[0].target: unknown target nobody: targets are client ids"
             ),
         ],
         "{out}"
@@ -263,7 +264,7 @@ grants:
     assert!(status.success(), "{out}");
     assert!(
         out.contains(&format!(
-            "warning: {path}:6: clients[0].redirect_uris: registered, but authorization_code is not among grant_types"
+            "warning: {path}:6:5: clients[0].redirect_uris: registered, but authorization_code is not among grant_types"
         )),
         "{out}"
     );

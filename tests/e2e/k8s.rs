@@ -14,7 +14,6 @@ use baton::k8s::policy::Policy;
 use baton::k8s::settings::Namespace;
 use baton::k8s::tls::{ReloadingCert, acceptor};
 use baton::k8s::webhook::{self, Webhook, review};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -187,8 +186,10 @@ async fn webhook_serves_a_renewed_certificate_without_restarting() {
 }
 
 fn yaml_docs(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .filter_map(|d| Option::<Value>::deserialize(d).unwrap())
+    serde_saphyr::from_multiple::<Option<Value>>(text)
+        .unwrap()
+        .into_iter()
+        .flatten()
         .flat_map(|v| match v["kind"].as_str() {
             Some(k) if k.ends_with("List") => v["items"].as_array().cloned().unwrap_or_default(),
             _ => vec![v],

@@ -1,6 +1,7 @@
 //! End-to-end tests: real servers on 127.0.0.1:0, driven over HTTP.
 
 mod chain;
+mod check;
 mod edge;
 mod faults;
 mod grants;

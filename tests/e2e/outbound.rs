@@ -30,7 +30,7 @@ fn config_of(yaml: &str) -> OutboundConfig {
 
 fn config_with_secret(secret: &str, yaml: &str) -> OutboundConfig {
     let text = format!("client: {{client_id: {CLIENT_ID}, secret: {secret}}}\n{yaml}");
-    let raw: RawOutbound = serde_yaml::from_str(&text).expect("yaml");
+    let raw: RawOutbound = serde_saphyr::from_str(&text).expect("yaml");
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
     problems.finish(cfg).expect("valid outbound config")
@@ -478,7 +478,7 @@ async fn private_key_jwt_client_authentication() {
         path.display(),
         routes(&up)
     );
-    let raw: RawOutbound = serde_yaml::from_str(&text).expect("yaml");
+    let raw: RawOutbound = serde_saphyr::from_str(&text).expect("yaml");
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid");
@@ -761,7 +761,7 @@ routes:
         a = up.addr,
         p = up.addr.port()
     );
-    let raw: RawOutbound = serde_yaml::from_str(&text_cfg).expect("yaml");
+    let raw: RawOutbound = serde_saphyr::from_str(&text_cfg).expect("yaml");
     let mut problems = Problems::new("sidecar.yaml");
     let cfg = validate(raw, &mut problems);
     let cfg = problems.finish(cfg).expect("valid");

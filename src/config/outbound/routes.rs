@@ -1,7 +1,8 @@
 //! Validation of `outbound.routes` and `outbound.ports`, and `host[:port]` parsing.
 
-use super::{Port, RawPort, RawRoute, Route, Tls, WithoutSubject, addr};
-use crate::config::Problems;
+use super::{Port, RawPort, RawRoute, Route, Tls, WithoutSubject};
+use crate::config::findings::Problems;
+use crate::config::values::addr;
 use url::Url;
 
 pub(super) fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<Route> {
@@ -11,13 +12,13 @@ pub(super) fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<
         None
     })?;
     let tls = raw.tls.map(|t| Tls { ca_file: t.ca_file });
-    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref())
-        && !ca.is_file()
-    {
-        problems.push(
-            at("tls.ca_file"),
-            format!("{} is not a readable file", ca.display()),
-        );
+    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
+        let reason = format!("{} is not a readable file", ca.display());
+        if !ca.exists() {
+            problems.missing(at("tls.ca_file"), reason);
+        } else if !ca.is_file() {
+            problems.push(at("tls.ca_file"), reason);
+        }
     }
     let default_port = if tls.is_some() { 443 } else { 80 };
     let Some((host, port)) = raw
@@ -77,7 +78,7 @@ pub(super) fn port(
     problems: &mut Problems,
 ) -> Option<Port> {
     let at = |f: &str| format!("outbound.ports[{i}].{f}");
-    let listen = addr(raw.listen.as_deref().unwrap_or(""), &at("listen"), problems);
+    let listen = addr(problems, &at("listen"), raw.listen.as_deref().unwrap_or(""));
     let Some(upstream) = raw.upstream.filter(|u| split_authority(u, 80).is_some()) else {
         problems.push(
             at("upstream"),

@@ -1,7 +1,7 @@
 use super::*;
 
 fn parse(yaml: &str) -> Result<Outbound, Vec<String>> {
-    let raw: RawOutbound = serde_yaml::from_str(yaml).map_err(|e| vec![e.to_string()])?;
+    let raw: RawOutbound = serde_saphyr::from_str(yaml).map_err(|e| vec![e.to_string()])?;
     let mut problems = Problems::new("sidecar.yaml");
     let out = validate(raw, &mut problems);
     problems

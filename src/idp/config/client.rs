@@ -2,9 +2,9 @@
 //! redirect URIs (sign-in and post-logout), grant types and the default audience of
 //! `client_credentials`, validated into [`Client`].
 
-use super::check::Findings;
 use super::secrets::{Sources, Spec, warn_demo};
 use super::{Client, ClientAuth, GRANT_TYPES};
+use crate::config::Problems;
 use crate::jwt::{Algorithm, keys::KeySet};
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -31,8 +31,23 @@ pub(super) struct RawClient {
     default_audience: Option<String>,
 }
 
-pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Findings) -> Option<Client> {
-    let base = sources.base;
+/// Validates one client at `f` (`clients[i]`); `None` when it has no usable credential.
+pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<Client> {
+    check_uris_and_grants(&c, f, p);
+    let auth = auth(&c, f, sources, p)?;
+    Some(Client {
+        id: c.id,
+        auth,
+        redirect_uris: c.redirect_uris,
+        post_logout_redirect_uris: c.post_logout_redirect_uris,
+        grant_types: c.grant_types,
+        scopes: c.scopes,
+        default_audience: c.default_audience,
+    })
+}
+
+/// Exact absolute redirect URIs, known grant types, and a redirect URI for a code grant.
+fn check_uris_and_grants(c: &RawClient, f: &str, p: &mut Problems) {
     for uri in &c.redirect_uris {
         if !absolute_without_fragment(uri) {
             p.push(
@@ -63,24 +78,12 @@ pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Findings)
             "required for authorization_code",
         );
     }
-    let jwks = match (&c.jwks, &c.jwks_file) {
-        (Some(v), None) => Some(serde_json::to_vec(v).unwrap_or_default()),
-        (None, Some(path)) => match std::fs::read(base.join(path)) {
-            Ok(b) => Some(b),
-            Err(e) => {
-                p.push(
-                    format!("{f}.jwks_file"),
-                    format!("read {}: {e}", path.display()),
-                );
-                None
-            }
-        },
-        (Some(_), Some(_)) => {
-            p.push(f, "set one of jwks, jwks_file");
-            None
-        }
-        (None, None) => None,
-    };
+}
+
+/// The client's one credential: a secret (file, environment, or inline under the demo rule) or
+/// a JWK set (inline or from a file) for `private_key_jwt`.
+fn auth(c: &RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<ClientAuth> {
+    let jwks = jwks(c, f, sources, p);
     let spec = Spec {
         name: "secret",
         what: "client secret",
@@ -95,44 +98,62 @@ pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Findings)
         sources.vet(f, &spec, found, &mut demo, p);
     }
     warn_demo(f, &format!("client {}", c.id), &demo, p);
-    let auth = match (secret.map(|s| s.value), jwks) {
-        (Some(s), None) if s.len() >= 8 => ClientAuth::Secret(Secret::new(s)),
+    match (secret.map(|s| s.value), jwks) {
+        (Some(s), None) if s.len() >= 8 => Some(ClientAuth::Secret(Secret::new(s))),
         (Some(_), None) => {
             p.push(format!("{f}.secret"), "must be at least 8 characters");
-            return None;
+            None
         }
         (None, Some(bytes)) => {
             match KeySet::from_jwks(&bytes, &[Algorithm::ES256, Algorithm::RS256]) {
-                Ok(set) if !set.is_empty() => ClientAuth::Jwks(set),
+                Ok(set) if !set.is_empty() => Some(ClientAuth::Jwks(set)),
                 _ => {
                     p.push(
                         format!("{f}.jwks"),
                         "must be a JWK set with at least one ES256 or RS256 signing key",
                     );
-                    return None;
+                    None
                 }
             }
         }
         (Some(_), Some(_)) => {
             p.push(f, "set either a secret or a JWK set, not both");
-            return None;
+            None
         }
-        // An unreadable file or unset variable was reported by `read`.
-        (None, None) if spec.given() => return None,
+        // An unreadable file or unset variable was recorded, an error at start: a check goes on
+        // with the client, so that what refers to it is judged too.
+        (None, None) if spec.given() || c.jwks_file.is_some() => {
+            Some(ClientAuth::Secret(Secret::new(String::new())))
+        }
         (None, None) => {
             p.push(f, "needs secret_file, secret_env, jwks or jwks_file");
-            return None;
+            None
         }
-    };
-    Some(Client {
-        id: c.id,
-        auth,
-        redirect_uris: c.redirect_uris,
-        post_logout_redirect_uris: c.post_logout_redirect_uris,
-        grant_types: c.grant_types,
-        scopes: c.scopes,
-        default_audience: c.default_audience,
-    })
+    }
+}
+
+/// The bytes of the client's JWK set, inline or from `jwks_file` (relative to the config).
+fn jwks(c: &RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<Vec<u8>> {
+    match (&c.jwks, &c.jwks_file) {
+        (Some(v), None) => Some(serde_json::to_vec(v).unwrap_or_default()),
+        (None, Some(path)) => match std::fs::read(sources.base.join(path)) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                let field = format!("{f}.jwks_file");
+                let reason = format!("read {}: {e}", path.display());
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => p.missing(field, reason),
+                    _ => p.push(field, reason),
+                }
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            p.push(f, "set one of jwks, jwks_file");
+            None
+        }
+        (None, None) => None,
+    }
 }
 
 /// An absolute URI with a scheme and no fragment (RFC 6749 §3.1.2, RFC 8707 §2).

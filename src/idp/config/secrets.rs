@@ -6,13 +6,13 @@
 //!
 //! Messages name the field and where the value came from, never the value.
 
-use super::check::Findings;
+use crate::config::Problems;
 use std::path::Path;
 
-/// Values published in baton's examples (`deploy/idp.yaml`, the compose and Kubernetes
-/// deployments as they once were): the demo clients' secrets, the demo users' argon2 hashes and
-/// the demo TOTP secret. Anyone can read them, so a deployment holding one has default
-/// credentials.
+/// Values published with baton (`deploy/idp.yaml`, and copies of the compose and Kubernetes
+/// examples made when those held demo values): the demo clients' secrets, the demo users' argon2
+/// hashes and the demo TOTP secret. Anyone can read them, so a deployment holding one has
+/// default credentials.
 pub const PUBLISHED: &[&str] = &[
     "demo-secret-service-a",
     "demo-secret-service-b",
@@ -86,8 +86,9 @@ pub struct Found {
 impl Sources<'_> {
     /// Reads field `spec.name` of `owner` (`clients[0]`): the environment variable when it is set,
     /// else the file, else the inline value. `None` when none is given or the one given cannot be
-    /// read (an error is recorded then).
-    pub fn read(&self, owner: &str, spec: &Spec, p: &mut Findings) -> Option<Found> {
+    /// read (recorded then: a file or variable this machine lacks as missing, see
+    /// [`Problems::missing`], any other failure as an error).
+    pub fn read(&self, owner: &str, spec: &Spec, p: &mut Problems) -> Option<Found> {
         let name = spec.name;
         if let Some(value) = spec.env.and_then(|v| (self.env)(v)) {
             return Some(Found {
@@ -102,10 +103,12 @@ impl Sources<'_> {
                     origin: Origin::File,
                 }),
                 Err(e) => {
-                    p.push(
-                        format!("{owner}.{name}_file"),
-                        format!("read {}: {e}", path.display()),
-                    );
+                    let field = format!("{owner}.{name}_file");
+                    let reason = format!("read {}: {e}", path.display());
+                    match e.kind() {
+                        std::io::ErrorKind::NotFound => p.missing(field, reason),
+                        _ => p.push(field, reason),
+                    }
                     None
                 }
             };
@@ -117,7 +120,7 @@ impl Sources<'_> {
             });
         }
         if let Some(var) = spec.env {
-            p.push(
+            p.missing(
                 format!("{owner}.{name}_env"),
                 format!("environment variable {var} is not set (and no {name}_file is given)"),
             );
@@ -133,7 +136,7 @@ impl Sources<'_> {
         spec: &Spec,
         found: &Found,
         demo: &mut Vec<&'static str>,
-        p: &mut Findings,
+        p: &mut Problems,
     ) {
         let published = PUBLISHED.contains(&found.value.as_str());
         if found.origin != Origin::Inline && !published {
@@ -183,7 +186,7 @@ impl Sources<'_> {
 }
 
 /// The one warning for an owner that holds demo material (`names`: the fields).
-pub fn warn_demo(owner: &str, who: &str, names: &[&str], p: &mut Findings) {
+pub fn warn_demo(owner: &str, who: &str, names: &[&str], p: &mut Problems) {
     if names.is_empty() {
         return;
     }

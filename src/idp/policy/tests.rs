@@ -1,4 +1,5 @@
 use super::*;
+use crate::idp::claims::conflict;
 use proptest::prelude::*;
 
 fn obj(v: Value) -> Claims {

@@ -52,12 +52,12 @@ spec:
 "#;
 
 fn docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
-        .filter_map(|d| Option::<Value>::deserialize(d).unwrap())
+    serde_saphyr::from_multiple::<Option<Value>>(yaml)
+        .unwrap()
+        .into_iter()
+        .flatten()
         .collect()
 }
-
-use serde::Deserialize;
 
 #[test]
 fn opted_in_workloads_are_injected_and_the_rest_pass_through_byte_for_byte() {
@@ -156,26 +156,40 @@ fn errors_name_the_document_or_every_bad_workload() {
 }
 
 #[test]
-fn input_beyond_the_size_or_depth_bound_is_refused_before_serde_yaml_parses_it() {
-    // 100,000 `[` took libyaml more than 30 s; the depth check stops at the 129th level.
-    for deep in [
-        format!("a: {}", "[".repeat(100_000)),
-        format!("a: {}", "{a: ".repeat(100_000)),
-        format!("{}x", "- ".repeat(100_000)),
-        format!("kind: Pod\n---\nb: {}", "[".repeat(100_000)),
-    ] {
-        let e = inject_stream(&deep, &Policy::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("document "), "{e}");
-        assert!(
-            e.contains("nested deeper than 128") || e.contains("recursion limit"),
-            "{e}"
-        );
-    }
-    // Deep but within the bound is fine.
-    let ok = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
-    assert!(inject_stream(&ok, &Policy::default()).is_ok());
+fn input_beyond_the_size_or_depth_bound_is_refused() {
+    // The parse stops at the 129th level, whatever follows. It recurses once per level: run it
+    // with the stack of a main thread, as `baton inject` does (a debug build needs about 4 MiB
+    // at the bound, a release build 512 KiB).
+    let deep = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| {
+            for deep in [
+                format!("a: {}", "[".repeat(100_000)),
+                format!("a: {}", "{a: ".repeat(100_000)),
+                format!("{}x", "- ".repeat(100_000)),
+                format!("kind: Pod\n---\nb: {}", "[".repeat(100_000)),
+                format!("a:\n{}x", "- ".repeat(128)),
+            ] {
+                let e = inject_stream(&deep, &Policy::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.starts_with("document "), "{e}");
+                assert!(
+                    e.contains("nested deeper than 128 levels at line ")
+                        || e.contains("recursion limit exceeded at line 1"),
+                    "{e}"
+                );
+            }
+            // Deep but within the bound is fine.
+            for ok in [
+                format!("a: {}{}\n", "[".repeat(127), "]".repeat(127)),
+                format!("{}x\n", "- ".repeat(128)),
+            ] {
+                assert!(inject_stream(&ok, &Policy::default()).is_ok());
+            }
+        })
+        .expect("spawn");
+    deep.join().expect("within the stack");
     let huge = "#".repeat(MAX_INPUT_BYTES + 1);
     let e = inject_stream(&huge, &Policy::default())
         .unwrap_err()

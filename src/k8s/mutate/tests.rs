@@ -148,7 +148,7 @@ fn generated_config_is_mounted_from_a_pod_annotation_via_the_downward_api() {
     let yaml = out["metadata"]["annotations"]["baton.dev/sidecar-config"]
         .as_str()
         .unwrap();
-    let cfg: Value = serde_yaml::from_str(yaml).unwrap();
+    let cfg: Value = serde_saphyr::from_str(yaml).unwrap();
     assert_eq!(cfg["issuer"], "http://idp.baton-system:8080");
     assert_eq!(cfg["audience"], "web");
     assert_eq!(cfg["app"], "127.0.0.1:9000");

@@ -37,7 +37,7 @@ fn line_of(text: &str, needle: &str, nth: usize) -> Option<u64> {
     Some(i as u64 + 1)
 }
 
-fn fields(findings: &[super::Finding]) -> Vec<(&str, Option<u64>)> {
+fn fields(findings: &[crate::config::Finding]) -> Vec<(&str, Option<u64>)> {
     findings
         .iter()
         .map(|f| (f.field.as_str(), f.line))
@@ -99,7 +99,7 @@ fn the_shipped_example_without_its_variables_refuses_each_inline_secret_at_its_l
         );
     }
     assert!(report.errors[0].to_string().starts_with(&format!(
-        "idp.yaml:{}: clients[0].secret: ",
+        "idp.yaml:{}:5: clients[0].secret: ",
         secret("service-a").expect("line")
     )));
 }
@@ -268,25 +268,29 @@ grants:
     assert_eq!(
         lines,
         [
-            "idp.yaml:4: lifetimes.access: must be between 1 and 86400 seconds",
-            "idp.yaml:8: clients[0].redirect_uris: relative/cb must be absolute without a \
+            "idp.yaml:4:3: lifetimes.access: must be between 1 and 86400 seconds",
+            "idp.yaml:8:5: clients[0].redirect_uris: relative/cb must be absolute without a \
              fragment (RFC 6749 §3.1.2)",
-            "idp.yaml:12: grants[0].target: unknown target nobody: targets are client ids",
+            "idp.yaml:12:5: grants[0].target: unknown target nobody: targets are client ids",
         ]
     );
-    assert!(report.to_string().starts_with("error: idp.yaml:4: "));
+    assert!(report.to_string().starts_with("error: idp.yaml:4:3: "));
 }
 
 #[test]
-fn a_parse_error_names_its_line_and_the_field_written_there() {
+fn an_unknown_field_is_named_at_its_line_and_the_rest_is_still_validated() {
     let text =
         "issuer: http://127.0.0.1:9000\nkeys: {dir: keys}\nclients:\n  - id: a\n    secrt: x\n";
     let report = refused(load(text, &[], false));
-    assert_eq!(fields(&report.errors), [("clients[0].secrt", Some(5))]);
+    // The misspelt secret is unknown, and so the client has no secret.
+    assert_eq!(
+        fields(&report.errors),
+        [("clients[0]", Some(4)), ("clients[0].secrt", Some(5))]
+    );
     assert!(
-        report.errors[0]
+        report.errors[1]
             .reason
-            .starts_with("unknown field `secrt`, expected one of"),
+            .starts_with("unknown field `secrt`: did you mean `secret`?"),
         "{report}"
     );
     let report = refused(load("issuer: [http://x\nkeys: {dir: k}\n", &[], false));
@@ -350,7 +354,7 @@ fn default_audience_must_be_a_client_an_edge_reaches() {
     ));
     assert_eq!(
         report.errors[0].to_string(),
-        "idp.yaml:9: clients[1].default_audience: ghost is not a configured client"
+        "idp.yaml:9:5: clients[1].default_audience: ghost is not a configured client"
     );
     let report = refused(load(
         &format!("{base}    default_audience: b\n"),
@@ -359,7 +363,7 @@ fn default_audience_must_be_a_client_an_edge_reaches() {
     ));
     assert_eq!(
         report.errors[0].to_string(),
-        "idp.yaml:9: clients[1].default_audience: no grants edge a → b: a token for it would \
+        "idp.yaml:9:5: clients[1].default_audience: no grants edge a → b: a token for it would \
          be refused"
     );
     let cfg = loaded(load(
@@ -414,4 +418,30 @@ fn every_inline_value_of_the_examples_is_known_and_the_deployments_have_none() {
 fn the_config_file_may_be_unreadable_as_yaml_and_still_gets_one_finding() {
     let report = refused(load("\u{0}", &[], false));
     assert_eq!(report.errors.len(), 1, "{report}");
+}
+
+#[test]
+fn a_check_lists_what_this_machine_lacks_as_warnings_and_start_up_refuses_it() {
+    // The compose deployment's secrets are files mounted in its containers, not here.
+    let text = include_str!("../../../../deploy/compose/idp.yaml");
+    let file = "deploy/compose/idp.yaml";
+    let opts = Options {
+        allow_inline_secrets: false,
+        env: &|_| None,
+    };
+    let report = Config::check(text, file, &opts);
+    assert!(report.errors.is_empty(), "{report}");
+    let missing = [
+        "clients[0].secret_file",
+        "clients[1].secret_file",
+        "clients[2].secret_file",
+        "users[0].password_hash_file",
+        "users[1].password_hash_file",
+    ];
+    let warned: Vec<&str> = report.warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(warned, missing, "{report}");
+    assert!(report.warnings.iter().all(|w| w.line.is_some()));
+    let refused = refused(Config::load(text, file, &opts));
+    let errors: Vec<&str> = refused.errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(errors, missing, "{refused}");
 }

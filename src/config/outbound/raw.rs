@@ -1,0 +1,109 @@
+//! `outbound:` as written in `sidecar.yaml`, before validation: every field optional, so that a
+//! missing one is reported by [`super::validate`] with its path rather than by serde.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// `outbound:` as written in `sidecar.yaml`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbound {
+    /// This service's client identity at the IdP.
+    pub client: Option<RawClient>,
+    /// Token endpoint; when absent it is discovered from the top-level `issuer`.
+    pub token_endpoint: Option<String>,
+    /// Connect timeout towards the IdP and upstreams, e.g. `2s` (default).
+    pub connect_timeout: Option<String>,
+    /// Total timeout of one IdP call, e.g. `5s` (default).
+    pub timeout: Option<String>,
+    /// Exchanged-token cache settings.
+    #[serde(default)]
+    pub cache: RawCache,
+    /// What to do with a destination no route names: `deny` (default) or `passthrough`.
+    pub unknown: Option<String>,
+    /// What to do with `CONNECT`: `deny` (default) or `passthrough` (a blind tunnel, closed
+    /// after `limits.idle_timeout` with no byte moving either way).
+    pub connect: Option<String>,
+    /// Routes by destination host.
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Per-upstream local ports.
+    #[serde(default)]
+    pub ports: Vec<RawPort>,
+}
+
+/// `outbound.client`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    /// The client id registered at the IdP.
+    pub client_id: Option<String>,
+    /// File holding the client secret (`client_secret_basic`).
+    pub secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
+    pub secret_env: Option<String>,
+    /// Inline secret, for demos only.
+    pub secret: Option<String>,
+    /// PKCS#8 PEM key for `private_key_jwt` (RFC 7523).
+    pub private_key_file: Option<PathBuf>,
+    /// The key's `kid` as registered at the IdP.
+    pub kid: Option<String>,
+    /// `ES256` (default) or `RS256`.
+    pub alg: Option<String>,
+}
+
+/// `outbound.cache`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// Most tokens kept (default 10000).
+    pub max_entries: Option<u64>,
+    /// e.g. `30s` (default).
+    pub skew: Option<String>,
+    /// e.g. `5s` (default).
+    pub negative_ttl: Option<String>,
+}
+
+/// `outbound.routes[i]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name, used in metrics, logs and `ports`.
+    pub name: Option<String>,
+    /// Destination `host[:port]`.
+    pub host: Option<String>,
+    /// `audience` of the exchange.
+    pub audience: Option<String>,
+    /// RFC 8707 `resource` values of the exchange.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Space-separated `scope` of the exchange.
+    pub scope: Option<String>,
+    /// Seconds, sent as `requested_lifetime`.
+    pub requested_lifetime: Option<u64>,
+    /// `deny` (default) or `client_credentials`.
+    pub without_subject: Option<String>,
+    /// Upstream TLS.
+    pub tls: Option<RawTls>,
+}
+
+/// `outbound.routes[i].tls`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// The CA certificates (PEM) this upstream's certificate must chain to, and the only ones
+    /// trusted for it; without it, the system roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `outbound.ports[i]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    /// Local `ip:port` the app calls.
+    pub listen: Option<String>,
+    /// Destination `host[:port]`.
+    pub upstream: Option<String>,
+    /// Name of the route whose token it gets.
+    pub route: Option<String>,
+}

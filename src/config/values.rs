@@ -1,0 +1,145 @@
+//! The values every section of `sidecar.yaml` shares: durations (`500ms`, `10s`, `5m`, `1h`),
+//! socket addresses (`127.0.0.1:8080`), and the files and environment variables secrets come
+//! from. Each records its problem under the field's path; a file or variable this machine lacks
+//! is recorded as missing (see [`Problems::missing`]), any other failure as an error.
+
+use super::findings::Problems;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// `500ms`, `10s`, `5m` or `1h`: a whole number and a unit; `None` for anything else.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+/// The duration written at `field`, `default` when absent; zero allowed.
+pub fn duration(p: &mut Problems, field: &str, raw: Option<&str>, default: Duration) -> Duration {
+    let Some(raw) = raw else { return default };
+    parse_duration(raw).unwrap_or_else(|| {
+        p.push(field, "must be a duration like 0s, 500ms, 10s, 5m or 1h");
+        default
+    })
+}
+
+/// The duration written at `field`, `default` when absent; it must be longer than zero.
+pub fn positive_duration(
+    p: &mut Problems,
+    field: &str,
+    raw: Option<&str>,
+    default: Duration,
+) -> Duration {
+    let Some(raw) = raw else { return default };
+    match parse_duration(raw) {
+        Some(d) if !d.is_zero() => d,
+        _ => {
+            p.push(
+                field,
+                "must be a positive duration like 500ms, 10s, 5m or 1h",
+            );
+            default
+        }
+    }
+}
+
+/// The `ip:port` written at `field`; a placeholder after recording the problem.
+pub fn addr(p: &mut Problems, field: &str, value: &str) -> SocketAddr {
+    value.parse().unwrap_or_else(|_| {
+        p.push(field, "must be an IP address and port, e.g. 127.0.0.1:8080");
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}
+
+/// The bytes of the file at `path`, named by `field`.
+pub fn read_file(p: &mut Problems, field: &str, path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path)
+        .map_err(|e| {
+            let reason = format!("read {}: {e}", path.display());
+            match e.kind() {
+                std::io::ErrorKind::NotFound => p.missing(field, reason),
+                _ => p.push(field, reason),
+            }
+        })
+        .ok()
+}
+
+/// The text of the file at `path`, named by `field`.
+pub fn read_text(p: &mut Problems, field: &str, path: &Path) -> Option<String> {
+    let bytes = read_file(p, field, path)?;
+    String::from_utf8(bytes)
+        .map_err(|_| p.push(field, format!("{} is not UTF-8 text", path.display())))
+        .ok()
+}
+
+/// The value of the environment variable `var`, named by `field`; unset or empty is missing.
+pub fn read_env(p: &mut Problems, field: &str, var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(s) if !s.is_empty() => Some(s),
+        _ => {
+            p.missing(field, format!("environment variable {var} is not set"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("5 days"), None);
+        assert_eq!(parse_duration("-5s"), None);
+        assert_eq!(parse_duration(&format!("{}h", u64::MAX)), None);
+    }
+
+    #[test]
+    fn zero_is_a_duration_but_not_a_positive_one() {
+        let mut p = Problems::new("f");
+        let d = Duration::from_secs(7);
+        assert_eq!(duration(&mut p, "a", Some("0s"), d), Duration::ZERO);
+        assert_eq!(duration(&mut p, "b", None, d), d);
+        assert!(p.is_clean());
+        assert_eq!(positive_duration(&mut p, "c", Some("0s"), d), d);
+        assert_eq!(positive_duration(&mut p, "d", Some("soon"), d), d);
+        assert_eq!(addr(&mut p, "e", "localhost").port(), 0);
+        let fields: Vec<String> = p
+            .finish(())
+            .expect_err("three problems")
+            .0
+            .into_iter()
+            .map(|f| f.field)
+            .collect();
+        assert_eq!(fields, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_here_is_missing_and_one_that_cannot_be_read_is_an_error() {
+        use crate::config::findings::Missing;
+        let mut p = Problems::new("f");
+        assert!(read_file(&mut p, "a", Path::new("/nonexistent/baton/key")).is_none());
+        assert!(read_text(&mut p, "b", Path::new("/")).is_none());
+        assert!(read_env(&mut p, "c", "BATON_TEST_UNSET_VARIABLE_0").is_none());
+        let report = p.report(|_| None, Missing::Warning);
+        let fields = |list: &[crate::config::Finding]| -> Vec<String> {
+            list.iter().map(|f| f.field.clone()).collect()
+        };
+        assert_eq!(fields(&report.errors), ["b"]);
+        assert_eq!(fields(&report.warnings), ["a", "c"]);
+    }
+}
