@@ -8,6 +8,7 @@
 //! Secrets (client secrets, password hashes, TOTP secrets) come from files or environment
 //! variables; inline and published example values only with `demo: true` (`secrets`).
 
+mod branding;
 mod check;
 mod client;
 mod grants;
@@ -89,6 +90,8 @@ pub struct Config {
     pub acr: BTreeMap<String, Vec<Factor>>,
     /// Abuse limits of the login pages.
     pub login: LoginLimits,
+    /// The look of the sign-in pages: product name, logo, accent colour, link home.
+    pub branding: crate::page::Theme,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.
@@ -163,6 +166,8 @@ pub enum ClientAuth {
 pub struct Client {
     /// Client id, also the service's audience.
     pub id: String,
+    /// The name the sign-in pages show ("Sign in to continue to …"); the id when `None`.
+    pub name: Option<String>,
     /// Credentials.
     pub auth: ClientAuth,
     /// Exact redirect URIs (RFC 9700 §2.1).

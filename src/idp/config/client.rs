@@ -15,6 +15,7 @@ use std::path::PathBuf;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClient {
     id: String,
+    name: Option<String>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     secret_env: Option<String>,
@@ -36,6 +37,7 @@ pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Problems)
     check_uris_and_grants(&c, f, p);
     let auth = auth(&c, f, sources, p)?;
     Some(Client {
+        name: super::branding::client_name(c.name, f, p),
         id: c.id,
         auth,
         redirect_uris: c.redirect_uris,

@@ -37,6 +37,8 @@ pub(super) struct RawConfig {
     pub(super) acr: BTreeMap<String, Vec<Factor>>,
     #[serde(default)]
     pub(super) login: RawLogin,
+    #[serde(default)]
+    pub(super) branding: super::branding::RawBranding,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {
