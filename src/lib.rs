@@ -23,6 +23,8 @@
 //! - [`idp`]: `baton-idp`, the OpenID Provider and its token-exchange policy.
 //! - [`k8s`]: sidecar injection: one pure pod mutation for `baton inject` and `baton webhook`;
 //!   `baton init-net` capture rules and `original_dst`.
+//! - [`page`]: the look of every HTML page (layout, inlined stylesheet, branding, headers) and
+//!   [`page::strings`], every word a page shows.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
@@ -37,6 +39,7 @@ pub mod inbound;
 pub mod jwt;
 pub mod k8s;
 pub mod outbound;
+pub mod page;
 pub mod process;
 pub mod secret;
 pub mod server;
