@@ -11,8 +11,9 @@
 //!    counters; [`password`]: the bounded argon2 pool; [`totp`]: RFC 6238 codes; [`seal`]: the
 //!    sealing key; [`pending`]: the authorization request sealed into the login pages;
 //!    [`browser`]: login CSRF and device cookies; [`authn`]: sessions and what a sign-in proved;
-//!    [`pages`]: HTML and redirects; [`form`]: form bodies; [`errors`]: every refusal and its
-//!    response; [`metrics`]: counters for `/metrics` and tests.
+//!    [`pages`]: the forms, sign-out and error pages (drawn by [`crate::page`]) and
+//!    redirects; [`form`]: form bodies; [`errors`]: every refusal and its response;
+//!    [`metrics`]: counters for `/metrics` and tests.
 //! 2. [`state`]: [`Idp`], which holds them all.
 //! 3. Shared steps: [`session`]: the browser's login session; [`client_auth`]: RFC 6749 §2.3,
 //!    RFC 7523; [`verify`]: our own tokens presented back; [`targets`]: audiences and RFC 8707

@@ -6,6 +6,11 @@
 //! HTTP client, passing on `Authorization` and `x-request-id`: the sidecar's outbound listener
 //! does the exchange. A 401 or 403 from the next hop is relayed with its `WWW-Authenticate`, so
 //! an RFC 9470 step-up challenge from the end of the chain reaches the edge.
+//!
+//! A browser (`Accept: text/html`) gets the same answer as a page in the look of the sign-in
+//! pages: each hop's verified claims, the raw JSON below them.
+
+mod page;
 
 use crate::http::{Body, json};
 use crate::server::{self, Drained, Limits};
@@ -72,26 +77,39 @@ pub async fn serve(
 
 async fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
     let claims = claims(req.headers());
+    let answer = |status, body: &Value| {
+        if wants_html(req.headers()) {
+            page::echo(status, body)
+        } else {
+            json(status, body)
+        }
+    };
     let Some(base) = &app.cfg.next else {
-        return json(
-            StatusCode::OK,
-            &json!({"service": app.cfg.name, "claims": claims, "next": null}),
-        );
+        let body = json!({"service": app.cfg.name, "claims": claims, "next": null});
+        return answer(StatusCode::OK, &body);
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let (next, challenge) = call_next(app, &url, req.headers()).await;
     let body = json!({"service": app.cfg.name, "claims": claims, "next": next});
     match challenge {
-        None => json(StatusCode::OK, &body),
+        None => answer(StatusCode::OK, &body),
         Some((status, www)) => {
-            let mut rsp = json(status, &body);
+            let mut rsp = answer(status, &body);
             if let Some(www) = www {
                 rsp.headers_mut().insert(header::WWW_AUTHENTICATE, www);
             }
             rsp
         }
     }
+}
+
+/// Whether the caller is a browser asking for a page.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|a| a.contains("text/html")))
 }
 
 /// The claims the inbound sidecar verified, or null when the header is absent or unreadable.

@@ -175,12 +175,12 @@ fn row(hop: &Value) -> [String; 7] {
     ]
 }
 
-fn s_of(v: &Value) -> String {
+pub(super) fn s_of(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
 /// `service-b ← service-a`: the current actor first, prior actors after (RFC 8693 §4.1).
-fn act_chain(act: &Value) -> String {
+pub(super) fn act_chain(act: &Value) -> String {
     let mut names = Vec::new();
     let mut cur = act;
     while let Some(sub) = cur.get("sub") {

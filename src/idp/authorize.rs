@@ -21,7 +21,7 @@ mod request;
 
 use super::authn::Session;
 use super::errors::AuthorizeError;
-use super::pages::{self, error_page};
+use super::pages::{self, Asking, Problem, error_page};
 use super::pending::{self, Pending};
 use super::state::Idp;
 use super::{browser, code, session};
@@ -35,7 +35,7 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
     let q = Form::parse(req.uri().query().unwrap_or("").as_bytes());
     let (client, redirect_uri) = match request::client(idp, &q) {
         Ok(c) => c,
-        Err(message) => return error_page(&message),
+        Err(detail) => return error_page(&idp.config.branding, Problem::BadSignInLink(detail)),
     };
     let state = request::state(&q);
     let back = |e: AuthorizeError| e.response(&idp.config.issuer, &redirect_uri, state.as_deref());
@@ -86,7 +86,7 @@ fn answer(
         Some(s) if !can_otp(idp, &s.user) => Err(AuthorizeError::no_otp()),
         Some(_) => {
             info!(client_id = %client, "step-up: one-time code asked");
-            show(idp, pending, binding, pages::otp_form)
+            show(idp, pending, binding, pages::one_time_code)
         }
         None if asked.session.prompt_none() => Err(AuthorizeError::new(
             "login_required",
@@ -94,7 +94,7 @@ fn answer(
         )),
         None => {
             info!(client_id = %client, "login form shown");
-            show(idp, pending, binding, pages::form)
+            show(idp, pending, binding, pages::sign_in)
         }
     }
 }
@@ -104,12 +104,17 @@ fn show(
     idp: &Idp,
     pending: &Pending,
     binding: &str,
-    page: fn(&str, Option<&str>, StatusCode) -> Response<Body>,
+    page: fn(&Asking, &str, Option<&str>, StatusCode) -> Response<Body>,
 ) -> Result<Response<Body>, AuthorizeError> {
     let sealed = pending
         .seal(&idp.sealer)
         .ok_or_else(|| AuthorizeError::request("the request is too large"))?;
-    let mut rsp = page(&sealed, None, StatusCode::OK);
+    let mut rsp = page(
+        &Asking::of(&idp.config, pending),
+        &sealed,
+        None,
+        StatusCode::OK,
+    );
     rsp.headers_mut().append(
         header::SET_COOKIE,
         browser::set_binding(&idp.config.issuer, binding),

@@ -13,12 +13,14 @@ use super::browser::{self, Device};
 use super::config::{Factor, User};
 use super::errors::AuthorizeError;
 use super::form::read_form;
-use super::pages::{self, error_page, form, otp_form, refusal};
+use super::pages::{self, Asking, Problem, error_page, one_time_code, sign_in};
 use super::pending::Pending;
 use super::state::Idp;
 use super::throttle::{Key, Peer};
 use super::{code, session, totp};
 use crate::http::{Body, BoxError};
+use crate::page::strings;
+use crate::page::strings::fill_text;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use tracing::info;
@@ -37,10 +39,8 @@ impl Submitted {
     }
 }
 
-/// A login page: the sealed request, an alert and a status.
-type Page = fn(&str, Option<&str>, StatusCode) -> Response<Body>;
-
-const THROTTLED: &str = "Too many failed attempts. Try again later.";
+/// A login page: who asks, the sealed request, an alert and a status.
+type Page = fn(&Asking, &str, Option<&str>, StatusCode) -> Response<Body>;
 
 /// `POST /login`.
 pub async fn login<B>(idp: &Idp, req: Request<B>, now: u64) -> Response<Body>
@@ -63,9 +63,10 @@ where
         device.as_ref(),
         s.peer,
     );
+    let asking = Asking::of(&idp.config, &s.pending);
     let attempt = match idp.throttle.attempt(&keys, now) {
         Ok(a) => a,
-        Err(wait) => return throttled(idp, form, sealed, wait),
+        Err(wait) => return throttled(idp, sign_in, &asking, sealed, wait),
     };
     // An unknown user is checked against a decoy hash: the same pool, the same time.
     let ok = match idp
@@ -78,14 +79,15 @@ where
             attempt.abandoned();
             idp.metrics.login("busy");
             let status = StatusCode::SERVICE_UNAVAILABLE;
-            return retry_later(form, sealed, status, "Sign-in is busy. Try again.", 1);
+            let busy = strings().busy;
+            return retry_later(sign_in, &asking, sealed, status, busy, 1);
         }
     };
     if !ok {
         attempt.failed();
         idp.metrics.login("invalid_credentials");
-        let alert = Some("Wrong username or password.");
-        return form(sealed, alert, StatusCode::UNAUTHORIZED);
+        let alert = Some(strings().wrong_password);
+        return sign_in(&asking, sealed, alert, StatusCode::UNAUTHORIZED);
     }
     attempt.succeeded();
     idp.metrics.login("ok");
@@ -117,11 +119,14 @@ fn signed_in(
     } else {
         pending.user = Some(username.to_owned());
         let Some(sealed) = pending.seal(&idp.sealer) else {
-            return error_page(
-                "This sign-in request is too large. Start again from the application.",
-            );
+            return error_page(&idp.config.branding, Problem::RequestTooLarge);
         };
-        otp_form(&sealed, None, StatusCode::OK)
+        one_time_code(
+            &Asking::of(&idp.config, &pending),
+            &sealed,
+            None,
+            StatusCode::OK,
+        )
     };
     pages::set_cookies(&mut rsp, &cookies);
     rsp
@@ -144,19 +149,20 @@ where
     let user = s.pending.user.clone();
     let session = current.filter(|(_, c)| user.as_ref() == Some(&c.user));
     let (Some(user), Some((sid, session))) = (user, session) else {
-        return error_page("The code form was not valid. Start again from the application.");
+        return error_page(&idp.config.branding, Problem::CodeFormInvalid);
     };
     let device = browser::device(&idp.sealer, &s.headers, issuer, now);
     let keys = counters(&user, true, Factor::Otp, device.as_ref(), s.peer);
+    let asking = Asking::of(&idp.config, &s.pending);
     let attempt = match idp.throttle.attempt(&keys, now) {
         Ok(a) => a,
-        Err(wait) => return throttled(idp, otp_form, sealed, wait),
+        Err(wait) => return throttled(idp, one_time_code, &asking, sealed, wait),
     };
     if !code_ok(idp, &user, s.field("code"), now) {
         attempt.failed();
         idp.metrics.login("invalid_otp");
-        let alert = Some("Wrong or already used code.");
-        return otp_form(sealed, alert, StatusCode::UNAUTHORIZED);
+        let alert = Some(strings().wrong_code);
+        return one_time_code(&asking, sealed, alert, StatusCode::UNAUTHORIZED);
     }
     attempt.succeeded();
     idp.metrics.login("ok");
@@ -186,6 +192,7 @@ where
     B::Error: Into<BoxError>,
 {
     let issuer = &idp.config.issuer;
+    let theme = &idp.config.branding;
     if !browser::same_origin(req.headers(), issuer) {
         // What the client sent, cut short: a header must not make a long log line.
         let sent = |name: &str| {
@@ -198,27 +205,20 @@ where
             "login form from another site refused"
         );
         idp.metrics.login("cross_site");
-        return Err(refusal(
-            StatusCode::FORBIDDEN,
-            "This form was sent from another site. Start again from the application.",
-        ));
+        return Err(error_page(theme, Problem::SignInOtherSite));
     }
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let (parts, form) = read_form(req)
         .await
-        .map_err(|_| error_page("The form could not be read."))?;
+        .map_err(|_| error_page(theme, Problem::FormUnreadable))?;
     let sealed = form.one("request").ok().flatten().unwrap_or("");
     let Some(pending) = Pending::open(&idp.sealer, sealed, now) else {
-        return Err(error_page(
-            "This sign-in request expired. Start again from the application.",
-        ));
+        return Err(error_page(theme, Problem::SignInExpired));
     };
     if !browser::bound(&parts.headers, issuer, &pending) {
         info!(client_id = %pending.client, "login form without its browser's cookie refused");
         idp.metrics.login("unbound");
-        return Err(error_page(
-            "This form does not belong to this browser. Allow cookies for this site and start again from the application.",
-        ));
+        return Err(error_page(theme, Problem::SignInOtherBrowser));
     }
     Ok(Submitted {
         headers: parts.headers,
@@ -245,21 +245,60 @@ fn counters(
 }
 
 /// An attempt refused unchecked by the throttle: `page` again, 429 with `Retry-After`.
-fn throttled(idp: &Idp, page: Page, sealed: &str, wait: u64) -> Response<Body> {
+fn throttled(idp: &Idp, page: Page, asking: &Asking, sealed: &str, wait: u64) -> Response<Body> {
     idp.metrics.login("throttled");
-    retry_later(page, sealed, StatusCode::TOO_MANY_REQUESTS, THROTTLED, wait)
+    let status = StatusCode::TOO_MANY_REQUESTS;
+    let alert = fill_text(strings().throttled, &[("wait", &how_long(wait))]);
+    retry_later(page, asking, sealed, status, &alert, wait)
+}
+
+/// `secs` in words, rounded up: seconds up to 90, minutes up to 90, then hours.
+fn how_long(secs: u64) -> String {
+    let s = strings();
+    let (unit, n) = match secs {
+        ..=1 => (s.one_second, 1),
+        n @ ..=90 => (s.seconds, n),
+        n @ ..=5400 => (s.minutes, n.div_ceil(60)),
+        n => (s.hours, n.div_ceil(3600)),
+    };
+    fill_text(unit, &[("n", &n.to_string())])
 }
 
 /// `page` with an alert, `status` and a `Retry-After` of `wait` seconds.
 fn retry_later(
     page: Page,
+    asking: &Asking,
     sealed: &str,
     status: StatusCode,
     alert: &str,
     wait: u64,
 ) -> Response<Body> {
-    let mut rsp = page(sealed, Some(alert), status);
+    let mut rsp = page(asking, sealed, Some(alert), status);
     rsp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(wait.max(1)));
     rsp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn waits_are_said_in_words_rounded_up() {
+        let said: Vec<String> = [0, 30, 90, 91, 900, 5400, 5401, 86_400]
+            .into_iter()
+            .map(super::how_long)
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "1 second",
+                "30 seconds",
+                "90 seconds",
+                "2 minutes",
+                "15 minutes",
+                "90 minutes",
+                "2 hours",
+                "24 hours"
+            ]
+        );
+    }
 }

@@ -26,15 +26,16 @@
 
 use super::authn::Session;
 use super::form::read_form;
-use super::pages::{self, error_page, escape, html_page};
+use super::pages::{self, Problem, error_page};
 use super::state::Idp;
 use super::store::{After, LOGOUT_SECS, PendingLogout};
 use super::{browser, rng, session, verify};
 use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
+use crate::page::strings;
 use crate::secret::Token;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tracing::info;
@@ -46,6 +47,8 @@ pub const MAX_STATE: usize = 1024;
 struct Checked {
     hint: Option<Claims>,
     after: After,
+    /// The display name of the client that asked, when it was identified.
+    app: Option<String>,
 }
 
 /// The end-session endpoint.
@@ -54,12 +57,13 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    let theme = &idp.config.branding;
     let current = session::current(idp, req.headers(), now).map(|(id, s)| (id.sha256(), s));
     let post = req.method() == Method::POST;
     let (headers, form) = if post {
         match read_form(req).await {
             Ok((parts, f)) => (parts.headers, f),
-            Err(_) => return error_page("The sign-out request could not be read."),
+            Err(_) => return error_page(theme, Problem::SignOutUnreadable),
         }
     } else {
         let form = Form::parse(req.uri().query().unwrap_or("").as_bytes());
@@ -69,15 +73,11 @@ where
         Ok(None) => {}
         // The confirmation coming back: only ever a POST from our own page.
         Ok(Some(id)) if post => return confirm(idp, &headers, current, id, &form, now),
-        _ => {
-            return error_page(
-                "Confirm the sign-out with the button on the sign-out page. Nothing was ended.",
-            );
-        }
+        _ => return error_page(theme, Problem::SignOutNeedsButton),
     }
     let checked = match check(idp, &form, now) {
         Ok(c) => c,
-        Err(message) => return error_page(message),
+        Err(detail) => return error_page(theme, Problem::BadSignOutLink(detail)),
     };
     match current {
         Some((key, s)) if names(checked.hint.as_ref(), &s) => {
@@ -85,21 +85,20 @@ where
         }
         // No cookie on a top-level GET and no hint: no session of this browser to end.
         None if !post && checked.hint.is_none() => finish(idp, None, &checked.after, now),
-        current => ask(idp, current.map(|(key, _)| key), checked.after),
+        current => ask(idp, current.map(|(key, _)| key), checked),
     }
 }
 
-/// Validates the parameters; `Err` is the message of an error page (nothing is ended).
+/// Validates the parameters; `Err` is the detail of an error page (nothing is ended).
 fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
-    let one = |name: &str| form.one(name).map_err(|_| "A parameter is repeated.");
+    let s = strings();
+    let one = |name: &str| form.one(name).map_err(|_| s.repeated_parameter);
     let state = one("state")?;
-    if state.is_some_and(|s| s.len() > MAX_STATE) {
-        return Err("The state parameter is too long.");
+    if state.is_some_and(|st| st.len() > MAX_STATE) {
+        return Err(s.state_too_long);
     }
     let hint = match one("id_token_hint")? {
-        Some(t) => Some(
-            verify::hint(idp, t, now).ok_or("The id_token_hint is not an ID token we issued.")?,
-        ),
+        Some(t) => Some(verify::hint(idp, t, now).ok_or(s.hint_not_ours)?),
         None => None,
     };
     let hint_aud: Vec<&str> = match hint.as_ref().and_then(|h| h.get("aud")) {
@@ -109,9 +108,9 @@ fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
     };
     let client = match one("client_id")? {
         Some(id) if hint.is_some() && !hint_aud.contains(&id) => {
-            return Err("The client_id does not match the id_token_hint.");
+            return Err(s.client_not_in_hint);
         }
-        Some(id) => Some(idp.config.clients.get(id).ok_or("Unknown client.")?),
+        Some(id) => Some(idp.config.clients.get(id).ok_or(s.unknown_client)?),
         None => match hint_aud.as_slice() {
             [one] => idp.config.clients.get(*one),
             _ => None,
@@ -129,15 +128,16 @@ fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
             },
             Some(_) => After {
                 redirect: None,
-                note: Some("The application's return address is not registered, so you stay here."),
+                note: Some(s.not_registered),
             },
             None => After {
                 redirect: None,
-                note: Some("The application was not identified, so you stay here."),
+                note: Some(s.not_identified),
             },
         },
     };
-    Ok(Checked { hint, after })
+    let app = client.map(|c| c.display_name().to_owned());
+    Ok(Checked { hint, after, app })
 }
 
 /// Whether a hint names the browser's session: its `sid` when it has one, else its `sub`.
@@ -175,10 +175,11 @@ fn set_confirm_cookie(idp: &Idp, value: Option<&str>) -> HeaderValue {
 }
 
 /// Shows the confirmation page, bound to this browser by a fresh cookie and to `session`.
-fn ask(idp: &Idp, session: Option<[u8; 32]>, after: After) -> Response<Body> {
+fn ask(idp: &Idp, session: Option<[u8; 32]>, checked: Checked) -> Response<Body> {
     let id = rng::token(24);
     let browser = Token::new(rng::token(24));
-    let mut rsp = confirm_page(&id, browser.expose());
+    let app = checked.app.as_deref();
+    let mut rsp = pages::confirm_sign_out(&idp.config.branding, app, &id, browser.expose());
     rsp.headers_mut().append(
         header::SET_COOKIE,
         set_confirm_cookie(idp, Some(browser.expose())),
@@ -186,7 +187,7 @@ fn ask(idp: &Idp, session: Option<[u8; 32]>, after: After) -> Response<Body> {
     let pending = PendingLogout {
         browser: browser.sha256(),
         session,
-        after,
+        after: checked.after,
     };
     idp.store.put_logout(id, pending);
     rsp
@@ -214,14 +215,13 @@ fn confirm(
     form: &Form,
     now: u64,
 ) -> Response<Body> {
+    let theme = &idp.config.branding;
     if !browser::same_origin(headers, &idp.config.issuer) {
         info!("sign-out confirmation from another site refused");
-        return error_page(
-            "The sign-out confirmation did not come from this site. Nothing was ended.",
-        );
+        return error_page(theme, Problem::SignOutOtherSite);
     }
     let Some(pending) = idp.store.take_logout(id) else {
-        return error_page("This sign-out request expired. Sign out again from the application.");
+        return error_page(theme, Problem::SignOutExpired);
     };
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
     let mut cookies = cookies(headers, confirm_cookie(&idp.config.issuer));
@@ -234,10 +234,10 @@ fn confirm(
         && bool::from(Token::new(cookie).sha256().ct_eq(&pending.browser));
     if !bound {
         info!("sign-out confirmation not bound to this browser refused");
-        return error_page("The sign-out form was not valid. Sign out again from the application.");
+        return error_page(theme, Problem::SignOutFormInvalid);
     }
     if pending.session.is_some() && pending.session != current.as_ref().map(|(key, _)| *key) {
-        return error_page("Your session changed since this page was shown. Sign out again.");
+        return error_page(theme, Problem::SessionChanged);
     }
     let mut rsp = finish(idp, current, &pending.after, now);
     rsp.headers_mut()
@@ -257,18 +257,8 @@ fn finish(
         session::end(idp, &key, &s, now)
     });
     let mut rsp = match &after.redirect {
-        Some((uri, state)) => redirect(uri, state.as_deref()),
-        None => {
-            let note = after
-                .note
-                .map(|n| format!("<p>{}</p>", escape(n)))
-                .unwrap_or_default();
-            html_page(
-                StatusCode::OK,
-                "Signed out",
-                &format!("<p role=\"status\">You are signed out.</p>{note}"),
-            )
-        }
+        Some((uri, state)) => redirect(idp, uri, state.as_deref()),
+        None => pages::signed_out(&idp.config.branding, after.note),
     };
     if let Some(c) = cookie {
         rsp.headers_mut().append(header::SET_COOKIE, c);
@@ -277,35 +267,17 @@ fn finish(
 }
 
 /// 303 to a registered post-logout URI with `state` (RP-Initiated Logout 1.0 §3).
-fn redirect(uri: &str, state: Option<&str>) -> Response<Body> {
+fn redirect(idp: &Idp, uri: &str, state: Option<&str>) -> Response<Body> {
     let pairs: Vec<(&str, &str)> = state.map(|s| ("state", s)).into_iter().collect();
     pages::redirect(uri, &pairs)
-        .unwrap_or_else(|| error_page("The post_logout_redirect_uri is not a valid URL."))
-}
-
-fn confirm_page(id: &str, csrf: &str) -> Response<Body> {
-    let body = format!(
-        r#"<p>Do you want to sign out of the identity provider? Applications you signed in to through it will ask you to sign in again.</p>
-<form method="post" action="/end_session">
-<input type="hidden" name="logout_request" value="{id}">
-<input type="hidden" name="csrf" value="{csrf}">
-<p><button type="submit">Sign out</button></p>
-</form>"#,
-        id = escape(id),
-        csrf = escape(csrf),
-    );
-    let mut rsp = html_page(StatusCode::OK, "Sign out", &body);
-    // The form's POST must carry our `Origin` (under `no-referrer` a browser sends `null`);
-    // nothing leaves for other origins either way.
-    rsp.headers_mut()
-        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    rsp
+        .unwrap_or_else(|| error_page(&idp.config.branding, Problem::BadReturnAddress))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::idp::store::LOGOUTS_BUDGET;
+    use http::StatusCode;
     use serde_json::json;
     use std::collections::BTreeMap;
 

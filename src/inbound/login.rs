@@ -514,26 +514,8 @@ impl Login {
             return self.signed_out(&self.settings.post_logout_path);
         };
         let csrf = self.sealer.seal(cookie::LOGOUT, &id);
-        let body = format!(
-            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Sign out</title></head>\n\
-             <body><form method=\"post\" action=\"{LOGOUT_PATH}\">\n\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-             <p><button type=\"submit\" id=\"sign-out\">Sign out</button></p>\n\
-             </form></body></html>\n"
-        );
-        let mut rsp = text(StatusCode::OK, body);
-        let h = rsp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        // No `form-action`: Chromium applies it to the redirect after the POST (to the IdP).
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        );
-        rsp
+        // No `form-action` in its policy: Chromium applies it to the redirect after the POST.
+        crate::page::app_sign_out(LOGOUT_PATH, &csrf)
     }
 
     /// `POST /_baton/logout`: with the page's CSRF token or from this origin, ends the session,

@@ -8,6 +8,7 @@ use crate::idp::config::{Client, Factor};
 use crate::idp::errors::{AuthorizeError, OAuthError};
 use crate::idp::state::Idp;
 use crate::idp::{discovery, targets, verify};
+use crate::page::strings;
 
 /// What the client asked, checked and bounded.
 pub(super) struct Asked<'q> {
@@ -51,20 +52,18 @@ impl SessionRules<'_> {
 }
 
 /// The request's client and its registered `redirect_uri` (RFC 9700 §4.11); `Err` is the
-/// message of an error page: nothing may be sent to an unchecked URI.
-pub(super) fn client<'a>(idp: &'a Idp, q: &Form) -> Result<(&'a Client, String), String> {
-    let one = |name: &str| {
-        q.one(name)
-            .map_err(|_| format!("parameter {name} is repeated"))
-    };
+/// detail of an error page: nothing may be sent to an unchecked URI.
+pub(super) fn client<'a>(idp: &'a Idp, q: &Form) -> Result<(&'a Client, String), &'static str> {
+    let s = strings();
+    let one = |name: &str| q.one(name).map_err(|_| s.repeated_parameter);
     let client = match one("client_id")? {
-        Some(id) => idp.config.clients.get(id).ok_or("Unknown client.")?,
-        None => return Err("The request has no client_id.".into()),
+        Some(id) => idp.config.clients.get(id).ok_or(s.unknown_client)?,
+        None => return Err(s.no_client_id),
     };
     match one("redirect_uri")? {
         Some(r) if client.redirect_uris.iter().any(|u| u == r) => Ok((client, r.to_owned())),
-        Some(_) => Err("The redirect_uri is not registered for this client.".into()),
-        None => Err("The request has no redirect_uri.".into()),
+        Some(_) => Err(s.unregistered_redirect_uri),
+        None => Err(s.no_redirect_uri),
     }
 }
 
