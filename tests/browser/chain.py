@@ -1,6 +1,8 @@
 """Headless Chromium through the demo chain: sign in at service-a's sidecar (edge login), see
 service-c's answer, step up to mfa when C demands it (only the one-time code), sign out at A
-and at the IdP (the password is asked again).
+and at the IdP (the password is asked again). Every page is checked with axe-core and
+photographed (pages.py): the IdP's pages in the demo's default look, the echo page, the
+sidecar's sign-out page.
 
 Run through tests/browser/run.sh, which starts `baton demo --serve` and sets EDGE (service-a's
 inbound URL), TOTP_SECRET and ARTIFACTS.
@@ -15,13 +17,15 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+import pages
+
 EDGE = os.environ["EDGE"].rstrip("/")
 ARTIFACTS = os.environ["ARTIFACTS"]
 
 
 def page_json(driver):
-    """Chromium shows a JSON answer as text in a <pre>."""
-    return json.loads(driver.find_element(By.TAG_NAME, "pre").text)
+    """The echo page shows the answer's JSON in #json (inside a closed <details>)."""
+    return json.loads(driver.find_element(By.ID, "json").get_attribute("textContent"))
 
 
 def hop(body, depth):
@@ -32,23 +36,20 @@ def hop(body, depth):
 
 def wait_back_at(driver, url):
     WebDriverWait(driver, 20).until(
-        lambda d: d.current_url == url and d.find_elements(By.TAG_NAME, "pre"))
+        lambda d: d.current_url == url and d.find_elements(By.ID, "json"))
 
 
 def main():
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=800,700"):
-        options.add_argument(arg)
-    options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    driver = webdriver.Chrome(options=pages.options(), service=Service("/usr/bin/chromedriver"))
     driver.set_page_load_timeout(20)
     try:
         # 1. Open A: the sidecar sends the browser to the IdP's login page.
         driver.get(f"{EDGE}/")
         WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "password"))
         assert not driver.current_url.startswith(EDGE), driver.current_url
+        assert "to continue to Service A" in driver.find_element(By.TAG_NAME, "main").text
+        pages.check(driver, "chain-sign-in")
         driver.find_element(By.ID, "username").send_keys("alice")
-        driver.save_screenshot(f"{ARTIFACTS}/chain-login-page.png")
         driver.find_element(By.ID, "password").send_keys("wonderland-demo")
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait_back_at(driver, f"{EDGE}/")
@@ -59,6 +60,9 @@ def main():
         assert c["claims"]["account_id"] == "acct-1001", c
         assert c["claims"]["act"] == {"sub": "service-b", "act": {"sub": "service-a"}}, c
         assert c["claims"]["acr"] == "pwd", c
+        assert [h.text for h in driver.find_elements(By.TAG_NAME, "h2")] == [
+            "service-a", "service-b", "service-c"]
+        pages.check(driver, "demo-echo")
         print("signed in at A; C sees grants", c["claims"]["grants"], "acr", c["claims"]["acr"])
 
         # 2. A page C guards with acr mfa: the IdP asks only for the one-time code.
@@ -66,7 +70,7 @@ def main():
         driver.get(target)
         WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "code"))
         assert not driver.find_elements(By.ID, "password"), "password asked again"
-        driver.save_screenshot(f"{ARTIFACTS}/chain-code-page.png")
+        pages.check(driver, "chain-one-time-code", shoot=False)
         driver.find_element(By.ID, "code").send_keys(pyotp.TOTP(os.environ["TOTP_SECRET"]).now())
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
         wait_back_at(driver, target)
@@ -82,12 +86,13 @@ def main():
         assert driver.get_cookie("baton-session"), driver.get_cookies()
         driver.get(f"{EDGE}/_baton/logout")
         assert driver.get_cookie("baton-session"), "a GET alone must not sign out"
+        pages.check(driver, "app-sign-out")
         driver.find_element(By.ID, "sign-out").click()
         WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.ID, "password"))
         assert not driver.current_url.startswith(EDGE), driver.current_url
         assert driver.get_cookie("baton-session") is None, driver.get_cookies()
-        driver.save_screenshot(f"{ARTIFACTS}/chain-signed-out.png")
         print("signed out at A and at the IdP: the password is asked again")
+        print("axe-core, WCAG 2.2 AA, light and dark: no violations on", ", ".join(pages.CHECKED))
     finally:
         driver.quit()
     print("browser sign-in through the chain: ok")

@@ -41,6 +41,20 @@ async fn nav(b: &reqwest::Client, url: &str) -> reqwest::Response {
         .expect("request")
 }
 
+/// The echo app's answer on the page a browser gets: the JSON in its `#json`.
+async fn echoed(rsp: reqwest::Response) -> Value {
+    let html = rsp.text().await.expect("page");
+    let open = r#"<pre id="json">"#;
+    let start = html.find(open).expect("the echo page") + open.len();
+    let end = start + html[start..].find("</pre>").expect("its end");
+    let text = html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).expect("json")
+}
+
 fn location(rsp: &reqwest::Response) -> String {
     rsp.headers()
         .get(LOCATION)
@@ -177,7 +191,7 @@ async fn a_browser_is_sent_to_sign_in_with_pkce_state_and_nonce_and_then_sees_c(
     // With the session A's app gets a bearer token and the claims: the call reaches C.
     let rsp = nav(&b, &format!("{}/", chain.edge)).await;
     assert_eq!(rsp.status(), 200);
-    let body: Value = rsp.json().await.expect("json");
+    let body = echoed(rsp).await;
     assert_eq!(body["claims"]["sub"], "alice");
     assert_eq!(body["claims"]["aud"], "service-a");
     let c = &body["next"]["next"];
@@ -358,7 +372,7 @@ async fn a_challenge_from_c_steps_the_browser_up_with_only_the_code_and_replays_
     assert_eq!(location(&back), format!("{MFA_PATH}?n=1"));
     let done = nav(&b, &page).await;
     assert_eq!(done.status(), 200);
-    let body: Value = done.json().await.expect("json");
+    let body = echoed(done).await;
     assert_eq!(body["next"]["next"]["claims"]["acr"], "mfa");
     assert_eq!(body["claims"]["acr"], "mfa");
     // An API call to the same path without a session stays a plain relayed 401.
@@ -563,7 +577,7 @@ async fn the_access_token_is_refreshed_before_expiry_and_a_failed_refresh_signs_
     for _ in 0..3 {
         let rsp = nav(&b, &format!("{}/", chain.edge)).await;
         assert_eq!(rsp.status(), 200);
-        let body: Value = rsp.json().await.expect("json");
+        let body = echoed(rsp).await;
         assert_eq!(body["claims"]["sub"], "alice");
         assert_eq!(
             body["next"]["next"]["service"], "service-c",

@@ -508,6 +508,7 @@ async fn private_key_jwt_authenticates_once_per_jti() {
             "jwt-client".into(),
             baton::idp::config::Client {
                 id: "jwt-client".into(),
+                name: None,
                 auth: baton::idp::config::ClientAuth::Jwks(keyset),
                 redirect_uris: vec![],
                 post_logout_redirect_uris: vec![],

@@ -60,6 +60,7 @@ async fn client_assertions_with_a_confused_alg_get_invalid_client() {
             "jwt-client".into(),
             Client {
                 id: "jwt-client".into(),
+                name: None,
                 auth: ClientAuth::Jwks(keys),
                 redirect_uris: vec![],
                 post_logout_redirect_uris: vec![],

@@ -14,6 +14,7 @@ mod k8s;
 mod login_abuse;
 mod logout;
 mod outbound;
+mod pages;
 mod path_confusion;
 mod revocation;
 mod stepup;
