@@ -5,6 +5,7 @@
 pub mod cookie;
 pub mod path;
 pub mod pool;
+pub(crate) mod splice;
 pub mod upgrade;
 
 use bytes::Bytes;

@@ -5,8 +5,8 @@
 
 use crate::config::outbound::Outbound as Config;
 use crate::http::pool::Pool;
+use crate::http::splice::{Held, splice};
 use crate::http::{Body, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
-use crate::server::{Held, splice};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
