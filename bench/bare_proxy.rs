@@ -1,4 +1,4 @@
-//! `bare-proxy LISTEN APP`: the floor of baton's own stack for `bench/load.sh` (issue #9).
+//! `bare-proxy LISTEN APP`: the floor of baton's own stack for `bench/load.sh`.
 //!
 //! A reverse proxy with nothing but hyper's HTTP/1.1 server and the keep-alive connections the
 //! sidecar forwards over ([`baton::http::pool::Pool`]), on the runtime `baton run` picks

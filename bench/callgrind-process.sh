@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/callgrind-process.sh: instructions per request of the WHOLE `baton run` process (issue #9),
+# bench/callgrind-process.sh: instructions per request of the WHOLE `baton run` process,
 # inbound only: accept loop, hyper server, `inbound::handle`, the pooled client to the app, the
 # tokio runtime; everything bench/callgrind.sh's in-process scenarios leave out. For humans, NOT
 # run by CI; bounded (two runs of N1/N2 requests), stops by itself, loopback only.

@@ -1,4 +1,4 @@
-//! Instruction-count driver for `bench/callgrind.sh` (issue #9): runs one hot path N times in
+//! Instruction-count driver for `bench/callgrind.sh`: runs one hot path N times in
 //! one process on a current-thread runtime, so that under `valgrind --tool=callgrind` the
 //! difference between two N gives instructions per request without start-up costs.
 //!

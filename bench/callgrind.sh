@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/callgrind.sh: instruction-count regression guard of issue #9. Bounded (a few runs of a
+# bench/callgrind.sh: instruction-count regression guard. Bounded (a few runs of a
 # few hundred requests under valgrind), stops by itself, needs no network.
 #
 # For each scenario of bench/callgrind.rs (the `callgrind` example, release build) it runs

@@ -55,10 +55,10 @@ impl Algorithm {
 /// A token's claims, as a JSON object.
 pub type Claims = serde_json::Map<String, Value>;
 
-/// Largest leeway any caller may configure, in seconds (DESIGN.md: at most 60 s).
+/// Largest leeway any caller may configure, in seconds (at most 60 s).
 pub const MAX_LEEWAY: u64 = 60;
 
-/// Default token size cap, checked before any decoding (REFERENCE.md attack #10).
+/// Default token size cap, checked before any decoding.
 pub const DEFAULT_MAX_LEN: usize = 8192;
 
 /// Seconds since the Unix epoch. On Linux from the kernel's coarse wall clock

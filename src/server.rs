@@ -1,7 +1,7 @@
 //! Shared accept loop for every listener: connection limit, header-read, request and idle
 //! timeouts, header-size limits, HTTP/1.1 and h2c, and a graceful drain bounded by a deadline.
 //!
-//! hyper enforces `header_read_timeout` only when a timer is set (REFERENCE.md §3), so every
+//! hyper enforces `header_read_timeout` only when a timer is set, so every
 //! HTTP/1 connection gets one: its own tick-driven [`TickClock`], which also times out its
 //! requests and closes it when idle (h2 keeps `TokioTimer`). hyper-util's `GracefulShutdown`
 //! cannot also close idle keep-alive connections (its connection trait is sealed), so the drain

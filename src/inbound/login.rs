@@ -1,4 +1,4 @@
-//! Edge browser sign-in for routes marked `login: browser` (issue #6): the sidecar is the
+//! Edge browser sign-in for routes marked `login: browser`: the sidecar is the
 //! OAuth client (authorization code + PKCE S256, `state`, `nonce`; OIDC Core §3.1), keeps the
 //! tokens in a server-side [`session`] behind an encrypted [`cookie`], refreshes them before
 //! they expire (RFC 6749 §6), and sends the browser back to the IdP with `acr_values` and
