@@ -55,7 +55,7 @@ impl Algorithm {
 /// A token's claims, as a JSON object.
 pub type Claims = serde_json::Map<String, Value>;
 
-/// Largest leeway any caller may configure, in seconds (at most 60 s).
+/// Largest leeway any caller may configure, in seconds: skew beyond a minute is a broken clock.
 pub const MAX_LEEWAY: u64 = 60;
 
 /// Default token size cap, checked before any decoding.
