@@ -424,6 +424,7 @@ fn deploy_manifests_are_consistent_and_the_injected_chain_too() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn original_dst_sees_through_a_real_redirect() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
