@@ -395,7 +395,7 @@ fn assertion(
     aud: &str,
     now: u64,
 ) -> Result<String, ExchangeError> {
-    let jti: [u8; 16] = rand::random();
+    let jti: [u8; 16] = crate::secret::random();
     let claims = json!({
         "iss": client_id, "sub": client_id, "aud": aud,
         "iat": now, "exp": now + 60, "jti": fingerprint(&jti),
