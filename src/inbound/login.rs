@@ -120,8 +120,8 @@ impl Login {
             sealer: Sealer::new(settings.cookie_key),
             client: Exchanger::new(outbound, Some(issuer))?,
             id_verifier: Verifier::new(jwks, rules, ID_CACHE, metrics.clone()),
-            http: reqwest::Client::builder()
-                .no_proxy()
+            // The IdP's discovery and userinfo: https-only for an https issuer, as for the keys.
+            http: crate::jwt::jwks::client_builder(issuer)
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(outbound.timeout)
                 .build()?,
