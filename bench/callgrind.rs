@@ -216,7 +216,7 @@ async fn exchange_hit(n: usize) -> bool {
     }
     for _ in 0..n {
         let k = key(Some(&subject), &target);
-        let miss = || async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
+        let miss = || async { Err::<Issued, _>(ExchangeError::unavailable("miss")) };
         if cache.get_or_fetch(k, None, miss).await.is_err() {
             return false;
         }

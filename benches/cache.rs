@@ -42,7 +42,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
             let k = key(Some(&subject), &target);
-            let miss = || async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
+            let miss = || async { Err::<Issued, _>(ExchangeError::unavailable("miss")) };
             black_box(cache.get_or_fetch(k, None, miss).await.expect("hit"))
         })
     });

@@ -314,7 +314,7 @@ pub async fn main(path: &Path) -> ExitCode {
     let running = match running {
         Ok(r) => r,
         Err(e) => {
-            error!(error = %e, "cannot start");
+            error!(error = %crate::process::Chain(&e), "cannot start");
             return ExitCode::FAILURE;
         }
     };

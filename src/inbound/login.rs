@@ -638,7 +638,7 @@ enum Callback {
 impl Callback {
     fn status(&self) -> StatusCode {
         match self {
-            Callback::Token(ExchangeError::Unavailable(_)) => StatusCode::BAD_GATEWAY,
+            Callback::Token(ExchangeError::Unavailable { .. }) => StatusCode::BAD_GATEWAY,
             Callback::Verify(_, VerifyFailure::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
