@@ -7,6 +7,8 @@
 //! case adds over this case is baton's own work; what this case adds over nginx is hyper and
 //! tokio's.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 use baton::http::pool::Pool;
 use baton::http::{Body, text};
 use http::{Request, StatusCode};

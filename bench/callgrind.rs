@@ -18,6 +18,8 @@
 //! Logging is installed as the binaries install it (fmt at `info`) but writes to a sink, so
 //! spans and events cost what they cost in production, minus the write.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 use base64::Engine;
 use baton::config::Config;
 use baton::exchange::cache::{Cache, key};

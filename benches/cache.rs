@@ -1,6 +1,8 @@
 //! criterion benchmark: the exchanged-token cache hit path (key hash + moka lookup) and the
 //! key derivation alone, with a realistic subject token size.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 use baton::exchange::cache::{Cache, key};
 use baton::exchange::{ACCESS_TOKEN_TYPE, ExchangeError, Issued, Target};
 use baton::secret::Token;

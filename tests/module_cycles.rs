@@ -3,6 +3,8 @@
 //! back, directly or through further siblings. A cycle is reported with one referencing line per
 //! edge, so the fix starts where the test points.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
