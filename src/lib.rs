@@ -25,6 +25,7 @@
 //!   `baton init-net` capture rules and `original_dst`.
 //! - [`page`]: the look of every HTML page (layout, inlined stylesheet, branding, headers) and
 //!   [`page::strings`], every word a page shows.
+//! - [`dpop`]: DPoP (RFC 9449) proofs: checking, thumbprints, the replay store, a proof key.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
@@ -32,6 +33,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod dpop;
 pub mod exchange;
 pub mod http;
 pub mod idp;
