@@ -515,6 +515,8 @@ async fn private_key_jwt_authenticates_once_per_jti() {
                 grant_types: vec!["client_credentials".into()],
                 scopes: vec![],
                 default_audience: None,
+                dpop_required: false,
+                dpop_rebind: false,
             },
         );
         let mut edge = cfg.grants[0].clone();

@@ -2,6 +2,7 @@
 
 mod chain;
 mod check;
+mod dpop;
 mod edge;
 mod faults;
 mod grants;

@@ -22,6 +22,7 @@ pub fn authorization_code(
     idp: &Idp,
     client: &Client,
     form: &Form,
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
     let code = Token::new(
@@ -46,7 +47,7 @@ pub fn authorization_code(
     check(idp, &grant, client, redirect_uri, verifier, now)?;
     let resources = targets::narrow(&grant.resources, &form.all("resource"))?;
     let targets = targets::audiences(idp, client, &resources)?;
-    redeem(idp, client, &mut grant, &targets, now)
+    redeem(idp, client, &mut grant, &targets, jkt, now)
 }
 
 fn bad() -> OAuthError {
@@ -91,6 +92,7 @@ fn redeem(
     client: &Client,
     grant: &mut CodeGrant,
     targets: &[String],
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
     grant.used = true;
@@ -107,6 +109,7 @@ fn redeem(
             scope: &grant.scope,
             targets,
             nonce: grant.nonce.as_deref(),
+            jkt,
         },
         now,
     )?;
