@@ -99,6 +99,9 @@ pub enum ProofError {
     /// The key is not the one the token is bound to.
     #[error("proof key does not match the token binding")]
     Binding,
+    /// A DPoP-bound token came without a proof.
+    #[error("a DPoP proof is required")]
+    Missing,
 }
 
 /// What a proof must match: the request it came with.
@@ -283,9 +286,19 @@ impl Verifier {
         }
     }
 
-    /// [`check`], then the replay store: a proof is accepted once.
-    pub fn verify(&self, proof: &str, expect: &Expect<'_>, now: u64) -> Result<Proof, ProofError> {
+    /// [`check`], then the binding (the proof key must be `bound`, the token's `cnf.jkt`, when
+    /// given), then the replay store: a proof is accepted once.
+    pub fn verify(
+        &self,
+        proof: &str,
+        expect: &Expect<'_>,
+        bound: Option<&str>,
+        now: u64,
+    ) -> Result<Proof, ProofError> {
         let p = check(proof, expect, now, self.window)?;
+        if bound.is_some_and(|jkt| jkt != p.jkt) {
+            return Err(ProofError::Binding);
+        }
         let until = p
             .iat
             .saturating_add(self.window)

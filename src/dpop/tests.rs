@@ -233,10 +233,26 @@ fn a_proof_is_accepted_once() {
     let v = Verifier::new(60, 100);
     let h = Holder::generate().unwrap();
     let p = h.proof("POST", HTU, None, None, NOW).unwrap();
-    assert!(v.verify(&p, &expect(), NOW).is_ok());
-    assert_eq!(v.verify(&p, &expect(), NOW + 1), Err(ProofError::Replayed));
+    assert!(v.verify(&p, &expect(), None, NOW).is_ok());
+    assert_eq!(
+        v.verify(&p, &expect(), None, NOW + 1),
+        Err(ProofError::Replayed)
+    );
     let q = h.proof("POST", HTU, None, None, NOW).unwrap();
-    assert!(v.verify(&q, &expect(), NOW + 1).is_ok());
+    assert!(v.verify(&q, &expect(), None, NOW + 1).is_ok());
+}
+
+#[test]
+fn a_proof_from_another_key_than_the_binding_is_refused_and_not_remembered() {
+    let v = Verifier::new(60, 100);
+    let h = Holder::generate().unwrap();
+    let p = h.proof("POST", HTU, None, None, NOW).unwrap();
+    assert_eq!(
+        v.verify(&p, &expect(), Some("another-jkt"), NOW),
+        Err(ProofError::Binding)
+    );
+    assert_eq!(v.remembered(), 0);
+    assert!(v.verify(&p, &expect(), Some(h.jkt()), NOW).is_ok());
 }
 
 #[test]

@@ -138,7 +138,7 @@ fn proof(
         htu: &htu,
         token: None,
     };
-    Ok(Some(idp.dpop.verify(proof, &expect, now)?.jkt))
+    Ok(Some(idp.dpop.verify(proof, &expect, None, now)?.jkt))
 }
 
 fn dispatch(
