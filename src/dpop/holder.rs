@@ -82,6 +82,19 @@ impl Holder {
         nonce: Option<&str>,
         now: u64,
     ) -> Result<String, HolderError> {
+        let ath = token.map(super::ath);
+        self.proof_ath(htm, htu, ath.as_deref(), nonce, now)
+    }
+
+    /// [`Holder::proof`] with the token's `ath` already computed ([`super::ath`]).
+    pub fn proof_ath(
+        &self,
+        htm: &str,
+        htu: &str,
+        ath: Option<&str>,
+        nonce: Option<&str>,
+        now: u64,
+    ) -> Result<String, HolderError> {
         let mut jti = [0u8; 16];
         self.rng.fill(&mut jti).map_err(|_| HolderError::Random)?;
         let mut claims = json!({
@@ -90,8 +103,8 @@ impl Holder {
             "htu": htu,
             "iat": now,
         });
-        if let Some(t) = token {
-            claims["ath"] = json!(super::ath(t));
+        if let Some(a) = ath {
+            claims["ath"] = json!(a);
         }
         if let Some(n) = nonce {
             claims["nonce"] = json!(n);

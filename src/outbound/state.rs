@@ -144,7 +144,10 @@ impl Active {
         previous: Option<&Active>,
         generation: u64,
     ) -> Result<(Self, bool), Error> {
-        let exchanger = Exchanger::new(&cfg, issuer)?;
+        let mut exchanger = Exchanger::new(&cfg, issuer)?;
+        if let Some(p) = previous {
+            exchanger.holder_from(&p.exchanger);
+        }
         let same_endpoint = previous.filter(|p| p.cfg.token_endpoint == cfg.token_endpoint);
         if let Some(p) = same_endpoint {
             exchanger.endpoint_from(&p.exchanger);
@@ -187,15 +190,16 @@ impl Active {
         subject: Option<&[u8]>,
     ) -> Result<(Arc<Issued>, Lookup), ExchangeError> {
         let (name, target) = (&self.cfg.routes[route].name, &self.targets[route]);
+        let dpop = self.cfg.routes[route].dpop;
         let fetch = || async move {
             let start = Instant::now();
             let r = match subject {
                 // Visible ASCII (`subject`), so the conversion is lossless; made on a miss only.
                 Some(t) => {
                     let t = Token::new(String::from_utf8_lossy(t));
-                    self.exchanger.exchange(&t, target).await
+                    self.exchanger.exchange(&t, target, dpop).await
                 }
-                None => self.exchanger.client_credentials(target).await,
+                None => self.exchanger.client_credentials(target, dpop).await,
             };
             let outcome = match &r {
                 Ok(_) => "ok",
