@@ -25,6 +25,7 @@ async fn seed_chain_keeps_user_claims_and_records_every_hop() {
         scope: "openid profile".into(),
         username: "alice".into(),
         password: Secret::new(support::ALICE_PASSWORD),
+        dpop: None,
     })
     .await
     .expect("login");

@@ -3,6 +3,7 @@
 mod chain;
 mod check;
 mod dpop;
+mod dpop_chain;
 mod dpop_inbound;
 mod edge;
 mod faults;
