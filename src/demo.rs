@@ -47,6 +47,8 @@ pub struct Options {
     /// take nothing else (`required`), and every outbound route asks for bound tokens and
     /// sends a proof per call.
     pub dpop: bool,
+    /// Every app gets an opaque handle instead of its token (`inbound.confine_token`).
+    pub confine: bool,
 }
 
 /// Why the chain could not start or answer.
@@ -175,6 +177,11 @@ impl Chain {
                 (i == 0).then_some(edge.as_str()),
                 options.unreachable_acr,
             );
+            let yaml = if options.confine {
+                format!("{yaml}inbound:\n  confine_token: true\n")
+            } else {
+                yaml
+            };
             let yaml = if options.dpop {
                 let mode = if i == 0 { "optional" } else { "required" };
                 let own = format!("http://{}", inbound[i]);

@@ -53,6 +53,8 @@ pub struct Inbound {
     login: Option<login::Login>,
     /// DPoP proofs: checks and the bounded replay store.
     dpop: crate::dpop::Verifier,
+    /// The handles given to the app under `inbound.confine_token`, shared with the outbound side.
+    handles: Option<Arc<crate::confine::Handles>>,
 }
 
 /// The part of the configuration a reload may change.
@@ -136,11 +138,19 @@ impl Inbound {
         Inbound {
             login,
             dpop: crate::dpop::Verifier::new(cfg.dpop.window, cfg.dpop.replay_capacity),
+            handles: None,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
             limits: cfg.limits.clone(),
             active: RwLock::new(Arc::new(Active::new(cfg, &metrics, None))),
             metrics,
         }
+    }
+
+    /// Shares `handles` with the outbound side: `inbound.confine_token` gives the app handles
+    /// from it (without a store the token itself goes on).
+    pub fn with_handles(mut self, handles: Arc<crate::confine::Handles>) -> Self {
+        self.handles = Some(handles);
+        self
     }
 
     /// The active configuration, secrets redacted, as JSON (for the admin `/config`).
@@ -539,6 +549,12 @@ where
         claims,
         cfg.inbound.drop_underscore_headers,
     );
+    if let (true, Some(handles), Some(v)) = (cfg.inbound.confine_token, &s.handles, verified)
+        && let Some(auth) = parts.headers.get(http::header::AUTHORIZATION)
+    {
+        let handle = handles.issue(auth, v.exp).ok_or(Reject::Internal)?;
+        parts.headers.insert(http::header::AUTHORIZATION, handle);
+    }
     let body = Limited::new(body, limit).boxed();
     Ok(Request::from_parts(parts, body))
 }

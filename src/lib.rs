@@ -13,6 +13,7 @@
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
 //! - [`config`]: `sidecar.yaml` → validated `Config`, every problem at once with file, line, field
 //!   and reason; its YAML reader and [`config::findings`] serve `idp.yaml` too.
+//! - [`confine`]: opaque handles the app holds instead of tokens, swapped back on the way out.
 //! - [`inbound`]: canonical path → bearer → verify → route rules → claims header → app.
 //! - [`outbound`]: forward proxy and upstream ports → route → exchange → forward.
 //! - [`exchange`]: RFC 8693 client; [`exchange::cache`] moka cache, key, TTL, single-flight.
@@ -32,6 +33,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod confine;
 pub mod demo;
 pub mod dpop;
 pub mod exchange;

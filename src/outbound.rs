@@ -259,6 +259,12 @@ async fn run(
     let r = &a.cfg.routes[route];
     audit.route = Some(route);
     let subject = subject(req.headers(), r)?;
+    let subject = match (subject, s.handles.as_deref()) {
+        (Some(t), Some(h)) if t.bytes().starts_with(crate::confine::PREFIX.as_bytes()) => {
+            Some(unconfine(h, &t)?)
+        }
+        (other, _) => other,
+    };
     let subject = subject.as_ref().map(Subject::bytes);
     let key = last.key(subject, (a.generation, route), &a.targets[route]);
     let started = Instant::now();
@@ -439,6 +445,25 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject
         (None, WithoutSubject::ClientCredentials) => Ok(None),
         (None, WithoutSubject::Deny) => Err(Reject::NoSubject(route.name.clone())),
     }
+}
+
+/// The token a handle stands for, as a subject; an unknown or expired handle is refused.
+fn unconfine(handles: &crate::confine::Handles, handle: &Subject) -> Result<Subject, Reject> {
+    let unknown = || Reject::BadAuthorization("unknown or expired token handle");
+    let name = std::str::from_utf8(handle.bytes()).map_err(|_| unknown())?;
+    let value = handles
+        .redeem(name, crate::jwt::unix_now())
+        .ok_or_else(unknown)?;
+    let start = value
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(0, |i| i + 1);
+    let end = value.as_bytes().len();
+    Ok(Subject {
+        value,
+        token: start..end,
+    })
 }
 
 /// A subject token, where it sits in the `Authorization` value it came in: a cache hit needs

@@ -48,6 +48,9 @@ pub struct InboundSettings {
     /// `x_a` and `x-a` as one variable, so any header may have a twin. Off by default; headers
     /// baton owns lose their twins either way.
     pub drop_underscore_headers: bool,
+    /// Hand the app an opaque handle instead of the verified token ([`crate::confine`]); the
+    /// outbound listener swaps it back.
+    pub confine_token: bool,
 }
 
 /// The admin listener's settings (`admin:`).
@@ -159,6 +162,7 @@ struct RawInbound {
     path_parameters: Parameters,
     trailing_dots: TrailingDots,
     drop_underscore_headers: bool,
+    confine_token: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -282,6 +286,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
                 trailing_dots: raw.inbound.trailing_dots,
             },
             drop_underscore_headers: raw.inbound.drop_underscore_headers,
+            confine_token: raw.inbound.confine_token,
         },
         admin: AdminSettings {
             expose_config: raw.admin.expose_config,

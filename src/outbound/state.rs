@@ -28,6 +28,8 @@ pub struct Outbound {
     /// Numbers each installed state, so that a connection's [`LastKey`] never carries a route
     /// number over to the state where that number names another route.
     generation: AtomicU64,
+    /// The handles the inbound side gave the app (`inbound.confine_token`), swapped back here.
+    pub(super) handles: Option<Arc<crate::confine::Handles>>,
 }
 
 /// The part of the outbound side a reload replaces: everything the configuration shapes.
@@ -74,7 +76,14 @@ impl Outbound {
             metrics,
             tunnel_idle: Limits::default().idle_timeout,
             generation: AtomicU64::new(0),
+            handles: None,
         })
+    }
+
+    /// Swaps handles from `handles` back to the tokens they stand for ([`crate::confine`]).
+    pub fn with_handles(mut self, handles: Arc<crate::confine::Handles>) -> Self {
+        self.handles = Some(handles);
+        self
     }
 
     /// Closes CONNECT tunnels after `idle` with no byte moving either way (default: the

@@ -2,6 +2,7 @@
 
 mod chain;
 mod check;
+mod confine;
 mod dpop;
 mod dpop_chain;
 mod dpop_inbound;
