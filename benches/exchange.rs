@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
                     targets: &targets,
                     scope: None,
                     requested_lifetime: None,
+                    jkt: None,
                 };
                 exchange_token(&idp, client, req, now).expect("exchange")
             })

@@ -236,6 +236,7 @@ async fn login(args: LoginArgs) -> ExitCode {
         scope: args.scope,
         username: args.username,
         password,
+        dpop: None,
     };
     match signin::password_login(&req).await {
         Ok(t) => {

@@ -9,6 +9,7 @@
 //!   `limits:`), [`routes`] (inbound routes), [`outbound`], [`login`] (browser sign-in);
 //!   [`values`]: the durations and addresses they share.
 
+pub mod dpop;
 pub mod findings;
 mod limits;
 pub mod login;
@@ -18,6 +19,7 @@ mod sidecar;
 pub mod values;
 pub(crate) mod yaml;
 
+pub use dpop::{DpopMode, DpopSettings};
 pub use findings::{ConfigErrors, Finding, Missing, Problems, Report};
 pub use routes::{Access, ClaimRule, Requirements, Route};
 pub use sidecar::{AdminSettings, Config, InboundSettings, JwksSettings, Listeners, Mode};

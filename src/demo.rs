@@ -43,6 +43,12 @@ pub struct Options {
     pub access_lifetime: Option<u64>,
     /// Service-c also guards [`UNREACHABLE_PATH`] with `acr: [hwk]`, which no sign-in gives.
     pub unreachable_acr: bool,
+    /// DPoP on every hop: A takes DPoP-bound tokens from outside clients (`optional`), B and C
+    /// take nothing else (`required`), and every outbound route asks for bound tokens and
+    /// sends a proof per call.
+    pub dpop: bool,
+    /// Every app gets an opaque handle instead of its token (`inbound.confine_token`).
+    pub confine: bool,
 }
 
 /// Why the chain could not start or answer.
@@ -171,6 +177,19 @@ impl Chain {
                 (i == 0).then_some(edge.as_str()),
                 options.unreachable_acr,
             );
+            let yaml = if options.confine {
+                format!("{yaml}inbound:\n  confine_token: true\n")
+            } else {
+                yaml
+            };
+            let yaml = if options.dpop {
+                let mode = if i == 0 { "optional" } else { "required" };
+                let own = format!("http://{}", inbound[i]);
+                format!("{yaml}dpop:\n  mode: {mode}\n  external_url: {own}\n")
+                    .replace("      audience: ", "      dpop: on\n      audience: ")
+            } else {
+                yaml
+            };
             let cfg = Config::from_yaml(&yaml, &format!("sidecar-{name}.yaml"))?;
             let running = sidecar::start(cfg, l, None).await?;
             hops.push(Hop {
@@ -212,6 +231,7 @@ impl Chain {
             scope: "openid profile".to_owned(),
             username: user.to_owned(),
             password: Secret::new(password),
+            dpop: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod cache;
 pub use answer::BadAnswer;
 
 use crate::config::outbound::{ClientAuth, Outbound as Config, Route};
+use crate::dpop::Holder;
 use crate::jwt::{self, keys::SigningKey};
 use crate::secret::{Token, fingerprint};
 use answer::Asked;
@@ -75,6 +76,9 @@ pub struct Issued {
     pub sub_hash: String,
     /// The delegation chain from nested `act` (RFC 8693 §4.1), outermost first, `>`-joined.
     pub act_chain: String,
+    /// For a DPoP-bound token (then `authorization` is `DPoP <token>`): base64url(SHA-256) of
+    /// the token, the `ath` of every proof sent with it, hashed once.
+    pub ath: Option<String>,
 }
 
 impl Issued {
@@ -88,17 +92,38 @@ impl Issued {
             expires_at,
             sub_hash,
             act_chain,
+            ath: None,
+        })
+    }
+
+    /// A DPoP-bound `token` (RFC 9449 §7.1): sent as `DPoP <token>`, with a proof per call.
+    pub fn bound(
+        token: Token,
+        expires_at: u64,
+        sub_hash: String,
+        act_chain: String,
+    ) -> Option<Self> {
+        let ath = crate::dpop::ath(token.expose());
+        let mut authorization = HeaderValue::try_from(format!("{DPOP}{}", token.expose())).ok()?;
+        authorization.set_sensitive(true);
+        Some(Issued {
+            authorization,
+            expires_at,
+            sub_hash,
+            act_chain,
+            ath: Some(ath),
         })
     }
 
     /// The issued access token (tests read it back; requests send `authorization`).
     #[cfg(test)]
     pub fn token(&self) -> &str {
-        // `new` made the value from "Bearer " and a `String`: UTF-8 after the prefix.
+        // `new` made the value from "Bearer " (or "DPoP ") and a `String`: UTF-8 after it.
+        let prefix = if self.ath.is_some() { DPOP } else { BEARER };
         let bytes = self
             .authorization
             .as_bytes()
-            .get(BEARER.len()..)
+            .get(prefix.len()..)
             .unwrap_or_default();
         std::str::from_utf8(bytes).unwrap_or_default()
     }
@@ -106,6 +131,8 @@ impl Issued {
 
 /// The scheme prefix of [`Issued::authorization`].
 const BEARER: &str = "Bearer ";
+/// The scheme prefix of a DPoP-bound [`Issued::authorization`].
+const DPOP: &str = "DPoP ";
 
 /// Why no token was obtained.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -170,6 +197,8 @@ pub struct Exchanger {
     auth: ClientAuth,
     /// Unix second until which misses fail fast after the IdP was unavailable.
     down_until: AtomicU64,
+    /// The sidecar's DPoP key (memory only): proofs to the token endpoint and to upstreams.
+    holder: Arc<Holder>,
 }
 
 #[derive(Deserialize)]
@@ -220,7 +249,20 @@ impl Exchanger {
             client_id: cfg.client.client_id.clone(),
             auth: cfg.client.auth.clone(),
             down_until: AtomicU64::new(0),
+            holder: Arc::new(
+                Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
+            ),
         })
+    }
+
+    /// The DPoP key of this sidecar.
+    pub fn holder(&self) -> &Holder {
+        &self.holder
+    }
+
+    /// Keeps `other`'s DPoP key, so tokens cached under it stay usable across a reload.
+    pub fn holder_from(&mut self, other: &Exchanger) {
+        self.holder = other.holder.clone();
     }
 
     /// Takes the token endpoint `other` has discovered, if any and none is known yet (a
@@ -275,11 +317,13 @@ impl Exchanger {
         self.issuer_url.as_ref().is_some_and(is) || self.endpoint.get().is_some_and(is)
     }
 
-    /// RFC 8693 §2.1 exchange of `subject` for `target`.
+    /// RFC 8693 §2.1 exchange of `subject` for `target`; with a DPoP proof (the new token bound
+    /// to this sidecar's key) when `dpop` or when the subject is itself DPoP-bound.
     pub async fn exchange(
         &self,
         subject: &Token,
         target: &Target,
+        dpop: bool,
     ) -> Result<Issued, ExchangeError> {
         let mut form = vec![
             ("grant_type", GRANT_TOKEN_EXCHANGE.to_owned()),
@@ -289,14 +333,24 @@ impl Exchanger {
         target_params(target, &mut form);
         let claims = jwt::peek_claims(subject.expose());
         let sub = claims.as_ref().and_then(|c| c.get("sub")?.as_str());
-        self.token_request(form, Asked::Exchange(sub), target).await
+        let dpop = dpop
+            || claims
+                .as_ref()
+                .is_some_and(|c| crate::dpop::bound_jkt(c).is_some());
+        self.token_request(form, Asked::Exchange(sub), target, dpop)
+            .await
     }
 
-    /// RFC 6749 §4.4 `client_credentials` for `target`: the service's own identity.
-    pub async fn client_credentials(&self, target: &Target) -> Result<Issued, ExchangeError> {
+    /// RFC 6749 §4.4 `client_credentials` for `target`: the service's own identity; bound to
+    /// this sidecar's DPoP key when `dpop`.
+    pub async fn client_credentials(
+        &self,
+        target: &Target,
+        dpop: bool,
+    ) -> Result<Issued, ExchangeError> {
         let mut form = vec![("grant_type", "client_credentials".to_owned())];
         target_params(target, &mut form);
-        self.token_request(form, Asked::ClientCredentials, target)
+        self.token_request(form, Asked::ClientCredentials, target, dpop)
             .await
     }
 
@@ -305,6 +359,7 @@ impl Exchanger {
         mut form: Vec<(&'static str, String)>,
         asked: Asked<'_>,
         target: &Target,
+        dpop: bool,
     ) -> Result<Issued, ExchangeError> {
         let now = jwt::unix_now();
         if self.down_until.load(Ordering::Relaxed) > now {
@@ -312,7 +367,7 @@ impl Exchanger {
                 "recently unreachable; failing fast",
             ));
         }
-        let result = self.post(&mut form, asked, target, now).await;
+        let result = self.post(&mut form, asked, target, dpop, now).await;
         if matches!(result, Err(ExchangeError::Unavailable { .. })) {
             self.down_until
                 .store(now + RETRY_AFTER_SECS, Ordering::Relaxed);
@@ -327,7 +382,7 @@ impl Exchanger {
         &self,
         mut form: Vec<(&'static str, String)>,
     ) -> Result<Value, ExchangeError> {
-        let (status, body) = self.send(&mut form, jwt::unix_now()).await?;
+        let (status, body) = self.send(&mut form, false, jwt::unix_now()).await?;
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map_err(|_| ExchangeError::unavailable("token endpoint answered malformed JSON"));
@@ -340,23 +395,34 @@ impl Exchanger {
         form: &mut Vec<(&'static str, String)>,
         asked: Asked<'_>,
         target: &Target,
+        dpop: bool,
         now: u64,
     ) -> Result<Issued, ExchangeError> {
-        let (status, body) = self.send(form, now).await?;
+        let (status, body) = self.send(form, dpop, now).await?;
         if status.is_success() {
-            return answer::check(&body, asked, target, now);
+            let proof_key = dpop.then(|| self.holder.jkt());
+            return answer::check_for(&body, asked, target, proof_key, now);
         }
         Err(refusal(status, &body))
     }
 
-    /// Authenticates the client, posts `form` to the token endpoint and reads the answer.
+    /// Authenticates the client, posts `form` to the token endpoint (with a DPoP proof when
+    /// `dpop`) and reads the answer.
     async fn send(
         &self,
         form: &mut Vec<(&'static str, String)>,
+        dpop: bool,
         now: u64,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), ExchangeError> {
         let endpoint = self.token_endpoint().await?;
         let mut req = self.http.post(endpoint.clone());
+        if dpop {
+            let proof = self
+                .holder
+                .proof("POST", endpoint.as_str(), None, None, now)
+                .map_err(|e| ExchangeError::Assertion(e.to_string()))?;
+            req = req.header(crate::dpop::HEADER, proof);
+        }
         match &self.auth {
             ClientAuth::Secret(secret) => {
                 // RFC 6749 §2.3.1: form-urlencode both parts before Basic.

@@ -8,6 +8,7 @@
 //! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other
 //! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]).
 
+pub mod dpop;
 pub mod forward;
 pub mod login;
 pub mod reject;
@@ -16,7 +17,7 @@ pub mod rules;
 pub use reject::Reject;
 
 use crate::config::login::RESERVED_PREFIX;
-use crate::config::{Config, ConfigErrors, Mode, Route};
+use crate::config::{Config, ConfigErrors, DpopMode, Mode, Route};
 use crate::http::path::{self, PathRules};
 use crate::http::pool::Pool;
 use crate::http::{Body, BoxError};
@@ -50,6 +51,10 @@ pub struct Inbound {
     active: RwLock<Arc<Active>>,
     /// Browser sign-in for `login: browser` routes, when `login:` is configured.
     login: Option<login::Login>,
+    /// DPoP proofs: checks and the bounded replay store.
+    dpop: crate::dpop::Verifier,
+    /// The handles given to the app under `inbound.confine_token`, shared with the outbound side.
+    handles: Option<Arc<crate::confine::Handles>>,
 }
 
 /// The part of the configuration a reload may change.
@@ -132,11 +137,20 @@ impl Inbound {
         });
         Inbound {
             login,
+            dpop: crate::dpop::Verifier::new(cfg.dpop.window, cfg.dpop.replay_capacity),
+            handles: None,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
             limits: cfg.limits.clone(),
             active: RwLock::new(Arc::new(Active::new(cfg, &metrics, None))),
             metrics,
         }
+    }
+
+    /// Shares `handles` with the outbound side: `inbound.confine_token` gives the app handles
+    /// from it (without a store the token itself goes on).
+    pub fn with_handles(mut self, handles: Arc<crate::confine::Handles>) -> Self {
+        self.handles = Some(handles);
+        self
     }
 
     /// The active configuration, secrets redacted, as JSON (for the admin `/config`).
@@ -157,7 +171,12 @@ impl Inbound {
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let previous = self.active();
         let old = &previous.config;
-        let fixed: [(&'static str, bool); 8] = [
+        let fixed: [(&'static str, bool); 9] = [
+            (
+                "dpop.window or dpop.replay_capacity",
+                (old.dpop.window, old.dpop.replay_capacity)
+                    != (cfg.dpop.window, cfg.dpop.replay_capacity),
+            ),
             ("login", old.login != cfg.login),
             ("issuer", old.issuer != cfg.issuer),
             ("audience", old.audience != cfg.audience),
@@ -255,7 +274,9 @@ where
         // The sealed session and sign-in cookies are the sidecar's; the app gets the bearer.
         crate::http::cookie::strip(req.headers_mut(), crate::http::cookie::PREFIX);
     }
-    let verdict = admit(s, last, route, &req, now).await;
+    let verdict = admit(s, last, route, cfg, &req, now).await;
+    // A proof is for this hop only.
+    req.headers_mut().remove(crate::dpop::HEADER);
     // `outcome`: the refusal observe mode forwards anyway; `None` for a request that passed.
     let (claims, outcome) = match (verdict, cfg.mode) {
         (Ok(Admitted::Public), _) => (None, None),
@@ -428,6 +449,7 @@ async fn admit<B>(
     s: &Inbound,
     last: &LastToken,
     route: Option<&Route>,
+    cfg: &Config,
     req: &Request<B>,
     now: u64,
 ) -> Result<Admitted, Denied> {
@@ -436,7 +458,7 @@ async fn admit<B>(
     if route.access == crate::config::Access::Public {
         return Ok(Admitted::Public);
     }
-    let presented = rules::presented(req.headers())?;
+    let (scheme, presented) = rules::presented(req.headers())?;
     let verified = match s.verifier.remembered(presented, last, now) {
         Some(hit) => hit,
         None => {
@@ -450,8 +472,12 @@ async fn admit<B>(
                 })?
         }
     };
-    if verified.bound {
-        return Err(Reject::BoundToken.into());
+    let mode = route.dpop.unwrap_or(cfg.dpop.mode);
+    if verified.bound || scheme == rules::Scheme::Dpop || mode != DpopMode::Off {
+        let claims = &verified.claims;
+        dpop::admit(
+            &s.dpop, &cfg.dpop, mode, scheme, presented, claims, req, now,
+        )?;
     }
     match rules::authorize(&route.access, &verified.claims, now) {
         Ok(()) => Ok(Admitted::Token(verified)),
@@ -523,6 +549,12 @@ where
         claims,
         cfg.inbound.drop_underscore_headers,
     );
+    if let (true, Some(handles), Some(v)) = (cfg.inbound.confine_token, &s.handles, verified)
+        && let Some(auth) = parts.headers.get(http::header::AUTHORIZATION)
+    {
+        let handle = handles.issue(auth, v.exp).ok_or(Reject::Internal)?;
+        parts.headers.insert(http::header::AUTHORIZATION, handle);
+    }
     let body = Limited::new(body, limit).boxed();
     Ok(Request::from_parts(parts, body))
 }

@@ -377,7 +377,7 @@ pub fn peek_claims(token: &str) -> Option<Claims> {
 }
 
 /// Decodes base64url JSON into an object, refusing duplicate members (RFC 7515 §5.2, RFC 8725 §2.6).
-fn decode_object(b64: &str) -> Option<Claims> {
+pub(crate) fn decode_object(b64: &str) -> Option<Claims> {
     let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let StrictObject(map) = serde::Deserialize::deserialize(&mut de).ok()?;

@@ -15,6 +15,7 @@
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
 //! - [`config`]: `sidecar.yaml` → validated `Config`, every problem at once with file, line, field
 //!   and reason; its YAML reader and [`config::findings`] serve `idp.yaml` too.
+//! - [`confine`]: opaque handles the app holds instead of tokens, swapped back on the way out.
 //! - [`inbound`]: canonical path → bearer → verify → route rules → claims header → app.
 //! - [`outbound`]: forward proxy and upstream ports → route → exchange → forward.
 //! - [`exchange`]: RFC 8693 client; [`exchange::cache`] moka cache, key, TTL, single-flight.
@@ -27,13 +28,16 @@
 //!   `baton init-net` capture rules.
 //! - [`page`]: the look of every HTML page (layout, inlined stylesheet, branding, headers) and
 //!   [`page::strings`], every word a page shows.
+//! - [`dpop`]: DPoP (RFC 9449) proofs: checking, thumbprints, the replay store, a proof key.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod confine;
 pub mod demo;
+pub mod dpop;
 pub mod exchange;
 pub mod http;
 pub mod idp;

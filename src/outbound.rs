@@ -268,6 +268,12 @@ async fn run(
     let r = &a.cfg.routes[route];
     audit.route = Some(route);
     let subject = subject(req.headers(), r)?;
+    let subject = match (subject, s.handles.as_deref()) {
+        (Some(t), Some(h)) if t.bytes().starts_with(crate::confine::PREFIX.as_bytes()) => {
+            Some(unconfine(h, &t)?)
+        }
+        (other, _) => other,
+    };
     let subject = subject.as_ref().map(Subject::bytes);
     let key = last.key(subject, (a.generation, route), &a.targets[route]);
     let started = Instant::now();
@@ -288,6 +294,7 @@ async fn run(
     let replay = forward::replayable(&req);
     forward::prepare(&mut req, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
+    prove(a, &mut req, &issued, &host, port_no, tls)?;
     let rsp = a
         .upstream
         .send(req, Some(route))
@@ -308,6 +315,7 @@ async fn run(
     audit.issued = Some(issued.clone());
     forward::prepare(&mut again, Some(&issued.authorization), &host, port_no, tls)
         .map_err(Reject::Upstream)?;
+    prove(a, &mut again, &issued, &host, port_no, tls)?;
     a.upstream
         .send(again, Some(route))
         .await
@@ -330,6 +338,7 @@ async fn switch(
     let switch = crate::http::upgrade::Switch::take(&mut req);
     forward::prepare(&mut req, Some(&issued.authorization), host, port_no, tls)
         .map_err(Reject::Upstream)?;
+    prove(a, &mut req, issued, host, port_no, tls)?;
     crate::http::upgrade::ask_again(req.headers_mut(), upgrade);
     let mut rsp = a
         .upstream
@@ -338,6 +347,45 @@ async fn switch(
         .map_err(Reject::Upstream)?;
     switch.answer(&mut rsp, s.tunnel_idle);
     Ok(rsp)
+}
+
+/// The proof of a call with a DPoP-bound token (RFC 9449 §7): fresh `jti` and `iat`, `htm`,
+/// `htu` (the upstream as the route names it, and the path), `ath`; signed with the sidecar's
+/// key. A `DPoP` header from the app never goes on: a proof is made for one hop by its sender.
+fn prove(
+    a: &Active,
+    req: &mut Request<Body>,
+    issued: &Issued,
+    host: &str,
+    port: u16,
+    tls: bool,
+) -> Result<(), Reject> {
+    req.headers_mut().remove(crate::dpop::HEADER);
+    let Some(ath) = &issued.ath else {
+        return Ok(());
+    };
+    let scheme = if tls { "https" } else { "http" };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let htu = format!("{scheme}://{host}:{port}{}", req.uri().path());
+    let proof = a
+        .exchanger
+        .holder()
+        .proof_ath(
+            req.method().as_str(),
+            &htu,
+            Some(ath),
+            None,
+            crate::jwt::unix_now(),
+        )
+        .map_err(|e| Reject::Upstream(format!("DPoP proof: {e}")))?;
+    let value = HeaderValue::try_from(proof)
+        .map_err(|_| Reject::Upstream("DPoP proof is not a header value".into()))?;
+    req.headers_mut().insert(crate::dpop::HEADER, value);
+    Ok(())
 }
 
 /// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2), or of an
@@ -359,7 +407,8 @@ fn destination(req: &Request<Body>, captured: Option<SocketAddr>) -> Result<(Str
     }
 }
 
-/// The subject token from `Authorization: Bearer` (RFC 6750 §2.1), or `None` when the route
+/// The subject token from `Authorization: Bearer` (RFC 6750 §2.1) or `DPoP` (RFC 9449 §7.1: a
+/// bound token the inbound listener checked, passed on by the app), or `None` when the route
 /// allows `client_credentials`.
 fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
@@ -379,9 +428,11 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject
             let rest = &bytes[after..];
             let start = after + (rest.len() - rest.trim_ascii_start().len());
             let token = rest.trim_ascii();
-            if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
+            let known =
+                scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"dpop");
+            if !known || token.is_empty() {
                 return Err(Reject::BadAuthorization(
-                    "only `Authorization: Bearer <token>` is propagated",
+                    "only `Authorization: Bearer <token>` (or `DPoP <token>`) is propagated",
                 ));
             }
             // Visible ASCII only, checked without a branch per byte so that it vectorizes: it
@@ -403,6 +454,25 @@ fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject
         (None, WithoutSubject::ClientCredentials) => Ok(None),
         (None, WithoutSubject::Deny) => Err(Reject::NoSubject(route.name.clone())),
     }
+}
+
+/// The token a handle stands for, as a subject; an unknown or expired handle is refused.
+fn unconfine(handles: &crate::confine::Handles, handle: &Subject) -> Result<Subject, Reject> {
+    let unknown = || Reject::BadAuthorization("unknown or expired token handle");
+    let name = std::str::from_utf8(handle.bytes()).map_err(|_| unknown())?;
+    let value = handles
+        .redeem(name, crate::jwt::unix_now())
+        .ok_or_else(unknown)?;
+    let start = value
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(0, |i| i + 1);
+    let end = value.as_bytes().len();
+    Ok(Subject {
+        value,
+        token: start..end,
+    })
 }
 
 /// A subject token, where it sits in the `Authorization` value it came in: a cache hit needs
@@ -435,6 +505,7 @@ mod tests {
             requested_lifetime: None,
             without_subject: WithoutSubject::Deny,
             tls: None,
+            dpop: false,
         };
         let subject_of = |values: &[&'static [u8]]| {
             let mut h = HeaderMap::new();

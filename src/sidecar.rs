@@ -186,15 +186,21 @@ pub async fn start_with_app_probes(
         jwks::http_client_for(&cfg.issuer)?,
         metrics.clone(),
     );
-    let inbound_state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
-    let outbound_state: Arc<Outbound> = Arc::new(
-        Outbound::new(
-            cfg.outbound.clone(),
-            Some(&cfg.issuer),
-            metrics.exchange.clone(),
-        )?
-        .with_tunnel_idle(cfg.limits.idle_timeout),
-    );
+    let mut inbound = Inbound::new(&cfg, jwks.clone(), metrics.clone());
+    let mut outbound = Outbound::new(
+        cfg.outbound.clone(),
+        Some(&cfg.issuer),
+        metrics.exchange.clone(),
+    )?
+    .with_tunnel_idle(cfg.limits.idle_timeout);
+    // Always made, so that `inbound.confine_token` can be turned on by a reload.
+    let handles = Arc::new(crate::confine::Handles::new(
+        crate::confine::DEFAULT_CAPACITY,
+    ));
+    inbound = inbound.with_handles(handles.clone());
+    outbound = outbound.with_handles(handles);
+    let inbound_state = Arc::new(inbound);
+    let outbound_state: Arc<Outbound> = Arc::new(outbound);
     let (trigger, signal) = shutdown::channel();
     let (admin_trigger, admin_signal) = shutdown::channel();
     let admin_state = Arc::new(

@@ -27,6 +27,9 @@ pub struct Request {
     pub username: String,
     /// The user's password.
     pub password: Secret,
+    /// A DPoP key: the code is redeemed with a proof of it, so the tokens are bound to it
+    /// (RFC 9449 §5).
+    pub dpop: Option<std::sync::Arc<crate::dpop::Holder>>,
 }
 
 /// The token endpoint's answer.
@@ -344,8 +347,14 @@ async fn exchange_code(
     code: &str,
     verifier: &str,
 ) -> Result<Tokens, Error> {
-    let rsp = http
-        .post(token_endpoint)
+    let mut post = http.post(token_endpoint);
+    if let Some(holder) = &req.dpop {
+        let proof = holder
+            .proof("POST", token_endpoint, None, None, crate::jwt::unix_now())
+            .map_err(|e| flow("token", format!("DPoP proof: {e}")))?;
+        post = post.header(crate::dpop::HEADER, proof);
+    }
+    let rsp = post
         .basic_auth(
             form_encode(&req.client_id),
             Some(form_encode(req.client_secret.expose())),

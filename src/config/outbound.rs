@@ -24,6 +24,7 @@
 //!       scope: openid profile
 //!       requested_lifetime: 600         # seconds
 //!       without_subject: deny           # or client_credentials
+//!       dpop: on                        # ask for DPoP-bound tokens, send a proof per call
 //!       tls: {ca_file: /etc/baton/ca.pem}   # optional: upstream over https, trusting only
 //!                                           # this file's CAs (`tls: {}`: the system roots)
 //!   ports:
@@ -154,6 +155,9 @@ pub struct Route {
     pub without_subject: WithoutSubject,
     /// Upstream TLS, with this route's own trust: its `ca_file`, or the system roots.
     pub tls: Option<Tls>,
+    /// `dpop: on`: tokens for this route are asked bound to the sidecar's DPoP key (RFC 9449)
+    /// and every call carries a fresh proof.
+    pub dpop: bool,
 }
 
 /// Upstream TLS settings of a route.

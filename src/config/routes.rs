@@ -24,6 +24,8 @@ pub struct Route {
     /// `login: browser`: a browser without a bearer token or session is sent to sign in at the
     /// IdP (see [`crate::inbound::login`]).
     pub browser_login: bool,
+    /// DPoP on this route; `None`: the `dpop.mode` of the file.
+    pub dpop: Option<super::DpopMode>,
 }
 
 /// A route's access rule.
@@ -86,6 +88,7 @@ pub struct RawRoute {
     acr: Vec<String>,
     max_age: Option<u64>,
     login: Option<String>,
+    dpop: Option<super::DpopMode>,
 }
 
 /// A claim rule as written: `{claim: grants, contains: service-b}` or `{claim: tier, equals: gold}`.
@@ -122,6 +125,7 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
             path: path.trim_end_matches('/').to_owned(),
             case_insensitive: r.case_insensitive,
             methods,
+            dpop: r.dpop,
             access: access(p, i, r),
             browser_login,
         });

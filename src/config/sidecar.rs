@@ -4,7 +4,7 @@
 use super::findings::{ConfigErrors, Finding, Missing, Problems, Report};
 use super::values::addr;
 use super::yaml::Document;
-use super::{limits, login, outbound, routes};
+use super::{dpop, limits, login, outbound, routes};
 use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
 use crate::jwt::Algorithm;
 pub use crate::jwt::jwks::JwksSettings;
@@ -48,6 +48,9 @@ pub struct InboundSettings {
     /// `x_a` and `x-a` as one variable, so any header may have a twin. Off by default; headers
     /// baton owns lose their twins either way.
     pub drop_underscore_headers: bool,
+    /// Hand the app an opaque handle instead of the verified token ([`crate::confine`]); the
+    /// outbound listener swaps it back.
+    pub confine_token: bool,
 }
 
 /// The admin listener's settings (`admin:`).
@@ -92,6 +95,8 @@ pub struct Config {
     pub outbound: outbound::Outbound,
     /// Browser sign-in at the edge, when configured.
     pub login: Option<login::Login>,
+    /// DPoP (RFC 9449) at the inbound listener.
+    pub dpop: dpop::DpopSettings,
     /// The file as parsed, with secret-looking values replaced by `[redacted]`, for `/config`.
     pub redacted: serde_json::Value,
 }
@@ -128,6 +133,8 @@ struct RawConfig {
     #[serde(default)]
     outbound: outbound::RawOutbound,
     login: Option<login::RawLogin>,
+    #[serde(default)]
+    dpop: dpop::RawDpop,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +162,7 @@ struct RawInbound {
     path_parameters: Parameters,
     trailing_dots: TrailingDots,
     drop_underscore_headers: bool,
+    confine_token: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -258,6 +266,10 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     let limits = limits::limits(p, raw.limits);
     let routes = routes::validate(raw.routes, p);
     let outbound = outbound::validate(raw.outbound, p);
+    let routes_on = routes
+        .iter()
+        .any(|r| matches!(r.dpop, Some(m) if m != dpop::DpopMode::Off));
+    let dpop = dpop::validate(raw.dpop, routes_on, p);
     outbound::check_issuer(&outbound, &issuer, p);
     let login = raw.login.map(|l| login::validate(l, p));
     check_login(p, &routes, login.as_ref(), &outbound, &raw.audience);
@@ -274,6 +286,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
                 trailing_dots: raw.inbound.trailing_dots,
             },
             drop_underscore_headers: raw.inbound.drop_underscore_headers,
+            confine_token: raw.inbound.confine_token,
         },
         admin: AdminSettings {
             expose_config: raw.admin.expose_config,
@@ -287,6 +300,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         routes,
         outbound,
         login,
+        dpop,
         redacted: redact(doc.to_json()),
     }
 }

@@ -4,9 +4,10 @@
 //! it). A JSON answer is used only when it is what was asked for:
 //! - `access_token` is present and is a JWT whose payload reads as a JSON object (baton's next
 //!   hop verifies JWT access tokens, RFC 9068; an opaque token could not pass there either);
-//! - `token_type` is `Bearer`, compared case-insensitively (RFC 6749 §5.1, §7.1): the sidecar
-//!   sends the token as a bearer token and never asks for a sender-constrained one (a `DPoP`
-//!   token sent as `Bearer` would be refused downstream, or worse, accepted unbound);
+//! - `token_type` is `Bearer`, compared case-insensitively (RFC 6749 §5.1, §7.1), or, only when
+//!   the sidecar sent a DPoP proof, `DPoP` with `cnf.jkt` the thumbprint of the sidecar's own
+//!   key (RFC 9449 §5): such a token goes out as `DPoP` with a proof per call; a bound token the
+//!   sidecar did not ask for, or bound to another key, is never used;
 //! - `issued_token_type` is the type requested (RFC 8693 §2.2.1 makes it REQUIRED in an exchange
 //!   answer); a `client_credentials` answer (RFC 6749 §4.4.3) need not carry it, but when it does
 //!   it must be that type;
@@ -46,7 +47,8 @@ pub enum BadAnswer {
     Shape,
     /// No `access_token`, or one that is not a JWT with a JSON payload.
     AccessToken,
-    /// `token_type` missing or other than `Bearer`.
+    /// `token_type` missing or other than `Bearer` (or `DPoP` bound to the sidecar's key, when
+    /// asked).
     TokenType,
     /// `issued_token_type` missing from an exchange answer, or other than the type requested.
     IssuedTokenType,
@@ -91,11 +93,24 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
-/// The token of a 2xx answer `body` to a request for `target`, once every check above passes.
+/// The token of a 2xx answer `body` to a request for `target` sent without a DPoP proof.
+#[cfg(test)]
 pub(super) fn check(
     body: &[u8],
     asked: Asked<'_>,
     target: &Target,
+    now: u64,
+) -> Result<Issued, ExchangeError> {
+    check_for(body, asked, target, None, now)
+}
+
+/// The token of a 2xx answer `body` to a request for `target`, once every check above passes;
+/// `proof_key` is the thumbprint of the key of the DPoP proof the request carried, if any.
+pub(super) fn check_for(
+    body: &[u8],
+    asked: Asked<'_>,
+    target: &Target,
+    proof_key: Option<&str>,
     now: u64,
 ) -> Result<Issued, ExchangeError> {
     let bad = ExchangeError::BadAnswer;
@@ -114,12 +129,13 @@ pub(super) fn check(
         .filter(|t| !t.is_empty())
         .ok_or(bad(BadAnswer::AccessToken))?;
     let claims = jwt::peek_claims(&token).ok_or(bad(BadAnswer::AccessToken))?;
-    if !rsp
-        .token_type
-        .is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
-    {
-        return Err(bad(BadAnswer::TokenType));
-    }
+    let token_type = rsp.token_type.as_deref().unwrap_or("");
+    let bound = crate::dpop::bound_jkt(&claims);
+    let dpop = match (proof_key, bound) {
+        (_, None) if token_type.eq_ignore_ascii_case("bearer") => false,
+        (Some(mine), Some(jkt)) if token_type.eq_ignore_ascii_case("dpop") && jkt == mine => true,
+        _ => return Err(bad(BadAnswer::TokenType)),
+    };
     let requested = target
         .requested_token_type
         .as_deref()
@@ -146,7 +162,7 @@ pub(super) fn check(
     if !audience_ok(&claims, target.audience.as_deref()) {
         return Err(bad(BadAnswer::Audience));
     }
-    issued(Token::new(token), &claims, rsp.expires_in, now)
+    issued(Token::new(token), &claims, rsp.expires_in, now, dpop)
 }
 
 /// `aud` (a string or an array of strings, RFC 7519 §4.1.3) is present and, when `want` is
@@ -175,6 +191,7 @@ pub(super) fn issued(
     claims: &Claims,
     expires_in: Option<u64>,
     now: u64,
+    dpop: bool,
 ) -> Result<Issued, ExchangeError> {
     let exp = claims.get("exp").and_then(Value::as_u64);
     let by_expires_in = expires_in.map(|s| now.saturating_add(s));
@@ -196,7 +213,12 @@ pub(super) fn issued(
         }
         act = a.get("act");
     }
-    Issued::new(token, expires_at, sub_hash, chain.join(">")).ok_or_else(|| {
+    let made = if dpop {
+        Issued::bound(token, expires_at, sub_hash, chain.join(">"))
+    } else {
+        Issued::new(token, expires_at, sub_hash, chain.join(">"))
+    };
+    made.ok_or_else(|| {
         ExchangeError::unavailable("the IdP issued a token that is not a header value")
     })
 }

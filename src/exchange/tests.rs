@@ -8,7 +8,7 @@ fn token(claims: serde_json::Value) -> Token {
 
 fn issued(token: Token, expires_in: Option<u64>, now: u64) -> Result<Issued, ExchangeError> {
     let claims = jwt::peek_claims(token.expose()).unwrap_or_default();
-    answer::issued(token, &claims, expires_in, now)
+    answer::issued(token, &claims, expires_in, now, false)
 }
 
 #[test]

@@ -181,6 +181,12 @@ pub struct Client {
     /// The audience (a client id) of a `client_credentials` token when the request names neither
     /// `audience` nor `resource`.
     pub default_audience: Option<String>,
+    /// Every token request of this client must carry a DPoP proof (RFC 9449), so every token
+    /// it gets is bound to its key.
+    pub dpop_required: bool,
+    /// An exchange by this client of a DPoP-bound subject token may bind the new token to the
+    /// client's own proof key; otherwise the proof must come from the subject token's key.
+    pub dpop_rebind: bool,
 }
 
 impl Client {

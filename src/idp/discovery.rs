@@ -25,6 +25,11 @@ pub fn scopes(idp: &Idp) -> Vec<&str> {
     scopes
 }
 
+/// The token endpoint's URL: what discovery publishes and what a DPoP proof's `htu` must name.
+pub fn token_endpoint(idp: &Idp) -> String {
+    format!("{}/token", idp.config.issuer)
+}
+
 /// The metadata document served at both well-known paths.
 pub fn metadata(idp: &Idp) -> Value {
     let iss = &idp.config.issuer;
@@ -60,7 +65,7 @@ pub fn metadata(idp: &Idp) -> Value {
     json!({
         "issuer": iss,
         "authorization_endpoint": format!("{iss}/authorize"),
-        "token_endpoint": format!("{iss}/token"),
+        "token_endpoint": token_endpoint(idp),
         "jwks_uri": format!("{iss}/jwks"),
         "introspection_endpoint": format!("{iss}/introspect"),
         "userinfo_endpoint": format!("{iss}/userinfo"),
@@ -75,6 +80,7 @@ pub fn metadata(idp: &Idp) -> Value {
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": crate::dpop::ALGORITHMS,
         "scopes_supported": scopes,
         "claims_supported": claims,
         "acr_values_supported": idp.config.acr.keys().collect::<Vec<_>>(),

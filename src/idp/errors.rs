@@ -43,6 +43,9 @@ pub enum OAuthError {
     /// Audience or resource refused (RFC 8707 §2, RFC 8693 §2.2.2).
     #[error("invalid_target: {0}")]
     InvalidTarget(String),
+    /// A DPoP proof is missing, invalid, replayed or from the wrong key (RFC 9449 §5).
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
     /// Our fault; details are logged, not sent.
     #[error("server_error")]
     Server,
@@ -72,6 +75,7 @@ impl OAuthError {
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::Server => "server_error",
         }
     }
@@ -88,7 +92,8 @@ impl OAuthError {
             | Self::InvalidGrant(d)
             | Self::UnauthorizedClient(d)
             | Self::InvalidScope(d)
-            | Self::InvalidTarget(d) => (StatusCode::BAD_REQUEST, Some(d.as_str())),
+            | Self::InvalidTarget(d)
+            | Self::InvalidDpopProof(d) => (StatusCode::BAD_REQUEST, Some(d.as_str())),
         };
         let body = match description {
             Some(d) => json!({"error": self.code(), "error_description": d}),
@@ -102,6 +107,12 @@ impl OAuthError {
             );
         }
         rsp
+    }
+}
+
+impl From<crate::dpop::ProofError> for OAuthError {
+    fn from(e: crate::dpop::ProofError) -> Self {
+        Self::InvalidDpopProof(e.to_string())
     }
 }
 

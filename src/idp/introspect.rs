@@ -59,6 +59,11 @@ pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> 
     }
     let mut out = v.claims;
     out.insert("active".into(), json!(true));
-    out.insert("token_type".into(), json!("Bearer"));
+    // `cnf` (RFC 7800 §3.1, RFC 9449 §6.2) stays among the claims: the caller checks the proof.
+    let bound = crate::dpop::bound_jkt(&out).is_some();
+    out.insert(
+        "token_type".into(),
+        json!(if bound { "DPoP" } else { "Bearer" }),
+    );
     Some(Value::Object(out))
 }

@@ -33,6 +33,18 @@ pub(crate) fn sign(idp: &Idp, typ: &str, claims: &Claims) -> Result<String, OAut
     })
 }
 
+/// Binds an access token to the DPoP key `jkt` (`cnf.jkt`, RFC 9449 §6.1), if any.
+pub(crate) fn bind(claims: &mut Claims, jkt: Option<&str>) {
+    if let Some(jkt) = jkt {
+        claims.insert("cnf".into(), json!({ "jkt": jkt }));
+    }
+}
+
+/// The response's `token_type`: `DPoP` for a bound token (RFC 9449 §5), else `Bearer`.
+pub(crate) fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() { "DPoP" } else { "Bearer" }
+}
+
 /// When the sign-in `auth` records stops yielding tokens: `auth_time` + `lifetimes.sign_in`.
 pub(crate) fn sign_in_ends(idp: &Idp, auth: &Authentication) -> u64 {
     auth.auth_time.saturating_add(idp.config.lifetimes.sign_in)
@@ -49,6 +61,8 @@ pub(crate) struct UserGrant<'a> {
     pub(crate) targets: &'a [String],
     /// The `nonce` of the authorization request, for the ID token.
     pub(crate) nonce: Option<&'a str>,
+    /// The DPoP key the access token is bound to (RFC 9449 §6), if the request carried a proof.
+    pub(crate) jkt: Option<&'a str>,
 }
 
 /// The token response (no refresh token yet): the access token, and the ID token when `openid`
@@ -77,9 +91,10 @@ pub(crate) fn user_tokens(idp: &Idp, g: &UserGrant<'_>, now: u64) -> Result<Valu
         access_life,
     ));
     access_claims(idp, g, &mut access);
+    bind(&mut access, g.jkt);
     let mut body = json!({
         "access_token": sign(idp, "at+jwt", &access)?,
-        "token_type": "Bearer",
+        "token_type": token_type(g.jkt),
         "expires_in": access_life,
         "scope": g.scope.join(" "),
     });

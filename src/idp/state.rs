@@ -33,6 +33,8 @@ pub struct Idp {
     pub(crate) passwords: password::Checker,
     /// Failure counters of the login pages.
     pub(crate) throttle: throttle::Throttle,
+    /// DPoP proofs at the token endpoint: checks and the bounded replay store.
+    pub(crate) dpop: crate::dpop::Verifier,
 }
 
 impl Idp {
@@ -63,6 +65,7 @@ impl Idp {
             metrics: metrics::Metrics::default(),
             sealer,
             passwords,
+            dpop: crate::dpop::Verifier::default(),
         })
     }
 

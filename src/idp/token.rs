@@ -13,9 +13,11 @@ pub mod refresh;
 
 use super::client_auth;
 use super::config::{Client, TOKEN_EXCHANGE};
+use super::discovery::token_endpoint;
 use super::errors::OAuthError;
 use super::form::read_form;
 use super::state::Idp;
+use crate::dpop;
 use crate::http::{Body, BoxError, Form, json};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -109,7 +111,34 @@ where
             grant.name()
         )));
     }
-    dispatch(idp, grant, client, &form, now)
+    let jkt = proof(idp, client, &parts, now)?;
+    dispatch(idp, grant, client, &form, jkt.as_deref(), now)
+}
+
+/// The request's DPoP proof (RFC 9449 §4.3), checked against this endpoint's own URL as
+/// discovery publishes it: the thumbprint of its key, or `None` without a proof (refused for a
+/// client that must send one).
+fn proof(
+    idp: &Idp,
+    client: &Client,
+    parts: &http::request::Parts,
+    now: u64,
+) -> Result<Option<String>, OAuthError> {
+    let Some(proof) = dpop::header(&parts.headers)? else {
+        if client.dpop_required {
+            return Err(OAuthError::InvalidDpopProof(
+                "this client must send a DPoP proof".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let htu = token_endpoint(idp);
+    let expect = dpop::Expect {
+        htm: parts.method.as_str(),
+        htu: &htu,
+        token: None,
+    };
+    Ok(Some(idp.dpop.verify(proof, &expect, None, now)?.jkt))
 }
 
 fn dispatch(
@@ -117,12 +146,15 @@ fn dispatch(
     grant: Grant,
     client: &Client,
     form: &Form,
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
     match grant {
-        Grant::AuthorizationCode => code::authorization_code(idp, client, form, now),
-        Grant::RefreshToken => refresh::refresh(idp, client, form, now),
-        Grant::ClientCredentials => client_credentials::client_credentials(idp, client, form, now),
-        Grant::TokenExchange => exchange::exchange(idp, client, form, now),
+        Grant::AuthorizationCode => code::authorization_code(idp, client, form, jkt, now),
+        Grant::RefreshToken => refresh::refresh(idp, client, form, jkt, now),
+        Grant::ClientCredentials => {
+            client_credentials::client_credentials(idp, client, form, jkt, now)
+        }
+        Grant::TokenExchange => exchange::exchange(idp, client, form, jkt, now),
     }
 }

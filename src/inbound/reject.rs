@@ -36,6 +36,14 @@ pub enum Reject {
     /// RFC 8705 §3) presented as a plain bearer token.
     #[error("sender-constrained token presented as a bearer token")]
     BoundToken,
+    /// A token the route's DPoP rules refuse (RFC 9449 §7.1 `invalid_token` with a `DPoP`
+    /// challenge): bound but sent as `Bearer`, unbound but sent as `DPoP`, or unbound where
+    /// DPoP is required.
+    #[error("{0}")]
+    DpopToken(&'static str),
+    /// The DPoP proof is missing or refused (RFC 9449 §7.1 `invalid_dpop_proof`).
+    #[error("{0}")]
+    InvalidProof(crate::dpop::ProofError),
     /// No route covers this path and method.
     #[error("no route allows this request")]
     NoRoute,
@@ -73,7 +81,8 @@ impl Reject {
             Reject::NoToken => "no_token",
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
             Reject::BadPath(_) => "bad_path",
-            Reject::InvalidToken(_) | Reject::BoundToken => "invalid_token",
+            Reject::InvalidToken(_) | Reject::BoundToken | Reject::DpopToken(_) => "invalid_token",
+            Reject::InvalidProof(_) => "invalid_dpop_proof",
             Reject::BodyTooLarge(_) => "body_too_large",
             Reject::NoRoute => "no_route",
             Reject::InsufficientScope(_) => "insufficient_scope",
@@ -101,6 +110,22 @@ impl Reject {
             }
             Reject::InvalidToken(_) | Reject::BoundToken => {
                 (StatusCode::UNAUTHORIZED, "invalid_token", String::new())
+            }
+            Reject::DpopToken(_) | Reject::InvalidProof(_) => {
+                let error = self.outcome();
+                let mut rsp = json(
+                    StatusCode::UNAUTHORIZED,
+                    &json!({"error": error, "error_description": description}),
+                );
+                set_challenge(
+                    &mut rsp,
+                    format!(
+                        "DPoP error=\"{error}\", error_description=\"{}\", algs=\"{}\"",
+                        quote(&description),
+                        crate::dpop::ALGS_PARAM
+                    ),
+                );
+                return rsp;
             }
             Reject::BadPath(_) => {
                 return text(StatusCode::BAD_REQUEST, format!("{description}\n"));

@@ -34,11 +34,11 @@ fn b64token_char(b: u8) -> bool {
         | (b == b'/')
 }
 
-/// The credential of a request's one `Authorization: Bearer <credential>` header (RFC 6750
-/// §2.1), trimmed, its characters not yet checked: [`b64token`] checks them. A connection that
+/// The scheme and credential of a request's one `Authorization: Bearer|DPoP <credential>`
+/// header (RFC 6750 §2.1, RFC 9449 §7.1), trimmed, its characters not yet checked: [`b64token`] checks them. A connection that
 /// repeats a credential already verified skips that check
 /// ([`crate::jwt::jwks::Verifier::remembered`]).
-pub fn presented(headers: &HeaderMap) -> Result<&[u8], Reject> {
+pub fn presented(headers: &HeaderMap) -> Result<(Scheme, &[u8]), Reject> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
     let value = values.next().ok_or(Reject::NoToken)?;
     if values.next().is_some() {
@@ -50,10 +50,23 @@ pub fn presented(headers: &HeaderMap) -> Result<&[u8], Reject> {
         .position(|&b| b == b' ')
         .ok_or(Reject::BadHeader("expected Bearer <token>"))?;
     let (scheme, token) = (&value[..space], &value[space + 1..]);
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(Reject::BadHeader("scheme must be Bearer"));
-    }
-    Ok(token.trim_ascii())
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case(b"dpop") {
+        Scheme::Dpop
+    } else {
+        return Err(Reject::BadHeader("scheme must be Bearer or DPoP"));
+    };
+    Ok((scheme, token.trim_ascii()))
+}
+
+/// The authentication scheme a token was presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1): the token must be bound and come with a proof.
+    Dpop,
 }
 
 /// The presented credential as a token, if it is a b64token (RFC 6750 §2.1):

@@ -204,8 +204,14 @@ impl PublicJwk {
             Self::Ec { x, y } => format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
             Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
         };
-        URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[canonical.as_bytes()]))
+        thumbprint(&canonical)
     }
+}
+
+/// The RFC 7638 thumbprint of a key whose required members, in lexical order and without
+/// white space, are `canonical`: base64url(SHA-256). Signing keys' `kid`s and DPoP's `jkt`s.
+pub fn thumbprint(canonical: &str) -> String {
+    URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[canonical.as_bytes()]))
 }
 
 /// The public half of a PKCS#8 private key: as a JWK and as a verifying key.

@@ -28,6 +28,8 @@ pub struct Outbound {
     /// Numbers each installed state, so that a connection's [`LastKey`] never carries a route
     /// number over to the state where that number names another route.
     generation: AtomicU64,
+    /// The handles the inbound side gave the app (`inbound.confine_token`), swapped back here.
+    pub(super) handles: Option<Arc<crate::confine::Handles>>,
 }
 
 /// The part of the outbound side a reload replaces: everything the configuration shapes.
@@ -74,7 +76,14 @@ impl Outbound {
             metrics,
             tunnel_idle: Limits::default().idle_timeout,
             generation: AtomicU64::new(0),
+            handles: None,
         })
+    }
+
+    /// Swaps handles from `handles` back to the tokens they stand for ([`crate::confine`]).
+    pub fn with_handles(mut self, handles: Arc<crate::confine::Handles>) -> Self {
+        self.handles = Some(handles);
+        self
     }
 
     /// Closes CONNECT tunnels after `idle` with no byte moving either way (default: the
@@ -144,7 +153,10 @@ impl Active {
         previous: Option<&Active>,
         generation: u64,
     ) -> Result<(Self, bool), Error> {
-        let exchanger = Exchanger::new(&cfg, issuer)?;
+        let mut exchanger = Exchanger::new(&cfg, issuer)?;
+        if let Some(p) = previous {
+            exchanger.holder_from(&p.exchanger);
+        }
         let same_endpoint = previous.filter(|p| p.cfg.token_endpoint == cfg.token_endpoint);
         if let Some(p) = same_endpoint {
             exchanger.endpoint_from(&p.exchanger);
@@ -187,15 +199,16 @@ impl Active {
         subject: Option<&[u8]>,
     ) -> Result<(Arc<Issued>, Lookup), ExchangeError> {
         let (name, target) = (&self.cfg.routes[route].name, &self.targets[route]);
+        let dpop = self.cfg.routes[route].dpop;
         let fetch = || async move {
             let start = Instant::now();
             let r = match subject {
                 // Visible ASCII (`subject`), so the conversion is lossless; made on a miss only.
                 Some(t) => {
                     let t = Token::new(String::from_utf8_lossy(t));
-                    self.exchanger.exchange(&t, target).await
+                    self.exchanger.exchange(&t, target, dpop).await
                 }
-                None => self.exchanger.client_credentials(target).await,
+                None => self.exchanger.client_credentials(target, dpop).await,
             };
             let outcome = match &r {
                 Ok(_) => "ok",

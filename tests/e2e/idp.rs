@@ -25,6 +25,7 @@ async fn seed_chain_keeps_user_claims_and_records_every_hop() {
         scope: "openid profile".into(),
         username: "alice".into(),
         password: Secret::new(support::ALICE_PASSWORD),
+        dpop: None,
     })
     .await
     .expect("login");
@@ -515,6 +516,8 @@ async fn private_key_jwt_authenticates_once_per_jti() {
                 grant_types: vec!["client_credentials".into()],
                 scopes: vec![],
                 default_audience: None,
+                dpop_required: false,
+                dpop_rebind: false,
             },
         );
         let mut edge = cfg.grants[0].clone();

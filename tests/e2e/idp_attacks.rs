@@ -67,6 +67,8 @@ async fn client_assertions_with_a_confused_alg_get_invalid_client() {
                 grant_types: vec!["client_credentials".into()],
                 scopes: vec![],
                 default_audience: None,
+                dpop_required: false,
+                dpop_rebind: false,
             },
         );
         let mut edge = cfg.grants[0].clone();

@@ -4,6 +4,10 @@
 
 mod chain;
 mod check;
+mod confine;
+mod dpop;
+mod dpop_chain;
+mod dpop_inbound;
 mod edge;
 mod faults;
 mod grants;

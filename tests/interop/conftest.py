@@ -193,7 +193,8 @@ class Sidecar:
         self.process = process
 
 
-def start_sidecar(tmp, issuer, audience, app_port):
+def start_sidecar(tmp, issuer, audience, app_port, extra=""):
+    """`extra` is appended to sidecar.yaml, with `{url}` replaced by the inbound listener's URL."""
     inbound, outbound, admin = free_port(), free_port(), free_port()
     cfg = tmp / "sidecar.yaml"
     cfg.write_text(
@@ -207,6 +208,7 @@ def start_sidecar(tmp, issuer, audience, app_port):
         f"routes:\n"
         f"  - name: default\n"
         f"    path: /\n"
+        + extra.replace("{url}", f"http://127.0.0.1:{inbound}")
     )
     proc = Process([str(BIN / "baton"), "run", "-c", str(cfg)], tmp / "sidecar.log")
     wait_ready(f"http://127.0.0.1:{admin}/readyz", proc.proc, proc.log)

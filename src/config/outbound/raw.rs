@@ -85,6 +85,18 @@ pub struct RawRoute {
     pub without_subject: Option<String>,
     /// Upstream TLS.
     pub tls: Option<RawTls>,
+    /// `on` or `off` (default).
+    pub dpop: Option<OnOff>,
+}
+
+/// `on`/`off`, however the YAML reader takes the words (a string, or a YAML 1.1 boolean).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OnOff {
+    /// `true`/`false`, or `on`/`off` read as booleans.
+    Bool(bool),
+    /// `on`/`off` read as strings.
+    Word(String),
 }
 
 /// `outbound.routes[i].tls`.

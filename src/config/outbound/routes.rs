@@ -58,7 +58,18 @@ pub(super) fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<
             WithoutSubject::Deny
         }
     };
+    let dpop = match &raw.dpop {
+        None => false,
+        Some(super::raw::OnOff::Bool(b)) => *b,
+        Some(super::raw::OnOff::Word(w)) if w == "on" => true,
+        Some(super::raw::OnOff::Word(w)) if w == "off" => false,
+        Some(super::raw::OnOff::Word(_)) => {
+            problems.push(at("dpop"), "use on or off");
+            false
+        }
+    };
     Some(Route {
+        dpop,
         name,
         host,
         port,

@@ -270,3 +270,36 @@ fn an_unreadable_subject_still_needs_a_sub() {
         Some(BadAnswer::Subject)
     );
 }
+
+/// An exchange answer whose token is bound to `jkt`, with `token_type`.
+fn bound_answer(jkt: &str, token_type: &str) -> Vec<u8> {
+    let token = jwt(json!({"sub": "alice", "aud": "service-b", "exp": 2_000, "cnf": {"jkt": jkt}}));
+    serde_json::to_vec(&json!({"access_token": token, "token_type": token_type,
+        "issued_token_type": ACCESS_TOKEN_TYPE, "expires_in": 300}))
+    .expect("json")
+}
+
+#[test]
+fn a_dpop_token_is_used_only_when_asked_and_bound_to_the_sidecars_key() {
+    let asked = Asked::Exchange(Some("alice"));
+    let run = |body: &[u8], key: Option<&str>| {
+        check_for(body, asked, &target(), key, 1_000).map_err(|e| match e {
+            ExchangeError::BadAnswer(b) => b,
+            other => panic!("not a bad answer: {other:?}"),
+        })
+    };
+    let i = run(&bound_answer("mine", "DPoP"), Some("mine")).expect("used");
+    assert!(i.authorization.as_bytes().starts_with(b"DPoP "));
+    assert_eq!(i.ath.as_deref(), Some(crate::dpop::ath(i.token()).as_str()));
+    for (body, key) in [
+        (bound_answer("mine", "DPoP"), None),
+        (bound_answer("theirs", "DPoP"), Some("mine")),
+        (bound_answer("mine", "Bearer"), Some("mine")),
+        (bound_answer("mine", "Bearer"), None),
+    ] {
+        assert_eq!(run(&body, key).err(), Some(BadAnswer::TokenType));
+    }
+    // A bearer answer to a request with a proof: the IdP did not bind; sent as Bearer.
+    let i = run(&answer(|_| {}), Some("mine")).expect("used");
+    assert!(i.ath.is_none());
+}

@@ -30,6 +30,10 @@ pub(super) struct RawClient {
     #[serde(default)]
     scopes: Vec<String>,
     default_audience: Option<String>,
+    #[serde(default)]
+    dpop_required: bool,
+    #[serde(default)]
+    dpop_rebind: bool,
 }
 
 /// Validates one client at `f` (`clients[i]`); `None` when it has no usable credential.
@@ -45,6 +49,8 @@ pub(super) fn client(c: RawClient, f: &str, sources: &Sources, p: &mut Problems)
         grant_types: c.grant_types,
         scopes: c.scopes,
         default_audience: c.default_audience,
+        dpop_required: c.dpop_required,
+        dpop_rebind: c.dpop_rebind,
     })
 }
 

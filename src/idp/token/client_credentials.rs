@@ -6,7 +6,7 @@
 use crate::http::Form;
 use crate::idp::config::Client;
 use crate::idp::errors::OAuthError;
-use crate::idp::issue::{base_claims, sign};
+use crate::idp::issue::{base_claims, bind, sign, token_type};
 use crate::idp::state::Idp;
 use crate::idp::targets;
 use serde_json::{Value, json};
@@ -16,6 +16,7 @@ pub fn client_credentials(
     idp: &Idp,
     client: &Client,
     form: &Form,
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
     let targets = audience(idp, client, form)?;
@@ -34,10 +35,14 @@ pub fn client_credentials(
     if !scope.is_empty() {
         claims.insert("scope".into(), json!(scope.join(" ")));
     }
+    bind(&mut claims, jkt);
     let access = sign(idp, "at+jwt", &claims)?;
-    Ok(
-        json!({"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope.join(" ")}),
-    )
+    Ok(json!({
+        "access_token": access,
+        "token_type": token_type(jkt),
+        "expires_in": lifetime,
+        "scope": scope.join(" "),
+    }))
 }
 
 /// The audiences asked, else the client's `default_audience`; each along an edge of the client.

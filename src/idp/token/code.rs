@@ -21,6 +21,7 @@ pub fn authorization_code(
     idp: &Idp,
     client: &Client,
     form: &Form,
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
     let code = Token::new(
@@ -45,7 +46,7 @@ pub fn authorization_code(
     check(idp, &grant, client, redirect_uri, verifier, now)?;
     let resources = targets::narrow(&grant.resources, &form.all("resource"))?;
     let targets = targets::audiences(idp, client, &resources)?;
-    redeem(idp, client, &mut grant, &targets, now)
+    redeem(idp, client, &mut grant, &targets, jkt, now)
 }
 
 fn bad() -> OAuthError {
@@ -90,6 +91,7 @@ fn redeem(
     client: &Client,
     grant: &mut CodeGrant,
     targets: &[String],
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
     grant.used = true;
@@ -106,6 +108,7 @@ fn redeem(
             scope: &grant.scope,
             targets,
             nonce: grant.nonce.as_deref(),
+            jkt,
         },
         now,
     )?;

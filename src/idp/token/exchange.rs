@@ -5,7 +5,7 @@
 use crate::http::Form;
 use crate::idp::config::Client;
 use crate::idp::errors::OAuthError;
-use crate::idp::issue::sign;
+use crate::idp::issue::{bind, sign, token_type};
 use crate::idp::policy::{self, Refusal};
 use crate::idp::state::Idp;
 use crate::idp::{targets, verify};
@@ -34,10 +34,19 @@ pub struct Request<'a> {
     pub scope: Option<Vec<String>>,
     /// Requested lifetime, seconds.
     pub requested_lifetime: Option<u64>,
+    /// The thumbprint of the key of the request's DPoP proof, if it carried one: the new token
+    /// is bound to it.
+    pub jkt: Option<&'a str>,
 }
 
 /// The `grant_type=…token-exchange` grant: parse, exchange, answer (RFC 8693 §2.2.1).
-pub fn exchange(idp: &Idp, client: &Client, form: &Form, now: u64) -> Result<Value, OAuthError> {
+pub fn exchange(
+    idp: &Idp,
+    client: &Client,
+    form: &Form,
+    jkt: Option<&str>,
+    now: u64,
+) -> Result<Value, OAuthError> {
     let subject = form
         .one("subject_token")?
         .ok_or_else(|| OAuthError::request("subject_token required"))?;
@@ -61,6 +70,7 @@ pub fn exchange(idp: &Idp, client: &Client, form: &Form, now: u64) -> Result<Val
         targets: &targets,
         scope,
         requested_lifetime: lifetime,
+        jkt,
     };
     let (token, claims) = exchange_token(idp, client, req, now)?;
     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
@@ -72,7 +82,7 @@ pub fn exchange(idp: &Idp, client: &Client, form: &Form, now: u64) -> Result<Val
     Ok(json!({
         "access_token": token,
         "issued_token_type": issued_type,
-        "token_type": "Bearer",
+        "token_type": token_type(jkt),
         "expires_in": exp.saturating_sub(now),
         "scope": claims.get("scope").and_then(Value::as_str).unwrap_or(""),
     }))
@@ -122,6 +132,7 @@ pub fn exchange_token(
 ) -> Result<(String, Claims), OAuthError> {
     let rules = Rules::access(idp.config.issuer.clone(), client.id.clone());
     let subject = own_token(idp, req.subject_token, &rules, "subject_token", now)?;
+    holder_of(client, &subject, req.jkt)?;
     let actor = match req.actor_token {
         Some(t) => Some(actor_claims(idp, client, t, &rules, now)?),
         None => None,
@@ -147,9 +158,26 @@ pub fn exchange_token(
         now,
         jti: crate::secret::random_b64(16),
     };
-    let claims = policy::decide(&decision).map_err(refusal)?;
+    let mut claims = policy::decide(&decision).map_err(refusal)?;
+    bind(&mut claims, req.jkt);
     let token = sign(idp, "at+jwt", &claims)?;
     Ok((token, claims))
+}
+
+/// A DPoP-bound subject token is exchanged only with a proof: of its own key (RFC 9449 §7:
+/// only its holder may use it), or of the client's key when the client may re-bind
+/// (`dpop_rebind`).
+fn holder_of(client: &Client, subject: &Claims, jkt: Option<&str>) -> Result<(), OAuthError> {
+    let Some(bound) = crate::dpop::bound_jkt(subject) else {
+        return Ok(());
+    };
+    match jkt {
+        Some(j) if j == bound || client.dpop_rebind => Ok(()),
+        Some(_) => Err(crate::dpop::ProofError::Binding.into()),
+        None => Err(OAuthError::InvalidDpopProof(
+            "the subject token is DPoP-bound: send a DPoP proof".into(),
+        )),
+    }
 }
 
 /// The claims of `token`, an access token this IdP issued under `rules`, not revoked; a

@@ -17,7 +17,13 @@ use serde_json::Value;
 use tracing::warn;
 
 /// Uses a refresh token: the token response with the family's next refresh token.
-pub fn refresh(idp: &Idp, client: &Client, form: &Form, now: u64) -> Result<Value, OAuthError> {
+pub fn refresh(
+    idp: &Idp,
+    client: &Client,
+    form: &Form,
+    jkt: Option<&str>,
+    now: u64,
+) -> Result<Value, OAuthError> {
     let token = Token::new(
         form.one("refresh_token")?
             .ok_or_else(|| OAuthError::request("refresh_token required"))?,
@@ -51,6 +57,7 @@ pub fn refresh(idp: &Idp, client: &Client, form: &Form, now: u64) -> Result<Valu
             scope: &scope,
             targets: &targets,
             nonce: None,
+            jkt,
         },
         now,
     )?;

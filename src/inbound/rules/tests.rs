@@ -15,12 +15,13 @@ fn route(name: &str, path: &str, methods: Option<Vec<Method>>) -> Route {
         methods,
         access: Access::Public,
         browser_login: false,
+        dpop: None,
     }
 }
 
 /// What the inbound listener takes from a request that is not a repeat on its connection.
 fn bearer(h: &HeaderMap) -> Result<Token, Reject> {
-    presented(h).and_then(b64token)
+    presented(h).and_then(|(_, t)| b64token(t))
 }
 
 #[test]

@@ -167,6 +167,39 @@ impl TestIdp {
         (status, rsp.json().await.expect("JSON body"))
     }
 
+    /// POST /token with Basic client authentication and these `DPoP` headers.
+    pub async fn token_dpop(
+        &self,
+        client: &str,
+        form: &[(&str, &str)],
+        proofs: &[&str],
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/token", self.url))
+            .basic_auth(client, Some(secret(client)))
+            .form(form);
+        for p in proofs {
+            req = req.header("DPoP", *p);
+        }
+        let rsp = req.send().await.expect("token");
+        let status = rsp.status();
+        (status, rsp.json().await.expect("JSON body"))
+    }
+
+    /// A proof of `holder` for this IdP's token endpoint, now.
+    pub fn token_proof(&self, holder: &baton::dpop::Holder) -> String {
+        holder
+            .proof(
+                "POST",
+                &format!("{}/token", self.url),
+                None,
+                None,
+                baton::jwt::unix_now(),
+            )
+            .expect("proof")
+    }
+
     /// Signs alice in at service-a (code + PKCE) and returns the token response.
     pub async fn login(&self, scope: &str) -> Value {
         let (verifier, challenge) = pkce();

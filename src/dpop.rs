@@ -1,0 +1,322 @@
+//! DPoP (RFC 9449): proof-of-possession of a key by the party presenting a token, shared by
+//! `baton-idp` (the token endpoint) and the sidecar (inbound check, outbound proofs).
+//!
+//! - [`check`]: one proof JWT against the request it came with: `typ`, the public `jwk` and its
+//!   algorithm, the signature, `htm`, `htu`, `iat` window, `ath`; answers the key's RFC 7638
+//!   thumbprint ([`Proof::jkt`]).
+//! - [`Verifier`]: [`check`] plus the bounded replay store ([`replay`]).
+//! - [`key`]: public proof keys from a JWK (ES256, RS256, EdDSA) and their thumbprints.
+//! - [`holder`]: a key pair held in memory that signs proofs (the outbound sidecar, tests).
+//!
+//! Error texts never carry the proof, the token or any key material.
+
+pub mod holder;
+pub mod key;
+pub mod replay;
+
+pub use holder::Holder;
+pub use replay::Replay;
+
+use crate::jwt::Claims;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+/// The `typ` of a DPoP proof (RFC 9449 §4.2).
+pub const TYP: &str = "dpop+jwt";
+
+/// The `DPoP` request header.
+pub const HEADER: &str = "dpop";
+
+/// The algorithms a proof may be signed with, as advertised
+/// (`dpop_signing_alg_values_supported`, `WWW-Authenticate: DPoP algs=…`).
+pub const ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
+
+/// The challenge's `algs` parameter value.
+pub const ALGS_PARAM: &str = "ES256 RS256 EdDSA";
+
+/// Largest proof accepted, checked before any decoding (an RSA-8192 `jwk` and signature fit).
+pub const MAX_PROOF_LEN: usize = 8192;
+
+/// Longest `jti` accepted.
+pub const MAX_JTI_LEN: usize = 256;
+
+/// How old a proof's `iat` may be, in seconds, by default.
+pub const DEFAULT_WINDOW: u64 = 60;
+
+/// How far in the future a proof's `iat` may be (clock skew), in seconds.
+pub const FUTURE_SKEW: u64 = 5;
+
+/// Proofs remembered for replay detection at most, by default.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+
+/// Why a proof was refused. `Display` names the rule, never the content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// More than one `DPoP` header, or one that is not visible ASCII.
+    #[error("exactly one DPoP header is allowed")]
+    Header,
+    /// Larger than [`MAX_PROOF_LEN`].
+    #[error("proof too large")]
+    TooLarge,
+    /// Not a compact JWS with JSON header and payload.
+    #[error("malformed proof: {0}")]
+    Malformed(&'static str),
+    /// `typ` is not `dpop+jwt`.
+    #[error("typ must be dpop+jwt")]
+    Type,
+    /// `alg` not allowed, or not the algorithm of the key.
+    #[error("algorithm not allowed")]
+    Algorithm,
+    /// The `jwk` header is missing, private, or not a usable public key.
+    #[error("jwk: {0}")]
+    Key(&'static str),
+    /// The signature does not verify under `jwk`.
+    #[error("signature does not verify")]
+    Signature,
+    /// A required claim is missing or of the wrong type.
+    #[error("missing or invalid claim {0}")]
+    Claim(&'static str),
+    /// `htm` is not the request's method.
+    #[error("htm does not match the request method")]
+    Method,
+    /// `htu` is not the request's URI.
+    #[error("htu does not match the request URI")]
+    Uri,
+    /// `iat` outside the accepted window.
+    #[error("iat outside the accepted window")]
+    Time,
+    /// `ath` missing or not the hash of the presented token.
+    #[error("ath does not match the access token")]
+    Ath,
+    /// The same proof was seen before.
+    #[error("proof replayed")]
+    Replayed,
+    /// The replay store is full of live proofs; refused rather than forgotten.
+    #[error("too many proofs in flight; retry")]
+    Busy,
+    /// The key is not the one the token is bound to.
+    #[error("proof key does not match the token binding")]
+    Binding,
+    /// A DPoP-bound token came without a proof.
+    #[error("a DPoP proof is required")]
+    Missing,
+}
+
+/// What a proof must match: the request it came with.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    /// The request method, exactly (`POST`).
+    pub htm: &'a str,
+    /// The request URI without query and fragment, as this server's external URL spells it.
+    pub htu: &'a str,
+    /// The access token presented with the proof: `ath` must be its hash.
+    pub token: Option<&'a str>,
+}
+
+/// A proof that passed [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// RFC 7638 SHA-256 thumbprint of the proof key, base64url.
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+    /// The proof's `iat`.
+    pub iat: u64,
+}
+
+/// base64url(SHA-256(token)): a proof's `ath` (RFC 9449 §4.2).
+pub fn ath(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[token.as_bytes()]))
+}
+
+/// `uri` as `htu` compares it (RFC 9449 §4.3): parsed and normalised (scheme and host case,
+/// default port, dot segments), query and fragment removed. `None` if it is not an absolute
+/// http(s) URI.
+pub fn normalize_htu(uri: &str) -> Option<String> {
+    let mut u = url::Url::parse(uri).ok()?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return None;
+    }
+    u.set_query(None);
+    u.set_fragment(None);
+    if !u.username().is_empty() || u.password().is_some() {
+        return None;
+    }
+    Some(u.into())
+}
+
+/// Checks one proof against `expect` at `now`: every rule except replay (see [`Verifier`]).
+/// `window` is how old `iat` may be, in seconds.
+pub fn check(proof: &str, expect: &Expect<'_>, now: u64, window: u64) -> Result<Proof, ProofError> {
+    if proof.len() > MAX_PROOF_LEN {
+        return Err(ProofError::TooLarge);
+    }
+    let (message, signature) = proof
+        .rsplit_once('.')
+        .ok_or(ProofError::Malformed("expected three parts"))?;
+    let (header_b64, payload_b64) = message
+        .split_once('.')
+        .ok_or(ProofError::Malformed("expected three parts"))?;
+    for part in [header_b64, payload_b64, signature] {
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ProofError::Malformed("parts must be unpadded base64url"));
+        }
+    }
+    let header = crate::jwt::decode_object(header_b64)
+        .ok_or(ProofError::Malformed("header is not a JSON object"))?;
+    let typ = header.get("typ").and_then(Value::as_str).unwrap_or("");
+    if !typ.eq_ignore_ascii_case(TYP) {
+        return Err(ProofError::Type);
+    }
+    if header.contains_key("crit") || header.contains_key("b64") {
+        return Err(ProofError::Malformed("crit is not supported"));
+    }
+    for by_reference in ["jku", "x5u", "x5c", "kid"] {
+        if header.contains_key(by_reference) {
+            return Err(ProofError::Key(
+                "the key must be given by value in jwk only",
+            ));
+        }
+    }
+    let alg = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(ProofError::Algorithm)?;
+    let jwk = header
+        .get("jwk")
+        .and_then(Value::as_object)
+        .ok_or(ProofError::Key("missing"))?;
+    let key = key::ProofKey::from_jwk(jwk)?;
+    if key.alg() != alg {
+        return Err(ProofError::Algorithm);
+    }
+    let sig = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| ProofError::Signature)?;
+    if !key.verify(message.as_bytes(), &sig) {
+        return Err(ProofError::Signature);
+    }
+    let claims = crate::jwt::decode_object(payload_b64)
+        .ok_or(ProofError::Malformed("payload is not a JSON object"))?;
+    let jti = string(&claims, "jti")?;
+    if jti.is_empty() || jti.len() > MAX_JTI_LEN {
+        return Err(ProofError::Claim("jti"));
+    }
+    if string(&claims, "htm")? != expect.htm {
+        return Err(ProofError::Method);
+    }
+    let htu = normalize_htu(string(&claims, "htu")?).ok_or(ProofError::Uri)?;
+    if Some(htu) != normalize_htu(expect.htu) {
+        return Err(ProofError::Uri);
+    }
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .ok_or(ProofError::Claim("iat"))?;
+    if iat > now.saturating_add(FUTURE_SKEW) || iat.saturating_add(window) < now {
+        return Err(ProofError::Time);
+    }
+    if let Some(token) = expect.token {
+        let sent = claims
+            .get("ath")
+            .and_then(Value::as_str)
+            .ok_or(ProofError::Ath)?;
+        let want = ath(token);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            sent.as_bytes(),
+            want.as_bytes(),
+        )) {
+            return Err(ProofError::Ath);
+        }
+    }
+    Ok(Proof {
+        jkt: key.thumbprint(),
+        jti: jti.to_owned(),
+        iat,
+    })
+}
+
+fn string<'a>(claims: &'a Claims, name: &'static str) -> Result<&'a str, ProofError> {
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or(ProofError::Claim(name))
+}
+
+/// The one `DPoP` header of a request: `Ok(None)` when there is none, an error when there are
+/// several (RFC 9449 §4.3 check 1) or it is not visible ASCII.
+pub fn header(headers: &http::HeaderMap) -> Result<Option<&str>, ProofError> {
+    let mut values = headers.get_all(HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ProofError::Header);
+    }
+    value
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| ProofError::Header)
+}
+
+/// The `cnf.jkt` of a token's claims, if it is DPoP-bound (RFC 9449 §6.1).
+pub fn bound_jkt(claims: &Claims) -> Option<&str> {
+    claims.get("cnf")?.get("jkt")?.as_str()
+}
+
+/// Checks proofs and refuses replays within the window.
+#[derive(Debug)]
+pub struct Verifier {
+    replay: Replay,
+    window: u64,
+}
+
+impl Verifier {
+    /// A verifier accepting proofs up to `window` seconds old, remembering at most `capacity`.
+    pub fn new(window: u64, capacity: usize) -> Self {
+        Self {
+            replay: Replay::new(capacity),
+            window,
+        }
+    }
+
+    /// [`check`], then the binding (the proof key must be `bound`, the token's `cnf.jkt`, when
+    /// given), then the replay store: a proof is accepted once.
+    pub fn verify(
+        &self,
+        proof: &str,
+        expect: &Expect<'_>,
+        bound: Option<&str>,
+        now: u64,
+    ) -> Result<Proof, ProofError> {
+        let p = check(proof, expect, now, self.window)?;
+        if bound.is_some_and(|jkt| jkt != p.jkt) {
+            return Err(ProofError::Binding);
+        }
+        let until = p
+            .iat
+            .saturating_add(self.window)
+            .saturating_add(FUTURE_SKEW);
+        self.replay.first_use(&p.jkt, &p.jti, until, now)?;
+        Ok(p)
+    }
+
+    /// Proofs currently remembered.
+    pub fn remembered(&self) -> usize {
+        self.replay.len()
+    }
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self::new(DEFAULT_WINDOW, DEFAULT_REPLAY_CAPACITY)
+    }
+}
+
+#[cfg(test)]
+mod tests;
