@@ -20,7 +20,9 @@ pub(crate) mod yaml;
 
 pub use findings::{ConfigErrors, Finding, Missing, Problems, Report};
 pub use routes::{Access, ClaimRule, Requirements, Route};
-pub use sidecar::{AdminSettings, Config, InboundSettings, JwksSettings, Listeners, Mode};
+pub use sidecar::{
+    AdminSettings, AppProtocol, Config, InboundSettings, JwksSettings, Listeners, Mode,
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,9 @@
 //! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers;
-//! [`cookie`] sealed cookies;
+//! [`cookie`] sealed cookies; [`grpc`] gRPC refusals, statuses and deadlines;
 //! [`path`] makes request paths canonical.
 
 pub mod cookie;
+pub mod grpc;
 pub mod path;
 pub mod pool;
 pub mod upgrade;

@@ -48,6 +48,21 @@ pub struct InboundSettings {
     /// `x_a` and `x-a` as one variable, so any header may have a twin. Off by default; headers
     /// baton owns lose their twins either way.
     pub drop_underscore_headers: bool,
+    /// The protocol the app is spoken to in (`app_protocol:`).
+    pub app_protocol: AppProtocol,
+}
+
+/// The protocol the inbound listener speaks to the app, whatever the client spoke to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppProtocol {
+    /// HTTP/1.1 over keep-alive connections (the default): an HTTP/2 client's streams become
+    /// HTTP/1.1 requests.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), streams multiplexed on one connection: what a gRPC
+    /// server speaks. Trailers and bidirectional streams pass through.
+    Http2,
 }
 
 /// The admin listener's settings (`admin:`).
@@ -155,6 +170,7 @@ struct RawInbound {
     path_parameters: Parameters,
     trailing_dots: TrailingDots,
     drop_underscore_headers: bool,
+    app_protocol: AppProtocol,
 }
 
 #[derive(Deserialize, Default)]
@@ -274,6 +290,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
                 trailing_dots: raw.inbound.trailing_dots,
             },
             drop_underscore_headers: raw.inbound.drop_underscore_headers,
+            app_protocol: raw.inbound.app_protocol,
         },
         admin: AdminSettings {
             expose_config: raw.admin.expose_config,

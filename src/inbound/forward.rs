@@ -2,6 +2,7 @@
 
 use super::Reject;
 use crate::http::pool::Pool;
+use crate::http::pool::h2::H2Pool;
 use crate::http::upgrade::Switch;
 use crate::http::{Body, REQUEST_ID, new_request_id, strip_hop_by_hop};
 use futures_util::FutureExt;
@@ -33,6 +34,20 @@ pub fn rewrite_headers(
         None => headers.remove(claims_header),
     };
     headers.entry(REQUEST_ID).or_insert_with(new_request_id);
+}
+
+/// Whether the request's `TE` holds `trailers` (RFC 9110 §10.1.4), in any case.
+pub fn asks_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 /// Removes the headers that are a baton-owned one in another spelling: `x-baton-*` and the
@@ -89,6 +104,17 @@ pub fn to_app(
         strip_hop_by_hop(rsp.headers_mut());
         Ok(rsp)
     })
+}
+
+/// Sends `req` (its `Host` or URI authority set) to the app as a stream on `pool`'s HTTP/2
+/// connection. Both bodies stream, trailers included.
+pub async fn to_app_h2(pool: &H2Pool, req: Request<Body>) -> Result<Response<Body>, Reject> {
+    let mut rsp = pool.send(req).await.map_err(|e| {
+        tracing::warn!(app = pool.dest(), error = %e, "forward to app over HTTP/2 failed");
+        Reject::AppUnavailable
+    })?;
+    strip_hop_by_hop(rsp.headers_mut());
+    Ok(rsp)
 }
 
 /// Sends a request that asks to switch protocols ([`crate::http::upgrade::asked`]; the ask put

@@ -85,6 +85,20 @@ impl Reject {
         }
     }
 
+    /// [`Reject::into_response`], in the form a gRPC client reads when `grpc` (the request was a
+    /// gRPC call, [`crate::http::grpc`]): the same challenge, as metadata of a trailers-only
+    /// answer.
+    pub fn answer(self, realm: &str, hint: &str, grpc: bool) -> Response<Body> {
+        if !grpc {
+            return self.into_response(realm, hint);
+        }
+        let message = self.to_string();
+        let mut rsp = self.into_response(realm, hint);
+        rsp.extensions_mut()
+            .insert(crate::http::grpc::Message(message));
+        crate::http::grpc::refusal(rsp)
+    }
+
     /// The response: status, `WWW-Authenticate` and a JSON body `{error, error_description}`.
     /// `realm` names this service; `hint` tells a caller without a token how to get one.
     pub fn into_response(self, realm: &str, hint: &str) -> Response<Body> {
