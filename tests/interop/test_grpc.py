@@ -89,7 +89,11 @@ class App:
             token = dict(context.invocation_metadata()).get("authorization")
             md = [("authorization", token)] if token else []
             with grpc.insecure_channel(f"127.0.0.1:{app.upstream_port}") as ch:
-                out = ch.unary_unary("/demo.Echo/Unary")(request, metadata=md, timeout=10)
+                out, call = ch.unary_unary("/demo.Echo/Unary").with_call(
+                    request, metadata=md, timeout=10
+                )
+            # C's trailing metadata, passed on to B's caller.
+            context.set_trailing_metadata(call.trailing_metadata())
             return out
 
         handlers = {
@@ -270,3 +274,70 @@ def test_100_mib_each_way_with_bounded_sidecar_memory(idp, sidecar):
     print(f"sidecar peak RSS: {before} KiB before, {after} KiB after 2 x {BIG} MiB")
     # Flow-control windows bound what a stream holds (a few MiB), not the stream's size.
     assert after - before < 32 * 1024, (before, after)
+
+
+def user_token_for_b(idp):
+    """alice signs in to service-a (code + PKCE), and service-a exchanges her token for B."""
+    from test_idp import ACCESS_TYPE, EXCHANGE, sign_in
+
+    _, token, _ = sign_in(idp)
+    rsp = requests.post(
+        idp.token_endpoint,
+        data={"grant_type": EXCHANGE, "subject_token": token["access_token"],
+              "subject_token_type": ACCESS_TYPE, "audience": B},
+        auth=(A, SECRET_A),
+        timeout=5,
+    )
+    assert rsp.status_code == 200, rsp.text
+    return rsp.json()["access_token"]
+
+
+def test_chain_a_b_c_over_grpc_exchanges_on_each_hop(tmp_path, idp):
+    """A (this client) → sidecar B → app B → B's outbound port → sidecar C → app C, all gRPC:
+    C sees alice with the `grants` and `act` of both hops; B's token never reaches C."""
+    app_c = App()
+    sidecar_c = GrpcSidecar(tmp_path, idp, "service-c", app_c.port)
+    port = free_port()
+    secret = tmp_path / "b.secret"
+    secret.write_text("demo-secret-service-b\n")
+    c = f"127.0.0.1:{sidecar_c.inbound}"
+    outbound = (
+        f"outbound:\n"
+        f"  client: {{client_id: service-b, secret_file: {secret}}}\n"
+        f"  routes:\n"
+        f"    - {{name: c, host: \"{c}\", audience: service-c}}\n"
+        f"  ports:\n"
+        f"    - {{listen: \"127.0.0.1:{port}\", upstream: \"{c}\", route: c}}\n"
+    )
+    app_b = App(upstream_port=port)
+    sidecar_b = GrpcSidecar(tmp_path, idp, B, app_b.port, outbound)
+    try:
+        token = user_token_for_b(idp)
+        md = [("authorization", f"Bearer {token}")]
+        for _ in range(2):  # the second call's exchange comes from the cache
+            answer, call = sidecar_b.channel.unary_unary("/demo.Echo/CallOut").with_call(
+                b"through the chain", metadata=md, timeout=20
+            )
+            assert TRAILER in call.trailing_metadata()
+            body = json.loads(answer)
+            assert body["echo"] == "through the chain"
+            claims = body["claims"]
+            assert claims["aud"] == "service-c" or claims["aud"] == ["service-c"], claims
+            assert claims["account_id"] == "acct-1001", claims
+            assert claims["act"]["sub"] == "service-b", claims
+            assert claims["act"]["act"]["sub"] == A, claims
+            assert "service-b" in claims["grants"] and "service-c" in claims["grants"], claims
+        seen_at_c = [m for _, m in app_c.seen]
+        assert len(seen_at_c) == 2
+        assert all(m["authorization"] != f"Bearer {token}" for m in seen_at_c)
+        # A call to B's outbound port without the caller's token is refused as gRPC reads it.
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            with pytest.raises(grpc.RpcError) as refused:
+                ch.unary_unary("/demo.Echo/Unary")(b"x", timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert len(app_c.seen) == 2
+    finally:
+        sidecar_b.stop()
+        sidecar_c.stop()
+        app_b.stop()
+        app_c.stop()
