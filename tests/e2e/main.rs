@@ -5,6 +5,7 @@ mod check;
 mod edge;
 mod faults;
 mod grants;
+mod grpc;
 mod idp;
 mod idp_attacks;
 mod idp_memory;
