@@ -392,3 +392,210 @@ async fn h2_refused(tcp: tokio::net::TcpStream) -> bool {
         }
     }
 }
+
+// === outbound ===
+
+mod outbound {
+    use super::*;
+    use crate::support::test_ca::TestCa;
+    use crate::support::token_idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp as TokenIdp};
+    use baton::config::Problems;
+    use baton::config::outbound::{RawOutbound, validate};
+    use baton::outbound::Outbound;
+
+    /// What the upstream saw of each call: version, headers.
+    type Calls = Arc<Mutex<Vec<(http::Version, HeaderMap)>>>;
+
+    /// An HTTP/2 upstream (h2c, or h2 over TLS when `tls` is given, ALPN `h2` only): answers
+    /// the body back with trailers; a call carrying `x-refuse` gets a trailers-only
+    /// `UNAUTHENTICATED` with an `invalid_token` challenge.
+    async fn upstream(tls: Option<tokio_rustls::TlsAcceptor>) -> (SocketAddr, Calls) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let calls: Calls = Arc::default();
+        let c = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (c, tls) = (c.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let c = c.clone();
+                        async move {
+                            c.lock()
+                                .expect("lock")
+                                .push((req.version(), req.headers().clone()));
+                            if req.headers().contains_key("x-refuse") {
+                                let mut rsp = Response::new(full(""));
+                                let h = rsp.headers_mut();
+                                h.insert(
+                                    "content-type",
+                                    HeaderValue::from_static("application/grpc"),
+                                );
+                                h.insert("grpc-status", HeaderValue::from_static("16"));
+                                h.insert(
+                                    "www-authenticate",
+                                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                                );
+                                return Ok::<_, std::convert::Infallible>(rsp);
+                            }
+                            let body = req.into_body().collect().await.expect("body").to_bytes();
+                            let frames = futures::stream::iter([
+                                Ok::<_, BoxError>(Frame::data(body)),
+                                Ok(Frame::trailers(trailers())),
+                            ]);
+                            Ok(Response::new(StreamBody::new(frames).boxed()))
+                        }
+                    });
+                    let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(tcp).await {
+                                let _ = h2.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = h2.serve_connection(TokioIo::new(tcp), service).await;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, calls)
+    }
+
+    /// The outbound state of `yaml`'s routes and ports, served on its first port.
+    async fn outbound_port(idp: &TokenIdp, yaml: &str) -> SocketAddr {
+        let text = format!("client: {{client_id: {CLIENT_ID}, secret: {CLIENT_SECRET}}}\n{yaml}");
+        let raw: RawOutbound = serde_saphyr::from_str(&text).expect("yaml");
+        let mut problems = Problems::new("sidecar.yaml");
+        let cfg = validate(raw, &mut problems);
+        let cfg = problems.finish(cfg).expect("valid outbound config");
+        let state = Arc::new(
+            Outbound::new(cfg, Some(&idp.issuer()), Default::default()).expect("outbound"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(baton::outbound::serve_port(
+            state,
+            0,
+            listener,
+            Default::default(),
+            std::future::pending(),
+        ));
+        addr
+    }
+
+    fn ports(host: &str, tls: &str) -> String {
+        format!(
+            "routes:\n  - {{name: b, host: \"{host}\", audience: service-b{tls}}}\n\
+             ports:\n  - {{listen: \"127.0.0.1:1\", upstream: \"{host}\", route: b}}\n"
+        )
+    }
+
+    /// A gRPC-shaped call through the outbound port: the answer's head, trailers and body.
+    async fn call_through(
+        port: SocketAddr,
+        bearer: Option<&str>,
+        refuse: bool,
+    ) -> (http::response::Parts, Option<HeaderMap>, Bytes) {
+        let mut client = h2(port).await;
+        let body = with_trailers(b"ping", HeaderMap::new());
+        let mut req = grpc_request(port, "/pkg.Svc/Call", bearer, body);
+        if refuse {
+            req.headers_mut()
+                .insert("x-refuse", HeaderValue::from_static("1"));
+        }
+        let rsp = tokio::time::timeout(Duration::from_secs(20), client.send_request(req))
+            .await
+            .expect("answered within the bound")
+            .expect("response");
+        let (parts, body) = rsp.into_parts();
+        let collected = body.collect().await.expect("body");
+        (parts, collected.trailers().cloned(), collected.to_bytes())
+    }
+
+    fn claims_sent(headers: &HeaderMap) -> serde_json::Map<String, serde_json::Value> {
+        let auth = headers["authorization"].to_str().expect("ascii");
+        let token = auth.strip_prefix("Bearer ").expect("bearer");
+        baton::jwt::peek_claims(token).expect("jwt")
+    }
+
+    #[test_log::test(tokio::test)]
+    async fn an_http2_call_goes_upstream_over_h2c_with_the_exchanged_token() {
+        let idp = TokenIdp::start().await;
+        let (up, calls) = upstream(None).await;
+        let port = outbound_port(&idp, &ports(&up.to_string(), "")).await;
+        let user = idp.user_token("alice");
+        for _ in 0..2 {
+            let (head, trailers, body) = call_through(port, Some(&user), false).await;
+            assert_eq!(head.status, 200);
+            assert_eq!(&body[..], b"ping");
+            let trailers = trailers.expect("trailers");
+            assert_eq!(trailers["x-trailer"], "kept");
+            assert_eq!(trailers["grpc-status"], "0");
+        }
+        assert_eq!(
+            idp.calls(),
+            1,
+            "the second call's token came from the cache"
+        );
+        let seen = calls.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 2);
+        for (version, headers) in &seen {
+            assert_eq!(*version, http::Version::HTTP_2);
+            assert_eq!(headers["te"], "trailers");
+            assert_eq!(headers.get_all("authorization").iter().count(), 1);
+            assert_ne!(headers["authorization"], format!("Bearer {user}").as_str());
+            assert_eq!(claims_sent(headers)["aud"], "service-b");
+            assert!(!headers.contains_key("host"));
+        }
+        // An upstream's UNAUTHENTICATED invalid_token drops the cached token (never a retry
+        // of a call whose body may have gone): the next call exchanges again.
+        let (head, _, _) = call_through(port, Some(&user), true).await;
+        assert_eq!(head.headers["grpc-status"], "16");
+        assert_eq!(calls.lock().expect("lock").len(), 3, "not retried");
+        call_through(port, Some(&user), false).await;
+        assert_eq!(idp.calls(), 2, "a fresh exchange after the refusal");
+        // No subject token: refused as gRPC reads it, nothing sent upstream.
+        let (head, _, _) = call_through(port, None, false).await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers["grpc-status"], "16");
+        assert_eq!(calls.lock().expect("lock").len(), 4);
+    }
+
+    #[test_log::test(tokio::test)]
+    async fn an_http2_call_on_a_tls_route_goes_as_h2_negotiated_by_alpn() {
+        let idp = TokenIdp::start().await;
+        let ca = TestCa::new("h2");
+        let mut tls = {
+            let leaf = ca.leaf();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(leaf.certs, leaf.key)
+                .expect("server config")
+        };
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let (up, calls) = upstream(Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))).await;
+        let dir = crate::support::process::scratch("grpc-tls");
+        let ca_file = ca.write(&dir, "ca");
+        let host = format!("localhost:{}", up.port());
+        let tls = format!(", tls: {{ca_file: \"{}\"}}", ca_file.display());
+        let port = outbound_port(&idp, &ports(&host, &tls)).await;
+        let (head, trailers, body) =
+            call_through(port, Some(&idp.user_token("alice")), false).await;
+        assert_eq!(head.status, 200);
+        assert_eq!(&body[..], b"ping");
+        assert_eq!(trailers.expect("trailers")["x-trailer"], "kept");
+        let seen = calls.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, http::Version::HTTP_2);
+        assert_eq!(claims_sent(&seen[0].1)["aud"], "service-b");
+    }
+}
