@@ -548,7 +548,14 @@ where
             .headers
             .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     }
-    let body = Limited::new(body, limit).boxed();
+    // A gRPC call is a stream of messages that may run long: the limit is per message.
+    let body = if crate::http::grpc::is_grpc(&parts.headers) {
+        let limited = crate::http::grpc::MessageLimit::new(body.map_err(Into::into).boxed(), limit);
+        parts.extensions.insert(limited.tripped());
+        limited.boxed()
+    } else {
+        Limited::new(body, limit).boxed()
+    };
     Ok(Request::from_parts(parts, body))
 }
 

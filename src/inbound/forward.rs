@@ -1,6 +1,7 @@
 //! Header rewriting and the keep-alive connections that forward to the app, streaming both ways.
 
 use super::Reject;
+use crate::http::grpc::Tripped;
 use crate::http::pool::Pool;
 use crate::http::pool::h2::H2Pool;
 use crate::http::upgrade::Switch;
@@ -108,8 +109,14 @@ pub fn to_app(
 
 /// Sends `req` (its `Host` or URI authority set) to the app as a stream on `pool`'s HTTP/2
 /// connection. Both bodies stream, trailers included.
+/// A request body that ended on a gRPC message over the limit is [`Reject::BodyTooLarge`]
+/// (`RESOURCE_EXHAUSTED` to a gRPC client), not the app's failure.
 pub async fn to_app_h2(pool: &H2Pool, req: Request<Body>) -> Result<Response<Body>, Reject> {
+    let tripped = req.extensions().get::<Tripped>().cloned();
     let mut rsp = pool.send(req).await.map_err(|e| {
+        if tripped.as_ref().is_some_and(Tripped::is_set) {
+            return Reject::MessageTooLarge;
+        }
         tracing::warn!(app = pool.dest(), error = %e, "forward to app over HTTP/2 failed");
         Reject::AppUnavailable
     })?;

@@ -32,6 +32,9 @@ pub enum Reject {
     /// The declared request body is larger than the listener allows.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// A message of a gRPC call was larger than the listener allows.
+    #[error("a message of the call is larger than the limit")]
+    MessageTooLarge,
     /// A sender-constrained token (`cnf`, e.g. DPoP `jkt`, RFC 9449 §7.1; mTLS `x5t#S256`,
     /// RFC 8705 §3) presented as a plain bearer token.
     #[error("sender-constrained token presented as a bearer token")]
@@ -74,7 +77,7 @@ impl Reject {
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
             Reject::BadPath(_) => "bad_path",
             Reject::InvalidToken(_) | Reject::BoundToken => "invalid_token",
-            Reject::BodyTooLarge(_) => "body_too_large",
+            Reject::BodyTooLarge(_) | Reject::MessageTooLarge => "body_too_large",
             Reject::NoRoute => "no_route",
             Reject::InsufficientScope(_) => "insufficient_scope",
             Reject::Claim(_) => "claim",
@@ -119,7 +122,7 @@ impl Reject {
             Reject::BadPath(_) => {
                 return text(StatusCode::BAD_REQUEST, format!("{description}\n"));
             }
-            Reject::BodyTooLarge(_) => {
+            Reject::BodyTooLarge(_) | Reject::MessageTooLarge => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{description}\n"));
             }
             Reject::NoRoute => {

@@ -136,7 +136,7 @@ class GrpcSidecar:
             f"  app_protocol: http2\n"
             f'app: "127.0.0.1:{app_port}"\n'
             f"limits:\n"
-            f"  max_body_bytes: 209715200\n"
+            f"  max_body_bytes: {2 * CHUNK}\n"
             f"routes:\n"
             f"  - name: admin\n"
             f"    path: /demo.Echo/Admin\n"
@@ -252,6 +252,19 @@ def test_missing_scope_is_permission_denied_and_step_up_unauthenticated(idp, app
     assert 'error="insufficient_user_authentication"' in meta["www-authenticate"]
     assert 'acr_values="mfa"' in meta["www-authenticate"]
     assert app.seen == []
+
+
+def test_a_message_over_max_body_bytes_ends_the_call_though_the_stream_may_be_longer(
+    idp, sidecar
+):
+    md = [("authorization", f"Bearer {cc_token(idp)}")]
+    sink = sidecar.channel.stream_unary("/demo.Echo/Sink")
+    # Five messages at 1 MiB: 5 MiB in all, over max_body_bytes (2 MiB) as a whole, is fine.
+    assert int(sink(iter([b"z" * CHUNK] * 5), metadata=md, timeout=30)) == 5 * CHUNK
+    # One message of 3 MiB (the app itself takes up to 4 MiB) is refused by the sidecar.
+    with pytest.raises(grpc.RpcError) as refused:
+        sink(iter([b"z" * (3 * CHUNK)]), metadata=md, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value
 
 
 def test_100_mib_each_way_with_bounded_sidecar_memory(idp, sidecar):
