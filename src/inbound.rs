@@ -6,7 +6,10 @@
 //! every refusal is a [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
 //! address live behind a swap so a reload (SIGHUP or file change) never drops a connection.
 //! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other
-//! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]).
+//! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]). With
+//! `app_protocol: http2` each request is a stream on one HTTP/2 connection to the app, bodies
+//! and trailers streaming both ways; a gRPC call is refused in the form its client reads
+//! ([`crate::http::grpc`]).
 
 pub mod forward;
 pub mod login;
