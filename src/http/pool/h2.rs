@@ -27,7 +27,11 @@ pub struct H2Pool {
     dest: String,
     authority: Authority,
     connect_timeout: Duration,
-    conn: tokio::sync::Mutex<Option<SendRequest<Body>>>,
+    /// The live connection's handle; a request clones it (one lock, no wait).
+    conn: std::sync::Mutex<Option<SendRequest<Body>>>,
+    /// Held while a connection opens, so that concurrent requests wait for one connection
+    /// rather than each opening its own.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl H2Pool {
@@ -40,7 +44,8 @@ impl H2Pool {
             dest,
             authority,
             connect_timeout,
-            conn: tokio::sync::Mutex::new(None),
+            conn: std::sync::Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -96,19 +101,26 @@ impl H2Pool {
         *req.version_mut() = http::Version::HTTP_2;
     }
 
-    /// The live connection, or a new one when there is none, it closed, or `fresh` asks for one.
+    /// The live connection, or a new one when there is none, it closed, or `fresh` asks for one
+    /// (the live one could not take a request).
     async fn sender(&self, fresh: bool) -> Result<SendRequest<Body>, BoxError> {
-        let mut conn = self.conn.lock().await;
-        if let Some(s) = conn.as_ref()
-            && !fresh
-            && !s.is_closed()
-        {
-            return Ok(s.clone());
+        if !fresh && let Some(s) = self.live() {
+            return Ok(s);
         }
-        *conn = None;
+        let _opening = self.opening.lock().await;
+        // Another request may have opened one while this one waited.
+        if !fresh && let Some(s) = self.live() {
+            return Ok(s);
+        }
         let sender = Box::pin(self.connect()).await?;
-        *conn = Some(sender.clone());
+        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
         Ok(sender)
+    }
+
+    /// A clone of the live connection's handle, unless there is none or it closed.
+    fn live(&self) -> Option<SendRequest<Body>> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
     /// Opens a connection; its task runs until either side closes it.
@@ -132,5 +144,103 @@ impl H2Pool {
             }
         });
         Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::full;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An h2c server counting its connections; with `one_each`, each connection goes away
+    /// (GOAWAY) after its first request.
+    async fn server(one_each: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let c = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (done, mut served) = tokio::sync::mpsc::channel::<()>(1);
+                    let service = hyper::service::service_fn(move |req: Request<_>| {
+                        let done = done.clone();
+                        async move {
+                            let _ = done.try_send(());
+                            let path = req.uri().path().to_owned();
+                            Ok::<_, std::convert::Infallible>(Response::new(full(path)))
+                        }
+                    });
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), service);
+                    tokio::pin!(conn);
+                    loop {
+                        tokio::select! {
+                            _ = conn.as_mut() => return,
+                            Some(()) = served.recv(), if one_each => conn.as_mut().graceful_shutdown(),
+                        }
+                    }
+                });
+            }
+        });
+        (addr, conns)
+    }
+
+    async fn get(pool: &H2Pool, path: &str) -> String {
+        let req = Request::get(path).body(full("")).expect("request");
+        let rsp = pool.send(req).await.expect("response");
+        let body = rsp.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_one_connection() {
+        let (addr, conns) = server(false).await;
+        let pool = H2Pool::new(addr, Duration::from_secs(5)).expect("authority");
+        let calls = (0..50).map(|i| {
+            let pool = &pool;
+            async move { get(pool, &format!("/{i}")).await }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        assert_eq!(answers.len(), 50);
+        assert!(
+            answers
+                .iter()
+                .enumerate()
+                .all(|(i, a)| *a == format!("/{i}"))
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_app_closed_is_replaced() {
+        let (addr, conns) = server(true).await;
+        let pool = H2Pool::new(addr, Duration::from_secs(5)).expect("authority");
+        for i in 0..3 {
+            assert_eq!(get(&pool, &format!("/{i}")).await, format!("/{i}"));
+            // The GOAWAY reaches the pool's connection before the next request, or the next
+            // request finds it closing and goes out once on a new one.
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            conns.load(Ordering::SeqCst) >= 2,
+            "reconnected after GOAWAY"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_app_that_is_down_is_an_error_not_a_hang() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").to_string()
+        };
+        let pool = H2Pool::new(addr, Duration::from_secs(5)).expect("authority");
+        let req = Request::get("/").body(full("")).expect("request");
+        assert!(pool.send(req).await.is_err());
     }
 }
