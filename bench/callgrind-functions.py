@@ -3,7 +3,7 @@
 
 For humans, NOT run by CI. bench/callgrind-process.sh runs the same process twice, with N1 and
 N2 requests, so that start-up and shutdown cancel: (Ir(N2) - Ir(N1)) / (N2 - N1). This does the
-same per function, and compares two such tables (issue #9: where does the sidecar's work go,
+same per function, and compares two such tables (where does the sidecar's work go,
 and what did a change move).
 
     bench/callgrind-functions.py table DIR N1 N2 > A.tsv

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/callgrind-process.sh: instructions per request of the WHOLE `baton run` process (issue #9),
+# bench/callgrind-process.sh: instructions per request of the WHOLE `baton run` process,
 # inbound only: accept loop, hyper server, `inbound::handle`, the pooled client to the app, the
 # tokio runtime; everything bench/callgrind.sh's in-process scenarios leave out. For humans, NOT
 # run by CI; bounded (two runs of N1/N2 requests), stops by itself, loopback only.
@@ -10,7 +10,7 @@
 # resp. N2 requests with the same token with oha (CONC connections), stops it with SIGTERM, and
 #     instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1)
 # so start-up and shutdown cancel. WHAT=app measures baton-demo-app alone the same way, WHAT=bare
-# the bare hyper proxy of bench/bare_proxy.rs in front of the app (the floor of baton's stack),
+# the bare hyper proxy of examples/bare_proxy.rs in front of the app (the floor of baton's stack),
 # WHAT=nginx Debian's nginx as bench/load.sh runs it, in one process (user-space instructions
 # only, as for every WHAT: the kernel's share of a request, where nginx makes more system calls
 # than the sidecar, is not counted),

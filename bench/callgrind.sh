@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/callgrind.sh: instruction-count regression guard of issue #9. Bounded (a few runs of a
+# bench/callgrind.sh: instruction-count regression guard. Bounded (a few runs of a
 # few hundred requests under valgrind), stops by itself, needs no network.
 #
-# For each scenario of bench/callgrind.rs (the `callgrind` example, release build) it runs
+# For each scenario of examples/callgrind.rs (the `callgrind` example, release build) it runs
 # `valgrind --tool=callgrind` twice, with N1 and N2 requests, and reports
 #     instructions per request = (Ir(N2) - Ir(N1)) / (N2 - N1)
 # so start-up (key generation, runtime, config) cancels out. It compares each figure with

@@ -2,7 +2,7 @@
 # bench/grpc.sh: unary gRPC-shaped calls through the inbound sidecar (`app_protocol: http2`)
 # against nginx's grpc_pass, in one run on loopback. For humans, NOT run by CI; bounded.
 #
-# Cases, each in front of the same h2c app (bench/grpc_app.rs: reads the call, answers one
+# Cases, each in front of the same h2c app (examples/grpc_app.rs: reads the call, answers one
 # message and `grpc-status: 0`):
 #   app      the app alone
 #   nginx    the app behind nginx (Debian nginx-light, 1 worker, `listen ... http2` h2c,

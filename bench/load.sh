@@ -9,7 +9,7 @@
 #   nginx   the app behind nginx (Debian nginx-light, 1 worker) as a plain keep-alive reverse proxy
 #   nginx2  two such nginx in series in front of the app: the like-for-like baseline of hop (two
 #           proxies on the request's way); measured whenever hop is
-#   bare    the app behind `bare-proxy` (bench/bare_proxy.rs): hyper's HTTP/1.1 server and the
+#   bare    the app behind `bare-proxy` (examples/bare_proxy.rs): hyper's HTTP/1.1 server and the
 #           sidecar's keep-alive pool, nothing else; the floor of baton's own stack
 #   inbound the app behind `baton run` inbound, verifying a valid repeated user token
 #   hop     the full hop: load generator as "A-app" plain client -> A-sidecar outbound (exchange

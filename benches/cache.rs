@@ -1,6 +1,8 @@
 //! criterion benchmark: the exchanged-token cache hit path (key hash + moka lookup) and the
 //! key derivation alone, with a realistic subject token size.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 use baton::exchange::cache::{Cache, key};
 use baton::exchange::{ACCESS_TOKEN_TYPE, ExchangeError, Issued, Target};
 use baton::secret::Token;
@@ -42,7 +44,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cache_hit", |b| {
         b.to_async(&rt).iter(|| async {
             let k = key(Some(&subject), &target);
-            let miss = || async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
+            let miss = || async { Err::<Issued, _>(ExchangeError::unavailable("miss")) };
             black_box(cache.get_or_fetch(k, None, miss).await.expect("hit"))
         })
     });

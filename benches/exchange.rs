@@ -1,6 +1,8 @@
 //! criterion benchmark: the token-exchange work without HTTP (verify the subject token, apply the
 //! policy, sign the new token) for ES256 and RS256 keys.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 use baton::idp::token::exchange::{Request, exchange_token};
 use baton::idp::{Config, Idp};
 use baton::jwt::{Algorithm, unix_now};

@@ -1,6 +1,8 @@
 //! criterion benchmark: token verification cold (`jwt::verify`, a signature check) against a
 //! cached `Verifier` hit (a SHA-256 and a lookup), for ES256 and RS256.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 use baton::jwt::jwks::{Jwks, Verifier};
 use baton::jwt::keys::{KeySet, SigningKey};
 use baton::jwt::{Algorithm, Rules, unix_now, verify};

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole-suite log audit of issue #10: scripts/test.sh collects every log the test run makes
+# The whole-suite log audit: scripts/test.sh collects every log the test run makes
 # into target/test-logs/ (the cargo test output with baton's logs at trace, the interop and
 # browser tests' process logs); this fails when any of them holds a JWT (a token of any kind:
 # access, ID, exchanged, a client assertion, a forged one), an `Authorization` value, or one of

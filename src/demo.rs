@@ -111,7 +111,7 @@ impl Chain {
         let keys_dir = std::env::temp_dir().join(format!(
             "baton-demo-{}-{}",
             std::process::id(),
-            rand::random::<u32>()
+            crate::secret::random_u64()
         ));
 
         // Bind every socket first: each sidecar's config names the next hop's inbound port, and

@@ -17,6 +17,8 @@ use answer::Asked;
 use http::HeaderValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::OnceCell;
 use url::Url;
@@ -117,8 +119,14 @@ pub enum ExchangeError {
         status: u16,
     },
     /// The IdP could not be reached, timed out, or answered 5xx or garbage.
-    #[error("identity provider unavailable: {0}")]
-    Unavailable(String),
+    #[error("identity provider unavailable: {reason}")]
+    Unavailable {
+        /// What failed, in words safe to log (no URL query, no form).
+        reason: Cow<'static, str>,
+        /// The transport error behind it, when there is one.
+        #[source]
+        source: Option<Arc<reqwest::Error>>,
+    },
     /// The client assertion could not be signed.
     #[error("sign client assertion: {0}")]
     Assertion(String),
@@ -128,6 +136,22 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
+    /// [`ExchangeError::Unavailable`] with no transport error behind it.
+    pub fn unavailable(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Unavailable {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// [`ExchangeError::Unavailable`] caused by `e`, whose URL is dropped (reqwest's `Display`
+    /// names the URL, never the form; the URL may carry a query).
+    pub fn transport(reason: &'static str, e: reqwest::Error) -> Self {
+        Self::Unavailable {
+            reason: reason.into(),
+            source: Some(Arc::new(e.without_url())),
+        }
+    }
     /// True for `invalid_*` answers, which the cache remembers briefly.
     pub fn is_invalid(&self) -> bool {
         matches!(self, Self::Refused { code, .. } if code.starts_with("invalid_"))
@@ -162,8 +186,8 @@ impl Exchanger {
     /// never crosses plain HTTP for an issuer that has TLS).
     pub fn new(cfg: &Config, issuer: Option<&str>) -> Result<Self, ExchangeError> {
         if cfg.token_endpoint.is_none() && issuer.is_none() {
-            return Err(ExchangeError::Unavailable(
-                "no token_endpoint and no issuer to discover it from".into(),
+            return Err(ExchangeError::unavailable(
+                "no token_endpoint and no issuer to discover it from",
             ));
         }
         let https_only = issuer.is_some_and(|i| i.starts_with("https:"));
@@ -173,8 +197,8 @@ impl Exchanger {
                 .as_ref()
                 .is_some_and(|u| u.scheme() != "https")
         {
-            return Err(ExchangeError::Unavailable(
-                "the token_endpoint of an https issuer must be https".into(),
+            return Err(ExchangeError::unavailable(
+                "the token_endpoint of an https issuer must be https",
             ));
         }
         let http = reqwest::Client::builder()
@@ -185,7 +209,7 @@ impl Exchanger {
             // The sidecar's own environment may point HTTP_PROXY at itself.
             .no_proxy()
             .build()
-            .map_err(|e| ExchangeError::Unavailable(format!("build HTTP client: {e}")))?;
+            .map_err(|e| ExchangeError::transport("build HTTP client", e))?;
         let endpoint = OnceCell::new_with(cfg.token_endpoint.clone());
         Ok(Self {
             http,
@@ -217,22 +241,22 @@ impl Exchanger {
         let url = format!("{issuer}/.well-known/openid-configuration");
         let rsp = self.http.get(&url).send().await.map_err(unavailable)?;
         if !rsp.status().is_success() {
-            return Err(ExchangeError::Unavailable(format!(
+            return Err(ExchangeError::unavailable(format!(
                 "discovery at {url} answered {}",
                 rsp.status()
             )));
         }
         let body = limited(rsp).await?;
         let meta: Value = serde_json::from_slice(&body)
-            .map_err(|e| ExchangeError::Unavailable(format!("discovery document: {e}")))?;
+            .map_err(|_| ExchangeError::unavailable("discovery document is not JSON"))?;
         let url = meta
             .get("token_endpoint")
             .and_then(Value::as_str)
             .and_then(|s| Url::parse(s).ok())
-            .ok_or_else(|| ExchangeError::Unavailable("discovery has no token_endpoint".into()))?;
+            .ok_or_else(|| ExchangeError::unavailable("discovery has no token_endpoint"))?;
         if self.https_only && url.scheme() != "https" {
-            return Err(ExchangeError::Unavailable(
-                "discovery names an http token_endpoint for an https issuer".into(),
+            return Err(ExchangeError::unavailable(
+                "discovery names an http token_endpoint for an https issuer",
             ));
         }
         Ok(url)
@@ -284,12 +308,12 @@ impl Exchanger {
     ) -> Result<Issued, ExchangeError> {
         let now = jwt::unix_now();
         if self.down_until.load(Ordering::Relaxed) > now {
-            return Err(ExchangeError::Unavailable(
-                "recently unreachable; failing fast".into(),
+            return Err(ExchangeError::unavailable(
+                "recently unreachable; failing fast",
             ));
         }
         let result = self.post(&mut form, asked, target, now).await;
-        if matches!(result, Err(ExchangeError::Unavailable(_))) {
+        if matches!(result, Err(ExchangeError::Unavailable { .. })) {
             self.down_until
                 .store(now + RETRY_AFTER_SECS, Ordering::Relaxed);
         }
@@ -305,9 +329,8 @@ impl Exchanger {
     ) -> Result<Value, ExchangeError> {
         let (status, body) = self.send(&mut form, jwt::unix_now()).await?;
         if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|_| {
-                ExchangeError::Unavailable("token endpoint answered malformed JSON".into())
-            });
+            return serde_json::from_slice(&body)
+                .map_err(|_| ExchangeError::unavailable("token endpoint answered malformed JSON"));
         }
         Err(refusal(status, &body))
     }
@@ -367,7 +390,7 @@ fn refusal(status: reqwest::StatusCode, body: &[u8]) -> ExchangeError {
             status: status.as_u16(),
         };
     }
-    ExchangeError::Unavailable(format!("token endpoint answered {status}"))
+    ExchangeError::unavailable(format!("token endpoint answered {status}"))
 }
 
 fn target_params(target: &Target, form: &mut Vec<(&'static str, String)>) {
@@ -395,7 +418,7 @@ fn assertion(
     aud: &str,
     now: u64,
 ) -> Result<String, ExchangeError> {
-    let jti: [u8; 16] = rand::random();
+    let jti: [u8; 16] = crate::secret::random();
     let claims = json!({
         "iss": client_id, "sub": client_id, "aud": aud,
         "iat": now, "exp": now + 60, "jti": fingerprint(&jti),
@@ -422,7 +445,7 @@ async fn limited(mut rsp: reqwest::Response) -> Result<Vec<u8>, ExchangeError> {
     let mut body = Vec::new();
     while let Some(chunk) = rsp.chunk().await.map_err(unavailable)? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(ExchangeError::Unavailable("IdP answer too large".into()));
+            return Err(ExchangeError::unavailable("IdP answer too large"));
         }
         body.extend_from_slice(&chunk);
     }
@@ -430,15 +453,14 @@ async fn limited(mut rsp: reqwest::Response) -> Result<Vec<u8>, ExchangeError> {
 }
 
 fn unavailable(e: reqwest::Error) -> ExchangeError {
-    // reqwest's Display names the URL, never the form.
-    let kind = if e.is_timeout() {
+    let reason = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
     } else {
         "request failed"
     };
-    ExchangeError::Unavailable(format!("{kind}: {}", e.without_url()))
+    ExchangeError::transport(reason, e)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod cookie;
 pub mod grpc;
 pub mod path;
 pub mod pool;
+pub(crate) mod splice;
 pub mod upgrade;
 
 use bytes::Bytes;

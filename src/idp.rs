@@ -48,7 +48,6 @@ pub mod password;
 pub mod pending;
 pub mod policy;
 pub mod revocation;
-mod rng;
 pub mod seal;
 pub mod session;
 pub mod state;

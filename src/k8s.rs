@@ -11,7 +11,7 @@
 //! - [`webhook`]: `baton webhook`: the mutating admission webhook (AdmissionReview v1, JSONPatch),
 //!   reading a bounded, typed part of each review, a bounded number at a time.
 //! - [`tls`]: the webhook's HTTPS listener: certificate files reloaded when they change.
-//! - [`capture`]: `baton init-net` (iptables REDIRECT rules) and `original_dst` (SO_ORIGINAL_DST).
+//! - [`capture`]: `baton init-net` (iptables REDIRECT rules).
 //!
 //! Pods opt in with `baton.dev/inject: enabled` (pod annotation or label, or namespace annotation
 //! or label). A namespace that opted in enforces injection: its pods cannot opt out (see

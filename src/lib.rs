@@ -5,11 +5,13 @@
 //! Crate map:
 //! - [`secret`]: `Token`/`Secret` newtypes that never print themselves.
 //! - [`http`]: shared body type, size-limited body reads, JSON and form helpers;
-//!   [`http::path`] the one canonical spelling of a request path; [`http::pool`] keep-alive
-//!   HTTP/1.1 and multiplexed HTTP/2 connections to a fixed destination; [`http::grpc`] gRPC
-//!   refusals (trailers-only `grpc-status`), per-message limits and `grpc-timeout`.
+//!   [`http::path`] the one canonical spelling of a request path; [`http::upgrade`] protocol
+//!   switches, spliced once both sides agree; [`http::pool`] keep-alive HTTP/1.1 and
+//!   multiplexed HTTP/2 connections to a fixed destination; [`http::grpc`] gRPC refusals
+//!   (trailers-only `grpc-status`), per-message limits and `grpc-timeout`.
 //! - [`shutdown`]: SIGTERM/SIGINT → one trigger, many listeners drain.
-//! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain.
+//! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain, and a
+//!   captured connection's original destination.
 //! - [`timer`]: long-lived timers on a thread of their own, so the serving runtime holds none.
 //! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
@@ -24,7 +26,7 @@
 //! - [`signin`]: drives an IdP's login form (code + PKCE) to get a user token: `baton login`, demo, tests.
 //! - [`idp`]: `baton-idp`, the OpenID Provider and its token-exchange policy.
 //! - [`k8s`]: sidecar injection: one pure pod mutation for `baton inject` and `baton webhook`;
-//!   `baton init-net` capture rules and `original_dst`.
+//!   `baton init-net` capture rules.
 //! - [`page`]: the look of every HTML page (layout, inlined stylesheet, branding, headers) and
 //!   [`page::strings`], every word a page shows.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.

@@ -1,3 +1,5 @@
+//! `baton`: the sidecar and its tools; every subcommand lives in [`baton::cli`].
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

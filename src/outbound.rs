@@ -44,9 +44,18 @@ pub enum Error {
     /// The exchange client could not be built (no token endpoint, no issuer).
     #[error("outbound exchange client: {0}")]
     Exchange(#[from] ExchangeError),
-    /// A route's `tls.ca_file` could not be read.
-    #[error("outbound TLS roots: {0}")]
-    Tls(String),
+    /// A route's `tls.ca_file` could not be read, or holds no certificate.
+    #[error("outbound TLS roots in {}", path.display())]
+    TlsRoots {
+        /// The `tls.ca_file`.
+        path: std::path::PathBuf,
+        /// Why its certificates could not be used.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// rustls refused the client configuration.
+    #[error("outbound TLS configuration")]
+    TlsConfig(#[source] rustls::Error),
 }
 
 /// Why a new outbound configuration was not applied; the old one stays active.

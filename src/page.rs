@@ -18,7 +18,6 @@ use base64::engine::general_purpose::STANDARD;
 use brand::Brand;
 use http::{HeaderValue, Response, StatusCode, header};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
-use sha2::{Digest, Sha256};
 pub use sign_out::app_sign_out;
 use std::sync::LazyLock;
 pub use strings::{fill, strings};
@@ -44,7 +43,7 @@ impl Theme {
             accent.css(),
             accent.text_on().css()
         );
-        let hash = STANDARD.encode(Sha256::digest(style.as_bytes()));
+        let hash = STANDARD.encode(crate::secret::sha256(&[style.as_bytes()]));
         let images = if brand.logo.is_some() {
             "; img-src data:"
         } else {
@@ -186,7 +185,7 @@ mod tests {
             ..Brand::default()
         });
         let doc = document(&theme, &Page::new("T", html! { p { "x" } }));
-        let hash = STANDARD.encode(Sha256::digest(style_of(&doc).as_bytes()));
+        let hash = STANDARD.encode(crate::secret::sha256(&[style_of(&doc).as_bytes()]));
         let csp = theme.csp().to_str().expect("ascii");
         assert_eq!(
             csp,

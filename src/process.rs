@@ -26,3 +26,35 @@ pub fn init_logging_with(default_filter: &str) {
         builder.try_init()
     };
 }
+
+/// An error and its causes on one line, `outer: cause: root cause`, for the messages a process
+/// prints when it cannot start: the typed errors keep their sources, and the operator reads the
+/// whole chain.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_names_every_cause_in_order() {
+        let e = Outer(std::io::Error::other("root"));
+        assert_eq!(Chain(&e).to_string(), "outer: root");
+    }
+}

@@ -1,7 +1,12 @@
-//! `Token` and `Secret` newtypes that never print themselves: logs and errors see a hash prefix.
+//! `Token` and `Secret` newtypes that never print themselves (logs and errors see a hash prefix),
+//! and the process's one source of random bytes, one SHA-256 and one constant-time comparison.
 
-use sha2::{Digest, Sha256};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::{SecureRandom, SystemRandom};
 use std::fmt;
+use std::sync::LazyLock;
+use subtle::ConstantTimeEq;
 
 /// A bearer token, assertion or code. `Debug`/`Display` print `sha256:<8 hex>`, never the value.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -21,11 +26,7 @@ impl Token {
     /// Full SHA-256 of the token, for cache keys and replay sets (`ring`'s assembly: this runs
     /// on every inbound request).
     pub fn sha256(&self) -> [u8; 32] {
-        let mut out = [0; 32];
-        out.copy_from_slice(
-            ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes()).as_ref(),
-        );
-        out
+        sha256(&[self.0.as_bytes()])
     }
 
     /// `sha256:` plus the first 8 hex digits: safe to log and correlate.
@@ -46,9 +47,15 @@ impl fmt::Display for Token {
     }
 }
 
-/// A client secret, password or key material. Prints `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
+/// A client secret, password or key material. Prints `[redacted]`; compares in constant time.
+#[derive(Clone, Eq)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
+    }
+}
 
 impl Secret {
     /// Wraps a secret string.
@@ -81,7 +88,7 @@ impl fmt::Display for Secret {
 
 /// `sha256:` plus the first 8 hex digits of the SHA-256 of `data`.
 pub fn fingerprint(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
+    let digest = sha256(&[data]);
     let mut out = String::from("sha256:");
     for b in &digest[..4] {
         out.push_str(&format!("{b:02x}"));
@@ -89,12 +96,54 @@ pub fn fingerprint(data: &[u8]) -> String {
     out
 }
 
-/// Compares two byte strings without an early exit on the first difference.
+/// Compares two byte strings without an early exit on the first difference (`subtle`); only
+/// the lengths may differ in time.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    a.ct_eq(b).into()
+}
+
+/// SHA-256 of the concatenation of `parts`: the crate's one implementation (`ring`'s assembly,
+/// which also runs on every inbound request through [`Token::sha256`]).
+pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        context.update(part);
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let mut out = [0; 32];
+    out.copy_from_slice(context.finish().as_ref());
+    out
+}
+
+/// The operating system's CSPRNG (`getrandom(2)` through `ring`): every code, token, cookie,
+/// `jti`, salt and key the crate makes comes from [`fill`].
+static RANDOM: LazyLock<SystemRandom> = LazyLock::new(SystemRandom::new);
+
+/// Fills `buf` with random bytes. The OS generator does not fail once the process runs; if it
+/// ever did, carrying on with predictable bytes would be worse than stopping.
+pub fn fill(buf: &mut [u8]) {
+    #[allow(clippy::expect_used)]
+    RANDOM
+        .fill(buf)
+        .expect("the operating system's random generator failed");
+}
+
+/// `N` random bytes.
+pub fn random<const N: usize>() -> [u8; N] {
+    let mut out = [0; N];
+    fill(&mut out);
+    out
+}
+
+/// A URL-safe string of `n` random bytes (base64url, no padding).
+pub fn random_b64(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    fill(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A random `u64`, for names that must not collide (temporary files, demo ports).
+pub fn random_u64() -> u64 {
+    u64::from_le_bytes(random())
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! Shared accept loop for every listener: connection limit, header-read, request and idle
 //! timeouts, header-size limits, HTTP/1.1 and h2c, and a graceful drain bounded by a deadline.
 //!
-//! hyper enforces `header_read_timeout` only when a timer is set (REFERENCE.md §3), so every
+//! hyper enforces `header_read_timeout` only when a timer is set, so every
 //! HTTP/1 connection gets one: its own tick-driven [`TickClock`], which also times out its
 //! requests and closes it when idle (h2 keeps `TokioTimer`). hyper-util's `GracefulShutdown`
 //! cannot also close idle keep-alive connections (its connection trait is sealed), so the drain
 //! is driven here the same way: a watch channel tells each connection to `graceful_shutdown()`,
 //! which lets in-flight requests finish and closes idle connections at once.
 
+use crate::http::splice::{Held, Tracked};
 use crate::http::{Body, text};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -225,9 +226,7 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let original_dst = crate::k8s::capture::original_dst(&stream)
-            .ok()
-            .filter(|d| *d != local);
+        let original_dst = original_dst(&stream).ok().filter(|d| *d != local);
         let info = ConnInfo {
             peer,
             local,
@@ -238,10 +237,7 @@ where
         let (drain, upgrade) = (drain.subscribe(), upgrade.clone());
         tokio::spawn(async move {
             if let Some(io) = upgrade(stream).await {
-                let held = Held {
-                    _permit: permit,
-                    drain: drain.clone(),
-                };
+                let held = Held::new(permit, drain.rx.clone());
                 serve_connection(io, info, &builder, &limits, handler, drain, held).await;
             }
         });
@@ -398,58 +394,6 @@ async fn serve_connection<H, F, IO>(
                 }
             }
         }
-    }
-}
-
-/// What a connection that switched protocols (a CONNECT tunnel, a WebSocket) keeps of the HTTP
-/// connection it came on: its place under `limits.max_connections`, and the drain, which closes
-/// it. The server puts one in the extensions of each request that asks to switch.
-#[derive(Clone)]
-pub(crate) struct Held {
-    _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
-    drain: DrainSignal,
-}
-
-/// Why [`splice`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Spliced {
-    /// A side closed, or an I/O error ended the copy.
-    Closed,
-    /// No byte moved either way for the idle timeout.
-    Idle,
-    /// The listener began to drain.
-    Drained,
-}
-
-/// Copies bytes both ways between `a` and `b` until a side closes, no byte has moved for `idle`,
-/// or the drain of the listener `held` belongs to begins. Every byte passes through `b`, so
-/// counting there is enough for the idle watch.
-pub(crate) async fn splice<A, B>(mut a: A, b: B, idle: Duration, held: Option<Held>) -> Spliced
-where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
-{
-    let moved = Arc::new(AtomicU64::new(0));
-    let mut b = Tracked::new(b, moved.clone());
-    let drained = async move {
-        match held {
-            // An error is a dropped sender: the listener is gone, which drains too.
-            Some(Held { drain, .. }) => {
-                let mut rx = drain.rx;
-                drop(rx.wait_for(|draining| *draining).await);
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut a, &mut b) => {
-            if let Err(e) = r {
-                debug!(error = %e, "spliced connection ended with an error");
-            }
-            Spliced::Closed
-        }
-        () = quiet_for(&moved, idle) => Spliced::Idle,
-        () = drained => Spliced::Drained,
     }
 }
 
@@ -648,100 +592,7 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
     }
 }
 
-/// Resolves once the count of a [`Tracked`] stream has not moved for `idle`: checked four times
-/// per `idle`, so between `idle` and 1.25 × `idle` after the last byte. For a stream that has
-/// left its connection's task, such as a spliced one ([`splice`]), which that task's tick no
-/// longer sees.
-async fn quiet_for(moved: &AtomicU64, idle: Duration) {
-    let mut tick = crate::timer::interval(idle / 4);
-    let (mut seen, mut quiet_since) = (moved.load(Ordering::Relaxed), Instant::now());
-    loop {
-        tick.tick().await;
-        let now = moved.load(Ordering::Relaxed);
-        if now != seen {
-            (seen, quiet_since) = (now, Instant::now());
-        } else if quiet_since.elapsed() >= idle {
-            return;
-        }
-    }
-}
-
-/// A stream that counts the reads and writes that moved bytes, for the idle timeout. Counting
-/// rather than reading the clock keeps the timeout off the per-request path. One task moves
-/// the stream's bytes; others may read the count.
-struct Tracked<S> {
-    inner: S,
-    moved: Arc<AtomicU64>,
-}
-
-impl<S> Tracked<S> {
-    /// `inner`, counting into `moved`.
-    fn new(inner: S, moved: Arc<AtomicU64>) -> Self {
-        Self { inner, moved }
-    }
-
-    fn touch(&self) {
-        // Only this connection's task writes the count: a plain load and store, no locked add.
-        let n = self.moved.load(Ordering::Relaxed);
-        self.moved.store(n.wrapping_add(1), Ordering::Relaxed);
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.touch();
-        }
-        res
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let res = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        res
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        res
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
+mod original_dst;
+pub use original_dst::original_dst;
 #[cfg(test)]
 mod tests;

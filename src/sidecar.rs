@@ -1,5 +1,5 @@
 //! `baton run`: the inbound, outbound and admin listeners of one sidecar wired together, with
-//! config reload ([`reload`]) and the shutdown order of STYLE.md (readyz 503 → stop accepting →
+//! config reload ([`reload`]) and its shutdown order (readyz 503 → stop accepting →
 //! drain → log).
 
 pub mod reload;
@@ -124,7 +124,7 @@ impl Running {
             .is_ok()
     }
 
-    /// Shuts down in STYLE.md order and reports whether every listener drained cleanly:
+    /// Shuts down in that order and reports whether every listener drained cleanly:
     /// `/readyz` turns 503 and the traffic listeners drain; the admin listener stops last.
     pub async fn stop(mut self) -> bool {
         self.trigger.fire();
@@ -314,7 +314,7 @@ pub async fn main(path: &Path) -> ExitCode {
     let running = match running {
         Ok(r) => r,
         Err(e) => {
-            error!(error = %e, "cannot start");
+            error!(error = %crate::process::Chain(&e), "cannot start");
             return ExitCode::FAILURE;
         }
     };

@@ -2,13 +2,12 @@
 //! the way a browser would (cookies kept, `Origin` sent): `baton login`, `baton demo` and the
 //! tests use it to get a user token.
 
+use crate::secret::random_b64;
 use crate::secret::{Secret, Token};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rand::RngCore;
 use reqwest::header::{LOCATION, ORIGIN};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 /// What the sign-in needs: the client, its redirect URI and the user's credentials.
@@ -178,7 +177,7 @@ impl Agent {
             })?;
 
         let verifier = random_b64(32);
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let challenge = URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[verifier.as_bytes()]));
         let state = random_b64(16);
         let nonce = random_b64(16);
         let mut authorize = Url::parse(&disc.authorization_endpoint)
@@ -381,12 +380,6 @@ async fn exchange_code(
 /// RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
 fn form_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn random_b64(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// The first `<form>` of a page: its action and its named inputs (with their values).

@@ -3,10 +3,10 @@
 //! A timer in tokio's wheel, however far off, gives each blocking wait of the runtime a finite
 //! timeout, and the kernel then arms and cancels a high-resolution timer on every `epoll_wait`:
 //! twice per request when requests come one at a time, about 3 µs per request on one VM
-//! (`bench/RESULTS.md` round 8; within the noise on another). The timers that run for as long as the process does (each
-//! connection's tick, the JWKS refresh, the configuration, certificate and key polls) wait
-//! here instead and wake their task through its waker, so a runtime with nothing to do waits
-//! with no timeout at all. Timers around one operation (a connect, an exchange, an HTTP/2
+//! (`bench/RESULTS.md`, 2026-12-04 05:45 UTC; within the noise on another). The timers that run
+//! for as long as the process does (each connection's tick, the JWKS refresh, the configuration,
+//! certificate and key polls) wait here instead and wake their task through its waker, so a
+//! runtime with nothing to do waits with no timeout at all. Timers around one operation (a connect, an exchange, an HTTP/2
 //! stream's deadline) stay on tokio: they come and go with the work they bound.
 
 use futures_util::task::AtomicWaker;

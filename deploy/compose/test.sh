@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end test of the compose chain (issue #7), run by scripts/test.sh when Docker is here.
+# End-to-end test of the compose chain, run by scripts/test.sh when Docker is here.
 # Builds the image under a throwaway tag, starts the stack as a unique project, signs users in
 # through the real login form, calls A→B→C from the host, stops and restarts the IdP, checks the
 # logs for leaked tokens, then removes everything it created, even when a step fails.

@@ -17,7 +17,6 @@
 use super::findings::Problems;
 use super::values::{positive_duration, read_file};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
@@ -167,7 +166,7 @@ fn cookie_key(p: &mut Problems, path: &std::path::Path) -> Option<[u8; 32]> {
         );
         return None;
     }
-    Some(Sha256::digest(&bytes).into())
+    Some(crate::secret::sha256(&[&bytes]))
 }
 
 /// A local path on this host, outside the reserved prefix: never another site (`//evil`).

@@ -103,8 +103,8 @@ pub(super) fn check(
         Ok(rsp) => rsp,
         // Not JSON at all: an error page in front of the IdP, as when it is down.
         Err(_) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
-            return Err(ExchangeError::Unavailable(
-                "token endpoint answered malformed JSON".into(),
+            return Err(ExchangeError::unavailable(
+                "token endpoint answered malformed JSON",
             ));
         }
         Err(_) => return Err(bad(BadAnswer::Shape)),
@@ -197,7 +197,7 @@ pub(super) fn issued(
         act = a.get("act");
     }
     Issued::new(token, expires_at, sub_hash, chain.join(">")).ok_or_else(|| {
-        ExchangeError::Unavailable("the IdP issued a token that is not a header value".into())
+        ExchangeError::unavailable("the IdP issued a token that is not a header value")
     })
 }
 

@@ -47,7 +47,7 @@ fn error_codes_are_sanitized_and_classified() {
     };
     assert!(refused("invalid_scope").is_invalid());
     assert!(!refused("unauthorized_client").is_invalid());
-    assert!(!ExchangeError::Unavailable("x".into()).is_invalid());
+    assert!(!ExchangeError::unavailable("x").is_invalid());
 }
 
 #[test]

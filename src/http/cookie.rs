@@ -8,7 +8,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, header};
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 
 /// What every cookie of the sidecar's is named with; none of them is forwarded to the app.
 pub const PREFIX: &str = "baton-";
@@ -26,32 +25,22 @@ const MAX_VALUE: usize = 4096;
 /// Seals and opens cookie values with one key.
 pub struct Sealer {
     key: LessSafeKey,
-    rng: SystemRandom,
 }
 
 impl Sealer {
     /// A sealer with `key` (32 bytes), or a fresh random key: sessions then end at restart.
     pub fn new(key: Option<[u8; 32]>) -> Sealer {
-        let rng = SystemRandom::new();
-        let bytes = key.unwrap_or_else(|| {
-            let mut k = [0u8; 32];
-            rng.fill(&mut k).expect("the OS random source works");
-            k
-        });
+        let bytes = key.unwrap_or_else(crate::secret::random);
         let unbound =
             UnboundKey::new(&CHACHA20_POLY1305, &bytes).expect("32 bytes is the key size");
         Sealer {
             key: LessSafeKey::new(unbound),
-            rng,
         }
     }
 
     /// Encrypts `plain` for the cookie `name`.
     pub fn seal(&self, name: &str, plain: &[u8]) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .expect("the OS random source works");
+        let nonce: [u8; NONCE_LEN] = crate::secret::random();
         let mut data = plain.to_vec();
         self.key
             .seal_in_place_append_tag(

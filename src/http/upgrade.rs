@@ -2,8 +2,8 @@
 //! goes on to the next hop like the request, and when that hop agrees (`101`), the two
 //! connections are spliced and bytes go both ways untouched.
 
+use super::splice::{Held, splice};
 use super::strip_hop_by_hop;
-use crate::server::{Held, splice};
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;

@@ -13,13 +13,11 @@
 
 use super::config::Factor;
 use super::pending::{Pending, TTL};
-use super::rng;
 use crate::http::cookie::{self, Sealer};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Associated data of a sealed device cookie.
@@ -54,12 +52,12 @@ pub fn device_cookie(issuer: &str) -> &'static str {
 pub fn binding(headers: &HeaderMap, issuer: &str) -> String {
     cookie::read(headers, login_cookie(issuer))
         .filter(|v| URL_SAFE_NO_PAD.decode(v).is_ok_and(|raw| raw.len() == 32))
-        .map_or_else(|| rng::token(32), str::to_owned)
+        .map_or_else(|| crate::secret::random_b64(32), str::to_owned)
 }
 
 /// What a sealed request stores of the pre-login value.
 pub fn binding_hash(value: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(value.as_bytes()))
+    URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[value.as_bytes()]))
 }
 
 /// `Set-Cookie` for the pre-login value, kept as long as a sealed request is.
@@ -156,7 +154,7 @@ pub fn remember(
     now: u64,
 ) -> HeaderValue {
     let mut d = old.filter(|d| d.user == user).unwrap_or_else(|| Device {
-        id: rng::token(16),
+        id: crate::secret::random_b64(16),
         user: user.to_owned(),
         factors: Vec::new(),
         expires_at: 0,

@@ -5,7 +5,6 @@
 use super::authn::Authentication;
 use super::pages;
 use super::pending::Pending;
-use super::rng;
 use super::state::Idp;
 use super::store::CodeGrant;
 use crate::http::Body;
@@ -43,7 +42,7 @@ fn issue(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
         .filter(|s| *s == "openid" || user_scope.contains(s))
         .cloned()
         .collect();
-    let code = Token::new(rng::token(32));
+    let code = Token::new(crate::secret::random_b64(32));
     let grant = CodeGrant {
         client: p.client.clone(),
         redirect_uri: p.redirect_uri.clone(),

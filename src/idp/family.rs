@@ -7,7 +7,6 @@
 
 use super::authn::Authentication;
 use super::revocation::Root;
-use super::rng;
 use super::state::Idp;
 use super::store::{self, Family, FamilyRef, RefreshGrant};
 use crate::secret::Token;
@@ -18,7 +17,7 @@ use tracing::info;
 /// Starts a family for the tokens issued from one authorization code.
 pub fn new() -> FamilyRef {
     Arc::new(Mutex::new(Family {
-        id: rng::token(16),
+        id: crate::secret::random_b64(16),
         current: None,
     }))
 }
@@ -33,7 +32,7 @@ pub(crate) fn settle(
     grant: Option<RefreshGrant>,
 ) -> serde_json::Value {
     if let Some(grant) = grant {
-        let token = Token::new(rng::token(32));
+        let token = Token::new(crate::secret::random_b64(32));
         let key = token.sha256();
         idp.store.put_refresh(key, grant);
         f.current = Some(key);

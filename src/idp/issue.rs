@@ -9,7 +9,7 @@ use super::config::Client;
 use super::errors::OAuthError;
 use super::revocation::{GRANT_ID, SID};
 use super::state::Idp;
-use super::{policy, rng, targets};
+use super::{policy, targets};
 use crate::jwt::Claims;
 use serde_json::{Value, json};
 
@@ -21,7 +21,7 @@ pub(crate) fn base_claims(idp: &Idp, sub: &str, client: &str, now: u64, lifetime
     c.insert("client_id".into(), json!(client));
     c.insert("iat".into(), json!(now));
     c.insert("exp".into(), json!(now + lifetime));
-    c.insert("jti".into(), json!(rng::token(16)));
+    c.insert("jti".into(), json!(crate::secret::random_b64(16)));
     c
 }
 

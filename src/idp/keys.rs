@@ -285,7 +285,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "baton-idp-keys-{name}-{}-{}",
             std::process::id(),
-            crate::idp::rng::u64()
+            crate::secret::random_u64()
         ));
         let _ = std::fs::remove_dir_all(&dir);
         dir

@@ -29,7 +29,7 @@ use super::form::read_form;
 use super::pages::{self, Problem, error_page};
 use super::state::Idp;
 use super::store::{After, LOGOUT_SECS, PendingLogout};
-use super::{browser, rng, session, verify};
+use super::{browser, session, verify};
 use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
 use crate::page::strings;
@@ -176,8 +176,8 @@ fn set_confirm_cookie(idp: &Idp, value: Option<&str>) -> HeaderValue {
 
 /// Shows the confirmation page, bound to this browser by a fresh cookie and to `session`.
 fn ask(idp: &Idp, session: Option<[u8; 32]>, checked: Checked) -> Response<Body> {
-    let id = rng::token(24);
-    let browser = Token::new(rng::token(24));
+    let id = crate::secret::random_b64(24);
+    let browser = Token::new(crate::secret::random_b64(24));
     let app = checked.app.as_deref();
     let mut rsp = pages::confirm_sign_out(&idp.config.branding, app, &id, browser.expose());
     rsp.headers_mut().append(
@@ -308,7 +308,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_of_confirmation_pages_stays_within_the_budget() {
-        let dir = std::env::temp_dir().join(format!("baton-logout-unit-{}", rng::u64()));
+        let dir =
+            std::env::temp_dir().join(format!("baton-logout-unit-{}", crate::secret::random_u64()));
         let idp = Idp::new(crate::idp::Config::demo("http://idp.test", dir)).expect("idp");
         let body = format!(
             "client_id=service-a&post_logout_redirect_uri={}&state={}",
@@ -326,7 +327,7 @@ mod tests {
                 note: None,
             },
         };
-        let n = 2 * LOGOUTS_BUDGET / u64::from(largest.weight(&rng::token(24)));
+        let n = 2 * LOGOUTS_BUDGET / u64::from(largest.weight(&crate::secret::random_b64(24)));
         for _ in 0..n {
             // A stranger's cookie-less POST: each one is asked to confirm, and kept.
             let req = Request::post("/end_session")

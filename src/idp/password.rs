@@ -7,7 +7,6 @@
 //! An unknown username is checked against a hash with the parameters of the most expensive
 //! configured one, in the same pool, so its answer takes as long as a real user's.
 
-use super::rng;
 use crate::secret::Secret;
 use argon2::password_hash::{Output, PasswordHash, Salt};
 use argon2::{Argon2, Block, Params, PasswordHasher, Version};
@@ -29,7 +28,7 @@ pub fn password_ok(phc: &str, password: &str) -> bool {
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     use argon2::password_hash::SaltString;
     let mut bytes = [0u8; Salt::RECOMMENDED_LENGTH];
-    rng::fill(&mut bytes);
+    crate::secret::fill(&mut bytes);
     let salt = SaltString::encode_b64(&bytes)?;
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)?

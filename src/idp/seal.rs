@@ -4,7 +4,6 @@
 //! random bytes made on first start and readable by the owner only, so a restart keeps sign-ins
 //! in flight and replicas that share the key directory open each other's pages.
 
-use super::rng;
 use crate::http::cookie::Sealer;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,8 +30,8 @@ pub fn sealer(dir: &Path) -> Result<Sealer, KeyError> {
     };
     if !path.exists() {
         let mut key = [0u8; 32];
-        rng::fill(&mut key);
-        let tmp = dir.join(format!("{FILE}.{}.tmp", rng::u64()));
+        crate::secret::fill(&mut key);
+        let tmp = dir.join(format!("{FILE}.{}.tmp", crate::secret::random_u64()));
         write_private(&tmp, &key).map_err(err)?;
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
@@ -64,7 +63,7 @@ mod tests {
 
     #[test]
     fn the_key_is_made_once_and_kept() {
-        let dir = std::env::temp_dir().join(format!("baton-seal-{}", rng::u64()));
+        let dir = std::env::temp_dir().join(format!("baton-seal-{}", crate::secret::random_u64()));
         std::fs::create_dir_all(&dir).expect("dir");
         let a = sealer(&dir).expect("made");
         let sealed = a.seal("x", b"hello");

@@ -8,7 +8,6 @@
 use super::authn::Session;
 use super::config::Factor;
 use super::revocation::Root;
-use super::rng;
 use super::state::Idp;
 use crate::http::cookie;
 use crate::secret::Token;
@@ -44,10 +43,10 @@ pub fn current(idp: &Idp, headers: &HeaderMap, now: u64) -> Option<(Token, Sessi
 /// Starts a new session for `user` who just proved `factor`; returns the cookie to set and the
 /// session.
 pub fn start(idp: &Idp, user: &str, factor: Factor, now: u64) -> (HeaderValue, Session) {
-    let id = Token::new(rng::token(32));
+    let id = Token::new(crate::secret::random_b64(32));
     let session = Session {
         user: user.to_owned(),
-        sid: rng::token(16),
+        sid: crate::secret::random_b64(16),
         factors: BTreeMap::from([(factor, now)]),
         expires_at: now + idp.config.lifetimes.session,
     };

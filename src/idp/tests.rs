@@ -22,7 +22,7 @@ fn idp() -> Idp {
     let dir = std::env::temp_dir().join(format!(
         "baton-idp-unit-{}-{}",
         std::process::id(),
-        rng::u64()
+        crate::secret::random_u64()
     ));
     Idp::new(Config::demo("http://idp.test", dir)).expect("idp")
 }

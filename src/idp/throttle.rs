@@ -20,7 +20,6 @@
 
 use moka::ops::compute::Op;
 use moka::sync::Cache;
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -125,12 +124,10 @@ pub struct Key {
 
 impl Key {
     fn new(kind: Kind, factor: &str, name: &[u8]) -> Key {
-        let mut h = Sha256::new();
-        h.update(format!("{kind:?}\0{factor}\0").as_bytes());
-        h.update(name);
+        let label = format!("{kind:?}\0{factor}\0");
         Key {
             kind,
-            id: h.finalize().into(),
+            id: crate::secret::sha256(&[label.as_bytes(), name]),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Edge browser sign-in for routes marked `login: browser` (issue #6): the sidecar is the
+//! Edge browser sign-in for routes marked `login: browser`: the sidecar is the
 //! OAuth client (authorization code + PKCE S256, `state`, `nonce`; OIDC Core §3.1), keeps the
 //! tokens in a server-side [`session`] behind an encrypted [`cookie`], refreshes them before
 //! they expire (RFC 6749 §6), and sends the browser back to the IdP with `acr_values` and
@@ -34,7 +34,6 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use session::{Session, SessionId, Sessions};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::{Mutex, OnceCell};
 use tracing::{info, warn};
@@ -121,8 +120,8 @@ impl Login {
             sealer: Sealer::new(settings.cookie_key),
             client: Exchanger::new(outbound, Some(issuer))?,
             id_verifier: Verifier::new(jwks, rules, ID_CACHE, metrics.clone()),
-            http: reqwest::Client::builder()
-                .no_proxy()
+            // The IdP's discovery and userinfo: https-only for an https issuer, as for the keys.
+            http: crate::jwt::jwks::client_builder(issuer)
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(outbound.timeout)
                 .build()?,
@@ -178,14 +177,14 @@ impl Login {
             return unavailable();
         };
         let pending = Pending {
-            state: random(16),
-            verifier: random(32),
-            nonce: random(16),
+            state: crate::secret::random_b64(16),
+            verifier: crate::secret::random_b64(32),
+            nonce: crate::secret::random_b64(16),
             return_to: challenge::safe_return(return_to).to_owned(),
             step_up: step_up.map(|(c, _)| c.key()),
             exp: now + LOGIN_TTL,
         };
-        let pkce = URL_SAFE_NO_PAD.encode(Sha256::digest(pending.verifier.as_bytes()));
+        let pkce = URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[pending.verifier.as_bytes()]));
         let mut url = ep.authorization_endpoint.clone();
         {
             let mut q = url.query_pairs_mut();
@@ -319,7 +318,7 @@ impl Login {
         // Single use: the first callback with this state wins, a replay is refused.
         let fresh = self
             .used_states
-            .entry(Sha256::digest(state.as_bytes()).into())
+            .entry(crate::secret::sha256(&[state.as_bytes()]))
             .or_insert(())
             .is_fresh();
         if !fresh {
@@ -639,7 +638,7 @@ enum Callback {
 impl Callback {
     fn status(&self) -> StatusCode {
         match self {
-            Callback::Token(ExchangeError::Unavailable(_)) => StatusCode::BAD_GATEWAY,
+            Callback::Token(ExchangeError::Unavailable { .. }) => StatusCode::BAD_GATEWAY,
             Callback::Verify(_, VerifyFailure::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -673,14 +672,9 @@ const LOGIN_PREFIX: &str = "baton-login-";
 
 /// The pre-login cookie of the sign-in with `state`: [`LOGIN_PREFIX`] + 8 hex digits of its hash.
 fn login_cookie(state: &str) -> String {
-    let h = Sha256::digest(state.as_bytes());
+    let h = crate::secret::sha256(&[state.as_bytes()]);
     format!(
         "{LOGIN_PREFIX}{:02x}{:02x}{:02x}{:02x}",
         h[0], h[1], h[2], h[3]
     )
-}
-
-fn random(n: usize) -> String {
-    let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
-    URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -6,7 +6,7 @@
 //! every redirect they follow, are https ([`http_client_for`]). The first successful load drops the
 //! readiness latch (linkerd-style). Refresh follows `Cache-Control: max-age`, clamped; failures
 //! retry. An unknown `kid` triggers at most one refetch per cooldown, shared by every caller
-//! (REFERENCE.md #4: no storm can hammer the IdP). Last-good keys keep verifying for a bounded
+//! (no storm of unknown kids can hammer the IdP). Last-good keys keep verifying for a bounded
 //! stale window while the IdP is unreachable.
 
 mod verifier;

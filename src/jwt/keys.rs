@@ -11,7 +11,6 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 /// Smallest RSA modulus accepted or generated, in bits.
@@ -64,6 +63,8 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Generates a fresh ES256 (P-256) or RS256 (2048-bit) key; its `kid` is the RFC 7638 thumbprint.
     pub fn generate(alg: Algorithm) -> Result<Self, KeyError> {
+        // The key crates take a `rand_core` generator: `OsRng` is the same OS generator as
+        // [`crate::secret::fill`].
         let mut rng = rand::rngs::OsRng;
         let pem = match alg {
             Algorithm::ES256 => p256::SecretKey::random(&mut rng)
@@ -203,7 +204,7 @@ impl PublicJwk {
             Self::Ec { x, y } => format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#),
             Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
         };
-        URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+        URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[canonical.as_bytes()]))
     }
 }
 

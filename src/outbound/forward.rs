@@ -6,8 +6,8 @@
 use crate::config::outbound::Outbound as Config;
 use crate::http::pool::Pool;
 use crate::http::pool::h2::H2Pool;
+use crate::http::splice::{Held, splice};
 use crate::http::{Body, BoxError, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
-use crate::server::{Held, splice};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
@@ -265,7 +265,7 @@ fn tls_client(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| super::Error::Tls(e.to_string()))?
+        .map_err(super::Error::TlsConfig)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let mut http = connector(connect_timeout);
@@ -286,13 +286,17 @@ fn tls_client(
 
 /// The certificates of the PEM file `path`, and nothing else.
 fn roots_from(path: &Path) -> Result<rustls::RootCertStore, super::Error> {
-    let bad = |e: &dyn std::fmt::Display| super::Error::Tls(format!("{}: {e}", path.display()));
+    let bad = |source: Box<dyn std::error::Error + Send + Sync>| super::Error::TlsRoots {
+        path: path.to_owned(),
+        source,
+    };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
-        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.into()))? {
+        let cert = cert.map_err(|e| bad(e.into()))?;
+        roots.add(cert).map_err(|e| bad(e.into()))?;
     }
     if roots.is_empty() {
-        return Err(bad(&"no certificate in the file"));
+        return Err(bad("no certificate in the file".into()));
     }
     Ok(roots)
 }

@@ -100,8 +100,8 @@ impl Reject {
                 }
                 return rsp;
             }
-            Self::Exchange(e @ ExchangeError::Unavailable(_)) => {
-                warn!(error = %e, "token exchange unavailable");
+            Self::Exchange(e @ ExchangeError::Unavailable { .. }) => {
+                warn!(error = %crate::process::Chain(&e), "token exchange unavailable");
                 let mut rsp = problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "idp_unavailable",

@@ -15,8 +15,10 @@ pub struct Trouble {
     pub next: &'static str,
 }
 
-/// The words of every page.
+/// The words of every page. Each field is named for the place it fills, and [`EN`]'s value
+/// beside it is its documentation.
 #[derive(Debug)]
+#[allow(missing_docs)]
 pub struct Strings {
     /// The page language (`<html lang>`).
     pub lang: &'static str,

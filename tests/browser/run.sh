@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-browser tests of sign-in and step-up (issue #6), headless Chromium driven by selenium:
+# Real-browser tests of sign-in and step-up, headless Chromium driven by selenium:
 # 1. stepup.py, at the IdP alone: alice signs in with her password, then steps up to `mfa` with
 #    the current TOTP code and is not asked for the password again; acr/amr are checked; then
 #    she signs out through the IdP's confirmation page (its POST as Chromium sends it). Then a

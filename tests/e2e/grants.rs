@@ -133,7 +133,7 @@ async fn resources_at_authorize_bound_the_audience_of_code_and_refresh() {
 
 #[test_log::test(tokio::test)]
 async fn prompt_none_reauthorizes_silently_per_audience() {
-    // DESIGN.md problem 5: silent re-authorization (prompt=none + id_token_hint) per audience.
+    // Silent re-authorization (prompt=none + id_token_hint) per audience.
     let idp = start().await;
     let b = Browser::new();
     let t = sign_in(&idp, &b).await;

@@ -1,4 +1,4 @@
-//! The IdP attack catalogue cases not covered elsewhere (issue #10): `alg` confusion in client
+//! The IdP attack catalogue cases not covered elsewhere: `alg` confusion in client
 //! assertions and in subject tokens, a code replayed after 30 s, forged `act` and reserved
 //! parameters, an `actor_token` the subject's `may_act` does not name.
 

@@ -1,4 +1,4 @@
-//! e2e: the inbound listener against the attack catalogue (REFERENCE.md §2), route rules, JWKS
+//! e2e: the inbound listener against the attack catalogue, route rules, JWKS
 //! faults (unknown-kid storm, rotation, IdP down), readiness and observe mode.
 
 use crate::support::fake_idp::FakeIdp;

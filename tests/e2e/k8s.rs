@@ -7,13 +7,14 @@ use crate::support::process::{self, Proc, free_port};
 use crate::support::upstream::Upstream;
 use base64::Engine;
 use baton::admin::AppProbes;
-use baton::k8s::capture::{InitNetArgs, init_net, original_dst};
+use baton::k8s::capture::{InitNetArgs, init_net};
 use baton::k8s::inject::inject_stream;
 use baton::k8s::mutate::{Outcome, mutate};
 use baton::k8s::policy::Policy;
 use baton::k8s::settings::Namespace;
 use baton::k8s::tls::{ReloadingCert, acceptor};
 use baton::k8s::webhook::{self, Webhook, review};
+use baton::server::original_dst;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -423,6 +424,7 @@ fn deploy_manifests_are_consistent_and_the_injected_chain_too() {
 }
 
 #[test]
+#[allow(unsafe_code)]
 fn original_dst_sees_through_a_real_redirect() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

@@ -1,5 +1,7 @@
 //! End-to-end tests: real servers on 127.0.0.1:0, driven over HTTP.
 
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
+
 mod chain;
 mod check;
 mod edge;

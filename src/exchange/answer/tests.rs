@@ -31,7 +31,10 @@ fn answer(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<u8> {
 fn a_body_that_is_not_json_is_the_idp_being_unavailable() {
     for body in [&b"<html>502</html>"[..], b"", b"{\"access_token\":"] {
         let r = check(body, Asked::Exchange(Some("alice")), &target(), 1_000);
-        assert!(matches!(r, Err(ExchangeError::Unavailable(_))), "{body:?}");
+        assert!(
+            matches!(r, Err(ExchangeError::Unavailable { .. })),
+            "{body:?}"
+        );
     }
 }
 

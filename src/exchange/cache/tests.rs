@@ -133,7 +133,7 @@ async fn concurrent_misses_make_one_call_and_later_calls_hit() {
     );
     let (t, l) = cache
         .get_or_fetch(k, None, || async {
-            Err(ExchangeError::Unavailable("down".into()))
+            Err(ExchangeError::unavailable("down"))
         })
         .await
         .expect("cached entry survives an IdP outage");
@@ -163,10 +163,10 @@ async fn invalid_answers_are_cached_briefly_and_outages_are_not() {
     let k2 = key(Some(b"other"), &target());
     let down = cache
         .get_or_fetch(k2, None, || async {
-            Err(ExchangeError::Unavailable("down".into()))
+            Err(ExchangeError::unavailable("down"))
         })
         .await;
-    assert!(matches!(down, Err(ExchangeError::Unavailable(_))));
+    assert!(matches!(down, Err(ExchangeError::Unavailable { .. })));
     let up = cache
         .get_or_fetch(k2, None, || async { Ok(issued("t2", u64::MAX)) })
         .await;

@@ -156,7 +156,8 @@ mod tests {
 
     #[test]
     fn logos_are_read_capped_and_checked() {
-        let dir = std::env::temp_dir().join(format!("baton-branding-{}", crate::idp::rng::u64()));
+        let dir =
+            std::env::temp_dir().join(format!("baton-branding-{}", crate::secret::random_u64()));
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(
             dir.join("logo.svg"),

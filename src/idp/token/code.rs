@@ -13,7 +13,6 @@ use crate::secret::Token;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::info;
 
@@ -128,7 +127,7 @@ pub fn verifier_ok(verifier: &str, challenge: &str) -> bool {
         && verifier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
-    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let computed = URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[verifier.as_bytes()]));
     shape && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 

@@ -8,7 +8,7 @@ use crate::idp::errors::OAuthError;
 use crate::idp::issue::sign;
 use crate::idp::policy::{self, Refusal};
 use crate::idp::state::Idp;
-use crate::idp::{rng, targets, verify};
+use crate::idp::{targets, verify};
 use crate::jwt::{self, Claims, Rules};
 use serde_json::{Value, json};
 use tracing::info;
@@ -145,7 +145,7 @@ pub fn exchange_token(
         max_chain_depth: idp.config.max_chain_depth,
         sign_in: idp.config.lifetimes.sign_in,
         now,
-        jti: rng::token(16),
+        jti: crate::secret::random_b64(16),
     };
     let claims = policy::decide(&decision).map_err(refusal)?;
     let token = sign(idp, "at+jwt", &claims)?;

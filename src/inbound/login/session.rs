@@ -63,7 +63,7 @@ impl Sessions {
 
     /// Stores `session` under a fresh random id.
     pub fn insert(&self, session: Session) -> SessionId {
-        let id: SessionId = rand::random();
+        let id: SessionId = crate::secret::random();
         self.cache.insert(id, Arc::new(Mutex::new(session)));
         id
     }

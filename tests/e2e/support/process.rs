@@ -109,6 +109,7 @@ impl Proc {
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`).
+    #[allow(unsafe_code)]
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid; no memory is touched.
         let rc = unsafe { libc::kill(self.pid(), signal) };

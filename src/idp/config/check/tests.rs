@@ -177,7 +177,7 @@ fn scratch() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "baton-idp-check-{}-{:x}",
         std::process::id(),
-        rand::random::<u64>()
+        crate::secret::random_u64()
     ));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir

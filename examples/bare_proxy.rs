@@ -1,4 +1,4 @@
-//! `bare-proxy LISTEN APP`: the floor of baton's own stack for `bench/load.sh` (issue #9).
+//! `bare-proxy LISTEN APP`: the floor of baton's own stack for `bench/load.sh`.
 //!
 //! A reverse proxy with nothing but hyper's HTTP/1.1 server and the keep-alive connections the
 //! sidecar forwards over ([`baton::http::pool::Pool`]), on the runtime `baton run` picks
@@ -6,6 +6,8 @@
 //! no rules, no headers rewritten, no limits, timeouts or metrics. What the sidecar's `inbound`
 //! case adds over this case is baton's own work; what this case adds over nginx is hyper and
 //! tokio's.
+
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
 
 use baton::http::pool::Pool;
 use baton::http::{Body, text};

@@ -1,4 +1,4 @@
-//! Instruction-count driver for `bench/callgrind.sh` (issue #9): runs one hot path N times in
+//! Instruction-count driver for `bench/callgrind.sh`: runs one hot path N times in
 //! one process on a current-thread runtime, so that under `valgrind --tool=callgrind` the
 //! difference between two N gives instructions per request without start-up costs.
 //!
@@ -17,6 +17,8 @@
 //!
 //! Logging is installed as the binaries install it (fmt at `info`) but writes to a sink, so
 //! spans and events cost what they cost in production, minus the write.
+
+#![allow(clippy::unwrap_used, missing_docs)] // a test or bench harness: a failed unwrap is a failed run
 
 use base64::Engine;
 use baton::config::Config;
@@ -216,7 +218,7 @@ async fn exchange_hit(n: usize) -> bool {
     }
     for _ in 0..n {
         let k = key(Some(&subject), &target);
-        let miss = || async { Err::<Issued, _>(ExchangeError::Unavailable("miss".into())) };
+        let miss = || async { Err::<Issued, _>(ExchangeError::unavailable("miss")) };
         if cache.get_or_fetch(k, None, miss).await.is_err() {
             return false;
         }
