@@ -162,6 +162,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether the request's `TE` holds `trailers` (RFC 9110 §10.1.4), in any case.
+pub fn asks_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// Whether `name` is one of [`HOP_BY_HOP`]: a jump on the length, then at most two compares,
 /// where comparing with each of the nine would cost a byte compare for every custom name.
 fn is_hop_by_hop(name: &HeaderName) -> bool {

@@ -539,7 +539,7 @@ where
     let cfg = &active.config;
     // `TE: trailers` is hop-by-hop, yet an HTTP/2 app (gRPC) is told by it that the client takes
     // trailers: it is asked again on that hop when the client asked.
-    let trailers = active.app_h2.is_some() && forward::asks_trailers(&parts.headers);
+    let trailers = active.app_h2.is_some() && crate::http::asks_trailers(&parts.headers);
     forward::rewrite_headers(
         &mut parts.headers,
         &cfg.claims_header,

@@ -37,20 +37,6 @@ pub fn rewrite_headers(
     headers.entry(REQUEST_ID).or_insert_with(new_request_id);
 }
 
-/// Whether the request's `TE` holds `trailers` (RFC 9110 §10.1.4), in any case.
-pub fn asks_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
-}
-
 /// Removes the headers that are a baton-owned one in another spelling: `x-baton-*` and the
 /// claims header, with `_` read as `-` (CGI-style servers such as WSGI, Rack and PHP map
 /// `x_baton_claims` and `x-baton-claims` to one variable, and may keep either). Names arrive

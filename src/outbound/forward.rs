@@ -367,7 +367,7 @@ pub(super) fn prepare(
     if !h2 {
         *req.version_mut() = http::Version::HTTP_11;
     }
-    let trailers = h2 && crate::inbound::forward::asks_trailers(req.headers());
+    let trailers = h2 && crate::http::asks_trailers(req.headers());
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
     if trailers {
