@@ -22,7 +22,9 @@ pub(crate) mod yaml;
 pub use dpop::{DpopMode, DpopSettings};
 pub use findings::{ConfigErrors, Finding, Missing, Problems, Report};
 pub use routes::{Access, ClaimRule, Requirements, Route};
-pub use sidecar::{AdminSettings, Config, InboundSettings, JwksSettings, Listeners, Mode};
+pub use sidecar::{
+    AdminSettings, AppProtocol, Config, InboundSettings, JwksSettings, Listeners, Mode,
+};
 
 #[cfg(test)]
 mod tests;

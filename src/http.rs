@@ -1,8 +1,9 @@
 //! Shared HTTP plumbing: the boxed body type, size-limited body reads, JSON and form helpers;
-//! [`cookie`] sealed cookies;
+//! [`cookie`] sealed cookies; [`grpc`] gRPC refusals, statuses and deadlines;
 //! [`path`] makes request paths canonical.
 
 pub mod cookie;
+pub mod grpc;
 pub mod path;
 pub mod pool;
 pub(crate) mod splice;
@@ -159,6 +160,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
+}
+
+/// Whether the request's `TE` holds `trailers` (RFC 9110 §10.1.4), in any case.
+pub fn asks_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 /// Whether `name` is one of [`HOP_BY_HOP`]: a jump on the length, then at most two compares,

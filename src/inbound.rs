@@ -6,7 +6,10 @@
 //! every refusal is a [`Reject`] mapped to a status and challenge in one `match`. The route table, mode and app
 //! address live behind a swap so a reload (SIGHUP or file change) never drops a connection.
 //! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other
-//! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]).
+//! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]). With
+//! `app_protocol: http2` each request is a stream on one HTTP/2 connection to the app, bodies
+//! and trailers streaming both ways; a gRPC call is refused in the form its client reads
+//! ([`crate::http::grpc`]).
 
 pub mod dpop;
 pub mod forward;
@@ -17,9 +20,10 @@ pub mod rules;
 pub use reject::Reject;
 
 use crate::config::login::RESERVED_PREFIX;
-use crate::config::{Config, ConfigErrors, DpopMode, Mode, Route};
+use crate::config::{AppProtocol, Config, ConfigErrors, DpopMode, Mode, Route};
 use crate::http::path::{self, PathRules};
 use crate::http::pool::Pool;
+use crate::http::pool::h2::H2Pool;
 use crate::http::{Body, BoxError};
 use crate::jwt::jwks::{Jwks, LastToken, Verifier, VerifyFailure};
 use crate::jwt::{Rules, Verified, unix_now};
@@ -65,6 +69,9 @@ struct Active {
     app_authority: http::uri::Authority,
     /// Keep-alive connections to `config.app`, kept across reloads that keep the address.
     app: Arc<Pool>,
+    /// The HTTP/2 connection to `config.app` when `app_protocol: http2`, kept across reloads
+    /// that keep the address and the protocol.
+    app_h2: Option<Arc<H2Pool>>,
     /// Per route (same order as `config.routes`), the counter of the requests it forwards
     /// (`outcome="allowed"`, or `"public"`), looked up once: a forwarded request hashes no labels.
     forwarded: Vec<Counter>,
@@ -91,11 +98,21 @@ impl Active {
             .iter()
             .map(|r| metrics.inbound_counter(&r.name, passing_outcome(r)))
             .collect();
+        let app_h2 = match (config.inbound.app_protocol, previous) {
+            (AppProtocol::Http1, _) => None,
+            (AppProtocol::Http2, Some(p)) if p.config.app == config.app && p.app_h2.is_some() => {
+                p.app_h2.clone()
+            }
+            (AppProtocol::Http2, _) => {
+                H2Pool::new(config.app.to_string(), APP_CONNECT_TIMEOUT).map(Arc::new)
+            }
+        };
         Self {
             config: config.clone(),
             hint,
             app_authority,
             forwarded,
+            app_h2,
             app: match previous {
                 Some(p) if p.config.app == config.app => p.app.clone(),
                 _ => Arc::new(Pool::new(config.app.to_string(), APP_CONNECT_TIMEOUT)),
@@ -245,10 +262,11 @@ where
 {
     let active = s.active();
     let cfg = &active.config;
+    let grpc = crate::http::grpc::is_grpc(req.headers());
     if let Err(reject) = canonical_path(&cfg.inbound.paths, &mut req) {
         s.metrics.inbound("none", reject.outcome());
         info!(method = %req.method(), outcome = reject.outcome(), reason = %reject, "refused");
-        return reject.into_response(&cfg.audience, &active.hint);
+        return reject.answer(&cfg.audience, &active.hint, grpc);
     }
     let now = unix_now();
     let method = req.method().clone();
@@ -307,7 +325,7 @@ where
                     _ => {}
                 }
             }
-            return denied.reject.into_response(&cfg.audience, &active.hint);
+            return denied.reject.answer(&cfg.audience, &active.hint, grpc);
         }
         (Err(denied), Mode::Observe) => {
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
@@ -319,9 +337,11 @@ where
         Box::pin(send_marked(s, &active, claims.as_deref(), req)).await
     } else {
         // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
-        match prepare(s, &active, claims.as_deref(), req) {
-            Ok(req) => forward::to_app(&active.app, req).await,
-            Err(reject) => Err(reject),
+        match (prepare(s, &active, claims.as_deref(), req), &active.app_h2) {
+            // Boxed: its future would size every HTTP/1.1 request's.
+            (Ok(req), Some(h2)) => Box::pin(forward::to_app_h2(h2, req)).await,
+            (Ok(req), None) => forward::to_app(&active.app, req).await,
+            (Err(reject), _) => Err(reject),
         }
     };
     match sent {
@@ -352,7 +372,7 @@ where
         }
         Err(reject) => {
             s.metrics.inbound(name, reject.outcome());
-            reject.into_response(&cfg.audience, &active.hint)
+            reject.answer(&cfg.audience, &active.hint, grpc)
         }
     }
 }
@@ -543,6 +563,9 @@ where
         None => None,
     };
     let cfg = &active.config;
+    // `TE: trailers` is hop-by-hop, yet an HTTP/2 app (gRPC) is told by it that the client takes
+    // trailers: it is asked again on that hop when the client asked.
+    let trailers = active.app_h2.is_some() && crate::http::asks_trailers(&parts.headers);
     forward::rewrite_headers(
         &mut parts.headers,
         &cfg.claims_header,
@@ -555,7 +578,19 @@ where
         let handle = handles.issue(auth, v.exp).ok_or(Reject::Internal)?;
         parts.headers.insert(http::header::AUTHORIZATION, handle);
     }
-    let body = Limited::new(body, limit).boxed();
+    if trailers {
+        parts
+            .headers
+            .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
+    }
+    // A gRPC call is a stream of messages that may run long: the limit is per message.
+    let body = if crate::http::grpc::is_grpc(&parts.headers) {
+        let limited = crate::http::grpc::MessageLimit::new(body.map_err(Into::into).boxed(), limit);
+        parts.extensions.insert(limited.tripped());
+        limited.boxed()
+    } else {
+        Limited::new(body, limit).boxed()
+    };
     Ok(Request::from_parts(parts, body))
 }
 

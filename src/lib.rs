@@ -6,7 +6,9 @@
 //! - [`secret`]: `Token`/`Secret` newtypes that never print themselves.
 //! - [`http`]: shared body type, size-limited body reads, JSON and form helpers;
 //!   [`http::path`] the one canonical spelling of a request path; [`http::upgrade`] protocol
-//!   switches, spliced once both sides agree.
+//!   switches, spliced once both sides agree; [`http::pool`] keep-alive HTTP/1.1 and
+//!   multiplexed HTTP/2 connections to a fixed destination; [`http::grpc`] gRPC refusals
+//!   (trailers-only `grpc-status`), per-message limits and `grpc-timeout`.
 //! - [`shutdown`]: SIGTERM/SIGINT → one trigger, many listeners drain.
 //! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain, and a
 //!   captured connection's original destination.

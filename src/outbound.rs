@@ -181,6 +181,7 @@ async fn proxy(
     let a = s.active.load_full();
     let request_id = forward::request_id(req.headers_mut());
     let method = req.method().clone();
+    let grpc = crate::http::grpc::is_grpc(req.headers());
     let mut audit = Audit {
         route: None,
         issued: None,
@@ -189,7 +190,7 @@ async fn proxy(
     };
     let rsp = match run(s, &a, last, req, arrival, &mut audit).await {
         Ok(rsp) => rsp,
-        Err(reject) => reject.into_response(),
+        Err(reject) => reject.answer(grpc),
     };
     let route = audit.route.map(|i| &a.cfg.routes[i]);
     let issued = audit.issued.as_deref();

@@ -316,6 +316,13 @@ async fn serve_connection<H, F, IO>(
             req.extensions_mut().insert(held.clone());
         }
         let h2 = req.version() == http::Version::HTTP_2;
+        // A gRPC call's own deadline (`grpc-timeout`) shortens the wait when it is the smaller;
+        // what times out is answered as the client reads it.
+        let grpc = h2 && crate::http::grpc::is_grpc(req.headers());
+        let wait = match crate::http::grpc::timeout(req.headers()) {
+            Some(call) if grpc => call.min(request_timeout),
+            _ => request_timeout,
+        };
         // A handler's future is kilobytes (a request and a response at each layer); boxed once
         // here, hyper and the timeout move a pointer instead of copying it at each step. The
         // box is allocated first so the future is built in it: `Box::pin(handler(req))` builds
@@ -323,11 +330,15 @@ async fn serve_connection<H, F, IO>(
         let fut = Box::into_pin(Box::write(Box::new_uninit(), handler(req)));
         let deadline = if h2 {
             // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
-            Deadline::Timer(Box::pin(tokio::time::sleep(request_timeout)))
+            Deadline::Timer(Box::pin(tokio::time::sleep(wait)))
         } else {
             Deadline::Tick(clock.after(within))
         };
-        Within { fut, deadline }
+        Within {
+            fut,
+            deadline,
+            grpc,
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -549,10 +560,12 @@ enum Deadline {
     Timer(Pin<Box<tokio::time::Sleep>>),
 }
 
-/// A handler's response, or 504 once its [`Deadline`] has passed.
+/// A handler's response, or 504 once its [`Deadline`] has passed (`DEADLINE_EXCEEDED` to a
+/// gRPC call).
 struct Within<F> {
     fut: Pin<Box<F>>,
     deadline: Deadline,
+    grpc: bool,
 }
 
 impl<F: Future<Output = Response<Body>>> Future for Within<F> {
@@ -566,7 +579,12 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
             Deadline::Tick(d) => d.passed(),
             Deadline::Timer(sleep) => sleep.as_mut().poll(cx).is_ready(),
         };
-        if late {
+        if late && self.grpc {
+            Poll::Ready(Ok(crate::http::grpc::trailers_only(
+                crate::http::grpc::Code::DeadlineExceeded,
+                "request timed out in the sidecar",
+            )))
+        } else if late {
             Poll::Ready(Ok(text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n")))
         } else {
             Poll::Pending

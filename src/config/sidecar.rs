@@ -51,6 +51,21 @@ pub struct InboundSettings {
     /// Hand the app an opaque handle instead of the verified token ([`crate::confine`]); the
     /// outbound listener swaps it back.
     pub confine_token: bool,
+    /// The protocol the app is spoken to in (`app_protocol:`).
+    pub app_protocol: AppProtocol,
+}
+
+/// The protocol the inbound listener speaks to the app, whatever the client spoke to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppProtocol {
+    /// HTTP/1.1 over keep-alive connections (the default): an HTTP/2 client's streams become
+    /// HTTP/1.1 requests.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c), streams multiplexed on one connection: what a gRPC
+    /// server speaks. Trailers and bidirectional streams pass through.
+    Http2,
 }
 
 /// The admin listener's settings (`admin:`).
@@ -163,6 +178,7 @@ struct RawInbound {
     trailing_dots: TrailingDots,
     drop_underscore_headers: bool,
     confine_token: bool,
+    app_protocol: AppProtocol,
 }
 
 #[derive(Deserialize, Default)]
@@ -287,6 +303,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
             },
             drop_underscore_headers: raw.inbound.drop_underscore_headers,
             confine_token: raw.inbound.confine_token,
+            app_protocol: raw.inbound.app_protocol,
         },
         admin: AdminSettings {
             expose_config: raw.admin.expose_config,

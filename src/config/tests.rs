@@ -285,3 +285,27 @@ fn a_value_of_the_wrong_type_is_reported_and_the_rest_still_validated() {
         ]
     );
 }
+
+#[test]
+fn app_protocol_is_http1_unless_http2_is_asked_and_nothing_else_is_taken() {
+    use crate::config::AppProtocol;
+    let cfg = Config::from_yaml(GOOD, "sidecar.yaml").expect("valid");
+    assert_eq!(cfg.inbound.app_protocol, AppProtocol::Http1);
+    let text = format!("{GOOD}inbound: {{app_protocol: http2}}\n");
+    let cfg = Config::from_yaml(&text, "sidecar.yaml").expect("valid");
+    assert_eq!(cfg.inbound.app_protocol, AppProtocol::Http2);
+    for bad in ["h2c", "HTTP2", "grpc", "http3", "2"] {
+        let text = format!("{GOOD}inbound: {{app_protocol: {bad}}}\n");
+        let report = Config::check(&text, "sidecar.yaml");
+        let found = report
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            found.contains("inbound.app_protocol") && found.contains("expected `http1` or `http2`"),
+            "{bad}: {found}"
+        );
+    }
+}

@@ -9,6 +9,8 @@
 //! recently used connection. Each connection's task is woken through a [`Gate`], which holds
 //! back the one wake-up hyper sends it for nothing on each response: see there.
 
+pub mod h2;
+
 use super::{Body, BoxError};
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;

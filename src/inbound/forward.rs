@@ -1,7 +1,9 @@
 //! Header rewriting and the keep-alive connections that forward to the app, streaming both ways.
 
 use super::Reject;
+use crate::http::grpc::Tripped;
 use crate::http::pool::Pool;
+use crate::http::pool::h2::H2Pool;
 use crate::http::upgrade::Switch;
 use crate::http::{Body, REQUEST_ID, new_request_id, strip_hop_by_hop};
 use futures_util::FutureExt;
@@ -89,6 +91,23 @@ pub fn to_app(
         strip_hop_by_hop(rsp.headers_mut());
         Ok(rsp)
     })
+}
+
+/// Sends `req` (its `Host` or URI authority set) to the app as a stream on `pool`'s HTTP/2
+/// connection. Both bodies stream, trailers included.
+/// A request body that ended on a gRPC message over the limit is [`Reject::BodyTooLarge`]
+/// (`RESOURCE_EXHAUSTED` to a gRPC client), not the app's failure.
+pub async fn to_app_h2(pool: &H2Pool, req: Request<Body>) -> Result<Response<Body>, Reject> {
+    let tripped = req.extensions().get::<Tripped>().cloned();
+    let mut rsp = pool.send(req).await.map_err(|e| {
+        if tripped.as_ref().is_some_and(Tripped::is_set) {
+            return Reject::MessageTooLarge;
+        }
+        tracing::warn!(app = pool.dest(), error = %e, "forward to app over HTTP/2 failed");
+        Reject::AppUnavailable
+    })?;
+    strip_hop_by_hop(rsp.headers_mut());
+    Ok(rsp)
 }
 
 /// Sends a request that asks to switch protocols ([`crate::http::upgrade::asked`]; the ask put

@@ -32,6 +32,9 @@ pub enum Reject {
     /// The declared request body is larger than the listener allows.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// A message of a gRPC call was larger than the listener allows.
+    #[error("a message of the call is larger than the limit")]
+    MessageTooLarge,
     /// A sender-constrained token (`cnf`, e.g. DPoP `jkt`, RFC 9449 §7.1; mTLS `x5t#S256`,
     /// RFC 8705 §3) presented as a plain bearer token.
     #[error("sender-constrained token presented as a bearer token")]
@@ -83,7 +86,7 @@ impl Reject {
             Reject::BadPath(_) => "bad_path",
             Reject::InvalidToken(_) | Reject::BoundToken | Reject::DpopToken(_) => "invalid_token",
             Reject::InvalidProof(_) => "invalid_dpop_proof",
-            Reject::BodyTooLarge(_) => "body_too_large",
+            Reject::BodyTooLarge(_) | Reject::MessageTooLarge => "body_too_large",
             Reject::NoRoute => "no_route",
             Reject::InsufficientScope(_) => "insufficient_scope",
             Reject::Claim(_) => "claim",
@@ -92,6 +95,20 @@ impl Reject {
             Reject::AppUnavailable => "app_unavailable",
             Reject::Internal => "internal",
         }
+    }
+
+    /// [`Reject::into_response`], in the form a gRPC client reads when `grpc` (the request was a
+    /// gRPC call, [`crate::http::grpc`]): the same challenge, as metadata of a trailers-only
+    /// answer.
+    pub fn answer(self, realm: &str, hint: &str, grpc: bool) -> Response<Body> {
+        if !grpc {
+            return self.into_response(realm, hint);
+        }
+        let message = self.to_string();
+        let mut rsp = self.into_response(realm, hint);
+        rsp.extensions_mut()
+            .insert(crate::http::grpc::Message(message));
+        crate::http::grpc::refusal(rsp)
     }
 
     /// The response: status, `WWW-Authenticate` and a JSON body `{error, error_description}`.
@@ -130,7 +147,7 @@ impl Reject {
             Reject::BadPath(_) => {
                 return text(StatusCode::BAD_REQUEST, format!("{description}\n"));
             }
-            Reject::BodyTooLarge(_) => {
+            Reject::BodyTooLarge(_) | Reject::MessageTooLarge => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{description}\n"));
             }
             Reject::NoRoute => {

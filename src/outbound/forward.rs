@@ -5,8 +5,9 @@
 
 use crate::config::outbound::Outbound as Config;
 use crate::http::pool::Pool;
+use crate::http::pool::h2::H2Pool;
 use crate::http::splice::{Held, splice};
-use crate::http::{Body, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
+use crate::http::{Body, BoxError, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
@@ -39,8 +40,16 @@ pub(super) struct Upstream {
     /// Per route (config order), the HTTPS client of a `tls` route, trusting exactly that
     /// route's roots: a certificate another route's `ca_file` vouches for is refused here.
     tls: Vec<Option<TlsClient>>,
+    /// The HTTP/2 connection to each of the same plain destinations, for the app's HTTP/2 calls
+    /// (gRPC); opened at the first such call.
+    plain_h2: Vec<Arc<H2Pool>>,
+    /// Per route (config order), the HTTPS client of a `tls` route for HTTP/2 calls: the same
+    /// trust, `h2` alone offered in ALPN.
+    tls_h2: Vec<Option<TlsClient>>,
     /// Everything else, plain HTTP only: the IdP and passthrough hosts.
     client: Client<HttpConnector, Body>,
+    /// Everything else over HTTP/2 with prior knowledge (passthrough hosts called over h2c).
+    client_h2: Client<HttpConnector, Body>,
     /// What every connection may take to open (`outbound.connect_timeout`).
     connect_timeout: Duration,
 }
@@ -51,19 +60,26 @@ impl Upstream {
     pub(super) fn new(cfg: &Config, previous: Option<&Upstream>) -> Result<Self, super::Error> {
         let mut native: Option<Arc<rustls::RootCertStore>> = None;
         let mut tls = Vec::with_capacity(cfg.routes.len());
+        let mut tls_h2 = Vec::with_capacity(cfg.routes.len());
         for r in &cfg.routes {
             let Some(t) = &r.tls else {
                 tls.push(None);
+                tls_h2.push(None);
                 continue;
             };
             let roots = match &t.ca_file {
                 Some(path) => Arc::new(roots_from(path)?),
                 None => native.get_or_insert_with(native_roots).clone(),
             };
-            tls.push(Some(tls_client(roots, cfg.connect_timeout)?));
+            tls.push(Some(tls_client(roots.clone(), cfg.connect_timeout, false)?));
+            tls_h2.push(Some(tls_client(roots, cfg.connect_timeout, true)?));
         }
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector(cfg.connect_timeout));
+        let client_h2 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(true)
             .build(connector(cfg.connect_timeout));
         let plain_routes = cfg
             .routes
@@ -91,10 +107,27 @@ impl Upstream {
                 None => Arc::new(Pool::new(dest, cfg.connect_timeout)),
             });
         }
+        let plain_h2 = plain
+            .iter()
+            .filter_map(|p| {
+                let kept = previous
+                    .filter(|u| u.connect_timeout == cfg.connect_timeout)
+                    .into_iter()
+                    .flat_map(|u| &u.plain_h2)
+                    .find(|h| h.dest().eq_ignore_ascii_case(p.dest()));
+                match kept {
+                    Some(h) => Some(h.clone()),
+                    None => H2Pool::new(p.dest(), cfg.connect_timeout).map(Arc::new),
+                }
+            })
+            .collect();
         Ok(Self {
             plain,
+            plain_h2,
             tls,
+            tls_h2,
             client,
+            client_h2,
             connect_timeout: cfg.connect_timeout,
         })
     }
@@ -135,6 +168,10 @@ impl Upstream {
         // A cheap clone (shared bytes): the error names the upstream after `req` is gone.
         let authority = req.uri().authority().cloned();
         let authority = authority.as_ref().map_or("?", |a| a.as_str());
+        if req.version() == http::Version::HTTP_2 && !upgradable {
+            // Boxed: rare next to HTTP/1.1 calls, and its future would size every request's.
+            return Box::pin(self.send_h2(req, route, authority)).await;
+        }
         let sent = if req.uri().scheme() == Some(&Scheme::HTTPS) {
             // Only a `tls` route sends https, with its own trust and nothing else's.
             let Some(client) = route.and_then(|r| self.tls.get(r)?.as_ref()) else {
@@ -169,6 +206,47 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// An HTTP/2 call (the app spoke HTTP/2, e.g. gRPC): over TLS with `h2` in ALPN on a `tls`
+    /// route, else h2c with prior knowledge on the destination's one multiplexed connection.
+    async fn send_h2(
+        &self,
+        mut req: Request<Body>,
+        route: Option<usize>,
+        authority: &str,
+    ) -> Result<Response<Body>, String> {
+        // HTTP/2 carries the host as `:authority`, which the URI holds.
+        req.headers_mut().remove(header::HOST);
+        let sent = if req.uri().scheme() == Some(&Scheme::HTTPS) {
+            let Some(client) = route.and_then(|r| self.tls_h2.get(r)?.as_ref()) else {
+                return Err(format!(
+                    "upstream {authority}: no TLS settings for this call"
+                ));
+            };
+            client
+                .request(req)
+                .await
+                .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed()))
+                .map_err(Into::into)
+        } else {
+            match self
+                .plain_h2
+                .iter()
+                .find(|p| p.dest().eq_ignore_ascii_case(authority))
+            {
+                Some(pool) => pool.send(req).await,
+                None => self
+                    .client_h2
+                    .request(req)
+                    .await
+                    .map(|rsp| rsp.map(|b| b.map_err(Into::into).boxed()))
+                    .map_err(Into::into),
+            }
+        };
+        sent.map_err(|e: BoxError| format!("upstream {authority} unreachable over HTTP/2: {e}"))
+    }
+}
+
 /// The TCP connector every upstream client uses.
 fn connector(connect_timeout: Duration) -> HttpConnector {
     let mut http = HttpConnector::new();
@@ -177,10 +255,12 @@ fn connector(connect_timeout: Duration) -> HttpConnector {
     http
 }
 
-/// An HTTPS-only client trusting exactly `roots`.
+/// An HTTPS-only client trusting exactly `roots`, offering HTTP/1.1 alone in ALPN, or `h2`
+/// alone when `h2`.
 fn tls_client(
     roots: Arc<rustls::RootCertStore>,
     connect_timeout: Duration,
+    h2: bool,
 ) -> Result<TlsClient, super::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -190,13 +270,17 @@ fn tls_client(
         .with_no_client_auth();
     let mut http = connector(connect_timeout);
     http.enforce_http(false);
-    let connector = HttpsConnectorBuilder::new()
+    let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(http);
+        .https_only();
+    let connector = if h2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
+        .http2_only(h2)
         .build(connector))
 }
 
@@ -278,9 +362,18 @@ pub(super) fn prepare(
             .build()
             .map_err(|e| format!("build upstream URI: {e}"))?;
     }
-    *req.version_mut() = http::Version::HTTP_11;
+    // An HTTP/2 call stays one (gRPC needs it end to end); any other goes as HTTP/1.1.
+    let h2 = req.version() == http::Version::HTTP_2;
+    if !h2 {
+        *req.version_mut() = http::Version::HTTP_11;
+    }
+    let trailers = h2 && crate::http::asks_trailers(req.headers());
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    if trailers {
+        // Hop-by-hop, but asked again on this hop: a gRPC server reads it.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     // The string's own buffer becomes the header's: no copy.
     let host_value = HeaderValue::from_maybe_shared(Bytes::from(authority.into_bytes()))
         .map_err(|_| format!("bad upstream host {host}:{port}"))?;
@@ -309,9 +402,16 @@ pub(super) fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
     Some(copy)
 }
 
-/// True when the upstream rejected the token as `invalid_token` (RFC 6750 §3.1).
+/// True when the upstream rejected the token as `invalid_token` (RFC 6750 §3.1): a 401, or a
+/// gRPC `UNAUTHENTICATED` answered trailers-only, with that challenge.
 pub(super) fn says_invalid_token(rsp: &Response<Body>) -> bool {
-    rsp.status() == StatusCode::UNAUTHORIZED
+    let unauthenticated = rsp.status() == StatusCode::UNAUTHORIZED
+        || (rsp.status() == StatusCode::OK
+            && rsp
+                .headers()
+                .get(crate::http::grpc::GRPC_STATUS)
+                .is_some_and(|v| v == "16"));
+    unauthenticated
         && rsp
             .headers()
             .get_all(header::WWW_AUTHENTICATE)

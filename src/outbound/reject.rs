@@ -29,6 +29,12 @@ impl From<ExchangeError> for Reject {
 }
 
 impl Reject {
+    /// [`Reject::into_response`], in the form a gRPC client reads when `grpc` (the app's call
+    /// was a gRPC call, [`crate::http::grpc`]).
+    pub(super) fn answer(self, grpc: bool) -> Response<Body> {
+        crate::http::grpc::answer(self.into_response(), grpc)
+    }
+
     pub(super) fn into_response(self) -> Response<Body> {
         let (status, error, description) = match self {
             Self::NotAbsolute => (
@@ -133,9 +139,14 @@ impl Reject {
     }
 }
 
+/// A JSON problem body; the description also goes in the extensions, for a gRPC caller's
+/// `grpc-message`.
 fn problem(status: StatusCode, error: &str, description: String) -> Response<Body> {
-    json(
+    let mut rsp = json(
         status,
         &json!({"error": error, "error_description": description}),
-    )
+    );
+    rsp.extensions_mut()
+        .insert(crate::http::grpc::Message(description));
+    rsp
 }

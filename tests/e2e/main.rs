@@ -11,6 +11,7 @@ mod dpop_inbound;
 mod edge;
 mod faults;
 mod grants;
+mod grpc;
 mod idp;
 mod idp_attacks;
 mod idp_memory;
