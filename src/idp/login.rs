@@ -16,8 +16,9 @@ use super::form::read_form;
 use super::pages::{self, Asking, Problem, error_page, one_time_code, sign_in};
 use super::pending::Pending;
 use super::state::Idp;
+use super::store::StoreError;
 use super::throttle::{Key, Peer};
-use super::{code, session, totp};
+use super::{code, errors, session, totp};
 use crate::http::{Body, BoxError};
 use crate::page::strings;
 use crate::page::strings::fill_text;
@@ -91,12 +92,12 @@ where
     }
     attempt.succeeded();
     idp.metrics.login("ok");
-    signed_in(idp, s.pending.clone(), username, user, device, now)
+    signed_in(idp, s.pending.clone(), username, user, device, now).await
 }
 
 /// After the password: a new login session and a trusted browser; then a code, or the
 /// one-time-code page when the request needs that factor too.
-fn signed_in(
+async fn signed_in(
     idp: &Idp,
     mut pending: Pending,
     username: &str,
@@ -106,12 +107,14 @@ fn signed_in(
 ) -> Response<Body> {
     let issuer = &idp.config.issuer;
     info!(client_id = %pending.client, "user signed in");
-    let (cookie, started) = session::start(idp, username, Factor::Pwd, now);
+    let Ok((cookie, started)) = session::start(idp, username, Factor::Pwd, now).await else {
+        return errors::unavailable();
+    };
     let trusted = browser::remember(&idp.sealer, issuer, device, username, Factor::Pwd, now);
     let cookies = [cookie, trusted];
     if !pending.needed.contains(&Factor::Otp) {
         let auth = started.authentication(&idp.config.acr);
-        return code::redirect(idp, &pending, auth, now, &cookies);
+        return code::redirect(idp, &pending, auth, now, &cookies).await;
     }
     let mut rsp = if user.is_none_or(|u| u.totp_secret.is_none()) {
         let state = pending.state.as_deref();
@@ -145,7 +148,9 @@ where
     };
     let issuer = &idp.config.issuer;
     let sealed = s.field("request");
-    let current = session::current(idp, &s.headers, now);
+    let Ok(current) = session::current(idp, &s.headers, now).await else {
+        return errors::unavailable();
+    };
     let user = s.pending.user.clone();
     let session = current.filter(|(_, c)| user.as_ref() == Some(&c.user));
     let (Some(user), Some((sid, session))) = (user, session) else {
@@ -158,7 +163,14 @@ where
         Ok(a) => a,
         Err(wait) => return throttled(idp, one_time_code, &asking, sealed, wait),
     };
-    if !code_ok(idp, &user, s.field("code"), now) {
+    let ok = match code_ok(idp, &user, s.field("code"), now).await {
+        Ok(ok) => ok,
+        Err(_) => {
+            attempt.abandoned();
+            return errors::unavailable();
+        }
+    };
+    if !ok {
         attempt.failed();
         idp.metrics.login("invalid_otp");
         let alert = Some(strings().wrong_code);
@@ -168,20 +180,25 @@ where
     idp.metrics.login("ok");
     info!(client_id = %s.pending.client, "one-time code accepted");
     let trusted = browser::remember(&idp.sealer, issuer, device, &user, Factor::Otp, now);
-    let session = session::add(idp, &sid, session, Factor::Otp, now);
+    let Ok(session) = session::add(idp, &sid, session, Factor::Otp, now).await else {
+        return errors::unavailable();
+    };
     let auth = session.authentication(&idp.config.acr);
-    code::redirect(idp, &s.pending, auth, now, &[trusted])
+    code::redirect(idp, &s.pending, auth, now, &[trusted]).await
 }
 
 /// Whether `code` is `user`'s current one-time code, used for the first time.
-fn code_ok(idp: &Idp, user: &str, code: &str, now: u64) -> bool {
+async fn code_ok(idp: &Idp, user: &str, code: &str, now: u64) -> Result<bool, StoreError> {
     let secret = idp
         .config
         .users
         .get(user)
         .and_then(|u| u.totp_secret.as_ref());
     let step = secret.and_then(|sec| totp::check(sec, code, now));
-    step.is_some_and(|st| idp.store.first_otp_use(format!("{user}:{st}")))
+    match step {
+        Some(st) => idp.store.first_otp_use(format!("{user}:{st}")).await,
+        None => Ok(false),
+    }
 }
 
 /// The checks every login-page POST passes first: same origin, a readable form, a genuine and

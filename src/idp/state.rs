@@ -17,6 +17,9 @@ pub enum IdpError {
     /// The sealing key could not be read or made.
     #[error(transparent)]
     Seal(#[from] seal::KeyError),
+    /// The store could not be set up.
+    #[error(transparent)]
+    Store(#[from] store::postgres::SetupError),
 }
 
 /// A running OpenID Provider.
@@ -25,7 +28,7 @@ pub struct Idp {
     key_store: keys::Store,
     ring: RwLock<Arc<keys::KeyRing>>,
     /// Codes, refresh families, sessions, sign-out confirmations, revocations, replay sets.
-    pub(crate) store: store::Memory,
+    pub(crate) store: store::Store,
     pub(crate) metrics: metrics::Metrics,
     /// Seals pending requests and device cookies into the browser.
     pub(crate) sealer: crate::http::cookie::Sealer,
@@ -36,7 +39,8 @@ pub struct Idp {
 }
 
 impl Idp {
-    /// Loads (or on first start creates) the signing keys and builds the stores.
+    /// Loads (or on first start creates) the signing keys and builds the stores. A database
+    /// store is not contacted here: [`Idp::prepare`] does.
     pub fn new(config: Config) -> Result<Self, IdpError> {
         let key_store = key_store(&config);
         let ring = key_store.load_or_create()?;
@@ -55,7 +59,7 @@ impl Idp {
             "password checks bounded"
         );
         Ok(Self {
-            store: store::Memory::new(&config.lifetimes),
+            store: store::Store::new(&config.store, &config.lifetimes)?,
             throttle: throttle::Throttle::new(lim.throttle, config.users.len()),
             config,
             key_store,
@@ -64,6 +68,16 @@ impl Idp {
             sealer,
             passwords,
         })
+    }
+
+    /// Readies the store (for a database: migrations, schema check, revocations copy).
+    pub async fn prepare(&self) -> Result<(), IdpError> {
+        Ok(self.store.prepare().await?)
+    }
+
+    /// Whether the IdP can answer requests that need its store (`/readyz`).
+    pub fn ready(&self) -> bool {
+        self.store.ready()
     }
 
     /// The validated configuration.

@@ -101,7 +101,7 @@ where
     let grant = Grant::parse(&form)?;
     *label = grant.label();
     tracing::Span::current().record("grant_type", grant.label());
-    let client = client_auth::authenticate(idp, &parts.headers, &form, now)?;
+    let client = client_auth::authenticate(idp, &parts.headers, &form, now).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     if !client.allows(grant.name()) {
         return Err(OAuthError::UnauthorizedClient(format!(
@@ -109,10 +109,10 @@ where
             grant.name()
         )));
     }
-    dispatch(idp, grant, client, &form, now)
+    dispatch(idp, grant, client, &form, now).await
 }
 
-fn dispatch(
+async fn dispatch(
     idp: &Idp,
     grant: Grant,
     client: &Client,
@@ -120,8 +120,8 @@ fn dispatch(
     now: u64,
 ) -> Result<Value, OAuthError> {
     match grant {
-        Grant::AuthorizationCode => code::authorization_code(idp, client, form, now),
-        Grant::RefreshToken => refresh::refresh(idp, client, form, now),
+        Grant::AuthorizationCode => code::authorization_code(idp, client, form, now).await,
+        Grant::RefreshToken => refresh::refresh(idp, client, form, now).await,
         Grant::ClientCredentials => client_credentials::client_credentials(idp, client, form, now),
         Grant::TokenExchange => exchange::exchange(idp, client, form, now),
     }
