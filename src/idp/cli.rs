@@ -119,7 +119,8 @@ fn migrate(cfg: &Config) -> ExitCode {
         }
     };
     let done = runtime.block_on(async {
-        let store = super::store::Postgres::new(pg, &cfg.lifetimes)?;
+        let t = &cfg.login.throttle;
+        let store = super::store::Postgres::new(pg, &cfg.lifetimes, t, cfg.users.len())?;
         store.migrate().await
     });
     match done {

@@ -17,7 +17,7 @@ use super::pages::{self, Asking, Problem, error_page, one_time_code, sign_in};
 use super::pending::Pending;
 use super::state::Idp;
 use super::store::StoreError;
-use super::throttle::{Key, Peer};
+use super::throttle::{Key, Peer, Refused};
 use super::{code, errors, session, totp};
 use crate::http::{Body, BoxError};
 use crate::page::strings;
@@ -65,9 +65,10 @@ where
         s.peer,
     );
     let asking = Asking::of(&idp.config, &s.pending);
-    let attempt = match idp.throttle.attempt(&keys, now) {
+    let attempt = match idp.throttle.attempt(&keys, now).await {
         Ok(a) => a,
-        Err(wait) => return throttled(idp, sign_in, &asking, sealed, wait),
+        Err(Refused::Wait(wait)) => return throttled(idp, sign_in, &asking, sealed, wait),
+        Err(Refused::Unavailable) => return errors::unavailable(),
     };
     // An unknown user is checked against a decoy hash: the same pool, the same time.
     let ok = match idp
@@ -77,7 +78,7 @@ where
     {
         Ok(ok) => ok,
         Err(_busy) => {
-            attempt.abandoned();
+            attempt.abandoned().await;
             idp.metrics.login("busy");
             let status = StatusCode::SERVICE_UNAVAILABLE;
             let busy = strings().busy;
@@ -90,7 +91,7 @@ where
         let alert = Some(strings().wrong_password);
         return sign_in(&asking, sealed, alert, StatusCode::UNAUTHORIZED);
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     idp.metrics.login("ok");
     signed_in(idp, s.pending.clone(), username, user, device, now).await
 }
@@ -159,14 +160,15 @@ where
     let device = browser::device(&idp.sealer, &s.headers, issuer, now);
     let keys = counters(&user, true, Factor::Otp, device.as_ref(), s.peer);
     let asking = Asking::of(&idp.config, &s.pending);
-    let attempt = match idp.throttle.attempt(&keys, now) {
+    let attempt = match idp.throttle.attempt(&keys, now).await {
         Ok(a) => a,
-        Err(wait) => return throttled(idp, one_time_code, &asking, sealed, wait),
+        Err(Refused::Wait(wait)) => return throttled(idp, one_time_code, &asking, sealed, wait),
+        Err(Refused::Unavailable) => return errors::unavailable(),
     };
     let ok = match code_ok(idp, &user, s.field("code"), now).await {
         Ok(ok) => ok,
         Err(_) => {
-            attempt.abandoned();
+            attempt.abandoned().await;
             return errors::unavailable();
         }
     };
@@ -176,7 +178,7 @@ where
         let alert = Some(strings().wrong_code);
         return one_time_code(&asking, sealed, alert, StatusCode::UNAUTHORIZED);
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     idp.metrics.login("ok");
     info!(client_id = %s.pending.client, "one-time code accepted");
     let trusted = browser::remember(&idp.sealer, issuer, device, &user, Factor::Otp, now);

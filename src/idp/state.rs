@@ -35,7 +35,7 @@ pub struct Idp {
     /// The bounded password-check pool.
     pub(crate) passwords: password::Checker,
     /// Failure counters of the login pages.
-    pub(crate) throttle: throttle::Throttle,
+    pub(crate) throttle: throttle::Throttle<throttle::Counters>,
 }
 
 impl Idp {
@@ -58,9 +58,10 @@ impl Idp {
             memory_mib = passwords.memory_bound() >> 20,
             "password checks bounded"
         );
+        let store = store::Store::new(&config)?;
         Ok(Self {
-            store: store::Store::new(&config.store, &config.lifetimes)?,
-            throttle: throttle::Throttle::new(lim.throttle, config.users.len()),
+            throttle: throttle::Throttle::with_store(lim.throttle, store.counters(&config)),
+            store,
             config,
             key_store,
             ring: RwLock::new(Arc::new(ring)),

@@ -21,7 +21,7 @@ pub use memory::{CODES_BUDGET, LOGOUTS_BUDGET, Memory};
 pub use postgres::Postgres;
 
 use super::authn::{Authentication, Session};
-use super::config::{Lifetimes, StoreConfig};
+use super::config::{Config, StoreConfig};
 use super::revocation::{Lineage, Root};
 use serde::{Deserialize, Serialize};
 
@@ -146,11 +146,13 @@ impl PendingLogout {
 }
 
 /// Where the IdP keeps what it remembers: one replica's memory or the shared database.
+// One per IdP, never moved after start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     /// In the process.
     Memory(Memory),
-    /// In PostgreSQL.
-    Postgres(Postgres),
+    /// In PostgreSQL (shared with the login throttle's counters).
+    Postgres(std::sync::Arc<Postgres>),
 }
 
 /// Dispatches one operation to the store kept: `$m.$op($args)`, awaited for the database.
@@ -166,11 +168,27 @@ macro_rules! each {
 impl Store {
     /// The store `cfg` names, for records living as long as `l` lets them. The database is not
     /// contacted yet: [`Store::prepare`] does, before the IdP serves.
-    pub fn new(cfg: &StoreConfig, l: &Lifetimes) -> Result<Self, postgres::SetupError> {
-        Ok(match cfg {
+    pub fn new(config: &Config) -> Result<Self, postgres::SetupError> {
+        let l = &config.lifetimes;
+        Ok(match &config.store {
             StoreConfig::Memory => Store::Memory(Memory::new(l)),
-            StoreConfig::Postgres(pg) => Store::Postgres(Postgres::new(pg, l)?),
+            StoreConfig::Postgres(pg) => {
+                let t = &config.login.throttle;
+                let p = Postgres::new(pg, l, t, config.users.len())?;
+                Store::Postgres(std::sync::Arc::new(p))
+            }
         })
+    }
+
+    /// The login throttle's counters: in memory, or in the same database.
+    pub fn counters(&self, config: &Config) -> super::throttle::Counters {
+        use super::throttle::{Counters, Memory as Counts};
+        match self {
+            Store::Memory(_) => {
+                Counters::Memory(Counts::new(&config.login.throttle, config.users.len()))
+            }
+            Store::Postgres(p) => Counters::Postgres(p.clone()),
+        }
     }
 
     /// Readies the store before serving: for the database, migrations under a lock, the schema

@@ -525,6 +525,60 @@ async fn assertion_replay(c: &Cluster) {
     }
 }
 
+both!(
+    shared_counters,
+    failed_sign_ins_count_at_every_replica_memory,
+    failed_sign_ins_count_at_every_replica_postgres
+);
+
+/// Wrong passwords spread over the replicas add up in one set of counters: the throttle
+/// answers 429 long before each replica's own free attempts would have run out.
+async fn shared_counters(c: &Cluster) {
+    let (_, challenge) = pkce();
+    let rsp = c
+        .http
+        .get(format!("{}/authorize", c.at(0)))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "service-a"),
+            ("redirect_uri", REDIRECT),
+            ("scope", "openid"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    let cookie = login_cookie(&rsp);
+    let request = hidden(&rsp.text().await.expect("page"), "request");
+    let mut checked = 0;
+    for i in 0..40 {
+        let rsp = c
+            .http
+            .post(format!("{}/login", c.at(i)))
+            .header("cookie", &cookie)
+            .header("origin", &c.issuer)
+            .form(&[
+                ("request", request.as_str()),
+                ("username", "alice"),
+                ("password", "not-her-password"),
+            ])
+            .send()
+            .await
+            .expect("login");
+        match rsp.status() {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::TOO_MANY_REQUESTS => break,
+            other => panic!("{other}"),
+        }
+    }
+    // The account's free attempts (10) and a few one-second windows, not 3 × that.
+    assert!(
+        (10..=16).contains(&checked),
+        "{checked} wrong passwords checked"
+    );
+}
+
 /// The database stopped mid-run: `/readyz` turns 503, grants that need it answer 503 with
 /// `Retry-After` at once, client credentials and their exchanges keep working; once it is back
 /// every replica recovers without a restart.

@@ -25,6 +25,7 @@ use super::{
 use crate::idp::authn::{Authentication, Session};
 use crate::idp::config::{Lifetimes, PostgresConfig};
 use crate::idp::revocation::{self, Lineage, Revocations, Root};
+use crate::idp::throttle::{self, Key, Record, Rule};
 use crate::idp::totp;
 use crate::jwt::{MAX_LEEWAY, unix_now};
 use serde::{Deserialize, Serialize};
@@ -95,6 +96,8 @@ pub struct Postgres {
     /// Seconds a code's row outlives the code: its replay is recognised while the tokens it
     /// issued live.
     code_keep: u64,
+    /// Most login failure counters kept per kind (the newest), as in memory.
+    throttle_bounds: Vec<(&'static str, u64)>,
 }
 
 /// The database's integer type for unix seconds.
@@ -135,8 +138,14 @@ struct StoredLogout {
 }
 
 impl Postgres {
-    /// A pool for `cfg`, not yet connected.
-    pub fn new(cfg: &PostgresConfig, l: &Lifetimes) -> Result<Self, SetupError> {
+    /// A pool for `cfg`, not yet connected; records live as `l` says, login failure counters
+    /// are bounded as `t` says for `accounts` configured users.
+    pub fn new(
+        cfg: &PostgresConfig,
+        l: &Lifetimes,
+        t: &throttle::Limits,
+        accounts: usize,
+    ) -> Result<Self, SetupError> {
         let opts = PgConnectOptions::from_str(cfg.url.expose()).map_err(|_| SetupError::Url)?;
         let pool = PgPoolOptions::new()
             .max_connections(cfg.pool_size)
@@ -153,6 +162,12 @@ impl Postgres {
             staleness: cfg.revocation_staleness,
             keep: l.sign_in + MAX_LEEWAY,
             code_keep: l.access.max(l.id),
+            throttle_bounds: vec![
+                ("account", 2 * accounts as u64 + 16),
+                ("unknown", t.unknown_entries),
+                ("device", t.device_entries),
+                ("network", t.network_entries),
+            ],
         })
     }
 
@@ -280,6 +295,7 @@ impl Postgres {
             "sessions",
             "logouts",
             "replays",
+            "throttle",
         ] {
             let sql = format!("DELETE FROM {table} WHERE expires_at <= $1");
             deleted += sqlx::query(&sql)
@@ -293,6 +309,17 @@ impl Postgres {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        for (kind, bound) in &self.throttle_bounds {
+            deleted += sqlx::query(
+                "DELETE FROM throttle WHERE id IN (SELECT id FROM throttle WHERE kind = $1 \
+                 ORDER BY last DESC OFFSET $2)",
+            )
+            .bind(*kind)
+            .bind(int(*bound))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
         if deleted > 0 {
             info!(deleted, "store: expired rows deleted");
         }
@@ -699,6 +726,117 @@ impl Postgres {
             return Err(StoreError::Unavailable);
         }
         Ok(self.cache.is_revoked(l, now))
+    }
+}
+
+impl Postgres {
+    // === login failure counters ===
+
+    /// [`throttle::Store::reserve`] on the shared table: the row is locked while the rule is
+    /// applied, so concurrent attempts at any replica count one after the other.
+    pub async fn reserve_attempt(
+        &self,
+        key: &Key,
+        rule: &Rule,
+        now: u64,
+    ) -> Result<Result<Option<Record>, u64>, StoreError> {
+        let mut tx = self.begin().await?;
+        let run = async {
+            sqlx::query(
+                "INSERT INTO throttle (id, kind, failures, last, expires_at) \
+                 VALUES ($1, $2, 0, 0, 0) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&key.id[..])
+            .bind(key.kind.label())
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(
+                "SELECT failures, last, expires_at FROM throttle WHERE id = $1 FOR UPDATE",
+            )
+            .bind(&key.id[..])
+            .fetch_one(&mut *tx)
+            .await?;
+            let before = (row.get::<i64, _>(2) > int(now)).then(|| Record {
+                failures: u32::try_from(row.get::<i32, _>(0)).unwrap_or(0),
+                last: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+            });
+            if let Some(r) = before {
+                let until = r.last.saturating_add(rule.wait(r.failures));
+                if until > now {
+                    tx.rollback().await?;
+                    return Ok(Err(until - now));
+                }
+            }
+            let failures = before.map_or(0, |r| r.failures).saturating_add(1);
+            sqlx::query(
+                "UPDATE throttle SET failures = $2, last = $3, expires_at = $4 WHERE id = $1",
+            )
+            .bind(&key.id[..])
+            .bind(i32::try_from(failures).unwrap_or(i32::MAX))
+            .bind(int(now))
+            .bind(int(now.saturating_add(rule.forget_after.max(1))))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Ok(before))
+        };
+        run.await.map_err(|e| self.fail(e))
+    }
+
+    /// [`throttle::Store::release`] on the shared table (see [`throttle::released`]).
+    pub async fn release_attempt(&self, key: &Key, before: Option<Record>, now: u64) {
+        let Ok(mut tx) = self.begin().await else {
+            return;
+        };
+        let run = async {
+            let row = sqlx::query(
+                "SELECT failures, last, expires_at FROM throttle WHERE id = $1 FOR UPDATE",
+            )
+            .bind(&key.id[..])
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                return tx.commit().await;
+            };
+            let cur = Record {
+                failures: u32::try_from(row.get::<i32, _>(0)).unwrap_or(0),
+                last: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+            };
+            match throttle::released(cur, before, now) {
+                Some(r) => {
+                    sqlx::query("UPDATE throttle SET failures = $2, last = $3 WHERE id = $1")
+                        .bind(&key.id[..])
+                        .bind(i32::try_from(r.failures).unwrap_or(i32::MAX))
+                        .bind(int(r.last))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM throttle WHERE id = $1")
+                        .bind(&key.id[..])
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await
+        };
+        if let Err(e) = run.await {
+            self.fail(e);
+        }
+    }
+
+    /// [`throttle::Store::clear`] on the shared table.
+    pub async fn clear_attempts(&self, key: &Key) {
+        if self.guard().is_err() {
+            return;
+        }
+        let done = sqlx::query("DELETE FROM throttle WHERE id = $1")
+            .bind(&key.id[..])
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = done {
+            self.fail(e);
+        }
     }
 }
 

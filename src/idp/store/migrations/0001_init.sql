@@ -60,3 +60,15 @@ CREATE TABLE revocations (
 );
 CREATE INDEX revocations_revoked ON revocations (revoked_us);
 CREATE INDEX revocations_keep ON revocations (keep_until);
+
+-- Login failure counters (kind: account, unknown, device, network), forgotten `forget_after`
+-- seconds after their last failure; the sweep also keeps each kind within its entry bound.
+CREATE TABLE throttle (
+    id         bytea PRIMARY KEY,
+    kind       text NOT NULL,
+    failures   integer NOT NULL,
+    last       bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
+CREATE INDEX throttle_expires ON throttle (expires_at);
+CREATE INDEX throttle_kind_last ON throttle (kind, last);
