@@ -62,7 +62,7 @@ pub mod verify;
 
 pub use config::Config;
 pub use form::MAX_FORM_BYTES;
-pub use state::{Idp, IdpError, rotate_on_disk};
+pub use state::{Idp, IdpError, keys_in_db, rotate_in_db, rotate_on_disk};
 
 use crate::http::{Body, BoxError, text};
 use crate::jwt::unix_now;
@@ -93,7 +93,7 @@ pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<O
             let mut tick = crate::timer::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
-                if let Err(e) = idp.reload_keys() {
+                if let Err(e) = idp.reload_keys().await {
                     warn!(error = %e, "key manifest check failed");
                 }
             }

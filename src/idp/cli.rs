@@ -154,9 +154,20 @@ fn totp_uri(cfg: &Config, user: &str, path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `baton-idp keys rotate`.
+/// `baton-idp keys rotate`: in the database when the keys live there, else in `keys.dir`.
 fn rotate(cfg: &Config) -> ExitCode {
-    match rotate_on_disk(cfg) {
+    let done = if super::keys_in_db(cfg) {
+        match crate::server::runtime(std::num::NonZeroUsize::new(1)) {
+            Ok(rt) => rt.block_on(super::rotate_in_db(cfg)),
+            Err(e) => {
+                error!(error = %e, "cannot start the tokio runtime");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        rotate_on_disk(cfg)
+    };
+    match done {
         Ok(kid) => {
             println!("rotated: active key is now {kid}");
             ExitCode::SUCCESS
@@ -295,7 +306,7 @@ async fn run(cfg: Config) -> ExitCode {
             return;
         };
         while hup.recv().await.is_some() {
-            if let Err(e) = reloader.reload_keys() {
+            if let Err(e) = reloader.reload_keys().await {
                 warn!(error = %e, "key reload on SIGHUP failed");
             }
         }

@@ -14,6 +14,7 @@
 //! rotated or found reused in one step ([`Store::rotate`]), a `jti` or a one-time-code step is
 //! recorded if absent ([`Store::first_assertion_use`], [`Store::first_otp_use`]).
 
+pub mod keys;
 mod memory;
 pub mod postgres;
 
@@ -197,6 +198,14 @@ impl Store {
         match self {
             Store::Memory(_) => Ok(()),
             Store::Postgres(p) => p.prepare().await,
+        }
+    }
+
+    /// The database store, when that is where records live.
+    pub fn postgres(&self) -> Option<&std::sync::Arc<Postgres>> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Postgres(p) => Some(p),
         }
     }
 

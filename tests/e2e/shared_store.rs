@@ -60,9 +60,14 @@ impl Cluster {
                 let pg = PgCluster::start()?;
                 let url_file = dir.join("db-url");
                 std::fs::write(&url_file, pg.url()).expect("url file");
+                // The signing keys live in the database: each replica gets its own (empty)
+                // key directory, so nothing but the database is shared.
+                let kek_file = dir.join("kek");
+                std::fs::write(&kek_file, hex(&rand::random::<[u8; 32]>())).expect("kek");
                 let store = format!(
-                    "store:\n  kind: postgres\n  url_file: {}\n  pool_size: 8\n  connect_timeout: 2\n  revocation_staleness: 3\n",
-                    url_file.display()
+                    "store:\n  kind: postgres\n  url_file: {}\n  pool_size: 8\n  connect_timeout: 2\n  revocation_staleness: 3\n  key_encryption_key_file: {}\n",
+                    url_file.display(),
+                    kek_file.display()
                 );
                 (Some(pg), store, 3)
             }
@@ -290,6 +295,10 @@ impl Drop for Cluster {
         self.pg.take();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -698,7 +707,7 @@ async fn migrate_runs_alone_and_a_newer_schema_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 2"));
     // Twice is harmless.
     assert!(run(&["migrate"]).status.success());
     // A newer baton-idp's schema.
@@ -719,6 +728,155 @@ async fn migrate_runs_alone_and_a_newer_schema_is_refused() {
     assert!(status.is_some_and(|s| !s.success()), "{}", serve.output());
     assert!(serve.output().contains("newer than this baton-idp knows"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `kid` in a JWT's header.
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let head = token.split('.').next().expect("header");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .expect("b64");
+    let v: Value = serde_json::from_slice(&raw).expect("json");
+    s(&v, "kid")
+}
+
+impl Cluster {
+    async fn jwks_kids(&self, i: usize) -> Vec<String> {
+        let v: Value = self
+            .http
+            .get(format!("{}/jwks", self.at(i)))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("json");
+        v["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| s(k, "kid"))
+            .collect()
+    }
+
+    fn config_file(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("idp-{i}.yaml"))
+    }
+}
+
+/// The signing keys live in the database, encrypted: every replica publishes the same JWKS
+/// from its own empty key directory. `keys rotate` against the database refuses while the next
+/// key is too fresh; once it has been published long enough, a rotation through the command
+/// line reaches every replica, and each replica only ever signs with a key that every JWKS
+/// already publishes; tokens signed before the rotation still verify after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_in_the_database_rotate_for_every_replica_and_publish_before_use() {
+    let Some(c) = Cluster::start(Kind::Postgres).await else {
+        return;
+    };
+    let first = c.jwks_kids(0).await;
+    assert_eq!(first.len(), 2, "active and next: {first:?}");
+    for i in 1..3 {
+        assert_eq!(c.jwks_kids(i).await, first, "replica {i}");
+    }
+    for i in 0..3 {
+        assert!(
+            !c.dir
+                .join(format!("keys-{i}"))
+                .join("manifest.json")
+                .exists()
+        );
+    }
+    let pg = c.pg.as_ref().expect("postgres");
+    let (tokens, _) = c.sign_in().await;
+    let before = s(&tokens, "access_token");
+    let rotate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton-idp"))
+            .args([
+                "--allow-inline-secrets",
+                "-c",
+                c.config_file(0).to_str().expect("utf-8"),
+                "keys",
+                "rotate",
+            ])
+            .output()
+            .expect("keys rotate")
+    };
+    let out = rotate();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rotate again in"),
+        "{out:?}"
+    );
+    // The private keys are not in the database in the clear.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&pg.url())
+            .await
+            .expect("connect");
+        let sealed: Vec<Vec<u8>> = sqlx::query_scalar("SELECT sealed FROM signing_keys")
+            .fetch_all(&mut conn)
+            .await
+            .expect("rows");
+        assert_eq!(sealed.len(), 2);
+        assert!(
+            sealed
+                .iter()
+                .all(|k| !k.windows(7).any(|w| w == b"PRIVATE"))
+        );
+        // As if the next key had been published for a minute.
+        sqlx::query("UPDATE signing_keys SET created_at = created_at - 60 WHERE state = 'next'")
+            .execute(&mut conn)
+            .await
+            .expect("age");
+    }
+    let next = first[1].clone();
+    let out = rotate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every replica switches within its reload interval (10 s); every token any replica signs
+    // meanwhile carries a kid that all three JWKS publish.
+    let until = Instant::now() + Duration::from_secs(25);
+    for i in 0..3 {
+        loop {
+            let (st, cc) = c
+                .token(
+                    i,
+                    "service-a",
+                    &[
+                        ("grant_type", "client_credentials"),
+                        ("audience", "service-b"),
+                    ],
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK);
+            let signed_with = kid(&s(&cc, "access_token"));
+            for j in 0..3 {
+                assert!(
+                    c.jwks_kids(j).await.contains(&signed_with),
+                    "replica {j} lacks {signed_with}"
+                );
+            }
+            if signed_with == next {
+                break;
+            }
+            assert!(Instant::now() < until, "replica {i} never switched");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for i in 0..3 {
+        let kids = c.jwks_kids(i).await;
+        assert_eq!(kids.len(), 3, "retired, active, next: {kids:?}");
+        assert_eq!(
+            c.introspect(i, &before).await["active"],
+            true,
+            "signed before, verifies after"
+        );
+    }
 }
 
 /// Sets the schema version past this build's, as a newer baton-idp would.

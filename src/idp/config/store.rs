@@ -32,6 +32,9 @@ pub struct PostgresConfig {
     /// The longest a replica trusts its copy of the revocations without hearing from the
     /// database; past it, checks that need them answer 503.
     pub revocation_staleness: Duration,
+    /// With it, the signing keys live in the database encrypted under this AES-256 key, and the
+    /// sealing key is derived from it; without it, both stay in `keys.dir`.
+    pub key_encryption_key: Option<[u8; 32]>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +53,9 @@ pub(super) struct RawStore {
     /// Seconds.
     #[serde(default = "default_staleness")]
     revocation_staleness: u64,
+    key_encryption_key: Option<String>,
+    key_encryption_key_file: Option<PathBuf>,
+    key_encryption_key_env: Option<String>,
 }
 
 fn default_kind() -> String {
@@ -124,10 +130,49 @@ fn postgres(raw: RawStore, sources: &Sources, p: &mut Problems) -> Option<Postgr
         // The value is not echoed: it holds a password.
         p.push("store.url", "must be a postgres:// or postgresql:// URL");
     }
+    let kek = kek(&raw, sources, p);
     Some(PostgresConfig {
         url: Secret::new(found.value),
         pool_size: raw.pool_size,
         connect_timeout: Duration::from_secs(raw.connect_timeout),
         revocation_staleness: Duration::from_secs(raw.revocation_staleness),
+        key_encryption_key: kek,
     })
+}
+
+/// The key-encryption key, when given: 32 bytes as 64 hex digits or base64 (never inline).
+fn kek(raw: &RawStore, sources: &Sources, p: &mut Problems) -> Option<[u8; 32]> {
+    use base64::Engine;
+    let spec = Spec {
+        name: "key_encryption_key",
+        what: "key-encryption key",
+        make: "head -c 32 /dev/urandom | base64",
+        inline: raw.key_encryption_key.as_deref(),
+        file: raw.key_encryption_key_file.as_deref(),
+        env: raw.key_encryption_key_env.as_deref(),
+    };
+    if !spec.given() {
+        return None;
+    }
+    let found = sources.read("store", &spec, p)?;
+    let mut demo = Vec::new();
+    sources.vet("store", &spec, &found, &mut demo, p);
+    let v = found.value.trim();
+    let bytes = if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()
+    } else {
+        base64::engine::general_purpose::STANDARD.decode(v).ok()
+    };
+    match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+        Some(k) => Some(k),
+        None => {
+            p.push(
+                "store.key_encryption_key",
+                "must be 32 bytes, as 64 hex digits or base64 (head -c 32 /dev/urandom | base64)",
+            );
+            None
+        }
+    }
 }

@@ -241,3 +241,53 @@ fn an_inline_database_url_is_refused_like_an_inline_secret_and_never_echoed() {
         .expect("refused");
     assert!(e.iter().any(|m| m.starts_with("store.url:")), "{e:?}");
 }
+
+#[test]
+fn a_key_encryption_key_is_32_bytes_in_hex_or_base64_and_never_inline() {
+    let env = |name: &str| match name {
+        "KEK_HEX" => Some("00".repeat(31) + "ff"),
+        "KEK_B64" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+        "KEK_SHORT" => Some("c2hvcnQ=".into()),
+        other => env_with_url(other),
+    };
+    let kek = |extra: &str| {
+        let store = format!("store: {{kind: postgres, url_env: DB_URL, {extra}}}\n");
+        match load_strict(&store, &env) {
+            Ok(cfg) => match cfg.store {
+                StoreConfig::Postgres(pg) => Ok(pg.key_encryption_key),
+                StoreConfig::Memory => panic!("postgres"),
+            },
+            Err(e) => Err(e),
+        }
+    };
+    assert_eq!(
+        kek("key_encryption_key_env: KEK_HEX")
+            .expect("hex")
+            .map(|k| k[31]),
+        Some(0xff)
+    );
+    assert_eq!(
+        kek("key_encryption_key_env: KEK_B64")
+            .expect("b64")
+            .map(|k| k[31]),
+        Some(31)
+    );
+    assert_eq!(kek("pool_size: 2").expect("none"), None);
+    let e = kek("key_encryption_key_env: KEK_SHORT")
+        .err()
+        .expect("short");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("store.key_encryption_key: must be 32 bytes")),
+        "{e:?}"
+    );
+    let e = kek("key_encryption_key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .err()
+        .expect("inline");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("store.key_encryption_key: inline")),
+        "{e:?}"
+    );
+    assert!(!e.iter().any(|m| m.contains("AAECAw")), "{e:?}");
+}

@@ -37,7 +37,10 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// The migrations, in order: schema version N is the first N applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_signing_keys.sql"),
+];
 
 /// The schema version this build knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -195,6 +198,11 @@ impl Postgres {
         self.healthy.store(true, Ordering::Release);
         info!(version, "store: postgres ready");
         Ok(())
+    }
+
+    /// The connection pool (the signing keys' store shares it).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Whether the database answered the last query and probe.
