@@ -273,17 +273,14 @@ fn a_key_encryption_key_is_32_bytes_in_hex_or_base64_and_never_inline() {
         Some(31)
     );
     assert_eq!(kek("pool_size: 2").expect("none"), None);
-    let e = kek("key_encryption_key_env: KEK_SHORT")
-        .err()
-        .expect("short");
+    let e = kek("key_encryption_key_env: KEK_SHORT").expect_err("short");
     assert!(
         e.iter()
             .any(|m| m.starts_with("store.key_encryption_key: must be 32 bytes")),
         "{e:?}"
     );
     let e = kek("key_encryption_key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-        .err()
-        .expect("inline");
+        .expect_err("inline");
     assert!(
         e.iter()
             .any(|m| m.starts_with("store.key_encryption_key: inline")),
