@@ -831,7 +831,19 @@ async fn keys_in_the_database_rotate_for_every_replica_and_publish_before_use() 
             .await
             .expect("age");
     }
-    let next = first[1].clone();
+    // The next key: the published one nobody signs with yet.
+    let (_, cc) = c
+        .token(
+            0,
+            "service-a",
+            &[
+                ("grant_type", "client_credentials"),
+                ("audience", "service-b"),
+            ],
+        )
+        .await;
+    let active = kid(&s(&cc, "access_token"));
+    let next = first.iter().find(|k| **k != active).expect("next").clone();
     let out = rotate();
     assert!(
         out.status.success(),
