@@ -21,6 +21,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+chmod 755 "$work"
 mkdir -p "$work/pg"
 [ "$(id -u)" = 0 ] && chown 65534:65534 "$work/pg"
 pgport=$((20000 + RANDOM % 10000))
