@@ -61,7 +61,7 @@ pub mod verify;
 
 pub use config::Config;
 pub use form::MAX_FORM_BYTES;
-pub use state::{Idp, IdpError, rotate_on_disk};
+pub use state::{Idp, IdpError, keys_in_db, rotate_in_db, rotate_on_disk};
 
 use crate::http::{Body, BoxError, text};
 use crate::jwt::unix_now;
@@ -83,7 +83,8 @@ pub fn limits() -> Limits {
 }
 
 /// Serves the IdP on an already bound `listener` until `shutdown` resolves, then drains.
-/// Every 10 s the key manifest is checked for a rotation made by another process.
+/// Every 10 s the key manifest is checked for a rotation made by another process; the store's
+/// upkeep (database probe, revocations copy, sweep) runs alongside.
 pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let watcher = {
         let idp = idp.clone();
@@ -91,11 +92,15 @@ pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<O
             let mut tick = crate::timer::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
-                if let Err(e) = idp.reload_keys() {
+                if let Err(e) = idp.reload_keys().await {
                     warn!(error = %e, "key manifest check failed");
                 }
             }
         })
+    };
+    let upkeep = {
+        let idp = idp.clone();
+        tokio::spawn(async move { idp.store.maintain().await })
     };
     let handler = move |mut req: Request<hyper::body::Incoming>, conn: server::ConnInfo| {
         let idp = idp.clone();
@@ -104,6 +109,7 @@ pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<O
     };
     let drained = server::serve(listener, limits(), handler, shutdown).await;
     watcher.abort();
+    upkeep.abort();
     info!(?drained, "idp stopped");
 }
 
@@ -148,7 +154,15 @@ where
             "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server",
         ) => discovery::discovery(idp),
         (Method::GET, "/jwks") => discovery::jwks(idp),
-        (Method::GET, "/authorize") => authorize::authorize(idp, &req, now),
+        (Method::GET, "/authorize") => {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            authorize::authorize(idp, &query, req.headers(), now).await
+        }
+        (Method::GET, "/readyz") => match idp.ready() {
+            true => text(StatusCode::OK, "ready\n"),
+            false => text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n"),
+        },
+        (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (Method::POST, "/login") => login::login(idp, req, now).await,
         (Method::POST, "/otp") => login::otp(idp, req, now).await,
         (Method::POST, "/token") => token::token(idp, req, now).await,
@@ -164,7 +178,9 @@ where
             | "/.well-known/oauth-authorization-server"
             | "/jwks"
             | "/authorize"
-            | "/end_session",
+            | "/end_session"
+            | "/readyz"
+            | "/healthz",
         ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

@@ -5,11 +5,12 @@
 
 use super::config::Factor;
 use super::revocation::Lineage;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 
 /// What a user proved, and when.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authentication {
     /// Username (`sub`).
     pub user: String,
@@ -44,7 +45,7 @@ impl Authentication {
 }
 
 /// What a browser's session proved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// The signed-in user.
     pub user: String,

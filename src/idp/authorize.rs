@@ -26,13 +26,13 @@ use super::pending::{self, Pending};
 use super::state::Idp;
 use super::{browser, code, session};
 use crate::http::{Body, Form};
-use http::{Request, Response, StatusCode, header};
+use http::{HeaderMap, Response, StatusCode, header};
 use request::Asked;
 use tracing::info;
 
-/// The authorization endpoint.
-pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
-    let q = Form::parse(req.uri().query().unwrap_or("").as_bytes());
+/// The authorization endpoint: the request's query and headers.
+pub async fn authorize(idp: &Idp, query: &str, headers: &HeaderMap, now: u64) -> Response<Body> {
+    let q = Form::parse(query.as_bytes());
     let (client, redirect_uri) = match request::client(idp, &q) {
         Ok(c) => c,
         Err(detail) => return error_page(&idp.config.branding, Problem::BadSignInLink(detail)),
@@ -43,10 +43,13 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         Ok(a) => a,
         Err(e) => return back(e),
     };
-    let current = session::current(idp, req.headers(), now)
+    let Ok(current) = session::current(idp, headers, now).await else {
+        return super::errors::unavailable();
+    };
+    let current = current
         .map(|(_, s)| s)
         .filter(|s| asked.session.may_answer(&s.user, s.auth_time(), now));
-    let binding = browser::binding(req.headers(), &idp.config.issuer);
+    let binding = browser::binding(headers, &idp.config.issuer);
     let pending = Pending {
         client: client.id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -60,11 +63,13 @@ pub fn authorize<B>(idp: &Idp, req: &Request<B>, now: u64) -> Response<Body> {
         browser: browser::binding_hash(&binding),
         expires_at: now + pending::TTL,
     };
-    answer(idp, &asked, current, &pending, &binding, now).unwrap_or_else(back)
+    answer(idp, &asked, current, &pending, &binding, now)
+        .await
+        .unwrap_or_else(back)
 }
 
 /// Step 3: a code through the session, the page the request needs, or a refusal.
-fn answer(
+async fn answer(
     idp: &Idp,
     asked: &Asked<'_>,
     current: Option<Session>,
@@ -77,7 +82,7 @@ fn answer(
         Some(s) if s.has(&pending.needed) => {
             info!(client_id = %client, "signed in through the session");
             let auth = s.authentication(&idp.config.acr);
-            Ok(code::redirect(idp, pending, auth, now, &[]))
+            Ok(code::redirect(idp, pending, auth, now, &[]).await)
         }
         Some(_) if asked.session.prompt_none() => Err(AuthorizeError::new(
             "interaction_required",

@@ -1,5 +1,5 @@
-//! The `baton-idp` command line: `serve` (default), `check`, `keys rotate`, `hash-password`,
-//! `totp USER`.
+//! The `baton-idp` command line: `serve` (default), `check`, `migrate`, `keys rotate`,
+//! `hash-password`, `totp USER`.
 
 use super::config::{Loaded, Options, Report};
 use super::{Config, Idp, password, rotate_on_disk, serve, totp};
@@ -43,6 +43,9 @@ enum Command {
     /// Validate the config as `serve` would and list every error and warning with its line;
     /// exits 64 when there is an error.
     Check,
+    /// Create or upgrade the database schema of a `store: {kind: postgres}` and exit (`serve`
+    /// does the same at start, under the same lock).
+    Migrate,
     /// Manage signing keys.
     Keys {
         #[command(subcommand)]
@@ -86,6 +89,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             action: KeysAction::Rotate,
         } => config().map(|cfg| rotate(&cfg)),
         Command::Serve => config().map(|cfg| serve_until_signal(cfg, args.workers)),
+        Command::Migrate => config().map(|cfg| migrate(&cfg)),
     };
     done.unwrap_or_else(|bad_config| bad_config)
 }
@@ -96,6 +100,36 @@ fn serve_until_signal(cfg: Config, workers: Option<std::num::NonZeroUsize>) -> E
         Ok(runtime) => runtime.block_on(run(cfg)),
         Err(e) => {
             error!(error = %e, "cannot start the tokio runtime");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `baton-idp migrate`: applies the schema migrations the database lacks.
+fn migrate(cfg: &Config) -> ExitCode {
+    let super::config::StoreConfig::Postgres(pg) = &cfg.store else {
+        eprintln!("migrate: the store is `memory`: there is no schema to migrate");
+        return ExitCode::from(BAD_CONFIG);
+    };
+    let runtime = match crate::server::runtime(std::num::NonZeroUsize::new(1)) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot start the tokio runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let done = runtime.block_on(async {
+        let t = &cfg.login.throttle;
+        let store = super::store::Postgres::new(pg, &cfg.lifetimes, t, cfg.users.len())?;
+        store.migrate().await
+    });
+    match done {
+        Ok(version) => {
+            println!("schema is at version {version}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "migration failed");
             ExitCode::FAILURE
         }
     }
@@ -120,9 +154,20 @@ fn totp_uri(cfg: &Config, user: &str, path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `baton-idp keys rotate`.
+/// `baton-idp keys rotate`: in the database when the keys live there, else in `keys.dir`.
 fn rotate(cfg: &Config) -> ExitCode {
-    match rotate_on_disk(cfg) {
+    let done = if super::keys_in_db(cfg) {
+        match crate::server::runtime(std::num::NonZeroUsize::new(1)) {
+            Ok(rt) => rt.block_on(super::rotate_in_db(cfg)),
+            Err(e) => {
+                error!(error = %e, "cannot start the tokio runtime");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        rotate_on_disk(cfg)
+    };
+    match done {
         Ok(kid) => {
             println!("rotated: active key is now {kid}");
             ExitCode::SUCCESS
@@ -245,6 +290,10 @@ async fn run(cfg: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = idp.prepare().await {
+        error!(error = %e, "start failed");
+        return ExitCode::FAILURE;
+    }
     let addr = listener.local_addr().ok();
     let admin_addr = admin.local_addr().ok();
     info!(version = env!("CARGO_PKG_VERSION"), addr = ?addr, admin = ?admin_addr, %issuer, "baton-idp listening");
@@ -257,7 +306,7 @@ async fn run(cfg: Config) -> ExitCode {
             return;
         };
         while hup.recv().await.is_some() {
-            if let Err(e) = reloader.reload_keys() {
+            if let Err(e) = reloader.reload_keys().await {
                 warn!(error = %e, "key reload on SIGHUP failed");
             }
         }

@@ -20,7 +20,7 @@ pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const MAX_ASSERTION_LIFETIME: u64 = 600;
 
 /// Authenticates the client of a request; exactly one method may be used.
-pub fn authenticate<'a>(
+pub async fn authenticate<'a>(
     idp: &'a Idp,
     headers: &HeaderMap,
     form: &Form,
@@ -57,7 +57,7 @@ pub fn authenticate<'a>(
                 "client_assertion_type must be jwt-bearer",
             ));
         }
-        let client = by_assertion(idp, assertion, now)?;
+        let client = by_assertion(idp, assertion, now).await?;
         if form_id.is_some_and(|f| f != client.id) {
             return Err(OAuthError::client(
                 "client_id does not match the assertion",
@@ -102,7 +102,11 @@ fn by_secret<'a>(
 
 /// RFC 7523 §3: iss = sub = client_id, aud = the issuer (or, as a single string, the token
 /// endpoint), `exp` and `jti` required, signature by the client's registered keys.
-fn by_assertion<'a>(idp: &'a Idp, assertion: &str, now: u64) -> Result<&'a Client, OAuthError> {
+async fn by_assertion<'a>(
+    idp: &'a Idp,
+    assertion: &str,
+    now: u64,
+) -> Result<&'a Client, OAuthError> {
     let fail = |d: &str| OAuthError::client(format!("client assertion refused: {d}"), false);
     let unverified = jwt::peek_claims(assertion).ok_or_else(|| fail("malformed"))?;
     let id = unverified
@@ -142,8 +146,9 @@ fn by_assertion<'a>(idp: &'a Idp, assertion: &str, now: u64) -> Result<&'a Clien
         .get("jti")
         .and_then(Value::as_str)
         .ok_or_else(|| fail("jti required"))?;
-    let key = format!("{}\u{0}{jti}", client.id);
-    if !idp.store.first_assertion_use(key, v.exp) {
+    // Length-prefixed: no client id and jti pair spells another's key.
+    let key = format!("{}:{}:{jti}", client.id.len(), client.id);
+    if !idp.store.first_assertion_use(key, v.exp).await? {
         return Err(fail("jti already used"));
     }
     Ok(client)

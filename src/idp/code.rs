@@ -11,15 +11,18 @@ use crate::http::Body;
 use crate::secret::Token;
 use http::{HeaderValue, Response};
 
-/// Issues a code for `auth` and redirects to the client with it and `state`, setting `cookies`.
-pub(crate) fn redirect(
+/// Issues a code for `auth` and redirects to the client with it and `state`, setting `cookies`
+/// (a 503 when the store cannot keep the code).
+pub(crate) async fn redirect(
     idp: &Idp,
     pending: &Pending,
     auth: Authentication,
     now: u64,
     cookies: &[HeaderValue],
 ) -> Response<Body> {
-    let code = issue(idp, pending, auth, now);
+    let Ok(code) = issue(idp, pending, auth, now).await else {
+        return super::errors::unavailable();
+    };
     let mut pairs = vec![("code", code.expose())];
     if let Some(s) = &pending.state {
         pairs.push(("state", s.as_str()));
@@ -29,7 +32,12 @@ pub(crate) fn redirect(
     rsp
 }
 
-fn issue(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
+async fn issue(
+    idp: &Idp,
+    p: &Pending,
+    auth: Authentication,
+    now: u64,
+) -> Result<Token, super::store::StoreError> {
     let user_scope = idp
         .config
         .users
@@ -52,9 +60,7 @@ fn issue(idp: &Idp, p: &Pending, auth: Authentication, now: u64) -> Token {
         resources: p.resources.clone(),
         nonce: p.nonce.clone(),
         expires_at: now + idp.config.lifetimes.code,
-        used: false,
-        family: None,
     };
-    idp.store.put_code(code.sha256(), grant);
-    code
+    idp.store.put_code(code.sha256(), grant).await?;
+    Ok(code)
 }

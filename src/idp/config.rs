@@ -14,6 +14,7 @@ mod client;
 mod grants;
 mod raw;
 mod secrets;
+mod store;
 mod users;
 mod validate;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+pub use store::{PostgresConfig, StoreConfig};
 use validate::validate;
 
 /// The RFC 8693 grant type URN.
@@ -92,6 +94,8 @@ pub struct Config {
     pub login: LoginLimits,
     /// The look of the sign-in pages: product name, logo, accent colour, link home.
     pub branding: crate::page::Theme,
+    /// Where codes, sessions, refresh families, revocations and replay sets are kept.
+    pub store: StoreConfig,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.

@@ -49,6 +49,9 @@ pub enum OAuthError {
     /// Our fault; details are logged, not sent.
     #[error("server_error")]
     Server,
+    /// The shared store cannot be reached: 503 with `Retry-After`.
+    #[error("temporarily_unavailable")]
+    Unavailable,
 }
 
 impl OAuthError {
@@ -77,6 +80,7 @@ impl OAuthError {
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::Server => "server_error",
+            Self::Unavailable => "temporarily_unavailable",
         }
     }
 
@@ -87,6 +91,7 @@ impl OAuthError {
                 (StatusCode::UNAUTHORIZED, Some(description.as_str()))
             }
             Self::Server => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, None),
             Self::UnsupportedGrantType => (StatusCode::BAD_REQUEST, None),
             Self::InvalidRequest(d)
             | Self::InvalidGrant(d)
@@ -100,6 +105,10 @@ impl OAuthError {
             None => json!({"error": self.code()}),
         };
         let mut rsp = json(status, &body);
+        if let Self::Unavailable = self {
+            rsp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+        }
         if let Self::InvalidClient { basic: true, .. } = self {
             rsp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -114,6 +123,32 @@ impl From<crate::dpop::ProofError> for OAuthError {
     fn from(e: crate::dpop::ProofError) -> Self {
         Self::InvalidDpopProof(e.to_string())
     }
+}
+
+/// Seconds a client is asked to wait while the shared store is unreachable.
+pub const RETRY_AFTER: &str = "2";
+
+impl From<super::store::StoreError> for OAuthError {
+    fn from(e: super::store::StoreError) -> Self {
+        match e {
+            super::store::StoreError::Unavailable => Self::Unavailable,
+            super::store::StoreError::Corrupt => Self::Server,
+        }
+    }
+}
+
+/// The answer of a browser request that needs the shared store while it is unreachable: 503,
+/// `Retry-After`, no detail.
+pub fn unavailable() -> Response<Body> {
+    let mut rsp = crate::http::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The sign-in service is briefly unavailable. Try again in a moment.\n",
+    );
+    rsp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+    rsp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    rsp
 }
 
 impl From<crate::http::FormError> for OAuthError {
@@ -187,12 +222,16 @@ pub enum BearerError {
     /// The token lacks the `openid` scope: 403 `insufficient_scope`.
     #[error("insufficient_scope")]
     InsufficientScope,
+    /// Whether the token is revoked cannot be told now: 503 with `Retry-After`.
+    #[error("unavailable")]
+    Unavailable,
 }
 
 impl BearerError {
     /// The JSON response with its `WWW-Authenticate: Bearer` challenge.
     pub fn response(&self) -> Response<Body> {
         let (status, error) = match self {
+            Self::Unavailable => return unavailable(),
             Self::Missing => (StatusCode::UNAUTHORIZED, None),
             Self::InvalidToken => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
             Self::InsufficientScope => (StatusCode::FORBIDDEN, Some("insufficient_scope")),

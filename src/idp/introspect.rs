@@ -6,6 +6,7 @@
 use super::errors::OAuthError;
 use super::form::read_form;
 use super::state::Idp;
+use super::store::StoreError;
 use super::{client_auth, family, verify};
 use crate::http::{Body, BoxError, json};
 use crate::jwt::{self, Rules};
@@ -32,30 +33,41 @@ where
     B::Error: Into<BoxError>,
 {
     let (parts, form) = read_form(req).await?;
-    let client = client_auth::authenticate(idp, &parts.headers, &form, now)?;
+    let client = client_auth::authenticate(idp, &parts.headers, &form, now).await?;
     let token = form
         .one("token")?
         .ok_or_else(|| OAuthError::request("token required"))?;
-    Ok(inspect(idp, &client.id, token, now).unwrap_or_else(|| json!({"active": false})))
+    let answer = inspect(idp, &client.id, token, now).await?;
+    Ok(answer.unwrap_or_else(|| json!({"active": false})))
 }
 
 /// The RFC 7662 §2.2 answer for `token` as seen by `caller`, or `None` for inactive.
-pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> {
+/// Revocations are asked of the store itself: a sign-out anywhere is seen at once.
+pub async fn inspect(
+    idp: &Idp,
+    caller: &str,
+    token: &str,
+    now: u64,
+) -> Result<Option<Value>, StoreError> {
     if !token.contains('.') {
         // An opaque refresh token: active only for the client it was issued to.
-        let grant = family::active(idp, &Token::new(token), now)?;
+        let Some(grant) = family::active(idp, &Token::new(token), now).await? else {
+            return Ok(None);
+        };
         if grant.client != caller {
-            return None;
+            return Ok(None);
         }
-        return Some(json!({
+        return Ok(Some(json!({
             "active": true, "token_type": "refresh_token", "client_id": grant.client,
             "sub": grant.auth.user, "scope": grant.scope.join(" "), "exp": grant.expires_at,
-        }));
+        })));
     }
     let rules = Rules::access(idp.config.issuer.clone(), caller.to_owned());
-    let v = jwt::verify(token, &idp.keys().verify, &rules, now).ok()?;
-    if verify::revoked(idp, &v.claims, now) {
-        return None;
+    let Ok(v) = jwt::verify(token, &idp.keys().verify, &rules, now) else {
+        return Ok(None);
+    };
+    if verify::revoked_now(idp, &v.claims, now).await? {
+        return Ok(None);
     }
     let mut out = v.claims;
     out.insert("active".into(), json!(true));
@@ -65,5 +77,5 @@ pub fn inspect(idp: &Idp, caller: &str, token: &str, now: u64) -> Option<Value> 
         "token_type".into(),
         json!(if bound { "DPoP" } else { "Bearer" }),
     );
-    Some(Value::Object(out))
+    Ok(Some(Value::Object(out)))
 }

@@ -81,6 +81,73 @@ pub struct KeyRing {
     manifest: String,
 }
 
+/// A key as a store other than the directory keeps it (the database): its place in the
+/// rotation and its private key in PKCS#8 PEM.
+pub struct Stored {
+    /// Its `kid`.
+    pub kid: String,
+    /// Its algorithm.
+    pub alg: Algorithm,
+    /// Next, active or retired.
+    pub state: State,
+    /// When it was retired.
+    pub retired_at: Option<u64>,
+    /// The private key.
+    pub pem: String,
+}
+
+impl KeyRing {
+    /// The ring of `keys` at `now`: retired keys published `retain` seconds after retirement;
+    /// `manifest` names this set of keys (a change means a reload).
+    pub fn from_stored(
+        keys: &[Stored],
+        retain: u64,
+        now: u64,
+        manifest: String,
+    ) -> Result<KeyRing, StoreError> {
+        let mut ring = Vec::new();
+        let mut signer = None;
+        let published = keys.iter().filter(|k| {
+            k.state != State::Retired
+                || k.retired_at.is_some_and(|t| t.saturating_add(retain) > now)
+        });
+        for k in published {
+            let key = Arc::new(SigningKey::from_pem(&k.kid, k.alg, &k.pem)?);
+            if k.state == State::Active {
+                signer = Some(key.clone());
+            }
+            ring.push(key);
+        }
+        let signer = signer.ok_or(StoreError::Invalid {
+            path: PathBuf::from("(database)"),
+            reason: "no active key",
+        })?;
+        Ok(Self::of(signer, &ring, manifest))
+    }
+
+    /// A one-key ring held only in memory: what an IdP whose keys live in the database signs
+    /// with until it has read them (it serves nothing before).
+    pub fn ephemeral(alg: Algorithm) -> Result<KeyRing, StoreError> {
+        let key = Arc::new(SigningKey::generate(alg)?);
+        Ok(Self::of(key.clone(), &[key], String::new()))
+    }
+
+    fn of(signer: Arc<SigningKey>, keys: &[Arc<SigningKey>], manifest: String) -> KeyRing {
+        let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()});
+        KeyRing {
+            signer,
+            verify: KeySet::from_signing_keys(keys.iter().map(|k| k.as_ref())),
+            jwks,
+            manifest,
+        }
+    }
+
+    /// What names this set of keys: a store reloads when it differs.
+    pub fn manifest(&self) -> &str {
+        &self.manifest
+    }
+}
+
 /// The on-disk store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -182,13 +249,8 @@ impl Store {
             path: self.dir.join(MANIFEST),
             reason: "no active key",
         })?;
-        let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()});
-        Ok(KeyRing {
-            signer,
-            verify: KeySet::from_signing_keys(keys.iter().map(|k| k.as_ref())),
-            jwks,
-            manifest: serde_json::to_string_pretty(m).unwrap_or_default(),
-        })
+        let manifest = serde_json::to_string_pretty(m).unwrap_or_default();
+        Ok(KeyRing::of(signer, &keys, manifest))
     }
 
     fn create_key(&self) -> Result<SigningKey, StoreError> {

@@ -16,8 +16,9 @@ use super::form::read_form;
 use super::pages::{self, Asking, Problem, error_page, one_time_code, sign_in};
 use super::pending::Pending;
 use super::state::Idp;
-use super::throttle::{Key, Peer};
-use super::{code, session, totp};
+use super::store::StoreError;
+use super::throttle::{Key, Peer, Refused};
+use super::{code, errors, session, totp};
 use crate::http::{Body, BoxError};
 use crate::page::strings;
 use crate::page::strings::fill_text;
@@ -64,9 +65,10 @@ where
         s.peer,
     );
     let asking = Asking::of(&idp.config, &s.pending);
-    let attempt = match idp.throttle.attempt(&keys, now) {
+    let attempt = match idp.throttle.attempt(&keys, now).await {
         Ok(a) => a,
-        Err(wait) => return throttled(idp, sign_in, &asking, sealed, wait),
+        Err(Refused::Wait(wait)) => return throttled(idp, sign_in, &asking, sealed, wait),
+        Err(Refused::Unavailable) => return errors::unavailable(),
     };
     // An unknown user is checked against a decoy hash: the same pool, the same time.
     let ok = match idp
@@ -76,7 +78,7 @@ where
     {
         Ok(ok) => ok,
         Err(_busy) => {
-            attempt.abandoned();
+            attempt.abandoned().await;
             idp.metrics.login("busy");
             let status = StatusCode::SERVICE_UNAVAILABLE;
             let busy = strings().busy;
@@ -89,14 +91,14 @@ where
         let alert = Some(strings().wrong_password);
         return sign_in(&asking, sealed, alert, StatusCode::UNAUTHORIZED);
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     idp.metrics.login("ok");
-    signed_in(idp, s.pending.clone(), username, user, device, now)
+    signed_in(idp, s.pending.clone(), username, user, device, now).await
 }
 
 /// After the password: a new login session and a trusted browser; then a code, or the
 /// one-time-code page when the request needs that factor too.
-fn signed_in(
+async fn signed_in(
     idp: &Idp,
     mut pending: Pending,
     username: &str,
@@ -106,12 +108,14 @@ fn signed_in(
 ) -> Response<Body> {
     let issuer = &idp.config.issuer;
     info!(client_id = %pending.client, "user signed in");
-    let (cookie, started) = session::start(idp, username, Factor::Pwd, now);
+    let Ok((cookie, started)) = session::start(idp, username, Factor::Pwd, now).await else {
+        return errors::unavailable();
+    };
     let trusted = browser::remember(&idp.sealer, issuer, device, username, Factor::Pwd, now);
     let cookies = [cookie, trusted];
     if !pending.needed.contains(&Factor::Otp) {
         let auth = started.authentication(&idp.config.acr);
-        return code::redirect(idp, &pending, auth, now, &cookies);
+        return code::redirect(idp, &pending, auth, now, &cookies).await;
     }
     let mut rsp = if user.is_none_or(|u| u.totp_secret.is_none()) {
         let state = pending.state.as_deref();
@@ -145,7 +149,9 @@ where
     };
     let issuer = &idp.config.issuer;
     let sealed = s.field("request");
-    let current = session::current(idp, &s.headers, now);
+    let Ok(current) = session::current(idp, &s.headers, now).await else {
+        return errors::unavailable();
+    };
     let user = s.pending.user.clone();
     let session = current.filter(|(_, c)| user.as_ref() == Some(&c.user));
     let (Some(user), Some((sid, session))) = (user, session) else {
@@ -154,34 +160,47 @@ where
     let device = browser::device(&idp.sealer, &s.headers, issuer, now);
     let keys = counters(&user, true, Factor::Otp, device.as_ref(), s.peer);
     let asking = Asking::of(&idp.config, &s.pending);
-    let attempt = match idp.throttle.attempt(&keys, now) {
+    let attempt = match idp.throttle.attempt(&keys, now).await {
         Ok(a) => a,
-        Err(wait) => return throttled(idp, one_time_code, &asking, sealed, wait),
+        Err(Refused::Wait(wait)) => return throttled(idp, one_time_code, &asking, sealed, wait),
+        Err(Refused::Unavailable) => return errors::unavailable(),
     };
-    if !code_ok(idp, &user, s.field("code"), now) {
+    let ok = match code_ok(idp, &user, s.field("code"), now).await {
+        Ok(ok) => ok,
+        Err(_) => {
+            attempt.abandoned().await;
+            return errors::unavailable();
+        }
+    };
+    if !ok {
         attempt.failed();
         idp.metrics.login("invalid_otp");
         let alert = Some(strings().wrong_code);
         return one_time_code(&asking, sealed, alert, StatusCode::UNAUTHORIZED);
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     idp.metrics.login("ok");
     info!(client_id = %s.pending.client, "one-time code accepted");
     let trusted = browser::remember(&idp.sealer, issuer, device, &user, Factor::Otp, now);
-    let session = session::add(idp, &sid, session, Factor::Otp, now);
+    let Ok(session) = session::add(idp, &sid, session, Factor::Otp, now).await else {
+        return errors::unavailable();
+    };
     let auth = session.authentication(&idp.config.acr);
-    code::redirect(idp, &s.pending, auth, now, &[trusted])
+    code::redirect(idp, &s.pending, auth, now, &[trusted]).await
 }
 
 /// Whether `code` is `user`'s current one-time code, used for the first time.
-fn code_ok(idp: &Idp, user: &str, code: &str, now: u64) -> bool {
+async fn code_ok(idp: &Idp, user: &str, code: &str, now: u64) -> Result<bool, StoreError> {
     let secret = idp
         .config
         .users
         .get(user)
         .and_then(|u| u.totp_secret.as_ref());
     let step = secret.and_then(|sec| totp::check(sec, code, now));
-    step.is_some_and(|st| idp.store.first_otp_use(format!("{user}:{st}")))
+    match step {
+        Some(st) => idp.store.first_otp_use(format!("{user}:{st}")).await,
+        None => Ok(false),
+    }
 }
 
 /// The checks every login-page POST passes first: same origin, a readable form, a genuine and

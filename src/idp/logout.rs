@@ -29,7 +29,7 @@ use super::form::read_form;
 use super::pages::{self, Problem, error_page};
 use super::state::Idp;
 use super::store::{After, LOGOUT_SECS, PendingLogout};
-use super::{browser, session, verify};
+use super::{browser, errors, session, verify};
 use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
 use crate::page::strings;
@@ -58,7 +58,10 @@ where
     B::Error: Into<BoxError>,
 {
     let theme = &idp.config.branding;
-    let current = session::current(idp, req.headers(), now).map(|(id, s)| (id.sha256(), s));
+    let Ok(current) = session::current(idp, req.headers(), now).await else {
+        return errors::unavailable();
+    };
+    let current = current.map(|(id, s)| (id.sha256(), s));
     let post = req.method() == Method::POST;
     let (headers, form) = if post {
         match read_form(req).await {
@@ -72,7 +75,7 @@ where
     match form.one("logout_request") {
         Ok(None) => {}
         // The confirmation coming back: only ever a POST from our own page.
-        Ok(Some(id)) if post => return confirm(idp, &headers, current, id, &form, now),
+        Ok(Some(id)) if post => return confirm(idp, &headers, current, id, &form, now).await,
         _ => return error_page(theme, Problem::SignOutNeedsButton),
     }
     let checked = match check(idp, &form, now) {
@@ -81,11 +84,11 @@ where
     };
     match current {
         Some((key, s)) if names(checked.hint.as_ref(), &s) => {
-            finish(idp, Some((key, s)), &checked.after, now)
+            finish(idp, Some((key, s)), &checked.after, now).await
         }
         // No cookie on a top-level GET and no hint: no session of this browser to end.
-        None if !post && checked.hint.is_none() => finish(idp, None, &checked.after, now),
-        current => ask(idp, current.map(|(key, _)| key), checked),
+        None if !post && checked.hint.is_none() => finish(idp, None, &checked.after, now).await,
+        current => ask(idp, current.map(|(key, _)| key), checked).await,
     }
 }
 
@@ -175,7 +178,7 @@ fn set_confirm_cookie(idp: &Idp, value: Option<&str>) -> HeaderValue {
 }
 
 /// Shows the confirmation page, bound to this browser by a fresh cookie and to `session`.
-fn ask(idp: &Idp, session: Option<[u8; 32]>, checked: Checked) -> Response<Body> {
+async fn ask(idp: &Idp, session: Option<[u8; 32]>, checked: Checked) -> Response<Body> {
     let id = crate::secret::random_b64(24);
     let browser = Token::new(crate::secret::random_b64(24));
     let app = checked.app.as_deref();
@@ -189,7 +192,9 @@ fn ask(idp: &Idp, session: Option<[u8; 32]>, checked: Checked) -> Response<Body>
         session,
         after: checked.after,
     };
-    idp.store.put_logout(id, pending);
+    if idp.store.put_logout(id, pending).await.is_err() {
+        return errors::unavailable();
+    }
     rsp
 }
 
@@ -207,7 +212,7 @@ fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'
 
 /// The confirmation form coming back: from our origin, with the cookie the page set and, when
 /// the page was shown to a session, that session.
-fn confirm(
+async fn confirm(
     idp: &Idp,
     headers: &HeaderMap,
     current: Option<([u8; 32], Session)>,
@@ -220,8 +225,10 @@ fn confirm(
         info!("sign-out confirmation from another site refused");
         return error_page(theme, Problem::SignOutOtherSite);
     }
-    let Some(pending) = idp.store.take_logout(id) else {
-        return error_page(theme, Problem::SignOutExpired);
+    let pending = match idp.store.take_logout(id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return error_page(theme, Problem::SignOutExpired),
+        Err(_) => return errors::unavailable(),
     };
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
     let mut cookies = cookies(headers, confirm_cookie(&idp.config.issuer));
@@ -239,23 +246,27 @@ fn confirm(
     if pending.session.is_some() && pending.session != current.as_ref().map(|(key, _)| *key) {
         return error_page(theme, Problem::SessionChanged);
     }
-    let mut rsp = finish(idp, current, &pending.after, now);
+    let mut rsp = finish(idp, current, &pending.after, now).await;
     rsp.headers_mut()
         .append(header::SET_COOKIE, set_confirm_cookie(idp, None));
     rsp
 }
 
 /// Ends the session (if any) and sends the browser on.
-fn finish(
+async fn finish(
     idp: &Idp,
     target: Option<([u8; 32], Session)>,
     after: &After,
     now: u64,
 ) -> Response<Body> {
-    let cookie = target.map(|(key, s)| {
+    let mut cookie = None;
+    if let Some((key, s)) = target {
+        let Ok(c) = session::end(idp, &key, &s, now).await else {
+            return errors::unavailable();
+        };
         info!(sid = %s.sid, "signed out");
-        session::end(idp, &key, &s, now)
-    });
+        cookie = Some(c);
+    }
     let mut rsp = match &after.redirect {
         Some((uri, state)) => redirect(idp, uri, state.as_deref()),
         None => pages::signed_out(&idp.config.branding, after.note),
@@ -337,7 +348,7 @@ mod tests {
             let rsp = end_session(&idp, req, 1_000).await;
             assert_eq!(rsp.status(), StatusCode::OK);
         }
-        let (kept, bytes) = idp.store.logouts_held();
+        let (kept, bytes) = idp.store.memory().expect("memory store").logouts_held();
         assert!(bytes <= LOGOUTS_BUDGET);
         assert!(kept < n && kept > n / 4, "{kept} of {n} kept");
     }

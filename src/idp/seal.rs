@@ -48,6 +48,24 @@ pub fn sealer(dir: &Path) -> Result<Sealer, KeyError> {
     Ok(Sealer::new(Some(key)))
 }
 
+/// The sealer of replicas whose keys live in the database: its key derived (HKDF-SHA256) from the
+/// key-encryption key they share, so no replica needs a key directory.
+pub fn derived(kek: &[u8; 32]) -> Sealer {
+    use ring::hkdf::{HKDF_SHA256, Salt};
+    struct Len;
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let prk = Salt::new(HKDF_SHA256, b"baton-idp").extract(kek);
+    let mut key = [0u8; 32];
+    prk.expand(&[b"sealing key"], Len)
+        .and_then(|okm| okm.fill(&mut key))
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    Sealer::new(Some(key))
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();

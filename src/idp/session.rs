@@ -7,8 +7,8 @@
 
 use super::authn::Session;
 use super::config::Factor;
-use super::revocation::Root;
 use super::state::Idp;
+use super::store::StoreError;
 use crate::http::cookie;
 use crate::secret::Token;
 use http::{HeaderMap, HeaderValue};
@@ -34,15 +34,27 @@ fn set_cookie(idp: &Idp, value: &str, max_age: u64) -> HeaderValue {
 }
 
 /// The session the request's cookie names, if it exists and has not expired, with the cookie.
-pub fn current(idp: &Idp, headers: &HeaderMap, now: u64) -> Option<(Token, Session)> {
-    let value = Token::new(cookie::read(headers, cookie_name(&idp.config.issuer))?);
-    let session = idp.store.session(&value.sha256())?;
-    (session.expires_at > now).then_some((value, session))
+pub async fn current(
+    idp: &Idp,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<Option<(Token, Session)>, StoreError> {
+    let Some(value) = cookie::read(headers, cookie_name(&idp.config.issuer)) else {
+        return Ok(None);
+    };
+    let value = Token::new(value);
+    let session = idp.store.session(&value.sha256()).await?;
+    Ok(session.filter(|s| s.expires_at > now).map(|s| (value, s)))
 }
 
 /// Starts a new session for `user` who just proved `factor`; returns the cookie to set and the
 /// session.
-pub fn start(idp: &Idp, user: &str, factor: Factor, now: u64) -> (HeaderValue, Session) {
+pub async fn start(
+    idp: &Idp,
+    user: &str,
+    factor: Factor,
+    now: u64,
+) -> Result<(HeaderValue, Session), StoreError> {
     let id = Token::new(crate::secret::random_b64(32));
     let session = Session {
         user: user.to_owned(),
@@ -50,31 +62,36 @@ pub fn start(idp: &Idp, user: &str, factor: Factor, now: u64) -> (HeaderValue, S
         factors: BTreeMap::from([(factor, now)]),
         expires_at: now + idp.config.lifetimes.session,
     };
-    idp.store.put_session(id.sha256(), session.clone());
+    idp.store.put_session(id.sha256(), &session).await?;
     let cookie = set_cookie(idp, id.expose(), idp.config.lifetimes.session);
-    (cookie, session)
+    Ok((cookie, session))
 }
 
 /// Records `factor` on the session `id`; returns the updated session.
-pub fn add(idp: &Idp, id: &Token, mut session: Session, factor: Factor, now: u64) -> Session {
+pub async fn add(
+    idp: &Idp,
+    id: &Token,
+    mut session: Session,
+    factor: Factor,
+    now: u64,
+) -> Result<Session, StoreError> {
     session.factors.insert(factor, now);
-    idp.store.put_session(id.sha256(), session.clone());
-    session
+    idp.store.put_session(id.sha256(), &session).await?;
+    Ok(session)
 }
 
 /// Ends the session stored under `key` (RP-Initiated Logout 1.0 §2): drops the server-side
 /// state and revokes its `sid`, and with it every token descending from the session: refresh
 /// tokens, access tokens and every exchange of them. Returns the cookie that clears the
 /// browser's.
-pub fn end(idp: &Idp, key: &[u8; 32], session: &Session, now: u64) -> HeaderValue {
-    idp.store.drop_session(key);
-    idp.store.revocations().revoke(
-        &session.user,
-        Root::Session(&session.sid),
-        session.auth_time(),
-        now,
-    );
-    set_cookie(idp, "", 0)
+pub async fn end(
+    idp: &Idp,
+    key: &[u8; 32],
+    session: &Session,
+    now: u64,
+) -> Result<HeaderValue, StoreError> {
+    idp.store.end_session(key, session, now).await?;
+    Ok(set_cookie(idp, "", 0))
 }
 
 #[cfg(test)]

@@ -17,32 +17,58 @@ pub enum IdpError {
     /// The sealing key could not be read or made.
     #[error(transparent)]
     Seal(#[from] seal::KeyError),
+    /// The store could not be set up.
+    #[error(transparent)]
+    Store(#[from] store::postgres::SetupError),
+    /// The signing keys in the database could not be used.
+    #[error(transparent)]
+    DbKeys(#[from] store::keys::KeysError),
+}
+
+/// Where the signing keys live.
+enum KeySource {
+    /// PEM files and a manifest in `keys.dir`.
+    Dir(keys::Store),
+    /// The shared database, encrypted at rest.
+    Db(Box<store::keys::DbKeys>),
 }
 
 /// A running OpenID Provider.
 pub struct Idp {
     pub(crate) config: Config,
-    key_store: keys::Store,
+    key_source: KeySource,
     ring: RwLock<Arc<keys::KeyRing>>,
     /// Codes, refresh families, sessions, sign-out confirmations, revocations, replay sets.
-    pub(crate) store: store::Memory,
+    pub(crate) store: store::Store,
     pub(crate) metrics: metrics::Metrics,
     /// Seals pending requests and device cookies into the browser.
     pub(crate) sealer: crate::http::cookie::Sealer,
     /// The bounded password-check pool.
     pub(crate) passwords: password::Checker,
     /// Failure counters of the login pages.
-    pub(crate) throttle: throttle::Throttle,
+    pub(crate) throttle: throttle::Throttle<throttle::Counters>,
     /// DPoP proofs at the token endpoint: checks and the bounded replay store.
     pub(crate) dpop: crate::dpop::Verifier,
 }
 
 impl Idp {
-    /// Loads (or on first start creates) the signing keys and builds the stores.
+    /// Loads (or on first start creates) the signing keys and builds the stores. A database
+    /// store is not contacted here: [`Idp::prepare`] does.
     pub fn new(config: Config) -> Result<Self, IdpError> {
-        let key_store = key_store(&config);
-        let ring = key_store.load_or_create()?;
-        let sealer = seal::sealer(&config.keys.dir)?;
+        let store = store::Store::new(&config)?;
+        let (key_source, ring, sealer) = match (db_keys(&config, &store), kek(&config)) {
+            (Some(db), Some(kek)) => {
+                // Replaced by the database's keys in `prepare`, before anything is served.
+                let ring = keys::KeyRing::ephemeral(config.keys.algorithm)?;
+                (KeySource::Db(Box::new(db)), ring, seal::derived(kek))
+            }
+            _ => {
+                let key_store = key_store(&config);
+                let ring = key_store.load_or_create()?;
+                let sealer = seal::sealer(&config.keys.dir)?;
+                (KeySource::Dir(key_store), ring, sealer)
+            }
+        };
         let hashes: Vec<&str> = config
             .users
             .values()
@@ -57,16 +83,32 @@ impl Idp {
             "password checks bounded"
         );
         Ok(Self {
-            store: store::Memory::new(&config.lifetimes),
-            throttle: throttle::Throttle::new(lim.throttle, config.users.len()),
+            throttle: throttle::Throttle::with_store(lim.throttle, store.counters(&config)),
+            store,
             config,
-            key_store,
+            key_source,
             ring: RwLock::new(Arc::new(ring)),
             metrics: metrics::Metrics::default(),
             sealer,
             passwords,
             dpop: crate::dpop::Verifier::default(),
         })
+    }
+
+    /// Readies the store (for a database: migrations, schema check, revocations copy).
+    pub async fn prepare(&self) -> Result<(), IdpError> {
+        self.store.prepare().await?;
+        if let KeySource::Db(db) = &self.key_source {
+            let ring = db.load_or_create(unix_now()).await?;
+            info!(kid = %ring.signer.kid(), "signing keys read from the database");
+            self.set_ring(ring);
+        }
+        Ok(())
+    }
+
+    /// Whether the IdP can answer requests that need its store (`/readyz`).
+    pub fn ready(&self) -> bool {
+        self.store.ready()
     }
 
     /// The validated configuration.
@@ -90,18 +132,25 @@ impl Idp {
         *w = Arc::new(ring);
     }
 
-    /// Rotates the keys on disk (next → active, active → retired, new next) and uses them.
-    pub fn rotate_keys(&self) -> Result<(), IdpError> {
-        let ring = self.key_store.rotate(unix_now())?;
+    /// Rotates the keys (next → active, active → retired, new next) and uses them.
+    pub async fn rotate_keys(&self) -> Result<(), IdpError> {
+        let ring = match &self.key_source {
+            KeySource::Dir(d) => d.rotate(unix_now())?,
+            KeySource::Db(db) => db.rotate(unix_now()).await?,
+        };
         info!(kid = %ring.signer.kid(), "signing key rotated");
         self.set_ring(ring);
         Ok(())
     }
 
-    /// Re-reads the manifest and switches keys if another process (`baton-idp keys rotate`)
-    /// changed it. Returns whether keys changed.
-    pub fn reload_keys(&self) -> Result<bool, IdpError> {
-        match self.key_store.reload_if_changed(&self.keys())? {
+    /// Re-reads the manifest (or the database's keys) and switches keys if another process
+    /// (`baton-idp keys rotate`, another replica) changed them. Returns whether keys changed.
+    pub async fn reload_keys(&self) -> Result<bool, IdpError> {
+        let ring = match &self.key_source {
+            KeySource::Dir(d) => d.reload_if_changed(&self.keys())?,
+            KeySource::Db(db) => db.reload_if_changed(&self.keys(), unix_now()).await?,
+        };
+        match ring {
             Some(ring) => {
                 info!(kid = %ring.signer.kid(), "signing keys reloaded");
                 self.set_ring(ring);
@@ -120,6 +169,44 @@ impl Idp {
     pub fn token_requests(&self) -> u64 {
         self.metrics.token_requests()
     }
+}
+
+/// The key-encryption key, when the store keeps the signing keys.
+fn kek(cfg: &Config) -> Option<&[u8; 32]> {
+    match &cfg.store {
+        crate::idp::config::StoreConfig::Postgres(pg) => pg.key_encryption_key.as_ref(),
+        crate::idp::config::StoreConfig::Memory => None,
+    }
+}
+
+/// The database key store, when the config asks for one.
+fn db_keys(cfg: &Config, store: &store::Store) -> Option<store::keys::DbKeys> {
+    let pg = store.postgres()?;
+    let kek = kek(cfg)?;
+    Some(store::keys::DbKeys::new(
+        pg.clone(),
+        kek,
+        cfg.keys.algorithm,
+        cfg.max_token_lifetime(),
+    ))
+}
+
+/// Rotates the keys in the database the config names, as `baton-idp keys rotate` does there;
+/// the replicas pick the change up within 10 s. The kid of the new active key.
+pub async fn rotate_in_db(cfg: &Config) -> Result<String, IdpError> {
+    let store = store::Store::new(cfg)?;
+    let Some(db) = db_keys(cfg, &store) else {
+        return rotate_on_disk(cfg);
+    };
+    if let Some(pg) = store.postgres() {
+        pg.migrate().await?;
+    }
+    Ok(db.rotate(unix_now()).await?.signer.kid().to_owned())
+}
+
+/// Whether the config keeps the signing keys in the database.
+pub fn keys_in_db(cfg: &Config) -> bool {
+    kek(cfg).is_some()
 }
 
 /// The key store `cfg` names: its directory and algorithm; retired keys stay published as long

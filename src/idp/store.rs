@@ -1,23 +1,44 @@
 //! What baton-idp remembers between requests: authorization codes, refresh-token families,
 //! login sessions, sign-out confirmations waiting for a click, revocations, and the replay sets
-//! of client-assertion `jti`s and one-time codes. The records are defined here; [`Memory`] keeps
-//! them in the process, each kind bounded, and its methods are every operation the IdP performs
-//! on them. The login failure counters ([`super::throttle::Store`]) and the signing keys
-//! ([`super::keys::Store`]) have stores of their own.
+//! of client-assertion `jti`s and one-time codes. The records are defined here; [`Store`] is
+//! every operation the IdP performs on them, kept either in the process ([`Memory`], one
+//! replica) or in PostgreSQL ([`Postgres`], shared by every replica). The login failure
+//! counters ([`super::throttle::Store`]) and the signing keys ([`super::keys::Store`]) have
+//! stores of their own.
 //!
 //! Codes, refresh tokens and session cookies are stored under the SHA-256 of their value, so
 //! the store holds nothing a client could present.
+//!
+//! Operations that must hold under concurrency (across replicas, for the database) are single
+//! store operations: a code is consumed once ([`Store::consume_code`]), a refresh family is
+//! rotated or found reused in one step ([`Store::rotate`]), a `jti` or a one-time-code step is
+//! recorded if absent ([`Store::first_assertion_use`], [`Store::first_otp_use`]).
 
+pub mod keys;
 mod memory;
+pub mod postgres;
 
 pub use memory::{CODES_BUDGET, LOGOUTS_BUDGET, Memory};
+pub use postgres::Postgres;
 
-use super::authn::Authentication;
-use super::revocation::Lineage;
-use std::sync::{Arc, Mutex, MutexGuard};
+use super::authn::{Authentication, Session};
+use super::config::{Config, StoreConfig};
+use super::revocation::{Lineage, Root};
+use serde::{Deserialize, Serialize};
+
+/// Why the store could not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached (or the revocations copy is too old): retry shortly.
+    #[error("the shared store is unavailable")]
+    Unavailable,
+    /// A record could not be read back: a bug or a foreign write; details are logged.
+    #[error("a stored record is unreadable")]
+    Corrupt,
+}
 
 /// A code issued at `/login`, bound to client, redirect URI and PKCE challenge (RFC 7636 §4.4).
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CodeGrant {
     pub(crate) client: String,
     pub(crate) redirect_uri: String,
@@ -28,39 +49,31 @@ pub struct CodeGrant {
     pub(crate) resources: Vec<String>,
     pub(crate) nonce: Option<String>,
     pub(crate) expires_at: u64,
+}
+
+/// A stored code and whether it was redeemed.
+#[derive(Debug, Clone)]
+pub struct Code {
+    pub(crate) grant: CodeGrant,
+    /// Redeemed already: a replay.
     pub(crate) used: bool,
     /// The grant family of the tokens issued from this code, revoked if it is replayed
     /// (RFC 6749 §4.1.2).
-    pub(crate) family: Option<FamilyRef>,
+    pub(crate) family: Option<String>,
 }
 
-/// The shared state of one chain of rotated refresh tokens.
-#[derive(Debug)]
-pub struct Family {
-    /// The `grant_id` of every token issued in this family.
-    pub(crate) id: String,
-    /// The hash of the only refresh token that works; `None` once the family is revoked.
-    pub(crate) current: Option<[u8; 32]>,
-}
-
-impl Family {
-    /// The `grant_id` its tokens carry.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-/// A family shared by its tokens and its code.
-pub type FamilyRef = Arc<Mutex<Family>>;
-
-/// Locks a family; a panic elsewhere while it was held leaves its data usable.
-pub(crate) fn lock(f: &Mutex<Family>) -> MutexGuard<'_, Family> {
-    f.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Who won a code's redemption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consume {
+    /// This request: the code is now used and names the family given.
+    Won,
+    /// Another request (or the code is gone): the family that one started, if any.
+    Lost(Option<String>),
 }
 
 /// A refresh token's server-side record. Rotated tokens stay stored (until their expiry) so that
 /// their reuse is recognised.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshGrant {
     pub(crate) client: String,
     pub(crate) auth: Authentication,
@@ -70,14 +83,34 @@ pub struct RefreshGrant {
     pub(crate) resources: Vec<String>,
     /// The earlier of the refresh lifetime and the sign-in's end (`lifetimes.sign_in`).
     pub(crate) expires_at: u64,
-    pub(crate) family: FamilyRef,
+    /// The `grant_id` of every token of its family.
+    pub(crate) family: String,
 }
 
 impl RefreshGrant {
-    /// Where the grant's tokens come from: its sign-in and `family`.
-    pub(crate) fn lineage<'a>(&'a self, family: &'a Family) -> Lineage<'a> {
-        self.auth.lineage(Some(&family.id))
+    /// Where the grant's tokens come from: its sign-in and family.
+    pub(crate) fn lineage(&self) -> Lineage<'_> {
+        self.auth.lineage(Some(&self.family))
     }
+}
+
+/// A refresh token's record and the hash of its family's only working token (`None` once the
+/// family is revoked or gone).
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    pub(crate) grant: RefreshGrant,
+    pub(crate) current: Option<[u8; 32]>,
+}
+
+/// The outcome of a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The presented token was current; the new one is.
+    Rotated,
+    /// The presented token was rotated away while the family lived: the family is now revoked.
+    Reused,
+    /// The family is revoked or expired.
+    Gone,
 }
 
 /// How long a sign-out confirmation page stays valid, in seconds.
@@ -93,7 +126,7 @@ pub struct After {
 }
 
 /// A sign-out waiting for the user's confirmation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PendingLogout {
     /// SHA-256 of the confirmation cookie (and the form's `csrf`) the page was shown with.
     pub(crate) browser: [u8; 32],
@@ -110,5 +143,239 @@ impl PendingLogout {
         });
         let bytes = std::mem::size_of::<Self>() + id.len() + heap + 64;
         u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// Where the IdP keeps what it remembers: one replica's memory or the shared database.
+// One per IdP, never moved after start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Store {
+    /// In the process.
+    Memory(Memory),
+    /// In PostgreSQL (shared with the login throttle's counters).
+    Postgres(std::sync::Arc<Postgres>),
+}
+
+/// Dispatches one operation to the store kept: `$m.$op($args)`, awaited for the database.
+macro_rules! each {
+    ($self:ident, $s:ident => $mem:expr, $pg:expr) => {
+        match $self {
+            Store::Memory($s) => $mem,
+            Store::Postgres($s) => $pg,
+        }
+    };
+}
+
+impl Store {
+    /// The store `cfg` names, for records living as long as `l` lets them. The database is not
+    /// contacted yet: [`Store::prepare`] does, before the IdP serves.
+    pub fn new(config: &Config) -> Result<Self, postgres::SetupError> {
+        let l = &config.lifetimes;
+        Ok(match &config.store {
+            StoreConfig::Memory => Store::Memory(Memory::new(l)),
+            StoreConfig::Postgres(pg) => {
+                let t = &config.login.throttle;
+                let p = Postgres::new(pg, l, t, config.users.len())?;
+                Store::Postgres(std::sync::Arc::new(p))
+            }
+        })
+    }
+
+    /// The login throttle's counters: in memory, or in the same database.
+    pub fn counters(&self, config: &Config) -> super::throttle::Counters {
+        use super::throttle::{Counters, Memory as Counts};
+        match self {
+            Store::Memory(_) => {
+                Counters::Memory(Counts::new(&config.login.throttle, config.users.len()))
+            }
+            Store::Postgres(p) => Counters::Postgres(p.clone()),
+        }
+    }
+
+    /// Readies the store before serving: for the database, migrations under a lock, the schema
+    /// version check and the first copy of the revocations.
+    pub async fn prepare(&self) -> Result<(), postgres::SetupError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Postgres(p) => p.prepare().await,
+        }
+    }
+
+    /// The database store, when that is where records live.
+    pub fn postgres(&self) -> Option<&std::sync::Arc<Postgres>> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Postgres(p) => Some(p),
+        }
+    }
+
+    /// The memory store, for tests that bound it.
+    #[cfg(test)]
+    pub fn memory(&self) -> Option<&Memory> {
+        match self {
+            Store::Memory(m) => Some(m),
+            Store::Postgres(_) => None,
+        }
+    }
+
+    /// Whether requests needing the store can be answered now (`/readyz`).
+    pub fn ready(&self) -> bool {
+        match self {
+            Store::Memory(_) => true,
+            Store::Postgres(p) => p.ready(),
+        }
+    }
+
+    /// Background upkeep until the task is dropped: for the database, the health probe, the
+    /// revocations copy and the sweep of expired rows. The memory store expires by itself.
+    pub async fn maintain(&self) {
+        match self {
+            Store::Memory(_) => std::future::pending().await,
+            Store::Postgres(p) => p.maintain().await,
+        }
+    }
+
+    // === codes ===
+
+    /// Keeps a code's grant under the hash of the code.
+    pub async fn put_code(&self, key: [u8; 32], grant: CodeGrant) -> Result<(), StoreError> {
+        each!(self, m => {
+            m.put_code(key, grant);
+            Ok(())
+        }, m.put_code(key, grant).await)
+    }
+
+    /// The code under `key`, used or not.
+    pub async fn code(&self, key: &[u8; 32]) -> Result<Option<Code>, StoreError> {
+        each!(self, m => Ok(m.code(key)), m.code(key).await)
+    }
+
+    /// Marks the code used by a redemption starting `family`, unless another redemption did:
+    /// exactly one caller wins, wherever it runs.
+    pub async fn consume_code(&self, key: &[u8; 32], family: &str) -> Result<Consume, StoreError> {
+        each!(self, m => Ok(m.consume_code(key, family)), m.consume_code(key, family).await)
+    }
+
+    // === refresh families ===
+
+    /// Starts a family whose only working token is `key`.
+    pub async fn start_family(&self, key: [u8; 32], grant: RefreshGrant) -> Result<(), StoreError> {
+        each!(self, m => {
+            m.start_family(key, grant);
+            Ok(())
+        }, m.start_family(key, grant).await)
+    }
+
+    /// The record of a refresh token, current or rotated away, and its family's current token.
+    pub async fn refresh(&self, key: &[u8; 32]) -> Result<Option<Refresh>, StoreError> {
+        each!(self, m => Ok(m.refresh(key)), m.refresh(key).await)
+    }
+
+    /// In one step: when `old` is its family's current token, `next` becomes it; when the family
+    /// has another current token, `old` was reused and the family is revoked.
+    pub async fn rotate(
+        &self,
+        old: &[u8; 32],
+        next: [u8; 32],
+        grant: RefreshGrant,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        each!(self, m => Ok(m.rotate(old, next, grant, now)), m.rotate(old, next, grant, now).await)
+    }
+
+    /// Revokes a family: its current token stops working and every token naming it is revoked.
+    /// Whether it still had a current token.
+    pub async fn revoke_family(
+        &self,
+        family: &str,
+        auth: &Authentication,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        each!(self, m => Ok(m.revoke_family(family, auth, now)), m.revoke_family(family, auth, now).await)
+    }
+
+    // === login sessions ===
+
+    /// Keeps (or replaces) the session under the hash of its cookie.
+    pub async fn put_session(&self, key: [u8; 32], session: &Session) -> Result<(), StoreError> {
+        each!(self, m => {
+            m.put_session(key, session.clone());
+            Ok(())
+        }, m.put_session(key, session).await)
+    }
+
+    /// The session under the hash of a cookie.
+    pub async fn session(&self, key: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+        each!(self, m => Ok(m.session(key)), m.session(key).await)
+    }
+
+    /// Forgets a session and revokes its `sid`.
+    pub async fn end_session(
+        &self,
+        key: &[u8; 32],
+        session: &Session,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        each!(self, m => {
+            m.end_session(key, session, now);
+            Ok(())
+        }, m.end_session(key, session, now).await)
+    }
+
+    // === sign-out confirmations ===
+
+    /// Keeps a confirmation under the id its page carries, for [`LOGOUT_SECS`].
+    pub async fn put_logout(&self, id: String, pending: PendingLogout) -> Result<(), StoreError> {
+        each!(self, m => {
+            m.put_logout(id, pending);
+            Ok(())
+        }, m.put_logout(id, pending).await)
+    }
+
+    /// Takes a confirmation out: each is used at most once.
+    pub async fn take_logout(&self, id: &str) -> Result<Option<PendingLogout>, StoreError> {
+        each!(self, m => Ok(m.take_logout(id)), m.take_logout(id).await)
+    }
+
+    // === replay sets ===
+
+    /// Records a client assertion's `key` (client and `jti`) until its `exp`; whether this is
+    /// its first use. Atomic: two concurrent uses cannot both be first.
+    pub async fn first_assertion_use(&self, key: String, exp: u64) -> Result<bool, StoreError> {
+        each!(self, m => Ok(m.first_assertion_use(key, exp)), m.first_assertion_use(key, exp).await)
+    }
+
+    /// Records a one-time code's `user:step`; whether this is its first use (atomic, as above).
+    pub async fn first_otp_use(&self, key: String) -> Result<bool, StoreError> {
+        each!(self, m => Ok(m.first_otp_use(key)), m.first_otp_use(key).await)
+    }
+
+    // === revocations ===
+
+    /// Revokes every token descending from `root` (of `user`, who signed in at `auth_time`).
+    pub async fn revoke(
+        &self,
+        user: &str,
+        root: Root<'_>,
+        auth_time: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        each!(self, m => {
+            m.revocations().revoke(user, root, auth_time, now);
+            Ok(())
+        }, m.revoke(user, root, auth_time, now).await)
+    }
+
+    /// Whether anything `lineage` names is revoked, asked of the store itself: what a code
+    /// redemption, a refresh, introspection and sign-in decisions use.
+    pub async fn is_revoked(&self, lineage: &Lineage<'_>, now: u64) -> Result<bool, StoreError> {
+        each!(self, m => Ok(m.revocations().is_revoked(lineage, now)), m.is_revoked(lineage, now).await)
+    }
+
+    /// [`Store::is_revoked`] answered from this replica's copy: the hot path of token exchange
+    /// and `/userinfo`. The database's copy is at most `revocation_staleness` old (else
+    /// [`StoreError::Unavailable`]); revocations made by this replica are in it at once.
+    pub fn revoked_cached(&self, lineage: &Lineage<'_>, now: u64) -> Result<bool, StoreError> {
+        each!(self, m => Ok(m.revocations().is_revoked(lineage, now)), m.revoked_cached(lineage, now))
     }
 }

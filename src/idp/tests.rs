@@ -71,14 +71,17 @@ async fn login_page_is_plain_accessible_and_bound_to_the_browser() {
     assert!(headers.get("set-cookie").is_none());
 }
 
-#[test]
-fn a_rotation_on_disk_is_picked_up_by_the_running_idp() {
+#[tokio::test]
+async fn a_rotation_on_disk_is_picked_up_by_the_running_idp() {
     let idp = idp();
     let before = idp.keys().signer.kid().to_owned();
-    assert!(!idp.reload_keys().expect("reload"), "nothing changed yet");
+    assert!(
+        !idp.reload_keys().await.expect("reload"),
+        "nothing changed yet"
+    );
     let kid = rotate_on_disk(idp.config()).expect("rotate");
     assert_ne!(kid, before);
-    assert!(idp.reload_keys().expect("reload"));
+    assert!(idp.reload_keys().await.expect("reload"));
     assert_eq!(idp.keys().signer.kid(), kid);
     assert!(
         idp.keys().verify.contains(&before),

@@ -16,11 +16,16 @@
 //!
 //! Every store is bounded: counters of configured users are kept apart from those of unknown
 //! usernames, so a flood of made-up names can evict only other made-up names, never a real
-//! account's count. [`Store`] is the seam for a shared store (several replicas).
+//! account's count. [`Store`] is the seam for a shared store: [`Counters`] keeps the counters
+//! in memory or, with several replicas, in the shared database (see
+//! [`super::store::Postgres`]).
 
+use super::store::{Postgres, StoreError};
 use moka::ops::compute::Op;
 use moka::sync::Cache;
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The client's address, put in each request's extensions by [`super::serve`].
@@ -113,6 +118,18 @@ pub enum Kind {
     Network,
 }
 
+impl Kind {
+    /// Its name in a shared store.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Account => "account",
+            Kind::UnknownAccount => "unknown",
+            Kind::Device => "device",
+            Kind::Network => "network",
+        }
+    }
+}
+
 /// A counter's name: its kind and a SHA-256 of what it counts (fixed size whatever the input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -170,17 +187,80 @@ pub struct Record {
 /// Where counters live. The in-memory [`Memory`] is the default; a store shared by several
 /// replicas implements the same operations, `reserve` and `release` atomically per key.
 pub trait Store: Send + Sync {
-    /// The counter under `key`, if any failure is remembered.
-    fn get(&self, key: &Key) -> Option<Record>;
     /// If `rule` lets `key` try at `now`, counts the attempt as a failure at once and returns
     /// the record it replaced; else the seconds left to wait. Counting before the check is what
     /// stops a burst of concurrent attempts from all passing the same open window.
-    fn reserve(&self, key: &Key, rule: &Rule, now: u64) -> Result<Option<Record>, u64>;
+    fn reserve(
+        &self,
+        key: &Key,
+        rule: &Rule,
+        now: u64,
+    ) -> impl Future<Output = Result<Result<Option<Record>, u64>, StoreError>> + Send;
     /// Takes back an attempt `reserve` counted: the record goes back to `before` when nothing
     /// else counted since, else loses one failure.
-    fn release(&self, key: &Key, before: Option<Record>, now: u64);
+    fn release(
+        &self,
+        key: &Key,
+        before: Option<Record>,
+        now: u64,
+    ) -> impl Future<Output = ()> + Send;
     /// Forgets the counter after a success.
-    fn clear(&self, key: &Key);
+    fn clear(&self, key: &Key) -> impl Future<Output = ()> + Send;
+}
+
+/// What [`Record`] `release` leaves when `cur` is held and `before` was replaced by the
+/// reservation made at `now`: `before` again when nothing else counted since, else one failure
+/// less; `None` removes the counter.
+pub fn released(cur: Record, before: Option<Record>, now: u64) -> Option<Record> {
+    let reserved = Record {
+        failures: before.map_or(0, |r| r.failures).saturating_add(1),
+        last: now,
+    };
+    match before {
+        _ if cur != reserved => Some(Record {
+            failures: cur.failures.saturating_sub(1),
+            last: cur.last,
+        }),
+        b => b,
+    }
+}
+
+/// The counters of this IdP: in memory, or in the shared database.
+// One per IdP, never moved after start: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Counters {
+    /// In the process.
+    Memory(Memory),
+    /// In PostgreSQL, shared by every replica.
+    Postgres(Arc<Postgres>),
+}
+
+impl Store for Counters {
+    async fn reserve(
+        &self,
+        key: &Key,
+        rule: &Rule,
+        now: u64,
+    ) -> Result<Result<Option<Record>, u64>, StoreError> {
+        match self {
+            Counters::Memory(m) => m.reserve(key, rule, now).await,
+            Counters::Postgres(p) => p.reserve_attempt(key, rule, now).await,
+        }
+    }
+
+    async fn release(&self, key: &Key, before: Option<Record>, now: u64) {
+        match self {
+            Counters::Memory(m) => m.release(key, before, now).await,
+            Counters::Postgres(p) => p.release_attempt(key, before, now).await,
+        }
+    }
+
+    async fn clear(&self, key: &Key) {
+        match self {
+            Counters::Memory(m) => m.clear(key).await,
+            Counters::Postgres(p) => p.clear_attempts(key).await,
+        }
+    }
 }
 
 /// The in-memory store: one bounded cache per kind, each entry forgotten `forget_after`
@@ -219,6 +299,11 @@ impl Memory {
         }
     }
 
+    /// The counter under `key`, if any failure is remembered.
+    pub fn get(&self, key: &Key) -> Option<Record> {
+        self.cache(key.kind).get(&key.id)
+    }
+
     /// Counters held per kind (after pending evictions ran): what tests bound.
     pub fn entries(&self, kind: Kind) -> u64 {
         let c = self.cache(kind);
@@ -228,11 +313,36 @@ impl Memory {
 }
 
 impl Store for Memory {
-    fn get(&self, key: &Key) -> Option<Record> {
-        self.cache(key.kind).get(&key.id)
+    async fn reserve(
+        &self,
+        key: &Key,
+        rule: &Rule,
+        now: u64,
+    ) -> Result<Result<Option<Record>, u64>, StoreError> {
+        Ok(self.reserve_now(key, rule, now))
     }
 
-    fn reserve(&self, key: &Key, rule: &Rule, now: u64) -> Result<Option<Record>, u64> {
+    async fn release(&self, key: &Key, before: Option<Record>, now: u64) {
+        self.cache(key.kind)
+            .entry(key.id)
+            .and_compute_with(|current| {
+                let Some(cur) = current.map(|e| e.into_value()) else {
+                    return Op::Nop;
+                };
+                match released(cur, before, now) {
+                    Some(r) => Op::Put(r),
+                    None => Op::Remove,
+                }
+            });
+    }
+
+    async fn clear(&self, key: &Key) {
+        self.cache(key.kind).invalidate(&key.id);
+    }
+}
+
+impl Memory {
+    fn reserve_now(&self, key: &Key, rule: &Rule, now: u64) -> Result<Option<Record>, u64> {
         let mut outcome = Err(0);
         self.cache(key.kind).entry(key.id).and_compute_with(|old| {
             let before = old.map(|e| e.into_value());
@@ -250,32 +360,6 @@ impl Store for Memory {
             })
         });
         outcome
-    }
-
-    fn release(&self, key: &Key, before: Option<Record>, now: u64) {
-        self.cache(key.kind)
-            .entry(key.id)
-            .and_compute_with(|current| {
-                let Some(cur) = current.map(|e| e.into_value()) else {
-                    return Op::Nop;
-                };
-                let reserved = Record {
-                    failures: before.map_or(0, |r| r.failures).saturating_add(1),
-                    last: now,
-                };
-                match before {
-                    _ if cur != reserved => Op::Put(Record {
-                        failures: cur.failures.saturating_sub(1),
-                        last: cur.last,
-                    }),
-                    Some(b) => Op::Put(b),
-                    None => Op::Remove,
-                }
-            });
-    }
-
-    fn clear(&self, key: &Key) {
-        self.cache(key.kind).invalidate(&key.id);
     }
 }
 
@@ -296,6 +380,27 @@ impl Throttle<Memory> {
 }
 
 impl<S: Store> Throttle<S> {
+    /// A throttle keeping its counters in `store`.
+    pub fn with_store(limits: Limits, store: S) -> Throttle<S> {
+        Throttle { limits, store }
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// Why an attempt may not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A counter must wait this many seconds (at least one).
+    Wait(u64),
+    /// The counters cannot be reached (a shared store that is down).
+    Unavailable,
+}
+
+impl<S: Store> Throttle<S> {
     fn rule(&self, kind: Kind) -> &Rule {
         match kind {
             Kind::Account | Kind::UnknownAccount => &self.limits.account,
@@ -306,18 +411,21 @@ impl<S: Store> Throttle<S> {
 
     /// Starts an attempt counted under every key, as a failure until its outcome says
     /// otherwise; the seconds to wait when a key must wait (then nothing stays counted).
-    pub fn attempt(&self, keys: &[Key], now: u64) -> Result<Attempt<'_, S>, u64> {
+    pub async fn attempt(&self, keys: &[Key], now: u64) -> Result<Attempt<'_, S>, Refused> {
         let mut reserved = Vec::with_capacity(keys.len());
         for k in keys {
-            match self.store.reserve(k, self.rule(k.kind), now) {
-                Ok(before) => reserved.push((*k, before)),
-                Err(wait) => {
-                    for (k, before) in reserved {
-                        self.store.release(&k, before, now);
-                    }
-                    return Err(wait.max(1));
+            let refused = match self.store.reserve(k, self.rule(k.kind), now).await {
+                Ok(Ok(before)) => {
+                    reserved.push((*k, before));
+                    continue;
                 }
+                Ok(Err(wait)) => Refused::Wait(wait.max(1)),
+                Err(_) => Refused::Unavailable,
+            };
+            for (k, before) in reserved {
+                self.store.release(&k, before, now).await;
             }
+            return Err(refused);
         }
         Ok(Attempt {
             throttle: self,
@@ -347,19 +455,19 @@ impl<S: Store> Attempt<'_, S> {
     /// The check passed: the run of consecutive failures of the account or browser that
     /// succeeded ends. The network's count only loses this attempt: one valid account must not
     /// let a client reset the count of its guesses at others.
-    pub fn succeeded(self) {
+    pub async fn succeeded(self) {
         for (k, before) in &self.reserved {
             match k.kind {
-                Kind::Network => self.throttle.store.release(k, *before, self.now),
-                _ => self.throttle.store.clear(k),
+                Kind::Network => self.throttle.store.release(k, *before, self.now).await,
+                _ => self.throttle.store.clear(k).await,
             }
         }
     }
 
     /// Nothing was checked (the password pool was busy): the attempt is not counted.
-    pub fn abandoned(self) {
+    pub async fn abandoned(self) {
         for (k, before) in &self.reserved {
-            self.throttle.store.release(k, *before, self.now);
+            self.throttle.store.release(k, *before, self.now).await;
         }
     }
 }

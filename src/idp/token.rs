@@ -103,7 +103,7 @@ where
     let grant = Grant::parse(&form)?;
     *label = grant.label();
     tracing::Span::current().record("grant_type", grant.label());
-    let client = client_auth::authenticate(idp, &parts.headers, &form, now)?;
+    let client = client_auth::authenticate(idp, &parts.headers, &form, now).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     if !client.allows(grant.name()) {
         return Err(OAuthError::UnauthorizedClient(format!(
@@ -112,7 +112,7 @@ where
         )));
     }
     let jkt = proof(idp, client, &parts, now)?;
-    dispatch(idp, grant, client, &form, jkt.as_deref(), now)
+    dispatch(idp, grant, client, &form, jkt.as_deref(), now).await
 }
 
 /// The request's DPoP proof (RFC 9449 §4.3), checked against this endpoint's own URL as
@@ -141,7 +141,7 @@ fn proof(
     Ok(Some(idp.dpop.verify(proof, &expect, None, now)?.jkt))
 }
 
-fn dispatch(
+async fn dispatch(
     idp: &Idp,
     grant: Grant,
     client: &Client,
@@ -150,8 +150,8 @@ fn dispatch(
     now: u64,
 ) -> Result<Value, OAuthError> {
     match grant {
-        Grant::AuthorizationCode => code::authorization_code(idp, client, form, jkt, now),
-        Grant::RefreshToken => refresh::refresh(idp, client, form, jkt, now),
+        Grant::AuthorizationCode => code::authorization_code(idp, client, form, jkt, now).await,
+        Grant::RefreshToken => refresh::refresh(idp, client, form, jkt, now).await,
         Grant::ClientCredentials => {
             client_credentials::client_credentials(idp, client, form, jkt, now)
         }

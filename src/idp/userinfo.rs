@@ -36,7 +36,7 @@ fn claims(idp: &Idp, headers: &HeaderMap, now: u64) -> Result<jwt::Claims, Beare
     };
     let v = jwt::verify(token.trim(), &idp.keys().verify, &rules, now)
         .map_err(|_| BearerError::InvalidToken)?;
-    if verify::revoked(idp, &v.claims, now) {
+    if verify::revoked(idp, &v.claims, now).map_err(|_| BearerError::Unavailable)? {
         return Err(BearerError::InvalidToken);
     }
     if !jwt::scopes(&v.claims).any(|s| s == "openid") {

@@ -4,6 +4,7 @@
 
 use super::revocation::Lineage;
 use super::state::Idp;
+use super::store::StoreError;
 use crate::jwt::{self, Claims, Kind, Rules, VerifyError};
 
 /// The claims of an ID token this IdP signed (our key, our `iss`, `typ` of an ID token), for
@@ -32,7 +33,22 @@ pub fn hint_subject(idp: &Idp, token: &str, now: u64) -> Option<String> {
     claims.get("sub")?.as_str().map(str::to_owned)
 }
 
-/// Whether the token with these claims descends from a revoked root.
-pub fn revoked(idp: &Idp, claims: &Claims, now: u64) -> bool {
-    Lineage::of(claims).is_some_and(|l| idp.store.revocations().is_revoked(&l, now))
+/// Whether the token with these claims descends from a revoked root, from this replica's copy
+/// of the revocations (token exchange, `/userinfo`: see [`Store::revoked_cached`]). A token
+/// of no sign-in (`client_credentials`) needs no store.
+///
+/// [`Store::revoked_cached`]: super::store::Store::revoked_cached
+pub fn revoked(idp: &Idp, claims: &Claims, now: u64) -> Result<bool, StoreError> {
+    match Lineage::of(claims) {
+        Some(l) => idp.store.revoked_cached(&l, now),
+        None => Ok(false),
+    }
+}
+
+/// [`revoked`] asked of the store itself (introspection).
+pub async fn revoked_now(idp: &Idp, claims: &Claims, now: u64) -> Result<bool, StoreError> {
+    match Lineage::of(claims) {
+        Some(l) => idp.store.is_revoked(&l, now).await,
+        None => Ok(false),
+    }
 }

@@ -467,7 +467,7 @@ async fn rotation_keeps_tokens_signed_before_it_verifiable() {
     assert_eq!(st, StatusCode::OK, "{before}");
     let before = s(&before, "access_token");
     let jwks_before = idp.jwks().await;
-    idp.idp.rotate_keys().expect("rotate");
+    idp.idp.rotate_keys().await.expect("rotate");
     let (_, after) = idp.token("service-a", &cc).await;
     let after = s(&after, "access_token");
     let kid = |t: &str| {

@@ -24,6 +24,7 @@ mod outbound;
 mod pages;
 mod path_confusion;
 mod revocation;
+mod shared_store;
 mod stepup;
 mod support;
 mod trust;

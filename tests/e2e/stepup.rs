@@ -212,15 +212,19 @@ async fn max_age_forces_a_new_password_once_exceeded() {
             .header("cookie", &jar_cookie)
             .body(())
             .expect("request");
-        baton::idp::authorize::authorize(&idp.idp, &req, now)
+        let idp = &idp.idp;
+        async move {
+            let query = req.uri().query().unwrap_or("");
+            baton::idp::authorize::authorize(idp, query, req.headers(), now).await
+        }
     };
     let later = auth_time + 10;
     assert_eq!(
-        call(3600, later).status(),
+        call(3600, later).await.status(),
         StatusCode::SEE_OTHER,
         "fresh enough"
     );
-    let rsp = call(1, later);
+    let rsp = call(1, later).await;
     assert_eq!(rsp.status(), StatusCode::OK, "re-authentication");
     let body = rsp.into_body().collect().await.expect("body").to_bytes();
     assert!(String::from_utf8_lossy(&body).contains(r#"name="password""#));
@@ -296,7 +300,8 @@ async fn expired_hint_still_names_the_user_a_foreign_one_is_refused() {
     .header("cookie", &cookie)
     .body(())
     .expect("request");
-    let rsp = baton::idp::authorize::authorize(&idp.idp, &req, later);
+    let query = req.uri().query().unwrap_or("");
+    let rsp = baton::idp::authorize::authorize(&idp.idp, query, req.headers(), later).await;
     assert_eq!(rsp.status(), StatusCode::SEE_OTHER);
     let loc = url::Url::parse(rsp.headers()["location"].to_str().expect("ascii")).expect("url");
     assert!(loc.query_pairs().any(|(k, _)| k == "code"), "{loc}");

@@ -153,3 +153,138 @@ fn login_limits_default_and_are_checked() {
         "unknown field"
     );
 }
+
+/// `BASE` without `demo: true`, with `extra` appended, read with `env`.
+fn load_strict(extra: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+    let text = format!("{}{extra}", BASE.replace("demo: true\n", ""));
+    let opts = Options {
+        allow_inline_secrets: false,
+        env,
+    };
+    // The clients' inline secrets are allowed; only the store's URL is under test.
+    let text = text
+        .replace("secret: secret-a-123", "secret_env: A_SECRET")
+        .replace("secret: secret-b-123", "secret_env: B_SECRET");
+    Config::load(&text, "idp.yaml", &opts)
+        .map(|l| l.config)
+        .map_err(|r| {
+            r.errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.reason))
+                .collect()
+        })
+}
+
+fn env_with_url(name: &str) -> Option<String> {
+    match name {
+        "A_SECRET" | "B_SECRET" => Some("a-long-enough-secret".into()),
+        "DB_URL" => Some("postgres://baton:pw@db:5432/baton".into()),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_store_is_memory_unless_postgres_is_asked_with_a_url_from_a_file_or_the_environment() {
+    let cfg = load_strict("", &env_with_url).expect("valid");
+    assert!(matches!(cfg.store, StoreConfig::Memory));
+    let cfg = load_strict(
+        "store: {kind: postgres, url_env: DB_URL, pool_size: 4, connect_timeout: 3}\n",
+        &env_with_url,
+    )
+    .expect("valid");
+    let StoreConfig::Postgres(pg) = cfg.store else {
+        panic!("postgres");
+    };
+    assert_eq!(pg.url.expose(), "postgres://baton:pw@db:5432/baton");
+    assert_eq!((pg.pool_size, pg.connect_timeout.as_secs()), (4, 3));
+    assert!(!format!("{:?}", pg.url).contains("pw@"));
+}
+
+#[test]
+fn an_inline_database_url_is_refused_like_an_inline_secret_and_never_echoed() {
+    let e = load_strict(
+        "store: {kind: postgres, url: \"postgres://baton:hunter2@db/baton\"}\n",
+        &env_with_url,
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("store.url: inline database URL")),
+        "{e:?}"
+    );
+    assert!(!e.iter().any(|m| m.contains("hunter2")), "{e:?}");
+    let e = load_strict("store: {kind: postgres}\n", &env_with_url)
+        .err()
+        .expect("refused");
+    assert!(
+        e.iter().any(|m| m.contains("needs url_file or url_env")),
+        "{e:?}"
+    );
+    let e = load_strict("store: {kind: redis}\n", &env_with_url)
+        .err()
+        .expect("refused");
+    assert!(e.iter().any(|m| m.starts_with("store.kind:")), "{e:?}");
+    let e = load_strict(
+        "store: {kind: postgres, url_env: DB_URL, pool_size: 0}\n",
+        &env_with_url,
+    )
+    .err()
+    .expect("refused");
+    assert!(e.iter().any(|m| m.starts_with("store.pool_size:")), "{e:?}");
+    let e = load_strict("store: {kind: postgres, url_env: NOT_SET}\n", &env_with_url)
+        .err()
+        .expect("refused");
+    assert!(e.iter().any(|m| m.contains("NOT_SET is not set")), "{e:?}");
+    let e = load_strict("store: {kind: memory, url_env: DB_URL}\n", &env_with_url)
+        .err()
+        .expect("refused");
+    assert!(e.iter().any(|m| m.starts_with("store.url:")), "{e:?}");
+}
+
+#[test]
+fn a_key_encryption_key_is_32_bytes_in_hex_or_base64_and_never_inline() {
+    let env = |name: &str| match name {
+        "KEK_HEX" => Some("00".repeat(31) + "ff"),
+        "KEK_B64" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
+        "KEK_SHORT" => Some("c2hvcnQ=".into()),
+        other => env_with_url(other),
+    };
+    let kek = |extra: &str| {
+        let store = format!("store: {{kind: postgres, url_env: DB_URL, {extra}}}\n");
+        match load_strict(&store, &env) {
+            Ok(cfg) => match cfg.store {
+                StoreConfig::Postgres(pg) => Ok(pg.key_encryption_key),
+                StoreConfig::Memory => panic!("postgres"),
+            },
+            Err(e) => Err(e),
+        }
+    };
+    assert_eq!(
+        kek("key_encryption_key_env: KEK_HEX")
+            .expect("hex")
+            .map(|k| k[31]),
+        Some(0xff)
+    );
+    assert_eq!(
+        kek("key_encryption_key_env: KEK_B64")
+            .expect("b64")
+            .map(|k| k[31]),
+        Some(31)
+    );
+    assert_eq!(kek("pool_size: 2").expect("none"), None);
+    let e = kek("key_encryption_key_env: KEK_SHORT").expect_err("short");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("store.key_encryption_key: must be 32 bytes")),
+        "{e:?}"
+    );
+    let e = kek("key_encryption_key: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .expect_err("inline");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("store.key_encryption_key: inline")),
+        "{e:?}"
+    );
+    assert!(!e.iter().any(|m| m.contains("AAECAw")), "{e:?}");
+}

@@ -51,6 +51,7 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
         acr: raw.acr,
         login: login_limits(raw.login, p),
         branding: super::branding::theme(raw.branding, &base, p),
+        store: super::store::store(raw.store, &sources, p),
     };
     grants::default_audiences(&cfg, &client_fields, p);
     check::warnings(&cfg, &client_fields, p);

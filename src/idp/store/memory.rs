@@ -1,10 +1,13 @@
 //! The in-process store: one moka cache per kind of record, each bounded in entries or bytes
-//! and expiring with what it holds, plus the in-memory [`revocation::Memory`].
+//! and expiring with what it holds, plus the in-memory [`revocation::Memory`]. Each operation
+//! that must be atomic holds the lock of the record it changes.
 
-use super::{CodeGrant, LOGOUT_SECS, PendingLogout, RefreshGrant};
-use crate::idp::authn::Session;
+use super::{
+    Code, CodeGrant, Consume, LOGOUT_SECS, PendingLogout, Refresh, RefreshGrant, Rotation,
+};
+use crate::idp::authn::{Authentication, Session};
 use crate::idp::config::Lifetimes;
-use crate::idp::revocation::{self, Revocations};
+use crate::idp::revocation::{self, Revocations, Root};
 use crate::idp::totp;
 use crate::jwt::{MAX_LEEWAY, unix_now};
 use moka::sync::Cache;
@@ -24,8 +27,10 @@ const ENTRIES: u64 = 1_000_000;
 
 /// Every record of the IdP, in bounded caches.
 pub struct Memory {
-    codes: Cache<[u8; 32], Arc<Mutex<CodeGrant>>>,
+    codes: Cache<[u8; 32], Arc<Mutex<Code>>>,
     refresh: Cache<[u8; 32], Arc<RefreshGrant>>,
+    /// Family id → the hash of its only working refresh token (`None` once revoked).
+    families: Cache<String, Arc<Mutex<Option<[u8; 32]>>>>,
     sessions: Cache<[u8; 32], Session>,
     logouts: Cache<String, Arc<PendingLogout>>,
     /// Client-assertion `client\0jti` → its `exp`, kept until the assertion expires.
@@ -48,6 +53,7 @@ impl Memory {
                 .time_to_live(ttl(l.code + l.access.max(l.id)))
                 .build(),
             refresh: counted(l.refresh),
+            families: counted(l.refresh),
             sessions: counted(l.session),
             logouts: Cache::builder()
                 .weigher(|id: &String, p: &Arc<PendingLogout>| p.weight(id))
@@ -70,29 +76,97 @@ impl Memory {
 
     /// Keeps a code's grant under the hash of the code.
     pub fn put_code(&self, key: [u8; 32], grant: CodeGrant) {
-        self.codes.insert(key, Arc::new(Mutex::new(grant)));
+        let code = Code {
+            grant,
+            used: false,
+            family: None,
+        };
+        self.codes.insert(key, Arc::new(Mutex::new(code)));
     }
 
-    /// The grant of a code, used or not; redeeming it holds its lock.
-    pub fn code(&self, key: &[u8; 32]) -> Option<Arc<Mutex<CodeGrant>>> {
-        self.codes.get(key)
+    /// The code under `key`, used or not.
+    pub fn code(&self, key: &[u8; 32]) -> Option<Code> {
+        let entry = self.codes.get(key)?;
+        let code = lock(&entry).clone();
+        Some(code)
     }
 
-    // === refresh tokens ===
+    /// Marks the code used for `family` unless it already is (under the code's lock).
+    pub fn consume_code(&self, key: &[u8; 32], family: &str) -> Consume {
+        let Some(entry) = self.codes.get(key) else {
+            return Consume::Lost(None);
+        };
+        let mut code = lock(&entry);
+        if code.used {
+            return Consume::Lost(code.family.clone());
+        }
+        code.used = true;
+        code.family = Some(family.to_owned());
+        Consume::Won
+    }
 
-    /// Keeps a refresh token's grant under the hash of the token.
-    pub fn put_refresh(&self, key: [u8; 32], grant: RefreshGrant) {
+    // === refresh families ===
+
+    /// Starts a family whose only working token is `key`.
+    pub fn start_family(&self, key: [u8; 32], grant: RefreshGrant) {
+        let family = grant.family.clone();
         self.refresh.insert(key, Arc::new(grant));
+        self.families
+            .insert(family, Arc::new(Mutex::new(Some(key))));
     }
 
-    /// The grant of a refresh token, current or rotated away.
-    pub fn refresh(&self, key: &[u8; 32]) -> Option<Arc<RefreshGrant>> {
-        self.refresh.get(key)
+    /// A refresh token's record and its family's current token.
+    pub fn refresh(&self, key: &[u8; 32]) -> Option<Refresh> {
+        let grant = self.refresh.get(key)?;
+        let current = self.families.get(&grant.family).and_then(|f| *lock(&f));
+        Some(Refresh {
+            grant: (*grant).clone(),
+            current,
+        })
     }
 
-    /// Forgets a refresh token.
-    pub fn drop_refresh(&self, key: &[u8; 32]) {
-        self.refresh.invalidate(key);
+    /// Rotates `old` to `next` under the family's lock, or finds `old` reused and revokes.
+    pub fn rotate(
+        &self,
+        old: &[u8; 32],
+        next: [u8; 32],
+        grant: RefreshGrant,
+        now: u64,
+    ) -> Rotation {
+        let Some(family) = self.families.get(&grant.family) else {
+            return Rotation::Gone;
+        };
+        let mut current = lock(&family);
+        match *current {
+            Some(c) if c == *old => {
+                self.refresh.insert(next, Arc::new(grant));
+                *current = Some(next);
+                Rotation::Rotated
+            }
+            Some(c) => {
+                self.refresh.invalidate(&c);
+                *current = None;
+                self.revocations.revoke(
+                    &grant.auth.user,
+                    Root::Grant(&grant.family),
+                    grant.auth.auth_time,
+                    now,
+                );
+                Rotation::Reused
+            }
+            None => Rotation::Gone,
+        }
+    }
+
+    /// Revokes a family: drops its current token and records the revocation.
+    pub fn revoke_family(&self, family: &str, auth: &Authentication, now: u64) -> bool {
+        let had = self.families.get(family).and_then(|f| lock(&f).take());
+        if let Some(k) = had {
+            self.refresh.invalidate(&k);
+        }
+        self.revocations
+            .revoke(&auth.user, Root::Grant(family), auth.auth_time, now);
+        had.is_some()
     }
 
     // === login sessions ===
@@ -107,9 +181,15 @@ impl Memory {
         self.sessions.get(key)
     }
 
-    /// Forgets a session.
-    pub fn drop_session(&self, key: &[u8; 32]) {
+    /// Forgets a session and revokes its `sid`.
+    pub fn end_session(&self, key: &[u8; 32], session: &Session, now: u64) {
         self.sessions.invalidate(key);
+        self.revocations.revoke(
+            &session.user,
+            Root::Session(&session.sid),
+            session.auth_time(),
+            now,
+        );
     }
 
     // === sign-out confirmations ===
@@ -120,8 +200,8 @@ impl Memory {
     }
 
     /// Takes a confirmation out: each is used at most once.
-    pub fn take_logout(&self, id: &str) -> Option<Arc<PendingLogout>> {
-        self.logouts.remove(id)
+    pub fn take_logout(&self, id: &str) -> Option<PendingLogout> {
+        self.logouts.remove(id).map(|p| (*p).clone())
     }
 
     /// Confirmations held and their weight in bytes, after pending evictions ran.
@@ -152,6 +232,11 @@ impl Memory {
     }
 }
 
+/// Locks a record; a panic elsewhere while it was held leaves its data usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A cache of at most [`ENTRIES`], each kept `life` seconds (at least one).
 fn counted<K, V>(life: u64) -> Cache<K, V>
 where
@@ -166,10 +251,11 @@ where
 
 /// About the bytes a stored code holds: its strings plus the entry's fixed cost. A code whose
 /// lock is held (being redeemed) weighs the most a capped request can.
-fn code_weight(grant: &Arc<Mutex<CodeGrant>>) -> u32 {
-    let Ok(g) = grant.try_lock() else {
+fn code_weight(code: &Arc<Mutex<Code>>) -> u32 {
+    let Ok(c) = code.try_lock() else {
         return 8 << 10;
     };
+    let g = &c.grant;
     let a = &g.auth;
     let lists = g.scope.iter().chain(&g.resources).chain(&a.amr);
     let strings: usize = [&g.client, &g.redirect_uri, &g.challenge, &a.user, &a.acr]

@@ -44,24 +44,28 @@ fn limits(free: u32) -> Limits {
     }
 }
 
-#[test]
-fn a_wait_refuses_until_it_passes_and_a_success_clears_the_account_only() {
+#[tokio::test]
+async fn a_wait_refuses_until_it_passes_and_a_success_clears_the_account_only() {
     let t = Throttle::new(limits(2), 1);
     let keys = [
         Key::account("alice", "pwd", true),
         Key::network(Some("192.0.2.1".parse().expect("ip"))),
     ];
-    t.attempt(&keys, 1_000).expect("free").failed();
-    t.attempt(&keys, 1_001).expect("free").failed();
-    assert_eq!(t.attempt(&keys, 1_001).err(), Some(10));
+    t.attempt(&keys, 1_000).await.expect("free").failed();
+    t.attempt(&keys, 1_001).await.expect("free").failed();
+    assert_eq!(t.attempt(&keys, 1_001).await.err(), Some(Refused::Wait(10)));
     assert_eq!(
-        t.attempt(&keys, 1_005).err(),
-        Some(6),
+        t.attempt(&keys, 1_005).await.err(),
+        Some(Refused::Wait(6)),
         "a refusal is not counted"
     );
-    t.attempt(&keys, 1_011).expect("waited").failed();
-    assert_eq!(t.attempt(&keys, 1_011).err(), Some(20));
-    t.attempt(&keys, 1_031).expect("waited").succeeded();
+    t.attempt(&keys, 1_011).await.expect("waited").failed();
+    assert_eq!(t.attempt(&keys, 1_011).await.err(), Some(Refused::Wait(20)));
+    t.attempt(&keys, 1_031)
+        .await
+        .expect("waited")
+        .succeeded()
+        .await;
     assert!(
         t.store().get(&keys[0]).is_none(),
         "the account starts afresh"
@@ -73,21 +77,26 @@ fn a_wait_refuses_until_it_passes_and_a_success_clears_the_account_only() {
     );
 }
 
-#[test]
-fn concurrent_attempts_cannot_share_one_open_window() {
+#[tokio::test]
+async fn concurrent_attempts_cannot_share_one_open_window() {
     let t = Throttle::new(limits(3), 1);
     let keys = [Key::account("alice", "pwd", true), Key::network(None)];
     // Many attempts in flight at once: only the free ones are let through.
-    let started: Vec<_> = (0..20).filter_map(|_| t.attempt(&keys, 50).ok()).collect();
+    let mut started = Vec::new();
+    for _ in 0..20 {
+        if let Ok(a) = t.attempt(&keys, 50).await {
+            started.push(a);
+        }
+    }
     assert_eq!(started.len(), 3);
     for a in started {
         a.failed();
     }
-    assert!(t.attempt(&keys, 50).is_err());
+    assert!(t.attempt(&keys, 50).await.is_err());
 }
 
-#[test]
-fn an_abandoned_attempt_counts_nothing_and_a_refusal_releases_earlier_keys() {
+#[tokio::test]
+async fn an_abandoned_attempt_counts_nothing_and_a_refusal_releases_earlier_keys() {
     let strict = Rule {
         free: 1,
         first_wait: 10,
@@ -103,13 +112,17 @@ fn an_abandoned_attempt_counts_nothing_and_a_refusal_releases_earlier_keys() {
     );
     let alice = Key::account("alice", "pwd", true);
     let net = Key::network(None);
-    t.attempt(&[alice, net], 7).expect("free").abandoned();
+    t.attempt(&[alice, net], 7)
+        .await
+        .expect("free")
+        .abandoned()
+        .await;
     assert!(t.store().get(&alice).is_none() && t.store().get(&net).is_none());
     // The network must wait; alice's reservation made before it is taken back.
-    t.attempt(&[net], 7).expect("free").failed();
-    t.attempt(&[net], 17).expect("waited").failed();
+    t.attempt(&[net], 7).await.expect("free").failed();
+    t.attempt(&[net], 17).await.expect("waited").failed();
     let waiting = t.store().get(&net);
-    assert!(t.attempt(&[alice, net], 17).is_err());
+    assert!(t.attempt(&[alice, net], 17).await.is_err());
     assert!(t.store().get(&alice).is_none());
     assert_eq!(t.store().get(&net), waiting);
 }
@@ -135,8 +148,8 @@ fn keys_separate_kinds_factors_names_and_ipv6_subnets() {
     assert_ne!(net("192.0.2.7"), net("192.0.2.8"));
 }
 
-#[test]
-fn made_up_usernames_never_evict_a_real_accounts_count() {
+#[tokio::test]
+async fn made_up_usernames_never_evict_a_real_accounts_count() {
     let limits = Limits {
         unknown_entries: 50,
         ..Limits::default()
@@ -144,13 +157,16 @@ fn made_up_usernames_never_evict_a_real_accounts_count() {
     let t = Throttle::new(limits, 2);
     let alice = Key::account("alice", "pwd", true);
     for _ in 0..10 {
-        t.attempt(&[alice], 5_000).expect("free").failed();
+        t.attempt(&[alice], 5_000).await.expect("free").failed();
     }
     for i in 0..5_000 {
         let nobody = Key::account(&format!("nobody-{i}"), "pwd", false);
-        t.attempt(&[nobody], 5_000).expect("free").failed();
+        t.attempt(&[nobody], 5_000).await.expect("free").failed();
     }
     assert!(t.store().entries(Kind::UnknownAccount) <= 50);
     assert_eq!(t.store().get(&alice).map(|r| r.failures), Some(10));
-    assert!(t.attempt(&[alice], 5_000).is_err(), "alice still waits");
+    assert!(
+        t.attempt(&[alice], 5_000).await.is_err(),
+        "alice still waits"
+    );
 }

@@ -7,7 +7,7 @@ use crate::idp::config::Client;
 use crate::idp::errors::OAuthError;
 use crate::idp::issue::{UserGrant, sign_in_ends, user_tokens};
 use crate::idp::state::Idp;
-use crate::idp::store::{self, CodeGrant, RefreshGrant};
+use crate::idp::store::{CodeGrant, Consume, RefreshGrant};
 use crate::idp::{family, targets};
 use crate::secret::Token;
 use base64::Engine;
@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use tracing::info;
 
 /// Redeems a code: the token response, with a refresh token when the client may refresh.
-pub fn authorization_code(
+pub async fn authorization_code(
     idp: &Idp,
     client: &Client,
     form: &Form,
@@ -34,19 +34,37 @@ pub fn authorization_code(
     let verifier = form
         .one("code_verifier")?
         .ok_or_else(|| OAuthError::InvalidGrant("code_verifier required (PKCE)".into()))?;
-    let entry = idp.store.code(&code.sha256()).ok_or_else(bad)?;
-    let mut grant = entry.lock().map_err(|_| OAuthError::Server)?;
-    if grant.used {
-        if let Some(family) = grant.family.take() {
-            family::revoke(idp, &family, &grant.auth, now);
-        }
-        info!(code = %code, "authorization code replayed; derived tokens revoked");
-        return Err(bad());
+    let key = code.sha256();
+    let stored = idp.store.code(&key).await?.ok_or_else(bad)?;
+    if stored.used {
+        return replayed(idp, &code, stored.family, &stored.grant, now).await;
     }
-    check(idp, &grant, client, redirect_uri, verifier, now)?;
+    let grant = stored.grant;
+    check(idp, &grant, client, redirect_uri, verifier, now).await?;
     let resources = targets::narrow(&grant.resources, &form.all("resource"))?;
     let targets = targets::audiences(idp, client, &resources)?;
-    redeem(idp, client, &mut grant, &targets, jkt, now)
+    // The family is the code's from the moment it is consumed: a replay revokes it even if
+    // issuing fails. Exactly one redemption wins, wherever it runs.
+    let family = family::new_id();
+    match idp.store.consume_code(&key, &family).await? {
+        Consume::Won => redeem(idp, client, &grant, &family, &targets, jkt, now).await,
+        Consume::Lost(other) => replayed(idp, &code, other, &grant, now).await,
+    }
+}
+
+/// A code used twice: the family its first redemption started is revoked (RFC 6749 §4.1.2).
+async fn replayed(
+    idp: &Idp,
+    code: &Token,
+    family: Option<String>,
+    grant: &CodeGrant,
+    now: u64,
+) -> Result<Value, OAuthError> {
+    if let Some(family) = family {
+        family::revoke(idp, &family, &grant.auth, now).await?;
+    }
+    info!(code = %code, "authorization code replayed; derived tokens revoked");
+    Err(bad())
 }
 
 fn bad() -> OAuthError {
@@ -55,7 +73,7 @@ fn bad() -> OAuthError {
 
 /// The code is live, the client's, not revoked with its session, and the request repeats the
 /// redirect URI and proves the PKCE challenge.
-fn check(
+async fn check(
     idp: &Idp,
     grant: &CodeGrant,
     client: &Client,
@@ -65,10 +83,7 @@ fn check(
 ) -> Result<(), OAuthError> {
     if grant.expires_at <= now
         || grant.client != client.id
-        || idp
-            .store
-            .revocations()
-            .is_revoked(&grant.auth.lineage(None), now)
+        || idp.store.is_revoked(&grant.auth.lineage(None), now).await?
     {
         return Err(bad());
     }
@@ -85,26 +100,22 @@ fn check(
     Ok(())
 }
 
-/// Marks the code used, starts its refresh family and issues the tokens.
-fn redeem(
+/// Issues the tokens of a consumed code and starts its refresh family.
+async fn redeem(
     idp: &Idp,
     client: &Client,
-    grant: &mut CodeGrant,
+    grant: &CodeGrant,
+    family: &str,
     targets: &[String],
     jkt: Option<&str>,
     now: u64,
 ) -> Result<Value, OAuthError> {
-    grant.used = true;
-    let family = family::new();
-    // The family is the code's from here on: a replay revokes it even if issuing fails.
-    grant.family = Some(family.clone());
-    let mut f = store::lock(&family);
     let issued = user_tokens(
         idp,
         &UserGrant {
             client,
             auth: &grant.auth,
-            grant_id: f.id(),
+            grant_id: family,
             scope: &grant.scope,
             targets,
             nonce: grant.nonce.as_deref(),
@@ -112,15 +123,18 @@ fn redeem(
         },
         now,
     )?;
-    let next = client.allows("refresh_token").then(|| RefreshGrant {
+    if !client.allows("refresh_token") {
+        return Ok(issued);
+    }
+    let next = RefreshGrant {
         client: client.id.clone(),
         auth: grant.auth.clone(),
         scope: grant.scope.clone(),
         resources: grant.resources.clone(),
         expires_at: (now + idp.config.lifetimes.refresh).min(sign_in_ends(idp, &grant.auth)),
-        family: family.clone(),
-    });
-    Ok(family::settle(idp, &mut f, issued, next))
+        family: family.to_owned(),
+    };
+    Ok(family::start(idp, issued, next).await?)
 }
 
 /// RFC 7636 §4.6: BASE64URL(SHA256(verifier)) == challenge; the verifier is 43–128 unreserved

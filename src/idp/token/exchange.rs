@@ -191,7 +191,7 @@ fn own_token(
 ) -> Result<Claims, OAuthError> {
     let v = jwt::verify(token, &idp.keys().verify, rules, now)
         .map_err(|e| OAuthError::request(format!("{what}: {e}")))?;
-    if verify::revoked(idp, &v.claims, now) {
+    if verify::revoked(idp, &v.claims, now)? {
         return Err(OAuthError::request(format!("{what}: revoked")));
     }
     Ok(v.claims)

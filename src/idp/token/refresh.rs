@@ -10,14 +10,14 @@ use crate::idp::config::Client;
 use crate::idp::errors::OAuthError;
 use crate::idp::issue::{UserGrant, user_tokens};
 use crate::idp::state::Idp;
-use crate::idp::store::{self, RefreshGrant};
+use crate::idp::store::{Refresh, RefreshGrant, Rotation};
 use crate::idp::{family, targets};
 use crate::secret::Token;
 use serde_json::Value;
 use tracing::warn;
 
 /// Uses a refresh token: the token response with the family's next refresh token.
-pub fn refresh(
+pub async fn refresh(
     idp: &Idp,
     client: &Client,
     form: &Form,
@@ -29,20 +29,17 @@ pub fn refresh(
             .ok_or_else(|| OAuthError::request("refresh_token required"))?,
     );
     let key = token.sha256();
-    let grant = idp.store.refresh(&key).ok_or_else(bad)?;
+    let Refresh { grant, current } = idp.store.refresh(&key).await?.ok_or_else(bad)?;
     if grant.client != client.id {
         return Err(bad());
     }
-    let mut family = store::lock(&grant.family);
-    if family.current != Some(key) {
-        if family.current.is_some() {
-            family::revoke_locked(idp, &mut family, &grant.auth, now);
-            idp.metrics.refresh_reuse();
-            warn!(client_id = %client.id, token = %token, "refresh token reused; grant family revoked");
+    if current != Some(key) {
+        if current.is_some() && family::revoke(idp, &grant.family, &grant.auth, now).await? {
+            reused(idp, client, &token);
         }
         return Err(bad());
     }
-    if grant.expires_at <= now || family::revoked(idp, &grant, &family, now) {
+    if grant.expires_at <= now || idp.store.is_revoked(&grant.lineage(), now).await? {
         return Err(bad());
     }
     let scope = narrow_scope(&grant, form.one("scope")?)?;
@@ -53,7 +50,7 @@ pub fn refresh(
         &UserGrant {
             client,
             auth: &grant.auth,
-            grant_id: family.id(),
+            grant_id: &grant.family,
             scope: &scope,
             targets: &targets,
             nonce: None,
@@ -61,17 +58,24 @@ pub fn refresh(
         },
         now,
     )?;
+    if !client.allows("refresh_token") {
+        return Ok(issued);
+    }
     // The rotated token keeps the original grant (RFC 6749 §6): a narrower request narrows only
-    // this access token.
-    let next = client.allows("refresh_token").then(|| RefreshGrant {
-        client: grant.client.clone(),
-        auth: grant.auth.clone(),
-        scope: grant.scope.clone(),
-        resources: grant.resources.clone(),
-        expires_at: grant.expires_at,
-        family: grant.family.clone(),
-    });
-    Ok(family::settle(idp, &mut family, issued, next))
+    // this access token. Two concurrent uses of one token: one rotates, the other is a reuse.
+    match family::rotate(idp, &key, issued, grant, now).await? {
+        (Rotation::Rotated, body) => Ok(body),
+        (Rotation::Reused, _) => {
+            reused(idp, client, &token);
+            Err(bad())
+        }
+        (Rotation::Gone, _) => Err(bad()),
+    }
+}
+
+fn reused(idp: &Idp, client: &Client, token: &Token) {
+    idp.metrics.refresh_reuse();
+    warn!(client_id = %client.id, token = %token, "refresh token reused; grant family revoked");
 }
 
 fn bad() -> OAuthError {
