@@ -120,7 +120,11 @@ fn migrate(cfg: &Config) -> ExitCode {
     };
     let done = runtime.block_on(async {
         let t = &cfg.login.throttle;
-        let store = super::store::Postgres::new(pg, &cfg.lifetimes, t, cfg.users.len())?;
+        let store = super::store::Postgres::new(
+            pg,
+            &cfg.lifetimes,
+            super::throttle::bounds(t, cfg.users.len()),
+        )?;
         store.migrate().await
     });
     match done {

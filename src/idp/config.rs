@@ -15,6 +15,7 @@ mod grants;
 mod raw;
 mod secrets;
 mod store;
+mod throttle;
 mod users;
 mod validate;
 
@@ -30,6 +31,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 pub use store::{PostgresConfig, StoreConfig};
+pub use throttle::{Limits, Rule};
 use validate::validate;
 
 /// The RFC 8693 grant type URN.
@@ -106,7 +108,7 @@ pub struct LoginLimits {
     /// Sign-ins waiting for a check; more are answered 503 with `Retry-After`.
     pub hash_queue: usize,
     /// The failure counters (not in `idp.yaml`: the defaults are documented and tested).
-    pub throttle: super::throttle::Limits,
+    pub throttle: Limits,
 }
 
 /// An authentication factor a user can prove at the login pages (RFC 8176 `amr` names).

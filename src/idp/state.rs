@@ -55,7 +55,10 @@ impl Idp {
     /// Loads (or on first start creates) the signing keys and builds the stores. A database
     /// store is not contacted here: [`Idp::prepare`] does.
     pub fn new(config: Config) -> Result<Self, IdpError> {
-        let store = store::Store::new(&config)?;
+        let store = store::Store::new(
+            &config,
+            throttle::bounds(&config.login.throttle, config.users.len()),
+        )?;
         let (key_source, ring, sealer) = match (db_keys(&config, &store), kek(&config)) {
             (Some(db), Some(kek)) => {
                 // Replaced by the database's keys in `prepare`, before anything is served.
@@ -83,7 +86,10 @@ impl Idp {
             "password checks bounded"
         );
         Ok(Self {
-            throttle: throttle::Throttle::with_store(lim.throttle, store.counters(&config)),
+            throttle: throttle::Throttle::with_store(
+                lim.throttle,
+                throttle::Counters::of(&store, &config.login.throttle, config.users.len()),
+            ),
             store,
             config,
             key_source,
@@ -194,7 +200,7 @@ fn db_keys(cfg: &Config, store: &store::Store) -> Option<store::keys::DbKeys> {
 /// Rotates the keys in the database the config names, as `baton-idp keys rotate` does there;
 /// the replicas pick the change up within 10 s. The kid of the new active key.
 pub async fn rotate_in_db(cfg: &Config) -> Result<String, IdpError> {
-    let store = store::Store::new(cfg)?;
+    let store = store::Store::new(cfg, throttle::bounds(&cfg.login.throttle, cfg.users.len()))?;
     let Some(db) = db_keys(cfg, &store) else {
         return rotate_on_disk(cfg);
     };

@@ -3,7 +3,7 @@
 //! of client-assertion `jti`s and one-time codes. The records are defined here; [`Store`] is
 //! every operation the IdP performs on them, kept either in the process ([`Memory`], one
 //! replica) or in PostgreSQL ([`Postgres`], shared by every replica). The login failure
-//! counters ([`super::throttle::Store`]) and the signing keys ([`super::keys::Store`]) have
+//! counters ([`counter::Store`]) and the signing keys ([`super::keys::Store`]) have
 //! stores of their own.
 //!
 //! Codes, refresh tokens and session cookies are stored under the SHA-256 of their value, so
@@ -14,6 +14,7 @@
 //! rotated or found reused in one step ([`Store::rotate`]), a `jti` or a one-time-code step is
 //! recorded if absent ([`Store::first_assertion_use`], [`Store::first_otp_use`]).
 
+pub mod counter;
 pub mod keys;
 mod memory;
 pub mod postgres;
@@ -169,27 +170,16 @@ macro_rules! each {
 impl Store {
     /// The store `cfg` names, for records living as long as `l` lets them. The database is not
     /// contacted yet: [`Store::prepare`] does, before the IdP serves.
-    pub fn new(config: &Config) -> Result<Self, postgres::SetupError> {
+    /// A shared table keeps at most `bounds` login failure counters.
+    pub fn new(config: &Config, bounds: counter::Bounds) -> Result<Self, postgres::SetupError> {
         let l = &config.lifetimes;
         Ok(match &config.store {
             StoreConfig::Memory => Store::Memory(Memory::new(l)),
             StoreConfig::Postgres(pg) => {
-                let t = &config.login.throttle;
-                let p = Postgres::new(pg, l, t, config.users.len())?;
+                let p = Postgres::new(pg, l, bounds)?;
                 Store::Postgres(std::sync::Arc::new(p))
             }
         })
-    }
-
-    /// The login throttle's counters: in memory, or in the same database.
-    pub fn counters(&self, config: &Config) -> super::throttle::Counters {
-        use super::throttle::{Counters, Memory as Counts};
-        match self {
-            Store::Memory(_) => {
-                Counters::Memory(Counts::new(&config.login.throttle, config.users.len()))
-            }
-            Store::Postgres(p) => Counters::Postgres(p.clone()),
-        }
     }
 
     /// Readies the store before serving: for the database, migrations under a lock, the schema

@@ -20,10 +20,12 @@
 //! in memory or, with several replicas, in the shared database (see
 //! [`super::store::Postgres`]).
 
+pub use super::config::{Limits, Rule};
+use super::store::counter::{Bounds, Store, released};
+pub use super::store::counter::{Key, Kind, Record};
 use super::store::{Postgres, StoreError};
 use moka::ops::compute::Op;
 use moka::sync::Cache;
-use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,196 +34,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub IpAddr);
 
-/// How one kind of counter throttles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    /// Consecutive failures allowed without waiting.
-    pub free: u32,
-    /// The wait after the first failure past `free`, in seconds; it doubles with each failure.
-    pub first_wait: u64,
-    /// The longest wait, in seconds.
-    pub max_wait: u64,
-    /// A counter is forgotten this many seconds after its last failure.
-    pub forget_after: u64,
-}
-
-impl Rule {
-    /// Seconds that must pass after the last of `failures` consecutive failures before the next
-    /// attempt is checked: 0 within the free attempts, then `first_wait · 2^k`, capped.
-    pub fn wait(&self, failures: u32) -> u64 {
-        let Some(past) = failures.checked_sub(self.free) else {
-            return 0;
-        };
-        let doubled = self.first_wait.saturating_mul(1u64 << past.min(62));
-        doubled.min(self.max_wait)
-    }
-}
-
-/// The counters' rules and store sizes. The defaults are what `baton-idp` runs with; tests
-/// change them through `Config::login`. A counter costs about 320 bytes in memory, so each
-/// store of 10,000 holds at most about 3.2 MB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Per account and factor, for browsers the user never signed in from (unknown usernames
-    /// too, in their own store).
-    pub account: Rule,
-    /// Per trusted browser (device cookie) and factor.
-    pub device: Rule,
-    /// Per client network (an IPv4 address, an IPv6 /64), all accounts and factors together.
-    pub network: Rule,
-    /// Most counters kept for usernames that are not configured.
-    pub unknown_entries: u64,
-    /// Most counters kept for trusted browsers.
-    pub device_entries: u64,
-    /// Most counters kept for networks.
-    pub network_entries: u64,
-}
-
-const DAY: u64 = 86_400;
-
-impl Default for Limits {
-    /// Ten free failures per account, then 1 s, 2 s, 4 s … up to one attempt a day: 100
-    /// consecutive failures take more than 70 days, a year of guessing gets about 400 tries.
-    fn default() -> Self {
-        let account = Rule {
-            free: 10,
-            first_wait: 1,
-            max_wait: DAY,
-            forget_after: 7 * DAY,
-        };
-        Limits {
-            account,
-            device: account,
-            network: Rule {
-                free: 50,
-                first_wait: 1,
-                max_wait: 900,
-                forget_after: 3_600,
-            },
-            unknown_entries: 10_000,
-            device_entries: 10_000,
-            network_entries: 10_000,
-        }
-    }
-}
-
-/// Which counter a [`Key`] names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// A configured user, for browsers without their device cookie.
-    Account,
-    /// A username that is not configured: the same rule, a separate bounded store.
-    UnknownAccount,
-    /// A browser where the user proved this factor before.
-    Device,
-    /// A client network.
-    Network,
-}
-
-impl Kind {
-    /// Its name in a shared store.
-    pub fn label(self) -> &'static str {
-        match self {
-            Kind::Account => "account",
-            Kind::UnknownAccount => "unknown",
-            Kind::Device => "device",
-            Kind::Network => "network",
-        }
-    }
-}
-
-/// A counter's name: its kind and a SHA-256 of what it counts (fixed size whatever the input).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key {
-    /// The counter's kind.
-    pub kind: Kind,
-    /// SHA-256 of the kind's label, the factor and the name.
-    pub id: [u8; 32],
-}
-
-impl Key {
-    fn new(kind: Kind, factor: &str, name: &[u8]) -> Key {
-        let label = format!("{kind:?}\0{factor}\0");
-        Key {
-            kind,
-            id: crate::secret::sha256(&[label.as_bytes(), name]),
-        }
-    }
-
-    /// The account counter of `user` for `factor`; `known` says whether the user is configured.
-    pub fn account(user: &str, factor: &str, known: bool) -> Key {
-        let kind = if known {
-            Kind::Account
-        } else {
-            Kind::UnknownAccount
-        };
-        Key::new(kind, factor, user.as_bytes())
-    }
-
-    /// The counter of the trusted browser `device` (its cookie's id) for `factor`.
-    pub fn device(device: &str, factor: &str) -> Key {
-        Key::new(Kind::Device, factor, device.as_bytes())
-    }
-
-    /// The counter of the network `ip` belongs to: the address itself for IPv4 (and
-    /// IPv4-mapped IPv6), its /64 for IPv6, where one subscriber holds a whole /64.
-    pub fn network(ip: Option<IpAddr>) -> Key {
-        let name = match ip.map(|ip| ip.to_canonical()) {
-            Some(IpAddr::V4(v4)) => v4.octets().to_vec(),
-            Some(IpAddr::V6(v6)) => v6.octets()[..8].to_vec(),
-            None => Vec::new(),
-        };
-        Key::new(Kind::Network, "", &name)
-    }
-}
-
-/// A counter's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Record {
-    /// Consecutive failures.
-    pub failures: u32,
-    /// When the last one happened (unix seconds).
-    pub last: u64,
-}
-
-/// Where counters live. The in-memory [`Memory`] is the default; a store shared by several
-/// replicas implements the same operations, `reserve` and `release` atomically per key.
-pub trait Store: Send + Sync {
-    /// If `rule` lets `key` try at `now`, counts the attempt as a failure at once and returns
-    /// the record it replaced; else the seconds left to wait. Counting before the check is what
-    /// stops a burst of concurrent attempts from all passing the same open window.
-    fn reserve(
-        &self,
-        key: &Key,
-        rule: &Rule,
-        now: u64,
-    ) -> impl Future<Output = Result<Result<Option<Record>, u64>, StoreError>> + Send;
-    /// Takes back an attempt `reserve` counted: the record goes back to `before` when nothing
-    /// else counted since, else loses one failure.
-    fn release(
-        &self,
-        key: &Key,
-        before: Option<Record>,
-        now: u64,
-    ) -> impl Future<Output = ()> + Send;
-    /// Forgets the counter after a success.
-    fn clear(&self, key: &Key) -> impl Future<Output = ()> + Send;
-}
-
-/// What [`Record`] `release` leaves when `cur` is held and `before` was replaced by the
-/// reservation made at `now`: `before` again when nothing else counted since, else one failure
-/// less; `None` removes the counter.
-pub fn released(cur: Record, before: Option<Record>, now: u64) -> Option<Record> {
-    let reserved = Record {
-        failures: before.map_or(0, |r| r.failures).saturating_add(1),
-        last: now,
-    };
-    match before {
-        _ if cur != reserved => Some(Record {
-            failures: cur.failures.saturating_sub(1),
-            last: cur.last,
-        }),
-        b => b,
+/// The bounds a shared table keeps for `accounts` configured users (two factors each, and a
+/// margin for users added by a reload).
+pub fn bounds(limits: &Limits, accounts: usize) -> Bounds {
+    Bounds {
+        account: 2 * accounts as u64 + 16,
+        unknown: limits.unknown_entries,
+        device: limits.device_entries,
+        network: limits.network_entries,
     }
 }
 
@@ -233,6 +53,17 @@ pub enum Counters {
     Memory(Memory),
     /// In PostgreSQL, shared by every replica.
     Postgres(Arc<Postgres>),
+}
+
+impl Counters {
+    /// The counters that go with `store`: in memory (as `limits` says for `accounts` configured
+    /// users), or in the same database.
+    pub fn of(store: &super::store::Store, limits: &Limits, accounts: usize) -> Counters {
+        match store {
+            super::store::Store::Memory(_) => Counters::Memory(Memory::new(limits, accounts)),
+            super::store::Store::Postgres(p) => Counters::Postgres(p.clone()),
+        }
+    }
 }
 
 impl Store for Counters {

@@ -188,6 +188,6 @@ fn login_limits(raw: RawLogin, p: &mut Problems) -> LoginLimits {
     LoginLimits {
         hash_workers: raw.hash_workers.clamp(1, 64),
         hash_queue: raw.hash_queue.min(4096),
-        throttle: crate::idp::throttle::Limits::default(),
+        throttle: super::Limits::default(),
     }
 }

@@ -290,7 +290,17 @@ mod tests {
                 key_encryption_key: None,
             };
             let l = crate::idp::Config::demo("http://idp.test", "/tmp/none").lifetimes;
-            let pg = super::Postgres::new(&cfg, &l, &Default::default(), 1).expect("pool");
+            let pg = super::Postgres::new(
+                &cfg,
+                &l,
+                crate::idp::store::counter::Bounds {
+                    account: 18,
+                    unknown: 16,
+                    device: 16,
+                    network: 16,
+                },
+            )
+            .expect("pool");
             let keys = super::DbKeys::new(
                 std::sync::Arc::new(pg),
                 &[7u8; 32],

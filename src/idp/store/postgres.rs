@@ -18,14 +18,15 @@
 //!   [`StoreError::Unavailable`] at once (a 503 with `Retry-After`) until the background probe
 //!   reaches it again; nothing waits on a dead connection.
 
+use super::counter::{self, Bounds, Key, Record};
 use super::{After, StoreError};
 use super::{
     Code, CodeGrant, Consume, LOGOUT_SECS, PendingLogout, Refresh, RefreshGrant, Rotation,
 };
 use crate::idp::authn::{Authentication, Session};
+use crate::idp::config::Rule;
 use crate::idp::config::{Lifetimes, PostgresConfig};
 use crate::idp::revocation::{self, Lineage, Revocations, Root};
-use crate::idp::throttle::{self, Key, Record, Rule};
 use crate::idp::totp;
 use crate::jwt::{MAX_LEEWAY, unix_now};
 use serde::{Deserialize, Serialize};
@@ -142,13 +143,8 @@ struct StoredLogout {
 
 impl Postgres {
     /// A pool for `cfg`, not yet connected; records live as `l` says, login failure counters
-    /// are bounded as `t` says for `accounts` configured users.
-    pub fn new(
-        cfg: &PostgresConfig,
-        l: &Lifetimes,
-        t: &throttle::Limits,
-        accounts: usize,
-    ) -> Result<Self, SetupError> {
+    /// are bounded by `bounds`.
+    pub fn new(cfg: &PostgresConfig, l: &Lifetimes, bounds: Bounds) -> Result<Self, SetupError> {
         let opts = PgConnectOptions::from_str(cfg.url.expose()).map_err(|_| SetupError::Url)?;
         let pool = PgPoolOptions::new()
             .max_connections(cfg.pool_size)
@@ -166,10 +162,10 @@ impl Postgres {
             keep: l.sign_in + MAX_LEEWAY,
             code_keep: l.access.max(l.id),
             throttle_bounds: vec![
-                ("account", 2 * accounts as u64 + 16),
-                ("unknown", t.unknown_entries),
-                ("device", t.device_entries),
-                ("network", t.network_entries),
+                ("account", bounds.account),
+                ("unknown", bounds.unknown),
+                ("device", bounds.device),
+                ("network", bounds.network),
             ],
         })
     }
@@ -740,7 +736,7 @@ impl Postgres {
 impl Postgres {
     // === login failure counters ===
 
-    /// [`throttle::Store::reserve`] on the shared table: the row is locked while the rule is
+    /// [`counter::Store::reserve`] on the shared table: the row is locked while the rule is
     /// applied, so concurrent attempts at any replica count one after the other.
     pub async fn reserve_attempt(
         &self,
@@ -791,7 +787,7 @@ impl Postgres {
         run.await.map_err(|e| self.fail(e))
     }
 
-    /// [`throttle::Store::release`] on the shared table (see [`throttle::released`]).
+    /// [`counter::Store::release`] on the shared table (see [`counter::released`]).
     pub async fn release_attempt(&self, key: &Key, before: Option<Record>, now: u64) {
         let Ok(mut tx) = self.begin().await else {
             return;
@@ -810,7 +806,7 @@ impl Postgres {
                 failures: u32::try_from(row.get::<i32, _>(0)).unwrap_or(0),
                 last: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
             };
-            match throttle::released(cur, before, now) {
+            match counter::released(cur, before, now) {
                 Some(r) => {
                     sqlx::query("UPDATE throttle SET failures = $2, last = $3 WHERE id = $1")
                         .bind(&key.id[..])
@@ -833,7 +829,7 @@ impl Postgres {
         }
     }
 
-    /// [`throttle::Store::clear`] on the shared table.
+    /// [`counter::Store::clear`] on the shared table.
     pub async fn clear_attempts(&self, key: &Key) {
         if self.guard().is_err() {
             return;

@@ -1,6 +1,8 @@
 use super::*;
 use proptest::prelude::*;
 
+const DAY: u64 = 86_400;
+
 #[test]
 fn the_default_account_rule_makes_guessing_slow() {
     let r = Limits::default().account;
