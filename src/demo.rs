@@ -43,7 +43,13 @@ pub struct Options {
     pub access_lifetime: Option<u64>,
     /// Service-c also guards [`UNREACHABLE_PATH`] with `acr: [hwk]`, which no sign-in gives.
     pub unreachable_acr: bool,
+    /// Transaction Tokens on top of the per-hop exchange: the IdP is the Txn-Token Service of
+    /// [`TRUST_DOMAIN`], A issues (`txn_token: issue`), B accepts and C requires one.
+    pub txn_tokens: bool,
 }
+
+/// The trust domain of the chain's Transaction Tokens ([`Options::txn_tokens`]).
+pub const TRUST_DOMAIN: &str = "https://baton.example/trust-domain";
 
 /// Why the chain could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +153,14 @@ impl Chain {
         if let Some(access) = options.access_lifetime {
             idp_cfg.lifetimes.access = access;
         }
+        if options.txn_tokens {
+            idp_cfg.txn_tokens = Some(idp::config::TxnTokens {
+                audience: TRUST_DOMAIN.to_owned(),
+                lifetime: idp::config::TXN_DEFAULT_LIFETIME,
+                clients: vec![SERVICES[0].to_owned()],
+                unsigned_subject_clients: Vec::new(),
+            });
+        }
         let idp = Arc::new(Idp::new(idp_cfg)?);
         let (idp_stop, idp_signal) = shutdown::channel();
         let idp_task = tokio::spawn(idp::serve(idp.clone(), idp_listener, idp_signal.wait()));
@@ -163,7 +177,7 @@ impl Chain {
                 proxy: Some(format!("http://{}", outbound[i])),
             };
             tokio::spawn(app::serve(app_cfg, app_listener, app_signal.clone().wait()));
-            let yaml = sidecar_yaml(
+            let mut yaml = sidecar_yaml(
                 &issuer,
                 name,
                 app_addr,
@@ -171,6 +185,12 @@ impl Chain {
                 (i == 0).then_some(edge.as_str()),
                 options.unreachable_acr,
             );
+            if options.txn_tokens {
+                let mode = ["issue", "accept", "require"][i];
+                yaml.push_str(&format!(
+                    "txn_token:\n  mode: {mode}\n  audience: {TRUST_DOMAIN}\n"
+                ));
+            }
             let cfg = Config::from_yaml(&yaml, &format!("sidecar-{name}.yaml"))?;
             let running = sidecar::start(cfg, l, None).await?;
             hops.push(Hop {

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod login;
 pub mod reject;
 pub mod rules;
+pub mod txn;
 
 pub use reject::Reject;
 
@@ -50,6 +51,8 @@ pub struct Inbound {
     active: RwLock<Arc<Active>>,
     /// Browser sign-in for `login: browser` routes, when `login:` is configured.
     login: Option<login::Login>,
+    /// The Transaction Token phase, when `txn_token:` is configured.
+    txn: Option<txn::Phase>,
 }
 
 /// The part of the configuration a reload may change.
@@ -130,8 +133,11 @@ impl Inbound {
             login::Login::new(l, &cfg.issuer, &cfg.outbound, jwks.clone(), metrics.clone())
                 .expect("the edge login client builds (rustls, issuer set)")
         });
+        let txn = txn::Phase::new(cfg, jwks.clone(), metrics.clone())
+            .expect("the Txn-Token client builds (rustls, issuer set)");
         Inbound {
             login,
+            txn,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
             limits: cfg.limits.clone(),
             active: RwLock::new(Arc::new(Active::new(cfg, &metrics, None))),
@@ -157,7 +163,8 @@ impl Inbound {
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let previous = self.active();
         let old = &previous.config;
-        let fixed: [(&'static str, bool); 8] = [
+        let fixed: [(&'static str, bool); 9] = [
+            ("txn_token", old.txn_token != cfg.txn_token),
             ("login", old.login != cfg.login),
             ("issuer", old.issuer != cfg.issuer),
             ("audience", old.audience != cfg.audience),
@@ -193,9 +200,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let limits = state.limits.clone();
-    let per_connection = move |_conn| {
+    let per_connection = move |info: server::ConnInfo| {
+        let peer = state.txn.as_ref().is_some_and(txn::Phase::wants_peer);
         let conn = Arc::new((state.clone(), LastToken::default()));
-        move |req| {
+        move |mut req: Request<hyper::body::Incoming>| {
+            if peer {
+                req.extensions_mut().insert(info);
+            }
             let conn = conn.clone();
             async move { handle_on(&conn.0, &conn.1, req).await }
         }
@@ -293,6 +304,13 @@ where
             (denied.verified, Some(denied.reject.outcome()))
         }
     };
+    if let Some(t) = &s.txn
+        && let Err(e) = Box::pin(t.run(&mut req, claims.as_deref(), cfg.mode)).await
+    {
+        s.metrics.inbound(name, e.outcome());
+        info!(method = %req.method(), route = name, outcome = e.outcome(), reason = %e, "refused");
+        return e.into_response(&cfg.audience);
+    }
     let sent = if crate::http::upgrade::marked(&req) {
         // Boxed: rare, and its future would size every request's.
         Box::pin(send_marked(s, &active, claims.as_deref(), req)).await
@@ -523,6 +541,7 @@ where
         claims,
         cfg.inbound.drop_underscore_headers,
     );
+    txn::finish(&mut parts.headers, &mut parts.extensions);
     let body = Limited::new(body, limit).boxed();
     Ok(Request::from_parts(parts, body))
 }

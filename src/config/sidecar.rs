@@ -92,6 +92,8 @@ pub struct Config {
     pub outbound: outbound::Outbound,
     /// Browser sign-in at the edge, when configured.
     pub login: Option<login::Login>,
+    /// Transaction Tokens (`txn_token:`), when this service takes part in them.
+    pub txn_token: Option<super::txn::TxnToken>,
     /// The file as parsed, with secret-looking values replaced by `[redacted]`, for `/config`.
     pub redacted: serde_json::Value,
 }
@@ -128,6 +130,7 @@ struct RawConfig {
     #[serde(default)]
     outbound: outbound::RawOutbound,
     login: Option<login::RawLogin>,
+    txn_token: Option<super::txn::RawTxnToken>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +264,9 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     outbound::check_issuer(&outbound, &issuer, p);
     let login = raw.login.map(|l| login::validate(l, p));
     check_login(p, &routes, login.as_ref(), &outbound, &raw.audience);
+    let txn_token = raw
+        .txn_token
+        .map(|t| super::txn::validate(t, &claims_header, &outbound.client.client_id, p));
     Config {
         file: p.file().to_owned(),
         issuer,
@@ -287,6 +293,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         routes,
         outbound,
         login,
+        txn_token,
         redacted: redact(doc.to_json()),
     }
 }

@@ -14,6 +14,7 @@ mod client;
 mod grants;
 mod raw;
 mod secrets;
+mod txn;
 mod users;
 mod validate;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+pub use txn::{DEFAULT_LIFETIME as TXN_DEFAULT_LIFETIME, TxnTokens};
 use validate::validate;
 
 /// The RFC 8693 grant type URN.
@@ -92,6 +94,8 @@ pub struct Config {
     pub login: LoginLimits,
     /// The look of the sign-in pages: product name, logo, accent colour, link home.
     pub branding: crate::page::Theme,
+    /// Transaction Tokens (`txn_tokens:`), when this IdP is the trust domain's Txn-Token Service.
+    pub txn_tokens: Option<TxnTokens>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.
@@ -327,7 +331,12 @@ impl Config {
     pub fn max_token_lifetime(&self) -> u64 {
         let l = &self.lifetimes;
         let edges = self.grants.iter().filter_map(|e| e.max_lifetime);
-        edges.chain([l.access, l.id]).max().unwrap_or(l.access)
+        let txn = self.txn_tokens.as_ref().map(|t| t.lifetime);
+        edges
+            .chain([l.access, l.id])
+            .chain(txn)
+            .max()
+            .unwrap_or(l.access)
     }
 }
 

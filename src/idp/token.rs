@@ -4,12 +4,14 @@
 //!
 //! The grants: [`code`] (`authorization_code` with PKCE), [`refresh`] (`refresh_token` with
 //! rotation and reuse detection), [`client_credentials`] (a token for the client itself) and
-//! [`exchange`] (RFC 8693 token exchange).
+//! [`exchange`] (RFC 8693 token exchange), or [`txn`] when the exchange asks for a Transaction
+//! Token.
 
 pub mod client_credentials;
 pub mod code;
 pub mod exchange;
 pub mod refresh;
+pub mod txn;
 
 use super::client_auth;
 use super::config::{Client, TOKEN_EXCHANGE};
@@ -123,6 +125,7 @@ fn dispatch(
         Grant::AuthorizationCode => code::authorization_code(idp, client, form, now),
         Grant::RefreshToken => refresh::refresh(idp, client, form, now),
         Grant::ClientCredentials => client_credentials::client_credentials(idp, client, form, now),
+        Grant::TokenExchange if txn::requested(form) => txn::issue(idp, client, form, now),
         Grant::TokenExchange => exchange::exchange(idp, client, form, now),
     }
 }

@@ -22,3 +22,4 @@ mod revocation;
 mod stepup;
 mod support;
 mod trust;
+mod txn;

@@ -39,6 +39,7 @@ pub(super) struct RawConfig {
     pub(super) login: RawLogin,
     #[serde(default)]
     pub(super) branding: super::branding::RawBranding,
+    pub(super) txn_tokens: Option<super::txn::RawTxnTokens>,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {
