@@ -1,6 +1,7 @@
 //! `baton demo`: the whole A→B→C chain in one process on free loopback ports: baton-idp, three
 //! echo apps and their three sidecars. Signs the demo user in through the real login form, calls
-//! A, and prints each hop's token; then calls again to show the exchange cache at work; then
+//! A, and prints each hop's token and the one Transaction Token the whole call carried (A issues
+//! it, B accepts and C requires it); then calls again to show the exchange cache at work; then
 //! calls a path C guards with `acr: [mfa]`, steps up with a one-time code, and calls again.
 //! `baton demo --serve` keeps the chain up for a browser: A's sidecar signs users in itself.
 //!
@@ -347,7 +348,11 @@ pub async fn main(serve: bool) -> ExitCode {
 }
 
 async fn run() -> Result<(), Error> {
-    let chain = Chain::start().await?;
+    let chain = Chain::start_with(Options {
+        txn_tokens: true,
+        ..Options::default()
+    })
+    .await?;
     let out = report::Report::new(&chain);
     out.started();
     let agent = signin::Agent::new()?;
@@ -357,6 +362,7 @@ async fn run() -> Result<(), Error> {
     let before = chain.idp.exchanges();
     let (status, body) = chain.call(&tokens.access_token, "/").await?;
     out.first_call(status, &body, chain.idp.exchanges() - before);
+    out.txn_tokens(&body);
     let before = chain.idp.exchanges();
     let (status, _) = chain.call(&tokens.access_token, "/").await?;
     out.second_call(status, chain.idp.exchanges() - before);

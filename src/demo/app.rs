@@ -1,7 +1,8 @@
 //! The demo echo app: echoes the verified claims and calls the next hop through `HTTP_PROXY`.
 //!
-//! `GET /<anything>` answers `{service, claims, next}`: `claims` decoded from the
-//! `x-baton-claims` header (base64url JSON, set by the inbound sidecar), `next` the JSON answer
+//! `GET /<anything>` answers `{service, claims, txn, next}`: `claims` decoded from the
+//! `x-baton-claims` header (base64url JSON, set by the inbound sidecar), `txn` likewise from
+//! `x-baton-txn` (only when the sidecar verified a Txn-Token), `next` the JSON answer
 //! of the next hop for the same path and query (or null). The next hop is called with a plain
 //! HTTP client, passing on `Authorization`, `x-request-id` and `Txn-Token`: the sidecar's outbound listener
 //! does the exchange. A 401 or 403 from the next hop is relayed with its `WWW-Authenticate`, so

@@ -101,8 +101,12 @@ where
 {
     let (parts, form) = read_form(req).await?;
     let grant = Grant::parse(&form)?;
-    *label = grant.label();
-    tracing::Span::current().record("grant_type", grant.label());
+    // A Txn-Token request is an exchange counted apart: it issues no access token.
+    *label = match grant {
+        Grant::TokenExchange if txn::requested(&form) => "txn_token",
+        g => g.label(),
+    };
+    tracing::Span::current().record("grant_type", *label);
     let client = client_auth::authenticate(idp, &parts.headers, &form, now)?;
     tracing::Span::current().record("client_id", client.id.as_str());
     if !client.allows(grant.name()) {
