@@ -1,10 +1,10 @@
-//! The A→B→C chain's cost per external request with and without Transaction Tokens, in one run:
-//! two demo chains ([`baton::demo::Chain`]) in this process, one with the per-hop exchange
-//! alone, one with a Txn-Token on top (A issues one per request, B and C verify it). Both are
-//! warmed first, so the exchanges come from the sidecars' caches and the difference is the
-//! Txn-Token's: one IdP request at A and a signature check at each hop.
+//! The A→B→C chain's cost per external request in each mode, in one run: three demo chains
+//! ([`baton::demo::Chain`]) in this process: the per-hop exchange alone; the exchange and a
+//! Txn-Token (A issues one per request, B and C verify it); the Txn-Token alone (no exchange,
+//! B and C reached without an access token). All are warmed first, so exchanges come from the
+//! sidecars' caches: the Txn-Token costs one IdP request at A and a signature check per hop.
 //!
-//! Usage: `txn-chain [ROUNDS] [PER_ROUND]` (default 10 × 200). Rounds alternate the two chains,
+//! Usage: `txn-chain [ROUNDS] [PER_ROUND]` (default 10 × 200). Rounds alternate the chains,
 //! one request at a time. Prints the median and 90th-percentile latency of a call to A, and
 //! the CPU time of the whole process (IdP, three sidecars, three apps, the client) per request,
 //! from `/proc/self/stat`.
@@ -35,9 +35,10 @@ struct Mode {
     cpu_ticks: u64,
 }
 
-async fn mode(name: &'static str, txn_tokens: bool) -> Mode {
+async fn mode(name: &'static str, txn_tokens: bool, txn_only: bool) -> Mode {
     let chain = Chain::start_with(Options {
         txn_tokens,
+        txn_only,
         ..Options::default()
     })
     .await
@@ -67,8 +68,9 @@ async fn main() {
     let rounds: usize = args.next().map_or(10, |a| a.parse().unwrap());
     let per_round: usize = args.next().map_or(200, |a| a.parse().unwrap());
     let mut modes = [
-        mode("per-hop exchange alone", false).await,
-        mode("exchange + Txn-Token", true).await,
+        mode("per-hop exchange alone", false, false).await,
+        mode("exchange + Txn-Token", true, false).await,
+        mode("Txn-Token alone", false, true).await,
     ];
     let idp_before: Vec<u64> = modes.iter().map(|m| m.chain.idp.token_requests()).collect();
     for _ in 0..rounds {

@@ -47,6 +47,10 @@ pub struct Options {
     /// Transaction Tokens on top of the per-hop exchange: the IdP is the Txn-Token Service of
     /// [`TRUST_DOMAIN`], A issues (`txn_token: issue`), B accepts and C requires one.
     pub txn_tokens: bool,
+    /// The chain with Txn-Tokens and no per-hop exchange: A verifies the user's access token and
+    /// issues a Txn-Token; its outbound side forwards without `Authorization` (`unknown:
+    /// passthrough`); B and C mark their routes public and require the Txn-Token.
+    pub txn_only: bool,
 }
 
 /// The trust domain of the chain's Transaction Tokens ([`Options::txn_tokens`]).
@@ -154,7 +158,7 @@ impl Chain {
         if let Some(access) = options.access_lifetime {
             idp_cfg.lifetimes.access = access;
         }
-        if options.txn_tokens {
+        if options.txn_tokens || options.txn_only {
             idp_cfg.txn_tokens = Some(idp::config::TxnTokens {
                 audience: TRUST_DOMAIN.to_owned(),
                 lifetime: idp::config::TXN_DEFAULT_LIFETIME,
@@ -186,7 +190,9 @@ impl Chain {
                 (i == 0).then_some(edge.as_str()),
                 options.unreachable_acr,
             );
-            if options.txn_tokens {
+            if options.txn_only {
+                yaml = txn_only_yaml(&issuer, name, app_addr, i == 0);
+            } else if options.txn_tokens {
                 let mode = ["issue", "accept", "require"][i];
                 yaml.push_str(&format!(
                     "txn_token:\n  mode: {mode}\n  audience: {TRUST_DOMAIN}\n"
@@ -327,6 +333,24 @@ fn sidecar_yaml(
     format!(
         "issuer: {issuer}\naudience: {name}\napp: \"{app}\"\n{routes}{login}\
          outbound:\n  client:\n    client_id: {name}\n    secret: {secret}\n{outbound_routes}",
+        secret = idp_demo_secret(name),
+    )
+}
+
+/// The sidecar.yaml of one hop of the chain that carries only a Txn-Token: the first hop
+/// verifies the user's token and issues; the others require the Txn-Token on a public route.
+/// Calls leave without `Authorization` (`unknown: passthrough`, no exchange).
+fn txn_only_yaml(issuer: &str, name: &str, app: SocketAddr, first: bool) -> String {
+    let (public, mode) = if first {
+        ("", "issue")
+    } else {
+        ("    public: true\n", "require")
+    };
+    format!(
+        "issuer: {issuer}\naudience: {name}\napp: \"{app}\"\n\
+         routes:\n  - name: default\n    path: /\n{public}\
+         txn_token:\n  mode: {mode}\n  audience: {TRUST_DOMAIN}\n\
+         outbound:\n  unknown: passthrough\n  client:\n    client_id: {name}\n    secret: {secret}\n  routes: []\n",
         secret = idp_demo_secret(name),
     )
 }

@@ -152,9 +152,10 @@ impl Phase {
     }
 
     /// Runs the phase on an admitted request. `access`: the verified access token (none on a
-    /// public route: nothing is issued or required there, and a client-sent `Txn-Token` is
-    /// passed on only after it verifies). In observe mode a refusal is logged and the request
-    /// goes on without the claims header.
+    /// public route: nothing is issued there). `require` applies to public routes too: a
+    /// service reached with a Txn-Token alone (no per-hop exchange) marks its routes public and
+    /// requires the Txn-Token. In observe mode a refusal is logged and the request goes on
+    /// without the claims header.
     pub async fn run<B>(
         &self,
         req: &mut Request<B>,
@@ -168,8 +169,8 @@ impl Phase {
                 req.headers_mut().remove(txn::HEADER);
                 Ok(None)
             }
-            (TxnMode::Require, Some(_)) => self.check(req.headers(), true).await,
-            (TxnMode::Require | TxnMode::Accept, _) => self.check(req.headers(), false).await,
+            (TxnMode::Require, _) => self.check(req.headers(), true).await,
+            (TxnMode::Accept, _) => self.check(req.headers(), false).await,
         };
         let (token, claims) = match result {
             Ok(Some((token, v))) => (token, v.claims_header().cloned()),

@@ -526,3 +526,40 @@ async fn c_refuses_every_invalid_txn_token_with_a_clear_error() {
     assert_eq!(body["next"]["next"]["txn"]["sub"], "alice", "{body}");
     chain.stop().await;
 }
+
+#[test_log::test(tokio::test)]
+async fn with_txn_tokens_alone_b_and_c_see_the_transaction_and_no_access_token() {
+    let chain = Chain::start_with(Options {
+        txn_only: true,
+        ..Options::default()
+    })
+    .await
+    .expect("chain");
+    let tokens = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("sign in");
+    let exchanges = chain.idp.exchanges();
+    let before = chain.idp.token_requests();
+    let (status, body) = chain.call(&tokens.access_token, "/").await.expect("call");
+    assert_eq!(status, 200, "{body}");
+    let c = &body["next"]["next"];
+    assert_eq!(c["service"], "service-c", "{body}");
+    assert_eq!(c["txn"], body["txn"]);
+    assert_eq!(c["txn"]["sub"], "alice");
+    // No access token past A, no exchange: one Txn-Token request per external request.
+    assert!(
+        c["claims"].is_null() && body["next"]["claims"].is_null(),
+        "{body}"
+    );
+    assert_eq!(chain.idp.exchanges(), exchanges);
+    assert_eq!(chain.idp.token_requests() - before, 1);
+    // C's public route still requires the Txn-Token.
+    let rsp = http()
+        .get(format!("http://{}/", chain.hops[2].sidecar.inbound))
+        .send()
+        .await
+        .expect("C");
+    assert_eq!(rsp.status(), 401);
+    chain.stop().await;
+}
