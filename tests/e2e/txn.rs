@@ -563,3 +563,28 @@ async fn with_txn_tokens_alone_b_and_c_see_the_transaction_and_no_access_token()
     assert_eq!(rsp.status(), 401);
     chain.stop().await;
 }
+
+#[tokio::test]
+async fn the_chain_of_requesting_workloads_is_bounded() {
+    let idp = service().await;
+    let at = alice(&idp).await;
+    let (_, body) = ask(&idp, "service-a", &at, ACCESS, &[]).await;
+    let mut token = body["access_token"].as_str().expect("token").to_owned();
+    // service-a, then service-b and service-a in turn: each replacement adds one workload.
+    for i in 1..txn::MAX_REQ_WL {
+        let client = if i % 2 == 1 { "service-b" } else { "service-a" };
+        let (status, body) = ask(&idp, client, &token, TXN, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{i}: {body}");
+        token = body["access_token"].as_str().expect("token").to_owned();
+    }
+    let c = peek_claims(&token).expect("claims");
+    assert_eq!(txn::requesting_workloads(&c).len(), txn::MAX_REQ_WL);
+    // The last replacement was service-b's: service-a's would make nine.
+    let (status, body) = ask(&idp, "service-a", &token, TXN, &[]).await;
+    refused(
+        status,
+        &body,
+        "invalid_request",
+        "req_wl would name more than",
+    );
+}
