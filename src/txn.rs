@@ -21,6 +21,10 @@ pub const HEADER: &str = "txn-token";
 /// Subject token type of a workload's own unsigned JSON statement of the subject: accepted only
 /// from clients the IdP configuration names.
 pub const UNSIGNED_JSON: &str = "urn:ietf:params:oauth:token-type:unsigned_json";
+/// Subject token type of a JWT the requesting workload signed with its registered keys
+/// (`iss` the workload, `aud` the Txn-Token Service, `sub` the subject): accepted only from
+/// clients the IdP configuration names.
+pub const SELF_SIGNED: &str = "urn:ietf:params:oauth:token-type:self_signed";
 /// Largest `tctx` or `rctx` object, serialised, in bytes: both travel in every request of the
 /// transaction, inside a token whose verification caps its size ([`jwt::DEFAULT_MAX_LEN`]).
 pub const MAX_CONTEXT_BYTES: usize = 1024;

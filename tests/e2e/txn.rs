@@ -588,3 +588,102 @@ async fn the_chain_of_requesting_workloads_is_bounded() {
         "req_wl would name more than",
     );
 }
+
+#[tokio::test]
+async fn a_workload_may_sign_its_own_subject_with_its_registered_key() {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let keys = baton::jwt::keys::KeySet::from_signing_keys([&key]);
+    let idp = start_with(|cfg| {
+        cfg.clients.insert(
+            "job-runner".into(),
+            baton::idp::config::Client {
+                id: "job-runner".into(),
+                name: None,
+                auth: baton::idp::config::ClientAuth::Jwks(keys),
+                redirect_uris: Vec::new(),
+                post_logout_redirect_uris: Vec::new(),
+                grant_types: vec![EXCHANGE.into()],
+                scopes: vec!["jobs.run".into()],
+                default_audience: None,
+            },
+        );
+        cfg.txn_tokens = Some(TxnTokens {
+            audience: TRUST_DOMAIN.into(),
+            lifetime: 120,
+            clients: vec!["job-runner".into(), "service-a".into()],
+            unsigned_subject_clients: vec!["job-runner".into()],
+        });
+    })
+    .await;
+    let now = baton::jwt::unix_now();
+    let signed = |claims: Value| key.sign("JWT", &claims).expect("sign");
+    let ask_self = |subject: String| {
+        let assertion = signed(
+            json!({"iss": "job-runner", "sub": "job-runner", "aud": idp.url,
+            "iat": now, "exp": now + 60, "jti": URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())}),
+        );
+        let http = idp.http.clone();
+        let url = format!("{}/token", idp.url);
+        async move {
+            let rsp = http
+                .post(url)
+                .form(&[
+                    ("grant_type", EXCHANGE),
+                    ("requested_token_type", TXN),
+                    ("audience", TRUST_DOMAIN),
+                    ("scope", "jobs.run"),
+                    ("subject_token", &subject),
+                    ("subject_token_type", txn::SELF_SIGNED),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", &assertion),
+                ])
+                .send()
+                .await
+                .expect("token");
+            let status = rsp.status();
+            (status, rsp.json::<Value>().await.expect("json"))
+        }
+    };
+    let subject = signed(
+        json!({"iss": "job-runner", "sub": "nightly-report", "aud": idp.url,
+                                "iat": now, "exp": now + 60}),
+    );
+    let (status, body) = ask_self(subject).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let c = peek_claims(body["access_token"].as_str().expect("t")).expect("claims");
+    assert_eq!(
+        (c["sub"].as_str(), c["req_wl"].as_str()),
+        (Some("nightly-report"), Some("job-runner"))
+    );
+    // Another audience, an expired one, another key: refused.
+    let other_aud = signed(
+        json!({"iss": "job-runner", "sub": "x", "aud": "https://elsewhere",
+                                  "iat": now, "exp": now + 60}),
+    );
+    let (status, body) = ask_self(other_aud).await;
+    refused(status, &body, "invalid_request", "audience mismatch");
+    let expired = signed(json!({"iss": "job-runner", "sub": "x", "aud": idp.url,
+                                "iat": now - 120, "exp": now - 1}));
+    let (status, body) = ask_self(expired).await;
+    refused(status, &body, "invalid_request", "expired");
+    let stranger = SigningKey::generate(Algorithm::ES256).expect("key");
+    let foreign = stranger
+        .sign(
+            "JWT",
+            &json!({"iss": "job-runner", "sub": "x", "aud": idp.url, "iat": now, "exp": now + 60}),
+        )
+        .expect("sign");
+    let (status, body) = ask_self(foreign).await;
+    refused(status, &body, "invalid_request", "subject_token");
+    // service-a is not allowed to state a subject, signed or not.
+    let (status, body) = ask(&idp, "service-a", "x.y.z", txn::SELF_SIGNED, &[]).await;
+    refused(
+        status,
+        &body,
+        "invalid_request",
+        "may not state the subject",
+    );
+}

@@ -22,7 +22,8 @@ pub struct TxnTokens {
     /// Clients that may ask for Txn-Tokens.
     pub clients: Vec<String>,
     /// Of those, the clients that may state the subject themselves (`unsigned_json` subject
-    /// tokens, for work that starts inside the trust domain).
+    /// tokens, or `self_signed` ones signed with their registered keys), for work that starts
+    /// inside the trust domain.
     pub unsigned_subject_clients: Vec<String>,
 }
 
@@ -32,7 +33,7 @@ impl TxnTokens {
         self.clients.iter().any(|c| c == client)
     }
 
-    /// Whether `client` may state the subject in an unsigned JSON subject token.
+    /// Whether `client` may state the subject itself (unsigned JSON or a self-signed JWT).
     pub fn allows_unsigned(&self, client: &str) -> bool {
         self.unsigned_subject_clients.iter().any(|c| c == client)
     }

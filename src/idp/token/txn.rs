@@ -12,7 +12,7 @@
 
 use super::exchange::{ACCESS_TOKEN, JWT, REFRESH_TOKEN};
 use crate::http::Form;
-use crate::idp::config::{Client, TxnTokens};
+use crate::idp::config::{Client, ClientAuth, TxnTokens};
 use crate::idp::errors::OAuthError;
 use crate::idp::issue::sign;
 use crate::idp::state::Idp;
@@ -134,7 +134,8 @@ fn subject(
         JWT => own(idp, client, token, Kind::Id, now),
         txn::TOKEN_TYPE => replaced(idp, cfg, token, now),
         txn::UNSIGNED_JSON if cfg.allows_unsigned(&client.id) => unsigned(client, token),
-        txn::UNSIGNED_JSON => Err(OAuthError::request(
+        txn::SELF_SIGNED if cfg.allows_unsigned(&client.id) => self_signed(idp, client, token, now),
+        txn::UNSIGNED_JSON | txn::SELF_SIGNED => Err(OAuthError::request(
             "subject_token: this client may not state the subject itself",
         )),
         REFRESH_TOKEN => Err(OAuthError::request(
@@ -240,6 +241,42 @@ fn unsigned(client: &Client, token: &str) -> Result<Subject, OAuthError> {
         rctx: Claims::new(),
         req_wl: Vec::new(),
         exp: None,
+    })
+}
+
+/// A JWT the client signed with its registered keys (`private_key_jwt` clients only): `iss` the
+/// client, `aud` this IdP's issuer, `iat` and an unexpired `exp` (no leeway), `sub` the subject.
+/// Its scope is the client's own.
+fn self_signed(idp: &Idp, client: &Client, token: &str, now: u64) -> Result<Subject, OAuthError> {
+    let ClientAuth::Jwks(keys) = &client.auth else {
+        return Err(OAuthError::request(
+            "subject_token: a self-signed subject needs the client's registered keys",
+        ));
+    };
+    let rules = Rules {
+        issuer: client.id.clone(),
+        audience: Some(idp.config.issuer.clone()),
+        kind: Kind::ClientAssertion,
+        algorithms: vec![Algorithm::ES256, Algorithm::RS256],
+        leeway: 0,
+        max_len: jwt::DEFAULT_MAX_LEN,
+    };
+    let v = jwt::verify(token, keys, &rules, now)
+        .map_err(|e| OAuthError::request(format!("subject_token: {e}")))?;
+    if v.exp <= now {
+        return Err(OAuthError::request("subject_token: token expired"));
+    }
+    if !v.claims.contains_key("iat") {
+        return Err(OAuthError::request("subject_token: missing or invalid iat"));
+    }
+    Ok(Subject {
+        sub: string(&v.claims, "sub")?,
+        scope: client.scopes.clone(),
+        txn: None,
+        tctx: Claims::new(),
+        rctx: Claims::new(),
+        req_wl: Vec::new(),
+        exp: Some(v.exp),
     })
 }
 
