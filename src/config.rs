@@ -16,6 +16,7 @@ pub mod login;
 pub mod outbound;
 pub mod routes;
 mod sidecar;
+pub mod txn;
 pub mod values;
 pub(crate) mod yaml;
 

@@ -1,6 +1,7 @@
 //! `baton demo`: the whole A→B→C chain in one process on free loopback ports: baton-idp, three
 //! echo apps and their three sidecars. Signs the demo user in through the real login form, calls
-//! A, and prints each hop's token; then calls again to show the exchange cache at work; then
+//! A, and prints each hop's token and the one Transaction Token the whole call carried (A issues
+//! it, B accepts and C requires it); then calls again to show the exchange cache at work; then
 //! calls a path C guards with `acr: [mfa]`, steps up with a one-time code, and calls again.
 //! `baton demo --serve` keeps the chain up for a browser: A's sidecar signs users in itself.
 //!
@@ -49,7 +50,17 @@ pub struct Options {
     pub dpop: bool,
     /// Every app gets an opaque handle instead of its token (`inbound.confine_token`).
     pub confine: bool,
+    /// Transaction Tokens on top of the per-hop exchange: the IdP is the Txn-Token Service of
+    /// [`TRUST_DOMAIN`], A issues (`txn_token: issue`), B accepts and C requires one.
+    pub txn_tokens: bool,
+    /// The chain with Txn-Tokens and no per-hop exchange: A verifies the user's access token and
+    /// issues a Txn-Token; its outbound side forwards without `Authorization` (`unknown:
+    /// passthrough`); B and C mark their routes public and require the Txn-Token.
+    pub txn_only: bool,
 }
+
+/// The trust domain of the chain's Transaction Tokens ([`Options::txn_tokens`]).
+pub const TRUST_DOMAIN: &str = "https://baton.example/trust-domain";
 
 /// Why the chain could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +164,14 @@ impl Chain {
         if let Some(access) = options.access_lifetime {
             idp_cfg.lifetimes.access = access;
         }
+        if options.txn_tokens || options.txn_only {
+            idp_cfg.txn_tokens = Some(idp::config::TxnTokens {
+                audience: TRUST_DOMAIN.to_owned(),
+                lifetime: idp::config::TXN_DEFAULT_LIFETIME,
+                clients: vec![SERVICES[0].to_owned()],
+                unsigned_subject_clients: Vec::new(),
+            });
+        }
         let idp = Arc::new(Idp::new(idp_cfg)?);
         let (idp_stop, idp_signal) = shutdown::channel();
         let idp_task = tokio::spawn(idp::serve(idp.clone(), idp_listener, idp_signal.wait()));
@@ -169,7 +188,7 @@ impl Chain {
                 proxy: Some(format!("http://{}", outbound[i])),
             };
             tokio::spawn(app::serve(app_cfg, app_listener, app_signal.clone().wait()));
-            let yaml = sidecar_yaml(
+            let mut yaml = sidecar_yaml(
                 &issuer,
                 name,
                 app_addr,
@@ -177,6 +196,14 @@ impl Chain {
                 (i == 0).then_some(edge.as_str()),
                 options.unreachable_acr,
             );
+            if options.txn_only {
+                yaml = txn_only_yaml(&issuer, name, app_addr, i == 0);
+            } else if options.txn_tokens {
+                let mode = ["issue", "accept", "require"][i];
+                yaml.push_str(&format!(
+                    "txn_token:\n  mode: {mode}\n  audience: {TRUST_DOMAIN}\n"
+                ));
+            }
             let yaml = if options.confine {
                 format!("{yaml}inbound:\n  confine_token: true\n")
             } else {
@@ -330,6 +357,24 @@ fn sidecar_yaml(
     )
 }
 
+/// The sidecar.yaml of one hop of the chain that carries only a Txn-Token: the first hop
+/// verifies the user's token and issues; the others require the Txn-Token on a public route.
+/// Calls leave without `Authorization` (`unknown: passthrough`, no exchange).
+fn txn_only_yaml(issuer: &str, name: &str, app: SocketAddr, first: bool) -> String {
+    let (public, mode) = if first {
+        ("", "issue")
+    } else {
+        ("    public: true\n", "require")
+    };
+    format!(
+        "issuer: {issuer}\naudience: {name}\napp: \"{app}\"\n\
+         routes:\n  - name: default\n    path: /\n{public}\
+         txn_token:\n  mode: {mode}\n  audience: {TRUST_DOMAIN}\n\
+         outbound:\n  unknown: passthrough\n  client:\n    client_id: {name}\n    secret: {secret}\n  routes: []\n",
+        secret = idp_demo_secret(name),
+    )
+}
+
 /// `baton demo`; with `serve`, keeps the chain up for a browser until Ctrl-C or SIGTERM.
 pub async fn main(serve: bool) -> ExitCode {
     let result = if serve {
@@ -347,7 +392,11 @@ pub async fn main(serve: bool) -> ExitCode {
 }
 
 async fn run() -> Result<(), Error> {
-    let chain = Chain::start().await?;
+    let chain = Chain::start_with(Options {
+        txn_tokens: true,
+        ..Options::default()
+    })
+    .await?;
     let out = report::Report::new(&chain);
     out.started();
     let agent = signin::Agent::new()?;
@@ -357,6 +406,7 @@ async fn run() -> Result<(), Error> {
     let before = chain.idp.exchanges();
     let (status, body) = chain.call(&tokens.access_token, "/").await?;
     out.first_call(status, &body, chain.idp.exchanges() - before);
+    out.txn_tokens(&body);
     let before = chain.idp.exchanges();
     let (status, _) = chain.call(&tokens.access_token, "/").await?;
     out.second_call(status, chain.idp.exchanges() - before);

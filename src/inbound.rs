@@ -16,6 +16,7 @@ pub mod forward;
 pub mod login;
 pub mod reject;
 pub mod rules;
+pub mod txn;
 
 pub use reject::Reject;
 
@@ -59,6 +60,8 @@ pub struct Inbound {
     dpop: crate::dpop::Verifier,
     /// The handles given to the app under `inbound.confine_token`, shared with the outbound side.
     handles: Option<Arc<crate::confine::Handles>>,
+    /// The Transaction Token phase, when `txn_token:` is configured.
+    txn: Option<txn::Phase>,
 }
 
 /// The part of the configuration a reload may change.
@@ -152,10 +155,13 @@ impl Inbound {
             login::Login::new(l, &cfg.issuer, &cfg.outbound, jwks.clone(), metrics.clone())
                 .expect("the edge login client builds (rustls, issuer set)")
         });
+        let txn = txn::Phase::new(cfg, jwks.clone(), metrics.clone())
+            .expect("the Txn-Token client builds (rustls, issuer set)");
         Inbound {
             login,
             dpop: crate::dpop::Verifier::new(cfg.dpop.window, cfg.dpop.replay_capacity),
             handles: None,
+            txn,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
             limits: cfg.limits.clone(),
             active: RwLock::new(Arc::new(Active::new(cfg, &metrics, None))),
@@ -188,12 +194,13 @@ impl Inbound {
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let previous = self.active();
         let old = &previous.config;
-        let fixed: [(&'static str, bool); 9] = [
+        let fixed: [(&'static str, bool); 10] = [
             (
                 "dpop.window or dpop.replay_capacity",
                 (old.dpop.window, old.dpop.replay_capacity)
                     != (cfg.dpop.window, cfg.dpop.replay_capacity),
             ),
+            ("txn_token", old.txn_token != cfg.txn_token),
             ("login", old.login != cfg.login),
             ("issuer", old.issuer != cfg.issuer),
             ("audience", old.audience != cfg.audience),
@@ -229,9 +236,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let limits = state.limits.clone();
-    let per_connection = move |_conn| {
+    let per_connection = move |info: server::ConnInfo| {
+        let peer = state.txn.as_ref().is_some_and(txn::Phase::wants_peer);
         let conn = Arc::new((state.clone(), LastToken::default()));
-        move |req| {
+        move |mut req: Request<hyper::body::Incoming>| {
+            if peer {
+                req.extensions_mut().insert(info);
+            }
             let conn = conn.clone();
             async move { handle_on(&conn.0, &conn.1, req).await }
         }
@@ -332,6 +343,13 @@ where
             (denied.verified, Some(denied.reject.outcome()))
         }
     };
+    if let Some(t) = &s.txn
+        && let Err(e) = Box::pin(t.run(&mut req, claims.as_deref(), cfg.mode)).await
+    {
+        s.metrics.inbound(name, e.outcome());
+        info!(method = %req.method(), route = name, outcome = e.outcome(), reason = %e, "refused");
+        return e.into_response(&cfg.audience);
+    }
     let sent = if crate::http::upgrade::marked(&req) {
         // Boxed: rare, and its future would size every request's.
         Box::pin(send_marked(s, &active, claims.as_deref(), req)).await
@@ -583,6 +601,7 @@ where
             .headers
             .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     }
+    txn::finish(&mut parts.headers, &mut parts.extensions);
     // A gRPC call is a stream of messages that may run long: the limit is per message.
     let body = if crate::http::grpc::is_grpc(&parts.headers) {
         let limited = crate::http::grpc::MessageLimit::new(body.map_err(Into::into).boxed(), limit);

@@ -93,6 +93,8 @@ pub enum Kind {
     Id,
     /// A client assertion (RFC 7523): `typ` absent or `JWT`; an `at+jwt` is refused.
     ClientAssertion,
+    /// A Transaction Token: `typ` must be `txntoken+jwt` ([`crate::txn`]); `iat` is required.
+    Txn,
 }
 
 /// What a token must satisfy to verify.
@@ -302,6 +304,7 @@ fn check_header(header: &Claims, rules: &Rules) -> Result<Algorithm, VerifyError
         .map(|t| t.strip_prefix("application/").unwrap_or(t));
     let ok = match rules.kind {
         Kind::Access => typ == Some("at+jwt"),
+        Kind::Txn => typ == Some("txntoken+jwt"),
         Kind::Id | Kind::ClientAssertion => matches!(typ, None | Some("jwt")),
     };
     if ok { Ok(alg) } else { Err(VerifyError::Type) }
@@ -322,7 +325,9 @@ fn check_claims(claims: &Claims, rules: &Rules, now: u64) -> Result<u64, VerifyE
     }
     match numeric_date(claims, "iat")? {
         Some(iat) if iat > now.saturating_add(leeway) => return Err(VerifyError::IssuedInFuture),
-        None if rules.kind == Kind::Access => return Err(VerifyError::MissingClaim("iat")),
+        None if matches!(rules.kind, Kind::Access | Kind::Txn) => {
+            return Err(VerifyError::MissingClaim("iat"));
+        }
         _ => {}
     }
     if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str()) {

@@ -32,6 +32,7 @@
 //!   [`page::strings`], every word a page shows.
 //! - [`dpop`]: DPoP (RFC 9449) proofs: checking, thumbprints, the replay store, a proof key.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
+//! - [`txn`]: Transaction Tokens: the format and verification the IdP and the sidecar share.
 //! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
 pub mod admin;
@@ -56,6 +57,7 @@ pub mod sidecar;
 pub mod signin;
 pub mod telemetry;
 pub mod timer;
+pub mod txn;
 
 /// Every program built on this crate (`baton`, `baton-idp`, the demo app, `bare-proxy`, the tests
 /// and benchmarks) allocates with mimalloc. A request allocates and frees a few dozen small

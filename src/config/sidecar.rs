@@ -112,6 +112,8 @@ pub struct Config {
     pub login: Option<login::Login>,
     /// DPoP (RFC 9449) at the inbound listener.
     pub dpop: dpop::DpopSettings,
+    /// Transaction Tokens (`txn_token:`), when this service takes part in them.
+    pub txn_token: Option<super::txn::TxnToken>,
     /// The file as parsed, with secret-looking values replaced by `[redacted]`, for `/config`.
     pub redacted: serde_json::Value,
 }
@@ -150,6 +152,7 @@ struct RawConfig {
     login: Option<login::RawLogin>,
     #[serde(default)]
     dpop: dpop::RawDpop,
+    txn_token: Option<super::txn::RawTxnToken>,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +292,9 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     outbound::check_issuer(&outbound, &issuer, p);
     let login = raw.login.map(|l| login::validate(l, p));
     check_login(p, &routes, login.as_ref(), &outbound, &raw.audience);
+    let txn_token = raw
+        .txn_token
+        .map(|t| super::txn::validate(t, &claims_header, &outbound.client.client_id, p));
     Config {
         file: p.file().to_owned(),
         issuer,
@@ -318,6 +324,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         outbound,
         login,
         dpop,
+        txn_token,
         redacted: redact(doc.to_json()),
     }
 }

@@ -309,3 +309,41 @@ fn app_protocol_is_http1_unless_http2_is_asked_and_nothing_else_is_taken() {
         );
     }
 }
+
+#[test]
+fn txn_token_sections_validate_their_mode_audience_and_headers() {
+    let ok = format!("{GOOD}txn_token: {{mode: issue, audience: \"https://baton.example/td\"}}\n");
+    let cfg = Config::from_yaml(&ok, "sidecar.yaml").expect("valid");
+    let t = cfg.txn_token.expect("txn_token");
+    assert_eq!(t.mode, txn::TxnMode::Issue);
+    assert_eq!(t.claims_header.as_str(), "x-baton-txn");
+    let fields = |extra: &str| -> Vec<String> {
+        Config::from_yaml(&format!("{GOOD}{extra}"), "sidecar.yaml")
+            .expect_err("invalid")
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    };
+    assert_eq!(fields("txn_token: {audience: td}\n"), ["txn_token.mode"]);
+    assert_eq!(
+        fields("txn_token: {mode: require}\n"),
+        ["txn_token.audience"]
+    );
+    assert_eq!(
+        fields("txn_token: {mode: accept, audience: td, claims_header: x-baton-claims}\n"),
+        ["txn_token.claims_header"]
+    );
+    assert_eq!(
+        fields("txn_token: {mode: accept, audience: td, claims_header: txn-token}\n"),
+        ["txn_token.claims_header"]
+    );
+    assert_eq!(
+        fields("txn_token: {mode: require, audience: td, scope: x}\n"),
+        ["txn_token.scope"]
+    );
+    assert_eq!(
+        fields("txn_token: {mode: sometimes, audience: td}\n"),
+        ["txn_token.mode"]
+    );
+}

@@ -1,9 +1,10 @@
 //! The demo echo app: echoes the verified claims and calls the next hop through `HTTP_PROXY`.
 //!
-//! `GET /<anything>` answers `{service, claims, next}`: `claims` decoded from the
-//! `x-baton-claims` header (base64url JSON, set by the inbound sidecar), `next` the JSON answer
+//! `GET /<anything>` answers `{service, claims, txn, next}`: `claims` decoded from the
+//! `x-baton-claims` header (base64url JSON, set by the inbound sidecar), `txn` likewise from
+//! `x-baton-txn` (only when the sidecar verified a Txn-Token), `next` the JSON answer
 //! of the next hop for the same path and query (or null). The next hop is called with a plain
-//! HTTP client, passing on `Authorization` and `x-request-id`: the sidecar's outbound listener
+//! HTTP client, passing on `Authorization`, `x-request-id` and `Txn-Token`: the sidecar's outbound listener
 //! does the exchange. A 401 or 403 from the next hop is relayed with its `WWW-Authenticate`, so
 //! an RFC 9470 step-up challenge from the end of the chain reaches the edge.
 //!
@@ -26,6 +27,8 @@ use tracing::{info, warn};
 
 /// Header carrying the verified claims from the inbound sidecar.
 pub const CLAIMS_HEADER: &str = "x-baton-claims";
+/// Header carrying the verified Txn-Token's claims from the inbound sidecar (`txn_token:`).
+pub const TXN_CLAIMS_HEADER: &str = "x-baton-txn";
 
 /// How one echo app is set up.
 #[derive(Debug, Clone, Default)]
@@ -76,7 +79,8 @@ pub async fn serve(
 }
 
 async fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
-    let claims = claims(req.headers());
+    let txn = claims(req.headers(), TXN_CLAIMS_HEADER);
+    let claims = claims(req.headers(), CLAIMS_HEADER);
     let answer = |status, body: &Value| {
         if wants_html(req.headers()) {
             page::echo(status, body)
@@ -85,13 +89,19 @@ async fn handle<B>(app: &App, req: Request<B>) -> Response<Body> {
         }
     };
     let Some(base) = &app.cfg.next else {
-        let body = json!({"service": app.cfg.name, "claims": claims, "next": null});
+        let mut body = json!({"service": app.cfg.name, "claims": claims, "next": null});
+        if !txn.is_null() {
+            body["txn"] = txn;
+        }
         return answer(StatusCode::OK, &body);
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let (next, challenge) = call_next(app, &url, req.headers()).await;
-    let body = json!({"service": app.cfg.name, "claims": claims, "next": next});
+    let mut body = json!({"service": app.cfg.name, "claims": claims, "next": next});
+    if !txn.is_null() {
+        body["txn"] = txn;
+    }
     match challenge {
         None => answer(StatusCode::OK, &body),
         Some((status, www)) => {
@@ -112,10 +122,11 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .any(|v| v.to_str().is_ok_and(|a| a.contains("text/html")))
 }
 
-/// The claims the inbound sidecar verified, or null when the header is absent or unreadable.
-fn claims(headers: &HeaderMap) -> Value {
+/// The claims the inbound sidecar verified (in the header `name`), or null when the header is
+/// absent or unreadable.
+fn claims(headers: &HeaderMap, name: &str) -> Value {
     headers
-        .get(CLAIMS_HEADER)
+        .get(name)
         .and_then(|v| URL_SAFE_NO_PAD.decode(v.as_bytes()).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null)
@@ -128,7 +139,12 @@ async fn call_next(
     inbound: &HeaderMap,
 ) -> (Value, Option<(StatusCode, Option<HeaderValue>)>) {
     let mut req = app.client.get(url);
-    for name in [header::AUTHORIZATION.as_str(), "x-request-id"] {
+    // The Txn-Token goes on unchanged: the whole transaction carries the one the edge got.
+    for name in [
+        header::AUTHORIZATION.as_str(),
+        "x-request-id",
+        crate::txn::HEADER,
+    ] {
         if let Some(v) = inbound.get(name) {
             req = req.header(name, v);
         }
@@ -170,9 +186,12 @@ mod tests {
         let mut h = HeaderMap::new();
         let encoded = URL_SAFE_NO_PAD.encode(br#"{"sub":"alice","grants":["a"]}"#);
         h.insert(CLAIMS_HEADER, encoded.parse().expect("header"));
-        assert_eq!(claims(&h), json!({"sub": "alice", "grants": ["a"]}));
+        assert_eq!(
+            claims(&h, CLAIMS_HEADER),
+            json!({"sub": "alice", "grants": ["a"]})
+        );
         h.insert(CLAIMS_HEADER, "not base64!".parse().expect("header"));
-        assert_eq!(claims(&h), Value::Null);
+        assert_eq!(claims(&h, CLAIMS_HEADER), Value::Null);
     }
 
     #[tokio::test]

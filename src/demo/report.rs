@@ -74,6 +74,29 @@ impl Report {
         println!("\n   token exchanges at the IdP for this call: {exchanges} (A→B and B→C)\n");
     }
 
+    /// The Transaction Token each app got with the first call: one per external request, the
+    /// same at every hop.
+    pub fn txn_tokens(&self, body: &Value) {
+        println!(
+            "   and one Transaction Token for the whole call (A issues, B accepts, C requires):\n"
+        );
+        let mut hop = Some(body);
+        while let Some(h) = hop.filter(|h| h.is_object()) {
+            let t = &h["txn"];
+            println!(
+                "   {:<10} txn {}  sub {}  scope \"{}\"  req_wl {}  tctx {}",
+                s_of(&h["service"]),
+                s_of(&t["txn"]),
+                s_of(&t["sub"]),
+                s_of(&t["scope"]),
+                s_of(&t["req_wl"]),
+                t["tctx"]
+            );
+            hop = h.get("next");
+        }
+        println!();
+    }
+
     /// The repeated call was served from the caches.
     pub fn second_call(&self, status: u16, exchanges: u64) {
         println!(

@@ -16,6 +16,7 @@ mod raw;
 mod secrets;
 mod store;
 mod throttle;
+mod txn;
 mod users;
 mod validate;
 
@@ -32,6 +33,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 pub use store::{PostgresConfig, StoreConfig};
 pub use throttle::{Limits, Rule};
+pub use txn::{DEFAULT_LIFETIME as TXN_DEFAULT_LIFETIME, TxnTokens};
 use validate::validate;
 
 /// The RFC 8693 grant type URN.
@@ -98,6 +100,8 @@ pub struct Config {
     pub branding: crate::page::Theme,
     /// Where codes, sessions, refresh families, revocations and replay sets are kept.
     pub store: StoreConfig,
+    /// Transaction Tokens (`txn_tokens:`), when this IdP is the trust domain's Txn-Token Service.
+    pub txn_tokens: Option<TxnTokens>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.
@@ -339,7 +343,12 @@ impl Config {
     pub fn max_token_lifetime(&self) -> u64 {
         let l = &self.lifetimes;
         let edges = self.grants.iter().filter_map(|e| e.max_lifetime);
-        edges.chain([l.access, l.id]).max().unwrap_or(l.access)
+        let txn = self.txn_tokens.as_ref().map(|t| t.lifetime);
+        edges
+            .chain([l.access, l.id])
+            .chain(txn)
+            .max()
+            .unwrap_or(l.access)
     }
 }
 

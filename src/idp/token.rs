@@ -4,12 +4,14 @@
 //!
 //! The grants: [`code`] (`authorization_code` with PKCE), [`refresh`] (`refresh_token` with
 //! rotation and reuse detection), [`client_credentials`] (a token for the client itself) and
-//! [`exchange`] (RFC 8693 token exchange).
+//! [`exchange`] (RFC 8693 token exchange), or [`txn`] when the exchange asks for a Transaction
+//! Token.
 
 pub mod client_credentials;
 pub mod code;
 pub mod exchange;
 pub mod refresh;
+pub mod txn;
 
 use super::client_auth;
 use super::config::{Client, TOKEN_EXCHANGE};
@@ -101,8 +103,12 @@ where
 {
     let (parts, form) = read_form(req).await?;
     let grant = Grant::parse(&form)?;
-    *label = grant.label();
-    tracing::Span::current().record("grant_type", grant.label());
+    // A Txn-Token request is an exchange counted apart: it issues no access token.
+    *label = match grant {
+        Grant::TokenExchange if txn::requested(&form) => "txn_token",
+        g => g.label(),
+    };
+    tracing::Span::current().record("grant_type", *label);
     let client = client_auth::authenticate(idp, &parts.headers, &form, now).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     if !client.allows(grant.name()) {
@@ -155,6 +161,7 @@ async fn dispatch(
         Grant::ClientCredentials => {
             client_credentials::client_credentials(idp, client, form, jkt, now)
         }
+        Grant::TokenExchange if txn::requested(form) => txn::issue(idp, client, form, now),
         Grant::TokenExchange => exchange::exchange(idp, client, form, jkt, now),
     }
 }

@@ -28,3 +28,4 @@ mod shared_store;
 mod stepup;
 mod support;
 mod trust;
+mod txn;

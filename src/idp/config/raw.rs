@@ -40,6 +40,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) branding: super::branding::RawBranding,
     pub(super) store: Option<super::store::RawStore>,
+    pub(super) txn_tokens: Option<super::txn::RawTxnTokens>,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {

@@ -288,3 +288,24 @@ fn a_key_encryption_key_is_32_bytes_in_hex_or_base64_and_never_inline() {
     );
     assert!(!e.iter().any(|m| m.contains("AAECAw")), "{e:?}");
 }
+
+#[test]
+fn txn_tokens_name_a_trust_domain_short_lifetimes_and_known_exchange_clients() {
+    let ok = "txn_tokens: {audience: \"https://baton.example/td\", clients: [a]}\n";
+    let cfg = Config::from_yaml(&format!("{BASE}{ok}"), "idp.yaml").expect("valid");
+    let t = cfg.txn_tokens.expect("txn_tokens");
+    assert_eq!(t.lifetime, 300);
+    assert!(t.allows("a") && !t.allows("b") && !t.allows_unsigned("a"));
+    let e = errors(
+        "txn_tokens: {audience: a, lifetime: 3600, clients: [b, ghost], unsigned_subject_clients: [x]}\n",
+    );
+    for field in [
+        "txn_tokens.audience: must not be a client id",
+        "txn_tokens.lifetime: must be between 1 and 900",
+        "txn_tokens.clients[0]: the client must be allowed the token-exchange grant type",
+        "txn_tokens.clients[1]: no such client",
+        "txn_tokens.unsigned_subject_clients[0]: must also be listed",
+    ] {
+        assert!(e.iter().any(|m| m.contains(field)), "{field}: {e:?}");
+    }
+}

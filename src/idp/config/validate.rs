@@ -37,6 +37,7 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
     acr(p, &raw.acr);
     grants::resources(p, &raw.resources, &clients);
     let grants = grants::edges(raw.grants, &clients, p);
+    let txn_tokens = raw.txn_tokens.map(|t| super::txn::validate(t, &clients, p));
     let cfg = Config {
         issuer,
         listen,
@@ -52,6 +53,7 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
         login: login_limits(raw.login, p),
         branding: super::branding::theme(raw.branding, &base, p),
         store: super::store::store(raw.store, &sources, p),
+        txn_tokens,
     };
     grants::default_audiences(&cfg, &client_fields, p);
     check::warnings(&cfg, &client_fields, p);
