@@ -197,7 +197,7 @@ impl Chain {
                 options.unreachable_acr,
             );
             if options.txn_only {
-                yaml = txn_only_yaml(&issuer, name, app_addr, i == 0);
+                yaml = txn_only_yaml(&issuer, name, app_addr, inbound.get(i + 1), i == 0);
             } else if options.txn_tokens {
                 let mode = ["issue", "accept", "require"][i];
                 yaml.push_str(&format!(
@@ -360,7 +360,15 @@ fn sidecar_yaml(
 /// The sidecar.yaml of one hop of the chain that carries only a Txn-Token: the first hop
 /// verifies the user's token and issues; the others require the Txn-Token on a public route.
 /// Calls leave without `Authorization` (`unknown: passthrough`, no exchange).
-fn txn_only_yaml(issuer: &str, name: &str, app: SocketAddr, first: bool) -> String {
+fn txn_only_yaml(
+    issuer: &str,
+    name: &str,
+    app: SocketAddr,
+    next: Option<&SocketAddr>,
+    first: bool,
+) -> String {
+    // The next hop is reached by passthrough and keeps the Txn-Token: it is in the domain.
+    let hosts = next.map_or("[]".to_owned(), |n| format!("[\"{n}\"]"));
     let (public, mode) = if first {
         ("", "issue")
     } else {
@@ -370,7 +378,7 @@ fn txn_only_yaml(issuer: &str, name: &str, app: SocketAddr, first: bool) -> Stri
         "issuer: {issuer}\naudience: {name}\napp: \"{app}\"\n\
          routes:\n  - name: default\n    path: /\n{public}\
          txn_token:\n  mode: {mode}\n  audience: {TRUST_DOMAIN}\n\
-         outbound:\n  unknown: passthrough\n  client:\n    client_id: {name}\n    secret: {secret}\n  routes: []\n",
+         outbound:\n  unknown: passthrough\n  txn_token_hosts: {hosts}\n  client:\n    client_id: {name}\n    secret: {secret}\n  routes: []\n",
         secret = idp_demo_secret(name),
     )
 }

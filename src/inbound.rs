@@ -590,11 +590,22 @@ where
         claims,
         cfg.inbound.drop_underscore_headers,
     );
-    if let (true, Some(handles), Some(v)) = (cfg.inbound.confine_token, &s.handles, verified)
-        && let Some(auth) = parts.headers.get(http::header::AUTHORIZATION)
-    {
-        let handle = handles.issue(auth, v.exp).ok_or(Reject::Internal)?;
-        parts.headers.insert(http::header::AUTHORIZATION, handle);
+    if cfg.inbound.confine_token {
+        // The app never holds a usable token: a verified one becomes a handle, and any other
+        // (a public route's, one observe mode forwards unverified) does not reach it.
+        match (
+            &s.handles,
+            verified,
+            parts.headers.get(http::header::AUTHORIZATION),
+        ) {
+            (Some(handles), Some(v), Some(auth)) => {
+                let handle = handles.issue(auth, v.exp).ok_or(Reject::Internal)?;
+                parts.headers.insert(http::header::AUTHORIZATION, handle);
+            }
+            _ => {
+                parts.headers.remove(http::header::AUTHORIZATION);
+            }
+        }
     }
     if trailers {
         parts
@@ -602,8 +613,12 @@ where
             .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     }
     txn::finish(&mut parts.headers, &mut parts.extensions);
-    // A gRPC call is a stream of messages that may run long: the limit is per message.
-    let body = if crate::http::grpc::is_grpc(&parts.headers) {
+    // A gRPC call to an HTTP/2 app is a stream of messages that may run long: the limit is per
+    // message. Anything else (an HTTP/1.1 body that only says it is gRPC) has the total limit.
+    let body = if active.app_h2.is_some()
+        && parts.version == http::Version::HTTP_2
+        && crate::http::grpc::is_grpc(&parts.headers)
+    {
         let limited = crate::http::grpc::MessageLimit::new(body.map_err(Into::into).boxed(), limit);
         parts.extensions.insert(limited.tripped());
         limited.boxed()

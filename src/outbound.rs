@@ -147,6 +147,14 @@ where
     req.map(|b| b.map_err(Into::into).boxed())
 }
 
+/// A Transaction Token is the trust domain's: it goes to the upstreams the routes name and the
+/// `txn_token_hosts`, never to another host nor to the IdP (which takes one only as a form
+/// parameter). Its underscore twin goes with it.
+fn drop_txn_token(headers: &mut HeaderMap) {
+    headers.remove(crate::txn::HEADER);
+    headers.remove("txn_token");
+}
+
 /// Where a request is headed, by the listener it arrived on.
 #[derive(Clone, Copy)]
 enum Arrival {
@@ -252,6 +260,7 @@ async fn run(
     };
     if a.exchanger.is_idp(&host, port_no) {
         // The IdP authenticates calls to itself; exchanging for it would be circular.
+        drop_txn_token(req.headers_mut());
         forward::prepare(&mut req, None, &host, port_no, false).map_err(Reject::Upstream)?;
         return a.upstream.send(req, None).await.map_err(Reject::Upstream);
     }
@@ -260,6 +269,10 @@ async fn run(
             Policy::Deny => Err(Reject::UnknownHost(format!("{host}:{port_no}"))),
             Policy::Passthrough => {
                 req.headers_mut().remove(header::AUTHORIZATION);
+                let inside = format!("{host}:{port_no}").to_ascii_lowercase();
+                if !a.cfg.txn_token_hosts.contains(&inside) {
+                    drop_txn_token(req.headers_mut());
+                }
                 forward::prepare(&mut req, None, &host, port_no, false)
                     .map_err(Reject::Upstream)?;
                 a.upstream.send(req, None).await.map_err(Reject::Upstream)

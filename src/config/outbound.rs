@@ -13,7 +13,8 @@
 //!   connect_timeout: 2s
 //!   timeout: 5s
 //!   cache: {max_entries: 10000, skew: 30s, negative_ttl: 5s}
-//!   unknown: deny          # or passthrough (forwarded WITHOUT Authorization)
+//!   unknown: deny          # or passthrough (forwarded WITHOUT Authorization, and without
+//!                          # Txn-Token unless the host is listed in txn_token_hosts)
 //!   connect: deny          # or passthrough (a blind tunnel: nothing is exchanged; closed
 //!                          # after limits.idle_timeout with no byte moving)
 //!   routes:
@@ -66,6 +67,9 @@ pub struct Outbound {
     pub unknown: Policy,
     /// `CONNECT` requests.
     pub connect: Policy,
+    /// `host:port`s no route names to which a passthrough call keeps the app's `Txn-Token`
+    /// (lower case).
+    pub txn_token_hosts: Vec<String>,
     /// Routes, matched by destination `host:port`.
     pub routes: Vec<Route>,
     /// Per-upstream local ports.
@@ -230,6 +234,19 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
     }
     let unknown = policy(raw.unknown.as_deref(), "outbound.unknown", problems);
     let connect = policy(raw.connect.as_deref(), "outbound.connect", problems);
+    let mut txn_token_hosts = Vec::new();
+    for (i, h) in raw.txn_token_hosts.into_iter().enumerate() {
+        match h
+            .rsplit_once(':')
+            .map(|(host, port)| (host, port.parse::<u16>()))
+        {
+            Some((host, Ok(_))) if !host.is_empty() => txn_token_hosts.push(h.to_ascii_lowercase()),
+            _ => problems.push(
+                format!("outbound.txn_token_hosts[{i}]"),
+                "must be host:port, e.g. service-b:8080",
+            ),
+        }
+    }
     let routes: Vec<Route> = raw
         .routes
         .into_iter()
@@ -256,6 +273,7 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         cache,
         unknown,
         connect,
+        txn_token_hosts,
         routes,
         ports,
     }

@@ -161,7 +161,7 @@ async fn dispatch(
         Grant::ClientCredentials => {
             client_credentials::client_credentials(idp, client, form, jkt, now)
         }
-        Grant::TokenExchange if txn::requested(form) => txn::issue(idp, client, form, now),
+        Grant::TokenExchange if txn::requested(form) => txn::issue(idp, client, form, jkt, now),
         Grant::TokenExchange => exchange::exchange(idp, client, form, jkt, now),
     }
 }

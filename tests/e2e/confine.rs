@@ -26,7 +26,7 @@ async fn the_app_gets_a_handle_that_is_no_token() {
         "issuer: {}\naudience: service-b\napp: \"{}\"\njwks: {{retry: 50ms}}\n\
          inbound: {{confine_token: true}}\n\
          outbound: {{client: {{client_id: service-b, secret: test-only}}}}\n\
-         routes:\n  - {{name: default, path: /}}\n",
+         routes:\n  - {{name: open, path: /pub, public: true}}\n  - {{name: default, path: /}}\n",
         idp.issuer, app.addr
     );
     let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("config");
@@ -87,6 +87,18 @@ async fn the_app_gets_a_handle_that_is_no_token() {
     let now = baton::jwt::unix_now();
     assert!(handles.redeem(handle, now).is_some());
     assert!(Handles::new(100).redeem(handle, now).is_none());
+    // On a public route nothing is verified, so nothing is handed over: a client's token does
+    // not reach the app there either.
+    let public = url.replace("/x", "/pub");
+    let rsp = http
+        .get(&public)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(rsp.status(), 200);
+    let seen = app.last().expect("the app saw it");
+    assert!(!seen.headers.contains_key("authorization"), "{seen:?}");
 }
 
 #[test_log::test(tokio::test)]

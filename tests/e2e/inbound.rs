@@ -204,6 +204,47 @@ async fn a_valid_token_reaches_the_app_with_verified_claims() {
         .expect("post");
     assert_eq!(rsp.status(), 413, "body over limits.max_body_bytes");
     assert_eq!(w.app.requests(), seen_before);
+
+    // Saying gRPC over HTTP/1.1 does not trade the total limit for a per-message one: a chunked
+    // body of 600 small gRPC frames (9,000 bytes) never reaches the app whole.
+    let mut frames = Vec::new();
+    for _ in 0..600 {
+        frames.extend_from_slice(&[0, 0, 0, 0, 10]);
+        frames.extend_from_slice(b"0123456789");
+    }
+    let mut chunked = Vec::new();
+    for chunk in frames.chunks(1000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nhost: app\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/grpc\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    let mut conn = tokio::net::TcpStream::connect(w.baton.inbound)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(head.as_bytes()).await.expect("head");
+    let _ = conn.write_all(&chunked).await;
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap_or(0);
+    let status = String::from_utf8_lossy(&answer[..n]).to_string();
+    // A refusal: an HTTP error, or a gRPC error in the trailers-only form gRPC clients read.
+    let grpc_error = status.contains("grpc-status:") && !status.contains("grpc-status: 0\r");
+    assert!(
+        !status.starts_with("HTTP/1.1 200") || grpc_error,
+        "{status}"
+    );
+    assert!(
+        w.app.last().is_none_or(|seen| seen.body.len() <= 4096),
+        "the app got more than max_body_bytes"
+    );
 }
 
 #[test_log::test(tokio::test)]

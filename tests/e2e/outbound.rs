@@ -179,9 +179,21 @@ async fn unknown_passthrough_forwards_without_authorization() {
     let idp = FakeIdp::start().await;
     let up = Upstream::start().await;
     let s = state(&idp, "unknown: passthrough\n");
-    let rsp = call(&s, get(&format!("http://{}/x", up.addr), Some("inbound"))).await;
+    let mut req = get(&format!("http://{}/x", up.addr), Some("inbound"));
+    // The trust domain's Transaction Token never leaves with it either, in either spelling.
+    for name in ["txn-token", "Txn-Token", "txn_token"] {
+        req.headers_mut().append(
+            name,
+            "eyJ0eXAiOiJ0eG50b2tlbitqd3QifQ.e30.c2ln"
+                .parse()
+                .expect("value"),
+        );
+    }
+    let rsp = call(&s, req).await;
     assert_eq!(rsp.status(), 200);
-    assert!(up.seen()[0].headers.get(header::AUTHORIZATION).is_none());
+    let seen = &up.seen()[0].headers;
+    assert!(seen.get(header::AUTHORIZATION).is_none());
+    assert!(seen.get("txn-token").is_none() && seen.get("txn_token").is_none());
     assert_eq!(idp.calls(), 0);
 }
 

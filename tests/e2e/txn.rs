@@ -291,18 +291,26 @@ async fn only_configured_clients_with_valid_unexpired_subjects_get_one() {
         )
         .await;
     refused(status, &body, "invalid_request", "scope required");
-    // An ID token is a subject too.
+    // An ID token is a subject too, but it says who signed in, not what they granted: it
+    // evidences `openid` and nothing more.
     let login = idp.login("openid profile").await;
     let id = login["id_token"].as_str().expect("id token");
+    let id_type = "urn:ietf:params:oauth:token-type:id_token";
+    let (status, body) = ask(&idp, "service-a", id, id_type, &[("scope", "openid")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = ask(
         &idp,
         "service-a",
         id,
-        "urn:ietf:params:oauth:token-type:id_token",
-        &[],
+        id_type,
+        &[("scope", "openid profile")],
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an ID token buys no scope: {body}"
+    );
 }
 
 #[tokio::test]

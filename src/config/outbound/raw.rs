@@ -24,6 +24,10 @@ pub struct RawOutbound {
     /// What to do with `CONNECT`: `deny` (default) or `passthrough` (a blind tunnel, closed
     /// after `limits.idle_timeout` with no byte moving either way).
     pub connect: Option<String>,
+    /// `host:port`s no route names that still belong to the trust domain: a passthrough call
+    /// to one of them keeps the app's `Txn-Token`; to any other host it is removed.
+    #[serde(default)]
+    pub txn_token_hosts: Vec<String>,
     /// Routes by destination host.
     #[serde(default)]
     pub routes: Vec<RawRoute>,

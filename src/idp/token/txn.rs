@@ -46,7 +46,13 @@ struct Subject {
 
 /// The token request for a Txn-Token: checks, issues, answers (RFC 8693 §2.2.1, `token_type`
 /// `N_A`: a Txn-Token is not an access token; no refresh token).
-pub fn issue(idp: &Idp, client: &Client, form: &Form, now: u64) -> Result<Value, OAuthError> {
+pub fn issue(
+    idp: &Idp,
+    client: &Client,
+    form: &Form,
+    jkt: Option<&str>,
+    now: u64,
+) -> Result<Value, OAuthError> {
     let cfg = idp
         .config
         .txn_tokens
@@ -94,7 +100,7 @@ pub fn issue(idp: &Idp, client: &Client, form: &Form, now: u64) -> Result<Value,
         .collect();
     let rctx = param_context(form, "request_context")?;
     let tctx = param_context(form, "request_details")?;
-    let subject = subject(idp, cfg, client, token, token_type, now)?;
+    let subject = subject(idp, cfg, client, token, token_type, jkt, now)?;
     let claims = claims(idp, cfg, client, subject, scope, rctx, tctx, now)?;
     let signed = sign(idp, txn::TYP, &claims)?;
     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
@@ -124,14 +130,15 @@ fn subject(
     client: &Client,
     token: &str,
     token_type: &str,
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Subject, OAuthError> {
     match token_type {
-        ACCESS_TOKEN => own(idp, client, token, Kind::Access, now),
-        ID_TOKEN => own(idp, client, token, Kind::Id, now),
+        ACCESS_TOKEN => own(idp, client, token, Kind::Access, jkt, now),
+        ID_TOKEN => own(idp, client, token, Kind::Id, jkt, now),
         // A JWT of this issuer: the access token's `typ` tells it from an ID token.
-        JWT if typed_access(token) => own(idp, client, token, Kind::Access, now),
-        JWT => own(idp, client, token, Kind::Id, now),
+        JWT if typed_access(token) => own(idp, client, token, Kind::Access, jkt, now),
+        JWT => own(idp, client, token, Kind::Id, jkt, now),
         txn::TOKEN_TYPE => replaced(idp, cfg, token, now),
         txn::UNSIGNED_JSON if cfg.allows_unsigned(&client.id) => unsigned(client, token),
         txn::SELF_SIGNED if cfg.allows_unsigned(&client.id) => self_signed(idp, client, token, now),
@@ -158,12 +165,14 @@ fn typed_access(token: &str) -> bool {
 }
 
 /// One of this IdP's access or ID tokens, addressed to the requesting client, unexpired (no
-/// leeway) and unrevoked.
+/// leeway), unrevoked, and, when DPoP-bound, presented with a proof of its key (`jkt`, the
+/// thumbprint of the request's proof), as for any exchange.
 fn own(
     idp: &Idp,
     client: &Client,
     token: &str,
     kind: Kind,
+    jkt: Option<&str>,
     now: u64,
 ) -> Result<Subject, OAuthError> {
     let mut rules = Rules::access(idp.config.issuer.clone(), client.id.clone());
@@ -177,15 +186,17 @@ fn own(
     if verify::revoked(idp, &v.claims, now)? {
         return Err(OAuthError::request("subject_token: revoked"));
     }
+    if let Some(bound) = crate::dpop::bound_jkt(&v.claims)
+        && jkt != Some(bound)
+    {
+        return Err(OAuthError::InvalidDpopProof(
+            "subject_token is DPoP-bound: send a proof of its key".into(),
+        ));
+    }
     let sub = string(&v.claims, "sub")?;
     let scope = match kind {
-        // An ID token carries no scope: the user's own, as the configuration grants them.
-        Kind::Id => idp
-            .config
-            .users
-            .get(&sub)
-            .map(|u| u.scope.clone())
-            .unwrap_or_default(),
+        // An ID token says who signed in, not what they granted: it evidences `openid` alone.
+        Kind::Id => vec!["openid".to_owned()],
         _ => jwt::scopes(&v.claims).map(str::to_owned).collect(),
     };
     Ok(Subject {
