@@ -8,14 +8,11 @@ use crate::support::upstream::Upstream;
 use baton::config::Config;
 use baton::confine::Handles;
 use baton::demo::{Chain, DEMO_PASSWORD, DEMO_USER, Options};
-use baton::inbound::{self, Inbound};
+use baton::inbound;
 use baton::jwt::Algorithm;
-use baton::jwt::jwks::Jwks;
 use baton::jwt::keys::SigningKey;
-use baton::telemetry::Metrics;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[tokio::test]
 async fn the_app_gets_a_handle_that_is_no_token() {
@@ -30,25 +27,16 @@ async fn the_app_gets_a_handle_that_is_no_token() {
         idp.issuer, app.addr
     );
     let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("config");
-    let metrics = Arc::new(Metrics::new());
-    let client = baton::jwt::jwks::http_client().expect("client");
-    let jwks = Jwks::start(
-        &cfg.issuer,
-        &cfg.algorithms,
-        cfg.jwks.clone(),
-        client,
-        metrics.clone(),
-    );
+    let parts = crate::support::sidecar::inbound(&cfg);
+    let jwks = parts.jwks.clone();
     let handles = Arc::new(Handles::new(100));
-    let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics).with_handles(handles.clone()));
+    let state = Arc::new(parts.state.with_handles(handles.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}/x", listener.local_addr().expect("addr"));
     tokio::spawn(inbound::serve(state, listener, std::future::pending()));
-    tokio::time::timeout(Duration::from_secs(20), jwks.wait_ready())
-        .await
-        .expect("JWKS loads");
+    crate::support::sidecar::keys_loaded(&jwks).await;
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()

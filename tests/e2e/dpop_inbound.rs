@@ -7,14 +7,11 @@ use crate::support::tokens::{access, claims, with};
 use crate::support::upstream::Upstream;
 use baton::config::Config;
 use baton::dpop::Holder;
-use baton::inbound::{self, Inbound};
-use baton::jwt::jwks::Jwks;
+use baton::inbound;
 use baton::jwt::keys::SigningKey;
 use baton::jwt::{Algorithm, unix_now};
-use baton::telemetry::Metrics;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 const AUD: &str = "service-b";
 
@@ -53,20 +50,11 @@ routes:
         app = app.addr,
     );
     let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("test config");
-    let metrics = Arc::new(Metrics::new());
-    let client = baton::jwt::jwks::http_client().expect("client");
-    let jwks = Jwks::start(
-        &cfg.issuer,
-        &cfg.algorithms,
-        cfg.jwks.clone(),
-        client,
-        metrics.clone(),
-    );
-    let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics));
+    let parts = crate::support::sidecar::inbound(&cfg);
+    let jwks = parts.jwks.clone();
+    let state = Arc::new(parts.state);
     tokio::spawn(inbound::serve(state, listener, std::future::pending()));
-    tokio::time::timeout(Duration::from_secs(20), jwks.wait_ready())
-        .await
-        .expect("JWKS loads");
+    crate::support::sidecar::keys_loaded(&jwks).await;
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()

@@ -8,11 +8,10 @@ use crate::support::fake_idp::FakeIdp;
 use crate::support::tokens::{access, claims};
 use baton::config::Config;
 use baton::http::{Body, BoxError, full};
-use baton::inbound::{self, Inbound};
+use baton::inbound;
 use baton::jwt::Algorithm;
 use baton::jwt::jwks::Jwks;
 use baton::jwt::keys::SigningKey;
-use baton::telemetry::Metrics;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, StreamBody};
@@ -133,16 +132,9 @@ routes:
         issuer = idp.issuer,
     );
     let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("test config");
-    let metrics = Arc::new(Metrics::new());
-    let client = baton::jwt::jwks::http_client().expect("client");
-    let jwks = Jwks::start(
-        &cfg.issuer,
-        &cfg.algorithms,
-        cfg.jwks.clone(),
-        client,
-        metrics.clone(),
-    );
-    let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics));
+    let parts = crate::support::sidecar::inbound(&cfg);
+    let jwks = parts.jwks.clone();
+    let state = Arc::new(parts.state);
     let (shutdown, wait) = baton::shutdown::channel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -55,16 +55,9 @@ routes:
 
 impl Sidecar {
     async fn start(cfg: Config) -> Sidecar {
-        let metrics = Arc::new(Metrics::new());
-        let client = baton::jwt::jwks::http_client().expect("client");
-        let jwks = Jwks::start(
-            &cfg.issuer,
-            &cfg.algorithms,
-            cfg.jwks.clone(),
-            client,
-            metrics.clone(),
-        );
-        let state = Arc::new(Inbound::new(&cfg, jwks.clone(), metrics.clone()));
+        let parts = crate::support::sidecar::inbound(&cfg);
+        let (jwks, metrics) = (parts.jwks.clone(), parts.metrics.clone());
+        let state = Arc::new(parts.state);
         let (trigger, shutdown) = baton::shutdown::channel();
         let admin_state = Arc::new(Admin::new(
             state.clone(),

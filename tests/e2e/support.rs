@@ -8,6 +8,7 @@ pub mod postgres;
 pub mod process;
 pub mod recorder;
 pub mod round_robin;
+pub mod sidecar;
 pub mod test_ca;
 pub mod token_idp;
 pub mod tokens;
