@@ -100,8 +100,9 @@ pub struct Record {
     pub last: u64,
 }
 
-/// Where counters live. The in-memory [`Memory`] is the default; a store shared by several
-/// replicas implements the same operations, `reserve` and `release` atomically per key.
+/// Where counters live. The in-memory [`crate::idp::throttle::Memory`] is the default; a store
+/// shared by several replicas implements the same operations, `reserve` and `release`
+/// atomically per key.
 pub trait Store: Send + Sync {
     /// If `rule` lets `key` try at `now`, counts the attempt as a failure at once and returns
     /// the record it replaced; else the seconds left to wait. Counting before the check is what
