@@ -230,13 +230,14 @@ impl Exchanger {
                 "the token_endpoint of an https issuer must be https",
             ));
         }
-        let http = reqwest::Client::builder()
+        // The IdP client's settings (rustls, no proxy from the environment, https-only for an
+        // https issuer), keeping its connections and following no redirect: a 307 would send
+        // the client's credentials again to wherever it points.
+        let http = crate::jwt::jwks::client_builder(issuer.unwrap_or_default())
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(https_only)
-            // The sidecar's own environment may point HTTP_PROXY at itself.
-            .no_proxy()
+            .pool_max_idle_per_host(usize::MAX)
             .build()
             .map_err(|e| ExchangeError::transport("build HTTP client", e))?;
         let endpoint = OnceCell::new_with(cfg.token_endpoint.clone());
@@ -253,6 +254,12 @@ impl Exchanger {
                 Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
             ),
         })
+    }
+
+    /// The client that talks to the IdP's token endpoint, for other calls to the IdP that carry
+    /// credentials or tokens and so must follow no redirect (discovery, userinfo).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The DPoP key of this sidecar.

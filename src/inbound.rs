@@ -11,6 +11,7 @@
 //! and trailers streaming both ways; a gRPC call is refused in the form its client reads
 //! ([`crate::http::grpc`]).
 
+pub mod browser;
 pub mod dpop;
 pub mod forward;
 pub mod login;
@@ -259,10 +260,10 @@ where
     handle_on(s, &LastToken::default(), req).await
 }
 
-/// Handles one request that came on the connection `last` belongs to: admits it or answers the
-/// refusal, then forwards.
-/// On `login: browser` routes a browser session stands in for the bearer token, and an RFC 9470
-/// challenge to a navigation becomes a step-up at the IdP.
+/// Handles one request that came on the connection `last` belongs to, phase by phase: the
+/// canonical path, the sidecar's reserved paths, the route, the browser session
+/// ([`browser::before`]), admission ([`admit`]), the Transaction Token, then the app; a refusal
+/// at any phase is answered by [`refuse`].
 /// No span: an instrumented future is one more move of this kilobytes-large one per request; the
 /// events name the method themselves, and at the default `info` level a request that passes logs
 /// nothing.
@@ -289,20 +290,17 @@ where
     let found = rules::find_route(&cfg.routes, req.method(), req.uri().path());
     let route = found.map(|(_, r)| r);
     let name = route.map_or("none", |r| r.name.as_str());
-    let browser = match (&s.login, route) {
-        (Some(l), Some(r)) if r.browser_login => match Box::pin(edge(s, l, &mut req, now)).await {
-            Ok(b) => b,
+    let navigation = match &s.login {
+        // Boxed: rare, and its future would size every request's.
+        Some(l) => match Box::pin(browser::before(s, l, route, &mut req, now)).await {
+            Ok(n) => n,
             Err(rsp) => {
                 s.metrics.inbound(name, "login");
                 return rsp;
             }
         },
-        _ => None,
+        None => None,
     };
-    if s.login.is_some() {
-        // The sealed session and sign-in cookies are the sidecar's; the app gets the bearer.
-        crate::http::cookie::strip(req.headers_mut(), crate::http::cookie::PREFIX);
-    }
     let verdict = admit(s, last, route, cfg, &req, now).await;
     // A proof is for this hop only.
     req.headers_mut().remove(crate::dpop::HEADER);
@@ -313,30 +311,14 @@ where
         (Err(denied), Mode::Enforce) => {
             s.metrics.inbound(name, denied.reject.outcome());
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
-            if let (Some(l), Some(b)) = (&s.login, &browser) {
-                match &denied.reject {
-                    Reject::StepUp {
-                        acr_values,
-                        max_age,
-                    } => {
-                        let c = login::challenge::StepUp {
-                            acr_values: acr_values.clone(),
-                            max_age: *max_age,
-                        };
-                        if let Some(rsp) =
-                            Box::pin(l.step_up(&b.session, &c, &b.cookies, &b.return_to, now)).await
-                        {
-                            return rsp;
-                        }
-                    }
-                    Reject::InvalidToken(_) => {
-                        l.forget(&b.session);
-                        return Box::pin(l.start(&b.cookies, &b.return_to, None, now)).await;
-                    }
-                    _ => {}
-                }
-            }
-            return denied.reject.answer(&cfg.audience, &active.hint, grpc);
+            let ctx = Refusal {
+                s,
+                active: &active,
+                navigation: navigation.as_ref(),
+                grpc,
+                now,
+            };
+            return Box::pin(refuse(ctx, denied.reject)).await;
         }
         (Err(denied), Mode::Observe) => {
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
@@ -350,48 +332,79 @@ where
         info!(method = %req.method(), route = name, outcome = e.outcome(), reason = %e, "refused");
         return e.into_response(&cfg.audience);
     }
-    let sent = if crate::http::upgrade::marked(&req) {
-        // Boxed: rare, and its future would size every request's.
-        Box::pin(send_marked(s, &active, claims.as_deref(), req)).await
-    } else {
-        // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
-        match (prepare(s, &active, claims.as_deref(), req), &active.app_h2) {
-            // Boxed: its future would size every HTTP/1.1 request's.
-            (Ok(req), Some(h2)) => Box::pin(forward::to_app_h2(h2, req)).await,
-            (Ok(req), None) => forward::to_app(&active.app, req).await,
-            (Err(reject), _) => Err(reject),
-        }
-    };
-    match sent {
-        Ok(rsp) => {
-            // `None`: the route's passing outcome, counted without a label lookup.
-            let passing = || route.map_or("allowed", passing_outcome);
-            match (outcome, found) {
-                (None, Some((i, _))) => {
-                    active.forwarded[i].inc();
-                }
-                (outcome, _) => s.metrics.inbound(name, outcome.unwrap_or_else(passing)),
-            }
-            debug!(
-                %method,
-                route = name,
-                outcome = outcome.unwrap_or_else(passing),
-                status = rsp.status().as_u16(),
-                "forwarded"
-            );
-            if let (Some(l), Some(b)) = (&s.login, &browser)
-                && let Some(c) = login::challenge::step_up(&rsp)
-                && let Some(redirect) =
-                    Box::pin(l.step_up(&b.session, &c, &b.cookies, &b.return_to, now)).await
-            {
-                return redirect;
-            }
-            rsp
-        }
+    let rsp = match send(s, &active, claims.as_deref(), req).await {
+        Ok(rsp) => rsp,
         Err(reject) => {
             s.metrics.inbound(name, reject.outcome());
-            reject.answer(&cfg.audience, &active.hint, grpc)
+            return reject.answer(&cfg.audience, &active.hint, grpc);
         }
+    };
+    // `None`: the route's passing outcome, counted without a label lookup.
+    let passing = || route.map_or("allowed", passing_outcome);
+    match (outcome, found) {
+        (None, Some((i, _))) => {
+            active.forwarded[i].inc();
+        }
+        (outcome, _) => s.metrics.inbound(name, outcome.unwrap_or_else(passing)),
+    }
+    debug!(
+        %method,
+        route = name,
+        outcome = outcome.unwrap_or_else(passing),
+        status = rsp.status().as_u16(),
+        "forwarded"
+    );
+    if let (Some(l), Some(n)) = (&s.login, &navigation)
+        && let Some(redirect) = Box::pin(n.answered(l, &rsp, now)).await
+    {
+        return redirect;
+    }
+    rsp
+}
+
+/// What [`refuse`] needs of the request it answers.
+struct Refusal<'a> {
+    s: &'a Inbound,
+    active: &'a Active,
+    navigation: Option<&'a browser::Navigation>,
+    grpc: bool,
+    now: u64,
+}
+
+/// The answer to a request refused in enforce mode: the standard refusal, or on a browser
+/// navigation the sign-in or step-up that [`browser::Navigation::refused`] makes of it.
+async fn refuse(ctx: Refusal<'_>, reject: Reject) -> Response<Body> {
+    if let (Some(l), Some(n)) = (&ctx.s.login, ctx.navigation)
+        && let Some(rsp) = n.refused(l, &reject, ctx.now).await
+    {
+        return rsp;
+    }
+    let active = ctx.active;
+    reject.answer(&active.config.audience, &active.hint, ctx.grpc)
+}
+
+/// The last phase: the request prepared ([`prepare`]) and sent to the app over the pool its
+/// protocol uses, or spliced when it switches protocols.
+async fn send<B>(
+    s: &Inbound,
+    active: &Active,
+    claims: Option<&Verified>,
+    req: Request<B>,
+) -> Result<Response<Body>, Reject>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    if crate::http::upgrade::marked(&req) {
+        // Boxed: rare, and its future would size every request's.
+        return Box::pin(send_marked(s, active, claims, req)).await;
+    }
+    // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
+    match (prepare(s, active, claims, req), &active.app_h2) {
+        // Boxed: its future would size every HTTP/1.1 request's.
+        (Ok(req), Some(h2)) => Box::pin(forward::to_app_h2(h2, req)).await,
+        (Ok(req), None) => forward::to_app(&active.app, req).await,
+        (Err(reject), _) => Err(reject),
     }
 }
 
@@ -413,52 +426,6 @@ fn canonical_path<B>(rules: &PathRules, req: &mut Request<B>) -> Result<(), Reje
     parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| Reject::Internal)?);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Reject::Internal)?;
     Ok(())
-}
-
-/// A browser navigation on a `login: browser` route that carries a session.
-struct Navigation {
-    session: login::Browser,
-    return_to: String,
-    /// The request's `Cookie` headers (pre-login cookies to bound at a step-up).
-    cookies: http::HeaderMap,
-}
-
-/// The edge phase of a `login: browser` route. A request with its own `Authorization` is an API
-/// call and passes untouched. Otherwise a live session's access token becomes the bearer; a
-/// navigation without one is sent to sign in (`Err`: the redirect); an API call without one
-/// goes on to the usual 401.
-async fn edge<B>(
-    s: &Inbound,
-    l: &login::Login,
-    req: &mut Request<B>,
-    now: u64,
-) -> Result<Option<Navigation>, Response<Body>> {
-    if req.headers().contains_key(http::header::AUTHORIZATION) {
-        return Ok(None);
-    }
-    let navigation = login::challenge::is_navigation(req.method(), req.headers());
-    let return_to = login::challenge::return_path(req.uri());
-    match l.session(&s.verifier, req.headers(), now).await {
-        Some((session, token)) => {
-            let bearer = http::HeaderValue::try_from(format!("Bearer {}", token.expose()))
-                .map_err(|_| Reject::Internal.into_response("", ""))?;
-            req.headers_mut()
-                .insert(http::header::AUTHORIZATION, bearer);
-            let cookies = req
-                .headers()
-                .get_all(http::header::COOKIE)
-                .iter()
-                .map(|v| (http::header::COOKIE, v.clone()))
-                .collect();
-            Ok(navigation.then_some(Navigation {
-                session,
-                return_to,
-                cookies,
-            }))
-        }
-        None if navigation => Err(l.start(req.headers(), &return_to, None, now).await),
-        None => Ok(None),
-    }
 }
 
 /// A request that may pass.

@@ -114,17 +114,15 @@ impl Login {
         let client_id = outbound.client.client_id.clone();
         let mut rules = Rules::access(issuer, client_id.clone());
         rules.kind = Kind::Id;
+        let client = Exchanger::new(outbound, Some(issuer))?;
         Ok(Login {
             settings: settings.clone(),
             issuer: issuer.to_owned(),
             sealer: Sealer::new(settings.cookie_key),
-            client: Exchanger::new(outbound, Some(issuer))?,
+            // The IdP's discovery and userinfo go on the token endpoint's client.
+            http: client.http().clone(),
+            client,
             id_verifier: Verifier::new(jwks, rules, ID_CACHE, metrics.clone()),
-            // The IdP's discovery and userinfo: https-only for an https issuer, as for the keys.
-            http: crate::jwt::jwks::client_builder(issuer)
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(outbound.timeout)
-                .build()?,
             endpoints: OnceCell::new(),
             used_states: moka::sync::Cache::builder()
                 .max_capacity(100_000)

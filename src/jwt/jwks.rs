@@ -364,7 +364,9 @@ pub fn http_client_for(issuer: &str) -> Result<reqwest::Client, reqwest::Error> 
     client_builder(issuer).build()
 }
 
-/// The builder of [`http_client_for`], for callers that add to it (a test's private CA).
+/// The builder of [`http_client_for`], and the base of every client baton opens to an IdP:
+/// the token endpoint's ([`crate::exchange::Exchanger`]) changes the redirects and the pool;
+/// a test adds its private CA.
 pub fn client_builder(issuer: &str) -> reqwest::ClientBuilder {
     let no_downgrade = reqwest::redirect::Policy::custom(|attempt| {
         let from_https = attempt.previous().iter().any(|u| u.scheme() == "https");

@@ -1,4 +1,4 @@
-"""Issue #4: a `baton run` sidecar in front of an issuer nobody here wrote. The issuer is a
+"""A `baton run` sidecar in front of an issuer nobody here wrote. The issuer is a
 Python http.server (discovery + JWKS); its keys come from `cryptography`, its tokens from PyJWT.
 Valid tokens reach the app with the claims header; every forged or misaddressed one is a 401
 `invalid_token` challenge and the app sees nothing."""
