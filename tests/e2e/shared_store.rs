@@ -902,3 +902,97 @@ async fn bump_schema(pg: &PgCluster) {
         .await
         .expect("bump");
 }
+
+/// One replica killed while eight clients keep exchanging tokens through the round robin: no
+/// request fails but those open to it when it died (at most one per client), every request begun
+/// after it was gone succeeds, and the refresh token it issued still works at the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_load_fails_only_the_requests_it_held() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const CLIENTS: usize = 8;
+    let Some(mut c) = Cluster::start(Kind::Postgres).await else {
+        return;
+    };
+    // alice's tokens, redeemed at replica 1: the one about to die.
+    let (code, verifier, _) = c.code(0, 2).await;
+    let (status, tokens) = c.redeem(1, &code, &verifier).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let subject = s(&tokens, "access_token");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (http, url, subject, stop) = (
+            c.http.clone(),
+            format!("{}/token", c.issuer),
+            subject.clone(),
+            stop.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            // (began, answered 200) of each request, one at a time.
+            let mut done = Vec::new();
+            while !stop.load(Ordering::Relaxed) && done.len() < 5_000 {
+                let began = Instant::now();
+                let ok = http
+                    .post(&url)
+                    .basic_auth("service-a", Some("demo-secret-service-a"))
+                    .form(&[
+                        ("grant_type", EXCHANGE),
+                        ("subject_token", subject.as_str()),
+                        ("subject_token_type", ACCESS),
+                        ("audience", "service-b"),
+                    ])
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == StatusCode::OK);
+                done.push((began, ok));
+            }
+            done
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut dead = c.procs.remove(1);
+    dead.signal(libc::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dead.alive() {
+        assert!(Instant::now() < deadline, "replica 1 outlived SIGKILL");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let gone = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut before = (0, 0);
+    let mut after = (0, 0);
+    for client in clients {
+        for (began, ok) in client.await.expect("client") {
+            let tally = if began < gone {
+                &mut before
+            } else {
+                &mut after
+            };
+            if ok {
+                tally.0 += 1;
+            } else {
+                tally.1 += 1;
+            }
+        }
+    }
+    eprintln!("before the kill: {before:?} (ok, failed); after: {after:?}");
+    assert!(
+        before.0 > 0 && after.0 > 0,
+        "the load ran on both sides of the kill"
+    );
+    assert!(
+        before.1 <= CLIENTS,
+        "{} requests failed across the kill; at most {CLIENTS} were in flight",
+        before.1
+    );
+    assert_eq!(
+        after.1, 0,
+        "requests begun after the replica was gone failed"
+    );
+    // The family replica 1 created lives in the database: the survivors rotate it.
+    let (status, body) = c.refresh(2, &s(&tokens, "refresh_token")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    c.assert_healthy();
+}
