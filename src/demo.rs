@@ -48,6 +48,8 @@ pub struct Options {
     /// take nothing else (`required`), and every outbound route asks for bound tokens and
     /// sends a proof per call.
     pub dpop: bool,
+    /// The IdP asks for DPoP nonces (`dpop.nonce`, RFC 9449 §8).
+    pub dpop_nonce: bool,
     /// Every app gets an opaque handle instead of its token (`inbound.confine_token`).
     pub confine: bool,
     /// Transaction Tokens on top of the per-hop exchange: the IdP is the Txn-Token Service of
@@ -164,6 +166,7 @@ impl Chain {
         if let Some(access) = options.access_lifetime {
             idp_cfg.lifetimes.access = access;
         }
+        idp_cfg.dpop.nonce = options.dpop_nonce;
         if options.txn_tokens || options.txn_only {
             idp_cfg.txn_tokens = Some(idp::config::TxnTokens {
                 audience: TRUST_DOMAIN.to_owned(),

@@ -199,6 +199,8 @@ pub struct Exchanger {
     down_until: AtomicU64,
     /// The sidecar's DPoP key (memory only): proofs to the token endpoint and to upstreams.
     holder: Arc<Holder>,
+    /// The IdP's latest DPoP nonce (RFC 9449 §8), for the next proof to the token endpoint.
+    nonce: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +251,7 @@ impl Exchanger {
             client_id: cfg.client.client_id.clone(),
             auth: cfg.client.auth.clone(),
             down_until: AtomicU64::new(0),
+            nonce: std::sync::Mutex::new(None),
             holder: Arc::new(
                 Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
             ),
@@ -380,9 +383,9 @@ impl Exchanger {
     /// sign-in is rare and should see the real answer.
     pub async fn user_grant(
         &self,
-        mut form: Vec<(&'static str, String)>,
+        form: Vec<(&'static str, String)>,
     ) -> Result<Value, ExchangeError> {
-        let (status, body) = self.send(&mut form, false, jwt::unix_now()).await?;
+        let (status, body) = self.send(&form, false, jwt::unix_now()).await?;
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map_err(|_| ExchangeError::unavailable("token endpoint answered malformed JSON"));
@@ -408,18 +411,38 @@ impl Exchanger {
 
     /// Authenticates the client, posts `form` to the token endpoint (with a DPoP proof when
     /// `dpop`) and reads the answer.
+    ///
+    /// An IdP that asks for DPoP nonces (RFC 9449 §8) answers `use_dpop_nonce` with one in
+    /// `DPoP-Nonce`: the request is sent once more with it. The latest nonce seen is kept for
+    /// the next request.
     async fn send(
         &self,
-        form: &mut Vec<(&'static str, String)>,
+        form: &[(&'static str, String)],
         dpop: bool,
         now: u64,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), ExchangeError> {
         let endpoint = self.token_endpoint().await?;
+        let mut answer = self.send_once(endpoint, form.to_vec(), dpop, now).await?;
+        if dpop && answer.2 {
+            answer = self.send_once(endpoint, form.to_vec(), dpop, now).await?;
+        }
+        Ok((answer.0, answer.1))
+    }
+
+    /// One POST of `form`: the status, the body, and whether the IdP asked for a new nonce.
+    async fn send_once(
+        &self,
+        endpoint: &Url,
+        mut form: Vec<(&'static str, String)>,
+        dpop: bool,
+        now: u64,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>, bool), ExchangeError> {
         let mut req = self.http.post(endpoint.clone());
         if dpop {
+            let nonce = self.nonce.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let proof = self
                 .holder
-                .proof("POST", endpoint.as_str(), None, None, now)
+                .proof("POST", endpoint.as_str(), None, nonce.as_deref(), now)
                 .map_err(|e| ExchangeError::Assertion(e.to_string()))?;
             req = req.header(crate::dpop::HEADER, proof);
         }
@@ -439,10 +462,34 @@ impl Exchanger {
                 form.push(("client_assertion", assertion));
             }
         }
-        let rsp = req.form(&*form).send().await.map_err(unavailable)?;
+        let rsp = req.form(&form).send().await.map_err(unavailable)?;
         let status = rsp.status();
-        Ok((status, limited(rsp).await?))
+        let fresh = rsp
+            .headers()
+            .get(crate::dpop::NONCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|n| nonce_ok(n))
+            .map(str::to_owned);
+        let renewed = fresh.is_some();
+        if let Some(n) = fresh {
+            *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(n);
+        }
+        let body = limited(rsp).await?;
+        let retry = renewed
+            && status == reqwest::StatusCode::BAD_REQUEST
+            && serde_json::from_slice::<ErrorResponse>(&body)
+                .is_ok_and(|e| e.error == "use_dpop_nonce");
+        Ok((status, body, retry))
     }
+}
+
+/// A `DPoP-Nonce` worth sending back: RFC 9449 §8.1 `NQCHAR`s (visible ASCII but `"` and
+/// `\`), not longer than a proof's nonce may be.
+fn nonce_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= crate::dpop::MAX_NONCE_LEN
+        && n.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 /// A non-success answer: an OAuth error for a readable 4xx, else the IdP is unavailable.
