@@ -79,6 +79,9 @@ pub struct Issued {
     /// For a DPoP-bound token (then `authorization` is `DPoP <token>`): base64url(SHA-256) of
     /// the token, the `ath` of every proof sent with it, hashed once.
     pub ath: Option<String>,
+    /// The key a DPoP-bound token is bound to: its proofs are signed with it even after the
+    /// sidecar's key has rotated, for as long as the token is cached.
+    pub key: Option<Arc<Holder>>,
 }
 
 impl Issued {
@@ -93,6 +96,7 @@ impl Issued {
             sub_hash,
             act_chain,
             ath: None,
+            key: None,
         })
     }
 
@@ -112,6 +116,7 @@ impl Issued {
             sub_hash,
             act_chain,
             ath: Some(ath),
+            key: None,
         })
     }
 
@@ -198,9 +203,29 @@ pub struct Exchanger {
     /// Unix second until which misses fail fast after the IdP was unavailable.
     down_until: AtomicU64,
     /// The sidecar's DPoP key (memory only): proofs to the token endpoint and to upstreams.
-    holder: Arc<Holder>,
+    key: std::sync::RwLock<DpopKey>,
+    /// How long one DPoP key is used for new tokens.
+    rotation: std::time::Duration,
     /// The IdP's latest DPoP nonce (RFC 9449 §8), for the next proof to the token endpoint.
     nonce: std::sync::Mutex<Option<String>>,
+}
+
+/// A DPoP key and when it was made.
+#[derive(Clone)]
+struct DpopKey {
+    holder: Arc<Holder>,
+    made: std::time::Instant,
+}
+
+impl DpopKey {
+    fn generate() -> Result<Self, ExchangeError> {
+        Ok(Self {
+            holder: Arc::new(
+                Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
+            ),
+            made: std::time::Instant::now(),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -252,20 +277,39 @@ impl Exchanger {
             auth: cfg.client.auth.clone(),
             down_until: AtomicU64::new(0),
             nonce: std::sync::Mutex::new(None),
-            holder: Arc::new(
-                Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
-            ),
+            key: std::sync::RwLock::new(DpopKey::generate()?),
+            rotation: cfg.dpop_key_rotation,
         })
     }
 
-    /// The DPoP key of this sidecar.
-    pub fn holder(&self) -> &Holder {
-        &self.holder
+    /// The DPoP key new tokens are bound to: a fresh one once the current one is
+    /// `dpop_key_rotation` old. Tokens bound to an older key keep it ([`Issued::key`]) until
+    /// they leave the cache; the old private key is dropped with the last of them.
+    pub fn holder(&self) -> Arc<Holder> {
+        {
+            let key = self.key.read().unwrap_or_else(|e| e.into_inner());
+            if key.made.elapsed() < self.rotation {
+                return key.holder.clone();
+            }
+        }
+        let mut key = self.key.write().unwrap_or_else(|e| e.into_inner());
+        if key.made.elapsed() >= self.rotation {
+            match DpopKey::generate() {
+                Ok(fresh) => {
+                    *key = fresh;
+                    tracing::info!(jkt = %key.holder.jkt(), "DPoP key rotated");
+                }
+                Err(e) => tracing::warn!(error = %e, "DPoP key rotation failed; the old key stays"),
+            }
+        }
+        key.holder.clone()
     }
 
-    /// Keeps `other`'s DPoP key, so tokens cached under it stay usable across a reload.
+    /// Keeps `other`'s DPoP key (and its age), so tokens cached under it stay usable across a
+    /// reload and the rotation keeps its schedule.
     pub fn holder_from(&mut self, other: &Exchanger) {
-        self.holder = other.holder.clone();
+        let theirs = other.key.read().unwrap_or_else(|e| e.into_inner()).clone();
+        *self.key.get_mut().unwrap_or_else(|e| e.into_inner()) = theirs;
     }
 
     /// Takes the token endpoint `other` has discovered, if any and none is known yet (a
@@ -385,7 +429,7 @@ impl Exchanger {
         &self,
         form: Vec<(&'static str, String)>,
     ) -> Result<Value, ExchangeError> {
-        let (status, body) = self.send(&form, false, jwt::unix_now()).await?;
+        let (status, body) = self.send(&form, None, jwt::unix_now()).await?;
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map_err(|_| ExchangeError::unavailable("token endpoint answered malformed JSON"));
@@ -401,10 +445,15 @@ impl Exchanger {
         dpop: bool,
         now: u64,
     ) -> Result<Issued, ExchangeError> {
-        let (status, body) = self.send(form, dpop, now).await?;
+        let holder = dpop.then(|| self.holder());
+        let (status, body) = self.send(form, holder.as_deref(), now).await?;
         if status.is_success() {
-            let proof_key = dpop.then(|| self.holder.jkt());
-            return answer::check_for(&body, asked, target, proof_key, now);
+            let proof_key = holder.as_ref().map(|h| h.jkt());
+            let mut issued = answer::check_for(&body, asked, target, proof_key, now)?;
+            if issued.ath.is_some() {
+                issued.key = holder;
+            }
+            return Ok(issued);
         }
         Err(refusal(status, &body))
     }
@@ -418,12 +467,12 @@ impl Exchanger {
     async fn send(
         &self,
         form: &[(&'static str, String)],
-        dpop: bool,
+        dpop: Option<&Holder>,
         now: u64,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), ExchangeError> {
         let endpoint = self.token_endpoint().await?;
         let mut answer = self.send_once(endpoint, form.to_vec(), dpop, now).await?;
-        if dpop && answer.2 {
+        if dpop.is_some() && answer.2 {
             answer = self.send_once(endpoint, form.to_vec(), dpop, now).await?;
         }
         Ok((answer.0, answer.1))
@@ -434,14 +483,13 @@ impl Exchanger {
         &self,
         endpoint: &Url,
         mut form: Vec<(&'static str, String)>,
-        dpop: bool,
+        dpop: Option<&Holder>,
         now: u64,
     ) -> Result<(reqwest::StatusCode, Vec<u8>, bool), ExchangeError> {
         let mut req = self.http.post(endpoint.clone());
-        if dpop {
+        if let Some(holder) = dpop {
             let nonce = self.nonce.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let proof = self
-                .holder
+            let proof = holder
                 .proof("POST", endpoint.as_str(), None, nonce.as_deref(), now)
                 .map_err(|e| ExchangeError::Assertion(e.to_string()))?;
             req = req.header(crate::dpop::HEADER, proof);

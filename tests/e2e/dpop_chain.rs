@@ -237,3 +237,49 @@ async fn the_chain_answers_when_the_idp_asks_for_dpop_nonces() {
     assert_eq!(chain.idp.exchanges(), 2, "one exchange per hop");
     chain.stop().await;
 }
+
+#[test_log::test(tokio::test)]
+async fn the_chain_keeps_working_across_a_sidecar_key_rotation() {
+    let chain = Chain::start_with(Options {
+        dpop: true,
+        dpop_key_rotation: Some("2s"),
+        ..Options::default()
+    })
+    .await
+    .expect("chain");
+    let a_url = format!("http://{}/", chain.hops[0].sidecar.inbound);
+    let call = |key: Arc<Holder>, token: String| {
+        let a_url = a_url.clone();
+        async move {
+            let p = key
+                .proof("GET", &a_url, Some(&token), None, unix_now())
+                .expect("proof");
+            let (status, www, body) = get(&a_url, "DPoP", &token, &[&p]).await;
+            assert_eq!(status, 200, "{www} {body}");
+            (
+                jkt(&body["next"]["claims"]),
+                jkt(&body["next"]["next"]["claims"]),
+            )
+        }
+    };
+    let sign_in = || async {
+        let key = Arc::new(Holder::generate().expect("key"));
+        let mut req = chain.signin_request(DEMO_USER, DEMO_PASSWORD);
+        req.dpop = Some(key.clone());
+        let user = baton::signin::password_login(&req).await.expect("sign in");
+        (key, user.access_token.expose().to_owned())
+    };
+    let (key1, token1) = sign_in().await;
+    let before = call(key1.clone(), token1.clone()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The cached tokens keep the key they are bound to: no new exchange, still accepted.
+    let exchanges = chain.idp.exchanges();
+    assert_eq!(call(key1.clone(), token1.clone()).await, before);
+    assert_eq!(chain.idp.exchanges(), exchanges, "served from the cache");
+    // A new exchange binds to the sidecars' new keys, and the chain answers.
+    let (key2, token2) = sign_in().await;
+    let after = call(key2, token2).await;
+    assert_ne!(after.0, before.0, "B's token is bound to A's new key");
+    assert_ne!(after.1, before.1, "C's token is bound to B's new key");
+    chain.stop().await;
+}
