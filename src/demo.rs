@@ -48,6 +48,10 @@ pub struct Options {
     /// take nothing else (`required`), and every outbound route asks for bound tokens and
     /// sends a proof per call.
     pub dpop: bool,
+    /// The IdP asks for DPoP nonces (`dpop.nonce`, RFC 9449 §8).
+    pub dpop_nonce: bool,
+    /// Every sidecar's `outbound.dpop_key_rotation` (e.g. `2s`), instead of the default.
+    pub dpop_key_rotation: Option<&'static str>,
     /// Every app gets an opaque handle instead of its token (`inbound.confine_token`).
     pub confine: bool,
     /// Transaction Tokens on top of the per-hop exchange: the IdP is the Txn-Token Service of
@@ -164,6 +168,7 @@ impl Chain {
         if let Some(access) = options.access_lifetime {
             idp_cfg.lifetimes.access = access;
         }
+        idp_cfg.dpop.nonce = options.dpop_nonce;
         if options.txn_tokens || options.txn_only {
             idp_cfg.txn_tokens = Some(idp::config::TxnTokens {
                 audience: TRUST_DOMAIN.to_owned(),
@@ -216,6 +221,14 @@ impl Chain {
                     .replace("      audience: ", "      dpop: on\n      audience: ")
             } else {
                 yaml
+            };
+            let yaml = match options.dpop_key_rotation {
+                Some(every) => yaml.replacen(
+                    "outbound:\n",
+                    &format!("outbound:\n  dpop_key_rotation: {every}\n"),
+                    1,
+                ),
+                None => yaml,
             };
             let cfg = Config::from_yaml(&yaml, &format!("sidecar-{name}.yaml"))?;
             let running = sidecar::start(cfg, l, None).await?;

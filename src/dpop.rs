@@ -28,6 +28,9 @@ pub const TYP: &str = "dpop+jwt";
 /// The `DPoP` request header.
 pub const HEADER: &str = "dpop";
 
+/// The header a server sends the nonce the next proof must carry in (RFC 9449 §8.1).
+pub const NONCE_HEADER: &str = "dpop-nonce";
+
 /// The algorithms a proof may be signed with, as advertised
 /// (`dpop_signing_alg_values_supported`, `WWW-Authenticate: DPoP algs=…`).
 pub const ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
@@ -40,6 +43,9 @@ pub const MAX_PROOF_LEN: usize = 8192;
 
 /// Longest `jti` accepted.
 pub const MAX_JTI_LEN: usize = 256;
+
+/// Longest `nonce` claim accepted (RFC 9449 §8); longer ones are refused as malformed.
+pub const MAX_NONCE_LEN: usize = 512;
 
 /// How old a proof's `iat` may be, in seconds, by default.
 pub const DEFAULT_WINDOW: u64 = 60;
@@ -123,6 +129,8 @@ pub struct Proof {
     pub jti: String,
     /// The proof's `iat`.
     pub iat: u64,
+    /// The proof's `nonce` (RFC 9449 §8), for a server that issues them to check.
+    pub nonce: Option<String>,
 }
 
 /// base64url(SHA-256(token)): a proof's `ath` (RFC 9449 §4.2).
@@ -234,10 +242,16 @@ pub fn check(proof: &str, expect: &Expect<'_>, now: u64, window: u64) -> Result<
             return Err(ProofError::Ath);
         }
     }
+    let nonce = match claims.get("nonce") {
+        None => None,
+        Some(Value::String(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.clone()),
+        Some(_) => return Err(ProofError::Claim("nonce")),
+    };
     Ok(Proof {
         jkt: key.thumbprint(),
         jti: jti.to_owned(),
         iat,
+        nonce,
     })
 }
 
@@ -277,12 +291,19 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier accepting proofs up to `window` seconds old, remembering at most `capacity`.
+    /// A verifier accepting proofs up to `window` seconds old, remembering at most `capacity`
+    /// (of one key as of all: the caller of a sidecar is mostly one other sidecar's key).
     pub fn new(window: u64, capacity: usize) -> Self {
         Self {
-            replay: Replay::new(capacity),
+            replay: Replay::new(capacity, capacity),
             window,
         }
+    }
+
+    /// The time until which a proof issued at `iat` must be remembered: past it, its `iat`
+    /// is out of the window anyway.
+    pub fn remember_until(iat: u64, window: u64) -> u64 {
+        iat.saturating_add(window).saturating_add(FUTURE_SKEW)
     }
 
     /// [`check`], then the binding (the proof key must be `bound`, the token's `cnf.jkt`, when
@@ -298,10 +319,7 @@ impl Verifier {
         if bound.is_some_and(|jkt| jkt != p.jkt) {
             return Err(ProofError::Binding);
         }
-        let until = p
-            .iat
-            .saturating_add(self.window)
-            .saturating_add(FUTURE_SKEW);
+        let until = Self::remember_until(p.iat, self.window);
         self.replay.first_use(&p.jkt, &p.jti, until, now)?;
         Ok(p)
     }

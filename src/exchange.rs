@@ -79,6 +79,9 @@ pub struct Issued {
     /// For a DPoP-bound token (then `authorization` is `DPoP <token>`): base64url(SHA-256) of
     /// the token, the `ath` of every proof sent with it, hashed once.
     pub ath: Option<String>,
+    /// The key a DPoP-bound token is bound to: its proofs are signed with it even after the
+    /// sidecar's key has rotated, for as long as the token is cached.
+    pub key: Option<Arc<Holder>>,
 }
 
 impl Issued {
@@ -93,6 +96,7 @@ impl Issued {
             sub_hash,
             act_chain,
             ath: None,
+            key: None,
         })
     }
 
@@ -112,6 +116,7 @@ impl Issued {
             sub_hash,
             act_chain,
             ath: Some(ath),
+            key: None,
         })
     }
 
@@ -198,7 +203,29 @@ pub struct Exchanger {
     /// Unix second until which misses fail fast after the IdP was unavailable.
     down_until: AtomicU64,
     /// The sidecar's DPoP key (memory only): proofs to the token endpoint and to upstreams.
+    key: std::sync::RwLock<DpopKey>,
+    /// How long one DPoP key is used for new tokens.
+    rotation: std::time::Duration,
+    /// The IdP's latest DPoP nonce (RFC 9449 §8), for the next proof to the token endpoint.
+    nonce: std::sync::Mutex<Option<String>>,
+}
+
+/// A DPoP key and when it was made.
+#[derive(Clone)]
+struct DpopKey {
     holder: Arc<Holder>,
+    made: std::time::Instant,
+}
+
+impl DpopKey {
+    fn generate() -> Result<Self, ExchangeError> {
+        Ok(Self {
+            holder: Arc::new(
+                Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
+            ),
+            made: std::time::Instant::now(),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -250,9 +277,9 @@ impl Exchanger {
             client_id: cfg.client.client_id.clone(),
             auth: cfg.client.auth.clone(),
             down_until: AtomicU64::new(0),
-            holder: Arc::new(
-                Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
-            ),
+            nonce: std::sync::Mutex::new(None),
+            key: std::sync::RwLock::new(DpopKey::generate()?),
+            rotation: cfg.dpop_key_rotation,
         })
     }
 
@@ -262,14 +289,34 @@ impl Exchanger {
         &self.http
     }
 
-    /// The DPoP key of this sidecar.
-    pub fn holder(&self) -> &Holder {
-        &self.holder
+    /// The DPoP key new tokens are bound to: a fresh one once the current one is
+    /// `dpop_key_rotation` old. Tokens bound to an older key keep it ([`Issued::key`]) until
+    /// they leave the cache; the old private key is dropped with the last of them.
+    pub fn holder(&self) -> Arc<Holder> {
+        {
+            let key = self.key.read().unwrap_or_else(|e| e.into_inner());
+            if key.made.elapsed() < self.rotation {
+                return key.holder.clone();
+            }
+        }
+        let mut key = self.key.write().unwrap_or_else(|e| e.into_inner());
+        if key.made.elapsed() >= self.rotation {
+            match DpopKey::generate() {
+                Ok(fresh) => {
+                    *key = fresh;
+                    tracing::info!(jkt = %key.holder.jkt(), "DPoP key rotated");
+                }
+                Err(e) => tracing::warn!(error = %e, "DPoP key rotation failed; the old key stays"),
+            }
+        }
+        key.holder.clone()
     }
 
-    /// Keeps `other`'s DPoP key, so tokens cached under it stay usable across a reload.
+    /// Keeps `other`'s DPoP key (and its age), so tokens cached under it stay usable across a
+    /// reload and the rotation keeps its schedule.
     pub fn holder_from(&mut self, other: &Exchanger) {
-        self.holder = other.holder.clone();
+        let theirs = other.key.read().unwrap_or_else(|e| e.into_inner()).clone();
+        *self.key.get_mut().unwrap_or_else(|e| e.into_inner()) = theirs;
     }
 
     /// Takes the token endpoint `other` has discovered, if any and none is known yet (a
@@ -387,9 +434,9 @@ impl Exchanger {
     /// sign-in is rare and should see the real answer.
     pub async fn user_grant(
         &self,
-        mut form: Vec<(&'static str, String)>,
+        form: Vec<(&'static str, String)>,
     ) -> Result<Value, ExchangeError> {
-        let (status, body) = self.send(&mut form, false, jwt::unix_now()).await?;
+        let (status, body) = self.send(&form, None, jwt::unix_now()).await?;
         if status.is_success() {
             return serde_json::from_slice(&body)
                 .map_err(|_| ExchangeError::unavailable("token endpoint answered malformed JSON"));
@@ -405,28 +452,52 @@ impl Exchanger {
         dpop: bool,
         now: u64,
     ) -> Result<Issued, ExchangeError> {
-        let (status, body) = self.send(form, dpop, now).await?;
+        let holder = dpop.then(|| self.holder());
+        let (status, body) = self.send(form, holder.as_deref(), now).await?;
         if status.is_success() {
-            let proof_key = dpop.then(|| self.holder.jkt());
-            return answer::check_for(&body, asked, target, proof_key, now);
+            let proof_key = holder.as_ref().map(|h| h.jkt());
+            let mut issued = answer::check_for(&body, asked, target, proof_key, now)?;
+            if issued.ath.is_some() {
+                issued.key = holder;
+            }
+            return Ok(issued);
         }
         Err(refusal(status, &body))
     }
 
     /// Authenticates the client, posts `form` to the token endpoint (with a DPoP proof when
     /// `dpop`) and reads the answer.
+    ///
+    /// An IdP that asks for DPoP nonces (RFC 9449 §8) answers `use_dpop_nonce` with one in
+    /// `DPoP-Nonce`: the request is sent once more with it. The latest nonce seen is kept for
+    /// the next request.
     async fn send(
         &self,
-        form: &mut Vec<(&'static str, String)>,
-        dpop: bool,
+        form: &[(&'static str, String)],
+        dpop: Option<&Holder>,
         now: u64,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), ExchangeError> {
         let endpoint = self.token_endpoint().await?;
+        let mut answer = self.send_once(endpoint, form.to_vec(), dpop, now).await?;
+        if dpop.is_some() && answer.2 {
+            answer = self.send_once(endpoint, form.to_vec(), dpop, now).await?;
+        }
+        Ok((answer.0, answer.1))
+    }
+
+    /// One POST of `form`: the status, the body, and whether the IdP asked for a new nonce.
+    async fn send_once(
+        &self,
+        endpoint: &Url,
+        mut form: Vec<(&'static str, String)>,
+        dpop: Option<&Holder>,
+        now: u64,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>, bool), ExchangeError> {
         let mut req = self.http.post(endpoint.clone());
-        if dpop {
-            let proof = self
-                .holder
-                .proof("POST", endpoint.as_str(), None, None, now)
+        if let Some(holder) = dpop {
+            let nonce = self.nonce.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let proof = holder
+                .proof("POST", endpoint.as_str(), None, nonce.as_deref(), now)
                 .map_err(|e| ExchangeError::Assertion(e.to_string()))?;
             req = req.header(crate::dpop::HEADER, proof);
         }
@@ -446,10 +517,34 @@ impl Exchanger {
                 form.push(("client_assertion", assertion));
             }
         }
-        let rsp = req.form(&*form).send().await.map_err(unavailable)?;
+        let rsp = req.form(&form).send().await.map_err(unavailable)?;
         let status = rsp.status();
-        Ok((status, limited(rsp).await?))
+        let fresh = rsp
+            .headers()
+            .get(crate::dpop::NONCE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|n| nonce_ok(n))
+            .map(str::to_owned);
+        let renewed = fresh.is_some();
+        if let Some(n) = fresh {
+            *self.nonce.lock().unwrap_or_else(|e| e.into_inner()) = Some(n);
+        }
+        let body = limited(rsp).await?;
+        let retry = renewed
+            && status == reqwest::StatusCode::BAD_REQUEST
+            && serde_json::from_slice::<ErrorResponse>(&body)
+                .is_ok_and(|e| e.error == "use_dpop_nonce");
+        Ok((status, body, retry))
     }
+}
+
+/// A `DPoP-Nonce` worth sending back: RFC 9449 §8.1 `NQCHAR`s (visible ASCII but `"` and
+/// `\`), not longer than a proof's nonce may be.
+fn nonce_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= crate::dpop::MAX_NONCE_LEN
+        && n.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
 /// A non-success answer: an OAuth error for a readable 4xx, else the IdP is unavailable.

@@ -43,6 +43,7 @@ pub mod keys;
 pub mod login;
 pub mod logout;
 pub mod metrics;
+pub mod nonce;
 pub mod pages;
 pub mod password;
 pub mod pending;

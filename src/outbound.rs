@@ -385,9 +385,9 @@ fn prove(
         host.to_owned()
     };
     let htu = format!("{scheme}://{host}:{port}{}", req.uri().path());
-    let proof = a
-        .exchanger
-        .holder()
+    // The key the token is bound to, even if the sidecar's key has rotated since.
+    let holder = issued.key.clone().unwrap_or_else(|| a.exchanger.holder());
+    let proof = holder
         .proof_ath(
             req.method().as_str(),
             &htu,

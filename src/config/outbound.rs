@@ -12,6 +12,7 @@
 //!   token_endpoint: http://idp:9000/token   # optional: discovered from the top-level issuer
 //!   connect_timeout: 2s
 //!   timeout: 5s
+//!   dpop_key_rotation: 24h  # a fresh DPoP key for new tokens this often
 //!   cache: {max_entries: 10000, skew: 30s, negative_ttl: 5s}
 //!   unknown: deny          # or passthrough (forwarded WITHOUT Authorization, and without
 //!                          # Txn-Token unless the host is listed in txn_token_hosts)
@@ -61,6 +62,8 @@ pub struct Outbound {
     pub connect_timeout: Duration,
     /// Total timeout of one IdP call (never retried).
     pub timeout: Duration,
+    /// How long the sidecar's DPoP key binds new tokens before a fresh one is made.
+    pub dpop_key_rotation: Duration,
     /// Exchanged-token cache settings.
     pub cache: CacheSettings,
     /// Destinations no route names.
@@ -226,6 +229,10 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
     };
     let connect_timeout = duration("connect_timeout", raw.connect_timeout, 2_000);
     let timeout = duration("timeout", raw.timeout, 5_000);
+    let dpop_key_rotation = duration("dpop_key_rotation", raw.dpop_key_rotation, 86_400_000);
+    if dpop_key_rotation < Duration::from_secs(1) {
+        problems.push("outbound.dpop_key_rotation", "must be at least 1s");
+    }
     if cache.max_entries == 0 {
         problems.push("outbound.cache.max_entries", "must be at least 1");
     }
@@ -270,6 +277,7 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         token_endpoint,
         connect_timeout,
         timeout,
+        dpop_key_rotation,
         cache,
         unknown,
         connect,

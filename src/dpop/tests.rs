@@ -257,7 +257,7 @@ fn a_proof_from_another_key_than_the_binding_is_refused_and_not_remembered() {
 
 #[test]
 fn the_replay_store_is_bounded_and_fails_closed() {
-    let r = Replay::new(3);
+    let r = Replay::new(3, 3);
     for jti in ["a", "b", "c"] {
         r.first_use("k", jti, NOW + 10, NOW).unwrap();
     }
@@ -273,11 +273,52 @@ fn the_replay_store_is_bounded_and_fails_closed() {
     // The same jti under another key is another proof.
     r.first_use("other", "d", NOW + 30, NOW + 11).unwrap();
     // Many distinct proofs never grow the store past its capacity.
-    let r = Replay::new(50);
+    let r = Replay::new(50, 50);
     let accepted = (0..500)
         .filter(|i| r.first_use("k", &i.to_string(), NOW + 60, NOW).is_ok())
         .count();
     assert_eq!((accepted, r.len()), (50, 50));
+}
+
+#[test]
+fn one_key_gets_only_its_share_of_the_replay_store() {
+    let r = Replay::new(100, 2);
+    r.first_use("greedy", "a", NOW + 10, NOW).unwrap();
+    r.first_use("greedy", "b", NOW + 10, NOW).unwrap();
+    assert_eq!(
+        r.first_use("greedy", "c", NOW + 10, NOW),
+        Err(ProofError::Busy)
+    );
+    // Other keys are not starved.
+    for i in 0..50 {
+        r.first_use(&format!("k{i}"), "a", NOW + 10, NOW).unwrap();
+    }
+    // Replays are still replays, not quota refusals.
+    assert_eq!(
+        r.first_use("greedy", "a", NOW + 10, NOW),
+        Err(ProofError::Replayed)
+    );
+    // Once its proofs expire, the key gets its share back.
+    r.first_use("greedy", "c", NOW + 30, NOW + 11).unwrap();
+    r.first_use("greedy", "d", NOW + 30, NOW + 11).unwrap();
+    assert_eq!(
+        r.first_use("greedy", "e", NOW + 30, NOW + 11),
+        Err(ProofError::Busy)
+    );
+}
+
+#[test]
+fn a_nonce_claim_is_read_and_bounded() {
+    let h = Holder::generate().unwrap();
+    let p = h.proof("POST", HTU, None, Some("n-1"), NOW).unwrap();
+    let got = check(&p, &expect(), NOW, 60).unwrap();
+    assert_eq!(got.nonce.as_deref(), Some("n-1"));
+    let long = "n".repeat(MAX_NONCE_LEN + 1);
+    let p = h.proof("POST", HTU, None, Some(&long), NOW).unwrap();
+    assert_eq!(
+        check(&p, &expect(), NOW, 60),
+        Err(ProofError::Claim("nonce"))
+    );
 }
 
 #[test]

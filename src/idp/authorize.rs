@@ -62,6 +62,7 @@ pub async fn authorize(idp: &Idp, query: &str, headers: &HeaderMap, now: u64) ->
         user: current.as_ref().map(|s| s.user.clone()),
         browser: browser::binding_hash(&binding),
         expires_at: now + pending::TTL,
+        dpop_jkt: asked.dpop_jkt.map(str::to_owned),
     };
     answer(idp, &asked, current, &pending, &binding, now)
         .await

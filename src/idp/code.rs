@@ -60,6 +60,7 @@ async fn issue(
         resources: p.resources.clone(),
         nonce: p.nonce.clone(),
         expires_at: now + idp.config.lifetimes.code,
+        dpop_jkt: p.dpop_jkt.clone(),
     };
     idp.store.put_code(code.sha256(), grant).await?;
     Ok(code)

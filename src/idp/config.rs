@@ -11,6 +11,7 @@
 mod branding;
 mod check;
 mod client;
+mod dpop;
 mod grants;
 mod raw;
 mod secrets;
@@ -26,6 +27,7 @@ pub use crate::config::{Finding, Report};
 use crate::jwt::{Algorithm, Claims, keys::KeySet};
 use crate::secret::Secret;
 pub use client::absolute_without_fragment;
+pub use dpop::Dpop;
 use raw::RawConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -102,6 +104,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Transaction Tokens (`txn_tokens:`), when this IdP is the trust domain's Txn-Token Service.
     pub txn_tokens: Option<TxnTokens>,
+    /// DPoP at the token endpoint (`dpop:`): server nonces and the replay store's share per key.
+    pub dpop: Dpop,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.

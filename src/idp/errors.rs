@@ -46,6 +46,10 @@ pub enum OAuthError {
     /// A DPoP proof is missing, invalid, replayed or from the wrong key (RFC 9449 §5).
     #[error("invalid_dpop_proof: {0}")]
     InvalidDpopProof(String),
+    /// The proof lacks a current server nonce (RFC 9449 §8): the response's `DPoP-Nonce` has
+    /// the one to use.
+    #[error("use_dpop_nonce")]
+    UseDpopNonce,
     /// Our fault; details are logged, not sent.
     #[error("server_error")]
     Server,
@@ -79,6 +83,7 @@ impl OAuthError {
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
             Self::Server => "server_error",
             Self::Unavailable => "temporarily_unavailable",
         }
@@ -93,6 +98,10 @@ impl OAuthError {
             Self::Server => (StatusCode::INTERNAL_SERVER_ERROR, None),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, None),
             Self::UnsupportedGrantType => (StatusCode::BAD_REQUEST, None),
+            Self::UseDpopNonce => (
+                StatusCode::BAD_REQUEST,
+                Some("the DPoP proof must carry the nonce given in DPoP-Nonce"),
+            ),
             Self::InvalidRequest(d)
             | Self::InvalidGrant(d)
             | Self::UnauthorizedClient(d)

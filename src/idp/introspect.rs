@@ -57,10 +57,14 @@ pub async fn inspect(
         if grant.client != caller {
             return Ok(None);
         }
-        return Ok(Some(json!({
+        let mut answer = json!({
             "active": true, "token_type": "refresh_token", "client_id": grant.client,
             "sub": grant.auth.user, "scope": grant.scope.join(" "), "exp": grant.expires_at,
-        })));
+        });
+        if let Some(jkt) = &grant.jkt {
+            answer["cnf"] = json!({ "jkt": jkt });
+        }
+        return Ok(Some(answer));
     }
     let rules = Rules::access(idp.config.issuer.clone(), caller.to_owned());
     let Ok(v) = jwt::verify(token, &idp.keys().verify, &rules, now) else {

@@ -49,6 +49,9 @@ pub struct Pending {
     /// Unix seconds after which the login pages refuse it.
     #[serde(rename = "e")]
     pub(crate) expires_at: u64,
+    /// `dpop_jkt` (RFC 9449 §10): the code is redeemed only with a proof of this key.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dpop_jkt: Option<String>,
 }
 
 impl Pending {
@@ -87,6 +90,7 @@ mod tests {
             user: Some("alice".into()),
             browser: "b".into(),
             expires_at: 1_000,
+            dpop_jkt: None,
         }
     }
 

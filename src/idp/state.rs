@@ -47,8 +47,8 @@ pub struct Idp {
     pub(crate) passwords: password::Checker,
     /// Failure counters of the login pages.
     pub(crate) throttle: throttle::Throttle<throttle::Counters>,
-    /// DPoP proofs at the token endpoint: checks and the bounded replay store.
-    pub(crate) dpop: crate::dpop::Verifier,
+    /// The DPoP nonce handed out this period (RFC 9449 §8), when `dpop.nonce` is on.
+    pub(crate) nonces: super::nonce::Nonces,
 }
 
 impl Idp {
@@ -97,7 +97,7 @@ impl Idp {
             metrics: metrics::Metrics::default(),
             sealer,
             passwords,
-            dpop: crate::dpop::Verifier::default(),
+            nonces: super::nonce::Nonces::default(),
         })
     }
 

@@ -1,6 +1,6 @@
 //! What baton-idp remembers between requests: authorization codes, refresh-token families,
 //! login sessions, sign-out confirmations waiting for a click, revocations, and the replay sets
-//! of client-assertion `jti`s and one-time codes. The records are defined here; [`Store`] is
+//! of client-assertion `jti`s, DPoP proofs and one-time codes. The records are defined here; [`Store`] is
 //! every operation the IdP performs on them, kept either in the process ([`Memory`], one
 //! replica) or in PostgreSQL ([`Postgres`], shared by every replica). The login failure
 //! counters ([`counter::Store`]) and the signing keys ([`super::keys::Store`]) have
@@ -11,8 +11,9 @@
 //!
 //! Operations that must hold under concurrency (across replicas, for the database) are single
 //! store operations: a code is consumed once ([`Store::consume_code`]), a refresh family is
-//! rotated or found reused in one step ([`Store::rotate`]), a `jti` or a one-time-code step is
-//! recorded if absent ([`Store::first_assertion_use`], [`Store::first_otp_use`]).
+//! rotated or found reused in one step ([`Store::rotate`]), a `jti`, a DPoP proof or a
+//! one-time-code step is recorded if absent ([`Store::first_assertion_use`],
+//! [`Store::first_dpop_use`], [`Store::first_otp_use`]).
 
 pub mod counter;
 pub mod keys;
@@ -50,6 +51,10 @@ pub struct CodeGrant {
     pub(crate) resources: Vec<String>,
     pub(crate) nonce: Option<String>,
     pub(crate) expires_at: u64,
+    /// `dpop_jkt` of the authorization request (RFC 9449 §10): the code is redeemed only with
+    /// a proof of this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dpop_jkt: Option<String>,
 }
 
 /// A stored code and whether it was redeemed.
@@ -86,6 +91,11 @@ pub struct RefreshGrant {
     pub(crate) expires_at: u64,
     /// The `grant_id` of every token of its family.
     pub(crate) family: String,
+    /// RFC 7638 thumbprint of the DPoP key the family is bound to (RFC 9449 §5): set when the
+    /// code was redeemed with a proof, and then every refresh needs a proof of that key. The
+    /// database keeps it in the family's own column, not in the JSON.
+    #[serde(skip)]
+    pub(crate) jkt: Option<String>,
 }
 
 impl RefreshGrant {
@@ -174,9 +184,9 @@ impl Store {
     pub fn new(config: &Config, bounds: counter::Bounds) -> Result<Self, postgres::SetupError> {
         let l = &config.lifetimes;
         Ok(match &config.store {
-            StoreConfig::Memory => Store::Memory(Memory::new(l)),
+            StoreConfig::Memory => Store::Memory(Memory::new(l, config.dpop.proofs_per_key)),
             StoreConfig::Postgres(pg) => {
-                let p = Postgres::new(pg, l, bounds)?;
+                let p = Postgres::new(pg, l, bounds)?.with_dpop_share(config.dpop.proofs_per_key);
                 Store::Postgres(std::sync::Arc::new(p))
             }
         })
@@ -338,6 +348,19 @@ impl Store {
     /// Records a one-time code's `user:step`; whether this is its first use (atomic, as above).
     pub async fn first_otp_use(&self, key: String) -> Result<bool, StoreError> {
         each!(self, m => Ok(m.first_otp_use(key)), m.first_otp_use(key).await)
+    }
+
+    /// Records a DPoP proof (`jkt`, `jti`) until `until` (RFC 9449 §11.1), wherever it was
+    /// seen first: `Ok(Err(Replayed))` for a proof seen before, `Ok(Err(Busy))` when the key's
+    /// share (or the memory store) is full of live proofs. Atomic, as above.
+    pub async fn first_dpop_use(
+        &self,
+        jkt: &str,
+        jti: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<Result<(), crate::dpop::ProofError>, StoreError> {
+        each!(self, m => Ok(m.first_dpop_use(jkt, jti, until, now)), m.first_dpop_use(jkt, jti, until, now).await)
     }
 
     // === revocations ===

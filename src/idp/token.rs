@@ -18,11 +18,12 @@ use super::config::{Client, TOKEN_EXCHANGE};
 use super::discovery::token_endpoint;
 use super::errors::OAuthError;
 use super::form::read_form;
+use super::nonce::Nonces;
 use super::state::Idp;
 use crate::dpop;
 use crate::http::{Body, BoxError, Form, json};
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use serde_json::Value;
 use tracing::{info, instrument};
 
@@ -77,7 +78,7 @@ where
     B::Error: Into<BoxError>,
 {
     let mut label = "unknown";
-    match answer(idp, req, now, &mut label).await {
+    let mut rsp = match answer(idp, req, now, &mut label).await {
         Ok(body) => {
             idp.metrics.token(label, "ok");
             json(StatusCode::OK, &body)
@@ -87,7 +88,16 @@ where
             info!(error = %e.code(), "token request refused");
             e.response()
         }
+    };
+    // RFC 9449 §8.2: every answer says which nonce the next proof should carry.
+    let d = &idp.config.dpop;
+    if d.nonce {
+        let nonce = idp.nonces.current(&idp.sealer, d.nonce_period, now);
+        if let Ok(v) = HeaderValue::try_from(nonce) {
+            rsp.headers_mut().insert(dpop::NONCE_HEADER, v);
+        }
     }
+    rsp
 }
 
 /// The token response for `req`; `label` is set to the grant type as soon as it is known.
@@ -117,14 +127,16 @@ where
             grant.name()
         )));
     }
-    let jkt = proof(idp, client, &parts, now)?;
+    let jkt = proof(idp, client, &parts, now).await?;
     dispatch(idp, grant, client, &form, jkt.as_deref(), now).await
 }
 
 /// The request's DPoP proof (RFC 9449 §4.3), checked against this endpoint's own URL as
-/// discovery publishes it: the thumbprint of its key, or `None` without a proof (refused for a
-/// client that must send one).
-fn proof(
+/// discovery publishes it, then for a current nonce when nonces are on (§8), then against the
+/// replay store every replica shares (§11.1): the thumbprint of its key, or `None` without a
+/// proof (refused for a client that must send one). A proof refused before the replay store
+/// is not remembered.
+async fn proof(
     idp: &Idp,
     client: &Client,
     parts: &http::request::Parts,
@@ -144,7 +156,21 @@ fn proof(
         htu: &htu,
         token: None,
     };
-    Ok(Some(idp.dpop.verify(proof, &expect, None, now)?.jkt))
+    let p = dpop::check(proof, &expect, now, dpop::DEFAULT_WINDOW)?;
+    let d = &idp.config.dpop;
+    if d.nonce
+        && !p
+            .nonce
+            .as_deref()
+            .is_some_and(|n| Nonces::accepts(&idp.sealer, d.nonce_period, n, now))
+    {
+        return Err(OAuthError::UseDpopNonce);
+    }
+    let until = dpop::Verifier::remember_until(p.iat, dpop::DEFAULT_WINDOW);
+    idp.store
+        .first_dpop_use(&p.jkt, &p.jti, until, now)
+        .await??;
+    Ok(Some(p.jkt))
 }
 
 async fn dispatch(

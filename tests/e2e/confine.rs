@@ -152,3 +152,51 @@ async fn the_chain_works_when_no_app_holds_a_token_and_the_idp_refuses_handles()
     assert_eq!(chain.idp.exchanges(), exchanges);
     chain.stop().await;
 }
+
+#[tokio::test]
+async fn a_handle_is_dead_once_its_token_expires() {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let idp = FakeIdp::start(&[&key]).await;
+    let app = Upstream::start().await;
+    let yaml = format!(
+        "issuer: {}\naudience: service-b\napp: \"{}\"\njwks: {{retry: 50ms}}\n\
+         inbound: {{confine_token: true}}\n\
+         outbound: {{client: {{client_id: service-b, secret: test-only}}}}\n\
+         routes:\n  - {{name: default, path: /}}\n",
+        idp.issuer, app.addr
+    );
+    let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("config");
+    let parts = crate::support::sidecar::inbound(&cfg);
+    let jwks = parts.jwks.clone();
+    let handles = Arc::new(Handles::new(100));
+    let state = Arc::new(parts.state.with_handles(handles.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/x", listener.local_addr().expect("addr"));
+    tokio::spawn(inbound::serve(state, listener, std::future::pending()));
+    crate::support::sidecar::keys_loaded(&jwks).await;
+
+    // A token that expires in 2 s.
+    let mut c = claims(&idp.issuer, "service-b");
+    let exp = baton::jwt::unix_now() + 2;
+    c.insert("exp".into(), json!(exp));
+    let token = access(&key, &c);
+    let rsp = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(rsp.status(), 200);
+    let seen = app.last().expect("the app saw it");
+    let given = seen.headers["authorization"].to_str().expect("ascii");
+    let handle = given.strip_prefix("Bearer ").expect("a bearer value");
+    let redeemed = handles.redeem(handle, baton::jwt::unix_now());
+    assert!(redeemed.is_some(), "live before exp");
+    // Past exp, what the outbound side would swap the handle for is gone.
+    while baton::jwt::unix_now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(handles.redeem(handle, baton::jwt::unix_now()).is_none());
+}

@@ -250,3 +250,64 @@ async fn code_and_refresh_grants_bind_the_access_token() {
         Some(holder.jkt())
     );
 }
+
+#[tokio::test]
+async fn a_code_asked_with_dpop_jkt_is_redeemed_only_with_that_key() {
+    let idp = support::start().await;
+    let holder = Holder::generate().expect("key");
+    let other = Holder::generate().expect("key");
+    let (verifier, challenge) = support::pkce();
+    let code = idp
+        .code_with("openid", &challenge, &[("dpop_jkt", holder.jkt())])
+        .await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    // Neither without a proof nor with another key's; and neither attempt uses the code up.
+    let (status, body) = idp.token("service-a", &form).await;
+    refused(status, &body);
+    let (status, body) = idp
+        .token_dpop("service-a", &form, &[&idp.token_proof(&other)])
+        .await;
+    refused(status, &body);
+    let (status, body) = idp
+        .token_dpop("service-a", &form, &[&idp.token_proof(&holder)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        jkt(body["access_token"].as_str().expect("token")).as_deref(),
+        Some(holder.jkt())
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_dpop_jkt_is_refused_at_authorize() {
+    let idp = support::start().await;
+    let (_, challenge) = support::pkce();
+    let (long, padded) = ("A".repeat(44), format!("{}=", "A".repeat(42)));
+    for bad in ["short", padded.as_str(), long.as_str()] {
+        let rsp = idp
+            .http
+            .get(format!("{}/authorize", idp.url))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", "service-a"),
+                ("redirect_uri", REDIRECT),
+                ("scope", "openid"),
+                ("state", "st-1"),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+                ("dpop_jkt", bad),
+            ])
+            .send()
+            .await
+            .expect("authorize");
+        assert!(rsp.status().is_redirection(), "{bad}: {}", rsp.status());
+        let loc = rsp.headers()["location"].to_str().expect("ascii");
+        assert!(loc.starts_with(REDIRECT), "{loc}");
+        assert!(loc.contains("error=invalid_request"), "{loc}");
+    }
+}

@@ -186,3 +186,100 @@ async fn every_hop_is_dpop_bound_and_copied_tokens_are_worthless() {
     assert_eq!(status, 401);
     chain.stop().await;
 }
+
+#[test_log::test(tokio::test)]
+async fn the_chain_answers_when_the_idp_asks_for_dpop_nonces() {
+    let chain = Chain::start_with(Options {
+        dpop: true,
+        dpop_nonce: true,
+        ..Options::default()
+    })
+    .await
+    .expect("chain");
+    // The IdP does ask: a proof without its nonce is refused, with the nonce to use.
+    let url = format!("{}/token", chain.issuer);
+    let key = Holder::generate().expect("key");
+    let rsp = http()
+        .post(&url)
+        .basic_auth("service-a", Some("demo-secret-service-a"))
+        .header(
+            "dpop",
+            key.proof("POST", &url, None, None, unix_now())
+                .expect("proof"),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", "service-b"),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(rsp.status(), 400);
+    assert!(rsp.headers().contains_key("dpop-nonce"));
+    let body: Value = rsp.json().await.expect("json");
+    assert_eq!(body["error"], "use_dpop_nonce");
+
+    // The sign-in and every sidecar's exchange pick the nonce up and retry once.
+    let user_key = Arc::new(Holder::generate().expect("key"));
+    let mut req = chain.signin_request(DEMO_USER, DEMO_PASSWORD);
+    req.dpop = Some(user_key.clone());
+    let user = baton::signin::password_login(&req).await.expect("sign in");
+    let user_token = user.access_token.expose().to_owned();
+    let a_url = format!("http://{}/", chain.hops[0].sidecar.inbound);
+    for _ in 0..2 {
+        let p = user_key
+            .proof("GET", &a_url, Some(&user_token), None, unix_now())
+            .expect("proof");
+        let (status, www, body) = get(&a_url, "DPoP", &user_token, &[&p]).await;
+        assert_eq!(status, 200, "{www} {body}");
+        assert_eq!(body["next"]["next"]["claims"]["sub"], "alice", "{body}");
+    }
+    assert_eq!(chain.idp.exchanges(), 2, "one exchange per hop");
+    chain.stop().await;
+}
+
+#[test_log::test(tokio::test)]
+async fn the_chain_keeps_working_across_a_sidecar_key_rotation() {
+    let chain = Chain::start_with(Options {
+        dpop: true,
+        dpop_key_rotation: Some("2s"),
+        ..Options::default()
+    })
+    .await
+    .expect("chain");
+    let a_url = format!("http://{}/", chain.hops[0].sidecar.inbound);
+    let call = |key: Arc<Holder>, token: String| {
+        let a_url = a_url.clone();
+        async move {
+            let p = key
+                .proof("GET", &a_url, Some(&token), None, unix_now())
+                .expect("proof");
+            let (status, www, body) = get(&a_url, "DPoP", &token, &[&p]).await;
+            assert_eq!(status, 200, "{www} {body}");
+            (
+                jkt(&body["next"]["claims"]),
+                jkt(&body["next"]["next"]["claims"]),
+            )
+        }
+    };
+    let sign_in = || async {
+        let key = Arc::new(Holder::generate().expect("key"));
+        let mut req = chain.signin_request(DEMO_USER, DEMO_PASSWORD);
+        req.dpop = Some(key.clone());
+        let user = baton::signin::password_login(&req).await.expect("sign in");
+        (key, user.access_token.expose().to_owned())
+    };
+    let (key1, token1) = sign_in().await;
+    let before = call(key1.clone(), token1.clone()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The cached tokens keep the key they are bound to: no new exchange, still accepted.
+    let exchanges = chain.idp.exchanges();
+    assert_eq!(call(key1.clone(), token1.clone()).await, before);
+    assert_eq!(chain.idp.exchanges(), exchanges, "served from the cache");
+    // A new exchange binds to the sidecars' new keys, and the chain answers.
+    let (key2, token2) = sign_in().await;
+    let after = call(key2, token2).await;
+    assert_ne!(after.0, before.0, "B's token is bound to A's new key");
+    assert_ne!(after.1, before.1, "C's token is bound to B's new key");
+    chain.stop().await;
+}

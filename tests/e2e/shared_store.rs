@@ -9,6 +9,7 @@ use crate::support::idp::{
 use crate::support::postgres::PgCluster;
 use crate::support::process::{Proc, deploy_idp_yaml, free_port, scratch};
 use crate::support::round_robin::RoundRobin;
+use baton::dpop::Holder;
 use baton::jwt::keys::SigningKey;
 use baton::jwt::{Algorithm, unix_now};
 use reqwest::StatusCode;
@@ -53,6 +54,11 @@ fn config(issuer: &str, listen: &str, keys: &Path, jwk: &Value, store: &str) -> 
 impl Cluster {
     /// Starts the replicas (three on postgres, one on memory); `None` without PostgreSQL.
     async fn start(kind: Kind) -> Option<Cluster> {
+        Self::start_with(kind, "").await
+    }
+
+    /// [`Cluster::start`] with `extra` appended to every replica's config.
+    async fn start_with(kind: Kind, extra: &str) -> Option<Cluster> {
         let dir = scratch("shared-store");
         let (pg, store, n) = match kind {
             Kind::Memory => (None, String::new(), 1),
@@ -72,6 +78,7 @@ impl Cluster {
                 (Some(pg), store, 3)
             }
         };
+        let store = format!("{store}{extra}");
         let front = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -203,6 +210,54 @@ impl Cluster {
             .expect("token");
         let status = rsp.status();
         (status, rsp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST /token at replica `i` as service-a with a DPoP proof of `holder`'s key for the
+    /// issuer's token endpoint (what every replica publishes).
+    async fn token_dpop(
+        &self,
+        i: usize,
+        holder: &Holder,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let url = format!("{}/token", self.issuer);
+        let proof = holder
+            .proof("POST", &url, None, None, unix_now())
+            .expect("proof");
+        let rsp = self
+            .http
+            .post(format!("{}/token", self.at(i)))
+            .basic_auth("service-a", Some("demo-secret-service-a"))
+            .header("dpop", proof)
+            .form(form)
+            .send()
+            .await
+            .expect("token");
+        let status = rsp.status();
+        (status, rsp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Client credentials at replica `i` with `proof`: the status, the body and the
+    /// `DPoP-Nonce` sent back.
+    async fn cc_proof(&self, i: usize, proof: &str) -> (StatusCode, Value, Option<String>) {
+        let rsp = self
+            .http
+            .post(format!("{}/token", self.at(i)))
+            .basic_auth("service-a", Some("demo-secret-service-a"))
+            .header("dpop", proof)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("audience", "service-b"),
+            ])
+            .send()
+            .await
+            .expect("token");
+        let status = rsp.status();
+        let nonce = rsp
+            .headers()
+            .get("dpop-nonce")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        (status, rsp.json().await.unwrap_or(Value::Null), nonce)
     }
 
     async fn redeem(&self, i: usize, code: &str, verifier: &str) -> (StatusCode, Value) {
@@ -401,6 +456,134 @@ async fn refresh_reuse(c: &Cluster) {
         );
         assert_eq!(c.introspect(i, &rt1).await["active"], false);
     }
+}
+
+both!(
+    bound_refresh,
+    a_dpop_bound_refresh_token_needs_its_key_at_every_replica_memory,
+    a_dpop_bound_refresh_token_needs_its_key_at_every_replica_postgres
+);
+
+/// A code redeemed with a proof starts a family bound to that key (RFC 9449 §5): at every
+/// replica, a refresh without a proof or with another key's proof is refused and rotates
+/// nothing; the key's own proof refreshes, and the next token is bound to the same key.
+async fn bound_refresh(c: &Cluster) {
+    let key = Holder::generate().expect("key");
+    let other = Holder::generate().expect("key");
+    let (code, verifier, _) = c.code(0, 1).await;
+    let redeem = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let (st, tokens) = c.token_dpop(2, &key, &redeem).await;
+    assert_eq!(st, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "DPoP");
+    let rt = s(&tokens, "refresh_token");
+    let seen = c.introspect(0, &rt).await;
+    assert_eq!(seen["cnf"]["jkt"], key.jkt(), "{seen}");
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", rt.as_str()),
+    ];
+    for i in 0..3 {
+        let (st, body) = c.refresh(i, &rt).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+            "replica {i}: {body}"
+        );
+        let (st, body) = c.token_dpop(i, &other, &form).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+            "replica {i}: {body}"
+        );
+    }
+    // Nothing was rotated or revoked by the refused attempts.
+    let (st, next) = c.token_dpop(1, &key, &form).await;
+    assert_eq!(st, StatusCode::OK, "{next}");
+    assert_eq!(claims(&s(&next, "access_token"))["cnf"]["jkt"], key.jkt());
+    let rt1 = s(&next, "refresh_token");
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", rt1.as_str()),
+    ];
+    let (st, body) = c.token_dpop(2, &other, &form).await;
+    assert_eq!(body["error"], "invalid_dpop_proof", "{st} {body}");
+    let (st, body) = c.token_dpop(0, &key, &form).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_nonces_and_proofs_are_shared_by_every_replica_memory() {
+    let mut c = Cluster::start_with(Kind::Memory, DPOP_SHARED)
+        .await
+        .expect("memory store");
+    dpop_shared(&c).await;
+    c.assert_healthy();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_nonces_and_proofs_are_shared_by_every_replica_postgres() {
+    let Some(mut c) = Cluster::start_with(Kind::Postgres, DPOP_SHARED).await else {
+        return;
+    };
+    dpop_shared(&c).await;
+    c.assert_healthy();
+}
+
+/// Nonces on, and a share of three live proofs per key.
+const DPOP_SHARED: &str = "dpop:\n  nonce: true\n  proofs_per_key: 3\n";
+
+/// A nonce handed out by one replica is accepted by the others (RFC 9449 §8); a proof accepted
+/// at one replica is a replay at every other (§11.1); one key gets its share of the replay
+/// store and no more, wherever it sends its proofs, while another key is served.
+async fn dpop_shared(c: &Cluster) {
+    let key = Holder::generate().expect("key");
+    let url = format!("{}/token", c.issuer);
+    let proof = |h: &Holder, nonce: Option<&str>| {
+        h.proof("POST", &url, None, nonce, unix_now())
+            .expect("proof")
+    };
+    let (st, body, nonce) = c.cc_proof(0, &proof(&key, None)).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("use_dpop_nonce")),
+        "{body}"
+    );
+    let nonce = nonce.expect("DPoP-Nonce with use_dpop_nonce");
+    for wrong in ["made-up", &nonce[..nonce.len() - 2]] {
+        let (st, body, _) = c.cc_proof(1, &proof(&key, Some(wrong))).await;
+        assert_eq!(body["error"], "use_dpop_nonce", "{st} {body}");
+    }
+    let first = proof(&key, Some(&nonce));
+    let (st, body, next) = c.cc_proof(1, &first).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(next.is_some(), "a success names the nonce to use next");
+    let (st, body, _) = c.cc_proof(2, &first).await;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+        "a replay at another replica: {body}"
+    );
+    for i in [2, 0] {
+        let (st, body, _) = c.cc_proof(i, &proof(&key, Some(&nonce))).await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+    }
+    // Three live proofs: the key's share is used up at every replica.
+    for i in 0..3 {
+        let (st, body, _) = c.cc_proof(i, &proof(&key, Some(&nonce))).await;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_dpop_proof")),
+            "replica {i}: {body}"
+        );
+    }
+    let other = Holder::generate().expect("key");
+    let (st, body, _) = c.cc_proof(1, &proof(&other, Some(&nonce))).await;
+    assert_eq!(st, StatusCode::OK, "another key is served: {body}");
 }
 
 both!(
@@ -707,7 +890,8 @@ async fn migrate_runs_alone_and_a_newer_schema_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("version 2"));
+    let version = format!("version {}", baton::idp::store::postgres::SCHEMA_VERSION);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&version));
     // Twice is harmless.
     assert!(run(&["migrate"]).status.success());
     // A newer baton-idp's schema.

@@ -16,6 +16,8 @@ pub struct RawOutbound {
     pub connect_timeout: Option<String>,
     /// Total timeout of one IdP call, e.g. `5s` (default).
     pub timeout: Option<String>,
+    /// How long one DPoP key binds new tokens, e.g. `24h` (default).
+    pub dpop_key_rotation: Option<String>,
     /// Exchanged-token cache settings.
     #[serde(default)]
     pub cache: RawCache,

@@ -54,6 +54,23 @@ pub fn text(
     Ok(())
 }
 
+/// `dpop_jkt` (RFC 9449 §10), when sent: an RFC 7638 SHA-256 thumbprint, 43 base64url
+/// characters.
+pub fn jkt(value: Option<&str>) -> Result<(), AuthorizeError> {
+    let Some(v) = value else {
+        return Ok(());
+    };
+    let thumbprint = v.len() == 43
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !thumbprint {
+        return Err(request(
+            "dpop_jkt must be a base64url SHA-256 JWK thumbprint".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The requested scope values (`openid` when none), each once, in order. Refused when too long,
 /// too many, or naming a scope that is not in `known`.
 pub fn scope(raw: Option<&str>, known: &[&str]) -> Result<Vec<String>, AuthorizeError> {

@@ -19,6 +19,8 @@ pub(super) struct Asked<'q> {
     /// The factors the requested `acr` needs.
     pub(super) needed: Vec<Factor>,
     pub(super) session: SessionRules<'q>,
+    /// `dpop_jkt` (RFC 9449 §10): the thumbprint of the key the code must be redeemed with.
+    pub(super) dpop_jkt: Option<&'q str>,
 }
 
 /// What decides whether a login session may answer without a page: the `prompt` values,
@@ -88,6 +90,7 @@ struct Singles<'q> {
     acr_values: Option<&'q str>,
     hint: Option<&'q str>,
     login_hint: Option<&'q str>,
+    dpop_jkt: Option<&'q str>,
 }
 
 impl<'q> Singles<'q> {
@@ -107,6 +110,7 @@ impl<'q> Singles<'q> {
             acr_values: one("acr_values")?,
             hint: one("id_token_hint")?,
             login_hint: one("login_hint")?,
+            dpop_jkt: one("dpop_jkt")?,
         })
     }
 
@@ -117,6 +121,7 @@ impl<'q> Singles<'q> {
         params::text("prompt", self.prompt, params::MAX_SHORT, true)?;
         params::text("acr_values", self.acr_values, params::MAX_SHORT, true)?;
         params::text("login_hint", self.login_hint, params::MAX_SHORT, false)?;
+        params::jkt(self.dpop_jkt)?;
         params::text("id_token_hint", self.hint, params::MAX_ID_TOKEN_HINT, true)
     }
 }
@@ -158,6 +163,7 @@ pub(super) fn parse<'q>(
         resources,
         needed,
         session,
+        dpop_jkt: p.dpop_jkt,
     })
 }
 

@@ -72,6 +72,7 @@ fn a_form_is_bound_to_the_cookie_it_was_sealed_for() {
         user: None,
         browser: binding_hash(&value),
         expires_at: 1,
+        dpop_jkt: None,
     };
     assert!(bound(&h, ISS, &p));
     assert!(!bound(&HeaderMap::new(), ISS, &p));

@@ -37,13 +37,16 @@ pub struct Memory {
     assertion_jtis: Cache<String, u64>,
     /// `user:step` of one-time codes already used (RFC 6238 §5.2: once per step).
     otp_used: Cache<String, ()>,
+    /// DPoP proofs seen at the token endpoint (RFC 9449 §11.1), bounded in all and per key.
+    dpop: crate::dpop::Replay,
     /// Revoked sessions and grant families (what sign-out, refresh reuse and code replay end).
     revocations: Box<dyn Revocations>,
 }
 
 impl Memory {
-    /// Stores whose records live as long as `l` lets what they stand for live.
-    pub fn new(l: &Lifetimes) -> Self {
+    /// Stores whose records live as long as `l` lets what they stand for live; at most
+    /// `proofs_per_key` live DPoP proofs of one key.
+    pub fn new(l: &Lifetimes, proofs_per_key: usize) -> Self {
         let ttl = |s: u64| Duration::from_secs(s.max(1));
         Self {
             codes: Cache::builder()
@@ -65,6 +68,7 @@ impl Memory {
                 .expire_after(UntilExp)
                 .build(),
             otp_used: counted(4 * totp::STEP),
+            dpop: crate::dpop::Replay::new(crate::dpop::DEFAULT_REPLAY_CAPACITY, proofs_per_key),
             revocations: Box::new(revocation::Memory::new(
                 l.sign_in + MAX_LEEWAY,
                 revocation::PER_USER,
@@ -222,6 +226,18 @@ impl Memory {
     /// Records a one-time code's `user:step`; whether this is its first use (atomic, as above).
     pub fn first_otp_use(&self, key: String) -> bool {
         self.otp_used.entry(key).or_insert(()).is_fresh()
+    }
+
+    /// Records a DPoP proof (`jkt`, `jti`) until `until`: refused when seen before or when
+    /// the store, or the key's share of it, is full of live proofs.
+    pub fn first_dpop_use(
+        &self,
+        jkt: &str,
+        jti: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<(), crate::dpop::ProofError> {
+        self.dpop.first_use(jkt, jti, until, now)
     }
 
     // === revocations ===

@@ -23,6 +23,7 @@ use super::{After, StoreError};
 use super::{
     Code, CodeGrant, Consume, LOGOUT_SECS, PendingLogout, Refresh, RefreshGrant, Rotation,
 };
+use crate::dpop::ProofError;
 use crate::idp::authn::{Authentication, Session};
 use crate::idp::config::Rule;
 use crate::idp::config::{Lifetimes, PostgresConfig};
@@ -41,6 +42,8 @@ use tracing::{info, warn};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_signing_keys.sql"),
+    include_str!("migrations/0003_refresh_jkt.sql"),
+    include_str!("migrations/0004_dpop_proofs.sql"),
 ];
 
 /// The schema version this build knows.
@@ -102,6 +105,8 @@ pub struct Postgres {
     code_keep: u64,
     /// Most login failure counters kept per kind (the newest), as in memory.
     throttle_bounds: Vec<(&'static str, u64)>,
+    /// Live DPoP proofs of one key kept at most.
+    dpop_share: usize,
 }
 
 /// The database's integer type for unix seconds.
@@ -167,7 +172,14 @@ impl Postgres {
                 ("device", bounds.device),
                 ("network", bounds.network),
             ],
+            dpop_share: crate::idp::config::Dpop::default().proofs_per_key,
         })
+    }
+
+    /// The same store keeping at most `share` live DPoP proofs of one key.
+    pub fn with_dpop_share(mut self, share: usize) -> Self {
+        self.dpop_share = share;
+        self
     }
 
     /// Applies the migrations this schema lacks, under the advisory lock; the version after.
@@ -299,6 +311,7 @@ impl Postgres {
             "sessions",
             "logouts",
             "replays",
+            "dpop_proofs",
             "throttle",
         ] {
             let sql = format!("DELETE FROM {table} WHERE expires_at <= $1");
@@ -407,12 +420,15 @@ impl Postgres {
         let json = to_json(&grant)?;
         let mut tx = self.begin().await?;
         let run = async {
-            sqlx::query("INSERT INTO families (id, current, expires_at) VALUES ($1, $2, $3)")
-                .bind(&grant.family)
-                .bind(&key[..])
-                .bind(int(grant.expires_at))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO families (id, current, expires_at, jkt) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&grant.family)
+            .bind(&key[..])
+            .bind(int(grant.expires_at))
+            .bind(grant.jkt.as_deref())
+            .execute(&mut *tx)
+            .await?;
             insert_refresh(&mut tx, &key, &grant, &json).await?;
             tx.commit().await
         };
@@ -422,7 +438,8 @@ impl Postgres {
     pub(super) async fn refresh(&self, key: &[u8; 32]) -> Result<Option<Refresh>, StoreError> {
         self.guard()?;
         let row = sqlx::query(
-            "SELECT r.grant_json, f.current FROM refresh_tokens r \
+            "SELECT r.grant_json, f.current, \
+             (SELECT b.jkt FROM families b WHERE b.id = r.family) FROM refresh_tokens r \
              LEFT JOIN families f ON f.id = r.family AND f.expires_at > $2 \
              WHERE r.hash = $1 AND r.expires_at > $2",
         )
@@ -432,8 +449,10 @@ impl Postgres {
         .await
         .map_err(|e| self.fail(e))?;
         let Some(row) = row else { return Ok(None) };
+        let mut grant: RefreshGrant = from_json(row.get::<&str, _>(0))?;
+        grant.jkt = row.get(2);
         Ok(Some(Refresh {
-            grant: from_json(row.get::<&str, _>(0))?,
+            grant,
             current: hash(row.get(1)),
         }))
     }
@@ -654,6 +673,52 @@ impl Postgres {
     ) -> Result<bool, StoreError> {
         self.first_use("jti", &key, exp.max(unix_now()) + MAX_LEEWAY)
             .await
+    }
+
+    /// Inserts the proof unless a live row holds it or its key has `dpop_share` live proofs.
+    /// Two replicas racing past the share may each insert one more: the share is exceeded by
+    /// at most the number of concurrent inserts.
+    pub(super) async fn first_dpop_use(
+        &self,
+        jkt: &str,
+        jti: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<Result<(), ProofError>, StoreError> {
+        self.guard()?;
+        let proof = crate::secret::sha256(&[jkt.as_bytes(), &[0], jti.as_bytes()]);
+        let key = crate::secret::sha256(&[jkt.as_bytes()]);
+        let share = i64::try_from(self.dpop_share).unwrap_or(i64::MAX);
+        let done = sqlx::query(
+            "INSERT INTO dpop_proofs (proof, jkt, expires_at) \
+             SELECT $1, $2, $3 WHERE (SELECT count(*) FROM (SELECT 1 FROM dpop_proofs \
+               WHERE jkt = $2 AND expires_at > $4 LIMIT $5) live) < $5 \
+             ON CONFLICT (proof) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+             WHERE dpop_proofs.expires_at <= $4",
+        )
+        .bind(&proof[..])
+        .bind(&key[..16])
+        .bind(int(until))
+        .bind(int(now))
+        .bind(share)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let seen: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM dpop_proofs WHERE proof = $1 AND expires_at > $2")
+                .bind(&proof[..])
+                .bind(int(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.fail(e))?;
+        Ok(Err(if seen.is_some() {
+            ProofError::Replayed
+        } else {
+            ProofError::Busy
+        }))
     }
 
     pub(super) async fn first_otp_use(&self, key: String) -> Result<bool, StoreError> {

@@ -1,6 +1,7 @@
 //! The `authorization_code` grant (RFC 6749 §4.1.3 with RFC 7636 §4.6): the code is single-use
 //! and bound to the client, the redirect URI and the S256 challenge; a replayed code revokes
 //! what it issued (RFC 6749 §4.1.2), and a code whose login session ended is dead with it.
+//! A code asked with `dpop_jkt` (RFC 9449 §10) needs a proof of that key.
 
 use crate::http::Form;
 use crate::idp::config::Client;
@@ -41,6 +42,8 @@ pub async fn authorization_code(
     }
     let grant = stored.grant;
     check(idp, &grant, client, redirect_uri, verifier, now).await?;
+    // Before the code is consumed: a request without the key burns nothing.
+    bound(&grant, jkt)?;
     let resources = targets::narrow(&grant.resources, &form.all("resource"))?;
     let targets = targets::audiences(idp, client, &resources)?;
     // The family is the code's from the moment it is consumed: a replay revokes it even if
@@ -100,6 +103,18 @@ async fn check(
     Ok(())
 }
 
+/// A code asked with `dpop_jkt` (RFC 9449 §10) is redeemed only with a proof of that key.
+fn bound(grant: &CodeGrant, jkt: Option<&str>) -> Result<(), OAuthError> {
+    match (&grant.dpop_jkt, jkt) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(OAuthError::InvalidDpopProof(
+            "the authorization request named a DPoP key: a proof of it is required".into(),
+        )),
+        (Some(want), Some(got)) if want == got => Ok(()),
+        (Some(_), Some(_)) => Err(crate::dpop::ProofError::Binding.into()),
+    }
+}
+
 /// Issues the tokens of a consumed code and starts its refresh family.
 async fn redeem(
     idp: &Idp,
@@ -133,6 +148,9 @@ async fn redeem(
         resources: grant.resources.clone(),
         expires_at: (now + idp.config.lifetimes.refresh).min(sign_in_ends(idp, &grant.auth)),
         family: family.to_owned(),
+        // Bound to the key that redeemed the code, whatever the client: a stolen refresh
+        // token is then worthless without that key too (RFC 9449 §5).
+        jkt: jkt.map(str::to_owned),
     };
     Ok(family::start(idp, issued, next).await?)
 }

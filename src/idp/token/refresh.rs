@@ -3,7 +3,8 @@
 //! token presented again means one of two parties holds a stolen copy, so the whole family is
 //! revoked and the caller gets `invalid_grant`. A family whose login session ended is refused
 //! the same way. A narrower `scope` (RFC 6749 §6) or `resource` (RFC 8707 §2.2) narrows only
-//! the access token issued now.
+//! the access token issued now. A family started with a DPoP proof is bound to its key
+//! (RFC 9449 §5): a refresh without a proof of that key is refused before it rotates anything.
 
 use crate::http::Form;
 use crate::idp::config::Client;
@@ -33,6 +34,8 @@ pub async fn refresh(
     if grant.client != client.id {
         return Err(bad());
     }
+    // Before anything that rotates or revokes: without the key, the token does nothing.
+    bound(&grant, jkt)?;
     if current != Some(key) {
         if current.is_some() && family::revoke(idp, &grant.family, &grant.auth, now).await? {
             reused(idp, client, &token);
@@ -70,6 +73,18 @@ pub async fn refresh(
             Err(bad())
         }
         (Rotation::Gone, _) => Err(bad()),
+    }
+}
+
+/// A family bound to a DPoP key (RFC 9449 §5) is refreshed only with a proof of that key.
+fn bound(grant: &RefreshGrant, jkt: Option<&str>) -> Result<(), OAuthError> {
+    match (&grant.jkt, jkt) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(OAuthError::InvalidDpopProof(
+            "this refresh token is DPoP-bound: a proof of its key is required".into(),
+        )),
+        (Some(want), Some(got)) if want == got => Ok(()),
+        (Some(_), Some(_)) => Err(crate::dpop::ProofError::Binding.into()),
     }
 }
 

@@ -108,9 +108,15 @@ pub fn login_cookie(rsp: &reqwest::Response) -> String {
 impl TestIdp {
     /// GET /authorize as service-a with `challenge`, fill the form as alice, return the code.
     pub async fn code(&self, scope: &str, challenge: &str) -> String {
+        self.code_with(scope, challenge, &[]).await
+    }
+
+    /// [`TestIdp::code`] with `extra` parameters on the authorization request.
+    pub async fn code_with(&self, scope: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
         let rsp = self
             .http
             .get(format!("{}/authorize", self.url))
+            .query(extra)
             .query(&[
                 ("response_type", "code"),
                 ("client_id", "service-a"),
