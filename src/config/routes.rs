@@ -26,6 +26,9 @@ pub struct Route {
     pub browser_login: bool,
     /// DPoP on this route; `None`: the `dpop.mode` of the file.
     pub dpop: Option<super::DpopMode>,
+    /// The names of the issuers whose tokens this route accepts ([`super::issuers`]); empty:
+    /// the primary issuer only.
+    pub issuers: Vec<String>,
 }
 
 /// A route's access rule.
@@ -89,6 +92,8 @@ pub struct RawRoute {
     max_age: Option<u64>,
     login: Option<String>,
     dpop: Option<super::DpopMode>,
+    #[serde(default)]
+    issuers: Vec<String>,
 }
 
 /// A claim rule as written: `{claim: grants, contains: service-b}` or `{claim: tier, equals: gold}`.
@@ -120,7 +125,14 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
         }
         let methods = r.methods.as_ref().map(|ms| methods(p, i, ms));
         let browser_login = browser_login(p, &at("login"), r.login.as_deref(), r.public);
+        if r.public && !r.issuers.is_empty() {
+            p.push(
+                at("issuers"),
+                "a public route accepts no token; drop issuers or public",
+            );
+        }
         out.push(Route {
+            issuers: r.issuers.clone(),
             name,
             path: path.trim_end_matches('/').to_owned(),
             case_insensitive: r.case_insensitive,
@@ -133,8 +145,27 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
     out
 }
 
+/// Every issuer a route names is in `issuers:`.
+pub(super) fn check_issuers(
+    routes: &[Route],
+    issuers: &[super::issuers::Issuer],
+    p: &mut Problems,
+) {
+    for (i, r) in routes.iter().enumerate() {
+        for (j, name) in r.issuers.iter().enumerate() {
+            if !issuers.iter().any(|x| &x.name == name) {
+                let known: Vec<&str> = issuers.iter().map(|x| x.name.as_str()).collect();
+                p.push(
+                    format!("routes[{i}].issuers[{j}]"),
+                    format!("no issuer named {name} (issuers: {})", known.join(", ")),
+                );
+            }
+        }
+    }
+}
+
 /// A name fit for a metric label: letters, digits, `-`, `_`, `.`.
-fn is_label(name: &str) -> bool {
+pub(super) fn is_label(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
