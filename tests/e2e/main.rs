@@ -17,6 +17,7 @@ mod idp_attacks;
 mod idp_memory;
 mod idp_operator;
 mod inbound;
+mod issuers;
 mod k8s;
 mod login_abuse;
 mod logout;
