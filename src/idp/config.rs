@@ -16,6 +16,7 @@ mod raw;
 mod secrets;
 mod store;
 mod throttle;
+pub mod trusted;
 mod txn;
 mod users;
 mod validate;
@@ -102,6 +103,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Transaction Tokens (`txn_tokens:`), when this IdP is the trust domain's Txn-Token Service.
     pub txn_tokens: Option<TxnTokens>,
+    /// Foreign issuers whose access tokens may be exchanged here ([`trusted`]).
+    pub trusted_issuers: Vec<trusted::TrustedIssuer>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.

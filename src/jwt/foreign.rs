@@ -128,7 +128,7 @@ impl Profile {
 }
 
 /// The value at `path` in `claims`, through nested objects only.
-fn lookup<'a>(claims: &'a Claims, path: &[String]) -> Option<&'a Value> {
+pub fn lookup<'a>(claims: &'a Claims, path: &[String]) -> Option<&'a Value> {
     let (first, rest) = path.split_first()?;
     let mut at = claims.get(first)?;
     for segment in rest {

@@ -10,6 +10,7 @@ mod dpop_chain;
 mod dpop_inbound;
 mod edge;
 mod faults;
+mod foreign_exchange;
 mod grants;
 mod grpc;
 mod idp;

@@ -41,6 +41,8 @@ pub(super) struct RawConfig {
     pub(super) branding: super::branding::RawBranding,
     pub(super) store: Option<super::store::RawStore>,
     pub(super) txn_tokens: Option<super::txn::RawTxnTokens>,
+    #[serde(default)]
+    pub(super) trusted_issuers: Vec<super::trusted::RawTrusted>,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {
