@@ -151,7 +151,7 @@ fn same_issuer(a: &str, b: &str) -> bool {
 fn entry(p: &mut Problems, i: usize, r: RawIssuer, primary: bool, d: &Defaults<'_>) -> Issuer {
     let at = |f: &str| format!("issuers[{i}].{f}");
     let name = r.name.unwrap_or_default();
-    if !super::routes::is_label(&name) {
+    if !super::values::is_label(&name) {
         p.push(
             at("name"),
             "must be a non-empty name of letters, digits, - _ . (used in routes and metrics)",
@@ -206,7 +206,7 @@ fn entry(p: &mut Problems, i: usize, r: RawIssuer, primary: bool, d: &Defaults<'
         );
     }
     let algorithms = match r.algorithms {
-        Some(names) => super::sidecar::algorithms(p, &at("algorithms"), &names),
+        Some(names) => super::values::algorithms(p, &at("algorithms"), &names),
         None => d.algorithms.to_vec(),
     };
     let jwks = match r.jwks {
@@ -246,4 +246,19 @@ fn issuer_url(p: &mut Problems, field: &str, issuer: String) -> String {
         ),
     }
     issuer
+}
+
+/// Every issuer a route names is in `issuers:`.
+pub(super) fn check_routes(routes: &[super::routes::Route], issuers: &[Issuer], p: &mut Problems) {
+    for (i, r) in routes.iter().enumerate() {
+        for (j, name) in r.issuers.iter().enumerate() {
+            if !issuers.iter().any(|x| &x.name == name) {
+                let known: Vec<&str> = issuers.iter().map(|x| x.name.as_str()).collect();
+                p.push(
+                    format!("routes[{i}].issuers[{j}]"),
+                    format!("no issuer named {name} (issuers: {})", known.join(", ")),
+                );
+            }
+        }
+    }
 }

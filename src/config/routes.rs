@@ -111,7 +111,7 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("routes[{i}].{f}");
         let name = r.name.clone().unwrap_or_default();
-        if !is_label(&name) {
+        if !super::values::is_label(&name) {
             p.push(
                 at("name"),
                 "must be a non-empty name of letters, digits, - _ . (used as a metric label)",
@@ -143,33 +143,6 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
         });
     }
     out
-}
-
-/// Every issuer a route names is in `issuers:`.
-pub(super) fn check_issuers(
-    routes: &[Route],
-    issuers: &[super::issuers::Issuer],
-    p: &mut Problems,
-) {
-    for (i, r) in routes.iter().enumerate() {
-        for (j, name) in r.issuers.iter().enumerate() {
-            if !issuers.iter().any(|x| &x.name == name) {
-                let known: Vec<&str> = issuers.iter().map(|x| x.name.as_str()).collect();
-                p.push(
-                    format!("routes[{i}].issuers[{j}]"),
-                    format!("no issuer named {name} (issuers: {})", known.join(", ")),
-                );
-            }
-        }
-    }
-}
-
-/// A name fit for a metric label: letters, digits, `-`, `_`, `.`.
-pub(super) fn is_label(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// A route's path prefix must be a plain path, written in the canonical form requests are

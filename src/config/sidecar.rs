@@ -280,7 +280,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     };
     let app = addr(p, "app", &raw.app);
     let claims_header = claims_header(p, &raw.claims_header);
-    let algorithms = algorithms(p, "algorithms", &raw.algorithms);
+    let algorithms = super::values::algorithms(p, "algorithms", &raw.algorithms);
     if raw.leeway > crate::jwt::MAX_LEEWAY {
         p.push("leeway", "must be at most 60 seconds");
     }
@@ -301,7 +301,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         .unwrap_or_default();
     let limits = limits::limits(p, raw.limits);
     let routes = routes::validate(raw.routes, p);
-    routes::check_issuers(&routes, &issuers, p);
+    issuers::check_routes(&routes, &issuers, p);
     let outbound = outbound::validate(raw.outbound, p);
     let routes_on = routes
         .iter()
@@ -385,30 +385,6 @@ fn check_login(
              (the IdP addresses the user's access token to that client)",
         );
     }
-}
-
-/// The algorithms listed at `field`, each an asymmetric JWS algorithm.
-pub(super) fn algorithms(p: &mut Problems, field: &str, names: &[String]) -> Vec<Algorithm> {
-    if names.is_empty() {
-        p.push(field, "must list at least one of ES256, RS256");
-    }
-    let mut out = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        match name.as_str() {
-            "ES256" => out.push(Algorithm::ES256),
-            "ES384" => out.push(Algorithm::ES384),
-            "RS256" => out.push(Algorithm::RS256),
-            "RS384" => out.push(Algorithm::RS384),
-            "RS512" => out.push(Algorithm::RS512),
-            "PS256" => out.push(Algorithm::PS256),
-            "EdDSA" => out.push(Algorithm::EdDSA),
-            _ => p.push(
-                format!("{field}[{i}]"),
-                "must be an asymmetric JWS algorithm (ES256, RS256, ...); none and HS* are never accepted",
-            ),
-        }
-    }
-    out
 }
 
 /// Replaces the values of secret-looking keys (`secret`, `password`, `private_key`, `token`).
