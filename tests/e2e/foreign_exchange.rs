@@ -164,3 +164,58 @@ async fn foreign_tokens_the_policy_does_not_trust_get_invalid_request() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[test_log::test(tokio::test)]
+async fn a_trusted_issuers_jwks_uri_is_fetched_in_the_background_and_used() {
+    let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let corp = crate::support::fake_idp::FakeIdp::start(&[&key]).await;
+    let (issuer, jwks) = (corp.issuer.clone(), format!("{}/jwks", corp.issuer));
+    let idp = test_idp::start_with(move |cfg| {
+        cfg.trusted_issuers.push(TrustedIssuer {
+            name: "corp".into(),
+            issuer,
+            keys: KeySource::Uri(jwks),
+            audiences: vec!["service-b".into()],
+            clients: vec!["service-b".into()],
+            algorithms: vec![Algorithm::ES256],
+            typ: TokenTyp::AtJwt,
+            sub_prefix: "corp:".into(),
+            mappings: Vec::new(),
+        });
+    })
+    .await;
+    let now = baton::jwt::unix_now();
+    let claims = json!({"iss": corp.issuer, "aud": "service-b", "sub": "erin",
+                        "iat": now, "exp": now + 300});
+    let subject = key.sign("at+jwt", claims.as_object().unwrap()).unwrap();
+    // Until the first background fetch lands the issuer's keys are unavailable (invalid_request);
+    // the wait is bounded and asserts nothing about its length.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let body = loop {
+        let (status, body) = idp
+            .exchange("service-b", &subject, &[("audience", "service-c")])
+            .await;
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "keys never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let c = test_idp::claims(body["access_token"].as_str().unwrap());
+    assert_eq!(c["sub"], "corp:erin");
+    assert!(corp.jwks_fetches() >= 1);
+    // An unknown kid makes no fetch on the request path.
+    let fetches = corp.jwks_fetches();
+    let stranger = SigningKey::generate(Algorithm::ES256).unwrap();
+    let forged = stranger
+        .sign("at+jwt", claims.as_object().unwrap())
+        .unwrap();
+    for _ in 0..5 {
+        let (status, _) = idp
+            .exchange("service-b", &forged, &[("audience", "service-c")])
+            .await;
+        assert_eq!(status, 400);
+    }
+    assert_eq!(corp.jwks_fetches(), fetches);
+}
