@@ -1,6 +1,6 @@
 //! The values every section of `sidecar.yaml` shares: durations (`500ms`, `10s`, `5m`, `1h`),
-//! socket addresses (`127.0.0.1:8080`), and the files and environment variables secrets come
-//! from. Each records its problem under the field's path; a file or variable this machine lacks
+//! socket addresses (`127.0.0.1:8080`), names used as metric labels, signature algorithms, and
+//! the files and environment variables secrets come from. Each records its problem under the field's path; a file or variable this machine lacks
 //! is recorded as missing (see [`Problems::missing`]), any other failure as an error.
 
 use super::findings::Problems;
