@@ -11,6 +11,7 @@
 
 pub mod dpop;
 pub mod findings;
+pub mod issuers;
 mod limits;
 pub mod login;
 pub mod outbound;

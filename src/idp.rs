@@ -36,6 +36,7 @@ pub mod config;
 pub mod discovery;
 pub mod errors;
 pub mod family;
+pub mod foreign;
 pub mod form;
 pub mod introspect;
 pub mod issue;

@@ -14,6 +14,7 @@
 pub mod browser;
 pub mod dpop;
 pub mod forward;
+pub mod issuers;
 pub mod login;
 pub mod reject;
 pub mod rules;
@@ -51,7 +52,10 @@ const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The inbound listener's state.
 pub struct Inbound {
+    /// The primary issuer's verifier.
     verifier: Verifier,
+    /// The foreign issuers' verifiers, each on its own key set.
+    foreign: Vec<issuers::Foreign>,
     metrics: Arc<Metrics>,
     limits: Limits,
     active: RwLock<Arc<Active>>,
@@ -145,9 +149,10 @@ pub enum ReloadError {
 }
 
 impl Inbound {
-    /// Builds the listener state from `cfg`; `jwks` must have been started for `cfg.issuer`.
+    /// Builds the listener state from `cfg`; `jwks` must have been started for `cfg.issuer`. The
+    /// foreign issuers' key sets are started here, so this runs inside a Tokio runtime.
     ///
-    /// Panics only when the edge login's HTTP client cannot be built (no TLS backend), at start-up.
+    /// Panics only when an HTTP client for the IdP cannot be built (no TLS backend), at start-up.
     pub fn new(cfg: &Config, jwks: Arc<Jwks>, metrics: Arc<Metrics>) -> Inbound {
         let mut rules = Rules::access(cfg.issuer.clone(), cfg.audience.clone());
         rules.algorithms = cfg.algorithms.clone();
@@ -158,7 +163,9 @@ impl Inbound {
         });
         let txn = txn::Phase::new(cfg, jwks.clone(), metrics.clone())
             .expect("the Txn-Token client builds (rustls, issuer set)");
+        let foreign = issuers::start(cfg, &metrics).expect("the JWKS clients build (rustls)");
         Inbound {
+            foreign,
             login,
             dpop: crate::dpop::Verifier::new(cfg.dpop.window, cfg.dpop.replay_capacity),
             handles: None,
@@ -177,6 +184,14 @@ impl Inbound {
         self
     }
 
+    /// The key set of the foreign issuer named `name`.
+    pub fn foreign_jwks(&self, name: &str) -> Option<&Arc<Jwks>> {
+        self.foreign
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.verifier.jwks())
+    }
+
     /// The active configuration, secrets redacted, as JSON (for the admin `/config`).
     pub fn config(&self) -> serde_json::Value {
         self.active().config.redacted.clone()
@@ -190,12 +205,12 @@ impl Inbound {
 
     /// Applies a new configuration: routes, mode, claims header, the `inbound:` path and header
     /// rules, `admin.expose_config` and app address change at once for new requests; in-flight
-    /// requests finish with the old ones. Issuer, audience, algorithms, leeway, JWKS settings,
-    /// listeners and limits need a restart.
+    /// requests finish with the old ones. Issuers, audience, algorithms, leeway, JWKS settings,
+    /// listeners and limits need a restart; which issuers a route accepts is a route rule.
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let previous = self.active();
         let old = &previous.config;
-        let fixed: [(&'static str, bool); 10] = [
+        let fixed: [(&'static str, bool); 11] = [
             (
                 "dpop.window or dpop.replay_capacity",
                 (old.dpop.window, old.dpop.replay_capacity)
@@ -208,6 +223,8 @@ impl Inbound {
             ("algorithms", old.algorithms != cfg.algorithms),
             ("leeway", old.leeway != cfg.leeway),
             ("jwks", old.jwks != cfg.jwks),
+            // The primary's settings are the ones above; its name is a route label.
+            ("issuers", old.issuers.get(1..) != cfg.issuers.get(1..)),
             ("listeners", old.listeners != cfg.listeners),
             (
                 "limits",
@@ -464,11 +481,17 @@ async fn admit<B>(
         return Ok(Admitted::Public);
     }
     let (scheme, presented) = rules::presented(req.headers())?;
-    let verified = match s.verifier.remembered(presented, last, now) {
+    let verifier = if s.foreign.is_empty() {
+        &s.verifier
+    } else {
+        let token = rules::b64token(presented)?;
+        issuers::pick(&s.verifier, &s.foreign, cfg, route, token.expose())?
+    };
+    let verified = match verifier.remembered(presented, last, now) {
         Some(hit) => hit,
         None => {
             let token = rules::b64token(presented)?;
-            s.verifier
+            verifier
                 .verify_remember(&token, last)
                 .await
                 .map_err(|e| match e {

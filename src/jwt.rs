@@ -4,6 +4,7 @@
 //! [`sig`] checks signatures (with `ring`); every other rule (`crit`, `typ`, `nbf`, duplicate
 //! members, JWE and nested JWTs, key binding) is enforced here before or after it.
 
+pub mod foreign;
 pub mod jwks;
 pub mod keys;
 pub mod sig;
@@ -95,6 +96,11 @@ pub enum Kind {
     ClientAssertion,
     /// A Transaction Token: `typ` must be `txntoken+jwt` ([`crate::txn`]); `iat` is required.
     Txn,
+    /// An access token from an issuer that does not type them (Keycloak, Entra ID and most IdPs
+    /// predate RFC 9068): `typ` `at+jwt`, `JWT` or absent; `iat` is required. Only for a
+    /// foreign issuer that is configured so ([`crate::config::Config::issuers`]); a token whose
+    /// payload says it is an ID token (`typ` other than `Bearer`, or a `nonce`) is refused.
+    UntypedAccess,
 }
 
 /// What a token must satisfy to verify.
@@ -306,6 +312,7 @@ fn check_header(header: &Claims, rules: &Rules) -> Result<Algorithm, VerifyError
         Kind::Access => typ == Some("at+jwt"),
         Kind::Txn => typ == Some("txntoken+jwt"),
         Kind::Id | Kind::ClientAssertion => matches!(typ, None | Some("jwt")),
+        Kind::UntypedAccess => matches!(typ, None | Some("jwt") | Some("at+jwt")),
     };
     if ok { Ok(alg) } else { Err(VerifyError::Type) }
 }
@@ -325,10 +332,20 @@ fn check_claims(claims: &Claims, rules: &Rules, now: u64) -> Result<u64, VerifyE
     }
     match numeric_date(claims, "iat")? {
         Some(iat) if iat > now.saturating_add(leeway) => return Err(VerifyError::IssuedInFuture),
-        None if matches!(rules.kind, Kind::Access | Kind::Txn) => {
+        None if matches!(rules.kind, Kind::Access | Kind::Txn | Kind::UntypedAccess) => {
             return Err(VerifyError::MissingClaim("iat"));
         }
         _ => {}
+    }
+    if rules.kind == Kind::UntypedAccess {
+        // Keycloak marks its ID tokens `"typ": "ID"` in the payload and its access tokens
+        // `"typ": "Bearer"`; an ID token of the code flow carries the client's `nonce`.
+        let id_typed = claims
+            .get("typ")
+            .is_some_and(|t| !t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+        if id_typed || claims.contains_key("nonce") {
+            return Err(VerifyError::Type);
+        }
     }
     if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
         return Err(VerifyError::Issuer);
@@ -371,6 +388,26 @@ pub fn scopes(claims: &Claims) -> impl Iterator<Item = &str> {
         .and_then(Value::as_str)
         .unwrap_or("")
         .split_ascii_whitespace()
+}
+
+/// The `iss` of a token WITHOUT verification, only to pick the issuer whose keys and rules then
+/// verify it (the verification compares `iss` again, exactly). Refuses what verification would
+/// refuse anyway before reading it: a token over `max_len`, a payload that is not a JSON object
+/// with unique member names (two `iss` members), an `iss` that is not a string.
+pub fn peek_issuer(token: &str, max_len: usize) -> Result<String, VerifyError> {
+    if token.len() > max_len {
+        return Err(VerifyError::TooLarge(max_len));
+    }
+    let payload = token
+        .split('.')
+        .nth(1)
+        .ok_or(VerifyError::Malformed("expected three dot-separated parts"))?;
+    let mut claims =
+        decode_object(payload).ok_or(VerifyError::Malformed("payload is not a JSON object"))?;
+    match claims.remove("iss") {
+        Some(Value::String(iss)) => Ok(iss),
+        _ => Err(VerifyError::Issuer),
+    }
 }
 
 /// A token's claims WITHOUT verification: for non-security uses only, such as reading a subject

@@ -34,10 +34,11 @@ pub(super) struct RawLimits {
 }
 
 /// Validates `jwks:`: positive durations, the refresh window inside the stale window.
-pub(super) fn jwks(p: &mut Problems, raw: RawJwks) -> JwksSettings {
+/// `at` is where the section is (`jwks`, `issuers[1].jwks`).
+pub(super) fn jwks(p: &mut Problems, at: &str, raw: RawJwks) -> JwksSettings {
     let d = JwksSettings::default();
     let mut duration = |field: &str, raw: Option<String>, default| {
-        positive_duration(p, &format!("jwks.{field}"), raw.as_deref(), default)
+        positive_duration(p, &format!("{at}.{field}"), raw.as_deref(), default)
     };
     let s = JwksSettings {
         refresh_min: duration("refresh_min", raw.refresh_min, d.refresh_min),
@@ -49,13 +50,13 @@ pub(super) fn jwks(p: &mut Problems, raw: RawJwks) -> JwksSettings {
         max_bytes: raw.max_bytes.unwrap_or(d.max_bytes),
     };
     if s.refresh_min > s.refresh_max {
-        p.push("jwks.refresh_min", "must not exceed jwks.refresh_max");
+        p.push(format!("{at}.refresh_min"), "must not exceed refresh_max");
     }
     if s.stale_window < s.refresh_max {
-        p.push("jwks.stale_window", "must be at least jwks.refresh_max");
+        p.push(format!("{at}.stale_window"), "must be at least refresh_max");
     }
     if s.max_bytes < 1024 {
-        p.push("jwks.max_bytes", "must be at least 1024");
+        p.push(format!("{at}.max_bytes"), "must be at least 1024");
     }
     s
 }

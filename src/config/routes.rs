@@ -26,6 +26,9 @@ pub struct Route {
     pub browser_login: bool,
     /// DPoP on this route; `None`: the `dpop.mode` of the file.
     pub dpop: Option<super::DpopMode>,
+    /// The names of the issuers whose tokens this route accepts ([`super::issuers`]); empty:
+    /// the primary issuer only.
+    pub issuers: Vec<String>,
 }
 
 /// A route's access rule.
@@ -89,6 +92,8 @@ pub struct RawRoute {
     max_age: Option<u64>,
     login: Option<String>,
     dpop: Option<super::DpopMode>,
+    #[serde(default)]
+    issuers: Vec<String>,
 }
 
 /// A claim rule as written: `{claim: grants, contains: service-b}` or `{claim: tier, equals: gold}`.
@@ -106,7 +111,7 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("routes[{i}].{f}");
         let name = r.name.clone().unwrap_or_default();
-        if !is_label(&name) {
+        if !super::values::is_label(&name) {
             p.push(
                 at("name"),
                 "must be a non-empty name of letters, digits, - _ . (used as a metric label)",
@@ -120,7 +125,14 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
         }
         let methods = r.methods.as_ref().map(|ms| methods(p, i, ms));
         let browser_login = browser_login(p, &at("login"), r.login.as_deref(), r.public);
+        if r.public && !r.issuers.is_empty() {
+            p.push(
+                at("issuers"),
+                "a public route accepts no token; drop issuers or public",
+            );
+        }
         out.push(Route {
+            issuers: r.issuers.clone(),
             name,
             path: path.trim_end_matches('/').to_owned(),
             case_insensitive: r.case_insensitive,
@@ -131,14 +143,6 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
         });
     }
     out
-}
-
-/// A name fit for a metric label: letters, digits, `-`, `_`, `.`.
-fn is_label(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// A route's path prefix must be a plain path, written in the canonical form requests are

@@ -4,7 +4,7 @@
 use super::findings::{ConfigErrors, Finding, Missing, Problems, Report};
 use super::values::addr;
 use super::yaml::Document;
-use super::{dpop, limits, login, outbound, routes};
+use super::{dpop, issuers, limits, login, outbound, routes};
 use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
 use crate::jwt::Algorithm;
 pub use crate::jwt::jwks::JwksSettings;
@@ -80,8 +80,11 @@ pub struct AdminSettings {
 pub struct Config {
     /// The file it came from, for messages.
     pub file: String,
-    /// The IdP's issuer identifier; `iss` must equal it exactly (RFC 8725 §3.8).
+    /// The primary issuer's identifier (baton's own IdP, `issuers[0]`); `iss` must equal it
+    /// exactly (RFC 8725 §3.8).
     pub issuer: String,
+    /// Every trusted issuer, the primary first ([`issuers`]).
+    pub issuers: Vec<issuers::Issuer>,
     /// This service's name; `aud` must contain it (RFC 8725 §3.9). Also the challenge realm.
     pub audience: String,
     /// Enforce or observe.
@@ -123,6 +126,7 @@ pub struct Config {
 struct RawConfig {
     #[serde(default)]
     issuer: String,
+    issuers: Option<Vec<issuers::RawIssuer>>,
     #[serde(default)]
     audience: String,
     #[serde(default)]
@@ -266,7 +270,6 @@ fn read(text: &str, file: &str, missing: Missing) -> (Option<Config>, Report) {
 
 /// Validates every section of `raw`, then what sections say of each other.
 fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
-    let issuer = issuer(p, raw.issuer);
     if raw.audience.trim().is_empty() || raw.audience.contains('"') {
         p.push("audience", "must be this service's name, e.g. service-b");
     }
@@ -277,13 +280,28 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     };
     let app = addr(p, "app", &raw.app);
     let claims_header = claims_header(p, &raw.claims_header);
-    let algorithms = algorithms(p, &raw.algorithms);
+    let algorithms = super::values::algorithms(p, "algorithms", &raw.algorithms);
     if raw.leeway > crate::jwt::MAX_LEEWAY {
         p.push("leeway", "must be at most 60 seconds");
     }
-    let jwks = limits::jwks(p, raw.jwks);
+    let jwks = limits::jwks(p, "jwks", raw.jwks);
+    let issuers = issuers::validate(
+        p,
+        issuers::Defaults {
+            issuer: &raw.issuer,
+            audience: &raw.audience,
+            algorithms: &algorithms,
+            jwks: &jwks,
+        },
+        raw.issuers,
+    );
+    let issuer = issuers
+        .first()
+        .map(|i| i.issuer.clone())
+        .unwrap_or_default();
     let limits = limits::limits(p, raw.limits);
     let routes = routes::validate(raw.routes, p);
+    issuers::check_routes(&routes, &issuers, p);
     let outbound = outbound::validate(raw.outbound, p);
     let routes_on = routes
         .iter()
@@ -298,6 +316,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     Config {
         file: p.file().to_owned(),
         issuer,
+        issuers,
         audience: raw.audience,
         mode: raw.mode,
         listeners,
@@ -327,22 +346,6 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         txn_token,
         redacted: redact(doc.to_json()),
     }
-}
-
-/// The issuer, an absolute http(s) URL without query or fragment (RFC 8414 §2).
-fn issuer(p: &mut Problems, issuer: String) -> String {
-    match url::Url::parse(&issuer) {
-        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
-            if u.query().is_some() || u.fragment().is_some() {
-                p.push("issuer", "must have no query or fragment (RFC 8414 §2)");
-            }
-        }
-        _ => p.push(
-            "issuer",
-            "must be an absolute http(s) URL, e.g. https://idp.example",
-        ),
-    }
-    issuer
 }
 
 fn claims_header(p: &mut Problems, name: &str) -> HeaderName {
@@ -382,29 +385,6 @@ fn check_login(
              (the IdP addresses the user's access token to that client)",
         );
     }
-}
-
-fn algorithms(p: &mut Problems, names: &[String]) -> Vec<Algorithm> {
-    if names.is_empty() {
-        p.push("algorithms", "must list at least one of ES256, RS256");
-    }
-    let mut out = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        match name.as_str() {
-            "ES256" => out.push(Algorithm::ES256),
-            "ES384" => out.push(Algorithm::ES384),
-            "RS256" => out.push(Algorithm::RS256),
-            "RS384" => out.push(Algorithm::RS384),
-            "RS512" => out.push(Algorithm::RS512),
-            "PS256" => out.push(Algorithm::PS256),
-            "EdDSA" => out.push(Algorithm::EdDSA),
-            _ => p.push(
-                format!("algorithms[{i}]"),
-                "must be an asymmetric JWS algorithm (ES256, RS256, ...); none and HS* are never accepted",
-            ),
-        }
-    }
-    out
 }
 
 /// Replaces the values of secret-looking keys (`secret`, `password`, `private_key`, `token`).

@@ -347,3 +347,133 @@ fn txn_token_sections_validate_their_mode_audience_and_headers() {
         ["txn_token.mode"]
     );
 }
+
+const ISSUERS: &str = r#"
+issuer: https://idp.example
+audience: service-b
+app: "127.0.0.1:8080"
+issuers:
+  - name: corp
+    issuer: https://sso.corp.example/realms/staff
+    audiences: [service-b, api://service-b]
+    algorithms: [RS256]
+    typ: jwt
+    jwks: {kid_cooldown: 1m}
+    claims:
+      roles: realm_access.roles
+      teams: groups
+routes:
+  - {name: ops, path: /ops, issuers: [corp], claims: [{claim: roles, contains: admin}]}
+  - {name: both, path: /both, issuers: [primary, corp]}
+  - {name: api, path: /api}
+outbound:
+  client: {client_id: service-b, secret: test-only}
+"#;
+
+#[test]
+fn issuer_alone_is_the_one_primary_issuer_every_route_accepts() {
+    let cfg = Config::from_yaml(GOOD, "sidecar.yaml").expect("valid");
+    assert_eq!(cfg.issuers.len(), 1);
+    let primary = &cfg.issuers[0];
+    assert_eq!(
+        (primary.name.as_str(), primary.issuer.as_str()),
+        (issuers::PRIMARY, "https://idp.example")
+    );
+    assert_eq!(primary.audiences, vec!["service-b".to_owned()]);
+    assert_eq!(primary.algorithms, cfg.algorithms);
+    assert!(cfg.routes.iter().all(|r| r.issuers.is_empty()));
+}
+
+#[test]
+fn foreign_issuers_take_their_own_settings_and_routes_name_them() {
+    let cfg = Config::from_yaml(ISSUERS, "sidecar.yaml").expect("valid");
+    assert_eq!(cfg.issuer, "https://idp.example");
+    let corp = &cfg.issuers[1];
+    assert_eq!(corp.name, "corp");
+    assert_eq!(corp.algorithms, vec![crate::jwt::Algorithm::RS256]);
+    assert_eq!(corp.typ, issuers::TokenTyp::Jwt);
+    assert_eq!(corp.jwks.kid_cooldown, Duration::from_secs(60));
+    assert_eq!(
+        corp.jwks.refresh_max, cfg.jwks.refresh_max,
+        "the rest from jwks:"
+    );
+    assert_eq!(corp.audiences.len(), 2);
+    let targets: Vec<&str> = corp.mappings.iter().map(|m| m.target.as_str()).collect();
+    assert_eq!(targets, ["roles", "teams"]);
+    assert_eq!(corp.mappings[0].source, ["realm_access", "roles"]);
+    assert_eq!(cfg.routes[0].issuers, ["corp"]);
+    assert!(cfg.routes[2].issuers.is_empty());
+}
+
+#[test]
+fn the_first_of_issuers_is_the_primary_when_issuer_is_absent() {
+    let text = r#"
+audience: service-b
+app: "127.0.0.1:8080"
+issuers:
+  - {name: baton, issuer: https://idp.example}
+  - {name: corp, issuer: https://corp.example}
+routes: [{name: api, path: /api, issuers: [baton, corp]}]
+outbound: {client: {client_id: service-b, secret: test-only}}
+"#;
+    let cfg = Config::from_yaml(text, "sidecar.yaml").expect("valid");
+    assert_eq!(cfg.issuer, "https://idp.example");
+    assert_eq!(cfg.issuers[0].name, "baton");
+    assert_eq!(cfg.issuers[1].audiences, vec!["service-b".to_owned()]);
+}
+
+#[test]
+fn issuer_mistakes_are_each_reported_at_their_field() {
+    let text = r#"
+issuer: https://idp.example
+audience: service-b
+app: "127.0.0.1:8080"
+issuers:
+  - {name: corp, issuer: https://corp.example, claims: {act: sub, grants: roles, roles: "a..b"}}
+  - {name: corp, issuer: https://CORP.example/, audiences: []}
+  - {name: "bad name", issuer: "https://x.example?q=1", jwks_uri: "http://x.example/keys"}
+  - {name: primary, issuer: https://idp.example/}
+routes:
+  - {name: a, path: /a, issuers: [nobody]}
+  - {name: b, path: /b, public: true, issuers: [corp]}
+outbound: {client: {client_id: service-b, secret: test-only}}
+"#;
+    let errors = Config::from_yaml(text, "sidecar.yaml")
+        .expect_err("invalid")
+        .to_string();
+    for field in [
+        "issuers[0].claims.act",
+        "issuers[0].claims.grants",
+        "issuers[0].claims.roles",
+        "issuers[1].name: duplicate issuer name corp",
+        "issuers[1].issuer: already trusted as corp",
+        "issuers[1].audiences",
+        "issuers[2].name",
+        "issuers[2].issuer",
+        "issuers[2].jwks_uri",
+        "issuers[3].name: duplicate issuer name primary",
+        "issuers[3].issuer: already trusted as primary",
+        "routes[0].issuers[0]: no issuer named nobody",
+        "routes[1].issuers",
+    ] {
+        assert!(errors.contains(field), "{field} in:\n{errors}");
+    }
+    let text = r#"
+audience: service-b
+app: "127.0.0.1:8080"
+issuers:
+  - {name: baton, issuer: https://idp.example, claims: {roles: groups}, typ: jwt}
+outbound: {client: {client_id: service-b, secret: test-only}}
+"#;
+    let errors = Config::from_yaml(text, "sidecar.yaml")
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        errors.contains("issuers[0].claims: the primary issuer"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("issuers[0].typ: the primary issuer"),
+        "{errors}"
+    );
+}

@@ -1,9 +1,10 @@
 //! The values every section of `sidecar.yaml` shares: durations (`500ms`, `10s`, `5m`, `1h`),
-//! socket addresses (`127.0.0.1:8080`), and the files and environment variables secrets come
-//! from. Each records its problem under the field's path; a file or variable this machine lacks
+//! socket addresses (`127.0.0.1:8080`), names used as metric labels, signature algorithms, and
+//! the files and environment variables secrets come from. Each records its problem under the field's path; a file or variable this machine lacks
 //! is recorded as missing (see [`Problems::missing`]), any other failure as an error.
 
 use super::findings::Problems;
+use crate::jwt::Algorithm;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -90,6 +91,38 @@ pub fn read_env(p: &mut Problems, field: &str, var: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// A name fit for a metric label: letters, digits, `-`, `_`, `.`.
+pub fn is_label(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The algorithms listed at `field`, each an asymmetric JWS algorithm.
+pub fn algorithms(p: &mut Problems, field: &str, names: &[String]) -> Vec<Algorithm> {
+    if names.is_empty() {
+        p.push(field, "must list at least one of ES256, RS256");
+    }
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match name.as_str() {
+            "ES256" => out.push(Algorithm::ES256),
+            "ES384" => out.push(Algorithm::ES384),
+            "RS256" => out.push(Algorithm::RS256),
+            "RS384" => out.push(Algorithm::RS384),
+            "RS512" => out.push(Algorithm::RS512),
+            "PS256" => out.push(Algorithm::PS256),
+            "EdDSA" => out.push(Algorithm::EdDSA),
+            _ => p.push(
+                format!("{field}[{i}]"),
+                "must be an asymmetric JWS algorithm (ES256, RS256, ...); none and HS* are never accepted",
+            ),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod raw;
 mod secrets;
 mod store;
 mod throttle;
+pub mod trusted;
 mod txn;
 mod users;
 mod validate;
@@ -106,6 +107,8 @@ pub struct Config {
     pub txn_tokens: Option<TxnTokens>,
     /// DPoP at the token endpoint (`dpop:`): server nonces and the replay store's share per key.
     pub dpop: Dpop,
+    /// Foreign issuers whose access tokens may be exchanged here ([`trusted`]).
+    pub trusted_issuers: Vec<trusted::TrustedIssuer>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.

@@ -23,6 +23,9 @@ pub enum IdpError {
     /// The signing keys in the database could not be used.
     #[error(transparent)]
     DbKeys(#[from] store::keys::KeysError),
+    /// A trusted issuer's keys could not be set up.
+    #[error(transparent)]
+    Trusted(#[from] super::foreign::TrustError),
 }
 
 /// Where the signing keys live.
@@ -49,6 +52,8 @@ pub struct Idp {
     pub(crate) throttle: throttle::Throttle<throttle::Counters>,
     /// The DPoP nonce handed out this period (RFC 9449 §8), when `dpop.nonce` is on.
     pub(crate) nonces: super::nonce::Nonces,
+    /// The trusted foreign issuers and their keys (`trusted_issuers:`).
+    pub(crate) trusted: Vec<super::foreign::Trusted>,
 }
 
 impl Idp {
@@ -77,6 +82,7 @@ impl Idp {
             .values()
             .map(|u| u.password_hash.expose())
             .collect();
+        let trusted = super::foreign::start(&config.trusted_issuers)?;
         let lim = config.login;
         let passwords = password::Checker::new(&hashes, lim.hash_workers, lim.hash_queue);
         info!(
@@ -98,6 +104,7 @@ impl Idp {
             sealer,
             passwords,
             nonces: super::nonce::Nonces::default(),
+            trusted,
         })
     }
 

@@ -29,6 +29,10 @@ pub enum Reject {
     /// The token did not verify (RFC 6750 §3.1 `invalid_token`).
     #[error("{0}")]
     InvalidToken(VerifyError),
+    /// The token's issuer is trusted, but not on this route (`invalid_token`: no token of that
+    /// issuer will do here).
+    #[error("tokens of this issuer are not accepted on this route")]
+    IssuerNotAccepted,
     /// The declared request body is larger than the listener allows.
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
@@ -84,7 +88,10 @@ impl Reject {
             Reject::NoToken => "no_token",
             Reject::TokenInQuery | Reject::BadHeader(_) => "invalid_request",
             Reject::BadPath(_) => "bad_path",
-            Reject::InvalidToken(_) | Reject::BoundToken | Reject::DpopToken(_) => "invalid_token",
+            Reject::InvalidToken(_)
+            | Reject::IssuerNotAccepted
+            | Reject::BoundToken
+            | Reject::DpopToken(_) => "invalid_token",
             Reject::InvalidProof(_) => "invalid_dpop_proof",
             Reject::BodyTooLarge(_) | Reject::MessageTooLarge => "body_too_large",
             Reject::NoRoute => "no_route",
@@ -125,7 +132,7 @@ impl Reject {
             Reject::TokenInQuery | Reject::BadHeader(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_request", String::new())
             }
-            Reject::InvalidToken(_) | Reject::BoundToken => {
+            Reject::InvalidToken(_) | Reject::IssuerNotAccepted | Reject::BoundToken => {
                 (StatusCode::UNAUTHORIZED, "invalid_token", String::new())
             }
             Reject::DpopToken(_) | Reject::InvalidProof(_) => {

@@ -108,6 +108,8 @@ impl Default for JwksSettings {
 /// The issuer's signing keys, kept fresh in the background.
 pub struct Jwks {
     issuer: String,
+    /// Where the keys are, when configured: discovery is skipped.
+    jwks_uri: Option<String>,
     algorithms: Vec<Algorithm>,
     settings: JwksSettings,
     client: reqwest::Client,
@@ -130,8 +132,22 @@ impl Jwks {
         client: reqwest::Client,
         metrics: Arc<Metrics>,
     ) -> Arc<Jwks> {
+        Self::start_at(issuer, None, algorithms, settings, client, metrics)
+    }
+
+    /// [`Jwks::start`], fetching the keys from `jwks_uri` when given instead of the one discovery
+    /// names (for an issuer whose discovery document is elsewhere or absent).
+    pub fn start_at(
+        issuer: &str,
+        jwks_uri: Option<&str>,
+        algorithms: &[Algorithm],
+        settings: JwksSettings,
+        client: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Jwks> {
         let jwks = Arc::new(Jwks {
             issuer: issuer.to_owned(),
+            jwks_uri: jwks_uri.map(str::to_owned),
             algorithms: algorithms.to_vec(),
             settings,
             client,
@@ -150,6 +166,7 @@ impl Jwks {
     pub fn fixed(keys: KeySet, metrics: Arc<Metrics>) -> Arc<Jwks> {
         Arc::new(Jwks {
             issuer: String::new(),
+            jwks_uri: None,
             algorithms: Vec::new(),
             settings: JwksSettings::default(),
             client: reqwest::Client::new(),
@@ -197,6 +214,7 @@ impl Jwks {
             .expect("the test's age is below the machine's uptime");
         Arc::new(Jwks {
             issuer: String::new(),
+            jwks_uri: None,
             algorithms: Vec::new(),
             settings,
             client: reqwest::Client::new(),
@@ -263,6 +281,9 @@ impl Jwks {
     }
 
     async fn fetch(&self) -> Result<(KeySet, Option<Duration>), FetchError> {
+        if let Some(uri) = &self.jwks_uri {
+            return self.keys_at(uri.clone()).await;
+        }
         let url = format!(
             "{}/.well-known/openid-configuration",
             self.issuer.trim_end_matches('/')
@@ -292,6 +313,11 @@ impl Jwks {
                 reason: "no valid jwks_uri (https required for an https issuer)".into(),
             })?
             .to_owned();
+        self.keys_at(jwks_uri).await
+    }
+
+    /// The JWK set at `jwks_uri`, and the `max-age` it came with.
+    async fn keys_at(&self, jwks_uri: String) -> Result<(KeySet, Option<Duration>), FetchError> {
         let (body, max_age) = self.get(&jwks_uri).await?;
         let keys =
             KeySet::from_jwks(&body, &self.algorithms).map_err(|source| FetchError::Keys {

@@ -431,3 +431,81 @@ fn unix_now_is_the_wall_clock_to_the_second() {
         "{before} ≤ {now} ≤ {after}"
     );
 }
+
+#[test]
+fn untyped_access_tokens_take_jwt_or_no_typ_but_not_an_id_token_payload() {
+    let (key, set) = fixture();
+    let loose = Rules {
+        kind: Kind::UntypedAccess,
+        ..rules()
+    };
+    for typ in ["JWT", "at+jwt", "application/at+jwt"] {
+        let t = key.sign(typ, &claims()).expect("sign");
+        assert!(verify(&t, &set, &loose, NOW).is_ok(), "{typ}");
+    }
+    let no_typ = forge(
+        &key,
+        &format!(r#"{{"alg":"ES256","kid":"{}"}}"#, key.kid()),
+        &claims(),
+    );
+    assert!(verify(&no_typ, &set, &loose, NOW).is_ok());
+    let mut bearer = claims();
+    bearer["typ"] = json!("Bearer");
+    assert!(verify(&key.sign("JWT", &bearer).expect("sign"), &set, &loose, NOW).is_ok());
+    for (name, value) in [
+        ("typ", json!("ID")),
+        ("typ", json!(1)),
+        ("nonce", json!("n")),
+    ] {
+        let mut c = claims();
+        c[name] = value;
+        let t = key.sign("JWT", &c).expect("sign");
+        assert_eq!(
+            verify(&t, &set, &loose, NOW).unwrap_err(),
+            VerifyError::Type
+        );
+    }
+    let t = key.sign("txntoken+jwt", &claims()).expect("sign");
+    assert_eq!(
+        verify(&t, &set, &loose, NOW).unwrap_err(),
+        VerifyError::Type
+    );
+    let mut no_iat = claims();
+    no_iat.as_object_mut().expect("object").remove("iat");
+    let t = key.sign("JWT", &no_iat).expect("sign");
+    assert_eq!(
+        verify(&t, &set, &loose, NOW).unwrap_err(),
+        VerifyError::MissingClaim("iat")
+    );
+}
+
+#[test]
+fn the_issuer_is_peeked_only_from_a_well_formed_payload() {
+    let (key, _) = fixture();
+    let t = key.sign("at+jwt", &claims()).expect("sign");
+    assert_eq!(peek_issuer(&t, DEFAULT_MAX_LEN).as_deref(), Ok(ISS));
+    assert_eq!(peek_issuer(&t, 10), Err(VerifyError::TooLarge(10)));
+    // Two `iss` members: which one a reader takes differs between parsers, so neither is.
+    let twice = format!(
+        "e30.{}.c2ln",
+        URL_SAFE_NO_PAD.encode(r#"{"iss":"https://other.example","iss":"https://idp.example"}"#)
+    );
+    assert!(matches!(
+        peek_issuer(&twice, DEFAULT_MAX_LEN),
+        Err(VerifyError::Malformed(_))
+    ));
+    for payload in [r#"{"iss":1}"#, r#"{"sub":"a"}"#, r#"{"iss":null}"#] {
+        let t = format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(payload));
+        assert_eq!(
+            peek_issuer(&t, DEFAULT_MAX_LEN),
+            Err(VerifyError::Issuer),
+            "{payload}"
+        );
+    }
+    for bad in ["", "abc", "e30.!!!.x", "e30.W10.x"] {
+        assert!(matches!(
+            peek_issuer(bad, DEFAULT_MAX_LEN),
+            Err(VerifyError::Malformed(_))
+        ));
+    }
+}

@@ -20,6 +20,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("BATON_BIN_DIR", ROOT / "target" / "debug"))
 READY_DEADLINE = 20.0
+# The foreign issuer the session's baton-idp trusts (`trusted_issuers:`); its key is `corp_key`.
+CORP_ISSUER = "https://corp.interop.example/realms/staff"
 
 
 def free_port():
@@ -130,6 +132,21 @@ def idp(tmp_path_factory):
         f"  - client: {CC_CLIENT}\n    target: {CC_AUDIENCE}\n    scopes: []\n"
     )
     text = text.replace("\ngrants:\n", "\ngrants:\n" + edge)
+    # A foreign issuer baton-idp trusts for tokens service-b exchanges; its key is the test's.
+    corp_key = _pkj_key()
+    (tmp / "corp-jwks.json").write_text(
+        json.dumps({"keys": [_public_jwk(corp_key, "corp-1", "ES256")]})
+    )
+    text += (
+        "\ntrusted_issuers:\n"
+        f"  - name: corp\n"
+        f"    issuer: {CORP_ISSUER}\n"
+        f"    jwks_file: {tmp / 'corp-jwks.json'}\n"
+        f"    audiences: [service-b]\n"
+        f"    clients: [service-b]\n"
+        f"    typ: jwt\n"
+        f"    claims: {{roles: realm_access.roles}}\n"
+    )
     cfg = tmp / "idp.yaml"
     cfg.write_text(text)
     # The demo clients fall back to their inline secrets only when `secret_env` is unset, and
@@ -139,7 +156,9 @@ def idp(tmp_path_factory):
     proc = Process(argv, tmp / "idp.log", env)
     try:
         wait_ready(f"{issuer}/.well-known/openid-configuration", proc.proc, proc.log)
-        yield Idp(issuer, proc, key, kid, cc_secret)
+        idp = Idp(issuer, proc, key, kid, cc_secret)
+        idp.corp_key = corp_key
+        yield idp
     finally:
         proc.stop()
 

@@ -268,3 +268,130 @@ def test_sidecar_log_never_contains_refused_tokens(foreign, sidecar, echo):
     for token in tokens.values():
         assert token not in log
         assert token.split(".")[2] not in log or not token.split(".")[2]
+
+
+# --- two issuers at one sidecar, and a foreign user token exchanged at baton-idp ----------
+
+
+@pytest.fixture(scope="module")
+def second():
+    f = ForeignIssuer()
+    yield f
+    f.stop()
+
+
+@pytest.fixture(scope="module")
+def two_issuer_sidecar(foreign, second, app, tmp_path_factory):
+    """`foreign` is the primary issuer; `second` (Keycloak-like: typ JWT, nested roles) is
+    accepted on GET next to it, and nowhere else."""
+    # Appended to the default route (path /): GET takes both issuers, another method goes on to
+    # a route that names none (the primary's only).
+    extra = (
+        "    methods: [GET]\n"
+        "    issuers: [primary, corp]\n"
+        "  - name: writes\n"
+        "    path: /\n"
+        "issuers:\n"
+        "  - name: corp\n"
+        f"    issuer: {second.issuer}\n"
+        f"    audiences: [{AUDIENCE}]\n"
+        "    typ: jwt\n"
+        "    claims: {roles: realm_access.roles}\n"
+    )
+    s = start_sidecar(tmp_path_factory.mktemp("two"), foreign.issuer, AUDIENCE, app.port, extra)
+    yield s
+    s.process.stop()
+
+
+def seen_claims(echo):
+    header = echo.seen[-1]["headers"][CLAIMS_HEADER]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+
+
+def test_two_issuers_each_accepted_where_the_route_names_it(foreign, second, two_issuer_sidecar, echo):
+    url = two_issuer_sidecar.url
+    primary = foreign.mint()
+    corp = second.mint(typ="JWT", realm_access={"roles": ["admin"]})
+    def get(path, t, method="GET"):
+        auth = {"Authorization": f"Bearer {t}"}
+        return requests.request(method, f"{url}{path}", headers=auth, timeout=10)
+
+    assert get("/orders/1", primary).status_code == 200
+    r = get("/orders/1", corp)
+    assert r.status_code == 200, r.text
+    assert seen_claims(echo)["roles"] == ["admin"]
+    assert seen_claims(echo)["iss"] == second.issuer
+    # The route that names no issuer: the primary's only.
+    # The app (GET only) answers 501: the request passed the sidecar.
+    assert get("/orders/1", primary, "DELETE").status_code == 501
+    r = get("/orders/1", corp, "DELETE")
+    assert r.status_code == 401 and "not accepted on this route" in r.text
+    # A token claiming one issuer signed with the other's key (its own kid, then the other's).
+    es_kid, es_key = second.keys["ES256"]
+    for kid in (es_kid, foreign.keys["ES256"][0]):
+        forged = foreign.mint(key=es_key, kid=kid)
+        assert get("/orders/1", forged).status_code == 401
+    own_kid, own_key = foreign.keys["ES256"]
+    forged = second.mint(typ="JWT", key=own_key, kid=es_kid)
+    assert get("/orders/1", forged).status_code == 401
+    # The primary's issuer spelt with a trailing slash is nobody's.
+    assert get("/orders/1", foreign.mint(iss=foreign.issuer + "/")).status_code == 401
+
+
+def exchange_at(idp, subject):
+    return requests.post(
+        f"{idp.issuer}/token",
+        auth=("service-b", "demo-secret-service-b"),
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": subject,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "audience": "service-c",
+        },
+        timeout=10,
+    )
+
+
+def corp_token(key, kid="corp-1", **over):
+    from conftest import CORP_ISSUER
+
+    now = int(time.time())
+    claims = {
+        "iss": CORP_ISSUER, "aud": "service-b", "sub": "dana", "typ": "Bearer",
+        "iat": now, "exp": now + 300, "realm_access": {"roles": ["auditor"]},
+        "act": {"sub": "forged"}, "grants": ["service-z"],
+    }
+    claims.update(over)
+    return pyjwt.encode(claims, key, algorithm="ES256", headers={"typ": "JWT", "kid": kid})
+
+
+def test_foreign_user_token_exchanged_at_baton_idp(idp):
+    r = exchange_at(idp, corp_token(idp.corp_key))
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    keys = pyjwt.PyJWKClient(f"{idp.issuer}/jwks")
+    claims = pyjwt.decode(
+        token,
+        keys.get_signing_key_from_jwt(token).key,
+        algorithms=["ES256", "RS256"],
+        audience="service-c",
+        issuer=idp.issuer,
+    )
+    assert claims["sub"] == "corp:dana"
+    assert claims["roles"] == ["auditor"]
+    assert claims["act"] == {"sub": "service-b"}
+    assert claims["grants"] == ["service-c"]
+    # Untrusted: another key, another issuer, a trailing slash, another audience.
+    from conftest import CORP_ISSUER
+
+    other = ec.generate_private_key(ec.SECP256R1())
+    for subject in (
+        corp_token(other),
+        corp_token(idp.corp_key, iss="https://elsewhere.example"),
+        corp_token(idp.corp_key, iss=CORP_ISSUER + "/"),
+        corp_token(idp.corp_key, aud="service-c"),
+    ):
+        r = exchange_at(idp, subject)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "invalid_request"
+        assert subject not in r.text

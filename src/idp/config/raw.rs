@@ -43,6 +43,7 @@ pub(super) struct RawConfig {
     pub(super) txn_tokens: Option<super::txn::RawTxnTokens>,
     #[serde(default)]
     pub(super) dpop: super::dpop::RawDpop,
+    pub(super) trusted_issuers: Vec<super::trusted::RawTrusted>,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {

@@ -309,3 +309,63 @@ fn txn_tokens_name_a_trust_domain_short_lifetimes_and_known_exchange_clients() {
         assert!(e.iter().any(|m| m.contains(field)), "{field}: {e:?}");
     }
 }
+
+#[test]
+fn trusted_issuers_name_their_keys_audiences_clients_and_safe_mappings() {
+    let ok = r#"
+trusted_issuers:
+  - name: corp
+    issuer: https://sso.corp.example/realms/staff
+    jwks_uri: https://sso.corp.example/realms/staff/certs
+    audiences: [b]
+    clients: [b]
+    typ: jwt
+    claims: {roles: realm_access.roles}
+"#;
+    let cfg = Config::from_yaml(&format!("{BASE}{ok}"), "idp.yaml").expect("valid");
+    let t = &cfg.trusted_issuers[0];
+    assert_eq!(
+        t.sub_prefix, "corp:",
+        "a foreign sub is kept apart by default"
+    );
+    assert_eq!(t.mappings[0].source, ["realm_access", "roles"]);
+    let bad = r#"
+trusted_issuers:
+  - name: corp
+    issuer: http://127.0.0.1:9000
+    jwks_file: corp.json
+    jwks_uri: https://x.example/certs
+    audiences: []
+    clients: [nobody]
+    sub_prefix: ""
+    claims: {grants: roles, sid: x, roles: "a..b"}
+  - name: corp
+    issuer: https://Corp.example/
+    jwks_uri: http://corp.example/certs
+    audiences: [b]
+    clients: [b]
+    algorithms: [HS256]
+  - name: other
+    issuer: https://corp.example
+    jwks_file: other.json
+    audiences: [b]
+    clients: [b]
+"#;
+    let e = errors(bad).join("\n");
+    for needle in [
+        "trusted_issuers[0].issuer: is this IdP's own issuer",
+        "trusted_issuers[0].jwks_uri: exactly one",
+        "trusted_issuers[0].audiences",
+        "trusted_issuers[0].clients[0]: no client nobody",
+        "trusted_issuers[0].sub_prefix",
+        "trusted_issuers[0].claims.grants",
+        "trusted_issuers[0].claims.sid",
+        "trusted_issuers[0].claims.roles",
+        "trusted_issuers[1].name: duplicate",
+        "trusted_issuers[1].jwks_uri: must be",
+        "trusted_issuers[1].algorithms[0]",
+        "trusted_issuers[2].issuer: trusted_issuers[1] already names it",
+    ] {
+        assert!(e.contains(needle), "{needle} in:\n{e}");
+    }
+}

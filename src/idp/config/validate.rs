@@ -38,7 +38,15 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
     grants::resources(p, &raw.resources, &clients);
     let grants = grants::edges(raw.grants, &clients, p);
     let txn_tokens = raw.txn_tokens.map(|t| super::txn::validate(t, &clients, p));
+    let trusted_issuers = super::trusted::validate(
+        raw.trusted_issuers,
+        &issuer,
+        |c| clients.contains_key(c),
+        &base,
+        p,
+    );
     let cfg = Config {
+        trusted_issuers,
         issuer,
         listen,
         admin_listen,

@@ -131,7 +131,10 @@ pub fn exchange_token(
     now: u64,
 ) -> Result<(String, Claims), OAuthError> {
     let rules = Rules::access(idp.config.issuer.clone(), client.id.clone());
-    let subject = own_token(idp, req.subject_token, &rules, "subject_token", now)?;
+    let subject = match foreign_issuer(idp, req.subject_token)? {
+        Some(t) => crate::idp::foreign::subject(t, &client.id, req.subject_token, now)?,
+        None => own_token(idp, req.subject_token, &rules, "subject_token", now)?,
+    };
     holder_of(client, &subject, req.jkt)?;
     let actor = match req.actor_token {
         Some(t) => Some(actor_claims(idp, client, t, &rules, now)?),
@@ -162,6 +165,28 @@ pub fn exchange_token(
     bind(&mut claims, req.jkt);
     let token = sign(idp, "at+jwt", &claims)?;
     Ok((token, claims))
+}
+
+/// The trusted foreign issuer a subject token names in `iss` (read unverified, only to pick the
+/// keys; compared exactly), `None` for this IdP's own tokens. An `iss` that is neither is
+/// refused before any key is looked at.
+fn foreign_issuer<'a>(
+    idp: &'a Idp,
+    token: &str,
+) -> Result<Option<&'a crate::idp::foreign::Trusted>, OAuthError> {
+    if idp.trusted.is_empty() {
+        return Ok(None);
+    }
+    let iss = jwt::peek_issuer(token, jwt::DEFAULT_MAX_LEN)
+        .map_err(|e| OAuthError::request(format!("subject_token: {e}")))?;
+    if iss == idp.config.issuer {
+        return Ok(None);
+    }
+    idp.trusted
+        .iter()
+        .find(|t| t.config.issuer == iss)
+        .map(Some)
+        .ok_or_else(|| OAuthError::request("subject_token: issuer not trusted"))
 }
 
 /// A DPoP-bound subject token is exchanged only with a proof: of its own key (RFC 9449 §7:

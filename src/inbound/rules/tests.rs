@@ -16,6 +16,7 @@ fn route(name: &str, path: &str, methods: Option<Vec<Method>>) -> Route {
         access: Access::Public,
         browser_login: false,
         dpop: None,
+        issuers: Vec::new(),
     }
 }
 

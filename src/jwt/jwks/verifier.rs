@@ -3,6 +3,7 @@
 //! signature check).
 
 use super::{Jwks, header_kid};
+use crate::jwt::foreign::Profile;
 use crate::jwt::keys::KeySet;
 use crate::jwt::{Rules, Verified, VerifyError, unix_now, verify};
 use crate::secret::{Token, constant_time_eq};
@@ -27,6 +28,8 @@ pub enum VerifyFailure {
 pub struct Verifier {
     jwks: Arc<Jwks>,
     rules: Rules,
+    /// A foreign issuer's audiences and claim mappings, applied before a verification is cached.
+    profile: Option<Profile>,
     cache: Cache<[u8; 32], Arc<Verified>>,
     metrics: Arc<Metrics>,
     /// `verify_cache{outcome=hit|miss}`, looked up once: a hit costs no label hashing.
@@ -60,11 +63,25 @@ impl Verifier {
         Self {
             jwks,
             rules,
+            profile: None,
             cache,
             metrics,
             hits,
             misses,
         }
+    }
+
+    /// A verifier of a foreign issuer's tokens: after `rules` (whose `audience` should be
+    /// `None`), `profile`'s accepted audiences, and its claim mappings reshape the claims
+    /// ([`crate::jwt::foreign`]).
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
+    /// The key set this verifier uses.
+    pub fn jwks(&self) -> &Arc<Jwks> {
+        &self.jwks
     }
 
     /// The rules tokens are checked against.
@@ -87,6 +104,12 @@ impl Verifier {
         self.misses.inc();
         let verified = match self.timed(token, &keys, now) {
             Err(VerifyError::UnknownKid) => {
+                // A token of another issuer fetches none of this one's keys.
+                match crate::jwt::peek_issuer(token.expose(), self.rules.max_len) {
+                    Ok(iss) if iss == self.rules.issuer => {}
+                    Ok(_) => return Err(VerifyFailure::Token(VerifyError::Issuer)),
+                    Err(e) => return Err(VerifyFailure::Token(e)),
+                }
                 let kid = header_kid(token.expose());
                 // Boxed: this cold path would otherwise size every request's future.
                 let keys = Box::pin(self.jwks.refetch_for(kid.as_deref()))
@@ -95,6 +118,14 @@ impl Verifier {
                 self.timed(token, &keys, unix_now())?
             }
             other => other?,
+        };
+        let verified = match &self.profile {
+            Some(p) => {
+                let mut v = verified;
+                v.claims = p.apply(std::mem::take(&mut v.claims))?;
+                v
+            }
+            None => verified,
         };
         let verified = Arc::new(verified);
         self.cache.insert(hash, verified.clone());
