@@ -95,6 +95,9 @@ pub enum Kind {
     ClientAssertion,
     /// A Transaction Token: `typ` must be `txntoken+jwt` ([`crate::txn`]); `iat` is required.
     Txn,
+    /// A JWT-SVID (SPIFFE JWT-SVID §3): `typ` absent, `JWT` or `JOSE`; `iss` is not defined for
+    /// SVIDs and so not checked (the trust domain's bundle vouches for the signer).
+    Svid,
 }
 
 /// What a token must satisfy to verify.
@@ -306,6 +309,7 @@ fn check_header(header: &Claims, rules: &Rules) -> Result<Algorithm, VerifyError
         Kind::Access => typ == Some("at+jwt"),
         Kind::Txn => typ == Some("txntoken+jwt"),
         Kind::Id | Kind::ClientAssertion => matches!(typ, None | Some("jwt")),
+        Kind::Svid => matches!(typ, None | Some("jwt") | Some("jose")),
     };
     if ok { Ok(alg) } else { Err(VerifyError::Type) }
 }
@@ -330,7 +334,9 @@ fn check_claims(claims: &Claims, rules: &Rules, now: u64) -> Result<u64, VerifyE
         }
         _ => {}
     }
-    if claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
+    if rules.kind != Kind::Svid
+        && claims.get("iss").and_then(Value::as_str) != Some(rules.issuer.as_str())
+    {
         return Err(VerifyError::Issuer);
     }
     if let Some(aud) = &rules.audience

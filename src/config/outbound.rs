@@ -8,7 +8,8 @@
 //! ```yaml
 //! outbound:
 //!   client: {client_id: service-a, secret_file: /run/secrets/client}  # or secret_env, or
-//!   # private_key_file + kid (+ alg: ES256|RS256) for private_key_jwt
+//!   # private_key_file + kid (+ alg: ES256|RS256) for private_key_jwt, or
+//!   # jwt_svid_file: /run/spiffe/svid.token for a SPIFFE JWT-SVID (jwt-spiffe)
 //!   token_endpoint: http://idp:9000/token   # optional: discovered from the top-level issuer
 //!   connect_timeout: 2s
 //!   timeout: 5s
@@ -94,6 +95,7 @@ impl Client {
             (ClientAuth::PrivateKey(a), ClientAuth::PrivateKey(b)) => {
                 a.kid() == b.kid() && a.alg() == b.alg() && a.public_jwk() == b.public_jwk()
             }
+            (ClientAuth::Svid(a), ClientAuth::Svid(b)) => a.path() == b.path(),
             _ => false,
         };
         self.client_id == other.client_id && auth
@@ -107,6 +109,9 @@ pub enum ClientAuth {
     Secret(Secret),
     /// `private_key_jwt` (RFC 7523 §2.2).
     PrivateKey(Arc<SigningKey>),
+    /// A JWT-SVID from a file a SPIFFE helper keeps fresh, sent as a `jwt-spiffe` client
+    /// assertion (draft-ietf-oauth-spiffe-client-auth).
+    Svid(Arc<crate::spiffe::svid_file::SvidFile>),
 }
 
 /// Exchanged-token cache settings.

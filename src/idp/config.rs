@@ -14,6 +14,7 @@ mod client;
 mod grants;
 mod raw;
 mod secrets;
+mod spiffe;
 mod store;
 mod throttle;
 mod txn;
@@ -28,6 +29,7 @@ use crate::secret::Secret;
 pub use client::absolute_without_fragment;
 use raw::RawConfig;
 use serde::{Deserialize, Serialize};
+pub use spiffe::Spiffe;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,6 +104,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Transaction Tokens (`txn_tokens:`), when this IdP is the trust domain's Txn-Token Service.
     pub txn_tokens: Option<TxnTokens>,
+    /// Trust domains whose JWT-SVIDs authenticate clients registered by `spiffe_id`.
+    pub spiffe: Option<Spiffe>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.
@@ -169,6 +173,9 @@ pub enum ClientAuth {
     Secret(Secret),
     /// `private_key_jwt` (RFC 7523) with the client's registered keys.
     Jwks(KeySet),
+    /// A JWT-SVID whose `sub` is this SPIFFE ID (`client_assertion_type` `jwt-spiffe`),
+    /// verified with its trust domain's bundle from `spiffe:`.
+    Spiffe(crate::spiffe::SpiffeId),
 }
 
 /// A registered client.

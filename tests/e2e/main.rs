@@ -25,6 +25,7 @@ mod pages;
 mod path_confusion;
 mod revocation;
 mod shared_store;
+mod spiffe;
 mod stepup;
 mod support;
 mod trust;

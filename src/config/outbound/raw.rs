@@ -54,6 +54,9 @@ pub struct RawClient {
     pub kid: Option<String>,
     /// `ES256` (default) or `RS256`.
     pub alg: Option<String>,
+    /// A JWT-SVID file a SPIFFE helper keeps fresh: sent as a `jwt-spiffe` client assertion,
+    /// read again whenever the file changes.
+    pub jwt_svid_file: Option<PathBuf>,
 }
 
 /// `outbound.cache`.

@@ -32,7 +32,9 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
     if raw.max_chain_depth == 0 || raw.max_chain_depth > 32 {
         p.push("max_chain_depth", "must be between 1 and 32");
     }
+    let (spiffe, trust_domains) = super::spiffe::spiffe(raw.spiffe, &base, p);
     let (clients, client_fields) = clients(raw.clients, &sources, p);
+    super::spiffe::check_clients(&clients, &client_fields, &trust_domains, p);
     let users = users::users(raw.users, &sources, p);
     acr(p, &raw.acr);
     grants::resources(p, &raw.resources, &clients);
@@ -54,6 +56,7 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
         branding: super::branding::theme(raw.branding, &base, p),
         store: super::store::store(raw.store, &sources, p),
         txn_tokens,
+        spiffe,
     };
     grants::default_audiences(&cfg, &client_fields, p);
     check::warnings(&cfg, &client_fields, p);
