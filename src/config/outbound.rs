@@ -28,7 +28,8 @@
 //!       without_subject: deny           # or client_credentials
 //!       dpop: on                        # ask for DPoP-bound tokens, send a proof per call
 //!       tls: {ca_file: /etc/baton/ca.pem}   # optional: upstream over https, trusting only
-//!                                           # this file's CAs (`tls: {}`: the system roots)
+//!                                           # this file's CAs (`tls: {}`: the system roots);
+//!                                           # + cert_file, key_file: mutual TLS
 //!   ports:
 //!     - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
 //! ```
@@ -174,6 +175,18 @@ pub struct Route {
 pub struct Tls {
     /// The only trust anchors (PEM) for this route's upstream; `None`: the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The client certificate for mutual TLS, when the upstream asks for one.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate and its key, PEM files read again whenever they change (a SPIFFE
+/// helper renewing an X.509-SVID, a renewed Secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// A local port that forwards to one upstream through one route.

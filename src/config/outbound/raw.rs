@@ -113,6 +113,11 @@ pub struct RawTls {
     /// The CA certificates (PEM) this upstream's certificate must chain to, and the only ones
     /// trusted for it; without it, the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The client certificate chain (PEM, leaf first) presented to this upstream: mutual TLS,
+    /// e.g. with an X.509-SVID. Read again whenever the file changes.
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `cert_file`.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `outbound.ports[i]`.
