@@ -40,12 +40,15 @@ pub(super) fn client(raw: RawClient, problems: &mut Problems) -> Client {
     } else if let Some(path) = raw.private_key_file {
         private_key(&path, raw.kid, raw.alg.as_deref(), problems)
     } else if let Some(path) = raw.jwt_svid_file {
-        // Not read now: the helper may write it after the sidecar starts. Its absence is only
-        // worth a warning; every exchange reads it.
+        // Not read now: the helper may write it after the sidecar starts (both start together
+        // in a pod). Its absence is only worth a warning; every exchange reads it.
         if !path.exists() {
-            problems.missing(
+            problems.warn(
                 "outbound.client.jwt_svid_file",
-                format!("{} does not exist yet", path.display()),
+                format!(
+                    "{} does not exist yet: exchanges fail until a SPIFFE helper writes it",
+                    path.display()
+                ),
             );
         }
         Some(ClientAuth::Svid(Arc::new(
