@@ -1,5 +1,5 @@
 //! RFC 8693 token-exchange client: discovers the token endpoint, authenticates the sidecar
-//! (`client_secret_basic` or `private_key_jwt`), builds the form, calls the IdP, maps errors.
+//! (`client_secret_basic`, `private_key_jwt` or a SPIFFE JWT-SVID), builds the form, calls the IdP, maps errors.
 //!
 //! The POST is never retried: an IdP that is unreachable, slow or answers 5xx is `Unavailable`
 //! (→ 503 + `Retry-After` to the app), and for a short while afterwards misses fail at once
@@ -30,6 +30,8 @@ pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-e
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// `client_assertion_type` of `private_key_jwt` (RFC 7523 §2.2).
 pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// `client_assertion_type` of a SPIFFE JWT-SVID (draft-ietf-oauth-spiffe-client-auth).
+pub const JWT_SPIFFE_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
 /// Seconds misses fail fast after the IdP was found unavailable; also the `Retry-After` value.
 pub const RETRY_AFTER_SECS: u64 = 5;
 /// Largest token-endpoint or discovery answer read.
@@ -515,6 +517,18 @@ impl Exchanger {
                 let assertion = assertion(key, &self.client_id, &aud, now)?;
                 form.push(("client_assertion_type", JWT_BEARER_ASSERTION.to_owned()));
                 form.push(("client_assertion", assertion));
+            }
+            ClientAuth::Svid(file) => {
+                // The SVID's audience is whatever the SPIFFE helper asked for: the IdP checks
+                // it. The token goes in the form only, never in a log or error.
+                let svid = file
+                    .read()
+                    .map_err(|e| ExchangeError::Assertion(e.to_string()))?;
+                if !form.iter().any(|(k, _)| *k == "client_id") {
+                    form.push(("client_id", self.client_id.clone()));
+                }
+                form.push(("client_assertion_type", JWT_SPIFFE_ASSERTION.to_owned()));
+                form.push(("client_assertion", svid.expose().to_owned()));
             }
         }
         let rsp = req.form(&form).send().await.map_err(unavailable)?;

@@ -41,6 +41,10 @@ pub const APP_PROBES_ENV: &str = "BATON_APP_PROBES";
 pub const CONFIG_DIR: &str = "/etc/baton";
 /// Where a client secret named by `baton.dev/client-secret` is mounted.
 pub const CLIENT_SECRET_DIR: &str = "/var/run/secrets/baton";
+/// Where the SPIFFE helper's volume is mounted in the sidecar (`baton.dev/spiffe-helper-volume`).
+pub const SPIFFE_DIR: &str = "/run/spiffe";
+/// The JWT-SVID's file name in the helper's volume when `baton.dev/jwt-svid-file` is absent.
+pub const DEFAULT_JWT_SVID_FILE: &str = "jwt_svid.token";
 /// The version written into `baton.dev/injected`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -72,6 +76,13 @@ pub mod annotation {
     pub const CAPTURE: &str = "baton.dev/capture";
     /// Destination ports of the app's outbound TCP that capture redirects; default `80,8080`.
     pub const CAPTURE_OUTBOUND_PORTS: &str = "baton.dev/capture-outbound-ports";
+    /// Name of the pod volume a SPIFFE helper writes the workload's SVIDs into (an `emptyDir`
+    /// shared with spiffe-helper, or the SPIFFE CSI driver's volume): mounted read-only into the
+    /// sidecar at [`super::SPIFFE_DIR`]; the generated config authenticates with the JWT-SVID in
+    /// it instead of a client secret.
+    pub const SPIFFE_HELPER_VOLUME: &str = "baton.dev/spiffe-helper-volume";
+    /// The JWT-SVID's file name in that volume; default `jwt_svid.token`.
+    pub const JWT_SVID_FILE: &str = "baton.dev/jwt-svid-file";
     /// Written by the injector: the generated `sidecar.yaml`, mounted with the downward API.
     pub const SIDECAR_CONFIG: &str = "baton.dev/sidecar-config";
 }

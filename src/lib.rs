@@ -33,6 +33,7 @@
 //! - [`dpop`]: DPoP (RFC 9449) proofs: checking, thumbprints, the replay store, a proof key.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`txn`]: Transaction Tokens: the format and verification the IdP and the sidecar share.
+//! - [`spiffe`]: SPIFFE IDs, the peer's ID in an X.509-SVID, JWT-SVID bundles and files.
 //! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
 pub mod admin;
@@ -55,6 +56,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sidecar;
 pub mod signin;
+pub mod spiffe;
 pub mod telemetry;
 pub mod timer;
 pub mod txn;

@@ -53,6 +53,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A route's `tls.cert_file` and `tls.key_file` could not be loaded as a pair.
+    #[error("outbound client certificate")]
+    ClientCert(#[source] crate::k8s::tls::TlsError),
     /// rustls refused the client configuration.
     #[error("outbound TLS configuration")]
     TlsConfig(#[source] rustls::Error),

@@ -8,7 +8,8 @@
 //! ```yaml
 //! outbound:
 //!   client: {client_id: service-a, secret_file: /run/secrets/client}  # or secret_env, or
-//!   # private_key_file + kid (+ alg: ES256|RS256) for private_key_jwt
+//!   # private_key_file + kid (+ alg: ES256|RS256) for private_key_jwt, or
+//!   # jwt_svid_file: /run/spiffe/svid.token for a SPIFFE JWT-SVID (jwt-spiffe)
 //!   token_endpoint: http://idp:9000/token   # optional: discovered from the top-level issuer
 //!   connect_timeout: 2s
 //!   timeout: 5s
@@ -28,7 +29,8 @@
 //!       without_subject: deny           # or client_credentials
 //!       dpop: on                        # ask for DPoP-bound tokens, send a proof per call
 //!       tls: {ca_file: /etc/baton/ca.pem}   # optional: upstream over https, trusting only
-//!                                           # this file's CAs (`tls: {}`: the system roots)
+//!                                           # this file's CAs (`tls: {}`: the system roots);
+//!                                           # + cert_file, key_file: mutual TLS
 //!   ports:
 //!     - {listen: "127.0.0.1:15101", upstream: "service-b:8080", route: b}
 //! ```
@@ -97,6 +99,7 @@ impl Client {
             (ClientAuth::PrivateKey(a), ClientAuth::PrivateKey(b)) => {
                 a.kid() == b.kid() && a.alg() == b.alg() && a.public_jwk() == b.public_jwk()
             }
+            (ClientAuth::Svid(a), ClientAuth::Svid(b)) => a.path() == b.path(),
             _ => false,
         };
         self.client_id == other.client_id && auth
@@ -110,6 +113,9 @@ pub enum ClientAuth {
     Secret(Secret),
     /// `private_key_jwt` (RFC 7523 §2.2).
     PrivateKey(Arc<SigningKey>),
+    /// A JWT-SVID from a file a SPIFFE helper keeps fresh, sent as a `jwt-spiffe` client
+    /// assertion (draft-ietf-oauth-spiffe-client-auth).
+    Svid(Arc<crate::spiffe::svid_file::SvidFile>),
 }
 
 /// Exchanged-token cache settings.
@@ -172,6 +178,18 @@ pub struct Route {
 pub struct Tls {
     /// The only trust anchors (PEM) for this route's upstream; `None`: the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The client certificate for mutual TLS, when the upstream asks for one.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A client certificate and its key, PEM files read again whenever they change (a SPIFFE
+/// helper renewing an X.509-SVID, a renewed Secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// A local port that forwards to one upstream through one route.

@@ -1,6 +1,7 @@
 //! Client authentication at the token and introspection endpoints: `client_secret_basic`
 //! (RFC 6749 §2.3.1, form-urlencoded id and secret), `client_secret_post`, and `private_key_jwt`
-//! (RFC 7523 §3 with rfc7523bis audience rules and `jti` replay refusal).
+//! (RFC 7523 §3 with rfc7523bis audience rules and `jti` replay refusal), and `jwt-spiffe`
+//! (draft-ietf-oauth-spiffe-client-auth: a JWT-SVID whose `sub` is a registered `spiffe_id`).
 
 use super::config::{Client, ClientAuth};
 use super::errors::OAuthError;
@@ -15,6 +16,12 @@ use subtle::ConstantTimeEq;
 
 /// The RFC 7523 client assertion type.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The SPIFFE JWT-SVID client assertion type (draft-ietf-oauth-spiffe-client-auth).
+pub const JWT_SPIFFE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
+
+/// Clock skew tolerated on a JWT-SVID's `exp`, `nbf`, `iat` and lifetime, seconds.
+const SVID_LEEWAY: u64 = 30;
 
 /// Longest client-assertion lifetime accepted, so the replay set stays bounded.
 const MAX_ASSERTION_LIFETIME: u64 = 600;
@@ -52,12 +59,19 @@ pub async fn authenticate<'a>(
         let id = form_id.ok_or_else(|| OAuthError::client("client_id required", false))?;
         by_secret(idp, id, secret, false)?
     } else if let Some(assertion) = assertion {
-        if form.one("client_assertion_type")? != Some(JWT_BEARER) {
-            return Err(OAuthError::request(
-                "client_assertion_type must be jwt-bearer",
-            ));
-        }
-        let client = by_assertion(idp, assertion, now).await?;
+        let client = match form.one("client_assertion_type")? {
+            Some(JWT_BEARER) => by_assertion(idp, assertion, now).await?,
+            Some(JWT_SPIFFE) => by_svid(idp, assertion, now).await.map_err(|reason| {
+                // The reason stays in the IdP's log; the client learns only that it failed.
+                tracing::info!(reason, "JWT-SVID client authentication refused");
+                OAuthError::client("client authentication failed", false)
+            })?,
+            _ => {
+                return Err(OAuthError::request(
+                    "client_assertion_type must be jwt-bearer or jwt-spiffe",
+                ));
+            }
+        };
         if form_id.is_some_and(|f| f != client.id) {
             return Err(OAuthError::client(
                 "client_id does not match the assertion",
@@ -152,6 +166,72 @@ async fn by_assertion<'a>(
         return Err(fail("jti already used"));
     }
     Ok(client)
+}
+
+/// A JWT-SVID as client credential: its `sub` (a strictly parsed SPIFFE ID) names the client
+/// registered with exactly that `spiffe_id`, and the bundle of that ID's trust domain, and no
+/// other, must vouch for the signature; `aud` must hold the issuer or the token endpoint; the
+/// SVID may live `spiffe.max_lifetime` at most. Its `jti` may repeat: workload agents cache an
+/// SVID and present it until it nears expiry. `Err` is the reason, for the log only.
+async fn by_svid<'a>(idp: &'a Idp, svid: &str, now: u64) -> Result<&'a Client, &'static str> {
+    let spiffe = idp
+        .config
+        .spiffe
+        .as_ref()
+        .ok_or("no spiffe trust domains configured")?;
+    if svid.len() > jwt::DEFAULT_MAX_LEN {
+        return Err("too large");
+    }
+    let unverified = jwt::peek_claims(svid).ok_or("malformed")?;
+    let sub = unverified
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or("no sub")?;
+    let id = crate::spiffe::SpiffeId::parse(sub).map_err(|_| "sub is not a SPIFFE ID")?;
+    let client = idp
+        .config
+        .clients
+        .values()
+        .find(|c| matches!(&c.auth, ClientAuth::Spiffe(s) if *s == id))
+        .ok_or("no client has this SPIFFE ID")?;
+    let bundle = spiffe
+        .trust_domains
+        .get(id.trust_domain())
+        .ok_or("trust domain not configured")?;
+    let keys = bundle.keys(header_kid(svid).as_deref()).await;
+    let rules = Rules {
+        issuer: String::new(),
+        audience: None,
+        kind: Kind::Svid,
+        algorithms: spiffe.algorithms.clone(),
+        leeway: SVID_LEEWAY,
+        max_len: jwt::DEFAULT_MAX_LEN,
+    };
+    let v = jwt::verify(svid, &keys, &rules, now).map_err(|_| "SVID does not verify")?;
+    // The verified `sub` is the one the client was found by (the payload is the same bytes).
+    if v.claims.get("sub").and_then(Value::as_str) != Some(id.as_str()) {
+        return Err("sub changed");
+    }
+    let token_endpoint = format!("{}/token", idp.config.issuer);
+    if !jwt::audiences(&v.claims).any(|a| a == idp.config.issuer || a == token_endpoint) {
+        return Err("aud names neither the issuer nor the token endpoint");
+    }
+    let longest = spiffe.max_lifetime + SVID_LEEWAY;
+    if v.exp > now + longest {
+        return Err("lifetime too long");
+    }
+    let iat = v.claims.get("iat").and_then(Value::as_u64);
+    if iat.is_some_and(|iat| v.exp.saturating_sub(iat) > spiffe.max_lifetime) {
+        return Err("lifetime too long");
+    }
+    Ok(client)
+}
+
+/// The `kid` of a JWT's header, unverified: which key to look for, nothing more.
+fn header_kid(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let header = jwt::decode_object(header)?;
+    header.get("kid")?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod dpop;
 mod grants;
 mod raw;
 mod secrets;
+mod spiffe;
 mod store;
 mod throttle;
 pub mod trusted;
@@ -31,6 +32,7 @@ pub use client::absolute_without_fragment;
 pub use dpop::Dpop;
 use raw::RawConfig;
 use serde::{Deserialize, Serialize};
+pub use spiffe::Spiffe;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -109,6 +111,8 @@ pub struct Config {
     pub dpop: Dpop,
     /// Foreign issuers whose access tokens may be exchanged here ([`trusted`]).
     pub trusted_issuers: Vec<trusted::TrustedIssuer>,
+    /// Trust domains whose JWT-SVIDs authenticate clients registered by `spiffe_id`.
+    pub spiffe: Option<Spiffe>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.
@@ -176,6 +180,9 @@ pub enum ClientAuth {
     Secret(Secret),
     /// `private_key_jwt` (RFC 7523) with the client's registered keys.
     Jwks(KeySet),
+    /// A JWT-SVID whose `sub` is this SPIFFE ID (`client_assertion_type` `jwt-spiffe`),
+    /// verified with its trust domain's bundle from `spiffe:`.
+    Spiffe(crate::spiffe::SpiffeId),
 }
 
 /// A registered client.

@@ -421,6 +421,10 @@ fn sidecar_container(s: &Settings, policy: &Policy, app_probes: &Map<String, Val
         mounts
             .push(json!({"name": SECRET_VOLUME, "mountPath": CLIENT_SECRET_DIR, "readOnly": true}));
     }
+    if let Some(h) = &s.spiffe {
+        // The pod's own volume (the helper writes it): only mounted here, never defined.
+        mounts.push(json!({"name": h.volume, "mountPath": super::SPIFFE_DIR, "readOnly": true}));
+    }
     let probe = |path: &str, failures: u32| {
         json!({
             "httpGet": {"path": path, "port": "baton-admin"},

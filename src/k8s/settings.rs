@@ -91,8 +91,27 @@ pub struct Settings {
     pub config: ConfigSource,
     /// Secret holding the OAuth client secret, mounted read-only.
     pub client_secret: Option<String>,
+    /// The pod volume a SPIFFE helper writes SVIDs into, mounted read-only at
+    /// [`super::SPIFFE_DIR`], and the JWT-SVID's file name in it.
+    pub spiffe: Option<SpiffeHelper>,
     /// `Some` when `baton.dev/capture: iptables`.
     pub capture: Option<Capture>,
+}
+
+/// A SPIFFE helper's volume and the JWT-SVID file in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpiffeHelper {
+    /// The pod volume's name.
+    pub volume: String,
+    /// The JWT-SVID's path relative to the volume.
+    pub jwt_svid_file: String,
+}
+
+impl SpiffeHelper {
+    /// Where the sidecar reads the JWT-SVID.
+    pub fn jwt_svid_path(&self) -> String {
+        format!("{}/{}", super::SPIFFE_DIR, self.jwt_svid_file)
+    }
 }
 
 impl Settings {
@@ -117,6 +136,7 @@ impl Settings {
         if let Some(name) = &client_secret {
             check_name(&mut p, annotation::CLIENT_SECRET, name);
         }
+        let spiffe = spiffe_helper(&mut p, &a);
         let issuer = a.get(annotation::ISSUER);
         let idp = issuer.and_then(|i| issuer_authority(&mut p, i));
         let config = match a.get(annotation::CONFIG) {
@@ -131,6 +151,7 @@ impl Settings {
                 app_port,
                 a.get(annotation::OUTBOUND_ROUTES),
                 client_secret.is_some(),
+                spiffe.as_ref().map(SpiffeHelper::jwt_svid_path).as_deref(),
             )),
         };
         let capture = capture(&mut p, &a, idp);
@@ -140,6 +161,7 @@ impl Settings {
             app_port,
             config,
             client_secret,
+            spiffe,
             capture,
         })?;
         // Once the annotations are sound, the config they give must start the sidecar.
@@ -210,6 +232,56 @@ fn check_image(p: &mut Problems, policy: &Policy, key: &str, image: &str) {
 }
 
 /// RFC 1123 names (ConfigMaps, Secrets): lowercase alphanumerics, `-` and `.`, at most 253.
+/// `baton.dev/spiffe-helper-volume` (a volume name) and `baton.dev/jwt-svid-file` (a relative
+/// path of plain segments inside it, which only means something with the volume).
+fn spiffe_helper(p: &mut Problems, a: &Annotations) -> Option<SpiffeHelper> {
+    let file = a.get(annotation::JWT_SVID_FILE);
+    let Some(volume) = a.get(annotation::SPIFFE_HELPER_VOLUME) else {
+        if file.is_some() {
+            p.push(
+                annotation::JWT_SVID_FILE,
+                "needs baton.dev/spiffe-helper-volume: the volume the file is in",
+            );
+        }
+        return None;
+    };
+    check_label(p, annotation::SPIFFE_HELPER_VOLUME, volume);
+    let file = file.unwrap_or(super::DEFAULT_JWT_SVID_FILE);
+    let plain = |seg: &str| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    if file.len() > 253 || !file.split('/').all(plain) {
+        p.push(
+            annotation::JWT_SVID_FILE,
+            "must be a relative path inside the volume: segments of letters, digits, - _ . \
+             (not . or ..)",
+        );
+    }
+    Some(SpiffeHelper {
+        volume: volume.to_owned(),
+        jwt_svid_file: file.to_owned(),
+    })
+}
+
+/// A volume name: an RFC 1123 label (lower case, digits, `-`, at most 63 characters).
+fn check_label(p: &mut Problems, key: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !ok {
+        p.push(key, "must be a volume name (lowercase RFC 1123 label)");
+    }
+}
+
 fn check_name(p: &mut Problems, key: &str, name: &str) {
     let ok = !name.is_empty()
         && name.len() <= 253

@@ -1,5 +1,6 @@
 //! The webhook's TLS: a rustls certificate resolver that reloads the certificate and key files
-//! when they change (a renewed Secret), and the acceptor `server::serve_tls` runs with, which may
+//! when they change (a renewed Secret; also the outbound side's client certificate for mutual
+//! TLS), and the acceptor `server::serve_tls` runs with, which may
 //! require a client certificate signed by a given CA (the API server's).
 
 use rustls::pki_types::pem::PemObject;
@@ -113,6 +114,28 @@ impl ReloadingCert {
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
+    }
+}
+
+/// As a client certificate (mutual TLS to an upstream), the files are looked at on each
+/// handshake: a renewed certificate is presented from the next new connection on, with no
+/// watcher task. A pair that does not load keeps the previous one in use.
+impl rustls::client::ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        match self.reload_if_changed() {
+            Ok(true) => info!(cert = %self.cert.display(), "client certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "client certificate reload failed; keeping the old one"),
+        }
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

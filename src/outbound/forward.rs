@@ -1,6 +1,7 @@
 //! Forwarding: header rewriting (hop-by-hop, `Authorization`, `Host`), the upstream clients
 //! (keep-alive HTTP/1.1 to configured plain-HTTP destinations; one hyper-util client with rustls
-//! per `tls` route, trusting that route's roots only; a plain one for the rest), replay for the
+//! per `tls` route, trusting that route's roots only and presenting its client certificate, if
+//! any; a plain one for the rest), replay for the
 //! 401 retry, CONNECT tunnels.
 
 use crate::config::outbound::Outbound as Config;
@@ -8,6 +9,7 @@ use crate::http::pool::Pool;
 use crate::http::pool::h2::H2Pool;
 use crate::http::splice::{Held, splice};
 use crate::http::{Body, BoxError, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
+use crate::k8s::tls::ReloadingCert;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
@@ -71,8 +73,21 @@ impl Upstream {
                 Some(path) => Arc::new(roots_from(path)?),
                 None => native.get_or_insert_with(native_roots).clone(),
             };
-            tls.push(Some(tls_client(roots.clone(), cfg.connect_timeout, false)?));
-            tls_h2.push(Some(tls_client(roots, cfg.connect_timeout, true)?));
+            let cert = match &t.client_cert {
+                Some(c) => Some(
+                    ReloadingCert::load(&c.cert_file, &c.key_file)
+                        .map_err(super::Error::ClientCert)?,
+                ),
+                None => None,
+            };
+            let timeout = cfg.connect_timeout;
+            tls.push(Some(tls_client(
+                roots.clone(),
+                cert.clone(),
+                timeout,
+                false,
+            )?));
+            tls_h2.push(Some(tls_client(roots, cert, timeout, true)?));
         }
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -255,19 +270,30 @@ fn connector(connect_timeout: Duration) -> HttpConnector {
     http
 }
 
-/// An HTTPS-only client trusting exactly `roots`, offering HTTP/1.1 alone in ALPN, or `h2`
-/// alone when `h2`.
+/// An HTTPS-only client trusting exactly `roots`, presenting `cert` when the upstream asks for
+/// a client certificate, offering HTTP/1.1 alone in ALPN, or `h2` alone when `h2`.
 fn tls_client(
     roots: Arc<rustls::RootCertStore>,
+    cert: Option<Arc<ReloadingCert>>,
     connect_timeout: Duration,
     h2: bool,
 ) -> Result<TlsClient, super::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(super::Error::TlsConfig)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let tls = match cert {
+        Some(cert) => {
+            let mut tls = builder.with_client_cert_resolver(cert);
+            // A resumed session keeps the identity of the handshake it came from: after a
+            // renewal the upstream would go on seeing the old certificate. Every connection
+            // makes a full handshake and presents the certificate on disk now.
+            tls.resumption = rustls::client::Resumption::disabled();
+            tls
+        }
+        None => builder.with_no_client_auth(),
+    };
     let mut http = connector(connect_timeout);
     http.enforce_http(false);
     let builder = HttpsConnectorBuilder::new()

@@ -1,5 +1,6 @@
 //! `outbound.client`: the sidecar's own identity at the IdP, a client secret (from a file, an
-//! environment variable, or inline for demos) or a private key for `private_key_jwt`.
+//! environment variable, or inline for demos), a private key for `private_key_jwt`, or a
+//! JWT-SVID file for `jwt-spiffe`.
 
 use super::{Client, ClientAuth, RawClient};
 use crate::config::findings::Problems;
@@ -20,11 +21,13 @@ pub(super) fn client(raw: RawClient, problems: &mut Problems) -> Client {
         raw.secret_file.is_some(),
         raw.secret_env.is_some(),
         raw.private_key_file.is_some(),
+        raw.jwt_svid_file.is_some(),
     ];
     if given.iter().filter(|g| **g).count() != 1 {
         problems.push(
             "outbound.client",
-            "set exactly one of secret_file, secret_env, secret (demos) or private_key_file",
+            "set exactly one of secret_file, secret_env, secret (demos), private_key_file or \
+             jwt_svid_file",
         );
     }
     let secret = |s: String| ClientAuth::Secret(Secret::new(s.trim_end_matches(['\n', '\r'])));
@@ -36,6 +39,21 @@ pub(super) fn client(raw: RawClient, problems: &mut Problems) -> Client {
         read_env(problems, "outbound.client.secret_env", &var).map(secret)
     } else if let Some(path) = raw.private_key_file {
         private_key(&path, raw.kid, raw.alg.as_deref(), problems)
+    } else if let Some(path) = raw.jwt_svid_file {
+        // Not read now: the helper may write it after the sidecar starts (both start together
+        // in a pod). Its absence is only worth a warning; every exchange reads it.
+        if !path.exists() {
+            problems.warn(
+                "outbound.client.jwt_svid_file",
+                format!(
+                    "{} does not exist yet: exchanges fail until a SPIFFE helper writes it",
+                    path.display()
+                ),
+            );
+        }
+        Some(ClientAuth::Svid(Arc::new(
+            crate::spiffe::svid_file::SvidFile::new(path),
+        )))
     } else {
         None
     };

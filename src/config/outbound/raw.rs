@@ -56,6 +56,9 @@ pub struct RawClient {
     pub kid: Option<String>,
     /// `ES256` (default) or `RS256`.
     pub alg: Option<String>,
+    /// A JWT-SVID file a SPIFFE helper keeps fresh: sent as a `jwt-spiffe` client assertion,
+    /// read again whenever the file changes.
+    pub jwt_svid_file: Option<PathBuf>,
 }
 
 /// `outbound.cache`.
@@ -112,6 +115,11 @@ pub struct RawTls {
     /// The CA certificates (PEM) this upstream's certificate must chain to, and the only ones
     /// trusted for it; without it, the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The client certificate chain (PEM, leaf first) presented to this upstream: mutual TLS,
+    /// e.g. with an X.509-SVID. Read again whenever the file changes.
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `cert_file`.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `outbound.ports[i]`.

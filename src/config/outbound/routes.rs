@@ -1,6 +1,6 @@
 //! Validation of `outbound.routes` and `outbound.ports`, and `host[:port]` parsing.
 
-use super::{Port, RawPort, RawRoute, Route, Tls, WithoutSubject};
+use super::{ClientCert, Port, RawPort, RawRoute, Route, Tls, WithoutSubject};
 use crate::config::findings::Problems;
 use crate::config::values::addr;
 use url::Url;
@@ -11,13 +11,39 @@ pub(super) fn route(i: usize, raw: RawRoute, problems: &mut Problems) -> Option<
         problems.push(at("name"), "required");
         None
     })?;
-    let tls = raw.tls.map(|t| Tls { ca_file: t.ca_file });
-    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_file.as_ref()) {
-        let reason = format!("{} is not a readable file", ca.display());
-        if !ca.exists() {
-            problems.missing(at("tls.ca_file"), reason);
-        } else if !ca.is_file() {
-            problems.push(at("tls.ca_file"), reason);
+    let tls = raw.tls.map(|t| {
+        let client_cert = match (t.cert_file, t.key_file) {
+            (Some(cert_file), Some(key_file)) => Some(ClientCert {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            _ => {
+                problems.push(at("tls"), "set both cert_file and key_file, or neither");
+                None
+            }
+        };
+        Tls {
+            ca_file: t.ca_file,
+            client_cert,
+        }
+    });
+    let files = tls.iter().flat_map(|t| {
+        let cert = t.client_cert.iter();
+        let ca = t.ca_file.iter().map(|f| ("tls.ca_file", f));
+        ca.chain(cert.flat_map(|c| {
+            [
+                ("tls.cert_file", &c.cert_file),
+                ("tls.key_file", &c.key_file),
+            ]
+        }))
+    });
+    for (field, file) in files {
+        let reason = format!("{} is not a readable file", file.display());
+        if !file.exists() {
+            problems.missing(at(field), reason);
+        } else if !file.is_file() {
+            problems.push(at(field), reason);
         }
     }
     let default_port = if tls.is_some() { 443 } else { 80 };

@@ -122,3 +122,33 @@ fn authorities_split_into_a_lowercase_host_and_a_port() {
         ok("service-b", 8080)
     );
 }
+
+#[test]
+fn a_jwt_svid_file_is_one_credential_and_may_appear_later() {
+    let out = parse(
+        "client: {client_id: a, jwt_svid_file: /nonexistent/svid.token}\nroutes:\n  - {name: b, host: b, audience: b}\n",
+    )
+    .expect("valid: the helper writes the file after the sidecar starts");
+    assert!(matches!(out.client.auth, ClientAuth::Svid(_)));
+    let errs = parse(
+        "client: {client_id: a, secret: x, jwt_svid_file: /x}\nroutes:\n  - {name: b, host: b, audience: b}\n",
+    )
+    .unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.contains("set exactly one of")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key() {
+    let errs = parse(
+        "client: {client_id: a, secret: x}\nroutes:\n  - {name: b, host: b, audience: b, tls: {cert_file: /x.pem}}\n",
+    )
+    .unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("set both cert_file and key_file, or neither")),
+        "{errs:?}"
+    );
+}

@@ -1,4 +1,5 @@
-//! `clients[]` of `idp.yaml`: credentials (secret, secret_file, secret_env, jwks, jwks_file),
+//! `clients[]` of `idp.yaml`: credentials (secret, secret_file, secret_env, jwks, jwks_file,
+//! spiffe_id),
 //! redirect URIs (sign-in and post-logout), grant types and the default audience of
 //! `client_credentials`, validated into [`Client`].
 
@@ -21,6 +22,7 @@ pub(super) struct RawClient {
     secret_env: Option<String>,
     jwks: Option<Value>,
     jwks_file: Option<PathBuf>,
+    spiffe_id: Option<String>,
     #[serde(default)]
     redirect_uris: Vec<String>,
     #[serde(default)]
@@ -91,6 +93,26 @@ fn check_uris_and_grants(c: &RawClient, f: &str, p: &mut Problems) {
 /// The client's one credential: a secret (file, environment, or inline under the demo rule) or
 /// a JWK set (inline or from a file) for `private_key_jwt`.
 fn auth(c: &RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<ClientAuth> {
+    if let Some(sid) = &c.spiffe_id {
+        let others = [
+            c.secret.is_some(),
+            c.secret_file.is_some(),
+            c.secret_env.is_some(),
+            c.jwks.is_some(),
+            c.jwks_file.is_some(),
+        ];
+        if others.iter().any(|o| *o) {
+            p.push(f, "set either spiffe_id or a secret or JWK set, not both");
+            return None;
+        }
+        return match crate::spiffe::SpiffeId::parse(sid) {
+            Ok(id) => Some(ClientAuth::Spiffe(id)),
+            Err(e) => {
+                p.push(format!("{f}.spiffe_id"), e.to_string());
+                None
+            }
+        };
+    }
     let jwks = jwks(c, f, sources, p);
     let spec = Spec {
         name: "secret",
@@ -134,7 +156,10 @@ fn auth(c: &RawClient, f: &str, sources: &Sources, p: &mut Problems) -> Option<C
             Some(ClientAuth::Secret(Secret::new(String::new())))
         }
         (None, None) => {
-            p.push(f, "needs secret_file, secret_env, jwks or jwks_file");
+            p.push(
+                f,
+                "needs secret_file, secret_env, jwks, jwks_file or spiffe_id",
+            );
             None
         }
     }

@@ -44,6 +44,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) dpop: super::dpop::RawDpop,
     pub(super) trusted_issuers: Vec<super::trusted::RawTrusted>,
+    pub(super) spiffe: Option<super::spiffe::RawSpiffe>,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {

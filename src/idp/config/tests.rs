@@ -369,3 +369,49 @@ trusted_issuers:
         assert!(e.contains(needle), "{needle} in:\n{e}");
     }
 }
+
+#[test]
+fn spiffe_clients_need_a_configured_trust_domain_and_a_strict_id() {
+    let dir =
+        std::env::temp_dir().join(format!("baton-idp-spiffe-{}", crate::secret::random_u64()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = crate::jwt::keys::SigningKey::generate(Algorithm::ES256).expect("key");
+    let bundle = dir.join("td.json");
+    let mut jwk = key.public_jwk();
+    jwk["use"] = serde_json::json!("jwt-svid");
+    std::fs::write(&bundle, serde_json::json!({"keys": [jwk]}).to_string()).expect("write");
+    let spiffe = format!(
+        "spiffe:\n  trust_domains:\n    - {{name: td.test, bundle_file: \"{}\"}}\n    - {{name: Bad.Test, bundle_file: x.json}}\n    - {{name: web.test, bundle_url: \"http://plain.example/b\"}}\n  max_lifetime: 0\n  algorithms: [HS256]\n",
+        bundle.display()
+    );
+    let e = errors(&format!(
+        "  - {{id: c, spiffe_id: \"spiffe://td.test/ns/x/sa/c\"}}\n  - {{id: d, spiffe_id: \"spiffe://td.test/ns/x/sa/c\"}}\n  - {{id: e, spiffe_id: \"spiffe://nowhere.test/a\"}}\n  - {{id: f, spiffe_id: \"spiffe://td.test/a/\"}}\n  - {{id: g, spiffe_id: \"spiffe://td.test/g\", secret: secret-g-123}}\n{spiffe}"
+    ));
+    for expected in [
+        "clients[3].spiffe_id: also the SPIFFE ID of client c",
+        "clients[4].spiffe_id: trust domain nowhere.test is not among spiffe.trust_domains",
+        "clients[5].spiffe_id: path segments must be",
+        "clients[6]: set either spiffe_id or a secret or JWK set, not both",
+        "spiffe.trust_domains[1].name: must be a trust domain name",
+        "spiffe.trust_domains[2].bundle_url: must be an absolute https URL",
+        "spiffe.max_lifetime: must be between 1 and 3600 seconds",
+        "spiffe.algorithms[0]: must be one of",
+    ] {
+        assert!(
+            e.iter().any(|m| m.contains(expected)),
+            "{expected} not in {e:?}"
+        );
+    }
+    let ok = format!(
+        "  - {{id: c, spiffe_id: \"spiffe://td.test/ns/x/sa/c\"}}\nspiffe:\n  trust_domains:\n    - {{name: td.test, bundle_file: \"{}\"}}\n",
+        bundle.display()
+    );
+    let cfg = Config::from_yaml(&format!("{BASE}{ok}"), "idp.yaml").expect("valid");
+    let spiffe = cfg.spiffe.as_ref().expect("spiffe");
+    assert_eq!(spiffe.max_lifetime, 300);
+    assert!(spiffe.trust_domains.contains_key("td.test"));
+    assert!(
+        matches!(&cfg.clients["c"].auth, ClientAuth::Spiffe(id) if id.trust_domain() == "td.test")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -32,7 +32,9 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
     if raw.max_chain_depth == 0 || raw.max_chain_depth > 32 {
         p.push("max_chain_depth", "must be between 1 and 32");
     }
+    let (spiffe, trust_domains) = super::spiffe::spiffe(raw.spiffe, &base, p);
     let (clients, client_fields) = clients(raw.clients, &sources, p);
+    super::spiffe::check_clients(&clients, &client_fields, &trust_domains, p);
     let users = users::users(raw.users, &sources, p);
     acr(p, &raw.acr);
     grants::resources(p, &raw.resources, &clients);
@@ -63,6 +65,7 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
         store: super::store::store(raw.store, &sources, p),
         txn_tokens,
         dpop: super::dpop::validate(raw.dpop, p),
+        spiffe,
     };
     grants::default_audiences(&cfg, &client_fields, p);
     check::warnings(&cfg, &client_fields, p);

@@ -139,6 +139,40 @@ fn an_app_proxy_setting_is_kept() {
 }
 
 #[test]
+fn a_spiffe_helper_volume_is_mounted_and_its_jwt_svid_authenticates_the_sidecar() {
+    let mut a = enabled();
+    a.as_object_mut().unwrap().remove("baton.dev/client-secret");
+    a["baton.dev/spiffe-helper-volume"] = "spiffe-svids".into();
+    a["baton.dev/jwt-svid-file"] = "jwt/svid.token".into();
+    let mut p = pod(a);
+    p["spec"]["volumes"] = json!([{"name": "spiffe-svids", "emptyDir": {"medium": "Memory"}}]);
+    let out = injected(&p, &Namespace::default());
+    let yaml = out["metadata"]["annotations"]["baton.dev/sidecar-config"]
+        .as_str()
+        .unwrap();
+    let cfg: Value = serde_saphyr::from_str(yaml).unwrap();
+    assert_eq!(
+        cfg["outbound"]["client"],
+        json!({"client_id": "web", "jwt_svid_file": "/run/spiffe/jwt/svid.token"})
+    );
+    let mounts = container(&out, "initContainers", "baton")["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        mounts.contains(
+            &json!({"name": "spiffe-svids", "mountPath": "/run/spiffe", "readOnly": true})
+        )
+    );
+    // The pod's own volume stays as it was; no second one is defined.
+    let vols = out["spec"]["volumes"].as_array().unwrap();
+    assert_eq!(
+        vols.iter().filter(|v| v["name"] == "spiffe-svids").count(),
+        1
+    );
+}
+
+#[test]
 fn generated_config_is_mounted_from_a_pod_annotation_via_the_downward_api() {
     let mut a = enabled();
     a["baton.dev/outbound-routes"] = "api:8080=api, billing=billing".into();

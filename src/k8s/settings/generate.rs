@@ -40,7 +40,10 @@ struct Outbound {
 #[derive(Serialize)]
 struct Client {
     client_id: String,
-    secret_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_svid_file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -57,6 +60,7 @@ pub(super) fn generate(
     app_port: u16,
     routes: Option<&str>,
     has_secret: bool,
+    jwt_svid: Option<&str>,
 ) -> String {
     let need = "required unless baton.dev/config names a ConfigMap";
     if issuer.is_none() {
@@ -70,10 +74,18 @@ pub(super) fn generate(
         );
     }
     let routes = routes.map(|r| outbound_routes(p, r)).unwrap_or_default();
-    if !has_secret {
+    if has_secret && jwt_svid.is_some() {
         p.push(
             annotation::CLIENT_SECRET,
-            format!("{need}: the sidecar is an OAuth client of the IdP (client_id = audience)"),
+            "set either baton.dev/client-secret or baton.dev/spiffe-helper-volume, not both",
+        );
+    } else if !has_secret && jwt_svid.is_none() {
+        p.push(
+            annotation::CLIENT_SECRET,
+            format!(
+                "{need} or baton.dev/spiffe-helper-volume: the sidecar is an OAuth client of the \
+                 IdP (client_id = audience)"
+            ),
         );
     }
     let yaml = SidecarYaml {
@@ -92,7 +104,10 @@ pub(super) fn generate(
         outbound: Outbound {
             client: Client {
                 client_id: audience.to_owned(),
-                secret_file: format!("{CLIENT_SECRET_DIR}/client-secret"),
+                secret_file: jwt_svid
+                    .is_none()
+                    .then(|| format!("{CLIENT_SECRET_DIR}/client-secret")),
+                jwt_svid_file: jwt_svid.map(str::to_owned),
             },
             routes,
         },

@@ -184,3 +184,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn spiffe_helper_annotations_are_checked() {
+    let base = json!({"baton.dev/issuer": "http://idp:9000", "baton.dev/audience": "x"});
+    let with = |extra: Value| {
+        let mut a = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        settings(a)
+    };
+    let s = with(json!({"baton.dev/spiffe-helper-volume": "svids"})).unwrap();
+    let h = s.spiffe.unwrap();
+    assert_eq!(h.jwt_svid_path(), "/run/spiffe/jwt_svid.token");
+    for (extra, reason) in [
+        (
+            json!({"baton.dev/spiffe-helper-volume": "Svids"}),
+            "baton.dev/spiffe-helper-volume: must be a volume name",
+        ),
+        (
+            json!({"baton.dev/spiffe-helper-volume": "svids", "baton.dev/jwt-svid-file": "../etc/x"}),
+            "baton.dev/jwt-svid-file: must be a relative path",
+        ),
+        (
+            json!({"baton.dev/spiffe-helper-volume": "svids", "baton.dev/jwt-svid-file": "/abs"}),
+            "baton.dev/jwt-svid-file: must be a relative path",
+        ),
+        (
+            json!({"baton.dev/jwt-svid-file": "svid.token", "baton.dev/client-secret": "x"}),
+            "baton.dev/jwt-svid-file: needs baton.dev/spiffe-helper-volume",
+        ),
+        (
+            json!({"baton.dev/spiffe-helper-volume": "svids", "baton.dev/client-secret": "x"}),
+            "not both",
+        ),
+    ] {
+        let text = with(extra.clone()).unwrap_err().to_string();
+        assert!(text.contains(reason), "{extra}: {text}");
+    }
+}

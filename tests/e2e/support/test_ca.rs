@@ -58,6 +58,28 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// An X.509-SVID for the SPIFFE ID `id` (its one URI SAN) signed by this CA, as a SPIRE
+    /// agent writes one: the certificate PEM and the PKCS#8 key PEM.
+    pub fn svid(&self, id: &str) -> (String, String) {
+        self.with_uris(&[id])
+    }
+
+    /// A leaf whose URI SANs are `uris`, PEM certificate and PKCS#8 key.
+    pub fn with_uris(&self, uris: &[&str]) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| rcgen::SanType::URI((*u).try_into().expect("IA5 URI")))
+            .collect();
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("leaf certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
 impl Leaf {
     /// A TLS acceptor (HTTP/1.1) serving this leaf.
     pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
