@@ -52,6 +52,9 @@ enum Command {
         /// Keep the chain running for a browser (A signs users in) until Ctrl-C or SIGTERM.
         #[arg(long)]
         serve: bool,
+        /// Run the chain over gRPC: HTTP/2 between each app and its sidecar, h2c between hops.
+        #[arg(long, conflicts_with = "serve")]
+        grpc: bool,
     },
     /// Sign a user in through the IdP's login form (code + PKCE) and print the token response.
     Login(LoginArgs),
@@ -91,7 +94,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Command::Check { config, strict } => check(&config, strict),
         // The demo's own table is the output: logs stay at warn unless RUST_LOG asks for more.
-        Command::Demo { serve } => with_runtime_logging("warn", move || crate::demo::main(serve)),
+        Command::Demo { serve, grpc } => {
+            with_runtime_logging("warn", move || crate::demo::main(serve, grpc))
+        }
         Command::Login(args) => with_runtime(|| login(args)),
         Command::Inject(args) => crate::k8s::inject::main(args),
         Command::Webhook(args) => with_runtime(|| crate::k8s::webhook::main(args)),

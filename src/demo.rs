@@ -61,6 +61,9 @@ pub struct Options {
     /// issues a Txn-Token; its outbound side forwards without `Authorization` (`unknown:
     /// passthrough`); B and C mark their routes public and require the Txn-Token.
     pub txn_only: bool,
+    /// The chain over gRPC: every sidecar speaks HTTP/2 to its app (`app_protocol: http2`),
+    /// and each app calls the next hop over h2c at its sidecar's per-upstream outbound port.
+    pub grpc: bool,
 }
 
 /// The trust domain of the chain's Transaction Tokens ([`Options::txn_tokens`]).
@@ -90,6 +93,9 @@ pub enum Error {
     /// Calling the chain failed.
     #[error("call service-a: {0}")]
     Call(#[from] reqwest::Error),
+    /// Calling the chain over gRPC failed.
+    #[error("call service-a over gRPC: {0}")]
+    Grpc(#[from] app::grpc::CallError),
 }
 
 /// One service of the chain: its echo app and its sidecar.
@@ -139,13 +145,19 @@ impl Chain {
         // the IdP must know A's sign-in callback before it starts.
         let mut apps = Vec::new();
         let mut listeners = Vec::new();
-        for _ in SERVICES {
+        for i in 0..SERVICES.len() {
             apps.push(loopback().await?);
+            // Over gRPC, each hop but the last has a per-upstream port for the next hop.
+            let ports = if options.grpc && i + 1 < SERVICES.len() {
+                vec![loopback().await?]
+            } else {
+                Vec::new()
+            };
             listeners.push(Listeners {
                 inbound: loopback().await?,
                 outbound: loopback().await?,
                 admin: loopback().await?,
-                ports: Vec::new(),
+                ports,
             });
         }
         let inbound: Vec<SocketAddr> = listeners
@@ -187,10 +199,12 @@ impl Chain {
             let name = SERVICES[i];
             let app_addr = app_listener.local_addr()?;
             let next = inbound.get(i + 1).map(|addr| format!("http://{addr}/"));
+            let grpc_next = l.ports.first().map(TcpListener::local_addr).transpose()?;
             let app_cfg = app::AppConfig {
                 name: name.to_owned(),
                 next,
                 proxy: Some(format!("http://{}", outbound[i])),
+                grpc_next,
             };
             tokio::spawn(app::serve(app_cfg, app_listener, app_signal.clone().wait()));
             let mut yaml = sidecar_yaml(
@@ -201,6 +215,14 @@ impl Chain {
                 (i == 0).then_some(edge.as_str()),
                 options.unreachable_acr,
             );
+            if let (Some(port), Some(next), Some(upstream)) =
+                (grpc_next, SERVICES.get(i + 1), inbound.get(i + 1))
+            {
+                // The outbound block ends the YAML here: the port joins it.
+                yaml.push_str(&format!(
+                    "  ports:\n    - {{listen: \"{port}\", upstream: \"{upstream}\", route: {next}}}\n"
+                ));
+            }
             if options.txn_only {
                 yaml = txn_only_yaml(&issuer, name, app_addr, inbound.get(i + 1), i == 0);
             } else if options.txn_tokens {
@@ -209,11 +231,16 @@ impl Chain {
                     "txn_token:\n  mode: {mode}\n  audience: {TRUST_DOMAIN}\n"
                 ));
             }
-            let yaml = if options.confine {
-                format!("{yaml}inbound:\n  confine_token: true\n")
-            } else {
-                yaml
-            };
+            let mut inbound_yaml = String::new();
+            if options.grpc {
+                inbound_yaml.push_str("  app_protocol: http2\n");
+            }
+            if options.confine {
+                inbound_yaml.push_str("  confine_token: true\n");
+            }
+            if !inbound_yaml.is_empty() {
+                yaml.push_str(&format!("inbound:\n{inbound_yaml}"));
+            }
             let yaml = if options.dpop {
                 let mode = if i == 0 { "optional" } else { "required" };
                 let own = format!("http://{}", inbound[i]);
@@ -294,6 +321,19 @@ impl Chain {
         let status = rsp.status().as_u16();
         let body = rsp.json().await.unwrap_or(Value::Null);
         Ok((status, body))
+    }
+
+    /// Calls service-a's sidecar over gRPC (h2c, [`app::grpc::METHOD`]) with `token`, if any.
+    pub async fn call_grpc(&self, token: Option<&Token>) -> Result<app::grpc::Answer, Error> {
+        let mut metadata = http::HeaderMap::new();
+        if let Some(t) = token {
+            let mut v = http::HeaderValue::try_from(format!("Bearer {}", t.expose()))
+                .map_err(|e| app::grpc::CallError::Build(e.into()))?;
+            v.set_sensitive(true);
+            metadata.insert(http::header::AUTHORIZATION, v);
+        }
+        let client = app::grpc::Client::default();
+        Ok(app::grpc::call(&client, self.hops[0].sidecar.inbound, &metadata).await?)
     }
 
     /// Stops the IdP only (fault demonstrations); the sidecars keep running.
@@ -396,12 +436,13 @@ fn txn_only_yaml(
     )
 }
 
-/// `baton demo`; with `serve`, keeps the chain up for a browser until Ctrl-C or SIGTERM.
-pub async fn main(serve: bool) -> ExitCode {
-    let result = if serve {
-        run_serve().await
-    } else {
-        run().await
+/// `baton demo`; with `serve`, keeps the chain up for a browser until Ctrl-C or SIGTERM; with
+/// `grpc`, runs the chain over gRPC.
+pub async fn main(serve: bool, grpc: bool) -> ExitCode {
+    let result = match (serve, grpc) {
+        (true, _) => run_serve().await,
+        (false, true) => run_grpc().await,
+        (false, false) => run().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -439,6 +480,29 @@ async fn run() -> Result<(), Error> {
     out.stepped_up(&stepped);
     let (status, body) = chain.call(&stepped.tokens.access_token, MFA_PATH).await?;
     out.after_step_up(status, &body);
+    chain.stop().await;
+    Ok(())
+}
+
+/// `baton demo --grpc`: the same chain and per-hop table, every hop a gRPC call.
+async fn run_grpc() -> Result<(), Error> {
+    let chain = Chain::start_with(Options {
+        grpc: true,
+        ..Options::default()
+    })
+    .await?;
+    let out = report::Report::new(&chain);
+    out.started_grpc();
+    let tokens = chain.sign_in(DEMO_USER, DEMO_PASSWORD).await?;
+    out.signed_in(&tokens);
+    let before = chain.idp.exchanges();
+    let answer = chain.call_grpc(Some(&tokens.access_token)).await?;
+    out.first_grpc_call(&answer, chain.idp.exchanges() - before);
+    let before = chain.idp.exchanges();
+    let answer = chain.call_grpc(Some(&tokens.access_token)).await?;
+    out.second_grpc_call(&answer, chain.idp.exchanges() - before);
+    let answer = chain.call_grpc(None).await?;
+    out.grpc_refused(&answer);
     chain.stop().await;
     Ok(())
 }

@@ -108,12 +108,20 @@ impl Active {
             .collect();
         let app_h2 = match (config.inbound.app_protocol, previous) {
             (AppProtocol::Http1, _) => None,
-            (AppProtocol::Http2, Some(p)) if p.config.app == config.app && p.app_h2.is_some() => {
+            (AppProtocol::Http2, Some(p))
+                if p.config.app == config.app
+                    && p.app_h2.as_ref().map(|h| h.idle()) == Some(config.limits.idle_timeout) =>
+            {
                 p.app_h2.clone()
             }
-            (AppProtocol::Http2, _) => {
-                H2Pool::new(config.app.to_string(), APP_CONNECT_TIMEOUT).map(Arc::new)
-            }
+            // A connection to the app with no stream in flight closes after `idle_timeout`, as
+            // the listener's own connections do.
+            (AppProtocol::Http2, _) => H2Pool::new(
+                config.app.to_string(),
+                APP_CONNECT_TIMEOUT,
+                config.limits.idle_timeout,
+            )
+            .map(Arc::new),
         };
         Self {
             config: config.clone(),

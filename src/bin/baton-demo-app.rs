@@ -20,6 +20,9 @@ struct Args {
     /// Forward proxy for the next hop (default: HTTP_PROXY as any plain client reads it).
     #[arg(long)]
     proxy: Option<String>,
+    /// Where gRPC calls to the next hop go (h2c): the sidecar's outbound port for it.
+    #[arg(long)]
+    grpc_next: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -42,6 +45,7 @@ async fn main() -> ExitCode {
         name: args.name,
         next,
         proxy: args.proxy,
+        grpc_next: args.grpc_next,
     };
     let shutdown = async {
         let signal = baton::shutdown::os_signal().await;

@@ -8,9 +8,13 @@
 //! does the exchange. A 401 or 403 from the next hop is relayed with its `WWW-Authenticate`, so
 //! an RFC 9470 step-up challenge from the end of the chain reaches the edge.
 //!
+//! A gRPC call (`content-type: application/grpc`) of `/baton.demo.Echo/Hop` gets the same
+//! answer as the call's one message, and the next hop is called over gRPC (see [`grpc`]).
+//!
 //! A browser (`Accept: text/html`) gets the same answer as a page in the look of the sign-in
 //! pages: each hop's verified claims, the raw JSON below them.
 
+pub mod grpc;
 mod page;
 
 use crate::http::{Body, json};
@@ -40,6 +44,10 @@ pub struct AppConfig {
     /// Forward proxy for the next hop (`http://127.0.0.1:15001`); when `None` the client uses
     /// the `HTTP_PROXY` environment variable like any plain HTTP client.
     pub proxy: Option<String>,
+    /// Where gRPC calls to the next hop go (h2c with prior knowledge): the sidecar's
+    /// per-upstream outbound port for the next hop. Without it a gRPC call answers this hop
+    /// alone.
+    pub grpc_next: Option<std::net::SocketAddr>,
 }
 
 /// Why the app could not start.
@@ -53,6 +61,7 @@ pub enum AppError {
 struct App {
     cfg: AppConfig,
     client: reqwest::Client,
+    h2: grpc::Client,
 }
 
 /// Serves the echo app on `listener` until `shutdown`.
@@ -68,12 +77,19 @@ pub async fn serve(
     }
     let app = Arc::new(App {
         client: builder.build()?,
+        h2: grpc::Client::default(),
         cfg,
     });
     info!(service = %app.cfg.name, addr = ?listener.local_addr().ok(), next = ?app.cfg.next, "demo app listening");
-    let handler = move |req, _| {
+    let handler = move |req: Request<hyper::body::Incoming>, _| {
         let app = app.clone();
-        async move { handle(&app, req).await }
+        async move {
+            if crate::http::grpc::is_grpc(req.headers()) {
+                grpc::handle(&app, req).await
+            } else {
+                handle(&app, req).await
+            }
+        }
     };
     Ok(server::serve(listener, Limits::default(), handler, shutdown).await)
 }
@@ -212,11 +228,13 @@ mod tests {
                 name: "a".into(),
                 next: Some("http://service-c.invalid/x".into()),
                 proxy: Some(format!("http://{c}")),
+                grpc_next: None,
             },
             client: reqwest::Client::builder()
                 .proxy(reqwest::Proxy::all(format!("http://{c}")).expect("proxy"))
                 .build()
                 .expect("client"),
+            h2: grpc::Client::default(),
         };
         let mut req = Request::new(());
         req.headers_mut()

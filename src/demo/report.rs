@@ -1,6 +1,7 @@
 //! What `baton demo` prints: each hop's token as the app behind the sidecar saw it.
 
 use super::Chain;
+use super::app::grpc::Answer;
 use crate::signin::{Outcome, Tokens};
 use serde_json::Value;
 
@@ -160,6 +161,60 @@ impl Report {
         print_table(&rows);
     }
 
+    /// The chain is up, over gRPC.
+    pub fn started_grpc(&self) {
+        println!(
+            "baton demo --grpc: client → service-a → service-b → service-c, every hop a gRPC call \
+             (h2c) behind a baton sidecar speaking HTTP/2 to its app\n"
+        );
+        println!("  baton-idp  {}", self.issuer);
+        for l in &self.lines {
+            println!("{l}");
+        }
+        println!();
+    }
+
+    /// The first gRPC call went through the chain.
+    pub fn first_grpc_call(&self, answer: &Answer, exchanges: u64) {
+        println!(
+            "2. gRPC {} at service-a with the user's token → grpc-status {}; each app saw this token:\n",
+            super::app::grpc::METHOD,
+            status_name(answer.status)
+        );
+        let mut hop = Some(&answer.body);
+        let mut rows = Vec::new();
+        while let Some(h) = hop.filter(|h| h.is_object()) {
+            rows.push(row(h));
+            hop = h.get("next");
+        }
+        print_table(&rows);
+        println!("\n   token exchanges at the IdP for this call: {exchanges} (A→B and B→C)\n");
+    }
+
+    /// The repeated gRPC call was served from the caches.
+    pub fn second_grpc_call(&self, answer: &Answer, exchanges: u64) {
+        println!(
+            "3. the same call again → grpc-status {}; token exchanges at the IdP: {exchanges} (served from the sidecars' caches)",
+            status_name(answer.status)
+        );
+    }
+
+    /// The call without a token was refused in a form gRPC clients read.
+    pub fn grpc_refused(&self, answer: &Answer) {
+        let header = |v: &Option<http::HeaderValue>| {
+            v.as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        println!(
+            "\n4. the same call without a token → grpc-status {} (grpc-message \"{}\")",
+            status_name(answer.status),
+            header(&answer.message)
+        );
+        println!("   www-authenticate: {}", header(&answer.www_authenticate));
+    }
+
     /// `--serve`: where to point a browser.
     pub fn serving(&self, edge: &str) {
         println!("open {edge}/ in a browser (service-a signs you in at the IdP)");
@@ -172,6 +227,18 @@ impl Report {
         );
         println!("  sign out: {edge}/_baton/logout — Ctrl-C stops the chain");
     }
+}
+
+/// `16 UNAUTHENTICATED`: a gRPC status with its name, for the statuses the demo meets.
+fn status_name(code: u32) -> String {
+    let name = match code {
+        0 => "OK",
+        7 => "PERMISSION_DENIED",
+        14 => "UNAVAILABLE",
+        16 => "UNAUTHENTICATED",
+        _ => "",
+    };
+    format!("{code} {name}").trim_end().to_owned()
 }
 
 /// The columns of one hop.

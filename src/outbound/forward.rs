@@ -27,6 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
 
+/// How long a kept connection to an upstream may stay with nothing in flight before it is
+/// closed: HTTP/1.1 connections in the clients' pools and HTTP/2 connections alike.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
 /// Time allowed to open a CONNECT tunnel's upstream connection.
 const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,10 +94,10 @@ impl Upstream {
             tls_h2.push(Some(tls_client(roots, cert, timeout, true)?));
         }
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(UPSTREAM_IDLE)
             .build(connector(cfg.connect_timeout));
         let client_h2 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(UPSTREAM_IDLE)
             .http2_only(true)
             .build(connector(cfg.connect_timeout));
         let plain_routes = cfg
@@ -132,7 +136,7 @@ impl Upstream {
                     .find(|h| h.dest().eq_ignore_ascii_case(p.dest()));
                 match kept {
                     Some(h) => Some(h.clone()),
-                    None => H2Pool::new(p.dest(), cfg.connect_timeout).map(Arc::new),
+                    None => H2Pool::new(p.dest(), cfg.connect_timeout, UPSTREAM_IDLE).map(Arc::new),
                 }
             })
             .collect();
@@ -305,7 +309,7 @@ fn tls_client(
         builder.enable_http1().wrap_connector(http)
     };
     Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(UPSTREAM_IDLE)
         .http2_only(h2)
         .build(connector))
 }

@@ -394,3 +394,120 @@ async fn cs_mfa_challenge_reaches_the_caller_and_a_code_only_step_up_satisfies_i
     assert_eq!(c["sub"], "alice");
     chain.stop().await;
 }
+
+/// The chain over gRPC (`Options::grpc`): every sidecar speaks HTTP/2 to its app, every app calls
+/// the next hop over h2c at its sidecar's per-upstream port; C sees alice with the grants and
+/// act of both hops, and a call without a token is a gRPC UNAUTHENTICATED with its challenge.
+#[test_log::test(tokio::test)]
+async fn over_grpc_each_hop_sees_its_exchanged_token_and_a_missing_token_is_unauthenticated() {
+    let chain = Chain::start_with(baton::demo::Options {
+        grpc: true,
+        ..Default::default()
+    })
+    .await
+    .expect("chain");
+    let tokens = chain
+        .sign_in(DEMO_USER, DEMO_PASSWORD)
+        .await
+        .expect("sign in");
+    let before = chain.idp.exchanges();
+    let answer = chain
+        .call_grpc(Some(&tokens.access_token))
+        .await
+        .expect("call");
+    assert_eq!(answer.status, 0, "{answer:?}");
+    let body = &answer.body;
+    assert_eq!(body["next"]["next"]["service"], "service-c", "{body}");
+    let c = hop(body, 2);
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["aud"], "service-c");
+    assert_eq!(c["grants"], json!(["service-a", "service-b", "service-c"]));
+    assert_eq!(
+        c["act"],
+        json!({"sub": "service-b", "act": {"sub": "service-a"}})
+    );
+    assert_eq!(hop(body, 1)["act"], json!({"sub": "service-a"}));
+    assert_eq!(hop(body, 0)["aud"], "service-a");
+    assert_eq!(chain.idp.exchanges() - before, 2);
+    // Again: both exchanges come from the sidecars' caches.
+    let before = chain.idp.exchanges();
+    let again = chain
+        .call_grpc(Some(&tokens.access_token))
+        .await
+        .expect("call");
+    assert_eq!(again.status, 0);
+    assert_eq!(chain.idp.exchanges(), before);
+
+    let refused = chain.call_grpc(None).await.expect("call");
+    assert_eq!(refused.status, 16, "{refused:?}");
+    let www = refused.www_authenticate.expect("challenge");
+    assert!(
+        www.to_str().expect("ascii").starts_with("Bearer realm="),
+        "{www:?}"
+    );
+    assert_eq!(refused.body, Value::Null);
+    chain.stop().await;
+}
+
+/// `baton demo --grpc` as a user runs it: the per-hop table, the cached second call, the refusal.
+#[test]
+fn the_grpc_demo_prints_the_per_hop_table() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["demo", "--grpc"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run baton demo");
+    // Bounded: every call in the demo has its own timeout; this only guards a hang.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("baton demo --grpc did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert!(status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("grpc-status 0 OK; each app saw this token"),
+        "{out}"
+    );
+    let row = |service: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{service} │")))
+            .unwrap_or_else(|| panic!("no row for {service}: {out}"))
+            .to_owned()
+    };
+    let c = row("service-c");
+    assert!(c.contains("service-a, service-b, service-c"), "{c}");
+    assert!(c.contains("service-b ← service-a"), "{c}");
+    assert!(c.contains("sub=alice account_id=acct-1001"), "{c}");
+    assert!(row("service-b").contains("│ service-a "), "{out}");
+    assert!(
+        out.contains("token exchanges at the IdP for this call: 2"),
+        "{out}"
+    );
+    assert!(out.contains("token exchanges at the IdP: 0"), "{out}");
+    assert!(out.contains("grpc-status 16 UNAUTHENTICATED"), "{out}");
+    // The demo prints token digests, never a token.
+    assert!(!out.contains("eyJ"), "{out}");
+}

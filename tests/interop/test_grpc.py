@@ -8,6 +8,7 @@ messages. The standard health service comes from grpcio-health-checking.
 
 import base64
 import json
+import time
 from concurrent import futures
 
 import grpc
@@ -83,6 +84,56 @@ class App:
             for _ in range(int(request.decode())):
                 yield chunk
 
+        def claims_count(request, context):
+            """Server streaming: the caller's claims as seen here, then the numbers 0..n-1."""
+            record("ClaimsCount", context)
+            context.set_trailing_metadata([TRAILER])
+            yield json.dumps(claims_of(context.invocation_metadata())).encode()
+            for i in range(int(request.decode())):
+                yield str(i).encode()
+
+        def claims_chat(requests_iter, context):
+            """Bidirectional: each message back with the claims as seen here."""
+            record("ClaimsChat", context)
+            context.set_trailing_metadata([TRAILER])
+            claims = claims_of(context.invocation_metadata())
+            for message in requests_iter:
+                yield json.dumps({"echo": message.decode(), "claims": claims}).encode()
+
+        def slow(request, context):
+            """Server streaming at a walk: n messages, 0.2 s apart."""
+            record("Slow", context)
+            context.set_trailing_metadata([TRAILER])
+            for i in range(int(request.decode())):
+                time.sleep(0.2)
+                yield str(i).encode()
+
+        def upstream_md(context):
+            token = dict(context.invocation_metadata()).get("authorization")
+            return [("authorization", token)] if token else []
+
+        def relay_count(request, context):
+            """Server streaming relayed from the upstream's ClaimsCount through the sidecar."""
+            record("RelayCount", context)
+            with grpc.insecure_channel(f"127.0.0.1:{app.upstream_port}") as ch:
+                call = ch.unary_stream("/demo.Echo/ClaimsCount")(
+                    request, metadata=upstream_md(context), timeout=10
+                )
+                for message in call:
+                    yield message
+                context.set_trailing_metadata(call.trailing_metadata())
+
+        def relay_chat(requests_iter, context):
+            """Bidirectional, each message relayed to the upstream's ClaimsChat and back."""
+            record("RelayChat", context)
+            with grpc.insecure_channel(f"127.0.0.1:{app.upstream_port}") as ch:
+                call = ch.stream_stream("/demo.Echo/ClaimsChat")(
+                    requests_iter, metadata=upstream_md(context), timeout=10
+                )
+                for message in call:
+                    yield message
+                context.set_trailing_metadata(call.trailing_metadata())
+
         def call_out(request, context):
             """Calls the upstream through the sidecar's outbound port, propagating the token."""
             record("CallOut", context)
@@ -104,6 +155,11 @@ class App:
             "Sink": grpc.stream_unary_rpc_method_handler(sink),
             "Source": grpc.unary_stream_rpc_method_handler(source),
             "CallOut": grpc.unary_unary_rpc_method_handler(call_out),
+            "ClaimsCount": grpc.unary_stream_rpc_method_handler(claims_count),
+            "ClaimsChat": grpc.stream_stream_rpc_method_handler(claims_chat),
+            "Slow": grpc.unary_stream_rpc_method_handler(slow),
+            "RelayCount": grpc.unary_stream_rpc_method_handler(relay_count),
+            "RelayChat": grpc.stream_stream_rpc_method_handler(relay_chat),
         }
         opts = [("grpc.max_receive_message_length", 4 * CHUNK)]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=opts)
@@ -121,7 +177,7 @@ class App:
 
 
 class GrpcSidecar:
-    def __init__(self, tmp, idp, audience, app_port, outbound_ports=""):
+    def __init__(self, tmp, idp, audience, app_port, outbound_ports="", grace="30s"):
         inbound, outbound, admin = free_port(), free_port(), free_port()
         self.inbound, self.admin = inbound, admin
         cfg = tmp / f"sidecar-{audience}.yaml"
@@ -137,6 +193,7 @@ class GrpcSidecar:
             f'app: "127.0.0.1:{app_port}"\n'
             f"limits:\n"
             f"  max_body_bytes: {2 * CHUNK}\n"
+            f"  shutdown_grace: {grace}\n"
             f"routes:\n"
             f"  - name: admin\n"
             f"    path: /demo.Echo/Admin\n"
@@ -307,7 +364,8 @@ def user_token_for_b(idp):
 
 def test_chain_a_b_c_over_grpc_exchanges_on_each_hop(tmp_path, idp):
     """A (this client) → sidecar B → app B → B's outbound port → sidecar C → app C, all gRPC:
-    C sees alice with the `grants` and `act` of both hops; B's token never reaches C."""
+    unary, server-streaming and bidirectional calls; C sees alice with the `grants` and `act` of
+    both hops; B's token never reaches C."""
     app_c = App()
     sidecar_c = GrpcSidecar(tmp_path, idp, "service-c", app_c.port)
     port = free_port()
@@ -340,17 +398,63 @@ def test_chain_a_b_c_over_grpc_exchanges_on_each_hop(tmp_path, idp):
             assert claims["act"]["sub"] == "service-b", claims
             assert claims["act"]["act"]["sub"] == A, claims
             assert "service-b" in claims["grants"] and "service-c" in claims["grants"], claims
-        seen_at_c = [m for _, m in app_c.seen]
+        # Server streaming and bidirectional streaming through the same chain: C's first
+        # message (or every message) carries the claims C's sidecar verified.
+        def at_c(claims):
+            assert claims["aud"] in ("service-c", ["service-c"]), claims
+            assert claims["sub"] == "alice" and claims["account_id"] == "acct-1001", claims
+            assert claims["act"] == {"sub": "service-b", "act": {"sub": A}}, claims
+            assert {"service-b", "service-c"} <= set(claims["grants"]), claims
+
+        stream = sidecar_b.channel.unary_stream("/demo.Echo/RelayCount")(
+            b"3", metadata=md, timeout=20
+        )
+        messages = list(stream)
+        at_c(json.loads(messages[0]))
+        assert messages[1:] == [b"0", b"1", b"2"]
+        assert TRAILER in stream.trailing_metadata()
+        assert stream.code() == grpc.StatusCode.OK
+        chat = sidecar_b.channel.stream_stream("/demo.Echo/RelayChat")(
+            iter([b"one", b"two", b"three"]), metadata=md, timeout=20
+        )
+        answers = [json.loads(m) for m in chat]
+        assert [a["echo"] for a in answers] == ["one", "two", "three"]
+        for a in answers:
+            at_c(a["claims"])
+        assert TRAILER in chat.trailing_metadata()
+        seen_at_c = [m for name, m in app_c.seen if name in ("Unary",)]
+        assert all(m["authorization"] != f"Bearer {token}" for _, m in app_c.seen)
         assert len(seen_at_c) == 2
-        assert all(m["authorization"] != f"Bearer {token}" for m in seen_at_c)
         # A call to B's outbound port without the caller's token is refused as gRPC reads it.
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             with pytest.raises(grpc.RpcError) as refused:
                 ch.unary_unary("/demo.Echo/Unary")(b"x", timeout=10)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert len(app_c.seen) == 2
+        assert len(app_c.seen) == 4
     finally:
         sidecar_b.stop()
         sidecar_c.stop()
         app_b.stop()
         app_c.stop()
+
+
+def test_sigterm_during_a_stream_lets_it_finish_within_the_grace(tmp_path, idp, app):
+    """SIGTERM while a server stream is mid-way: the stream runs to its end with its trailers,
+    new calls are refused, and the sidecar exits within shutdown_grace."""
+    sidecar = GrpcSidecar(tmp_path, idp, B, app.port, grace="10s")
+    try:
+        md = [("authorization", f"Bearer {cc_token(idp)}")]
+        stream = sidecar.channel.unary_stream("/demo.Echo/Slow")(b"15", metadata=md, timeout=30)
+        assert next(stream) == b"0"
+        sidecar.process.proc.terminate()
+        rest = list(stream)
+        assert rest == [str(i).encode() for i in range(1, 15)]
+        assert stream.code() == grpc.StatusCode.OK
+        assert TRAILER in stream.trailing_metadata()
+        # The stream took about 3 s; the sidecar is gone well within the 10 s grace after it.
+        assert sidecar.process.proc.wait(timeout=10) == 0
+        with pytest.raises(grpc.RpcError) as after:
+            sidecar.channel.unary_unary("/demo.Echo/Unary")(b"x", metadata=md, timeout=5)
+        assert after.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        sidecar.stop()

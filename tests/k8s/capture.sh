@@ -28,6 +28,14 @@ cd "$(dirname "$0")/../.."
 BATON="${BATON:-target/debug/baton}"
 IDP="${IDP:-$(dirname "$BATON")/baton-idp}"
 PY=/usr/bin/python3
+GRPC_PY="${GRPC_PY:-.venv/bin/python}"
+GRPC_SITE=""
+if [ "$SIDECAR" = baton ] && [ -x "$GRPC_PY" ]; then
+  GRPC_SITE="$("$GRPC_PY" -c 'import grpc, os; print(os.path.dirname(os.path.dirname(grpc.__file__)))' 2>/dev/null || true)"
+  [ -n "$GRPC_SITE" ] && PYTHONPATH="$GRPC_SITE" $PY -c 'import grpc, grpc_health.v1.health' 2>/dev/null || GRPC_SITE=""
+fi
+# /usr/bin/python3 with grpcio, for any uid.
+GRPC=(env "PYTHONPATH=$GRPC_SITE" $PY)
 [ "$(id -u)" = 0 ] || { echo "capture.sh: needs root (network namespaces, iptables)"; exit 1; }
 "$BATON" init-net --help >/dev/null 2>&1 || { echo "capture.sh: $BATON has no init-net subcommand"; exit 1; }
 "$IDP" --help >/dev/null 2>&1 || { echo "capture.sh: no baton-idp at $IDP (cargo build --bins)"; exit 1; }
@@ -121,6 +129,41 @@ if problems:
     sys.exit("exchanged token has wrong claims: " + ", ".join(problems))
 print(f"aud={aud} sub={claims['sub']} act.sub={claims['act']['sub']}")
 PY
+# The gRPC health server on the client side: SERVING, and each call's authorization (or -)
+# appended to a file.
+cat > "$work/health_server.py" <<'PY'
+import sys
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+class Recording(health.HealthServicer):
+    def Check(self, request, context):
+        with open(sys.argv[1], "a") as f:
+            f.write(dict(context.invocation_metadata()).get("authorization", "-") + "\n")
+        return super().Check(request, context)
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+servicer = Recording()
+servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+server.add_insecure_port("10.78.0.1:50051")
+server.start()
+server.wait_for_termination()
+PY
+# The app's gRPC health check, as any grpcio client writes it: argv = target, token or "-".
+# Prints the status name, or the error code's name.
+cat > "$work/health_check.py" <<'PY'
+import sys
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+target, token = sys.argv[1], sys.argv[2]
+md = [] if token == "-" else [("authorization", f"Bearer {token}")]
+with grpc.insecure_channel(target) as ch:
+    try:
+        rsp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), metadata=md, timeout=10)
+        print(health_pb2.HealthCheckResponse.ServingStatus.Name(rsp.status))
+    except grpc.RpcError as e:
+        print(e.code().name)
+PY
 cat > "$work/standin.py" <<'PY'
 # Stand-in sidecar: answers which listener a connection reached and its original destination.
 import http.server, socket, struct, sys, threading, urllib.request
@@ -169,9 +212,13 @@ outbound:
   client: {client_id: service-a, secret_file: $work/secret-service-a}
   routes:
     - {name: service-b, host: "10.78.0.1:80", audience: service-b}
+    - {name: health, host: "10.78.0.1:50051", audience: service-b}
 YAML
 chmod -R a+rX "$work"
 spawn "$cli" $PY "$work/recorder.py" "$work/service-b.auth" >/dev/null 2>&1
+if [ -n "$GRPC_SITE" ]; then
+  spawn "$cli" "${GRPC[@]}" "$work/health_server.py" "$work/health.auth" >"$work/health.log" 2>&1
+fi
 spawn "$cli" env -u SERVICE_A_SECRET -u SERVICE_B_SECRET "$(realpath "$IDP")" --allow-inline-secrets -c "$work/idp.yaml" >"$work/idp.log" 2>&1
 spawn "$pod" "${APP[@]}" $PY -m http.server 8080 --bind :: --directory "$work/app" >/dev/null 2>&1
 case "$SIDECAR" in
@@ -189,6 +236,7 @@ wait_port() { # ns ip port
 }
 wait_port "$cli" 10.78.0.1 80
 wait_port "$cli" 10.78.0.1 9000
+[ -z "$GRPC_SITE" ] || wait_port "$cli" 10.78.0.1 50051
 wait_port "$pod" 127.0.0.1 8080
 wait_port "$pod" 127.0.0.1 15006
 wait_port "$pod" 127.0.0.1 15001
@@ -208,9 +256,9 @@ out="$(cli_get 'http://[fd78::2]:8080/')"
 ok "before init-net the client reaches the app directly (IPv4 and IPv6)"
 
 # --- init-net ---------------------------------------------------------------------------------
-in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000 --exclude 10.78.0.1:9000
+in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000,50051 --exclude 10.78.0.1:9000
 before="$(in_pod iptables-save -t nat | grep -c BATON)/$(in_pod ip6tables-save -t nat | grep -c BATON)"
-in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000 --exclude 10.78.0.1:9000
+in_pod "$BATON" init-net --inbound-ports 8080 --outbound-ports 80,9000,50051 --exclude 10.78.0.1:9000
 after="$(in_pod iptables-save -t nat | grep -c BATON)/$(in_pod ip6tables-save -t nat | grep -c BATON)"
 [ "$before" = "$after" ] || fail "a second init-net changed the rules ($before → $after lines)"
 ok "init-net installed the rules; a second run changed nothing ($after BATON lines in iptables/ip6tables)"
@@ -299,6 +347,22 @@ if [ "$SIDECAR" = baton ]; then
   [[ "$out" == remote-marker*200 ]] || fail "app → service-b with alice's token should succeed: $out $(tail -5 "$work/baton.log")"
   claims="$($PY "$work/check_token.py" "$work/service-b.auth" "$token")" || fail "exchange not proven (see above)"
   ok "the app's plain call with alice's token was exchanged on the way out: service-b got $claims"
+
+  # (8) gRPC through capture: the HTTP/2 preface on the redirected connection.
+  if [ -n "$GRPC_SITE" ]; then
+    : > "$work/health.auth"
+    out="$(in_pod "${APP[@]}" env -u http_proxy -u HTTP_PROXY -u all_proxy -u ALL_PROXY -u grpc_proxy \
+      timeout 20 "${GRPC[@]}" "$work/health_check.py" 10.78.0.1:50051 "$token" 2>&1 || true)"
+    [ "$out" = SERVING ] || fail "app's gRPC health check through capture: $out $(tail -5 "$work/baton.log")"
+    claims="$($PY "$work/check_token.py" "$work/health.auth" "$token")" || fail "gRPC exchange not proven (see above)"
+    out="$(in_pod "${APP[@]}" env -u http_proxy -u HTTP_PROXY -u all_proxy -u ALL_PROXY -u grpc_proxy \
+      timeout 20 "${GRPC[@]}" "$work/health_check.py" 10.78.0.1:50051 - 2>&1 || true)"
+    [ "$out" = UNAUTHENTICATED ] || fail "app's gRPC call without a token through capture: $out"
+    [ "$(wc -l < "$work/health.auth")" = 1 ] || fail "the call without a token reached the health server"
+    ok "gRPC through capture: the app's health check is SERVING with an exchanged token ($claims); without a token UNAUTHENTICATED, nothing sent"
+  else
+    echo "skipped (8) gRPC through capture: no grpcio for $PY (GRPC_PY; tests/interop/run.sh makes .venv)"
+  fi
 fi
 
 echo "capture.sh: all checks passed (sidecar: $SIDECAR)"
