@@ -33,6 +33,7 @@
 //! - [`dpop`]: DPoP (RFC 9449) proofs: checking, thumbprints, the replay store, a proof key.
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`txn`]: Transaction Tokens: the format and verification the IdP and the sidecar share.
+//! - [`otel`]: OpenTelemetry traces: W3C Trace Context, spans, the bounded OTLP export.
 //! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
 pub mod admin;
@@ -47,6 +48,7 @@ pub mod idp;
 pub mod inbound;
 pub mod jwt;
 pub mod k8s;
+pub mod otel;
 pub mod outbound;
 pub mod page;
 pub mod process;

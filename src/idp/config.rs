@@ -102,6 +102,9 @@ pub struct Config {
     pub store: StoreConfig,
     /// Transaction Tokens (`txn_tokens:`), when this IdP is the trust domain's Txn-Token Service.
     pub txn_tokens: Option<TxnTokens>,
+    /// The `tracing:` section (OpenTelemetry export); the `OTEL_*` variables fill in what it
+    /// leaves out when the IdP starts.
+    pub tracing: Option<crate::otel::RawTracing>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.

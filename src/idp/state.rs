@@ -23,6 +23,9 @@ pub enum IdpError {
     /// The signing keys in the database could not be used.
     #[error(transparent)]
     DbKeys(#[from] store::keys::KeysError),
+    /// The `tracing:` settings or the `OTEL_*` variables are unusable.
+    #[error(transparent)]
+    Tracing(#[from] crate::otel::Error),
 }
 
 /// Where the signing keys live.
@@ -49,6 +52,8 @@ pub struct Idp {
     pub(crate) throttle: throttle::Throttle<throttle::Counters>,
     /// DPoP proofs at the token endpoint: checks and the bounded replay store.
     pub(crate) dpop: crate::dpop::Verifier,
+    /// Where the token endpoint's spans go, when tracing is on.
+    pub(crate) tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 impl Idp {
@@ -85,7 +90,16 @@ impl Idp {
             memory_mib = passwords.memory_bound() >> 20,
             "password checks bounded"
         );
+        let metrics = metrics::Metrics::default();
+        let tracing = match crate::otel::Settings::resolve(config.tracing.as_ref(), "baton-idp")? {
+            Some(s) => Some(crate::otel::Tracing::start(
+                &s,
+                metrics.trace_spans_dropped.clone(),
+            )?),
+            None => None,
+        };
         Ok(Self {
+            tracing,
             throttle: throttle::Throttle::with_store(
                 lim.throttle,
                 throttle::Counters::of(&store, &config.login.throttle, config.users.len()),
@@ -94,11 +108,25 @@ impl Idp {
             config,
             key_source,
             ring: RwLock::new(Arc::new(ring)),
-            metrics: metrics::Metrics::default(),
+            metrics,
             sealer,
             passwords,
             dpop: crate::dpop::Verifier::default(),
         })
+    }
+
+    /// Traces the token endpoint into `tracing` instead of where the config and the `OTEL_*`
+    /// variables say (`baton demo` collects spans in-process).
+    pub fn with_tracing(mut self, tracing: Arc<crate::otel::Tracing>) -> Self {
+        self.tracing = Some(tracing);
+        self
+    }
+
+    /// Stops taking spans; those queued are still exported.
+    pub fn shutdown_tracing(&self) {
+        if let Some(t) = &self.tracing {
+            t.shutdown();
+        }
     }
 
     /// Readies the store (for a database: migrations, schema check, revocations copy).

@@ -41,6 +41,7 @@ pub(super) struct RawConfig {
     pub(super) branding: super::branding::RawBranding,
     pub(super) store: Option<super::store::RawStore>,
     pub(super) txn_tokens: Option<super::txn::RawTxnTokens>,
+    pub(super) tracing: Option<crate::otel::RawTracing>,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {

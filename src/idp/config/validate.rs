@@ -54,6 +54,7 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
         branding: super::branding::theme(raw.branding, &base, p),
         store: super::store::store(raw.store, &sources, p),
         txn_tokens,
+        tracing: crate::config::tracing_section(p, raw.tracing),
     };
     grants::default_audiences(&cfg, &client_fields, p);
     check::warnings(&cfg, &client_fields, p);
