@@ -233,15 +233,13 @@ impl Tracing {
         Tracing::with_sink(&settings.service_name, settings.sampler, sink, dropped)
     }
 
-    /// Collects finished spans in `collected` instead of exporting them (`baton demo`).
-    pub fn in_memory(
-        service_name: &str,
-        collected: Arc<Mutex<Vec<SpanData>>>,
-    ) -> Result<Arc<Tracing>, Error> {
+    /// Collects finished spans in `collected`, with `service_name`, instead of exporting them
+    /// (`baton demo`).
+    pub fn in_memory(service_name: &str, collected: Collected) -> Result<Arc<Tracing>, Error> {
         Tracing::with_sink(
             service_name,
             Ratio::Always,
-            Sink::Memory(collected),
+            Sink::Memory(Arc::from(service_name), collected),
             Counter::default(),
         )
     }
@@ -249,9 +247,16 @@ impl Tracing {
     fn with_sink(
         service_name: &str,
         sampler: Ratio,
-        sink: Sink,
+        mut sink: Sink,
         dropped: Counter,
     ) -> Result<Arc<Tracing>, Error> {
+        let resource = Resource::builder_empty()
+            .with_service_name(service_name.to_owned())
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        if let Sink::Otlp(exporter) = &mut sink {
+            exporter.set_resource(&resource);
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -269,10 +274,6 @@ impl Tracing {
             Ratio::IgnoreParent(true) => Sampler::AlwaysOn,
             Ratio::IgnoreParent(false) => Sampler::AlwaysOff,
         };
-        let resource = Resource::builder_empty()
-            .with_service_name(service_name.to_owned())
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(Queue {
                 tx: Mutex::new(Some(tx)),
@@ -396,10 +397,13 @@ pub fn enduser(sub: &str) -> KeyValue {
     KeyValue::new("enduser.id", crate::secret::fingerprint(sub.as_bytes()))
 }
 
+/// Spans collected in-process, each with its `service.name`.
+pub type Collected = Arc<Mutex<Vec<(Arc<str>, SpanData)>>>;
+
 /// Where finished spans go.
 enum Sink {
     Otlp(Box<opentelemetry_otlp::SpanExporter>),
-    Memory(Arc<Mutex<Vec<SpanData>>>),
+    Memory(Arc<str>, Collected),
 }
 
 /// The span processor: finished spans into the bounded queue, never waiting.
@@ -446,10 +450,10 @@ async fn export_loop(mut rx: tokio::sync::mpsc::Receiver<SpanData>, sink: Sink, 
         }
         let n = batch.len() as u64;
         match &sink {
-            Sink::Memory(spans) => spans
+            Sink::Memory(service, spans) => spans
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .append(&mut batch),
+                .extend(batch.drain(..).map(|s| (service.clone(), s))),
             Sink::Otlp(exporter) => {
                 let sent = tokio::time::timeout(
                     EXPORT_TIMEOUT + Duration::from_secs(1),

@@ -20,6 +20,7 @@ mod inbound;
 mod k8s;
 mod login_abuse;
 mod logout;
+mod otel;
 mod outbound;
 mod pages;
 mod path_confusion;
