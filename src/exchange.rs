@@ -382,6 +382,16 @@ impl Exchanger {
             None => self.post(&mut form, asked, target, dpop, now).await,
             Some(cx) => {
                 use crate::otel::FutureExt as _;
+                use opentelemetry::trace::TraceContextExt as _;
+                if let Ok(endpoint) = self.token_endpoint().await {
+                    let host = endpoint.host_str().unwrap_or_default().to_owned();
+                    let port = endpoint.port().map(|p| format!(":{p}")).unwrap_or_default();
+                    let url = format!("{}://{host}{port}{}", endpoint.scheme(), endpoint.path());
+                    cx.span().set_attributes([
+                        opentelemetry::KeyValue::new("server.address", host),
+                        opentelemetry::KeyValue::new("url.full", url),
+                    ]);
+                }
                 let r = Box::pin(self.post(&mut form, asked, target, dpop, now))
                     .with_context(cx.clone())
                     .await;
@@ -391,7 +401,6 @@ impl Exchanger {
                     Err(ExchangeError::BadAnswer(_)) => "bad_answer",
                     Err(_) => "unavailable",
                 };
-                use opentelemetry::trace::TraceContextExt as _;
                 cx.span().set_attribute(opentelemetry::KeyValue::new(
                     "baton.exchange.outcome",
                     outcome,
@@ -479,19 +488,6 @@ impl Exchanger {
         let mut trace = http::HeaderMap::new();
         crate::otel::inject(&opentelemetry::Context::current(), &mut trace);
         if !trace.is_empty() {
-            crate::otel::note(opentelemetry::KeyValue::new(
-                "server.address",
-                endpoint.host_str().unwrap_or_default().to_owned(),
-            ));
-            crate::otel::note(opentelemetry::KeyValue::new(
-                "url.full",
-                format!(
-                    "{}://{}{}",
-                    endpoint.scheme(),
-                    endpoint.host_str().unwrap_or_default(),
-                    endpoint.port().map(|p| format!(":{p}")).unwrap_or_default()
-                ) + endpoint.path(),
-            ));
             req = req.headers(trace);
         }
         let rsp = req.form(&*form).send().await.map_err(unavailable)?;
