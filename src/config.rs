@@ -24,6 +24,7 @@ pub(crate) mod yaml;
 pub use dpop::{DpopMode, DpopSettings};
 pub use findings::{ConfigErrors, Finding, Missing, Problems, Report};
 pub use routes::{Access, ClaimRule, Requirements, Route};
+pub(crate) use sidecar::tracing_section;
 pub use sidecar::{
     AdminSettings, AppProtocol, Config, InboundSettings, JwksSettings, Listeners, Mode,
 };

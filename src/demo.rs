@@ -9,6 +9,7 @@
 
 pub mod app;
 mod report;
+pub mod trace;
 
 use crate::config::Config;
 use crate::idp::{self, Idp};
@@ -38,7 +39,7 @@ pub const MFA_PATH: &str = "/mfa/report";
 pub const UNREACHABLE_PATH: &str = "/hwk/report";
 
 /// Variations of the chain, for tests.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The IdP's access-token lifetime in seconds, instead of the demo config's.
     pub access_lifetime: Option<u64>,
@@ -64,6 +65,17 @@ pub struct Options {
     /// The chain over gRPC: every sidecar speaks HTTP/2 to its app (`app_protocol: http2`),
     /// and each app calls the next hop over h2c at its sidecar's per-upstream outbound port.
     pub grpc: bool,
+    /// Where the chain's spans go (every sidecar and the IdP), when traced.
+    pub tracing: Option<TraceTo>,
+}
+
+/// Where the chain's spans go.
+#[derive(Debug, Clone)]
+pub enum TraceTo {
+    /// An OTLP/HTTP collector at this base URL (`/v1/traces` appended).
+    Otlp(String),
+    /// Collected in-process, for [`report`] to draw.
+    Memory(crate::otel::Collected),
 }
 
 /// The trust domain of the chain's Transaction Tokens ([`Options::txn_tokens`]).
@@ -96,6 +108,9 @@ pub enum Error {
     /// Calling the chain over gRPC failed.
     #[error("call service-a over gRPC: {0}")]
     Grpc(#[from] app::grpc::CallError),
+    /// Tracing could not start.
+    #[error(transparent)]
+    Tracing(#[from] crate::otel::Error),
 }
 
 /// One service of the chain: its echo app and its sidecar.
@@ -189,7 +204,19 @@ impl Chain {
                 unsigned_subject_clients: Vec::new(),
             });
         }
-        let idp = Arc::new(Idp::new(idp_cfg)?);
+        let tracing = options.tracing.clone();
+        if let Some(TraceTo::Otlp(endpoint)) = &tracing {
+            idp_cfg.tracing = Some(crate::otel::RawTracing {
+                endpoint: Some(endpoint.clone()),
+                service_name: Some("baton-idp".to_owned()),
+                sampler_ratio: None,
+            });
+        }
+        let mut idp = Idp::new(idp_cfg)?;
+        if let Some(TraceTo::Memory(spans)) = &tracing {
+            idp = idp.with_tracing(crate::otel::Tracing::in_memory("baton-idp", spans.clone())?);
+        }
+        let idp = Arc::new(idp);
         let (idp_stop, idp_signal) = shutdown::channel();
         let idp_task = tokio::spawn(idp::serve(idp.clone(), idp_listener, idp_signal.wait()));
 
@@ -257,8 +284,21 @@ impl Chain {
                 ),
                 None => yaml,
             };
+            let yaml = match &tracing {
+                Some(TraceTo::Otlp(endpoint)) => format!(
+                    "{yaml}tracing:\n  endpoint: {endpoint}\n  service_name: {name}-baton\n"
+                ),
+                _ => yaml,
+            };
             let cfg = Config::from_yaml(&yaml, &format!("sidecar-{name}.yaml"))?;
-            let running = sidecar::start(cfg, l, None).await?;
+            let running = match &tracing {
+                Some(TraceTo::Memory(spans)) => {
+                    let t =
+                        crate::otel::Tracing::in_memory(&format!("{name}-baton"), spans.clone())?;
+                    sidecar::start_with_tracing(cfg, l, Some(t)).await?
+                }
+                _ => sidecar::start(cfg, l, None).await?,
+            };
             hops.push(Hop {
                 name,
                 app: app_addr,
@@ -338,6 +378,7 @@ impl Chain {
 
     /// Stops the IdP only (fault demonstrations); the sidecars keep running.
     pub async fn stop_idp(&mut self) {
+        self.idp.shutdown_tracing();
         if let Some(stop) = self.idp_stop.take() {
             stop.fire();
         }
@@ -454,8 +495,10 @@ pub async fn main(serve: bool, grpc: bool) -> ExitCode {
 }
 
 async fn run() -> Result<(), Error> {
+    let spans = crate::otel::Collected::default();
     let chain = Chain::start_with(Options {
         txn_tokens: true,
+        tracing: Some(TraceTo::Memory(spans.clone())),
         ..Options::default()
     })
     .await?;
@@ -466,8 +509,10 @@ async fn run() -> Result<(), Error> {
     let tokens = agent.sign_in(&req, None).await?.tokens;
     out.signed_in(&tokens);
     let before = chain.idp.exchanges();
+    spans.lock().unwrap_or_else(|e| e.into_inner()).clear();
     let (status, body) = chain.call(&tokens.access_token, "/").await?;
     out.first_call(status, &body, chain.idp.exchanges() - before);
+    out.trace(&collected_trace(&spans).await);
     out.txn_tokens(&body);
     let before = chain.idp.exchanges();
     let (status, _) = chain.call(&tokens.access_token, "/").await?;
@@ -505,6 +550,39 @@ async fn run_grpc() -> Result<(), Error> {
     out.grpc_refused(&answer);
     chain.stop().await;
     Ok(())
+}
+
+/// The tree of the call just made: the trace of the `inbound` span at service-a that started
+/// one, once its spans are in (the exporters gather for a moment; at most 3 s).
+async fn collected_trace(spans: &crate::otel::Collected) -> String {
+    use opentelemetry::trace::TraceId;
+    let root = |all: &[(Arc<str>, opentelemetry_sdk::trace::SpanData)]| {
+        all.iter()
+            .find(|(service, s)| {
+                &**service == "service-a-baton"
+                    && s.name == "inbound"
+                    && s.parent_span_id == opentelemetry::trace::SpanId::INVALID
+            })
+            .map(|(_, s)| s.span_context.trace_id())
+    };
+    let (mut drawn, mut last) = (String::new(), 0);
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let all = spans.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let trace = root(&all).unwrap_or(TraceId::INVALID);
+        let n = all
+            .iter()
+            .filter(|(_, s)| s.span_context.trace_id() == trace)
+            .count();
+        drawn = trace::tree(&all, trace);
+        // A, B, C: inbound and app; A and B: outbound, exchange; the IdP: two token requests;
+        // more with Txn-Tokens. Done once that many are in and no more came.
+        if n >= 12 && n == last {
+            break;
+        }
+        last = n;
+    }
+    drawn
 }
 
 /// Steps `tokens`' user up to `mfa` in the same IdP session: `id_token_hint`, `acr_values=mfa`

@@ -423,7 +423,53 @@ impl Exchanger {
                 "recently unreachable; failing fast",
             ));
         }
-        let result = self.post(&mut form, asked, target, dpop, now).await;
+        // With tracing on (an outbound span is current), the call is a span `exchange` of its
+        // own, and the IdP continues it (`traceparent`).
+        let grant = form.first().map_or("", |(_, g)| grant_name(g));
+        let span = crate::otel::child(
+            "exchange",
+            opentelemetry::trace::SpanKind::Client,
+            vec![
+                opentelemetry::KeyValue::new("http.request.method", "POST"),
+                opentelemetry::KeyValue::new("baton.grant_type", grant),
+            ],
+        );
+        let result = match &span {
+            None => self.post(&mut form, asked, target, dpop, now).await,
+            Some(cx) => {
+                use crate::otel::FutureExt as _;
+                use opentelemetry::trace::TraceContextExt as _;
+                if let Ok(endpoint) = self.token_endpoint().await {
+                    let host = endpoint.host_str().unwrap_or_default().to_owned();
+                    let port = endpoint.port().map(|p| format!(":{p}")).unwrap_or_default();
+                    let url = format!("{}://{host}{port}{}", endpoint.scheme(), endpoint.path());
+                    cx.span().set_attributes([
+                        opentelemetry::KeyValue::new("server.address", host),
+                        opentelemetry::KeyValue::new("url.full", url),
+                    ]);
+                }
+                let r = Box::pin(self.post(&mut form, asked, target, dpop, now))
+                    .with_context(cx.clone())
+                    .await;
+                let outcome = match &r {
+                    Ok(_) => "ok",
+                    Err(ExchangeError::Refused { code, .. }) => crate::otel::error_code(code),
+                    Err(ExchangeError::BadAnswer(_)) => "bad_answer",
+                    Err(_) => "unavailable",
+                };
+                cx.span().set_attribute(opentelemetry::KeyValue::new(
+                    "baton.exchange.outcome",
+                    outcome,
+                ));
+                let status = match &r {
+                    Err(ExchangeError::Refused { status, .. }) => Some(*status),
+                    Err(ExchangeError::Unavailable { .. }) => None,
+                    _ => Some(200),
+                };
+                crate::otel::end(cx, status, false);
+                r
+            }
+        };
         if matches!(result, Err(ExchangeError::Unavailable { .. })) {
             self.down_until
                 .store(now + RETRY_AFTER_SECS, Ordering::Relaxed);
@@ -531,6 +577,11 @@ impl Exchanger {
                 form.push(("client_assertion", svid.expose().to_owned()));
             }
         }
+        let mut trace = http::HeaderMap::new();
+        crate::otel::inject(&opentelemetry::Context::current(), &mut trace);
+        if !trace.is_empty() {
+            req = req.headers(trace);
+        }
         let rsp = req.form(&form).send().await.map_err(unavailable)?;
         let status = rsp.status();
         let fresh = rsp
@@ -559,6 +610,17 @@ fn nonce_ok(n: &str) -> bool {
         && n.len() <= crate::dpop::MAX_NONCE_LEN
         && n.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// The short name of a `grant_type` value, for spans.
+fn grant_name(grant: &str) -> &'static str {
+    match grant {
+        GRANT_TOKEN_EXCHANGE => "token_exchange",
+        "client_credentials" => "client_credentials",
+        "authorization_code" => "authorization_code",
+        "refresh_token" => "refresh_token",
+        _ => "other",
+    }
 }
 
 /// A non-success answer: an OAuth error for a readable 4xx, else the IdP is unavailable.

@@ -67,6 +67,8 @@ pub struct Inbound {
     handles: Option<Arc<crate::confine::Handles>>,
     /// The Transaction Token phase, when `txn_token:` is configured.
     txn: Option<txn::Phase>,
+    /// Where spans go, when tracing is on.
+    tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 /// The part of the configuration a reload may change.
@@ -177,12 +179,19 @@ impl Inbound {
             login,
             dpop: crate::dpop::Verifier::new(cfg.dpop.window, cfg.dpop.replay_capacity),
             handles: None,
+            tracing: None,
             txn,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
             limits: cfg.limits.clone(),
             active: RwLock::new(Arc::new(Active::new(cfg, &metrics, None))),
             metrics,
         }
+    }
+
+    /// Traces every request into `tracing` (module [`crate::otel`]).
+    pub fn with_tracing(mut self, tracing: Arc<crate::otel::Tracing>) -> Self {
+        self.tracing = Some(tracing);
+        self
     }
 
     /// Shares `handles` with the outbound side: `inbound.confine_token` gives the app handles
@@ -289,10 +298,74 @@ where
 /// canonical path, the sidecar's reserved paths, the route, the browser session
 /// ([`browser::before`]), admission ([`admit`]), the Transaction Token, then the app; a refusal
 /// at any phase is answered by [`refuse`].
-/// No span: an instrumented future is one more move of this kilobytes-large one per request; the
-/// events name the method themselves, and at the default `info` level a request that passes logs
-/// nothing.
-pub async fn handle_on<B>(s: &Inbound, last: &LastToken, mut req: Request<B>) -> Response<Body>
+/// No `tracing` span: an instrumented future is one more move of this kilobytes-large one per
+/// request; the events name the method themselves, and at the default `info` level a request
+/// that passes logs nothing. With OpenTelemetry on, the request runs in a boxed future of its
+/// own ([`traced`]).
+pub async fn handle_on<B>(s: &Inbound, last: &LastToken, req: Request<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    match &s.tracing {
+        None => handle_plain::<B, false>(s, last, req).await,
+        Some(t) => Box::pin(traced(s, t, last, req)).await,
+    }
+}
+
+/// One request under its OpenTelemetry span `inbound` (a server span continuing the caller's
+/// `traceparent`, or a new trace), which the handler's hooks annotate.
+async fn traced<B>(
+    s: &Inbound,
+    t: &Arc<crate::otel::Tracing>,
+    last: &LastToken,
+    req: Request<B>,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    use crate::otel::FutureExt as _;
+    use opentelemetry::KeyValue;
+    let parent = crate::otel::extract(req.headers());
+    let attributes = vec![
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("url.path", req.uri().path().to_owned()),
+    ];
+    let cx = t
+        .start_span(
+            "inbound",
+            opentelemetry::trace::SpanKind::Server,
+            &parent,
+            attributes,
+        )
+        .with_value(AppSpan(std::sync::Mutex::new(None)));
+    let rsp = handle_plain::<B, true>(s, last, req)
+        .with_context(cx.clone())
+        .await;
+    crate::otel::end(&cx, Some(rsp.status().as_u16()), true);
+    rsp
+}
+
+/// The request's `baton.route`, `baton.outcome` and, for a refusal, `baton.refusal.reason`
+/// on the current span.
+fn note_outcome(route: &str, outcome: &'static str, refused: bool) {
+    use opentelemetry::KeyValue;
+    crate::otel::note(KeyValue::new("baton.route", route.to_owned()));
+    crate::otel::note(KeyValue::new("baton.outcome", outcome));
+    let verdict = if refused { "refused" } else { "forwarded" };
+    crate::otel::note(KeyValue::new("baton.verdict", verdict));
+    if refused {
+        crate::otel::note(KeyValue::new("baton.refusal.reason", outcome));
+    }
+}
+
+/// [`handle_on`]; `TRACED`: a span is current, and the hooks annotate it.
+async fn handle_plain<B, const TRACED: bool>(
+    s: &Inbound,
+    last: &LastToken,
+    mut req: Request<B>,
+) -> Response<Body>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
     B::Error: Into<BoxError>,
@@ -301,6 +374,9 @@ where
     let cfg = &active.config;
     let grpc = crate::http::grpc::is_grpc(req.headers());
     if let Err(reject) = canonical_path(&cfg.inbound.paths, &mut req) {
+        if TRACED {
+            note_outcome("none", reject.outcome(), true);
+        }
         s.metrics.inbound("none", reject.outcome());
         info!(method = %req.method(), outcome = reject.outcome(), reason = %reject, "refused");
         return reject.answer(&cfg.audience, &active.hint, grpc);
@@ -320,13 +396,16 @@ where
         Some(l) => match Box::pin(browser::before(s, l, route, &mut req, now)).await {
             Ok(n) => n,
             Err(rsp) => {
+                if TRACED {
+                    note_outcome(name, "login", true);
+                }
                 s.metrics.inbound(name, "login");
                 return rsp;
             }
         },
         None => None,
     };
-    let verdict = admit(s, last, route, cfg, &req, now).await;
+    let verdict = admit::<B, TRACED>(s, last, route, cfg, &req, now).await;
     // A proof is for this hop only.
     req.headers_mut().remove(crate::dpop::HEADER);
     // `outcome`: the refusal observe mode forwards anyway; `None` for a request that passed.
@@ -334,6 +413,9 @@ where
         (Ok(Admitted::Public), _) => (None, None),
         (Ok(Admitted::Token(v)), _) => (Some(v), None),
         (Err(denied), Mode::Enforce) => {
+            if TRACED {
+                note_outcome(name, denied.reject.outcome(), true);
+            }
             s.metrics.inbound(name, denied.reject.outcome());
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
             let ctx = Refusal {
@@ -353,19 +435,32 @@ where
     if let Some(t) = &s.txn
         && let Err(e) = Box::pin(t.run(&mut req, claims.as_deref(), cfg.mode)).await
     {
+        if TRACED {
+            note_outcome(name, e.outcome(), true);
+        }
         s.metrics.inbound(name, e.outcome());
         info!(method = %req.method(), route = name, outcome = e.outcome(), reason = %e, "refused");
         return e.into_response(&cfg.audience);
     }
-    let rsp = match send(s, &active, claims.as_deref(), req).await {
+    let sent = send::<B, TRACED>(s, &active, claims.as_deref(), req).await;
+    if TRACED {
+        app_done(sent.as_ref().map(|r| r.status().as_u16()).ok());
+    }
+    let rsp = match sent {
         Ok(rsp) => rsp,
         Err(reject) => {
+            if TRACED {
+                note_outcome(name, reject.outcome(), true);
+            }
             s.metrics.inbound(name, reject.outcome());
             return reject.answer(&cfg.audience, &active.hint, grpc);
         }
     };
     // `None`: the route's passing outcome, counted without a label lookup.
     let passing = || route.map_or("allowed", passing_outcome);
+    if TRACED {
+        note_outcome(name, outcome.unwrap_or_else(passing), false);
+    }
     match (outcome, found) {
         (None, Some((i, _))) => {
             active.forwarded[i].inc();
@@ -409,8 +504,9 @@ async fn refuse(ctx: Refusal<'_>, reject: Reject) -> Response<Body> {
 }
 
 /// The last phase: the request prepared ([`prepare`]) and sent to the app over the pool its
-/// protocol uses, or spliced when it switches protocols.
-async fn send<B>(
+/// protocol uses, or spliced when it switches protocols. `TRACED`: the `app` span starts here
+/// and its context goes to the app.
+async fn send<B, const TRACED: bool>(
     s: &Inbound,
     active: &Active,
     claims: Option<&Verified>,
@@ -425,12 +521,58 @@ where
         return Box::pin(send_marked(s, active, claims, req)).await;
     }
     // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
-    match (prepare(s, active, claims, req), &active.app_h2) {
+    let prepared = match prepare(s, active, claims, req) {
+        Ok(mut req) if TRACED => {
+            let method = req.method().as_str().to_owned();
+            app_span(claims, method, req.headers_mut());
+            Ok(req)
+        }
+        other => other,
+    };
+    match (prepared, &active.app_h2) {
         // Boxed: its future would size every HTTP/1.1 request's.
         (Ok(req), Some(h2)) => Box::pin(forward::to_app_h2(h2, req)).await,
         (Ok(req), None) => forward::to_app(&active.app, req).await,
         (Err(reject), _) => Err(reject),
     }
+}
+
+/// The slot of the current inbound span's `app` child, between its start and its end.
+struct AppSpan(std::sync::Mutex<Option<opentelemetry::Context>>);
+
+/// Starts the `app` client span (child of the current `inbound` span), puts its context in
+/// `headers` as `traceparent` / `tracestate` for the app to continue, and notes the user
+/// (`enduser.id`, a hash) on the inbound span.
+fn app_span(verified: Option<&Verified>, method: String, headers: &mut http::HeaderMap) {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::TraceContextExt as _;
+    if let Some(sub) = verified.and_then(|v| v.claims.get("sub")?.as_str()) {
+        crate::otel::note(crate::otel::enduser(sub));
+    }
+    let Some(cx) = crate::otel::child("app", opentelemetry::trace::SpanKind::Client, Vec::new())
+    else {
+        return;
+    };
+    cx.span()
+        .set_attribute(KeyValue::new("http.request.method", method));
+    crate::otel::inject(&cx, headers);
+    opentelemetry::Context::map_current(|current| {
+        if let Some(slot) = current.get::<AppSpan>() {
+            *slot.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx);
+        }
+    });
+}
+
+/// Ends the `app` span with the app's status (`None`: the app could not be reached).
+fn app_done(status: Option<u16>) {
+    opentelemetry::Context::map_current(|current| {
+        let taken = current
+            .get::<AppSpan>()
+            .and_then(|slot| slot.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(cx) = taken {
+            crate::otel::end(&cx, status, false);
+        }
+    });
 }
 
 /// The first phase: the request's path made canonical ([`crate::http::path`]), in observe mode
@@ -475,7 +617,7 @@ impl From<Reject> for Denied {
     }
 }
 
-async fn admit<B>(
+async fn admit<B, const TRACED: bool>(
     s: &Inbound,
     last: &LastToken,
     route: Option<&Route>,
@@ -496,8 +638,16 @@ async fn admit<B>(
         issuers::pick(&s.verifier, &s.foreign, cfg, route, token.expose())?
     };
     let verified = match verifier.remembered(presented, last, now) {
-        Some(hit) => hit,
+        Some(hit) => {
+            if TRACED {
+                crate::otel::note(opentelemetry::KeyValue::new("baton.token.cache", "hit"));
+            }
+            hit
+        }
         None => {
+            if TRACED {
+                crate::otel::note(opentelemetry::KeyValue::new("baton.token.cache", "miss"));
+            }
             let token = rules::b64token(presented)?;
             verifier
                 .verify_remember(&token, last)

@@ -34,6 +34,7 @@
 //! - [`demo`]: `baton demo`, the whole A→B→C chain in one process; [`demo::app`] the echo app.
 //! - [`txn`]: Transaction Tokens: the format and verification the IdP and the sidecar share.
 //! - [`spiffe`]: SPIFFE IDs, the peer's ID in an X.509-SVID, JWT-SVID bundles and files.
+//! - [`otel`]: OpenTelemetry traces: W3C Trace Context, spans, the bounded OTLP export.
 //! - [`cli`]: the `baton` subcommands; [`process`]: logging and exit codes every binary shares.
 
 pub mod admin;
@@ -48,6 +49,7 @@ pub mod idp;
 pub mod inbound;
 pub mod jwt;
 pub mod k8s;
+pub mod otel;
 pub mod outbound;
 pub mod page;
 pub mod process;

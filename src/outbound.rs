@@ -180,9 +180,54 @@ struct Audit {
     exchange_ms: u64,
 }
 
-// No span: an instrumented future is one more move of this kilobytes-large one per request. The
-// audit event below carries what an operator needs, the request id and method among it.
+// No `tracing` span: an instrumented future is one more move of this kilobytes-large one per
+// request. The audit event below carries what an operator needs, the request id and method among
+// it. With OpenTelemetry on, the request runs in a boxed future of its own ([`traced`]).
 async fn proxy(
+    s: &Outbound,
+    last: &LastKey,
+    req: Request<Body>,
+    arrival: Arrival,
+) -> Response<Body> {
+    match &s.tracing {
+        None => proxy_plain::<false>(s, last, req, arrival).await,
+        Some(t) => Box::pin(traced(s, t, last, req, arrival)).await,
+    }
+}
+
+/// One request under its OpenTelemetry span `outbound`: a client span continuing the context the
+/// app sent (`traceparent`), or the root of a new trace when the app sent none. The upstream gets
+/// this span's context.
+async fn traced(
+    s: &Outbound,
+    t: &Arc<crate::otel::Tracing>,
+    last: &LastKey,
+    mut req: Request<Body>,
+    arrival: Arrival,
+) -> Response<Body> {
+    use crate::otel::FutureExt as _;
+    use opentelemetry::KeyValue;
+    let parent = crate::otel::extract(req.headers());
+    let attributes = vec![KeyValue::new(
+        "http.request.method",
+        req.method().as_str().to_owned(),
+    )];
+    let cx = t.start_span(
+        "outbound",
+        opentelemetry::trace::SpanKind::Client,
+        &parent,
+        attributes,
+    );
+    crate::otel::inject(&cx, req.headers_mut());
+    let rsp = proxy_plain::<true>(s, last, req, arrival)
+        .with_context(cx.clone())
+        .await;
+    crate::otel::end(&cx, Some(rsp.status().as_u16()), false);
+    rsp
+}
+
+/// [`proxy`]; `TRACED`: a span is current, and the outcome is noted on it.
+async fn proxy_plain<const TRACED: bool>(
     s: &Outbound,
     last: &LastKey,
     mut req: Request<Body>,
@@ -205,8 +250,15 @@ async fn proxy(
     };
     let route = audit.route.map(|i| &a.cfg.routes[i]);
     let issued = audit.issued.as_deref();
+    let trace_id = if TRACED {
+        note_outcome(route, &audit);
+        crate::otel::current_trace_id()
+    } else {
+        String::new()
+    };
     info!(
         target: "baton::audit",
+        trace_id,
         // Visible ASCII only (`forward::request_id`), so never empty here.
         request_id = request_id.to_str().unwrap_or_default(),
         method = %method,
@@ -221,6 +273,23 @@ async fn proxy(
         "outbound hop"
     );
     rsp
+}
+
+/// The route, audience and exchange-cache result of an outbound request on the current span.
+fn note_outcome(route: Option<&Route>, audit: &Audit) {
+    use opentelemetry::KeyValue;
+    if let Some(r) = route {
+        crate::otel::note(KeyValue::new("baton.route", r.name.clone()));
+        if let Some(aud) = &r.audience {
+            crate::otel::note(KeyValue::new("baton.audience", aud.clone()));
+        }
+        crate::otel::note(KeyValue::new("server.address", r.host.clone()));
+        crate::otel::note(KeyValue::new("server.port", i64::from(r.port)));
+    }
+    crate::otel::note(KeyValue::new("baton.exchange.cache", audit.cache));
+    if let Some(issued) = &audit.issued {
+        crate::otel::note(KeyValue::new("enduser.id", issued.sub_hash.clone()));
+    }
 }
 
 async fn run(

@@ -44,6 +44,9 @@ pub enum Error {
     /// The outbound side could not be built.
     #[error(transparent)]
     Outbound(#[from] outbound::Error),
+    /// The `tracing:` settings or the `OTEL_*` variables are unusable.
+    #[error(transparent)]
+    Tracing(#[from] crate::otel::Error),
 }
 
 /// The sockets of one sidecar, bound before anything else starts.
@@ -114,6 +117,7 @@ pub struct Running {
     admin_trigger: Trigger,
     tasks: JoinSet<(&'static str, Drained)>,
     admin_task: JoinSet<(&'static str, Drained)>,
+    tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 impl Running {
@@ -130,7 +134,11 @@ impl Running {
         self.trigger.fire();
         let clean = drain(&mut self.tasks).await;
         self.admin_trigger.fire();
-        drain(&mut self.admin_task).await && clean
+        let clean = drain(&mut self.admin_task).await && clean;
+        if let Some(t) = &self.tracing {
+            t.shutdown();
+        }
+        clean
     }
 }
 
@@ -186,6 +194,64 @@ pub async fn start_with_app_probes(
         jwks::http_client_for(&cfg.issuer)?,
         metrics.clone(),
     );
+    let tracing = match crate::otel::Settings::resolve(
+        cfg.tracing.as_ref(),
+        &format!("{}-baton", cfg.audience),
+    )? {
+        Some(settings) => Some(crate::otel::Tracing::start(
+            &settings,
+            metrics.trace_spans_dropped.clone(),
+        )?),
+        None => None,
+    };
+    start_traced(
+        cfg,
+        listeners,
+        config_path,
+        app_probes,
+        metrics,
+        jwks,
+        tracing,
+    )
+    .await
+}
+
+/// Like [`start`], with the spans of this sidecar going to `tracing` (`baton demo` collects them
+/// in-process) rather than where the config and the `OTEL_*` variables say.
+pub async fn start_with_tracing(
+    cfg: Config,
+    listeners: Listeners,
+    tracing: Option<Arc<crate::otel::Tracing>>,
+) -> Result<Running, Error> {
+    let metrics = Arc::new(Metrics::new());
+    let jwks = Jwks::start(
+        &cfg.issuer,
+        &cfg.algorithms,
+        cfg.jwks.clone(),
+        jwks::http_client_for(&cfg.issuer)?,
+        metrics.clone(),
+    );
+    start_traced(
+        cfg,
+        listeners,
+        None,
+        AppProbes::none(),
+        metrics,
+        jwks,
+        tracing,
+    )
+    .await
+}
+
+async fn start_traced(
+    cfg: Config,
+    listeners: Listeners,
+    config_path: Option<PathBuf>,
+    app_probes: AppProbes,
+    metrics: Arc<Metrics>,
+    jwks: Arc<Jwks>,
+    tracing: Option<Arc<crate::otel::Tracing>>,
+) -> Result<Running, Error> {
     let mut inbound = Inbound::new(&cfg, jwks.clone(), metrics.clone());
     let mut outbound = Outbound::new(
         cfg.outbound.clone(),
@@ -199,6 +265,10 @@ pub async fn start_with_app_probes(
     ));
     inbound = inbound.with_handles(handles.clone());
     outbound = outbound.with_handles(handles);
+    if let Some(t) = &tracing {
+        inbound = inbound.with_tracing(t.clone());
+        outbound = outbound.with_tracing(t.clone());
+    }
     let inbound_state = Arc::new(inbound);
     let outbound_state: Arc<Outbound> = Arc::new(outbound);
     let (trigger, signal) = shutdown::channel();
@@ -287,6 +357,7 @@ pub async fn start_with_app_probes(
         admin_trigger,
         tasks,
         admin_task,
+        tracing,
     })
 }
 

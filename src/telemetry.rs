@@ -46,6 +46,9 @@ pub struct Metrics {
     /// `baton_login_events_total{outcome}`: edge browser sign-in steps (`redirect`, `step_up`,
     /// `signed_in`, `refreshed`, `refresh_failed`, `logout`, `callback_error`).
     pub login_events: Family<Outcome, Counter>,
+    /// `baton_trace_spans_dropped_total`: finished spans not exported (queue full, collector
+    /// down or refusing); 0 while tracing is off.
+    pub trace_spans_dropped: Counter,
     // === outbound ===
     /// Exchanges and the exchanged-token cache.
     pub exchange: ExchangeMetrics,
@@ -103,10 +106,17 @@ impl Metrics {
             "Edge browser sign-in steps by outcome",
             login_events.clone(),
         );
+        let trace_spans_dropped = Counter::default();
+        registry.register(
+            "baton_trace_spans_dropped",
+            "Finished trace spans dropped instead of exported (queue full or export failed)",
+            trace_spans_dropped.clone(),
+        );
         let exchange = ExchangeMetrics::default();
         exchange.register(&mut registry);
         Self {
             registry,
+            trace_spans_dropped,
             exchange,
             inbound_requests,
             verify_latency,

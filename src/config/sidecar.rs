@@ -117,6 +117,9 @@ pub struct Config {
     pub dpop: dpop::DpopSettings,
     /// Transaction Tokens (`txn_token:`), when this service takes part in them.
     pub txn_token: Option<super::txn::TxnToken>,
+    /// The `tracing:` section (OpenTelemetry export), checked; the `OTEL_*` variables fill in
+    /// what it leaves out when the sidecar starts ([`crate::otel::Settings::resolve`]).
+    pub tracing: Option<crate::otel::RawTracing>,
     /// The file as parsed, with secret-looking values replaced by `[redacted]`, for `/config`.
     pub redacted: serde_json::Value,
 }
@@ -157,6 +160,7 @@ struct RawConfig {
     #[serde(default)]
     dpop: dpop::RawDpop,
     txn_token: Option<super::txn::RawTxnToken>,
+    tracing: Option<crate::otel::RawTracing>,
 }
 
 #[derive(Deserialize)]
@@ -344,8 +348,21 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         login,
         dpop,
         txn_token,
+        tracing: tracing_section(p, raw.tracing),
         redacted: redact(doc.to_json()),
     }
+}
+
+/// The `tracing:` section, checked as far as it goes without the environment.
+pub(crate) fn tracing_section(
+    p: &mut Problems,
+    raw: Option<crate::otel::RawTracing>,
+) -> Option<crate::otel::RawTracing> {
+    let raw = raw?;
+    if let Err(e) = crate::otel::Settings::resolve_with(Some(&raw), "baton", |_| None) {
+        p.push("tracing", e.to_string());
+    }
+    Some(raw)
 }
 
 fn claims_header(p: &mut Problems, name: &str) -> HeaderName {

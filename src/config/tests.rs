@@ -127,6 +127,30 @@ fn unknown_fields_are_refused() {
 }
 
 #[test]
+fn the_tracing_section_is_checked_and_kept() {
+    let on =
+        format!("{GOOD}tracing: {{endpoint: \"http://collector:4318\", sampler_ratio: 0.5}}\n");
+    let cfg = Config::from_yaml(&on, "sidecar.yaml").expect("valid");
+    let t = cfg.tracing.expect("tracing");
+    assert_eq!(t.endpoint.as_deref(), Some("http://collector:4318"));
+    assert_eq!(t.sampler_ratio, Some(0.5));
+    assert!(
+        Config::from_yaml(GOOD, "sidecar.yaml")
+            .expect("valid")
+            .tracing
+            .is_none()
+    );
+    for bad in [
+        "tracing: {endpoint: \"collector:4318\"}",
+        "tracing: {endpoint: \"http://c:4318\", sampler_ratio: 2}",
+        "tracing: {endpoint: \"http://c:4318\", headers: x}",
+    ] {
+        let errs = Config::from_yaml(&format!("{GOOD}{bad}\n"), "sidecar.yaml").expect_err(bad);
+        assert!(errs.to_string().contains("tracing"), "{bad}: {errs}");
+    }
+}
+
+#[test]
 fn secrets_are_redacted_for_the_config_endpoint() {
     let v = redact(serde_json::json!({"a": {"client_secret": "s3cr3t", "n": 1}, "password": "p"}));
     let s = v.to_string();

@@ -160,6 +160,9 @@ async fn call_next(
         header::AUTHORIZATION.as_str(),
         "x-request-id",
         crate::txn::HEADER,
+        // W3C Trace Context: the call is part of the request being served.
+        "traceparent",
+        "tracestate",
     ] {
         if let Some(v) = inbound.get(name) {
             req = req.header(name, v);

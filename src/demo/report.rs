@@ -75,6 +75,12 @@ impl Report {
         println!("\n   token exchanges at the IdP for this call: {exchanges} (A→B and B→C)\n");
     }
 
+    /// The trace of the first call, as [`super::trace::tree`] drew it.
+    pub fn trace(&self, tree: &str) {
+        println!("   its trace (OpenTelemetry spans, collected in-process):\n");
+        println!("{tree}");
+    }
+
     /// The Transaction Token each app got with the first call: one per external request, the
     /// same at every hop.
     pub fn txn_tokens(&self, body: &Value) {

@@ -113,6 +113,9 @@ pub struct Config {
     pub trusted_issuers: Vec<trusted::TrustedIssuer>,
     /// Trust domains whose JWT-SVIDs authenticate clients registered by `spiffe_id`.
     pub spiffe: Option<Spiffe>,
+    /// The `tracing:` section (OpenTelemetry export); the `OTEL_*` variables fill in what it
+    /// leaves out when the IdP starts.
+    pub tracing: Option<crate::otel::RawTracing>,
 }
 
 /// How many password checks run and wait at once, and the failure counters' rules.

@@ -24,6 +24,8 @@ pub struct Metrics {
     token_requests: Family<TokenLabels, Counter>,
     logins: Family<TokenLabels, Counter>,
     refresh_reuse: Counter,
+    /// `baton_trace_spans_dropped_total`: finished spans not exported.
+    pub trace_spans_dropped: Counter,
     exchanges: AtomicU64,
     requests: AtomicU64,
 }
@@ -49,8 +51,15 @@ impl Default for Metrics {
             "Rotated-away refresh tokens presented again (each revoked a grant family)",
             refresh_reuse.clone(),
         );
+        let trace_spans_dropped = Counter::default();
+        registry.register(
+            "baton_trace_spans_dropped",
+            "Finished trace spans dropped instead of exported (queue full or export failed)",
+            trace_spans_dropped.clone(),
+        );
         Self {
             registry,
+            trace_spans_dropped,
             token_requests,
             logins,
             refresh_reuse,

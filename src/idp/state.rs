@@ -26,6 +26,9 @@ pub enum IdpError {
     /// A trusted issuer's keys could not be set up.
     #[error(transparent)]
     Trusted(#[from] super::foreign::TrustError),
+    /// The `tracing:` settings or the `OTEL_*` variables are unusable.
+    #[error(transparent)]
+    Tracing(#[from] crate::otel::Error),
 }
 
 /// Where the signing keys live.
@@ -54,6 +57,8 @@ pub struct Idp {
     pub(crate) nonces: super::nonce::Nonces,
     /// The trusted foreign issuers and their keys (`trusted_issuers:`).
     pub(crate) trusted: Vec<super::foreign::Trusted>,
+    /// Where the token endpoint's spans go, when tracing is on.
+    pub(crate) tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 impl Idp {
@@ -91,7 +96,16 @@ impl Idp {
             memory_mib = passwords.memory_bound() >> 20,
             "password checks bounded"
         );
+        let metrics = metrics::Metrics::default();
+        let tracing = match crate::otel::Settings::resolve(config.tracing.as_ref(), "baton-idp")? {
+            Some(s) => Some(crate::otel::Tracing::start(
+                &s,
+                metrics.trace_spans_dropped.clone(),
+            )?),
+            None => None,
+        };
         Ok(Self {
+            tracing,
             throttle: throttle::Throttle::with_store(
                 lim.throttle,
                 throttle::Counters::of(&store, &config.login.throttle, config.users.len()),
@@ -100,12 +114,26 @@ impl Idp {
             config,
             key_source,
             ring: RwLock::new(Arc::new(ring)),
-            metrics: metrics::Metrics::default(),
+            metrics,
             sealer,
             passwords,
             nonces: super::nonce::Nonces::default(),
             trusted,
         })
+    }
+
+    /// Traces the token endpoint into `tracing` instead of where the config and the `OTEL_*`
+    /// variables say (`baton demo` collects spans in-process).
+    pub fn with_tracing(mut self, tracing: Arc<crate::otel::Tracing>) -> Self {
+        self.tracing = Some(tracing);
+        self
+    }
+
+    /// Stops taking spans; those queued are still exported.
+    pub fn shutdown_tracing(&self) {
+        if let Some(t) = &self.tracing {
+            t.shutdown();
+        }
     }
 
     /// Readies the store (for a database: migrations, schema check, revocations copy).

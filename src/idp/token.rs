@@ -77,6 +77,9 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    if let Some(t) = &idp.tracing {
+        return Box::pin(traced(idp, t, req, now)).await;
+    }
     let mut label = "unknown";
     let mut rsp = match answer(idp, req, now, &mut label).await {
         Ok(body) => {
@@ -100,6 +103,75 @@ where
     rsp
 }
 
+/// The token endpoint under its OpenTelemetry span `token` (a server span continuing the
+/// caller's `traceparent`): grant type, client, the decision, the error code and, for an issued
+/// exchange, the depth of its `act` chain. Never a token or a secret.
+async fn traced<B>(
+    idp: &Idp,
+    t: &std::sync::Arc<crate::otel::Tracing>,
+    req: Request<B>,
+    now: u64,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    use crate::otel::FutureExt as _;
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::TraceContextExt as _;
+    let parent = crate::otel::extract(req.headers());
+    let cx = t.start_span(
+        "token",
+        opentelemetry::trace::SpanKind::Server,
+        &parent,
+        vec![
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("url.path", "/token"),
+        ],
+    );
+    let mut label = "unknown";
+    let answered = answer(idp, req, now, &mut label)
+        .with_context(cx.clone())
+        .await;
+    let span = cx.span();
+    span.set_attribute(KeyValue::new("baton.grant_type", label));
+    let rsp = match answered {
+        Ok(body) => {
+            idp.metrics.token(label, "ok");
+            span.set_attribute(KeyValue::new("baton.policy.decision", "allow"));
+            let depth = body
+                .get("access_token")
+                .and_then(Value::as_str)
+                .and_then(crate::jwt::peek_claims)
+                .map(|c| act_depth(&c));
+            if let Some(depth) = depth {
+                span.set_attribute(KeyValue::new("baton.act.depth", depth as i64));
+            }
+            json(StatusCode::OK, &body)
+        }
+        Err(e) => {
+            idp.metrics.token(label, e.code());
+            info!(error = %e.code(), "token request refused");
+            span.set_attribute(KeyValue::new("baton.policy.decision", "deny"));
+            span.set_attribute(KeyValue::new("error.type", e.code()));
+            e.response()
+        }
+    };
+    crate::otel::end(&cx, Some(rsp.status().as_u16()), true);
+    rsp
+}
+
+/// How many `act` claims nest in `claims` (RFC 8693 §4.1).
+fn act_depth(claims: &serde_json::Map<String, Value>) -> usize {
+    let mut depth = 0;
+    let mut act = claims.get("act");
+    while let Some(a) = act {
+        depth += 1;
+        act = a.get("act");
+    }
+    depth
+}
+
 /// The token response for `req`; `label` is set to the grant type as soon as it is known.
 async fn answer<B>(
     idp: &Idp,
@@ -121,6 +193,12 @@ where
     tracing::Span::current().record("grant_type", *label);
     let client = client_auth::authenticate(idp, &parts.headers, &form, now).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
+    if idp.tracing.is_some() {
+        crate::otel::note(opentelemetry::KeyValue::new(
+            "baton.client_id",
+            client.id.clone(),
+        ));
+    }
     if !client.allows(grant.name()) {
         return Err(OAuthError::UnauthorizedClient(format!(
             "client may not use {}",

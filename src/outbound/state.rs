@@ -30,6 +30,8 @@ pub struct Outbound {
     generation: AtomicU64,
     /// The handles the inbound side gave the app (`inbound.confine_token`), swapped back here.
     pub(super) handles: Option<Arc<crate::confine::Handles>>,
+    /// Where spans go, when tracing is on.
+    pub(super) tracing: Option<Arc<crate::otel::Tracing>>,
 }
 
 /// The part of the outbound side a reload replaces: everything the configuration shapes.
@@ -77,12 +79,19 @@ impl Outbound {
             tunnel_idle: Limits::default().idle_timeout,
             generation: AtomicU64::new(0),
             handles: None,
+            tracing: None,
         })
     }
 
     /// Swaps handles from `handles` back to the tokens they stand for ([`crate::confine`]).
     pub fn with_handles(mut self, handles: Arc<crate::confine::Handles>) -> Self {
         self.handles = Some(handles);
+        self
+    }
+
+    /// Traces every request into `tracing` (module [`crate::otel`]).
+    pub fn with_tracing(mut self, tracing: Arc<crate::otel::Tracing>) -> Self {
+        self.tracing = Some(tracing);
         self
     }
 

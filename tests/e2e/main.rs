@@ -23,6 +23,7 @@ mod k8s;
 mod login_abuse;
 mod logout;
 mod mtls;
+mod otel;
 mod outbound;
 mod pages;
 mod path_confusion;

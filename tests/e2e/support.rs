@@ -4,6 +4,7 @@ pub mod browser;
 pub mod fake_idp;
 pub mod fault_proxy;
 pub mod idp;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod recorder;

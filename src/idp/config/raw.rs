@@ -45,6 +45,7 @@ pub(super) struct RawConfig {
     pub(super) dpop: super::dpop::RawDpop,
     pub(super) trusted_issuers: Vec<super::trusted::RawTrusted>,
     pub(super) spiffe: Option<super::spiffe::RawSpiffe>,
+    pub(super) tracing: Option<crate::otel::RawTracing>,
 }
 
 fn default_acr() -> BTreeMap<String, Vec<Factor>> {

@@ -66,6 +66,7 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
         txn_tokens,
         dpop: super::dpop::validate(raw.dpop, p),
         spiffe,
+        tracing: crate::config::tracing_section(p, raw.tracing),
     };
     grants::default_audiences(&cfg, &client_fields, p);
     check::warnings(&cfg, &client_fields, p);
