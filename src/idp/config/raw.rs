@@ -43,6 +43,7 @@ pub(super) struct RawConfig {
     pub(super) txn_tokens: Option<super::txn::RawTxnTokens>,
     #[serde(default)]
     pub(super) dpop: super::dpop::RawDpop,
+    #[serde(default)]
     pub(super) trusted_issuers: Vec<super::trusted::RawTrusted>,
     pub(super) spiffe: Option<super::spiffe::RawSpiffe>,
     pub(super) tracing: Option<crate::otel::RawTracing>,
