@@ -328,10 +328,12 @@ where
     use crate::otel::FutureExt as _;
     use opentelemetry::KeyValue;
     let parent = crate::otel::extract(req.headers());
-    let attributes = vec![
-        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
-        KeyValue::new("url.path", req.uri().path().to_owned()),
-    ];
+    // No `url.path`: a path can carry what a token would (a reset link, a signed URL); the
+    // route's name (`baton.route`) says which rule the request met.
+    let attributes = vec![KeyValue::new(
+        "http.request.method",
+        req.method().as_str().to_owned(),
+    )];
     let cx = t
         .start_span(
             "inbound",

@@ -341,6 +341,15 @@ fn check_claims(claims: &Claims, rules: &Rules, now: u64) -> Result<u64, VerifyE
         }
         _ => {}
     }
+    // `auth_time` bounds a step-up's `max_age` and the life of every token exchanged from this
+    // one, which read it as an integer: anything else, or a sign-in in the future, is refused.
+    if let Some(t) = claims.get("auth_time") {
+        match t.as_u64() {
+            Some(t) if t <= now.saturating_add(leeway) => {}
+            Some(_) => return Err(VerifyError::IssuedInFuture),
+            None => return Err(VerifyError::MissingClaim("auth_time")),
+        }
+    }
     if rules.kind == Kind::UntypedAccess {
         // Keycloak marks its ID tokens `"typ": "ID"` in the payload and its access tokens
         // `"typ": "Bearer"`; an ID token of the code flow carries the client's `nonce`.

@@ -213,7 +213,13 @@ async fn by_svid<'a>(idp: &'a Idp, svid: &str, now: u64) -> Result<&'a Client, &
         return Err("sub changed");
     }
     let token_endpoint = format!("{}/token", idp.config.issuer);
-    if !jwt::audiences(&v.claims).any(|a| a == idp.config.issuer || a == token_endpoint) {
+    // One audience, this IdP: an SVID is reused until it expires (no `jti` check), so one also
+    // addressed to another service must not sign that service's holder in here.
+    let mut aud = jwt::audiences(&v.claims);
+    let (Some(a), None) = (aud.next(), aud.next()) else {
+        return Err("aud must name exactly one audience");
+    };
+    if a != idp.config.issuer && a != token_endpoint {
         return Err("aud names neither the issuer nor the token endpoint");
     }
     let longest = spiffe.max_lifetime + SVID_LEEWAY;

@@ -113,9 +113,16 @@ pub fn start(issuers: &[TrustedIssuer]) -> Result<Vec<Trusted>, TrustError> {
 
 /// The subject claims the exchange policy sees for `token`, a subject token of `t` exchanged by
 /// `client`: verified with `t`'s keys only (no fetch on this path: an unknown `kid` waits for
-/// the background refresh), `aud` one of `t`'s audiences. Every refusal is `invalid_request`
+/// the background refresh), `aud` one of `t`'s audiences (one that names a client only for that
+/// client), its life cut to `max_life` from `now`. Every refusal is `invalid_request`
 /// (RFC 8693 §2.2.2) naming the reason, never the token.
-pub fn subject(t: &Trusted, client: &str, token: &str, now: u64) -> Result<Claims, OAuthError> {
+pub fn subject(
+    t: &Trusted,
+    client: &str,
+    token: &str,
+    max_life: u64,
+    now: u64,
+) -> Result<Claims, OAuthError> {
     let c = &t.config;
     if !c.clients.iter().any(|x| x == client) {
         return Err(OAuthError::request(
@@ -139,8 +146,13 @@ pub fn subject(t: &Trusted, client: &str, token: &str, now: u64) -> Result<Claim
     };
     let v = crate::jwt::verify(token, &keys, &rules, now)
         .map_err(|e| OAuthError::request(format!("subject_token: {e}")))?;
-    let claims = v.claims;
-    if !audiences(&claims).any(|a| c.audiences.iter().any(|x| x == a)) {
+    let (claims, exp) = (v.claims, v.exp);
+    // An accepted audience that names one of the clients allowed to exchange is that client's
+    // alone, as `aud` is for this IdP's own tokens: service-b cannot exchange service-a's token.
+    let addressed = |a: &str| {
+        c.audiences.iter().any(|x| x == a) && (a == client || !c.clients.iter().any(|x| x == a))
+    };
+    if !audiences(&claims).any(addressed) {
         return Err(OAuthError::request("subject_token: audience mismatch"));
     }
     if claims.contains_key("cnf") {
@@ -155,11 +167,15 @@ pub fn subject(t: &Trusted, client: &str, token: &str, now: u64) -> Result<Claim
         .ok_or_else(|| OAuthError::request("subject_token lacks sub"))?;
     let mut out = Claims::new();
     out.insert("sub".into(), json!(format!("{}{sub}", c.sub_prefix)));
-    for kept in ["exp", "iat", "auth_time", "scope"] {
+    for kept in ["iat", "auth_time", "scope"] {
         if let Some(v) = claims.get(kept) {
             out.insert(kept.into(), v.clone());
         }
     }
+    // The foreign token's life, but never longer than this IdP's own access tokens: a token
+    // minted here from it carries no `sid` or `grant_id` that revocation could reach.
+    let exp = exp.min(now.saturating_add(max_life));
+    out.insert("exp".into(), json!(exp));
     for m in &c.mappings {
         if let Some(v) = crate::jwt::foreign::lookup(&claims, &m.source) {
             out.insert(m.target.clone(), v.clone());

@@ -67,7 +67,10 @@ impl Mapping {
         if target.is_empty() {
             return Err("a mapping needs a target claim name".into());
         }
-        if RESERVED_TARGETS.contains(&target) {
+        if RESERVED_TARGETS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(target))
+        {
             return Err(format!(
                 "{target} cannot be a mapping target (reserved: {})",
                 RESERVED_TARGETS.join(", ")
@@ -216,6 +219,8 @@ mod tests {
     fn reserved_targets_and_bad_paths_are_refused() {
         for t in RESERVED_TARGETS {
             assert!(Mapping::parse(t, "roles").is_err(), "{t}");
+            let shouted = t.to_ascii_uppercase();
+            assert!(Mapping::parse(&shouted, "roles").is_err(), "{shouted}");
         }
         assert!(Mapping::parse("", "roles").is_err());
         assert!(Mapping::parse("roles", "a..b").is_err());

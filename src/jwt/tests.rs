@@ -207,6 +207,19 @@ fn time_claims_use_a_bounded_leeway() {
         verify(&with(json!({"exp": "soon"})), &set, &r, NOW).unwrap_err(),
         VerifyError::MissingClaim("exp")
     );
+    // `auth_time` bounds step-up and derived lifetimes: an integer, never in the future.
+    assert!(verify(&with(json!({"auth_time": NOW + 29})), &set, &r, NOW).is_ok());
+    assert_eq!(
+        verify(&with(json!({"auth_time": NOW + 31})), &set, &r, NOW).unwrap_err(),
+        VerifyError::IssuedInFuture
+    );
+    for odd in [json!(NOW as f64 + 0.5), json!(NOW.to_string()), json!(-1)] {
+        assert_eq!(
+            verify(&with(json!({ "auth_time": odd })), &set, &r, NOW).unwrap_err(),
+            VerifyError::MissingClaim("auth_time"),
+            "{odd}"
+        );
+    }
     let lax = Rules {
         leeway: 3600,
         ..rules()

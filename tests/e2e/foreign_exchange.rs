@@ -84,6 +84,28 @@ async fn a_foreign_user_token_becomes_a_domain_token_with_mapped_claims_and_the_
     for foreign in ["may_act", "sid", "realm_access", "typ"] {
         assert!(c.get(foreign).is_none(), "{foreign} carried over: {c:?}");
     }
+    // A foreign token that lives 40 days buys no more than this IdP's own access tokens: the
+    // domain token has no `sid` or `grant_id` for revocation to reach.
+    let now = baton::jwt::unix_now();
+    let long = corp_user(&key, json!({"exp": now + 40 * 86_400}));
+    let month = [("audience", "service-c"), ("requested_lifetime", "2592000")];
+    let (status, body) = idp.exchange("service-b", &long, &month).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = idp
+        .exchange("service-b", &long, &[("audience", "service-c")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let exp = baton::jwt::peek_claims(token).unwrap()["exp"]
+        .as_u64()
+        .unwrap();
+    assert!(exp <= now + 3_600, "{} s", exp - now);
+    // A sign-in in the future would lift every `max_age` downstream: refused.
+    let ahead = corp_user(&key, json!({"auth_time": now + 86_400}));
+    let (status, body) = idp
+        .exchange("service-b", &ahead, &[("audience", "service-c")])
+        .await;
+    assert_eq!(status, 400, "{body}");
 }
 
 #[test_log::test(tokio::test)]

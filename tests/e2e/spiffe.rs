@@ -168,10 +168,22 @@ async fn a_jwt_svid_authenticates_its_workload_and_nothing_else() {
     // The same SVID again (agents cache SVIDs): no jti, no replay refusal on this path.
     let (st, body) = exchange_with(&idp, &subject, &good, &[("client_id", "service-b")]).await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    // An audience list holding the token endpoint is fine too.
-    let listed = json!(["someone-else", format!("{}/token", idp.url)]);
-    let (st, _) = exchange_with(&idp, &subject, &svid(&key, &b, listed, now, now + 60), &[]).await;
+    // The token endpoint as the one audience is fine too; a list holding it and another
+    // service is not: whoever else the SVID was shown to could sign in here with it.
+    let endpoint = json!([format!("{}/token", idp.url)]);
+    let (st, _) = exchange_with(
+        &idp,
+        &subject,
+        &svid(&key, &b, endpoint, now, now + 60),
+        &[],
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
+    let listed = json!(["someone-else", format!("{}/token", idp.url)]);
+    let (st, body) =
+        exchange_with(&idp, &subject, &svid(&key, &b, listed, now, now + 60), &[]).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid_client", "{body}");
 
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(b));

@@ -183,7 +183,10 @@ pub(super) fn validate(
         }
         let mut mappings = Vec::new();
         for (target, source) in r.claims {
-            if super::RESERVED.contains(&target.as_str()) {
+            if super::RESERVED
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(&target))
+            {
                 p.push(
                     format!("{}.{target}", at("claims")),
                     "is a claim this IdP sets itself",

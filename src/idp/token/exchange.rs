@@ -132,7 +132,10 @@ pub fn exchange_token(
 ) -> Result<(String, Claims), OAuthError> {
     let rules = Rules::access(idp.config.issuer.clone(), client.id.clone());
     let subject = match foreign_issuer(idp, req.subject_token)? {
-        Some(t) => crate::idp::foreign::subject(t, &client.id, req.subject_token, now)?,
+        Some(t) => {
+            let max_life = idp.config.lifetimes.access;
+            crate::idp::foreign::subject(t, &client.id, req.subject_token, max_life, now)?
+        }
         None => own_token(idp, req.subject_token, &rules, "subject_token", now)?,
     };
     holder_of(client, &subject, req.jkt)?;
