@@ -18,6 +18,9 @@ use url::Url;
 pub const REFRESH: Duration = Duration::from_secs(300);
 /// At most one fetch for an unknown `kid` per this interval.
 pub const KID_COOLDOWN: Duration = Duration::from_secs(30);
+
+/// Until a bundle URL has answered once, the least time between two fetches of it.
+const FIRST_LOAD_RETRY: Duration = Duration::from_secs(1);
 /// Largest bundle read or fetched, in bytes.
 pub const MAX_BYTES: usize = 256 << 10;
 /// Time allowed for one fetch.
@@ -190,9 +193,15 @@ impl Bundle {
             .unwrap_or_else(|e| e.into_inner())
             .at
             .is_some();
-        // Another caller fetched while this one waited, or one fetched too recently.
+        // Another caller fetched while this one waited, or one fetched too recently: before the
+        // first load too (a retry a second, not one per assertion a stranger sends).
+        let cooldown = if loaded_once {
+            KID_COOLDOWN
+        } else {
+            FIRST_LOAD_RETRY
+        };
         if fresh(&self.loaded.read().unwrap_or_else(|e| e.into_inner()))
-            || (loaded_once && last.is_some_and(|t| t.elapsed() < KID_COOLDOWN))
+            || last.is_some_and(|t| t.elapsed() < cooldown)
         {
             return self.current();
         }

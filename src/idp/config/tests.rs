@@ -350,6 +350,12 @@ trusted_issuers:
     jwks_file: other.json
     audiences: [b]
     clients: [b]
+  - name: near
+    issuer: https://near.example
+    jwks_file: near.json
+    audiences: [b]
+    clients: [b]
+    sub_prefix: b
 "#;
     let e = errors(bad).join("\n");
     for needle in [
@@ -365,6 +371,7 @@ trusted_issuers:
         "trusted_issuers[1].jwks_uri: must be",
         "trusted_issuers[1].algorithms[0]",
         "trusted_issuers[2].issuer: trusted_issuers[1] already names it",
+        "trusted_issuers[3].sub_prefix: b is a user or client here",
     ] {
         assert!(e.contains(needle), "{needle} in:\n{e}");
     }

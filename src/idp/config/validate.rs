@@ -47,6 +47,17 @@ pub(super) fn validate(raw: RawConfig, file: &str, opts: &Options, p: &mut Probl
         &base,
         p,
     );
+    // A foreign `sub` is prefixed to keep it apart from this domain's: no local user or client
+    // may already bear a name with that prefix.
+    for (i, t) in trusted_issuers.iter().enumerate() {
+        let local = users.keys().chain(clients.keys());
+        if let Some(taken) = local.into_iter().find(|n| n.starts_with(&t.sub_prefix)) {
+            p.push(
+                format!("trusted_issuers[{i}].sub_prefix"),
+                format!("{taken} is a user or client here: a foreign user could take its name"),
+            );
+        }
+    }
     let cfg = Config {
         trusted_issuers,
         issuer,
