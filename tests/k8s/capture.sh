@@ -34,8 +34,6 @@ if [ "$SIDECAR" = baton ] && [ -x "$GRPC_PY" ]; then
   GRPC_SITE="$("$GRPC_PY" -c 'import grpc, os; print(os.path.dirname(os.path.dirname(grpc.__file__)))' 2>/dev/null || true)"
   [ -n "$GRPC_SITE" ] && PYTHONPATH="$GRPC_SITE" $PY -c 'import grpc, grpc_health.v1.health' 2>/dev/null || GRPC_SITE=""
 fi
-# /usr/bin/python3 with grpcio, for any uid.
-GRPC=(env "PYTHONPATH=$GRPC_SITE" $PY)
 [ "$(id -u)" = 0 ] || { echo "capture.sh: needs root (network namespaces, iptables)"; exit 1; }
 "$BATON" init-net --help >/dev/null 2>&1 || { echo "capture.sh: $BATON has no init-net subcommand"; exit 1; }
 "$IDP" --help >/dev/null 2>&1 || { echo "capture.sh: no baton-idp at $IDP (cargo build --bins)"; exit 1; }
@@ -45,6 +43,16 @@ pod="baton-pod-$id"
 cli="baton-cli-$id"
 work="$(mktemp -d)"
 chmod 755 "$work"
+# /usr/bin/python3 with grpcio, for any uid: the venv's packages copied where every uid can read
+# them (the checkout may sit in a directory only root can enter).
+if [ -n "$GRPC_SITE" ]; then
+  mkdir "$work/site"
+  cp -r "$GRPC_SITE/grpc" "$GRPC_SITE/grpc_health" "$GRPC_SITE/google" \
+    "$GRPC_SITE/typing_extensions.py" "$work/site/"
+  chmod -R a+rX "$work/site"
+  GRPC_SITE="$work/site"
+fi
+GRPC=(env "PYTHONPATH=$GRPC_SITE" $PY)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
