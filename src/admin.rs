@@ -111,7 +111,11 @@ pub async fn handle_from<B>(s: &Admin, peer: IpAddr, req: Request<B>) -> Respons
         let user_agent = req.headers().get(header::USER_AGENT).cloned();
         return app_health(&s.app_probes, path, user_agent).await;
     }
-    endpoint(s, path, peer.to_canonical().is_loopback())
+    let openmetrics = req.headers().get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+    });
+    endpoint(s, path, peer.to_canonical().is_loopback(), openmetrics)
 }
 
 /// `/app-health/<container>/<kind>`: 200 when the app passes its probe, 503 saying why not
@@ -132,8 +136,8 @@ async fn app_health(
 }
 
 /// The endpoints that answer from the sidecar's own state; `loopback`: the client is on this
-/// host (this pod).
-fn endpoint(s: &Admin, path: &str, loopback: bool) -> Response<Body> {
+/// host (this pod); `openmetrics`: the client takes the OpenMetrics text format (with exemplars).
+fn endpoint(s: &Admin, path: &str, loopback: bool, openmetrics: bool) -> Response<Body> {
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if s.ready() => text(StatusCode::OK, "ready\n"),
@@ -149,11 +153,20 @@ fn endpoint(s: &Admin, path: &str, loopback: bool) -> Response<Body> {
         "/metrics" => {
             let age = s.jwks.age().map_or(-1.0, |a| a.as_secs_f64());
             s.metrics.jwks_age.set(age);
-            let mut rsp = Response::new(full(s.metrics.encode()));
-            rsp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
+            let (body, content_type) = if openmetrics {
+                (
+                    s.metrics.encode_openmetrics(),
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+            } else {
+                (
+                    s.metrics.encode(),
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+            };
+            let mut rsp = Response::new(full(body));
+            rsp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             rsp
         }
         "/config" if loopback || s.inbound.expose_config() => {

@@ -371,6 +371,14 @@ pub fn current_trace_id() -> String {
     })
 }
 
+/// The trace id of the current context, hex, when a sampled span is current (for exemplars).
+pub fn sampled_trace_id() -> Option<String> {
+    Context::map_current(|cx| {
+        let sc = cx.span().span_context().clone();
+        (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
+    })
+}
+
 /// An OAuth error code fit for a span: the RFC 6749 / RFC 8693 codes as they are, anything else
 /// `other` (the code came from a peer).
 pub fn error_code(code: &str) -> &'static str {

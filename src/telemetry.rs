@@ -4,9 +4,10 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -34,7 +35,7 @@ pub struct Metrics {
     /// `baton_inbound_requests_total{route, outcome}`.
     pub inbound_requests: Family<RouteOutcome, Counter>,
     /// `baton_verify_latency_seconds`: signature verifications (cache misses only).
-    pub verify_latency: Histogram,
+    pub verify_latency: Latency,
     /// `baton_verify_cache_lookups_total{outcome=hit|miss}`.
     pub verify_cache: Family<Outcome, Counter>,
     /// `baton_jwks_fetches_total{outcome=ok|error}`.
@@ -60,6 +61,38 @@ impl Default for Metrics {
     }
 }
 
+/// A latency histogram whose observations made under a sampled trace carry its id as an
+/// exemplar (OpenMetrics), so a slow bucket leads to a trace that shows why.
+pub type Latency = HistogramWithExemplars<TraceExemplar>;
+
+/// The exemplar of one observation: the trace it was made in (a random id, no secret).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// The W3C trace id, 32 hex digits.
+    pub trace_id: String,
+}
+
+/// `line` of the OpenMetrics text without its exemplar (` # {trace_id="…"} value`), if it has
+/// one. Only a suffix of exactly that shape is cut: a label value that happens to hold the
+/// marker is followed by more quotes and braces.
+fn without_exemplar(line: &str) -> &str {
+    const MARKER: &str = " # {trace_id=\"";
+    let Some(at) = line.rfind(MARKER) else {
+        return line;
+    };
+    let rest = &line[at + MARKER.len()..];
+    let is_exemplar = rest.len() > 34
+        && rest.as_bytes()[..32].iter().all(u8::is_ascii_hexdigit)
+        && rest[32..].starts_with("\"} ")
+        && !rest[35..].contains(['"', '{', '}']);
+    if is_exemplar { &line[..at] } else { line }
+}
+
+/// The current sampled trace as an exemplar; `None` when nothing traces this request.
+pub fn exemplar() -> Option<TraceExemplar> {
+    crate::otel::sampled_trace_id().map(|trace_id| TraceExemplar { trace_id })
+}
+
 impl Metrics {
     /// Creates every metric and registers it.
     pub fn new() -> Self {
@@ -70,7 +103,7 @@ impl Metrics {
             "Inbound requests by route and outcome",
             inbound_requests.clone(),
         );
-        let verify_latency = Histogram::new(exponential_buckets(0.000_01, 2.0, 16));
+        let verify_latency = Latency::new(exponential_buckets(0.000_01, 2.0, 16));
         registry.register(
             "baton_verify_latency_seconds",
             "Time to verify a token signature and claims (cache misses)",
@@ -128,8 +161,19 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Every metric in the Prometheus text format (0.0.4), which has no exemplars: the
+    /// OpenMetrics text without them.
     pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        for line in self.encode_openmetrics().lines() {
+            out.push_str(without_exemplar(line));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Every metric in the OpenMetrics text format, with the latency histograms' exemplars.
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -191,7 +235,7 @@ pub struct ReasonLabels {
 #[derive(Clone)]
 pub struct ExchangeMetrics {
     /// `baton_exchange_latency_seconds{route}`: IdP round trips (misses only).
-    pub latency: Family<RouteLabel, Histogram>,
+    pub latency: Family<RouteLabel, Latency>,
     /// `baton_exchanges_total{route,outcome}`: IdP calls by outcome.
     pub exchanges: Family<OutcomeLabels, Counter>,
     /// `baton_exchange_cache_hits_total{route}`.
@@ -207,7 +251,7 @@ impl Default for ExchangeMetrics {
     fn default() -> Self {
         Self {
             latency: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+                Latency::new(exponential_buckets(0.001, 2.0, 14))
             }),
             exchanges: Family::default(),
             hits: Family::default(),
@@ -264,7 +308,7 @@ impl ExchangeMetrics {
             .get_or_create(&RouteLabel {
                 route: route.clone(),
             })
-            .observe(took.as_secs_f64());
+            .observe(took.as_secs_f64(), exemplar());
         self.exchanges
             .get_or_create(&OutcomeLabels { route, outcome })
             .inc();
@@ -302,7 +346,7 @@ mod tests {
         m.jwks_fetches
             .get_or_create(&Outcome { outcome: "error" })
             .inc();
-        m.verify_latency.observe(0.00004);
+        m.verify_latency.observe(0.00004, None);
         let text = m.encode();
         assert!(
             text.contains(r#"baton_inbound_requests_total{route="api",outcome="allowed"} 1"#),
@@ -338,5 +382,45 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn exemplars_go_to_openmetrics_and_stay_out_of_the_prometheus_text() {
+        let m = Metrics::new();
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736".to_owned();
+        m.verify_latency
+            .observe(0.00004, Some(TraceExemplar { trace_id }));
+        let marker = r#"} 1 # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} 0.00004"#;
+        let open = m.encode_openmetrics();
+        assert!(open.contains(marker), "{open}");
+        let text = m.encode();
+        assert!(!text.contains("trace_id"), "{text}");
+        assert!(
+            text.contains("baton_verify_latency_seconds_count 1"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), open.lines().count());
+    }
+
+    #[test]
+    fn only_an_exemplar_shaped_suffix_is_cut() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let bucket = r#"x_bucket{le="0.1"} 3"#;
+        assert_eq!(
+            without_exemplar(&format!(r#"{bucket} # {{trace_id="{id}"}} 0.05"#)),
+            bucket
+        );
+        assert_eq!(
+            without_exemplar(&format!(
+                r#"{bucket} # {{trace_id="{id}"}} 0.05 1700000000.0"#
+            )),
+            bucket
+        );
+        // A label value holding the marker is part of the sample, not an exemplar.
+        let odd = format!(r#"x_total{{route=" # {{trace_id=\"{id}\"}} 1"}} 3"#);
+        assert_eq!(without_exemplar(&odd), odd);
+        let short = r#"x_total{route="a"} 3 # {trace_id="abc"} 1"#;
+        assert_eq!(without_exemplar(short), short);
+        assert_eq!(without_exemplar("# HELP x y"), "# HELP x y");
     }
 }

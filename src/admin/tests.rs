@@ -378,3 +378,41 @@ fn the_longest_probe_timeout_sizes_the_admin_request_timeout() {
     assert_eq!(slow.longest_timeout(), Duration::from_secs(30));
     assert_eq!(AppProbes::none().longest_timeout(), Duration::ZERO);
 }
+
+#[tokio::test]
+async fn metrics_speak_openmetrics_to_a_scraper_that_asks_for_it() {
+    let (a, _trigger) = admin();
+    let content_type = |accept: Option<&'static str>| {
+        let mut req = Request::builder().uri("/metrics");
+        if let Some(accept) = accept {
+            req = req.header(header::ACCEPT, accept);
+        }
+        let req = req.body(()).expect("request");
+        let a = &a;
+        async move {
+            let rsp = handle(a, req).await;
+            rsp.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        }
+    };
+    // What Prometheus sends: OpenMetrics first.
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                      version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    assert!(
+        content_type(Some(prometheus))
+            .await
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(
+        content_type(None)
+            .await
+            .starts_with("text/plain; version=0.0.4")
+    );
+    assert!(
+        content_type(Some("text/plain"))
+            .await
+            .starts_with("text/plain; version=0.0.4")
+    );
+}

@@ -81,6 +81,26 @@ async fn one_trace_crosses_a_b_c_and_the_idp_with_parent_links_and_no_secret() {
     // One client, so that the second call comes on the same connection.
     let client = http();
     assert_eq!(call(&client, &chain, &token, first, client_span).await, 200);
+    // The latency histograms point at this trace (OpenMetrics exemplars): A's exchange, B's
+    // verification of the token A sent. The Prometheus text format, which has no exemplars,
+    // leaves them out.
+    let exemplar = format!("# {{trace_id=\"{first}\"}}");
+    let has_exemplar = |metrics: &str, histogram: &str| {
+        metrics
+            .lines()
+            .any(|l| l.starts_with(histogram) && l.contains(&exemplar))
+    };
+    let a = chain.hops[0].sidecar.metrics.encode_openmetrics();
+    assert!(
+        has_exemplar(&a, "baton_exchange_latency_seconds_bucket"),
+        "{a}"
+    );
+    let b = chain.hops[1].sidecar.metrics.encode_openmetrics();
+    assert!(
+        has_exemplar(&b, "baton_verify_latency_seconds_bucket"),
+        "{b}"
+    );
+    assert!(!chain.hops[1].sidecar.metrics.encode().contains("trace_id"));
     // A, B, C: inbound and app; A, B: outbound and exchange; the IdP: two token requests.
     let spans = receiver.trace(first, 12).await;
     let names: Vec<(&str, &str)> = spans

@@ -164,7 +164,7 @@ impl Verifier {
         let r = verify(token.expose(), keys, &self.rules, now);
         self.metrics
             .verify_latency
-            .observe(start.elapsed().as_secs_f64());
+            .observe(start.elapsed().as_secs_f64(), crate::telemetry::exemplar());
         r
     }
 }
