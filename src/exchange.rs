@@ -388,13 +388,18 @@ impl Exchanger {
         ];
         target_params(target, &mut form);
         let claims = jwt::peek_claims(subject.expose());
-        let sub = claims.as_ref().and_then(|c| c.get("sub")?.as_str());
+        let field = |name: &str| claims.as_ref().and_then(|c| c.get(name)?.as_str());
+        let sub = field("sub");
+        let foreign = matches!((field("iss"), &self.issuer), (Some(iss), Some(own)) if iss != own);
+        let asked = match sub {
+            Some(sub) if foreign => Asked::Crossing(sub),
+            _ => Asked::Exchange(sub),
+        };
         let dpop = dpop
             || claims
                 .as_ref()
                 .is_some_and(|c| crate::dpop::bound_jkt(c).is_some());
-        self.token_request(form, Asked::Exchange(sub), target, dpop)
-            .await
+        self.token_request(form, asked, target, dpop).await
     }
 
     /// RFC 6749 §4.4 `client_credentials` for `target`: the service's own identity; bound to

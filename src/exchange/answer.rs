@@ -34,6 +34,10 @@ use serde_json::Value;
 pub(super) enum Asked<'a> {
     /// RFC 8693 token exchange, for the subject whose `sub` is given (when readable).
     Exchange(Option<&'a str>),
+    /// RFC 8693 token exchange of a subject token another issuer signed (a trusted foreign
+    /// issuer of the IdP): the IdP names that user within its own domain, its issuer's
+    /// prefix followed by the subject's `sub`, which is given.
+    Crossing(&'a str),
     /// RFC 6749 §4.4 `client_credentials`: the service's own identity.
     ClientCredentials,
 }
@@ -143,21 +147,21 @@ pub(super) fn check_for(
     let type_ok = match (asked, rsp.issued_token_type.as_deref()) {
         (_, Some(t)) => t == requested,
         (Asked::ClientCredentials, None) => true,
-        (Asked::Exchange(_), None) => false,
+        (Asked::Exchange(_) | Asked::Crossing(_), None) => false,
     };
     if !type_ok {
         return Err(bad(BadAnswer::IssuedTokenType));
     }
     let sub = claims.get("sub").and_then(Value::as_str);
-    if let Asked::Exchange(subject) = asked {
-        let same = match (subject, sub) {
-            (Some(want), Some(got)) => want == got,
-            (None, Some(_)) => true,
-            (_, None) => false,
-        };
-        if !same {
-            return Err(bad(BadAnswer::Subject));
-        }
+    let same = match (asked, sub) {
+        (Asked::ClientCredentials, _) => true,
+        (_, None) => false,
+        (Asked::Exchange(Some(want)), Some(got)) => want == got,
+        (Asked::Exchange(None), Some(_)) => true,
+        (Asked::Crossing(want), Some(got)) => got.len() > want.len() && got.ends_with(want),
+    };
+    if !same {
+        return Err(bad(BadAnswer::Subject));
     }
     if !audience_ok(&claims, target.audience.as_deref()) {
         return Err(bad(BadAnswer::Audience));

@@ -2,14 +2,21 @@
 //! foreign issuer (keys made by the test) for this domain's token: verified with that issuer's
 //! keys, its claims mapped, `act` and `grants` as for any exchange, and `sub` kept apart from
 //! this domain's users. Untrusted issuers, other clients, other audiences and forged keys get
-//! RFC 8693 `invalid_request`.
+//! RFC 8693 `invalid_request`. The same crossing made by service-b's outbound listener, for the
+//! token its app propagates.
 
 use crate::support::idp::{self as test_idp, TestIdp};
+use crate::support::recorder::Upstream;
+use baton::config::Problems;
 use baton::config::issuers::TokenTyp;
+use baton::config::outbound::{RawOutbound, validate};
+use baton::http::empty;
 use baton::idp::config::trusted::{KeySource, TrustedIssuer};
 use baton::jwt::Algorithm;
 use baton::jwt::foreign::Mapping;
 use baton::jwt::keys::SigningKey;
+use baton::outbound::Outbound;
+use http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 
 const CORP: &str = "https://sso.corp.example/realms/staff";
@@ -240,4 +247,69 @@ async fn a_trusted_issuers_jwks_uri_is_fetched_in_the_background_and_used() {
         assert_eq!(status, 400);
     }
     assert_eq!(corp.jwks_fetches(), fetches);
+}
+
+/// The outbound listener of service-b, its one route to `up` (audience service-c), exchanging at
+/// `idp` with service-b's secret.
+fn service_b_outbound(idp: &TestIdp, up: &Upstream) -> Outbound {
+    let yaml = format!(
+        "client: {{client_id: service-b, secret: {secret}}}\n\
+         routes:\n  - {{name: c, host: \"{up}\", audience: service-c}}\n",
+        secret = test_idp::secret("service-b"),
+        up = up.addr,
+    );
+    let raw: RawOutbound = serde_saphyr::from_str(&yaml).expect("yaml");
+    let mut problems = Problems::new("sidecar.yaml");
+    let cfg = validate(raw, &mut problems);
+    let cfg = problems.finish(cfg).expect("valid outbound config");
+    Outbound::new(cfg, Some(&idp.url), Default::default()).expect("outbound")
+}
+
+async fn through(outbound: &Outbound, up: &Upstream, token: &str) -> StatusCode {
+    let req = Request::get(format!("http://{}/orders", up.addr))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(empty())
+        .expect("request");
+    let call = baton::outbound::handle(outbound, req);
+    let rsp = tokio::time::timeout(std::time::Duration::from_secs(20), call)
+        .await
+        .expect("the outbound listener answered within the bound");
+    rsp.status()
+}
+
+/// The same crossing as above, made by a sidecar: the app behind service-b propagates the
+/// corporate user's token it was called with, and service-c receives this domain's token.
+#[test_log::test(tokio::test)]
+async fn a_foreign_user_token_crosses_into_the_domain_through_the_outbound_listener() {
+    let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let idp = idp_trusting(&key).await;
+    let up = Upstream::start().await;
+    let outbound = service_b_outbound(&idp, &up);
+    let corp = corp_user(&key, json!({}));
+
+    assert_eq!(through(&outbound, &up, &corp).await, StatusCode::OK);
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    let sent = seen[0].authorization();
+    let token = sent.strip_prefix("Bearer ").expect("a bearer token");
+    assert_ne!(token, corp, "the foreign token never crosses");
+    let keys = idp.jwks().await;
+    let rules = baton::jwt::Rules::access(idp.url.clone(), "service-c");
+    let v = baton::jwt::verify(token, &keys, &rules, baton::jwt::unix_now()).expect("verifies");
+    assert_eq!(v.claims["sub"], "corp:alice");
+    assert_eq!(v.claims["roles"], json!(["admin"]));
+    assert_eq!(v.claims["act"], json!({"sub": "service-b"}));
+    assert_eq!(v.claims["grants"], json!(["service-c"]));
+
+    // A token claiming the corporate issuer but signed by another key: no exchange, nothing
+    // reaches service-c.
+    let forger = SigningKey::generate(Algorithm::ES256).unwrap();
+    let forged = corp_user(&forger, json!({"sub": "mallory"}));
+    let status = through(&outbound, &up, &forged).await;
+    assert!(status.is_client_error(), "{status}");
+    assert_eq!(
+        up.seen().len(),
+        1,
+        "the forged call never reached service-c"
+    );
 }

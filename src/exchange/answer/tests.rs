@@ -303,3 +303,28 @@ fn a_dpop_token_is_used_only_when_asked_and_bound_to_the_sidecars_key() {
     let i = run(&answer(|_| {}), Some("mine")).expect("used");
     assert!(i.ath.is_none());
 }
+
+#[test]
+fn a_crossing_answer_names_the_foreign_user_under_the_domains_prefix() {
+    let answer = |sub: &str| {
+        let token = jwt(json!({"sub": sub, "aud": "service-b", "exp": 2_000}));
+        serde_json::to_vec(&json!({"access_token": token, "token_type": "Bearer",
+            "issued_token_type": ACCESS_TOKEN_TYPE, "expires_in": 300}))
+        .expect("json")
+    };
+    let crossing = Asked::Crossing("alice");
+    assert!(check_as(&answer("corp:alice"), crossing).is_ok());
+    for other in ["alice", "corp:bob", "alice:corp", ""] {
+        assert_eq!(
+            check_as(&answer(other), crossing).err(),
+            Some(BadAnswer::Subject),
+            "{other}"
+        );
+    }
+    // A subject of this domain keeps its name exactly.
+    let own = Asked::Exchange(Some("alice"));
+    assert_eq!(
+        check_as(&answer("corp:alice"), own).err(),
+        Some(BadAnswer::Subject)
+    );
+}
