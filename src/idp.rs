@@ -91,7 +91,7 @@ pub async fn serve(idp: Arc<Idp>, listener: TcpListener, shutdown: impl Future<O
     let watcher = {
         let idp = idp.clone();
         tokio::spawn(async move {
-            let mut tick = crate::timer::interval(Duration::from_secs(10));
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
                 if let Err(e) = idp.reload_keys().await {

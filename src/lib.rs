@@ -12,7 +12,6 @@
 //! - [`shutdown`]: SIGTERM/SIGINT → one trigger, many listeners drain.
 //! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain, and a
 //!   captured connection's original destination.
-//! - [`timer`]: long-lived timers on a thread of their own, so the serving runtime holds none.
 //! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
 //! - [`config`]: `sidecar.yaml` → validated `Config`, every problem at once with file, line, field
@@ -60,7 +59,6 @@ pub mod sidecar;
 pub mod signin;
 pub mod spiffe;
 pub mod telemetry;
-pub mod timer;
 pub mod txn;
 
 /// Every program built on this crate (`baton`, `baton-idp`, the demo app, `bare-proxy`, the tests

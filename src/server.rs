@@ -303,7 +303,7 @@ async fn serve_connection<H, F, IO>(
         .min(limits.header_read_timeout)
         .max(Duration::from_millis(100))
         / 4;
-    let mut tick = crate::timer::interval(period);
+    let mut tick = tokio::time::interval(period);
     let clock = TickClock::new(period);
     let mut builder = builder.clone();
     builder.http1().timer(clock.clone());

@@ -6,25 +6,21 @@
 //! authority, with a task spawned per request to put the connection back). A connection returns
 //! to the stack when the response body that came on it has been read to the end (a body dropped
 //! unread leaves bytes on the connection, and hyper closes it); a request goes out on the most
-//! recently used connection. Each connection's task is woken through a [`Gate`], which holds
-//! back the one wake-up hyper sends it for nothing on each response: see there.
+//! recently used connection.
 
 pub mod h2;
 
 use super::{Body, BoxError};
 use bytes::Bytes;
-use futures_util::task::AtomicWaker;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -37,12 +33,9 @@ type Conn = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Body>;
 /// The idle connections, most recently used last.
 type Idle = Mutex<Vec<Kept>>;
 
-/// A keep-alive connection as the pool holds it: the handle requests go out on, and the gate
-/// its task is woken through.
-struct Kept {
-    sender: SendRequest<Body>,
-    gate: Arc<Gate>,
-}
+/// A keep-alive connection as the pool holds it: the handle requests go out on; its connection
+/// runs on a task of its own.
+type Kept = SendRequest<Body>;
 
 /// Connections to `dest` (`host:port`; an IP address is used as is, a name is resolved at
 /// each new connection).
@@ -94,10 +87,10 @@ impl Pool {
         loop {
             let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(mut kept) = pooled else { break };
-            if kept.sender.ready().await.is_err() {
+            if kept.ready().await.is_err() {
                 continue;
             }
-            match kept.sender.try_send_request(req).await {
+            match kept.try_send_request(req).await {
                 Ok(rsp) => return Ok(self.returning(kept, rsp)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
@@ -107,7 +100,7 @@ impl Pool {
         }
         // Boxed: opening a connection is rare, and its future would size every request's.
         let mut kept = Box::pin(self.connect()).await?;
-        let rsp = kept.sender.send_request(req).await?;
+        let rsp = kept.send_request(req).await?;
         Ok(self.returning(kept, rsp))
     }
 
@@ -145,19 +138,13 @@ impl Pool {
     async fn connect(&self) -> Result<Kept, BoxError> {
         let io = TokioIo::new(self.dial().await?);
         let (sender, conn) = handshake(io).await?;
-        let gate = Arc::new(Gate::default());
-        let gated = Gated {
-            conn,
-            waker: Waker::from(gate.clone()),
-            gate: gate.clone(),
-        };
         let dest = self.dest.clone();
         tokio::spawn(async move {
-            if let Err(e) = gated.await {
+            if let Err(e) = conn.await {
                 tracing::debug!(dest, error = %e, "connection ended with an error");
             }
         });
-        Ok(Kept { sender, gate })
+        Ok(sender)
     }
 
     /// A TCP connection to `dest`, within the connect timeout.
@@ -183,84 +170,6 @@ fn handshake(
         .handshake(io)
 }
 
-/// How a kept connection's task is woken. hyper's response body is a channel from the
-/// connection's task to the reader, and each time the reader takes a piece from it, hyper wakes
-/// the connection's task so that it may send the next, even when there is no next: the piece
-/// was the last and the sending side is gone (hyper 1.12 and 1.13, `body::chan`). That is one
-/// poll of the task, and of hyper's connection state machine, for nothing on every response:
-/// 1,160 instructions per request through the inbound listener, 3.5 % of its work; the gate
-/// costs 240 of them back (callgrind, `bench/RESULTS.md`, 2026-12-05 05:14 UTC).
-///
-/// So the task polls its connection with a waker of this gate's, and [`Returning`] names the
-/// gate in [`HOLDING`] while it reads a piece: a wake-up of the gate on this thread meanwhile is
-/// held back, and passed on unless the piece was the body's last. Wake-ups from elsewhere (the
-/// socket, a new request, another thread) pass straight through.
-#[derive(Default)]
-struct Gate {
-    /// The connection task's own waker.
-    task: AtomicWaker,
-    /// A wake-up held back while the body was read.
-    held: AtomicBool,
-    /// The task's polls of the connection, for the tests.
-    #[cfg(test)]
-    polls: std::sync::atomic::AtomicUsize,
-}
-
-thread_local! {
-    /// The gate whose wake-ups are held back on this thread: set while [`Returning`] reads a
-    /// piece of its body.
-    static HOLDING: Cell<*const Gate> = const { Cell::new(std::ptr::null()) };
-}
-
-impl Wake for Gate {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if HOLDING.get() == Arc::as_ptr(self) {
-            self.held.store(true, Ordering::Relaxed);
-        } else {
-            self.task.wake();
-        }
-    }
-}
-
-/// [`HOLDING`] set to one gate for as long as this lives, then back to what it was (even when
-/// the body's poll panics: a gate left there would hold back wake-ups that are needed).
-struct Holding(*const Gate);
-
-impl Holding {
-    fn on(gate: &Arc<Gate>) -> Self {
-        Self(HOLDING.replace(Arc::as_ptr(gate)))
-    }
-}
-
-impl Drop for Holding {
-    fn drop(&mut self) {
-        HOLDING.set(self.0);
-    }
-}
-
-/// A kept connection as its task drives it: polled with its gate's waker.
-struct Gated {
-    conn: Conn,
-    gate: Arc<Gate>,
-    waker: Waker,
-}
-
-impl Future for Gated {
-    type Output = hyper::Result<()>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        #[cfg(test)]
-        this.gate.polls.fetch_add(1, Ordering::Relaxed);
-        this.gate.task.register(cx.waker());
-        Pin::new(&mut this.conn).poll(&mut Context::from_waker(&this.waker))
-    }
-}
-
 /// A response body; puts its connection back in the pool once read to the end.
 struct Returning {
     body: Incoming,
@@ -277,26 +186,7 @@ impl http_body::Body for Returning {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let polled = match &this.back {
-            Some((kept, _)) => {
-                let polled = {
-                    let _holding = Holding::on(&kept.gate);
-                    Pin::new(&mut this.body).poll_frame(cx)
-                };
-                if kept.gate.held.swap(false, Ordering::Relaxed) {
-                    let last = match &polled {
-                        Poll::Ready(None) => true,
-                        Poll::Ready(Some(Ok(_))) => this.body.is_end_stream(),
-                        _ => false,
-                    };
-                    if !last {
-                        kept.gate.task.wake();
-                    }
-                }
-                polled
-            }
-            None => Pin::new(&mut this.body).poll_frame(cx),
-        };
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.ended = true,
             Poll::Ready(Some(Err(_))) => this.back = None,

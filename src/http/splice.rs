@@ -79,7 +79,7 @@ where
 /// left its connection's task, such as a spliced one ([`splice`]), which that task's tick no
 /// longer sees.
 pub(crate) async fn quiet_for(moved: &AtomicU64, idle: Duration) {
-    let mut tick = crate::timer::interval(idle / 4);
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(1)));
     let (mut seen, mut quiet_since) = (moved.load(Ordering::Relaxed), Instant::now());
     loop {
         tick.tick().await;

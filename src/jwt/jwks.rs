@@ -468,7 +468,7 @@ async fn refresh_loop(jwks: Weak<Jwks>) {
         }
         let wait = next_refresh(&result, &j.settings, failures);
         drop(j);
-        crate::timer::sleep(wait).await;
+        tokio::time::sleep(wait).await;
     }
 }
 

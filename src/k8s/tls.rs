@@ -96,7 +96,7 @@ impl ReloadingCert {
     /// Reloads every `every` until the process ends, logging changes and failures.
     pub fn watch(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut tick = crate::timer::interval(every);
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
             loop {
                 tick.tick().await;
                 match self.reload_if_changed() {

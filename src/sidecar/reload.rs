@@ -145,7 +145,7 @@ pub async fn watch(mut reloader: Reloader, poll: Duration, shutdown: impl Future
     let modified =
         |p: &Path| -> Option<SystemTime> { std::fs::metadata(p).and_then(|m| m.modified()).ok() };
     let mut seen = modified(&reloader.path);
-    let mut tick = crate::timer::interval(poll);
+    let mut tick = tokio::time::interval(poll.max(Duration::from_millis(1)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -229,29 +229,3 @@ async fn a_body_that_trickles_in_wakes_its_reader_for_each_piece() {
         "each piece is read as it comes: {pieces:?}"
     );
 }
-
-#[tokio::test]
-async fn reading_the_last_piece_of_a_body_does_not_wake_its_connection() {
-    static BIG: [u8; 1 << 20] = [b'x'; 1 << 20];
-    for body in [&b"hello"[..], &BIG[..]] {
-        let (addr, _) = app(true, body).await;
-        let pool = pool(addr);
-        // A body of one piece, and one of many, whose every piece but the last wakes the
-        // connection's task to send the next.
-        assert_eq!(read(&pool).await.len(), body.len());
-        let gate = pool.idle.lock().expect("idle")[0].gate.clone();
-        let polls = gate.polls.load(Ordering::Relaxed);
-        // Every task that is awake runs before these return (one thread, run queue in order).
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(
-            gate.polls.load(Ordering::Relaxed),
-            polls,
-            "a body of {} bytes: no poll after it was read",
-            body.len()
-        );
-        // And the connection still carries the next request.
-        assert_eq!(read(&pool).await.len(), body.len());
-    }
-}
