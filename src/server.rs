@@ -295,8 +295,7 @@ async fn serve_connection<H, F, IO>(
     let activity = Arc::new(AtomicU64::new(0));
     let io = Tracked::new(stream, activity.clone());
     // One timer per connection serves the idle timeout and the HTTP/1 header-read and request
-    // timeouts alike. It waits on baton's timer thread: one in tokio's wheel would cost every
-    // request a kernel timer (see `crate::timer`).
+    // timeouts alike.
     let (idle, request_timeout) = (limits.idle_timeout, limits.request_timeout);
     let period = idle
         .min(request_timeout)

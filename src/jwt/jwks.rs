@@ -378,7 +378,7 @@ const MAX_REDIRECTS: usize = 3;
 /// environment (the app's `HTTP_PROXY` may point at this very sidecar), at most 3 redirects and
 /// never one from https to http. It keeps no idle connection: a fetch every few minutes gains
 /// nothing from one, and a pool holding one runs a reaper on tokio's timer until it has sat idle
-/// 90 s (see `crate::timer`).
+/// 90 s.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     client_builder("").build()
 }
