@@ -9,8 +9,8 @@ use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 /// A span named `name`, child of the current context's span, when the current context was made
-/// by [`Tracing::start_span`]; its context, to inject and end. `None` when nothing traces this
-/// task.
+/// by [`Tracing::start_span`](super::Tracing::start_span); its context, to inject and end.
+/// `None` when nothing traces this task.
 pub fn child(name: &'static str, kind: SpanKind, attributes: Vec<KeyValue>) -> Option<Context> {
     Context::map_current(|cx| {
         let t = cx.get::<Handle>()?;
