@@ -1,0 +1,79 @@
+use super::*;
+
+fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[test]
+fn off_without_an_endpoint_and_the_file_wins_field_by_field() {
+    assert_eq!(
+        Settings::resolve_with(None, "baton", env(&[])).ok(),
+        Some(None)
+    );
+    let on = Settings::resolve_with(
+        None,
+        "baton",
+        env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/"),
+            ("OTEL_SERVICE_NAME", "svc"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ]),
+    )
+    .expect("valid")
+    .expect("on");
+    assert_eq!(on.endpoint, "http://c:4318/v1/traces");
+    assert_eq!(on.service_name, "svc");
+    assert_eq!(on.sampler, Ratio::Share(0.25));
+    let file = RawTracing {
+        endpoint: Some("https://f:4318".into()),
+        service_name: None,
+        sampler_ratio: Some(0.0),
+    };
+    let both = Settings::resolve_with(
+        Some(&file),
+        "baton",
+        env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]),
+    )
+    .expect("valid")
+    .expect("on");
+    assert_eq!(both.endpoint, "https://f:4318/v1/traces");
+    assert_eq!(both.service_name, "baton");
+    assert_eq!(both.sampler, Ratio::Never);
+    let disabled = env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ]);
+    assert_eq!(Settings::resolve_with(None, "b", disabled).ok(), Some(None));
+}
+
+#[test]
+fn bad_values_are_refused_with_the_setting_named() {
+    for (k, v) in [
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+        ("OTEL_TRACES_SAMPLER_ARG", "half"),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+    ] {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            (k, v),
+        ];
+        let vars: Vec<_> = vars.iter().rev().cloned().collect();
+        assert!(
+            Settings::resolve_with(None, "b", env(&vars)).is_err(),
+            "{k}={v}"
+        );
+    }
+    for bad in ["ftp://c", "c:4318", "http://user:pw@c:4318"] {
+        let vars = [("OTEL_EXPORTER_OTLP_ENDPOINT", bad)];
+        assert!(
+            Settings::resolve_with(None, "b", env(&vars)).is_err(),
+            "{bad}"
+        );
+    }
+}
