@@ -342,3 +342,5 @@ impl Default for Verifier {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_okp;
