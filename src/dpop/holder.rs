@@ -1,5 +1,5 @@
-//! A DPoP key pair held in memory (EdDSA with Ed25519, or ES256), generated when the holder is made and never written
-//! anywhere: it signs one fresh proof per request (RFC 9449 §4.2).
+//! A DPoP key pair held in memory (EdDSA with Ed25519, or ES256), generated when the holder is
+//! made and never written anywhere: it signs one fresh proof per request (RFC 9449 §4.2).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,7 +19,7 @@ pub enum HolderError {
 }
 
 /// The algorithm a [`Holder`] signs proofs with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ProofAlg {
     /// Ed25519 (RFC 8037): the cheaper one to sign and, above all, to verify.
     #[default]
