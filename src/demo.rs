@@ -49,6 +49,8 @@ pub struct Options {
     pub dpop_nonce: bool,
     /// Every sidecar's `outbound.dpop_key_rotation` (e.g. `2s`), instead of the default.
     pub dpop_key_rotation: Option<&'static str>,
+    /// Every sidecar's `outbound.dpop_alg` (`ES256`), instead of the default (EdDSA).
+    pub dpop_alg: Option<&'static str>,
     /// Every app gets an opaque handle instead of its token (`inbound.confine_token`).
     pub confine: bool,
     /// Transaction Tokens on top of the per-hop exchange: the IdP is the Txn-Token Service of

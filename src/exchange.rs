@@ -208,6 +208,8 @@ pub struct Exchanger {
     key: std::sync::RwLock<DpopKey>,
     /// How long one DPoP key is used for new tokens.
     rotation: std::time::Duration,
+    /// The algorithm of new DPoP keys.
+    alg: crate::dpop::ProofAlg,
     /// The IdP's latest DPoP nonce (RFC 9449 §8), for the next proof to the token endpoint.
     nonce: std::sync::Mutex<Option<String>>,
 }
@@ -220,10 +222,10 @@ struct DpopKey {
 }
 
 impl DpopKey {
-    fn generate() -> Result<Self, ExchangeError> {
+    fn generate(alg: crate::dpop::ProofAlg) -> Result<Self, ExchangeError> {
         Ok(Self {
             holder: Arc::new(
-                Holder::generate().map_err(|e| ExchangeError::Assertion(e.to_string()))?,
+                Holder::generate_alg(alg).map_err(|e| ExchangeError::Assertion(e.to_string()))?,
             ),
             made: std::time::Instant::now(),
         })
@@ -280,8 +282,9 @@ impl Exchanger {
             auth: cfg.client.auth.clone(),
             down_until: AtomicU64::new(0),
             nonce: std::sync::Mutex::new(None),
-            key: std::sync::RwLock::new(DpopKey::generate()?),
+            key: std::sync::RwLock::new(DpopKey::generate(cfg.dpop_alg)?),
             rotation: cfg.dpop_key_rotation,
+            alg: cfg.dpop_alg,
         })
     }
 
@@ -303,7 +306,7 @@ impl Exchanger {
         }
         let mut key = self.key.write().unwrap_or_else(|e| e.into_inner());
         if key.made.elapsed() >= self.rotation {
-            match DpopKey::generate() {
+            match DpopKey::generate(self.alg) {
                 Ok(fresh) => {
                     *key = fresh;
                     tracing::info!(jkt = %key.holder.jkt(), "DPoP key rotated");
@@ -315,10 +318,13 @@ impl Exchanger {
     }
 
     /// Keeps `other`'s DPoP key (and its age), so tokens cached under it stay usable across a
-    /// reload and the rotation keeps its schedule.
+    /// reload and the rotation keeps its schedule; not when the reload changed `dpop_alg`:
+    /// new tokens then get this client's fresh key (cached ones keep theirs).
     pub fn holder_from(&mut self, other: &Exchanger) {
         let theirs = other.key.read().unwrap_or_else(|e| e.into_inner()).clone();
-        *self.key.get_mut().unwrap_or_else(|e| e.into_inner()) = theirs;
+        if theirs.holder.alg() == self.alg {
+            *self.key.get_mut().unwrap_or_else(|e| e.into_inner()) = theirs;
+        }
     }
 
     /// Takes the token endpoint `other` has discovered, if any and none is known yet (a

@@ -14,6 +14,7 @@
 //!   connect_timeout: 2s
 //!   timeout: 5s
 //!   dpop_key_rotation: 24h  # a fresh DPoP key for new tokens this often
+//!   dpop_alg: EdDSA         # the DPoP key's algorithm: EdDSA (Ed25519) or ES256
 //!   cache: {max_entries: 10000, skew: 30s, negative_ttl: 5s}
 //!   unknown: deny          # or passthrough (forwarded WITHOUT Authorization, and without
 //!                          # Txn-Token unless the host is listed in txn_token_hosts)
@@ -66,6 +67,8 @@ pub struct Outbound {
     pub timeout: Duration,
     /// How long the sidecar's DPoP key binds new tokens before a fresh one is made.
     pub dpop_key_rotation: Duration,
+    /// The algorithm of the sidecar's DPoP key and proofs.
+    pub dpop_alg: crate::dpop::ProofAlg,
     /// Exchanged-token cache settings.
     pub cache: CacheSettings,
     /// Destinations no route names.
@@ -251,6 +254,17 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
     if dpop_key_rotation < Duration::from_secs(1) {
         problems.push("outbound.dpop_key_rotation", "must be at least 1s");
     }
+    let dpop_alg = match raw.dpop_alg.as_deref() {
+        None | Some("EdDSA") => crate::dpop::ProofAlg::EdDSA,
+        Some("ES256") => crate::dpop::ProofAlg::ES256,
+        Some(other) => {
+            problems.push(
+                "outbound.dpop_alg",
+                format!("{other:?}: use EdDSA or ES256"),
+            );
+            crate::dpop::ProofAlg::default()
+        }
+    };
     if cache.max_entries == 0 {
         problems.push("outbound.cache.max_entries", "must be at least 1");
     }
@@ -296,6 +310,7 @@ pub fn validate(raw: RawOutbound, problems: &mut Problems) -> Outbound {
         connect_timeout,
         timeout,
         dpop_key_rotation,
+        dpop_alg,
         cache,
         unknown,
         connect,

@@ -52,6 +52,10 @@ pub(super) fn hop(
         ),
         None => yaml,
     };
+    let yaml = match options.dpop_alg {
+        Some(alg) => yaml.replacen("outbound:\n", &format!("outbound:\n  dpop_alg: {alg}\n"), 1),
+        None => yaml,
+    };
     match &options.tracing {
         Some(TraceTo::Otlp(endpoint)) => {
             format!("{yaml}tracing:\n  endpoint: {endpoint}\n  service_name: {name}-baton\n")

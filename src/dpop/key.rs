@@ -36,10 +36,10 @@ pub enum ProofKey {
         /// base64url `e` as sent.
         e_b64: String,
     },
-    /// EdDSA with Ed25519.
+    /// EdDSA with Ed25519 (RFC 8037).
     Ed25519 {
-        /// The 32-byte public key.
-        public: Vec<u8>,
+        /// The public key, decompressed once; never of small order.
+        public: ed25519_dalek::VerifyingKey,
         /// base64url `x`.
         x: String,
     },
@@ -89,9 +89,16 @@ impl ProofKey {
                 Ok(Self::Rsa { n, e, n_b64, e_b64 })
             }
             Some("OKP") if crv == Some("Ed25519") => {
-                let (x, public) = member("x")?;
-                if public.len() != 32 {
-                    return Err(ProofError::Key("Ed25519 keys are 32 bytes"));
+                let (x, bytes) = member("x")?;
+                let bytes: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| ProofError::Key("Ed25519 keys are 32 bytes"))?;
+                let public = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                    .map_err(|_| ProofError::Key("not an Ed25519 point"))?;
+                // A small-order key verifies signatures nobody made (RFC 8032 §5.1.7 leaves the
+                // check to the verifier).
+                if public.is_weak() {
+                    return Err(ProofError::Key("Ed25519 key of small order"));
                 }
                 Ok(Self::Ed25519 { public, x })
             }
@@ -119,9 +126,8 @@ impl ProofKey {
             Self::Rsa { n, e, .. } => signature::RsaPublicKeyComponents { n, e }
                 .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
                 .is_ok(),
-            Self::Ed25519 { public, .. } => UnparsedPublicKey::new(&signature::ED25519, public)
-                .verify(message, sig)
-                .is_ok(),
+            Self::Ed25519 { public, .. } => ed25519_dalek::Signature::from_slice(sig)
+                .is_ok_and(|sig| ed25519_dalek::Verifier::verify(public, message, &sig).is_ok()),
         }
     }
 

@@ -113,3 +113,31 @@ fn an_https_issuer_needs_an_https_token_endpoint() {
     check_issuer(&cfg("http://idp/token"), "http://idp", &mut problems);
     assert!(problems.finish(()).is_ok());
 }
+
+#[test]
+fn a_reload_keeps_the_dpop_key_unless_it_changes_the_algorithm() {
+    use crate::config::Problems;
+    use crate::config::outbound::{RawOutbound, validate};
+    use crate::dpop::ProofAlg;
+    let exchanger = |alg: Option<&str>| {
+        let raw = RawOutbound {
+            token_endpoint: Some("http://idp/token".into()),
+            dpop_alg: alg.map(str::to_owned),
+            ..RawOutbound::default()
+        };
+        Exchanger::new(
+            &validate(raw, &mut Problems::new("sidecar.yaml")),
+            Some("http://idp"),
+        )
+        .expect("client")
+    };
+    let old = exchanger(None);
+    assert_eq!(old.holder().alg(), ProofAlg::EdDSA);
+    let mut same = exchanger(Some("EdDSA"));
+    same.holder_from(&old);
+    assert_eq!(same.holder().jkt(), old.holder().jkt());
+    let mut other = exchanger(Some("ES256"));
+    other.holder_from(&old);
+    assert_eq!(other.holder().alg(), ProofAlg::ES256);
+    assert_ne!(other.holder().jkt(), old.holder().jkt());
+}

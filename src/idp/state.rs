@@ -55,6 +55,8 @@ pub struct Idp {
     pub(crate) throttle: throttle::Throttle<throttle::Counters>,
     /// The DPoP nonce handed out this period (RFC 9449 §8), when `dpop.nonce` is on.
     pub(crate) nonces: super::nonce::Nonces,
+    /// DPoP proof headers checked before, with their keys ready (a client's proofs share one).
+    pub(crate) dpop_headers: crate::dpop::HeaderCache,
     /// The trusted foreign issuers and their keys (`trusted_issuers:`).
     pub(crate) trusted: Vec<super::foreign::Trusted>,
     /// Where the token endpoint's spans go, when tracing is on.
@@ -118,6 +120,7 @@ impl Idp {
             sealer,
             passwords,
             nonces: super::nonce::Nonces::default(),
+            dpop_headers: crate::dpop::HeaderCache::default(),
             trusted,
         })
     }

@@ -234,7 +234,7 @@ async fn proof(
         htu: &htu,
         token: None,
     };
-    let p = dpop::check(proof, &expect, now, dpop::DEFAULT_WINDOW)?;
+    let p = dpop::check_cached(&idp.dpop_headers, proof, &expect, now, dpop::DEFAULT_WINDOW)?;
     let d = &idp.config.dpop;
     if d.nonce
         && !p

@@ -1,9 +1,10 @@
 //! DPoP on every hop of the A→B→C chain: the user's token bound to the caller's key, each
 //! exchanged token bound to the sending sidecar's key and sent with a fresh proof; tokens
-//! copied out of an app are worthless without the key; the exchange cache still serves.
+//! copied out of an app are worthless without the key; the exchange cache still serves. The
+//! sidecars prove with their default EdDSA (Ed25519) keys unless a test sets `dpop_alg`.
 
 use baton::demo::{Chain, DEMO_PASSWORD, DEMO_USER, Options};
-use baton::dpop::Holder;
+use baton::dpop::{Holder, ProofAlg};
 use baton::jwt::unix_now;
 use serde_json::Value;
 use std::sync::Arc;
@@ -281,5 +282,54 @@ async fn the_chain_keeps_working_across_a_sidecar_key_rotation() {
     let after = call(key2, token2).await;
     assert_ne!(after.0, before.0, "B's token is bound to A's new key");
     assert_ne!(after.1, before.1, "C's token is bound to B's new key");
+    chain.stop().await;
+}
+
+#[test_log::test(tokio::test)]
+async fn the_chain_binds_every_hop_with_es256_sidecar_keys_and_an_eddsa_caller() {
+    let chain = Chain::start_with(Options {
+        dpop: true,
+        dpop_alg: Some("ES256"),
+        ..Options::default()
+    })
+    .await
+    .expect("chain");
+    // An outside client with an Ed25519 key, at the IdP and at the edge sidecar.
+    let user_key = Arc::new(Holder::generate_alg(ProofAlg::EdDSA).expect("key"));
+    let mut req = chain.signin_request(DEMO_USER, DEMO_PASSWORD);
+    req.dpop = Some(user_key.clone());
+    let user = baton::signin::password_login(&req).await.expect("sign in");
+    let user_token = user.access_token.expose().to_owned();
+    let a_url = format!("http://{}/", chain.hops[0].sidecar.inbound);
+    let mut bound = Vec::new();
+    for _ in 0..2 {
+        let p = user_key
+            .proof("GET", &a_url, Some(&user_token), None, unix_now())
+            .expect("proof");
+        let (status, www, body) = get(&a_url, "DPoP", &user_token, &[&p]).await;
+        assert_eq!(status, 200, "{www} {body}");
+        assert_eq!(body["next"]["next"]["claims"]["sub"], "alice", "{body}");
+        assert_eq!(jkt(&body["claims"]), user_key.jkt());
+        bound.push((
+            jkt(&body["next"]["claims"]),
+            jkt(&body["next"]["next"]["claims"]),
+        ));
+    }
+    assert_eq!(
+        bound[0], bound[1],
+        "the cached tokens serve the second call"
+    );
+    assert_ne!(bound[0].0, bound[0].1, "each sidecar has its own key");
+    assert_eq!(chain.idp.exchanges(), 2, "one exchange per hop");
+    // The edge refuses the caller's proof replayed.
+    let p = user_key
+        .proof("GET", &a_url, Some(&user_token), None, unix_now())
+        .expect("proof");
+    let (status, ..) = get(&a_url, "DPoP", &user_token, &[&p]).await;
+    assert_eq!(status, 200);
+    refused(
+        &get(&a_url, "DPoP", &user_token, &[&p]).await,
+        "invalid_dpop_proof",
+    );
     chain.stop().await;
 }

@@ -8,6 +8,7 @@ mod confine;
 mod dpop;
 mod dpop_chain;
 mod dpop_inbound;
+mod dpop_outbound;
 mod edge;
 mod faults;
 mod foreign_exchange;

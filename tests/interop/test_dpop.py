@@ -1,5 +1,5 @@
 """DPoP (RFC 9449) with outside libraries: proofs built with PyJWT (ES256, RS256, EdDSA keys
-from `cryptography`) accepted at baton-idp's token endpoint and at an edge sidecar; the bound
+from `cryptography`) and jwcrypto (EdDSA) accepted at baton-idp's token endpoint and at an edge sidecar; the bound
 token verified with PyJWT and jwcrypto, its `cnf.jkt` the RFC 7638 thumbprint jwcrypto
 computes for the proof key."""
 
@@ -99,11 +99,12 @@ def test_replayed_or_misdirected_pyjwt_proofs_are_invalid_dpop_proof(idp):
         assert (rsp.status_code, rsp.json()["error"]) == (400, "invalid_dpop_proof")
 
 
-def test_the_edge_sidecar_takes_a_pyjwt_proof_once(idp, echo, tmp_path):
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_the_edge_sidecar_takes_a_pyjwt_proof_once(idp, echo, tmp_path, alg):
     extra = "dpop:\n  mode: required\n  external_url: {url}\n"
     sidecar = start_sidecar(tmp_path, idp.issuer, CC_AUDIENCE, echo.port, extra)
     try:
-        client = Client("ES256")
+        client = Client(alg)
         token = bound_token(idp, client)
         url = sidecar.url + "/hello"
         proof = client.proof("GET", url, token)
@@ -118,12 +119,52 @@ def test_the_edge_sidecar_takes_a_pyjwt_proof_once(idp, echo, tmp_path):
         rsp = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert rsp.status_code == 401
         assert rsp.headers["WWW-Authenticate"].startswith('DPoP error="invalid_token"')
-        other = Client("ES256").proof("GET", url, token)
+        other = Client(alg).proof("GET", url, token)
         rsp = requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": other}, timeout=10)
         assert rsp.status_code == 401
         elsewhere = client.proof("GET", sidecar.url + "/other", token)
         rsp = requests.get(url, headers={"Authorization": f"DPoP {token}", "DPoP": elsewhere}, timeout=10)
         assert rsp.status_code == 401
+        assert len(echo.seen) == 1
+    finally:
+        sidecar.process.stop()
+
+
+class JwcryptoClient:
+    """A DPoP client whose Ed25519 key and proofs are jwcrypto's."""
+
+    def __init__(self):
+        self.key = jc_jwk.JWK.generate(kty="OKP", crv="Ed25519")
+        self.jwk = json.loads(self.key.export_public())
+        assert "d" not in self.jwk
+
+    def proof(self, method, url, token=None):
+        claims = {"jti": str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time())}
+        if token is not None:
+            digest = hashlib.sha256(token.encode()).digest()
+            claims["ath"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        proof = jc_jwt.JWT(header={"typ": "dpop+jwt", "alg": "EdDSA", "jwk": self.jwk}, claims=claims)
+        proof.make_signed_token(self.key)
+        return proof.serialize()
+
+    def thumbprint(self):
+        return self.key.thumbprint()
+
+
+def test_a_jwcrypto_eddsa_proof_binds_at_the_idp_and_passes_the_edge_once(idp, echo, tmp_path):
+    extra = "dpop:\n  mode: required\n  external_url: {url}\n"
+    sidecar = start_sidecar(tmp_path, idp.issuer, CC_AUDIENCE, echo.port, extra)
+    try:
+        client = JwcryptoClient()
+        token = bound_token(idp, client)
+        assert pyjwt.decode(token, options={"verify_signature": False})["cnf"]["jkt"] == client.thumbprint()
+        url = sidecar.url + "/hello"
+        auth = {"Authorization": f"DPoP {token}", "DPoP": client.proof("GET", url, token)}
+        rsp = requests.get(url, headers=auth, timeout=10)
+        assert rsp.status_code == 200, rsp.text
+        rsp = requests.get(url, headers=auth, timeout=10)
+        assert rsp.status_code == 401
+        assert rsp.headers["WWW-Authenticate"].startswith('DPoP error="invalid_dpop_proof"')
         assert len(echo.seen) == 1
     finally:
         sidecar.process.stop()

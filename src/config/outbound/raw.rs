@@ -18,6 +18,8 @@ pub struct RawOutbound {
     pub timeout: Option<String>,
     /// How long one DPoP key binds new tokens, e.g. `24h` (default).
     pub dpop_key_rotation: Option<String>,
+    /// The algorithm of the sidecar's DPoP proofs: `EdDSA` (default) or `ES256`.
+    pub dpop_alg: Option<String>,
     /// Exchanged-token cache settings.
     #[serde(default)]
     pub cache: RawCache,

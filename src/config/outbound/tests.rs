@@ -152,3 +152,14 @@ fn a_client_certificate_needs_its_key() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn the_dpop_algorithm_is_eddsa_unless_es256_is_asked() {
+    let base = "client: {client_id: a, secret: s}\n";
+    let alg = |extra: &str| parse(&format!("{base}{extra}")).map(|o| o.dpop_alg);
+    assert_eq!(alg(""), Ok(crate::dpop::ProofAlg::EdDSA));
+    assert_eq!(alg("dpop_alg: EdDSA\n"), Ok(crate::dpop::ProofAlg::EdDSA));
+    assert_eq!(alg("dpop_alg: ES256\n"), Ok(crate::dpop::ProofAlg::ES256));
+    let errs = alg("dpop_alg: RS256\n").expect_err("refused");
+    assert!(errs[0].contains("outbound.dpop_alg"), "{errs:?}");
+}
