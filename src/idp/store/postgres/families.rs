@@ -1,5 +1,6 @@
-//! Refresh-token families: a family's row names its current token, locked while a rotation
-//! either moves it on or, finding a reused token, revokes the family.
+//! Refresh-token families: a family's row names its current token. A rotation moves it on in
+//! one statement when it still names the token presented; otherwise a transaction locks the row
+//! and, finding a reused token, revokes the family.
 
 use super::{Postgres, from_json, hash, int, to_json};
 use crate::idp::authn::Authentication;
@@ -65,6 +66,9 @@ impl Postgres {
         now: u64,
     ) -> Result<Rotation, StoreError> {
         let json = to_json(&grant)?;
+        if self.move_on(old, &next, &grant, &json, now).await? {
+            return Ok(Rotation::Rotated);
+        }
         let mut tx = self.begin().await?;
         let run = async {
             let current: Option<Option<Vec<u8>>> = sqlx::query_scalar(
@@ -106,6 +110,38 @@ impl Postgres {
                 .revoke(&grant.auth.user, root, grant.auth.auth_time, now);
         }
         Ok(outcome)
+    }
+
+    /// The usual rotation in one statement, one round trip: the family still names `old` and
+    /// moves on to `next`, whose row is written with it. `false`: the family names another token
+    /// or none (a reuse, a revoked or expired family), which the locking transaction of
+    /// [`Postgres::rotate`] then tells apart. Two rotations of one token cannot both pass: the
+    /// second waits for the first's row lock and then finds `current` moved.
+    async fn move_on(
+        &self,
+        old: &[u8; 32],
+        next: &[u8; 32],
+        grant: &RefreshGrant,
+        json: &str,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        self.guard()?;
+        let done = sqlx::query(
+            "WITH moved AS (UPDATE families SET current = $3 \
+             WHERE id = $1 AND current = $2 AND expires_at > $6 RETURNING id) \
+             INSERT INTO refresh_tokens (hash, family, grant_json, expires_at) \
+             SELECT $3, id, $4, $5 FROM moved",
+        )
+        .bind(&grant.family)
+        .bind(&old[..])
+        .bind(&next[..])
+        .bind(json)
+        .bind(int(grant.expires_at))
+        .bind(int(now))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(e))?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub(in crate::idp::store) async fn revoke_family(
