@@ -6,11 +6,13 @@
 //! - [`findings`]: what validation found ([`Problems`] while collecting, a [`Report`] of errors
 //!   and warnings after); shared by the IdP's config and the Kubernetes annotations.
 //! - The sections: `sidecar` (top level, listeners, inbound, admin), `limits` (`jwks:`,
-//!   `limits:`), [`routes`] (inbound routes), [`outbound`], [`login`] (browser sign-in);
+//!   `limits:`), [`routes`] (inbound routes), [`inbound_tls`] (TLS on the inbound listener,
+//!   route `peer:` rules), [`outbound`], [`login`] (browser sign-in);
 //!   [`values`]: the durations and addresses they share.
 
 pub mod dpop;
 pub mod findings;
+pub mod inbound_tls;
 pub mod issuers;
 mod limits;
 pub mod login;

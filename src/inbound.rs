@@ -19,6 +19,7 @@ pub mod dpop;
 pub mod forward;
 pub mod issuers;
 pub mod login;
+pub mod peer;
 pub mod reject;
 pub mod rules;
 mod send;
@@ -71,6 +72,8 @@ pub struct Inbound {
     txn: Option<txn::Phase>,
     /// Where spans go, when tracing is on.
     tracing: Option<Arc<crate::otel::Tracing>>,
+    /// TLS on the listener, when `inbound.tls` is set.
+    tls: Option<Arc<crate::tls::ReloadingAcceptor>>,
 }
 
 impl Inbound {
@@ -95,6 +98,7 @@ impl Inbound {
             dpop: crate::dpop::Verifier::new(cfg.dpop.window, cfg.dpop.replay_capacity),
             handles: None,
             tracing: None,
+            tls: None,
             txn,
             verifier: Verifier::new(jwks, rules, VERIFY_CACHE_CAPACITY, metrics.clone()),
             limits: cfg.limits.clone(),
@@ -106,6 +110,12 @@ impl Inbound {
     /// Traces every request into `tracing` (module [`crate::otel`]).
     pub fn with_tracing(mut self, tracing: Arc<crate::otel::Tracing>) -> Self {
         self.tracing = Some(tracing);
+        self
+    }
+
+    /// Serves the listener over TLS with `tls` (`inbound.tls`); without it, plain TCP.
+    pub fn with_tls(mut self, tls: crate::tls::ReloadingAcceptor) -> Self {
+        self.tls = Some(Arc::new(tls));
         self
     }
 
@@ -143,25 +153,42 @@ impl Inbound {
     }
 }
 
-/// Serves the inbound listener on an already bound `listener` until `shutdown` resolves.
+/// Serves the inbound listener on an already bound `listener` until `shutdown` resolves: over
+/// TLS when the state has it ([`Inbound::with_tls`]), each connection's verified peer
+/// ([`peer::Peer`]) then handed to its requests.
 pub async fn serve(
     state: Arc<Inbound>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let limits = state.limits.clone();
-    let per_connection = move |info: server::ConnInfo| {
+    let tls = state.tls.clone();
+    let per_connection = move |info: server::ConnInfo, tls_peer: Option<peer::Peer>| {
         let peer = state.txn.as_ref().is_some_and(txn::Phase::wants_peer);
         let conn = Arc::new((state.clone(), LastToken::default()));
         move |mut req: Request<hyper::body::Incoming>| {
             if peer {
                 req.extensions_mut().insert(info);
             }
+            if let Some(p) = &tls_peer {
+                req.extensions_mut().insert(p.clone());
+            }
             let conn = conn.clone();
             async move { handle_on(&conn.0, &conn.1, req).await }
         }
     };
-    server::serve_each(listener, limits, per_connection, shutdown).await
+    match tls {
+        None => {
+            let make = move |info| per_connection(info, None);
+            server::serve_each(listener, limits, make, shutdown).await
+        }
+        Some(tls) => {
+            let make = move |info, conn: &rustls::ServerConnection| {
+                per_connection(info, peer::Peer::of(conn))
+            };
+            server::serve_tls_each(listener, move || tls.current(), limits, make, shutdown).await
+        }
+    }
 }
 
 /// Handles one request without a socket, as if it came on a connection of its own.
@@ -387,6 +414,7 @@ async fn admit<B, const TRACED: bool>(
 ) -> Result<Admitted, Denied> {
     rules::refuse_query_token(req.uri().query())?;
     let route = route.ok_or(Reject::NoRoute)?;
+    peer::admit(&route.peers, req.extensions().get::<peer::Peer>())?;
     if route.access == crate::config::Access::Public {
         return Ok(Admitted::Public);
     }

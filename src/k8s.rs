@@ -10,7 +10,6 @@
 //! - [`inject`]: `baton inject`: multi-document YAML in, the same documents out, workloads injected.
 //! - [`webhook`]: `baton webhook`: the mutating admission webhook (AdmissionReview v1, JSONPatch),
 //!   reading a bounded, typed part of each review, a bounded number at a time.
-//! - [`tls`]: the webhook's HTTPS listener: certificate files reloaded when they change.
 //! - [`capture`]: `baton init-net` (iptables REDIRECT rules).
 //!
 //! Pods opt in with `baton.dev/inject: enabled` (pod annotation or label, or namespace annotation
@@ -22,7 +21,6 @@ pub mod inject;
 pub mod mutate;
 pub mod policy;
 pub mod settings;
-pub mod tls;
 pub mod webhook;
 
 /// The sidecar's inbound listener port (`listeners.inbound` of `sidecar.yaml`).

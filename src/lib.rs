@@ -12,6 +12,8 @@
 //! - [`shutdown`]: SIGTERM/SIGINT → one trigger, many listeners drain.
 //! - [`server`]: the accept loop every listener uses: limits, timeouts, graceful drain, and a
 //!   captured connection's original destination.
+//! - [`tls`]: certificate files reloaded when they change, for the listeners that serve TLS (the
+//!   webhook, the inbound listener) and for client certificates to upstreams.
 //! - [`jwt`]: the verification rules (RFC 8725, RFC 9068 §4); [`jwt::keys`] signing and JWK sets;
 //!   [`jwt::jwks`] discovery, JWKS cache, unknown-`kid` refetch, readiness.
 //! - [`config`]: `sidecar.yaml` → validated `Config`, every problem at once with file, line, field
@@ -59,6 +61,7 @@ pub mod sidecar;
 pub mod signin;
 pub mod spiffe;
 pub mod telemetry;
+pub mod tls;
 pub mod txn;
 
 /// Every program built on this crate (`baton`, `baton-idp`, the demo app, `bare-proxy`, the tests

@@ -55,7 +55,7 @@ pub enum Error {
     },
     /// A route's `tls.cert_file` and `tls.key_file` could not be loaded as a pair.
     #[error("outbound client certificate")]
-    ClientCert(#[source] crate::k8s::tls::TlsError),
+    ClientCert(#[source] crate::tls::TlsError),
     /// rustls refused the client configuration.
     #[error("outbound TLS configuration")]
     TlsConfig(#[source] rustls::Error),
@@ -99,7 +99,14 @@ pub async fn serve_port(
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     info!(addr = ?listener.local_addr().ok(), port, "outbound port listening");
-    serve_arriving(state, listener, limits, |_| Arrival::Port(port), shutdown).await
+    serve_arriving(
+        state,
+        listener,
+        limits,
+        move |_| Arrival::Port(port),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves requests that arrive as `arrival` says of their connection. Each connection remembers
@@ -108,7 +115,7 @@ async fn serve_arriving(
     state: Arc<Outbound>,
     listener: TcpListener,
     limits: Limits,
-    arrival: impl Fn(ConnInfo) -> Arrival,
+    arrival: impl Fn(ConnInfo) -> Arrival + Send + Sync + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> Drained {
     let per_connection = move |conn: ConnInfo| {

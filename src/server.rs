@@ -115,7 +115,8 @@ where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    serve_each(listener, limits, per_connection(handler), shutdown).await
+    let plain = |tcp| async { Some(tcp) };
+    serve_with(listener, limits, plain, per_connection(handler), shutdown).await
 }
 
 /// Like [`serve`], with `make` called once per accepted connection for that connection's
@@ -128,22 +129,23 @@ pub async fn serve_each<M, H, F>(
     shutdown: impl Future<Output = ()>,
 ) -> Drained
 where
-    M: Fn(ConnInfo) -> H,
+    M: Fn(ConnInfo) -> H + Send + Sync + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let make = move |info, _: &TcpStream| make(info);
     serve_with(listener, limits, |tcp| async { Some(tcp) }, make, shutdown).await
 }
 
 /// A shared handler as a per-connection one that knows its connection.
-fn per_connection<H, F>(
+fn per_connection<H, F, IO>(
     handler: H,
-) -> impl Fn(ConnInfo) -> Box<dyn Fn(Request<Incoming>) -> F + Send + Sync>
+) -> impl Fn(ConnInfo, &IO) -> Box<dyn Fn(Request<Incoming>) -> F + Send + Sync> + Send + Sync + 'static
 where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    move |info| {
+    move |info, _: &_| {
         let handler = handler.clone();
         Box::new(move |req| handler(req, info))
     }
@@ -161,12 +163,48 @@ where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let handshake = limits.header_read_timeout;
-    let upgrade = move |tcp: TcpStream| {
-        let tls = tls.clone();
-        async move {
+    let upgrade = handshake(move || tls.clone(), limits.header_read_timeout);
+    serve_with(listener, limits, upgrade, per_connection(handler), shutdown).await
+}
+
+/// Like [`serve_each`] over TLS, each connection accepted with the acceptor `tls` gives at that
+/// moment (one whose files may have changed since the last), its handshake bounded by
+/// `limits.header_read_timeout`; `make` also sees the finished handshake (the client's
+/// certificate, the protocol agreed by ALPN).
+pub async fn serve_tls_each<A, M, H, F>(
+    listener: TcpListener,
+    tls: A,
+    limits: Limits,
+    make: M,
+    shutdown: impl Future<Output = ()>,
+) -> Drained
+where
+    A: Fn() -> tokio_rustls::TlsAcceptor + Clone + Send + 'static,
+    M: Fn(ConnInfo, &rustls::ServerConnection) -> H + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let upgrade = handshake(tls, limits.header_read_timeout);
+    let make = move |info, io: &TlsStream| make(info, io.get_ref().1);
+    serve_with(listener, limits, upgrade, make, shutdown).await
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The TLS handshake on each accepted connection, with the acceptor `tls` gives, bounded by
+/// `within`; a connection whose handshake fails or times out is dropped.
+fn handshake<A>(
+    tls: A,
+    within: Duration,
+) -> impl Fn(TcpStream) -> Pin<Box<dyn Future<Output = Option<TlsStream>> + Send>> + Clone + Send + 'static
+where
+    A: Fn() -> tokio_rustls::TlsAcceptor + Clone + Send + 'static,
+{
+    move |tcp: TcpStream| {
+        let tls = tls();
+        Box::pin(async move {
             let peer = tcp.peer_addr().ok();
-            match tokio::time::timeout(handshake, tls.accept(tcp)).await {
+            match tokio::time::timeout(within, tls.accept(tcp)).await {
                 Ok(Ok(stream)) => Some(stream),
                 Ok(Err(e)) => {
                     debug!(?peer, error = %e, "TLS handshake failed");
@@ -177,12 +215,12 @@ where
                     None
                 }
             }
-        }
-    };
-    serve_with(listener, limits, upgrade, per_connection(handler), shutdown).await
+        })
+    }
 }
 
-/// The accept loop, over whatever `upgrade` makes of each TCP connection (`None` drops it).
+/// The accept loop, over whatever `upgrade` makes of each TCP connection (`None` drops it);
+/// `make` gives each connection its handler once `upgrade` is done.
 async fn serve_with<M, H, F, U, UF, IO>(
     listener: TcpListener,
     limits: Limits,
@@ -191,7 +229,7 @@ async fn serve_with<M, H, F, U, UF, IO>(
     shutdown: impl Future<Output = ()>,
 ) -> Drained
 where
-    M: Fn(ConnInfo) -> H,
+    M: Fn(ConnInfo, &IO) -> H + Send + Sync + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
     U: Fn(TcpStream) -> UF + Clone + Send + 'static,
@@ -203,6 +241,7 @@ where
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let builder = Arc::new(builder(&limits));
     let limits = Arc::new(limits);
+    let make = Arc::new(make);
     tokio::pin!(shutdown);
 
     loop {
@@ -232,11 +271,11 @@ where
             local,
             original_dst,
         };
-        let handler = make(info);
-        let (builder, limits) = (builder.clone(), limits.clone());
+        let (builder, limits, make) = (builder.clone(), limits.clone(), make.clone());
         let (drain, upgrade) = (drain.subscribe(), upgrade.clone());
         tokio::spawn(async move {
             if let Some(io) = upgrade(stream).await {
+                let handler = make(info, &io);
                 let held = Held::new(permit, drain.rx.clone());
                 serve_connection(io, info, &builder, &limits, handler, drain, held).await;
             }

@@ -47,6 +47,9 @@ pub enum Error {
     /// The `tracing:` settings or the `OTEL_*` variables are unusable.
     #[error(transparent)]
     Tracing(#[from] crate::otel::Error),
+    /// The inbound listener's certificate, key or client CA (`inbound.tls`) does not load.
+    #[error("inbound.tls: {0}")]
+    InboundTls(#[from] crate::tls::TlsError),
 }
 
 /// The sockets of one sidecar, bound before anything else starts.
@@ -253,6 +256,11 @@ async fn start_traced(
     tracing: Option<Arc<crate::otel::Tracing>>,
 ) -> Result<Running, Error> {
     let mut inbound = Inbound::new(&cfg, jwks.clone(), metrics.clone());
+    if let Some(t) = &cfg.inbound.tls {
+        let tls =
+            crate::tls::ReloadingAcceptor::load(&t.cert_file, &t.key_file, t.client_ca.clone())?;
+        inbound = inbound.with_tls(tls);
+    }
     let mut outbound = Outbound::new(
         cfg.outbound.clone(),
         Some(&cfg.issuer),

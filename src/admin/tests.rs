@@ -272,9 +272,9 @@ async fn a_tcp_probe_passes_while_the_port_accepts() {
 async fn an_https_probe_does_not_verify_the_certificate_like_kubelet() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures");
     let cert =
-        crate::k8s::tls::ReloadingCert::load(&dir.join("upstream.pem"), &dir.join("upstream.key"))
+        crate::tls::ReloadingCert::load(&dir.join("upstream.pem"), &dir.join("upstream.key"))
             .expect("cert");
-    let app = App::start_with(Some(crate::k8s::tls::acceptor(cert).expect("tls"))).await;
+    let app = App::start_with(Some(crate::tls::acceptor(cert).expect("tls"))).await;
     let a = with_probes(&format!(
         r#"{{"/app-health/web/readyz": {{"httpGet": {{"port": {}, "path": "/tls", "scheme": "HTTPS"}}}}}}"#,
         app.port

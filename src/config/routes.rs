@@ -1,6 +1,7 @@
 //! The inbound `routes:` of `sidecar.yaml`: path prefix, methods, and who may pass.
 
 use super::findings::Problems;
+use super::inbound_tls::{InboundTls, PeerRule, RawPeers, peer_rules};
 use crate::http::path::{PathRules, canonical};
 use http::Method;
 use serde::Deserialize;
@@ -29,6 +30,9 @@ pub struct Route {
     /// The names of the issuers whose tokens this route accepts ([`super::issuers`]); empty:
     /// the primary issuer only.
     pub issuers: Vec<String>,
+    /// `peer:` the clients admitted by the SPIFFE ID of their verified certificate, any one
+    /// rule sufficing ([`super::inbound_tls`]); empty: any client, with a certificate or not.
+    pub peers: Vec<PeerRule>,
 }
 
 /// A route's access rule.
@@ -94,6 +98,7 @@ pub struct RawRoute {
     dpop: Option<super::DpopMode>,
     #[serde(default)]
     issuers: Vec<String>,
+    peer: Option<RawPeers>,
 }
 
 /// A claim rule as written: `{claim: grants, contains: service-b}` or `{claim: tier, equals: gold}`.
@@ -108,7 +113,7 @@ pub struct RawClaimRule {
 /// Validates `routes:`, recording problems as `routes[i].field`.
 pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
     let mut out: Vec<Route> = Vec::new();
-    for (i, r) in raw.into_iter().enumerate() {
+    for (i, mut r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("routes[{i}].{f}");
         let name = r.name.clone().unwrap_or_default();
         if !super::values::is_label(&name) {
@@ -131,7 +136,12 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
                 "a public route accepts no token; drop issuers or public",
             );
         }
+        let peers = match r.peer.take() {
+            Some(raw) => peer_rules(raw, &at("peer"), p),
+            None => Vec::new(),
+        };
         out.push(Route {
+            peers,
             issuers: r.issuers.clone(),
             name,
             path: path.trim_end_matches('/').to_owned(),
@@ -143,6 +153,20 @@ pub fn validate(raw: Vec<RawRoute>, p: &mut Problems) -> Vec<Route> {
         });
     }
     out
+}
+
+/// A route with `peer:` needs client certificates verified on the listener: without them no
+/// request has a peer, and the route would refuse everyone.
+pub fn check_peers(routes: &[Route], tls: Option<&InboundTls>, p: &mut Problems) {
+    let verified = tls.is_some_and(|t| t.client_ca.is_some());
+    for (i, r) in routes.iter().enumerate() {
+        if !r.peers.is_empty() && !verified {
+            p.push(
+                format!("routes[{i}].peer"),
+                "needs client certificates verified: set inbound.tls with client_ca_file",
+            );
+        }
+    }
 }
 
 /// A route's path prefix must be a plain path, written in the canonical form requests are

@@ -4,7 +4,7 @@
 use super::findings::{ConfigErrors, Finding, Missing, Problems, Report};
 use super::values::addr;
 use super::yaml::Document;
-use super::{dpop, issuers, limits, login, outbound, routes};
+use super::{dpop, inbound_tls, issuers, limits, login, outbound, routes};
 use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
 use crate::jwt::Algorithm;
 pub use crate::jwt::jwks::JwksSettings;
@@ -40,7 +40,7 @@ pub struct Listeners {
 }
 
 /// How the inbound listener reads requests before any route sees them (`inbound:`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundSettings {
     /// How paths are made canonical ([`crate::http::path`]).
     pub paths: PathRules,
@@ -53,6 +53,8 @@ pub struct InboundSettings {
     pub confine_token: bool,
     /// The protocol the app is spoken to in (`app_protocol:`).
     pub app_protocol: AppProtocol,
+    /// TLS on the listener (`tls:`), when set; plain TCP otherwise.
+    pub tls: Option<inbound_tls::InboundTls>,
 }
 
 /// The protocol the inbound listener speaks to the app, whatever the client spoke to it.
@@ -99,6 +101,8 @@ pub struct Config {
     pub app: SocketAddr,
     /// Header carrying the verified claims to the app (base64url JSON).
     pub claims_header: HeaderName,
+    /// Header carrying the SPIFFE ID of the client's verified certificate to the app.
+    pub peer_header: HeaderName,
     /// Accepted signature algorithms (RFC 8725 §3.1).
     pub algorithms: Vec<Algorithm>,
     /// Clock skew tolerated on `exp`/`nbf`/`iat`, seconds (≤ 60).
@@ -144,6 +148,8 @@ struct RawConfig {
     app: String,
     #[serde(default = "default_claims_header")]
     claims_header: String,
+    #[serde(default = "default_peer_header")]
+    peer_header: String,
     #[serde(default = "default_algorithms")]
     algorithms: Vec<String>,
     #[serde(default = "default_leeway")]
@@ -190,6 +196,7 @@ struct RawInbound {
     drop_underscore_headers: bool,
     confine_token: bool,
     app_protocol: AppProtocol,
+    tls: Option<inbound_tls::RawInboundTls>,
 }
 
 #[derive(Deserialize, Default)]
@@ -200,6 +207,10 @@ struct RawAdmin {
 
 fn default_claims_header() -> String {
     "x-baton-claims".into()
+}
+
+fn default_peer_header() -> String {
+    "x-baton-peer".into()
 }
 
 fn default_algorithms() -> Vec<String> {
@@ -284,6 +295,7 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     };
     let app = addr(p, "app", &raw.app);
     let claims_header = claims_header(p, &raw.claims_header);
+    let peer_header = peer_header(p, &raw.peer_header, &claims_header);
     let algorithms = super::values::algorithms(p, "algorithms", &raw.algorithms);
     if raw.leeway > crate::jwt::MAX_LEEWAY {
         p.push("leeway", "must be at most 60 seconds");
@@ -305,6 +317,8 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         .unwrap_or_default();
     let limits = limits::limits(p, raw.limits);
     let routes = routes::validate(raw.routes, p);
+    let tls = raw.inbound.tls.and_then(|t| inbound_tls::validate(t, p));
+    routes::check_peers(&routes, tls.as_ref(), p);
     issuers::check_routes(&routes, &issuers, p);
     let outbound = outbound::validate(raw.outbound, p);
     let routes_on = routes
@@ -333,12 +347,14 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
             drop_underscore_headers: raw.inbound.drop_underscore_headers,
             confine_token: raw.inbound.confine_token,
             app_protocol: raw.inbound.app_protocol,
+            tls,
         },
         admin: AdminSettings {
             expose_config: raw.admin.expose_config,
         },
         app,
         claims_header,
+        peer_header,
         algorithms,
         leeway: raw.leeway,
         jwks,
@@ -374,6 +390,19 @@ fn claims_header(p: &mut Problems, name: &str) -> HeaderName {
                 "must be a valid header name other than authorization",
             );
             HeaderName::from_static("x-baton-claims")
+        }
+    }
+}
+
+fn peer_header(p: &mut Problems, name: &str, claims: &HeaderName) -> HeaderName {
+    match HeaderName::from_bytes(name.as_bytes()) {
+        Ok(h) if h != http::header::AUTHORIZATION && h != claims => h,
+        _ => {
+            p.push(
+                "peer_header",
+                "must be a valid header name other than authorization and claims_header",
+            );
+            HeaderName::from_static("x-baton-peer")
         }
     }
 }

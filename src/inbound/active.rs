@@ -99,14 +99,17 @@ pub enum ReloadError {
 }
 
 impl Inbound {
-    /// Applies a new configuration: routes, mode, claims header, the `inbound:` path and header
-    /// rules, `admin.expose_config` and app address change at once for new requests; in-flight
-    /// requests finish with the old ones. Issuers, audience, algorithms, leeway, JWKS settings,
-    /// listeners and limits need a restart; which issuers a route accepts is a route rule.
+    /// Applies a new configuration: routes, mode, claims and peer headers, the `inbound:` path
+    /// and header rules, `admin.expose_config` and app address change at once for new requests;
+    /// in-flight requests finish with the old ones. Issuers, audience, algorithms, leeway, JWKS
+    /// settings, listeners, limits and `inbound.tls` need a restart (the files `inbound.tls`
+    /// names are read again when they change); which issuers and peers a route accepts are
+    /// route rules.
     pub fn reload(&self, cfg: &Config) -> Result<(), ReloadError> {
         let previous = self.active();
         let old = &previous.config;
-        let fixed: [(&'static str, bool); 11] = [
+        let fixed: [(&'static str, bool); 12] = [
+            ("inbound.tls", old.inbound.tls != cfg.inbound.tls),
             (
                 "dpop.window or dpop.replay_capacity",
                 (old.dpop.window, old.dpop.replay_capacity)

@@ -16,44 +16,62 @@ use std::time::Duration;
 /// Every header name starting with this is baton's: a client's copy never reaches the app.
 const OWNED_PREFIX: &[u8] = b"x-baton-";
 
+/// The identity headers the app gets, and their values for this request (`None`: the header
+/// is removed).
+pub struct Identity<'a> {
+    /// Where the verified claims go.
+    pub claims_header: &'a HeaderName,
+    /// The verified claims, already base64url JSON ([`crate::jwt::Verified::claims_header`]).
+    pub claims: Option<&'a HeaderValue>,
+    /// Where the client's verified SPIFFE ID goes.
+    pub peer_header: &'a HeaderName,
+    /// The SPIFFE ID of the client's verified certificate ([`super::peer::Peer`]).
+    pub peer: Option<&'a HeaderValue>,
+}
+
 /// Rewrites the identity headers: every client-supplied copy of a header baton owns is removed
-/// in every spelling (`_` for `-`), the verified claims (if any, already base64url JSON:
-/// [`crate::jwt::Verified::claims_header`]) are added as `claims_header`, and `x-request-id` is
-/// generated when absent. `Authorization` stays so the app can propagate it through the
-/// outbound listener; `Connection` cannot name it ([`strip_hop_by_hop`]).
-pub fn rewrite_headers(
-    headers: &mut HeaderMap,
-    claims_header: &HeaderName,
-    claims: Option<&HeaderValue>,
-    drop_underscored: bool,
-) {
+/// in every spelling (`_` for `-`), the verified claims and peer (if any) are set in their
+/// headers, and `x-request-id` is generated when absent. `Authorization` stays so the app can
+/// propagate it through the outbound listener; `Connection` cannot name it
+/// ([`strip_hop_by_hop`]).
+pub fn rewrite_headers(headers: &mut HeaderMap, identity: Identity<'_>, drop_underscored: bool) {
     strip_hop_by_hop(headers);
-    strip_owned(headers, claims_header, drop_underscored);
+    strip_owned(
+        headers,
+        [identity.claims_header, identity.peer_header],
+        drop_underscored,
+    );
     // `insert` replaces every value the client sent under the name: one lookup, not two.
-    match claims {
-        Some(claims) => headers.insert(claims_header.clone(), claims.clone()),
-        None => headers.remove(claims_header),
-    };
+    for (name, value) in [
+        (identity.claims_header, identity.claims),
+        (identity.peer_header, identity.peer),
+    ] {
+        match value {
+            Some(v) => headers.insert(name.clone(), v.clone()),
+            None => headers.remove(name),
+        };
+    }
     headers.entry(REQUEST_ID).or_insert_with(new_request_id);
 }
 
 /// Removes the headers that are a baton-owned one in another spelling: `x-baton-*` and the
-/// claims header, with `_` read as `-` (CGI-style servers such as WSGI, Rack and PHP map
-/// `x_baton_claims` and `x-baton-claims` to one variable, and may keep either). Names arrive
-/// lower-case (hyper folds HTTP/1 names, HTTP/2 requires it), so `_` is the spelling left.
-/// With `drop_underscored`, every name holding `_` goes. The exact claims header is left to the
-/// caller, which replaces it. One look at each name; the list of names to remove is only made
-/// when there is one.
-fn strip_owned(headers: &mut HeaderMap, claims_header: &HeaderName, drop_underscored: bool) {
-    let claims = claims_header.as_str().as_bytes();
-    // Cheapest tests first: most names are neither `x-…` nor as long as the claims header.
+/// `identity` headers (claims and peer), with `_` read as `-` (CGI-style servers such as WSGI,
+/// Rack and PHP map `x_baton_claims` and `x-baton-claims` to one variable, and may keep
+/// either). Names arrive lower-case (hyper folds HTTP/1 names, HTTP/2 requires it), so `_` is
+/// the spelling left. With `drop_underscored`, every name holding `_` goes. The exact identity
+/// headers are left to the caller, which replaces them. One look at each name; the list of
+/// names to remove is only made when there is one.
+fn strip_owned(headers: &mut HeaderMap, identity: [&HeaderName; 2], drop_underscored: bool) {
+    let [claims, peer] = identity.map(|h| h.as_str().as_bytes());
+    // Cheapest tests first: most names are neither `x-…` nor as long as an identity header.
     let owned = |name: &HeaderName| {
         let n = name.as_str().as_bytes();
         let prefixed = n.len() >= OWNED_PREFIX.len()
             && n[0] == b'x'
             && folded_eq(&n[..OWNED_PREFIX.len()], OWNED_PREFIX);
-        let twin = n.len() == claims.len() && n.contains(&b'_') && folded_eq(n, claims);
-        prefixed || twin || (drop_underscored && n.contains(&b'_'))
+        let twin =
+            |owned: &[u8]| n.len() == owned.len() && n.contains(&b'_') && folded_eq(n, owned);
+        prefixed || twin(claims) || twin(peer) || (drop_underscored && n.contains(&b'_'))
     };
     if !headers.keys().any(owned) {
         return;
@@ -138,6 +156,57 @@ mod tests {
     use http::header;
     use serde_json::json;
 
+    /// [`rewrite_headers`] with the default peer header and no peer.
+    fn rewrite(
+        h: &mut HeaderMap,
+        claims_header: &HeaderName,
+        claims: Option<&HeaderValue>,
+        drop_underscored: bool,
+    ) {
+        let peer_header = HeaderName::from_static("x-baton-peer");
+        let identity = Identity {
+            claims_header,
+            claims,
+            peer_header: &peer_header,
+            peer: None,
+        };
+        rewrite_headers(h, identity, drop_underscored);
+    }
+
+    #[test]
+    fn the_peer_header_is_only_ever_the_verified_peer() {
+        let claims_header = HeaderName::from_static("x-baton-claims");
+        let spoof = HeaderValue::from_static("spiffe://td/admin");
+        let verified = HeaderValue::from_static("spiffe://td/ns/a/sa/x");
+        for peer_header in ["x-baton-peer", "x-peer-id"] {
+            let peer_header = HeaderName::from_static(peer_header);
+            let twin = peer_header.as_str().replace('-', "_");
+            for peer in [None, Some(&verified)] {
+                let mut h = HeaderMap::new();
+                h.append(&peer_header, spoof.clone());
+                h.append(&peer_header, spoof.clone());
+                h.append(
+                    HeaderName::try_from(twin.as_str()).expect("name"),
+                    spoof.clone(),
+                );
+                let identity = Identity {
+                    claims_header: &claims_header,
+                    claims: None,
+                    peer_header: &peer_header,
+                    peer,
+                };
+                rewrite_headers(&mut h, identity, false);
+                let values: Vec<_> = h.get_all(&peer_header).iter().collect();
+                assert_eq!(
+                    values,
+                    peer.into_iter().collect::<Vec<_>>(),
+                    "{peer_header}"
+                );
+                assert!(h.get(twin.as_str()).is_none(), "{twin}");
+            }
+        }
+    }
+
     #[test]
     fn identity_headers_are_replaced_and_hop_by_hop_removed() {
         let mut h = HeaderMap::new();
@@ -153,7 +222,7 @@ mod tests {
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
-        rewrite_headers(&mut h, &claims_header, None, false);
+        rewrite(&mut h, &claims_header, None, false);
         assert!(
             h.get(&claims_header).is_none(),
             "spoofed claims header stripped"
@@ -184,7 +253,7 @@ mod tests {
             &claims_header,
             HeaderValue::from_static("eyJyb2xlIjoicm9vdCJ9"),
         );
-        rewrite_headers(&mut h, &claims_header, Some(&value), false);
+        rewrite(&mut h, &claims_header, Some(&value), false);
         let values: Vec<_> = h.get_all(&claims_header).iter().collect();
         assert_eq!(values.len(), 1, "exactly one claims header reaches the app");
         let sent = URL_SAFE_NO_PAD.decode(values[0].as_bytes()).expect("b64");
@@ -220,7 +289,7 @@ mod tests {
             for name in owned.iter().chain(&theirs) {
                 h.append(HeaderName::from_static(name), spoof.clone());
             }
-            rewrite_headers(&mut h, &claims_header, claims, false);
+            rewrite(&mut h, &claims_header, claims, false);
             for name in owned {
                 assert!(h.get(name).is_none(), "{name}");
             }
@@ -235,7 +304,7 @@ mod tests {
         for name in ["x_user", "x-user", "x-baton-claims", "x_other"] {
             h.insert(HeaderName::from_static(name), spoof.clone());
         }
-        rewrite_headers(&mut h, &custom, None, false);
+        rewrite(&mut h, &custom, None, false);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert!(
             left.contains(&"x_other") && left.contains(&"x-request-id"),
@@ -243,7 +312,7 @@ mod tests {
         );
         assert_eq!(left.len(), 2, "{left:?}");
         // With drop_underscored, every name holding `_` goes.
-        rewrite_headers(&mut h, &custom, None, true);
+        rewrite(&mut h, &custom, None, true);
         assert!(h.get("x_other").is_none());
     }
 

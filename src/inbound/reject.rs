@@ -54,6 +54,10 @@ pub enum Reject {
     /// No route covers this path and method.
     #[error("no route allows this request")]
     NoRoute,
+    /// The route admits only some workloads (`peer:`), and the client's certificate names none
+    /// of them, or the client presented none.
+    #[error("the client certificate's identity is not allowed on this route")]
+    PeerNotAllowed,
     /// Required scopes are missing (RFC 6750 §3.1 `insufficient_scope`).
     #[error("token lacks the required scope")]
     InsufficientScope(String),
@@ -95,6 +99,7 @@ impl Reject {
             Reject::InvalidProof(_) => "invalid_dpop_proof",
             Reject::BodyTooLarge(_) | Reject::MessageTooLarge => "body_too_large",
             Reject::NoRoute => "no_route",
+            Reject::PeerNotAllowed => "peer_not_allowed",
             Reject::InsufficientScope(_) => "insufficient_scope",
             Reject::Claim(_) => "claim",
             Reject::StepUp { .. } => "insufficient_user_authentication",
@@ -157,7 +162,7 @@ impl Reject {
             Reject::BodyTooLarge(_) | Reject::MessageTooLarge => {
                 return text(StatusCode::PAYLOAD_TOO_LARGE, format!("{description}\n"));
             }
-            Reject::NoRoute => {
+            Reject::NoRoute | Reject::PeerNotAllowed => {
                 let rsp = json(
                     StatusCode::FORBIDDEN,
                     &json!({"error": "access_denied", "error_description": description}),

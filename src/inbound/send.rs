@@ -100,10 +100,15 @@ where
     // `TE: trailers` is hop-by-hop, yet an HTTP/2 app (gRPC) is told by it that the client takes
     // trailers: it is asked again on that hop when the client asked.
     let trailers = active.app_h2.is_some() && crate::http::asks_trailers(&parts.headers);
+    let peer = parts.extensions.get::<super::peer::Peer>();
     forward::rewrite_headers(
         &mut parts.headers,
-        &cfg.claims_header,
-        claims,
+        forward::Identity {
+            claims_header: &cfg.claims_header,
+            claims,
+            peer_header: &cfg.peer_header,
+            peer: peer.map(super::peer::Peer::header),
+        },
         cfg.inbound.drop_underscore_headers,
     );
     if cfg.inbound.confine_token {

@@ -18,9 +18,9 @@
 use super::mutate::{Outcome, mutate};
 use super::policy::{Policy, PolicyArgs};
 use super::settings::Namespace;
-use super::tls::{self, ReloadingCert};
 use crate::http::{Body, BodyError, BoxError, json, read_limited, text};
 use crate::server::Limits;
+use crate::tls::{self, ReloadingCert};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};

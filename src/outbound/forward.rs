@@ -9,7 +9,7 @@ use crate::http::pool::Pool;
 use crate::http::pool::h2::H2Pool;
 use crate::http::splice::{Held, splice};
 use crate::http::{Body, BoxError, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
-use crate::k8s::tls::ReloadingCert;
+use crate::tls::ReloadingCert;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;

@@ -17,6 +17,7 @@ fn route(name: &str, path: &str, methods: Option<Vec<Method>>) -> Route {
         browser_login: false,
         dpop: None,
         issuers: Vec::new(),
+        peers: Vec::new(),
     }
 }
 

@@ -1,7 +1,9 @@
-//! The webhook's TLS: a rustls certificate resolver that reloads the certificate and key files
-//! when they change (a renewed Secret; also the outbound side's client certificate for mutual
-//! TLS), and the acceptor `server::serve_tls` runs with, which may
-//! require a client certificate signed by a given CA (the API server's).
+//! TLS from PEM files that may change on disk: a rustls certificate resolver that reloads the
+//! certificate and key when they change (a renewed Secret, an X.509-SVID a SPIFFE helper
+//! renews; also the outbound side's client certificate for mutual TLS), the fixed acceptors the
+//! webhook runs `server::serve_tls` with (one may require a client certificate signed by a
+//! given CA, the API server's), and [`ReloadingAcceptor`], the inbound listener's, whose
+//! certificate, key and client CA are all read again when they change.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -185,6 +187,24 @@ pub fn acceptor_with_client_ca(
     resolver: Arc<ReloadingCert>,
     ca: &Path,
 ) -> Result<TlsAcceptor, TlsError> {
+    let verifier = client_verifier(ca, ClientAuth::Required)?;
+    with_verifier(resolver, verifier, ca)
+}
+
+/// Whether a listener that verifies client certificates also admits clients without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A client may present no certificate; one it presents must verify.
+    Optional,
+    /// The handshake fails without a certificate that verifies.
+    Required,
+}
+
+/// A verifier of client certificates chaining to the CA certificates in the PEM file `ca`.
+fn client_verifier(
+    ca: &Path,
+    auth: ClientAuth,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let fail = |reason: String| TlsError::ClientCa {
         path: ca.to_owned(),
         reason,
@@ -198,18 +218,107 @@ pub fn acceptor_with_client_ca(
         return Err(fail("no CERTIFICATE in the file".into()));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| fail(e.to_string()))?;
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = match auth {
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+        ClientAuth::Required => builder,
+    };
+    builder.build().map_err(|e| fail(e.to_string()))
+}
+
+/// A TLS 1.2/1.3 acceptor offering `h2` and `http/1.1`, serving `resolver`'s certificate and
+/// checking client certificates with `verifier` (`ca` names its file in errors).
+fn with_verifier(
+    resolver: Arc<ReloadingCert>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    ca: &Path,
+) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| TlsError::ClientCa {
+            path: ca.to_owned(),
+            reason: e.to_string(),
+        })?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(resolver);
     Ok(with_alpn(config))
+}
+
+/// The client CA file of a [`ReloadingAcceptor`] and what it asks of clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCa {
+    /// PEM CA certificates client certificates must chain to.
+    pub file: PathBuf,
+    /// Whether a client without a certificate is admitted.
+    pub auth: ClientAuth,
+}
+
+/// An acceptor whose certificate, key and client CA are read again when their files change,
+/// looked at as each connection is accepted: a renewed certificate is served, and a renewed CA
+/// trusted, from the next new connection on, with no watcher task and no restart. Files that do
+/// not load keep the previous ones in use.
+pub struct ReloadingAcceptor {
+    cert: Arc<ReloadingCert>,
+    client_ca: Option<ClientCa>,
+    /// The acceptor in use and the client CA file's stamp it was built from.
+    current: Mutex<(Stamp, TlsAcceptor)>,
+}
+
+impl ReloadingAcceptor {
+    /// Loads the certificate pair and, when given, the client CA; fails at start-up when any
+    /// is missing, empty or unusable.
+    pub fn load(cert: &Path, key: &Path, client_ca: Option<ClientCa>) -> Result<Self, TlsError> {
+        let cert = ReloadingCert::load(cert, key)?;
+        let stamp = ca_stamp(client_ca.as_ref());
+        let acceptor = build(&cert, client_ca.as_ref())?;
+        Ok(Self {
+            cert,
+            client_ca,
+            current: Mutex::new((stamp, acceptor)),
+        })
+    }
+
+    /// The acceptor for the connection being accepted now, after reloading whatever changed.
+    pub fn current(&self) -> TlsAcceptor {
+        match self.cert.reload_if_changed() {
+            Ok(true) => info!(cert = %self.cert.cert.display(), "TLS certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => warn!(error = %e, "TLS certificate reload failed; keeping the old one"),
+        }
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let now = ca_stamp(self.client_ca.as_ref());
+        if now != current.0 {
+            // Recorded first: a half-written file is retried only after it changes again.
+            current.0 = now;
+            match build(&self.cert, self.client_ca.as_ref()) {
+                Ok(acceptor) => {
+                    info!("client CA reloaded");
+                    current.1 = acceptor;
+                }
+                Err(e) => warn!(error = %e, "client CA reload failed; keeping the old one"),
+            }
+        }
+        current.1.clone()
+    }
+}
+
+fn ca_stamp(ca: Option<&ClientCa>) -> Stamp {
+    match ca {
+        Some(ca) => stamp(&ca.file, &ca.file),
+        None => [(None, 0); 2],
+    }
+}
+
+fn build(cert: &Arc<ReloadingCert>, ca: Option<&ClientCa>) -> Result<TlsAcceptor, TlsError> {
+    match ca {
+        Some(ca) => with_verifier(cert.clone(), client_verifier(&ca.file, ca.auth)?, &ca.file),
+        None => acceptor(cert.clone()).map_err(|e| TlsError::Read {
+            path: cert.cert.clone(),
+            reason: e.to_string(),
+        }),
+    }
 }
 
 fn with_alpn(mut config: rustls::ServerConfig) -> TlsAcceptor {

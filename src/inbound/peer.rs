@@ -1,0 +1,79 @@
+//! The client's workload identity on a TLS listener that verifies client certificates: the
+//! SPIFFE ID of its certificate ([`crate::spiffe::id_of_certificate`]: exactly one `spiffe://`
+//! URI SAN, else none), found once per connection and carried to each of its requests as a
+//! request extension; a route's `peer:` rules admit it or refuse the request
+//! ([`Reject::PeerNotAllowed`]), and the app gets it in `peer_header`.
+
+use super::Reject;
+use crate::config::inbound_tls::PeerRule;
+use crate::spiffe::SpiffeId;
+use http::HeaderValue;
+use std::sync::Arc;
+
+/// The verified SPIFFE ID of the client of a connection, and its header value, made once.
+#[derive(Debug, Clone)]
+pub struct Peer(Arc<(SpiffeId, HeaderValue)>);
+
+impl Peer {
+    /// The peer of a finished handshake: the SPIFFE ID of the client's certificate, which rustls
+    /// verified against the client CA. `None` without a certificate, or when it names no SPIFFE
+    /// ID or more than one.
+    pub fn of(conn: &rustls::ServerConnection) -> Option<Peer> {
+        let leaf = conn.peer_certificates()?.first()?;
+        let id = match crate::spiffe::id_of_certificate(leaf) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::debug!(error = %e, "client certificate names no SPIFFE ID");
+                return None;
+            }
+        };
+        // A parsed SPIFFE ID holds only characters a header value may carry.
+        let header = HeaderValue::from_str(id.as_str()).ok()?;
+        Some(Peer(Arc::new((id, header))))
+    }
+
+    /// The SPIFFE ID.
+    pub fn id(&self) -> &SpiffeId {
+        &self.0.0
+    }
+
+    /// The SPIFFE ID as the header value the app gets.
+    pub fn header(&self) -> &HeaderValue {
+        &self.0.1
+    }
+}
+
+/// Admits a request whose connection's peer is `peer` on a route with the `peer:` rules
+/// `rules` (none: anyone): one rule must admit the peer's SPIFFE ID.
+pub fn admit(rules: &[PeerRule], peer: Option<&Peer>) -> Result<(), Reject> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    match peer {
+        Some(p) if rules.iter().any(|r| r.admits(p.id())) => Ok(()),
+        _ => Err(Reject::PeerNotAllowed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_with_rules_needs_a_peer_they_admit() {
+        let id = |s: &str| SpiffeId::parse(s).expect("id");
+        let peer = |s: &str| Peer(Arc::new((id(s), HeaderValue::from_static("x"))));
+        let rules = [
+            PeerRule::Id(id("spiffe://td/a")),
+            PeerRule::TrustDomain("ops".into()),
+        ];
+        assert_eq!(admit(&[], None), Ok(()));
+        assert_eq!(admit(&rules, Some(&peer("spiffe://td/a"))), Ok(()));
+        assert_eq!(admit(&rules, Some(&peer("spiffe://ops/x/y"))), Ok(()));
+        assert_eq!(
+            admit(&rules, Some(&peer("spiffe://td/b"))),
+            Err(Reject::PeerNotAllowed)
+        );
+        assert_eq!(admit(&rules, None), Err(Reject::PeerNotAllowed));
+    }
+}
