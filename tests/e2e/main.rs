@@ -19,6 +19,7 @@ mod idp_attacks;
 mod idp_memory;
 mod idp_operator;
 mod inbound;
+mod inbound_tls;
 mod issuers;
 mod k8s;
 mod login_abuse;

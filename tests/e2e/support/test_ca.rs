@@ -65,6 +65,17 @@ impl TestCa {
         self.with_uris(&[id])
     }
 
+    /// A leaf for `localhost` and `127.0.0.1`, PEM certificate and PKCS#8 key.
+    pub fn server_pem(&self) -> (String, String) {
+        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("params");
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("leaf certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A leaf whose URI SANs are `uris`, PEM certificate and PKCS#8 key.
     pub fn with_uris(&self, uris: &[&str]) -> (String, String) {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
