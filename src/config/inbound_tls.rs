@@ -254,4 +254,53 @@ mod tests {
             "an empty list admits no one: an error"
         );
     }
+
+    const BASE: &str = "issuer: https://idp.example\naudience: service-b\napp: \"127.0.0.1:8080\"\n\
+                        outbound: {client: {client_id: service-b, secret: test-only}}\n";
+
+    #[test]
+    fn in_sidecar_yaml_a_peer_route_needs_verified_client_certificates() {
+        use crate::config::Config;
+        let routes = "routes:\n  - {name: a, path: /a, public: true}\n  \
+                      - {name: b, path: /b, peer: spiffe://td/x}\n";
+        let text = format!("{BASE}{routes}");
+        let report = Config::check(&text, "sidecar.yaml");
+        let e = report
+            .errors
+            .iter()
+            .find(|e| e.field == "routes[1].peer")
+            .expect("a peer rule without client certificates is an error");
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(e.reason.contains("client_ca_file"), "{e}");
+
+        // With TLS and a client CA named (files absent on this machine: warnings in a check,
+        // each at its line; errors at start-up).
+        let tls = "inbound:\n  tls:\n    cert_file: /no/such/svid.pem\n    \
+                   key_file: /no/such/svid.key\n    client_ca_file: /no/such/bundle.pem\n";
+        let text = format!("{BASE}{tls}{routes}peer_header: x-peer\n");
+        let report = Config::check(&text, "sidecar.yaml");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let warned: Vec<_> = report
+            .warnings
+            .iter()
+            .map(|w| (w.field.as_str(), w.line))
+            .collect();
+        assert_eq!(
+            warned,
+            [
+                ("inbound.tls.cert_file", Some(7)),
+                ("inbound.tls.key_file", Some(8)),
+                ("inbound.tls.client_ca_file", Some(9)),
+            ]
+        );
+        assert!(Config::from_yaml(&text, "sidecar.yaml").is_err());
+
+        // The peer header must be a header of its own.
+        let text = format!("{BASE}peer_header: x-baton-claims\n");
+        let report = Config::check(&text, "sidecar.yaml");
+        assert!(report.errors.iter().any(|e| e.field == "peer_header"));
+        let cfg = Config::from_yaml(BASE, "sidecar.yaml").expect("valid");
+        assert_eq!(cfg.peer_header, "x-baton-peer");
+        assert!(cfg.inbound.tls.is_none());
+    }
 }

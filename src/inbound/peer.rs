@@ -76,4 +76,45 @@ mod tests {
         );
         assert_eq!(admit(&rules, None), Err(Reject::PeerNotAllowed));
     }
+
+    /// A self-signed certificate with the URI SANs `uris` and a DNS name, as DER.
+    fn cert(uris: &[&str]) -> Vec<u8> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.subject_alt_names.extend(
+            uris.iter()
+                .map(|u| rcgen::SanType::URI((*u).try_into().expect("IA5"))),
+        );
+        let key = rcgen::KeyPair::generate().expect("key");
+        params
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .to_vec()
+    }
+
+    #[test]
+    fn the_peer_is_the_one_spiffe_uri_san() {
+        use crate::spiffe::{PeerError, id_of_certificate};
+        let x = "spiffe://td/ns/a/sa/x";
+        let one = id_of_certificate(&cert(&[x])).expect("one SPIFFE ID");
+        assert_eq!(one.as_str(), x);
+        // Another URI beside it is not a second identity.
+        let beside = id_of_certificate(&cert(&["https://td/x", x])).expect("one SPIFFE ID");
+        assert_eq!(beside.as_str(), x);
+        assert_eq!(
+            id_of_certificate(&cert(&[x, "spiffe://td/ns/a/sa/y"])),
+            Err(PeerError::Several)
+        );
+        assert_eq!(id_of_certificate(&cert(&[])), Err(PeerError::None));
+        assert!(matches!(
+            id_of_certificate(&cert(&["spiffe://TD/x"])),
+            Err(PeerError::Invalid(_))
+        ));
+        assert!(matches!(
+            id_of_certificate(&cert(&["SPIFFE://td/x"])),
+            Err(PeerError::Invalid(_))
+        ));
+        assert_eq!(id_of_certificate(b"not DER"), Err(PeerError::Certificate));
+    }
 }
