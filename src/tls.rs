@@ -228,14 +228,15 @@ fn client_verifier(
 }
 
 /// A TLS 1.2/1.3 acceptor offering `h2` and `http/1.1`, serving `resolver`'s certificate and
-/// checking client certificates with `verifier` (`ca` names its file in errors).
+/// checking client certificates with `verifier` (`ca` names its file in errors); every
+/// connection makes a full handshake.
 fn with_verifier(
     resolver: Arc<ReloadingCert>,
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     ca: &Path,
 ) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::ClientCa {
             path: ca.to_owned(),
@@ -243,6 +244,10 @@ fn with_verifier(
         })?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(resolver);
+    // No resumption: a resumed session keeps the client identity of the handshake it came
+    // from, which would outlive a renewed client CA or the certificate itself.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(with_alpn(config))
 }
 
