@@ -42,14 +42,13 @@ pub fn rewrite_headers(headers: &mut HeaderMap, identity: Identity<'_>, drop_und
         drop_underscored,
     );
     // `insert` replaces every value the client sent under the name: one lookup, not two.
-    for (name, value) in [
-        (identity.claims_header, identity.claims),
-        (identity.peer_header, identity.peer),
-    ] {
-        match value {
-            Some(v) => headers.insert(name.clone(), v.clone()),
-            None => headers.remove(name),
-        };
+    match identity.claims {
+        Some(claims) => headers.insert(identity.claims_header.clone(), claims.clone()),
+        None => headers.remove(identity.claims_header),
+    };
+    // A client's peer header is gone already (`strip_owned`): no lookup without a peer.
+    if let Some(peer) = identity.peer {
+        headers.insert(identity.peer_header.clone(), peer.clone());
     }
     headers.entry(REQUEST_ID).or_insert_with(new_request_id);
 }
@@ -58,9 +57,10 @@ pub fn rewrite_headers(headers: &mut HeaderMap, identity: Identity<'_>, drop_und
 /// `identity` headers (claims and peer), with `_` read as `-` (CGI-style servers such as WSGI,
 /// Rack and PHP map `x_baton_claims` and `x-baton-claims` to one variable, and may keep
 /// either). Names arrive lower-case (hyper folds HTTP/1 names, HTTP/2 requires it), so `_` is
-/// the spelling left. With `drop_underscored`, every name holding `_` goes. The exact identity
-/// headers are left to the caller, which replaces them. One look at each name; the list of
-/// names to remove is only made when there is one.
+/// the spelling left. With `drop_underscored`, every name holding `_` goes. The exact claims
+/// header is left to the caller, which replaces it; the peer header goes in every spelling, as
+/// most requests have no peer. One look at each name; the list of names to remove is only made
+/// when there is one.
 fn strip_owned(headers: &mut HeaderMap, identity: [&HeaderName; 2], drop_underscored: bool) {
     let [claims, peer] = identity.map(|h| h.as_str().as_bytes());
     // Cheapest tests first: most names are neither `x-…` nor as long as an identity header.
@@ -69,9 +69,9 @@ fn strip_owned(headers: &mut HeaderMap, identity: [&HeaderName; 2], drop_undersc
         let prefixed = n.len() >= OWNED_PREFIX.len()
             && n[0] == b'x'
             && folded_eq(&n[..OWNED_PREFIX.len()], OWNED_PREFIX);
-        let twin =
-            |owned: &[u8]| n.len() == owned.len() && n.contains(&b'_') && folded_eq(n, owned);
-        prefixed || twin(claims) || twin(peer) || (drop_underscored && n.contains(&b'_'))
+        let claims_twin = n.len() == claims.len() && n.contains(&b'_') && folded_eq(n, claims);
+        let peer = n.len() == peer.len() && folded_eq(n, peer);
+        prefixed || claims_twin || peer || (drop_underscored && n.contains(&b'_'))
     };
     if !headers.keys().any(owned) {
         return;

@@ -20,9 +20,9 @@ use std::sync::Arc;
 const X: &str = "spiffe://baton.test/ns/demo/sa/x";
 const Y: &str = "spiffe://baton.test/ns/demo/sa/y";
 
-/// A sidecar's inbound listener over TLS, serving `dir/server.pem` and verifying clients
-/// against `dir/mesh.pem` as `client_auth` says.
-async fn sidecar(idp: &FakeIdp, app: &Upstream, dir: &Path, client_auth: &str) -> SocketAddr {
+/// A sidecar's config with TLS on the inbound listener, serving `dir/server.pem` and verifying
+/// clients against `dir/mesh.pem` as `client_auth` says.
+fn config(idp: &FakeIdp, app: &Upstream, dir: &Path, client_auth: &str) -> Config {
     let yaml = format!(
         r#"
 issuer: {issuer}
@@ -44,7 +44,12 @@ routes:
         app = app.addr,
         dir = dir.display(),
     );
-    let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("test config");
+    Config::from_yaml(&yaml, "sidecar.yaml").expect("test config")
+}
+
+/// The inbound listener of [`config`] alone, served in the test.
+async fn sidecar(idp: &FakeIdp, app: &Upstream, dir: &Path, client_auth: &str) -> SocketAddr {
+    let cfg = config(idp, app, dir, client_auth);
     let t = cfg.inbound.tls.clone().expect("inbound.tls");
     let tls = baton::tls::ReloadingAcceptor::load(&t.cert_file, &t.key_file, t.client_ca)
         .expect("TLS files load");
@@ -204,7 +209,15 @@ async fn optional_client_auth_admits_clients_without_a_certificate_where_no_peer
     let dir = scratch("inbound-tls-optional");
     mesh.write(&dir, "mesh");
     write_server(&dir, &mesh.server_pem());
-    let addr = sidecar(&idp, &app, &dir, "optional").await;
+    // The whole sidecar, as `baton run` starts it from the config.
+    let cfg = config(&idp, &app, &dir, "optional");
+    let listeners = baton::sidecar::Listeners::ephemeral(&cfg)
+        .await
+        .expect("bind");
+    let running = baton::sidecar::start(cfg, listeners, None)
+        .await
+        .expect("start");
+    let addr = running.inbound;
     let url = |path: &str| format!("https://localhost:{}{path}", addr.port());
     let anonymous = client(&mesh, None);
     let rsp = anonymous
@@ -248,5 +261,6 @@ async fn optional_client_auth_admits_clients_without_a_certificate_where_no_peer
         .await
         .expect("response");
     assert_eq!(renewed.status(), 200);
+    drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }
