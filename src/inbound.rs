@@ -170,7 +170,8 @@ pub async fn serve(
             if peer {
                 req.extensions_mut().insert(info);
             }
-            if let Some(p) = &tls_peer {
+            // A connection kept open past its client certificate's end has no peer any more.
+            if let Some(p) = tls_peer.as_ref().filter(|p| p.valid_at(unix_now())) {
                 req.extensions_mut().insert(p.clone());
             }
             let conn = conn.clone();

@@ -144,6 +144,14 @@ pub fn id_of_certificate(der: &[u8]) -> Result<SpiffeId, PeerError> {
     SpiffeId::parse(found.ok_or(PeerError::None)?).map_err(PeerError::Invalid)
 }
 
+/// The end of a DER certificate's validity (`notAfter`), in Unix seconds; `None` when it does not
+/// parse.
+pub fn not_after_of_certificate(der: &[u8]) -> Option<u64> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    u64::try_from(cert.validity().not_after.timestamp()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

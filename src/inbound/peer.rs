@@ -2,7 +2,9 @@
 //! SPIFFE ID of its certificate ([`crate::spiffe::id_of_certificate`]: exactly one `spiffe://`
 //! URI SAN, else none), found once per connection and carried to each of its requests as a
 //! request extension; a route's `peer:` rules admit it or refuse the request
-//! ([`Reject::PeerNotAllowed`]), and the app gets it in `peer_header`.
+//! ([`Reject::PeerNotAllowed`]), and the app gets it in `peer_header`. The identity lasts no
+//! longer than the certificate that proved it: on a connection kept open past the certificate's
+//! `notAfter`, requests have no peer.
 
 use super::Reject;
 use crate::config::inbound_tls::PeerRule;
@@ -10,9 +12,10 @@ use crate::spiffe::SpiffeId;
 use http::HeaderValue;
 use std::sync::Arc;
 
-/// The verified SPIFFE ID of the client of a connection, and its header value, made once.
+/// The verified SPIFFE ID of the client of a connection, its header value, made once, and the
+/// end of its certificate's validity (Unix seconds).
 #[derive(Debug, Clone)]
-pub struct Peer(Arc<(SpiffeId, HeaderValue)>);
+pub struct Peer(Arc<(SpiffeId, HeaderValue)>, u64);
 
 impl Peer {
     /// The peer of a finished handshake: the SPIFFE ID of the client's certificate, which rustls
@@ -29,7 +32,13 @@ impl Peer {
         };
         // A parsed SPIFFE ID holds only characters a header value may carry.
         let header = HeaderValue::from_str(id.as_str()).ok()?;
-        Some(Peer(Arc::new((id, header))))
+        let not_after = crate::spiffe::not_after_of_certificate(leaf)?;
+        Some(Peer(Arc::new((id, header)), not_after))
+    }
+
+    /// Whether the certificate that proved this identity is still valid at `now` (Unix seconds).
+    pub fn valid_at(&self, now: u64) -> bool {
+        now <= self.1
     }
 
     /// The SPIFFE ID.
@@ -62,7 +71,7 @@ mod tests {
     #[test]
     fn a_route_with_rules_needs_a_peer_they_admit() {
         let id = |s: &str| SpiffeId::parse(s).expect("id");
-        let peer = |s: &str| Peer(Arc::new((id(s), HeaderValue::from_static("x"))));
+        let peer = |s: &str| Peer(Arc::new((id(s), HeaderValue::from_static("x"))), u64::MAX);
         let rules = [
             PeerRule::Id(id("spiffe://td/a")),
             PeerRule::TrustDomain("ops".into()),
@@ -116,5 +125,13 @@ mod tests {
             Err(PeerError::Invalid(_))
         ));
         assert_eq!(id_of_certificate(b"not DER"), Err(PeerError::Certificate));
+    }
+
+    #[test]
+    fn an_identity_ends_with_its_certificate() {
+        let id = SpiffeId::parse("spiffe://td/a").expect("id");
+        let peer = Peer(Arc::new((id, HeaderValue::from_static("x"))), 1_000);
+        assert!(peer.valid_at(999) && peer.valid_at(1_000));
+        assert!(!peer.valid_at(1_001));
     }
 }
