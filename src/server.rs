@@ -163,7 +163,7 @@ where
     H: Fn(Request<Incoming>, ConnInfo) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let upgrade = handshake(move || tls.clone(), limits.header_read_timeout);
+    let upgrade = handshake(move || Some(tls.clone()), limits.header_read_timeout);
     serve_with(listener, limits, upgrade, per_connection(handler), shutdown).await
 }
 
@@ -179,7 +179,7 @@ pub async fn serve_tls_each<A, M, H, F>(
     shutdown: impl Future<Output = ()>,
 ) -> Drained
 where
-    A: Fn() -> tokio_rustls::TlsAcceptor + Clone + Send + 'static,
+    A: Fn() -> Option<tokio_rustls::TlsAcceptor> + Clone + Send + 'static,
     M: Fn(ConnInfo, &rustls::ServerConnection) -> H + Send + Sync + 'static,
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -192,18 +192,20 @@ where
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// The TLS handshake on each accepted connection, with the acceptor `tls` gives, bounded by
-/// `within`; a connection whose handshake fails or times out is dropped.
+/// `within`; a connection whose handshake fails or times out, or for which `tls` gives no
+/// acceptor, is dropped.
 fn handshake<A>(
     tls: A,
     within: Duration,
 ) -> impl Fn(TcpStream) -> Pin<Box<dyn Future<Output = Option<TlsStream>> + Send>> + Clone + Send + 'static
 where
-    A: Fn() -> tokio_rustls::TlsAcceptor + Clone + Send + 'static,
+    A: Fn() -> Option<tokio_rustls::TlsAcceptor> + Clone + Send + 'static,
 {
     move |tcp: TcpStream| {
         let tls = tls();
         Box::pin(async move {
             let peer = tcp.peer_addr().ok();
+            let tls = tls?;
             match tokio::time::timeout(within, tls.accept(tcp)).await {
                 Ok(Ok(stream)) => Some(stream),
                 Ok(Err(e)) => {

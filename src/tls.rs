@@ -267,8 +267,9 @@ pub struct ClientCa {
 pub struct ReloadingAcceptor {
     cert: Arc<ReloadingCert>,
     client_ca: Option<ClientCa>,
-    /// The acceptor in use and the client CA file's stamp it was built from.
-    current: Mutex<(Stamp, TlsAcceptor)>,
+    /// The acceptor in use and the client CA file's stamp it was built from; `None` while a
+    /// changed client CA file does not load.
+    current: Mutex<(Stamp, Option<TlsAcceptor>)>,
 }
 
 impl ReloadingAcceptor {
@@ -281,12 +282,16 @@ impl ReloadingAcceptor {
         Ok(Self {
             cert,
             client_ca,
-            current: Mutex::new((stamp, acceptor)),
+            current: Mutex::new((stamp, Some(acceptor))),
         })
     }
 
     /// The acceptor for the connection being accepted now, after reloading whatever changed.
-    pub fn current(&self) -> TlsAcceptor {
+    /// `None` (the connection is refused) while a client CA file that changed does not load: an
+    /// operator who empties or removes it to stop trusting a CA gets no handshake accepted
+    /// under the old one. A certificate that fails to reload is replaced by nothing: the old one
+    /// is served until the new one loads.
+    pub fn current(&self) -> Option<TlsAcceptor> {
         match self.cert.reload_if_changed() {
             Ok(true) => info!(cert = %self.cert.cert.display(), "TLS certificate reloaded"),
             Ok(false) => {}
@@ -300,9 +305,12 @@ impl ReloadingAcceptor {
             match build(&self.cert, self.client_ca.as_ref()) {
                 Ok(acceptor) => {
                     info!("client CA reloaded");
-                    current.1 = acceptor;
+                    current.1 = Some(acceptor);
                 }
-                Err(e) => warn!(error = %e, "client CA reload failed; keeping the old one"),
+                Err(e) => {
+                    warn!(error = %e, "client CA reload failed; refusing connections until it loads");
+                    current.1 = None;
+                }
             }
         }
         current.1.clone()

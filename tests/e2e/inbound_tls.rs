@@ -261,6 +261,23 @@ async fn optional_client_auth_admits_clients_without_a_certificate_where_no_peer
         .await
         .expect("response");
     assert_eq!(renewed.status(), 200);
+
+    // The client CA emptied to stop trusting it: no handshake is accepted under the CA it held
+    // before, until a CA loads again.
+    std::fs::write(dir.join("mesh.pem"), "").expect("empty");
+    let refused = client(&mesh, Some(&next.svid(X)))
+        .get(url("/x"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "no client CA, no connection");
+    std::fs::write(dir.join("mesh.pem.tmp"), next.pem()).expect("write");
+    std::fs::rename(dir.join("mesh.pem.tmp"), dir.join("mesh.pem")).expect("rename");
+    let back = client(&mesh, Some(&next.svid(X)))
+        .get(url("/x"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(back.status(), 200);
     drop(running);
     let _ = std::fs::remove_dir_all(&dir);
 }
