@@ -161,9 +161,7 @@ pub fn normalize_htu(uri: &str) -> Option<String> {
 /// Checks one proof against `expect` at `now`: every rule except replay (see [`Verifier`]).
 /// `window` is how old `iat` may be, in seconds.
 pub fn check(proof: &str, expect: &Expect<'_>, now: u64, window: u64) -> Result<Proof, ProofError> {
-    check_with(proof, expect, now, window, |h| {
-        header::parse(h).map(Into::into)
-    })
+    check_with(proof, expect, now, window, None)
 }
 
 /// [`check`] with the header taken from `headers` when it was seen before.
@@ -174,7 +172,7 @@ pub fn check_cached(
     now: u64,
     window: u64,
 ) -> Result<Proof, ProofError> {
-    check_with(proof, expect, now, window, |h| headers.get(h))
+    check_with(proof, expect, now, window, Some(headers))
 }
 
 fn check_with(
@@ -182,7 +180,7 @@ fn check_with(
     expect: &Expect<'_>,
     now: u64,
     window: u64,
-    header: impl FnOnce(&str) -> Result<std::sync::Arc<ProofHeader>, ProofError>,
+    headers: Option<&HeaderCache>,
 ) -> Result<Proof, ProofError> {
     if proof.len() > MAX_PROOF_LEN {
         return Err(ProofError::TooLarge);
@@ -202,12 +200,18 @@ fn check_with(
             return Err(ProofError::Malformed("parts must be unpadded base64url"));
         }
     }
-    let header = header(header_b64)?;
+    let (header, seen) = match headers.and_then(|c| c.get(header_b64)) {
+        Some(hit) => (hit, true),
+        None => (std::sync::Arc::new(header::parse(header_b64)?), false),
+    };
     let sig = URL_SAFE_NO_PAD
         .decode(signature)
         .map_err(|_| ProofError::Signature)?;
     if !header.key.verify(message.as_bytes(), &sig) {
         return Err(ProofError::Signature);
+    }
+    if let Some(cache) = headers.filter(|_| !seen) {
+        cache.keep(header_b64, header.clone());
     }
     let claims = crate::jwt::decode_object(payload_b64)
         .ok_or(ProofError::Malformed("payload is not a JSON object"))?;

@@ -87,14 +87,15 @@ impl HeaderCache {
         }
     }
 
-    /// The checked header for `header_b64`: from the cache, or [`parse`]d and kept if it passed.
-    pub fn get(&self, header_b64: &str) -> Result<Arc<ProofHeader>, ProofError> {
-        if let Some(hit) = self.cache.get(header_b64) {
-            return Ok(hit);
-        }
-        let parsed = Arc::new(parse(header_b64)?);
-        self.cache.insert(header_b64.to_owned(), parsed.clone());
-        Ok(parsed)
+    /// The checked header for `header_b64`, if a proof with it passed before.
+    pub fn get(&self, header_b64: &str) -> Option<Arc<ProofHeader>> {
+        self.cache.get(header_b64)
+    }
+
+    /// Keeps `header` for its text `header_b64`: only once a proof with it has passed its
+    /// signature check, so that a stranger's headers with made-up signatures take no room.
+    pub fn keep(&self, header_b64: &str, header: Arc<ProofHeader>) {
+        self.cache.insert(header_b64.to_owned(), header);
     }
 }
 

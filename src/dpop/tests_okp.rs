@@ -156,32 +156,52 @@ fn a_cached_header_still_gets_every_claim_and_the_signature_checked() {
 }
 
 #[test]
-fn the_header_cache_answers_as_parsing_does_and_keeps_no_failure() {
+fn the_header_cache_keeps_only_headers_whose_proof_passed_its_signature() {
     let cache = HeaderCache::new(1 << 16);
     for alg in [ProofAlg::EdDSA, ProofAlg::ES256] {
         let h = Holder::generate_alg(alg).unwrap();
         let p = h.proof("GET", HTU, None, None, NOW).unwrap();
         let head = p.split('.').next().unwrap();
+        // A made-up signature under a well-formed header: refused, and nothing kept.
+        let (message, _) = p.rsplit_once('.').unwrap();
+        let forged = format!("{message}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+        assert_eq!(
+            check_cached(&cache, &forged, &expect(), NOW, 60),
+            Err(ProofError::Signature)
+        );
+        assert!(cache.get(head).is_none());
+        // A good proof: the same answer as without the cache, and its header kept.
         for _ in 0..2 {
-            let got = cache.get(head).unwrap();
+            assert_eq!(
+                check_cached(&cache, &p, &expect(), NOW, 60),
+                check(&p, &expect(), NOW, 60)
+            );
+            let got = cache.get(head).expect("kept");
             assert_eq!(got.jkt, h.jkt());
             assert_eq!(got.key.alg(), alg.name());
         }
+        // A kept header does not let a bad signature through.
         assert_eq!(
-            check_cached(&cache, &p, &expect(), NOW, 60),
-            check(&p, &expect(), NOW, 60)
+            check_cached(&cache, &forged, &expect(), NOW, 60),
+            Err(ProofError::Signature)
         );
     }
     let bad = URL_SAFE_NO_PAD.encode(
         json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": RFC_X}})
             .to_string(),
     );
-    for _ in 0..2 {
-        assert_eq!(cache.get(&bad).err(), Some(ProofError::Algorithm));
-    }
     let typ = URL_SAFE_NO_PAD.encode(
         json!({"typ": "JWT", "alg": "EdDSA", "jwk": {"kty": "OKP", "crv": "Ed25519", "x": RFC_X}})
             .to_string(),
     );
-    assert_eq!(cache.get(&typ).err(), Some(ProofError::Type));
+    for (head, want) in [(bad, ProofError::Algorithm), (typ, ProofError::Type)] {
+        let proof = format!("{head}.e30.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+        for _ in 0..2 {
+            assert_eq!(
+                check_cached(&cache, &proof, &expect(), NOW, 60),
+                Err(want.clone())
+            );
+        }
+        assert!(cache.get(&head).is_none());
+    }
 }
