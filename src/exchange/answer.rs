@@ -36,7 +36,7 @@ pub(super) enum Asked<'a> {
     Exchange(Option<&'a str>),
     /// RFC 8693 token exchange of a subject token another issuer signed (a trusted foreign
     /// issuer of the IdP): the IdP names that user within its own domain, its issuer's
-    /// prefix followed by the subject's `sub`, which is given.
+    /// prefix (which ends with `:`) followed by the subject's `sub`, which is given.
     Crossing(&'a str),
     /// RFC 6749 §4.4 `client_credentials`: the service's own identity.
     ClientCredentials,
@@ -158,7 +158,9 @@ pub(super) fn check_for(
         (_, None) => false,
         (Asked::Exchange(Some(want)), Some(got)) => want == got,
         (Asked::Exchange(None), Some(_)) => true,
-        (Asked::Crossing(want), Some(got)) => got.len() > want.len() && got.ends_with(want),
+        (Asked::Crossing(want), Some(got)) => got
+            .strip_suffix(want)
+            .is_some_and(|prefix| !want.is_empty() && prefix.len() > 1 && prefix.ends_with(':')),
     };
     if !same {
         return Err(bad(BadAnswer::Subject));

@@ -314,7 +314,20 @@ fn a_crossing_answer_names_the_foreign_user_under_the_domains_prefix() {
     };
     let crossing = Asked::Crossing("alice");
     assert!(check_as(&answer("corp:alice"), crossing).is_ok());
-    for other in ["alice", "corp:bob", "alice:corp", ""] {
+    assert!(check_as(&answer("partner:eu:alice"), crossing).is_ok());
+    assert_eq!(
+        check_as(&answer("corp:"), Asked::Crossing("")).err(),
+        Some(BadAnswer::Subject)
+    );
+    for other in [
+        "alice",
+        "corp:bob",
+        "alice:corp",
+        "",
+        "malice",
+        "corp:malice",
+        ":alice",
+    ] {
         assert_eq!(
             check_as(&answer(other), crossing).err(),
             Some(BadAnswer::Subject),

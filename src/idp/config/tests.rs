@@ -372,6 +372,7 @@ trusted_issuers:
         "trusted_issuers[1].algorithms[0]",
         "trusted_issuers[2].issuer: trusted_issuers[1] already names it",
         "trusted_issuers[3].sub_prefix: b is a user or client here",
+        "trusted_issuers[3].sub_prefix: must end with ':'",
     ] {
         assert!(e.contains(needle), "{needle} in:\n{e}");
     }

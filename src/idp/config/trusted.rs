@@ -180,6 +180,11 @@ pub(super) fn validate(
                 at("sub_prefix"),
                 "must not be empty: a foreign user would take the name of a user of this domain",
             );
+        } else if !sub_prefix.ends_with(':') {
+            p.push(
+                at("sub_prefix"),
+                "must end with ':' (e.g. \"corp:\"): sidecars find the foreign user's own sub after it",
+            );
         }
         let mut mappings = Vec::new();
         for (target, source) in r.claims {
