@@ -99,7 +99,7 @@ pub fn fingerprint(data: &[u8]) -> String {
 /// Compares two byte strings without an early exit on the first difference (`subtle`); only
 /// the lengths may differ in time. The bytes are compared eight at a time, as `u64` words: a
 /// byte at a time, `subtle` made the comparison of an inbound token with the connection's last
-/// one 7 % of a request's instructions (`bench/RESULTS.md`, 2026-12-07 17:00 UTC).
+/// one 8 % of a request's instructions (`bench/RESULTS.md`, 2026-12-07 16:30 UTC).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
