@@ -45,7 +45,10 @@
 #         IDP (1; 0 skips the IdP measurements), REPEAT (1),
 #         BEFORE (unset; the path of another `baton` binary, e.g. one built before a change: adds
 #         the case "before", the same inbound sidecar run by that binary, measured in the same
-#         rounds, and the paired ratio of inbound's maximum against it: an A/B of a change)
+#         rounds, and the paired ratio of inbound's maximum against it: an A/B of a change),
+#         TRACED (unset; 1 adds the case "traced", the inbound sidecar with OpenTelemetry on at
+#         100 % sampling, exporting OTLP/HTTP to a sink that answers 200 (on the generator's
+#         core), and the paired ratio of its maximum against inbound's, which runs untraced)
 # Needs:  oha (`cargo install oha --locked`), nginx (installed with apt-get if missing), jq, curl.
 set -euo pipefail
 
@@ -62,6 +65,7 @@ if [ -n "${BEFORE:-}" ]; then
     BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")
     CASES+="before "
 fi
+[ -n "${TRACED:-}" ] && CASES+="traced "
 IDP=${IDP:-1}
 REPEAT=${REPEAT:-1}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -258,6 +262,30 @@ if [ -n "${BEFORE:-}" ]; then
     RUST_LOG=${RUST_LOG:-warn} start sidecar-before "$BEFORE" run -c "$W/sidecar-before.yaml"
     wait_ok "http://127.0.0.1:$BEFORE_ADMIN/readyz"
 fi
+if [ -n "${TRACED:-}" ]; then
+    free_port TRACED_IN TRACED_OUT TRACED_ADMIN TRACED_PORT SINK_PORT
+    # The collector: reads each export and answers 200, as an OTLP/HTTP receiver does.
+    "${GEN[@]}" python3 -c '
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+' "$SINK_PORT" >"$OUT/sink.log" 2>&1 &
+    PIDS+=("$!")
+    {
+        sidecar_a_config "$TRACED_IN" "$TRACED_OUT" "$TRACED_ADMIN" "$TRACED_PORT"
+        echo "tracing: {endpoint: \"http://127.0.0.1:$SINK_PORT\", service_name: load-traced, sampler_ratio: 1.0}"
+    } >"$W/sidecar-traced.yaml"
+    cp "$W/sidecar-traced.yaml" "$OUT/"
+    RUST_LOG=${RUST_LOG:-warn} start sidecar-traced "$BIN/baton" run -c "$W/sidecar-traced.yaml"
+    wait_ok "http://127.0.0.1:$TRACED_ADMIN/readyz"
+fi
 free_port BARE_PORT
 start bare "$BIN/examples/bare-proxy" "127.0.0.1:$BARE_PORT" "127.0.0.1:$APP_PORT"
 wait_ok "http://127.0.0.1:$BARE_PORT/"
@@ -281,6 +309,7 @@ for c in $CASES; do
         bare) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$BARE_PORT/") ;;
         inbound) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$A_IN/") ;;
         before) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$BEFORE_IN/") ;;
+        traced) args=(-H "$AUTH" -H "$CLAIMS" "http://127.0.0.1:$TRACED_IN/") ;;
         hop) args=("${HOP_ARGS[@]}") ;;
     esac
     eval "ARGS_$c=(\"\${args[@]}\")"
@@ -313,6 +342,7 @@ for round in $(seq 1 "$REPEAT"); do
         case $c in
             inbound) pids=("$PID_sidecar_a") ;;
             before) pids=("$PID_sidecar_before") ;;
+            traced) pids=("$PID_sidecar_traced") ;;
             hop) pids=("$PID_sidecar_a" "$PID_sidecar_b") ;;
             nginx) pids=($(pgrep -P "$PID_nginx") "$PID_nginx") ;;
             nginx2) pids=($(pgrep -P "$PID_nginx") "$PID_nginx" $(pgrep -P "$PID_nginx2") "$PID_nginx2") ;;
@@ -471,6 +501,12 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
             paste -d' ' <(rounds inbound max 1) <(rounds before max 1) |
                 ratio_stats "Max req/s of inbound against before's"
         fi
+        if [ -n "${TRACED:-}" ] && [[ " $CASES " == *" inbound "* ]]; then
+            paste -d' ' <(rounds traced max 1) <(rounds inbound max 1) |
+                ratio_stats "Max req/s of traced against inbound's"
+            dropped=$(curl -fsS "http://127.0.0.1:$TRACED_ADMIN/metrics" | awk '/^baton_trace_spans_dropped_total/ {print $2}')
+            echo "Spans the traced sidecar dropped (queue full or export failed), all rounds: ${dropped:-?}."
+        fi
         echo
     fi
     echo "Stolen time on core 0 (the hypervisor running something else), per measurement:" \
@@ -483,7 +519,7 @@ us() { awk -v x="$1" 'BEGIN {printf "%.0f", x}'; }
     echo
     echo "Modes: one = closed loop, 1 connection (latency one request at a time); qN = fixed N req/s," \
         "$CONCURRENCY connections, latency-corrected; max = closed loop, $CONCURRENCY connections." \
-        "CPU and RSS: inbound = A-sidecar; before = its twin run by BEFORE; hop = both sidecars; nginx = master + worker; nginx2 = both nginx; bare = bare-proxy; app = the app." \
+        "CPU and RSS: inbound = A-sidecar; before = its twin run by BEFORE; traced = its twin with tracing on; hop = both sidecars; nginx = master + worker; nginx2 = both nginx; bare = bare-proxy; app = the app." \
         "The hop's like-for-like baseline is nginx2 (two proxies in series): its ratio below the table is against nginx2."
     [ -n "$SOAK_LINE" ] && { echo; echo "$SOAK_LINE"; }
     [ "$IDP" = 1 ] || exit 0
