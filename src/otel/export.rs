@@ -85,17 +85,18 @@ impl SpanProcessor for Queue {
     }
 }
 
-/// Drains the queue in batches of at most [`MAX_BATCH`], gathered for [`BATCH_DELAY`] after
-/// the first; a batch that fails to export is dropped and counted, never retried.
+/// Drains the queue in batches of at most [`MAX_BATCH`], each sent once it is full or
+/// [`BATCH_DELAY`] after its first span, whichever comes first (a busy sidecar's batches go out
+/// back to back); a batch that fails to export is dropped and counted, never retried.
 async fn export_loop(mut rx: tokio::sync::mpsc::Receiver<SpanData>, sink: Sink, dropped: Counter) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        tokio::time::sleep(BATCH_DELAY).await;
+        let deadline = tokio::time::Instant::now() + BATCH_DELAY;
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(span) => batch.push(span),
-                Err(_) => break,
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(span)) => batch.push(span),
+                Ok(None) | Err(_) => break,
             }
         }
         let n = batch.len() as u64;
