@@ -1,5 +1,8 @@
+use super::error::sanitize_code;
+use super::form::assertion;
 use super::*;
 use crate::jwt::keys::SigningKey;
+use serde_json::json;
 
 fn token(claims: serde_json::Value) -> Token {
     let key = SigningKey::generate(jwt::Algorithm::ES256).expect("key");
