@@ -14,27 +14,32 @@
 //! Everything the configuration shapes lives in one state that a reload replaces at once
 //! ([`Outbound::prepare`], [`Outbound::install`]); each request runs on the state it started with.
 
+mod audit;
+mod destination;
 mod forward;
 mod reject;
 mod state;
+mod subject;
 
 pub use state::{Outbound, Staged};
 
-use crate::config::outbound::{Policy, Route, WithoutSubject};
+use crate::config::outbound::Policy;
 use crate::exchange::cache::LastKey;
 use crate::exchange::{ExchangeError, Issued};
 use crate::http::{Body, BoxError};
 use crate::server::{self, ConnInfo, Drained, Limits};
+use audit::{Audit, proxy};
 use bytes::Bytes;
+use destination::Arrival;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use reject::Reject;
 use state::Active;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use subject::Subject;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -165,140 +170,9 @@ fn drop_txn_token(headers: &mut HeaderMap) {
     headers.remove("txn_token");
 }
 
-/// Where a request is headed, by the listener it arrived on.
-#[derive(Clone, Copy)]
-enum Arrival {
-    /// The forward proxy: the destination is in the absolute-form URI.
-    Proxy,
-    /// A connection redirected by iptables: origin-form, originally aimed at this address.
-    Captured(SocketAddr),
-    /// The local port `ports[i]`: fixed upstream and route.
-    Port(usize),
-}
-
-/// What the audit event of one hop says; never a token. Indexes and the shared [`Issued`], not
-/// copies: a request whose audit event is filtered out costs no allocation for it.
-struct Audit {
-    /// The route's index in the configuration.
-    route: Option<usize>,
-    /// The token sent upstream, for its `sub` hash and `act` chain.
-    issued: Option<Arc<Issued>>,
-    cache: &'static str,
-    exchange_ms: u64,
-}
-
-// No `tracing` span: an instrumented future is one more move of this kilobytes-large one per
-// request. The audit event below carries what an operator needs, the request id and method among
-// it. With OpenTelemetry on, the request runs in a boxed future of its own ([`traced`]).
-async fn proxy(
-    s: &Outbound,
-    last: &LastKey,
-    req: Request<Body>,
-    arrival: Arrival,
-) -> Response<Body> {
-    match &s.tracing {
-        None => proxy_plain::<false>(s, last, req, arrival).await,
-        Some(t) => Box::pin(traced(s, t, last, req, arrival)).await,
-    }
-}
-
-/// One request under its OpenTelemetry span `outbound`: a client span continuing the context the
-/// app sent (`traceparent`), or the root of a new trace when the app sent none. The upstream gets
-/// this span's context.
-async fn traced(
-    s: &Outbound,
-    t: &Arc<crate::otel::Tracing>,
-    last: &LastKey,
-    mut req: Request<Body>,
-    arrival: Arrival,
-) -> Response<Body> {
-    use crate::otel::FutureExt as _;
-    use opentelemetry::KeyValue;
-    let parent = crate::otel::extract(req.headers());
-    let attributes = vec![KeyValue::new(
-        "http.request.method",
-        req.method().as_str().to_owned(),
-    )];
-    let cx = t.start_span(
-        "outbound",
-        opentelemetry::trace::SpanKind::Client,
-        &parent,
-        attributes,
-    );
-    crate::otel::inject(&cx, req.headers_mut());
-    let rsp = proxy_plain::<true>(s, last, req, arrival)
-        .with_context(cx.clone())
-        .await;
-    crate::otel::end(&cx, Some(rsp.status().as_u16()), false);
-    rsp
-}
-
-/// [`proxy`]; `TRACED`: a span is current, and the outcome is noted on it.
-async fn proxy_plain<const TRACED: bool>(
-    s: &Outbound,
-    last: &LastKey,
-    mut req: Request<Body>,
-    arrival: Arrival,
-) -> Response<Body> {
-    // The state this request runs on to its end, whatever a reload installs meanwhile.
-    let a = s.active.load_full();
-    let request_id = forward::request_id(req.headers_mut());
-    let method = req.method().clone();
-    let grpc = crate::http::grpc::is_grpc(req.headers());
-    let mut audit = Audit {
-        route: None,
-        issued: None,
-        cache: "none",
-        exchange_ms: 0,
-    };
-    let rsp = match run(s, &a, last, req, arrival, &mut audit).await {
-        Ok(rsp) => rsp,
-        Err(reject) => reject.answer(grpc),
-    };
-    let route = audit.route.map(|i| &a.cfg.routes[i]);
-    let issued = audit.issued.as_deref();
-    let trace_id = if TRACED {
-        note_outcome(route, &audit);
-        crate::otel::current_trace_id()
-    } else {
-        String::new()
-    };
-    info!(
-        target: "baton::audit",
-        trace_id,
-        // Visible ASCII only (`forward::request_id`), so never empty here.
-        request_id = request_id.to_str().unwrap_or_default(),
-        method = %method,
-        route = route.map_or("", |r| r.name.as_str()),
-        sub_hash = issued.map_or("", |i| i.sub_hash.as_str()),
-        act_chain = issued.map_or("", |i| i.act_chain.as_str()),
-        audience = route.and_then(|r| r.audience.as_deref()).unwrap_or(""),
-        scope = route.and_then(|r| r.scope.as_deref()).unwrap_or(""),
-        cache = audit.cache,
-        exchange_ms = audit.exchange_ms,
-        status = rsp.status().as_u16(),
-        "outbound hop"
-    );
-    rsp
-}
-
-/// The route, audience and exchange-cache result of an outbound request on the current span.
-fn note_outcome(route: Option<&Route>, audit: &Audit) {
-    use opentelemetry::KeyValue;
-    if let Some(r) = route {
-        crate::otel::note(KeyValue::new("baton.route", r.name.clone()));
-        if let Some(aud) = &r.audience {
-            crate::otel::note(KeyValue::new("baton.audience", aud.clone()));
-        }
-        crate::otel::note(KeyValue::new("server.address", r.host.clone()));
-        crate::otel::note(KeyValue::new("server.port", i64::from(r.port)));
-    }
-    crate::otel::note(KeyValue::new("baton.exchange.cache", audit.cache));
-    if let Some(issued) = &audit.issued {
-        crate::otel::note(KeyValue::new("enduser.id", issued.sub_hash.clone()));
-    }
-}
-
+/// The pipeline of one request: a `CONNECT` is tunneled or refused; a call to the IdP, or to a
+/// destination no route names (`unknown: passthrough`), goes on with no token; a routed call
+/// goes on to [`routed`].
 async fn run(
     s: &Outbound,
     a: &Active,
@@ -316,27 +190,7 @@ async fn run(
                 .map_err(Reject::Upstream),
         };
     }
-    let (host, port_no, route) = match arrival {
-        Arrival::Port(p) => {
-            let p = &a.cfg.ports[p];
-            let (host, port_no) = crate::config::outbound::split_authority(&p.upstream, 80)
-                .ok_or_else(|| Reject::Upstream(format!("bad upstream {}", p.upstream)))?;
-            (host, port_no, Some(p.route))
-        }
-        Arrival::Proxy | Arrival::Captured(_) => {
-            let captured = match arrival {
-                Arrival::Captured(dst) => Some(dst),
-                _ => None,
-            };
-            let (host, port_no) = destination(&req, captured)?;
-            let route = a
-                .cfg
-                .routes
-                .iter()
-                .position(|r| r.port == port_no && r.host.eq_ignore_ascii_case(&host));
-            (host, port_no, route)
-        }
-    };
+    let (host, port_no, route) = destination::find(a, &req, arrival)?;
     if a.exchanger.is_idp(&host, port_no) {
         // The IdP authenticates calls to itself; exchanging for it would be circular.
         drop_txn_token(req.headers_mut());
@@ -358,15 +212,23 @@ async fn run(
             }
         };
     };
+    routed(s, a, last, req, (host, port_no, route), audit).await
+}
+
+/// The rest of the pipeline for a request on the route `route` to `host:port_no`: subject,
+/// token from the cache or the IdP, forward; an upstream `invalid_token` drops the cached token
+/// and, for a request that can be sent again, retries once with a fresh one.
+async fn routed(
+    s: &Outbound,
+    a: &Active,
+    last: &LastKey,
+    mut req: Request<Body>,
+    (host, port_no, route): (String, u16, usize),
+    audit: &mut Audit,
+) -> Result<Response<Body>, Reject> {
     let r = &a.cfg.routes[route];
     audit.route = Some(route);
-    let subject = subject(req.headers(), r)?;
-    let subject = match (subject, s.handles.as_deref()) {
-        (Some(t), Some(h)) if t.bytes().starts_with(crate::confine::PREFIX.as_bytes()) => {
-            Some(unconfine(h, &t)?)
-        }
-        (other, _) => other,
-    };
+    let subject = subject::of(req.headers(), r, s.handles.as_deref())?;
     let subject = subject.as_ref().map(Subject::bytes);
     let key = last.key(subject, (a.generation, route), &a.targets[route]);
     let started = Instant::now();
@@ -479,160 +341,4 @@ fn prove(
         .map_err(|_| Reject::Upstream("DPoP proof is not a header value".into()))?;
     req.headers_mut().insert(crate::dpop::HEADER, value);
     Ok(())
-}
-
-/// Destination `host`, `port` of an absolute-form request (RFC 9112 §3.2.2), or of an
-/// origin-form request on a connection redirected from `captured`: the `Host` header names the
-/// destination (and so the route), the dialed port fills in a `Host` without one; with no `Host`
-/// the original address itself is the destination.
-fn destination(req: &Request<Body>, captured: Option<SocketAddr>) -> Result<(String, u16), Reject> {
-    use crate::config::outbound::{split_authority, split_parsed};
-    let uri = req.uri();
-    match (uri.scheme_str(), uri.authority(), captured) {
-        (Some("http"), Some(a), _) => split_parsed(a, 80).ok_or(Reject::NotAbsolute),
-        (None, None, Some(dst)) => Ok(req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| split_authority(h, dst.port()))
-            .unwrap_or_else(|| (dst.ip().to_string(), dst.port()))),
-        _ => Err(Reject::NotAbsolute),
-    }
-}
-
-/// The subject token from `Authorization: Bearer` (RFC 6750 §2.1) or `DPoP` (RFC 9449 §7.1: a
-/// bound token the inbound listener checked, passed on by the app), or `None` when the route
-/// allows `client_credentials`.
-fn subject(headers: &HeaderMap, route: &Route) -> Result<Option<Subject>, Reject> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let first = values.next();
-    if values.next().is_some() {
-        return Err(Reject::BadAuthorization(
-            "more than one Authorization header",
-        ));
-    }
-    let token = match first {
-        None => None,
-        Some(v) => {
-            let bytes = v.as_bytes();
-            let space = bytes.iter().position(|&b| b == b' ');
-            let scheme = &bytes[..space.unwrap_or(bytes.len())];
-            let after = space.map_or(bytes.len(), |i| i + 1);
-            let rest = &bytes[after..];
-            let start = after + (rest.len() - rest.trim_ascii_start().len());
-            let token = rest.trim_ascii();
-            let known =
-                scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"dpop");
-            if !known || token.is_empty() {
-                return Err(Reject::BadAuthorization(
-                    "only `Authorization: Bearer <token>` (or `DPoP <token>`) is propagated",
-                ));
-            }
-            // Visible ASCII only, checked without a branch per byte so that it vectorizes: it
-            // runs over the whole token on every request.
-            let visible = token
-                .iter()
-                .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x5e));
-            if !visible {
-                return Err(Reject::BadAuthorization("the token is not visible ASCII"));
-            }
-            Some(Subject {
-                value: v.clone(),
-                token: start..start + token.len(),
-            })
-        }
-    };
-    match (token, route.without_subject) {
-        (Some(t), _) => Ok(Some(t)),
-        (None, WithoutSubject::ClientCredentials) => Ok(None),
-        (None, WithoutSubject::Deny) => Err(Reject::NoSubject(route.name.clone())),
-    }
-}
-
-/// The token a handle stands for, as a subject; an unknown or expired handle is refused.
-fn unconfine(handles: &crate::confine::Handles, handle: &Subject) -> Result<Subject, Reject> {
-    let unknown = || Reject::BadAuthorization("unknown or expired token handle");
-    let name = std::str::from_utf8(handle.bytes()).map_err(|_| unknown())?;
-    let value = handles
-        .redeem(name, crate::jwt::unix_now())
-        .ok_or_else(unknown)?;
-    let start = value
-        .as_bytes()
-        .iter()
-        .position(|&b| b == b' ')
-        .map_or(0, |i| i + 1);
-    let end = value.as_bytes().len();
-    Ok(Subject {
-        value,
-        token: start..end,
-    })
-}
-
-/// A subject token, where it sits in the `Authorization` value it came in: a cache hit needs
-/// neither a copy of it nor a `str` (the value is shared, not copied, with the request).
-struct Subject {
-    value: HeaderValue,
-    token: std::ops::Range<usize>,
-}
-
-impl Subject {
-    /// The token's bytes, visible ASCII.
-    fn bytes(&self) -> &[u8] {
-        &self.value.as_bytes()[self.token.clone()]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_subject_is_the_one_bearer_token_in_visible_ascii() {
-        let route = Route {
-            name: "b".into(),
-            host: "service-b".into(),
-            port: 80,
-            audience: None,
-            resources: Vec::new(),
-            scope: None,
-            requested_lifetime: None,
-            without_subject: WithoutSubject::Deny,
-            tls: None,
-            dpop: false,
-        };
-        let subject_of = |values: &[&'static [u8]]| {
-            let mut h = HeaderMap::new();
-            for v in values {
-                h.append(
-                    header::AUTHORIZATION,
-                    HeaderValue::from_bytes(v).expect("value"),
-                );
-            }
-            subject(&h, &route).map(|t| t.map(|t| String::from_utf8_lossy(t.bytes()).into_owned()))
-        };
-        let token = |t: &str| Some(Some(t.to_owned()));
-        assert_eq!(subject_of(&[b"Bearer a.b.c"]).ok(), token("a.b.c"));
-        assert_eq!(
-            subject_of(&[b"bearer  a.b-c_~+/= "]).ok(),
-            token("a.b-c_~+/=")
-        );
-        for refused in [
-            &b"Basic dXNlcg=="[..],
-            b"Bearer",
-            b"Bearer   ",
-            b"Bearer a b",
-            b"Bearer a\tb",
-            b"Bearer caf\xc3\xa9",
-        ] {
-            assert!(
-                matches!(subject_of(&[refused]), Err(Reject::BadAuthorization(_))),
-                "{refused:?}"
-            );
-        }
-        assert!(matches!(
-            subject_of(&[b"Bearer a", b"Bearer b"]),
-            Err(Reject::BadAuthorization(_))
-        ));
-        assert!(matches!(subject_of(&[]), Err(Reject::NoSubject(_))));
-    }
 }
