@@ -4,28 +4,26 @@
 //! any; a plain one for the rest), replay for the
 //! 401 retry, CONNECT tunnels.
 
+mod tls;
+
 use crate::config::outbound::Outbound as Config;
 use crate::http::pool::Pool;
 use crate::http::pool::h2::H2Pool;
 use crate::http::splice::{Held, splice};
 use crate::http::{Body, BoxError, REQUEST_ID, empty, new_request_id, strip_hop_by_hop};
-use crate::tls::ReloadingCert;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, warn};
+use tls::TlsClient;
+use tracing::debug;
 
 /// How long a kept connection to an upstream may stay with nothing in flight before it is
 /// closed: HTTP/1.1 connections in the clients' pools and HTTP/2 connections alike.
@@ -33,9 +31,6 @@ const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// Time allowed to open a CONNECT tunnel's upstream connection.
 const TUNNEL_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// An HTTPS client with the trust of one route.
-type TlsClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// The clients upstream calls go through.
 pub(super) struct Upstream {
@@ -64,35 +59,7 @@ impl Upstream {
     /// The clients for `cfg`, keeping `previous`'s keep-alive pools to destinations both name.
     /// Reads every route's `tls.ca_file`; fails when one cannot be read or holds no certificate.
     pub(super) fn new(cfg: &Config, previous: Option<&Upstream>) -> Result<Self, super::Error> {
-        let mut native: Option<Arc<rustls::RootCertStore>> = None;
-        let mut tls = Vec::with_capacity(cfg.routes.len());
-        let mut tls_h2 = Vec::with_capacity(cfg.routes.len());
-        for r in &cfg.routes {
-            let Some(t) = &r.tls else {
-                tls.push(None);
-                tls_h2.push(None);
-                continue;
-            };
-            let roots = match &t.ca_file {
-                Some(path) => Arc::new(roots_from(path)?),
-                None => native.get_or_insert_with(native_roots).clone(),
-            };
-            let cert = match &t.client_cert {
-                Some(c) => Some(
-                    ReloadingCert::load(&c.cert_file, &c.key_file)
-                        .map_err(super::Error::ClientCert)?,
-                ),
-                None => None,
-            };
-            let timeout = cfg.connect_timeout;
-            tls.push(Some(tls_client(
-                roots.clone(),
-                cert.clone(),
-                timeout,
-                false,
-            )?));
-            tls_h2.push(Some(tls_client(roots, cert, timeout, true)?));
-        }
+        let (tls, tls_h2) = tls::clients(cfg)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(UPSTREAM_IDLE)
             .build(connector(cfg.connect_timeout));
@@ -274,79 +241,6 @@ fn connector(connect_timeout: Duration) -> HttpConnector {
     http
 }
 
-/// An HTTPS-only client trusting exactly `roots`, presenting `cert` when the upstream asks for
-/// a client certificate, offering HTTP/1.1 alone in ALPN, or `h2` alone when `h2`.
-fn tls_client(
-    roots: Arc<rustls::RootCertStore>,
-    cert: Option<Arc<ReloadingCert>>,
-    connect_timeout: Duration,
-    h2: bool,
-) -> Result<TlsClient, super::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(super::Error::TlsConfig)?
-        .with_root_certificates(roots);
-    let tls = match cert {
-        Some(cert) => {
-            let mut tls = builder.with_client_cert_resolver(cert);
-            // A resumed session keeps the identity of the handshake it came from: after a
-            // renewal the upstream would go on seeing the old certificate. Every connection
-            // makes a full handshake and presents the certificate on disk now.
-            tls.resumption = rustls::client::Resumption::disabled();
-            tls
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut http = connector(connect_timeout);
-    http.enforce_http(false);
-    let builder = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only();
-    let connector = if h2 {
-        builder.enable_http2().wrap_connector(http)
-    } else {
-        builder.enable_http1().wrap_connector(http)
-    };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(UPSTREAM_IDLE)
-        .http2_only(h2)
-        .build(connector))
-}
-
-/// The certificates of the PEM file `path`, and nothing else.
-fn roots_from(path: &Path) -> Result<rustls::RootCertStore, super::Error> {
-    let bad = |source: Box<dyn std::error::Error + Send + Sync>| super::Error::TlsRoots {
-        path: path.to_owned(),
-        source,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.into()))? {
-        let cert = cert.map_err(|e| bad(e.into()))?;
-        roots.add(cert).map_err(|e| bad(e.into()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificate in the file".into()));
-    }
-    Ok(roots)
-}
-
-/// The system's trust anchors (what a `tls` route without `ca_file` trusts).
-fn native_roots() -> Arc<rustls::RootCertStore> {
-    let mut roots = rustls::RootCertStore::empty();
-    let loaded = rustls_native_certs::load_native_certs();
-    for e in &loaded.errors {
-        warn!(error = %e, "reading the system's trust anchors");
-    }
-    let (added, _) = roots.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        warn!(
-            "no system trust anchors found: tls routes without ca_file will refuse every upstream"
-        );
-    }
-    Arc::new(roots)
-}
-
 /// `host:port` as a URI authority (IPv6 literals in brackets). Pushed, not `format!`ted: the
 /// formatting machinery cost each forwarded request about 850 instructions.
 fn authority(host: &str, port: u16) -> String {
@@ -500,129 +394,4 @@ pub(super) async fn tunnel(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http::header::HeaderName;
-
-    #[test]
-    fn a_fit_request_id_is_kept_and_any_other_replaced_by_a_fresh_one() {
-        let id_of = |values: &[&str]| {
-            let mut h = HeaderMap::new();
-            for v in values {
-                h.append(REQUEST_ID, HeaderValue::from_str(v).expect("value"));
-            }
-            let id = request_id(&mut h);
-            let sent: Vec<_> = h.get_all(REQUEST_ID).iter().cloned().collect();
-            (id, sent)
-        };
-        let (id, sent) = id_of(&["abc-123"]);
-        assert_eq!((id.to_str().ok(), sent.len()), (Some("abc-123"), 1));
-        let long = "x".repeat(129);
-        for unfit in [
-            &[][..],
-            &[""],
-            &["a b"],
-            &[long.as_str()],
-            &["", "kept-not"],
-        ] {
-            let (id, sent) = id_of(unfit);
-            assert!(
-                id.len() == 32 && id.as_bytes().iter().all(u8::is_ascii_hexdigit),
-                "{unfit:?}: {id:?}"
-            );
-            assert_eq!(sent, vec![id], "{unfit:?}: the one id the next hop sees");
-        }
-    }
-
-    #[test]
-    fn hop_by_hop_headers_go_including_those_named_in_connection() {
-        let mut h = HeaderMap::new();
-        for (k, v) in [
-            ("connection", "keep-alive, x-secret-hop"),
-            ("keep-alive", "timeout=5"),
-            ("x-secret-hop", "1"),
-            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
-            ("te", "trailers"),
-            ("upgrade", "h2c"),
-            ("x-request-id", "abc"),
-        ] {
-            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
-        }
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1, "{h:?}");
-        assert!(h.contains_key("x-request-id"));
-    }
-
-    #[test]
-    fn prepare_replaces_every_authorization_value() {
-        let mut req = Request::new(empty());
-        *req.uri_mut() = Uri::from_static("http://service-b:8080/a?b=c");
-        let h = req.headers_mut();
-        h.append(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer inbound"),
-        );
-        h.append(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer other"),
-        );
-        prepare(
-            &mut req,
-            Some(&HeaderValue::from_static("Bearer fresh")),
-            "service-b",
-            8080,
-            true,
-        )
-        .expect("prepare");
-        let all: Vec<_> = req
-            .headers()
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .collect();
-        assert_eq!(all, vec![HeaderValue::from_static("Bearer fresh")]);
-        assert_eq!(req.uri().to_string(), "https://service-b:8080/a?b=c");
-        assert_eq!(req.headers()[header::HOST], "service-b:8080");
-    }
-
-    #[test]
-    fn prepare_keeps_a_uri_already_aimed_there_and_rebuilds_any_other() {
-        let prepared = |uri: &'static str, host: &str, port: u16, tls: bool| {
-            let mut req = Request::new(empty());
-            *req.uri_mut() = Uri::from_static(uri);
-            prepare(&mut req, None, host, port, tls).expect("prepare");
-            (req.uri().to_string(), req.headers()[header::HOST].clone())
-        };
-        assert_eq!(
-            prepared("http://b:8080/a?x=%2F", "b", 8080, false),
-            (
-                "http://b:8080/a?x=%2F".into(),
-                HeaderValue::from_static("b:8080")
-            )
-        );
-        // Another port, the scheme a TLS route needs, a default port left implicit, origin-form:
-        // each rebuilt onto host:port, path and query kept.
-        for (uri, want) in [
-            ("http://b:9090/a?x", "http://b:8080/a?x"),
-            ("http://b/a?x", "http://b:8080/a?x"),
-            ("/a?x", "http://b:8080/a?x"),
-        ] {
-            assert_eq!(prepared(uri, "b", 8080, false).0, want, "{uri}");
-        }
-        assert_eq!(
-            prepared("http://b:8080/a", "b", 8080, true).0,
-            "https://b:8080/a"
-        );
-    }
-
-    #[test]
-    fn only_bodyless_idempotent_requests_are_replayed() {
-        let get = Request::get("http://b/").body(empty()).expect("request");
-        assert!(replayable(&get).is_some());
-        let post = Request::post("http://b/").body(empty()).expect("request");
-        assert!(replayable(&post).is_none());
-        let put = Request::put("http://b/")
-            .body(crate::http::full("x"))
-            .expect("request");
-        assert!(replayable(&put).is_none());
-    }
-}
+mod tests;
