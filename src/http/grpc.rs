@@ -1,5 +1,6 @@
 //! gRPC as a proxy sees it: which requests are gRPC calls, the one mapping from a refusal's HTTP
-//! status to a gRPC status, trailers-only answers, and `grpc-timeout`.
+//! status to a gRPC status, trailers-only answers, `grpc-timeout`, and a limit on the size of
+//! each message of a request ([`MessageLimit`]).
 //!
 //! A gRPC client reads its call's outcome from `grpc-status` in the trailers, and takes any
 //! other HTTP status than 200 for a transport failure (`UNAVAILABLE`, "Received http2 header with
@@ -8,6 +9,10 @@
 //! act on it (`www-authenticate` with its RFC 6750 / RFC 9470 parameters, `retry-after`) stay as
 //! response metadata. Every listener builds its refusal as for HTTP and passes it through
 //! [`refusal`] when the request was a gRPC call: one place decides the gRPC form.
+
+mod limit;
+
+pub use limit::{MessageLimit, MessageTooLarge, Tripped};
 
 use super::{Body, empty};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -143,129 +148,6 @@ pub fn timeout(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
-/// A gRPC request body whose every message must be at most `limit` bytes: the stream as a
-/// whole may run on (a long-lived bidirectional call), a message larger than the limit ends it
-/// with an error before its bytes go further. Messages are read from their 5-byte prefixes
-/// (a flag byte, a big-endian length) across frame boundaries; frames pass unchanged and
-/// trailers pass too.
-pub struct MessageLimit<B> {
-    body: B,
-    limit: usize,
-    /// Bytes of the current prefix read so far, and the prefix itself.
-    prefix_len: usize,
-    prefix: [u8; 5],
-    /// Bytes of the current message's payload still to come.
-    payload: usize,
-    /// Set when a message went over the limit.
-    tripped: Tripped,
-}
-
-/// Whether a [`MessageLimit`] refused a message: the request's sender reads it after the send
-/// failed (HTTP/2 reports the stream's reset, not the body's error), to answer
-/// `RESOURCE_EXHAUSTED` rather than blame the peer.
-#[derive(Debug, Clone, Default)]
-pub struct Tripped(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl Tripped {
-    /// Whether the limit was hit.
-    pub fn is_set(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// A gRPC message larger than the listener allows.
-#[derive(Debug, thiserror::Error)]
-#[error("gRPC message of {size} bytes is larger than the limit of {limit}")]
-pub struct MessageTooLarge {
-    /// The declared size.
-    pub size: usize,
-    /// The limit.
-    pub limit: usize,
-}
-
-impl<B> MessageLimit<B> {
-    /// `body` with messages of at most `limit` bytes.
-    pub fn new(body: B, limit: usize) -> Self {
-        Self {
-            body,
-            limit,
-            prefix_len: 0,
-            prefix: [0; 5],
-            payload: 0,
-            tripped: Tripped::default(),
-        }
-    }
-
-    /// The flag this body sets when it refuses a message.
-    pub fn tripped(&self) -> Tripped {
-        self.tripped.clone()
-    }
-
-    /// Walks `data` through the message framing; the first message over the limit is an error.
-    fn check(&mut self, mut data: &[u8]) -> Result<(), MessageTooLarge> {
-        while !data.is_empty() {
-            if self.payload > 0 {
-                let n = self.payload.min(data.len());
-                self.payload -= n;
-                data = &data[n..];
-                continue;
-            }
-            let n = (5 - self.prefix_len).min(data.len());
-            self.prefix[self.prefix_len..self.prefix_len + n].copy_from_slice(&data[..n]);
-            self.prefix_len += n;
-            data = &data[n..];
-            if self.prefix_len == 5 {
-                self.prefix_len = 0;
-                let [_, a, b, c, d] = self.prefix;
-                let size = usize::try_from(u32::from_be_bytes([a, b, c, d])).unwrap_or(usize::MAX);
-                if size > self.limit {
-                    self.tripped
-                        .0
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    return Err(MessageTooLarge {
-                        size,
-                        limit: self.limit,
-                    });
-                }
-                self.payload = size;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<B> http_body::Body for MessageLimit<B>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: Into<super::BoxError>,
-{
-    type Data = bytes::Bytes;
-    type Error = super::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.body).poll_frame(cx);
-        let std::task::Poll::Ready(Some(Ok(frame))) = polled else {
-            return polled.map(|f| f.map(|r| r.map_err(Into::into)));
-        };
-        if let Some(data) = frame.data_ref() {
-            this.check(data)?;
-        }
-        std::task::Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
 /// `grpc-message` encoding: bytes outside visible ASCII and space, and `%`, as `%XX`.
 fn percent_encode(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -283,134 +165,4 @@ fn percent_encode(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::text;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
-
-    #[test]
-    fn grpc_content_types_and_nothing_else() {
-        for yes in [
-            "application/grpc",
-            "application/grpc+proto",
-            "Application/GRPC+json",
-            "application/grpc; charset=utf-8",
-        ] {
-            assert!(is_grpc(&headers(&[("content-type", yes)])), "{yes}");
-        }
-        for no in [
-            "application/grpcx",
-            "application/grpc-web",
-            "application/json",
-            "text/grpc",
-            "application/grp",
-        ] {
-            assert!(!is_grpc(&headers(&[("content-type", no)])), "{no}");
-        }
-        assert!(!is_grpc(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn a_refusal_becomes_trailers_only_with_the_challenge_kept() {
-        let mut rsp = text(StatusCode::UNAUTHORIZED, "no token\n");
-        rsp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"b\", error=\"insufficient_user_authentication\", acr_values=\"mfa\""),
-        );
-        rsp.extensions_mut()
-            .insert(Message("stronger authentication: 100% é\n".into()));
-        let g = refusal(rsp);
-        assert_eq!(g.status(), StatusCode::OK);
-        assert_eq!(g.headers()[GRPC_STATUS], "16");
-        assert_eq!(
-            g.headers()[GRPC_MESSAGE],
-            "stronger authentication: 100%25 %C3%A9%0A"
-        );
-        assert_eq!(g.headers()[header::CONTENT_TYPE], "application/grpc");
-        assert!(
-            g.headers()[header::WWW_AUTHENTICATE]
-                .to_str()
-                .is_ok_and(|v| v.contains("acr_values=\"mfa\""))
-        );
-        assert!(http_body::Body::is_end_stream(g.body()), "trailers-only");
-    }
-
-    #[test]
-    fn statuses_map_to_the_codes_a_client_acts_on() {
-        for (status, code) in [
-            (401, Code::Unauthenticated),
-            (403, Code::PermissionDenied),
-            (503, Code::Unavailable),
-            (502, Code::Unavailable),
-            (504, Code::DeadlineExceeded),
-            (400, Code::InvalidArgument),
-            (413, Code::ResourceExhausted),
-            (500, Code::Internal),
-        ] {
-            let status = StatusCode::from_u16(status).expect("status");
-            assert_eq!(Code::for_refusal(status), code, "{status}");
-        }
-    }
-
-    #[tokio::test]
-    async fn messages_over_the_limit_end_the_stream_whatever_the_framing() {
-        use http_body_util::BodyExt;
-        let message = |n: usize| {
-            let mut m = vec![0u8];
-            m.extend_from_slice(&u32::try_from(n).expect("size").to_be_bytes());
-            m.extend(std::iter::repeat_n(b'x', n));
-            m
-        };
-        // Many messages at the limit: a stream longer than the limit passes.
-        let stream: Vec<u8> = (0..10).flat_map(|_| message(100)).collect();
-        // One message over it, after two that pass.
-        let mut over = message(100);
-        over.extend(message(100));
-        over.extend(message(101));
-        for split in [1, 3, 5, 7, 64, 10_000] {
-            let frames = |bytes: &[u8]| {
-                let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, crate::http::BoxError>> =
-                    bytes
-                        .chunks(split)
-                        .map(|c| Ok(http_body::Frame::data(bytes::Bytes::copy_from_slice(c))))
-                        .collect();
-                http_body_util::StreamBody::new(futures_util::stream::iter(chunks))
-            };
-            let passed = MessageLimit::new(frames(&stream), 100).collect().await;
-            assert_eq!(
-                passed.map(|c| c.to_bytes().len()).ok(),
-                Some(stream.len()),
-                "split {split}"
-            );
-            let limited = MessageLimit::new(frames(&over), 100);
-            let tripped = limited.tripped();
-            assert!(!tripped.is_set());
-            let refused = limited.collect().await;
-            assert!(
-                refused.is_err_and(|e| e.is::<MessageTooLarge>()),
-                "split {split}"
-            );
-            assert!(tripped.is_set());
-        }
-    }
-
-    #[test]
-    fn grpc_timeout_is_read_as_the_protocol_spells_it() {
-        let t = |v: &'static str| timeout(&headers(&[("grpc-timeout", v)]));
-        assert_eq!(t("1S"), Some(Duration::from_secs(1)));
-        assert_eq!(t("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(t("2H"), Some(Duration::from_secs(7200)));
-        assert_eq!(t("99999999n"), Some(Duration::from_nanos(99_999_999)));
-        for bad in ["", "S", "1", "123456789S", "1s", "-1S", "1.5S", "1 S"] {
-            assert_eq!(t(bad), None, "{bad:?}");
-        }
-        assert_eq!(timeout(&HeaderMap::new()), None);
-    }
-}
+mod tests;
