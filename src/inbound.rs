@@ -31,7 +31,7 @@ pub use active::{ReloadError, reload_from};
 pub use reject::Reject;
 
 use crate::config::login::RESERVED_PREFIX;
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, Route};
 use crate::http::path::{self, PathRules};
 use crate::http::{Body, BoxError};
 use crate::jwt::jwks::{Jwks, LastToken, Verifier};
@@ -41,7 +41,7 @@ use crate::telemetry::Metrics;
 use active::{Active, passing_outcome};
 use admit::Admitted;
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -236,10 +236,7 @@ where
     let cfg = &active.config;
     let grpc = crate::http::grpc::is_grpc(req.headers());
     if let Err(reject) = canonical_path(&cfg.inbound.paths, &mut req) {
-        if TRACED {
-            trace::note_outcome("none", reject.outcome(), true);
-        }
-        s.metrics.inbound("none", reject.outcome());
+        refused::<TRACED>(s, "none", reject.outcome());
         info!(method = %req.method(), outcome = reject.outcome(), reason = %reject, "refused");
         return reject.answer(&cfg.audience, &active.hint, grpc);
     }
@@ -258,10 +255,7 @@ where
         Some(l) => match Box::pin(browser::before(s, l, route, &mut req, now)).await {
             Ok(n) => n,
             Err(rsp) => {
-                if TRACED {
-                    trace::note_outcome(name, "login", true);
-                }
-                s.metrics.inbound(name, "login");
+                refused::<TRACED>(s, name, "login");
                 return rsp;
             }
         },
@@ -275,10 +269,7 @@ where
         (Ok(Admitted::Public), _) => (None, None),
         (Ok(Admitted::Token(v)), _) => (Some(v), None),
         (Err(denied), Mode::Enforce) => {
-            if TRACED {
-                trace::note_outcome(name, denied.reject.outcome(), true);
-            }
-            s.metrics.inbound(name, denied.reject.outcome());
+            refused::<TRACED>(s, name, denied.reject.outcome());
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
             let ctx = browser::Refusal {
                 s,
@@ -297,10 +288,7 @@ where
     if let Some(t) = &s.txn
         && let Err(e) = Box::pin(t.run(&mut req, claims.as_deref(), cfg.mode)).await
     {
-        if TRACED {
-            trace::note_outcome(name, e.outcome(), true);
-        }
-        s.metrics.inbound(name, e.outcome());
+        refused::<TRACED>(s, name, e.outcome());
         info!(method = %req.method(), route = name, outcome = e.outcome(), reason = %e, "refused");
         return e.into_response(&cfg.audience);
     }
@@ -311,14 +299,43 @@ where
     let rsp = match sent {
         Ok(rsp) => rsp,
         Err(reject) => {
-            if TRACED {
-                trace::note_outcome(name, reject.outcome(), true);
-            }
-            s.metrics.inbound(name, reject.outcome());
+            refused::<TRACED>(s, name, reject.outcome());
             return reject.answer(&cfg.audience, &active.hint, grpc);
         }
     };
-    // `None`: the route's passing outcome, counted without a label lookup.
+    forwarded::<TRACED>(s, &active, found, name, outcome, &method, rsp.status());
+    if let (Some(l), Some(n)) = (&s.login, &navigation)
+        && let Some(redirect) = Box::pin(n.answered(l, &rsp, now)).await
+    {
+        return redirect;
+    }
+    rsp
+}
+
+/// Counts a request refused at one of [`handle_plain`]'s phases, on `route` with `outcome`;
+/// `TRACED`: on the current span too.
+fn refused<const TRACED: bool>(s: &Inbound, route: &str, outcome: &'static str) {
+    if TRACED {
+        trace::note_outcome(route, outcome, true);
+    }
+    s.metrics.inbound(route, outcome);
+}
+
+/// Counts and logs a request the app answered with `status`, on the route `found` (`name`).
+/// `outcome`: the refusal observe mode forwarded anyway; `None` for a request that passed,
+/// counted with the route's passing outcome on its own counter, without a label lookup.
+/// Always inlined: a named step of every forwarded request's path, not a call.
+#[inline(always)]
+fn forwarded<const TRACED: bool>(
+    s: &Inbound,
+    active: &Active,
+    found: Option<(usize, &Route)>,
+    name: &str,
+    outcome: Option<&'static str>,
+    method: &Method,
+    status: StatusCode,
+) {
+    let route = found.map(|(_, r)| r);
     let passing = || route.map_or("allowed", passing_outcome);
     if TRACED {
         trace::note_outcome(name, outcome.unwrap_or_else(passing), false);
@@ -333,15 +350,9 @@ where
         %method,
         route = name,
         outcome = outcome.unwrap_or_else(passing),
-        status = rsp.status().as_u16(),
+        status = status.as_u16(),
         "forwarded"
     );
-    if let (Some(l), Some(n)) = (&s.login, &navigation)
-        && let Some(redirect) = Box::pin(n.answered(l, &rsp, now)).await
-    {
-        return redirect;
-    }
-    rsp
 }
 
 /// The first phase: the request's path made canonical ([`crate::http::path`]), in observe mode
