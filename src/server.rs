@@ -282,6 +282,17 @@ where
     }
 
     drop(listener);
+    wait_drained(&drain, &permits, &limits, local).await
+}
+
+/// Tells every connection to finish ([`Drain::begin`]) and waits until all have, for at most
+/// `limits.shutdown_grace`: each holds one of the `limits.max_connections` `permits`.
+async fn wait_drained(
+    drain: &Drain,
+    permits: &Semaphore,
+    limits: &Limits,
+    local: Option<SocketAddr>,
+) -> Drained {
     drain.begin();
     let open = || limits.max_connections - permits.available_permits();
     info!(addr = ?local, connections = open(), "draining");
