@@ -5,9 +5,9 @@
 //! HTTP/1 connection gets one: its own tick-driven [`clock::TickClock`], which also times out its
 //! requests and closes it when idle (h2 keeps `TokioTimer`). hyper-util's `GracefulShutdown`
 //! cannot also close idle keep-alive connections (its connection trait is sealed), so the drain
-//! is driven here the same way: a watch channel ([`drain`]) tells each connection to
+//! is driven here the same way: a watch channel (`drain`) tells each connection to
 //! `graceful_shutdown()`, which lets in-flight requests finish and closes idle connections at
-//! once. Each connection is served by [`connection`]; this module holds the accept loop.
+//! once. Each connection is served by `connection`; this module holds the accept loop.
 
 use crate::http::Body;
 use crate::http::splice::Held;

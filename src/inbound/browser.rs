@@ -1,7 +1,7 @@
 //! The browser phases of a `login: browser` route, on either side of admission: before it, a
 //! live session's access token becomes the bearer (or a navigation without one is sent to sign
 //! in); after it, an RFC 9470 challenge, the sidecar's own or the app's, becomes a step-up at
-//! the IdP, and a token the rules refuse ends the session and signs in again ([`refuse`]).
+//! the IdP, and a token the rules refuse ends the session and signs in again (`refuse`).
 
 use super::active::Active;
 use super::login::{self, Login};
