@@ -2,11 +2,11 @@
 //!
 //! The path is made canonical before anything looks at it ([`crate::http::path`]): the reserved
 //! `/_baton/` paths, the routes and the app all see that one spelling, or the request is
-//! refused with 400. Phases are plain functions ([`rules`] is pure, [`forward`] does the I/O,
-//! `send` prepares the request the app gets); every refusal is a [`Reject`] mapped to a status
-//! and challenge in one `match`. The route table, mode and app address live behind a swap
-//! (`active`) so a reload (SIGHUP or file change) never drops a connection; with OpenTelemetry on,
-//! `trace` holds the spans' hooks.
+//! refused with 400. Phases are plain functions (`admit` decides whether a request passes,
+//! [`rules`] is pure, [`forward`] does the I/O, `send` prepares the request the app gets);
+//! every refusal is a [`Reject`] mapped to a status and challenge in one `match`. The route
+//! table, mode and app address live behind a swap (`active`) so a reload (SIGHUP or file
+//! change) never drops a connection; with OpenTelemetry on, `trace` holds the spans' hooks.
 //! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other
 //! and, once the app answers `101`, spliced to it ([`crate::http::upgrade`]). With
 //! `app_protocol: http2` each request is a stream on one HTTP/2 connection to the app, bodies
@@ -14,6 +14,7 @@
 //! ([`crate::http::grpc`]).
 
 mod active;
+mod admit;
 pub mod browser;
 pub mod dpop;
 pub mod forward;
@@ -30,16 +31,17 @@ pub use active::{ReloadError, reload_from};
 pub use reject::Reject;
 
 use crate::config::login::RESERVED_PREFIX;
-use crate::config::{Config, DpopMode, Mode, Route};
+use crate::config::{Config, Mode, Route};
 use crate::http::path::{self, PathRules};
 use crate::http::{Body, BoxError};
-use crate::jwt::jwks::{Jwks, LastToken, Verifier, VerifyFailure};
-use crate::jwt::{Rules, Verified, unix_now};
+use crate::jwt::jwks::{Jwks, LastToken, Verifier};
+use crate::jwt::{Rules, unix_now};
 use crate::server::{self, Drained, Limits};
 use crate::telemetry::Metrics;
 use active::{Active, passing_outcome};
+use admit::Admitted;
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -203,8 +205,8 @@ where
 
 /// Handles one request that came on the connection `last` belongs to, phase by phase: the
 /// canonical path, the sidecar's reserved paths, the route, the browser session
-/// ([`browser::before`]), admission ([`admit`]), the Transaction Token, then the app; a refusal
-/// at any phase is answered by [`refuse`].
+/// ([`browser::before`]), admission ([`admit::admit`]), the Transaction Token, then the app; a
+/// refusal at any phase is answered by [`browser::refuse`].
 /// No `tracing` span: an instrumented future is one more move of this kilobytes-large one per
 /// request; the events name the method themselves, and at the default `info` level a request
 /// that passes logs nothing. With OpenTelemetry on, the request runs in a boxed future of its
@@ -234,10 +236,7 @@ where
     let cfg = &active.config;
     let grpc = crate::http::grpc::is_grpc(req.headers());
     if let Err(reject) = canonical_path(&cfg.inbound.paths, &mut req) {
-        if TRACED {
-            trace::note_outcome("none", reject.outcome(), true);
-        }
-        s.metrics.inbound("none", reject.outcome());
+        refused::<TRACED>(s, "none", reject.outcome());
         info!(method = %req.method(), outcome = reject.outcome(), reason = %reject, "refused");
         return reject.answer(&cfg.audience, &active.hint, grpc);
     }
@@ -256,16 +255,13 @@ where
         Some(l) => match Box::pin(browser::before(s, l, route, &mut req, now)).await {
             Ok(n) => n,
             Err(rsp) => {
-                if TRACED {
-                    trace::note_outcome(name, "login", true);
-                }
-                s.metrics.inbound(name, "login");
+                refused::<TRACED>(s, name, "login");
                 return rsp;
             }
         },
         None => None,
     };
-    let verdict = admit::<B, TRACED>(s, last, route, cfg, &req, now).await;
+    let verdict = admit::admit::<B, TRACED>(s, last, route, cfg, &req, now).await;
     // A proof is for this hop only.
     req.headers_mut().remove(crate::dpop::HEADER);
     // `outcome`: the refusal observe mode forwards anyway; `None` for a request that passed.
@@ -273,19 +269,16 @@ where
         (Ok(Admitted::Public), _) => (None, None),
         (Ok(Admitted::Token(v)), _) => (Some(v), None),
         (Err(denied), Mode::Enforce) => {
-            if TRACED {
-                trace::note_outcome(name, denied.reject.outcome(), true);
-            }
-            s.metrics.inbound(name, denied.reject.outcome());
+            refused::<TRACED>(s, name, denied.reject.outcome());
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
-            let ctx = Refusal {
+            let ctx = browser::Refusal {
                 s,
                 active: &active,
                 navigation: navigation.as_ref(),
                 grpc,
                 now,
             };
-            return Box::pin(refuse(ctx, denied.reject)).await;
+            return Box::pin(browser::refuse(ctx, denied.reject)).await;
         }
         (Err(denied), Mode::Observe) => {
             info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
@@ -295,10 +288,7 @@ where
     if let Some(t) = &s.txn
         && let Err(e) = Box::pin(t.run(&mut req, claims.as_deref(), cfg.mode)).await
     {
-        if TRACED {
-            trace::note_outcome(name, e.outcome(), true);
-        }
-        s.metrics.inbound(name, e.outcome());
+        refused::<TRACED>(s, name, e.outcome());
         info!(method = %req.method(), route = name, outcome = e.outcome(), reason = %e, "refused");
         return e.into_response(&cfg.audience);
     }
@@ -309,14 +299,43 @@ where
     let rsp = match sent {
         Ok(rsp) => rsp,
         Err(reject) => {
-            if TRACED {
-                trace::note_outcome(name, reject.outcome(), true);
-            }
-            s.metrics.inbound(name, reject.outcome());
+            refused::<TRACED>(s, name, reject.outcome());
             return reject.answer(&cfg.audience, &active.hint, grpc);
         }
     };
-    // `None`: the route's passing outcome, counted without a label lookup.
+    forwarded::<TRACED>(s, &active, found, name, outcome, &method, rsp.status());
+    if let (Some(l), Some(n)) = (&s.login, &navigation)
+        && let Some(redirect) = Box::pin(n.answered(l, &rsp, now)).await
+    {
+        return redirect;
+    }
+    rsp
+}
+
+/// Counts a request refused at one of [`handle_plain`]'s phases, on `route` with `outcome`;
+/// `TRACED`: on the current span too.
+fn refused<const TRACED: bool>(s: &Inbound, route: &str, outcome: &'static str) {
+    if TRACED {
+        trace::note_outcome(route, outcome, true);
+    }
+    s.metrics.inbound(route, outcome);
+}
+
+/// Counts and logs a request the app answered with `status`, on the route `found` (`name`).
+/// `outcome`: the refusal observe mode forwarded anyway; `None` for a request that passed,
+/// counted with the route's passing outcome on its own counter, without a label lookup.
+/// Always inlined: a named step of every forwarded request's path, not a call.
+#[inline(always)]
+fn forwarded<const TRACED: bool>(
+    s: &Inbound,
+    active: &Active,
+    found: Option<(usize, &Route)>,
+    name: &str,
+    outcome: Option<&'static str>,
+    method: &Method,
+    status: StatusCode,
+) {
+    let route = found.map(|(_, r)| r);
     let passing = || route.map_or("allowed", passing_outcome);
     if TRACED {
         trace::note_outcome(name, outcome.unwrap_or_else(passing), false);
@@ -331,36 +350,9 @@ where
         %method,
         route = name,
         outcome = outcome.unwrap_or_else(passing),
-        status = rsp.status().as_u16(),
+        status = status.as_u16(),
         "forwarded"
     );
-    if let (Some(l), Some(n)) = (&s.login, &navigation)
-        && let Some(redirect) = Box::pin(n.answered(l, &rsp, now)).await
-    {
-        return redirect;
-    }
-    rsp
-}
-
-/// What [`refuse`] needs of the request it answers.
-struct Refusal<'a> {
-    s: &'a Inbound,
-    active: &'a Active,
-    navigation: Option<&'a browser::Navigation>,
-    grpc: bool,
-    now: u64,
-}
-
-/// The answer to a request refused in enforce mode: the standard refusal, or on a browser
-/// navigation the sign-in or step-up that [`browser::Navigation::refused`] makes of it.
-async fn refuse(ctx: Refusal<'_>, reject: Reject) -> Response<Body> {
-    if let (Some(l), Some(n)) = (&ctx.s.login, ctx.navigation)
-        && let Some(rsp) = n.refused(l, &reject, ctx.now).await
-    {
-        return rsp;
-    }
-    let active = ctx.active;
-    reject.answer(&active.config.audience, &active.hint, ctx.grpc)
 }
 
 /// The first phase: the request's path made canonical ([`crate::http::path`]), in observe mode
@@ -381,86 +373,6 @@ fn canonical_path<B>(rules: &PathRules, req: &mut Request<B>) -> Result<(), Reje
     parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| Reject::Internal)?);
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Reject::Internal)?;
     Ok(())
-}
-
-/// A request that may pass.
-enum Admitted {
-    Public,
-    Token(Arc<Verified>),
-}
-
-/// A refusal, with the verified token when verification itself succeeded (observe mode forwards
-/// its claims).
-struct Denied {
-    reject: Reject,
-    verified: Option<Arc<Verified>>,
-}
-
-impl From<Reject> for Denied {
-    fn from(reject: Reject) -> Self {
-        Denied {
-            reject,
-            verified: None,
-        }
-    }
-}
-
-async fn admit<B, const TRACED: bool>(
-    s: &Inbound,
-    last: &LastToken,
-    route: Option<&Route>,
-    cfg: &Config,
-    req: &Request<B>,
-    now: u64,
-) -> Result<Admitted, Denied> {
-    rules::refuse_query_token(req.uri().query())?;
-    let route = route.ok_or(Reject::NoRoute)?;
-    peer::admit(&route.peers, req.extensions().get::<peer::Peer>())?;
-    if route.access == crate::config::Access::Public {
-        return Ok(Admitted::Public);
-    }
-    let (scheme, presented) = rules::presented(req.headers())?;
-    let verifier = if s.foreign.is_empty() {
-        &s.verifier
-    } else {
-        let token = rules::b64token(presented)?;
-        issuers::pick(&s.verifier, &s.foreign, cfg, route, token.expose())?
-    };
-    let verified = match verifier.remembered(presented, last, now) {
-        Some(hit) => {
-            if TRACED {
-                crate::otel::note(opentelemetry::KeyValue::new("baton.token.cache", "hit"));
-            }
-            hit
-        }
-        None => {
-            if TRACED {
-                crate::otel::note(opentelemetry::KeyValue::new("baton.token.cache", "miss"));
-            }
-            let token = rules::b64token(presented)?;
-            verifier
-                .verify_remember(&token, last)
-                .await
-                .map_err(|e| match e {
-                    VerifyFailure::Token(e) => Reject::InvalidToken(e),
-                    VerifyFailure::KeysUnavailable => Reject::KeysUnavailable,
-                })?
-        }
-    };
-    let mode = route.dpop.unwrap_or(cfg.dpop.mode);
-    if verified.bound || scheme == rules::Scheme::Dpop || mode != DpopMode::Off {
-        let claims = &verified.claims;
-        dpop::admit(
-            &s.dpop, &cfg.dpop, mode, scheme, presented, claims, req, now,
-        )?;
-    }
-    match rules::authorize(&route.access, &verified.claims, now) {
-        Ok(()) => Ok(Admitted::Token(verified)),
-        Err(reject) => Err(Denied {
-            reject,
-            verified: Some(verified),
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -2,31 +2,28 @@
 //! timeouts, header-size limits, HTTP/1.1 and h2c, and a graceful drain bounded by a deadline.
 //!
 //! hyper enforces `header_read_timeout` only when a timer is set, so every
-//! HTTP/1 connection gets one: its own tick-driven [`TickClock`], which also times out its
+//! HTTP/1 connection gets one: its own tick-driven [`clock::TickClock`], which also times out its
 //! requests and closes it when idle (h2 keeps `TokioTimer`). hyper-util's `GracefulShutdown`
 //! cannot also close idle keep-alive connections (its connection trait is sealed), so the drain
-//! is driven here the same way: a watch channel tells each connection to `graceful_shutdown()`,
-//! which lets in-flight requests finish and closes idle connections at once.
+//! is driven here the same way: a watch channel (`drain`) tells each connection to
+//! `graceful_shutdown()`, which lets in-flight requests finish and closes idle connections at
+//! once. Each connection is served by `connection`; this module holds the accept loop.
 
-use crate::http::splice::{Held, Tracked};
-use crate::http::{Body, text};
-use http::{Request, Response, StatusCode};
+use crate::http::Body;
+use crate::http::splice::Held;
+use connection::{builder, serve_connection};
+use drain::Drain;
+use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::time::Instant;
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 /// The tokio runtime a server process runs on: `workers` threads, by default one per CPU this
@@ -285,6 +282,17 @@ where
     }
 
     drop(listener);
+    wait_drained(&drain, &permits, &limits, local).await
+}
+
+/// Tells every connection to finish ([`Drain::begin`]) and waits until all have, for at most
+/// `limits.shutdown_grace`: each holds one of the `limits.max_connections` `permits`.
+async fn wait_drained(
+    drain: &Drain,
+    permits: &Semaphore,
+    limits: &Limits,
+    local: Option<SocketAddr>,
+) -> Drained {
     drain.begin();
     let open = || limits.max_connections - permits.available_permits();
     info!(addr = ?local, connections = open(), "draining");
@@ -303,335 +311,9 @@ where
     }
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    // The HTTP/1 timer is the connection's own clock, set in `serve_connection`. Responses are
-    // flattened into one buffer and one `write` (see `crate::http::pool`'s `handshake`: about 430
-    // instructions per request less than hyper's vectored writes).
-    b.http1()
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true)
-        .writev(false);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(100);
-    b
-}
-
-async fn serve_connection<H, F, IO>(
-    stream: IO,
-    info: ConnInfo,
-    builder: &auto::Builder<TokioExecutor>,
-    limits: &Limits,
-    handler: H,
-    drain: DrainSignal,
-    held: Held,
-) where
-    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let activity = Arc::new(AtomicU64::new(0));
-    let io = Tracked::new(stream, activity.clone());
-    // One timer per connection serves the idle timeout and the HTTP/1 header-read and request
-    // timeouts alike.
-    let (idle, request_timeout) = (limits.idle_timeout, limits.request_timeout);
-    let period = idle
-        .min(request_timeout)
-        .min(limits.header_read_timeout)
-        .max(Duration::from_millis(100))
-        / 4;
-    let mut tick = tokio::time::interval(period);
-    let clock = TickClock::new(period);
-    let mut builder = builder.clone();
-    builder.http1().timer(clock.clone());
-    let ticks = clock.ticks.clone();
-    let within = deadline_ticks(request_timeout, period);
-    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        // A request hyper marked as one that may switch protocols (CONNECT, `Upgrade`): whatever
-        // it becomes keeps this connection's place and hears its drain.
-        if crate::http::upgrade::marked(&req) {
-            req.extensions_mut().insert(held.clone());
-        }
-        let h2 = req.version() == http::Version::HTTP_2;
-        // A gRPC call's own deadline (`grpc-timeout`) shortens the wait when it is the smaller;
-        // what times out is answered as the client reads it.
-        let grpc = h2 && crate::http::grpc::is_grpc(req.headers());
-        let wait = match crate::http::grpc::timeout(req.headers()) {
-            Some(call) if grpc => call.min(request_timeout),
-            _ => request_timeout,
-        };
-        // A handler's future is kilobytes (a request and a response at each layer); boxed once
-        // here, hyper and the timeout move a pointer instead of copying it at each step. The
-        // box is allocated first so the future is built in it: `Box::pin(handler(req))` builds
-        // it on the stack and copies all its kilobytes, though only the captures are set yet.
-        let fut = Box::into_pin(Box::write(Box::new_uninit(), handler(req)));
-        let deadline = if h2 {
-            // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
-            Deadline::Timer(Box::pin(tokio::time::sleep(wait)))
-        } else {
-            Deadline::Tick(clock.after(within))
-        };
-        Within {
-            fut,
-            deadline,
-            grpc,
-        }
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    // The idle clock restarts at the first tick that sees bytes moved since the one before, so
-    // an idle connection closes between `idle` and `idle` plus one tick after its last byte.
-    let (mut seen, mut quiet_since) = (0, Instant::now());
-    let DrainSignal { begun, mut rx } = drain;
-    // One wait for the drain for the connection's whole life: a wait made anew at each wake-up
-    // would join and leave the channel's waiter list on every request. A dropped sender drains too.
-    let wait = rx.wait_for(|draining| *draining);
-    tokio::pin!(wait);
-    // Polling the wait takes the channel's lock, and a busy connection's task wakes several times
-    // per request. Its first poll leaves this task's waker in the channel's waiter list, where it
-    // stays until the channel changes; after that the wait is polled again only once `begun`
-    // says the drain has begun (an atomic load per wake-up).
-    let mut armed = false;
-    let draining = std::future::poll_fn(|cx| {
-        if armed && !begun.load(Ordering::Acquire) {
-            return Poll::Pending;
-        }
-        armed = true;
-        wait.as_mut().poll(cx).map(drop)
-    });
-    tokio::pin!(draining);
-    let mut closing = false;
-    loop {
-        // `biased`: the connection first, with no random draw per wake-up; the drain and the
-        // tick are rare. After a tick the loop polls the connection again, so an HTTP/1 request
-        // whose deadline that tick passed answers 504 at once.
-        tokio::select! {
-            biased;
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    debug!(peer = %info.peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = &mut draining, if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            // Still ticking while closing: in-flight requests keep their deadline.
-            _ = tick.tick() => {
-                // Only this task advances the clock: a plain load and store, no locked add.
-                ticks.store(ticks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                let moved = activity.load(Ordering::Relaxed);
-                if moved != seen {
-                    (seen, quiet_since) = (moved, Instant::now());
-                } else if !closing && quiet_since.elapsed() >= idle {
-                    debug!(peer = %info.peer, "idle timeout");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-        }
-    }
-}
-
-/// The accept loop's side of the drain: tells each of its connections to finish, when shutdown
-/// begins or when the loop is dropped.
-struct Drain {
-    begun: Arc<AtomicBool>,
-    tx: watch::Sender<bool>,
-}
-
-/// A connection's side of the drain: `begun` is set before the channel changes, so a connection
-/// woken by the change always sees it.
-#[derive(Clone)]
-struct DrainSignal {
-    begun: Arc<AtomicBool>,
-    rx: watch::Receiver<bool>,
-}
-
-impl Drain {
-    fn new() -> Self {
-        Self {
-            begun: Arc::default(),
-            tx: watch::Sender::new(false),
-        }
-    }
-
-    fn subscribe(&self) -> DrainSignal {
-        DrainSignal {
-            begun: self.begun.clone(),
-            rx: self.tx.subscribe(),
-        }
-    }
-
-    fn begin(&self) {
-        self.begun.store(true, Ordering::Release);
-        self.tx.send_replace(true);
-    }
-}
-
-impl Drop for Drain {
-    fn drop(&mut self) {
-        self.begin();
-    }
-}
-
-/// How many ticks of `period` may come after an HTTP/1 deadline is set before it has passed: it
-/// is set somewhere between two ticks, so one more than `timeout` holds. With the tick at a
-/// quarter of the timeout, a slow request gets its 504 between `timeout` and 1.25 × it.
-fn deadline_ticks(timeout: Duration, period: Duration) -> u64 {
-    // In u64 nanoseconds (584 years; beyond that, never): a 128-bit division is a call.
-    let Ok(timeout) = u64::try_from(timeout.as_nanos()) else {
-        return u64::MAX;
-    };
-    let period = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
-    timeout.div_ceil(period.max(1)).saturating_add(1)
-}
-
-/// A connection's coarse clock: the count of its ticks, one each `period`. HTTP/1 deadlines
-/// (the request timeout and hyper's header-read timeout) are read off it: the connection's task
-/// polls them, and the tick wakes that task, so an atomic read replaces a timer registered in
-/// tokio's timer wheel and removed again with every request (in callgrind, about 900
-/// instructions per request for the request timeout and 550 for hyper's header-read timeout).
-#[derive(Clone)]
-struct TickClock {
-    ticks: Arc<AtomicU64>,
-    period: Duration,
-    /// The instant of tick 0, for hyper's `Timer::now`.
-    start: std::time::Instant,
-}
-
-impl TickClock {
-    fn new(period: Duration) -> Self {
-        Self {
-            ticks: Arc::new(AtomicU64::new(0)),
-            period,
-            start: std::time::Instant::now(),
-        }
-    }
-
-    fn now_ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
-    }
-
-    /// The tick from which a deadline at `at` has passed. `at` is `now()` plus a timeout, so
-    /// counting from tick 0 gives what [`deadline_ticks`] counts from the last tick, without
-    /// reading `now()` again.
-    fn tick_of(&self, at: std::time::Instant) -> u64 {
-        deadline_ticks(at.saturating_duration_since(self.start), self.period)
-    }
-
-    /// A deadline `ticks` ticks from now.
-    fn after(&self, ticks: u64) -> TickDeadline {
-        TickDeadline {
-            ticks: self.ticks.clone(),
-            until: self.now_ticks().saturating_add(ticks),
-        }
-    }
-}
-
-/// hyper's HTTP/1 connection asks its timer for the header-read deadline of each request head.
-/// An HTTP/1 connection runs inside the task the clock's tick wakes; h2 keeps tokio's timer.
-impl hyper::rt::Timer for TickClock {
-    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(self.after(deadline_ticks(duration, self.period)))
-    }
-
-    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(TickDeadline {
-            ticks: self.ticks.clone(),
-            until: self.tick_of(deadline),
-        })
-    }
-
-    /// The nominal instant of the last tick, without reading the clock. hyper uses it only to
-    /// turn a timeout into a deadline it hands back to `sleep_until` or `reset`.
-    fn now(&self) -> std::time::Instant {
-        let at = u32::try_from(self.now_ticks())
-            .ok()
-            .and_then(|n| self.period.checked_mul(n))
-            .and_then(|d| self.start.checked_add(d));
-        at.unwrap_or_else(std::time::Instant::now)
-    }
-
-    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: std::time::Instant) {
-        match sleep.as_mut().downcast_mut_pin::<TickDeadline>() {
-            Some(d) => d.get_mut().until = self.tick_of(new_deadline),
-            None => *sleep = self.sleep_until(new_deadline),
-        }
-    }
-}
-
-/// A point on a connection's [`TickClock`]; as a future, ready once the clock reaches it. It
-/// registers no waker: the clock's tick wakes the connection's task, which polls it again.
-struct TickDeadline {
-    ticks: Arc<AtomicU64>,
-    until: u64,
-}
-
-impl TickDeadline {
-    fn passed(&self) -> bool {
-        self.ticks.load(Ordering::Relaxed) >= self.until
-    }
-}
-
-impl Future for TickDeadline {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-        if self.passed() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-impl hyper::rt::Sleep for TickDeadline {}
-
-/// When a request has run out of time.
-enum Deadline {
-    /// HTTP/1: the request runs inside its connection's task, on the connection's clock.
-    Tick(TickDeadline),
-    /// HTTP/2: a stream is a task of its own, so it needs a timer of its own.
-    Timer(Pin<Box<tokio::time::Sleep>>),
-}
-
-/// A handler's response, or 504 once its [`Deadline`] has passed (`DEADLINE_EXCEEDED` to a
-/// gRPC call).
-struct Within<F> {
-    fut: Pin<Box<F>>,
-    deadline: Deadline,
-    grpc: bool,
-}
-
-impl<F: Future<Output = Response<Body>>> Future for Within<F> {
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Poll::Ready(rsp) = self.fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(rsp));
-        }
-        let late = match &mut self.deadline {
-            Deadline::Tick(d) => d.passed(),
-            Deadline::Timer(sleep) => sleep.as_mut().poll(cx).is_ready(),
-        };
-        if late && self.grpc {
-            Poll::Ready(Ok(crate::http::grpc::trailers_only(
-                crate::http::grpc::Code::DeadlineExceeded,
-                "request timed out in the sidecar",
-            )))
-        } else if late {
-            Poll::Ready(Ok(text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n")))
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
+mod clock;
+mod connection;
+mod drain;
 mod original_dst;
 pub use original_dst::original_dst;
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The browser phases of a `login: browser` route, on either side of admission: before it, a
 //! live session's access token becomes the bearer (or a navigation without one is sent to sign
 //! in); after it, an RFC 9470 challenge, the sidecar's own or the app's, becomes a step-up at
-//! the IdP, and a token the rules refuse ends the session and signs in again.
+//! the IdP, and a token the rules refuse ends the session and signs in again (`refuse`).
 
+use super::active::Active;
 use super::login::{self, Login};
 use super::{Inbound, Reject};
 use crate::config::Route;
@@ -109,4 +110,25 @@ impl Navigation {
         l.step_up(&self.session, &c, &self.cookies, &self.return_to, now)
             .await
     }
+}
+
+/// What [`refuse`] needs of the request it answers.
+pub(super) struct Refusal<'a> {
+    pub(super) s: &'a Inbound,
+    pub(super) active: &'a Active,
+    pub(super) navigation: Option<&'a Navigation>,
+    pub(super) grpc: bool,
+    pub(super) now: u64,
+}
+
+/// The answer to a request refused in enforce mode: the standard refusal, or on a browser
+/// navigation the sign-in or step-up that [`Navigation::refused`] makes of it.
+pub(super) async fn refuse(ctx: Refusal<'_>, reject: Reject) -> Response<Body> {
+    if let (Some(l), Some(n)) = (&ctx.s.login, ctx.navigation)
+        && let Some(rsp) = n.refused(l, &reject, ctx.now).await
+    {
+        return rsp;
+    }
+    let active = ctx.active;
+    reject.answer(&active.config.audience, &active.hint, ctx.grpc)
 }

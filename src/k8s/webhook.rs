@@ -15,20 +15,16 @@
 //! certificate that CA signed (the API server's), and `deploy/k8s/webhook-networkpolicy.yaml` to
 //! the control plane's addresses.
 
-use super::mutate::{Outcome, mutate};
 use super::policy::{Policy, PolicyArgs};
-use super::settings::Namespace;
 use crate::http::{Body, BodyError, BoxError, json, read_limited, text};
 use crate::server::Limits;
 use crate::tls::{self, ReloadingCert};
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +33,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::{error, info, instrument, warn};
 
+mod admission;
 pub mod parse;
+
+pub use admission::{Malformed, review};
 
 /// The largest AdmissionReview read. A Pod's review is the pod and a few short fields; the API
 /// server caps all of a pod's annotations at 256 KiB, and real pods are tens of KiB.
@@ -46,15 +45,10 @@ pub const MAX_REVIEW_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_CONCURRENT: usize = 4;
 /// Connections held at once: the API server keeps a few (HTTP/2 multiplexes its calls).
 pub const MAX_CONNECTIONS: usize = 32;
-const API_VERSION: &str = "admission.k8s.io/v1";
 /// How long the body of a review may take to arrive while it holds a permit. The API server
 /// gives up after the webhook's `timeoutSeconds` (5 in `webhook-config.yaml`, 30 at most), so a
 /// body still trickling in after that serves nobody.
 const BODY_DEADLINE: Duration = Duration::from_secs(5);
-/// The longest `request.uid` answered: the API server sends a 36-character UUID.
-const MAX_UID_CHARS: usize = 128;
-/// The longest error text echoed back or logged: parse errors may quote the input.
-const MAX_ERROR_CHARS: usize = 200;
 
 /// Arguments of `baton webhook`.
 #[derive(Debug, Clone, clap::Args)]
@@ -141,116 +135,6 @@ impl Webhook {
     fn count(&self, outcome: &'static str) {
         self.reviews.get_or_create(&OutcomeLabel { outcome }).inc();
     }
-}
-
-/// Why a request is not a review we can answer: HTTP 400 with this text.
-#[derive(Debug, thiserror::Error)]
-pub enum Malformed {
-    /// The body is not JSON, or not shaped as an AdmissionReview (the parser's reason, cut short).
-    #[error("admission review: body is not an AdmissionReview: {0}")]
-    Json(String),
-    /// Not `admission.k8s.io/v1` `AdmissionReview`.
-    #[error("admission review: expected apiVersion {API_VERSION} and kind AdmissionReview")]
-    Version,
-    /// `request.uid` missing, empty or longer than any the API server sends: there is nothing
-    /// to answer.
-    #[error("admission review: request.uid is missing or not a uid")]
-    Uid,
-}
-
-/// A parser's error, at most [`MAX_ERROR_CHARS`] characters: it may quote the input.
-fn short(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.char_indices().nth(MAX_ERROR_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
-/// Answers one AdmissionReview body under `policy`. `namespace_enabled` tells whether the
-/// namespace opted in (and so enforces injection). A well-formed review always gets an
-/// AdmissionReview back (`allowed: false` with a status for a non-Pod, an oversized pod or an
-/// invalid annotation); only a body with no `uid` to answer is an error.
-pub fn review(
-    body: &[u8],
-    namespace_enabled: bool,
-    policy: &Policy,
-) -> Result<(Value, &'static str), Malformed> {
-    let doc: parse::Review<'_> =
-        serde_json::from_slice(body).map_err(|e| Malformed::Json(short(&e)))?;
-    if doc.api_version.as_deref() != Some(API_VERSION)
-        || doc.kind.as_deref() != Some("AdmissionReview")
-    {
-        return Err(Malformed::Version);
-    }
-    let req = doc.request.ok_or(Malformed::Uid)?;
-    let uid = req
-        .uid
-        .filter(|u| !u.is_empty() && u.chars().count() <= MAX_UID_CHARS)
-        .ok_or(Malformed::Uid)?;
-    let answer = |mut response: Value| {
-        response["uid"] = uid.as_str().into();
-        json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response})
-    };
-    let deny = |code: u16, message: String| {
-        answer(json!({"allowed": false, "status": {"code": code, "message": message}}))
-    };
-
-    let kind = req.kind.unwrap_or_default();
-    if !(kind.group.is_empty() && kind.kind == "Pod") {
-        let got = if kind.kind.is_empty() {
-            "no kind".to_owned()
-        } else {
-            kind.kind.chars().take(64).collect()
-        };
-        let msg = format!(
-            "baton webhook mutates Pods only, got {got}; fix the MutatingWebhookConfiguration rules"
-        );
-        return Ok((deny(400, msg), "malformed"));
-    }
-    if req.operation.as_deref() != Some("CREATE") {
-        return Ok((answer(json!({"allowed": true})), "ignored"));
-    }
-    let Some(raw) = req.object else {
-        return Ok((
-            deny(400, "admission review: request.object is missing".into()),
-            "malformed",
-        ));
-    };
-    let pod = match parse::pod(raw) {
-        Ok(pod) if pod.is_object() => pod,
-        Ok(_) => {
-            let msg = "admission review: request.object is not an object".to_owned();
-            return Ok((deny(400, msg), "malformed"));
-        }
-        Err(e) => {
-            let msg = format!("admission review: request.object: {}", short(&e));
-            return Ok((deny(413, msg), "malformed"));
-        }
-    };
-    let ns_name = req.namespace.as_deref().unwrap_or("default");
-    let name = pod
-        .pointer("/metadata/name")
-        .or_else(|| pod.pointer("/metadata/generateName"))
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    let origin = format!("Pod/{ns_name}/{name}");
-    let ns = if namespace_enabled {
-        Namespace::enabled()
-    } else {
-        Namespace::default()
-    };
-    Ok(match mutate(&pod, &ns, policy, &origin) {
-        Ok(Outcome::Injected(new)) => {
-            let patch = json_patch::diff(&pod, &new);
-            let bytes = serde_json::to_vec(&patch).unwrap_or_default();
-            let patch = base64::engine::general_purpose::STANDARD.encode(bytes);
-            let rsp = json!({"allowed": true, "patchType": "JSONPatch", "patch": patch});
-            (answer(rsp), "injected")
-        }
-        Ok(Outcome::Skipped(_)) => (answer(json!({"allowed": true})), "skipped"),
-        Err(problems) => (deny(400, problems.to_string()), "denied"),
-    })
 }
 
 /// Routes one request; never fails, never panics on input.

@@ -1,6 +1,11 @@
+use super::admission::API_VERSION;
 use super::*;
+use crate::k8s::mutate::{Outcome, mutate};
 use crate::k8s::policy::Policy;
+use crate::k8s::settings::Namespace;
+use base64::Engine;
 use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
 
 fn fixture(name: &str) -> &'static str {
     match name {

@@ -1,0 +1,223 @@
+//! One connection, from its first byte to its close: the hyper connection builder, the
+//! connection's clock ticking its timeouts, each request's deadline, and the drain.
+
+use super::clock::{TickClock, TickDeadline, deadline_ticks};
+use super::drain::DrainSignal;
+use super::{ConnInfo, Limits};
+use crate::http::splice::{Held, Tracked};
+use crate::http::{Body, text};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tracing::debug;
+
+/// The connection builder every connection of a listener with `limits` starts from.
+pub(super) fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    // The HTTP/1 timer is the connection's own clock, set in `serve_connection`. Responses are
+    // flattened into one buffer and one `write` (see `crate::http::pool`'s `handshake`: about 430
+    // instructions per request less than hyper's vectored writes).
+    b.http1()
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true)
+        .writev(false);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(100);
+    b
+}
+
+/// Serves one connection until it ends: each request through `handler` within its deadline, the
+/// connection closed when idle, and shut down gracefully once `drain` begins. `held` is the
+/// connection's place, handed to a request that switches protocols.
+pub(super) async fn serve_connection<H, F, IO>(
+    stream: IO,
+    info: ConnInfo,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: &Limits,
+    handler: H,
+    drain: DrainSignal,
+    held: Held,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(AtomicU64::new(0));
+    let io = Tracked::new(stream, activity.clone());
+    let (idle, request_timeout) = (limits.idle_timeout, limits.request_timeout);
+    let period = tick_period(limits);
+    let mut tick = tokio::time::interval(period);
+    let clock = TickClock::new(period);
+    let mut builder = builder.clone();
+    builder.http1().timer(clock.clone());
+    let ticks = clock.ticks.clone();
+    let within = deadline_ticks(request_timeout, period);
+    let service =
+        hyper::service::service_fn(respond(handler, held, clock, within, request_timeout));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    // The idle clock restarts at the first tick that sees bytes moved since the one before, so
+    // an idle connection closes between `idle` and `idle` plus one tick after its last byte.
+    let (mut seen, mut quiet_since) = (0, Instant::now());
+    let DrainSignal { begun, mut rx } = drain;
+    // One wait for the drain for the connection's whole life: a wait made anew at each wake-up
+    // would join and leave the channel's waiter list on every request. A dropped sender drains too.
+    let wait = rx.wait_for(|draining| *draining);
+    tokio::pin!(wait);
+    // Polling the wait takes the channel's lock, and a busy connection's task wakes several times
+    // per request. Its first poll leaves this task's waker in the channel's waiter list, where it
+    // stays until the channel changes; after that the wait is polled again only once `begun`
+    // says the drain has begun (an atomic load per wake-up).
+    let mut armed = false;
+    let draining = std::future::poll_fn(|cx| {
+        if armed && !begun.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        armed = true;
+        wait.as_mut().poll(cx).map(drop)
+    });
+    tokio::pin!(draining);
+    let mut closing = false;
+    loop {
+        // `biased`: the connection first, with no random draw per wake-up; the drain and the
+        // tick are rare. After a tick the loop polls the connection again, so an HTTP/1 request
+        // whose deadline that tick passed answers 504 at once.
+        tokio::select! {
+            biased;
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    debug!(peer = %info.peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = &mut draining, if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            // Still ticking while closing: in-flight requests keep their deadline.
+            _ = tick.tick() => {
+                // Only this task advances the clock: a plain load and store, no locked add.
+                ticks.store(ticks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                let moved = activity.load(Ordering::Relaxed);
+                if moved != seen {
+                    (seen, quiet_since) = (moved, Instant::now());
+                } else if !closing && quiet_since.elapsed() >= idle {
+                    debug!(peer = %info.peer, "idle timeout");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// The tick of a connection's clock: one timer per connection serves the idle timeout and the
+/// HTTP/1 header-read and request timeouts alike.
+fn tick_period(limits: &Limits) -> Duration {
+    limits
+        .idle_timeout
+        .min(limits.request_timeout)
+        .min(limits.header_read_timeout)
+        .max(Duration::from_millis(100))
+        / 4
+}
+
+/// A connection's service: `handler`'s response to each request, or 504 once the request's
+/// deadline has passed ([`Within`]): `within` ticks of `clock` for HTTP/1, `request_timeout`
+/// (or a shorter `grpc-timeout`) on a timer of its own for h2.
+fn respond<H, F>(
+    handler: H,
+    held: Held,
+    clock: TickClock,
+    within: u64,
+    request_timeout: Duration,
+) -> impl Fn(Request<Incoming>) -> Within<F>
+where
+    H: Fn(Request<Incoming>) -> F,
+    F: Future<Output = Response<Body>>,
+{
+    move |mut req: Request<Incoming>| {
+        // A request hyper marked as one that may switch protocols (CONNECT, `Upgrade`): whatever
+        // it becomes keeps this connection's place and hears its drain.
+        if crate::http::upgrade::marked(&req) {
+            req.extensions_mut().insert(held.clone());
+        }
+        let h2 = req.version() == http::Version::HTTP_2;
+        // A gRPC call's own deadline (`grpc-timeout`) shortens the wait when it is the smaller;
+        // what times out is answered as the client reads it.
+        let grpc = h2 && crate::http::grpc::is_grpc(req.headers());
+        let wait = match crate::http::grpc::timeout(req.headers()) {
+            Some(call) if grpc => call.min(request_timeout),
+            _ => request_timeout,
+        };
+        // A handler's future is kilobytes (a request and a response at each layer); boxed once
+        // here, hyper and the timeout move a pointer instead of copying it at each step. The
+        // box is allocated first so the future is built in it: `Box::pin(handler(req))` builds
+        // it on the stack and copies all its kilobytes, though only the captures are set yet.
+        let fut = Box::into_pin(Box::write(Box::new_uninit(), handler(req)));
+        let deadline = if h2 {
+            // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
+            Deadline::Timer(Box::pin(tokio::time::sleep(wait)))
+        } else {
+            Deadline::Tick(clock.after(within))
+        };
+        Within {
+            fut,
+            deadline,
+            grpc,
+        }
+    }
+}
+
+/// When a request has run out of time.
+enum Deadline {
+    /// HTTP/1: the request runs inside its connection's task, on the connection's clock.
+    Tick(TickDeadline),
+    /// HTTP/2: a stream is a task of its own, so it needs a timer of its own.
+    Timer(Pin<Box<tokio::time::Sleep>>),
+}
+
+/// A handler's response, or 504 once its [`Deadline`] has passed (`DEADLINE_EXCEEDED` to a
+/// gRPC call).
+struct Within<F> {
+    fut: Pin<Box<F>>,
+    deadline: Deadline,
+    grpc: bool,
+}
+
+impl<F: Future<Output = Response<Body>>> Future for Within<F> {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(rsp) = self.fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(rsp));
+        }
+        let late = match &mut self.deadline {
+            Deadline::Tick(d) => d.passed(),
+            Deadline::Timer(sleep) => sleep.as_mut().poll(cx).is_ready(),
+        };
+        if late && self.grpc {
+            Poll::Ready(Ok(crate::http::grpc::trailers_only(
+                crate::http::grpc::Code::DeadlineExceeded,
+                "request timed out in the sidecar",
+            )))
+        } else if late {
+            Poll::Ready(Ok(text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n")))
+        } else {
+            Poll::Pending
+        }
+    }
+}
