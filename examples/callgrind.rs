@@ -11,6 +11,9 @@
 //!   to [`baton::inbound::serve`] (accept loop, connection wrapper, hyper server, `handle`, the
 //!   app): everything the sidecar process does per request, plus the client's share (`app`
 //!   gives its order of magnitude);
+//! - `traced`: `inbound` with tracing on at 100 % sampling, exporting OTLP/HTTP to an in-process
+//!   collector that decodes every export; the run ends once all 2 N spans (`inbound`, `app`)
+//!   arrived, so the export thread's work (batching, protobuf, HTTP) is counted too;
 //! - `exchange-hit`: N exchanged-token cache hits (key derivation + lookup);
 //! - `idp-cc`, `idp-exchange`: N `client_credentials` grants / RFC 8693 exchanges through
 //!   [`baton::idp::handle`] (form parsing, Basic client auth, verify, policy, ES256 signature).
@@ -48,7 +51,7 @@ const ISSUER: &str = "http://127.0.0.1:9000";
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let (Some(scenario), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
-        eprintln!("usage: callgrind app|inbound|serve|exchange-hit|idp-cc|idp-exchange N");
+        eprintln!("usage: callgrind app|inbound|traced|serve|exchange-hit|idp-cc|idp-exchange N");
         return ExitCode::from(2);
     };
     tracing_subscriber::fmt()
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         match scenario.as_str() {
             "app" => app(n).await,
             "inbound" => inbound(n).await,
+            "traced" => traced(n).await,
             "serve" => serve(n).await,
             "exchange-hit" => exchange_hit(n).await,
             "idp-cc" => idp(n, false).await,
@@ -167,6 +171,68 @@ async fn inbound(n: usize) -> bool {
         }
     }
     true
+}
+
+async fn traced(n: usize) -> bool {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let spans = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind collector");
+    let collector = listener.local_addr().expect("collector addr");
+    let counted = spans.clone();
+    let handler = move |req: Request<hyper::body::Incoming>, _conn| {
+        let counted = counted.clone();
+        async move {
+            let body = req.into_body().collect().await.expect("export body");
+            let export = ExportTraceServiceRequest::decode(body.to_bytes()).expect("OTLP protobuf");
+            let n: usize = export
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .map(|s| s.spans.len())
+                .sum();
+            counted.fetch_add(n, Ordering::SeqCst);
+            text(StatusCode::OK, "")
+        }
+    };
+    tokio::spawn(server::serve(
+        listener,
+        Limits::default(),
+        handler,
+        std::future::pending(),
+    ));
+    let settings = baton::otel::Settings {
+        endpoint: format!("http://{collector}/v1/traces"),
+        service_name: "callgrind".into(),
+        sampler: baton::otel::Ratio::Always,
+    };
+    let tracing = baton::otel::Tracing::start(&settings, Default::default()).expect("tracing");
+    let (state, bearer) = inbound_state().await;
+    let state = state.with_tracing(tracing.clone());
+    for _ in 0..n {
+        let req = Request::get("/api/items")
+            .header("host", "service-b")
+            .header("authorization", &bearer)
+            .header("accept", "*/*")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let rsp = inbound::handle(&state, req).await;
+        if rsp.status() != StatusCode::OK || rsp.into_body().collect().await.is_err() {
+            return false;
+        }
+    }
+    tracing.shutdown();
+    // Bounded: the queue is closed, so the export thread sends what it holds and stops.
+    for _ in 0..500 {
+        if spans.load(Ordering::SeqCst) >= 2 * n {
+            return spans.load(Ordering::SeqCst) == 2 * n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
 }
 
 async fn serve(n: usize) -> bool {

@@ -2,7 +2,7 @@
 //! validated into a typed [`Config`]; every problem is collected with its field path and line.
 
 use super::findings::{ConfigErrors, Finding, Missing, Problems, Report};
-use super::values::addr;
+use super::values::{self, addr};
 use super::yaml::Document;
 use super::{dpop, inbound_tls, issuers, limits, login, outbound, routes};
 use crate::http::path::{EscapedSlashes, Parameters, PathRules, TrailingDots};
@@ -294,8 +294,20 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
         admin: addr(p, "listeners.admin", &raw.listeners.admin),
     };
     let app = addr(p, "app", &raw.app);
-    let claims_header = claims_header(p, &raw.claims_header);
-    let peer_header = peer_header(p, &raw.peer_header, &claims_header);
+    let claims_header = values::identity_header(
+        p,
+        "claims_header",
+        &raw.claims_header,
+        &[],
+        "x-baton-claims",
+    );
+    let peer_header = values::identity_header(
+        p,
+        "peer_header",
+        &raw.peer_header,
+        &[&claims_header],
+        "x-baton-peer",
+    );
     let algorithms = super::values::algorithms(p, "algorithms", &raw.algorithms);
     if raw.leeway > crate::jwt::MAX_LEEWAY {
         p.push("leeway", "must be at most 60 seconds");
@@ -379,32 +391,6 @@ pub(crate) fn tracing_section(
         p.push("tracing", e.to_string());
     }
     Some(raw)
-}
-
-fn claims_header(p: &mut Problems, name: &str) -> HeaderName {
-    match HeaderName::from_bytes(name.as_bytes()) {
-        Ok(h) if h != http::header::AUTHORIZATION => h,
-        _ => {
-            p.push(
-                "claims_header",
-                "must be a valid header name other than authorization",
-            );
-            HeaderName::from_static("x-baton-claims")
-        }
-    }
-}
-
-fn peer_header(p: &mut Problems, name: &str, claims: &HeaderName) -> HeaderName {
-    match HeaderName::from_bytes(name.as_bytes()) {
-        Ok(h) if h != http::header::AUTHORIZATION && h != claims => h,
-        _ => {
-            p.push(
-                "peer_header",
-                "must be a valid header name other than authorization and claims_header",
-            );
-            HeaderName::from_static("x-baton-peer")
-        }
-    }
 }
 
 /// Browser sign-in needs a `login:` section, and signs users in as `outbound.client`, which

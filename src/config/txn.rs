@@ -70,22 +70,13 @@ pub(super) fn validate(
             "must name the trust domain as the IdP's txn_tokens.audience does",
         );
     }
-    let header = match HeaderName::from_bytes(raw.claims_header.as_bytes()) {
-        Ok(h)
-            if h != http::header::AUTHORIZATION
-                && h.as_str() != crate::txn::HEADER
-                && h != claims_header =>
-        {
-            h
-        }
-        _ => {
-            p.push(
-                "txn_token.claims_header",
-                "must be a valid header name other than authorization, txn-token and claims_header",
-            );
-            HeaderName::from_static("x-baton-txn")
-        }
-    };
+    let header = super::values::identity_header(
+        p,
+        "txn_token.claims_header",
+        &raw.claims_header,
+        &[claims_header],
+        "x-baton-txn",
+    );
     if mode == TxnMode::Issue && client_id.is_empty() {
         p.push(
             "txn_token.mode",

@@ -5,6 +5,7 @@
 
 use super::findings::Problems;
 use crate::jwt::Algorithm;
+use http::HeaderName;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -101,6 +102,60 @@ pub fn is_label(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// Header names an identity header baton writes (`claims_header`, `peer_header`,
+/// `txn_token.claims_header`) may not take: credentials, framing and hop-by-hop headers, and
+/// the ones baton reads or sets otherwise. Writing the identity there would break the request
+/// or hand the app a value it reads as something else.
+const NOT_AN_IDENTITY_HEADER: [&str; 20] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "expect",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    crate::dpop::HEADER,
+    crate::txn::HEADER,
+];
+
+/// The header name at `field` for an identity header baton writes: a valid name, none of
+/// [`NOT_AN_IDENTITY_HEADER`] and none of `taken` (the other identity headers); otherwise the
+/// problem is recorded and `fallback` stands in.
+pub fn identity_header(
+    p: &mut Problems,
+    field: &str,
+    name: &str,
+    taken: &[&HeaderName],
+    fallback: &'static str,
+) -> HeaderName {
+    match HeaderName::from_bytes(name.as_bytes()) {
+        Ok(h) if !NOT_AN_IDENTITY_HEADER.contains(&h.as_str()) && !taken.contains(&&h) => h,
+        _ => {
+            let mut others: Vec<&str> = taken.iter().map(|h| h.as_str()).collect();
+            others.extend(["authorization", "cookie", "a framing or hop-by-hop header"]);
+            p.push(
+                field,
+                format!(
+                    "must be a valid header name of its own, not {}",
+                    others.join(", ")
+                ),
+            );
+            HeaderName::from_static(fallback)
+        }
+    }
+}
+
 /// The algorithms listed at `field`, each an asymmetric JWS algorithm.
 pub fn algorithms(p: &mut Problems, field: &str, names: &[String]) -> Vec<Algorithm> {
     if names.is_empty() {
@@ -159,6 +214,36 @@ mod tests {
             .map(|f| f.field)
             .collect();
         assert_eq!(fields, ["c", "d", "e"]);
+    }
+
+    #[test]
+    fn an_identity_header_is_a_name_of_its_own() {
+        let claims = HeaderName::from_static("x-baton-claims");
+        let mut p = Problems::new("f");
+        let ok = identity_header(&mut p, "h", "X-Peer-Id", &[&claims], "x-baton-peer");
+        assert_eq!(ok, "x-peer-id");
+        for bad in [
+            "te",
+            "Connection",
+            "authorization",
+            "cookie",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "dpop",
+            "txn-token",
+            "traceparent",
+            "x-baton-claims",
+            "bad header",
+            "",
+        ] {
+            let mut p = Problems::new("f");
+            let got = identity_header(&mut p, "h", bad, &[&claims], "x-baton-peer");
+            assert_eq!(got, "x-baton-peer", "{bad}");
+            let report = p.report(|_| None, crate::config::findings::Missing::Warning);
+            assert_eq!(report.errors.len(), 1, "{bad}");
+            assert!(report.errors[0].reason.contains("x-baton-claims"), "{bad}");
+        }
     }
 
     #[test]

@@ -51,15 +51,15 @@ pub enum Parameters {
     Strip,
 }
 
-/// What to do with a segment ending in a dot (`/admin.`).
+/// What to do with a segment ending in a dot or a space (`/admin.`, `/admin%20`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrailingDots {
-    /// Refuse it (400): Windows file systems, IIS and ASP.NET drop trailing dots, and suffix
-    /// matching (older Spring) serves `/admin.` and `/admin.json` as `/admin`.
+    /// Refuse it (400): Windows file systems, IIS and ASP.NET drop trailing dots and spaces, and
+    /// suffix matching (older Spring) serves `/admin.` and `/admin.json` as `/admin`.
     #[default]
     Reject,
-    /// Keep it: `/admin.` is another resource than `/admin`.
+    /// Keep it: `/admin.` and `/admin%20` are other resources than `/admin`.
     Keep,
 }
 
@@ -70,7 +70,7 @@ pub struct PathRules {
     pub escaped_slashes: EscapedSlashes,
     /// `;` path parameters.
     pub parameters: Parameters,
-    /// Segments ending in a dot.
+    /// Segments ending in a dot or a space.
     pub trailing_dots: TrailingDots,
 }
 
@@ -98,8 +98,8 @@ pub enum BadPath {
     /// A `;` under [`Parameters::Reject`].
     #[error("path parameter (;)")]
     Parameter,
-    /// A segment ending in a dot under [`TrailingDots::Reject`].
-    #[error("segment ending in a dot")]
+    /// A segment ending in a dot or a space under [`TrailingDots::Reject`].
+    #[error("segment ending in a dot or a space")]
     TrailingDot,
 }
 
@@ -255,7 +255,8 @@ fn check(s: &[u8], rules: &PathRules) -> Result<(), BadPath> {
         return Err(BadPath::Parameter);
     }
     let dot_segment = s == b"." || s == b"..";
-    if rules.trailing_dots == TrailingDots::Reject && !dot_segment && s.ends_with(b".") {
+    let trailing = s.ends_with(b".") || s.ends_with(b" ");
+    if rules.trailing_dots == TrailingDots::Reject && !dot_segment && trailing {
         return Err(BadPath::TrailingDot);
     }
     Ok(())
@@ -279,6 +280,9 @@ fn encode(s: &[u8], out: &mut String) {
 /// `/api/x`, not `/apix`); ASCII letters compared without regard to case when `ignore_case`.
 /// An empty prefix (the route `/`) covers every path.
 pub fn under(path: &str, prefix: &str, ignore_case: bool) -> bool {
+    if ignore_case && (path.contains('%') || prefix.contains('%')) {
+        return under_folded(&fold_lookalikes(path), &fold_lookalikes(prefix));
+    }
     let (path, prefix) = (path.as_bytes(), prefix.as_bytes());
     let Some(head) = path.get(..prefix.len()) else {
         return false;
@@ -289,6 +293,37 @@ pub fn under(path: &str, prefix: &str, ignore_case: bool) -> bool {
         head == prefix
     };
     same && matches!(path.get(prefix.len()), None | Some(b'/'))
+}
+
+/// [`under`] without regard to ASCII case, `path` already folded.
+fn under_folded(path: &str, prefix: &str) -> bool {
+    let (path, prefix) = (path.as_bytes(), prefix.as_bytes());
+    path.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        && matches!(path.get(prefix.len()), None | Some(b'/'))
+}
+
+/// The letters outside ASCII that runtimes ignoring case take for ASCII ones, as a canonical
+/// path spells them, and the letter they are taken for: Java's `equalsIgnoreCase` and .NET's
+/// ordinal ignore-case compare `ı` (U+0131) and `İ` (U+0130) equal to `i`, `ſ` (U+017F) to `s`,
+/// and the Kelvin sign (U+212A) to `k`.
+const LOOKALIKES: [(&str, &str); 4] = [
+    ("%C4%B0", "i"),
+    ("%C4%B1", "i"),
+    ("%C5%BF", "s"),
+    ("%E2%84%AA", "k"),
+];
+
+/// `path` with each of [`LOOKALIKES`] replaced by its ASCII letter, so that a route that ignores
+/// case covers what such an app would serve under it (`/adm%C4%B1n` under `/admin`).
+fn fold_lookalikes(path: &str) -> std::borrow::Cow<'_, str> {
+    let mut folded = std::borrow::Cow::Borrowed(path);
+    for (spelled, letter) in LOOKALIKES {
+        if folded.contains(spelled) {
+            folded = std::borrow::Cow::Owned(folded.replace(spelled, letter));
+        }
+    }
+    folded
 }
 
 #[cfg(test)]

@@ -82,6 +82,56 @@ fn strip_owned(headers: &mut HeaderMap, identity: [&HeaderName; 2], drop_undersc
     }
 }
 
+/// The same rule for a request's trailers (HTTP/2, or HTTP/1.1 chunked): a client's trailer
+/// spelling a header baton owns is removed, as its header would be, before the app reads it.
+pub struct OwnedTrailers {
+    claims_header: HeaderName,
+    peer_header: HeaderName,
+    /// The Transaction Token's claims header, when `txn_token:` is configured.
+    txn_claims_header: Option<HeaderName>,
+    drop_underscored: bool,
+}
+
+impl OwnedTrailers {
+    /// The rule for the identity headers (values are not needed: nothing is set in trailers).
+    pub fn new(
+        claims_header: &HeaderName,
+        peer_header: &HeaderName,
+        txn_claims_header: Option<&HeaderName>,
+        drop_underscored: bool,
+    ) -> Self {
+        OwnedTrailers {
+            claims_header: claims_header.clone(),
+            peer_header: peer_header.clone(),
+            txn_claims_header: txn_claims_header.cloned(),
+            drop_underscored,
+        }
+    }
+
+    /// `frame` with owned names removed when it is the trailers; data as it is.
+    pub fn strip(&self, frame: http_body::Frame<bytes::Bytes>) -> http_body::Frame<bytes::Bytes> {
+        match frame.into_trailers() {
+            Ok(mut trailers) => {
+                strip_owned(
+                    &mut trailers,
+                    [&self.claims_header, &self.peer_header],
+                    self.drop_underscored,
+                );
+                // Unlike the headers, the exact claims header is not set again: it goes too,
+                // with the Transaction Token and its claims (a trailer is never verified).
+                trailers.remove(&self.claims_header);
+                trailers.remove(crate::txn::HEADER);
+                if let Some(txn) = &self.txn_claims_header {
+                    // As the peer header is: the name in every spelling.
+                    strip_owned(&mut trailers, [txn, txn], self.drop_underscored);
+                }
+                http_body::Frame::trailers(trailers)
+            }
+            Err(data) => data,
+        }
+    }
+}
+
 /// Whether `name` equals `owned` with each `_` of `name` read as `-`.
 fn folded_eq(name: &[u8], owned: &[u8]) -> bool {
     name.len() == owned.len()
@@ -155,6 +205,51 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use http::header;
     use serde_json::json;
+
+    #[test]
+    fn trailers_lose_every_spelling_of_an_owned_name_and_data_passes() {
+        let claims = HeaderName::from_static("x-user-claims");
+        let peer = HeaderName::from_static("x-peer-id");
+        let txn = HeaderName::from_static("x-txn-claims");
+        let rule = OwnedTrailers::new(&claims, &peer, Some(&txn), false);
+        let mut t = HeaderMap::new();
+        for name in [
+            "x-user-claims",
+            "x_user_claims",
+            "x-peer-id",
+            "x_peer_id",
+            "x-baton-claims",
+            "x_baton_txn",
+            "txn-token",
+            "x-txn-claims",
+            "x_txn_claims",
+            "grpc-status",
+            "x-app_trailer",
+        ] {
+            t.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        let kept = rule
+            .strip(http_body::Frame::trailers(t))
+            .into_trailers()
+            .unwrap();
+        let mut names: Vec<&str> = kept.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["grpc-status", "x-app_trailer"]);
+        let strict = OwnedTrailers::new(&claims, &peer, None, true);
+        let kept = strict
+            .strip(http_body::Frame::trailers(kept))
+            .into_trailers()
+            .unwrap();
+        assert_eq!(
+            kept.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["grpc-status"]
+        );
+        let data = rule.strip(http_body::Frame::data(bytes::Bytes::from_static(b"x")));
+        assert_eq!(data.into_data().unwrap(), "x");
+    }
 
     /// [`rewrite_headers`] with the default peer header and no peer.
     fn rewrite(

@@ -97,7 +97,18 @@ pub fn find_route<'a>(
 ) -> Option<(usize, &'a Route)> {
     routes.iter().enumerate().find(|(_, r)| {
         under(path, &r.path, r.case_insensitive)
-            && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
+            && r.methods.as_ref().is_none_or(|ms| covers(ms, method))
+    })
+}
+
+/// Whether a route's `methods` cover `method`: regardless of case (many frameworks upper-case
+/// the method, so `post` would reach a `POST` handler), and `GET` covers `HEAD`, which
+/// frameworks answer with the `GET` handler.
+fn covers(methods: &[Method], method: &Method) -> bool {
+    methods.iter().any(|m| {
+        m == method
+            || m.as_str().eq_ignore_ascii_case(method.as_str())
+            || (*m == Method::GET && method.as_str().eq_ignore_ascii_case("HEAD"))
     })
 }
 

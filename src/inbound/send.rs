@@ -136,15 +136,39 @@ where
     txn::finish(&mut parts.headers, &mut parts.extensions);
     // A gRPC call to an HTTP/2 app is a stream of messages that may run long: the limit is per
     // message. Anything else (an HTTP/1.1 body that only says it is gRPC) has the total limit.
+    // A body that has ended already (most GETs) carries no trailers to look at.
+    let trailers = (!body.is_end_stream()).then(|| {
+        forward::OwnedTrailers::new(
+            &cfg.claims_header,
+            &cfg.peer_header,
+            cfg.txn_token.as_ref().map(|t| &t.claims_header),
+            cfg.inbound.drop_underscore_headers,
+        )
+    });
     let body = if active.app_h2.is_some()
         && parts.version == http::Version::HTTP_2
         && crate::http::grpc::is_grpc(&parts.headers)
     {
         let limited = crate::http::grpc::MessageLimit::new(body.map_err(Into::into).boxed(), limit);
         parts.extensions.insert(limited.tripped());
-        limited.boxed()
+        with_trailers_checked(limited, trailers)
     } else {
-        Limited::new(body, limit).boxed()
+        with_trailers_checked(Limited::new(body, limit), trailers)
     };
     Ok(Request::from_parts(parts, body))
+}
+
+/// `body` boxed, its trailers checked by `owned` when there may be any.
+fn with_trailers_checked<T>(body: T, owned: Option<forward::OwnedTrailers>) -> Body
+where
+    T: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    T::Error: Into<BoxError>,
+{
+    match owned {
+        Some(owned) => body
+            .map_frame(move |frame| owned.strip(frame))
+            .map_err(Into::into)
+            .boxed(),
+        None => body.map_err(Into::into).boxed(),
+    }
 }

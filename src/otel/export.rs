@@ -17,7 +17,7 @@ use std::time::Duration;
 /// Spans sent in one export request at most.
 const MAX_BATCH: usize = 512;
 
-/// How long the exporter gathers spans after the first of a batch.
+/// How long the exporter waits for a full batch before it sends what it has.
 const BATCH_DELAY: Duration = Duration::from_millis(200);
 
 /// Time allowed for one export request.
@@ -35,31 +35,45 @@ pub(super) enum Sink {
     Memory(Arc<str>, Collected),
 }
 
-/// The span processor: finished spans into the bounded queue, never waiting.
+/// The span processor: finished spans into the bounded queue, never waiting. The export thread
+/// is woken when a batch is full, not per span: a busy sidecar makes tens of thousands of spans
+/// a second, and a wake-up each (a futex call and a thread switch on a core the requests need)
+/// would cost more than the span.
 #[derive(Debug)]
 pub(super) struct Queue {
-    tx: Mutex<Option<tokio::sync::mpsc::Sender<SpanData>>>,
+    shared: Arc<Shared>,
     dropped: Counter,
+}
+
+/// What the span processor and the export thread share.
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Signalled when `pending` holds a full batch, and on shutdown.
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    spans: Vec<SpanData>,
+    closed: bool,
 }
 
 impl Queue {
     /// Starts the export thread draining into `sink`; the span processor that feeds it,
     /// counting dropped spans into `dropped`.
     pub(super) fn start(sink: Sink, dropped: Counter) -> Result<Queue, Error> {
-        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE_CAPACITY);
+        let shared = Arc::new(Shared::default());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::Thread)?;
-        let counted = dropped.clone();
+        let (drained, counted) = (shared.clone(), dropped.clone());
         std::thread::Builder::new()
             .name("baton-otel".into())
-            .spawn(move || runtime.block_on(export_loop(rx, sink, counted)))
+            .spawn(move || runtime.block_on(export_loop(&drained, sink, counted)))
             .map_err(Error::Thread)?;
-        Ok(Queue {
-            tx: Mutex::new(Some(tx)),
-            dropped,
-        })
+        Ok(Queue { shared, dropped })
     }
 }
 
@@ -67,10 +81,21 @@ impl SpanProcessor for Queue {
     fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let sent = tx.as_ref().is_some_and(|tx| tx.try_send(span).is_ok());
-        if !sent {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if pending.closed || pending.spans.len() >= QUEUE_CAPACITY {
+            drop(pending);
             self.dropped.inc();
+            return;
+        }
+        pending.spans.push(span);
+        let full = pending.spans.len() == MAX_BATCH;
+        drop(pending);
+        if full {
+            self.shared.ready.notify_one();
         }
     }
 
@@ -79,45 +104,65 @@ impl SpanProcessor for Queue {
     }
 
     fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        // The export loop ends once the queue is empty and closed.
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // The export loop sends what is queued, then ends.
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+        self.shared.ready.notify_one();
         Ok(())
     }
 }
 
-/// Drains the queue in batches of at most [`MAX_BATCH`], each sent once it is full or
-/// [`BATCH_DELAY`] after its first span, whichever comes first (a busy sidecar's batches go out
-/// back to back); a batch that fails to export is dropped and counted, never retried.
-async fn export_loop(mut rx: tokio::sync::mpsc::Receiver<SpanData>, sink: Sink, dropped: Counter) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        let deadline = tokio::time::Instant::now() + BATCH_DELAY;
-        while batch.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+/// Sends the queue in batches of at most [`MAX_BATCH`]: as soon as one is full, and what is
+/// there [`BATCH_DELAY`] after the last look (a busy sidecar's batches go out back to back, a
+/// quiet one's spans within the delay); a batch that fails to export is dropped and counted,
+/// never retried. Ends once the queue is closed and empty.
+async fn export_loop(shared: &Shared, sink: Sink, dropped: Counter) {
+    loop {
+        let (spans, closed) = {
+            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            // The next batch's room is made here, off the requests' threads.
+            let room = if pending.spans.is_empty() {
+                0
+            } else {
+                MAX_BATCH
+            };
+            let spans = std::mem::replace(&mut pending.spans, Vec::with_capacity(room));
+            (spans, pending.closed)
+        };
+        let mut spans = spans.into_iter().peekable();
+        while spans.peek().is_some() {
+            let batch: Vec<SpanData> = spans.by_ref().take(MAX_BATCH).collect();
+            export(&sink, batch, &dropped).await;
+        }
+        if closed {
+            return;
+        }
+        let _ = tokio::time::timeout(BATCH_DELAY, shared.ready.notified()).await;
+    }
+}
+
+/// Sends one batch to `sink`; a failed export is counted in `dropped`.
+async fn export(sink: &Sink, batch: Vec<SpanData>, dropped: &Counter) {
+    let n = batch.len() as u64;
+    match sink {
+        Sink::Memory(service, spans) => spans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(batch.into_iter().map(|s| (service.clone(), s))),
+        Sink::Otlp(exporter) => {
+            let sent = tokio::time::timeout(
+                EXPORT_TIMEOUT + Duration::from_secs(1),
+                exporter.export(batch),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                dropped.inc_by(n);
+                tracing::debug!(spans = n, "trace export failed; spans dropped");
             }
         }
-        let n = batch.len() as u64;
-        match &sink {
-            Sink::Memory(service, spans) => spans
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(batch.drain(..).map(|s| (service.clone(), s))),
-            Sink::Otlp(exporter) => {
-                let sent = tokio::time::timeout(
-                    EXPORT_TIMEOUT + Duration::from_secs(1),
-                    exporter.export(std::mem::take(&mut batch)),
-                )
-                .await;
-                if !matches!(sent, Ok(Ok(()))) {
-                    dropped.inc_by(n);
-                    tracing::debug!(spans = n, "trace export failed; spans dropped");
-                }
-            }
-        }
-        batch.clear();
     }
 }
 

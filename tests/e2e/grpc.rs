@@ -201,6 +201,18 @@ async fn trailers_and_te_pass_both_ways_over_http2_with_the_claims_header() {
     let mut client = h2(s.addr).await;
     let mut sent_trailers = HeaderMap::new();
     sent_trailers.insert("x-client-trailer", HeaderValue::from_static("c"));
+    // Trailers spelling headers baton owns are a client's forgery, as the headers would be.
+    for owned in [
+        "x-baton-claims",
+        "x_baton_claims",
+        "x-baton-peer",
+        "x-baton-anything",
+    ] {
+        sent_trailers.insert(
+            http::HeaderName::from_static(owned),
+            HeaderValue::from_static("Zm9yZ2Vk"),
+        );
+    }
     let mut req = grpc_request(
         s.addr,
         "/echo.Svc/Echo",
@@ -230,6 +242,15 @@ async fn trailers_and_te_pass_both_ways_over_http2_with_the_claims_header() {
             .map(|t| t["x-client-trailer"].clone()),
         Some(HeaderValue::from_static("c")),
         "the client's trailers reach the app"
+    );
+    let app_trailers = seen.trailers.as_ref().expect("trailers");
+    let owned: Vec<_> = app_trailers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-baton") || k.as_str().starts_with("x_baton"))
+        .collect();
+    assert!(
+        owned.is_empty(),
+        "owned trailers reached the app: {owned:?}"
     );
 }
 

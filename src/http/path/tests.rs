@@ -98,6 +98,9 @@ fn ambiguous_spellings_are_refused_by_default() {
         ("/admin./x", BadPath::TrailingDot),
         ("/admin%2e", BadPath::TrailingDot),
         ("/...", BadPath::TrailingDot),
+        ("/admin%20", BadPath::TrailingDot),
+        ("/admin%20/x", BadPath::TrailingDot),
+        ("/admin.%20", BadPath::TrailingDot),
         // Checked even where a later `..` removes the segment.
         ("/a%00/../b", BadPath::Control),
     ] {
@@ -118,6 +121,7 @@ fn the_settings_change_what_the_refused_spellings_become() {
         ("/;x/admin", "/admin"),
         ("/admin%3Bx", "/admin%3Bx"),
         ("/admin.", "/admin."),
+        ("/admin%20", "/admin%20"),
     ] {
         assert_eq!(canon(p, &LENIENT).as_deref(), Ok(want), "{p}");
     }
@@ -141,6 +145,37 @@ fn under_matches_whole_segments() {
     assert!(under("/API/x", "/api", true));
     assert!(under("/anything", "", false));
     assert!(under("/", "", false));
+}
+
+#[test]
+fn ignoring_case_covers_the_letters_java_and_dotnet_fold_to_ascii() {
+    for p in [
+        "/adm%C4%B1n",
+        "/ADM%C4%B0N/x",
+        "/%C5%BFecret",
+        "/%E2%84%AAey",
+    ] {
+        let prefix = if p.contains("dm") || p.contains("DM") {
+            "/admin"
+        } else if p.contains("ecret") {
+            "/secret"
+        } else {
+            "/key"
+        };
+        assert!(under(p, prefix, true), "{p}");
+        assert!(
+            !under(p, prefix, false),
+            "{p}: case-sensitive routes compare bytes"
+        );
+    }
+    assert!(
+        !under("/adm%C4%B1nx", "/admin", true),
+        "whole segments still"
+    );
+    assert!(under("/caf%C3%A9", "/caf%C3%A9", true));
+    // The route's own prefix is canonical and may hold such a letter too: folded alike.
+    assert!(under("/%C4%B1", "/%C4%B1", true));
+    assert!(under("/I", "/%C4%B1", true));
 }
 
 // === properties ===

@@ -121,6 +121,28 @@ fn routes_match_whole_segments_and_methods() {
     );
 }
 
+#[test]
+fn methods_match_in_any_case_and_get_covers_head() {
+    let routes = vec![
+        route("post-builds", "/builds", Some(vec![Method::POST])),
+        route("get-items", "/items", Some(vec![Method::GET])),
+        route("any", "", None),
+    ];
+    let name = |m: &str, p: &str| {
+        let m = Method::from_bytes(m.as_bytes()).unwrap();
+        find_route(&routes, &m, p).map(|(_, r)| r.name.as_str())
+    };
+    for spelling in ["POST", "post", "Post", "pOsT"] {
+        assert_eq!(name(spelling, "/builds"), Some("post-builds"), "{spelling}");
+    }
+    for spelling in ["GET", "get", "HEAD", "head", "Head"] {
+        assert_eq!(name(spelling, "/items"), Some("get-items"), "{spelling}");
+    }
+    assert_eq!(name("PUT", "/builds"), Some("any"));
+    assert_eq!(name("POSTS", "/builds"), Some("any"));
+    assert_eq!(name("HEAD", "/builds"), Some("any"), "only GET covers HEAD");
+}
+
 fn req() -> Requirements {
     Requirements {
         scopes: vec!["read".into(), "write".into()],
