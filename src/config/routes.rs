@@ -16,7 +16,8 @@ pub struct Route {
     /// request's canonical path: `/api` matches `/api` and `/api/x`, not `/apix`.
     pub path: String,
     /// Match `path` without regard to the case of ASCII letters (`/Admin` covers `/ADMIN/x`),
-    /// for apps that route that way; the path is forwarded as sent.
+    /// and with the non-ASCII letters runtimes fold to them (`ı`, `İ`, `ſ`, the Kelvin sign)
+    /// taken for them, for apps that route that way; the path is forwarded as sent.
     pub case_insensitive: bool,
     /// Methods this route covers; `None` means any.
     pub methods: Option<Vec<Method>>,

@@ -340,9 +340,10 @@ fn validate(raw: RawConfig, doc: &Document, p: &mut Problems) -> Config {
     outbound::check_issuer(&outbound, &issuer, p);
     let login = raw.login.map(|l| login::validate(l, p));
     check_login(p, &routes, login.as_ref(), &outbound, &raw.audience);
-    let txn_token = raw
-        .txn_token
-        .map(|t| super::txn::validate(t, &claims_header, &outbound.client.client_id, p));
+    let txn_token = raw.txn_token.map(|t| {
+        let taken = [&claims_header, &peer_header];
+        super::txn::validate(t, &taken, &outbound.client.client_id, p)
+    });
     Config {
         file: p.file().to_owned(),
         issuer,

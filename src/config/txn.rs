@@ -51,11 +51,11 @@ fn default_claims_header() -> String {
     "x-baton-txn".into()
 }
 
-/// Validates the section; `claims_header` is the access token's claims header, which this one
-/// must differ from.
+/// Validates the section; `taken` are the identity headers (claims, peer) this one must differ
+/// from.
 pub(super) fn validate(
     raw: RawTxnToken,
-    claims_header: &HeaderName,
+    taken: &[&HeaderName],
     client_id: &str,
     p: &mut Problems,
 ) -> TxnToken {
@@ -74,7 +74,7 @@ pub(super) fn validate(
         p,
         "txn_token.claims_header",
         &raw.claims_header,
-        &[claims_header],
+        taken,
         "x-baton-txn",
     );
     if mode == TxnMode::Issue && client_id.is_empty() {

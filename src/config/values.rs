@@ -103,10 +103,11 @@ pub fn is_label(name: &str) -> bool {
 }
 
 /// Header names an identity header baton writes (`claims_header`, `peer_header`,
-/// `txn_token.claims_header`) may not take: credentials, framing and hop-by-hop headers, and
-/// the ones baton reads or sets otherwise. Writing the identity there would break the request
-/// or hand the app a value it reads as something else.
-const NOT_AN_IDENTITY_HEADER: [&str; 20] = [
+/// `txn_token.claims_header`) may not take: credentials, framing and hop-by-hop headers, the
+/// ones baton reads or sets otherwise, and the ones browsers and gRPC give a meaning of their
+/// own. Writing the identity there would break the request or hand the app a value it reads as
+/// something else.
+const NOT_AN_IDENTITY_HEADER: [&str; 23] = [
     "authorization",
     "proxy-authorization",
     "cookie",
@@ -122,6 +123,9 @@ const NOT_AN_IDENTITY_HEADER: [&str; 20] = [
     "proxy-connection",
     "upgrade",
     "expect",
+    "accept",
+    "origin",
+    "referer",
     "x-request-id",
     "traceparent",
     "tracestate",
@@ -129,9 +133,14 @@ const NOT_AN_IDENTITY_HEADER: [&str; 20] = [
     crate::txn::HEADER,
 ];
 
+/// Prefixes of names with a meaning of their own: the browser's `Sec-Fetch-*` and the like, and
+/// gRPC's metadata (`grpc-timeout`, `grpc-encoding`, …).
+const NOT_AN_IDENTITY_PREFIX: [&str; 2] = ["sec-", "grpc-"];
+
 /// The header name at `field` for an identity header baton writes: a valid name, none of
-/// [`NOT_AN_IDENTITY_HEADER`] and none of `taken` (the other identity headers); otherwise the
-/// problem is recorded and `fallback` stands in.
+/// [`NOT_AN_IDENTITY_HEADER`] or [`NOT_AN_IDENTITY_PREFIX`] and none of `taken` (the other
+/// identity headers), each compared with `_` read as `-` (CGI-style servers read the two as
+/// one); otherwise the problem is recorded and `fallback` stands in.
 pub fn identity_header(
     p: &mut Problems,
     field: &str,
@@ -139,21 +148,30 @@ pub fn identity_header(
     taken: &[&HeaderName],
     fallback: &'static str,
 ) -> HeaderName {
-    match HeaderName::from_bytes(name.as_bytes()) {
-        Ok(h) if !NOT_AN_IDENTITY_HEADER.contains(&h.as_str()) && !taken.contains(&&h) => h,
-        _ => {
-            let mut others: Vec<&str> = taken.iter().map(|h| h.as_str()).collect();
-            others.extend(["authorization", "cookie", "a framing or hop-by-hop header"]);
-            p.push(
-                field,
-                format!(
-                    "must be a valid header name of its own, not {}",
-                    others.join(", ")
-                ),
-            );
-            HeaderName::from_static(fallback)
+    let fold = |n: &str| n.replace('_', "-");
+    if let Ok(h) = HeaderName::from_bytes(name.as_bytes()) {
+        let folded = fold(h.as_str());
+        let reserved = NOT_AN_IDENTITY_HEADER.contains(&folded.as_str())
+            || NOT_AN_IDENTITY_PREFIX.iter().any(|p| folded.starts_with(p));
+        let clash = taken.iter().any(|t| fold(t.as_str()) == folded);
+        if !reserved && !clash {
+            return h;
         }
     }
+    let mut others: Vec<&str> = taken.iter().map(|h| h.as_str()).collect();
+    others.extend([
+        "authorization",
+        "cookie",
+        "a framing, hop-by-hop, sec- or grpc- header",
+    ]);
+    p.push(
+        field,
+        format!(
+            "must be a valid header name of its own, not {}",
+            others.join(", ")
+        ),
+    );
+    HeaderName::from_static(fallback)
 }
 
 /// The algorithms listed at `field`, each an asymmetric JWS algorithm.
@@ -234,6 +252,11 @@ mod tests {
             "txn-token",
             "traceparent",
             "x-baton-claims",
+            "x_baton_claims",
+            "content_length",
+            "grpc-timeout",
+            "sec-fetch-site",
+            "origin",
             "bad header",
             "",
         ] {

@@ -277,7 +277,8 @@ fn encode(s: &[u8], out: &mut String) {
 }
 
 /// Whether `path` is `prefix` or lies under it on whole segments (`/api` covers `/api` and
-/// `/api/x`, not `/apix`); ASCII letters compared without regard to case when `ignore_case`.
+/// `/api/x`, not `/apix`); with `ignore_case`, ASCII letters compared without regard to case and
+/// the [`LOOKALIKES`] taken for the letters they fold to.
 /// An empty prefix (the route `/`) covers every path.
 pub fn under(path: &str, prefix: &str, ignore_case: bool) -> bool {
     if ignore_case && (path.contains('%') || prefix.contains('%')) {
@@ -303,10 +304,10 @@ fn under_folded(path: &str, prefix: &str) -> bool {
         && matches!(path.get(prefix.len()), None | Some(b'/'))
 }
 
-/// The letters outside ASCII that runtimes ignoring case take for ASCII ones, as a canonical
-/// path spells them, and the letter they are taken for: Java's `equalsIgnoreCase` and .NET's
-/// ordinal ignore-case compare `ı` (U+0131) and `İ` (U+0130) equal to `i`, `ſ` (U+017F) to `s`,
-/// and the Kelvin sign (U+212A) to `k`.
+/// The letters outside ASCII that some runtime ignoring case takes for ASCII ones, as a
+/// canonical path spells them, and the letter they are taken for: `ı` (U+0131) and `İ` (U+0130)
+/// for `i`, `ſ` (U+017F) for `s`, the Kelvin sign (U+212A) for `k` (Java's `equalsIgnoreCase`
+/// folds all four; .NET's ordinal ignore-case and Go's `EqualFold` some of them).
 const LOOKALIKES: [(&str, &str); 4] = [
     ("%C4%B0", "i"),
     ("%C4%B1", "i"),

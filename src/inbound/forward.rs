@@ -83,7 +83,8 @@ fn strip_owned(headers: &mut HeaderMap, identity: [&HeaderName; 2], drop_undersc
 }
 
 /// The same rule for a request's trailers (HTTP/2, or HTTP/1.1 chunked): a client's trailer
-/// spelling a header baton owns is removed, as its header would be, before the app reads it.
+/// spelling a header baton owns is removed, as its header would be, before the app reads it;
+/// so are credentials ([`CREDENTIAL_TRAILERS`]), which baton checks only in the headers.
 pub struct OwnedTrailers {
     claims_header: HeaderName,
     peer_header: HeaderName,
@@ -120,10 +121,14 @@ impl OwnedTrailers {
                 // Unlike the headers, the exact claims header is not set again: it goes too,
                 // with the Transaction Token and its claims (a trailer is never verified).
                 trailers.remove(&self.claims_header);
-                trailers.remove(crate::txn::HEADER);
+                let txn = HeaderName::from_static(crate::txn::HEADER);
+                // As the peer header is: each name in every spelling.
+                strip_owned(&mut trailers, [&txn, &txn], self.drop_underscored);
                 if let Some(txn) = &self.txn_claims_header {
-                    // As the peer header is: the name in every spelling.
                     strip_owned(&mut trailers, [txn, txn], self.drop_underscored);
+                }
+                for name in CREDENTIAL_TRAILERS {
+                    trailers.remove(name);
                 }
                 http_body::Frame::trailers(trailers)
             }
@@ -131,6 +136,10 @@ impl OwnedTrailers {
         }
     }
 }
+
+/// Trailers that would carry a credential the app might read as checked: baton checks the
+/// `Authorization` and `DPoP` headers, never trailers, and a confined app must hold no token.
+const CREDENTIAL_TRAILERS: [&str; 4] = ["authorization", "proxy-authorization", "dpop", "cookie"];
 
 /// Whether `name` equals `owned` with each `_` of `name` read as `-`.
 fn folded_eq(name: &[u8], owned: &[u8]) -> bool {
@@ -221,6 +230,10 @@ mod tests {
             "x-baton-claims",
             "x_baton_txn",
             "txn-token",
+            "txn_token",
+            "authorization",
+            "dpop",
+            "cookie",
             "x-txn-claims",
             "x_txn_claims",
             "grpc-status",

@@ -307,7 +307,11 @@ fn request_context<B>(req: &Request<B>) -> Value {
 /// `tctx`: the request's method and (when short) path: what the transaction was asked to do.
 fn request_details<B>(req: &Request<B>) -> Value {
     let mut tctx = Map::new();
-    tctx.insert("method".into(), json!(req.method().as_str()));
+    // Routes match methods in any case; the context names the method one way.
+    tctx.insert(
+        "method".into(),
+        json!(req.method().as_str().to_ascii_uppercase()),
+    );
     let path = req.uri().path();
     if path.len() <= MAX_TCTX_PATH {
         tctx.insert("path".into(), json!(path));

@@ -36,9 +36,9 @@ pub(super) enum Sink {
 }
 
 /// The span processor: finished spans into the bounded queue, never waiting. The export thread
-/// is woken when a batch is full, not per span: a busy sidecar makes tens of thousands of spans
-/// a second, and a wake-up each (a futex call and a thread switch on a core the requests need)
-/// would cost more than the span.
+/// is woken by a batch's first span and when the batch is full, not per span: a busy sidecar
+/// makes tens of thousands of spans a second, and a wake-up each (a futex call and a thread
+/// switch on a core the requests need) would cost more than the span.
 #[derive(Debug)]
 pub(super) struct Queue {
     shared: Arc<Shared>,
@@ -49,7 +49,7 @@ pub(super) struct Queue {
 #[derive(Debug, Default)]
 struct Shared {
     pending: Mutex<Pending>,
-    /// Signalled when `pending` holds a full batch, and on shutdown.
+    /// Signalled by a batch's first span, a full batch, and shutdown.
     ready: tokio::sync::Notify,
 }
 
@@ -92,9 +92,10 @@ impl SpanProcessor for Queue {
             return;
         }
         pending.spans.push(span);
-        let full = pending.spans.len() == MAX_BATCH;
+        // The export thread waits for a first span, then for a full batch.
+        let wake = matches!(pending.spans.len(), 1 | MAX_BATCH);
         drop(pending);
-        if full {
+        if wake {
             self.shared.ready.notify_one();
         }
     }
@@ -105,42 +106,59 @@ impl SpanProcessor for Queue {
 
     fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
         // The export loop sends what is queued, then ends.
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closed = true;
+        self.shared.lock().closed = true;
         self.shared.ready.notify_one();
         Ok(())
     }
 }
 
-/// Sends the queue in batches of at most [`MAX_BATCH`]: as soon as one is full, and what is
-/// there [`BATCH_DELAY`] after the last look (a busy sidecar's batches go out back to back, a
-/// quiet one's spans within the delay); a batch that fails to export is dropped and counted,
-/// never retried. Ends once the queue is closed and empty.
+/// Sends the queue in batches of at most [`MAX_BATCH`], each once it is full or [`BATCH_DELAY`]
+/// after its first span, whichever comes first (a busy sidecar's batches go out back to back, a
+/// quiet one's spans within the delay, an idle one's thread sleeps); a batch that fails to
+/// export is dropped and counted, never retried. Ends once the queue is closed and empty.
 async fn export_loop(shared: &Shared, sink: Sink, dropped: Counter) {
-    loop {
-        let (spans, closed) = {
-            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-            // The next batch's room is made here, off the requests' threads.
-            let room = if pending.spans.is_empty() {
-                0
-            } else {
-                MAX_BATCH
-            };
-            let spans = std::mem::replace(&mut pending.spans, Vec::with_capacity(room));
-            (spans, pending.closed)
-        };
-        let mut spans = spans.into_iter().peekable();
-        while spans.peek().is_some() {
-            let batch: Vec<SpanData> = spans.by_ref().take(MAX_BATCH).collect();
-            export(&sink, batch, &dropped).await;
+    while let Some(batch) = next_batch(shared).await {
+        export(&sink, batch, &dropped).await;
+    }
+}
+
+/// The next batch to send, `None` once the queue is closed and empty. Waits for a first span
+/// without a timer, then for a full batch until [`BATCH_DELAY`] has passed.
+async fn next_batch(shared: &Shared) -> Option<Vec<SpanData>> {
+    while !shared.lock().ready(1) {
+        shared.ready.notified().await;
+    }
+    let deadline = tokio::time::Instant::now() + BATCH_DELAY;
+    while !shared.lock().ready(MAX_BATCH) {
+        if tokio::time::timeout_at(deadline, shared.ready.notified())
+            .await
+            .is_err()
+        {
+            break;
         }
-        if closed {
-            return;
-        }
-        let _ = tokio::time::timeout(BATCH_DELAY, shared.ready.notified()).await;
+    }
+    let mut pending = shared.lock();
+    if pending.spans.is_empty() {
+        return None; // closed
+    }
+    Some(if pending.spans.len() <= MAX_BATCH {
+        // The next batch's room is made here, off the requests' threads.
+        std::mem::replace(&mut pending.spans, Vec::with_capacity(MAX_BATCH))
+    } else {
+        pending.spans.drain(..MAX_BATCH).collect()
+    })
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Pending {
+    /// Whether there is no more waiting for `n` spans: they are here, or the queue is closed.
+    fn ready(&self, n: usize) -> bool {
+        self.spans.len() >= n || self.closed
     }
 }
 
