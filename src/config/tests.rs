@@ -362,6 +362,20 @@ fn txn_token_sections_validate_their_mode_audience_and_headers() {
         fields("txn_token: {mode: accept, audience: td, claims_header: txn-token}\n"),
         ["txn_token.claims_header"]
     );
+    for taken in [
+        "x-baton-peer",
+        "x_baton_peer",
+        "x_baton_claims",
+        "grpc-timeout",
+    ] {
+        assert_eq!(
+            fields(&format!(
+                "txn_token: {{mode: accept, audience: td, claims_header: {taken}}}\n"
+            )),
+            ["txn_token.claims_header"],
+            "{taken}"
+        );
+    }
     assert_eq!(
         fields("txn_token: {mode: require, audience: td, scope: x}\n"),
         ["txn_token.scope"]
