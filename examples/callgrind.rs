@@ -158,14 +158,20 @@ async fn inbound_state() -> (Inbound, String) {
 
 async fn inbound(n: usize) -> bool {
     let (state, bearer) = inbound_state().await;
+    handle_all(&state, &bearer, n).await
+}
+
+/// Sends `n` requests with `bearer` through [`inbound::handle`]; true when every one answered
+/// 200 and its body was read.
+async fn handle_all(state: &Inbound, bearer: &str, n: usize) -> bool {
     for _ in 0..n {
         let req = Request::get("/api/items")
             .header("host", "service-b")
-            .header("authorization", &bearer)
+            .header("authorization", bearer)
             .header("accept", "*/*")
             .body(Empty::<Bytes>::new())
             .expect("request");
-        let rsp = inbound::handle(&state, req).await;
+        let rsp = inbound::handle(state, req).await;
         if rsp.status() != StatusCode::OK || rsp.into_body().collect().await.is_err() {
             return false;
         }
@@ -212,17 +218,8 @@ async fn traced(n: usize) -> bool {
     let tracing = baton::otel::Tracing::start(&settings, Default::default()).expect("tracing");
     let (state, bearer) = inbound_state().await;
     let state = state.with_tracing(tracing.clone());
-    for _ in 0..n {
-        let req = Request::get("/api/items")
-            .header("host", "service-b")
-            .header("authorization", &bearer)
-            .header("accept", "*/*")
-            .body(Empty::<Bytes>::new())
-            .expect("request");
-        let rsp = inbound::handle(&state, req).await;
-        if rsp.status() != StatusCode::OK || rsp.into_body().collect().await.is_err() {
-            return false;
-        }
+    if !handle_all(&state, &bearer, n).await {
+        return false;
     }
     tracing.shutdown();
     // Bounded: the queue is closed, so the export thread sends what it holds and stops.
