@@ -1,10 +1,12 @@
 //! e2e: gRPC-shaped HTTP/2 through the inbound listener with `app_protocol: http2`, driven with
 //! hyper's own HTTP/2 client and server on both ends: trailers and `TE: trailers` reach the
 //! other side, `grpc-timeout` against the sidecar's `request_timeout`, refusals as gRPC
-//! statuses (IdP unavailable → 14), and a stream that outlives the start of a drain.
+//! statuses (IdP unavailable → 14), a stream that outlives the start of a drain, and the same
+//! unary call over TLS with HTTP/2 chosen by ALPN.
 //! The grpcio suite (tests/interop/test_grpc.py) drives the same paths with a gRPC library.
 
 use crate::support::fake_idp::FakeIdp;
+use crate::support::test_ca::TestCa;
 use crate::support::tokens::{access, claims};
 use baton::config::Config;
 use baton::http::{Body, BoxError, full};
@@ -18,6 +20,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -117,12 +120,17 @@ struct Sidecar {
 }
 
 async fn sidecar(idp: &FakeIdp, app: SocketAddr, request_timeout: &str) -> Sidecar {
+    serve(&config(idp, app, request_timeout, ""), None).await
+}
+
+/// The sidecar's config for `app`, `inbound` adding keys to `inbound:` after `app_protocol`.
+fn config(idp: &FakeIdp, app: SocketAddr, request_timeout: &str, inbound: &str) -> Config {
     let yaml = format!(
         r#"
 issuer: {issuer}
 audience: {AUD}
 app: "{app}"
-inbound: {{app_protocol: http2}}
+inbound: {{app_protocol: http2{inbound}}}
 jwks: {{retry: 50ms, fetch_timeout: 2s}}
 limits: {{request_timeout: {request_timeout}, shutdown_grace: 20s}}
 outbound: {{client: {{client_id: service-b, secret: test-only}}}}
@@ -131,21 +139,45 @@ routes:
 "#,
         issuer = idp.issuer,
     );
-    let cfg = Config::from_yaml(&yaml, "sidecar.yaml").expect("test config");
-    let parts = crate::support::sidecar::inbound(&cfg);
+    Config::from_yaml(&yaml, "sidecar.yaml").expect("test config")
+}
+
+/// The inbound listener of `cfg` alone, served in the test, with TLS when `tls` is given.
+async fn serve(cfg: &Config, tls: Option<baton::tls::ReloadingAcceptor>) -> Sidecar {
+    let parts = crate::support::sidecar::inbound(cfg);
     let jwks = parts.jwks.clone();
-    let state = Arc::new(parts.state);
+    let state = match tls {
+        Some(tls) => parts.state.with_tls(tls),
+        None => parts.state,
+    };
     let (shutdown, wait) = baton::shutdown::channel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(inbound::serve(state, listener, wait.wait()));
+    tokio::spawn(inbound::serve(Arc::new(state), listener, wait.wait()));
     Sidecar {
         addr,
         shutdown,
         jwks,
     }
+}
+
+/// A sidecar whose inbound listener serves TLS with a certificate for `localhost` from `ca`
+/// (no client certificates asked), its files written under `dir`.
+async fn tls_sidecar(idp: &FakeIdp, app: SocketAddr, ca: &TestCa, dir: &Path) -> Sidecar {
+    let (cert, key) = ca.server_pem();
+    std::fs::write(dir.join("server.pem"), cert).expect("write");
+    std::fs::write(dir.join("server.key"), key).expect("write");
+    let tls = format!(
+        r#", tls: {{cert_file: "{d}/server.pem", key_file: "{d}/server.key"}}"#,
+        d = dir.display()
+    );
+    let cfg = config(idp, app, "30s", &tls);
+    let t = cfg.inbound.tls.clone().expect("inbound.tls");
+    let acceptor = baton::tls::ReloadingAcceptor::load(&t.cert_file, &t.key_file, t.client_ca)
+        .expect("TLS files load");
+    serve(&cfg, Some(acceptor)).await
 }
 
 /// An h2c client connection to `addr`.
@@ -157,6 +189,43 @@ async fn h2(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Body> {
         .expect("h2 handshake");
     tokio::spawn(conn);
     sender
+}
+
+/// An HTTP/2 client connection to `addr` over TLS, offering ALPN `h2` only and trusting `ca`
+/// for `localhost`; with the protocol the server chose.
+async fn h2_tls(
+    addr: SocketAddr,
+    ca: &TestCa,
+) -> (
+    hyper::client::conn::http2::SendRequest<Body>,
+    Option<Vec<u8>>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca.pem().as_bytes()).expect("CA"))
+        .expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(tls))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    (sender, alpn)
 }
 
 fn grpc_request(addr: SocketAddr, path: &str, token: Option<&str>, body: Body) -> Request<Body> {
@@ -252,6 +321,66 @@ async fn trailers_and_te_pass_both_ways_over_http2_with_the_claims_header() {
         owned.is_empty(),
         "owned trailers reached the app: {owned:?}"
     );
+}
+
+#[test_log::test(tokio::test)]
+async fn a_grpc_call_over_tls_with_alpn_h2_reaches_an_http2_app_and_refusals_read_as_grpc() {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let idp = FakeIdp::start(&[&key]).await;
+    let (_tx, rx) = mpsc::channel(1);
+    let app = App::start(rx).await;
+    let ca = TestCa::new("inbound-h2");
+    let dir = crate::support::process::scratch("grpc-inbound-tls");
+    let s = tls_sidecar(&idp, app.addr, &ca, &dir).await;
+    ready(&s).await;
+    let (mut client, alpn) = h2_tls(s.addr, &ca).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "HTTP/2 chosen by ALPN");
+    let https = |req: &mut Request<Body>| {
+        *req.uri_mut() = format!("https://localhost:{}{}", s.addr.port(), req.uri().path())
+            .parse()
+            .expect("uri");
+    };
+
+    // A valid token: the app's answer, its body and its trailers, come back over TLS.
+    let token = access(&key, &claims(&idp.issuer, AUD));
+    let mut req = grpc_request(
+        s.addr,
+        "/echo.Svc/Echo",
+        Some(&token),
+        full(&b"\0\0\0\0\x05hello"[..]),
+    );
+    https(&mut req);
+    let rsp = client.send_request(req).await.expect("response");
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(rsp.version(), http::Version::HTTP_2);
+    let collected = rsp.into_body().collect().await.expect("body");
+    let got_trailers = collected.trailers().cloned().expect("trailers came back");
+    assert_eq!(got_trailers["grpc-status"], "0");
+    assert_eq!(got_trailers["x-trailer"], "kept");
+    assert_eq!(&collected.to_bytes()[..], b"\0\0\0\0\x05hello");
+    {
+        let seen = app.seen.lock().expect("lock");
+        let headers = seen.headers.as_ref().expect("app saw the call");
+        assert!(headers.contains_key("x-baton-claims"));
+        assert_eq!(headers["te"], "trailers");
+    }
+
+    // No token: a trailers-only UNAUTHENTICATED with the challenge as metadata, on the same
+    // connection, and the app not called.
+    app.seen.lock().expect("lock").headers = None;
+    let mut req = grpc_request(s.addr, "/echo.Svc/Echo", None, full(""));
+    https(&mut req);
+    let rsp = client.send_request(req).await.expect("response");
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(rsp.headers()["grpc-status"], "16", "UNAUTHENTICATED");
+    assert!(
+        rsp.headers()["www-authenticate"]
+            .to_str()
+            .is_ok_and(|v| v.starts_with("Bearer realm=\"service-b\""))
+    );
+    assert!(http_body::Body::is_end_stream(rsp.body()), "trailers-only");
+    assert!(app.seen.lock().expect("lock").headers.is_none());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test_log::test(tokio::test)]
@@ -410,7 +539,6 @@ async fn h2_refused(tcp: tokio::net::TcpStream) -> bool {
 
 mod outbound {
     use super::*;
-    use crate::support::test_ca::TestCa;
     use crate::support::token_idp::{CLIENT_ID, CLIENT_SECRET, FakeIdp as TokenIdp};
     use baton::config::Problems;
     use baton::config::outbound::{RawOutbound, validate};
