@@ -134,8 +134,6 @@ where
             .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
     }
     txn::finish(&mut parts.headers, &mut parts.extensions);
-    // A gRPC call to an HTTP/2 app is a stream of messages that may run long: the limit is per
-    // message. Anything else (an HTTP/1.1 body that only says it is gRPC) has the total limit.
     // A body that has ended already (most GETs) carries no trailers to look at.
     let trailers = (!body.is_end_stream()).then(|| {
         forward::OwnedTrailers::new(
@@ -145,6 +143,8 @@ where
             cfg.inbound.drop_underscore_headers,
         )
     });
+    // A gRPC call to an HTTP/2 app is a stream of messages that may run long: the limit is per
+    // message. Anything else (an HTTP/1.1 body that only says it is gRPC) has the total limit.
     let body = if active.app_h2.is_some()
         && parts.version == http::Version::HTTP_2
         && crate::http::grpc::is_grpc(&parts.headers)
