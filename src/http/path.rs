@@ -296,7 +296,7 @@ pub fn under(path: &str, prefix: &str, ignore_case: bool) -> bool {
     same && matches!(path.get(prefix.len()), None | Some(b'/'))
 }
 
-/// [`under`] without regard to ASCII case, `path` already folded.
+/// [`under`] without regard to ASCII case, `path` and `prefix` already folded.
 fn under_folded(path: &str, prefix: &str) -> bool {
     let (path, prefix) = (path.as_bytes(), prefix.as_bytes());
     path.get(..prefix.len())
