@@ -4,6 +4,7 @@
 
 pub mod cookie;
 pub mod grpc;
+pub(crate) mod in_flight;
 pub mod path;
 pub mod pool;
 pub(crate) mod splice;

@@ -53,7 +53,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time allowed from request head to response head.
     pub request_timeout: Duration,
-    /// A connection with no bytes moving for this long is closed (after its in-flight request).
+    /// An HTTP/1.1 connection with no bytes moving, or an HTTP/2 one with no stream in flight,
+    /// for this long is closed.
     pub idle_timeout: Duration,
     /// Concurrent connections; more are closed at accept.
     pub max_connections: usize,

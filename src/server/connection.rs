@@ -4,6 +4,7 @@
 use super::clock::{TickClock, TickDeadline, deadline_ticks};
 use super::drain::DrainSignal;
 use super::{ConnInfo, Limits};
+use crate::http::in_flight::{Activity, InFlight};
 use crate::http::splice::{Held, Tracked};
 use crate::http::{Body, text};
 use http::{Request, Response, StatusCode};
@@ -14,7 +15,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -55,9 +56,10 @@ pub(super) async fn serve_connection<H, F, IO>(
     F: Future<Output = Response<Body>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(AtomicU64::new(0));
-    let io = Tracked::new(stream, activity.clone());
-    let (idle, request_timeout) = (limits.idle_timeout, limits.request_timeout);
+    let moved = Arc::new(AtomicU64::new(0));
+    let io = Tracked::new(stream, moved.clone());
+    let requests = Arc::new(Requests::default());
+    let request_timeout = limits.request_timeout;
     let period = tick_period(limits);
     let mut tick = tokio::time::interval(period);
     let clock = TickClock::new(period);
@@ -65,13 +67,17 @@ pub(super) async fn serve_connection<H, F, IO>(
     builder.http1().timer(clock.clone());
     let ticks = clock.ticks.clone();
     let within = deadline_ticks(request_timeout, period);
-    let service =
-        hyper::service::service_fn(respond(handler, held, clock, within, request_timeout));
+    let service = hyper::service::service_fn(respond(
+        handler,
+        held,
+        requests.clone(),
+        clock,
+        within,
+        request_timeout,
+    ));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    // The idle clock restarts at the first tick that sees bytes moved since the one before, so
-    // an idle connection closes between `idle` and `idle` plus one tick after its last byte.
-    let (mut seen, mut quiet_since) = (0, Instant::now());
+    let mut quiet = Quiet::new(limits.idle_timeout);
     let DrainSignal { begun, mut rx } = drain;
     // One wait for the drain for the connection's whole life: a wait made anew at each wake-up
     // would join and leave the channel's waiter list on every request. A dropped sender drains too.
@@ -111,16 +117,76 @@ pub(super) async fn serve_connection<H, F, IO>(
             _ = tick.tick() => {
                 // Only this task advances the clock: a plain load and store, no locked add.
                 ticks.store(ticks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                let moved = activity.load(Ordering::Relaxed);
-                if moved != seen {
-                    (seen, quiet_since) = (moved, Instant::now());
-                } else if !closing && quiet_since.elapsed() >= idle {
+                if quiet.passed(&moved, &requests) && !closing {
                     debug!(peer = %info.peer, "idle timeout");
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
         }
+    }
+}
+
+/// What a connection's requests tell its idle clock: the protocol they came in, and the HTTP/2
+/// streams in flight.
+#[derive(Default)]
+struct Requests {
+    /// [`Requests::NONE`] until the first request, then [`Requests::HTTP1`] or
+    /// [`Requests::HTTP2`].
+    protocol: AtomicU8,
+    streams: Arc<Activity>,
+}
+
+impl Requests {
+    const NONE: u8 = 0;
+    const HTTP1: u8 = 1;
+    const HTTP2: u8 = 2;
+
+    /// Notes the protocol of a request (the first one decides; hyper speaks one per
+    /// connection).
+    fn saw(&self, h2: bool) {
+        if self.protocol.load(Ordering::Relaxed) == Self::NONE {
+            let protocol = if h2 { Self::HTTP2 } else { Self::HTTP1 };
+            self.protocol.store(protocol, Ordering::Relaxed);
+        }
+    }
+}
+
+/// When a connection has been idle for `idle`, checked at each tick of its clock.
+///
+/// An HTTP/1.1 connection by the bytes it moved: between requests only a head being read moves
+/// any, which the header-read timeout bounds, so it closes between `idle` and `idle` plus one
+/// tick after its last byte. An HTTP/2 connection, and one that has sent no request yet, by its
+/// streams: `idle` after the last stream ended (or after it opened), whatever else moves. PINGs,
+/// SETTINGS and WINDOW_UPDATEs cost a client nothing, and counting them would let it hold a
+/// connection, and its place under `limits.max_connections`, for ever.
+struct Quiet {
+    idle: Duration,
+    seen: u64,
+    since: Instant,
+}
+
+impl Quiet {
+    fn new(idle: Duration) -> Self {
+        Self {
+            idle,
+            seen: 0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Whether the connection that moved `moved` bytes and made `requests` has been idle long
+    /// enough to close.
+    fn passed(&mut self, moved: &AtomicU64, requests: &Requests) -> bool {
+        if requests.protocol.load(Ordering::Relaxed) != Requests::HTTP1 {
+            return requests.streams.quiet_for().is_some_and(|q| q >= self.idle);
+        }
+        let now = moved.load(Ordering::Relaxed);
+        if now != self.seen {
+            (self.seen, self.since) = (now, Instant::now());
+            return false;
+        }
+        self.since.elapsed() >= self.idle
     }
 }
 
@@ -141,6 +207,7 @@ fn tick_period(limits: &Limits) -> Duration {
 fn respond<H, F>(
     handler: H,
     held: Held,
+    requests: Arc<Requests>,
     clock: TickClock,
     within: u64,
     request_timeout: Duration,
@@ -156,6 +223,7 @@ where
             req.extensions_mut().insert(held.clone());
         }
         let h2 = req.version() == http::Version::HTTP_2;
+        requests.saw(h2);
         // A gRPC call's own deadline (`grpc-timeout`) shortens the wait when it is the smaller;
         // what times out is answered as the client reads it.
         let grpc = h2 && crate::http::grpc::is_grpc(req.headers());
@@ -168,16 +236,19 @@ where
         // box is allocated first so the future is built in it: `Box::pin(handler(req))` builds
         // it on the stack and copies all its kilobytes, though only the captures are set yet.
         let fut = Box::into_pin(Box::write(Box::new_uninit(), handler(req)));
-        let deadline = if h2 {
+        let (deadline, stream) = if h2 {
             // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
-            Deadline::Timer(Box::pin(tokio::time::sleep(wait)))
+            let sleep = Box::pin(tokio::time::sleep(wait));
+            let stream = InFlight::new(requests.streams.clone());
+            (Deadline::Timer(sleep), Some(stream))
         } else {
-            Deadline::Tick(clock.after(within))
+            (Deadline::Tick(clock.after(within)), None)
         };
         Within {
             fut,
             deadline,
             grpc,
+            stream,
         }
     }
 }
@@ -196,6 +267,8 @@ struct Within<F> {
     fut: Pin<Box<F>>,
     deadline: Deadline,
     grpc: bool,
+    /// An HTTP/2 stream, counted in flight until its response body ends.
+    stream: Option<InFlight>,
 }
 
 impl<F: Future<Output = Response<Body>>> Future for Within<F> {
@@ -203,7 +276,10 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Poll::Ready(rsp) = self.fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(rsp));
+            return Poll::Ready(Ok(match self.stream.take() {
+                Some(stream) => rsp.map(|body| stream.carried_by(body)),
+                None => rsp,
+            }));
         }
         let late = match &mut self.deadline {
             Deadline::Tick(d) => d.passed(),

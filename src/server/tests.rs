@@ -314,3 +314,76 @@ async fn a_dropped_accept_loop_still_drains_its_connections() {
     assert!(task.await.is_err_and(|e| e.is_cancelled()));
     assert_eq!(read_to_close(&mut s).await, "");
 }
+
+/// An h2c client connection to `addr` that PINGs every 50 ms, with or without streams; the
+/// handle requests go out on, and the connection task, which ends when the server closes it.
+async fn pinging_h2(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(50))
+        .keep_alive_while_idle(true)
+        .keep_alive_timeout(Duration::from_secs(5))
+        .handshake(TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    (send, tokio::spawn(conn))
+}
+
+#[tokio::test]
+async fn an_h2_connection_kept_up_by_pings_alone_is_closed_when_idle() {
+    let (addr, _tx, _task) = start(Limits {
+        max_connections: 4,
+        ..quick()
+    })
+    .await;
+    // No stream ever: the PINGs every 50 ms move bytes, but do not make the connection busy.
+    let (_send, conn) = pinging_h2(addr).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(closed.is_ok(), "a connection with only PINGs stays open");
+    // One stream, then PINGs only: closed once idle after the stream ended.
+    let (mut send, conn) = pinging_h2(addr).await;
+    let get = Request::get("http://x/0")
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let answer = send.send_request(get).await.expect("stream");
+    assert_eq!(answer.status(), StatusCode::OK);
+    drop(answer);
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(closed.is_ok(), "a connection with only PINGs stays open");
+}
+
+#[tokio::test]
+async fn an_h2_stream_longer_than_the_idle_timeout_keeps_its_connection() {
+    use http_body_util::BodyExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Twelve chunks 100 ms apart: four times the 300 ms idle timeout, never a new stream.
+    let handler = |_req: Request<Incoming>, _info: ConnInfo| async {
+        let chunks = futures_util::stream::unfold(0u8, |i| async move {
+            if i == 12 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let frame = http_body::Frame::data(bytes::Bytes::from_static(b"x"));
+            Some((Ok::<_, crate::http::BoxError>(frame), i + 1))
+        });
+        Response::new(http_body_util::StreamBody::new(chunks).boxed())
+    };
+    let (_tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, quick(), handler, async {
+        let _ = rx.await;
+    }));
+    let (mut send, _conn) = pinging_h2(addr).await;
+    let get = Request::get("http://x/")
+        .body(http_body_util::Empty::new())
+        .expect("request");
+    let answer = send.send_request(get).await.expect("stream");
+    let body = answer.into_body().collect().await.expect("the whole body");
+    assert_eq!(body.to_bytes().len(), 12);
+}

@@ -14,15 +14,16 @@
 
 mod idle;
 
+use crate::http::in_flight::{Activity, InFlight};
 use crate::http::{Body, BoxError};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, header};
 use http_body_util::BodyExt;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use idle::{Activity, Counted, InFlight, let_go_when_idle};
+use idle::let_go_when_idle;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -44,6 +45,8 @@ pub struct H2Pool {
     idle: Duration,
     /// Streams in flight and when the last one ended.
     activity: Arc<Activity>,
+    /// Connections opened, which numbers each one.
+    connections: AtomicU64,
     /// The live connection's handle and its number; a request clones it (one lock, no wait).
     conn: Arc<Slot>,
     /// Held while a connection opens, so that concurrent requests wait for one connection
@@ -64,6 +67,7 @@ impl H2Pool {
             connect_timeout,
             idle,
             activity: Arc::new(Activity::new()),
+            connections: AtomicU64::new(0),
             conn: Arc::default(),
             opening: tokio::sync::Mutex::new(()),
         })
@@ -92,13 +96,7 @@ impl H2Pool {
             let mut sender = self.sender(fresh).await?;
             match sender.try_send_request(req).await {
                 Ok(rsp) => {
-                    return Ok(rsp.map(|b| {
-                        Counted {
-                            inner: b.map_err(Into::into).boxed(),
-                            _in_flight: in_flight,
-                        }
-                        .boxed()
-                    }));
+                    return Ok(rsp.map(|b| in_flight.carried_by(b.map_err(Into::into).boxed())));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if !fresh => {
@@ -147,7 +145,7 @@ impl H2Pool {
             return Ok(s);
         }
         let sender = Box::pin(self.connect()).await?;
-        let number = self.activity.connections.fetch_add(1, Ordering::Relaxed);
+        let number = self.connections.fetch_add(1, Ordering::Relaxed);
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some((number, sender.clone()));
         tokio::spawn(let_go_when_idle(
             Arc::downgrade(&self.conn),
