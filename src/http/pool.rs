@@ -6,7 +6,8 @@
 //! authority, with a task spawned per request to put the connection back). A connection returns
 //! to the stack when the response body that came on it has been read to the end (a body dropped
 //! unread leaves bytes on the connection, and hyper closes it); a request goes out on the most
-//! recently used connection.
+//! recently used connection. At most [`MAX_OPEN`] connections are open at once; a request that
+//! finds them all busy waits for one.
 
 pub mod h2;
 
@@ -19,23 +20,41 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Idle keep-alive connections kept at most; more are closed when they fall idle.
 const MAX_IDLE: usize = 256;
 
+/// Connections open at once at most, busy and idle together. An HTTP/2 client of a listener has
+/// up to 100 streams in flight on each of its connections, and over HTTP/1.1 each would take a
+/// connection to the destination of its own: past this many, a request waits for a connection
+/// to come back or close (its listener's request timeout bounds the wait).
+const MAX_OPEN: usize = 1024;
+
 /// A client connection's task side, driven by a task of its own.
 type Conn = hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Body>;
 
-/// The idle connections, most recently used last.
-type Idle = Mutex<Vec<Kept>>;
+/// The idle connections, most recently used last, and the requests waiting for one.
+#[derive(Default)]
+struct Idle {
+    kept: Mutex<Vec<Kept>>,
+    /// Requests waiting because every connection is busy.
+    waiting: AtomicUsize,
+    /// Signalled when a connection comes back while a request waits.
+    returned: Notify,
+}
 
-/// A keep-alive connection as the pool holds it: the handle requests go out on; its connection
-/// runs on a task of its own.
-type Kept = SendRequest<Body>;
+/// A keep-alive connection as the pool holds it: the handle requests go out on, and its place
+/// under [`MAX_OPEN`], given back when the handle goes; its connection runs on a task of its own.
+struct Kept {
+    sender: SendRequest<Body>,
+    _open: OwnedSemaphorePermit,
+}
 
 /// Connections to `dest` (`host:port`; an IP address is used as is, a name is resolved at
 /// each new connection).
@@ -43,6 +62,8 @@ pub struct Pool {
     dest: String,
     connect_timeout: Duration,
     idle: Arc<Idle>,
+    /// One permit per open connection.
+    open: Arc<Semaphore>,
 }
 
 impl Pool {
@@ -52,6 +73,7 @@ impl Pool {
             dest: dest.into(),
             connect_timeout,
             idle: Arc::default(),
+            open: Arc::new(Semaphore::new(MAX_OPEN)),
         }
     }
 
@@ -85,23 +107,27 @@ impl Pool {
 
     async fn checkout_and_send(&self, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
         loop {
-            let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(mut kept) = pooled else { break };
-            if kept.ready().await.is_err() {
-                continue;
+            while let Some(mut kept) = self.idle.pop() {
+                if kept.sender.ready().await.is_err() {
+                    continue;
+                }
+                match kept.sender.try_send_request(req).await {
+                    Ok(rsp) => return Ok(self.returning(kept, rsp)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(e.into_error().into()),
+                    },
+                }
             }
-            match kept.try_send_request(req).await {
-                Ok(rsp) => return Ok(self.returning(kept, rsp)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(e.into_error().into()),
-                },
+            if let Ok(open) = self.open.clone().try_acquire_owned() {
+                // Boxed: opening a connection is rare, and its future would size every request's.
+                let mut kept = Box::pin(self.connect(open)).await?;
+                let rsp = kept.sender.send_request(req).await?;
+                return Ok(self.returning(kept, rsp));
             }
+            // Boxed for the same reason: waiting happens only with every connection busy.
+            Box::pin(self.idle.wait(&self.open)).await;
         }
-        // Boxed: opening a connection is rare, and its future would size every request's.
-        let mut kept = Box::pin(self.connect()).await?;
-        let rsp = kept.send_request(req).await?;
-        Ok(self.returning(kept, rsp))
     }
 
     /// `rsp` with a body that puts `kept` back in the pool once read to the end.
@@ -134,8 +160,9 @@ impl Pool {
         Ok(sender.send_request(req).await?)
     }
 
-    /// Opens a connection; its connection task runs until either side closes it.
-    async fn connect(&self) -> Result<Kept, BoxError> {
+    /// Opens a connection in the place `open`; its connection task runs until either side
+    /// closes it.
+    async fn connect(&self, open: OwnedSemaphorePermit) -> Result<Kept, BoxError> {
         let io = TokioIo::new(self.dial().await?);
         let (sender, conn) = handshake(io).await?;
         let dest = self.dest.clone();
@@ -144,7 +171,10 @@ impl Pool {
                 tracing::debug!(dest, error = %e, "connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Kept {
+            sender,
+            _open: open,
+        })
     }
 
     /// A TCP connection to `dest`, within the connect timeout.
@@ -168,6 +198,49 @@ fn handshake(
     hyper::client::conn::http1::Builder::new()
         .writev(false)
         .handshake(io)
+}
+
+impl Idle {
+    /// The most recently used idle connection.
+    fn pop(&self) -> Option<Kept> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    /// Puts `kept` back (or lets it close when [`MAX_IDLE`] are idle already) and wakes a
+    /// request waiting for a connection, if one is.
+    fn put_back(&self, kept: Kept) {
+        {
+            let mut idle = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(kept);
+            }
+        }
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.returned.notify_one();
+        }
+    }
+
+    /// Waits until a connection may be had: one came back idle, or one closed and gave its
+    /// place under `open` back. Returns at once when one is idle already.
+    async fn wait(&self, open: &Semaphore) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let returned = self.returned.notified();
+        tokio::pin!(returned);
+        // Registered before looking, so a connection put back after the look wakes this wait.
+        returned.as_mut().enable();
+        if self
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+        {
+            tokio::select! {
+                () = returned => {}
+                place = open.acquire() => drop(place),
+            }
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A response body; puts its connection back in the pool once read to the end.
@@ -212,10 +285,7 @@ impl Drop for Returning {
         if let Some((kept, idle)) = self.back.take()
             && let Some(idle) = idle.upgrade()
         {
-            let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push(kept);
-            }
+            idle.put_back(kept);
         }
     }
 }

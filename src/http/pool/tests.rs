@@ -229,3 +229,51 @@ async fn a_body_that_trickles_in_wakes_its_reader_for_each_piece() {
         "each piece is read as it comes: {pieces:?}"
     );
 }
+
+/// [`pool`] with room for `open` connections.
+fn pool_of(addr: SocketAddr, open: usize) -> Pool {
+    let mut pool = pool(addr);
+    pool.open = Arc::new(Semaphore::new(open));
+    pool
+}
+
+#[tokio::test]
+async fn with_every_connection_busy_a_request_waits_for_one_to_come_back() {
+    let (addr, accepted) = app(true, b"hello").await;
+    let pool = pool_of(addr, 1);
+    let first = get(&pool).await;
+    let second = read(&pool);
+    tokio::pin!(second);
+    // The one connection is busy until `first`'s body is read: the second request waits.
+    let waited = tokio::time::timeout(Duration::from_millis(200), second.as_mut()).await;
+    assert!(
+        waited.is_err(),
+        "a second connection was opened past the limit"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let body = bounded(first.into_body().collect()).await.expect("body");
+    assert_eq!(body.to_bytes(), &b"hello"[..]);
+    assert_eq!(bounded(second).await, &b"hello"[..]);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "it went out on the same one"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_closes_gives_its_place_to_a_waiting_request() {
+    let (addr, accepted) = app(false, b"bye").await;
+    let pool = pool_of(addr, 1);
+    let first = get(&pool).await;
+    let second = read(&pool);
+    tokio::pin!(second);
+    let waited = tokio::time::timeout(Duration::from_millis(200), second.as_mut()).await;
+    assert!(
+        waited.is_err(),
+        "a second connection was opened past the limit"
+    );
+    drop(first);
+    assert_eq!(bounded(second).await, &b"bye"[..]);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
