@@ -316,6 +316,7 @@ mod clock;
 mod connection;
 mod drain;
 mod original_dst;
+mod stall;
 pub use original_dst::original_dst;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 use super::clock::{TickClock, TickDeadline, deadline_ticks};
 use super::drain::DrainSignal;
+use super::stall::Sending;
 use super::{ConnInfo, Limits};
 use crate::http::in_flight::{Activity, InFlight};
 use crate::http::splice::{Held, Tracked};
@@ -78,6 +79,9 @@ pub(super) async fn serve_connection<H, F, IO>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut quiet = Quiet::new(limits.idle_timeout);
+    let idle_ticks = deadline_ticks(limits.idle_timeout, period);
+    // The tick at which the connection was told to close for being idle.
+    let mut idle_since = None;
     let DrainSignal { begun, mut rx } = drain;
     // One wait for the drain for the connection's whole life: a wait made anew at each wake-up
     // would join and leave the channel's waiter list on every request. A dropped sender drains too.
@@ -116,11 +120,28 @@ pub(super) async fn serve_connection<H, F, IO>(
             // Still ticking while closing: in-flight requests keep their deadline.
             _ = tick.tick() => {
                 // Only this task advances the clock: a plain load and store, no locked add.
-                ticks.store(ticks.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                if quiet.passed(&moved, &requests) && !closing {
-                    debug!(peer = %info.peer, "idle timeout");
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
+                let now = ticks.load(Ordering::Relaxed) + 1;
+                ticks.store(now, Ordering::Relaxed);
+                let cut = requests.sending.cut_stalled(now, idle_ticks);
+                if cut > 0 {
+                    debug!(peer = %info.peer, streams = cut, "client stopped reading; responses cut");
+                }
+                if !quiet.passed(&moved, &requests) {
+                    continue;
+                }
+                match idle_since {
+                    None if !closing => {
+                        debug!(peer = %info.peer, "idle timeout");
+                        conn.as_mut().graceful_shutdown();
+                        (closing, idle_since) = (true, Some(now));
+                    }
+                    // Still open a whole idle time after it was told to close, and still
+                    // quiet: a response nobody reads. Dropped, with what it holds.
+                    Some(at) if now - at >= idle_ticks => {
+                        debug!(peer = %info.peer, "idle connection did not close; dropping it");
+                        return;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -135,6 +156,8 @@ struct Requests {
     /// [`Requests::HTTP2`].
     protocol: AtomicU8,
     streams: Arc<Activity>,
+    /// The HTTP/2 response bodies being sent, watched for clients that stopped reading.
+    sending: Sending,
 }
 
 impl Requests {
@@ -239,7 +262,11 @@ where
         let (deadline, stream) = if h2 {
             // An h2 stream runs as a task of its own, which the connection's tick cannot wake.
             let sleep = Box::pin(tokio::time::sleep(wait));
-            let stream = InFlight::new(requests.streams.clone());
+            let stream = Stream {
+                in_flight: InFlight::new(requests.streams.clone()),
+                requests: requests.clone(),
+                ticks: clock.ticks.clone(),
+            };
             (Deadline::Timer(sleep), Some(stream))
         } else {
             (Deadline::Tick(clock.after(within)), None)
@@ -268,7 +295,14 @@ struct Within<F> {
     deadline: Deadline,
     grpc: bool,
     /// An HTTP/2 stream, counted in flight until its response body ends.
-    stream: Option<InFlight>,
+    stream: Option<Stream>,
+}
+
+/// An HTTP/2 stream in flight, and where its response body will be watched.
+struct Stream {
+    in_flight: InFlight,
+    requests: Arc<Requests>,
+    ticks: Arc<AtomicU64>,
 }
 
 impl<F: Future<Output = Response<Body>>> Future for Within<F> {
@@ -277,7 +311,7 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if let Poll::Ready(rsp) = self.fut.as_mut().poll(cx) {
             return Poll::Ready(Ok(match self.stream.take() {
-                Some(stream) => rsp.map(|body| stream.carried_by(body)),
+                Some(s) => rsp.map(|body| s.requests.sending.watch(body, s.in_flight, &s.ticks)),
                 None => rsp,
             }));
         }

@@ -387,3 +387,91 @@ async fn an_h2_stream_longer_than_the_idle_timeout_keeps_its_connection() {
     let body = answer.into_body().collect().await.expect("the whole body");
     assert_eq!(body.to_bytes().len(), 12);
 }
+
+/// Sets its flag when dropped.
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Serves, with `quick()` limits, a handler answering 64 MiB in 1 MiB chunks whose body sets
+/// `dropped` when it is dropped (by hyper once sent, or by the server when cut).
+async fn large_answers(dropped: Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+    use http_body_util::BodyExt;
+    static CHUNK: [u8; 1 << 20] = [b'x'; 1 << 20];
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handler = move |_req: Request<Incoming>, _info: ConnInfo| {
+        let flag = DropFlag(dropped.clone());
+        async move {
+            let chunks = futures_util::stream::unfold((0u8, flag), |(i, flag)| async move {
+                (i < 64).then(|| {
+                    let frame = http_body::Frame::data(bytes::Bytes::from_static(&CHUNK));
+                    (Ok::<_, crate::http::BoxError>(frame), (i + 1, flag))
+                })
+            });
+            Response::new(http_body_util::StreamBody::new(chunks).boxed())
+        }
+    };
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, quick(), handler, async {
+        let _ = rx.await;
+    }));
+    // The server runs until the test's runtime ends.
+    std::mem::forget(tx);
+    addr
+}
+
+/// Waits (at most 10 s) for `flag`.
+async fn raised(flag: &std::sync::atomic::AtomicBool) -> bool {
+    for _ in 0..200 {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_h2_response_the_client_never_reads_is_cut_and_its_body_dropped() {
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = large_answers(dropped.clone()).await;
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    // The client's stream window is 1 byte and never grows: it never reads.
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(1)
+        .handshake(TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    tokio::spawn(conn);
+    let get = Request::get("http://x/")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let answer = send.send_request(get).await.expect("response head");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(
+        raised(&dropped).await,
+        "the unread response still holds its body"
+    );
+    drop(answer);
+}
+
+#[tokio::test]
+async fn an_http1_response_the_client_never_reads_is_dropped_with_its_connection() {
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = large_answers(dropped.clone()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("request");
+    // Never read: 64 MiB cannot fit in the socket buffers.
+    assert!(
+        raised(&dropped).await,
+        "the unread response still holds its body"
+    );
+    drop(s);
+}
