@@ -20,6 +20,7 @@ pub mod dpop;
 pub mod forward;
 pub mod issuers;
 pub mod login;
+mod outcome;
 pub mod peer;
 pub mod reject;
 pub mod rules;
@@ -35,19 +36,20 @@ use crate::config::{Config, Mode, Route};
 use crate::http::path::{self, PathRules};
 use crate::http::{Body, BoxError};
 use crate::jwt::jwks::{Jwks, LastToken, Verifier};
-use crate::jwt::{Rules, unix_now};
+use crate::jwt::{Rules, Verified, unix_now};
 use crate::server::{self, Drained, Limits};
 use crate::telemetry::Metrics;
-use active::{Active, passing_outcome};
+use active::Active;
 use admit::Admitted;
 use http::uri::{PathAndQuery, Uri};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
+use outcome::{forwarded, refused};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tracing::{debug, info};
+use tracing::info;
 
 /// Verified tokens kept in the cache at most.
 const VERIFY_CACHE_CAPACITY: u64 = 100_000;
@@ -205,8 +207,9 @@ where
 
 /// Handles one request that came on the connection `last` belongs to, phase by phase: the
 /// canonical path, the sidecar's reserved paths, the route, the browser session
-/// ([`browser::before`]), admission ([`admit::admit`]), the Transaction Token, then the app; a
-/// refusal at any phase is answered by [`browser::refuse`].
+/// ([`browser::before`]), admission ([`admit::admit`]) and what the mode makes of it
+/// ([`under_mode`]), the Transaction Token, the app, then a step-up the app asked for
+/// ([`step_up_instead`]); a refusal at any phase is answered by [`browser::refuse`].
 /// No `tracing` span: an instrumented future is one more move of this kilobytes-large one per
 /// request; the events name the method themselves, and at the default `info` level a request
 /// that passes logs nothing. With OpenTelemetry on, the request runs in a boxed future of its
@@ -250,27 +253,16 @@ where
     let found = rules::find_route(&cfg.routes, req.method(), req.uri().path());
     let route = found.map(|(_, r)| r);
     let name = route.map_or("none", |r| r.name.as_str());
-    let navigation = match &s.login {
-        // Boxed: rare, and its future would size every request's.
-        Some(l) => match Box::pin(browser::before(s, l, route, &mut req, now)).await {
-            Ok(n) => n,
-            Err(rsp) => {
-                refused::<TRACED>(s, name, "login");
-                return rsp;
-            }
-        },
-        None => None,
+    let navigation = match browser_session::<B, TRACED>(s, route, name, &mut req, now).await {
+        Ok(n) => n,
+        Err(rsp) => return rsp,
     };
     let verdict = admit::admit::<B, TRACED>(s, last, route, cfg, &req, now).await;
     // A proof is for this hop only.
     req.headers_mut().remove(crate::dpop::HEADER);
-    // `outcome`: the refusal observe mode forwards anyway; `None` for a request that passed.
-    let (claims, outcome) = match (verdict, cfg.mode) {
-        (Ok(Admitted::Public), _) => (None, None),
-        (Ok(Admitted::Token(v)), _) => (Some(v), None),
-        (Err(denied), Mode::Enforce) => {
-            refused::<TRACED>(s, name, denied.reject.outcome());
-            info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "refused");
+    let (claims, outcome) = match under_mode(verdict, cfg.mode, &method, name) {
+        Ok(passed) => passed,
+        Err(reject) => {
             let ctx = browser::Refusal {
                 s,
                 active: &active,
@@ -278,18 +270,15 @@ where
                 grpc,
                 now,
             };
-            return Box::pin(browser::refuse(ctx, denied.reject)).await;
-        }
-        (Err(denied), Mode::Observe) => {
-            info!(method = %req.method(), route = name, outcome = denied.reject.outcome(), reason = %denied.reject, "observe mode: forwarding anyway");
-            (denied.verified, Some(denied.reject.outcome()))
+            // Boxed: a refusal's future would size every request's.
+            return Box::pin(refuse_admission::<TRACED>(ctx, &method, name, reject)).await;
         }
     };
     if let Some(t) = &s.txn
         && let Err(e) = Box::pin(t.run(&mut req, claims.as_deref(), cfg.mode)).await
     {
         refused::<TRACED>(s, name, e.outcome());
-        info!(method = %req.method(), route = name, outcome = e.outcome(), reason = %e, "refused");
+        info!(%method, route = name, outcome = e.outcome(), reason = %e, "refused");
         return e.into_response(&cfg.audience);
     }
     let sent = send::send::<B, TRACED>(s, &active, claims.as_deref(), req).await;
@@ -304,55 +293,80 @@ where
         }
     };
     forwarded::<TRACED>(s, &active, found, name, outcome, &method, rsp.status());
-    if let (Some(l), Some(n)) = (&s.login, &navigation)
-        && let Some(redirect) = Box::pin(n.answered(l, &rsp, now)).await
-    {
-        return redirect;
-    }
-    rsp
+    let redirect = step_up_instead(s, navigation.as_ref(), &rsp, now).await;
+    redirect.unwrap_or(rsp)
 }
 
-/// Counts a request refused at one of [`handle_plain`]'s phases, on `route` with `outcome`;
-/// `TRACED`: on the current span too.
-fn refused<const TRACED: bool>(s: &Inbound, route: &str, outcome: &'static str) {
-    if TRACED {
-        trace::note_outcome(route, outcome, true);
-    }
-    s.metrics.inbound(route, outcome);
-}
-
-/// Counts and logs a request the app answered with `status`, on the route `found` (`name`).
-/// `outcome`: the refusal observe mode forwarded anyway; `None` for a request that passed,
-/// counted with the route's passing outcome on its own counter, without a label lookup.
-/// Always inlined: a named step of every forwarded request's path, not a call.
-#[inline(always)]
-fn forwarded<const TRACED: bool>(
+/// The browser-session phase, for a sidecar with `login:` configured ([`browser::before`]): the
+/// navigation a session carries, if any; `Err` is the answer to send instead (the redirect to
+/// sign in), counted on `route` (`name`) as `login`.
+async fn browser_session<B, const TRACED: bool>(
     s: &Inbound,
-    active: &Active,
-    found: Option<(usize, &Route)>,
+    route: Option<&Route>,
     name: &str,
-    outcome: Option<&'static str>,
+    req: &mut Request<B>,
+    now: u64,
+) -> Result<Option<browser::Navigation>, Response<Body>> {
+    let Some(l) = &s.login else {
+        return Ok(None);
+    };
+    // Boxed: rare, and its future would size every request's.
+    let navigation = Box::pin(browser::before(s, l, route, req, now)).await;
+    if navigation.is_err() {
+        refused::<TRACED>(s, name, "login");
+    }
+    navigation
+}
+
+/// What the mode makes of admission's verdict on a request to `method` on `route`: a request
+/// that passed goes on with its token's claims (`None` on a public route) and no refusal. A
+/// refused one is refused in enforce mode (`Err`); in observe mode it goes on with the claims
+/// verification gave, if it got that far, and the outcome word of the refusal it forwards
+/// anyway (logged here).
+fn under_mode(
+    verdict: Result<Admitted, admit::Denied>,
+    mode: Mode,
     method: &Method,
-    status: StatusCode,
-) {
-    let route = found.map(|(_, r)| r);
-    let passing = || route.map_or("allowed", passing_outcome);
-    if TRACED {
-        trace::note_outcome(name, outcome.unwrap_or_else(passing), false);
-    }
-    match (outcome, found) {
-        (None, Some((i, _))) => {
-            active.forwarded[i].inc();
+    route: &str,
+) -> Result<(Option<Arc<Verified>>, Option<&'static str>), Reject> {
+    match (verdict, mode) {
+        (Ok(Admitted::Public), _) => Ok((None, None)),
+        (Ok(Admitted::Token(v)), _) => Ok((Some(v), None)),
+        (Err(denied), Mode::Enforce) => Err(denied.reject),
+        (Err(denied), Mode::Observe) => {
+            let reject = denied.reject;
+            info!(%method, route, outcome = reject.outcome(), reason = %reject, "observe mode: forwarding anyway");
+            Ok((denied.verified, Some(reject.outcome())))
         }
-        (outcome, _) => s.metrics.inbound(name, outcome.unwrap_or_else(passing)),
     }
-    debug!(
-        %method,
-        route = name,
-        outcome = outcome.unwrap_or_else(passing),
-        status = status.as_u16(),
-        "forwarded"
-    );
+}
+
+/// The answer to a request enforce mode refuses after admission, on `route`: counted, logged,
+/// and answered by [`browser::refuse`].
+async fn refuse_admission<const TRACED: bool>(
+    ctx: browser::Refusal<'_>,
+    method: &Method,
+    route: &str,
+    reject: Reject,
+) -> Response<Body> {
+    refused::<TRACED>(ctx.s, route, reject.outcome());
+    info!(%method, route, outcome = reject.outcome(), reason = %reject, "refused");
+    browser::refuse(ctx, reject).await
+}
+
+/// After the app answered a browser navigation with an RFC 9470 challenge, the redirect to
+/// step up that the client gets instead of `rsp` ([`browser::Navigation::answered`]); `None`
+/// to pass the app's answer on.
+async fn step_up_instead(
+    s: &Inbound,
+    navigation: Option<&browser::Navigation>,
+    rsp: &Response<Body>,
+    now: u64,
+) -> Option<Response<Body>> {
+    match (&s.login, navigation) {
+        (Some(l), Some(n)) => Box::pin(n.answered(l, rsp, now)).await,
+        _ => None,
+    }
 }
 
 /// The first phase: the request's path made canonical ([`crate::http::path`]), in observe mode

@@ -120,3 +120,52 @@ async fn a_repeated_credential_skips_parsing_but_never_the_header_rules() {
     assert_eq!(rsp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(hits(), 1);
 }
+
+/// A verified token, as admission hands it on.
+fn verified() -> Arc<Verified> {
+    let key = SigningKey::generate(Algorithm::ES256).expect("key");
+    let now = unix_now();
+    let claims = serde_json::json!({"iss": "https://idp.example", "aud": "service-b", "sub": "a",
+                                    "iat": now, "exp": now + 60});
+    let token = key.sign("at+jwt", &claims).expect("sign");
+    let keys = KeySet::from_signing_keys([&key]);
+    let rules = Rules::access("https://idp.example", "service-b");
+    Arc::new(crate::jwt::verify(&token, &keys, &rules, now).expect("verifies"))
+}
+
+fn denied(reject: Reject, verified: Option<Arc<Verified>>) -> Result<Admitted, admit::Denied> {
+    Err(admit::Denied { reject, verified })
+}
+
+#[test]
+fn a_request_that_passed_goes_on_in_either_mode_with_its_claims() {
+    let get = Method::GET;
+    for mode in [Mode::Enforce, Mode::Observe] {
+        let (claims, outcome) =
+            under_mode(Ok(Admitted::Public), mode, &get, "api").expect("public passes");
+        assert!(claims.is_none() && outcome.is_none());
+        let (claims, outcome) =
+            under_mode(Ok(Admitted::Token(verified())), mode, &get, "api").expect("token passes");
+        assert_eq!(claims.expect("claims go on").claims["sub"], "a");
+        assert_eq!(outcome, None);
+    }
+}
+
+#[test]
+fn enforce_mode_refuses_and_observe_mode_forwards_with_the_refusal_named() {
+    let get = Method::GET;
+    let refused = under_mode(denied(Reject::NoToken, None), Mode::Enforce, &get, "api");
+    assert_eq!(refused.expect_err("enforced"), Reject::NoToken);
+
+    let (claims, outcome) =
+        under_mode(denied(Reject::NoToken, None), Mode::Observe, &get, "api").expect("observed");
+    assert!(claims.is_none());
+    assert_eq!(outcome, Some("no_token"));
+
+    // Verification succeeded but a later rule refused: observe mode forwards those claims.
+    let rule = Reject::NoRoute;
+    let (claims, outcome) =
+        under_mode(denied(rule, Some(verified())), Mode::Observe, &get, "api").expect("observed");
+    assert_eq!(claims.expect("verified claims go on").claims["sub"], "a");
+    assert_eq!(outcome, Some(Reject::NoRoute.outcome()));
+}
