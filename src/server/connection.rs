@@ -82,23 +82,7 @@ pub(super) async fn serve_connection<H, F, IO>(
     let idle_ticks = deadline_ticks(limits.idle_timeout, period);
     // The tick at which the connection was told to close for being idle.
     let mut idle_since = None;
-    let DrainSignal { begun, mut rx } = drain;
-    // One wait for the drain for the connection's whole life: a wait made anew at each wake-up
-    // would join and leave the channel's waiter list on every request. A dropped sender drains too.
-    let wait = rx.wait_for(|draining| *draining);
-    tokio::pin!(wait);
-    // Polling the wait takes the channel's lock, and a busy connection's task wakes several times
-    // per request. Its first poll leaves this task's waker in the channel's waiter list, where it
-    // stays until the channel changes; after that the wait is polled again only once `begun`
-    // says the drain has begun (an atomic load per wake-up).
-    let mut armed = false;
-    let draining = std::future::poll_fn(|cx| {
-        if armed && !begun.load(Ordering::Acquire) {
-            return Poll::Pending;
-        }
-        armed = true;
-        wait.as_mut().poll(cx).map(drop)
-    });
+    let draining = drain_begun(drain);
     tokio::pin!(draining);
     let mut closing = false;
     loop {
@@ -129,23 +113,66 @@ pub(super) async fn serve_connection<H, F, IO>(
                 if !quiet.passed(&moved, &requests) {
                     continue;
                 }
-                match idle_since {
-                    None if !closing => {
+                match when_quiet(idle_since, closing, now, idle_ticks) {
+                    WhenQuiet::Close => {
                         debug!(peer = %info.peer, "idle timeout");
                         conn.as_mut().graceful_shutdown();
                         (closing, idle_since) = (true, Some(now));
                     }
-                    // Still open a whole idle time after it was told to close, and still
-                    // quiet: a response nobody reads. Dropped, with what it holds.
-                    Some(at) if now - at >= idle_ticks => {
+                    WhenQuiet::Drop => {
                         debug!(peer = %info.peer, "idle connection did not close; dropping it");
                         return;
                     }
-                    _ => {}
+                    WhenQuiet::Wait => {}
                 }
             }
         }
     }
+}
+
+/// What a tick does with a connection that has been quiet for its idle time.
+#[derive(Debug, PartialEq, Eq)]
+enum WhenQuiet {
+    /// Tell it to close: in-flight requests finish, then it closes.
+    Close,
+    /// Still open a whole idle time after it was told to close, and still quiet: a response
+    /// nobody reads. Dropped, with what it holds.
+    Drop,
+    /// Nothing yet: closing already, for the drain or within its idle time since told to.
+    Wait,
+}
+
+/// [`WhenQuiet`] at tick `now`, for a quiet connection told to close for being idle at tick
+/// `idle_since` (if it was), `closing` for any reason; `idle_ticks` is the idle time in ticks.
+fn when_quiet(idle_since: Option<u64>, closing: bool, now: u64, idle_ticks: u64) -> WhenQuiet {
+    match idle_since {
+        None if !closing => WhenQuiet::Close,
+        Some(at) if now - at >= idle_ticks => WhenQuiet::Drop,
+        _ => WhenQuiet::Wait,
+    }
+}
+
+/// Resolves once the drain has begun (or its sender is gone).
+///
+/// One wait for the drain for the connection's whole life: a wait made anew at each wake-up
+/// would join and leave the channel's waiter list on every request. Polling the wait takes the
+/// channel's lock, and a busy connection's task wakes several times per request. Its first poll
+/// leaves this task's waker in the channel's waiter list, where it stays until the channel
+/// changes; after that the wait is polled again only once `begun` says the drain has begun (an
+/// atomic load per wake-up).
+async fn drain_begun(drain: DrainSignal) {
+    let DrainSignal { begun, mut rx } = drain;
+    let wait = rx.wait_for(|draining| *draining);
+    tokio::pin!(wait);
+    let mut armed = false;
+    std::future::poll_fn(|cx| {
+        if armed && !begun.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        armed = true;
+        wait.as_mut().poll(cx).map(drop)
+    })
+    .await;
 }
 
 /// What a connection's requests tell its idle clock: the protocol they came in, and the HTTP/2
@@ -328,6 +355,29 @@ impl<F: Future<Output = Response<Body>>> Future for Within<F> {
             Poll::Ready(Ok(text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n")))
         } else {
             Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_connection_is_told_to_close_then_dropped_a_whole_idle_time_later() {
+        let idle = 4;
+        assert_eq!(when_quiet(None, false, 10, idle), WhenQuiet::Close);
+        // Told at tick 10: it has until tick 14 to close by itself.
+        assert_eq!(when_quiet(Some(10), true, 11, idle), WhenQuiet::Wait);
+        assert_eq!(when_quiet(Some(10), true, 13, idle), WhenQuiet::Wait);
+        assert_eq!(when_quiet(Some(10), true, 14, idle), WhenQuiet::Drop);
+    }
+
+    #[test]
+    fn a_connection_draining_for_shutdown_is_left_to_the_drain() {
+        // Closing for the drain, never told to close for being idle: the grace period decides.
+        for now in [1, 100, 10_000] {
+            assert_eq!(when_quiet(None, true, now, 4), WhenQuiet::Wait);
         }
     }
 }
