@@ -247,30 +247,16 @@ where
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning; never exit.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
         };
         let Ok(permit) = permits.clone().try_acquire_owned().map(Arc::new) else {
             debug!(%peer, "connection limit reached; closing");
             continue;
         };
-        let Ok(local) = stream.local_addr() else {
+        let Some(info) = conn_info(&stream, peer) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let original_dst = original_dst(&stream).ok().filter(|d| *d != local);
-        let info = ConnInfo {
-            peer,
-            local,
-            original_dst,
-        };
         let (builder, limits, make) = (builder.clone(), limits.clone(), make.clone());
         let (drain, upgrade) = (drain.subscribe(), upgrade.clone());
         tokio::spawn(async move {
@@ -284,6 +270,33 @@ where
 
     drop(listener);
     wait_drained(&drain, &permits, &limits, local).await
+}
+
+/// The next connection `listener` accepts. A failed accept (EMFILE and friends) is logged and
+/// followed by a short pause instead of a spin; it never ends the loop.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The ends of `stream`, accepted from `peer`: the local address, and the original destination
+/// when a redirect changed it (`None` when the socket's is its own local address, or it has
+/// none). `None` for a socket already closed, which has no local address.
+fn conn_info(stream: &TcpStream, peer: SocketAddr) -> Option<ConnInfo> {
+    let local = stream.local_addr().ok()?;
+    let original_dst = original_dst(stream).ok().filter(|d| *d != local);
+    Some(ConnInfo {
+        peer,
+        local,
+        original_dst,
+    })
 }
 
 /// Tells every connection to finish ([`Drain::begin`]) and waits until all have, for at most

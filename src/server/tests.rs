@@ -475,3 +475,15 @@ async fn an_http1_response_the_client_never_reads_is_dropped_with_its_connection
     );
     drop(s);
 }
+
+#[tokio::test]
+async fn a_connection_nothing_redirected_knows_both_ends_and_no_original_destination() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let client = TcpStream::connect(addr).await.expect("connect");
+    let (stream, peer) = accept(&listener).await;
+    let info = conn_info(&stream, peer).expect("an open socket has ends");
+    assert_eq!(info.peer, client.local_addr().expect("client addr"));
+    assert_eq!(info.local, addr);
+    assert_eq!(info.original_dst, None);
+}
