@@ -8,7 +8,7 @@ use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::exponential_buckets;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -93,64 +93,66 @@ pub fn exemplar() -> Option<TraceExemplar> {
     crate::otel::sampled_trace_id().map(|trace_id| TraceExemplar { trace_id })
 }
 
+/// A metric's name (`baton_`, its unit, no `_total`: the encoder adds it to counters) and help.
+type Named = (&'static str, &'static str);
+
+const INBOUND_REQUESTS: Named = (
+    "baton_inbound_requests",
+    "Inbound requests by route and outcome",
+);
+const VERIFY_LATENCY: Named = (
+    "baton_verify_latency_seconds",
+    "Time to verify a token signature and claims (cache misses)",
+);
+const VERIFY_CACHE: Named = (
+    "baton_verify_cache_lookups",
+    "Verified-token cache lookups by outcome (hit, miss)",
+);
+const JWKS_FETCHES: Named = (
+    "baton_jwks_fetches",
+    "Discovery and JWKS fetches by outcome (ok, error)",
+);
+const JWKS_AGE: Named = (
+    "baton_jwks_age_seconds",
+    "Seconds since the key set in use was fetched (-1 before the first load)",
+);
+const CONFIG_RELOADS: Named = (
+    "baton_config_reloads",
+    "Configuration reloads by outcome (ok, error)",
+);
+const LOGIN_EVENTS: Named = (
+    "baton_login_events",
+    "Edge browser sign-in steps by outcome",
+);
+const TRACE_SPANS_DROPPED: Named = (
+    "baton_trace_spans_dropped",
+    "Finished trace spans dropped instead of exported (queue full or export failed)",
+);
+
+/// `metric`, registered in `registry` as `named`: the registry keeps a handle to encode, the
+/// caller the metric to record into.
+fn registered<M: Metric + Clone>(registry: &mut Registry, (name, help): Named, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
-    /// Creates every metric and registers it.
+    /// Creates every metric and registers it, in the order `/metrics` lists them.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let inbound_requests = Family::<RouteOutcome, Counter>::default();
-        registry.register(
-            "baton_inbound_requests",
-            "Inbound requests by route and outcome",
-            inbound_requests.clone(),
-        );
+        let mut r = Registry::default();
+        let inbound_requests = registered(&mut r, INBOUND_REQUESTS, Family::default());
         let verify_latency = Latency::new(exponential_buckets(0.000_01, 2.0, 16));
-        registry.register(
-            "baton_verify_latency_seconds",
-            "Time to verify a token signature and claims (cache misses)",
-            verify_latency.clone(),
-        );
-        let verify_cache = Family::<Outcome, Counter>::default();
-        registry.register(
-            "baton_verify_cache_lookups",
-            "Verified-token cache lookups by outcome (hit, miss)",
-            verify_cache.clone(),
-        );
-        let jwks_fetches = Family::<Outcome, Counter>::default();
-        registry.register(
-            "baton_jwks_fetches",
-            "Discovery and JWKS fetches by outcome (ok, error)",
-            jwks_fetches.clone(),
-        );
-        let jwks_age = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "baton_jwks_age_seconds",
-            "Seconds since the key set in use was fetched (-1 before the first load)",
-            jwks_age.clone(),
-        );
-        let config_reloads = Family::<Outcome, Counter>::default();
-        registry.register(
-            "baton_config_reloads",
-            "Configuration reloads by outcome (ok, error)",
-            config_reloads.clone(),
-        );
-        let login_events = Family::<Outcome, Counter>::default();
-        registry.register(
-            "baton_login_events",
-            "Edge browser sign-in steps by outcome",
-            login_events.clone(),
-        );
-        let trace_spans_dropped = Counter::default();
-        registry.register(
-            "baton_trace_spans_dropped",
-            "Finished trace spans dropped instead of exported (queue full or export failed)",
-            trace_spans_dropped.clone(),
-        );
+        let verify_latency = registered(&mut r, VERIFY_LATENCY, verify_latency);
+        let verify_cache = registered(&mut r, VERIFY_CACHE, Family::default());
+        let jwks_fetches = registered(&mut r, JWKS_FETCHES, Family::default());
+        let jwks_age = registered(&mut r, JWKS_AGE, Gauge::default());
+        let config_reloads = registered(&mut r, CONFIG_RELOADS, Family::default());
+        let login_events = registered(&mut r, LOGIN_EVENTS, Family::default());
+        let trace_spans_dropped = registered(&mut r, TRACE_SPANS_DROPPED, Counter::default());
         let exchange = ExchangeMetrics::default();
-        exchange.register(&mut registry);
+        exchange.register(&mut r);
         Self {
-            registry,
-            trace_spans_dropped,
-            exchange,
+            registry: r,
             inbound_requests,
             verify_latency,
             verify_cache,
@@ -158,6 +160,8 @@ impl Metrics {
             jwks_age,
             config_reloads,
             login_events,
+            trace_spans_dropped,
+            exchange,
         }
     }
 
