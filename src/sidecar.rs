@@ -2,7 +2,12 @@
 //! config reload ([`reload`]) and its shutdown order (readyz 503 → stop accepting →
 //! drain → log).
 
+mod listeners;
 pub mod reload;
+mod running;
+
+pub use listeners::Listeners;
+pub use running::Running;
 
 use crate::admin::{self, Admin, AppProbes};
 use crate::config::Config;
@@ -10,7 +15,7 @@ use crate::inbound::{self, Inbound};
 use crate::jwt::jwks::{self, Jwks};
 use crate::outbound::{self, Outbound};
 use crate::server::Drained;
-use crate::shutdown::{self, Shutdown, Trigger};
+use crate::shutdown::{self, Shutdown};
 use crate::telemetry::Metrics;
 use std::io;
 use std::net::SocketAddr;
@@ -52,123 +57,6 @@ pub enum Error {
     InboundTls(#[from] crate::tls::TlsError),
 }
 
-/// The sockets of one sidecar, bound before anything else starts.
-pub struct Listeners {
-    /// Client traffic for the app.
-    pub inbound: TcpListener,
-    /// The app's forward-proxy calls.
-    pub outbound: TcpListener,
-    /// Health, readiness, metrics, config.
-    pub admin: TcpListener,
-    /// One per `outbound.ports` entry, in config order.
-    pub ports: Vec<TcpListener>,
-}
-
-impl Listeners {
-    /// Binds the addresses `cfg` names.
-    pub async fn bind(cfg: &Config) -> Result<Self, Error> {
-        let l = &cfg.listeners;
-        let mut ports = Vec::with_capacity(cfg.outbound.ports.len());
-        for p in &cfg.outbound.ports {
-            ports.push(bind("outbound port", p.listen).await?);
-        }
-        Ok(Self {
-            inbound: bind("inbound", l.inbound).await?,
-            outbound: bind("outbound", l.outbound).await?,
-            admin: bind("admin", l.admin).await?,
-            ports,
-        })
-    }
-
-    /// Binds every listener on `127.0.0.1:0` (tests and `baton demo`).
-    pub async fn ephemeral(cfg: &Config) -> Result<Self, Error> {
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut ports = Vec::with_capacity(cfg.outbound.ports.len());
-        for _ in &cfg.outbound.ports {
-            ports.push(bind("outbound port", any).await?);
-        }
-        Ok(Self {
-            inbound: bind("inbound", any).await?,
-            outbound: bind("outbound", any).await?,
-            admin: bind("admin", any).await?,
-            ports,
-        })
-    }
-}
-
-async fn bind(name: &'static str, addr: SocketAddr) -> Result<TcpListener, Error> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { name, addr, source })
-}
-
-/// A started sidecar.
-pub struct Running {
-    /// Where the inbound listener accepts.
-    pub inbound: SocketAddr,
-    /// Where the forward proxy accepts (`HTTP_PROXY`).
-    pub outbound: SocketAddr,
-    /// Where the admin listener accepts.
-    pub admin: SocketAddr,
-    /// The local upstream ports, in config order.
-    pub ports: Vec<SocketAddr>,
-    /// The metrics all three listeners record into.
-    pub metrics: Arc<Metrics>,
-    /// The key cache (readiness).
-    pub jwks: Arc<Jwks>,
-    trigger: Trigger,
-    admin_trigger: Trigger,
-    tasks: JoinSet<(&'static str, Drained)>,
-    admin_task: JoinSet<(&'static str, Drained)>,
-    tracing: Option<Arc<crate::otel::Tracing>>,
-}
-
-impl Running {
-    /// Waits until the JWKS has loaded (the readiness latch), at most `limit`.
-    pub async fn ready(&self, limit: Duration) -> bool {
-        tokio::time::timeout(limit, self.jwks.wait_ready())
-            .await
-            .is_ok()
-    }
-
-    /// Shuts down in that order and reports whether every listener drained cleanly:
-    /// `/readyz` turns 503 and the traffic listeners drain; the admin listener stops last.
-    pub async fn stop(mut self) -> bool {
-        self.trigger.fire();
-        let clean = drain(&mut self.tasks).await;
-        self.admin_trigger.fire();
-        let clean = drain(&mut self.admin_task).await && clean;
-        if let Some(t) = &self.tracing {
-            t.shutdown();
-        }
-        clean
-    }
-}
-
-async fn drain(tasks: &mut JoinSet<(&'static str, Drained)>) -> bool {
-    let mut clean = true;
-    {
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok((name, Drained::Clean)) => info!(listener = name, "stopped"),
-                Ok((name, Drained::Cut(n))) => {
-                    warn!(
-                        listener = name,
-                        connections = n,
-                        "stopped with connections cut"
-                    );
-                    clean = false;
-                }
-                Err(e) => {
-                    error!(error = %e, "listener task failed");
-                    clean = false;
-                }
-            }
-        }
-    }
-    clean
-}
-
 /// Starts a sidecar on already-bound `listeners`. With `config_path`, the config is reloaded on
 /// SIGHUP and when the file changes, both sides at once; a new config that is invalid or changes
 /// what only a restart applies is refused and the old one kept ([`reload`]).
@@ -190,13 +78,7 @@ pub async fn start_with_app_probes(
     app_probes: AppProbes,
 ) -> Result<Running, Error> {
     let metrics = Arc::new(Metrics::new());
-    let jwks = Jwks::start(
-        &cfg.issuer,
-        &cfg.algorithms,
-        cfg.jwks.clone(),
-        jwks::http_client_for(&cfg.issuer)?,
-        metrics.clone(),
-    );
+    let jwks = start_jwks(&cfg, &metrics)?;
     let tracing = match crate::otel::Settings::resolve(
         cfg.tracing.as_ref(),
         &format!("{}-baton", cfg.audience),
@@ -227,13 +109,7 @@ pub async fn start_with_tracing(
     tracing: Option<Arc<crate::otel::Tracing>>,
 ) -> Result<Running, Error> {
     let metrics = Arc::new(Metrics::new());
-    let jwks = Jwks::start(
-        &cfg.issuer,
-        &cfg.algorithms,
-        cfg.jwks.clone(),
-        jwks::http_client_for(&cfg.issuer)?,
-        metrics.clone(),
-    );
+    let jwks = start_jwks(&cfg, &metrics)?;
     start_traced(
         cfg,
         listeners,
@@ -246,6 +122,18 @@ pub async fn start_with_tracing(
     .await
 }
 
+/// Starts the key set of `cfg.issuer`, which the inbound side verifies with and readiness waits
+/// for.
+fn start_jwks(cfg: &Config, metrics: &Arc<Metrics>) -> Result<Arc<Jwks>, Error> {
+    Ok(Jwks::start(
+        &cfg.issuer,
+        &cfg.algorithms,
+        cfg.jwks.clone(),
+        jwks::http_client_for(&cfg.issuer)?,
+        metrics.clone(),
+    ))
+}
+
 async fn start_traced(
     cfg: Config,
     listeners: Listeners,
@@ -255,7 +143,90 @@ async fn start_traced(
     jwks: Arc<Jwks>,
     tracing: Option<Arc<crate::otel::Tracing>>,
 ) -> Result<Running, Error> {
-    let mut inbound = Inbound::new(&cfg, jwks.clone(), metrics.clone());
+    let (inbound_state, outbound_state) = both_sides(&cfg, &jwks, &metrics, tracing.as_ref())?;
+    let (trigger, signal) = shutdown::channel();
+    let (admin_trigger, admin_signal) = shutdown::channel();
+    let admin_state = Arc::new(
+        Admin::new(
+            inbound_state.clone(),
+            jwks.clone(),
+            metrics.clone(),
+            signal.clone(),
+        )
+        .with_app_probes(app_probes),
+    );
+    let app_probes = admin_state.app_probes().len();
+    let Listeners {
+        inbound,
+        outbound,
+        admin,
+        ports,
+    } = listeners;
+    let (inbound_addr, outbound_addr, admin_addr) =
+        (local(&inbound), local(&outbound), local(&admin));
+    let port_addrs = ports.iter().map(local).collect();
+    let tasks = serve_traffic(
+        &cfg,
+        (inbound, outbound, ports),
+        &inbound_state,
+        &outbound_state,
+        &signal,
+    );
+    let mut admin_task = JoinSet::new();
+    admin_task.spawn(named(
+        "admin",
+        admin::serve(admin_state, admin, admin_signal.wait()),
+    ));
+    if let Some(path) = config_path {
+        let reloader = reload::Reloader::new(
+            path,
+            cfg.clone(),
+            inbound_state,
+            outbound_state,
+            metrics.clone(),
+        );
+        tokio::spawn(reload::watch(reloader, RELOAD_POLL, signal.wait()));
+    }
+    let running = Running {
+        inbound: inbound_addr,
+        outbound: outbound_addr,
+        admin: admin_addr,
+        ports: port_addrs,
+        metrics,
+        jwks,
+        trigger,
+        admin_trigger,
+        tasks,
+        admin_task,
+        tracing,
+    };
+    log_started(&cfg, &running, app_probes);
+    Ok(running)
+}
+
+/// The one line `baton run` logs once every listener serves.
+fn log_started(cfg: &Config, running: &Running, app_probes: usize) {
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        audience = %cfg.audience,
+        inbound = %running.inbound,
+        outbound = %running.outbound,
+        admin = %running.admin,
+        app_probes,
+        mode = ?cfg.mode,
+        "baton sidecar started"
+    );
+}
+
+/// The inbound and outbound sides of `cfg`, sharing the confined-token handles and, when
+/// `tracing` is on, the spans' destination.
+fn both_sides(
+    cfg: &Config,
+    jwks: &Arc<Jwks>,
+    metrics: &Arc<Metrics>,
+    tracing: Option<&Arc<crate::otel::Tracing>>,
+) -> Result<(Arc<Inbound>, Arc<Outbound>), Error> {
+    let mut inbound = Inbound::new(cfg, jwks.clone(), metrics.clone());
     if let Some(t) = &cfg.inbound.tls {
         let tls =
             crate::tls::ReloadingAcceptor::load(&t.cert_file, &t.key_file, t.client_ca.clone())?;
@@ -273,100 +244,51 @@ async fn start_traced(
     ));
     inbound = inbound.with_handles(handles.clone());
     outbound = outbound.with_handles(handles);
-    if let Some(t) = &tracing {
+    if let Some(t) = tracing {
         inbound = inbound.with_tracing(t.clone());
         outbound = outbound.with_tracing(t.clone());
     }
-    let inbound_state = Arc::new(inbound);
-    let outbound_state: Arc<Outbound> = Arc::new(outbound);
-    let (trigger, signal) = shutdown::channel();
-    let (admin_trigger, admin_signal) = shutdown::channel();
-    let admin_state = Arc::new(
-        Admin::new(
-            inbound_state.clone(),
-            jwks.clone(),
-            metrics.clone(),
-            signal.clone(),
-        )
-        .with_app_probes(app_probes),
-    );
-    let app_probes = admin_state.app_probes().len();
-    let addr = |l: &TcpListener| {
-        l.local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-    };
-    let (inbound_addr, outbound_addr, admin_addr) = (
-        addr(&listeners.inbound),
-        addr(&listeners.outbound),
-        addr(&listeners.admin),
-    );
-    let ports: Vec<SocketAddr> = listeners.ports.iter().map(addr).collect();
+    Ok((Arc::new(inbound), Arc::new(outbound)))
+}
 
+/// Serves the traffic listeners (inbound, the forward proxy, each upstream port) until `signal`;
+/// the admin listener is served apart, as it stops last.
+fn serve_traffic(
+    cfg: &Config,
+    (inbound_listener, outbound_listener, ports): (TcpListener, TcpListener, Vec<TcpListener>),
+    inbound_state: &Arc<Inbound>,
+    outbound_state: &Arc<Outbound>,
+    signal: &Shutdown,
+) -> JoinSet<(&'static str, Drained)> {
     let mut tasks = JoinSet::new();
-    let wait = |s: &Shutdown| s.clone().wait();
+    let wait = || signal.clone().wait();
     tasks.spawn(named(
         "inbound",
-        inbound::serve(inbound_state.clone(), listeners.inbound, wait(&signal)),
+        inbound::serve(inbound_state.clone(), inbound_listener, wait()),
     ));
     tasks.spawn(named(
         "outbound",
         outbound::serve(
             outbound_state.clone(),
-            listeners.outbound,
+            outbound_listener,
             cfg.limits.clone(),
-            wait(&signal),
+            wait(),
         ),
     ));
-    for (i, l) in listeners.ports.into_iter().enumerate() {
+    for (i, l) in ports.into_iter().enumerate() {
         tasks.spawn(named(
             "outbound port",
-            outbound::serve_port(
-                outbound_state.clone(),
-                i,
-                l,
-                cfg.limits.clone(),
-                wait(&signal),
-            ),
+            outbound::serve_port(outbound_state.clone(), i, l, cfg.limits.clone(), wait()),
         ));
     }
-    let mut admin_task = JoinSet::new();
-    admin_task.spawn(named(
-        "admin",
-        admin::serve(admin_state, listeners.admin, admin_signal.wait()),
-    ));
-    if let Some(path) = config_path {
-        let reloader = reload::Reloader::new(
-            path,
-            cfg.clone(),
-            inbound_state,
-            outbound_state,
-            metrics.clone(),
-        );
-        tokio::spawn(reload::watch(reloader, RELOAD_POLL, wait(&signal)));
-    }
-    info!(
-        version = env!("CARGO_PKG_VERSION"),
-        audience = %cfg.audience,
-        inbound = %inbound_addr,
-        outbound = %outbound_addr,
-        admin = %admin_addr,
-        app_probes,
-        mode = ?cfg.mode,
-        "baton sidecar started"
-    );
-    Ok(Running {
-        inbound: inbound_addr,
-        outbound: outbound_addr,
-        admin: admin_addr,
-        ports,
-        metrics,
-        jwks,
-        trigger,
-        admin_trigger,
-        tasks,
-        admin_task,
-        tracing,
-    })
+    tasks
+}
+
+/// Where `listener` accepts (`0.0.0.0:0` if the OS cannot say).
+fn local(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 async fn named(name: &'static str, f: impl Future<Output = Drained>) -> (&'static str, Drained) {
