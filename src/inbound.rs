@@ -3,8 +3,8 @@
 //! The path is made canonical before anything looks at it ([`crate::http::path`]): the reserved
 //! `/_baton/` paths, the routes and the app all see that one spelling, or the request is
 //! refused with 400. Phases are plain functions (`admit` decides whether a request passes,
-//! [`rules`] is pure, [`forward`] does the I/O, `send` prepares the request the app gets);
-//! every refusal is a [`Reject`] mapped to a status and challenge in one `match`. The route
+//! [`rules`] is pure, [`forward`] does the I/O, `send` prepares the request the app gets,
+//! `outcome` counts how each request ended); every refusal is a [`Reject`] mapped to a status and challenge in one `match`. The route
 //! table, mode and app address live behind a swap (`active`) so a reload (SIGHUP or file
 //! change) never drops a connection; with OpenTelemetry on, `trace` holds the spans' hooks.
 //! A request that asks to switch protocols (a WebSocket handshake) is admitted like any other

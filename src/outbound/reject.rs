@@ -1,4 +1,4 @@
-//! The outbound listener's one `Reject` enum and the one `match` that maps it to a response,
+//! The outbound listener's one `Reject` enum and the table that maps each refusal to a response,
 //! grouped by who is at fault: the app (4xx), the IdP (401/403/502/503), the upstream (502).
 
 use crate::exchange::{ExchangeError, RETRY_AFTER_SECS};
