@@ -1,5 +1,5 @@
 //! Admin listener: `/healthz`, `/readyz`, `/metrics`, `/config`, and in capture mode the app's
-//! own probes under `/app-health/` ([`probe`]).
+//! own probes under `/app-health/` ([`probe`]; a flood of them shares a few checks of the app).
 //!
 //! The listener binds the pod's address by default (kubelet probes and metric scrapers come from
 //! outside the pod), so `/config`, which lists routes, public paths and hosts, answers loopback

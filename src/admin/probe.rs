@@ -15,9 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::env::VarError;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// kubelet's timeout when a probe sets no `timeoutSeconds`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long after a check's start its answer is given to new requests: under kubelet's
+/// shortest period (1 s), so each of kubelet's probes runs its own check.
+pub const REUSE: Duration = Duration::from_millis(500);
 
 /// Why the probe table could not be read. The sidecar refuses to start: the table is config.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,7 @@ pub enum Error {
 }
 
 /// Why a probe failed; the text is the 503's body. It never carries the app's body or headers.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// The app answered outside 200–399.
     #[error("app answered {}", .0.as_u16())]
@@ -73,6 +77,16 @@ pub struct AppProbes {
 struct Probe {
     check: Check,
     timeout: Duration,
+    /// The last check's answer; held while a check runs, so one runs at a time.
+    last: tokio::sync::Mutex<Option<Answer>>,
+}
+
+/// A check's answer and when the check started and ended.
+#[derive(Debug)]
+struct Answer {
+    started: Instant,
+    ended: Instant,
+    result: Result<(), Failure>,
 }
 
 #[derive(Debug)]
@@ -171,7 +185,15 @@ impl AppProbes {
                 None | Some(0) => DEFAULT_TIMEOUT,
                 Some(s) => Duration::from_secs(s),
             };
-            probes.insert(path, Probe { check, timeout });
+            let last = tokio::sync::Mutex::new(None);
+            probes.insert(
+                path,
+                Probe {
+                    check,
+                    timeout,
+                    last,
+                },
+            );
         }
         Ok(Self { probes })
     }
@@ -196,16 +218,39 @@ impl AppProbes {
             .unwrap_or_default()
     }
 
-    /// Runs the probe at `path`; `None` when there is none. `user_agent` (kubelet's
-    /// `kube-probe/<version>`) is passed on unless the probe sets its own.
+    /// Answers the probe at `path`; `None` when there is none. Runs a check of the app unless
+    /// one ended since this request arrived or one started within [`REUSE`]: then its answer is
+    /// shared. `user_agent` (kubelet's `kube-probe/<version>`) is passed on unless the probe
+    /// sets its own.
     pub async fn run(
         &self,
         path: &str,
         user_agent: Option<HeaderValue>,
     ) -> Option<Result<(), Failure>> {
         let probe = self.probes.get(path)?;
-        Some(match &probe.check {
-            Check::Tcp { port } => tcp(*port, probe.timeout).await,
+        let arrived = Instant::now();
+        let mut last = probe.last.lock().await;
+        if let Some(a) = last.as_ref()
+            && (a.ended >= arrived || a.started.elapsed() < REUSE)
+        {
+            return Some(a.result.clone());
+        }
+        let started = Instant::now();
+        let result = probe.check(user_agent).await;
+        *last = Some(Answer {
+            started,
+            ended: Instant::now(),
+            result: result.clone(),
+        });
+        Some(result)
+    }
+}
+
+impl Probe {
+    /// One check of the app.
+    async fn check(&self, user_agent: Option<HeaderValue>) -> Result<(), Failure> {
+        match &self.check {
+            Check::Tcp { port } => tcp(*port, self.timeout).await,
             Check::Http {
                 client,
                 url,
@@ -219,13 +264,13 @@ impl AppProbes {
                 let send = client
                     .get(url.clone())
                     .headers(headers)
-                    .timeout(probe.timeout)
+                    .timeout(self.timeout)
                     .send();
                 match send.await {
                     // kubelet's rule: 2xx and 3xx pass. The body is not read.
                     Ok(rsp) if (200..400).contains(&rsp.status().as_u16()) => Ok(()),
                     Ok(rsp) => Err(Failure::Status(rsp.status())),
-                    Err(e) if e.is_timeout() => Err(Failure::Timeout(probe.timeout)),
+                    Err(e) if e.is_timeout() => Err(Failure::Timeout(self.timeout)),
                     Err(e) if e.is_connect() => Err(Failure::Connect {
                         port: *port,
                         reason: io_reason(&e),
@@ -233,7 +278,7 @@ impl AppProbes {
                     Err(_) => Err(Failure::Request(*port)),
                 }
             }
-        })
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use crate::jwt::keys::KeySet;
 use crate::server::Limits;
 use http::HeaderMap;
 use http_body_util::BodyExt;
+use probe::REUSE;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -206,8 +207,10 @@ async fn an_http_probe_passes_on_2xx_and_3xx_with_the_recorded_path_and_headers(
     assert_eq!(headers["x-probe"], "live");
     assert_eq!(headers[header::USER_AGENT], "kube-probe/1.31", "kubelet's");
 
-    // A redirect passes (kubelet's 200-399) and is not followed.
+    // kubelet's next probe, a period later: a fresh check. A redirect passes (kubelet's
+    // 200-399) and is not followed.
     app.status.store(302, Ordering::SeqCst);
+    tokio::time::sleep(REUSE).await;
     assert_eq!(
         status(&a, Method::GET, "/app-health/web/livez").await,
         StatusCode::OK
@@ -227,7 +230,9 @@ async fn an_http_probe_fails_with_503_naming_the_status_and_never_the_body() {
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, "app answered 500\n");
     app.status.store(404, Ordering::SeqCst);
+    tokio::time::sleep(REUSE).await;
     let (code, body) = get(&a, Method::GET, "/app-health/web/readyz").await;
+    assert_eq!(body, "app answered 404\n");
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert!(!body.contains("app-secret-body"), "{body}");
 }
@@ -263,9 +268,48 @@ async fn a_tcp_probe_passes_while_the_port_accepts() {
         StatusCode::OK
     );
     drop(listener);
+    tokio::time::sleep(REUSE).await;
     let (code, body) = get(&a, Method::GET, "/app-health/web/startupz").await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("connection refused"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_probe_requests_shares_a_few_checks_of_the_app() {
+    let app = App::start().await;
+    app.status.store(500, Ordering::SeqCst);
+    let a = Arc::new(with_probes(&format!(
+        r#"{{"/app-health/web/readyz": {{"httpGet": {{"port": {}, "path": "/ready"}}}}}}"#,
+        app.port
+    )));
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let a = a.clone();
+        flood.spawn(async move { get(&a, Method::GET, "/app-health/web/readyz").await });
+    }
+    let answers = flood.join_all().await;
+    assert_eq!(answers.len(), 200);
+    for answer in answers {
+        assert_eq!(
+            answer,
+            (StatusCode::SERVICE_UNAVAILABLE, "app answered 500\n".into()),
+            "the app's answer"
+        );
+    }
+    let checks = app.requests().len();
+    assert!(
+        (1..=4).contains(&checks),
+        "{checks} checks for 200 requests"
+    );
+
+    // kubelet's next probe, a period later, checks the app again.
+    app.status.store(200, Ordering::SeqCst);
+    tokio::time::sleep(REUSE).await;
+    assert_eq!(
+        get(&a, Method::GET, "/app-health/web/readyz").await,
+        (StatusCode::OK, "ok\n".into())
+    );
+    assert_eq!(app.requests().len(), checks + 1);
 }
 
 #[tokio::test]

@@ -21,27 +21,149 @@
 //!   POST from another site (`Origin` not the issuer's, `Sec-Fetch-Site` `same-site` or
 //!   `cross-site`) is refused ([`browser::same_origin`]). So a confirmation copied from another browser's page
 //!   ends nothing.
-//! - Pending confirmations are kept server-side for [`LOGOUT_SECS`] within a budget of
-//!   [`LOGOUTS_BUDGET`](super::store::LOGOUTS_BUDGET) bytes.
+//! - A pending confirmation is not kept on the server: it is sealed (see [`super::seal`]) into
+//!   the page's `logout_request` field with the hash of the confirmation cookie, the session it
+//!   was shown to and an expiry [`LOGOUT_SECS`] on, and opened again when the form comes back.
+//!   An anonymous `/end_session` therefore costs the IdP no storage after its answer, and any
+//!   replica that shares the sealing key takes the confirmation. It is not single-use: only the
+//!   browser holding the cookie can send it (the answer clears that cookie), and sending it again
+//!   ends what that browser asked to end, never a session it was not shown to.
 
 use super::authn::Session;
 use super::form::read_form;
 use super::pages::{self, Problem, error_page};
 use super::state::Idp;
-use super::store::{After, LOGOUT_SECS, PendingLogout};
 use super::{browser, errors, session, verify};
+use crate::http::cookie::Sealer;
 use crate::http::{Body, BoxError, Form};
 use crate::jwt::Claims;
 use crate::page::strings;
 use crate::secret::Token;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tracing::info;
 
-/// Longest `state` accepted, in bytes: it is kept with a pending confirmation.
+/// Longest `state` accepted, in bytes: it travels sealed with a pending confirmation.
 pub const MAX_STATE: usize = 1024;
+/// How long a sign-out confirmation page stays valid, in seconds.
+pub const LOGOUT_SECS: u64 = 600;
+/// Associated data of a sealed confirmation: it opens as nothing else.
+const PURPOSE: &str = "baton-idp-logout";
+/// Longest sealed confirmation: what the sealer opens at most.
+const MAX_SEALED: usize = 4096;
+
+/// Why a `post_logout_redirect_uri` that was sent is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Note {
+    #[serde(rename = "r")]
+    NotRegistered,
+    #[serde(rename = "i")]
+    NotIdentified,
+}
+
+impl Note {
+    /// The sentence the signed-out page shows.
+    fn text(self) -> &'static str {
+        let s = strings();
+        match self {
+            Note::NotRegistered => s.not_registered,
+            Note::NotIdentified => s.not_identified,
+        }
+    }
+}
+
+/// Where the browser goes once signed out: a validated redirect with `state`, or a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct After {
+    /// The registered `post_logout_redirect_uri` and the `state` to send it.
+    redirect: Option<(String, Option<String>)>,
+    note: Option<Note>,
+}
+
+/// A sign-out waiting for the user's confirmation, as sealed into the page's form. Hashes and
+/// `state` are base64url, so the sealed size does not depend on how JSON escapes `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingLogout {
+    /// SHA-256 of the confirmation cookie (and the form's `csrf`) the page was shown with.
+    #[serde(rename = "b")]
+    browser: String,
+    /// SHA-256 of the store key of the session the page was shown to, when the cookie came.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    redirect: Option<String>,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    note: Option<Note>,
+    /// Unix seconds after which the confirmation is refused.
+    #[serde(rename = "e")]
+    expires_at: u64,
+}
+
+/// base64url of the SHA-256 of `bytes`.
+fn digest(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(crate::secret::sha256(&[bytes]))
+}
+
+impl PendingLogout {
+    fn new(browser: &Token, session: Option<[u8; 32]>, after: After, now: u64) -> Self {
+        let (redirect, state) = match after.redirect {
+            Some((uri, state)) => (Some(uri), state.map(|s| URL_SAFE_NO_PAD.encode(s))),
+            None => (None, None),
+        };
+        PendingLogout {
+            browser: URL_SAFE_NO_PAD.encode(browser.sha256()),
+            session: session.map(|key| digest(&key)),
+            redirect,
+            state,
+            note: after.note,
+            expires_at: now + LOGOUT_SECS,
+        }
+    }
+
+    /// The sealed form; `None` when it would be longer than [`MAX_SEALED`] (a registered
+    /// `post_logout_redirect_uri` of over a kilobyte).
+    fn seal(&self, sealer: &Sealer) -> Option<String> {
+        let plain = serde_json::to_vec(self).ok()?;
+        let sealed = sealer.seal(PURPOSE, &plain);
+        (sealed.len() <= MAX_SEALED).then_some(sealed)
+    }
+
+    /// The confirmation sealed in `value`, if it is genuine and has not expired at `now`.
+    fn open(sealer: &Sealer, value: &str, now: u64) -> Option<Self> {
+        if value.len() > MAX_SEALED {
+            return None;
+        }
+        let plain = sealer.open(PURPOSE, value)?;
+        let pending: PendingLogout = serde_json::from_slice(&plain).ok()?;
+        (pending.expires_at > now).then_some(pending)
+    }
+
+    /// Where the browser goes once signed out; `None` if a field does not decode.
+    fn after(&self) -> Option<After> {
+        let redirect = match (&self.redirect, &self.state) {
+            (Some(uri), state) => {
+                let state = match state {
+                    Some(s) => Some(String::from_utf8(URL_SAFE_NO_PAD.decode(s).ok()?).ok()?),
+                    None => None,
+                };
+                Some((uri.clone(), state))
+            }
+            (None, Some(_)) => return None,
+            (None, None) => None,
+        };
+        Some(After {
+            redirect,
+            note: self.note,
+        })
+    }
+}
 
 /// A checked end-session request.
 struct Checked {
@@ -88,7 +210,7 @@ where
         }
         // No cookie on a top-level GET and no hint: no session of this browser to end.
         None if !post && checked.hint.is_none() => finish(idp, None, &checked.after, now).await,
-        current => ask(idp, current.map(|(key, _)| key), checked).await,
+        current => ask(idp, current.map(|(key, _)| key), checked, now),
     }
 }
 
@@ -131,11 +253,11 @@ fn check(idp: &Idp, form: &Form, now: u64) -> Result<Checked, &'static str> {
             },
             Some(_) => After {
                 redirect: None,
-                note: Some(s.not_registered),
+                note: Some(Note::NotRegistered),
             },
             None => After {
                 redirect: None,
-                note: Some(s.not_identified),
+                note: Some(Note::NotIdentified),
             },
         },
     };
@@ -177,24 +299,23 @@ fn set_confirm_cookie(idp: &Idp, value: Option<&str>) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("baton-idp-logout=; Max-Age=0"))
 }
 
-/// Shows the confirmation page, bound to this browser by a fresh cookie and to `session`.
-async fn ask(idp: &Idp, session: Option<[u8; 32]>, checked: Checked) -> Response<Body> {
-    let id = crate::secret::random_b64(24);
+/// Shows the confirmation page, bound to this browser by a fresh cookie and to `session`; the
+/// pending request travels sealed in the page's form.
+fn ask(idp: &Idp, session: Option<[u8; 32]>, checked: Checked, now: u64) -> Response<Body> {
     let browser = Token::new(crate::secret::random_b64(24));
+    let pending = PendingLogout::new(&browser, session, checked.after, now);
+    let Some(sealed) = pending.seal(&idp.sealer) else {
+        return error_page(
+            &idp.config.branding,
+            Problem::BadSignOutLink(strings().state_too_long),
+        );
+    };
     let app = checked.app.as_deref();
-    let mut rsp = pages::confirm_sign_out(&idp.config.branding, app, &id, browser.expose());
+    let mut rsp = pages::confirm_sign_out(&idp.config.branding, app, &sealed, browser.expose());
     rsp.headers_mut().append(
         header::SET_COOKIE,
         set_confirm_cookie(idp, Some(browser.expose())),
     );
-    let pending = PendingLogout {
-        browser: browser.sha256(),
-        session,
-        after: checked.after,
-    };
-    if idp.store.put_logout(id, pending).await.is_err() {
-        return errors::unavailable();
-    }
     rsp
 }
 
@@ -225,10 +346,10 @@ async fn confirm(
         info!("sign-out confirmation from another site refused");
         return error_page(theme, Problem::SignOutOtherSite);
     }
-    let pending = match idp.store.take_logout(id).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return error_page(theme, Problem::SignOutExpired),
-        Err(_) => return errors::unavailable(),
+    let Some((pending, after)) =
+        PendingLogout::open(&idp.sealer, id, now).and_then(|p| p.after().map(|a| (p, a)))
+    else {
+        return error_page(theme, Problem::SignOutExpired);
     };
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
     let mut cookies = cookies(headers, confirm_cookie(&idp.config.issuer));
@@ -238,15 +359,21 @@ async fn confirm(
     };
     let bound = !cookie.is_empty()
         && bool::from(cookie.as_bytes().ct_eq(csrf.as_bytes()))
-        && bool::from(Token::new(cookie).sha256().ct_eq(&pending.browser));
+        && bool::from(
+            URL_SAFE_NO_PAD
+                .encode(Token::new(cookie).sha256())
+                .as_bytes()
+                .ct_eq(pending.browser.as_bytes()),
+        );
     if !bound {
         info!("sign-out confirmation not bound to this browser refused");
         return error_page(theme, Problem::SignOutFormInvalid);
     }
-    if pending.session.is_some() && pending.session != current.as_ref().map(|(key, _)| *key) {
+    if pending.session.is_some() && pending.session != current.as_ref().map(|(key, _)| digest(key))
+    {
         return error_page(theme, Problem::SessionChanged);
     }
-    let mut rsp = finish(idp, current, &pending.after, now).await;
+    let mut rsp = finish(idp, current, &after, now).await;
     rsp.headers_mut()
         .append(header::SET_COOKIE, set_confirm_cookie(idp, None));
     rsp
@@ -269,7 +396,7 @@ async fn finish(
     }
     let mut rsp = match &after.redirect {
         Some((uri, state)) => redirect(idp, uri, state.as_deref()),
-        None => pages::signed_out(&idp.config.branding, after.note),
+        None => pages::signed_out(&idp.config.branding, after.note.map(Note::text)),
     };
     if let Some(c) = cookie {
         rsp.headers_mut().append(header::SET_COOKIE, c);
@@ -287,7 +414,6 @@ fn redirect(idp: &Idp, uri: &str, state: Option<&str>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::idp::store::LOGOUTS_BUDGET;
     use http::StatusCode;
     use serde_json::json;
     use std::collections::BTreeMap;
@@ -318,7 +444,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_flood_of_confirmation_pages_stays_within_the_budget() {
+    async fn a_flood_of_confirmation_pages_stores_nothing() {
         let dir =
             std::env::temp_dir().join(format!("baton-logout-unit-{}", crate::secret::random_u64()));
         let idp = Idp::new(crate::idp::Config::demo("http://idp.test", dir)).expect("idp");
@@ -327,20 +453,10 @@ mod tests {
             "http%3A%2F%2F127.0.0.1%3A8080%2Fsigned-out",
             "s".repeat(MAX_STATE)
         );
-        let largest = PendingLogout {
-            browser: [0; 32],
-            session: None,
-            after: After {
-                redirect: Some((
-                    "http://127.0.0.1:8080/signed-out".into(),
-                    Some("s".repeat(MAX_STATE)),
-                )),
-                note: None,
-            },
-        };
-        let n = 2 * LOGOUTS_BUDGET / u64::from(largest.weight(&crate::secret::random_b64(24)));
-        for _ in 0..n {
-            // A stranger's cookie-less POST: each one is asked to confirm, and kept.
+        let memory = idp.store.memory().expect("memory store");
+        let before = memory.records();
+        for _ in 0..2_000 {
+            // A stranger's cookie-less POST: each one is asked to confirm.
             let req = Request::post("/end_session")
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(http_body_util::Full::new(Bytes::from(body.clone())))
@@ -348,26 +464,56 @@ mod tests {
             let rsp = end_session(&idp, req, 1_000).await;
             assert_eq!(rsp.status(), StatusCode::OK);
         }
-        let (kept, bytes) = idp.store.memory().expect("memory store").logouts_held();
-        assert!(bytes <= LOGOUTS_BUDGET);
-        assert!(kept < n && kept > n / 4, "{kept} of {n} kept");
+        assert_eq!(memory.records(), before);
+    }
+
+    fn pending(state: &str) -> PendingLogout {
+        let after = After {
+            redirect: Some(("https://rp.example/out".into(), Some(state.into()))),
+            note: None,
+        };
+        PendingLogout::new(&Token::new("cookie"), Some([7; 32]), after, 1_000)
     }
 
     #[test]
-    fn a_pending_confirmation_weighs_what_it_keeps() {
-        let p = |state: usize| PendingLogout {
-            browser: [0; 32],
-            session: None,
-            after: After {
-                redirect: Some(("https://rp.example/out".into(), Some("s".repeat(state)))),
-                note: None,
-            },
-        };
-        let small = p(1).weight("id");
-        let large = p(MAX_STATE).weight("id");
-        assert_eq!(large - small, u32::try_from(MAX_STATE - 1).expect("small"));
-        // The budget holds thousands of the largest, and no more.
-        let most = LOGOUTS_BUDGET / u64::from(large);
-        assert!((4_000..20_000).contains(&most), "{most}");
+    fn a_sealed_confirmation_opens_only_unchanged_unexpired_and_for_its_purpose() {
+        let s = Sealer::new(None);
+        let p = pending("st");
+        let sealed = p.seal(&s).expect("small");
+        let expires = 1_000 + LOGOUT_SECS;
+        let opened = PendingLogout::open(&s, &sealed, expires - 1).expect("opens");
+        assert_eq!(opened, p);
+        assert_eq!(
+            opened.after().and_then(|a| a.redirect),
+            Some(("https://rp.example/out".into(), Some("st".into())))
+        );
+        assert_eq!(PendingLogout::open(&s, &sealed, expires), None, "expired");
+        assert_eq!(PendingLogout::open(&Sealer::new(None), &sealed, 999), None);
+        assert_eq!(s.open("baton-idp-pending", &sealed), None);
+        let other = s.seal("baton-idp-pending", &serde_json::to_vec(&p).expect("json"));
+        assert_eq!(
+            PendingLogout::open(&s, &other, 999),
+            None,
+            "another purpose"
+        );
+        let mut flipped = sealed.into_bytes();
+        flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        assert_eq!(PendingLogout::open(&s, &flipped, 999), None);
+    }
+
+    #[test]
+    fn the_longest_state_fits_however_json_would_escape_it() {
+        let s = Sealer::new(None);
+        for c in ['s', '\u{1}', '"', '\u{10ffff}'] {
+            let state: String = std::iter::repeat_n(c, MAX_STATE / c.len_utf8()).collect();
+            let p = pending(&state);
+            let sealed = p.seal(&s).expect("fits");
+            let opened = PendingLogout::open(&s, &sealed, 1_001).expect("opens");
+            assert_eq!(
+                opened.after().and_then(|a| a.redirect).and_then(|r| r.1),
+                Some(state)
+            );
+        }
     }
 }

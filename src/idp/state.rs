@@ -160,6 +160,11 @@ impl Idp {
         &self.config
     }
 
+    /// Where it keeps what it remembers.
+    pub fn store(&self) -> &store::Store {
+        &self.store
+    }
+
     /// The current key ring (signer, verification keys, JWKS).
     pub fn keys(&self) -> Arc<keys::KeyRing> {
         match self.ring.read() {

@@ -20,7 +20,7 @@ pub mod keys;
 mod memory;
 pub mod postgres;
 
-pub use memory::{CODES_BUDGET, LOGOUTS_BUDGET, Memory};
+pub use memory::{CODES_BUDGET, Memory};
 pub use postgres::Postgres;
 
 use super::authn::{Authentication, Session};
@@ -124,39 +124,6 @@ pub enum Rotation {
     Gone,
 }
 
-/// How long a sign-out confirmation page stays valid, in seconds.
-pub const LOGOUT_SECS: u64 = 600;
-
-/// Where the browser goes once signed out: a validated redirect with `state`, or a page.
-#[derive(Debug, Clone)]
-pub struct After {
-    /// The registered `post_logout_redirect_uri` and the `state` to send it.
-    pub(crate) redirect: Option<(String, Option<String>)>,
-    /// Why a `post_logout_redirect_uri` that was sent is not used.
-    pub(crate) note: Option<&'static str>,
-}
-
-/// A sign-out waiting for the user's confirmation.
-#[derive(Debug, Clone)]
-pub struct PendingLogout {
-    /// SHA-256 of the confirmation cookie (and the form's `csrf`) the page was shown with.
-    pub(crate) browser: [u8; 32],
-    /// The session (its store key) the page was shown to, when the cookie came.
-    pub(crate) session: Option<[u8; 32]>,
-    pub(crate) after: After,
-}
-
-impl PendingLogout {
-    /// Its weight in the store's budget: the struct, its key and what it holds on the heap.
-    pub(crate) fn weight(&self, id: &str) -> u32 {
-        let heap = self.after.redirect.as_ref().map_or(0, |(uri, state)| {
-            uri.len() + state.as_ref().map_or(0, String::len)
-        });
-        let bytes = std::mem::size_of::<Self>() + id.len() + heap + 64;
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
-}
-
 /// Where the IdP keeps what it remembers: one replica's memory or the shared database.
 // One per IdP, never moved after start: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
@@ -209,8 +176,7 @@ impl Store {
         }
     }
 
-    /// The memory store, for tests that bound it.
-    #[cfg(test)]
+    /// The memory store, when that is where records live.
     pub fn memory(&self) -> Option<&Memory> {
         match self {
             Store::Memory(m) => Some(m),
@@ -320,21 +286,6 @@ impl Store {
             m.end_session(key, session, now);
             Ok(())
         }, m.end_session(key, session, now).await)
-    }
-
-    // === sign-out confirmations ===
-
-    /// Keeps a confirmation under the id its page carries, for [`LOGOUT_SECS`].
-    pub async fn put_logout(&self, id: String, pending: PendingLogout) -> Result<(), StoreError> {
-        each!(self, m => {
-            m.put_logout(id, pending);
-            Ok(())
-        }, m.put_logout(id, pending).await)
-    }
-
-    /// Takes a confirmation out: each is used at most once.
-    pub async fn take_logout(&self, id: &str) -> Result<Option<PendingLogout>, StoreError> {
-        each!(self, m => Ok(m.take_logout(id)), m.take_logout(id).await)
     }
 
     // === replay sets ===

@@ -528,3 +528,49 @@ async fn without_a_matching_hint_the_user_confirms_first() {
     // bob's own session was never touched.
     assert!(signed_in(&bob, &idp).await);
 }
+
+#[test_log::test(tokio::test)]
+async fn a_flood_of_anonymous_sign_out_requests_stores_nothing() {
+    use futures::StreamExt;
+    let idp = start().await;
+    let alice = Browser::new();
+    let t = sign_in(&idp, &alice).await;
+    let refresh = s(&t, "refresh_token");
+    // Alice opens her confirmation page before the flood.
+    let own = end_session(&alice, &idp, &[]).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    let (id, csrf) = form_of(&own.text().await.expect("page"));
+
+    // Strangers' cookie-less POSTs with an empty form: each is asked to confirm, none is kept.
+    let memory = idp.idp.store().memory().expect("memory store");
+    let before = memory.records();
+    let stranger = reqwest::Client::new();
+    let url = format!("{}/end_session", idp.url);
+    let asked = futures::stream::iter(0..3_000)
+        .map(|_| {
+            let post = stranger.post(&url).form(&[] as &[(&str, &str)]).send();
+            async move { post.await.expect("post").status() }
+        })
+        .buffer_unordered(16)
+        .filter(|status| std::future::ready(*status == StatusCode::OK))
+        .count()
+        .await;
+    assert_eq!(asked, 3_000);
+    assert_eq!(memory.records(), before, "the flood stored nothing");
+
+    // Alice's confirmation still works.
+    let rsp = alice
+        .post(
+            &idp,
+            "/end_session",
+            &[("logout_request", &id), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert!(cleared_cookie(&rsp));
+    assert!(!signed_in(&alice, &idp).await);
+    assert_eq!(
+        idp.introspect("service-a", refresh).await,
+        json!({"active": false})
+    );
+}

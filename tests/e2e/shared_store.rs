@@ -663,6 +663,101 @@ async fn sign_out_everywhere(c: &Cluster) {
 }
 
 both!(
+    anonymous_sign_out_flood,
+    a_flood_of_anonymous_sign_out_requests_adds_no_row_memory,
+    a_flood_of_anonymous_sign_out_requests_adds_no_row_postgres
+);
+
+/// Rows in every table of the shared store; `None` for the memory store.
+async fn rows(c: &Cluster) -> Option<i64> {
+    use sqlx::Connection;
+    let pg = c.pg.as_ref()?;
+    let mut conn = sqlx::PgConnection::connect(&pg.url())
+        .await
+        .expect("connect");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("tables");
+    let mut total = 0;
+    for t in tables {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{t}\""))
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        total += n;
+    }
+    Some(total)
+}
+
+/// Strangers' cookie-less `POST /end_session` at every replica: each is asked to confirm and no
+/// row is written; then alice's confirmation, shown by one replica, is taken by another.
+async fn anonymous_sign_out_flood(c: &Cluster) {
+    let before = rows(c).await;
+    for i in 0..2_000 {
+        let rsp = c
+            .http
+            .post(format!("{}/end_session", c.at(i)))
+            .form(&[] as &[(&str, &str)])
+            .send()
+            .await
+            .expect("end_session");
+        assert_eq!(rsp.status(), StatusCode::OK);
+    }
+    let after = rows(c).await;
+    assert!(
+        after <= before,
+        "{after:?} rows after the flood, {before:?} before"
+    );
+
+    let (tokens, session) = c.sign_in().await;
+    let page = c
+        .http
+        .get(format!("{}/end_session", c.at(0)))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("end_session");
+    assert_eq!(page.status(), StatusCode::OK);
+    let confirm_cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("baton-idp-logout="))
+        .and_then(|v| v.split(';').next())
+        .expect("confirmation cookie")
+        .to_owned();
+    let html = page.text().await.expect("page");
+    let rsp = c
+        .http
+        .post(format!("{}/end_session", c.at(1)))
+        .header("cookie", format!("{session}; {confirm_cookie}"))
+        .header("origin", &c.issuer)
+        .form(&[
+            ("logout_request", hidden(&html, "logout_request").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+        ])
+        .send()
+        .await
+        .expect("confirm");
+    assert_eq!(rsp.status(), StatusCode::OK, "{}", c.logs());
+    assert!(
+        rsp.text()
+            .await
+            .expect("page")
+            .contains("You are signed out.")
+    );
+    assert_eq!(
+        c.introspect(2, &s(&tokens, "refresh_token")).await["active"],
+        false
+    );
+}
+
+both!(
     assertion_replay,
     a_client_assertion_replayed_at_another_replica_is_refused_memory,
     a_client_assertion_replayed_at_another_replica_is_refused_postgres

@@ -2,9 +2,7 @@
 //! and expiring with what it holds, plus the in-memory [`revocation::Memory`]. Each operation
 //! that must be atomic holds the lock of the record it changes.
 
-use super::{
-    Code, CodeGrant, Consume, LOGOUT_SECS, PendingLogout, Refresh, RefreshGrant, Rotation,
-};
+use super::{Code, CodeGrant, Consume, Refresh, RefreshGrant, Rotation};
 use crate::idp::authn::{Authentication, Session};
 use crate::idp::config::Lifetimes;
 use crate::idp::revocation::{self, Revocations, Root};
@@ -18,10 +16,6 @@ use std::time::{Duration, Instant};
 /// without a password check, so the store is weighed, not counted; the oldest go first.
 pub const CODES_BUDGET: u64 = 16 << 20;
 
-/// Bytes all pending sign-out confirmations may weigh together; past it the least used are
-/// dropped (their users are asked to sign out again).
-pub const LOGOUTS_BUDGET: u64 = 8 << 20;
-
 /// Most entries of each store counted in entries.
 const ENTRIES: u64 = 1_000_000;
 
@@ -32,7 +26,6 @@ pub struct Memory {
     /// Family id → the hash of its only working refresh token (`None` once revoked).
     families: Cache<String, Arc<Mutex<Option<[u8; 32]>>>>,
     sessions: Cache<[u8; 32], Session>,
-    logouts: Cache<String, Arc<PendingLogout>>,
     /// Client-assertion `client\0jti` → its `exp`, kept until the assertion expires.
     assertion_jtis: Cache<String, u64>,
     /// `user:step` of one-time codes already used (RFC 6238 §5.2: once per step).
@@ -58,11 +51,6 @@ impl Memory {
             refresh: counted(l.refresh),
             families: counted(l.refresh),
             sessions: counted(l.session),
-            logouts: Cache::builder()
-                .weigher(|id: &String, p: &Arc<PendingLogout>| p.weight(id))
-                .max_capacity(LOGOUTS_BUDGET)
-                .time_to_live(Duration::from_secs(LOGOUT_SECS))
-                .build(),
             assertion_jtis: Cache::builder()
                 .max_capacity(ENTRIES)
                 .expire_after(UntilExp)
@@ -196,25 +184,6 @@ impl Memory {
         );
     }
 
-    // === sign-out confirmations ===
-
-    /// Keeps a confirmation under the id its page carries, for [`LOGOUT_SECS`].
-    pub fn put_logout(&self, id: String, pending: PendingLogout) {
-        self.logouts.insert(id, Arc::new(pending));
-    }
-
-    /// Takes a confirmation out: each is used at most once.
-    pub fn take_logout(&self, id: &str) -> Option<PendingLogout> {
-        self.logouts.remove(id).map(|p| (*p).clone())
-    }
-
-    /// Confirmations held and their weight in bytes, after pending evictions ran.
-    #[cfg(test)]
-    pub fn logouts_held(&self) -> (u64, u64) {
-        self.logouts.run_pending_tasks();
-        (self.logouts.entry_count(), self.logouts.weighted_size())
-    }
-
     // === replay sets ===
 
     /// Records a client assertion's `key` (client and `jti`) until its `exp`; whether this is
@@ -238,6 +207,23 @@ impl Memory {
         now: u64,
     ) -> Result<(), crate::dpop::ProofError> {
         self.dpop.first_use(jkt, jti, until, now)
+    }
+
+    /// Entries held by its caches (codes, refresh tokens, families, sessions, assertion and
+    /// one-time-code uses), after pending evictions ran.
+    pub fn records(&self) -> u64 {
+        self.codes.run_pending_tasks();
+        self.refresh.run_pending_tasks();
+        self.families.run_pending_tasks();
+        self.sessions.run_pending_tasks();
+        self.assertion_jtis.run_pending_tasks();
+        self.otp_used.run_pending_tasks();
+        self.codes.entry_count()
+            + self.refresh.entry_count()
+            + self.families.entry_count()
+            + self.sessions.entry_count()
+            + self.assertion_jtis.entry_count()
+            + self.otp_used.entry_count()
     }
 
     // === revocations ===

@@ -20,7 +20,6 @@
 
 mod codes;
 mod families;
-mod logouts;
 mod replays;
 mod revocations;
 mod schema;

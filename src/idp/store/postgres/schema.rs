@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_signing_keys.sql"),
     include_str!("../migrations/0003_refresh_jkt.sql"),
     include_str!("../migrations/0004_dpop_proofs.sql"),
+    include_str!("../migrations/0005_no_logouts.sql"),
 ];
 
 /// The schema version this build knows.

@@ -47,7 +47,6 @@ impl Postgres {
             "families",
             "refresh_tokens",
             "sessions",
-            "logouts",
             "replays",
             "dpop_proofs",
             "throttle",
