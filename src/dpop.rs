@@ -15,6 +15,7 @@
 pub mod header;
 pub mod holder;
 pub mod key;
+mod payload;
 pub mod replay;
 
 pub use header::{HeaderCache, ProofHeader};
@@ -24,7 +25,6 @@ pub use replay::Replay;
 use crate::jwt::Claims;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
 pub const TYP: &str = "dpop+jwt";
@@ -118,7 +118,9 @@ pub enum ProofError {
 pub struct Expect<'a> {
     /// The request method, exactly (`POST`).
     pub htm: &'a str,
-    /// The request URI without query and fragment, as this server's external URL spells it.
+    /// The request URI without query and fragment, as this server's external URL spells it:
+    /// an absolute http(s) URI that [`normalize_htu`] takes (a configured base URL checked with
+    /// it, and a path). A proof's `htu` of the same text matches it without being parsed.
     pub htu: &'a str,
     /// The access token presented with the proof: `ath` must be its hash.
     pub token: Option<&'a str>,
@@ -213,32 +215,40 @@ fn check_with(
     if let Some(cache) = headers.filter(|_| !seen) {
         cache.keep(header_b64, header.clone());
     }
-    let claims = crate::jwt::decode_object(payload_b64)
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| ProofError::Malformed("payload is not a JSON object"))?;
+    let claims = payload::Payload::parse(&payload)
         .ok_or(ProofError::Malformed("payload is not a JSON object"))?;
-    let jti = string(&claims, "jti")?;
+    let jti = string(&claims.jti, "jti")?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(ProofError::Claim("jti"));
     }
-    if string(&claims, "htm")? != expect.htm {
+    if string(&claims.htm, "htm")? != expect.htm {
         return Err(ProofError::Method);
     }
-    let htu = string(&claims, "htu")?;
-    let normalized = normalize_htu(htu).ok_or(ProofError::Uri)?;
-    // The same text normalises the same: the expected URI is parsed only when spelled otherwise.
-    if htu != expect.htu && Some(normalized) != normalize_htu(expect.htu) {
+    let htu = string(&claims.htu, "htu")?;
+    // `expect.htu` is a URI `normalize_htu` takes (see `Expect::htu`): the same text is the same
+    // URI, and only another spelling is parsed and compared normalised.
+    if htu != expect.htu
+        && (normalize_htu(htu).ok_or(ProofError::Uri)?
+            != normalize_htu(expect.htu).ok_or(ProofError::Uri)?)
+    {
         return Err(ProofError::Uri);
     }
     let iat = claims
-        .get("iat")
-        .and_then(Value::as_u64)
+        .iat
+        .as_ref()
+        .and_then(payload::Member::as_u64)
         .ok_or(ProofError::Claim("iat"))?;
     if iat > now.saturating_add(FUTURE_SKEW) || iat.saturating_add(window) < now {
         return Err(ProofError::Time);
     }
     if let Some(token) = expect.token {
         let sent = claims
-            .get("ath")
-            .and_then(Value::as_str)
+            .ath
+            .as_ref()
+            .and_then(payload::Member::as_str)
             .ok_or(ProofError::Ath)?;
         let want = ath(token);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -248,9 +258,11 @@ fn check_with(
             return Err(ProofError::Ath);
         }
     }
-    let nonce = match claims.get("nonce") {
+    let nonce = match &claims.nonce {
         None => None,
-        Some(Value::String(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.clone()),
+        Some(payload::Member::Str(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => {
+            Some(n.clone().into_owned())
+        }
         Some(_) => return Err(ProofError::Claim("nonce")),
     };
     Ok(Proof {
@@ -261,10 +273,13 @@ fn check_with(
     })
 }
 
-fn string<'a>(claims: &'a Claims, name: &'static str) -> Result<&'a str, ProofError> {
-    claims
-        .get(name)
-        .and_then(Value::as_str)
+fn string<'a>(
+    member: &'a Option<payload::Member<'_>>,
+    name: &'static str,
+) -> Result<&'a str, ProofError> {
+    member
+        .as_ref()
+        .and_then(payload::Member::as_str)
         .ok_or(ProofError::Claim(name))
 }
 
