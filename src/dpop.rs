@@ -45,6 +45,9 @@ pub const ALGS_PARAM: &str = "ES256 RS256 EdDSA";
 /// Largest proof accepted, checked before any decoding (an RSA-8192 `jwk` and signature fit).
 pub const MAX_PROOF_LEN: usize = 8192;
 
+/// Longest signature decoded: RS256 with the largest modulus accepted (8192 bits).
+const MAX_SIGNATURE_LEN: usize = 1024;
+
 /// Longest `jti` accepted.
 pub const MAX_JTI_LEN: usize = 256;
 
@@ -163,7 +166,7 @@ pub fn normalize_htu(uri: &str) -> Option<String> {
 /// Checks one proof against `expect` at `now`: every rule except replay (see [`Verifier`]).
 /// `window` is how old `iat` may be, in seconds.
 pub fn check(proof: &str, expect: &Expect<'_>, now: u64, window: u64) -> Result<Proof, ProofError> {
-    check_with(proof, expect, now, window, None)
+    check_with(proof, expect, now, window, None).map(|(p, _)| p)
 }
 
 /// [`check`] with the header taken from `headers` when it was seen before.
@@ -174,7 +177,7 @@ pub fn check_cached(
     now: u64,
     window: u64,
 ) -> Result<Proof, ProofError> {
-    check_with(proof, expect, now, window, Some(headers))
+    check_with(proof, expect, now, window, Some(headers)).map(|(p, _)| p)
 }
 
 fn check_with(
@@ -183,7 +186,7 @@ fn check_with(
     now: u64,
     window: u64,
     headers: Option<&HeaderCache>,
-) -> Result<Proof, ProofError> {
+) -> Result<(Proof, std::sync::Arc<ProofHeader>), ProofError> {
     if proof.len() > MAX_PROOF_LEN {
         return Err(ProofError::TooLarge);
     }
@@ -206,10 +209,11 @@ fn check_with(
         Some(hit) => (hit, true),
         None => (std::sync::Arc::new(header::parse(header_b64)?), false),
     };
-    let sig = URL_SAFE_NO_PAD
-        .decode(signature)
+    let mut sig = [0; MAX_SIGNATURE_LEN];
+    let sig_len = URL_SAFE_NO_PAD
+        .decode_slice(signature, &mut sig)
         .map_err(|_| ProofError::Signature)?;
-    if !header.key.verify(message.as_bytes(), &sig) {
+    if !header.key.verify(message.as_bytes(), &sig[..sig_len]) {
         return Err(ProofError::Signature);
     }
     if let Some(cache) = headers.filter(|_| !seen) {
@@ -265,12 +269,13 @@ fn check_with(
         }
         Some(_) => return Err(ProofError::Claim("nonce")),
     };
-    Ok(Proof {
+    let proof = Proof {
         jkt: header.jkt.clone(),
         jti: jti.to_owned(),
         iat,
         nonce,
-    })
+    };
+    Ok((proof, header))
 }
 
 fn string<'a>(
@@ -338,12 +343,13 @@ impl Verifier {
         bound: Option<&str>,
         now: u64,
     ) -> Result<Proof, ProofError> {
-        let p = check_cached(&self.headers, proof, expect, now, self.window)?;
+        let (p, header) = check_with(proof, expect, now, self.window, Some(&self.headers))?;
         if bound.is_some_and(|jkt| jkt != p.jkt) {
             return Err(ProofError::Binding);
         }
         let until = Self::remember_until(p.iat, self.window);
-        self.replay.first_use(&p.jkt, &p.jti, until, now)?;
+        self.replay
+            .first_use_of(header.key_id, &p.jkt, &p.jti, until, now)?;
         Ok(p)
     }
 

@@ -416,3 +416,29 @@ fn claims_of_the_wrong_type_are_refused_like_missing_ones() {
         Err(ProofError::Ath)
     );
 }
+
+#[test]
+fn the_largest_rsa_signature_fits_the_signature_buffer() {
+    let sig = URL_SAFE_NO_PAD.encode([1u8; MAX_SIGNATURE_LEN]);
+    let mut out = [0; MAX_SIGNATURE_LEN];
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode_slice(&sig, &mut out),
+        Ok(MAX_SIGNATURE_LEN)
+    );
+    let longer = URL_SAFE_NO_PAD.encode([1u8; MAX_SIGNATURE_LEN + 1]);
+    assert!(URL_SAFE_NO_PAD.decode_slice(&longer, &mut out).is_err());
+}
+
+#[test]
+fn a_key_named_beforehand_is_the_same_key_in_the_replay_store() {
+    let r = Replay::new(10, 10);
+    let key = replay::KeyId::of("k");
+    assert_eq!(key, replay::KeyId::of("k"));
+    assert_ne!(key, replay::KeyId::of("other"));
+    assert_eq!(r.first_use_of(key, "k", "j", NOW + 30, NOW), Ok(()));
+    assert_eq!(
+        r.first_use("k", "j", NOW + 30, NOW),
+        Err(ProofError::Replayed)
+    );
+    assert_eq!(r.first_use("other", "j", NOW + 30, NOW), Ok(()));
+}
