@@ -15,6 +15,7 @@
 pub mod header;
 pub mod holder;
 pub mod key;
+mod payload;
 pub mod replay;
 
 pub use header::{HeaderCache, ProofHeader};
@@ -24,7 +25,6 @@ pub use replay::Replay;
 use crate::jwt::Claims;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde_json::Value;
 
 /// The `typ` of a DPoP proof (RFC 9449 §4.2).
 pub const TYP: &str = "dpop+jwt";
@@ -44,6 +44,9 @@ pub const ALGS_PARAM: &str = "ES256 RS256 EdDSA";
 
 /// Largest proof accepted, checked before any decoding (an RSA-8192 `jwk` and signature fit).
 pub const MAX_PROOF_LEN: usize = 8192;
+
+/// Longest signature decoded: RS256 with the largest modulus accepted (8192 bits).
+const MAX_SIGNATURE_LEN: usize = 1024;
 
 /// Longest `jti` accepted.
 pub const MAX_JTI_LEN: usize = 256;
@@ -118,7 +121,9 @@ pub enum ProofError {
 pub struct Expect<'a> {
     /// The request method, exactly (`POST`).
     pub htm: &'a str,
-    /// The request URI without query and fragment, as this server's external URL spells it.
+    /// The request URI without query and fragment, as this server's external URL spells it:
+    /// an absolute http(s) URI that [`normalize_htu`] takes (a configured base URL checked with
+    /// it, and a path). A proof's `htu` of the same text matches it without being parsed.
     pub htu: &'a str,
     /// The access token presented with the proof: `ath` must be its hash.
     pub token: Option<&'a str>,
@@ -161,7 +166,7 @@ pub fn normalize_htu(uri: &str) -> Option<String> {
 /// Checks one proof against `expect` at `now`: every rule except replay (see [`Verifier`]).
 /// `window` is how old `iat` may be, in seconds.
 pub fn check(proof: &str, expect: &Expect<'_>, now: u64, window: u64) -> Result<Proof, ProofError> {
-    check_with(proof, expect, now, window, None)
+    check_with(proof, expect, now, window, None).map(|(p, _)| p)
 }
 
 /// [`check`] with the header taken from `headers` when it was seen before.
@@ -172,7 +177,7 @@ pub fn check_cached(
     now: u64,
     window: u64,
 ) -> Result<Proof, ProofError> {
-    check_with(proof, expect, now, window, Some(headers))
+    check_with(proof, expect, now, window, Some(headers)).map(|(p, _)| p)
 }
 
 fn check_with(
@@ -181,7 +186,7 @@ fn check_with(
     now: u64,
     window: u64,
     headers: Option<&HeaderCache>,
-) -> Result<Proof, ProofError> {
+) -> Result<(Proof, std::sync::Arc<ProofHeader>), ProofError> {
     if proof.len() > MAX_PROOF_LEN {
         return Err(ProofError::TooLarge);
     }
@@ -204,41 +209,50 @@ fn check_with(
         Some(hit) => (hit, true),
         None => (std::sync::Arc::new(header::parse(header_b64)?), false),
     };
-    let sig = URL_SAFE_NO_PAD
-        .decode(signature)
+    let mut sig = [0; MAX_SIGNATURE_LEN];
+    let sig_len = URL_SAFE_NO_PAD
+        .decode_slice(signature, &mut sig)
         .map_err(|_| ProofError::Signature)?;
-    if !header.key.verify(message.as_bytes(), &sig) {
+    if !header.key.verify(message.as_bytes(), &sig[..sig_len]) {
         return Err(ProofError::Signature);
     }
     if let Some(cache) = headers.filter(|_| !seen) {
         cache.keep(header_b64, header.clone());
     }
-    let claims = crate::jwt::decode_object(payload_b64)
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .map_err(|_| ProofError::Malformed("payload is not a JSON object"))?;
+    let claims = payload::Payload::parse(&payload)
         .ok_or(ProofError::Malformed("payload is not a JSON object"))?;
-    let jti = string(&claims, "jti")?;
+    let jti = string(&claims.jti, "jti")?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(ProofError::Claim("jti"));
     }
-    if string(&claims, "htm")? != expect.htm {
+    if string(&claims.htm, "htm")? != expect.htm {
         return Err(ProofError::Method);
     }
-    let htu = string(&claims, "htu")?;
-    let normalized = normalize_htu(htu).ok_or(ProofError::Uri)?;
-    // The same text normalises the same: the expected URI is parsed only when spelled otherwise.
-    if htu != expect.htu && Some(normalized) != normalize_htu(expect.htu) {
+    let htu = string(&claims.htu, "htu")?;
+    // `expect.htu` is a URI `normalize_htu` takes (see `Expect::htu`): the same text is the same
+    // URI, and only another spelling is parsed and compared normalised.
+    if htu != expect.htu
+        && (normalize_htu(htu).ok_or(ProofError::Uri)?
+            != normalize_htu(expect.htu).ok_or(ProofError::Uri)?)
+    {
         return Err(ProofError::Uri);
     }
     let iat = claims
-        .get("iat")
-        .and_then(Value::as_u64)
+        .iat
+        .as_ref()
+        .and_then(payload::Member::as_u64)
         .ok_or(ProofError::Claim("iat"))?;
     if iat > now.saturating_add(FUTURE_SKEW) || iat.saturating_add(window) < now {
         return Err(ProofError::Time);
     }
     if let Some(token) = expect.token {
         let sent = claims
-            .get("ath")
-            .and_then(Value::as_str)
+            .ath
+            .as_ref()
+            .and_then(payload::Member::as_str)
             .ok_or(ProofError::Ath)?;
         let want = ath(token);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -248,23 +262,29 @@ fn check_with(
             return Err(ProofError::Ath);
         }
     }
-    let nonce = match claims.get("nonce") {
+    let nonce = match &claims.nonce {
         None => None,
-        Some(Value::String(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => Some(n.clone()),
+        Some(payload::Member::Str(n)) if !n.is_empty() && n.len() <= MAX_NONCE_LEN => {
+            Some(n.clone().into_owned())
+        }
         Some(_) => return Err(ProofError::Claim("nonce")),
     };
-    Ok(Proof {
+    let proof = Proof {
         jkt: header.jkt.clone(),
         jti: jti.to_owned(),
         iat,
         nonce,
-    })
+    };
+    Ok((proof, header))
 }
 
-fn string<'a>(claims: &'a Claims, name: &'static str) -> Result<&'a str, ProofError> {
-    claims
-        .get(name)
-        .and_then(Value::as_str)
+fn string<'a>(
+    member: &'a Option<payload::Member<'_>>,
+    name: &'static str,
+) -> Result<&'a str, ProofError> {
+    member
+        .as_ref()
+        .and_then(payload::Member::as_str)
         .ok_or(ProofError::Claim(name))
 }
 
@@ -323,12 +343,13 @@ impl Verifier {
         bound: Option<&str>,
         now: u64,
     ) -> Result<Proof, ProofError> {
-        let p = check_cached(&self.headers, proof, expect, now, self.window)?;
+        let (p, header) = check_with(proof, expect, now, self.window, Some(&self.headers))?;
         if bound.is_some_and(|jkt| jkt != p.jkt) {
             return Err(ProofError::Binding);
         }
         let until = Self::remember_until(p.iat, self.window);
-        self.replay.first_use(&p.jkt, &p.jti, until, now)?;
+        self.replay
+            .first_use_of(header.key_id, &p.jkt, &p.jti, until, now)?;
         Ok(p)
     }
 

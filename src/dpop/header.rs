@@ -23,6 +23,8 @@ pub struct ProofHeader {
     pub key: ProofKey,
     /// The key's RFC 7638 thumbprint, base64url.
     pub jkt: String,
+    /// The key's name in the replay store.
+    pub key_id: super::replay::KeyId,
 }
 
 /// Decodes and checks the base64url header of a proof.
@@ -56,7 +58,8 @@ pub fn parse(header_b64: &str) -> Result<ProofHeader, ProofError> {
         return Err(ProofError::Algorithm);
     }
     let jkt = key.thumbprint();
-    Ok(ProofHeader { key, jkt })
+    let key_id = super::replay::KeyId::of(&jkt);
+    Ok(ProofHeader { key, jkt, key_id })
 }
 
 /// Checked headers by their exact text, bounded by bytes.

@@ -59,6 +59,13 @@ impl std::fmt::Debug for Holder {
     }
 }
 
+/// The bytes of a proof's claims besides the values of `htm`, `htu`, `ath` and `nonce`: names,
+/// quotes, separators, the `jti` and the `iat`.
+const CLAIMS_LEN: usize = 128;
+
+/// base64url length of a 64-byte signature.
+const SIGNATURE_B64_LEN: usize = 86;
+
 /// A proof's claims, serialised in this order.
 #[derive(serde::Serialize)]
 struct ProofClaims<'a> {
@@ -164,18 +171,34 @@ impl Holder {
     ) -> Result<String, HolderError> {
         let mut jti = [0u8; 16];
         self.rng.fill(&mut jti).map_err(|_| HolderError::Random)?;
+        let mut jti_b64 = [0u8; 22];
+        URL_SAFE_NO_PAD
+            .encode_slice(jti, &mut jti_b64)
+            .map_err(|_| HolderError::Random)?;
         let claims = ProofClaims {
-            jti: &URL_SAFE_NO_PAD.encode(jti),
+            jti: std::str::from_utf8(&jti_b64).map_err(|_| HolderError::Random)?,
             htm,
             htu,
             iat: now,
             ath,
             nonce,
         };
-        let claims = serde_json::to_vec(&claims).map_err(|_| HolderError::Key)?;
-        let mut out = self.header_b64.clone();
+        let mut json = Vec::with_capacity(
+            CLAIMS_LEN
+                + htm.len()
+                + htu.len()
+                + ath.map_or(0, str::len)
+                + nonce.map_or(0, str::len),
+        );
+        serde_json::to_writer(&mut json, &claims).map_err(|_| HolderError::Key)?;
+        // The header, the claims and a 64-byte signature (Ed25519, or ES256's fixed r ‖ s),
+        // base64url, in one allocation.
+        let mut out = String::with_capacity(
+            self.header_b64.len() + 1 + json.len().div_ceil(3) * 4 + 1 + SIGNATURE_B64_LEN,
+        );
+        out.push_str(&self.header_b64);
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(claims, &mut out);
+        URL_SAFE_NO_PAD.encode_string(&json, &mut out);
         match &self.key {
             Signer::Ed25519(key) => {
                 let sig = ed25519_dalek::Signer::sign(key, out.as_bytes());

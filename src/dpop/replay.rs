@@ -10,6 +10,19 @@ use super::ProofError;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// The 8 bytes naming a key in the store: the start of the SHA-256 of its thumbprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId([u8; 8]);
+
+impl KeyId {
+    /// The name of the key whose RFC 7638 thumbprint is `jkt`.
+    pub fn of(jkt: &str) -> Self {
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&crate::secret::sha256(&[jkt.as_bytes()])[..8]);
+        Self(key)
+    }
+}
+
 /// Remembered proofs.
 #[derive(Debug)]
 pub struct Replay {
@@ -66,11 +79,22 @@ impl Replay {
     /// ([`ProofError::Replayed`]) or, with the store or the key's share full of live proofs,
     /// any new one ([`ProofError::Busy`]).
     pub fn first_use(&self, jkt: &str, jti: &str, until: u64, now: u64) -> Result<(), ProofError> {
+        self.first_use_of(KeyId::of(jkt), jkt, jti, until, now)
+    }
+
+    /// [`Replay::first_use`] with the key's [`KeyId`] made beforehand (once per key).
+    pub fn first_use_of(
+        &self,
+        key: KeyId,
+        jkt: &str,
+        jti: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<(), ProofError> {
         let digest = crate::secret::sha256(&[jkt.as_bytes(), &[0], jti.as_bytes()]);
         let mut entry = [0u8; 16];
         entry.copy_from_slice(&digest[..16]);
-        let mut key = [0u8; 8];
-        key.copy_from_slice(&crate::secret::sha256(&[jkt.as_bytes()])[..8]);
+        let key = key.0;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&(exp, _)) = inner.seen.get(&entry) {
             if exp >= now {

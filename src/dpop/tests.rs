@@ -1,7 +1,7 @@
 use super::*;
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const NOW: u64 = 1_700_000_000;
 const HTU: &str = "https://idp.example/token";
@@ -329,4 +329,116 @@ fn one_dpop_header_only() {
     assert_eq!(header(&h), Ok(Some("a.b.c")));
     h.append(HEADER, http::HeaderValue::from_static("a.b.c"));
     assert_eq!(header(&h), Err(ProofError::Header));
+}
+
+/// A proof signed over `payload` as written, for JSON `json!` cannot make.
+fn proof_of_text(payload: &str) -> String {
+    let (key, jwk) = es256();
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+    let mut m = URL_SAFE_NO_PAD.encode(header.to_string());
+    m.push('.');
+    m.push_str(&URL_SAFE_NO_PAD.encode(payload));
+    let sig = key.sign(&SystemRandom::new(), m.as_bytes()).unwrap();
+    format!("{m}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+}
+
+#[test]
+fn a_payload_with_a_member_twice_is_refused() {
+    let good = format!(r#"{{"jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW}}}"#);
+    assert!(check(&proof_of_text(&good), &expect(), NOW, 60).is_ok());
+    for twice in [
+        format!(r#"{{"jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW},"iat":{NOW}}}"#),
+        format!(r#"{{"jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW},"j\u0074i":"j2"}}"#),
+        format!(r#"{{"jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW},"x":1,"x":1}}"#),
+        format!(r#"{{"jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW}}} {{}}"#),
+    ] {
+        assert_eq!(
+            check(&proof_of_text(&twice), &expect(), NOW, 60),
+            Err(ProofError::Malformed("payload is not a JSON object")),
+            "{twice}"
+        );
+    }
+}
+
+#[test]
+fn claims_of_the_wrong_type_are_refused_like_missing_ones() {
+    let base = format!(r#""jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW}"#);
+    let cases = [
+        (
+            format!(r#"{{"jti":1,"htm":"POST","htu":"{HTU}","iat":{NOW}}}"#),
+            ProofError::Claim("jti"),
+        ),
+        (
+            format!(r#"{{"jti":"j1","htm":null,"htu":"{HTU}","iat":{NOW}}}"#),
+            ProofError::Claim("htm"),
+        ),
+        (
+            format!(r#"{{"jti":"j1","htm":"POST","htu":["{HTU}"],"iat":{NOW}}}"#),
+            ProofError::Claim("htu"),
+        ),
+        (
+            format!(r#"{{"jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW}.0}}"#),
+            ProofError::Claim("iat"),
+        ),
+        (
+            format!(r#"{{"jti":"j1","htm":"POST","htu":"{HTU}","iat":-1}}"#),
+            ProofError::Claim("iat"),
+        ),
+        (
+            format!(r#"{{{base},"nonce":null}}"#),
+            ProofError::Claim("nonce"),
+        ),
+        (
+            format!(r#"{{{base},"nonce":""}}"#),
+            ProofError::Claim("nonce"),
+        ),
+    ];
+    for (payload, want) in cases {
+        assert_eq!(
+            check(&proof_of_text(&payload), &expect(), NOW, 60),
+            Err(want),
+            "{payload}"
+        );
+    }
+    // An escaped string is read unescaped.
+    let escaped = format!(r#"{{"jti":"j\"1","htm":"P\u004fST","htu":"{HTU}","iat":{NOW}}}"#);
+    let ok = check(&proof_of_text(&escaped), &expect(), NOW, 60).unwrap();
+    assert_eq!(ok.jti, "j\"1");
+    // `ath` is read only when a token is presented.
+    let with_ath = format!(r#"{{{base},"ath":7}}"#);
+    assert!(check(&proof_of_text(&with_ath), &expect(), NOW, 60).is_ok());
+    let with_token = Expect {
+        token: Some("t"),
+        ..expect()
+    };
+    assert_eq!(
+        check(&proof_of_text(&with_ath), &with_token, NOW, 60),
+        Err(ProofError::Ath)
+    );
+}
+
+#[test]
+fn the_largest_rsa_signature_fits_the_signature_buffer() {
+    let sig = URL_SAFE_NO_PAD.encode([1u8; MAX_SIGNATURE_LEN]);
+    let mut out = [0; MAX_SIGNATURE_LEN];
+    assert_eq!(
+        URL_SAFE_NO_PAD.decode_slice(&sig, &mut out),
+        Ok(MAX_SIGNATURE_LEN)
+    );
+    let longer = URL_SAFE_NO_PAD.encode([1u8; MAX_SIGNATURE_LEN + 1]);
+    assert!(URL_SAFE_NO_PAD.decode_slice(&longer, &mut out).is_err());
+}
+
+#[test]
+fn a_key_named_beforehand_is_the_same_key_in_the_replay_store() {
+    let r = Replay::new(10, 10);
+    let key = replay::KeyId::of("k");
+    assert_eq!(key, replay::KeyId::of("k"));
+    assert_ne!(key, replay::KeyId::of("other"));
+    assert_eq!(r.first_use_of(key, "k", "j", NOW + 30, NOW), Ok(()));
+    assert_eq!(
+        r.first_use("k", "j", NOW + 30, NOW),
+        Err(ProofError::Replayed)
+    );
+    assert_eq!(r.first_use("other", "j", NOW + 30, NOW), Ok(()));
 }

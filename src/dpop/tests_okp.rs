@@ -1,7 +1,7 @@
 //! Ed25519 (`OKP`) proof keys, EdDSA holders and the header cache.
 
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const NOW: u64 = 1_700_000_000;
 const HTU: &str = "https://b.example/orders";

@@ -229,6 +229,11 @@ async fn proof(
         return Ok(None);
     };
     let htu = token_endpoint(idp);
+    // `Expect::htu` must be a URI `normalize_htu` takes; the issuer's check at load does not
+    // refuse user info.
+    if dpop::normalize_htu(&htu).is_none() {
+        return Err(dpop::ProofError::Uri.into());
+    }
     let expect = dpop::Expect {
         htm: parts.method.as_str(),
         htu: &htu,

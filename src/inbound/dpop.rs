@@ -44,7 +44,13 @@ pub fn admit<B>(
                 .map_err(Reject::InvalidProof)?
                 .ok_or(Reject::InvalidProof(ProofError::Missing))?;
             let base = settings.external_url.as_deref().ok_or(Reject::Internal)?;
-            let htu = format!("{base}{}", req.uri().path());
+            // The base URL was checked with `normalize_htu` when the configuration loaded, and an
+            // origin-form path keeps the URI one it takes (`Expect::htu`).
+            let path = req.uri().path();
+            if !path.starts_with('/') {
+                return Err(Reject::InvalidProof(ProofError::Uri));
+            }
+            let htu = format!("{base}{path}");
             // The token's characters were checked (b64token) when it verified.
             let token = std::str::from_utf8(token).map_err(|_| Reject::Internal)?;
             let expect = Expect {
