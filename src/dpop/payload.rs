@@ -5,6 +5,7 @@
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 /// One member's value: a string, a non-negative integer, or anything else.
@@ -68,7 +69,10 @@ impl<'de> Visitor<'de> for PayloadVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Payload<'de>, A::Error> {
         let mut p = Payload::default();
-        let mut others: Vec<Cow<'de, str>> = Vec::new();
+        // A set, not a list: a proof signed with its sender's own key may carry up to
+        // `MAX_PROOF_LEN` bytes of members, and each checked against every other would cost
+        // the receiver quadratic time. Empty (no allocation) for the usual proof.
+        let mut others: HashSet<Cow<'de, str>> = HashSet::new();
         while let Some(Text(name)) = access.next_key::<Text<'de>>()? {
             let slot = match &*name {
                 "jti" => &mut p.jti,
@@ -78,10 +82,9 @@ impl<'de> Visitor<'de> for PayloadVisitor {
                 "ath" => &mut p.ath,
                 "nonce" => &mut p.nonce,
                 _ => {
-                    if others.contains(&name) {
+                    if !others.insert(name) {
                         return Err(de::Error::custom("duplicate member name"));
                     }
-                    others.push(name);
                     access.next_value::<IgnoredAny>()?;
                     continue;
                 }

@@ -361,6 +361,18 @@ fn a_payload_with_a_member_twice_is_refused() {
 }
 
 #[test]
+fn a_member_twice_among_many_unknown_ones_is_refused() {
+    let many: String = (0..600).map(|i| format!(r#","m{i}":0"#)).collect();
+    let base = format!(r#""jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW}{many}"#);
+    assert!(check(&proof_of_text(&format!("{{{base}}}")), &expect(), NOW, 60).is_ok());
+    let twice = format!(r#"{{{base},"m0":1}}"#);
+    assert_eq!(
+        check(&proof_of_text(&twice), &expect(), NOW, 60),
+        Err(ProofError::Malformed("payload is not a JSON object"))
+    );
+}
+
+#[test]
 fn claims_of_the_wrong_type_are_refused_like_missing_ones() {
     let base = format!(r#""jti":"j1","htm":"POST","htu":"{HTU}","iat":{NOW}"#);
     let cases = [
