@@ -23,7 +23,8 @@ pub use export::Collected;
 pub use opentelemetry::context::FutureExt;
 pub use settings::{Ratio, RawTracing, Settings};
 pub use span::{
-    child, current_trace_id, end, enduser, error_code, extract, inject, note, sampled_trace_id,
+    child, current_trace_id, end, enduser, error_code, extract, inject, method, note,
+    sampled_trace_id,
 };
 
 use export::{EXPORT_TIMEOUT, Queue, Sink};
