@@ -15,6 +15,7 @@
 //! secret or a claim value.
 
 mod export;
+mod otlp;
 mod settings;
 mod span;
 
@@ -22,15 +23,15 @@ pub use export::Collected;
 pub use opentelemetry::context::FutureExt;
 pub use settings::{Ratio, RawTracing, Settings};
 pub use span::{
-    child, current_trace_id, end, enduser, error_code, extract, inject, note, sampled_trace_id,
+    child, current_trace_id, end, enduser, error_code, extract, inject, method, note,
+    sampled_trace_id,
 };
 
-use export::{Client, EXPORT_TIMEOUT, Queue, Sink};
+use export::{EXPORT_TIMEOUT, Queue, Sink};
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanExporter as _};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
 
@@ -43,9 +44,6 @@ pub enum Error {
     /// A value is not what the setting takes.
     #[error("tracing: {0}")]
     Invalid(String),
-    /// The exporter could not be built.
-    #[error("tracing: the OTLP exporter")]
-    Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
     /// The export thread could not be started.
     #[error("tracing: the export thread")]
     Thread(#[source] std::io::Error),
@@ -60,25 +58,24 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// Starts exporting to `settings.endpoint`; spans dropped count into `dropped`.
+    /// Starts exporting to `settings.endpoint`, with the headers of
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS` (uncompressed: a compression asked for by
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION` is an error); spans dropped count into `dropped`.
     pub fn start(settings: &Settings, dropped: Counter) -> Result<Arc<Tracing>, Error> {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(Client::new()?)
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()
-            .map_err(Error::Exporter)?;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        settings::check_compression(env)?;
+        let headers = settings::otlp_headers(env)?;
+        let resource = resource(&settings.service_name);
+        let exporter = otlp::Exporter::new(&settings.endpoint, headers, &resource, EXPORT_TIMEOUT)?;
         let sink = Sink::Otlp(Box::new(exporter));
-        Tracing::with_sink(&settings.service_name, settings.sampler, sink, dropped)
+        Tracing::with_sink(resource, settings.sampler, sink, dropped)
     }
 
     /// Collects finished spans in `collected`, with `service_name`, instead of exporting them
     /// (`baton demo`).
     pub fn in_memory(service_name: &str, collected: Collected) -> Result<Arc<Tracing>, Error> {
         Tracing::with_sink(
-            service_name,
+            resource(service_name),
             Ratio::Always,
             Sink::Memory(Arc::from(service_name), collected),
             Counter::default(),
@@ -86,18 +83,11 @@ impl Tracing {
     }
 
     fn with_sink(
-        service_name: &str,
+        resource: Resource,
         sampler: Ratio,
-        mut sink: Sink,
+        sink: Sink,
         dropped: Counter,
     ) -> Result<Arc<Tracing>, Error> {
-        let resource = Resource::builder_empty()
-            .with_service_name(service_name.to_owned())
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build();
-        if let Sink::Otlp(exporter) = &mut sink {
-            exporter.set_resource(&resource);
-        }
         let queue = Queue::start(sink, dropped)?;
         let provider = SdkTracerProvider::builder()
             .with_span_processor(queue)
@@ -130,6 +120,14 @@ impl Tracing {
             .start_with_context(&self.tracer, parent);
         parent.with_span(span).with_value(Handle(self.clone()))
     }
+}
+
+/// The resource of every span: `service.name` and baton's `service.version`.
+fn resource(service_name: &str) -> Resource {
+    Resource::builder_empty()
+        .with_service_name(service_name.to_owned())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// The SDK sampler for `ratio`: a caller's decision is followed unless the ratio ignores it.

@@ -28,8 +28,9 @@ where
     // Prepared here and sent by one future: see `Pool::send` on why not an `async fn`.
     let prepared = match prepare(s, active, claims, req) {
         Ok(mut req) if TRACED => {
-            let method = req.method().as_str().to_owned();
-            trace::app_span(claims, method, req.headers_mut());
+            // A standard method's clone is a copy of its tag.
+            let method = req.method().clone();
+            trace::app_span(claims, &method, req.headers_mut());
             Ok(req)
         }
         other => other,

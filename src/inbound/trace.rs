@@ -21,14 +21,13 @@ where
     B::Error: Into<BoxError>,
 {
     use crate::otel::FutureExt as _;
-    use opentelemetry::KeyValue;
     let parent = crate::otel::extract(req.headers());
     // No `url.path`: a path can carry what a token would (a reset link, a signed URL); the
     // route's name (`baton.route`) says which rule the request met.
-    let attributes = vec![KeyValue::new(
-        "http.request.method",
-        req.method().as_str().to_owned(),
-    )];
+    // Room for the attributes the handler notes (`note_outcome`, `baton.token.cache`,
+    // `enduser.id`) and the status: no reallocation as they come.
+    let mut attributes = Vec::with_capacity(8);
+    attributes.push(crate::otel::method(req.method()));
     let cx = t
         .start_span(
             "inbound",
@@ -63,18 +62,21 @@ struct AppSpan(std::sync::Mutex<Option<opentelemetry::Context>>);
 /// Starts the `app` client span (child of the current `inbound` span), puts its context in
 /// `headers` as `traceparent` / `tracestate` for the app to continue, and notes the user
 /// (`enduser.id`, a hash) on the inbound span.
-pub(super) fn app_span(verified: Option<&Verified>, method: String, headers: &mut http::HeaderMap) {
-    use opentelemetry::KeyValue;
-    use opentelemetry::trace::TraceContextExt as _;
+pub(super) fn app_span(
+    verified: Option<&Verified>,
+    method: &http::Method,
+    headers: &mut http::HeaderMap,
+) {
     if let Some(sub) = verified.and_then(|v| v.claims.get("sub")?.as_str()) {
         crate::otel::note(crate::otel::enduser(sub));
     }
-    let Some(cx) = crate::otel::child("app", opentelemetry::trace::SpanKind::Client, Vec::new())
+    // The method, and room for the status.
+    let mut attributes = Vec::with_capacity(2);
+    attributes.push(crate::otel::method(method));
+    let Some(cx) = crate::otel::child("app", opentelemetry::trace::SpanKind::Client, attributes)
     else {
         return;
     };
-    cx.span()
-        .set_attribute(KeyValue::new("http.request.method", method));
     crate::otel::inject(&cx, headers);
     opentelemetry::Context::map_current(|current| {
         if let Some(slot) = current.get::<AppSpan>() {

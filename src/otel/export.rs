@@ -2,15 +2,11 @@
 //! their own to the collector (OTLP/HTTP) or to memory; a full queue or a failed export drops
 //! and counts spans.
 
-use super::{Error, QUEUE_CAPACITY};
-use bytes::Bytes;
+use super::{Error, QUEUE_CAPACITY, otlp};
 use opentelemetry::Context;
-use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _, SpanProcessor};
+use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
 use prometheus_client::metrics::counter::Counter;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,15 +19,12 @@ const BATCH_DELAY: Duration = Duration::from_millis(200);
 /// Time allowed for one export request.
 pub(super) const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bytes of a collector's answer read at most.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
 /// Spans collected in-process, each with its `service.name`.
 pub type Collected = Arc<Mutex<Vec<(Arc<str>, SpanData)>>>;
 
 /// Where finished spans go.
 pub(super) enum Sink {
-    Otlp(Box<opentelemetry_otlp::SpanExporter>),
+    Otlp(Box<otlp::Exporter>),
     Memory(Arc<str>, Collected),
 }
 
@@ -173,60 +166,13 @@ async fn export(sink: &Sink, batch: Vec<SpanData>, dropped: &Counter) {
         Sink::Otlp(exporter) => {
             let sent = tokio::time::timeout(
                 EXPORT_TIMEOUT + Duration::from_secs(1),
-                exporter.export(batch),
+                exporter.export(&batch),
             )
             .await;
-            if !matches!(sent, Ok(Ok(()))) {
+            if !matches!(sent, Ok(true)) {
                 dropped.inc_by(n);
                 tracing::debug!(spans = n, "trace export failed; spans dropped");
             }
         }
-    }
-}
-
-/// The exporter's HTTP client: the reqwest client (rustls) baton already uses, no proxy, a
-/// timeout on the whole exchange and a bounded answer.
-#[derive(Debug)]
-pub(super) struct Client(reqwest::Client);
-
-impl Client {
-    pub(super) fn new() -> Result<Client, Error> {
-        reqwest::Client::builder()
-            .no_proxy()
-            .timeout(EXPORT_TIMEOUT)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map(Client)
-            .map_err(|e| Error::Invalid(format!("HTTP client: {e}")))
-    }
-}
-
-impl HttpClient for Client {
-    fn send_bytes<'a, 'b>(
-        &'a self,
-        request: http::Request<Bytes>,
-    ) -> Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, HttpError>> + Send + 'b>>
-    where
-        'a: 'b,
-        Self: 'b,
-    {
-        Box::pin(async move {
-            let request = reqwest::Request::try_from(request)?;
-            let mut rsp = self.0.execute(request).await?;
-            let mut answer = http::Response::builder().status(rsp.status().as_u16());
-            let mut body = Vec::new();
-            while let Some(chunk) = rsp.chunk().await? {
-                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                    return Err("the collector's answer is too large".into());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            if let Some(h) = answer.headers_mut() {
-                for (k, v) in rsp.headers() {
-                    h.append(k.clone(), v.clone());
-                }
-            }
-            Ok(answer.body(Bytes::from(body))?)
-        })
     }
 }

@@ -131,6 +131,68 @@ fn sampler_from_env(name: Option<&str>, arg: Option<&str>) -> Result<Ratio, Erro
     }
 }
 
+/// The headers every export request carries: `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, or else
+/// `OTEL_EXPORTER_OTLP_HEADERS`, read from `env` (`key=value` pairs separated by commas, each
+/// value percent-decoded). An entry that is not a valid header is an error that names the
+/// variable and the entry's key, never its value (a collector's credentials).
+pub fn otlp_headers(env: impl Fn(&str) -> Option<String>) -> Result<http::HeaderMap, Error> {
+    let mut headers = http::HeaderMap::new();
+    let Some((var, list)) = [
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ]
+    .into_iter()
+    .find_map(|k| Some((k, env(k)?))) else {
+        return Ok(headers);
+    };
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+        let key = key.trim();
+        let bad = |what: &str| Error::Invalid(format!("{var}: header {key:?}: {what}"));
+        let name = http::HeaderName::from_bytes(key.as_bytes())
+            .map_err(|_| bad("not a valid header name"))?;
+        let decoded: Vec<u8> = percent_decode(value.trim()).ok_or_else(|| bad("bad %-escape"))?;
+        let value =
+            http::HeaderValue::from_bytes(&decoded).map_err(|_| bad("not a valid header value"))?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// An error when `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION`, or else
+/// `OTEL_EXPORTER_OTLP_COMPRESSION`, asks for a compression: exports are sent uncompressed.
+pub fn check_compression(env: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+    let asked = [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ]
+    .into_iter()
+    .find_map(|k| Some((k, env(k)?)));
+    match asked {
+        Some((var, v)) if !v.trim().eq_ignore_ascii_case("none") => Err(Error::Invalid(format!(
+            "{var} {:?} is not supported: exports are sent uncompressed (none)",
+            v.trim()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `s` with each `%XX` replaced by its byte; `None` when a `%` is not followed by two hex digits.
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
 /// `base` + `/v1/traces`.
 fn traces_url(base: &str) -> Result<String, Error> {
     checked_url(&format!("{}/v1/traces", base.trim().trim_end_matches('/')))

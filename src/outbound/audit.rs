@@ -49,12 +49,11 @@ async fn traced(
     arrival: Arrival,
 ) -> Response<Body> {
     use crate::otel::FutureExt as _;
-    use opentelemetry::KeyValue;
     let parent = crate::otel::extract(req.headers());
-    let attributes = vec![KeyValue::new(
-        "http.request.method",
-        req.method().as_str().to_owned(),
-    )];
+    // Room for the attributes the handler notes (`note_outcome`) and the status: no
+    // reallocation as they come.
+    let mut attributes = Vec::with_capacity(8);
+    attributes.push(crate::otel::method(req.method()));
     let cx = t.start_span(
         "outbound",
         opentelemetry::trace::SpanKind::Client,

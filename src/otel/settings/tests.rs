@@ -77,3 +77,49 @@ fn bad_values_are_refused_with_the_setting_named() {
         );
     }
 }
+
+#[test]
+fn export_headers_come_from_the_traces_variable_first_and_a_bad_one_is_named_not_shown() {
+    assert!(otlp_headers(env(&[])).expect("none").is_empty());
+    let h = otlp_headers(env(&[
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            " api-key = s%3Dcret%2C1 , x-tenant=acme,, ",
+        ),
+    ]))
+    .expect("valid");
+    assert_eq!(h.len(), 2);
+    assert_eq!(h["api-key"], "s=cret,1");
+    assert_eq!(h["x-tenant"], "acme");
+    let h = otlp_headers(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1")])).expect("valid");
+    assert_eq!(h["x-general"], "1");
+    for (bad, value) in [
+        ("bad key=secret", "secret"),
+        ("k=secret%zz", "secret"),
+        ("k=secret%4", "secret"),
+        ("k=sec%0Aret", "sec"),
+    ] {
+        let e = otlp_headers(env(&[("OTEL_EXPORTER_OTLP_HEADERS", bad)]))
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{e}");
+        assert!(!e.contains(value), "{e}");
+    }
+}
+
+#[test]
+fn a_compression_is_refused_and_none_accepted() {
+    assert!(check_compression(env(&[])).is_ok());
+    assert!(check_compression(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "None")])).is_ok());
+    let e = check_compression(env(&[
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+    ]))
+    .expect_err("gzip");
+    assert!(
+        e.to_string()
+            .contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
+        "{e}"
+    );
+}
