@@ -1,12 +1,14 @@
 use super::*;
 use opentelemetry::trace::{Event, Link, SpanContext, TraceFlags, TraceId};
-use opentelemetry::{Array, StringValue};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceState};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
 use prost::Message;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 fn at(nanos: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
