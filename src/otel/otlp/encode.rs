@@ -227,29 +227,24 @@ fn nanos(t: SystemTime) -> u64 {
 fn events_len(events: &SpanEvents) -> usize {
     events
         .iter()
-        .map(|e| {
-            let body = fixed64_len(tag::EVENT_TIME, nanos(e.timestamp))
-                + str_len(tag::EVENT_NAME, &e.name)
-                + attributes_len(tag::EVENT_ATTRIBUTES, &e.attributes)
-                + varint_len(
-                    tag::EVENT_DROPPED_ATTRIBUTES,
-                    u64::from(e.dropped_attributes_count),
-                );
-            message_len(tag::SPAN_EVENTS, body)
-        })
+        .map(|e| message_len(tag::SPAN_EVENTS, event_len(e)))
         .sum()
+}
+
+/// The length of one `Span.Event` message's fields.
+fn event_len(e: &opentelemetry::trace::Event) -> usize {
+    fixed64_len(tag::EVENT_TIME, nanos(e.timestamp))
+        + str_len(tag::EVENT_NAME, &e.name)
+        + attributes_len(tag::EVENT_ATTRIBUTES, &e.attributes)
+        + varint_len(
+            tag::EVENT_DROPPED_ATTRIBUTES,
+            u64::from(e.dropped_attributes_count),
+        )
 }
 
 fn put_events(events: &SpanEvents, buf: &mut Vec<u8>) {
     for e in events.iter() {
-        let body = fixed64_len(tag::EVENT_TIME, nanos(e.timestamp))
-            + str_len(tag::EVENT_NAME, &e.name)
-            + attributes_len(tag::EVENT_ATTRIBUTES, &e.attributes)
-            + varint_len(
-                tag::EVENT_DROPPED_ATTRIBUTES,
-                u64::from(e.dropped_attributes_count),
-            );
-        put_message_header(tag::SPAN_EVENTS, body, buf);
+        put_message_header(tag::SPAN_EVENTS, event_len(e), buf);
         put_fixed64(tag::EVENT_TIME, nanos(e.timestamp), buf);
         put_str(tag::EVENT_NAME, &e.name, buf);
         put_attributes(tag::EVENT_ATTRIBUTES, &e.attributes, buf);
