@@ -106,6 +106,9 @@ impl Pool {
     }
 
     async fn checkout_and_send(&self, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
+        // A place under `MAX_OPEN` handed over while waiting; kept until a connection is opened
+        // in it, or dropped (given back) if an idle connection turns up first.
+        let mut place = None;
         loop {
             while let Some(mut kept) = self.idle.pop() {
                 if kept.sender.ready().await.is_err() {
@@ -119,14 +122,17 @@ impl Pool {
                     },
                 }
             }
-            if let Ok(open) = self.open.clone().try_acquire_owned() {
+            let open = place
+                .take()
+                .or_else(|| self.open.clone().try_acquire_owned().ok());
+            if let Some(open) = open {
                 // Boxed: opening a connection is rare, and its future would size every request's.
                 let mut kept = Box::pin(self.connect(open)).await?;
                 let rsp = kept.sender.send_request(req).await?;
                 return Ok(self.returning(kept, rsp));
             }
             // Boxed for the same reason: waiting happens only with every connection busy.
-            Box::pin(self.idle.wait(&self.open)).await;
+            place = Box::pin(self.idle.wait(&self.open)).await;
         }
     }
 
@@ -220,26 +226,45 @@ impl Idle {
         }
     }
 
-    /// Waits until a connection may be had: one came back idle, or one closed and gave its
-    /// place under `open` back. Returns at once when one is idle already.
-    async fn wait(&self, open: &Semaphore) {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+    /// Waits until a connection may be had: one came back idle (`None`; returns at once when
+    /// one is idle already), or one closed and gave its place under `open` back, which is
+    /// handed over (dropping it instead would pass it to the next waiter in the semaphore's
+    /// queue, never to the counter a later `try_acquire` reads).
+    async fn wait(&self, open: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        let _waiting = Waiting::new(&self.waiting);
         let returned = self.returned.notified();
         tokio::pin!(returned);
         // Registered before looking, so a connection put back after the look wakes this wait.
         returned.as_mut().enable();
-        if self
+        if !self
             .kept
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_empty()
         {
-            tokio::select! {
-                () = returned => {}
-                place = open.acquire() => drop(place),
-            }
+            return None;
         }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        tokio::select! {
+            () = returned => None,
+            place = open.clone().acquire_owned() => place.ok(),
+        }
+    }
+}
+
+/// A request counted in [`Idle::waiting`] while it lives, however its wait ends (a request
+/// that times out drops it mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -277,3 +277,21 @@ async fn a_connection_that_closes_gives_its_place_to_a_waiting_request() {
     assert_eq!(bounded(second).await, &b"bye"[..]);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn places_given_back_reach_every_waiting_request_in_turn() {
+    // An app that closes each connection: places come back by closing, never by a connection
+    // put back idle, and each must reach a waiting request.
+    let (addr, accepted) = app(false, b"bye").await;
+    let pool = pool_of(addr, 1);
+    let first = get(&pool).await;
+    let (second, third) = (read(&pool), read(&pool));
+    tokio::pin!(second, third);
+    let both = async { tokio::join!(second.as_mut(), third.as_mut()) };
+    let waited = tokio::time::timeout(Duration::from_millis(200), both).await;
+    assert!(waited.is_err(), "a connection was opened past the limit");
+    drop(first);
+    let (b, c) = bounded(async { tokio::join!(second, third) }).await;
+    assert_eq!((&b[..], &c[..]), (&b"bye"[..], &b"bye"[..]));
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
