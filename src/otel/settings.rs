@@ -134,7 +134,7 @@ fn sampler_from_env(name: Option<&str>, arg: Option<&str>) -> Result<Ratio, Erro
 /// The headers every export request carries: `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, or else
 /// `OTEL_EXPORTER_OTLP_HEADERS`, read from `env` (`key=value` pairs separated by commas, each
 /// value percent-decoded). An entry that is not a valid header is an error that names the
-/// variable and the entry's key, never its value (a collector's credentials).
+/// variable and the entry's place, never its key or value (a collector's credentials).
 pub fn otlp_headers(env: impl Fn(&str) -> Option<String>) -> Result<http::HeaderMap, Error> {
     let mut headers = http::HeaderMap::new();
     let Some((var, list)) = [
@@ -145,15 +145,24 @@ pub fn otlp_headers(env: impl Fn(&str) -> Option<String>) -> Result<http::Header
     .find_map(|k| Some((k, env(k)?))) else {
         return Ok(headers);
     };
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+    for (n, entry) in list
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
+        // Entries hold a collector's credentials: an error names the entry by its place only.
+        let bad = |what: &str| Error::Invalid(format!("{var}: entry {}: {what}", n + 1));
+        let (key, value) = entry
+            .split_once('=')
+            .ok_or_else(|| bad("not of the form key=value"))?;
         let key = key.trim();
-        let bad = |what: &str| Error::Invalid(format!("{var}: header {key:?}: {what}"));
         let name = http::HeaderName::from_bytes(key.as_bytes())
             .map_err(|_| bad("not a valid header name"))?;
         let decoded: Vec<u8> = percent_decode(value.trim()).ok_or_else(|| bad("bad %-escape"))?;
-        let value =
+        let mut value =
             http::HeaderValue::from_bytes(&decoded).map_err(|_| bad("not a valid header value"))?;
+        value.set_sensitive(true);
         headers.append(name, value);
     }
     Ok(headers)
@@ -199,15 +208,17 @@ fn traces_url(base: &str) -> Result<String, Error> {
 }
 
 fn checked_url(url: &str) -> Result<String, Error> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| Error::Invalid(format!("endpoint {url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(Error::Invalid(format!(
-            "endpoint {url:?} must be an http or https URL"
-        )));
-    }
+    // The endpoint is not echoed: a URL can carry credentials, which are refused, not printed.
+    let parsed =
+        url::Url::parse(url).map_err(|e| Error::Invalid(format!("endpoint is not a URL: {e}")))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(Error::Invalid("endpoint must not carry credentials".into()));
+    }
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(Error::Invalid(format!(
+            "endpoint {:?} must be an http or https URL",
+            parsed.as_str()
+        )));
     }
     Ok(parsed.to_string())
 }

@@ -123,3 +123,27 @@ fn a_compression_is_refused_and_none_accepted() {
         "{e}"
     );
 }
+
+#[test]
+fn credentials_in_a_malformed_header_entry_or_endpoint_are_never_shown() {
+    let secret = "s3cr3t-t0ken";
+    for list in [
+        format!("Authorization: Bearer {secret}"),
+        format!("Authorization: Bearer {secret}=="),
+        format!("x=1,{secret}"),
+    ] {
+        let e = otlp_headers(env(&[("OTEL_EXPORTER_OTLP_HEADERS", &list)]))
+            .expect_err("malformed")
+            .to_string();
+        assert!(!e.contains(secret), "{e}");
+        assert!(e.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{e}");
+    }
+    for url in [
+        format!("http://user:{secret}@collector:bad"),
+        format!("ftp://user:{secret}@collector"),
+        format!("http://user:{secret}@collector:4318"),
+    ] {
+        let e = checked_url(&url).expect_err("refused").to_string();
+        assert!(!e.contains(secret), "{e}");
+    }
+}
