@@ -1,6 +1,7 @@
 //! Bytes both ways between two connections once HTTP has handed them over (a CONNECT tunnel, a
 //! WebSocket), and the byte counting that drives idle timeouts without a clock read per byte.
 
+use crate::http::in_flight::InFlight;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use tracing::debug;
 pub(crate) struct Held {
     _permit: Arc<OwnedSemaphorePermit>,
     drain: watch::Receiver<bool>,
+    /// An HTTP/2 tunnel's stream, counted in flight on its connection while the tunnel lives.
+    _stream: Option<Arc<InFlight>>,
 }
 
 impl Held {
@@ -28,6 +31,15 @@ impl Held {
         Self {
             _permit: permit,
             drain,
+            _stream: None,
+        }
+    }
+
+    /// This, also keeping `stream` counted in flight while the switched connection lives.
+    pub(crate) fn with_stream(&self, stream: InFlight) -> Self {
+        Self {
+            _stream: Some(Arc::new(stream)),
+            ..self.clone()
         }
     }
 }
@@ -106,12 +118,34 @@ impl<S> Tracked<S> {
         Self { inner, moved }
     }
 
+    /// Counts a read that moved bytes; [`WRITE_BLOCKED`] stays as it was.
     fn touch(&self) {
         // Only this connection's task writes the count: a plain load and store, no locked add.
         let n = self.moved.load(Ordering::Relaxed);
-        self.moved.store(n.wrapping_add(1), Ordering::Relaxed);
+        let count = (n & !WRITE_BLOCKED).wrapping_add(1) & !WRITE_BLOCKED;
+        self.moved
+            .store(count | (n & WRITE_BLOCKED), Ordering::Relaxed);
+    }
+
+    /// Counts a write that moved bytes: writes are no longer blocked.
+    fn wrote(&self) {
+        let n = self.moved.load(Ordering::Relaxed);
+        let count = (n & !WRITE_BLOCKED).wrapping_add(1) & !WRITE_BLOCKED;
+        self.moved.store(count, Ordering::Relaxed);
+    }
+
+    /// Notes a write the peer's receive window refused (the peer is not reading).
+    fn blocked(&self) {
+        let n = self.moved.load(Ordering::Relaxed);
+        if n & WRITE_BLOCKED == 0 {
+            self.moved.store(n | WRITE_BLOCKED, Ordering::Relaxed);
+        }
     }
 }
+
+/// The bit of a [`Tracked`] count set while the stream's last write waited for the peer to
+/// read, and cleared by the next write that moves bytes.
+pub(crate) const WRITE_BLOCKED: u64 = 1 << 63;
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
@@ -137,8 +171,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+        match res {
+            Poll::Ready(Ok(n)) if n > 0 => this.wrote(),
+            Poll::Pending => this.blocked(),
+            _ => {}
         }
         res
     }
@@ -158,8 +194,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
+        match res {
+            Poll::Ready(Ok(n)) if n > 0 => this.wrote(),
+            Poll::Pending => this.blocked(),
+            _ => {}
         }
         res
     }

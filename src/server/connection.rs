@@ -6,7 +6,7 @@ use super::drain::DrainSignal;
 use super::stall::Sending;
 use super::{ConnInfo, Limits};
 use crate::http::in_flight::{Activity, InFlight};
-use crate::http::splice::{Held, Tracked};
+use crate::http::splice::{Held, Tracked, WRITE_BLOCKED};
 use crate::http::{Body, text};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -113,7 +113,8 @@ pub(super) async fn serve_connection<H, F, IO>(
                 if !quiet.passed(&moved, &requests) {
                     continue;
                 }
-                match when_quiet(idle_since, closing, now, idle_ticks) {
+                let stuck = quiet.stuck(&moved, &requests);
+                match when_quiet(idle_since, closing, stuck, now, idle_ticks) {
                     WhenQuiet::Close => {
                         debug!(peer = %info.peer, "idle timeout");
                         conn.as_mut().graceful_shutdown();
@@ -143,11 +144,19 @@ enum WhenQuiet {
 }
 
 /// [`WhenQuiet`] at tick `now`, for a quiet connection told to close for being idle at tick
-/// `idle_since` (if it was), `closing` for any reason; `idle_ticks` is the idle time in ticks.
-fn when_quiet(idle_since: Option<u64>, closing: bool, now: u64, idle_ticks: u64) -> WhenQuiet {
+/// `idle_since` (if it was), `closing` for any reason, `stuck` when what keeps it open is a
+/// response its client does not read ([`Quiet::stuck`]); `idle_ticks` is the idle time in
+/// ticks.
+fn when_quiet(
+    idle_since: Option<u64>,
+    closing: bool,
+    stuck: bool,
+    now: u64,
+    idle_ticks: u64,
+) -> WhenQuiet {
     match idle_since {
         None if !closing => WhenQuiet::Close,
-        Some(at) if now - at >= idle_ticks => WhenQuiet::Drop,
+        Some(at) if stuck && now - at >= idle_ticks => WhenQuiet::Drop,
         _ => WhenQuiet::Wait,
     }
 }
@@ -231,12 +240,21 @@ impl Quiet {
         if requests.protocol.load(Ordering::Relaxed) != Requests::HTTP1 {
             return requests.streams.quiet_for().is_some_and(|q| q >= self.idle);
         }
-        let now = moved.load(Ordering::Relaxed);
+        let now = moved.load(Ordering::Relaxed) & !WRITE_BLOCKED;
         if now != self.seen {
             (self.seen, self.since) = (now, Instant::now());
             return false;
         }
         self.since.elapsed() >= self.idle
+    }
+
+    /// Whether a connection that stayed open after it was told to close is held by a response
+    /// nobody reads: over HTTP/1.1, its last write waits for the client to read (a response
+    /// waiting for a quiet app is not); over HTTP/2, with no stream counted in flight, only
+    /// streams cut for their unread responses ([`super::stall`]) can be left.
+    fn stuck(&self, moved: &AtomicU64, requests: &Requests) -> bool {
+        requests.protocol.load(Ordering::Relaxed) != Requests::HTTP1
+            || moved.load(Ordering::Relaxed) & WRITE_BLOCKED != 0
     }
 }
 
@@ -269,11 +287,17 @@ where
     move |mut req: Request<Incoming>| {
         // A request hyper marked as one that may switch protocols (CONNECT, `Upgrade`): whatever
         // it becomes keeps this connection's place and hears its drain.
-        if crate::http::upgrade::marked(&req) {
-            req.extensions_mut().insert(held.clone());
-        }
         let h2 = req.version() == http::Version::HTTP_2;
         requests.saw(h2);
+        if crate::http::upgrade::marked(&req) {
+            // An HTTP/2 tunnel is a stream in flight until it ends: hyper drops the response
+            // body of a CONNECT at once, so the tunnel itself carries the count.
+            let held = match h2 {
+                true => held.with_stream(InFlight::new(requests.streams.clone())),
+                false => held.clone(),
+            };
+            req.extensions_mut().insert(held);
+        }
         // A gRPC call's own deadline (`grpc-timeout`) shortens the wait when it is the smaller;
         // what times out is answered as the client reads it.
         let grpc = h2 && crate::http::grpc::is_grpc(req.headers());
@@ -366,18 +390,23 @@ mod tests {
     #[test]
     fn a_quiet_connection_is_told_to_close_then_dropped_a_whole_idle_time_later() {
         let idle = 4;
-        assert_eq!(when_quiet(None, false, 10, idle), WhenQuiet::Close);
+        assert_eq!(when_quiet(None, false, true, 10, idle), WhenQuiet::Close);
         // Told at tick 10: it has until tick 14 to close by itself.
-        assert_eq!(when_quiet(Some(10), true, 11, idle), WhenQuiet::Wait);
-        assert_eq!(when_quiet(Some(10), true, 13, idle), WhenQuiet::Wait);
-        assert_eq!(when_quiet(Some(10), true, 14, idle), WhenQuiet::Drop);
+        assert_eq!(when_quiet(Some(10), true, true, 11, idle), WhenQuiet::Wait);
+        assert_eq!(when_quiet(Some(10), true, true, 13, idle), WhenQuiet::Wait);
+        assert_eq!(when_quiet(Some(10), true, true, 14, idle), WhenQuiet::Drop);
+        // A response waiting for a quiet app is not stuck: it may finish whenever the app says.
+        assert_eq!(
+            when_quiet(Some(10), true, false, 1_000, idle),
+            WhenQuiet::Wait
+        );
     }
 
     #[test]
     fn a_connection_draining_for_shutdown_is_left_to_the_drain() {
         // Closing for the drain, never told to close for being idle: the grace period decides.
         for now in [1, 100, 10_000] {
-            assert_eq!(when_quiet(None, true, now, 4), WhenQuiet::Wait);
+            assert_eq!(when_quiet(None, true, true, now, 4), WhenQuiet::Wait);
         }
     }
 }

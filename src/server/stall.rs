@@ -61,6 +61,7 @@ impl Sending {
         Watched {
             shared,
             ticks: ticks.clone(),
+            rest: bytes::Bytes::new(),
         }
         .boxed()
     }
@@ -81,55 +82,102 @@ impl Sending {
             true
         });
         // Dropped outside the list's lock: a body's drop may give a connection back to a pool.
+        let mut cut = 0;
         for shared in &stalled {
-            let cut = shared.body().take();
-            drop(cut);
+            let mut body = shared.body();
+            // hyper may have asked for the next frame since the look above.
+            let at = shared.handed_at.load(Ordering::Relaxed);
+            if at == WAITING_ON_APP || now.saturating_sub(at) < limit {
+                continue;
+            }
+            let taken = body.take();
+            drop(body);
+            drop(taken);
+            cut += 1;
         }
-        stalled.len()
+        cut
     }
 }
 
-/// A response body on an HTTP/2 stream, watched by its connection ([`Sending`]).
+/// A response body on an HTTP/2 stream, watched by its connection ([`Sending`]). Its data goes
+/// to hyper in pieces of at most [`PIECE`] bytes, so a client that reads at all, however
+/// slowly, asks for the next piece within the idle time: an app's chunk can be hundreds of
+/// kilobytes, which a slow reader could take longer than that to drain.
 struct Watched {
     shared: Arc<Shared>,
     ticks: Arc<AtomicU64>,
+    /// What is left of the app's last data frame.
+    rest: bytes::Bytes,
 }
+
+/// The largest piece of data handed to hyper at once: one HTTP/2 DATA frame at the default
+/// maximum frame size.
+const PIECE: usize = 16 * 1024;
 
 impl hyper::body::Body for Watched {
     type Data = bytes::Bytes;
     type Error = BoxError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        let mut body = self.shared.body();
+        let this = &mut *self;
+        let mut body = this.shared.body();
         let Some((inner, _)) = body.as_mut() else {
             return Poll::Ready(Some(Err("the client stopped reading the response".into())));
         };
-        let polled = Pin::new(inner).poll_frame(cx);
+        let polled = if this.rest.is_empty() {
+            Pin::new(inner).poll_frame(cx)
+        } else {
+            Poll::Ready(Some(Ok(hyper::body::Frame::data(std::mem::take(
+                &mut this.rest,
+            )))))
+        };
+        let polled = polled.map(|frame| {
+            frame.map(|f| {
+                f.map(|f| match f.into_data() {
+                    Ok(mut data) if data.len() > PIECE => {
+                        this.rest = data.split_off(PIECE);
+                        hyper::body::Frame::data(data)
+                    }
+                    Ok(data) => hyper::body::Frame::data(data),
+                    Err(other) => other,
+                })
+            })
+        });
         let handed_at = match &polled {
             Poll::Pending => WAITING_ON_APP,
-            _ => self.ticks.load(Ordering::Relaxed),
+            _ => this.ticks.load(Ordering::Relaxed),
         };
-        self.shared.handed_at.store(handed_at, Ordering::Relaxed);
+        this.shared.handed_at.store(handed_at, Ordering::Relaxed);
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.shared
-            .body()
-            .as_ref()
-            .is_none_or(|(inner, _)| inner.is_end_stream())
+        self.rest.is_empty()
+            && self
+                .shared
+                .body()
+                .as_ref()
+                .is_none_or(|(inner, _)| inner.is_end_stream())
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.shared
+        let rest = self.rest.len() as u64;
+        let inner = self
+            .shared
             .body()
             .as_ref()
             .map_or_else(hyper::body::SizeHint::default, |(inner, _)| {
                 inner.size_hint()
-            })
+            });
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }
 
@@ -169,6 +217,23 @@ mod tests {
             Pin::new(&mut body).poll_frame(&mut cx),
             Poll::Ready(Some(Err(_)))
         ));
+        assert!(body.is_end_stream());
+    }
+
+    #[test]
+    fn a_large_chunk_goes_to_hyper_in_pieces_and_whole() {
+        let (sending, ticks) = (Sending::default(), Arc::new(AtomicU64::new(0)));
+        let in_flight = InFlight::new(Arc::new(Activity::new()));
+        let chunk = bytes::Bytes::from(vec![7u8; 3 * PIECE + 5]);
+        let mut body = sending.watch(crate::http::full(chunk.clone()), in_flight, &ticks);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut got = Vec::new();
+        while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut cx) {
+            let data = frame.into_data().expect("data");
+            assert!(data.len() <= PIECE);
+            got.extend_from_slice(&data);
+        }
+        assert_eq!(got, chunk);
         assert!(body.is_end_stream());
     }
 
