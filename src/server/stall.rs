@@ -85,9 +85,11 @@ impl Sending {
         let mut cut = 0;
         for shared in &stalled {
             let mut body = shared.body();
-            // hyper may have asked for the next frame since the look above.
+            // hyper may have asked for the next frame since the look above: watched on.
             let at = shared.handed_at.load(Ordering::Relaxed);
             if at == WAITING_ON_APP || now.saturating_sub(at) < limit {
+                drop(body);
+                self.bodies().push(Arc::downgrade(shared));
                 continue;
             }
             let taken = body.take();
